@@ -1,0 +1,64 @@
+//! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names)
+//! and runs the Zig unit tests (`zig build test`).
+const std = @import("std");
+
+pub fn build(b: *std.Build) void {
+    const target = b.standardTargetOptions(.{});
+    const optimize = b.standardOptimizeOption(.{});
+
+    const options = b.addOptions();
+    options.addOption([]const u8, "version", "0.1.0");
+    options.addOption([]const u8, "build_id", sourceHash(b));
+
+    const lib_module = b.createModule(.{
+        .root_source_file = b.path("zig/lib.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .pic = true,
+        .omit_frame_pointer = false,
+    });
+    lib_module.addOptions("build_options", options);
+    const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module });
+    lib.bundle_compiler_rt = false;
+    b.installArtifact(lib);
+
+    const test_module = b.createModule(.{
+        .root_source_file = b.path("zig/lib.zig"),
+        .target = target,
+        .optimize = .Debug,
+        .link_libc = true,
+    });
+    test_module.addOptions("build_options", options);
+    const unit_tests = b.addTest(.{ .root_module = test_module });
+    const run_tests = b.addRunArtifact(unit_tests);
+    const test_step = b.step("test", "Run the Zig unit tests");
+    test_step.dependOn(&run_tests.step);
+}
+
+/// A short hash of every file under zig/ (names and contents): the build id that the
+/// bench records, so a number can always be traced to the sources that produced it.
+fn sourceHash(b: *std.Build) []const u8 {
+    var hasher = std.hash.Wyhash.init(0);
+    var dir = std.fs.cwd().openDir(b.pathFromRoot("zig"), .{ .iterate = true }) catch return "unknown";
+    defer dir.close();
+    var walker = dir.walk(b.allocator) catch return "unknown";
+    defer walker.deinit();
+    var names: std.ArrayList([]const u8) = .empty;
+    while (walker.next() catch null) |entry| {
+        if (entry.kind != .file) continue;
+        if (!std.mem.endsWith(u8, entry.path, ".zig") and !std.mem.endsWith(u8, entry.path, ".h")) continue;
+        names.append(b.allocator, b.dupe(entry.path)) catch return "unknown";
+    }
+    std.mem.sort([]const u8, names.items, {}, struct {
+        fn lessThan(_: void, a: []const u8, c: []const u8) bool {
+            return std.mem.lessThan(u8, a, c);
+        }
+    }.lessThan);
+    for (names.items) |name| {
+        hasher.update(name);
+        const bytes = dir.readFileAlloc(b.allocator, name, 16 << 20) catch return "unknown";
+        hasher.update(bytes);
+    }
+    return b.fmt("{x:0>16}", .{hasher.final()});
+}

@@ -1,0 +1,103 @@
+// ffi.ts — the one place where libhakmem.so is opened and every FFI symbol is declared.
+//
+// The library path is $HAKMEM_LIB, else <repo>/zig-out/lib/libhakmem.so (`npm run build`).
+// Hot calls take and return plain numbers (`ptr`, `u64_fast`, `u32`, `i32`), never BigInt.
+// Everything here is raw: src/index.ts validates arguments before they cross into C.
+//
+// Raw addresses of other allocators (for hak_kernel_pairs). A symbol loaded with bun:ffi
+// `dlopen` carries its native address in `.ptr` (a number), so e.g.
+//
+//   const libc = dlopen("libc.so.6", { malloc: { args: ["u64"], returns: "ptr" },
+//                                      free: { args: ["ptr"], returns: "void" } });
+//   libc.symbols.malloc.ptr   // the address of glibc's malloc, a number
+//
+// `symbolAddress(library, name)` below does exactly that (and keeps the library open so
+// the address stays valid); pass the results to `kernels.pairs({ alloc, free, ... })`.
+import { dlopen, FFIType } from "bun:ffi";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+
+const { ptr, u64_fast, u32, i32, cstring } = FFIType;
+const none = FFIType.void;
+
+/** Where the library is loaded from: $HAKMEM_LIB or the build output of `npm run build`. */
+export const libraryPath: string =
+  process.env.HAKMEM_LIB || resolve(import.meta.dir, "..", "zig-out", "lib", "libhakmem.so");
+
+const symbols = {
+  // allocation
+  hak_alloc: { args: [u64_fast], returns: ptr },
+  hak_calloc: { args: [u64_fast, u64_fast], returns: ptr },
+  hak_realloc: { args: [ptr, u64_fast], returns: ptr },
+  hak_aligned_alloc: { args: [u64_fast, u64_fast], returns: ptr },
+  hak_free: { args: [ptr], returns: i32 },
+  hak_usable_size: { args: [ptr], returns: u64_fast },
+  hak_owns: { args: [ptr], returns: i32 },
+  // routing
+  hak_route: { args: [u64_fast], returns: i32 },
+  hak_tiny_max: { args: [], returns: u64_fast },
+  hak_mid_max: { args: [], returns: u64_fast },
+  hak_tiny_max_limit: { args: [], returns: u64_fast },
+  hak_mid_max_limit: { args: [], returns: u64_fast },
+  hak_set_thresholds: { args: [u64_fast, u64_fast], returns: i32 },
+  // size classes
+  hak_class_count: { args: [], returns: u32 },
+  hak_class_size: { args: [u32], returns: u64_fast },
+  hak_class_of: { args: [u64_fast], returns: i32 },
+  // statistics and memory return
+  hak_stats_read: { args: [ptr, u64_fast], returns: u64_fast },
+  hak_stat_name: { args: [u32], returns: cstring },
+  hak_stats_reset: { args: [], returns: none },
+  hak_stats_print: { args: [], returns: none },
+  hak_collect: { args: [i32], returns: none },
+  // identity
+  hak_version: { args: [], returns: cstring },
+  hak_build_id: { args: [], returns: cstring },
+  // native workload kernels (zig/kernels.zig); all return elapsed nanoseconds
+  hak_kernel_noop: { args: [], returns: none },
+  hak_kernel_pairs: { args: [ptr, ptr, u64_fast, u64_fast], returns: u64_fast },
+  hak_kernel_random_mixed: { args: [u64_fast, u64_fast, u64_fast, u64_fast, u64_fast], returns: u64_fast },
+  hak_kernel_larson_round: { args: [ptr, u64_fast, u64_fast, u64_fast, u64_fast, u64_fast], returns: u64_fast },
+  hak_kernel_larson_fill: { args: [ptr, u64_fast, u64_fast, u64_fast, u64_fast], returns: u64_fast },
+  hak_kernel_free_all: { args: [ptr, u64_fast], returns: u64_fast },
+  hak_kernel_queue_new: { args: [u64_fast], returns: ptr },
+  hak_kernel_queue_free: { args: [ptr], returns: u64_fast },
+  hak_kernel_produce: { args: [ptr, u64_fast, u64_fast, u64_fast, u64_fast, ptr], returns: u64_fast },
+  hak_kernel_consume: { args: [ptr, u64_fast, ptr], returns: u64_fast },
+} as const;
+
+function openLibrary() {
+  if (!existsSync(libraryPath)) {
+    throw new Error(
+      `hakmem: native library not found at ${libraryPath}. ` +
+        "Run `npm run build` to build it (or set HAKMEM_LIB to the path of libhakmem.so).",
+    );
+  }
+  try {
+    return dlopen(libraryPath, symbols);
+  } catch (cause) {
+    throw new Error(
+      `hakmem: cannot load ${libraryPath} (${(cause as Error).message}). ` +
+        "Run `npm run build` to rebuild it.",
+      { cause },
+    );
+  }
+}
+
+/** The raw hak_* functions. Prefer the validated API in src/index.ts. */
+export const native = openLibrary().symbols;
+
+const foreignLibraries: unknown[] = [];
+
+/**
+ * The native address of `name` in `library` (a path or soname such as "libc.so.6"), as a
+ * number, for passing C function pointers (e.g. another allocator's malloc/free) to the
+ * kernels. The library stays loaded for the life of the process.
+ */
+export function symbolAddress(library: string, name: string): number {
+  const lib = dlopen(library, { [name]: { args: [], returns: none } });
+  foreignLibraries.push(lib);
+  const address = (lib.symbols[name] as unknown as { ptr: number }).ptr;
+  if (!address) throw new Error(`hakmem: symbol ${name} not found in ${library}`);
+  return address;
+}

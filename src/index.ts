@@ -1,0 +1,216 @@
+// index.ts — hakmem as a scriptable library (the package entry).
+//
+// Allocation, live tiny/mid/large routing, size classes and statistics over bun:ffi.
+// Pointers are plain numbers. Bad input (non-integer, negative or absurd sizes, bad
+// alignments, pointers hakmem does not own or already freed, null pointers) throws a
+// TypeError or RangeError before anything reaches native code. Multi-thread runs live
+// in src/threads.ts; native workload kernels in src/kernels.ts (also `kernels` here).
+import { toArrayBuffer, type Pointer } from "bun:ffi";
+import { native } from "./ffi.ts";
+import { checkAlignment, checkPointer, checkSize, hex, MAX_SIZE } from "./check.ts";
+import { readStats, type Stats } from "./stats.ts";
+
+export { libraryPath, symbolAddress } from "./ffi.ts";
+export { statsDelta, totalOf, type Stats, type TierStats, type GlobalStats } from "./stats.ts";
+export * as kernels from "./kernels.ts";
+export { MAX_SIZE };
+
+export type Tier = "tiny" | "mid" | "large";
+const TIERS: readonly Tier[] = ["tiny", "mid", "large"];
+
+const HAK_OK = 0;
+const HAK_ERR_NOT_OWNED = -1;
+const HAK_ERR_INVALID = -2;
+
+function outOfMemory(fn: string, bytes: number | string): never {
+  throw new Error(`hakmem.${fn}: out of memory (could not allocate ${bytes} bytes)`);
+}
+
+/** Throws unless `ptr` is the start of a live hakmem block. */
+function checkLive(fn: string, ptr: unknown): number {
+  const p = checkPointer(fn, ptr);
+  const rc = native.hak_owns(p as Pointer);
+  if (rc !== HAK_OK) throw notLive(fn, p, rc);
+  return p;
+}
+
+function notLive(fn: string, ptr: number, rc: number): RangeError {
+  if (rc === HAK_ERR_NOT_OWNED) return new RangeError(`hakmem.${fn}: ${hex(ptr)} is not memory owned by hakmem`);
+  if (rc === HAK_ERR_INVALID) {
+    return new RangeError(`hakmem.${fn}: ${hex(ptr)} is not a live block (already freed, or inside a block)`);
+  }
+  return new RangeError(`hakmem.${fn}: ${hex(ptr)} was rejected (error ${rc})`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Allocation
+
+/** Allocates `size` bytes; returns the block's address. */
+export function alloc(size: number): number {
+  checkSize("alloc", "size", size);
+  return native.hak_alloc(size) ?? outOfMemory("alloc", size);
+}
+
+/** Allocates `count * size` zeroed bytes. */
+export function calloc(count: number, size: number): number {
+  checkSize("calloc", "count", count);
+  checkSize("calloc", "size", size);
+  if (count * size > MAX_SIZE) {
+    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^47)`);
+  }
+  return native.hak_calloc(count, size) ?? outOfMemory("calloc", `${count} × ${size}`);
+}
+
+/** Resizes a live block (possibly moving it); on failure the old block stays valid. */
+export function realloc(ptr: number, size: number): number {
+  checkSize("realloc", "size", size);
+  const p = checkLive("realloc", ptr);
+  return native.hak_realloc(p as Pointer, size) ?? outOfMemory("realloc", size);
+}
+
+/** Allocates `size` bytes at an address that is a multiple of `alignment` (a power of two). */
+export function alignedAlloc(alignment: number, size: number): number {
+  checkAlignment("alignedAlloc", alignment);
+  checkSize("alignedAlloc", "size", size);
+  const p = native.hak_aligned_alloc(alignment, size);
+  if (p === null) {
+    throw new Error(`hakmem.alignedAlloc: could not allocate ${size} bytes aligned to ${alignment}`);
+  }
+  return p;
+}
+
+/** Frees a live block. Throws for pointers hakmem does not own or that are not live. */
+export function free(ptr: number): void {
+  const p = checkPointer("free", ptr);
+  const rc = native.hak_free(p as Pointer);
+  if (rc !== HAK_OK) throw notLive("free", p, rc);
+}
+
+/** The usable size of a live block (at least the size requested). */
+export function usableSize(ptr: number): number {
+  const p = checkLive("usableSize", ptr);
+  return native.hak_usable_size(p as Pointer);
+}
+
+/** True when `ptr` is the start of a live hakmem block. */
+export function owns(ptr: number): boolean {
+  const p = checkPointer("owns", ptr);
+  return native.hak_owns(p as Pointer) === HAK_OK;
+}
+
+/**
+ * A Uint8Array over the first `length` bytes of a live block (default: its usable size).
+ * The view must not be used after the block is freed or reallocated.
+ */
+export function view(ptr: number, length?: number): Uint8Array {
+  const p = checkLive("view", ptr);
+  const usable = native.hak_usable_size(p as Pointer);
+  const len = length === undefined ? usable : checkSize("view", "length", length);
+  if (len > usable) {
+    throw new RangeError(`hakmem.view: length ${len} exceeds the block's usable size ${usable}`);
+  }
+  if (len === 0) return new Uint8Array(0);
+  return new Uint8Array(toArrayBuffer(p as Pointer, 0, len));
+}
+
+// ---------------------------------------------------------------------------------------
+// Routing and size classes
+
+/** The tier a request of `size` bytes goes to under the current thresholds. */
+export function route(size: number): Tier {
+  checkSize("route", "size", size);
+  return TIERS[native.hak_route(size)];
+}
+
+export interface SizeClass {
+  /** class index */
+  class: number;
+  /** block size of the class in bytes */
+  size: number;
+  /** the tier a request of exactly `size` bytes routes to under the current thresholds */
+  tier: Tier;
+}
+
+export interface Routing {
+  tinyMax: number;
+  midMax: number;
+  tinyMaxLimit: number;
+  midMaxLimit: number;
+  classes: SizeClass[];
+}
+
+/** The thresholds, their limits and the whole size-class table with each class's tier now. */
+export function routing(): Routing {
+  const classes: SizeClass[] = [];
+  const count = native.hak_class_count();
+  for (let c = 0; c < count; c++) {
+    const size = native.hak_class_size(c);
+    classes.push({ class: c, size, tier: TIERS[native.hak_route(size)] });
+  }
+  return {
+    tinyMax: native.hak_tiny_max(),
+    midMax: native.hak_mid_max(),
+    tinyMaxLimit: native.hak_tiny_max_limit(),
+    midMaxLimit: native.hak_mid_max_limit(),
+    classes,
+  };
+}
+
+/** The size class of a request (-1 above the mid limit: the large tier has no classes). */
+export function classOf(size: number): number {
+  checkSize("classOf", "size", size);
+  return native.hak_class_of(size);
+}
+
+/**
+ * Changes the thresholds live: sizes ≤ tinyMax go to tiny, ≤ midMax to mid, the rest to
+ * large. Omitted fields keep their value. Blocks already allocated stay valid.
+ */
+export function setRouting(thresholds: { tinyMax?: number; midMax?: number }): void {
+  if (typeof thresholds !== "object" || thresholds === null) {
+    throw new TypeError("hakmem.setRouting: expected an object { tinyMax?, midMax? }");
+  }
+  const tinyMax = thresholds.tinyMax ?? native.hak_tiny_max();
+  const midMax = thresholds.midMax ?? native.hak_mid_max();
+  checkSize("setRouting", "tinyMax", tinyMax);
+  checkSize("setRouting", "midMax", midMax);
+  const tinyLimit = native.hak_tiny_max_limit();
+  const midLimit = native.hak_mid_max_limit();
+  if (tinyMax > tinyLimit) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above its limit ${tinyLimit}`);
+  if (midMax > midLimit) throw new RangeError(`hakmem.setRouting: midMax ${midMax} is above its limit ${midLimit}`);
+  if (tinyMax > midMax) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above midMax ${midMax}`);
+  const rc = native.hak_set_thresholds(tinyMax, midMax);
+  if (rc !== HAK_OK) throw new RangeError(`hakmem.setRouting: thresholds ${tinyMax}/${midMax} rejected (error ${rc})`);
+}
+
+// ---------------------------------------------------------------------------------------
+// Statistics, memory return, identity
+
+/** Per-tier and global counters, summed over all threads (live and exited). */
+export function stats(): Stats {
+  return readStats();
+}
+
+/** Zeroes the event counters (allocs, frees, remote frees, purges, cache hits/misses). */
+export function resetStats(): void {
+  native.hak_stats_reset();
+}
+
+/** Prints the HAKMEM_STATS=1 summary to stderr. */
+export function printStats(): void {
+  native.hak_stats_print();
+}
+
+/** Returns empty memory to the OS now (all of it, ignoring the decay, when `force`). */
+export function collect(force = false): void {
+  native.hak_collect(force ? 1 : 0);
+}
+
+export function version(): string {
+  return String(native.hak_version());
+}
+
+/** A hash of the Zig sources the library was built from. */
+export function buildId(): string {
+  return String(native.hak_build_id());
+}

@@ -1,0 +1,159 @@
+// kernels.ts — the native workload kernels of zig/kernels.zig, with validated arguments.
+//
+// Each kernel runs its whole loop inside libhakmem.so and returns the elapsed time of that
+// loop in nanoseconds, so a measurement sees the allocator and not the FFI crossing. All
+// are deterministic for a given seed. Shared state for cross-thread runs (a Larson block
+// array, a producer/consumer queue) is a plain pointer that can be posted to other Workers.
+import type { Pointer } from "bun:ffi";
+import { native } from "./ffi.ts";
+import { checkCount, checkPointer, checkSize } from "./check.ts";
+
+const done = new BigUint64Array(1);
+
+/** An empty native call: the FFI floor. */
+export function noop(): void {
+  native.hak_kernel_noop();
+}
+
+export interface PairsOptions {
+  /** bytes per allocation */
+  size: number;
+  /** number of malloc+free pairs */
+  n: number;
+  /** address of a C malloc-like function (see symbolAddress); default hak_alloc */
+  alloc?: number;
+  /** address of a C free-like function; default hak_free */
+  free?: number;
+}
+
+/** `n` alloc+free pairs of `size` bytes, through other allocators' functions if given. */
+export function pairs(options: PairsOptions): number {
+  const size = checkSize("kernels.pairs", "size", options.size);
+  const n = checkCount("kernels.pairs", "n", options.n);
+  const allocFn = options.alloc === undefined ? null : checkPointer("kernels.pairs", options.alloc);
+  const freeFn = options.free === undefined ? null : checkPointer("kernels.pairs", options.free);
+  if ((allocFn === null) !== (freeFn === null)) {
+    throw new TypeError("hakmem.kernels.pairs: give both alloc and free function addresses, or neither");
+  }
+  return native.hak_kernel_pairs(allocFn as Pointer | null, freeFn as Pointer | null, size, n);
+}
+
+export interface RandomMixedOptions {
+  /** number of steps */
+  cycles: number;
+  /** working set: number of slots */
+  ws: number;
+  /** smallest and largest request in bytes */
+  min: number;
+  max: number;
+  seed?: number;
+}
+
+/** Random alloc/free over `ws` slots: each step frees a random occupied slot or fills an empty one. */
+export function randomMixed(options: RandomMixedOptions): number {
+  const fn = "kernels.randomMixed";
+  const cycles = checkCount(fn, "cycles", options.cycles);
+  const ws = checkSize(fn, "ws", options.ws);
+  const min = checkSize(fn, "min", options.min);
+  const max = checkSize(fn, "max", options.max);
+  const seed = checkCount(fn, "seed", options.seed ?? 1);
+  return native.hak_kernel_random_mixed(cycles, ws, seed, min, max);
+}
+
+export interface LarsonOptions {
+  /** entries in the block array */
+  nblocks: number;
+  min: number;
+  max: number;
+  /** blocks replaced by one round */
+  replacements: number;
+  seed?: number;
+}
+
+/** A zeroed array of `nblocks` block pointers (allocated with hakmem) for the Larson kernels. */
+export function newBlockArray(nblocks: number): number {
+  checkSize("kernels.newBlockArray", "nblocks", nblocks);
+  const p = native.hak_calloc(Math.max(nblocks, 1), 8);
+  if (p === null) throw new Error(`hakmem.kernels.newBlockArray: out of memory (${nblocks} entries)`);
+  return p;
+}
+
+/** Frees every block in the array, then the array; returns how many blocks were freed. */
+export function freeBlockArray(array: number, nblocks: number): number {
+  const freed = freeAll(array, nblocks);
+  native.hak_free(array as Pointer);
+  return freed;
+}
+
+/** Fills every empty entry of the array with a fresh block; returns elapsed ns. */
+export function larsonFill(array: number, options: Omit<LarsonOptions, "replacements">): number {
+  const fn = "kernels.larsonFill";
+  const a = checkPointer(fn, array);
+  const nblocks = checkSize(fn, "nblocks", options.nblocks);
+  const min = checkSize(fn, "min", options.min);
+  const max = checkSize(fn, "max", options.max);
+  const seed = checkCount(fn, "seed", options.seed ?? 1);
+  return native.hak_kernel_larson_fill(a as Pointer, nblocks, min, max, seed);
+}
+
+/**
+ * One Larson round: `replacements` times, free a random entry's block (possibly allocated
+ * by another thread) and allocate a new one in its place. Returns elapsed ns.
+ */
+export function larsonRound(array: number, options: LarsonOptions): number {
+  const fn = "kernels.larsonRound";
+  const a = checkPointer(fn, array);
+  const nblocks = checkSize(fn, "nblocks", options.nblocks);
+  const min = checkSize(fn, "min", options.min);
+  const max = checkSize(fn, "max", options.max);
+  const replacements = checkCount(fn, "replacements", options.replacements);
+  const seed = checkCount(fn, "seed", options.seed ?? 1);
+  return native.hak_kernel_larson_round(a as Pointer, nblocks, min, max, replacements, seed);
+}
+
+/** Frees every block in the array and empties its entries; returns how many were freed. */
+export function freeAll(array: number, nblocks: number): number {
+  const a = checkPointer("kernels.freeAll", array);
+  checkSize("kernels.freeAll", "nblocks", nblocks);
+  return native.hak_kernel_free_all(a as Pointer, nblocks);
+}
+
+/** A bounded lock-free queue of block pointers (capacity rounded up to a power of two). */
+export function queueNew(capacity: number): number {
+  const cap = checkSize("kernels.queueNew", "capacity", capacity);
+  if (cap > 2 ** 32) throw new RangeError(`hakmem.kernels.queueNew: capacity ${cap} is above 2^32`);
+  const q = native.hak_kernel_queue_new(cap);
+  if (q === null) throw new Error(`hakmem.kernels.queueNew: out of memory (capacity ${cap})`);
+  return q;
+}
+
+/** Frees the blocks still queued and the queue itself; returns how many blocks it freed. */
+export function queueFree(queue: number): number {
+  return native.hak_kernel_queue_free(checkPointer("kernels.queueFree", queue) as Pointer);
+}
+
+export interface KernelRun {
+  elapsedNs: number;
+  /** blocks produced or consumed (less than asked only if the other side stalled 5 s) */
+  done: number;
+}
+
+/** Allocates `count` blocks of [min, max] bytes and pushes them on the queue. */
+export function produce(queue: number, options: { count: number; min: number; max: number; seed?: number }): KernelRun {
+  const fn = "kernels.produce";
+  const q = checkPointer(fn, queue);
+  const count = checkCount(fn, "count", options.count);
+  const min = checkSize(fn, "min", options.min);
+  const max = checkSize(fn, "max", options.max);
+  const seed = checkCount(fn, "seed", options.seed ?? 1);
+  const elapsedNs = native.hak_kernel_produce(q as Pointer, count, min, max, seed, done);
+  return { elapsedNs, done: Number(done[0]) };
+}
+
+/** Pops `count` blocks from the queue and frees them (remote frees when another thread made them). */
+export function consume(queue: number, options: { count: number }): KernelRun {
+  const q = checkPointer("kernels.consume", queue);
+  const count = checkCount("kernels.consume", "count", options.count);
+  const elapsedNs = native.hak_kernel_consume(q as Pointer, count, done);
+  return { elapsedNs, done: Number(done[0]) };
+}

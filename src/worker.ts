@@ -1,0 +1,87 @@
+// worker.ts — the body of one hakmem thread (a long-lived Bun Worker, see threads.ts).
+//
+// The library is loaded by the static import below, before the worker reports "ready";
+// then the worker runs one task per message (a native kernel or a function from a user
+// TypeScript module) and answers with its result. It never exits on its own: the parent
+// terminates it, so no message is lost to an early exit.
+import * as api from "./index.ts";
+import type { Task, TaskResult, ToParent, ToWorker } from "./threads.ts";
+
+declare const self: Worker;
+
+const moduleCache = new Map<string, Record<string, unknown>>();
+
+interface ModuleOutcome {
+  ops?: number;
+  value?: unknown;
+}
+
+/** Runs a user module's function `(api, args, context)`; returns its ops and value. */
+async function runModule(task: Extract<Task, { kind: "module" }>, thread: number, threads: number) {
+  let mod = moduleCache.get(task.path);
+  if (!mod) {
+    mod = (await import(task.path)) as Record<string, unknown>;
+    moduleCache.set(task.path, mod);
+  }
+  const name = task.exportName ?? "default";
+  const fn = mod[name];
+  if (typeof fn !== "function") throw new TypeError(`hakmem threads: ${task.path} has no function export "${name}"`);
+  const start = Bun.nanoseconds();
+  const outcome = (await fn(api, task.args, { thread, threads })) as ModuleOutcome | number | undefined;
+  const elapsedNs = Bun.nanoseconds() - start;
+  if (typeof outcome === "number") return { ops: outcome, elapsedNs };
+  return { ops: outcome?.ops ?? 0, elapsedNs, value: outcome?.value };
+}
+
+/** Runs one native kernel; returns its ops and kernel-measured elapsed ns. */
+function runKernel(task: Task): { ops: number; elapsedNs: number; value?: unknown } {
+  const k = api.kernels;
+  switch (task.kind) {
+    case "noop":
+      k.noop();
+      return { ops: 0, elapsedNs: 0 };
+    case "pairs":
+      return { ops: task.n, elapsedNs: k.pairs(task) };
+    case "random-mixed":
+      return { ops: task.cycles, elapsedNs: k.randomMixed(task) };
+    case "larson-fill":
+      return { ops: task.nblocks, elapsedNs: k.larsonFill(task.array, task) };
+    case "larson-round":
+      return { ops: task.replacements, elapsedNs: k.larsonRound(task.array, task) };
+    case "produce": {
+      const run = k.produce(task.queue, task);
+      return { ops: run.done, elapsedNs: run.elapsedNs };
+    }
+    case "consume": {
+      const run = k.consume(task.queue, task);
+      return { ops: run.done, elapsedNs: run.elapsedNs };
+    }
+    default:
+      throw new TypeError(`hakmem threads: unknown task kind ${JSON.stringify((task as Task).kind)}`);
+  }
+}
+
+async function perform(task: Task, thread: number, threads: number): Promise<TaskResult> {
+  const before = api.stats();
+  const wallStart = Bun.nanoseconds();
+  const run = task.kind === "module" ? await runModule(task, thread, threads) : runKernel(task);
+  const wallNs = Bun.nanoseconds() - wallStart;
+  const statsDelta = api.statsDelta(before, api.stats());
+  return { thread, kind: task.kind, ops: run.ops, elapsedNs: run.elapsedNs, wallNs, statsDelta, value: run.value };
+}
+
+function send(message: ToParent): void {
+  self.postMessage(message);
+}
+
+self.onmessage = async (event: MessageEvent<ToWorker>) => {
+  const { id, task, thread, threads } = event.data;
+  try {
+    send({ type: "result", id, result: await perform(task, thread, threads) });
+  } catch (err) {
+    const e = err as Error;
+    send({ type: "error", id, message: e?.message ?? String(err), stack: e?.stack });
+  }
+};
+
+send({ type: "ready", version: api.version() });

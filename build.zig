@@ -19,7 +19,7 @@ pub fn build(b: *std.Build) void {
         .omit_frame_pointer = false,
     });
     lib_module.addOptions("build_options", options);
-    const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module });
+    const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module, .use_llvm = true });
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);
 
@@ -30,7 +30,7 @@ pub fn build(b: *std.Build) void {
         .link_libc = true,
     });
     test_module.addOptions("build_options", options);
-    const unit_tests = b.addTest(.{ .root_module = test_module });
+    const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true });
     const run_tests = b.addRunArtifact(unit_tests);
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);

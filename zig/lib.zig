@@ -1,12 +1,38 @@
+//! hakmem — a general-purpose allocator. This file is the library's root: it names every
+//! part. Read alloc.zig for the fast paths of malloc and free.
+//!
+//!   preload.zig   libc names (malloc, free, …) for LD_PRELOAD      ─┐
+//!   api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)     ─┴─> alloc.zig
+//!   alloc.zig     malloc/free fast paths, tier dispatch, realloc, aligned, calloc
+//!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
+//!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
+//!   page.zig      a page: blocks of one size, local and remote (thread_free) free lists
+//!   segment.zig   4 MiB aligned segment: header + 64 slices of 64 KiB; pages are spans
+//!   segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
+//!   arena.zig     segment cache (empty, decaying) and abandoned segments (adoption)
+//!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
+//!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
+//!   config.zig    thresholds and settings, HAKMEM_* environment
+//!   process.zig   lazy init, thread-exit key, fork handlers, exit summary
+//!   stats.zig / report.zig  counters and their readers
+//!   os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
+//!   lock.zig      the spin lock of the few shared lists
+//!   kernels.zig   workload loops run inside the library (bench and harness)
 const std = @import("std");
-const build_options = @import("build_options");
 
-const version_z: [:0]const u8 = build_options.version ++ "";
-const build_id_z: [:0]const u8 = build_options.build_id ++ "";
-export fn hak_version() [*:0]const u8 {
-    return version_z.ptr;
+comptime {
+    _ = @import("api.zig");
+    _ = @import("preload.zig");
+    _ = @import("process.zig");
 }
-export fn hak_build_id() [*:0]const u8 {
-    return build_id_z.ptr;
+
+test {
+    _ = @import("size_class.zig");
+    _ = @import("segment_map.zig");
+    _ = @import("page.zig");
+    _ = @import("segment.zig");
+    _ = @import("config.zig");
+    _ = @import("os.zig");
+    _ = @import("stats.zig");
+    _ = @import("lock.zig");
 }
-test "builds" {}

@@ -1,0 +1,155 @@
+//! api.zig — the hak_* C ABI (zig/hakmem.h): the allocator with explicit error codes,
+//! for bun:ffi and C programs. Bad arguments return HAK_ERR_* or NULL with errno; a
+//! pointer hakmem does not own is reported, never touched.
+const std = @import("std");
+const build_options = @import("build_options");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const size_class = @import("size_class.zig");
+const alloc = @import("alloc.zig");
+const report = @import("report.zig");
+const process = @import("process.zig");
+
+const HAK_OK: c_int = 0;
+const HAK_ERR_NOT_OWNED: c_int = -1;
+const HAK_ERR_INVALID: c_int = -2;
+const HAK_ERR_ARG: c_int = -3;
+
+export fn hak_alloc(size: usize) ?*anyopaque {
+    return alloc.malloc(size);
+}
+
+export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
+    return alloc.calloc(count, size);
+}
+
+export fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    return switch (alloc.realloc(ptr, size)) {
+        .ok => |p| p,
+        .not_owned, .invalid => {
+            os.setErrno(.INVAL);
+            return null;
+        },
+    };
+}
+
+export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
+    if (alignment == 0 or !std.math.isPowerOfTwo(alignment)) {
+        os.setErrno(.INVAL);
+        return null;
+    }
+    return alloc.alignedAlloc(alignment, size);
+}
+
+export fn hak_free(ptr: ?*anyopaque) c_int {
+    return resultCode(alloc.free(ptr));
+}
+
+fn resultCode(result: alloc.FreeResult) c_int {
+    return switch (result) {
+        .ok => HAK_OK,
+        .not_owned => HAK_ERR_NOT_OWNED,
+        .invalid => HAK_ERR_INVALID,
+    };
+}
+
+export fn hak_usable_size(ptr: ?*const anyopaque) usize {
+    return alloc.usableSize(@intFromPtr(ptr orelse return 0)) orelse 0;
+}
+
+export fn hak_owns(ptr: ?*const anyopaque) c_int {
+    const addr = @intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED);
+    return switch (alloc.classify(addr)) {
+        .small => |s| if (s.start == addr or s.page.flags & @import("page.zig").flag_aligned != 0) HAK_OK else HAK_ERR_INVALID,
+        .large => HAK_OK,
+        .not_owned => HAK_ERR_NOT_OWNED,
+        .invalid => HAK_ERR_INVALID,
+    };
+}
+
+export fn hak_route(size: usize) c_int {
+    process.ensureInit();
+    return @intFromEnum(config.route(size));
+}
+
+export fn hak_tiny_max() usize {
+    process.ensureInit();
+    return config.tiny_max;
+}
+
+export fn hak_mid_max() usize {
+    process.ensureInit();
+    return config.mid_max;
+}
+
+export fn hak_tiny_max_limit() usize {
+    return config.tiny_max_limit;
+}
+
+export fn hak_mid_max_limit() usize {
+    return config.mid_max_limit;
+}
+
+export fn hak_set_thresholds(tiny_max: usize, mid_max: usize) c_int {
+    process.ensureInit();
+    return if (config.setThresholds(tiny_max, mid_max)) HAK_OK else HAK_ERR_ARG;
+}
+
+export fn hak_class_count() u32 {
+    return size_class.class_count;
+}
+
+export fn hak_class_size(cls: u32) usize {
+    if (cls >= size_class.class_count) return 0;
+    return size_class.classSize(cls);
+}
+
+export fn hak_class_of(size: usize) i32 {
+    if (size > size_class.mid_size_limit) return -1;
+    return @intCast(size_class.classOf(size));
+}
+
+export fn hak_stats_read(out: ?[*]u64, n: usize) usize {
+    const dest = out orelse return 0;
+    var values: [stats.value_count]u64 = undefined;
+    report.read(&values);
+    const count = @min(n, values.len);
+    @memcpy(dest[0..count], values[0..count]);
+    return count;
+}
+
+export fn hak_stat_name(index: u32) ?[*:0]const u8 {
+    return switch (index) {
+        inline 0...stats.field_count + stats.global_count - 1 => |i| comptime statName(i),
+        else => null,
+    };
+}
+
+fn statName(comptime index: usize) [*:0]const u8 {
+    const text = if (index < stats.field_count) stats.field_names[index] else stats.global_names[index - stats.field_count];
+    return (text ++ "").ptr;
+}
+
+export fn hak_stats_reset() void {
+    report.reset();
+}
+
+export fn hak_stats_print() void {
+    report.printSummary();
+}
+
+export fn hak_collect(force: c_int) void {
+    alloc.collect(force != 0);
+}
+
+const version_z: [:0]const u8 = build_options.version ++ "";
+const build_id_z: [:0]const u8 = build_options.build_id ++ "";
+
+export fn hak_version() [*:0]const u8 {
+    return version_z.ptr;
+}
+
+export fn hak_build_id() [*:0]const u8 {
+    return build_id_z.ptr;
+}

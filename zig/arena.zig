@@ -1,0 +1,115 @@
+//! arena.zig — where segments come from and where they wait: fresh mappings from the OS,
+//! the cache of empty segments (kept dirty for quick reuse, unmapped after the purge delay
+//! or beyond the retention bound), and the list of segments abandoned by exited threads
+//! (adopted by the next thread that needs pages). Each list has its own lock; only slow
+//! paths come here.
+const std = @import("std");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const segment_map = @import("segment_map.zig");
+const segment_mod = @import("segment.zig");
+const Lock = @import("lock.zig").Lock;
+const Segment = segment_mod.Segment;
+const SegmentList = segment_mod.SegmentList;
+const segment_size = segment_mod.segment_size;
+
+pub var cache_lock: Lock = .{};
+var cache: SegmentList = .{};
+pub var abandoned_lock: Lock = .{};
+var abandoned: SegmentList = .{};
+
+/// An empty segment for a new owner: the most recently cached one, or a new mapping.
+pub fn acquire(owner: *anyopaque) ?*Segment {
+    cache_lock.acquire();
+    const cached = cache.pop();
+    cache_lock.release();
+    const seg = cached orelse mapSegment() orelse return null;
+    seg.owner.store(owner, .release);
+    return seg;
+}
+
+fn mapSegment() ?*Segment {
+    const memory = os.mapAligned(segment_size, segment_size) orelse return null;
+    const seg: *Segment = @ptrCast(@alignCast(memory));
+    seg.initHeader(0);
+    segment_map.mark(@intFromPtr(seg), segment_size, .segment, .segment);
+    stats.incr(&stats.segments_mapped);
+    stats.addTo(&stats.os_mapped_bytes, segment_size);
+    return seg;
+}
+
+fn unmapSegment(seg: *Segment) void {
+    const purged = seg.dirtyBytes();
+    const mid_bytes = @as(usize, @popCount(seg.dirty_mid_slices)) * (segment_size / segment_mod.slice_count);
+    stats.purged(0, purged - mid_bytes);
+    stats.purged(1, mid_bytes);
+    segment_map.clear(@intFromPtr(seg), segment_size);
+    os.unmap(@ptrCast(seg), segment_size);
+    stats.decr(&stats.segments_mapped);
+    stats.subFrom(&stats.os_mapped_bytes, segment_size);
+}
+
+/// An owner gives back a segment with no page in use.
+pub fn release(seg: *Segment, now_ms: u64) void {
+    std.debug.assert(seg.used_pages == 0);
+    seg.owner.store(null, .release);
+    const keep = seg.dirty_slices;
+    seg.initHeader(keep);
+    seg.dirty_mid_slices = 0;
+    seg.cached_since_ms = now_ms;
+    var evicted: ?*Segment = null;
+    cache_lock.acquire();
+    cache.push(seg);
+    if (cache.count * segment_size > config.retain_max_bytes) {
+        evicted = cache.last();
+        if (evicted) |e| cache.remove(e);
+    }
+    cache_lock.release();
+    if (evicted) |e| unmapSegment(e);
+}
+
+/// Unmaps cached segments that have waited longer than the purge delay (all with `force`).
+/// Bounded: at most the cache's length.
+pub fn decay(now_ms: u64, force: bool) void {
+    while (true) {
+        cache_lock.acquire();
+        const oldest = cache.last();
+        const expired = if (oldest) |o| force or now_ms -| o.cached_since_ms >= config.purge_delay_ms else false;
+        if (expired) cache.remove(oldest.?);
+        cache_lock.release();
+        if (!expired) return;
+        unmapSegment(oldest.?);
+    }
+}
+
+/// A heap whose thread exits leaves a segment that still has blocks in use.
+pub fn abandon(seg: *Segment) void {
+    seg.owner.store(null, .release);
+    abandoned_lock.acquire();
+    abandoned.push(seg);
+    abandoned_lock.release();
+    stats.incr(&stats.segments_abandoned);
+}
+
+pub fn popAbandoned(owner: *anyopaque) ?*Segment {
+    if (@atomicLoad(?*Segment, &abandoned.first, .monotonic) == null) return null;
+    abandoned_lock.acquire();
+    const seg = abandoned.pop();
+    abandoned_lock.release();
+    const s = seg orelse return null;
+    s.owner.store(owner, .release);
+    stats.incr(&stats.segments_adopted);
+    return s;
+}
+
+pub fn cachedCount() usize {
+    cache_lock.acquire();
+    defer cache_lock.release();
+    return cache.count;
+}
+
+pub fn resetLocksInChild() void {
+    cache_lock.resetInChild();
+    abandoned_lock.resetInChild();
+}

@@ -1,0 +1,169 @@
+//! config.zig — every tunable of hakmem, its default, its limit and its environment
+//! variable. Read once at initialisation; the routing thresholds can also change at
+//! run time (hak_set_thresholds), which is safe because a block's own page says its tier.
+const std = @import("std");
+const os = @import("os.zig");
+const size_class = @import("size_class.zig");
+
+pub const Tier = enum(u8) { tiny = 0, mid = 1, large = 2 };
+
+pub const tiny_max_default: usize = 1024;
+pub const mid_max_default: usize = 1 << 20;
+pub const tiny_max_limit: usize = size_class.tiny_size_limit;
+pub const mid_max_limit: usize = size_class.mid_size_limit;
+
+/// Requests up to tiny_max go to the tiny tier, up to mid_max to mid, the rest to large.
+/// Read on every malloc (plain loads; written rarely, with release stores).
+pub var tiny_max: usize = tiny_max_default;
+pub var mid_max: usize = mid_max_default;
+
+/// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
+pub var purge_delay_ms: u64 = 50;
+/// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
+pub var retain_max_bytes: usize = 64 << 20;
+/// Bytes of freed large mappings kept for reuse.
+pub var large_cache_max_bytes: usize = 64 << 20;
+/// HAKMEM_STATS=1: print a per-tier summary to stderr at exit.
+pub var print_stats_at_exit: bool = false;
+
+pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
+    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_tiny_max > new_mid_max) return false;
+    @atomicStore(usize, &tiny_max, new_tiny_max, .release);
+    @atomicStore(usize, &mid_max, new_mid_max, .release);
+    return true;
+}
+
+pub fn route(size: usize) Tier {
+    if (size <= tiny_max) return .tiny;
+    if (size <= mid_max) return .mid;
+    return .large;
+}
+
+const Var = struct { name: [:0]const u8, apply: *const fn (value: []const u8) bool };
+
+const known = [_]Var{
+    .{ .name = "HAKMEM_TINY_MAX", .apply = applyTinyMax },
+    .{ .name = "HAKMEM_MID_MAX", .apply = applyMidMax },
+    .{ .name = "HAKMEM_PURGE_DELAY_MS", .apply = applyPurgeDelay },
+    .{ .name = "HAKMEM_RETAIN_MAX_MB", .apply = applyRetainMax },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_STATS", .apply = applyStats },
+};
+
+/// Variables that belong to the tooling around the library, not to the allocator.
+const tooling = [_][]const u8{ "HAKMEM_LIB", "HAKMEM_ZIG" };
+
+/// Reads HAKMEM_* once. A malformed value or an unknown HAKMEM_ name gives one line on
+/// stderr; the default stays. Uses getenv/environ only: nothing here allocates.
+pub fn loadFromEnvironment() void {
+    for (known) |v| {
+        const raw = std.c.getenv(v.name) orelse continue;
+        const value = std.mem.span(raw);
+        if (!v.apply(value)) os.printStderr("hakmem: ignoring {s}={s} (malformed or out of range); using the default\n", .{ v.name, value });
+    }
+    if (tiny_max > mid_max) {
+        os.printStderr("hakmem: HAKMEM_TINY_MAX ({d}) is above HAKMEM_MID_MAX ({d}); using the defaults\n", .{ tiny_max, mid_max });
+        tiny_max = tiny_max_default;
+        mid_max = mid_max_default;
+    }
+    warnUnknownNames();
+}
+
+fn warnUnknownNames() void {
+    const env: [*:null]?[*:0]u8 = std.c.environ;
+    var i: usize = 0;
+    while (env[i]) |entry| : (i += 1) {
+        const line = std.mem.span(entry);
+        if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
+        const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
+        if (isKnownName(name)) continue;
+        os.printStderr("hakmem: unknown environment variable {s} (ignored)\n", .{name});
+    }
+}
+
+fn isKnownName(name: []const u8) bool {
+    for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
+    for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
+    return std.mem.eql(u8, name, "HAKMEM_CHECK");
+}
+
+/// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB). Null when malformed or overflowing.
+pub fn parseSize(text: []const u8) ?usize {
+    if (text.len == 0) return null;
+    var digits = text;
+    var unit: usize = 1;
+    switch (text[text.len - 1]) {
+        'k', 'K' => unit = 1 << 10,
+        'm', 'M' => unit = 1 << 20,
+        'g', 'G' => unit = 1 << 30,
+        else => {},
+    }
+    if (unit != 1) digits = text[0 .. text.len - 1];
+    const n = std.fmt.parseUnsigned(usize, digits, 10) catch return null;
+    return std.math.mul(usize, n, unit) catch null;
+}
+
+fn applyTinyMax(value: []const u8) bool {
+    const n = parseSize(value) orelse return false;
+    if (n > tiny_max_limit) return false;
+    tiny_max = n;
+    return true;
+}
+
+fn applyMidMax(value: []const u8) bool {
+    const n = parseSize(value) orelse return false;
+    if (n > mid_max_limit) return false;
+    mid_max = n;
+    return true;
+}
+
+fn applyPurgeDelay(value: []const u8) bool {
+    const n = std.fmt.parseUnsigned(u64, value, 10) catch return false;
+    if (n > 3_600_000) return false;
+    purge_delay_ms = n;
+    return true;
+}
+
+fn applyRetainMax(value: []const u8) bool {
+    const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
+    if (n > 1 << 20) return false;
+    retain_max_bytes = n << 20;
+    return true;
+}
+
+fn applyLargeCache(value: []const u8) bool {
+    const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
+    if (n > 1 << 20) return false;
+    large_cache_max_bytes = n << 20;
+    return true;
+}
+
+fn applyStats(value: []const u8) bool {
+    if (std.mem.eql(u8, value, "1") or std.mem.eql(u8, value, "true")) {
+        print_stats_at_exit = true;
+        return true;
+    }
+    return std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false");
+}
+
+test "parseSize" {
+    try std.testing.expectEqual(@as(?usize, 1024), parseSize("1024"));
+    try std.testing.expectEqual(@as(?usize, 65536), parseSize("64k"));
+    try std.testing.expectEqual(@as(?usize, 1 << 20), parseSize("1M"));
+    try std.testing.expectEqual(@as(?usize, null), parseSize("12x"));
+    try std.testing.expectEqual(@as(?usize, null), parseSize(""));
+    try std.testing.expectEqual(@as(?usize, null), parseSize("99999999999999999999"));
+}
+
+test "thresholds are validated" {
+    const old_tiny = tiny_max;
+    const old_mid = mid_max;
+    defer _ = setThresholds(old_tiny, old_mid);
+    try std.testing.expect(setThresholds(512, 4096));
+    try std.testing.expectEqual(Tier.tiny, route(512));
+    try std.testing.expectEqual(Tier.mid, route(513));
+    try std.testing.expectEqual(Tier.large, route(4097));
+    try std.testing.expect(!setThresholds(4096, 512));
+    try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
+    try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
+}

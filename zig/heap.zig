@@ -1,0 +1,351 @@
+//! heap.zig — a thread's heap: for every bin (tier x size class) the page that serves
+//! it now (`direct`), a queue of its other pages that may have free blocks, and a queue
+//! of pages found full; plus the segments the heap owns and its event counters.
+//!
+//!   heap.direct[bin] ──> page ──free──> block ─> block ─> null
+//!   heap.queues[bin]:  page <-> page <-> page        (may have free blocks)
+//!   heap.full[bin]:    page <-> page                 (full when last looked at)
+//!   heap.segments:     segment <-> segment           (with free slices first)
+//!
+//! Only the owning thread touches a heap (other threads free into a page's thread_free,
+//! never into the heap), so nothing here takes a lock except when segments move between
+//! heaps through arena.zig. malloc's fast path is `allocBin` (a pop from direct[bin]);
+//! everything else here is its slow path, kept out of line.
+const std = @import("std");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const size_class = @import("size_class.zig");
+const arena = @import("arena.zig");
+const page_mod = @import("page.zig");
+const segment_mod = @import("segment.zig");
+const Page = page_mod.Page;
+const Block = page_mod.Block;
+const Segment = segment_mod.Segment;
+const SegmentList = segment_mod.SegmentList;
+
+const bins = size_class.bin_count;
+/// Full pages re-examined per slow path before a new page is taken (bounded work).
+const full_scan_max = 8;
+/// Abandoned segments adopted per slow path at most.
+const adopt_max = 4;
+
+pub const PageQueue = struct {
+    first: ?*Page = null,
+    last: ?*Page = null,
+
+    pub fn pushBack(self: *PageQueue, page: *Page) void {
+        page.next = null;
+        page.prev = self.last;
+        if (self.last) |l| l.next = page else self.first = page;
+        self.last = page;
+    }
+
+    pub fn remove(self: *PageQueue, page: *Page) void {
+        if (page.prev) |p| p.next = page.next else self.first = page.next;
+        if (page.next) |n| n.prev = page.prev else self.last = page.prev;
+        page.next = null;
+        page.prev = null;
+    }
+};
+
+pub const Heap = struct {
+    direct: [bins]*Page,
+    queues: [bins]PageQueue,
+    full: [bins]PageQueue,
+    segments: SegmentList,
+    counters: stats.BinCounters,
+    /// Links in the registry of live heaps (thread.zig).
+    registry_next: ?*Heap,
+    registry_prev: ?*Heap,
+    slow_calls: u32,
+    maintenance_due_ms: u64,
+
+    pub fn init(self: *Heap) void {
+        self.* = .{
+            .direct = [_]*Page{&page_mod.empty_page} ** bins,
+            .queues = [_]PageQueue{.{}} ** bins,
+            .full = [_]PageQueue{.{}} ** bins,
+            .segments = .{},
+            .counters = .{},
+            .registry_next = null,
+            .registry_prev = null,
+            .slow_calls = 0,
+            .maintenance_due_ms = 0,
+        };
+    }
+
+    // ---------------------------------------------------------------- fast paths
+
+    pub inline fn allocBin(self: *Heap, bin: usize) ?*anyopaque {
+        const page = self.direct[bin];
+        if (page.pop()) |block| {
+            self.counters.allocs[bin] += 1;
+            return block;
+        }
+        return self.allocSlow(bin);
+    }
+
+    /// The owner frees `block` of `page` (flags already known to be 0).
+    pub inline fn freeLocal(self: *Heap, page: *Page, block: *Block) void {
+        self.counters.frees[page.bin] += 1;
+        if (page.pushLocal(block)) self.pageBecameEmpty(page);
+    }
+
+    // ---------------------------------------------------------------- slow paths
+
+    pub noinline fn allocSlow(self: *Heap, bin: usize) ?*anyopaque {
+        self.slow_calls +%= 1;
+        if (self.slow_calls % 16 == 0) self.maintain(os.nowMs(), false);
+        const page = self.findPage(bin) orelse return null;
+        const block = page.pop().?;
+        self.counters.allocs[bin] += 1;
+        return block;
+    }
+
+    /// A page of `bin` with a free block, made the direct page. Null only when out of memory.
+    fn findPage(self: *Heap, bin: usize) ?*Page {
+        const current = self.direct[bin];
+        if (current != &page_mod.empty_page) {
+            if (self.refill(current)) return current;
+            self.moveToFull(current);
+        }
+        self.direct[bin] = &page_mod.empty_page;
+        while (self.queues[bin].first) |page| {
+            if (self.refill(page)) return self.makeDirect(page);
+            self.moveToFull(page);
+        }
+        if (self.reclaimFull(bin)) |page| return self.makeDirect(page);
+        if (self.adoptAbandoned(bin)) |page| return self.makeDirect(page);
+        const page = self.newPage(bin) orelse return null;
+        _ = self.refill(page);
+        return self.makeDirect(page);
+    }
+
+    fn makeDirect(self: *Heap, page: *Page) *Page {
+        self.direct[page.bin] = page;
+        return page;
+    }
+
+    /// Gives `page` free blocks if it can: remote frees first, then fresh carving.
+    fn refill(self: *Heap, page: *Page) bool {
+        _ = self;
+        _ = page.collect();
+        if (page.free != null) return true;
+        const carved = page.extend();
+        if (carved == 0) return false;
+        stats.pageCarved(tierOf(page), carved * page.block_size);
+        return true;
+    }
+
+    fn moveToFull(self: *Heap, page: *Page) void {
+        self.queues[page.bin].remove(page);
+        page.flags |= page_mod.flag_full;
+        self.full[page.bin].pushBack(page);
+    }
+
+    fn moveToQueue(self: *Heap, page: *Page) void {
+        self.full[page.bin].remove(page);
+        page.flags &= ~page_mod.flag_full;
+        self.queues[page.bin].pushBack(page);
+    }
+
+    /// Looks at up to full_scan_max full pages, oldest first, for blocks freed by other
+    /// threads; those looked at and still full go to the back.
+    fn reclaimFull(self: *Heap, bin: usize) ?*Page {
+        var looked: usize = 0;
+        while (looked < full_scan_max) : (looked += 1) {
+            const page = self.full[bin].first orelse return null;
+            if (page.collect() > 0) {
+                self.moveToQueue(page);
+                return page;
+            }
+            self.full[bin].remove(page);
+            self.full[bin].pushBack(page);
+        }
+        return null;
+    }
+
+    /// Adopts segments left by exited threads; returns a page of `bin` if one appeared.
+    fn adoptAbandoned(self: *Heap, bin: usize) ?*Page {
+        var adopted: usize = 0;
+        while (adopted < adopt_max) : (adopted += 1) {
+            const seg = arena.popAbandoned(self) orelse return null;
+            self.adopt(seg);
+            while (self.queues[bin].first) |page| {
+                if (self.refill(page)) return page;
+                self.moveToFull(page);
+            }
+        }
+        return null;
+    }
+
+    fn adopt(self: *Heap, seg: *Segment) void {
+        self.segments.push(seg);
+        const now = os.nowMs();
+        var slice: usize = 1;
+        while (slice < segment_mod.slice_count) {
+            const page = &seg.pages[slice];
+            if (page.flags & page_mod.flag_unused != 0) {
+                slice += 1;
+                continue;
+            }
+            slice += page.slice_count;
+            page.flags &= ~page_mod.flag_full;
+            page.next = null;
+            page.prev = null;
+            _ = page.collect();
+            if (page.used == 0) {
+                self.releasePageKeepSegment(page, now);
+            } else {
+                self.queues[page.bin].pushBack(page);
+            }
+        }
+        if (seg.used_pages == 0) {
+            self.segments.remove(seg);
+            arena.release(seg, now);
+        }
+    }
+
+    fn newPage(self: *Heap, bin: usize) ?*Page {
+        const slices = size_class.binPageSlices(bin);
+        var reused: usize = 0;
+        var seg_it = self.segments.first;
+        while (seg_it) |seg| : (seg_it = seg.next) {
+            if (seg.free_slices == 0) break; // segments with free slices come first
+            if (seg.allocPage(bin, slices, &reused)) |page| return self.pageTaken(page, reused);
+        }
+        const seg = arena.acquire(self) orelse return null;
+        if (seg.dirty_slices != 0) seg.dirty_since_ms = os.nowMs();
+        self.segments.push(seg);
+        const page = seg.allocPage(bin, slices, &reused) orelse unreachable;
+        return self.pageTaken(page, reused);
+    }
+
+    fn pageTaken(self: *Heap, page: *Page, reused_dirty_bytes: usize) *Page {
+        const seg = Segment.of(page.start);
+        if (seg.free_slices == 0) {
+            // keep full segments behind the ones with room
+            self.segments.remove(seg);
+            self.pushSegmentBack(seg);
+        }
+        stats.pageAcquired(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, reused_dirty_bytes);
+        self.queues[page.bin].pushBack(page);
+        return page;
+    }
+
+    fn pushSegmentBack(self: *Heap, seg: *Segment) void {
+        const last = self.segments.last() orelse {
+            self.segments.push(seg);
+            return;
+        };
+        seg.prev = last;
+        seg.next = null;
+        last.next = seg;
+        self.segments.count += 1;
+    }
+
+    /// Free path, owner thread, page with nonzero flags (full and/or aligned blocks).
+    pub noinline fn freeLocalFlagged(self: *Heap, page: *Page, block: *Block) void {
+        self.counters.frees[page.bin] += 1;
+        const empty = page.pushLocal(block);
+        if (empty) return self.pageBecameEmpty(page);
+        if (page.flags & page_mod.flag_full != 0) self.moveToQueue(page);
+    }
+
+    pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {
+        if (self.direct[page.bin] == page) {
+            // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
+            // maintain() stamps it and returns it once it stayed empty for the delay.
+            page.empty_since_ms = 0;
+            return;
+        }
+        if (page.flags & page_mod.flag_full != 0) {
+            self.full[page.bin].remove(page);
+        } else {
+            self.queues[page.bin].remove(page);
+        }
+        self.releasePage(page, os.nowMs());
+    }
+
+    /// Returns a page (already out of every queue) to its segment, and the segment to
+    /// the arena once it has no page left.
+    fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
+        const seg = Segment.of(page.start);
+        self.releasePageKeepSegment(page, now_ms);
+        if (seg.used_pages == 0) {
+            self.segments.remove(seg);
+            arena.release(seg, now_ms);
+        }
+    }
+
+    fn releasePageKeepSegment(self: *Heap, page: *Page, now_ms: u64) void {
+        const seg = Segment.of(page.start);
+        const carved = @as(usize, page.capacity) * page.block_size;
+        stats.pageReleased(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, carved);
+        const was_full = seg.free_slices == 0;
+        seg.freePage(page, now_ms);
+        if (seg.used_pages == 0) return;
+        if (was_full) {
+            self.segments.remove(seg);
+            self.segments.push(seg);
+        }
+        if (stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes) purgeSegment(seg);
+    }
+
+    /// Returns empty memory older than the purge delay to the OS (everything with `force`).
+    /// Runs from slow paths only; its work is bounded by the heap's bins and segments.
+    pub fn maintain(self: *Heap, now_ms: u64, force: bool) void {
+        if (!force and now_ms < self.maintenance_due_ms) return;
+        const delay = config.purge_delay_ms;
+        self.maintenance_due_ms = now_ms + @max(1, delay / 4);
+        for (0..bins) |bin| {
+            const page = self.direct[bin];
+            if (page == &page_mod.empty_page or page.used != 0) continue;
+            if (page.empty_since_ms == 0) page.empty_since_ms = now_ms;
+            if (!force and now_ms -| page.empty_since_ms < delay) continue;
+            _ = page.collect();
+            if (page.used != 0) continue;
+            self.direct[bin] = &page_mod.empty_page;
+            self.queues[bin].remove(page);
+            self.releasePage(page, now_ms);
+        }
+        var seg_it = self.segments.first;
+        while (seg_it) |seg| : (seg_it = seg.next) {
+            if (seg.dirty_slices == 0) continue;
+            if (force or now_ms -| seg.dirty_since_ms >= delay) purgeSegment(seg);
+        }
+        arena.decay(now_ms, force);
+    }
+
+    /// Thread exit: every page without live blocks goes back; segments that still hold
+    /// live blocks are abandoned for another thread to adopt.
+    pub fn abandonAll(self: *Heap) void {
+        const now = os.nowMs();
+        for (0..bins) |bin| {
+            self.direct[bin] = &page_mod.empty_page;
+            inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {
+                while (queue.first) |page| {
+                    queue.remove(page);
+                    page.flags &= ~page_mod.flag_full;
+                    _ = page.collect();
+                    if (page.used == 0) self.releasePage(page, now);
+                }
+            }
+        }
+        while (self.segments.pop()) |seg| {
+            if (seg.dirty_slices != 0) purgeSegment(seg);
+            arena.abandon(seg);
+        }
+    }
+};
+
+pub fn tierOf(page: *const Page) usize {
+    return if (page.isTiny()) 0 else 1;
+}
+
+fn purgeSegment(seg: *Segment) void {
+    const result = seg.purgeDirty(os.purge);
+    stats.purged(0, result.tiny_bytes);
+    stats.purged(1, result.mid_bytes);
+}

@@ -1,0 +1,228 @@
+//! large.zig — the large tier: one OS mapping per block, with a small cache of freed
+//! mappings (reused by size, unmapped after the purge delay) and realloc by mremap.
+//!
+//!   mapping (4 MiB aligned, tagged large_head/large_tail in the segment map)
+//!   +--------------+-----------------------------------------+
+//!   | LargeHeader  |  block (usable_size bytes)               |
+//!   +--------------+-----------------------------------------+
+//!   ^ base         ^ base + block_offset (64, the alignment, or 4 MiB for alignments >= 4 MiB)
+const std = @import("std");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const segment_map = @import("segment_map.zig");
+const Lock = @import("lock.zig").Lock;
+
+const chunk_size = segment_map.chunk_size;
+const header_room: usize = 64;
+const live_magic: u64 = 0x6861_6b6d_656d_4c47; // "hakmemLG"
+const cached_magic: u64 = 0x6861_6b6d_656d_4343; // "hakmemCC"
+const cache_slots = 32;
+
+pub const LargeHeader = extern struct {
+    magic: u64,
+    mapped_size: usize,
+    block_offset: usize,
+    usable_size: usize,
+};
+
+pub const Lookup = union(enum) { live: *LargeHeader, foreign, invalid };
+
+const CacheEntry = struct { base: usize = 0, mapped_size: usize = 0, cached_ms: u64 = 0 };
+
+var cache_lock: Lock = .{};
+var cache: [cache_slots]CacheEntry = [_]CacheEntry{.{}} ** cache_slots;
+var cached_bytes: usize = 0;
+
+fn offsetFor(alignment: usize) usize {
+    if (alignment >= chunk_size) return chunk_size;
+    return @max(header_room, alignment);
+}
+
+/// A block of `size` bytes aligned to `alignment`; with `zeroed`, its first `size` bytes are 0.
+pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+    const offset = offsetFor(alignment);
+    const total = std.math.add(usize, offset, size) catch return null;
+    if (total > (1 << 46)) return null;
+    const mapped = std.mem.alignForward(usize, total, os.page_size);
+    const base = (if (alignment < chunk_size) takeCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
+    const header: *LargeHeader = @ptrFromInt(base);
+    const reused = header.magic == cached_magic;
+    const mapped_size = if (reused) header.mapped_size else mapped;
+    if (reused and zeroed) @memset(@as([*]u8, @ptrFromInt(base + offset))[0..size], 0);
+    header.* = .{ .magic = live_magic, .mapped_size = mapped_size, .block_offset = offset, .usable_size = mapped_size - offset };
+    stats.incr(&stats.large.allocs);
+    stats.addTo(&stats.large.live_bytes, header.usable_size);
+    return @ptrFromInt(base + offset);
+}
+
+fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
+    stats.incr(&stats.large.cache_misses);
+    const base: usize = if (alignment < chunk_size) blk: {
+        const memory = os.mapAligned(mapped, chunk_size) orelse return null;
+        break :blk @intFromPtr(memory);
+    } else blk: {
+        const over = std.math.add(usize, mapped, alignment) catch return null;
+        const raw = os.map(over) orelse return null;
+        const raw_addr = @intFromPtr(raw);
+        const b = std.mem.alignForward(usize, raw_addr + offset, alignment) - offset;
+        if (b > raw_addr) os.unmap(raw, b - raw_addr);
+        const tail = raw_addr + over - (b + mapped);
+        if (tail > 0) os.unmap(@ptrFromInt(b + mapped), tail);
+        break :blk b;
+    };
+    segment_map.mark(base, mapped, .large_head, .large_tail);
+    stats.largeMapped(mapped);
+    return base;
+}
+
+/// Best-fitting cached mapping of at least `mapped` bytes and at most 1/4 more.
+fn takeCached(mapped: usize) ?usize {
+    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
+    cache_lock.acquire();
+    defer cache_lock.release();
+    var best: ?usize = null;
+    for (cache, 0..) |entry, i| {
+        if (entry.base == 0 or entry.mapped_size < mapped or entry.mapped_size > mapped + mapped / 4) continue;
+        if (best == null or entry.mapped_size < cache[best.?].mapped_size) best = i;
+    }
+    const i = best orelse return null;
+    const entry = cache[i];
+    cache[i] = .{};
+    cached_bytes -= entry.mapped_size;
+    stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
+    stats.incr(&stats.large.cache_hits);
+    return entry.base;
+}
+
+/// Classifies `addr` in a chunk tagged large_head or large_tail.
+pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
+    const base = if (tag == .large_head) addr & ~(chunk_size - 1) else segment_map.largeHeadOf(addr) orelse return .foreign;
+    const header: *LargeHeader = @ptrFromInt(base);
+    if (header.magic != live_magic and header.magic != cached_magic) return .foreign;
+    if (addr >= base + header.mapped_size) return .foreign;
+    if (header.magic != live_magic or addr != base + header.block_offset) return .invalid;
+    return .{ .live = header };
+}
+
+pub fn free(header: *LargeHeader, now_ms: u64) void {
+    const base = @intFromPtr(header);
+    stats.incr(&stats.large.frees);
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
+    header.magic = cached_magic;
+    const mapped = header.mapped_size;
+    if (header.block_offset < chunk_size and mapped <= config.large_cache_max_bytes and putCached(base, mapped, now_ms)) return;
+    unmapLarge(base, mapped);
+}
+
+fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
+    var evicted: [cache_slots]CacheEntry = undefined;
+    var evicted_count: usize = 0;
+    cache_lock.acquire();
+    var slot: ?usize = null;
+    for (cache, 0..) |entry, i| {
+        if (entry.base == 0) {
+            slot = i;
+            break;
+        }
+    }
+    while (slot == null or cached_bytes + mapped > config.large_cache_max_bytes) {
+        const oldest = oldestEntry() orelse break;
+        evicted[evicted_count] = cache[oldest];
+        evicted_count += 1;
+        cached_bytes -= cache[oldest].mapped_size;
+        stats.subFrom(&stats.large.cached_bytes, cache[oldest].mapped_size);
+        cache[oldest] = .{};
+        if (slot == null) slot = oldest;
+    }
+    const fits = cached_bytes + mapped <= config.large_cache_max_bytes;
+    if (fits) {
+        cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };
+        cached_bytes += mapped;
+        stats.addTo(&stats.large.cached_bytes, mapped);
+    }
+    cache_lock.release();
+    for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
+    return fits;
+}
+
+fn oldestEntry() ?usize {
+    var oldest: ?usize = null;
+    for (cache, 0..) |entry, i| {
+        if (entry.base == 0) continue;
+        if (oldest == null or entry.cached_ms < cache[oldest.?].cached_ms) oldest = i;
+    }
+    return oldest;
+}
+
+fn unmapLarge(base: usize, mapped: usize) void {
+    segment_map.clear(base, mapped);
+    os.unmap(@ptrFromInt(base), mapped);
+    stats.largeUnmapped(mapped);
+}
+
+/// Unmaps cached mappings older than the purge delay (all with `force`).
+pub fn decay(now_ms: u64, force: bool) void {
+    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return;
+    var expired: [cache_slots]CacheEntry = undefined;
+    var count: usize = 0;
+    cache_lock.acquire();
+    for (&cache) |*entry| {
+        if (entry.base == 0) continue;
+        if (!force and now_ms -| entry.cached_ms < config.purge_delay_ms) continue;
+        expired[count] = entry.*;
+        count += 1;
+        cached_bytes -= entry.mapped_size;
+        stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
+        entry.* = .{};
+    }
+    cache_lock.release();
+    for (expired[0..count]) |e| unmapLarge(e.base, e.mapped_size);
+}
+
+/// Resizes a large block in place or by moving its pages (no copy). Null when the
+/// kernel cannot; the block is then unchanged.
+pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
+    const base = @intFromPtr(header);
+    const offset = header.block_offset;
+    const total = std.math.add(usize, offset, new_size) catch return null;
+    if (total > (1 << 46)) return null;
+    const new_mapped = std.mem.alignForward(usize, total, os.page_size);
+    const old_mapped = header.mapped_size;
+    const old_usable = header.usable_size;
+    var new_base = base;
+    if (new_mapped < old_mapped) {
+        segment_map.clear(std.mem.alignForward(usize, base + new_mapped, chunk_size), (base + old_mapped) -| std.mem.alignForward(usize, base + new_mapped, chunk_size));
+        os.unmap(@ptrFromInt(base + new_mapped), old_mapped - new_mapped);
+    } else if (new_mapped > old_mapped) {
+        if (!os.remapInPlace(@ptrFromInt(base), old_mapped, new_mapped)) {
+            const dest = os.mapAligned(new_mapped, chunk_size) orelse return null;
+            if (!os.remapTo(@ptrFromInt(base), old_mapped, new_mapped, dest)) {
+                os.unmap(dest, new_mapped);
+                return null;
+            }
+            segment_map.clear(base, old_mapped);
+            new_base = @intFromPtr(dest);
+        }
+        segment_map.mark(new_base, new_mapped, .large_head, .large_tail);
+    }
+    const moved: *LargeHeader = @ptrFromInt(new_base);
+    moved.mapped_size = new_mapped;
+    moved.usable_size = new_mapped - offset;
+    stats.largeResized(old_mapped, new_mapped);
+    stats.subFrom(&stats.large.live_bytes, old_usable);
+    stats.addTo(&stats.large.live_bytes, moved.usable_size);
+    return @ptrFromInt(new_base + offset);
+}
+
+pub fn resetLockInChild() void {
+    cache_lock.resetInChild();
+}
+
+pub fn lockForFork() void {
+    cache_lock.acquire();
+}
+
+pub fn unlockAfterFork() void {
+    cache_lock.release();
+}

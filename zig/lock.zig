@@ -1,0 +1,39 @@
+//! lock.zig — the spin lock that guards hakmem's few shared lists (segment cache,
+//! abandoned segments, heap registry, large-mapping cache). Only slow paths take it.
+//! A plain word, so fork() handlers can take every lock before the fork and reset them
+//! in the child.
+const std = @import("std");
+
+pub const Lock = struct {
+    state: std.atomic.Value(u32) = .init(0),
+
+    pub fn acquire(self: *Lock) void {
+        var spins: u32 = 0;
+        while (self.state.cmpxchgWeak(0, 1, .acquire, .monotonic) != null) {
+            spins += 1;
+            if (spins < 64) {
+                std.atomic.spinLoopHint();
+            } else {
+                _ = std.os.linux.sched_yield();
+            }
+        }
+    }
+
+    pub fn release(self: *Lock) void {
+        self.state.store(0, .release);
+    }
+
+    /// In a forked child only: the lock's holder does not exist there.
+    pub fn resetInChild(self: *Lock) void {
+        self.state.store(0, .monotonic);
+    }
+};
+
+test "lock excludes" {
+    var lock: Lock = .{};
+    lock.acquire();
+    try std.testing.expect(lock.state.load(.monotonic) == 1);
+    lock.release();
+    lock.acquire();
+    lock.release();
+}

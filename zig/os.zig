@@ -1,0 +1,95 @@
+//! os.zig — the only place hakmem talks to the kernel: anonymous mappings, purging,
+//! remapping, the monotonic clock and raw writes to stderr. Raw syscalls, so nothing
+//! here allocates or touches errno (free() must preserve errno).
+const std = @import("std");
+const linux = std.os.linux;
+
+pub const page_size: usize = 4096;
+
+fn failed(rc: usize) bool {
+    return linux.E.init(rc) != .SUCCESS;
+}
+
+/// Maps `len` bytes of zeroed, private, read-write memory. Null when the kernel refuses.
+pub fn map(len: usize) ?[*]u8 {
+    const rc = linux.mmap(null, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .NORESERVE = true }, -1, 0);
+    if (failed(rc)) return null;
+    return @ptrFromInt(rc);
+}
+
+/// Maps `len` bytes whose start is a multiple of `alignment` (a power of two >= page).
+/// Over-maps and trims, so no address space is kept beyond `len`.
+pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
+    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= page_size);
+    const over = std.math.add(usize, len, alignment - page_size) catch return null;
+    const raw = map(over) orelse return null;
+    const raw_addr = @intFromPtr(raw);
+    const start = std.mem.alignForward(usize, raw_addr, alignment);
+    const head = start - raw_addr;
+    const tail = over - head - len;
+    if (head > 0) unmap(raw, head);
+    if (tail > 0) unmap(@ptrFromInt(start + len), tail);
+    return @ptrFromInt(start);
+}
+
+pub fn unmap(ptr: [*]u8, len: usize) void {
+    _ = linux.munmap(ptr, len);
+}
+
+/// Gives the physical pages back (RSS drops at once); the range stays mapped and reads as zero.
+pub fn purge(ptr: [*]u8, len: usize) void {
+    _ = linux.madvise(ptr, len, linux.MADV.DONTNEED);
+}
+
+/// Tries to resize a mapping where it stands. True on success.
+pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
+    return !failed(linux.mremap(ptr, old_len, new_len, .{}, null));
+}
+
+/// Moves a mapping (pages, not bytes: no copy) onto `dest`, replacing what is mapped there.
+pub fn remapTo(ptr: [*]u8, old_len: usize, new_len: usize, dest: [*]u8) bool {
+    return !failed(linux.mremap(ptr, old_len, new_len, .{ .MAYMOVE = true, .FIXED = true }, dest));
+}
+
+/// Milliseconds on the monotonic clock (through libc, so the vDSO is used).
+pub fn nowMs() u64 {
+    var ts: std.c.timespec = undefined;
+    if (std.c.clock_gettime(.MONOTONIC, &ts) != 0) return 0;
+    return @as(u64, @intCast(ts.sec)) * 1000 + @as(u64, @intCast(ts.nsec)) / 1_000_000;
+}
+
+pub fn writeStderr(bytes: []const u8) void {
+    var rest = bytes;
+    while (rest.len > 0) {
+        const rc = linux.write(2, rest.ptr, rest.len);
+        if (failed(rc) or rc == 0) return;
+        rest = rest[rc..];
+    }
+}
+
+/// Formats into a stack buffer and writes it to stderr; never allocates.
+pub fn printStderr(comptime fmt: []const u8, args: anytype) void {
+    var buf: [512]u8 = undefined;
+    const text = std.fmt.bufPrint(&buf, fmt, args) catch buf[0..];
+    writeStderr(text);
+}
+
+/// errno of the calling thread (libc's), for setting ENOMEM and preserving it across free.
+pub fn errnoPtr() *c_int {
+    return std.c._errno();
+}
+
+pub fn setErrno(e: std.c.E) void {
+    errnoPtr().* = @intFromEnum(e);
+}
+
+test "map, aligned map, purge, unmap" {
+    const p = mapAligned(1 << 22, 1 << 22).?;
+    try std.testing.expect(@intFromPtr(p) % (1 << 22) == 0);
+    p[0] = 7;
+    p[(1 << 22) - 1] = 9;
+    purge(p, 1 << 22);
+    try std.testing.expectEqual(@as(u8, 0), p[0]);
+    unmap(p, 1 << 22);
+    try std.testing.expect(nowMs() > 0);
+}

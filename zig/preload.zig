@@ -1,0 +1,127 @@
+//! preload.zig — the libc allocation names, so that LD_PRELOAD=libhakmem.so replaces
+//! malloc for a whole program. Same allocator as the hak_* API, with libc's contract:
+//! errno, EINVAL/ENOMEM, 16-byte alignment, foreign pointers passed to the next
+//! allocator, invalid ones (interior, double free where detectable) ignored.
+const std = @import("std");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const alloc = @import("alloc.zig");
+const libc_next = @import("libc_next.zig");
+
+export fn malloc(size: usize) ?*anyopaque {
+    return alloc.malloc(size);
+}
+
+export fn free(ptr: ?*anyopaque) void {
+    switch (alloc.free(ptr)) {
+        .ok, .invalid => {},
+        .not_owned => libc_next.free(ptr),
+    }
+}
+
+export fn cfree(ptr: ?*anyopaque) void {
+    free(ptr);
+}
+
+export fn calloc(count: usize, size: usize) ?*anyopaque {
+    return alloc.calloc(count, size);
+}
+
+export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    if (ptr != null and size == 0) {
+        // glibc's behaviour: realloc(p, 0) frees p and returns NULL.
+        free(ptr);
+        return null;
+    }
+    return switch (alloc.realloc(ptr, size)) {
+        .ok => |p| p,
+        .not_owned => libc_next.realloc(ptr, size),
+        .invalid => {
+            os.setErrno(.INVAL);
+            return null;
+        },
+    };
+}
+
+export fn reallocarray(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque {
+    const total = std.math.mul(usize, count, size) catch return alloc.outOfMemory();
+    return realloc(ptr, total);
+}
+
+export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int {
+    if (alignment < @sizeOf(usize) or !std.math.isPowerOfTwo(alignment)) return @intFromEnum(std.c.E.INVAL);
+    const saved = os.errnoPtr().*;
+    defer os.errnoPtr().* = saved;
+    out.* = alloc.alignedAlloc(alignment, size) orelse return @intFromEnum(std.c.E.NOMEM);
+    return 0;
+}
+
+export fn aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
+    if (alignment == 0 or !std.math.isPowerOfTwo(alignment)) {
+        os.setErrno(.INVAL);
+        return null;
+    }
+    return alloc.alignedAlloc(alignment, size);
+}
+
+export fn memalign(alignment: usize, size: usize) ?*anyopaque {
+    // glibc rounds an alignment that is not a power of two up to the next one.
+    if (alignment > (@as(usize, 1) << 62)) {
+        os.setErrno(.INVAL);
+        return null;
+    }
+    const a = std.math.ceilPowerOfTwo(usize, @max(alignment, 1)) catch unreachable;
+    return alloc.alignedAlloc(a, size);
+}
+
+export fn valloc(size: usize) ?*anyopaque {
+    return alloc.alignedAlloc(os.page_size, size);
+}
+
+export fn pvalloc(size: usize) ?*anyopaque {
+    const rounded = std.math.add(usize, size, os.page_size - 1) catch return alloc.outOfMemory();
+    return alloc.alignedAlloc(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
+}
+
+export fn malloc_usable_size(ptr: ?*anyopaque) usize {
+    const addr = @intFromPtr(ptr orelse return 0);
+    return alloc.usableSize(addr) orelse switch (alloc.classify(addr)) {
+        .not_owned => libc_next.usableSize(ptr),
+        else => 0,
+    };
+}
+
+export fn malloc_trim(pad: usize) c_int {
+    _ = pad;
+    alloc.collect(true);
+    return 1;
+}
+
+pub const Mallinfo2 = extern struct {
+    arena: usize = 0,
+    ordblks: usize = 0,
+    smblks: usize = 0,
+    hblks: usize = 0,
+    hblkhd: usize = 0,
+    usmblks: usize = 0,
+    fsmblks: usize = 0,
+    uordblks: usize = 0,
+    fordblks: usize = 0,
+    keepcost: usize = 0,
+};
+
+export fn mallinfo2() Mallinfo2 {
+    var v: [stats.value_count]u64 = undefined;
+    @import("report.zig").read(&v);
+    const f = stats.field_count;
+    const live = v[4] + v[f + 4] + v[2 * f + 4];
+    const mapped = v[3 * f + 5];
+    return .{
+        .arena = mapped,
+        .hblks = v[2 * f + 11],
+        .hblkhd = v[2 * f + 5],
+        .uordblks = live,
+        .fordblks = mapped -| live,
+    };
+}

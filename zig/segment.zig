@@ -1,0 +1,207 @@
+//! segment.zig — a segment: 4 MiB of address space, 4 MiB aligned, owned by one heap.
+//!
+//!   segment (4 MiB aligned)
+//!   +-----------------+---------+---------+-------------------+-----+
+//!   | slice 0: header | slice 1 | slice 2 | slices 3..6       | ... |   64 slices of 64 KiB
+//!   | Segment + 64    | tiny    | tiny    | one mid page      |     |
+//!   | page descriptors| page    | page    | (4 slices)        |     |
+//!   +-----------------+---------+---------+-------------------+-----+
+//!
+//! `ptr & ~(4 MiB - 1)` is the segment; `(ptr - segment) >> 16` the slice; the slice's
+//! descriptor (or, for a later slice of a span, the one `slice_offset` before it) is the
+//! page. So free() finds a block's metadata with two loads and no search. Free slices
+//! are a bitmap; `dirty_slices` marks free slices whose memory may still be resident.
+const std = @import("std");
+const size_class = @import("size_class.zig");
+const segment_map = @import("segment_map.zig");
+const page_mod = @import("page.zig");
+const Page = page_mod.Page;
+
+pub const segment_size = segment_map.chunk_size;
+pub const slice_count = segment_size / size_class.slice_size; // 64
+const all_slices: u64 = ~@as(u64, 0);
+const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
+
+pub const Segment = struct {
+    /// The owning heap (opaque here: *Heap); null while abandoned or cached.
+    owner: std.atomic.Value(?*anyopaque) = .init(null),
+    /// Links in the owner's segment list, or in the abandoned/cached list.
+    next: ?*Segment = null,
+    prev: ?*Segment = null,
+    free_slices: u64 = usable_slices,
+    dirty_slices: u64 = 0,
+    /// The subset of dirty_slices last used by mid pages (to count purges per tier).
+    dirty_mid_slices: u64 = 0,
+    used_pages: u32 = 0,
+    /// When dirty_slices last went from empty to non-empty (monotonic ms).
+    dirty_since_ms: u64 = 0,
+    /// When the segment entered the cache (monotonic ms).
+    cached_since_ms: u64 = 0,
+    pages: [slice_count]Page = [_]Page{.{}} ** slice_count,
+
+    comptime {
+        std.debug.assert(@sizeOf(Segment) <= size_class.slice_size);
+    }
+
+    pub inline fn of(addr: usize) *Segment {
+        return @ptrFromInt(addr & ~(segment_size - 1));
+    }
+
+    pub inline fn pageOf(self: *Segment, addr: usize) *Page {
+        const slice = (addr - @intFromPtr(self)) >> size_class.slice_shift;
+        const first = slice - self.pages[slice].slice_offset;
+        return &self.pages[first];
+    }
+
+    pub fn sliceAddress(self: *Segment, slice: usize) usize {
+        return @intFromPtr(self) + slice * size_class.slice_size;
+    }
+
+    pub fn sliceIndex(self: *Segment, page: *Page) usize {
+        return (@intFromPtr(page) - @intFromPtr(&self.pages[0])) / @sizeOf(Page);
+    }
+
+    /// Resets a mapped (or cached) segment's header for a new owner.
+    pub fn initHeader(self: *Segment, dirty: u64) void {
+        self.* = .{ .dirty_slices = dirty & usable_slices };
+    }
+
+    fn runMask(count: usize) u64 {
+        return if (count >= 64) all_slices else (@as(u64, 1) << @intCast(count)) - 1;
+    }
+
+    pub fn hasRoomFor(self: *const Segment, count: usize) bool {
+        return @popCount(self.free_slices) >= count and self.findRun(count) != null;
+    }
+
+    /// First run of `count` free slices; prefers dirty (already resident) ones first.
+    fn findRun(self: *const Segment, count: usize) ?usize {
+        const mask = runMask(count);
+        var first: ?usize = null;
+        var slice: usize = 1;
+        while (slice + count <= slice_count) : (slice += 1) {
+            const run = mask << @intCast(slice);
+            if (self.free_slices & run != run) continue;
+            if (self.dirty_slices & run == run) return slice;
+            if (first == null) first = slice;
+        }
+        return first;
+    }
+
+    /// Takes a span of `count` slices for a page of `bin`. Returns the page.
+    pub fn allocPage(self: *Segment, bin: usize, count: usize, reused_dirty_bytes: *usize) ?*Page {
+        const slice = self.findRun(count) orelse return null;
+        const run = runMask(count) << @intCast(slice);
+        reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
+        self.free_slices &= ~run;
+        self.dirty_slices &= ~run;
+        self.dirty_mid_slices &= ~run;
+        const page = &self.pages[slice];
+        page.init(bin, self.sliceAddress(slice), count);
+        for (1..count) |k| {
+            self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
+        }
+        self.used_pages += 1;
+        return page;
+    }
+
+    /// Returns a page's span; its memory stays resident (dirty) until purged.
+    pub fn freePage(self: *Segment, page: *Page, now_ms: u64) void {
+        const slice = self.sliceIndex(page);
+        const count: usize = page.slice_count;
+        std.debug.assert(page.flags & page_mod.flag_unused == 0);
+        const run = runMask(count) << @intCast(slice);
+        self.free_slices |= run;
+        if (self.dirty_slices == 0) self.dirty_since_ms = now_ms;
+        self.dirty_slices |= run;
+        if (!page.isTiny()) self.dirty_mid_slices |= run;
+        for (0..count) |k| self.pages[slice + k] = .{};
+        self.used_pages -= 1;
+    }
+
+    pub fn dirtyBytes(self: *const Segment) usize {
+        return @as(usize, @popCount(self.dirty_slices)) * size_class.slice_size;
+    }
+
+    pub const Purged = struct { tiny_bytes: usize = 0, mid_bytes: usize = 0 };
+
+    /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
+    pub fn purgeDirty(self: *Segment, purge_fn: *const fn ([*]u8, usize) void) Purged {
+        var slice: usize = 1;
+        while (slice < slice_count) {
+            if (self.dirty_slices & (@as(u64, 1) << @intCast(slice)) == 0) {
+                slice += 1;
+                continue;
+            }
+            var end = slice + 1;
+            while (end < slice_count and self.dirty_slices & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
+            purge_fn(@ptrFromInt(self.sliceAddress(slice)), (end - slice) * size_class.slice_size);
+            slice = end;
+        }
+        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
+        const result: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
+        self.dirty_slices = 0;
+        self.dirty_mid_slices = 0;
+        return result;
+    }
+};
+
+/// A doubly linked list of segments (an owner's, the abandoned list, the cache).
+pub const SegmentList = struct {
+    first: ?*Segment = null,
+    count: usize = 0,
+
+    pub fn push(self: *SegmentList, seg: *Segment) void {
+        seg.prev = null;
+        seg.next = self.first;
+        if (self.first) |f| f.prev = seg;
+        self.first = seg;
+        self.count += 1;
+    }
+
+    pub fn remove(self: *SegmentList, seg: *Segment) void {
+        if (seg.prev) |p| p.next = seg.next else self.first = seg.next;
+        if (seg.next) |n| n.prev = seg.prev;
+        seg.next = null;
+        seg.prev = null;
+        self.count -= 1;
+    }
+
+    pub fn pop(self: *SegmentList) ?*Segment {
+        const seg = self.first orelse return null;
+        self.remove(seg);
+        return seg;
+    }
+
+    /// The segment that entered last among those left is at the end.
+    pub fn last(self: *SegmentList) ?*Segment {
+        var seg = self.first orelse return null;
+        while (seg.next) |n| seg = n;
+        return seg;
+    }
+};
+
+fn noPurge(_: [*]u8, _: usize) void {}
+
+test "spans: allocate, find, free, purge accounting" {
+    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(size_class.slice_size), @sizeOf(Segment));
+    defer std.testing.allocator.free(memory);
+    const seg: *Segment = @ptrCast(memory.ptr);
+    seg.initHeader(0);
+    const mid_bin = size_class.midBin(100_000);
+    const slices = size_class.binPageSlices(mid_bin);
+    var reused: usize = 0;
+    const p1 = seg.allocPage(size_class.tinyBin(16), 1, &reused).?;
+    const p2 = seg.allocPage(mid_bin, slices, &reused).?;
+    try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(p1));
+    try std.testing.expectEqual(@as(usize, 2), seg.sliceIndex(p2));
+    const inside = p2.start + (slices - 1) * size_class.slice_size + 5;
+    try std.testing.expectEqual(p2, seg.pageOf(inside));
+    try std.testing.expectEqual(@as(u32, 2), seg.used_pages);
+    seg.freePage(p1, 10);
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.dirtyBytes());
+    try std.testing.expect(seg.pages[1].flags & page_mod.flag_unused != 0);
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.purgeDirty(noPurge).tiny_bytes);
+    try std.testing.expect(seg.hasRoomFor(slice_count - 2 - slices));
+    try std.testing.expect(!seg.hasRoomFor(slice_count - 1 - slices));
+}

@@ -1,0 +1,72 @@
+//! segment_map.zig — which 4 MiB chunks of the address space hakmem mapped.
+//!
+//! One byte per 4 MiB chunk of the 47-bit user address space (2^25 bytes, a zeroed .bss
+//! array: only the pages that describe chunks we use ever become resident). free() reads
+//! one byte to learn whether a pointer is ours and what kind of memory it is in: no hash,
+//! no lock, no search. A pointer whose chunk is not marked was not mapped by hakmem.
+const std = @import("std");
+
+pub const chunk_shift = 22;
+pub const chunk_size: usize = 1 << chunk_shift; // 4 MiB: the segment size and alignment
+const address_bits = 47;
+const chunk_count: usize = 1 << (address_bits - chunk_shift);
+
+pub const Tag = enum(u8) {
+    none = 0,
+    /// A small segment (tiny and mid pages); its header is at the chunk start.
+    segment = 1,
+    /// The first chunk of a large mapping; its header is at the chunk start.
+    large_head = 2,
+    /// A later chunk of a large mapping; walk back to the large_head chunk.
+    large_tail = 3,
+};
+
+var tags: [chunk_count]u8 = [_]u8{0} ** chunk_count;
+
+pub inline fn lookup(addr: usize) Tag {
+    const index = addr >> chunk_shift;
+    if (index >= chunk_count) return .none;
+    return @enumFromInt(@atomicLoad(u8, &tags[index], .monotonic));
+}
+
+pub fn mark(start: usize, len: usize, first: Tag, rest: Tag) void {
+    std.debug.assert(start % chunk_size == 0);
+    const first_index = start >> chunk_shift;
+    const end_index = (start + len + chunk_size - 1) >> chunk_shift;
+    std.debug.assert(end_index <= chunk_count);
+    for (first_index..end_index) |i| {
+        @atomicStore(u8, &tags[i], @intFromEnum(if (i == first_index) first else rest), .release);
+    }
+}
+
+pub fn clear(start: usize, len: usize) void {
+    mark(start, len, .none, .none);
+}
+
+/// For a chunk tagged large_tail, the start of the large mapping it belongs to.
+/// Bounded by the mapping's length in chunks.
+pub fn largeHeadOf(addr: usize) ?usize {
+    var index = addr >> chunk_shift;
+    while (index > 0) {
+        index -= 1;
+        switch (@as(Tag, @enumFromInt(@atomicLoad(u8, &tags[index], .monotonic)))) {
+            .large_head => return index << chunk_shift,
+            .large_tail => continue,
+            else => return null,
+        }
+    }
+    return null;
+}
+
+test "mark, lookup, walk back, clear" {
+    const base: usize = 0x5000_0000_0000 & ~(chunk_size - 1);
+    try std.testing.expectEqual(Tag.none, lookup(base));
+    mark(base, 3 * chunk_size - 100, .large_head, .large_tail);
+    try std.testing.expectEqual(Tag.large_head, lookup(base + 5));
+    try std.testing.expectEqual(Tag.large_tail, lookup(base + 2 * chunk_size + 7));
+    try std.testing.expectEqual(Tag.none, lookup(base + 3 * chunk_size));
+    try std.testing.expectEqual(@as(?usize, base), largeHeadOf(base + 2 * chunk_size + 7));
+    clear(base, 3 * chunk_size);
+    try std.testing.expectEqual(Tag.none, lookup(base + chunk_size));
+    try std.testing.expectEqual(Tag.none, lookup(1 << 50));
+}

@@ -1,0 +1,225 @@
+//! stats.zig — per-tier counters, cheap enough to stay on in release builds.
+//!
+//! Allocation and free events of tiny/mid blocks are counted per bin in the heap of the
+//! thread that did them (plain increments, owner-only); readers sum every live heap plus
+//! the totals of exited ones. Slow-path events (pages, mappings, purges, large blocks) are
+//! global atomics. Live blocks/bytes are derived (allocs - frees), so they never drift.
+const std = @import("std");
+const size_class = @import("size_class.zig");
+const os = @import("os.zig");
+
+const bins = size_class.bin_count;
+pub const tier_count = 3;
+
+/// Per-heap event counters, indexed by bin.
+pub const BinCounters = struct {
+    allocs: [bins]u64 = [_]u64{0} ** bins,
+    frees: [bins]u64 = [_]u64{0} ** bins,
+    remote_frees: [bins]u64 = [_]u64{0} ** bins,
+
+    pub fn addInto(self: *const BinCounters, total: *BinCounters) void {
+        for (0..bins) |b| {
+            total.allocs[b] += @atomicLoad(u64, &self.allocs[b], .monotonic);
+            total.frees[b] += @atomicLoad(u64, &self.frees[b], .monotonic);
+            total.remote_frees[b] += @atomicLoad(u64, &self.remote_frees[b], .monotonic);
+        }
+    }
+};
+
+pub const Counter = std.atomic.Value(u64);
+
+fn add(c: *Counter, n: u64) void {
+    _ = c.fetchAdd(n, .monotonic);
+}
+
+fn sub(c: *Counter, n: u64) void {
+    _ = c.fetchSub(n, .monotonic);
+}
+
+pub const TierGauges = struct {
+    mapped_bytes: Counter = .init(0),
+    resident_bytes: Counter = .init(0),
+    purges: Counter = .init(0),
+    purged_bytes: Counter = .init(0),
+    pages: Counter = .init(0),
+};
+
+pub var tiers: [tier_count]TierGauges = [_]TierGauges{.{}} ** tier_count;
+
+/// Frees by threads that have no heap (they never allocated), per bin.
+pub var heapless_frees: [bins]Counter = [_]Counter{.init(0)} ** bins;
+/// Totals of heaps whose thread exited (guarded by the heap registry lock).
+pub var retired: BinCounters = .{};
+
+pub const large = struct {
+    pub var allocs: Counter = .init(0);
+    pub var frees: Counter = .init(0);
+    pub var live_bytes: Counter = .init(0);
+    pub var cache_hits: Counter = .init(0);
+    pub var cache_misses: Counter = .init(0);
+    pub var cached_bytes: Counter = .init(0);
+};
+
+pub var segments_mapped: Counter = .init(0);
+pub var segments_abandoned: Counter = .init(0);
+pub var segments_adopted: Counter = .init(0);
+pub var threads_live: Counter = .init(0);
+pub var threads_total: Counter = .init(0);
+pub var os_mapped_bytes: Counter = .init(0);
+
+/// Free slices whose memory may still be resident (all segments and the segment cache).
+pub var dirty_bytes: Counter = .init(0);
+
+pub fn pageAcquired(tier: usize, span_bytes: usize, reused_dirty_bytes: usize) void {
+    add(&tiers[tier].pages, 1);
+    add(&tiers[tier].mapped_bytes, span_bytes);
+    sub(&dirty_bytes, reused_dirty_bytes);
+}
+
+pub fn pageCarved(tier: usize, bytes: usize) void {
+    add(&tiers[tier].resident_bytes, bytes);
+}
+
+/// A page went back to its segment: its span stays resident (dirty) until purged.
+pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
+    sub(&tiers[tier].pages, 1);
+    sub(&tiers[tier].mapped_bytes, span_bytes);
+    sub(&tiers[tier].resident_bytes, carved_bytes);
+    add(&dirty_bytes, span_bytes);
+}
+
+/// Dirty free slices given back to the OS; `tier` is the tier of the pages that used them.
+pub fn purged(tier: usize, bytes: usize) void {
+    if (bytes == 0) return;
+    add(&tiers[tier].purges, 1);
+    add(&tiers[tier].purged_bytes, bytes);
+    sub(&dirty_bytes, bytes);
+}
+
+pub fn largeMapped(bytes: usize) void {
+    add(&tiers[2].mapped_bytes, bytes);
+    add(&tiers[2].resident_bytes, bytes);
+    add(&tiers[2].pages, 1);
+    add(&os_mapped_bytes, bytes);
+}
+
+pub fn largeUnmapped(bytes: usize) void {
+    sub(&tiers[2].mapped_bytes, bytes);
+    sub(&tiers[2].resident_bytes, bytes);
+    sub(&tiers[2].pages, 1);
+    sub(&os_mapped_bytes, bytes);
+    add(&tiers[2].purges, 1);
+    add(&tiers[2].purged_bytes, bytes);
+}
+
+pub fn largeResized(old_bytes: usize, new_bytes: usize) void {
+    sub(&tiers[2].mapped_bytes, old_bytes);
+    add(&tiers[2].mapped_bytes, new_bytes);
+    sub(&tiers[2].resident_bytes, old_bytes);
+    add(&tiers[2].resident_bytes, new_bytes);
+    sub(&os_mapped_bytes, old_bytes);
+    add(&os_mapped_bytes, new_bytes);
+}
+
+pub fn incr(c: *Counter) void {
+    add(c, 1);
+}
+
+pub fn decr(c: *Counter) void {
+    sub(c, 1);
+}
+
+pub fn addTo(c: *Counter, n: u64) void {
+    add(c, n);
+}
+
+pub fn subFrom(c: *Counter, n: u64) void {
+    sub(c, n);
+}
+
+// ---- the exported layout (hakmem.h: HAK_STAT_*) ----
+
+pub const field_names = [_][]const u8{
+    "allocs", "frees", "remote_frees", "live_blocks", "live_bytes", "mapped_bytes", "resident_bytes",
+    "purges", "purged_bytes", "cache_hits", "cache_misses", "pages",
+};
+pub const global_names = [_][]const u8{
+    "segments_mapped", "segments_abandoned", "segments_adopted", "threads_live", "threads_total",
+    "os_mapped_bytes", "os_resident_bytes", "large_cached_bytes",
+};
+pub const field_count = field_names.len;
+pub const global_count = global_names.len;
+pub const value_count = tier_count * field_count + global_count;
+
+/// Event counters at the last hak_stats_reset, per tier: allocs, frees, remote frees, purges, purged bytes, hits, misses.
+var baseline: [tier_count][field_count]u64 = [_][field_count]u64{[_]u64{0} ** field_count} ** tier_count;
+const resettable = [_]usize{ 0, 1, 2, 7, 8, 9, 10 };
+
+/// Fills `out` (value_count values) given the summed bin counters of all heaps.
+pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
+    var raw: [tier_count][field_count]u64 = [_][field_count]u64{[_]u64{0} ** field_count} ** tier_count;
+    for (0..bins) |b| {
+        const tier: usize = if (size_class.binIsTiny(b)) 0 else 1;
+        const frees = sum.frees[b] + heapless_frees[b].load(.monotonic);
+        raw[tier][0] += sum.allocs[b];
+        raw[tier][1] += frees;
+        raw[tier][2] += sum.remote_frees[b] + heapless_frees[b].load(.monotonic);
+        const live = sum.allocs[b] -| frees;
+        raw[tier][3] += live;
+        raw[tier][4] += live * size_class.binBlockSize(b);
+    }
+    raw[2][0] = large.allocs.load(.monotonic);
+    raw[2][1] = large.frees.load(.monotonic);
+    raw[2][3] = raw[2][0] -| raw[2][1];
+    raw[2][4] = large.live_bytes.load(.monotonic);
+    raw[2][9] = large.cache_hits.load(.monotonic);
+    raw[2][10] = large.cache_misses.load(.monotonic);
+    var resident_total: u64 = 0;
+    for (0..tier_count) |t| {
+        raw[t][5] = tiers[t].mapped_bytes.load(.monotonic);
+        raw[t][6] = tiers[t].resident_bytes.load(.monotonic);
+        raw[t][7] = tiers[t].purges.load(.monotonic);
+        raw[t][8] = tiers[t].purged_bytes.load(.monotonic);
+        raw[t][11] = tiers[t].pages.load(.monotonic);
+        resident_total += raw[t][6];
+        for (0..field_count) |f| out[t * field_count + f] = raw[t][f] -| baseline[t][f];
+    }
+    const g = tier_count * field_count;
+    out[g + 0] = segments_mapped.load(.monotonic);
+    out[g + 1] = segments_abandoned.load(.monotonic);
+    out[g + 2] = segments_adopted.load(.monotonic);
+    out[g + 3] = threads_live.load(.monotonic);
+    out[g + 4] = threads_total.load(.monotonic);
+    out[g + 5] = os_mapped_bytes.load(.monotonic);
+    out[g + 6] = resident_total + dirty_bytes.load(.monotonic) + segments_mapped.load(.monotonic) * os.page_size * 2;
+    out[g + 7] = large.cached_bytes.load(.monotonic);
+}
+
+/// Makes the event counters read zero from now on (live and mapped figures are kept).
+pub fn reset(sum: *const BinCounters) void {
+    var values: [value_count]u64 = undefined;
+    const saved = baseline;
+    baseline = [_][field_count]u64{[_]u64{0} ** field_count} ** tier_count;
+    snapshot(sum, &values);
+    baseline = saved;
+    for (0..tier_count) |t| {
+        for (resettable) |f| baseline[t][f] = values[t * field_count + f];
+    }
+}
+
+test "snapshot derives live blocks from allocs and frees" {
+    var sum: BinCounters = .{};
+    const bin = size_class.tinyBin(32);
+    sum.allocs[bin] = 10;
+    sum.frees[bin] = 4;
+    var out: [value_count]u64 = undefined;
+    snapshot(&sum, &out);
+    try std.testing.expectEqual(@as(u64, 10), out[0]);
+    try std.testing.expectEqual(@as(u64, 6), out[3]);
+    try std.testing.expectEqual(@as(u64, 6 * 32), out[4]);
+    reset(&sum);
+    snapshot(&sum, &out);
+    try std.testing.expectEqual(@as(u64, 0), out[0]);
+    try std.testing.expectEqual(@as(u64, 6), out[3]);
+    baseline = [_][field_count]u64{[_]u64{0} ** field_count} ** tier_count;
+}

@@ -1,0 +1,84 @@
+//! thread.zig — which heap belongs to the calling thread, and what happens when a thread
+//! starts allocating or exits.
+//!
+//! A thread's heap is found through one thread-local pointer (`tls_heap`, null until the
+//! thread's first malloc). Heap memory comes straight from the OS and is recycled through
+//! a pool, never unmapped, so a stats reader can walk the registry of live heaps safely.
+//! On exit a pthread-key destructor abandons the heap (heap.abandonAll) and returns it.
+const std = @import("std");
+const os = @import("os.zig");
+const stats = @import("stats.zig");
+const process = @import("process.zig");
+const Lock = @import("lock.zig").Lock;
+const Heap = @import("heap.zig").Heap;
+
+threadlocal var tls_heap: ?*Heap = null;
+
+pub var registry_lock: Lock = .{};
+var registry_first: ?*Heap = null;
+/// Heaps of exited threads, ready for reuse (linked through registry_next).
+var pool_first: ?*Heap = null;
+
+pub inline fn current() ?*Heap {
+    return tls_heap;
+}
+
+/// The calling thread's heap, created on first use. Null only when the OS has no memory.
+pub noinline fn currentOrCreate() ?*Heap {
+    if (tls_heap) |heap| return heap;
+    process.ensureInit();
+    const heap = obtainHeap() orelse return null;
+    heap.init();
+    registry_lock.acquire();
+    heap.registry_next = registry_first;
+    if (registry_first) |f| f.registry_prev = heap;
+    registry_first = heap;
+    registry_lock.release();
+    tls_heap = heap;
+    process.registerThreadExit(heap);
+    stats.incr(&stats.threads_live);
+    stats.incr(&stats.threads_total);
+    return heap;
+}
+
+fn obtainHeap() ?*Heap {
+    registry_lock.acquire();
+    const pooled = pool_first;
+    if (pooled) |h| pool_first = h.registry_next;
+    registry_lock.release();
+    if (pooled) |h| return h;
+    const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
+    const memory = os.map(bytes) orelse return null;
+    return @ptrCast(@alignCast(memory));
+}
+
+/// The pthread-key destructor: the thread is exiting.
+pub fn onThreadExit(heap: *Heap) void {
+    tls_heap = null;
+    heap.abandonAll();
+    registry_lock.acquire();
+    heap.counters.addInto(&stats.retired);
+    if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;
+    if (heap.registry_next) |n| n.registry_prev = heap.registry_prev;
+    heap.registry_prev = null;
+    heap.registry_next = pool_first;
+    pool_first = heap;
+    registry_lock.release();
+    stats.decr(&stats.threads_live);
+}
+
+/// Sums the event counters of every heap, live and exited.
+pub fn sumCounters(total: *stats.BinCounters) void {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    stats.retired.addInto(total);
+    var it = registry_first;
+    while (it) |heap| : (it = heap.registry_next) heap.counters.addInto(total);
+}
+
+/// In a forked child only the forking thread exists: the other heaps stay registered
+/// (their blocks may still be freed in the child, into their pages' thread_free lists).
+pub fn afterForkInChild() void {
+    registry_lock.resetInChild();
+    stats.threads_live.store(if (tls_heap != null) 1 else 0, .monotonic);
+}

@@ -24,6 +24,7 @@ comptime {
     _ = @import("api.zig");
     _ = @import("preload.zig");
     _ = @import("process.zig");
+    _ = @import("kernels.zig");
 }
 
 test {

@@ -1,0 +1,45 @@
+// cross-thread.ts — blocks allocated on one thread and freed on another. Real OS threads
+// (Bun Workers) run producer/consumer pairs through a native queue, then hand each other
+// blocks from a TypeScript module; the tables show the remote frees hakmem counted.
+//
+//   bun src/examples/cross-thread.ts [threads] [blocksPerProducer]
+import { resolve } from "node:path";
+import * as hakmem from "../index.ts";
+import { ThreadPool } from "../threads.ts";
+import * as workloads from "../workloads.ts";
+
+const threads = Math.max(2, Number(process.argv[2] ?? 4));
+const count = Number(process.argv[3] ?? 200_000);
+const tiers = ["tiny", "mid", "large"] as const;
+
+function tierTable(stats: hakmem.Stats) {
+  return tiers.map((tier) => ({
+    tier,
+    allocs: stats[tier].allocs,
+    frees: stats[tier].frees,
+    "remote frees": stats[tier].remoteFrees,
+    "live blocks Δ": stats[tier].liveBlocks,
+  }));
+}
+
+const pool = await ThreadPool.start(threads);
+try {
+  const pc = await workloads.producerConsumer(pool, { count, min: 16, max: 4096, capacity: 1024 });
+  console.log(`producer/consumer: ${threads} threads, ${count} blocks per producer, ${(pc.wallNs / 1e6).toFixed(1)} ms`);
+  console.table(pc.results.map((r) => ({ thread: r.thread, role: r.kind, blocks: r.ops, "ns/block": (r.elapsedNs / r.ops).toFixed(1) })));
+  console.table(tierTable(pc.stats));
+
+  const module = resolve(import.meta.dir, "handoff.ts");
+  const sizes = [32, 200, 900, 5000, 60_000, 2_000_000];
+  const before = hakmem.stats();
+  const made = await pool.runAll(Array.from({ length: threads }, () => ({
+    kind: "module" as const, path: module, exportName: "allocate", args: { count: 600, sizes },
+  })));
+  await pool.runAll(made.map((_, i) => ({
+    kind: "module" as const, path: module, exportName: "release", args: { pointers: made[(i + 1) % threads].value },
+  })));
+  console.log(`hand-off: thread i frees the ${600} blocks thread i+1 allocated (sizes ${sizes.join(", ")} B)`);
+  console.table(tierTable(hakmem.statsDelta(before, hakmem.stats())));
+} finally {
+  await pool.close();
+}

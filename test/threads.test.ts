@@ -1,0 +1,152 @@
+// threads.test.ts — real OS threads through Bun Workers (src/threads.ts, src/workloads.ts):
+// pointers handed between workers, remote frees in the stats, live bytes back to where
+// they started, native multi-thread workloads, user modules, errors and clean shutdown.
+// Live bytes are compared with a baseline: only hak_* calls allocate from hakmem here.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import * as h from "../src/index.ts";
+import { ThreadPool } from "../src/threads.ts";
+import * as workloads from "../src/workloads.ts";
+
+const HANDOFF = resolve(import.meta.dir, "../src/examples/handoff.ts");
+const SIZES = [24, 100, 700, 3000, 40_000, 1_500_000]; // tiny, mid and large under the defaults
+
+let pool: ThreadPool;
+let baseline: h.Stats;
+
+beforeAll(async () => {
+  baseline = h.stats();
+  pool = await ThreadPool.start(4);
+});
+
+afterAll(async () => {
+  await pool?.close();
+});
+
+function remoteFrees(s: h.Stats): number {
+  return h.totalOf(s, "remoteFrees");
+}
+
+function expectLiveAtBaseline(): void {
+  const now = h.stats();
+  for (const tier of ["tiny", "mid", "large"] as const) {
+    expect({ tier, liveBytes: now[tier].liveBytes }).toEqual({ tier, liveBytes: baseline[tier].liveBytes });
+    expect({ tier, liveBlocks: now[tier].liveBlocks }).toEqual({ tier, liveBlocks: baseline[tier].liveBlocks });
+  }
+}
+
+describe("thread pool", () => {
+  test("starts long-lived workers, each with the library loaded", async () => {
+    expect(pool.size).toBe(4);
+    const results = await pool.runAll([{ kind: "noop" }, { kind: "noop" }, { kind: "noop" }, { kind: "noop" }]);
+    expect(results.map((r) => r.thread)).toEqual([0, 1, 2, 3]);
+  });
+
+  test("workers hand pointers to each other: every free is remote and live bytes return", async () => {
+    const before = h.stats();
+    const made = await pool.runAll([0, 1, 2, 3].map((thread) => ({
+      kind: "module" as const,
+      path: HANDOFF,
+      exportName: "allocate",
+      args: { count: 300, sizes: SIZES },
+    })));
+    const mid = h.stats();
+    expect(h.totalOf(mid, "liveBlocks") - h.totalOf(before, "liveBlocks")).toBe(1200);
+    // thread i frees what thread i+1 allocated
+    const freed = await pool.runAll(made.map((_, i) => ({
+      kind: "module" as const,
+      path: HANDOFF,
+      exportName: "release",
+      args: { pointers: made[(i + 1) % 4].value as number[] },
+    })));
+    expect(freed.reduce((sum, r) => sum + r.ops, 0)).toBe(1200);
+    const after = h.stats();
+    expect(remoteFrees(after) - remoteFrees(before)).toBe(1200);
+    for (const tier of ["tiny", "mid", "large"] as const) {
+      const expected = (1200 / SIZES.length) * SIZES.filter((size) => h.route(size) === tier).length;
+      expect({ tier, remote: after[tier].remoteFrees - before[tier].remoteFrees }).toEqual({ tier, remote: expected });
+    }
+    expectLiveAtBaseline();
+  });
+
+  test("the main thread frees blocks a worker allocated, and a worker frees the main thread's", async () => {
+    const before = h.stats();
+    const [made] = await pool.runAll([{ kind: "module", path: HANDOFF, exportName: "allocate", args: { count: 60, sizes: SIZES } }]);
+    for (const p of made.value as number[]) {
+      expect(h.view(p, 1)[0]).toBe(0);
+      h.free(p);
+    }
+    const mine = SIZES.map((size) => h.alloc(size));
+    await pool.run(2, { kind: "module", path: HANDOFF, exportName: "release", args: { pointers: mine } });
+    expect(remoteFrees(h.stats()) - remoteFrees(before)).toBe(60 + SIZES.length);
+    expectLiveAtBaseline();
+  });
+
+  test("a task's result carries ops, elapsed time and a stats delta", async () => {
+    const [r] = await pool.runAll([{ kind: "random-mixed", cycles: 20_000, ws: 200, min: 16, max: 2048, seed: 5 }]);
+    expect(r.kind).toBe("random-mixed");
+    expect(r.ops).toBe(20_000);
+    expect(r.elapsedNs).toBeGreaterThan(0);
+    expect(r.wallNs).toBeGreaterThanOrEqual(r.elapsedNs);
+    expect(r.statsDelta.tiny.allocs + r.statsDelta.mid.allocs).toBeGreaterThan(1000);
+  });
+
+  test("errors in a task reject with the worker's message; the worker keeps serving", async () => {
+    await expect(pool.run(1, { kind: "module", path: HANDOFF, exportName: "release", args: { pointers: [0] } }))
+      .rejects.toThrow(/null or invalid pointer/);
+    await expect(pool.run(1, { kind: "module", path: "/nonexistent/module.ts" })).rejects.toThrow();
+    await expect(pool.run(1, { kind: "module", path: HANDOFF, exportName: "nope" })).rejects.toThrow(/no function export/);
+    await expect(pool.run(9, { kind: "noop" })).rejects.toThrow(RangeError);
+    const r = await pool.run(1, { kind: "noop" });
+    expect(r.thread).toBe(1);
+  });
+});
+
+describe("native multi-thread workloads", () => {
+  test("random-mixed on every thread", async () => {
+    const report = await workloads.randomMixed(pool, { cycles: 20_000, ws: 500, min: 16, max: 4096 });
+    expect(report.results.length).toBe(4);
+    expect(report.ops).toBe(80_000);
+    expectLiveAtBaseline();
+  });
+
+  test("Larson rotation frees blocks across threads", async () => {
+    const report = await workloads.larson(pool, { nblocks: 500, min: 16, max: 2048, rounds: 3, replacements: 2000 });
+    expect(report.ops).toBe(4 * 3 * 2000);
+    expect(remoteFrees(report.stats)).toBeGreaterThan(1000);
+    expectLiveAtBaseline();
+  });
+
+  test("producer/consumer: every consumed block is a remote free", async () => {
+    const report = await workloads.producerConsumer(pool, { count: 20_000, min: 16, max: 4096, capacity: 256 });
+    const consumed = report.results.filter((r) => r.kind === "consume").reduce((s, r) => s + r.ops, 0);
+    expect(consumed).toBe(40_000);
+    expect(remoteFrees(report.stats)).toBe(40_000);
+    expectLiveAtBaseline();
+  });
+
+  test("a user module on every thread", async () => {
+    const report = await workloads.moduleOnAll(pool, HANDOFF, { count: 10, sizes: [32] }, "allocate");
+    expect(report.ops).toBe(40);
+    for (const r of report.results) for (const p of r.value as number[]) h.free(p);
+    expectLiveAtBaseline();
+  });
+});
+
+describe("shutdown", () => {
+  test("blocks outlive their thread: freed after the pool closed", async () => {
+    const small = await ThreadPool.start(2);
+    const [a, b] = await small.runAll([
+      { kind: "module", path: HANDOFF, exportName: "allocate", args: { count: 50, sizes: SIZES } },
+      { kind: "module", path: HANDOFF, exportName: "allocate", args: { count: 50, sizes: SIZES } },
+    ]);
+    await small.close();
+    await expect(small.run(0, { kind: "noop" })).rejects.toThrow(/closed/);
+    for (const p of [...(a.value as number[]), ...(b.value as number[])]) h.free(p);
+    expectLiveAtBaseline();
+  });
+
+  test("start validates its count", async () => {
+    await expect(ThreadPool.start(0)).rejects.toThrow(RangeError);
+  });
+});

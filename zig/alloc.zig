@@ -223,7 +223,7 @@ fn allocRouted(heap: *Heap, size: usize) ?*anyopaque {
 /// Purges empty memory now: the calling thread's heap, the segment cache, the large cache.
 pub fn collect(force: bool) void {
     const now = os.nowMs();
-    if (thread.current()) |heap| heap.maintain(now, force);
+    if (thread.current()) |heap| return heap.maintain(now, force);
     @import("arena.zig").decay(now, force);
     large.decay(now, force);
 }

@@ -17,6 +17,7 @@ const config = @import("config.zig");
 const stats = @import("stats.zig");
 const size_class = @import("size_class.zig");
 const arena = @import("arena.zig");
+const large = @import("large.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const Page = page_mod.Page;
@@ -29,6 +30,8 @@ const bins = size_class.bin_count;
 const full_scan_max = 8;
 /// Abandoned segments adopted per slow path at most.
 const adopt_max = 4;
+/// Slow-path events between two looks at the clock for purging.
+const ticks_per_clock_check = 8;
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -95,9 +98,11 @@ pub const Heap = struct {
     // ---------------------------------------------------------------- slow paths
 
     pub noinline fn allocSlow(self: *Heap, bin: usize) ?*anyopaque {
-        self.slow_calls +%= 1;
-        if (self.slow_calls % 16 == 0) self.maintain(os.nowMs(), false);
-        const page = self.findPage(bin) orelse return null;
+        self.tick();
+        const page = self.findPage(bin) orelse {
+            os.setErrno(.NOMEM);
+            return null;
+        };
         const block = page.pop().?;
         self.counters.allocs[bin] += 1;
         return block;
@@ -253,7 +258,16 @@ pub const Heap = struct {
         if (page.flags & page_mod.flag_full != 0) self.moveToQueue(page);
     }
 
+    /// Counts slow-path events; every few, checks the clock and purges what is due.
+    /// Both malloc's refills and free's empty pages tick, so a program whose steady
+    /// state never leaves the fast path still returns memory freed earlier.
+    fn tick(self: *Heap) void {
+        self.slow_calls +%= 1;
+        if (self.slow_calls % ticks_per_clock_check == 0) self.maintain(os.nowMs(), false);
+    }
+
     pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {
+        self.tick();
         if (self.direct[page.bin] == page) {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
@@ -316,6 +330,7 @@ pub const Heap = struct {
             if (force or now_ms -| seg.dirty_since_ms >= delay) purgeSegment(seg);
         }
         arena.decay(now_ms, force);
+        large.decay(now_ms, force);
     }
 
     /// Thread exit: every page without live blocks goes back; segments that still hold

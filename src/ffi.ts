@@ -84,8 +84,12 @@ function openLibrary() {
   }
 }
 
+type Symbols = ReturnType<typeof openLibrary>["symbols"];
+/** bun:ffi types 64-bit returns as `number | bigint`; sizes (< 2^53) and pointers (< 2^47) are numbers. */
+type NumberReturns<F> = F extends (...args: infer A) => infer R ? (...args: A) => Exclude<R, bigint> : never;
+
 /** The raw hak_* functions. Prefer the validated API in src/index.ts. */
-export const native = openLibrary().symbols;
+export const native = openLibrary().symbols as { [K in keyof Symbols]: NumberReturns<Symbols[K]> };
 
 const foreignLibraries: unknown[] = [];
 

@@ -27,7 +27,7 @@ pub const size_max: usize = 1 << 46;
 
 // ------------------------------------------------------------------ malloc
 
-pub inline fn malloc(size: usize) ?*anyopaque {
+pub fn malloc(size: usize) ?*anyopaque {
     if (thread.current()) |heap| {
         if (size <= config.tiny_max) return heap.allocBin(size_class.tinyBin(size));
         if (size <= config.mid_max) return heap.allocBin(size_class.midBin(size));
@@ -60,7 +60,7 @@ pub fn outOfMemory() ?*anyopaque {
 
 pub const FreeResult = enum { ok, not_owned, invalid };
 
-pub inline fn free(ptr: ?*anyopaque) FreeResult {
+pub fn free(ptr: ?*anyopaque) FreeResult {
     const addr = @intFromPtr(ptr orelse return .ok);
     const tag = segment_map.lookup(addr);
     if (tag != .segment) return freeNotSmall(addr, tag);
@@ -226,4 +226,100 @@ pub fn collect(force: bool) void {
     if (thread.current()) |heap| return heap.maintain(now, force);
     @import("arena.zig").decay(now, force);
     large.decay(now, force);
+}
+
+// ------------------------------------------------------------------ tests
+
+const testing = std.testing;
+
+test "malloc/free across tiers, usable size, content" {
+    const sizes = [_]usize{ 0, 1, 15, 16, 17, 64, 127, 128, 129, 1000, 1024, 1025, 8192, 40000, 1 << 20, (1 << 20) + 1, 5 << 20 };
+    for (sizes) |size| {
+        const p = malloc(size) orelse return error.OutOfMemory;
+        try testing.expect(@intFromPtr(p) % 16 == 0);
+        const usable = usableSize(@intFromPtr(p)).?;
+        try testing.expect(usable >= size);
+        @memset(@as([*]u8, @ptrCast(p))[0..usable], 0xA5);
+        try testing.expectEqual(FreeResult.ok, free(p));
+    }
+}
+
+test "free recognises pointers it does not own and interior pointers" {
+    var local: u64 = 0;
+    try testing.expectEqual(FreeResult.not_owned, free(&local));
+    const p: [*]u8 = @ptrCast(malloc(100).?);
+    try testing.expectEqual(FreeResult.invalid, free(p + 16));
+    try testing.expectEqual(FreeResult.ok, free(p));
+    try testing.expectEqual(FreeResult.invalid, free(p)); // the block just freed
+    const big: [*]u8 = @ptrCast(malloc(3 << 20).?);
+    try testing.expectEqual(FreeResult.invalid, free(big + 4096));
+    try testing.expectEqual(FreeResult.ok, free(big));
+}
+
+test "realloc keeps content across tiers in both directions" {
+    var p: ?*anyopaque = malloc(16);
+    for (0..16) |i| @as([*]u8, @ptrCast(p.?))[i] = @intCast(i);
+    const steps = [_]usize{ 100_000, 8 << 20, 24 << 20, 3 << 20, 2000, 16 };
+    for (steps) |size| {
+        p = realloc(p, size).ok;
+        for (0..16) |i| try testing.expectEqual(@as(u8, @intCast(i)), @as([*]u8, @ptrCast(p.?))[i]);
+    }
+    try testing.expectEqual(FreeResult.ok, free(p));
+}
+
+test "aligned allocations from every tier" {
+    var alignment: usize = 32;
+    while (alignment <= 8 << 20) : (alignment *= 2) {
+        for ([_]usize{ 1, 100, 5000, 300_000, 2 << 20 }) |size| {
+            const p = alignedAlloc(alignment, size) orelse return error.OutOfMemory;
+            try testing.expect(@intFromPtr(p) % alignment == 0);
+            try testing.expect(usableSize(@intFromPtr(p)).? >= size);
+            @memset(@as([*]u8, @ptrCast(p))[0..size], 1);
+            try testing.expectEqual(FreeResult.ok, free(p));
+        }
+    }
+}
+
+test "calloc is zero after a dirty block is reused, and checks overflow" {
+    for ([_]usize{ 48, 3000, 200_000, 6 << 20 }) |size| {
+        const dirty = malloc(size).?;
+        @memset(@as([*]u8, @ptrCast(dirty))[0..size], 0xFF);
+        _ = free(dirty);
+        const clean: [*]u8 = @ptrCast(calloc(1, size).?);
+        for (0..size) |i| try testing.expectEqual(@as(u8, 0), clean[i]);
+        _ = free(clean);
+    }
+    try testing.expect(calloc(std.math.maxInt(usize) / 2, 3) == null);
+    try testing.expect(malloc(std.math.maxInt(usize)) == null);
+}
+
+test "thresholds change while blocks are live" {
+    const old_tiny = config.tiny_max;
+    const old_mid = config.mid_max;
+    defer _ = config.setThresholds(old_tiny, old_mid);
+    const a = malloc(900).?; // tiny under the defaults
+    try testing.expect(config.setThresholds(256, 4096));
+    const b = malloc(900).?; // mid now
+    const c = malloc(5000).?; // large now
+    try testing.expect(Segment.of(@intFromPtr(a)).pageOf(@intFromPtr(a)).isTiny());
+    try testing.expect(!Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)).isTiny());
+    try testing.expectEqual(segment_map.Tag.large_head, segment_map.lookup(@intFromPtr(c)));
+    try testing.expectEqual(FreeResult.ok, free(a));
+    try testing.expectEqual(FreeResult.ok, free(b));
+    try testing.expectEqual(FreeResult.ok, free(c));
+}
+
+test "many blocks, then everything back" {
+    const count = 20_000;
+    const blocks = try testing.allocator.alloc(?*anyopaque, count);
+    defer testing.allocator.free(blocks);
+    for (blocks, 0..) |*b, i| {
+        b.* = malloc(16 + (i * 7919) % 3000);
+        @as([*]u8, @ptrCast(b.*.?))[0] = @truncate(i);
+    }
+    for (blocks, 0..) |b, i| {
+        try testing.expectEqual(@as(u8, @truncate(i)), @as([*]u8, @ptrCast(b.?))[0]);
+        try testing.expectEqual(FreeResult.ok, free(b));
+    }
+    collect(true);
 }

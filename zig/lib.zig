@@ -36,4 +36,5 @@ test {
     _ = @import("os.zig");
     _ = @import("stats.zig");
     _ = @import("lock.zig");
+    _ = @import("alloc.zig");
 }

@@ -44,7 +44,7 @@ const small_table: [65]u8 = blk: {
 };
 
 /// Class of a size <= mid_size_limit.
-pub inline fn classOf(size: usize) usize {
+pub fn classOf(size: usize) usize {
     if (size <= 1024) return small_table[(size + 15) >> 4];
     const s = size - 1;
     const b: usize = 63 - @clz(s);
@@ -52,11 +52,11 @@ pub inline fn classOf(size: usize) usize {
     return 8 + (b - 7) * 8 + sub;
 }
 
-pub inline fn tinyBin(size: usize) Bin {
+pub fn tinyBin(size: usize) Bin {
     return @intCast(classOf(size));
 }
 
-pub inline fn midBin(size: usize) Bin {
+pub fn midBin(size: usize) Bin {
     return @intCast(tiny_classes + classOf(size));
 }
 

@@ -20,20 +20,23 @@ pub const AllocFn = *const fn (usize) callconv(.c) ?*anyopaque;
 /// A free-like function, e.g. glibc's `free`.
 pub const FreeFn = *const fn (?*anyopaque) callconv(.c) void;
 
-/// splitmix64: a tiny, well-mixed deterministic PRNG.
+/// xorshift64*, seeded exactly like bench/c/common.h (rng_seed/rng_next/rng_range), so a
+/// kernel draws the same sequence as the C benchmark with the same seed.
 const Rng = struct {
     state: u64,
 
     fn init(seed: u64) Rng {
-        return .{ .state = seed };
+        const s = seed *% 0x9E3779B97F4A7C15 +% 0x2545F4914F6CDD1D;
+        return .{ .state = if (s == 0) 1 else s };
     }
 
     fn next(self: *Rng) u64 {
-        self.state +%= 0x9E3779B97F4A7C15;
-        var z = self.state;
-        z = (z ^ (z >> 30)) *% 0xBF58476D1CE4E5B9;
-        z = (z ^ (z >> 27)) *% 0x94D049BB133111EB;
-        return z ^ (z >> 31);
+        var x = self.state;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.state = x;
+        return x *% 0x2545F4914F6CDD1D;
     }
 
     /// A value in [0, n); n must be > 0.
@@ -61,11 +64,12 @@ fn elapsedSince(start: u64) u64 {
     return nowNs() -| start;
 }
 
-/// Writes one byte into a fresh block so the allocation is really touched.
+/// Writes the first and last byte of a fresh block so the allocation is really touched.
 fn touch(ptr: *anyopaque, size: usize, tag: u64) void {
     if (size == 0) return;
     const bytes: [*]volatile u8 = @ptrCast(ptr);
     bytes[0] = @truncate(tag);
+    bytes[size - 1] = @truncate(tag);
 }
 
 fn hakFreeVoid(ptr: ?*anyopaque) callconv(.c) void {
@@ -103,8 +107,8 @@ export fn hak_kernel_pairs(alloc_fn: ?AllocFn, free_fn: ?FreeFn, size: usize, n:
 }
 
 /// Random mixed alloc/free over `ws` slots for `cycles` steps: each step picks a random
-/// slot and frees it when occupied, else allocates [min, max] bytes into it. Everything
-/// still live is freed at the end (inside the timed region).
+/// slot and frees it when occupied, else allocates [min, max] bytes into it (as
+/// bench/c/random_mixed.c). Everything still live is freed after the timed loop.
 export fn hak_kernel_random_mixed(cycles: u64, ws: usize, seed: u64, min: usize, max: usize) u64 {
     if (ws == 0) return 0;
     const slots = allocSlots(ws) orelse return 0;
@@ -124,8 +128,9 @@ export fn hak_kernel_random_mixed(cycles: u64, ws: usize, seed: u64, min: usize,
             slot.* = p;
         }
     }
+    const elapsed = elapsedSince(start);
     _ = freeAll(slots, ws);
-    return elapsedSince(start);
+    return elapsed;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -336,6 +341,13 @@ export fn hak_kernel_consume(queue: ?*anyopaque, count: u64, done: ?*u64) u64 {
     return elapsed;
 }
 
+test "the PRNG draws the same sequence as bench/c/common.h" {
+    var rng = Rng.init(42);
+    try std.testing.expectEqual(@as(u64, 0x9e546a552fd590bb), rng.next());
+    try std.testing.expectEqual(@as(u64, 0x9a5df2cb7176aadb), rng.next());
+    try std.testing.expectEqual(@as(u64, 0x3f7d8a07a679a18f), rng.next());
+}
+
 test "rng sizes stay in bounds" {
     var rng = Rng.init(42);
     for (0..1000) |_| {
@@ -345,4 +357,21 @@ test "rng sizes stay in bounds" {
     try std.testing.expectEqual(@as(usize, 8), rng.size(8, 8));
     const swapped = rng.size(64, 16);
     try std.testing.expect(swapped >= 16 and swapped <= 64);
+}
+
+test "kernels leave no block behind" {
+    _ = hak_kernel_random_mixed(20_000, 300, 7, 8, 3000);
+    const array: [*]?*anyopaque = @ptrCast(@alignCast(hak_alloc(64 * @sizeOf(usize)).?));
+    @memset(array[0..64], null);
+    _ = hak_kernel_larson_fill(array, 64, 16, 512, 1);
+    _ = hak_kernel_larson_round(array, 64, 16, 512, 1000, 2);
+    try std.testing.expectEqual(@as(u64, 64), hak_kernel_free_all(array, 64));
+    _ = hak_free(@ptrCast(array));
+    const q = hak_kernel_queue_new(8).?;
+    var done: u64 = 0;
+    _ = hak_kernel_produce(q, 8, 16, 64, 3, &done);
+    try std.testing.expectEqual(@as(u64, 8), done);
+    _ = hak_kernel_consume(q, 5, &done);
+    try std.testing.expectEqual(@as(u64, 5), done);
+    try std.testing.expectEqual(@as(u64, 3), hak_kernel_queue_free(q));
 }

@@ -7,6 +7,12 @@
 // Workers are started one at a time (each waits for the previous one's library load) and
 // stay alive until close(), which terminates them and waits until each has closed.
 //
+// Known Bun Worker pitfalls this avoids: concurrent bun:ffi dlopen from freshly spawned
+// Workers crashed before Bun 1.4.0 (oven-sh/bun#40972), hence the one-at-a-time start;
+// messages posted right before a worker's own process.exit() can be lost (#14144), hence
+// workers never exit themselves; terminate() is called once per worker and the wait for
+// its close event is bounded, so a stuck worker cannot hang the caller.
+//
 //   const pool = await ThreadPool.start(4);
 //   const results = await pool.runAll([...]);   // one task per thread, in parallel
 //   await pool.close();

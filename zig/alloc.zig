@@ -323,3 +323,20 @@ test "many blocks, then everything back" {
     }
     collect(true);
 }
+
+test "a direct page that empties when maintenance is due is kept consistent" {
+    // Regression: maintenance ran inside pageBecameEmpty before the page was handled,
+    // released the (empty, direct) page, and the caller then released it again.
+    const saved_delay = config.purge_delay_ms;
+    config.purge_delay_ms = 0;
+    defer config.purge_delay_ms = saved_delay;
+    for (0..64) |_| {
+        const p = malloc(48) orelse return error.OutOfMemory;
+        const heap = thread.current().?;
+        heap.slow_calls = 7; // the next tick looks at the clock
+        heap.maintenance_due_ms = 0;
+        try testing.expectEqual(FreeResult.ok, free(p));
+    }
+    const q = malloc(48) orelse return error.OutOfMemory;
+    try testing.expectEqual(FreeResult.ok, free(q));
+}

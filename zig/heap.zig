@@ -267,19 +267,20 @@ pub const Heap = struct {
     }
 
     pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {
-        self.tick();
         if (self.direct[page.bin] == page) {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
             page.empty_since_ms = 0;
-            return;
-        }
-        if (page.flags & page_mod.flag_full != 0) {
-            self.full[page.bin].remove(page);
         } else {
-            self.queues[page.bin].remove(page);
+            if (page.flags & page_mod.flag_full != 0) {
+                self.full[page.bin].remove(page);
+            } else {
+                self.queues[page.bin].remove(page);
+            }
+            self.releasePage(page, os.nowMs());
         }
-        self.releasePage(page, os.nowMs());
+        // Last: maintenance may release pages, this one included.
+        self.tick();
     }
 
     /// Returns a page (already out of every queue) to its segment, and the segment to

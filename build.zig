@@ -19,6 +19,7 @@ pub fn build(b: *std.Build) void {
         .omit_frame_pointer = false,
     });
     lib_module.addOptions("build_options", options);
+    lib_module.addCSourceFile(.{ .file = b.path("zig/tls.c"), .flags = &.{ "-O2", "-fPIC" } });
     const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module, .use_llvm = true });
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);

@@ -12,6 +12,11 @@ const process = @import("process.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
 
+/// The calling thread's heap. Read and written through `current`/`setCurrent`, which use
+/// the initial-exec TLS model (one %fs-relative load) instead of the general-dynamic model
+/// Zig emits for a shared library (a __tls_get_addr call on every malloc and free).
+/// (zig/tls.c defines it for the library; unit tests use a plain Zig threadlocal.)
+const use_initial_exec = @import("builtin").cpu.arch == .x86_64 and !@import("builtin").is_test;
 threadlocal var tls_heap: ?*Heap = null;
 
 pub var registry_lock: Lock = .{};
@@ -20,12 +25,30 @@ var registry_first: ?*Heap = null;
 var pool_first: ?*Heap = null;
 
 pub inline fn current() ?*Heap {
-    return tls_heap;
+    if (!use_initial_exec) return tls_heap;
+    return asm (
+        \\movq hakmem_tls_heap@GOTTPOFF(%%rip), %[heap]
+        \\movq %%fs:(%[heap]), %[heap]
+        : [heap] "=r" (-> ?*Heap),
+    );
+}
+
+fn setCurrent(heap: ?*Heap) void {
+    if (!use_initial_exec) {
+        tls_heap = heap;
+        return;
+    }
+    asm volatile (
+        \\movq hakmem_tls_heap@GOTTPOFF(%%rip), %%rax
+        \\movq %[heap], %%fs:(%%rax)
+        :
+        : [heap] "r" (heap),
+        : .{ .rax = true, .memory = true });
 }
 
 /// The calling thread's heap, created on first use. Null only when the OS has no memory.
 pub noinline fn currentOrCreate() ?*Heap {
-    if (tls_heap) |heap| return heap;
+    if (current()) |heap| return heap;
     process.ensureInit();
     const heap = obtainHeap() orelse return null;
     heap.init();
@@ -34,7 +57,7 @@ pub noinline fn currentOrCreate() ?*Heap {
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    tls_heap = heap;
+    setCurrent(heap);
     process.registerThreadExit(heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -54,7 +77,7 @@ fn obtainHeap() ?*Heap {
 
 /// The pthread-key destructor: the thread is exiting.
 pub fn onThreadExit(heap: *Heap) void {
-    tls_heap = null;
+    setCurrent(null);
     heap.abandonAll();
     registry_lock.acquire();
     heap.counters.addInto(&stats.retired);
@@ -80,5 +103,5 @@ pub fn sumCounters(total: *stats.BinCounters) void {
 /// (their blocks may still be freed in the child, into their pages' thread_free lists).
 pub fn afterForkInChild() void {
     registry_lock.resetInChild();
-    stats.threads_live.store(if (tls_heap != null) 1 else 0, .monotonic);
+    stats.threads_live.store(if (current() != null) 1 else 0, .monotonic);
 }

@@ -1,0 +1,196 @@
+/*
+ * test_common.h — shared helpers of the C test programs in test/c/: CHECK/REQUIRE macros,
+ * the "is hakmem really serving malloc?" check, RSS readers, a PRNG and tag patterns.
+ *
+ * Every program calls require_hakmem() first. With HAKMEM_TEST_SYSTEM=1 in the environment
+ * the check is skipped, so the same programs can be validated against the system allocator.
+ */
+#ifndef HAKMEM_TEST_COMMON_H
+#define HAKMEM_TEST_COMMON_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_failures;
+
+/* Non-fatal check: reports file:line and the expression, counts the failure. */
+#define CHECK(expr)                                                                   \
+    do {                                                                              \
+        if (!(expr)) {                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);  \
+            __atomic_add_fetch(&g_failures, 1, __ATOMIC_RELAXED);                      \
+        }                                                                             \
+    } while (0)
+
+/* Fatal check: for conditions after which continuing would crash or mislead. */
+#define REQUIRE(expr)                                                                 \
+    do {                                                                              \
+        if (!(expr)) {                                                                \
+            fprintf(stderr, "%s:%d: REQUIRE failed: %s\n", __FILE__, __LINE__, #expr); \
+            fflush(NULL);                                                             \
+            exit(1);                                                                  \
+        }                                                                             \
+    } while (0)
+
+/* Prints the verdict line the Bun runner looks for and returns the exit code. */
+static inline int finish(const char *name) {
+    if (__atomic_load_n(&g_failures, __ATOMIC_RELAXED)) {
+        printf("FAIL %s: %d check(s) failed\n", name, g_failures);
+        return 1;
+    }
+    printf("PASS %s\n", name);
+    return 0;
+}
+
+static inline int system_mode(void) {
+    const char *v = getenv("HAKMEM_TEST_SYSTEM");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* Path of the shared object that defines the code at addr, or "?". */
+static inline const char *object_of(const void *addr) {
+    Dl_info info;
+    if (addr && dladdr(addr, &info) && info.dli_fname) return info.dli_fname;
+    return "?";
+}
+
+/* Exits with a clear message unless malloc (as this program calls it, and as the dynamic
+ * linker resolves it by name) lives in libhakmem and hak_version is visible. */
+static inline void require_hakmem(void) {
+    if (system_mode()) {
+        printf("allocator: system (HAKMEM_TEST_SYSTEM set)\n");
+        return;
+    }
+    const char *(*version)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "hak_version");
+    if (!version) {
+        fprintf(stderr, "NOT PRELOADED: hak_version is not visible; run with LD_PRELOAD=libhakmem.so\n");
+        exit(2);
+    }
+    void *(*volatile direct)(size_t) = malloc;
+    const char *by_name = object_of(dlsym(RTLD_DEFAULT, "malloc"));
+    const char *by_call = object_of((const void *)direct);
+    if (!strstr(by_name, "hakmem") || !strstr(by_call, "hakmem")) {
+        fprintf(stderr, "NOT SERVED BY HAKMEM: malloc resolves to %s (by name) / %s (called)\n",
+                by_name, by_call);
+        exit(2);
+    }
+    printf("allocator: hakmem %s\n", version());
+}
+
+/* Is the named libc entry point defined by libhakmem? (always 1 in system mode) */
+static inline int served_by_hakmem(const char *symbol) {
+    if (system_mode()) return 1;
+    return strstr(object_of(dlsym(RTLD_DEFAULT, symbol)), "hakmem") != NULL;
+}
+
+/* Looks up an optional hak_* function; NULL when absent (system mode or older library). */
+static inline void *hak_symbol(const char *name) { return dlsym(RTLD_DEFAULT, name); }
+
+/* ---- RSS ---------------------------------------------------------------------------- */
+
+/* A "Vm...:" field of /proc/self/status in KiB, or -1. */
+static inline long proc_status_kib(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long value = -1;
+    size_t n = strlen(field);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            value = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return value;
+}
+
+static inline long rss_kib(void) { return proc_status_kib("VmRSS"); }
+static inline long peak_rss_kib(void) { return proc_status_kib("VmHWM"); }
+
+/* ---- PRNG and patterns -------------------------------------------------------------- */
+
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+typedef struct { uint64_t state; } rng_t;
+
+static inline uint64_t rng_next(rng_t *r) {
+    r->state += 0x9e3779b97f4a7c15ULL;
+    return mix64(r->state);
+}
+
+/* Uniform in [lo, hi]. */
+static inline uint64_t rng_range(rng_t *r, uint64_t lo, uint64_t hi) {
+    return lo + rng_next(r) % (hi - lo + 1);
+}
+
+/* The pattern word at word index i of a block tagged tag. */
+static inline uint64_t pattern_word(uint64_t tag, size_t i) {
+    return mix64(tag * 0x2545f4914f6cdd1dULL + i);
+}
+
+/* Fills n bytes at p with the pattern of tag. */
+static inline void pattern_fill(void *p, size_t n, uint64_t tag) {
+    unsigned char *b = (unsigned char *)p;
+    size_t words = n / 8, i;
+    for (i = 0; i < words; i++) {
+        uint64_t w = pattern_word(tag, i);
+        __builtin_memcpy(b + i * 8, &w, 8);
+    }
+    if (n % 8) {
+        uint64_t w = pattern_word(tag, words);
+        memcpy(b + words * 8, &w, n % 8);
+    }
+}
+
+/* Offset of the first byte in [0, n) that differs from tag's pattern, or -1. */
+static inline long pattern_find_damage(const void *p, size_t n, uint64_t tag) {
+    const unsigned char *b = (const unsigned char *)p;
+    size_t words = n / 8, i;
+    for (i = 0; i < words; i++) {
+        uint64_t w = pattern_word(tag, i), got;
+        __builtin_memcpy(&got, b + i * 8, 8);
+        if (got != w) {
+            for (size_t k = 0; k < 8; k++)
+                if (((const unsigned char *)&w)[k] != b[i * 8 + k]) return (long)(i * 8 + k);
+        }
+    }
+    if (n % 8) {
+        uint64_t w = pattern_word(tag, words);
+        for (size_t k = 0; k < n % 8; k++)
+            if (((const unsigned char *)&w)[k] != b[words * 8 + k]) return (long)(words * 8 + k);
+    }
+    return -1;
+}
+
+/* Checks a block's pattern; on damage prints where and counts a failure. Returns 1 if ok. */
+static inline int pattern_ok(const void *p, size_t n, uint64_t tag, const char *what) {
+    long at = pattern_find_damage(p, n, tag);
+    if (at < 0) return 1;
+    static int reports;
+    if (__atomic_add_fetch(&reports, 1, __ATOMIC_RELAXED) <= 20)
+        fprintf(stderr, "CORRUPTION (%s): block %p size %zu tag %#llx differs at offset %ld\n", what,
+                p, n, (unsigned long long)tag, at);
+    __atomic_add_fetch(&g_failures, 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static inline int is_aligned(const void *p, size_t alignment) {
+    return ((uintptr_t)p & (alignment - 1)) == 0;
+}
+
+#endif

@@ -1,0 +1,142 @@
+// Compiles the C test programs in test/c/ with `zig cc` (cached by source hash) and runs
+// them with libhakmem.so preloaded, returning exit status and output for assertions.
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+export const REPO = resolve(import.meta.dir, "../..");
+export const ZIG = join(REPO, "zig/toolchain/zig");
+const C_DIR = join(REPO, "test/c");
+const BUILD_DIR = join(tmpdir(), `hakmem-c-tests-${process.getuid?.() ?? 0}`);
+
+// -fno-builtin-*: the compiler must not fold or elide allocation calls under test.
+const CFLAGS = [
+  "-O2",
+  "-pthread",
+  "-g",
+  "-Wall",
+  "-Wextra",
+  "-fno-builtin-malloc",
+  "-fno-builtin-calloc",
+  "-fno-builtin-realloc",
+  "-fno-builtin-free",
+];
+
+/** The library under test: $HAKMEM_LIB, else the repository build. */
+export function hakmemLib(): string {
+  return process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(REPO, "zig-out/lib/libhakmem.so");
+}
+
+/** HAKMEM_TEST_SYSTEM=1 runs the programs on the system allocator (to validate the tests). */
+export function systemMode(): boolean {
+  const v = process.env.HAKMEM_TEST_SYSTEM;
+  return !!v && v !== "0";
+}
+
+function requireLibrary(): string {
+  const lib = hakmemLib();
+  if (!existsSync(lib)) throw new Error(`${lib} does not exist: run 'npm run build' first`);
+  return lib;
+}
+
+function sourceHash(name: string): string {
+  const hash = createHash("sha256");
+  hash.update(CFLAGS.join(" "));
+  for (const file of readdirSync(C_DIR).filter((f) => f.endsWith(".h")).sort()) {
+    hash.update(file);
+    hash.update(readFileSync(join(C_DIR, file)));
+  }
+  hash.update(readFileSync(join(C_DIR, `${name}.c`)));
+  return hash.digest("hex").slice(0, 16);
+}
+
+/** Compiles test/c/<name>.c once per source version; returns the executable's path. */
+export async function compileC(name: string): Promise<string> {
+  const exe = join(BUILD_DIR, `${name}-${sourceHash(name)}`);
+  if (existsSync(exe)) return exe;
+  mkdirSync(BUILD_DIR, { recursive: true });
+  const partial = `${exe}.${process.pid}.tmp`;
+  const proc = Bun.spawn([ZIG, "cc", ...CFLAGS, join(C_DIR, `${name}.c`), "-o", partial], {
+    cwd: REPO,
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  if (code !== 0) {
+    rmSync(partial, { force: true });
+    throw new Error(`zig cc ${name}.c failed (exit ${code}):\n${out}${err}`);
+  }
+  renameSync(partial, exe);
+  return exe;
+}
+
+export interface RunResult {
+  command: string;
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface RunOptions {
+  preload?: boolean; // default: true unless systemMode()
+  env?: Record<string, string>;
+  timeoutMs?: number; // default 90 s
+  cwd?: string;
+}
+
+/** Runs a command, by default with libhakmem.so preloaded. */
+export async function run(argv: string[], options: RunOptions = {}): Promise<RunResult> {
+  const preload = options.preload ?? !systemMode();
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), ...options.env };
+  delete env.LD_PRELOAD;
+  if (preload) env.LD_PRELOAD = requireLibrary();
+  const prefix = preload ? `LD_PRELOAD=${env.LD_PRELOAD} ` : "";
+  const extra = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v} `).join("");
+  const command = `${prefix}${extra}${argv.join(" ")}`;
+  const started = performance.now();
+  const proc = Bun.spawn(argv, {
+    cwd: options.cwd ?? REPO,
+    env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: options.timeoutMs ?? 90_000,
+    killSignal: "SIGKILL",
+  });
+  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  await proc.exited;
+  return {
+    command,
+    code: proc.exitCode,
+    signal: proc.signalCode,
+    stdout,
+    stderr,
+    ms: performance.now() - started,
+  };
+}
+
+/** Compiles and runs test/c/<name>.c with the given arguments. */
+export async function runC(name: string, args: (string | number)[] = [], options: RunOptions = {}): Promise<RunResult> {
+  const exe = await compileC(name);
+  return run([exe, ...args.map(String)], options);
+}
+
+function tail(text: string, max = 4000): string {
+  return text.length <= max ? text : `...${text.slice(-max)}`;
+}
+
+/** A readable account of a run, for failure messages. */
+export function explain(r: RunResult): string {
+  const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
+  return `command: ${r.command}\n${status} after ${Math.round(r.ms)} ms\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
+}
+
+/** Throws with the full story unless the program exited 0 and printed "PASS <name>". */
+export function expectPass(r: RunResult, name: string): void {
+  if (r.code !== 0 || r.signal || !r.stdout.includes(`PASS ${name}`)) {
+    throw new Error(`${name} failed\n${explain(r)}`);
+  }
+}

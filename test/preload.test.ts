@@ -1,0 +1,68 @@
+// The C test programs of test/c/, each compiled with zig cc and run with libhakmem.so
+// preloaded (LD_PRELOAD). Every program checks that hakmem really serves malloc, verifies
+// its own results and prints "PASS <name>"; a failure shows the exact command to rerun.
+import { describe, expect, test } from "bun:test";
+import { expectPass, runC, systemMode } from "./helpers/c.ts";
+
+// bunfig.toml's [test] timeout is not applied by Bun 1.4.5, so each test states its own.
+const TIMEOUT_MS = 120_000;
+
+describe("C programs under LD_PRELOAD=libhakmem.so", () => {
+  test("api_conformance: every libc entry point behaves as documented", async () => {
+    expectPass(await runC("api_conformance"), "api_conformance");
+  }, TIMEOUT_MS);
+
+  test("sizes_boundaries: sizes 1..4096, class boundaries ±1, 63/64/65-byte masses", async () => {
+    expectPass(await runC("sizes_boundaries"), "sizes_boundaries");
+  }, TIMEOUT_MS);
+
+  for (const mode of ["local", "cross"]) {
+    test(`stress_mt (${mode} frees): 2/4/8 threads x 3 seeds`, async () => {
+      for (const threads of [2, 4, 8]) {
+        for (const seed of [1, 2, 3]) {
+          const ops = Math.floor(240_000 / threads);
+          expectPass(await runC("stress_mt", [threads, seed, ops, mode]), "stress_mt");
+        }
+      }
+    }, TIMEOUT_MS);
+  }
+
+  for (const threads of [4, 2, 8]) {
+    test(`larson: ${threads} threads, 20 runs, no failure`, async () => {
+      const rounds = Math.floor(200 / threads);
+      const failures: string[] = [];
+      for (let rep = 0; rep < 20; rep++) {
+        const r = await runC("larson", [threads, rounds, rep + 1]);
+        try {
+          expectPass(r, "larson");
+        } catch (e) {
+          failures.push((e as Error).message);
+        }
+      }
+      if (failures.length) throw new Error(`${failures.length}/20 larson runs failed; first:\n${failures[0]}`);
+    }, TIMEOUT_MS);
+  }
+
+  test("prodcons: 2M remote frees keep peak RSS under 64 MiB", async () => {
+    const r = await runC("prodcons", [2, 2, 2_000_000, 64]);
+    expectPass(r, "prodcons");
+    expect(r.stdout).toContain("peak_rss=");
+    expectPass(await runC("prodcons", [3, 1, 1_000_000, 64]), "prodcons");
+  }, TIMEOUT_MS);
+
+  test("thread_churn: 2000 short-lived threads, RSS at the end under 32 MiB", async () => {
+    expectPass(await runC("thread_churn", [2000, 8, 200, 32]), "thread_churn");
+  }, TIMEOUT_MS);
+
+  test("fork_load: 40 forks while 2 threads allocate; every child exits 0", async () => {
+    expectPass(await runC("fork_load", [40, 2]), "fork_load");
+  }, TIMEOUT_MS);
+
+  test.skipIf(systemMode())("rss_return: RSS falls to <= 10% of a 1 GiB peak within 2 s", async () => {
+    expectPass(await runC("rss_return", [1024, 10]), "rss_return");
+  }, TIMEOUT_MS);
+
+  test("foreign_free: libc-allocated blocks are freed/realloc'd safely", async () => {
+    expectPass(await runC("foreign_free"), "foreign_free");
+  }, TIMEOUT_MS);
+});

@@ -1,0 +1,58 @@
+// build.ts — keeps what the bench measures current: rebuilds libhakmem.so (zig build is a
+// no-op when nothing changed) and compiles the C workload programs with `zig cc`, cached
+// under bench/results/.build/ by a hash of their sources.
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { join, resolve } from "node:path";
+
+export const ROOT = resolve(import.meta.dir, "..");
+export const ZIG = join(ROOT, "zig/toolchain/zig");
+const C_DIR = join(ROOT, "bench/c");
+const BUILD_DIR = join(ROOT, "bench/results/.build");
+const CFLAGS = ["-O2", "-pthread"];
+
+/** Path of the hakmem library to measure: $HAKMEM_LIB as given, else a fresh zig build. */
+export function ensureLibrary(build: boolean): string {
+  const fromEnv = process.env.HAKMEM_LIB;
+  if (fromEnv) {
+    if (!existsSync(fromEnv)) throw new Error(`HAKMEM_LIB=${fromEnv} does not exist`);
+    return resolve(fromEnv);
+  }
+  if (build) {
+    const r = Bun.spawnSync([ZIG, "build", "-Doptimize=ReleaseFast"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if (r.exitCode !== 0) {
+      throw new Error(`zig build -Doptimize=ReleaseFast failed:\n${r.stderr.toString()}${r.stdout.toString()}`);
+    }
+  }
+  const lib = join(ROOT, "zig-out/lib/libhakmem.so");
+  if (!existsSync(lib)) throw new Error(`${lib} is missing (run zig/toolchain/zig build -Doptimize=ReleaseFast)`);
+  return lib;
+}
+
+/** Hash of a C source plus every header in bench/c and the flags: the cache key. */
+function sourceHash(source: string, extra: string[]): string {
+  const h = createHash("sha256");
+  h.update(readFileSync(join(C_DIR, source)));
+  for (const header of readdirSync(C_DIR).filter((f) => f.endsWith(".h")).sort()) {
+    h.update(header);
+    h.update(readFileSync(join(C_DIR, header)));
+  }
+  h.update([...CFLAGS, ...extra].join(" "));
+  return h.digest("hex").slice(0, 16);
+}
+
+/** Compiles bench/c/<name>.c (once per source hash) and returns the binary's path. */
+export function compileProgram(name: string, shared = false): string {
+  const source = `${name}.c`;
+  const extra = shared ? ["-shared", "-fPIC"] : [];
+  const out = join(BUILD_DIR, `${name}-${sourceHash(source, extra)}${shared ? ".so" : ""}`);
+  if (existsSync(out)) return out;
+  mkdirSync(BUILD_DIR, { recursive: true });
+  const tmp = `${out}.tmp${process.pid}`;
+  const r = Bun.spawnSync([ZIG, "cc", ...CFLAGS, ...extra, join(C_DIR, source), "-o", tmp], {
+    cwd: ROOT, stdout: "pipe", stderr: "pipe",
+  });
+  if (r.exitCode !== 0) throw new Error(`zig cc ${source} failed:\n${r.stderr.toString()}`);
+  renameSync(tmp, out);
+  return out;
+}

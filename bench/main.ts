@@ -1,0 +1,125 @@
+// main.ts — `bun run bench`: hakmem side by side with glibc, mimalloc, jemalloc and
+// tcmalloc. Rebuilds libhakmem.so when its sources changed, compiles the C workloads,
+// runs the FFI microbenchmarks, the workload programs (each preloaded with every
+// allocator, interleaved, proven) and redis when installed, then prints a table per
+// section and a summary and writes JSON (every sample), an SVG chart and a Markdown summary.
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
+import { type Allocator, discoverAllocators } from "./allocators.ts";
+import { compileProgram, ensureLibrary, ROOT } from "./build.ts";
+import { allocatorInfo, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
+import { microCount, runMicro } from "./micro.ts";
+import { type Options, parseOptions, selected } from "./options.ts";
+import { formatElapsed, Progress } from "./progress.ts";
+import { redisAvailable, redisCount, runRedis } from "./redis.ts";
+import { sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
+import type { Section } from "./results.ts";
+import { runWorkload } from "./runner.ts";
+import { ratioChart } from "./svg.ts";
+import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
+
+function printSection(progress: Progress, section: Section, names: string[]): void {
+  progress.clear();
+  console.log(sectionTable(section, names));
+}
+
+async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts: Options, progress: Progress,
+  buildId: string | null, onSection: (s: Section) => void): Promise<Section[]> {
+  const sections: Section[] = [];
+  const binaries = new Map(workloads.map((w) => [w.program, compileProgram(w.program)]));
+  for (const w of workloads) {
+    let section = sections.find((s) => s.name === w.section);
+    if (!section) {
+      if (sections.length) onSection(sections[sections.length - 1]);
+      section = { name: w.section, title: SECTION_TITLES[w.section] ?? w.section, unit: "ops/s", higherIsBetter: true, rows: [] };
+      sections.push(section);
+    }
+    const cmd = [binaries.get(w.program)!, ...w.args(opts.scale).map(String)];
+    const row = { name: w.row, command: [`bench/c/${w.program}`, ...cmd.slice(1)], samples: [] as Section["rows"][0]["samples"], errors: [] as Section["rows"][0]["errors"] };
+    section.rows.push(row);
+    for (let run = 1; run <= opts.runs; run++) {
+      for (const alloc of allocators) {
+        progress.step(`${w.section} ${w.row} · ${alloc.name} · run ${run}/${opts.runs}`);
+        const r = await runWorkload(cmd, alloc, { hakmemBuildId: buildId, minAllocsPerOp: w.minAllocsPerOp });
+        if (!r.ok) { row.errors.push({ allocator: alloc.name, run, message: r.message ?? "failed" }); continue; }
+        const f = r.fields!;
+        const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
+        if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
+        row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
+      }
+    }
+  }
+  if (sections.length) onSection(sections[sections.length - 1]);
+  return sections;
+}
+
+async function main(): Promise<number> {
+  let opts: Options;
+  try {
+    opts = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    console.error((e as Error).message);
+    return 2;
+  }
+  const started = new Date();
+  const hakmemLib = ensureLibrary(opts.build);
+  const hakmem = hakmemIdentity(hakmemLib);
+  const found = discoverAllocators(hakmemLib, opts.allocators);
+  const allocators = found.allocators;
+  const names = allocators.map((a) => a.name);
+  console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${relative(ROOT, hakmemLib) || hakmemLib})`);
+  console.log(`allocators: ${allocators.map((a) => `${a.name}${a.preload ? ` (${a.preload})` : ""}`).join(", ")}`);
+  if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
+  console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
+
+  const workloads = WORKLOADS.filter((w) => selected(opts, w.section, w.row));
+  const wantFfi = selected(opts, "micro_ffi micro");
+  const wantKernel = selected(opts, "micro_kernel micro");
+  const wantRedis = selected(opts, "redis") && redisAvailable() !== null;
+  if (selected(opts, "redis") && !wantRedis) console.log("redis: redis-server/redis-benchmark not installed — skipped (apt-get install redis-server redis-tools)");
+  const total = workloads.length * opts.runs * allocators.length
+    + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
+    + (wantRedis ? redisCount(opts, allocators.length) : 0);
+  const progress = new Progress(total);
+  const sections: Section[] = [];
+  const show = (s: Section) => printSection(progress, s, names);
+
+  if (wantFfi || wantKernel) {
+    for (const s of await runMicro(allocators, hakmemLib, opts, progress, { ffi: wantFfi, kernel: wantKernel })) {
+      sections.push(s);
+      show(s);
+    }
+  }
+  sections.push(...await runWorkloads(workloads, allocators, opts, progress, hakmem.buildId, show));
+  if (wantRedis) {
+    const s = await runRedis(allocators, opts, progress, hakmem.buildId);
+    if (s) { sections.push(s); show(s); }
+  }
+  progress.clear();
+
+  const rows = summaryRows(sections, names);
+  const errorCount = sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + r.errors.length, 0), 0);
+  console.log(summaryText(rows, errorCount));
+  const machine = machineInfo();
+  const git = gitInfo();
+  const command = `bun bench/main.ts ${process.argv.slice(2).join(" ")}`.trim();
+  const report = {
+    schema: 1, date: started.toISOString(), durationSec: Math.round(progress.elapsedMs() / 1000), command,
+    options: opts, machine, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
+    missingPeers: found.missing, sections, summary: rows,
+  };
+  const jsonPath = resolve(ROOT, opts.jsonPath);
+  const base = jsonPath.replace(/\.json$/, "");
+  mkdirSync(dirname(jsonPath), { recursive: true });
+  writeFileSync(jsonPath, JSON.stringify(report, null, 1) + "\n");
+  const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
+  writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
+  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n`);
+  console.log(`\nwrote ${relative(ROOT, jsonPath)}, ${relative(ROOT, base)}.svg, ${relative(ROOT, base)}.md · ${formatElapsed(progress.elapsedMs())}`);
+  return errorCount > 0 ? 1 : 0;
+}
+
+process.exitCode = await main().catch((e) => {
+  console.error(`bench: ${(e as Error).message}`);
+  return 2;
+});

@@ -1,0 +1,74 @@
+// results.ts — the data every section produces (kept whole in the JSON) and the derived
+// figures the report shows: per-allocator medians and ratios to the best peer.
+import { median } from "./stats.ts";
+
+export interface Sample {
+  allocator: string;
+  run: number;
+  value: number;            // in the section's unit
+  peakRssKb: number | null;
+  extra?: Record<string, number | string>;
+}
+
+export interface RunError { allocator: string; run: number; message: string }
+
+export interface Row {
+  name: string;
+  command?: string[];
+  samples: Sample[];
+  errors: RunError[];
+}
+
+export interface Section {
+  name: string;
+  title: string;
+  unit: string;             // "ops/s", "ns/pair", "req/s"
+  higherIsBetter: boolean;
+  note?: string;
+  floorNs?: number;         // micro_ffi: one no-op FFI call
+  rows: Row[];
+}
+
+export interface Cell { value: number; peakRssKb: number | null; finalRssKb: number | null; n: number }
+
+/** Median value and RSS of one allocator's samples in a row (null when it has none). */
+export function cellOf(row: Row, allocator: string): Cell | null {
+  const samples = row.samples.filter((s) => s.allocator === allocator);
+  if (samples.length === 0) return null;
+  const rss = samples.map((s) => s.peakRssKb).filter((x): x is number => x !== null);
+  const finals = samples.map((s) => Number(s.extra?.final_rss_kb)).filter((x) => Number.isFinite(x) && x > 0);
+  return {
+    value: median(samples.map((s) => s.value)),
+    peakRssKb: rss.length ? median(rss) : null,
+    finalRssKb: finals.length ? median(finals) : null,
+    n: samples.length,
+  };
+}
+
+/** Speed of `value` relative to `reference` (> 1: faster), whatever the unit's direction. */
+export function speedRatio(section: Section, value: number, reference: number): number {
+  return section.higherIsBetter ? value / reference : reference / value;
+}
+
+/** The best peer's median value in a row (peers: every allocator but hakmem). */
+export function bestPeerValue(section: Section, row: Row, allocators: string[]): number | null {
+  let best: number | null = null;
+  for (const a of allocators) {
+    if (a === "hakmem") continue;
+    const c = cellOf(row, a);
+    if (!c) continue;
+    if (best === null || speedRatio(section, c.value, best) > 1) best = c.value;
+  }
+  return best;
+}
+
+/** The lowest peak RSS among the peers in a row. */
+export function lowestPeerRss(row: Row, allocators: string[], field: "peakRssKb" | "finalRssKb" = "peakRssKb"): number | null {
+  let low: number | null = null;
+  for (const a of allocators) {
+    if (a === "hakmem") continue;
+    const v = cellOf(row, a)?.[field] ?? null;
+    if (v !== null && (low === null || v < low)) low = v;
+  }
+  return low;
+}

@@ -1,0 +1,64 @@
+// runner.ts — runs one workload program preloaded with one allocator and turns its
+// output into a sample, or into an error when it failed or cannot prove its allocator.
+import type { Allocator } from "./allocators.ts";
+import { checkHakmemStats, checkMallocOwner } from "./proof.ts";
+
+export interface RunOutcome {
+  ok: boolean;
+  message?: string;
+  fields?: Record<string, string>;
+  peakRssKb?: number;
+}
+
+const TIMEOUT_MS = 180_000;
+
+/** Environment of a child run: the caller's, minus any allocator settings, plus ours. */
+export function childEnv(alloc: Allocator, preload: string | null = alloc.preload): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v === undefined || k === "LD_PRELOAD" || k.startsWith("HAKMEM_") || k.startsWith("MIMALLOC_")) continue;
+    if (k === "MALLOC_CONF" || k.startsWith("GLIBC_TUNABLES") || k.startsWith("TCMALLOC_")) continue;
+    env[k] = v;
+  }
+  if (preload) env.LD_PRELOAD = preload;
+  if (alloc.name === "hakmem") env.HAKMEM_STATS = "1";
+  return env;
+}
+
+/** RESULT line fields (key=value) of a workload's stdout, or null. */
+export function parseResultLine(stdout: string): Record<string, string> | null {
+  const line = stdout.split("\n").reverse().find((l) => l.startsWith("RESULT "));
+  if (!line) return null;
+  const fields: Record<string, string> = {};
+  for (const part of line.slice(7).trim().split(/\s+/)) {
+    const eq = part.indexOf("=");
+    if (eq > 0) fields[part.slice(0, eq)] = part.slice(eq + 1);
+  }
+  return fields;
+}
+
+function tail(text: string, lines = 6): string {
+  return text.trim().split("\n").slice(-lines).join("\n");
+}
+
+export interface ProofContext { hakmemBuildId: string | null; minAllocsPerOp: number }
+
+export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofContext): Promise<RunOutcome> {
+  const proc = Bun.spawn(cmd, { env: childEnv(alloc), stdout: "pipe", stderr: "pipe", timeout: TIMEOUT_MS });
+  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  const exitCode = await proc.exited;
+  if (proc.signalCode) return { ok: false, message: `killed by ${proc.signalCode}${proc.killed ? " (timeout)" : ""}${stderr ? `: ${tail(stderr)}` : ""}` };
+  if (exitCode !== 0) return { ok: false, message: `exit code ${exitCode}: ${tail(stderr)}` };
+  const fields = parseResultLine(stdout);
+  if (!fields || !Number.isFinite(Number(fields.ops_per_sec))) return { ok: false, message: `no RESULT line: ${tail(stdout + stderr)}` };
+  const ownerError = checkMallocOwner(alloc, fields.malloc_from);
+  if (ownerError) return { ok: false, message: ownerError };
+  if (alloc.name === "hakmem") {
+    const statsError = checkHakmemStats(stderr, proof.hakmemBuildId, Number(fields.ops) * proof.minAllocsPerOp);
+    if (statsError) return { ok: false, message: statsError };
+  }
+  // The program's own VmHWM: ru_maxrss (and Bun's resourceUsage().maxRSS) keep the
+  // parent's peak across fork+exec, so they would report Bun's RSS for small programs.
+  const peakRssKb = Number(fields.peak_rss_kb);
+  return { ok: true, fields, peakRssKb: Number.isFinite(peakRssKb) && peakRssKb > 0 ? peakRssKb : undefined };
+}

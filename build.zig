@@ -17,6 +17,7 @@ pub fn build(b: *std.Build) void {
         .link_libc = true,
         .pic = true,
         .omit_frame_pointer = false,
+        .stack_check = false, // no __zig_probe_stack: compiler_rt is not bundled
     });
     lib_module.addOptions("build_options", options);
     lib_module.addCSourceFile(.{ .file = b.path("zig/tls.c"), .flags = &.{ "-O2", "-fPIC" } });

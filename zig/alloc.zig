@@ -24,6 +24,8 @@ const Heap = @import("heap.zig").Heap;
 
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
 pub const size_max: usize = 1 << 46;
+/// Larger alignments fail with ENOMEM (they would reserve absurd address space).
+pub const alignment_max: usize = 1 << 32;
 
 // ------------------------------------------------------------------ malloc
 
@@ -139,6 +141,7 @@ pub fn classify(addr: usize) Kind {
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
+    if (page.free == @as(*Block, @ptrFromInt(start))) return .invalid; // just freed
     return .{ .small = .{ .page = page, .start = start } };
 }
 
@@ -194,7 +197,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
 pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
     std.debug.assert(std.math.isPowerOfTwo(alignment));
     if (alignment <= size_class.min_block_size) return malloc(size);
-    if (size > size_max) return outOfMemory();
+    if (size > size_max or alignment > alignment_max) return outOfMemory();
     const heap = thread.currentOrCreate() orelse return outOfMemory();
     if (alignment <= size_class.slice_size) {
         // A class whose block size is a multiple of the alignment gives aligned blocks

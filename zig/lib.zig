@@ -37,4 +37,5 @@ test {
     _ = @import("stats.zig");
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
+    _ = @import("kernels.zig");
 }

@@ -336,7 +336,7 @@ test "a direct page that empties when maintenance is due is kept consistent" {
     for (0..64) |_| {
         const p = malloc(48) orelse return error.OutOfMemory;
         const heap = thread.current().?;
-        heap.slow_calls = 7; // the next tick looks at the clock
+        heap.slow_calls = 31; // the next tick looks at the clock
         heap.maintenance_due_ms = 0;
         try testing.expectEqual(FreeResult.ok, free(p));
     }

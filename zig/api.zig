@@ -17,7 +17,7 @@ const HAK_ERR_INVALID: c_int = -2;
 const HAK_ERR_ARG: c_int = -3;
 
 export fn hak_alloc(size: usize) ?*anyopaque {
-    return alloc.malloc(size);
+    return @call(.always_inline, alloc.malloc, .{size});
 }
 
 export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
@@ -43,7 +43,7 @@ export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
 }
 
 export fn hak_free(ptr: ?*anyopaque) c_int {
-    return resultCode(alloc.free(ptr));
+    return resultCode(@call(.always_inline, alloc.free, .{ptr}));
 }
 
 fn resultCode(result: alloc.FreeResult) c_int {

@@ -31,7 +31,7 @@ const full_scan_max = 8;
 /// Abandoned segments adopted per slow path at most.
 const adopt_max = 4;
 /// Slow-path events between two looks at the clock for purging.
-const ticks_per_clock_check = 8;
+const ticks_per_clock_check = 32;
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -92,7 +92,14 @@ pub const Heap = struct {
     /// The owner frees `block` of `page` (flags already known to be 0).
     pub inline fn freeLocal(self: *Heap, page: *Page, block: *Block) void {
         self.counters.frees[page.bin] += 1;
-        if (page.pushLocal(block)) self.pageBecameEmpty(page);
+        if (!page.pushLocal(block)) return;
+        if (self.direct[page.bin] == page) {
+            // The page serving the bin emptied (malloc/free ping-pong): keep it.
+            page.empty_since_ms = 0;
+            self.tick();
+        } else {
+            self.pageBecameEmpty(page);
+        }
     }
 
     // ---------------------------------------------------------------- slow paths
@@ -261,9 +268,13 @@ pub const Heap = struct {
     /// Counts slow-path events; every few, checks the clock and purges what is due.
     /// Both malloc's refills and free's empty pages tick, so a program whose steady
     /// state never leaves the fast path still returns memory freed earlier.
-    fn tick(self: *Heap) void {
+    inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
-        if (self.slow_calls % ticks_per_clock_check == 0) self.maintain(os.nowMs(), false);
+        if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
+    }
+
+    noinline fn maintainNow(self: *Heap) void {
+        self.maintain(os.nowMs(), false);
     }
 
     pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {

@@ -23,8 +23,9 @@ pub const flag_unused: u8 = 4; // not a page in use (free span, segment header, 
 const extend_bytes_max: usize = 16 * 1024;
 
 pub const Page = struct {
-    // Fast path fields first.
-    free: ?*Block = null,
+    // Fast path fields first. Aligned to 128 so a descriptor is 128 bytes and finding a
+    // page by slice index is a shift.
+    free: ?*Block align(128) = null,
     used: u32 = 0,
     flags: u8 = flag_unused,
     bin: u8 = 0,
@@ -40,6 +41,9 @@ pub const Page = struct {
     thread_free: std.atomic.Value(?*Block) = .init(null),
     next: ?*Page = null,
     prev: ?*Page = null,
+    comptime {
+        std.debug.assert(@sizeOf(Page) == 128);
+    }
 
     pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize) void {
         const bs = size_class.binBlockSize(bin);

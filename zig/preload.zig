@@ -10,11 +10,11 @@ const alloc = @import("alloc.zig");
 const libc_next = @import("libc_next.zig");
 
 export fn malloc(size: usize) ?*anyopaque {
-    return alloc.malloc(size);
+    return @call(.always_inline, alloc.malloc, .{size});
 }
 
 export fn free(ptr: ?*anyopaque) void {
-    switch (alloc.free(ptr)) {
+    switch (@call(.always_inline, alloc.free, .{ptr})) {
         .ok, .invalid => {},
         .not_owned => libc_next.free(ptr),
     }

@@ -18,6 +18,12 @@ import { runWorkload } from "./runner.ts";
 import { ratioChart } from "./svg.ts";
 import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
 
+/** A path for messages: relative inside the repository, absolute outside. */
+function shown(path: string): string {
+  const rel = relative(ROOT, path);
+  return rel && !rel.startsWith("..") ? rel : path;
+}
+
 function printSection(progress: Progress, section: Section, names: string[]): void {
   progress.clear();
   console.log(sectionTable(section, names));
@@ -67,7 +73,7 @@ async function main(): Promise<number> {
   const found = discoverAllocators(hakmemLib, opts.allocators);
   const allocators = found.allocators;
   const names = allocators.map((a) => a.name);
-  console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${relative(ROOT, hakmemLib) || hakmemLib})`);
+  console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${shown(hakmemLib)})`);
   console.log(`allocators: ${allocators.map((a) => `${a.name}${a.preload ? ` (${a.preload})` : ""}`).join(", ")}`);
   if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
   console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
@@ -115,7 +121,7 @@ async function main(): Promise<number> {
   const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
   writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n`);
-  console.log(`\nwrote ${relative(ROOT, jsonPath)}, ${relative(ROOT, base)}.svg, ${relative(ROOT, base)}.md · ${formatElapsed(progress.elapsedMs())}`);
+  console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   return errorCount > 0 ? 1 : 0;
 }
 

@@ -1,7 +1,7 @@
 // native.ts — loading allocators into this process for the FFI microbenchmarks: libc's
 // own dlopen/dlsym (so we hold raw function pointers to pass to the native kernel) and
 // bun:ffi CFunction wrappers around them.
-import { CFunction, CString, dlopen, FFIType } from "bun:ffi";
+import { CFunction, CString, dlopen, FFIType, type Pointer } from "bun:ffi";
 
 const RTLD_NOW = 2;
 
@@ -22,19 +22,18 @@ function lastError(): string {
 }
 
 /** dlopen(path, RTLD_NOW); throws with dlerror's text. */
-export function openLibrary(path: string): number {
+export function openLibrary(path: string): Pointer {
   const handle = libc.symbols.dlopen(cstr(path), RTLD_NOW);
   if (!handle) throw new Error(`dlopen ${path}: ${lastError()}`);
-  return handle as number;
+  return handle as Pointer;
 }
 
 /** Address of a symbol, or null when the library does not define it. */
-export function findSymbol(handle: number, name: string): number | null {
-  const p = libc.symbols.dlsym(handle, cstr(name));
-  return p ? (p as number) : null;
+export function findSymbol(handle: Pointer, name: string): Pointer | null {
+  return (libc.symbols.dlsym(handle, cstr(name)) as Pointer | null) || null;
 }
 
-export function requireSymbol(handle: number, name: string, path: string): number {
+export function requireSymbol(handle: Pointer, name: string, path: string): Pointer {
   const p = findSymbol(handle, name);
   if (p === null) throw new Error(`${path} has no symbol ${name}`);
   return p;
@@ -47,12 +46,12 @@ export function glibcVersion(): string {
 export interface AllocPair {
   alloc: (size: number) => number | null;
   free: (ptr: number | null) => unknown;
-  allocPtr: number;
-  freePtr: number;
+  allocPtr: Pointer;
+  freePtr: Pointer;
 }
 
 /** Callable alloc/free of a loaded library, with their raw addresses. */
-export function allocPair(handle: number, path: string, allocName: string, freeName: string): AllocPair {
+export function allocPair(handle: Pointer, path: string, allocName: string, freeName: string): AllocPair {
   const allocPtr = requireSymbol(handle, allocName, path);
   const freePtr = requireSymbol(handle, freeName, path);
   const alloc = CFunction({ ptr: allocPtr, args: [FFIType.u64], returns: FFIType.ptr }) as unknown as (size: number) => number | null;
@@ -61,17 +60,17 @@ export function allocPair(handle: number, path: string, allocName: string, freeN
 }
 
 /** A function of the library reading a C string (hak_version, hak_build_id), or null. */
-export function readCString(handle: number, name: string): string | null {
+export function readCString(handle: Pointer, name: string): string | null {
   const p = findSymbol(handle, name);
   if (p === null) return null;
   const fn = CFunction({ ptr: p, args: [], returns: FFIType.cstring }) as unknown as () => unknown;
   return String(fn());
 }
 
-export type Kernel = (allocPtr: number, freePtr: number, size: number, n: number) => number;
+export type Kernel = (allocPtr: Pointer, freePtr: Pointer, size: number, n: number) => number;
 
 /** The native pairs kernel `name(alloc_fn, free_fn, size, n) -> elapsed ns`, or null. */
-export function kernelFrom(handle: number, name: string): Kernel | null {
+export function kernelFrom(handle: Pointer, name: string): Kernel | null {
   const p = findSymbol(handle, name);
   if (p === null) return null;
   const fn = CFunction({ ptr: p, args: [FFIType.ptr, FFIType.ptr, FFIType.u64, FFIType.u64], returns: FFIType.u64_fast });

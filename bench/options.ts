@@ -1,6 +1,6 @@
 // options.ts — the command line of `bun bench/main.ts`.
 //
-//   --quick            about a minute: one run, workloads scaled to 1/10, short microbenchmarks
+//   --quick            about a minute: one run, workloads scaled to 1/5, short microbenchmarks
 //   --runs N           runs per allocator and row (medians are reported; default 3)
 //   --filter NAME      only sections or rows whose name contains NAME (case-insensitive; comma list)
 //   --allocators LIST  comma list among hakmem,glibc,mimalloc,jemalloc,tcmalloc
@@ -45,7 +45,7 @@ export function parseOptions(argv: string[]): Options {
     else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
   if (opts.runs === 0) opts.runs = opts.quick ? 1 : 3;
-  if (opts.scale === 0) opts.scale = opts.quick ? 0.1 : 1;
+  if (opts.scale === 0) opts.scale = opts.quick ? 0.2 : 1;
   opts.microMs = opts.scale >= 1 ? 150 : opts.scale >= 0.1 ? 40 : 10;
   opts.redisRequests = Math.max(1000, Math.round(100000 * opts.scale));
   return opts;

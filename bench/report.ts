@@ -90,24 +90,35 @@ export function summaryRows(sections: Section[], allocators: string[]): SummaryR
   return out;
 }
 
+const GROUPS: [string, (section: string) => boolean][] = [
+  ["FFI pairs (micro_ffi)", (s) => s === "micro_ffi"],
+  ["native pairs (micro_kernel)", (s) => s === "micro_kernel"],
+  ["workload programs", (s) => !s.startsWith("micro") && s !== "redis"],
+  ["redis", (s) => s === "redis"],
+];
+
+function rowName(r: SummaryRow): string {
+  return `${r.section} ${r.row} ${formatRatio(r.ratio)}${r.bestPeer ? ` (vs ${r.bestPeer})` : ""}`;
+}
+
 export function summaryText(rows: SummaryRow[], errorCount: number): string {
+  const lines = ["\nSummary — hakmem's speed relative to the best peer of each row (×1.00 = as fast as the best)"];
   const measured = rows.filter((r) => r.ratio !== null);
-  const lines = ["\nSummary: hakmem speed relative to the best peer in each row (×1.00 = as fast)"];
-  if (measured.length === 0) {
-    lines.push("  hakmem has no measured rows (see the errors above).");
-  } else {
-    const leads = measured.filter((r) => r.ratio! >= 1).sort((a, b) => b.ratio! - a.ratio!);
-    const trails = measured.filter((r) => r.ratio! < 1).sort((a, b) => a.ratio! - b.ratio!);
-    const name = (r: SummaryRow) => `${r.section} ${r.row} ${formatRatio(r.ratio)}${r.bestPeer ? ` vs ${r.bestPeer}` : ""}`;
-    lines.push(`  leads  (${leads.length}): ${leads.map(name).join("; ") || "none"}`);
-    lines.push(`  trails (${trails.length}): ${trails.map(name).join("; ") || "none"}`);
-    const workloads = measured.filter((r) => !r.section.startsWith("micro"));
-    if (workloads.length) lines.push(`  geometric mean over workload programs: ${formatRatio(geomean(workloads.map((r) => r.ratio!)))}`);
-    const rss = rows.filter((r) => r.rssRatio !== null);
-    if (rss.length) {
-      const within = rss.filter((r) => r.rssRatio! <= 1.1).length;
-      lines.push(`  peak RSS within 1.1× of the lowest peer: ${within}/${rss.length} rows (geometric mean ${formatRatio(geomean(rss.map((r) => r.rssRatio!)))})`);
-    }
+  for (const [label, inGroup] of GROUPS) {
+    const group = measured.filter((r) => inGroup(r.section));
+    if (group.length === 0) continue;
+    const leads = group.filter((r) => r.ratio! >= 1).length;
+    lines.push(`  ${pad(label, 30)} geometric mean ${formatRatio(geomean(group.map((r) => r.ratio!)))}, leads ${leads}/${group.length} rows`);
+  }
+  if (measured.length === 0) lines.push("  hakmem has no measured rows (see the errors above).");
+  const leads = measured.filter((r) => r.ratio! >= 1).sort((a, b) => b.ratio! - a.ratio!);
+  const trails = measured.filter((r) => r.ratio! < 1).sort((a, b) => a.ratio! - b.ratio!);
+  if (leads.length) lines.push(`  leads:  ${leads.slice(0, 6).map(rowName).join("; ")}${leads.length > 6 ? `; … ${leads.length - 6} more` : ""}`);
+  if (trails.length) lines.push(`  trails most: ${trails.slice(0, 6).map(rowName).join("; ")}${trails.length > 6 ? `; … ${trails.length - 6} more` : ""}`);
+  const rss = rows.filter((r) => r.rssRatio !== null);
+  if (rss.length) {
+    const within = rss.filter((r) => r.rssRatio! <= 1.1).length;
+    lines.push(`  peak RSS within 1.1× of the lowest peer: ${within}/${rss.length} rows (geometric mean ${formatRatio(geomean(rss.map((r) => r.rssRatio!)))})`);
   }
   if (errorCount > 0) lines.push(`  ${errorCount} run(s) failed or could not prove their allocator: reported as errors above, not as numbers.`);
   return lines.join("\n");

@@ -27,21 +27,22 @@ const n = (base: number, scale: number) => Math.max(1, Math.round(base * scale))
 export const WORKLOADS: Workload[] = [
   { section: "random_mixed", row: "ws=400 16..1040 B", program: "random_mixed", args: (s) => [n(10e6, s), 400, 42], minAllocsPerOp: 0.25 },
   { section: "random_mixed", row: "ws=8192 16..1040 B", program: "random_mixed", args: (s) => [n(10e6, s), 8192, 42], minAllocsPerOp: 0.25 },
-  { section: "random_mixed", row: "ws=400 1..32 KiB", program: "random_mixed", args: (s) => [n(2e6, s), 400, 42, 1024, 32768], minAllocsPerOp: 0.25 },
+  { section: "random_mixed", row: "ws=400 1..32 KiB", program: "random_mixed", args: (s) => [n(4e6, s), 400, 42, 1024, 32768], minAllocsPerOp: 0.25 },
+  // 8M replacements in total whatever the thread count (800 rounds of 10000 on 1 thread).
   ...[1, 2, 4].map((t): Workload => ({
     section: "larson", row: `${t} thread${t > 1 ? "s" : ""} 8..1024 B`, program: "larson",
-    args: (s) => [t, n(100, s), 10000, 1024, 8, 1024, 42], minAllocsPerOp: 0.5,
+    args: (s) => [t, n(800 / t, s), 10000, 1024, 8, 1024, 42], minAllocsPerOp: 0.5,
   })),
-  ...[[2048, 400e3], [32768, 150e3]].flatMap(([max, ops]) => [0, 50, 90].map((pct): Workload => ({
+  ...[[2048, 1e6], [32768, 600e3]].flatMap(([max, ops]) => [0, 50, 90].map((pct): Workload => ({
     section: "mt_remote", row: `${pct}% remote 16..${max === 2048 ? "2048 B" : "32 KiB"}`, program: "mt_remote",
     args: (s) => [2, n(ops, s), pct, 16, max, 42], minAllocsPerOp: 0.5,
   }))),
-  { section: "prodcons", row: "1 pair 16..512 B", program: "prodcons", args: (s) => [1, n(1e6, s), 16, 512, 42], minAllocsPerOp: 0.5 },
+  { section: "prodcons", row: "1 pair 16..512 B", program: "prodcons", args: (s) => [1, n(2e6, s), 16, 512, 42], minAllocsPerOp: 0.5 },
   ...["thrash", "scratch"].map((mode): Workload => ({
     section: "false_sharing", row: `cache-${mode} 8 B`, program: "false_sharing",
     args: (s) => [mode, 2, n(200e3, s), 500, 8], minAllocsPerOp: 0.5,
   })),
-  { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(200, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
-  { section: "realloc_growth", row: "16 buffers to 64 KiB", program: "realloc_growth", args: (s) => [n(200, s), 16, 65536, 42], minAllocsPerOp: 0 },
+  { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(400, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
+  { section: "realloc_growth", row: "16 buffers to 64 KiB", program: "realloc_growth", args: (s) => [n(500, s), 16, 65536, 42], minAllocsPerOp: 0 },
   { section: "large_blocks", row: "4 live, 1..32 MiB", program: "large_blocks", args: (s) => [n(150, s), 4, 1, 32, 42], minAllocsPerOp: 0.5 },
 ];

@@ -26,11 +26,15 @@ typedef struct handoff {
 
 static struct {
     pthread_mutex_t lock;
-    pthread_cond_t ready;
+    pthread_cond_t ready;    /* work arrived, or done */
+    pthread_cond_t progress; /* a handoff was freed */
     handoff_t *head;
     int done;
-    long freed;
-} g_collector = {.lock = PTHREAD_MUTEX_INITIALIZER, .ready = PTHREAD_COND_INITIALIZER};
+    long handed, collected; /* handoffs given / freed */
+    long freed;             /* blocks */
+} g_collector = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                 .ready = PTHREAD_COND_INITIALIZER,
+                 .progress = PTHREAD_COND_INITIALIZER};
 
 static int g_blocks_per_thread;
 
@@ -94,7 +98,11 @@ static void *collector_main(void *unused) {
                 pattern_ok(b->ptr, b->size, b->tag, "freed by the collector");
                 free(b->ptr);
             }
+            pthread_mutex_lock(&g_collector.lock);
             g_collector.freed += list->count;
+            g_collector.collected++;
+            pthread_cond_signal(&g_collector.progress);
+            pthread_mutex_unlock(&g_collector.lock);
             free(list);
             list = next;
         }
@@ -108,7 +116,17 @@ static void hand_to_collector(handoff_t *h) {
     pthread_mutex_lock(&g_collector.lock);
     h->next = g_collector.head;
     g_collector.head = h;
+    g_collector.handed++;
     pthread_cond_signal(&g_collector.ready);
+    pthread_mutex_unlock(&g_collector.lock);
+}
+
+/* Keeps the collector at most `limit` handoffs behind, so memory in flight stays bounded
+ * whatever the scheduling (the collector still frees each wave after its threads exited). */
+static void wait_for_collector(long limit) {
+    pthread_mutex_lock(&g_collector.lock);
+    while (g_collector.handed - g_collector.collected > limit)
+        pthread_cond_wait(&g_collector.progress, &g_collector.lock);
     pthread_mutex_unlock(&g_collector.lock);
 }
 
@@ -129,6 +147,7 @@ int main(int argc, char **argv) {
     worker_arg_t args[64];
     long started = 0;
     while (started < threads) {
+        wait_for_collector(wave);
         int n = (int)(threads - started < wave ? threads - started : wave);
         for (int i = 0; i < n; i++) {
             args[i].index = started + i;

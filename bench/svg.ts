@@ -11,7 +11,7 @@ function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-interface Line { label: string; ratios: Record<string, number> }
+interface Line { label: string; section: string; ratios: Record<string, number> }
 
 function chartLines(sections: Section[], allocators: string[]): Line[] {
   const lines: Line[] = [];
@@ -23,7 +23,7 @@ function chartLines(sections: Section[], allocators: string[]): Line[] {
         const c = cellOf(row, a);
         if (c && best !== null) ratios[a] = speedRatio(section, c.value, best);
       }
-      lines.push({ label: `${section.name} · ${row.name}`, ratios });
+      lines.push({ label: `${section.name} · ${row.name}`, section: section.name, ratios });
     }
   }
   return lines;
@@ -31,7 +31,7 @@ function chartLines(sections: Section[], allocators: string[]): Line[] {
 
 export function ratioChart(sections: Section[], allocators: string[], subtitle: string): string {
   const lines = chartLines(sections, allocators);
-  const labelW = 290, plotW = 560, rowH = 18, top = 64, right = 30;
+  const labelW = 290, plotW = 560, rowH = 18, top = 64, right = 56;
   const maxRatio = Math.min(4, Math.max(1.5, ...lines.flatMap((l) => Object.values(l.ratios))) * 1.05);
   const x = (r: number) => labelW + (Math.min(r, maxRatio) / maxRatio) * plotW;
   const height = top + lines.length * rowH + 40;
@@ -51,11 +51,14 @@ export function ratioChart(sections: Section[], allocators: string[], subtitle: 
   }
   lines.forEach((line, i) => {
     const y = top + i * rowH;
+    if (i > 0 && lines[i - 1].section !== line.section) {
+      out.push(`<line x1="10" y1="${y}" x2="${width - 10}" y2="${y}" stroke="#bbb" stroke-dasharray="3,3"/>`);
+    }
     out.push(`<text x="${labelW - 6}" y="${y + 12}" text-anchor="end">${esc(line.label)}</text>`);
     const h = line.ratios.hakmem;
     if (h !== undefined) {
       out.push(`<rect x="${labelW}" y="${y + 3}" width="${x(h) - labelW}" height="${rowH - 6}" fill="${COLORS.hakmem}" opacity="0.8"/>`);
-      out.push(`<text x="${Math.min(x(h) + 4, width - right)}" y="${y + 12}" fill="#000">${h.toFixed(2)}</text>`);
+      out.push(`<text x="${labelW + plotW + 8}" y="${y + 12}" fill="#000">${h.toFixed(2)}</text>`);
     } else {
       out.push(`<text x="${labelW + 4}" y="${y + 12}" fill="${COLORS.hakmem}">hakmem: error / not run</text>`);
     }

@@ -66,8 +66,8 @@ static void block_free(block_t *b, const char *what) {
 
 static void *worker_main(void *arg) {
     worker_t *w = arg;
-    /* lowest priority: the workers should keep the allocator busy, not starve the children */
-    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
+    /* lower priority: the workers keep the allocator busy without starving the children */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
     rng_t rng = {mix64((uint64_t)w->id * 77)};
     uint64_t counter = 0;
     while (!g_stop) {

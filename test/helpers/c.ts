@@ -134,9 +134,16 @@ export function explain(r: RunResult): string {
   return `command: ${r.command}\n${status} after ${Math.round(r.ms)} ms\n--- stdout ---\n${tail(r.stdout)}\n--- stderr ---\n${tail(r.stderr)}`;
 }
 
-/** Throws with the full story unless the program exited 0 and printed "PASS <name>". */
+/**
+ * Throws with the full story unless the program exited 0, printed "PASS <name>" and wrote
+ * nothing to stderr (the test programs are silent on success, and so must hakmem be unless
+ * HAKMEM_STATS is set).
+ */
 export function expectPass(r: RunResult, name: string): void {
   if (r.code !== 0 || r.signal || !r.stdout.includes(`PASS ${name}`)) {
     throw new Error(`${name} failed\n${explain(r)}`);
+  }
+  if (!process.env.HAKMEM_STATS && r.stderr.trim() !== "") {
+    throw new Error(`${name} passed but wrote to stderr\n${explain(r)}`);
   }
 }

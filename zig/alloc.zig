@@ -17,6 +17,7 @@ const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const thread = @import("thread.zig");
 const large = @import("large.zig");
+const check = @import("check.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -39,6 +40,17 @@ pub fn malloc(size: usize) ?*anyopaque {
 
 noinline fn mallocSlow(size: usize) ?*anyopaque {
     const heap = thread.currentOrCreate() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.malloc(size, 16);
+    return mallocWith(heap, size);
+}
+
+/// malloc without check mode's trailer (check.zig builds its blocks on it).
+pub fn mallocUnchecked(size: usize) ?*anyopaque {
+    const heap = thread.currentOrCreate() orelse return outOfMemory();
+    return mallocWith(heap, size);
+}
+
+fn mallocWith(heap: *Heap, size: usize) ?*anyopaque {
     const block = switch (config.route(size)) {
         .tiny => heap.allocBin(size_class.tinyBin(size)),
         .mid => heap.allocBin(size_class.midBin(size)),
@@ -80,15 +92,37 @@ pub fn free(ptr: ?*anyopaque) FreeResult {
     return .ok;
 }
 
-/// Pages with flags (full, aligned blocks, unused) and anything that failed the block check.
+/// Pages with flags (full, aligned blocks, unused, checked) and anything that failed the
+/// block check.
 noinline fn freeSpecial(seg: *Segment, page: *Page, addr: usize) FreeResult {
+    if (page.flags & page_mod.flag_checked != 0 and config.check_mode != .off) return checkedFree(addr);
+    return freeInPage(seg, page, addr);
+}
+
+fn checkedFree(addr: usize) FreeResult {
+    return switch (check.free(addr)) {
+        .freed => .ok,
+        .ignored => .invalid,
+        .not_owned => .not_owned,
+    };
+}
+
+/// free without check mode (check.zig calls it once it has validated the block).
+pub fn freeUnchecked(addr: usize) FreeResult {
+    const tag = segment_map.lookup(addr);
+    if (tag != .segment) return freeLarge(addr, tag);
+    const seg = Segment.of(addr);
+    return freeInPage(seg, seg.pageOf(addr), addr);
+}
+
+fn freeInPage(seg: *Segment, page: *Page, addr: usize) FreeResult {
     if (page.flags & page_mod.flag_unused != 0) return .invalid;
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
     const block: *Block = @ptrFromInt(start);
     if (page.free == block) return .invalid; // the block just freed: a double free
-    if (thread.current()) |heap| {
+    if (thread.currentAny()) |heap| {
         if (seg.owner.load(.monotonic) == @as(*anyopaque, heap)) {
             heap.freeLocalFlagged(page, block);
             return .ok;
@@ -101,7 +135,7 @@ noinline fn freeSpecial(seg: *Segment, page: *Page, addr: usize) FreeResult {
 noinline fn freeRemote(page: *Page, block: *Block) void {
     const bin = page.bin;
     page.pushRemote(block);
-    if (thread.current()) |heap| {
+    if (thread.currentAny()) |heap| {
         heap.counters.frees[bin] += 1;
         heap.counters.remote_frees[bin] += 1;
     } else {
@@ -110,6 +144,11 @@ noinline fn freeRemote(page: *Page, block: *Block) void {
 }
 
 noinline fn freeNotSmall(addr: usize, tag: segment_map.Tag) FreeResult {
+    if (config.check_mode != .off) return checkedFree(addr);
+    return freeLarge(addr, tag);
+}
+
+fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     if (tag == .none) return .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,
@@ -117,7 +156,7 @@ noinline fn freeNotSmall(addr: usize, tag: segment_map.Tag) FreeResult {
         .live => |header| {
             const now = os.nowMs();
             large.free(header, now);
-            if (thread.current()) |heap| heap.maintain(now, false);
+            if (thread.currentAny()) |heap| heap.maintain(now, false);
             return .ok;
         },
     }
@@ -147,6 +186,7 @@ pub fn classify(addr: usize) Kind {
 
 /// Usable bytes from `addr` to the end of its block; null when addr is not a live block.
 pub fn usableSize(addr: usize) ?usize {
+    if (config.check_mode != .off) return check.usableSize(addr);
     return switch (classify(addr)) {
         .small => |s| s.page.block_size - (addr - s.start),
         .large => |h| h.usable_size,
@@ -157,10 +197,12 @@ pub fn usableSize(addr: usize) ?usize {
 // ------------------------------------------------------------------ calloc, realloc, aligned
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
     if (total > config.mid_max) {
         // large: a fresh mapping is already zero; large.alloc clears a reused one
         const heap = thread.currentOrCreate() orelse return outOfMemory();
+        if (config.check_mode != .off) return check.calloc(count, size);
         if (total > size_max) return outOfMemory();
         heap.maintain(os.nowMs(), false);
         return large.alloc(total, 16, true) orelse outOfMemory();
@@ -174,6 +216,7 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid };
 
 pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const addr = @intFromPtr(ptr orelse return .{ .ok = malloc(size) });
+    if (config.check_mode != .off) return check.realloc(addr, size);
     const kind = classify(addr);
     const old_usable: usize = switch (kind) {
         .not_owned => return .not_owned,
@@ -197,6 +240,13 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
 pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
     std.debug.assert(std.math.isPowerOfTwo(alignment));
     if (alignment <= size_class.min_block_size) return malloc(size);
+    _ = thread.currentOrCreate() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.alignedAlloc(alignment, size);
+    return alignedUnchecked(alignment, size);
+}
+
+pub fn alignedUnchecked(alignment: usize, size: usize) ?*anyopaque {
+    if (alignment <= size_class.min_block_size) return mallocUnchecked(size);
     if (size > size_max or alignment > alignment_max) return outOfMemory();
     const heap = thread.currentOrCreate() orelse return outOfMemory();
     if (alignment <= size_class.slice_size) {
@@ -226,7 +276,7 @@ fn allocRouted(heap: *Heap, size: usize) ?*anyopaque {
 /// Purges empty memory now: the calling thread's heap, the segment cache, the large cache.
 pub fn collect(force: bool) void {
     const now = os.nowMs();
-    if (thread.current()) |heap| return heap.maintain(now, force);
+    if (thread.currentAny()) |heap| return heap.maintain(now, force);
     @import("arena.zig").decay(now, force);
     large.decay(now, force);
 }
@@ -335,7 +385,7 @@ test "a direct page that empties when maintenance is due is kept consistent" {
     defer config.purge_delay_ms = saved_delay;
     for (0..64) |_| {
         const p = malloc(48) orelse return error.OutOfMemory;
-        const heap = thread.current().?;
+        const heap = thread.currentAny().?;
         heap.slow_calls = 31; // the next tick looks at the clock
         heap.maintenance_due_ms = 0;
         try testing.expectEqual(FreeResult.ok, free(p));

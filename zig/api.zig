@@ -139,6 +139,21 @@ export fn hak_stats_print() void {
     report.printSummary();
 }
 
+/// Check mode (0 off, 1 abort on the first problem, 2 warn): settable before the first
+/// allocation of the process only; HAK_ERR_INVALID afterwards.
+export fn hak_set_check_mode(mode: c_int) c_int {
+    if (mode < 0 or mode > 2) return HAK_ERR_ARG;
+    process.ensureInit();
+    if (stats.threads_total.load(.monotonic) != 0 or stats.large.allocs.load(.monotonic) != 0) return HAK_ERR_INVALID;
+    config.check_mode = @enumFromInt(@as(u8, @intCast(mode)));
+    return HAK_OK;
+}
+
+export fn hak_check_mode() c_int {
+    process.ensureInit();
+    return @intFromEnum(config.check_mode);
+}
+
 export fn hak_collect(force: c_int) void {
     alloc.collect(force != 0);
 }

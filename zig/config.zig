@@ -26,6 +26,11 @@ pub var large_cache_max_bytes: usize = 64 << 20;
 /// HAKMEM_STATS=1: print a per-tier summary to stderr at exit.
 pub var print_stats_at_exit: bool = false;
 
+pub const CheckMode = enum(u8) { off = 0, abort = 1, warn = 2 };
+/// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
+/// Fixed before the first heap exists.
+pub var check_mode: CheckMode = .off;
+
 pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
     if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_tiny_max > new_mid_max) return false;
     @atomicStore(usize, &tiny_max, new_tiny_max, .release);
@@ -48,6 +53,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_RETAIN_MAX_MB", .apply = applyRetainMax },
     .{ .name = "HAKMEM_LARGE_CACHE_MB", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .apply = applyStats },
+    .{ .name = "HAKMEM_CHECK", .apply = applyCheck },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -84,7 +90,7 @@ fn warnUnknownNames() void {
 fn isKnownName(name: []const u8) bool {
     for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
     for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
-    return std.mem.eql(u8, name, "HAKMEM_CHECK");
+    return false;
 }
 
 /// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB). Null when malformed or overflowing.
@@ -135,6 +141,18 @@ fn applyLargeCache(value: []const u8) bool {
     const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
     if (n > 1 << 20) return false;
     large_cache_max_bytes = n << 20;
+    return true;
+}
+
+fn applyCheck(value: []const u8) bool {
+    const eql = std.mem.eql;
+    if (eql(u8, value, "1") or eql(u8, value, "abort")) {
+        check_mode = .abort;
+    } else if (eql(u8, value, "warn")) {
+        check_mode = .warn;
+    } else if (eql(u8, value, "0") or eql(u8, value, "off")) {
+        check_mode = .off;
+    } else return false;
     return true;
 }
 

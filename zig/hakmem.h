@@ -91,6 +91,15 @@ const char *hak_stat_name(uint32_t index);
 void        hak_stats_reset(void);            /* zeroes event counters (not live/mapped)    */
 void        hak_stats_print(void);            /* the HAKMEM_STATS=1 summary, to stderr      */
 
+/* Check mode (also HAKMEM_CHECK=1 / =warn): every block gets a canary and a trailer, freed
+ * blocks a pattern; double frees, interior/foreign frees, overflows and writes to freed
+ * blocks are reported on stderr (then abort, or continue in warn mode). */
+#define HAK_CHECK_OFF   0
+#define HAK_CHECK_ABORT 1
+#define HAK_CHECK_WARN  2
+int    hak_set_check_mode(int mode);          /* before the first allocation only, else HAK_ERR_INVALID */
+int    hak_check_mode(void);
+
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);
 

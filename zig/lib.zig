@@ -4,6 +4,7 @@
 //!   preload.zig   libc names (malloc, free, …) for LD_PRELOAD      ─┐
 //!   api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)     ─┴─> alloc.zig
 //!   alloc.zig     malloc/free fast paths, tier dispatch, realloc, aligned, calloc
+//!   check.zig     check mode: canaries, trailers, freed patterns, misuse reports
 //!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
 //!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
 //!   page.zig      a page: blocks of one size, local and remote (thread_free) free lists
@@ -37,5 +38,6 @@ test {
     _ = @import("stats.zig");
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
+    _ = @import("check.zig");
     _ = @import("kernels.zig");
 }

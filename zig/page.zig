@@ -11,6 +11,7 @@
 //! from its address (segment.zig), its index by a multiply (div_magic).
 const std = @import("std");
 const size_class = @import("size_class.zig");
+const config = @import("config.zig");
 
 pub const Block = struct { next: ?*Block };
 
@@ -18,6 +19,7 @@ pub const Block = struct { next: ?*Block };
 pub const flag_full: u8 = 1; // in the heap's full queue
 pub const flag_aligned: u8 = 2; // holds blocks handed out at an inner aligned address
 pub const flag_unused: u8 = 4; // not a page in use (free span, segment header, cached)
+pub const flag_checked: u8 = 8; // check mode: every free goes through check.zig
 
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;
@@ -48,7 +50,7 @@ pub const Page = struct {
     pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize) void {
         const bs = size_class.binBlockSize(bin);
         self.* = .{
-            .flags = 0,
+            .flags = if (config.check_mode == .off) 0 else flag_checked,
             .bin = @intCast(bin),
             .slice_count = @intCast(slice_count),
             .block_size = @intCast(bs),
@@ -128,10 +130,13 @@ pub const Page = struct {
         const first = self.start + @as(usize, self.capacity) * self.block_size;
         var i: u32 = count;
         var head = self.free;
+        const checked = self.flags & flag_checked != 0;
         while (i > 0) {
             i -= 1;
             const block: *Block = @ptrFromInt(first + @as(usize, i) * self.block_size);
             block.next = head;
+            // check mode: a fresh block must not look freed (stale bytes of an earlier page)
+            if (checked) @as(*[2]usize, @ptrCast(block))[1] = 0;
             head = block;
         }
         self.free = head;

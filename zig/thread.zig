@@ -8,6 +8,7 @@
 const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
+const config = @import("config.zig");
 const process = @import("process.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
@@ -18,11 +19,18 @@ const Heap = @import("heap.zig").Heap;
 /// (zig/tls.c defines it for the library; unit tests use a plain Zig threadlocal.)
 const use_initial_exec = @import("builtin").cpu.arch == .x86_64 and !@import("builtin").is_test;
 threadlocal var tls_heap: ?*Heap = null;
+/// In check mode the heap lives here instead, so the fast path always falls through.
+threadlocal var check_heap: ?*Heap = null;
 
 pub var registry_lock: Lock = .{};
 var registry_first: ?*Heap = null;
 /// Heaps of exited threads, ready for reuse (linked through registry_next).
 var pool_first: ?*Heap = null;
+
+/// The calling thread's heap in either mode (slow paths).
+pub fn currentAny() ?*Heap {
+    return current() orelse check_heap;
+}
 
 pub inline fn current() ?*Heap {
     if (!use_initial_exec) return tls_heap;
@@ -48,7 +56,7 @@ fn setCurrent(heap: ?*Heap) void {
 
 /// The calling thread's heap, created on first use. Null only when the OS has no memory.
 pub noinline fn currentOrCreate() ?*Heap {
-    if (current()) |heap| return heap;
+    if (currentAny()) |heap| return heap;
     process.ensureInit();
     const heap = obtainHeap() orelse return null;
     heap.init();
@@ -57,7 +65,7 @@ pub noinline fn currentOrCreate() ?*Heap {
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    setCurrent(heap);
+    if (config.check_mode == .off) setCurrent(heap) else check_heap = heap;
     process.registerThreadExit(heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -78,6 +86,7 @@ fn obtainHeap() ?*Heap {
 /// The pthread-key destructor: the thread is exiting.
 pub fn onThreadExit(heap: *Heap) void {
     setCurrent(null);
+    check_heap = null;
     heap.abandonAll();
     registry_lock.acquire();
     heap.counters.addInto(&stats.retired);
@@ -103,5 +112,5 @@ pub fn sumCounters(total: *stats.BinCounters) void {
 /// (their blocks may still be freed in the child, into their pages' thread_free lists).
 pub fn afterForkInChild() void {
     registry_lock.resetInChild();
-    stats.threads_live.store(if (current() != null) 1 else 0, .monotonic);
+    stats.threads_live.store(if (currentAny() != null) 1 else 0, .monotonic);
 }

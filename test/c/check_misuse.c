@@ -1,0 +1,60 @@
+/*
+ * check_misuse.c — provokes one heap misuse (chosen by name) so that check mode
+ * (HAKMEM_CHECK=1 / =warn) can be seen to report it. Without check mode the same
+ * program must run quietly (the misuse is undefined behaviour, but each case is chosen
+ * so that hakmem's normal mode survives it: it is detected or harmless).
+ *
+ * usage: check_misuse CASE    CASE: clean | double_free | double_free_later | interior |
+ *                                   foreign | overflow | overflow_large | use_after_free |
+ *                                   realloc_interior
+ * Prints "reached end" when the program runs to completion.
+ */
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void *volatile keep;
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    const char *c = argv[1];
+    char *p = malloc(40);
+    char *q = malloc(40);
+    memset(p, 1, 40);
+    memset(q, 2, 40);
+    if (!strcmp(c, "clean")) {
+        free(p);
+        free(q);
+    } else if (!strcmp(c, "double_free")) {
+        free(p);
+        free(p);
+    } else if (!strcmp(c, "double_free_later")) {
+        free(p);
+        free(q);
+        free(p);
+    } else if (!strcmp(c, "interior")) {
+        free(p + 8);
+    } else if (!strcmp(c, "realloc_interior")) {
+        keep = realloc(p + 16, 100);
+    } else if (!strcmp(c, "foreign")) {
+        static char not_heap[64];
+        free(not_heap + 16);
+    } else if (!strcmp(c, "overflow")) {
+        p[40] = 7; /* one byte past the 40 requested */
+        free(p);
+    } else if (!strcmp(c, "overflow_large")) {
+        size_t n = 3u << 20;
+        char *big = malloc(n);
+        big[n + 3] = 1;
+        free(big);
+    } else if (!strcmp(c, "use_after_free")) {
+        free(p);
+        p[20] = 5; /* write into the freed block */
+        keep = malloc(40); /* reuses it */
+    } else {
+        return 2;
+    }
+    printf("reached end\n");
+    return 0;
+}

@@ -50,6 +50,8 @@ const symbols = {
   hak_stats_reset: { args: [], returns: none },
   hak_stats_print: { args: [], returns: none },
   hak_collect: { args: [i32], returns: none },
+  hak_set_check_mode: { args: [i32], returns: i32 },
+  hak_check_mode: { args: [], returns: i32 },
   // identity
   hak_version: { args: [], returns: cstring },
   hak_build_id: { args: [], returns: cstring },

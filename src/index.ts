@@ -206,6 +206,26 @@ export function collect(force = false): void {
   native.hak_collect(force ? 1 : 0);
 }
 
+export type CheckMode = "off" | "abort" | "warn";
+const CHECK_MODES: CheckMode[] = ["off", "abort", "warn"];
+
+/**
+ * Check mode (as HAKMEM_CHECK): canaries, trailers and freed-block patterns make double
+ * frees, interior/foreign frees, overflows and writes to freed blocks report on stderr
+ * (then abort, or continue with "warn"). Only before the process's first allocation.
+ */
+export function setCheckMode(mode: CheckMode): void {
+  const code = CHECK_MODES.indexOf(mode);
+  if (code < 0) throw new TypeError(`check mode must be one of ${CHECK_MODES.join(", ")}, got ${String(mode)}`);
+  if (native.hak_set_check_mode(code) !== 0) {
+    throw new RangeError("check mode can only be set before the first allocation (set HAKMEM_CHECK in the environment instead)");
+  }
+}
+
+export function checkMode(): CheckMode {
+  return CHECK_MODES[native.hak_check_mode()] ?? "off";
+}
+
 export function version(): string {
   return String(native.hak_version());
 }

@@ -65,6 +65,7 @@ pub fn loadFromEnvironment() void {
     for (known) |v| {
         const raw = std.c.getenv(v.name) orelse continue;
         const value = std.mem.span(raw);
+        if (value.len == 0) continue; // set but empty: as if unset
         if (!v.apply(value)) os.printStderr("hakmem: ignoring {s}={s} (malformed or out of range); using the default\n", .{ v.name, value });
     }
     if (tiny_max > mid_max) {

@@ -1,0 +1,40 @@
+// setCheckMode from TypeScript: allowed before the first allocation, refused after it,
+// and a check-mode run reports misuse through the API's own checks or the library's.
+import { expect, test } from "bun:test";
+import { join } from "node:path";
+
+const REPO = join(import.meta.dir, "..");
+const BUN = process.execPath;
+
+async function script(source: string) {
+  const proc = Bun.spawn([BUN, "-e", source], { cwd: REPO, stdout: "pipe", stderr: "pipe", env: { ...process.env, HAKMEM_CHECK: "" } });
+  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { code: await proc.exited, out, err };
+}
+
+test("setCheckMode before the first allocation turns check mode on", async () => {
+  const r = await script(`
+    import * as h from "./src/index.ts";
+    import { toArrayBuffer } from "bun:ffi";
+    h.setCheckMode("warn");
+    const p = h.alloc(40);
+    new Uint8Array(toArrayBuffer(p, 0, 41))[40] = 1;   // one byte past the request (view() refuses)
+    console.log(h.checkMode(), h.usableSize(p));
+    h.free(p);
+  `);
+  expect(r.out.trim()).toBe("warn 40");
+  expect(r.err).toMatch(/hakmem: CHECK: write past the requested size of 0x[0-9a-f]+ \(tiny tier/);
+  expect(r.code).toBe(0);
+});
+
+test("setCheckMode after an allocation is refused with a clear error", async () => {
+  const r = await script(`
+    import * as h from "./src/index.ts";
+    h.free(h.alloc(8));
+    try { h.setCheckMode("abort"); } catch (e) { console.log(e.constructor.name, e.message); }
+    try { h.setCheckMode("loud"); } catch (e) { console.log(e.constructor.name); }
+  `);
+  expect(r.out).toContain("RangeError check mode can only be set before the first allocation");
+  expect(r.out).toContain("TypeError");
+  expect(r.code).toBe(0);
+});

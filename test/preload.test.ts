@@ -66,3 +66,26 @@ describe("C programs under LD_PRELOAD=libhakmem.so", () => {
     expectPass(await runC("foreign_free"), "foreign_free");
   }, TIMEOUT_MS);
 });
+
+// The same programs under non-default settings: other routing thresholds (tiny off, the
+// limits), immediate purging with no retained or cached memory, and the checking mode.
+// (foreign_free is left out of HAKMEM_CHECK=1: that mode aborts on foreign frees by design.)
+const SETTINGS: Record<string, string>[] = [
+  { HAKMEM_TINY_MAX: "256", HAKMEM_MID_MAX: "64k" },
+  { HAKMEM_TINY_MAX: "0", HAKMEM_MID_MAX: "32k" },
+  { HAKMEM_TINY_MAX: "8k", HAKMEM_MID_MAX: "1m" },
+  { HAKMEM_PURGE_DELAY_MS: "0", HAKMEM_RETAIN_MAX_MB: "0", HAKMEM_LARGE_CACHE_MB: "0" },
+  { HAKMEM_CHECK: "1" },
+];
+
+describe("C programs under non-default hakmem settings", () => {
+  for (const env of SETTINGS) {
+    const label = Object.entries(env).map(([k, v]) => `${k}=${v}`).join(" ");
+    test(label, async () => {
+      expectPass(await runC("api_conformance", [], { env }), "api_conformance");
+      expectPass(await runC("sizes_boundaries", [], { env }), "sizes_boundaries");
+      expectPass(await runC("stress_mt", [4, 7, 60_000, "cross"], { env }), "stress_mt");
+      expectPass(await runC("larson", [4, 50, 7], { env }), "larson");
+    }, TIMEOUT_MS);
+  }
+});

@@ -1,0 +1,282 @@
+// search.ts — successive halving over the settings space, with an injected evaluate
+// function (so tests can plant an optimum without spawning anything).
+//
+// The default settings (the baseline) are measured first and again in every round, so
+// every score is relative to defaults measured under the same machine conditions. A
+// bracket samples `candidates` settings with the seeded PRNG and runs each `reps` times;
+// the better 1/eta (by score on medians) go on to eta× as many repetitions, until one is
+// left. Repetitions are interleaved (every survivor once, then every survivor again) so
+// that a burst of load on the machine hits all candidates alike. While time or budget
+// remain, a new bracket starts from the winner so far plus neighbours of it and fresh
+// random samples. Deterministic given the seed and a deterministic evaluate; stops
+// cleanly before a run that would exceed the time limit or the budget.
+import { Rng } from "./random.ts";
+import { defaults, describe, keyOf, mutate, neighbours, sample, type Param, type Settings } from "./space.ts";
+import { ratios, score, summarize, type Measurement, type Ratios, type Weights } from "./score.ts";
+
+export interface Candidate {
+  /** creation order; 0 is the baseline */
+  id: number;
+  settings: Settings;
+  key: string;
+  /** what differs from the defaults */
+  label: string;
+  origin: "baseline" | "random" | "neighbour";
+  /** bracket it was created in */
+  bracket: number;
+  samples: Measurement[];
+  /** set when a run failed: the candidate is out of the search */
+  error?: string;
+}
+
+export interface Ranked {
+  candidate: Candidate;
+  summary: Measurement;
+  ratios: Ratios;
+  score: number;
+}
+
+export interface SearchProgress {
+  bracket: number;
+  round: number;
+  /** position of the current candidate in the round and the round's size */
+  position: number;
+  roundSize: number;
+  current: string;
+  runs: number;
+  elapsedMs: number;
+  best: Ranked | null;
+}
+
+export type StopReason = "finished" | "time" | "budget" | "aborted";
+
+export interface SearchOptions {
+  params: readonly Param[];
+  evaluate: (settings: Settings, candidate: Candidate) => Promise<Measurement>;
+  weights: Weights;
+  seed: number;
+  /** candidates per bracket (the incumbent included); default 16 */
+  candidates?: number;
+  /** repetitions per candidate in a bracket's first round; default 1 */
+  reps?: number;
+  /** keep 1/eta per round, eta× the repetitions; default 2 */
+  eta?: number;
+  /** baseline runs before the first round; default 3 */
+  baselineReps?: number;
+  /** at most this many workload runs (baseline included) */
+  budgetRuns?: number;
+  /** no run starts after this many ms */
+  timeLimitMs?: number;
+  /** default: unbounded when a time limit or budget is given, else 1 */
+  maxBrackets?: number;
+  now?: () => number;
+  signal?: AbortSignal;
+  onProgress?: (progress: SearchProgress) => void;
+}
+
+export interface SearchResult {
+  baseline: Candidate;
+  baselineSummary: Measurement;
+  /** candidates that ran without failing, most repetitions first, then by score */
+  leaderboard: Ranked[];
+  /** candidates whose run failed */
+  failed: Candidate[];
+  /** the top of the leaderboard if it scores above the baseline, else null (defaults win) */
+  winner: Ranked | null;
+  runs: number;
+  brackets: number;
+  stoppedBy: StopReason;
+  elapsedMs: number;
+  /** candidate keys in the order they were run */
+  trace: string[];
+}
+
+class Stop extends Error {
+  constructor(readonly reason: StopReason) {
+    super(reason);
+  }
+}
+
+export async function search(options: SearchOptions): Promise<SearchResult> {
+  return new Searcher(options).run();
+}
+
+class Searcher {
+  private readonly rng: Rng;
+  private readonly now: () => number;
+  private readonly start: number;
+  private readonly all = new Map<string, Candidate>();
+  private readonly trace: string[] = [];
+  private readonly baseline: Candidate;
+  private readonly perBracket: number;
+  private readonly reps: number;
+  private readonly eta: number;
+  private runs = 0;
+  private incumbent: Candidate | null = null;
+  private position = { bracket: 0, round: 0, index: 0, size: 0 };
+
+  constructor(private readonly o: SearchOptions) {
+    this.rng = new Rng(o.seed);
+    this.now = o.now ?? (() => performance.now());
+    this.start = this.now();
+    this.perBracket = Math.max(2, o.candidates ?? 16);
+    this.reps = Math.max(1, o.reps ?? 1);
+    this.eta = Math.max(2, o.eta ?? 2);
+    this.baseline = this.add(defaults(o.params), "baseline", 0);
+  }
+
+  async run(): Promise<SearchResult> {
+    let stoppedBy: StopReason = "finished";
+    let brackets = 0;
+    try {
+      await this.measureBaseline();
+      const limited = this.o.budgetRuns !== undefined || this.o.timeLimitMs !== undefined;
+      const maxBrackets = this.o.maxBrackets ?? (limited ? Infinity : 1);
+      for (let b = 0; b < maxBrackets; b++) {
+        const pool = this.newBracket(b);
+        if (pool.filter((c) => c !== this.incumbent).length === 0) break;
+        brackets++;
+        await this.bracket(b, pool);
+      }
+    } catch (e) {
+      if (!(e instanceof Stop)) throw e;
+      stoppedBy = e.reason;
+    }
+    return this.result(stoppedBy, brackets);
+  }
+
+  private add(settings: Settings, origin: Candidate["origin"], bracket: number): Candidate {
+    const key = keyOf(settings, this.o.params);
+    const c: Candidate = { id: this.all.size, settings, key, label: describe(settings, this.o.params), origin, bracket, samples: [] };
+    this.all.set(key, c);
+    return c;
+  }
+
+  private async measureBaseline(): Promise<void> {
+    const n = Math.max(1, this.o.baselineReps ?? 3);
+    this.position = { bracket: 0, round: 0, index: 0, size: 1 };
+    for (let i = 0; i < n; i++) {
+      await this.runOnce(this.baseline);
+      if (this.baseline.error) throw new Error(`the workload failed with default settings: ${this.baseline.error}`);
+    }
+  }
+
+  /**
+   * The incumbent, then about half the bracket near it (one-step neighbours in a seeded
+   * order, then random one- or two-parameter moves), then random samples; none tried before.
+   */
+  private newBracket(b: number): Candidate[] {
+    const pool: Candidate[] = [];
+    const tryAdd = (settings: Settings, origin: Candidate["origin"]) => {
+      if (pool.length >= this.perBracket || this.all.has(keyOf(settings, this.o.params))) return;
+      pool.push(this.add(settings, origin, b));
+    };
+    if (this.incumbent) {
+      pool.push(this.incumbent);
+      const near = 1 + Math.floor((this.perBracket - 1) / 2);
+      for (const s of this.shuffled(neighbours(this.incumbent.settings, this.o.params))) if (pool.length < near) tryAdd(s, "neighbour");
+      for (let tries = 0; pool.length < near && tries < 50; tries++) tryAdd(mutate(this.incumbent.settings, this.o.params, this.rng), "neighbour");
+    }
+    for (let tries = 0; pool.length < this.perBracket && tries < this.perBracket * 50; tries++) tryAdd(sample(this.o.params, this.rng), "random");
+    return pool;
+  }
+
+  /** Fisher–Yates with the search's PRNG. */
+  private shuffled<T>(items: T[]): T[] {
+    const a = [...items];
+    for (let i = a.length - 1; i > 0; i--) {
+      const j = this.rng.below(i + 1);
+      [a[i], a[j]] = [a[j], a[i]];
+    }
+    return a;
+  }
+
+  private async bracket(b: number, pool: Candidate[]): Promise<void> {
+    let survivors = pool;
+    for (let round = 0; ; round++) {
+      const need = this.reps * this.eta ** round;
+      const baselineNeed = Math.max(need, this.baseline.samples.length + 1);
+      for (let level = 1; level <= Math.max(need, baselineNeed); level++) {
+        const due = [this.baseline, ...survivors].filter((c) => !c.error && c.samples.length < level && level <= (c === this.baseline ? baselineNeed : need));
+        for (const c of due) {
+          this.position = { bracket: b, round, index: survivors.indexOf(c) + 1, size: survivors.length };
+          await this.runOnce(c);
+        }
+      }
+      const alive = survivors.filter((c) => !c.error);
+      if (alive.length <= 1) {
+        this.incumbent = alive[0] ?? this.incumbent;
+        return;
+      }
+      survivors = this.rank(alive).slice(0, Math.ceil(alive.length / this.eta)).map((r) => r.candidate);
+    }
+  }
+
+  private checkLimits(): void {
+    if (this.o.signal?.aborted) throw new Stop("aborted");
+    if (this.o.budgetRuns !== undefined && this.runs >= this.o.budgetRuns) throw new Stop("budget");
+    if (this.o.timeLimitMs !== undefined && this.now() - this.start >= this.o.timeLimitMs) throw new Stop("time");
+  }
+
+  private async runOnce(c: Candidate): Promise<void> {
+    this.checkLimits();
+    this.report(c);
+    this.trace.push(c.key);
+    try {
+      c.samples.push(await this.o.evaluate(c.settings, c));
+    } catch (e) {
+      if (this.o.signal?.aborted) throw new Stop("aborted");
+      c.error = (e as Error)?.message ?? String(e);
+    }
+    this.runs++;
+  }
+
+  private report(current: Candidate): void {
+    if (!this.o.onProgress) return;
+    const board = this.leaderboard();
+    this.o.onProgress({
+      bracket: this.position.bracket,
+      round: this.position.round,
+      position: Math.max(1, this.position.index),
+      roundSize: this.position.size,
+      current: current.label,
+      runs: this.runs,
+      elapsedMs: this.now() - this.start,
+      best: board[0] ?? null,
+    });
+  }
+
+  private scoreOf(c: Candidate): Ranked {
+    const base = summarize(this.baseline.samples);
+    const summary = summarize(c.samples);
+    return { candidate: c, summary, ratios: ratios(summary, base), score: score(summary, base, this.o.weights) };
+  }
+
+  /** Best first by score (ties: earlier candidate first). */
+  private rank(candidates: Candidate[]): Ranked[] {
+    return candidates.map((c) => this.scoreOf(c)).sort((a, b) => b.score - a.score || a.candidate.id - b.candidate.id);
+  }
+
+  /** Candidates that went furthest (most repetitions) first, then by score. */
+  private leaderboard(): Ranked[] {
+    const measured = [...this.all.values()].filter((c) => c !== this.baseline && !c.error && c.samples.length > 0);
+    return this.rank(measured).sort((a, b) => b.candidate.samples.length - a.candidate.samples.length);
+  }
+
+  private result(stoppedBy: StopReason, brackets: number): SearchResult {
+    const leaderboard = this.baseline.samples.length > 0 ? this.leaderboard() : [];
+    const top = leaderboard[0];
+    return {
+      baseline: this.baseline,
+      baselineSummary: summarize(this.baseline.samples),
+      leaderboard,
+      failed: [...this.all.values()].filter((c) => c.error !== undefined),
+      winner: top && top.score > 1 ? top : null,
+      runs: this.runs,
+      brackets,
+      stoppedBy,
+      elapsedMs: this.now() - this.start,
+      trace: this.trace,
+    };
+  }
+}

@@ -1,0 +1,141 @@
+// tune.test.ts — the experiment runner (`bun run tune`, src/tune.ts and src/tune/):
+// the search finds a planted optimum of a synthetic scoring function and is
+// deterministic given its seed (no process spawned); scores and profiles behave; and a
+// quick real tune of a tiny random_mixed run writes a profile that a preloaded run of
+// the same program accepts (hakmem's HAKMEM_STATS line shows it served the run).
+import { describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { search, type SearchOptions } from "../src/tune/search.ts";
+import { PARAMS, defaults, formatValue, keyOf, sample, satisfies, selectParams, type Settings } from "../src/tune/space.ts";
+import { Rng } from "../src/tune/random.ts";
+import { DEFAULT_WEIGHTS, parseWeights, score, type Measurement } from "../src/tune/score.ts";
+import { parseProfile } from "../src/tune/profile.ts";
+
+const ROOT = resolve(import.meta.dir, "..");
+
+// A planted optimum: throughput peaks at tiny=2048, purge=200; RSS grows with retain.
+const PLANTED = { HAKMEM_TINY_MAX: 2048, HAKMEM_PURGE_DELAY_MS: 200 };
+function synthetic(s: Settings): Measurement {
+  const dist = (v: number, best: number) => Math.log2((v + 16) / (best + 16)) ** 2;
+  const ops = 1e6 * Math.exp(-0.1 * dist(s.HAKMEM_TINY_MAX, PLANTED.HAKMEM_TINY_MAX) - 0.05 * dist(s.HAKMEM_PURGE_DELAY_MS, PLANTED.HAKMEM_PURGE_DELAY_MS));
+  return { opsPerSec: ops, faults: 1000, peakRssKb: 10_000 + 500 * Math.sqrt(s.HAKMEM_RETAIN_MAX_MB) };
+}
+
+function options(over: Partial<SearchOptions> = {}): SearchOptions {
+  return {
+    params: selectParams("tiny,purge,retain"),
+    evaluate: async (s) => synthetic(s),
+    weights: parseWeights("throughput=0.8,rss=0.2"),
+    seed: 7,
+    candidates: 16,
+    budgetRuns: 400,
+    ...over,
+  };
+}
+
+describe("search (synthetic, no processes)", () => {
+  test("finds the planted optimum, through ±1 % noise", async () => {
+    const noise = new Rng(99);
+    const r = await search(options({
+      budgetRuns: undefined,
+      maxBrackets: 12,
+      evaluate: async (s) => {
+        const m = synthetic(s);
+        return { ...m, opsPerSec: m.opsPerSec * (0.99 + 0.02 * noise.next()) };
+      },
+    }));
+    expect(r.winner).not.toBeNull();
+    const best = r.winner!.candidate.settings;
+    expect(best.HAKMEM_TINY_MAX).toBe(2048);
+    expect(best.HAKMEM_PURGE_DELAY_MS).toBe(200);
+    expect(best.HAKMEM_RETAIN_MAX_MB).toBe(0);
+    expect(r.winner!.score).toBeGreaterThan(1);
+    expect(r.stoppedBy).toBe("finished");
+    expect(r.brackets).toBe(12);
+  });
+
+  test("same seed, same candidates in the same order; another seed differs", async () => {
+    const a = await search(options({ budgetRuns: 60 }));
+    const b = await search(options({ budgetRuns: 60 }));
+    const c = await search(options({ budgetRuns: 60, seed: 8 }));
+    expect(b.trace).toEqual(a.trace);
+    expect(b.leaderboard.map((x) => x.candidate.key)).toEqual(a.leaderboard.map((x) => x.candidate.key));
+    expect(c.trace).not.toEqual(a.trace);
+  });
+
+  test("time limit: stops cleanly and reports the best so far", async () => {
+    let clock = 0;
+    const r = await search(options({
+      budgetRuns: undefined,
+      timeLimitMs: 50,
+      now: () => clock,
+      evaluate: async (s) => {
+        clock += 1;
+        return synthetic(s);
+      },
+    }));
+    expect(r.stoppedBy).toBe("time");
+    expect(r.runs).toBe(50);
+    expect(r.leaderboard.length).toBeGreaterThan(0);
+  });
+
+  test("a failing candidate is dropped, the search goes on; a failing baseline is an error", async () => {
+    const r = await search(options({
+      budgetRuns: 80,
+      evaluate: async (s) => {
+        if (s.HAKMEM_TINY_MAX === 0) throw new Error("crashed");
+        return synthetic(s);
+      },
+    }));
+    expect(r.failed.every((c) => c.settings.HAKMEM_TINY_MAX === 0 && c.error === "crashed")).toBe(true);
+    expect(r.leaderboard.every((x) => x.candidate.settings.HAKMEM_TINY_MAX !== 0)).toBe(true);
+    await expect(search(options({ evaluate: async () => { throw new Error("no such program"); } }))).rejects.toThrow(/default settings: no such program/);
+  });
+
+  test("without a time limit or budget, one bracket runs to a single survivor", async () => {
+    const r = await search(options({ budgetRuns: undefined, candidates: 8 }));
+    expect(r.stoppedBy).toBe("finished");
+    expect(r.brackets).toBe(1);
+    // 8 + 4×2 + 2×4 + 1×8 candidate runs, baseline 3 + one more per round at least
+    expect(r.leaderboard[0].candidate.samples.length).toBe(8);
+  });
+
+  test("an aborted search reports what it has", async () => {
+    const controller = new AbortController();
+    let n = 0;
+    const r = await search(options({
+      budgetRuns: undefined,
+      timeLimitMs: 1e9,
+      signal: controller.signal,
+      evaluate: async (s) => {
+        if (++n === 20) controller.abort();
+        return synthetic(s);
+      },
+    }));
+    expect(r.stoppedBy).toBe("aborted");
+    expect(r.runs).toBe(20);
+  });
+});
+
+describe("space and score", () => {
+  test("samples are valid and include the defaults' values", () => {
+    const rng = new Rng(1);
+    for (let i = 0; i < 200; i++) expect(satisfies(sample(PARAMS, rng))).toBe(true);
+    for (const p of PARAMS) expect(p.values).toContain(p.default);
+    expect(keyOf(defaults(PARAMS), PARAMS)).toBe(keyOf({ ...defaults(PARAMS) }, PARAMS));
+    expect(formatValue(PARAMS[1], 1 << 20)).toBe("1M");
+    expect(formatValue(PARAMS[0], 1536)).toBe("1536");
+  });
+
+  test("score: baseline 1, better throughput or less memory above 1", () => {
+    const base = { opsPerSec: 100, faults: 99, peakRssKb: 999 };
+    expect(score(base, base, DEFAULT_WEIGHTS)).toBeCloseTo(1, 10);
+    expect(score({ ...base, opsPerSec: 200 }, base, DEFAULT_WEIGHTS)).toBeGreaterThan(1);
+    expect(score({ ...base, peakRssKb: 499 }, base, DEFAULT_WEIGHTS)).toBeGreaterThan(1);
+    expect(score({ ...base, faults: 199 }, base, DEFAULT_WEIGHTS)).toBeLessThan(1);
+    expect(score({ ...base, faults: 0 }, base, parseWeights("throughput=1"))).toBeCloseTo(1, 10);
+    expect(() => parseWeights("speed=1")).toThrow(/bad weight/);
+  });
+});

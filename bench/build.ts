@@ -2,7 +2,7 @@
 // no-op when nothing changed) and compiles the C workload programs with `zig cc`, cached
 // under bench/results/.build/ by a hash of their sources.
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
 
 export const ROOT = resolve(import.meta.dir, "..");
@@ -27,6 +27,23 @@ export function ensureLibrary(build: boolean): string {
   const lib = join(ROOT, "zig-out/lib/libhakmem.so");
   if (!existsSync(lib)) throw new Error(`${lib} is missing (run zig/toolchain/zig build -Doptimize=ReleaseFast)`);
   return lib;
+}
+
+/**
+ * A private copy of the library, named by its content hash: every run of one bench
+ * invocation measures the same bytes even when zig-out/ is rebuilt meanwhile (the working
+ * tree is shared; a rebuild mid-run would otherwise mix builds, which the proof rejects).
+ */
+export function snapshotLibrary(lib: string): string {
+  const bytes = readFileSync(lib);
+  const hash = createHash("sha256").update(bytes).digest("hex").slice(0, 16);
+  const out = join(BUILD_DIR, `libhakmem-${hash}.so`);
+  if (existsSync(out)) return out;
+  mkdirSync(BUILD_DIR, { recursive: true });
+  const tmp = `${out}.tmp${process.pid}`;
+  copyFileSync(lib, tmp);
+  renameSync(tmp, out);
+  return out;
 }
 
 /** Hash of a C source plus every header in bench/c and the flags: the cache key. */

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
 import { type Allocator, discoverAllocators } from "./allocators.ts";
-import { compileProgram, ensureLibrary, ROOT } from "./build.ts";
+import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts";
 import { allocatorInfo, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
 import { microCount, runMicro } from "./micro.ts";
 import { type Options, parseOptions, selected } from "./options.ts";
@@ -68,12 +68,13 @@ async function main(): Promise<number> {
     return 2;
   }
   const started = new Date();
-  const hakmemLib = ensureLibrary(opts.build);
-  const hakmem = hakmemIdentity(hakmemLib);
+  const builtLib = ensureLibrary(opts.build);
+  const hakmemLib = snapshotLibrary(builtLib);
+  const hakmem = { ...hakmemIdentity(hakmemLib), built: builtLib };
   const found = discoverAllocators(hakmemLib, opts.allocators);
   const allocators = found.allocators;
   const names = allocators.map((a) => a.name);
-  console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${shown(hakmemLib)})`);
+  console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${shown(builtLib)}, measured as ${shown(hakmemLib)})`);
   console.log(`allocators: ${allocators.map((a) => `${a.name}${a.preload ? ` (${a.preload})` : ""}`).join(", ")}`);
   if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
   console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);

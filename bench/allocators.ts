@@ -56,11 +56,12 @@ let ldconfigCache: string | null = null;
 
 function ldconfigListing(): string {
   if (ldconfigCache === null) {
-    try {
-      const r = Bun.spawnSync(["ldconfig", "-p"], { stdout: "pipe", stderr: "ignore" });
-      ldconfigCache = r.stdout.toString();
-    } catch {
-      ldconfigCache = "";
+    ldconfigCache = "";
+    for (const exe of ["ldconfig", "/sbin/ldconfig", "/usr/sbin/ldconfig"]) {
+      try {
+        const r = Bun.spawnSync([exe, "-p"], { stdout: "pipe", stderr: "ignore" });
+        if (r.exitCode === 0) { ldconfigCache = r.stdout.toString(); break; }
+      } catch { /* not on PATH: try the next spelling */ }
     }
   }
   return ldconfigCache;

@@ -33,7 +33,7 @@ export function microCount(opts: Options, allocators: number, which: { ffi: bool
 
 async function runChild(job: MicroJob, progress: Progress, label: string): Promise<MicroResult> {
   const proc = Bun.spawn([process.execPath, join(ROOT, "bench/micro_child.ts"), JSON.stringify(job)], {
-    cwd: ROOT, env: { ...process.env, GLIBC_TUNABLES: TUNABLES }, stdout: "pipe", stderr: "pipe", timeout: 600_000,
+    cwd: ROOT, env: { ...process.env, GLIBC_TUNABLES: process.env.GLIBC_TUNABLES ? `${process.env.GLIBC_TUNABLES}:${TUNABLES}` : TUNABLES }, stdout: "pipe", stderr: "pipe", timeout: 600_000,
   });
   const errors: string[] = [];
   const readStderr = (async () => {

@@ -5,6 +5,9 @@ import { expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "../bench/proof.ts";
+import { parseResultLine } from "../bench/runner.ts";
+import { parseBenchmarkCsv } from "../bench/redis.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "large_blocks"];
@@ -45,3 +48,25 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     rmSync(dir, { recursive: true, force: true });
   }
 }, 300_000);
+
+test("the proof parsers read what the programs and hakmem print", () => {
+  const stderr = "noise\nhakmem: build=cc56610d0b12fe29 allocs=50107 frees=50106 remote_frees=0 threads=1\nhakmem: tiny 49382 49382\n";
+  expect(parseHakmemStats(stderr)).toEqual({ buildId: "cc56610d0b12fe29", allocs: 50107 });
+  expect(parseHakmemStats("no report")).toBeNull();
+  expect(checkHakmemStats(stderr, "cc56610d0b12fe29", 1000)).toBeNull();
+  expect(checkHakmemStats(stderr, "0000000000000000", 1000)).toContain("stale library");
+  expect(checkHakmemStats(stderr, null, 100000)).toContain("not served by hakmem");
+
+  const fields = parseResultLine("x\nRESULT bench=random_mixed ops=10 secs=0.5 ops_per_sec=20.0 peak_rss_kb=1504 malloc_from=/lib/x86_64-linux-gnu/libc.so.6\n");
+  expect(fields?.ops_per_sec).toBe("20.0");
+  expect(fields?.malloc_from).toBe("/lib/x86_64-linux-gnu/libc.so.6");
+
+  const glibc = { name: "glibc", preload: null, lib: "/usr/lib/x86_64-linux-gnu/libc.so.6", allocSymbol: "malloc", freeSymbol: "free", pkg: null };
+  const hakmem = { ...glibc, name: "hakmem", preload: "/x/libhakmem.so", lib: "/x/libhakmem.so" };
+  if (existsSync("/lib/x86_64-linux-gnu/libc.so.6") && existsSync(glibc.lib)) {
+    expect(checkMallocOwner(glibc, "/lib/x86_64-linux-gnu/libc.so.6")).toBeNull();
+  }
+  expect(checkMallocOwner(hakmem, "/lib/x86_64-linux-gnu/libc.so.6")).toContain("preload did not take effect");
+
+  expect(parseBenchmarkCsv('"test","rps","avg_latency_ms"\n"SET","98039.22","0.3"\n"GET","100000.00","0.2"\n')).toEqual({ SET: 98039.22, GET: 100000 });
+});

@@ -139,3 +139,74 @@ describe("space and score", () => {
     expect(() => parseWeights("speed=1")).toThrow(/bad weight/);
   });
 });
+
+describe("bun run tune (real runs, small budgets)", () => {
+  const lib = process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(ROOT, "zig-out/lib/libhakmem.so");
+
+  async function tune(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const proc = Bun.spawn([process.execPath, "src/tune.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    return { code: await proc.exited, out, err };
+  }
+
+  async function sh(script: string): Promise<{ code: number; out: string; err: string }> {
+    const proc = Bun.spawn(["sh", "-c", script], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    return { code: await proc.exited, out, err };
+  }
+
+  test("a quick tune of random_mixed writes a profile that a preloaded run accepts", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
+    try {
+      const profile = join(dir, "hakmem.env");
+      const r = await tune(["random_mixed", "200000", "400", "42", "--budget", "8", "--candidates", "4", "--baseline-reps", "2", "--out", profile]);
+      expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
+      expect(r.out).toContain("defaults (baseline)");
+      expect(r.out).toMatch(/run budget used: 8 runs/);
+      expect(existsSync(profile)).toBe(true);
+
+      const parsed = parseProfile(readFileSync(profile, "utf8"));
+      expect(Object.keys(parsed.env).sort()).toEqual(PARAMS.map((p) => p.env).sort());
+      expect(parsed.meta.workload).toContain("random_mixed");
+      expect(Number(parsed.meta.score)).toBeGreaterThan(0);
+
+      const { compileProgram } = await import("../bench/build.ts");
+      const program = compileProgram("random_mixed");
+      for (const use of [`env $(cat '${profile}')`, `set -a; . '${profile}'; set +a; env`]) {
+        const run = await sh(`${use} HAKMEM_STATS=1 LD_PRELOAD='${lib}' '${program}' 100000 400 7`);
+        expect(run.code).toBe(0);
+        expect(run.err).not.toMatch(/hakmem: (ignoring|unknown)/);
+        expect(run.out).toContain(`malloc_from=${lib}`);
+        const allocs = Number(run.err.match(/hakmem: build=\S+ allocs=(\d+)/)?.[1] ?? 0);
+        expect(allocs).toBeGreaterThan(10_000);
+      }
+      // The settings really applied: tiny/mid split follows the profile's HAKMEM_TINY_MAX.
+      const check = await sh(`env $(cat '${profile}') LD_PRELOAD='${lib}' '${process.execPath}' -e 'console.log(process.env.HAKMEM_TINY_MAX)'`);
+      expect(check.out.trim()).toBe(parsed.env.HAKMEM_TINY_MAX);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("a TypeScript module workload and a --cmd workload tune too", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
+    try {
+      const m = await tune(["src/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
+      expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
+      expect(existsSync(join(dir, "m.env"))).toBe(true);
+      const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
+      expect({ code: c.code, err: c.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
+      expect(Object.keys(parseProfile(readFileSync(join(dir, "c.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+
+  test("bad options and a broken workload fail with a message", async () => {
+    expect((await tune(["random_mixed", "--weights", "speed=1"])).err).toContain("bad weight");
+    expect((await tune(["no_such_program", "--budget", "1"])).err).toContain("unknown bench program");
+    const broken = await tune(["--cmd", "exit 3", "--budget", "2"]);
+    expect(broken.code).toBe(1);
+    expect(broken.err).toContain("failed with default settings: exit code 3");
+  }, 30_000);
+});

@@ -8,10 +8,12 @@
  *   TUNE_RUSAGE exit=<code> signal=<sig> wall_ns=<n> minflt=<n> majflt=<n> maxrss_kb=<n>
  * The child's ru_maxrss starts from this small wrapper's peak, not from Bun's (a process
  * forked from Bun and exec'd would inherit Bun's peak), so it is the program's own peak.
+ * SIGTERM and SIGHUP are passed on to the program (a timeout kills this wrapper).
  * Exit status: the child's, 128+signal when it was killed, 127 when exec failed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,13 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+static volatile pid_t child_pid = 0;
+
+/* A timeout kills the wrapper with SIGTERM: pass it on so the program does not linger. */
+static void forward(int sig) {
+    if (child_pid > 0) kill(child_pid, sig);
+}
 
 static long long now_ns(void) {
     struct timespec ts;
@@ -31,12 +40,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: rusage <preload|-> <program> [args...]\n");
         return 2;
     }
+    signal(SIGTERM, forward); /* reset to the default by exec in the child */
+    signal(SIGHUP, forward);
     long long start = now_ns();
     pid_t pid = fork();
     if (pid < 0) {
         perror("rusage: fork");
         return 2;
     }
+    child_pid = pid;
     if (pid == 0) {
         if (strcmp(argv[1], "-") != 0) setenv("LD_PRELOAD", argv[1], 1);
         execvp(argv[2], argv + 2);

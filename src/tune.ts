@@ -1,0 +1,132 @@
+// tune.ts — `bun run tune`: the experiment runner. For one workload (a bench/c program
+// preloaded, a TypeScript workload module on Worker threads, or any command), searches
+// hakmem's settings (routing thresholds, purge delay, retained memory, large cache) by
+// successive halving against the default settings, shows progress, prints a leaderboard
+// and writes the winner as an environment profile usable with LD_PRELOAD:
+//
+//   bun run tune -- random_mixed --minutes 3
+//   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
+//
+// Modules: src/tune/{options,space,search,score,workloads,measure,phase,report,profile}.ts.
+import { relative, resolve } from "node:path";
+import { ensureLibrary } from "../bench/build.ts";
+import { formatElapsed } from "../bench/progress.ts";
+import { hakmemIdentity } from "../bench/machine.ts";
+import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
+import { writeProfile } from "./tune/profile.ts";
+import { failures, leaderboard, ProgressLine } from "./tune/report.ts";
+import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
+import { search, type SearchResult } from "./tune/search.ts";
+import { defaults, describe, envLines, selectParams, type Param } from "./tune/space.ts";
+import { benchPrograms, openWorkload, type TuneWorkload } from "./tune/workloads.ts";
+
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel && !rel.startsWith("..") ? rel : path;
+}
+
+function listPrograms(scale: number): string {
+  const lines = benchPrograms(scale).map((b) => `  ${b.program.padEnd(15)} ${b.args.join(" ").padEnd(28)} (${b.row})`);
+  return `bench programs and their default args at --scale ${scale}:\n${lines.join("\n")}`;
+}
+
+function searchParams(o: TuneOptions, workload: TuneWorkload): Param[] {
+  const params = selectParams(o.params ?? (workload.searchable ? "tiny,mid" : "all"));
+  const refused = workload.searchable ? params.filter((p) => !workload.searchable!(p)) : [];
+  if (refused.length) {
+    throw new Error(`${refused.map((p) => p.name).join(", ")} cannot change in-process (read once at startup): drop --in-process to search them`);
+  }
+  return params;
+}
+
+function summary(result: SearchResult, elapsedMs: number): string {
+  const why = { finished: "search finished", time: "time limit reached", budget: "run budget used", aborted: "interrupted" }[result.stoppedBy];
+  return `${why}: ${result.runs} runs in ${result.brackets} bracket${result.brackets === 1 ? "" : "s"}, ${formatElapsed(elapsedMs)}`;
+}
+
+async function tune(o: TuneOptions): Promise<number> {
+  const lib = ensureLibrary(false);
+  const identity = hakmemIdentity(lib);
+  const workload = await openWorkload({
+    positional: o.positional, cmd: o.cmd, threads: o.threads, moduleArgs: o.moduleArgs ?? {}, exportName: o.exportName,
+    inProcess: o.inProcess, scale: o.scale, timeoutMs: o.timeoutMs, lib, buildId: identity.buildId,
+  });
+  try {
+    const params = searchParams(o, workload);
+    const weights = o.weights ? parseWeights(o.weights) : DEFAULT_WEIGHTS;
+    const timeLimitMs = o.minutes !== undefined ? o.minutes * 60_000 : undefined;
+    console.log(`hakmem ${identity.version ?? "?"} build ${identity.buildId ?? "?"} (${shown(lib)})`);
+    console.log(`workload: ${workload.label}`);
+    console.log(`searching: ${params.map((p) => p.env).join(" ")}`);
+    console.log(`score: ${formatWeights(weights)} (weighted geometric mean of ratios to the defaults; defaults = 1)`);
+    console.log(`limits: ${[timeLimitMs ? `${o.minutes} min` : "", o.budget ? `${o.budget} runs` : ""].filter(Boolean).join(", ")}; seed ${o.seed}; ${o.candidates} candidates per bracket`);
+
+    const controller = new AbortController();
+    const onSigint = () => controller.abort();
+    process.on("SIGINT", onSigint);
+    const progress = new ProgressLine({ timeLimitMs, budgetRuns: o.budget });
+    const started = performance.now();
+    let result: SearchResult;
+    try {
+      result = await search({
+        params, weights, seed: o.seed, candidates: o.candidates, reps: o.reps, baselineReps: o.baselineReps,
+        budgetRuns: o.budget, timeLimitMs, signal: controller.signal,
+        evaluate: (settings) => workload.evaluate(settings, params),
+        onProgress: (p) => progress.update(p),
+      });
+    } finally {
+      progress.clear();
+      process.off("SIGINT", onSigint);
+    }
+    const elapsedMs = performance.now() - started;
+
+    console.log(`\n${leaderboard(result, o.top)}\n`);
+    const failed = failures(result);
+    if (failed) console.log(`${failed}\n`);
+    console.log(summary(result, elapsedMs));
+
+    const winner = result.winner;
+    const settings = winner ? winner.candidate.settings : defaults(params);
+    const out = resolve(o.out);
+    writeProfile(out, settings, params, {
+      date: new Date(), workload: workload.label, seed: o.seed, weights: formatWeights(weights), runs: result.runs,
+      score: winner?.score ?? 1, throughputRatio: winner?.ratios.throughput ?? 1,
+      faultsRatio: winner ? 1 / winner.ratios.faults : 1, rssRatio: winner ? 1 / winner.ratios.rss : 1,
+      defaultsWon: winner === null,
+    });
+    console.log(winner
+      ? `winner: ${describe(settings, params)} — score ×${winner.score.toFixed(3)} over the defaults`
+      : "no candidate beat the defaults: the profile holds the default settings");
+    console.log(`wrote ${shown(out)}: ${envLines(settings, params).join(" ")}`);
+    console.log(`use it: env $(cat ${shown(out)}) LD_PRELOAD=${shown(lib)} <program>`);
+    return 0;
+  } finally {
+    await workload.close();
+  }
+}
+
+async function main(): Promise<number> {
+  let o: TuneOptions;
+  try {
+    o = parseOptions(process.argv.slice(2));
+  } catch (e) {
+    console.error(`tune: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (o.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (o.list) {
+    console.log(listPrograms(o.scale));
+    return 0;
+  }
+  try {
+    return await tune(o);
+  } catch (e) {
+    console.error(`tune: ${(e as Error).message}`);
+    return 1;
+  }
+}
+
+process.exitCode = await main();

@@ -1,0 +1,60 @@
+// report.ts — what the tuner shows: one progress line on stderr while it runs (rewritten
+// in place on a terminal, every few seconds otherwise) and the leaderboard at the end.
+import { formatMiB, si } from "../../bench/format.ts";
+import { formatElapsed } from "../../bench/progress.ts";
+import type { Ranked, SearchProgress, SearchResult } from "./search.ts";
+import type { Measurement } from "./score.ts";
+
+export class ProgressLine {
+  private lastPrint = -Infinity;
+  private readonly tty = Boolean(process.stderr.isTTY);
+
+  constructor(private readonly limits: { timeLimitMs?: number; budgetRuns?: number }) {}
+
+  update(p: SearchProgress): void {
+    const time = formatElapsed(p.elapsedMs) + (this.limits.timeLimitMs ? `/${formatElapsed(this.limits.timeLimitMs)}` : "");
+    const runs = `run ${p.runs + 1}${this.limits.budgetRuns ? `/${this.limits.budgetRuns}` : ""}`;
+    const best = p.best ? `best ×${p.best.score.toFixed(3)} ${p.best.candidate.label}` : "best: -";
+    const line = `[${time} ${runs}] bracket ${p.bracket + 1} round ${p.round + 1} candidate ${p.position}/${p.roundSize} · ${best} · now: ${p.current}`;
+    if (this.tty) {
+      process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 120) - 1)}`);
+    } else if (p.elapsedMs - this.lastPrint >= 5000) {
+      process.stderr.write(`${line}\n`);
+      this.lastPrint = p.elapsedMs;
+    }
+  }
+
+  clear(): void {
+    if (this.tty) process.stderr.write("\r\x1b[2K");
+  }
+}
+
+const ratio = (x: number) => (Number.isFinite(x) ? `×${x.toFixed(2)}` : "-");
+
+function row(rank: string, label: string, runs: number, score: string, m: Measurement, r: Ranked["ratios"] | null): string[] {
+  return [
+    rank, label, String(runs), score,
+    si(m.opsPerSec), r ? ratio(r.throughput) : "",
+    String(Math.round(m.faults)), r ? ratio(1 / r.faults) : "",
+    formatMiB(m.peakRssKb), r ? ratio(1 / r.rss) : "",
+  ];
+}
+
+/** The top candidates (most repetitions first, then score) and the baseline, as a text table. */
+export function leaderboard(result: SearchResult, top: number): string {
+  const head = ["#", "settings (changed from defaults)", "runs", "score", "ops/s", "vs def", "faults", "vs def", "peak MiB", "vs def"];
+  const rows = result.leaderboard.slice(0, top).map((e, i) =>
+    row(String(i + 1), e.candidate.label, e.candidate.samples.length, e.score.toFixed(3), e.summary, e.ratios));
+  rows.push(row("-", "defaults (baseline)", result.baseline.samples.length, "1.000", result.baselineSummary, null));
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
+  const left = new Set([1]);
+  const fmt = (cells: string[]) => cells.map((s, c) => (left.has(c) ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join("  ").trimEnd();
+  return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
+}
+
+export function failures(result: SearchResult): string {
+  if (result.failed.length === 0) return "";
+  const lines = result.failed.slice(0, 5).map((c) => `  ${c.label}: ${c.error}`);
+  const more = result.failed.length > 5 ? `\n  … and ${result.failed.length - 5} more` : "";
+  return `failed candidates (${result.failed.length}, left out):\n${lines.join("\n")}${more}`;
+}

@@ -58,11 +58,18 @@ function sourceHash(source: string, extra: string[]): string {
   return h.digest("hex").slice(0, 16);
 }
 
+export interface CompileOptions {
+  shared?: boolean;
+  /** zig cc -mcpu value; the default is the host CPU (valgrind needs e.g. x86_64_v3: no AVX-512). */
+  cpu?: string;
+}
+
 /** Compiles bench/c/<name>.c (once per source hash) and returns the binary's path. */
-export function compileProgram(name: string, shared = false): string {
+export function compileProgram(name: string, options: CompileOptions = {}): string {
   const source = `${name}.c`;
-  const extra = shared ? ["-shared", "-fPIC"] : [];
-  const out = join(BUILD_DIR, `${name}-${sourceHash(source, extra)}${shared ? ".so" : ""}`);
+  const extra = [...(options.shared ? ["-shared", "-fPIC"] : []), ...(options.cpu ? [`-mcpu=${options.cpu}`] : [])];
+  const variant = options.cpu ? `-${options.cpu}` : "";
+  const out = join(BUILD_DIR, `${name}${variant}-${sourceHash(source, extra)}${options.shared ? ".so" : ""}`);
   if (existsSync(out)) return out;
   mkdirSync(BUILD_DIR, { recursive: true });
   const tmp = `${out}.tmp${process.pid}`;

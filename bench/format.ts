@@ -3,6 +3,7 @@
 export function formatValue(unit: string, v: number): string {
   if (!Number.isFinite(v)) return "-";
   if (unit === "ns/pair") return v >= 100 ? `${v.toFixed(0)} ns` : `${v.toFixed(1)} ns`;
+  if (unit === "instr/pair") return v.toFixed(0);
   return si(v);
 }
 

@@ -8,6 +8,7 @@ import { dirname, relative, resolve } from "node:path";
 import { type Allocator, discoverAllocators } from "./allocators.ts";
 import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts";
 import { allocatorInfo, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
+import { instructionsCount, runInstructions, valgrindAvailable } from "./instructions.ts";
 import { microCount, runMicro } from "./micro.ts";
 import { type Options, parseOptions, selected } from "./options.ts";
 import { formatElapsed, Progress } from "./progress.ts";
@@ -82,10 +83,13 @@ async function main(): Promise<number> {
   const workloads = WORKLOADS.filter((w) => selected(opts, w.section, w.row));
   const wantFfi = selected(opts, "micro_ffi micro");
   const wantKernel = selected(opts, "micro_kernel micro");
+  const wantInstructions = selected(opts, "instructions") && valgrindAvailable();
+  if (selected(opts, "instructions") && !wantInstructions) console.log("instructions: valgrind not installed — skipped (apt-get install valgrind)");
   const wantRedis = selected(opts, "redis") && redisAvailable() !== null;
   if (selected(opts, "redis") && !wantRedis) console.log("redis: redis-server/redis-benchmark not installed — skipped (apt-get install redis-server redis-tools)");
   const total = workloads.length * opts.runs * allocators.length
     + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
+    + (wantInstructions ? instructionsCount(allocators.length) : 0)
     + (wantRedis ? redisCount(opts, allocators.length) : 0);
   const progress = new Progress(total);
   const sections: Section[] = [];
@@ -98,6 +102,11 @@ async function main(): Promise<number> {
     }
   }
   sections.push(...await runWorkloads(workloads, allocators, opts, progress, hakmem.buildId, show));
+  if (wantInstructions) {
+    const s = await runInstructions(allocators, opts, progress, hakmem.buildId);
+    sections.push(s);
+    show(s);
+  }
   if (wantRedis) {
     const s = await runRedis(allocators, opts, progress, hakmem.buildId);
     if (s) { sections.push(s); show(s); }

@@ -25,7 +25,7 @@ function loadKernel(hakmemLib: string): { kernel: Kernel; source: string } {
     const k = kernelFrom(openLibrary(hakmemLib), "hak_kernel_pairs");
     if (k) return { kernel: k, source: "hak_kernel_pairs (libhakmem.so)" };
   } catch { /* fall through to the bench's kernel */ }
-  const so = compileProgram("pairs_kernel", true);
+  const so = compileProgram("pairs_kernel", { shared: true });
   const k = kernelFrom(openLibrary(so), "bench_kernel_pairs");
   if (!k) throw new Error(`${so} has no bench_kernel_pairs`);
   return { kernel: k, source: "bench_kernel_pairs (bench/c/pairs_kernel.c; libhakmem.so has no hak_kernel_pairs)" };

@@ -93,7 +93,8 @@ export function summaryRows(sections: Section[], allocators: string[]): SummaryR
 const GROUPS: [string, (section: string) => boolean][] = [
   ["FFI pairs (micro_ffi)", (s) => s === "micro_ffi"],
   ["native pairs (micro_kernel)", (s) => s === "micro_kernel"],
-  ["workload programs", (s) => !s.startsWith("micro") && s !== "redis"],
+  ["workload programs", (s) => !s.startsWith("micro") && s !== "redis" && s !== "instructions"],
+  ["instructions (callgrind)", (s) => s === "instructions"],
   ["redis", (s) => s === "redis"],
 ];
 

@@ -8,6 +8,7 @@ export interface RunOutcome {
   message?: string;
   fields?: Record<string, string>;
   peakRssKb?: number;
+  stderr?: string;
 }
 
 const TIMEOUT_MS = 180_000;
@@ -60,5 +61,5 @@ export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofC
   // The program's own VmHWM: ru_maxrss (and Bun's resourceUsage().maxRSS) keep the
   // parent's peak across fork+exec, so they would report Bun's RSS for small programs.
   const peakRssKb = Number(fields.peak_rss_kb);
-  return { ok: true, fields, peakRssKb: Number.isFinite(peakRssKb) && peakRssKb > 0 ? peakRssKb : undefined };
+  return { ok: true, fields, peakRssKb: Number.isFinite(peakRssKb) && peakRssKb > 0 ? peakRssKb : undefined, stderr };
 }

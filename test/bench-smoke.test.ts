@@ -32,6 +32,7 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
 
     const sections = report.sections as Section[];
     const expected = ["micro_ffi", "micro_kernel", ...WORKLOAD_SECTIONS];
+    if (Bun.which("valgrind")) expected.push("instructions");
     if (Bun.which("redis-server") && Bun.which("redis-benchmark") && Bun.which("redis-cli")) expected.push("redis");
     expect(sections.map((s) => s.name).sort()).toEqual(expected.sort());
     for (const section of sections) {

@@ -1,7 +1,7 @@
 // machine.ts — what the numbers were measured on and with: CPU, cores, kernel, glibc,
 // allocator versions and paths, hakmem's build id, the git commit.
 import { readFileSync } from "node:fs";
-import { cpus, release, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import type { Allocator } from "./allocators.ts";
 import { ROOT } from "./build.ts";
 import { glibcVersion, openLibrary, readCString } from "./native.ts";
@@ -50,6 +50,16 @@ export function gitInfo(): { commit: string | null; dirty: boolean | null } {
   return { commit, dirty: status === null ? null : status.length > 0 };
 }
 
+/** The 1-minute load average, and a warning when other work competes for the cores. */
+export function busyWarning(): { load: number; warning: string | null } {
+  const load = loadavg()[0];
+  const cores = cpus().length;
+  const warning = load > cores * 0.5
+    ? `warning: the machine is busy (load average ${load.toFixed(1)} on ${cores} cores): timings will be noisy`
+    : null;
+  return { load, warning };
+}
+
 export function machineInfo() {
   return {
     cpu: cpuModel(),
@@ -58,6 +68,7 @@ export function machineInfo() {
     kernel: release(),
     glibc: glibcVersion(),
     bun: Bun.version,
+    loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
   };
 }
 

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, relative, resolve } from "node:path";
 import { type Allocator, discoverAllocators } from "./allocators.ts";
 import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts";
-import { allocatorInfo, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
+import { allocatorInfo, busyWarning, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
 import { instructionsCount, runInstructions, valgrindAvailable } from "./instructions.ts";
 import { microCount, runMicro } from "./micro.ts";
 import { type Options, parseOptions, selected } from "./options.ts";
@@ -80,6 +80,8 @@ async function main(): Promise<number> {
   if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
   console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
 
+  const busyAtStart = busyWarning();
+  if (busyAtStart.warning) console.log(busyAtStart.warning);
   const workloads = WORKLOADS.filter((w) => selected(opts, w.section, w.row));
   const wantFfi = selected(opts, "micro_ffi micro");
   const wantKernel = selected(opts, "micro_kernel micro");
@@ -121,7 +123,7 @@ async function main(): Promise<number> {
   const command = `bun bench/main.ts ${process.argv.slice(2).join(" ")}`.trim();
   const report = {
     schema: 1, date: started.toISOString(), durationSec: Math.round(progress.elapsedMs() / 1000), command,
-    options: opts, machine, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
+    options: opts, machine: { ...machine, loadAverageAtStart: Number(busyAtStart.load.toFixed(2)) }, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
     missingPeers: found.missing, sections, summary: rows,
   };
   const jsonPath = resolve(ROOT, opts.jsonPath);

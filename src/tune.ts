@@ -14,7 +14,7 @@ import { formatElapsed } from "../bench/progress.ts";
 import { hakmemIdentity } from "../bench/machine.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
 import { writeProfile } from "./tune/profile.ts";
-import { failures, leaderboard, ProgressLine } from "./tune/report.ts";
+import { confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
 import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
 import { search, type SearchResult } from "./tune/search.ts";
 import { defaults, describe, envLines, selectParams, type Param } from "./tune/space.ts";
@@ -69,7 +69,7 @@ async function tune(o: TuneOptions): Promise<number> {
     let result: SearchResult;
     try {
       result = await search({
-        params, weights, seed: o.seed, candidates: o.candidates, reps: o.reps, baselineReps: o.baselineReps,
+        params, weights, seed: o.seed, candidates: o.candidates, reps: o.reps, baselineReps: o.baselineReps, confirmRuns: o.confirm,
         budgetRuns: o.budget, timeLimitMs, signal: controller.signal,
         evaluate: (settings) => workload.evaluate(settings, params),
         onProgress: (p) => progress.update(p),
@@ -81,21 +81,25 @@ async function tune(o: TuneOptions): Promise<number> {
     const elapsedMs = performance.now() - started;
 
     console.log(`\n${leaderboard(result, o.top)}\n`);
+    const confirmed = confirmation(result);
+    if (confirmed) console.log(`${confirmed}\n`);
     const failed = failures(result);
     if (failed) console.log(`${failed}\n`);
     console.log(summary(result, elapsedMs));
 
     const winner = result.winner;
     const settings = winner ? winner.candidate.settings : defaults(params);
+    // The confirmation runs are the fairest comparison; without them, the search's medians.
+    const gain = winner ? (result.confirmation ?? winner) : null;
     const out = resolve(o.out);
     writeProfile(out, settings, params, {
       date: new Date(), workload: workload.label, seed: o.seed, weights: formatWeights(weights), runs: result.runs,
-      score: winner?.score ?? 1, throughputRatio: winner?.ratios.throughput ?? 1,
-      faultsRatio: winner ? 1 / winner.ratios.faults : 1, rssRatio: winner ? 1 / winner.ratios.rss : 1,
+      score: gain?.score ?? 1, throughputRatio: gain?.ratios.throughput ?? 1,
+      faultsRatio: gain ? 1 / gain.ratios.faults : 1, rssRatio: gain ? 1 / gain.ratios.rss : 1,
       defaultsWon: winner === null,
     });
-    console.log(winner
-      ? `winner: ${describe(settings, params)} — score ×${winner.score.toFixed(3)} over the defaults`
+    console.log(gain
+      ? `winner: ${describe(settings, params)} — score ×${gain.score.toFixed(3)} over the defaults${result.confirmation ? " (confirmation runs)" : ""}`
       : "no candidate beat the defaults: the profile holds the default settings");
     console.log(`wrote ${shown(out)}: ${envLines(settings, params).join(" ")}`);
     console.log(`use it: env $(cat ${shown(out)}) LD_PRELOAD=${shown(lib)} <program>`);

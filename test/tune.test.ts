@@ -102,6 +102,29 @@ describe("search (synthetic, no processes)", () => {
     expect(r.leaderboard[0].candidate.samples.length).toBe(8);
   });
 
+  test("confirmation: the winner is re-run against the defaults and must still win", async () => {
+    const kept = await search(options({ budgetRuns: 60, confirmRuns: 3 }));
+    expect(kept.runs).toBe(60);
+    expect(kept.confirmation?.runs).toBe(3);
+    expect(kept.confirmation!.score).toBeCloseTo(kept.winner!.score, 10);
+    expect(kept.trace.slice(-6)).toEqual(Array(3).fill([kept.baseline.key, kept.winner!.candidate.key]).flat());
+
+    let confirming = false;
+    const lucky = await search(options({
+      budgetRuns: 60,
+      confirmRuns: 3,
+      evaluate: async (s, c) => {
+        const m = synthetic(s);
+        return confirming && c.id !== 0 ? { ...m, opsPerSec: m.opsPerSec / 2 } : m;
+      },
+      onProgress: (p) => {
+        confirming = p.round < 0;
+      },
+    }));
+    expect(lucky.confirmation!.score).toBeLessThan(1);
+    expect(lucky.winner).toBeNull();
+  });
+
   test("an aborted search reports what it has", async () => {
     const controller = new AbortController();
     let n = 0;
@@ -159,10 +182,10 @@ describe("bun run tune (real runs, small budgets)", () => {
     const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
     try {
       const profile = join(dir, "hakmem.env");
-      const r = await tune(["random_mixed", "200000", "400", "42", "--budget", "8", "--candidates", "4", "--baseline-reps", "2", "--out", profile]);
+      const r = await tune(["random_mixed", "200000", "400", "42", "--budget", "10", "--confirm", "2", "--candidates", "4", "--baseline-reps", "2", "--out", profile]);
       expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(r.out).toContain("defaults (baseline)");
-      expect(r.out).toMatch(/run budget used: 8 runs/);
+      expect(r.out).toMatch(/run budget used: (6|10) runs/);
       expect(existsSync(profile)).toBe(true);
 
       const parsed = parseProfile(readFileSync(profile, "utf8"));
@@ -191,10 +214,11 @@ describe("bun run tune (real runs, small budgets)", () => {
   test("a TypeScript module workload and a --cmd workload tune too", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
     try {
-      const m = await tune(["src/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
+      const m = await tune(["src/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
       expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(existsSync(join(dir, "m.env"))).toBe(true);
-      const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
+      expect(m.out).toMatch(/\n1  \S+/); // a candidate ran (leaderboard row 1)
+      const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
       expect({ code: c.code, err: c.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(Object.keys(parseProfile(readFileSync(join(dir, "c.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);
     } finally {

@@ -16,6 +16,9 @@ search:
   --candidates N        candidates per successive-halving bracket (default 16)
   --reps N              repetitions per candidate in a bracket's first round (default 1)
   --baseline-reps N     default-settings runs before the first round (default 3)
+  --confirm N           then run the best candidate N more times interleaved with the
+                        defaults; it wins only if it still scores above 1 (default 5; 0: off;
+                        these runs get 15 % of --minutes and 2N runs of --budget)
   --params LIST         variables to search: tiny,mid,purge,retain,largecache (default all)
   --weights SPEC        score weights, e.g. throughput=0.6,faults=0.2,rss=0.2
                         (default throughput=0.5,faults=0.25,rss=0.25)
@@ -42,6 +45,7 @@ export interface TuneOptions {
   candidates: number;
   reps: number;
   baselineReps: number;
+  confirm: number;
   params?: string;
   weights?: string;
   threads: number;
@@ -58,7 +62,7 @@ export interface TuneOptions {
 
 export function parseOptions(argv: string[]): TuneOptions {
   const o: TuneOptions = {
-    positional: [], seed: 1, candidates: 16, reps: 1, baselineReps: 3, threads: 2, inProcess: false,
+    positional: [], seed: 1, candidates: 16, reps: 1, baselineReps: 3, confirm: 5, threads: 2, inProcess: false,
     out: "bench/results/tuned.env", top: 10, scale: 0.2, timeoutMs: 120_000, list: false, help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -81,6 +85,7 @@ export function parseOptions(argv: string[]): TuneOptions {
       case "--candidates": o.candidates = integer(arg, value(), 2); break;
       case "--reps": o.reps = integer(arg, value(), 1); break;
       case "--baseline-reps": o.baselineReps = integer(arg, value(), 1); break;
+      case "--confirm": o.confirm = integer(arg, value(), 0); break;
       case "--params": o.params = value(); break;
       case "--weights": o.weights = value(); break;
       case "--threads": o.threads = integer(arg, value(), 1); break;

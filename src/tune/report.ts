@@ -15,7 +15,8 @@ export class ProgressLine {
     const time = formatElapsed(p.elapsedMs) + (this.limits.timeLimitMs ? `/${formatElapsed(this.limits.timeLimitMs)}` : "");
     const runs = `run ${p.runs + 1}${this.limits.budgetRuns ? `/${this.limits.budgetRuns}` : ""}`;
     const best = p.best ? `best ×${p.best.score.toFixed(3)} ${p.best.candidate.label}` : "best: -";
-    const line = `[${time} ${runs}] bracket ${p.bracket + 1} round ${p.round + 1} candidate ${p.position}/${p.roundSize} · ${best} · now: ${p.current}`;
+    const where = p.round < 0 ? `confirming ${p.position}/${p.roundSize}` : `bracket ${p.bracket + 1} round ${p.round + 1} candidate ${p.position}/${p.roundSize}`;
+    const line = `[${time} ${runs}] ${where} · ${best} · now: ${p.current}`;
     if (this.tty) {
       process.stderr.write(`\r\x1b[2K${line.slice(0, (process.stderr.columns ?? 120) - 1)}`);
     } else if (p.elapsedMs - this.lastPrint >= 5000) {
@@ -50,6 +51,15 @@ export function leaderboard(result: SearchResult, top: number): string {
   const left = new Set([1]);
   const fmt = (cells: string[]) => cells.map((s, c) => (left.has(c) ? s.padEnd(widths[c]) : s.padStart(widths[c]))).join("  ").trimEnd();
   return [fmt(head), fmt(widths.map((w) => "-".repeat(w))), ...rows.map(fmt)].join("\n");
+}
+
+/** The confirmation runs of the best candidate against the defaults, or "". */
+export function confirmation(result: SearchResult): string {
+  const c = result.confirmation;
+  if (!c) return "";
+  const verdict = result.winner ? "confirmed" : "not confirmed: the defaults stay";
+  return `confirmation, ${c.runs} runs each interleaved with the defaults: ${c.candidate.label} — score ×${c.score.toFixed(3)}, ` +
+    `ops/s ${ratio(c.ratios.throughput)}, faults ${ratio(1 / c.ratios.faults)}, peak RSS ${ratio(1 / c.ratios.rss)} (${verdict})`;
 }
 
 export function failures(result: SearchResult): string {

@@ -10,6 +10,9 @@
 // remain, a new bracket starts from the winner so far plus neighbours of it and fresh
 // random samples. Deterministic given the seed and a deterministic evaluate; stops
 // cleanly before a run that would exceed the time limit or the budget.
+// With `confirmRuns`, the best candidate is then run again that many times interleaved
+// with the defaults (these runs are kept out of the search: it gets the time limit less
+// 15 % and the budget less 2 × confirmRuns), and it wins only if it still scores above 1.
 import { Rng } from "./random.ts";
 import { defaults, describe, keyOf, mutate, neighbours, sample, type Param, type Settings } from "./space.ts";
 import { ratios, score, summarize, type Measurement, type Ratios, type Weights } from "./score.ts";
@@ -38,6 +41,7 @@ export interface Ranked {
 
 export interface SearchProgress {
   bracket: number;
+  /** -1 while confirming the best candidate against the defaults */
   round: number;
   /** position of the current candidate in the round and the round's size */
   position: number;
@@ -67,11 +71,23 @@ export interface SearchOptions {
   budgetRuns?: number;
   /** no run starts after this many ms */
   timeLimitMs?: number;
+  /** runs of the best candidate and of the defaults, interleaved, after the search */
+  confirmRuns?: number;
   /** default: unbounded when a time limit or budget is given, else 1 */
   maxBrackets?: number;
   now?: () => number;
   signal?: AbortSignal;
   onProgress?: (progress: SearchProgress) => void;
+}
+
+export interface Confirmation {
+  candidate: Candidate;
+  runs: number;
+  /** medians of the confirmation runs only */
+  baseline: Measurement;
+  summary: Measurement;
+  ratios: Ratios;
+  score: number;
 }
 
 export interface SearchResult {
@@ -81,8 +97,10 @@ export interface SearchResult {
   leaderboard: Ranked[];
   /** candidates whose run failed */
   failed: Candidate[];
-  /** the top of the leaderboard if it scores above the baseline, else null (defaults win) */
+  /** the top of the leaderboard if it scores above the baseline (and its confirmation does), else null */
   winner: Ranked | null;
+  /** the confirmation runs of the top candidate, when asked for and run */
+  confirmation: Confirmation | null;
   runs: number;
   brackets: number;
   stoppedBy: StopReason;
@@ -142,7 +160,48 @@ class Searcher {
       if (!(e instanceof Stop)) throw e;
       stoppedBy = e.reason;
     }
-    return this.result(stoppedBy, brackets);
+    const confirmation = stoppedBy === "aborted" ? null : await this.confirm();
+    if (this.o.signal?.aborted) stoppedBy = "aborted";
+    return this.result(stoppedBy, brackets, confirmation);
+  }
+
+  /** Time and runs the search may use: the limits less what confirmation needs. */
+  private get searchBudget(): number | undefined {
+    const b = this.o.budgetRuns;
+    return b === undefined ? undefined : Math.max(1, b - 2 * (this.o.confirmRuns ?? 0));
+  }
+
+  private get searchTimeMs(): number | undefined {
+    const t = this.o.timeLimitMs;
+    return t === undefined || !this.o.confirmRuns ? t : t * 0.85;
+  }
+
+  /** Runs the top candidate and the defaults alternately; null if not asked or nothing to confirm. */
+  private async confirm(): Promise<Confirmation | null> {
+    const n = this.o.confirmRuns ?? 0;
+    const top = this.leaderboard()[0];
+    if (n === 0 || !top || top.score <= 1 || this.baseline.samples.length === 0) return null;
+    const base: Measurement[] = [];
+    const cand: Measurement[] = [];
+    const c = top.candidate;
+    for (let i = 0; i < n; i++) {
+      for (const [who, into] of [[this.baseline, base], [c, cand]] as const) {
+        if (this.o.signal?.aborted) return null;
+        this.position = { bracket: this.position.bracket, round: -1, index: i + 1, size: n };
+        this.report(who);
+        this.trace.push(who.key);
+        try {
+          into.push(await this.o.evaluate(who.settings, who));
+        } catch (e) {
+          if (who === c) c.error = (e as Error)?.message ?? String(e);
+        }
+        this.runs++;
+      }
+      if (c.error) return null;
+    }
+    const baseline = summarize(base);
+    const summary = summarize(cand);
+    return { candidate: c, runs: n, baseline, summary, ratios: ratios(summary, baseline), score: score(summary, baseline, this.o.weights) };
   }
 
   private add(settings: Settings, origin: Candidate["origin"], bracket: number): Candidate {
@@ -214,8 +273,10 @@ class Searcher {
 
   private checkLimits(): void {
     if (this.o.signal?.aborted) throw new Stop("aborted");
-    if (this.o.budgetRuns !== undefined && this.runs >= this.o.budgetRuns) throw new Stop("budget");
-    if (this.o.timeLimitMs !== undefined && this.now() - this.start >= this.o.timeLimitMs) throw new Stop("time");
+    const budget = this.searchBudget;
+    const time = this.searchTimeMs;
+    if (budget !== undefined && this.runs >= budget) throw new Stop("budget");
+    if (time !== undefined && this.now() - this.start >= time) throw new Stop("time");
   }
 
   private async runOnce(c: Candidate): Promise<void> {
@@ -263,15 +324,17 @@ class Searcher {
     return this.rank(measured).sort((a, b) => b.candidate.samples.length - a.candidate.samples.length);
   }
 
-  private result(stoppedBy: StopReason, brackets: number): SearchResult {
+  private result(stoppedBy: StopReason, brackets: number, confirmation: Confirmation | null): SearchResult {
     const leaderboard = this.baseline.samples.length > 0 ? this.leaderboard() : [];
-    const top = leaderboard[0];
+    const top = leaderboard.find((r) => !r.candidate.error);
+    const confirmed = confirmation === null ? !this.o.confirmRuns || stoppedBy === "aborted" : confirmation.score > 1;
     return {
       baseline: this.baseline,
       baselineSummary: summarize(this.baseline.samples),
       leaderboard,
       failed: [...this.all.values()].filter((c) => c.error !== undefined),
-      winner: top && top.score > 1 ? top : null,
+      winner: top && top.score > 1 && confirmed ? top : null,
+      confirmation,
       runs: this.runs,
       brackets,
       stoppedBy,

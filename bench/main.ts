@@ -10,7 +10,7 @@ import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts
 import { allocatorInfo, busyWarning, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
 import { instructionsCount, runInstructions, valgrindAvailable } from "./instructions.ts";
 import { microCount, runMicro } from "./micro.ts";
-import { type Options, parseOptions, selected } from "./options.ts";
+import { HelpRequested, type Options, parseOptions, selected } from "./options.ts";
 import { formatElapsed, Progress } from "./progress.ts";
 import { redisAvailable, redisCount, runRedis } from "./redis.ts";
 import { sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
@@ -65,6 +65,10 @@ async function main(): Promise<number> {
   try {
     opts = parseOptions(process.argv.slice(2));
   } catch (e) {
+    if (e instanceof HelpRequested) {
+      console.log(e.message);
+      return 0;
+    }
     console.error((e as Error).message);
     return 2;
   }

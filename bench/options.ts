@@ -20,7 +20,16 @@ export interface Options {
   redisRequests: number;
 }
 
-export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NAME] [--allocators list] [--json FILE]`;
+export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NAME] [--allocators list] [--json FILE]
+  --quick            about a minute: one run, workloads at 1/5 size, short microbenchmarks
+  --runs N           runs per allocator and row, interleaved; medians are reported (default 3)
+  --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro
+  --allocators LIST  among hakmem,glibc,mimalloc,jemalloc,tcmalloc (default: all installed)
+  --json FILE        samples and machine info (default bench/results/latest.json; .svg and .md beside)
+  HAKMEM_LIB=path    measure that library instead of building zig-out/lib/libhakmem.so`;
+
+/** Thrown for --help: print USAGE and exit 0. */
+export class HelpRequested extends Error {}
 
 export function parseOptions(argv: string[]): Options {
   const opts: Options = {
@@ -41,7 +50,7 @@ export function parseOptions(argv: string[]): Options {
     else if (arg === "--allocators") opts.allocators = splitList(value());
     else if (arg === "--json") opts.jsonPath = value();
     else if (arg === "--no-build") opts.build = false;
-    else if (arg === "--help" || arg === "-h") throw new Error(USAGE);
+    else if (arg === "--help" || arg === "-h") throw new HelpRequested(USAGE);
     else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
   if (opts.runs === 0) opts.runs = opts.quick ? 1 : 3;

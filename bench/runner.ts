@@ -11,7 +11,7 @@ export interface RunOutcome {
   stderr?: string;
 }
 
-const TIMEOUT_MS = 180_000;
+const TIMEOUT_MS = 120_000;
 
 /** Environment of a child run: the caller's, minus any allocator settings, plus ours. */
 export function childEnv(alloc: Allocator, preload: string | null = alloc.preload): Record<string, string> {

@@ -6,12 +6,16 @@
 //
 //   bun run tune -- random_mixed --minutes 3
 //   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
+//   bun run tune -- random_mixed --compare bench/results/tuned.env   # profile vs defaults
 //
-// Modules: src/tune/{options,space,search,score,workloads,measure,phase,report,profile}.ts.
+// Modules: src/tune/{options,space,search,score,workloads,measure,phase,report,profile,compare}.ts.
+import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { ensureLibrary } from "../bench/build.ts";
+import { formatMiB, si } from "../bench/format.ts";
 import { formatElapsed } from "../bench/progress.ts";
 import { hakmemIdentity } from "../bench/machine.ts";
+import { compare, profileSettings, type Comparison } from "./tune/compare.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
 import { writeProfile } from "./tune/profile.ts";
 import { confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
@@ -44,21 +48,48 @@ function summary(result: SearchResult, elapsedMs: number): string {
   return `${why}: ${result.runs} runs in ${result.brackets} bracket${result.brackets === 1 ? "" : "s"}, ${formatElapsed(elapsedMs)}`;
 }
 
+function comparisonTable(c: Comparison): string {
+  const rows = [
+    ["ops/s", si(c.defaults.opsPerSec), si(c.profile.opsPerSec), `×${c.ratios.throughput.toFixed(3)}`],
+    ["page faults", String(Math.round(c.defaults.faults)), String(Math.round(c.profile.faults)), `×${(1 / c.ratios.faults).toFixed(3)}`],
+    ["peak RSS MiB", formatMiB(c.defaults.peakRssKb), formatMiB(c.profile.peakRssKb), `×${(1 / c.ratios.rss).toFixed(3)}`],
+  ];
+  const head = [`medians of ${c.runs} runs`, "defaults", "profile", "profile/defaults"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join("  ");
+  return [fmt(head), ...rows.map(fmt)].join("\n");
+}
+
+async function compareProfile(o: TuneOptions, workload: TuneWorkload): Promise<number> {
+  const { params, settings } = profileSettings(readFileSync(o.compare!, "utf8"));
+  const weights = o.weights ? parseWeights(o.weights) : DEFAULT_WEIGHTS;
+  console.log(`workload: ${workload.label}; throughput by ${o.clock === "cpu" ? "CPU" : "wall"} time`);
+  console.log(`profile ${shown(resolve(o.compare!))}: ${envLines(settings, params).join(" ")}`);
+  const tty = Boolean(process.stderr.isTTY);
+  const c = await compare((s) => workload.evaluate(s, params), params, settings, o.runs, weights, (n, total) => {
+    if (tty) process.stderr.write(`\r\x1b[2Krun ${n}/${total}`);
+  });
+  if (tty) process.stderr.write("\r\x1b[2K");
+  console.log(`\n${comparisonTable(c)}\n\nscore ×${c.score.toFixed(3)} (${formatWeights(weights)}; defaults = 1)`);
+  return 0;
+}
+
 async function tune(o: TuneOptions): Promise<number> {
   const lib = ensureLibrary(false);
   const identity = hakmemIdentity(lib);
   const workload = await openWorkload({
     positional: o.positional, cmd: o.cmd, threads: o.threads, moduleArgs: o.moduleArgs ?? {}, exportName: o.exportName,
-    inProcess: o.inProcess, scale: o.scale, timeoutMs: o.timeoutMs, lib, buildId: identity.buildId,
+    inProcess: o.inProcess, scale: o.scale, timeoutMs: o.timeoutMs, clock: o.clock, lib, buildId: identity.buildId,
   });
   try {
+    if (o.compare) return await compareProfile(o, workload);
     const params = searchParams(o, workload);
     const weights = o.weights ? parseWeights(o.weights) : DEFAULT_WEIGHTS;
     const timeLimitMs = o.minutes !== undefined ? o.minutes * 60_000 : undefined;
     console.log(`hakmem ${identity.version ?? "?"} build ${identity.buildId ?? "?"} (${shown(lib)})`);
     console.log(`workload: ${workload.label}`);
     console.log(`searching: ${params.map((p) => p.env).join(" ")}`);
-    console.log(`score: ${formatWeights(weights)} (weighted geometric mean of ratios to the defaults; defaults = 1)`);
+    console.log(`score: ${formatWeights(weights)} (weighted geometric mean of ratios to the defaults; defaults = 1); throughput by ${o.clock === "cpu" ? "CPU" : "wall"} time`);
     console.log(`limits: ${[timeLimitMs ? `${o.minutes} min` : "", o.budget ? `${o.budget} runs` : ""].filter(Boolean).join(", ")}; seed ${o.seed}; ${o.candidates} candidates per bracket`);
 
     const controller = new AbortController();

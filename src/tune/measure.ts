@@ -1,7 +1,7 @@
 // measure.ts — runs one child process under the rusage wrapper (src/tune/rusage.c,
 // compiled once with `zig cc`) with the candidate's HAKMEM_* environment and turns what
 // it printed into a Measurement: ops/s from the program's RESULT line (else runs per
-// second of wall time), page faults and peak RSS from the RESULT line when it reports
+// second of wall time; or ops per CPU second, see ThroughputClock), page faults and peak RSS from the RESULT line when it reports
 // them for its measured phase, else from wait4's rusage of the child. A run counts only
 // when it exited 0, hakmem accepted every setting and its HAKMEM_STATS=1 report is there.
 import { createHash } from "node:crypto";
@@ -42,6 +42,8 @@ export interface ChildOutput {
   exitCode: number;
   signal: number;
   wallNs: number;
+  /** user + system CPU time of the child (and its waited-for children) */
+  cpuUs: number;
   faults: number;
   maxRssKb: number;
   stdout: string;
@@ -88,6 +90,7 @@ export async function runChild(run: ChildRun): Promise<ChildOutput> {
     exitCode: usage.exit,
     signal: usage.signal,
     wallNs: usage.wall_ns,
+    cpuUs: usage.cpu_us,
     faults: usage.minflt + usage.majflt,
     maxRssKb: usage.maxrss_kb,
     stdout,
@@ -105,8 +108,15 @@ export function tail(text: string, lines = 4): string {
 /** hakmem's complaints about its environment (a setting it did not apply). */
 const SETTING_ERRORS = /hakmem: (ignoring HAKMEM_\S+|unknown environment variable \S+|HAKMEM_TINY_MAX \(\d+\) is above[^\n]*)/;
 
+/**
+ * How throughput is counted: "wall" — ops per second of the program's own timing (its
+ * RESULT line), else runs per second of wall time; "cpu" — ops per CPU second (user +
+ * system), steadier on a loaded machine (time slices lost to other processes do not count).
+ */
+export type ThroughputClock = "wall" | "cpu";
+
 /** A Measurement from a finished child, or an Error saying why the run does not count. */
-export function toMeasurement(out: ChildOutput): Measurement {
+export function toMeasurement(out: ChildOutput, clock: ThroughputClock = "wall"): Measurement {
   if (out.signal && out.timedOut) throw new Error(`timed out (--timeout): ${tail(out.stderr)}`);
   if (out.signal) throw new Error(`killed by signal ${out.signal}: ${tail(out.stderr)}`);
   if (out.exitCode !== 0) throw new Error(`exit code ${out.exitCode}: ${tail(out.stderr)}`);
@@ -116,8 +126,10 @@ export function toMeasurement(out: ChildOutput): Measurement {
   const r = out.result;
   const num = (key: string) => (r && r[key] !== undefined && Number.isFinite(Number(r[key])) ? Number(r[key]) : undefined);
   const peak = num("peak_rss_kb");
+  const ops = num("ops") ?? 1;
+  const cpuSecs = num("cpu_secs") ?? out.cpuUs / 1e6;
   return {
-    opsPerSec: num("ops_per_sec") ?? 1e9 / out.wallNs,
+    opsPerSec: clock === "cpu" ? ops / Math.max(cpuSecs, 1e-6) : num("ops_per_sec") ?? 1e9 / out.wallNs,
     faults: num("faults") ?? out.faults,
     peakRssKb: peak !== undefined && peak > 0 ? peak : out.maxRssKb,
   };

@@ -19,6 +19,8 @@ search:
   --confirm N           then run the best candidate N more times interleaved with the
                         defaults; it wins only if it still scores above 1 (default 5; 0: off;
                         these runs get 15 % of --minutes and 2N runs of --budget)
+  --throughput CLOCK    wall: ops per second as the program times it (default); cpu: ops
+                        per CPU second of the run, steadier when the machine is busy
   --params LIST         variables to search: tiny,mid,purge,retain,largecache (default all)
   --weights SPEC        score weights, e.g. throughput=0.6,faults=0.2,rss=0.2
                         (default throughput=0.5,faults=0.25,rss=0.25)
@@ -28,6 +30,11 @@ module workloads:
   --module-args JSON    second argument of the module's function (default {})
   --export NAME         function to call (default: the default export)
   --in-process          run in this process, routing set live (searches tiny,mid only)
+
+check a profile:
+  --compare FILE        no search: run the workload alternately with the defaults and with
+                        the profile FILE (--runs times each) and report medians and ratios
+  --runs N              runs each for --compare (default 10)
 
 output:
   --out FILE            the winner as an environment profile (default bench/results/tuned.env)
@@ -46,7 +53,10 @@ export interface TuneOptions {
   reps: number;
   baselineReps: number;
   confirm: number;
+  compare?: string;
+  runs: number;
   params?: string;
+  clock: "wall" | "cpu";
   weights?: string;
   threads: number;
   moduleArgs?: unknown;
@@ -62,7 +72,7 @@ export interface TuneOptions {
 
 export function parseOptions(argv: string[]): TuneOptions {
   const o: TuneOptions = {
-    positional: [], seed: 1, candidates: 16, reps: 1, baselineReps: 3, confirm: 5, threads: 2, inProcess: false,
+    positional: [], seed: 1, candidates: 16, reps: 1, baselineReps: 3, confirm: 5, runs: 10, clock: "wall", threads: 2, inProcess: false,
     out: "bench/results/tuned.env", top: 10, scale: 0.2, timeoutMs: 120_000, list: false, help: false,
   };
   for (let i = 0; i < argv.length; i++) {
@@ -86,6 +96,9 @@ export function parseOptions(argv: string[]): TuneOptions {
       case "--reps": o.reps = integer(arg, value(), 1); break;
       case "--baseline-reps": o.baselineReps = integer(arg, value(), 1); break;
       case "--confirm": o.confirm = integer(arg, value(), 0); break;
+      case "--compare": o.compare = value(); break;
+      case "--runs": o.runs = integer(arg, value(), 1); break;
+      case "--throughput": o.clock = clock(value()); break;
       case "--params": o.params = value(); break;
       case "--weights": o.weights = value(); break;
       case "--threads": o.threads = integer(arg, value(), 1); break;
@@ -104,6 +117,11 @@ export function parseOptions(argv: string[]): TuneOptions {
   if (o.minutes === undefined && o.budget === undefined) o.minutes = 3;
   if (o.cmd !== undefined && o.positional.length) throw new Error(`--cmd and a workload (${o.positional[0]}) are exclusive`);
   return o;
+}
+
+function clock(s: string): "wall" | "cpu" {
+  if (s !== "wall" && s !== "cpu") throw new Error(`--throughput wants wall or cpu, got ${s}`);
+  return s;
 }
 
 function positive(name: string, s: string): number {

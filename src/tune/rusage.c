@@ -5,7 +5,7 @@
  * Forks, sets LD_PRELOAD=<preload> in the child only (this wrapper is never preloaded,
  * so its own allocations do not count), execs the program, waits for it with wait4 and
  * prints one line on stderr after the child's own output:
- *   TUNE_RUSAGE exit=<code> signal=<sig> wall_ns=<n> minflt=<n> majflt=<n> maxrss_kb=<n>
+ *   TUNE_RUSAGE exit=<code> signal=<sig> wall_ns=<n> cpu_us=<n> minflt=<n> majflt=<n> maxrss_kb=<n>
  * The child's ru_maxrss starts from this small wrapper's peak, not from Bun's (a process
  * forked from Bun and exec'd would inherit Bun's peak), so it is the program's own peak.
  * SIGTERM and SIGHUP are passed on to the program (a timeout kills this wrapper).
@@ -67,7 +67,8 @@ int main(int argc, char **argv) {
     long long wall = now_ns() - start;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
     int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    fprintf(stderr, "TUNE_RUSAGE exit=%d signal=%d wall_ns=%lld minflt=%ld majflt=%ld maxrss_kb=%ld\n",
-            code, sig, wall, ru.ru_minflt, ru.ru_majflt, ru.ru_maxrss);
+    long long cpu_us = (long long)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000ll + ru.ru_utime.tv_usec + ru.ru_stime.tv_usec;
+    fprintf(stderr, "TUNE_RUSAGE exit=%d signal=%d wall_ns=%lld cpu_us=%lld minflt=%ld majflt=%ld maxrss_kb=%ld\n",
+            code, sig, wall, cpu_us, ru.ru_minflt, ru.ru_majflt, ru.ru_maxrss);
     return sig ? 128 + sig : code;
 }

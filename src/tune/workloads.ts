@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { compileProgram, ROOT } from "../../bench/build.ts";
 import { checkHakmemStats, checkMallocOwner } from "../../bench/proof.ts";
 import { WORKLOADS } from "../../bench/workloads.ts";
-import { runChild, toMeasurement } from "./measure.ts";
+import { runChild, toMeasurement, type ThroughputClock } from "./measure.ts";
 import { measurePhase } from "./phase.ts";
 import type { Measurement } from "./score.ts";
 import { envOf, type Param, type Settings } from "./space.ts";
@@ -35,6 +35,7 @@ export interface WorkloadSpec {
   inProcess: boolean;
   scale: number;
   timeoutMs: number;
+  clock: ThroughputClock;
   lib: string;
   buildId: string | null;
 }
@@ -70,7 +71,7 @@ function benchWorkload(spec: WorkloadSpec, program: string, given: string[]): Tu
     close: async () => {},
     evaluate: async (settings, params) => {
       const out = await runChild({ argv: [binary, ...args], preload: spec.lib, env: hakmemEnv(settings, params), timeoutMs: spec.timeoutMs });
-      const m = toMeasurement(out);
+      const m = toMeasurement(out, spec.clock);
       const owner = checkMallocOwner({ name: "hakmem", preload: spec.lib, lib: spec.lib, allocSymbol: "", freeSymbol: "", pkg: null }, out.result?.malloc_from);
       if (owner) throw new Error(owner);
       const proof = checkHakmemStats(out.stderr, spec.buildId, Number(out.result?.ops ?? 0) * w.minAllocsPerOp);
@@ -88,7 +89,7 @@ function commandWorkload(spec: WorkloadSpec): TuneWorkload {
     close: async () => {},
     evaluate: async (settings, params) => {
       const out = await runChild({ argv: ["sh", "-c", cmd], preload: spec.lib, env: hakmemEnv(settings, params), timeoutMs: spec.timeoutMs });
-      return toMeasurement(out);
+      return toMeasurement(out, spec.clock);
     },
   };
 }
@@ -108,7 +109,7 @@ function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
     close: async () => {},
     evaluate: async (settings, params) => {
       const env = { ...hakmemEnv(settings, params), HAKMEM_LIB: spec.lib };
-      return toMeasurement(await runChild({ argv, preload: null, env, timeoutMs: spec.timeoutMs }));
+      return toMeasurement(await runChild({ argv, preload: null, env, timeoutMs: spec.timeoutMs }), spec.clock);
     },
   };
 }
@@ -131,7 +132,7 @@ async function inProcessModule(spec: WorkloadSpec, path: string): Promise<TuneWo
       hakmem.setRouting(routing);
       hakmem.collect(true);
       const r = await measurePhase(() => moduleOnAll(pool, full, spec.moduleArgs, spec.exportName));
-      return { opsPerSec: r.ops / r.secs, faults: r.faults, peakRssKb: r.peakRssKb };
+      return { opsPerSec: r.ops / (spec.clock === "cpu" ? r.cpuSecs : r.secs), faults: r.faults, peakRssKb: r.peakRssKb };
     },
   };
 }

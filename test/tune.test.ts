@@ -186,6 +186,7 @@ describe("bun run tune (real runs, small budgets)", () => {
       expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(r.out).toContain("defaults (baseline)");
       expect(r.out).toMatch(/run budget used: (6|10) runs/);
+      expect(r.err).toMatch(/^\[0:00 run 1\/10\] bracket 1 round 1 candidate 1\/1 · best: - · now: defaults/); // progress
       expect(existsSync(profile)).toBe(true);
 
       const parsed = parseProfile(readFileSync(profile, "utf8"));
@@ -220,6 +221,11 @@ describe("bun run tune (real runs, small budgets)", () => {
       expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(existsSync(join(dir, "m.env"))).toBe(true);
       expect(m.out).toMatch(/\n1  \S+/); // a candidate ran (leaderboard row 1)
+      const inProcess = await tune(["src/tune/example_workload.ts", "--in-process", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "i.env")]);
+      expect({ code: inProcess.code, err: inProcess.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
+      expect(Object.keys(parseProfile(readFileSync(join(dir, "i.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);
+      const refused = await tune(["src/tune/example_workload.ts", "--in-process", "--params", "purge", "--budget", "2"]);
+      expect(refused.err).toContain("purge cannot change in-process");
       const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
       expect({ code: c.code, err: c.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(Object.keys(parseProfile(readFileSync(join(dir, "c.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);

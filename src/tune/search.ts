@@ -176,7 +176,10 @@ class Searcher {
     return t === undefined || !this.o.confirmRuns ? t : t * 0.85;
   }
 
-  /** Runs the top candidate and the defaults alternately; null if not asked or nothing to confirm. */
+  /**
+   * Runs the top candidate and the defaults alternately (at least one pair, then as many
+   * of `confirmRuns` as the time limit allows); null if not asked or nothing to confirm.
+   */
   private async confirm(): Promise<Confirmation | null> {
     const n = this.o.confirmRuns ?? 0;
     const top = this.leaderboard()[0];
@@ -184,7 +187,9 @@ class Searcher {
     const base: Measurement[] = [];
     const cand: Measurement[] = [];
     const c = top.candidate;
+    const limit = this.o.timeLimitMs;
     for (let i = 0; i < n; i++) {
+      if (i > 0 && limit !== undefined && this.now() - this.start >= limit) break;
       for (const [who, into] of [[this.baseline, base], [c, cand]] as const) {
         if (this.o.signal?.aborted) return null;
         this.position = { bracket: this.position.bracket, round: -1, index: i + 1, size: n };
@@ -201,7 +206,7 @@ class Searcher {
     }
     const baseline = summarize(base);
     const summary = summarize(cand);
-    return { candidate: c, runs: n, baseline, summary, ratios: ratios(summary, baseline), score: score(summary, baseline, this.o.weights) };
+    return { candidate: c, runs: cand.length, baseline, summary, ratios: ratios(summary, baseline), score: score(summary, baseline, this.o.weights) };
   }
 
   private add(settings: Settings, origin: Candidate["origin"], bracket: number): Candidate {

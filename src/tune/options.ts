@@ -23,7 +23,7 @@ search:
                         per CPU second of the run, steadier when the machine is busy
   --params LIST         variables to search: tiny,mid,purge,retain,largecache (default all)
   --weights SPEC        score weights, e.g. throughput=0.6,faults=0.2,rss=0.2
-                        (default throughput=0.5,faults=0.25,rss=0.25)
+                        (default throughput=0.4,faults=0.3,rss=0.3, as HAKMEM)
 
 module workloads:
   --threads N           threads (default 2)

@@ -20,8 +20,8 @@ export interface Weights {
   rss: number;
 }
 
-/** HAKMEM used 40 % CPU, 30 % faults, 30 % memory; throughput comes first here. */
-export const DEFAULT_WEIGHTS: Weights = { throughput: 0.5, faults: 0.25, rss: 0.25 };
+/** HAKMEM's ELO weights: 40 % CPU (here: throughput), 30 % page faults, 30 % memory. */
+export const DEFAULT_WEIGHTS: Weights = { throughput: 0.4, faults: 0.3, rss: 0.3 };
 
 /** Parses "throughput=0.6,faults=0.2,rss=0.2" (any subset; missing ones are 0); normalised to sum 1. */
 export function parseWeights(spec: string): Weights {

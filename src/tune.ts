@@ -17,7 +17,7 @@ import { formatElapsed } from "../bench/progress.ts";
 import { hakmemIdentity } from "../bench/machine.ts";
 import { compare, profileSettings, type Comparison } from "./tune/compare.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
-import { writeProfile } from "./tune/profile.ts";
+import { writeJson, writeProfile } from "./tune/profile.ts";
 import { confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
 import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
 import { search, type SearchResult } from "./tune/search.ts";
@@ -130,9 +130,14 @@ async function tune(o: TuneOptions): Promise<number> {
       defaultsWon: winner === null,
     });
     console.log(gain
-      ? `winner: ${describe(settings, params)} — score ×${gain.score.toFixed(3)} over the defaults${result.confirmation ? " (confirmation runs)" : ""}`
+      ? `winner: ${describe(settings, params)} — score ×${gain.score.toFixed(3)} over the defaults ${result.confirmation ? "(confirmation runs)" : o.confirm ? "(search medians, not confirmed)" : "(search medians)"}`
       : "no candidate beat the defaults: the profile holds the default settings");
     console.log(`wrote ${shown(out)}: ${envLines(settings, params).join(" ")}`);
+    if (o.json) {
+      writeJson(resolve(o.json), { date: new Date().toISOString(), argv: process.argv.slice(2), hakmem: identity, workload: workload.label,
+        params: params.map((p) => p.env), weights, seed: o.seed, throughput: o.clock, elapsedMs, result });
+      console.log(`wrote ${shown(resolve(o.json))}`);
+    }
     console.log(`use it: env $(cat ${shown(out)}) LD_PRELOAD=${shown(lib)} <program>`);
     return 0;
   } finally {

@@ -38,6 +38,7 @@ check a profile:
 
 output:
   --out FILE            the winner as an environment profile (default bench/results/tuned.env)
+  --json FILE           also write every run's numbers and the leaderboard as JSON
   --top N               leaderboard rows (default 10)
   --scale X             size of the default bench program args (default 0.2)
   --timeout S           per-run limit in seconds (default 120)
@@ -63,6 +64,7 @@ export interface TuneOptions {
   exportName?: string;
   inProcess: boolean;
   out: string;
+  json?: string;
   top: number;
   scale: number;
   timeoutMs: number;
@@ -106,6 +108,7 @@ export function parseOptions(argv: string[]): TuneOptions {
       case "--export": o.exportName = value(); break;
       case "--in-process": o.inProcess = true; break;
       case "--out": o.out = value(); break;
+      case "--json": o.json = value(); break;
       case "--top": o.top = integer(arg, value(), 1); break;
       case "--scale": o.scale = positive(arg, value()); break;
       case "--timeout": o.timeoutMs = positive(arg, value()) * 1000; break;

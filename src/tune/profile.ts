@@ -4,7 +4,7 @@
 //   env $(cat tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
 //   set -a; . ./tuned.env; set +a
 // (`env` also passes the header words on as harmless variables named `#date` and so on;
-// a shell reads the header lines as comments).
+// a shell reads the header lines as comments). --json writes the whole run next to it.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { envLines, type Param, type Settings } from "./space.ts";
@@ -45,6 +45,12 @@ export function profileText(settings: Settings, params: readonly Param[], h: Pro
 export function writeProfile(path: string, settings: Settings, params: readonly Param[], header: ProfileHeader): void {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, profileText(settings, params, header));
+}
+
+/** The whole run as JSON (--json): settings, every sample, leaderboard, confirmation. */
+export function writeJson(path: string, record: unknown): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify(record, null, 1) + "\n");
 }
 
 export interface ParsedProfile {

@@ -12,13 +12,12 @@
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { ensureLibrary } from "../bench/build.ts";
-import { formatMiB, si } from "../bench/format.ts";
 import { formatElapsed } from "../bench/progress.ts";
 import { hakmemIdentity } from "../bench/machine.ts";
-import { compare, profileSettings, type Comparison } from "./tune/compare.ts";
+import { compare, profileSettings } from "./tune/compare.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
 import { writeJson, writeProfile } from "./tune/profile.ts";
-import { confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
+import { comparisonTable, confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
 import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
 import { search, type SearchResult } from "./tune/search.ts";
 import { defaults, describe, envLines, selectParams, type Param } from "./tune/space.ts";
@@ -46,18 +45,6 @@ function searchParams(o: TuneOptions, workload: TuneWorkload): Param[] {
 function summary(result: SearchResult, elapsedMs: number): string {
   const why = { finished: "search finished", time: "time limit reached", budget: "run budget used", aborted: "interrupted" }[result.stoppedBy];
   return `${why}: ${result.runs} runs in ${result.brackets} bracket${result.brackets === 1 ? "" : "s"}, ${formatElapsed(elapsedMs)}`;
-}
-
-function comparisonTable(c: Comparison): string {
-  const rows = [
-    ["ops/s", si(c.defaults.opsPerSec), si(c.profile.opsPerSec), `×${c.ratios.throughput.toFixed(3)}`],
-    ["page faults", String(Math.round(c.defaults.faults)), String(Math.round(c.profile.faults)), `×${(1 / c.ratios.faults).toFixed(3)}`],
-    ["peak RSS MiB", formatMiB(c.defaults.peakRssKb), formatMiB(c.profile.peakRssKb), `×${(1 / c.ratios.rss).toFixed(3)}`],
-  ];
-  const head = [`medians of ${c.runs} runs`, "defaults", "profile", "profile/defaults"];
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const fmt = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join("  ");
-  return [fmt(head), ...rows.map(fmt)].join("\n");
 }
 
 async function compareProfile(o: TuneOptions, workload: TuneWorkload): Promise<number> {

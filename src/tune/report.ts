@@ -1,7 +1,9 @@
 // report.ts — what the tuner shows: one progress line on stderr while it runs (rewritten
-// in place on a terminal, every few seconds otherwise) and the leaderboard at the end.
+// in place on a terminal, every few seconds otherwise), the leaderboard and the
+// confirmation at the end, and the table of --compare.
 import { formatMiB, si } from "../../bench/format.ts";
 import { formatElapsed } from "../../bench/progress.ts";
+import type { Comparison } from "./compare.ts";
 import type { Ranked, SearchProgress, SearchResult } from "./search.ts";
 import type { Measurement } from "./score.ts";
 
@@ -67,4 +69,17 @@ export function failures(result: SearchResult): string {
   const lines = result.failed.slice(0, 5).map((c) => `  ${c.label}: ${c.error}`);
   const more = result.failed.length > 5 ? `\n  … and ${result.failed.length - 5} more` : "";
   return `failed candidates (${result.failed.length}, left out):\n${lines.join("\n")}${more}`;
+}
+
+/** --compare: medians of the defaults and of the profile, and their ratio. */
+export function comparisonTable(c: Comparison): string {
+  const rows = [
+    ["ops/s", si(c.defaults.opsPerSec), si(c.profile.opsPerSec), `×${c.ratios.throughput.toFixed(3)}`],
+    ["page faults", String(Math.round(c.defaults.faults)), String(Math.round(c.profile.faults)), `×${(1 / c.ratios.faults).toFixed(3)}`],
+    ["peak RSS MiB", formatMiB(c.defaults.peakRssKb), formatMiB(c.profile.peakRssKb), `×${(1 / c.ratios.rss).toFixed(3)}`],
+  ];
+  const head = [`medians of ${c.runs} runs`, "defaults", "profile", "profile/defaults"];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const fmt = (r: string[]) => r.map((x, i) => (i === 0 ? x.padEnd(widths[i]) : x.padStart(widths[i]))).join("  ");
+  return [fmt(head), ...rows.map(fmt)].join("\n");
 }

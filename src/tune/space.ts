@@ -1,7 +1,8 @@
 // space.ts — the settings space the tuner searches: one row per HAKMEM_* variable (its
 // default, the values worth trying, whether it can change live), constraints between
 // them, and the few operations the search needs (sample, mutate, key, env lines).
-// To search a new variable, add a row to PARAMS (and a constraint if it has one).
+// To search a new variable, add a row to PARAMS (and a constraint if it has one); an
+// on/off switch is a row with values [0, 1] and unit "flag".
 import type { Rng } from "./random.ts";
 
 /** Values of the searched variables, by environment name (e.g. HAKMEM_TINY_MAX). */
@@ -17,7 +18,7 @@ export interface Param {
   /** candidate values, ascending; must include the default */
   values: readonly number[];
   /** how a value is written: bytes get k/M suffixes when exact */
-  unit: "bytes" | "ms" | "MiB";
+  unit: "bytes" | "ms" | "MiB" | "count" | "flag";
   /** set live with hakmem.setRouting (in-process runs); otherwise read once at startup */
   routing?: "tinyMax" | "midMax";
 }

@@ -8,7 +8,7 @@
 //   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
 //   bun run tune -- random_mixed --compare bench/results/tuned.env   # profile vs defaults
 //
-// Modules: src/tune/{options,space,search,score,workloads,measure,phase,report,profile,compare}.ts.
+// Modules: src/tune/{options,space,probe,search,score,workloads,measure,phase,report,profile,compare}.ts.
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
 import { ensureLibrary } from "../bench/build.ts";
@@ -21,6 +21,7 @@ import { comparisonTable, confirmation, failures, leaderboard, ProgressLine } fr
 import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
 import { search, type SearchResult } from "./tune/search.ts";
 import { defaults, describe, envLines, selectParams, type Param } from "./tune/space.ts";
+import { unknownParams } from "./tune/probe.ts";
 import { benchPrograms, openWorkload, type TuneWorkload } from "./tune/workloads.ts";
 
 function shown(path: string): string {
@@ -33,13 +34,17 @@ function listPrograms(scale: number): string {
   return `bench programs and their default args at --scale ${scale}:\n${lines.join("\n")}`;
 }
 
-function searchParams(o: TuneOptions, workload: TuneWorkload): Param[] {
+/** The variables to search: --params, else all this library knows (routing only in-process). */
+async function searchParams(o: TuneOptions, workload: TuneWorkload, lib: string): Promise<Param[]> {
   const params = selectParams(o.params ?? (workload.searchable ? "tiny,mid" : "all"));
   const refused = workload.searchable ? params.filter((p) => !workload.searchable!(p)) : [];
   if (refused.length) {
     throw new Error(`${refused.map((p) => p.name).join(", ")} cannot change in-process (read once at startup): drop --in-process to search them`);
   }
-  return params;
+  const unknown = await unknownParams(lib, params);
+  if (unknown.length && o.params) throw new Error(`${shown(lib)} does not know ${unknown.map((p) => p.env).join(", ")}`);
+  if (unknown.length) console.log(`not searched (unknown to this library): ${unknown.map((p) => p.env).join(" ")}`);
+  return params.filter((p) => !unknown.includes(p));
 }
 
 function summary(result: SearchResult, elapsedMs: number): string {
@@ -70,7 +75,7 @@ async function tune(o: TuneOptions): Promise<number> {
   });
   try {
     if (o.compare) return await compareProfile(o, workload);
-    const params = searchParams(o, workload);
+    const params = await searchParams(o, workload, lib);
     const weights = o.weights ? parseWeights(o.weights) : DEFAULT_WEIGHTS;
     const timeLimitMs = o.minutes !== undefined ? o.minutes * 60_000 : undefined;
     console.log(`hakmem ${identity.version ?? "?"} build ${identity.buildId ?? "?"} (${shown(lib)})`);

@@ -190,7 +190,10 @@ describe("bun run tune (real runs, small budgets)", () => {
       expect(existsSync(profile)).toBe(true);
 
       const parsed = parseProfile(readFileSync(profile, "utf8"));
-      expect(Object.keys(parsed.env).sort()).toEqual(PARAMS.map((p) => p.env).sort());
+      // Every variable of the space this library knows (a newer row may be unknown to it).
+      const core = ["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX", "HAKMEM_PURGE_DELAY_MS", "HAKMEM_RETAIN_MAX_MB", "HAKMEM_LARGE_CACHE_MB"];
+      expect(Object.keys(parsed.env)).toEqual(expect.arrayContaining(core));
+      expect(PARAMS.map((p) => p.env)).toEqual(expect.arrayContaining(Object.keys(parsed.env)));
       expect(parsed.meta.workload).toContain("random_mixed");
       expect(Number(parsed.meta.score)).toBeGreaterThan(0);
 

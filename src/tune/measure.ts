@@ -122,7 +122,7 @@ export function toMeasurement(out: ChildOutput, clock: ThroughputClock = "wall")
   if (out.exitCode !== 0) throw new Error(`exit code ${out.exitCode}: ${tail(out.stderr)}`);
   const bad = out.stderr.match(SETTING_ERRORS);
   if (bad) throw new Error(`setting not applied: ${bad[0]}`);
-  if (!out.hakmem) throw new Error("no `hakmem: build=…` report on stderr with HAKMEM_STATS=1: the preload did not take effect or nothing was allocated");
+  if (!out.hakmem) throw new Error("no `hakmem: build=…` report on stderr with HAKMEM_STATS=1: the preload did not take effect, nothing was allocated, or the program closed stderr before exit (GNU coreutils do)");
   const r = out.result;
   const num = (key: string) => (r && r[key] !== undefined && Number.isFinite(Number(r[key])) ? Number(r[key]) : undefined);
   const peak = num("peak_rss_kb");

@@ -1,4 +1,5 @@
 // options.ts — the command line of `bun run tune` (src/tune.ts).
+import { PARAMS } from "./space.ts";
 
 export const USAGE = `usage: bun run tune -- <workload> [options]
 
@@ -21,7 +22,8 @@ search:
                         these runs get 15 % of --minutes and 2N runs of --budget)
   --throughput CLOCK    wall: ops per second as the program times it (default); cpu: ops
                         per CPU second of the run, steadier when the machine is busy
-  --params LIST         variables to search: tiny,mid,purge,retain,largecache (default all)
+  --params LIST         variables to search: ${PARAMS.map((p) => p.name).join(",")} (default: all
+                        that the library knows)
   --weights SPEC        score weights, e.g. throughput=0.6,faults=0.2,rss=0.2
                         (default throughput=0.4,faults=0.3,rss=0.3, as HAKMEM)
 

@@ -33,7 +33,7 @@ export const WORKLOADS: Workload[] = [
     section: "larson", row: `${t} thread${t > 1 ? "s" : ""} 8..1024 B`, program: "larson",
     args: (s) => [t, n(800 / t, s), 10000, 1024, 8, 1024, 42], minAllocsPerOp: 0.5,
   })),
-  ...[[2048, 1e6], [32768, 600e3]].flatMap(([max, ops]) => [0, 50, 90].map((pct): Workload => ({
+  ...[[2048, 500e3], [32768, 300e3]].flatMap(([max, ops]) => [0, 50, 90].map((pct): Workload => ({
     section: "mt_remote", row: `${pct}% remote 16..${max === 2048 ? "2048 B" : "32 KiB"}`, program: "mt_remote",
     args: (s) => [2, n(ops, s), pct, 16, max, 42], minAllocsPerOp: 0.5,
   }))),

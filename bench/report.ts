@@ -133,7 +133,8 @@ export function summaryMarkdown(rows: SummaryRow[]): string {
   for (const r of rows) {
     const hv = r.hakmem === null ? "error" : formatValue(r.unit, r.hakmem);
     const peer = r.bestPeer && r.bestPeerValue !== null ? `${r.bestPeer} ${formatValue(r.unit, r.bestPeerValue)}` : "-";
-    out.push(`| ${r.section} | ${r.row} | ${hv} ${r.unit === "ns/pair" ? "" : r.unit} | ${peer} | ${formatRatio(r.ratio) || "-"} | ${formatMiB(r.hakmemRssKb)} | ${formatMiB(r.lowestPeerRssKb)} |`);
+    const unit = r.hakmem === null || r.unit === "ns/pair" ? "" : ` ${r.unit}`;
+    out.push(`| ${r.section} | ${r.row} | ${hv}${unit} | ${peer} | ${formatRatio(r.ratio) || "-"} | ${formatMiB(r.hakmemRssKb)} | ${formatMiB(r.lowestPeerRssKb)} |`);
   }
   return out.join("\n");
 }

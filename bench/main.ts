@@ -52,6 +52,8 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
         const f = r.fields!;
         const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
         if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
+        if (f.hakmem_allocs) extra.hakmem_allocs = Number(f.hakmem_allocs);
+        extra.malloc_from = f.malloc_from;
         row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
       }
     }

@@ -1,7 +1,7 @@
 // runner.ts — runs one workload program preloaded with one allocator and turns its
 // output into a sample, or into an error when it failed or cannot prove its allocator.
 import type { Allocator } from "./allocators.ts";
-import { checkHakmemStats, checkMallocOwner } from "./proof.ts";
+import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "./proof.ts";
 
 export interface RunOutcome {
   ok: boolean;
@@ -57,6 +57,7 @@ export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofC
   if (alloc.name === "hakmem") {
     const statsError = checkHakmemStats(stderr, proof.hakmemBuildId, Number(fields.ops) * proof.minAllocsPerOp);
     if (statsError) return { ok: false, message: statsError };
+    fields.hakmem_allocs = String(parseHakmemStats(stderr)?.allocs ?? "");
   }
   // The program's own VmHWM: ru_maxrss (and Bun's resourceUsage().maxRSS) keep the
   // parent's peak across fork+exec, so they would report Bun's RSS for small programs.

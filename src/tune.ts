@@ -49,6 +49,7 @@ async function searchParams(o: TuneOptions, workload: TuneWorkload, lib: string)
 
 function summary(result: SearchResult, elapsedMs: number): string {
   const why = { finished: "search finished", time: "time limit reached", budget: "run budget used", aborted: "interrupted" }[result.stoppedBy];
+  // (the search stops short of --minutes/--budget by what the confirmation runs need)
   return `${why}: ${result.runs} runs in ${result.brackets} bracket${result.brackets === 1 ? "" : "s"}, ${formatElapsed(elapsedMs)}`;
 }
 

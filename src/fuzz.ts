@@ -28,6 +28,9 @@
 //    (each tier's surplus non-negative, the aligned count per tier consistent with their
 //    lowest possible tiers), plus no overlap among all threads' live blocks;
 //  * a block freed twice in a row is rejected (RangeError) the second time;
+//  * in check mode (set before the first allocation, e.g. fuzz-cli --check): the same, with
+//    stats bytes as lower bounds (usable sizes are then the requested sizes) and no
+//    deliberate double free; any check-mode report aborts the process (a false positive);
 //  * at the end, everything freed: live blocks and bytes per tier are back at the baseline.
 import { fileURLToPath } from "node:url";
 import * as hak from "./index.ts";
@@ -333,39 +336,42 @@ export function findOverlap(blocks: readonly Block[]): string | null {
  * Compares live stats (minus `baseline`) with the model totals; returns the discrepancy or
  * null. Known blocks must match exactly per tier; the surplus per tier must be explained by
  * the blocks of unknown tier (count per tier consistent with their lowest tiers, bytes
- * within their bounds).
+ * within their bounds). In check mode (`checking`) usable sizes are the requested sizes
+ * while the stats count whole blocks, so a block's usable size is only a lower bound of
+ * its bytes: counts are compared as above, bytes must be at least the model's.
  */
-export function compareStats(now: Stats, baseline: Stats, totals: Totals): string | null {
+export function compareStats(now: Stats, baseline: Stats, totals: Totals, checking = false): string | null {
+  const liveBlocks: Record<Tier, number> = { tiny: 0, mid: 0, large: 0 };
+  const liveBytes: Record<Tier, number> = { tiny: 0, mid: 0, large: 0 };
   const surplusBlocks: Record<Tier, number> = { tiny: 0, mid: 0, large: 0 };
   const surplusBytes: Record<Tier, number> = { tiny: 0, mid: 0, large: 0 };
   for (const t of TIERS) {
-    surplusBlocks[t] = now[t].liveBlocks - baseline[t].liveBlocks - totals.blocks[t];
-    surplusBytes[t] = now[t].liveBytes - baseline[t].liveBytes - totals.bytes[t];
+    liveBlocks[t] = now[t].liveBlocks - baseline[t].liveBlocks;
+    liveBytes[t] = now[t].liveBytes - baseline[t].liveBytes;
+    surplusBlocks[t] = liveBlocks[t] - totals.blocks[t];
+    surplusBytes[t] = liveBytes[t] - totals.bytes[t];
   }
   const report = () =>
-    TIERS.map((t) =>
-      `${t}: stats live ${now[t].liveBlocks - baseline[t].liveBlocks} blocks/${now[t].liveBytes - baseline[t].liveBytes} B, ` +
-      `model ${totals.blocks[t]}/${totals.bytes[t]} B`,
-    ).join("; ") +
-    (totals.unknownBlocks ? `; aligned of unknown tier: ${totals.unknownBlocks} blocks, ${totals.unknownMinBytes}..${totals.unknownMaxBytes} B` : "");
-  if (totals.unknownBlocks === 0) {
-    for (const t of TIERS) if (surplusBlocks[t] !== 0 || surplusBytes[t] !== 0) return `stats differ from the model: ${report()}`;
+    TIERS.map((t) => `${t}: stats live ${liveBlocks[t]} blocks/${liveBytes[t]} B, model ${totals.blocks[t]}/${totals.bytes[t]} B`).join("; ") +
+    (totals.unknownBlocks ? `; aligned of unknown tier: ${totals.unknownBlocks} blocks, ${totals.unknownMinBytes}..${totals.unknownMaxBytes} B` : "") +
+    (checking ? " (check mode: bytes are lower bounds)" : "");
+  const differ = () => `stats differ from the model: ${report()}`;
+  if (totals.unknownBlocks === 0 && !checking) {
+    for (const t of TIERS) if (surplusBlocks[t] !== 0 || surplusBytes[t] !== 0) return differ();
     return null;
   }
   let cumulativeStats = 0;
   let cumulativeModel = 0;
   for (const t of TIERS) {
-    if (surplusBlocks[t] < 0 || surplusBytes[t] < 0 || (surplusBlocks[t] === 0) !== (surplusBytes[t] === 0)) {
-      return `stats differ from the model: ${report()}`;
-    }
+    if (surplusBlocks[t] < 0 || surplusBytes[t] < 0) return differ();
+    if (checking ? liveBlocks[t] === 0 && liveBytes[t] !== 0 : (surplusBlocks[t] === 0) !== (surplusBytes[t] === 0)) return differ();
     cumulativeStats += surplusBlocks[t];
     cumulativeModel += totals.unknownByMinTier[t];
     if (cumulativeStats > cumulativeModel) return `aligned blocks counted in a tier below their request's: ${report()}`;
   }
+  if (cumulativeStats !== totals.unknownBlocks) return differ();
   const bytes = surplusBytes.tiny + surplusBytes.mid + surplusBytes.large;
-  if (cumulativeStats !== totals.unknownBlocks || bytes < totals.unknownMinBytes || bytes > totals.unknownMaxBytes) {
-    return `stats differ from the model: ${report()}`;
-  }
+  if (!checking && (bytes < totals.unknownMinBytes || bytes > totals.unknownMaxBytes)) return differ();
   return null;
 }
 
@@ -437,6 +443,12 @@ export class Sequence {
   private midMax: number;
   private readonly limits: { tinyMax: number; midMax: number };
   readonly initialRouting: { tinyMax: number; midMax: number };
+  /**
+   * Check mode is on (set by the caller before the first allocation): a report of misuse
+   * aborts the process, so the deliberate double free is left out, and usable sizes are
+   * the requested sizes (stats bytes are compared as lower bounds).
+   */
+  readonly checking = hak.checkMode() !== "off";
   op: Op = "alloc";
   /** the API call of the current step, for the FAIL line */
   call = "";
@@ -483,7 +495,7 @@ export class Sequence {
       ["aligned", full ? 0 : 8],
       ["realloc", n ? 14 : 0],
       ["free", n ? 10 + 24 * pressure : 0],
-      ["free-twice", n ? 1 : 0],
+      ["free-twice", n && !this.checking ? 1 : 0],
       ["usable", n ? 5 : 0],
       ["routing", this.options.routing ? 0.4 : 0],
       ["routing-back", this.options.routing ? 0.2 : 0],
@@ -609,7 +621,6 @@ export class Sequence {
     const ptr = hak.alignedAlloc(align, size);
     const block = this.fresh(ptr, size, align, "aligned", minTier);
     this.adopt(block);
-    if (this.options.learn) this.learnTier(block);
   }
 
   private doRealloc(): void {
@@ -701,10 +712,12 @@ export class Sequence {
   /** A new block's checks: alignment, usable size; returns its model entry. */
   private fresh(ptr: number, size: number, align: number, kind: Block["kind"], tier: Tier): Block {
     const usable = hak.usableSize(ptr);
+    // check mode adds bytes to every request, which can move a block up a tier
+    const known = kind === "plain" && !this.checking;
     const block: Block = {
       ptr, size, align, tag: this.tag(), usable, kind,
-      tier: kind === "plain" ? tier : null,
-      accounted: kind === "plain" ? usable : -1,
+      tier: known ? tier : null,
+      accounted: known ? usable : -1,
       minTier: tier,
     };
     check(ptr % 16 === 0 && ptr % align === 0, () => `misaligned: ${describeBlock(block)}`);
@@ -717,21 +730,22 @@ export class Sequence {
     check(clash === null, () => clash!);
     if (block.size > BIG) this.big++;
     fillBlock(block.ptr, block.size, block.tag);
+    if (block.tier === null && this.options.learn) this.learnTier(block);
   }
 
-  /** Learns an aligned block's tier and accounted bytes from the stats change (single thread). */
+  /** Learns a block's tier and accounted bytes from the stats change (single thread): aligned blocks, all blocks in check mode. */
   private learnTier(block: Block): void {
     const now = hak.stats();
     const base = this.baseline!;
     const grown = TIERS.filter((t) => now[t].liveBlocks - base[t].liveBlocks !== this.live.totals.blocks[t]);
-    check(grown.length === 1, () => `alignedAlloc ${describeBlock(block)}: live blocks changed in ${grown.length} tiers (${grown.join(", ")})`);
+    check(grown.length === 1, () => `${this.call}: live blocks changed in ${grown.length} tiers (${grown.join(", ")}), expected one`);
     const tier = grown[0];
     const blocks = now[tier].liveBlocks - base[tier].liveBlocks - this.live.totals.blocks[tier];
     const bytes = now[tier].liveBytes - base[tier].liveBytes - this.live.totals.bytes[tier];
-    check(blocks === 1, () => `alignedAlloc ${describeBlock(block)}: ${tier} live blocks grew by ${blocks}`);
-    check(RANK[tier] >= RANK[block.minTier], () => `alignedAlloc ${describeBlock(block)}: counted in ${tier}, below route(size) = ${block.minTier}`);
-    check(bytes >= block.usable && bytes <= block.usable + block.align - 1,
-      () => `alignedAlloc ${describeBlock(block)}: ${tier} live bytes grew by ${bytes}, expected ${block.usable}..${block.usable + block.align - 1}`);
+    check(blocks === 1, () => `${describeBlock(block)}: ${tier} live blocks grew by ${blocks}`);
+    check(RANK[tier] >= RANK[block.minTier], () => `${describeBlock(block)}: counted in ${tier}, below route(size) = ${block.minTier}`);
+    check(bytes >= block.usable && (this.checking || bytes <= block.usable + block.align - 1),
+      () => `${describeBlock(block)}: ${tier} live bytes grew by ${bytes}, expected ${block.usable}..${this.checking ? "" : block.usable + block.align - 1}`);
     this.live.learn(block, tier, bytes);
   }
 
@@ -739,7 +753,7 @@ export class Sequence {
   baseline: Stats | null = null;
 
   checkStats(): void {
-    const problem = compareStats(hak.stats(), this.baseline!, this.live.totals);
+    const problem = compareStats(hak.stats(), this.baseline!, this.live.totals, this.checking);
     check(problem === null, () => problem!);
   }
 
@@ -978,6 +992,6 @@ function setRandomRouting(rng: Rng, limits: hak.Routing, initial: { tinyMax: num
 function checkBarrier(seed: number, where: string, baseline: Stats, values: PhaseResult[]): void {
   const totals = emptyTotals();
   for (const v of values) addTotals(totals, v.totals);
-  const problem = compareStats(hak.stats(), baseline, totals) ?? findOverlap(values.flatMap((v) => [...v.blocks, ...v.outbox]));
+  const problem = compareStats(hak.stats(), baseline, totals, hak.checkMode() !== "off") ?? findOverlap(values.flatMap((v) => [...v.blocks, ...v.outbox]));
   if (problem) throw new FuzzFailure(seed, where, -1, "barrier", problem);
 }

@@ -1,7 +1,8 @@
 // fuzz.test.ts — a short run of the randomized API tests (src/fuzz.ts): a few seeds on one
 // thread in this process (every invariant, stats included, after every step), a threaded
-// run in a child process (bun src/fuzz-cli.ts: a corrupted heap can hang thread exit, and
-// a child can be killed), and the minimal reproductions of bugs the fuzzer found.
+// run and a check-mode run in child processes (bun src/fuzz-cli.ts: a corrupted heap can
+// hang thread exit, and check mode must be set before the first allocation), and the
+// minimal reproductions of bugs the fuzzer found.
 // A failure message starts with the FAIL line and ends with the command that replays it.
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
@@ -49,6 +50,14 @@ describe("randomized API sequences", () => {
     const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
     expect(`${status}\n${r.output}`).toBe(`exit 0\n${r.output}`);
     expect(r.output).toContain("OK seed=7 threads=4");
+  }, TIMEOUT_MS);
+
+  test("check mode, seed 11: correct use gets no report (child process: the mode is set before the first allocation)", async () => {
+    const r = await runChild(["src/fuzz-cli.ts", "--seed", "11", "--ops", "5000", "--check"], 50_000);
+    const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
+    expect(`${status}\n${r.output}`).toBe(`exit 0\n${r.output}`);
+    expect(r.output).toContain("OK seed=11 threads=1");
+    expect(r.output).not.toContain("CHECK");
   }, TIMEOUT_MS);
 });
 

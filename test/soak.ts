@@ -8,8 +8,9 @@
 // prodcons, thread_churn, fork_load: exit 0, "PASS <name>", nothing on stderr) and the
 // workloads of bench/c (exit 0, a RESULT line with ops > 0 whose malloc_from is
 // libhakmem.so, nothing on stderr), then a slice of the randomized API tests (src/fuzz.ts):
-// one thread in this process, and for loops of 2+ threads a threaded run in a child
-// process (bun src/fuzz-cli.ts). A run also fails when its peak RSS (VmHWM at exit, read
+// one thread in this process, and a run in a child process (bun src/fuzz-cli.ts) on the
+// loop's threads, every other one in check mode (where any report is a false positive;
+// 1-thread loops always). A run also fails when its peak RSS (VmHWM at exit, read
 // by a small preloaded probe; polled from /proc when the program dies first) exceeds the
 // program's bound. Prints a line per loop, each failure as it happens with the command
 // that replays it, and a summary: runs, failures, peak RSS overall and per program.
@@ -62,8 +63,9 @@ const PROGRAMS: Program[] = [
     args: (t, s) => [s % 2 ? "thrash" : "scratch", Math.max(2, t), 20_000, 500, 8] },
   { name: "bench/fragmentation", source: "bench", file: "fragmentation", rssMiB: () => 128, args: (_t, s) => [40, 10_000, 16, 4096, s] },
   { name: "bench/realloc_growth", source: "bench", file: "realloc_growth", rssMiB: () => 48, args: (_t, s) => [40, 16, 65536, s] },
-  // 4 live blocks of up to 32 MiB: 128 MiB live at most
-  { name: "bench/large_blocks", source: "bench", file: "large_blocks", rssMiB: () => 192, args: (_t, s) => [30, 4, 1, 32, s] },
+  // 4 live blocks of up to 32 MiB (128 MiB) plus freed mappings in the large cache
+  // (HAKMEM_LARGE_CACHE_MB, 64 MiB) until their decay
+  { name: "bench/large_blocks", source: "bench", file: "large_blocks", rssMiB: () => 240, args: (_t, s) => [30, 4, 1, 32, s] },
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -228,8 +230,10 @@ async function fuzzInProcess(seed: number, ops: number): Promise<Outcome> {
   return { program: "fuzz (1 thread, in process)", command, ok: !reason, reason, peakKb: 0, boundMiB: 0, ms: performance.now() - started };
 }
 
-async function fuzzThreads(seed: number, ops: number, threads: number): Promise<Outcome> {
+/** A fuzz run in a child process: threads (a corrupted heap can hang) or check mode (set before the first allocation). */
+async function fuzzChild(seed: number, ops: number, threads: number, checkMode: boolean): Promise<Outcome> {
   const args = ["src/fuzz-cli.ts", "--seed", String(seed), "--ops", String(ops), "--threads", String(threads), "--hang-seconds", "60"];
+  if (checkMode) args.push("--check");
   const command = `HAKMEM_LIB=${hakmemLib()} bun ${args.join(" ")}`;
   const env = { ...(process.env as Record<string, string>), HAKMEM_LIB: hakmemLib() };
   delete env.LD_PRELOAD;
@@ -240,7 +244,9 @@ async function fuzzThreads(seed: number, ops: number, threads: number): Promise<
   let reason = "";
   if (proc.signalCode) reason = `killed by ${proc.signalCode}; ${tail(stdout + stderr, 4)}`;
   else if (proc.exitCode !== 0) reason = tail(stdout.split("\n").filter((l) => l.startsWith("FAIL")).join("\n") || stdout + stderr, 6);
-  return { program: "fuzz (threads, child)", command, ok: !reason, reason, peakKb: 0, boundMiB: 0, ms: performance.now() - started };
+  else if (stderr.trim()) reason = `unexpected stderr: ${tail(stderr, 4)}`;
+  const program = `fuzz (child${threads > 1 ? ", threads" : ""}${checkMode ? ", check mode" : ""})`;
+  return { program, command, ok: !reason, reason, peakKb: 0, boundMiB: 0, ms: performance.now() - started };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -333,7 +339,8 @@ async function main(): Promise<void> {
       record(await runProgram(ctx, program, threads, loopSeed), where);
     }
     record(await fuzzInProcess(loopSeed, fuzzOps), where);
-    if (threads > 1) record(await fuzzThreads(loopSeed, fuzzOps * 2, threads), where);
+    // threaded runs, every other one in check mode; 1-thread loops: check mode
+    record(await fuzzChild(loopSeed, fuzzOps * 2, threads, threads === 1 || loop % 2 === 1), where);
     loop++;
     const peak = Math.max(...[...tallies.values()].map((t) => t.peakKb));
     console.log(`[${clock(performance.now() - started)}] loop ${loop} ${where}: ${failures.length - before} failed; total ${runs} runs, ${failures.length} failures, peak RSS ${mib(peak)}`);

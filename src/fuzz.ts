@@ -26,7 +26,10 @@
 //    workers idle) the main thread compares the stats with the union of the per-thread
 //    models: plain blocks exactly per tier, aligned blocks as totals within the bounds above
 //    (each tier's surplus non-negative, the aligned count per tier consistent with their
-//    lowest possible tiers), plus no overlap among all threads' live blocks;
+//    lowest possible tiers), plus no overlap among all threads' live blocks. The main thread
+//    changes the thresholds between phases, and every third phase also while the workers
+//    run (every millisecond): blocks allocated then have an unknown tier (their bytes are
+//    still exact for plain blocks);
 //  * a block freed twice in a row is rejected (RangeError) the second time;
 //  * in check mode (set before the first allocation, e.g. fuzz-cli --check): the same, with
 //    stats bytes as lower bounds (usable sizes are then the requested sizes) and no
@@ -182,7 +185,7 @@ export interface Block {
   tier: Tier | null;
   /** liveBytes the block adds to its tier (usable for plain blocks); -1 while unknown */
   accounted: number;
-  /** lowest tier the block can be in: route(size) when allocated */
+  /** lowest tier the block can be in: route(size) when allocated (tiny while thresholds change) */
   minTier: Tier;
 }
 
@@ -219,7 +222,7 @@ function account(totals: Totals, b: Block, sign: 1 | -1): void {
   } else {
     totals.unknownBlocks += sign;
     totals.unknownMinBytes += sign * b.usable;
-    totals.unknownMaxBytes += sign * (b.usable + b.align - 1);
+    totals.unknownMaxBytes += sign * (b.usable + (b.kind === "aligned" ? b.align - 1 : 0));
     totals.unknownByMinTier[b.minTier] += sign;
   }
 }
@@ -449,6 +452,8 @@ export class Sequence {
    * the requested sizes (stats bytes are compared as lower bounds).
    */
   readonly checking = hak.checkMode() !== "off";
+  /** another thread changes the thresholds during this phase (threaded runs) */
+  routingChurn = false;
   op: Op = "alloc";
   /** the API call of the current step, for the FAIL line */
   call = "";
@@ -713,12 +718,13 @@ export class Sequence {
   private fresh(ptr: number, size: number, align: number, kind: Block["kind"], tier: Tier): Block {
     const usable = hak.usableSize(ptr);
     // check mode adds bytes to every request, which can move a block up a tier
-    const known = kind === "plain" && !this.checking;
+    // and while another thread changes the thresholds, route() before the call may be stale
+    const known = kind === "plain" && !this.checking && !this.routingChurn;
     const block: Block = {
       ptr, size, align, tag: this.tag(), usable, kind,
       tier: known ? tier : null,
       accounted: known ? usable : -1,
-      minTier: tier,
+      minTier: this.routingChurn ? "tiny" : tier,
     };
     check(ptr % 16 === 0 && ptr % align === 0, () => `misaligned: ${describeBlock(block)}`);
     check(usable >= size, () => `usable size below the request: ${describeBlock(block)}`);
@@ -852,6 +858,8 @@ export interface ThreadFuzzOptions extends FuzzOptions {
 }
 
 interface PhaseArgs {
+  /** the main thread changes the thresholds while this phase runs */
+  churn: boolean;
   run: string;
   seed: number;
   options: ReturnType<typeof defaults>;
@@ -883,6 +891,7 @@ export function fuzzPhase(_api: unknown, args: PhaseArgs, ctx: { thread: number;
   let problem: PhaseResult["failure"];
   try {
     seq.syncRouting();
+    seq.routingChurn = args.churn;
     const inbox = [...args.inbox];
     for (let i = 0; i < args.ops; i++) {
       if (inbox.length && seq.rng.chance(0.25)) seq.receive(inbox.pop()!);
@@ -937,16 +946,21 @@ export async function runFuzzThreads(options: ThreadFuzzOptions): Promise<FuzzRe
     for (let phase = 0; phase <= phases; phase++) {
       const final = phase === phases;
       const where = `threads=${threads} phase=${phase}`;
-      if (options.routing !== false && !final && rng.chance(0.5)) setRandomRouting(rng, routing, initial);
+      const changeRouting = options.routing !== false && !final;
+      if (changeRouting && rng.chance(0.5)) setRandomRouting(rng, routing, initial);
       if (final) hak.setRouting(initial);
+      // every third phase, the thresholds also change while the workers allocate
+      const churn = changeRouting && phase % 3 === 2;
       const phaseRun = pool.runAll(inboxes.map((inbox) => ({
         kind: "module" as const,
         path: SELF,
         exportName: "fuzzPhase",
-        args: { run, seed: options.seed, options: { ...defaults(options), maxLive: Math.ceil((options.maxLive ?? 600) / threads) }, ops: final ? 0 : opsPerPhase, inbox, final } satisfies PhaseArgs,
+        args: { run, seed: options.seed, options: { ...defaults(options), maxLive: Math.ceil((options.maxLive ?? 600) / threads) }, ops: final ? 0 : opsPerPhase, inbox, final, churn } satisfies PhaseArgs,
       })));
+      const churner = churn ? setInterval(() => setRandomRouting(rng, routing, initial), 1) : undefined;
       const results = await withDeadline(phaseRun, hangMs, () =>
-        new FuzzFailure(options.seed, where, -1, "hang", `the workers did not finish the phase within ${hangMs / 1000} s: an allocator call hangs`));
+        new FuzzFailure(options.seed, where, -1, "hang", `the workers did not finish the phase within ${hangMs / 1000} s: an allocator call hangs`))
+        .finally(() => clearInterval(churner));
       const values = results.map((r) => r.value as PhaseResult);
       const failed = values.findIndex((v) => v.failure);
       if (failed >= 0) {

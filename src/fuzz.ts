@@ -2,8 +2,9 @@
 // (alloc, calloc, realloc across tiers, alignedAlloc 16 B..1 MiB, free, usableSize, live
 // routing changes, collect) run through the TypeScript API, with a model of every live block
 // that checks the invariants after every step. A failure is a FuzzFailure whose message is
-//   FAIL seed=<seed> [thread=<t> phase=<p>] step=<n> op=<op> <what went wrong>
-// and `bun src/fuzz-cli.ts --seed <seed> [--ops N] [--threads T]` replays it.
+//   FAIL seed=<seed> [threads=<T> phase=<p> thread=<t>] step=<n> op=<op> call=<API call>: <what went wrong>
+// and `bun src/fuzz-cli.ts --seed <seed> [--ops N] [--threads T]` replays it. In a threaded
+// run, thread t runs the sequence of (seed, stream t); thread 0's is the 1-thread sequence.
 //
 // Invariants checked
 //  * after every step, on the block(s) the step touched: alignment (16 B, and the requested

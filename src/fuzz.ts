@@ -4,7 +4,7 @@
 // that checks the invariants after every step. A failure is a FuzzFailure whose message is
 //   FAIL seed=<seed> [threads=<T> phase=<p> thread=<t>] step=<n> op=<op> call=<API call>: <what went wrong>
 // and `bun src/fuzz-cli.ts --seed <seed> [--ops N] [--threads T]` replays it. In a threaded
-// run, thread t runs the sequence of (seed, stream t); thread 0's is the 1-thread sequence.
+// run, thread t draws from stream t of the seed; the interleaving of threads is not replayed.
 //
 // Invariants checked
 //  * after every step, on the block(s) the step touched: alignment (16 B, and the requested

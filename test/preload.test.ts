@@ -2,7 +2,7 @@
 // preloaded (LD_PRELOAD). Every program checks that hakmem really serves malloc, verifies
 // its own results and prints "PASS <name>"; a failure shows the exact command to rerun.
 import { describe, expect, test } from "bun:test";
-import { expectPass, runC, systemMode } from "./helpers/c.ts";
+import { expectPass, explain, runC, systemMode } from "./helpers/c.ts";
 
 // bunfig.toml's [test] timeout is not applied by Bun 1.4.5, so each test states its own.
 const TIMEOUT_MS = 120_000;
@@ -62,6 +62,13 @@ describe("C programs under LD_PRELOAD=libhakmem.so", () => {
     expectPass(await runC("rss_return", [1024, 10]), "rss_return");
   }, TIMEOUT_MS);
 
+  test("lifecycle: constructors, key destructors, atexit, destructors, exit() during allocation", async () => {
+    for (let rep = 0; rep < 5; rep++) expectPass(await runC("lifecycle"), "lifecycle");
+    // the HAKMEM_STATS=1 summary is printed at exit while other threads still allocate
+    const r = await runC("lifecycle", [], { env: { HAKMEM_STATS: "1" } });
+    if (r.code !== 0 || r.signal || !r.stdout.includes("PASS lifecycle")) throw new Error(`lifecycle with HAKMEM_STATS=1 failed\n${explain(r)}`);
+  }, TIMEOUT_MS);
+
   test("foreign_free: libc-allocated blocks are freed/realloc'd safely", async () => {
     expectPass(await runC("foreign_free"), "foreign_free");
   }, TIMEOUT_MS);
@@ -86,6 +93,7 @@ describe("C programs under non-default hakmem settings", () => {
       expectPass(await runC("sizes_boundaries", [], { env }), "sizes_boundaries");
       expectPass(await runC("stress_mt", [4, 7, 60_000, "cross"], { env }), "stress_mt");
       expectPass(await runC("larson", [4, 50, 7], { env }), "larson");
+      expectPass(await runC("lifecycle", [], { env }), "lifecycle");
     }, TIMEOUT_MS);
   }
 });

@@ -1,9 +1,9 @@
 // search.ts — successive halving over the settings space, with an injected evaluate
 // function (so tests can plant an optimum without spawning anything).
 //
-// The default settings (the baseline) are measured first and again in every round, so
-// every score is relative to defaults measured under the same machine conditions. A
-// bracket samples `candidates` settings with the seeded PRNG and runs each `reps` times;
+// The default settings (the baseline) are measured first and again before every pass over
+// the candidates, so every score is relative to defaults measured under the same machine
+// conditions. A bracket samples `candidates` settings with the seeded PRNG and runs each `reps` times;
 // the better 1/eta (by score on medians) go on to eta× as many repetitions, until one is
 // left. Repetitions are interleaved (every survivor once, then every survivor again) so
 // that a burst of load on the machine hits all candidates alike. While time or budget
@@ -259,9 +259,14 @@ class Searcher {
     let survivors = pool;
     for (let round = 0; ; round++) {
       const need = this.reps * this.eta ** round;
-      const baselineNeed = Math.max(need, this.baseline.samples.length + 1);
-      for (let level = 1; level <= Math.max(need, baselineNeed); level++) {
-        const due = [this.baseline, ...survivors].filter((c) => !c.error && c.samples.length < level && level <= (c === this.baseline ? baselineNeed : need));
+      for (let level = 1; level <= need; level++) {
+        const due = survivors.filter((c) => !c.error && c.samples.length < level);
+        // The defaults run once at every level that has work, next to the candidates, so
+        // drift in machine load moves the baseline with them.
+        if (due.length) {
+          this.position = { bracket: b, round, index: 0, size: survivors.length };
+          await this.runOnce(this.baseline);
+        }
         for (const c of due) {
           this.position = { bracket: b, round, index: survivors.indexOf(c) + 1, size: survivors.length };
           await this.runOnce(c);

@@ -3,11 +3,11 @@
 //
 // The default settings (the baseline) are measured first and again before every pass over
 // the candidates, so every score is relative to defaults measured under the same machine
-// conditions. A bracket samples `candidates` settings with the seeded PRNG and runs each `reps` times;
-// the better 1/eta (by score on medians) go on to eta× as many repetitions, until one is
-// left. Repetitions are interleaved (every survivor once, then every survivor again) so
-// that a burst of load on the machine hits all candidates alike. While time or budget
-// remain, a new bracket starts from the winner so far plus neighbours of it and fresh
+// conditions. A bracket samples `candidates` settings with the seeded PRNG and runs each
+// `reps` times; the better 1/eta (by score on medians) go on to eta× as many repetitions,
+// until one is left. Repetitions are interleaved (every survivor once, then every survivor
+// again) so that a burst of load on the machine hits all candidates alike. While time or
+// budget remain, a new bracket starts from the winner so far plus neighbours of it and fresh
 // random samples. Deterministic given the seed and a deterministic evaluate; stops
 // cleanly before a run that would exceed the time limit or the budget.
 // With `confirmRuns`, the best candidate is then run again that many times interleaved

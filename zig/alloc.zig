@@ -81,16 +81,16 @@ pub fn free(ptr: ?*anyopaque) FreeResult {
     const seg = Segment.of(addr);
     const page = seg.pageOf(addr);
     const block: *Block = @ptrFromInt(addr);
-    if (page.flags != 0 or !page.isBlockStart(addr) or page.free == block) return freeSpecial(seg, page, addr);
-    if (thread.current()) |heap| {
-        if (seg.owner.load(.monotonic) == @as(*anyopaque, heap)) {
-            heap.freeLocal(page, block);
-            return .ok;
-        }
-    }
-    freeRemote(page, block);
+    if (page.flags & special_flags != 0 or !page.isBlockStart(addr) or page.free == block) return freeSpecial(seg, page, addr);
+    const heap = thread.current() orelse return freeHeapless(page, block);
+    if (heap.cache[page.bin].head == block) return .invalid; // the block just freed: a double free
+    heap.cacheFree(page.bin, block, seg.owner.load(.monotonic) != @as(*anyopaque, heap));
     return .ok;
 }
+
+/// Page flags that send free() to its slow path (a full page does not matter to free:
+/// blocks go to the thread cache, and back to pages in batches).
+const special_flags = page_mod.flag_aligned | page_mod.flag_unused | page_mod.flag_checked;
 
 /// Pages with flags (full, aligned blocks, unused, checked) and anything that failed the
 /// block check.
@@ -121,19 +121,24 @@ fn freeInPage(seg: *Segment, page: *Page, addr: usize) FreeResult {
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
     const block: *Block = @ptrFromInt(start);
-    if (page.free == block) return .invalid; // the block just freed: a double free
-    if (thread.currentAny()) |heap| {
-        if (seg.owner.load(.monotonic) == @as(*anyopaque, heap)) {
-            heap.freeLocalFlagged(page, block);
-            return .ok;
-        }
-    }
-    freeRemote(page, block);
+    if (justFreed(page, block)) return .invalid;
+    const heap = thread.currentAny() orelse return freeHeapless(page, block);
+    if (heap.cache[page.bin].head == block) return .invalid;
+    heap.cacheFree(page.bin, block, seg.owner.load(.monotonic) != @as(*anyopaque, heap));
     return .ok;
 }
 
-noinline fn freeRemote(page: *Page, block: *Block) void {
+/// True when `block` is the head of one of its page's free lists: freed a moment ago,
+/// so this free is a double free (caught where cheap, not everywhere: see check mode).
+fn justFreed(page: *Page, block: *Block) bool {
+    return page.free == block or page.thread_free.load(.monotonic) == block;
+}
+
+/// A thread that never allocated (so has no heap and no cache) frees straight to the page.
+noinline fn freeHeapless(page: *Page, block: *Block) FreeResult {
     const bin = page.bin;
+    // A second push of the list's head would make thread_free a loop.
+    if (page.thread_free.load(.monotonic) == block) return .invalid;
     page.pushRemote(block);
     if (thread.currentAny()) |heap| {
         heap.counters.frees[bin] += 1;
@@ -141,6 +146,7 @@ noinline fn freeRemote(page: *Page, block: *Block) void {
     } else {
         stats.incr(&stats.heapless_frees[bin]);
     }
+    return .ok;
 }
 
 noinline fn freeNotSmall(addr: usize, tag: segment_map.Tag) FreeResult {
@@ -180,7 +186,10 @@ pub fn classify(addr: usize) Kind {
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
-    if (page.free == @as(*Block, @ptrFromInt(start))) return .invalid; // just freed
+    if (justFreed(page, @ptrFromInt(start))) return .invalid;
+    if (thread.currentAny()) |heap| {
+        if (heap.cache[page.bin].head == @as(*Block, @ptrFromInt(start))) return .invalid;
+    }
     return .{ .small = .{ .page = page, .start = start } };
 }
 
@@ -379,17 +388,28 @@ test "many blocks, then everything back" {
 
 test "a direct page that empties when maintenance is due is kept consistent" {
     // Regression: maintenance ran inside pageBecameEmpty before the page was handled,
-    // released the (empty, direct) page, and the caller then released it again.
+    // released the (empty, direct) page, and the caller then released it again. Pages now
+    // empty when a thread-cache overflow returns blocks; maintenance may follow at once.
     const saved_delay = config.purge_delay_ms;
+    const saved_adapt = config.adapt;
     config.purge_delay_ms = 0;
-    defer config.purge_delay_ms = saved_delay;
+    config.adapt = false;
+    defer {
+        config.purge_delay_ms = saved_delay;
+        config.adapt = saved_adapt;
+    }
+    const bin = size_class.tinyBin(48);
     for (0..64) |_| {
         const p = malloc(48) orelse return error.OutOfMemory;
+        const q = malloc(48) orelse return error.OutOfMemory;
         const heap = thread.currentAny().?;
+        heap.flushCache(bin, 0);
+        heap.cache[bin].capacity = 1;
         heap.slow_calls = 31; // the next tick looks at the clock
         heap.maintenance_due_ms = 0;
         try testing.expectEqual(FreeResult.ok, free(p));
+        try testing.expectEqual(FreeResult.ok, free(q)); // overflow: both go back, the page empties
     }
-    const q = malloc(48) orelse return error.OutOfMemory;
-    try testing.expectEqual(FreeResult.ok, free(q));
+    const r = malloc(48) orelse return error.OutOfMemory;
+    try testing.expectEqual(FreeResult.ok, free(r));
 }

@@ -26,6 +26,9 @@ pub var large_cache_max_bytes: usize = 64 << 20;
 /// HAKMEM_STATS=1: print a per-tier summary to stderr at exit.
 pub var print_stats_at_exit: bool = false;
 
+/// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
+pub var adapt: bool = true;
+
 pub const CheckMode = enum(u8) { off = 0, abort = 1, warn = 2 };
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
@@ -54,6 +57,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_LARGE_CACHE_MB", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .apply = applyStats },
     .{ .name = "HAKMEM_CHECK", .apply = applyCheck },
+    .{ .name = "HAKMEM_ADAPT", .apply = applyAdapt },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -142,6 +146,11 @@ fn applyLargeCache(value: []const u8) bool {
     const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
     if (n > 1 << 20) return false;
     large_cache_max_bytes = n << 20;
+    return true;
+}
+
+fn applyAdapt(value: []const u8) bool {
+    if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return false;
     return true;
 }
 

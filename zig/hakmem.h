@@ -63,7 +63,7 @@ int32_t  hak_class_of(size_t size);           /* class of a size, -1 above the m
  * it returns the number of values written. Names: hak_stat_name(i) for i in
  * [0, HAK_STAT_FIELDS + HAK_STAT_GLOBALS). */
 #define HAK_STAT_FIELDS  12
-#define HAK_STAT_GLOBALS 8
+#define HAK_STAT_GLOBALS 12
 /* per-tier fields */
 #define HAK_STAT_ALLOCS          0
 #define HAK_STAT_FREES           1   /* all frees, local and remote                        */
@@ -86,6 +86,10 @@ int32_t  hak_class_of(size_t size);           /* class of a size, -1 above the m
 #define HAK_STAT_OS_MAPPED_BYTES     5  /* everything mapped from the OS right now         */
 #define HAK_STAT_OS_RESIDENT_BYTES   6  /* estimate                                         */
 #define HAK_STAT_LARGE_CACHED_BYTES  7
+#define HAK_STAT_THREAD_CACHE_BYTES  8  /* freed blocks held in thread caches (estimate)   */
+#define HAK_STAT_THREAD_CACHE_GROWS  9  /* thread-cache capacity doublings (adaptation)    */
+#define HAK_STAT_THREAD_CACHE_SHRINKS 10 /* halvings of idle thread caches                 */
+#define HAK_STAT_LARGE_CACHE_LIMIT   11 /* current byte limit of the large-mapping cache  */
 size_t      hak_stats_read(uint64_t *out, size_t n);
 const char *hak_stat_name(uint32_t index);
 void        hak_stats_reset(void);            /* zeroes event counters (not live/mapped)    */

@@ -2,6 +2,7 @@
 //! it now (`direct`), a queue of its other pages that may have free blocks, and a queue
 //! of pages found full; plus the segments the heap owns and its event counters.
 //!
+//!   heap.cache[bin]:   block ─> block ─> null       (freed blocks, thread_cache.zig)
 //!   heap.direct[bin] ──> page ──free──> block ─> block ─> null
 //!   heap.queues[bin]:  page <-> page <-> page        (may have free blocks)
 //!   heap.full[bin]:    page <-> page                 (full when last looked at)
@@ -20,6 +21,7 @@ const arena = @import("arena.zig");
 const large = @import("large.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
+const thread_cache = @import("thread_cache.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -32,6 +34,8 @@ const full_scan_max = 8;
 const adopt_max = 4;
 /// Slow-path events between two looks at the clock for purging.
 const ticks_per_clock_check = 32;
+/// Frees of one bin between two looks at the clock from the free fast path.
+const frees_per_clock_check = 256;
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -53,6 +57,7 @@ pub const PageQueue = struct {
 };
 
 pub const Heap = struct {
+    cache: [bins]thread_cache.Bin,
     direct: [bins]*Page,
     queues: [bins]PageQueue,
     full: [bins]PageQueue,
@@ -62,10 +67,18 @@ pub const Heap = struct {
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
     slow_calls: u32,
+    /// The one empty single-block page kept as its bin's direct page (see retainSingle).
+    retained_single: ?*Page,
     maintenance_due_ms: u64,
+    /// counters.allocs[bin] at the bin's last cache overflow and at the last maintenance.
+    allocs_at_overflow: [bins]u64,
+    allocs_at_maintenance: [bins]u64,
 
     pub fn init(self: *Heap) void {
         self.* = .{
+            .cache = undefined,
+            .allocs_at_overflow = [_]u64{0} ** bins,
+            .allocs_at_maintenance = [_]u64{0} ** bins,
             .direct = [_]*Page{&page_mod.empty_page} ** bins,
             .queues = [_]PageQueue{.{}} ** bins,
             .full = [_]PageQueue{.{}} ** bins,
@@ -74,32 +87,41 @@ pub const Heap = struct {
             .registry_next = null,
             .registry_prev = null,
             .slow_calls = 0,
+            .retained_single = null,
             .maintenance_due_ms = 0,
         };
+        for (&self.cache, 0..) |*c, bin| c.* = .{ .capacity = thread_cache.initialCapacity(bin) };
     }
 
     // ---------------------------------------------------------------- fast paths
 
     pub inline fn allocBin(self: *Heap, bin: usize) ?*anyopaque {
-        const page = self.direct[bin];
-        if (page.pop()) |block| {
+        const cached = &self.cache[bin];
+        if (cached.head) |block| {
+            cached.head = block.next;
+            cached.count -= 1;
+            self.counters.allocs[bin] += 1;
+            return block;
+        }
+        if (self.direct[bin].pop()) |block| {
             self.counters.allocs[bin] += 1;
             return block;
         }
         return self.allocSlow(bin);
     }
 
-    /// The owner frees `block` of `page` (flags already known to be 0).
-    pub inline fn freeLocal(self: *Heap, page: *Page, block: *Block) void {
-        self.counters.frees[page.bin] += 1;
-        if (!page.pushLocal(block)) return;
-        if (self.direct[page.bin] == page) {
-            // The page serving the bin emptied (malloc/free ping-pong): keep it.
-            page.empty_since_ms = 0;
-            self.tick();
-        } else {
-            self.pageBecameEmpty(page);
-        }
+    /// Any thread's block of `bin` goes to this thread's cache. `remote`: another heap owns it.
+    pub inline fn cacheFree(self: *Heap, bin: usize, block: *Block, remote: bool) void {
+        const frees = self.counters.frees[bin] + 1;
+        self.counters.frees[bin] = frees;
+        self.counters.remote_frees[bin] += @intFromBool(remote);
+        const cached = &self.cache[bin];
+        block.next = cached.head;
+        cached.head = block;
+        cached.count += 1;
+        // Every few hundred frees of a bin also look at the clock: a program whose steady
+        // state never leaves the fast path still gets memory freed earlier purged.
+        if (cached.count > cached.capacity or frees % frees_per_clock_check == 0) self.cacheSlow(bin);
     }
 
     // ---------------------------------------------------------------- slow paths
@@ -257,17 +279,77 @@ pub const Heap = struct {
         self.segments.count += 1;
     }
 
-    /// Free path, owner thread, page with nonzero flags (full and/or aligned blocks).
-    pub noinline fn freeLocalFlagged(self: *Heap, page: *Page, block: *Block) void {
-        self.counters.frees[page.bin] += 1;
-        const empty = page.pushLocal(block);
-        if (empty) return self.pageBecameEmpty(page);
-        if (page.flags & page_mod.flag_full != 0) self.moveToQueue(page);
+    noinline fn cacheSlow(self: *Heap, bin: usize) void {
+        if (self.cache[bin].count > self.cache[bin].capacity) return self.cacheOverflow(bin);
+        self.maintain(os.nowMs(), false);
+    }
+
+    fn cacheOverflow(self: *Heap, bin: usize) void {
+        const cached = &self.cache[bin];
+        const allocs = self.counters.allocs[bin];
+        if (config.adapt) {
+            const grown = thread_cache.capacityAfterOverflow(bin, cached.capacity, allocs - self.allocs_at_overflow[bin]);
+            if (grown != cached.capacity) stats.incr(&stats.thread_cache_grows);
+            cached.capacity = grown;
+        }
+        self.allocs_at_overflow[bin] = allocs;
+        if (cached.count > cached.capacity) self.flushCache(bin, cached.capacity / 2);
+        self.tick();
+    }
+
+    /// Returns all but the `keep` most recently freed blocks of a bin's cache to their pages.
+    pub fn flushCache(self: *Heap, bin: usize, keep: u32) void {
+        const cached = &self.cache[bin];
+        if (cached.count <= keep) return;
+        var list: ?*Block = undefined;
+        if (keep == 0) {
+            list = cached.head;
+            cached.head = null;
+        } else {
+            var node = cached.head.?;
+            for (1..keep) |_| node = node.next.?;
+            list = node.next;
+            node.next = null;
+        }
+        cached.count = keep;
+        self.returnBlocks(list);
+    }
+
+    /// Gives blocks back to their pages: this heap's pages directly, other heaps' pages
+    /// through thread_free, one CAS per run of blocks of the same page.
+    fn returnBlocks(self: *Heap, list: ?*Block) void {
+        var it = list;
+        while (it) |first| {
+            const seg = Segment.of(@intFromPtr(first));
+            const page = seg.pageOf(@intFromPtr(first));
+            const page_end = page.start + @as(usize, page.slice_count) * size_class.slice_size;
+            var last = first;
+            var count: u32 = 1;
+            while (last.next) |next| {
+                const addr = @intFromPtr(next);
+                if (addr < page.start or addr >= page_end) break;
+                last = next;
+                count += 1;
+            }
+            it = last.next;
+            if (seg.owner.load(.monotonic) == @as(*anyopaque, self)) {
+                last.next = page.free;
+                page.free = first;
+                page.used -= count;
+                if (page.used == 0) {
+                    self.pageEmptied(page);
+                } else if (page.flags & page_mod.flag_full != 0) {
+                    self.moveToQueue(page);
+                }
+            } else {
+                page.pushRemoteChain(first, last);
+            }
+        }
     }
 
     /// Counts slow-path events; every few, checks the clock and purges what is due.
-    /// Both malloc's refills and free's empty pages tick, so a program whose steady
-    /// state never leaves the fast path still returns memory freed earlier.
+    /// Both malloc's refills and free's overflows and empty pages tick, so a program whose
+    /// steady state never leaves the fast path still returns memory freed earlier.
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
         if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
@@ -278,20 +360,39 @@ pub const Heap = struct {
     }
 
     pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {
+        self.pageEmptied(page);
+        // Last: maintenance may release pages, this one included.
+        self.tick();
+    }
+
+    fn pageEmptied(self: *Heap, page: *Page) void {
         if (self.direct[page.bin] == page) {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
             page.empty_since_ms = 0;
-        } else {
-            if (page.flags & page_mod.flag_full != 0) {
-                self.full[page.bin].remove(page);
-            } else {
-                self.queues[page.bin].remove(page);
-            }
-            self.releasePage(page, os.nowMs());
+            if (page.reserved == 1) self.retainSingle(page);
+            return;
         }
-        // Last: maintenance may release pages, this one included.
-        self.tick();
+        if (page.flags & page_mod.flag_full != 0) {
+            self.full[page.bin].remove(page);
+        } else {
+            self.queues[page.bin].remove(page);
+        }
+        self.releasePage(page, os.nowMs());
+    }
+
+    /// A page of one big block (size_class.single_block_min) that empties while it is its
+    /// bin's direct page is kept, so malloc/free of one size does not take a span each
+    /// time; but only one per heap: the one kept before goes back to its segment if it is
+    /// still empty, where any bin can reuse its (still resident) slices.
+    fn retainSingle(self: *Heap, page: *Page) void {
+        const previous = self.retained_single;
+        self.retained_single = page;
+        const p = previous orelse return;
+        if (p == page or self.direct[p.bin] != p or p.used != 0) return;
+        self.direct[p.bin] = &page_mod.empty_page;
+        self.queues[p.bin].remove(p);
+        self.releasePage(p, os.nowMs());
     }
 
     /// Returns a page (already out of every queue) to its segment, and the segment to
@@ -306,6 +407,7 @@ pub const Heap = struct {
     }
 
     fn releasePageKeepSegment(self: *Heap, page: *Page, now_ms: u64) void {
+        if (self.retained_single == page) self.retained_single = null;
         const seg = Segment.of(page.start);
         const carved = @as(usize, page.capacity) * page.block_size;
         stats.pageReleased(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, carved);
@@ -325,6 +427,19 @@ pub const Heap = struct {
         if (!force and now_ms < self.maintenance_due_ms) return;
         const delay = config.purge_delay_ms;
         self.maintenance_due_ms = now_ms + @max(1, delay / 4);
+        for (0..bins) |bin| {
+            const allocs = self.counters.allocs[bin];
+            const idle = allocs == self.allocs_at_maintenance[bin];
+            self.allocs_at_maintenance[bin] = allocs;
+            const cached = &self.cache[bin];
+            if (cached.count == 0 or !(idle or force)) continue;
+            self.flushCache(bin, 0);
+            if (config.adapt and idle) {
+                const shrunk = thread_cache.capacityWhenIdle(bin, cached.capacity);
+                if (shrunk != cached.capacity) stats.incr(&stats.thread_cache_shrinks);
+                cached.capacity = shrunk;
+            }
+        }
         for (0..bins) |bin| {
             const page = self.direct[bin];
             if (page == &page_mod.empty_page or page.used != 0) continue;
@@ -348,6 +463,7 @@ pub const Heap = struct {
     /// Thread exit: every page without live blocks goes back; segments that still hold
     /// live blocks are abandoned for another thread to adopt.
     pub fn abandonAll(self: *Heap) void {
+        for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
@@ -360,6 +476,7 @@ pub const Heap = struct {
                 }
             }
         }
+        self.retained_single = null;
         while (self.segments.pop()) |seg| {
             if (seg.dirty_slices != 0) purgeSegment(seg);
             arena.abandon(seg);

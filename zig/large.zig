@@ -12,6 +12,7 @@ const config = @import("config.zig");
 const stats = @import("stats.zig");
 const segment_map = @import("segment_map.zig");
 const Lock = @import("lock.zig").Lock;
+const large_cache = @import("large_cache.zig");
 
 const chunk_size = segment_map.chunk_size;
 const header_room: usize = 64;
@@ -33,6 +34,10 @@ const CacheEntry = struct { base: usize = 0, mapped_size: usize = 0, cached_ms: 
 var cache_lock: Lock = .{};
 var cache: [cache_slots]CacheEntry = [_]CacheEntry{.{}} ** cache_slots;
 var cached_bytes: usize = 0;
+// Sizing (large_cache.zig), under cache_lock. limit_bytes == null: not yet set from config.
+var limit_bytes: ?usize = null;
+var window: large_cache.Window = .{};
+var ghosts: large_cache.Ghosts = .{};
 
 fn offsetFor(alignment: usize) usize {
     if (alignment >= chunk_size) return chunk_size;
@@ -42,7 +47,9 @@ fn offsetFor(alignment: usize) usize {
 /// A block of `size` bytes aligned to `alignment`; with `zeroed`, its first `size` bytes are 0.
 pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     const offset = offsetFor(alignment);
-    const total = std.math.add(usize, offset, size) catch return null;
+    // @max: a zero-byte block still needs one byte inside the mapping, or its
+    // address (base + offset) would be the first byte past the end.
+    const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
     if (total > (1 << 46)) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
     const base = (if (alignment < chunk_size) takeCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
@@ -78,21 +85,66 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
 
 /// Best-fitting cached mapping of at least `mapped` bytes and at most 1/4 more.
 fn takeCached(mapped: usize) ?usize {
-    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
+    if (!config.adapt and @atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
+    var evicted: [cache_slots]CacheEntry = undefined;
+    var evicted_count: usize = 0;
     cache_lock.acquire();
-    defer cache_lock.release();
+    const found = findCached(mapped);
+    if (config.adapt) evicted_count = countLookup(mapped, found != null, &evicted);
+    const base = if (found) |i| removeEntry(i) else null;
+    cache_lock.release();
+    for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
+    if (base != null) stats.incr(&stats.large.cache_hits);
+    return base;
+}
+
+fn findCached(mapped: usize) ?usize {
     var best: ?usize = null;
     for (cache, 0..) |entry, i| {
         if (entry.base == 0 or entry.mapped_size < mapped or entry.mapped_size > mapped + mapped / 4) continue;
         if (best == null or entry.mapped_size < cache[best.?].mapped_size) best = i;
     }
-    const i = best orelse return null;
+    return best;
+}
+
+fn removeEntry(i: usize) usize {
     const entry = cache[i];
     cache[i] = .{};
     cached_bytes -= entry.mapped_size;
     stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
-    stats.incr(&stats.large.cache_hits);
     return entry.base;
+}
+
+/// The cache's byte limit now (cache_lock held).
+fn currentLimit() usize {
+    if (!config.adapt) return config.large_cache_max_bytes;
+    return limit_bytes orelse blk: {
+        const initial = large_cache.initialLimit(config.large_cache_max_bytes);
+        limit_bytes = initial;
+        stats.large.cache_limit_bytes.store(initial, .monotonic);
+        break :blk initial;
+    };
+}
+
+/// Counts a lookup in the sizing window; at the window's end moves the limit and, when it
+/// shrank, evicts the oldest mappings above it into `evicted` (returns how many).
+fn countLookup(mapped: usize, hit: bool, evicted: *[cache_slots]CacheEntry) usize {
+    const limit = currentLimit();
+    window.lookups += 1;
+    if (hit) window.hits += 1 else if (ghosts.take(mapped)) window.ghost_hits += 1;
+    if (window.lookups < large_cache.window_lookups) return 0;
+    const next = large_cache.nextLimit(limit, window, config.large_cache_max_bytes);
+    window = .{};
+    limit_bytes = next;
+    stats.large.cache_limit_bytes.store(next, .monotonic);
+    var count: usize = 0;
+    while (cached_bytes > next) {
+        const oldest = oldestEntry() orelse break;
+        evicted[count] = cache[oldest];
+        count += 1;
+        _ = removeEntry(oldest);
+    }
+    return count;
 }
 
 /// Classifies `addr` in a chunk tagged large_head or large_tail.
@@ -111,7 +163,7 @@ pub fn free(header: *LargeHeader, now_ms: u64) void {
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
     header.magic = cached_magic;
     const mapped = header.mapped_size;
-    if (header.block_offset < chunk_size and mapped <= config.large_cache_max_bytes and putCached(base, mapped, now_ms)) return;
+    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return;
     unmapLarge(base, mapped);
 }
 
@@ -119,6 +171,10 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
     var evicted: [cache_slots]CacheEntry = undefined;
     var evicted_count: usize = 0;
     cache_lock.acquire();
+    // Never more cached than live (above the floor): a cache larger than the tier it
+    // serves holds memory for blocks the program no longer has.
+    const live = stats.large.live_bytes.load(.monotonic);
+    const limit = @min(currentLimit(), @max(live, large_cache.limit_min_bytes));
     var slot: ?usize = null;
     for (cache, 0..) |entry, i| {
         if (entry.base == 0) {
@@ -126,20 +182,21 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
             break;
         }
     }
-    while (slot == null or cached_bytes + mapped > config.large_cache_max_bytes) {
+    const fits = mapped <= limit;
+    while (fits and (slot == null or cached_bytes + mapped > limit)) {
         const oldest = oldestEntry() orelse break;
         evicted[evicted_count] = cache[oldest];
         evicted_count += 1;
-        cached_bytes -= cache[oldest].mapped_size;
-        stats.subFrom(&stats.large.cached_bytes, cache[oldest].mapped_size);
-        cache[oldest] = .{};
+        ghosts.remember(cache[oldest].mapped_size);
+        _ = removeEntry(oldest);
         if (slot == null) slot = oldest;
     }
-    const fits = cached_bytes + mapped <= config.large_cache_max_bytes;
     if (fits) {
         cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };
         cached_bytes += mapped;
         stats.addTo(&stats.large.cached_bytes, mapped);
+    } else {
+        ghosts.remember(mapped);
     }
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
@@ -185,7 +242,7 @@ pub fn decay(now_ms: u64, force: bool) void {
 pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const base = @intFromPtr(header);
     const offset = header.block_offset;
-    const total = std.math.add(usize, offset, new_size) catch return null;
+    const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
     if (total > (1 << 46)) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
     const old_mapped = header.mapped_size;

@@ -7,11 +7,13 @@
 //!   check.zig     check mode: canaries, trailers, freed patterns, misuse reports
 //!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
 //!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
+//!   thread_cache.zig  per-thread cache of freed blocks per bin, self-sizing capacity
 //!   page.zig      a page: blocks of one size, local and remote (thread_free) free lists
 //!   segment.zig   4 MiB aligned segment: header + 64 slices of 64 KiB; pages are spans
 //!   segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
 //!   arena.zig     segment cache (empty, decaying) and abandoned segments (adoption)
 //!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
+//!   large_cache.zig  the mapping cache's self-sizing limit (ghost hits, hit rate)
 //!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!   config.zig    thresholds and settings, HAKMEM_* environment
 //!   process.zig   lazy init, thread-exit key, fork handlers, exit summary
@@ -39,5 +41,7 @@ test {
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
     _ = @import("check.zig");
+    _ = @import("thread_cache.zig");
+    _ = @import("large_cache.zig");
     _ = @import("kernels.zig");
 }

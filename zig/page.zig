@@ -12,6 +12,7 @@
 const std = @import("std");
 const size_class = @import("size_class.zig");
 const config = @import("config.zig");
+const os = @import("os.zig");
 
 pub const Block = struct { next: ?*Block };
 
@@ -24,9 +25,9 @@ pub const flag_checked: u8 = 8; // check mode: every free goes through check.zig
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;
 
-pub const Page = struct {
-    // Fast path fields first. Aligned to 128 so a descriptor is 128 bytes and finding a
-    // page by slice index is a shift.
+pub const Page = extern struct {
+    // First cache line: what the owner thread reads and writes on malloc and free.
+    // Aligned to 128 so a descriptor is 128 bytes and finding a page by slice index is a shift.
     free: ?*Block align(128) = null,
     used: u32 = 0,
     flags: u8 = flag_unused,
@@ -38,13 +39,16 @@ pub const Page = struct {
     div_magic: u64 = 0,
     start: usize = 0,
     reserved: u32 = 0,
-    // Milliseconds on the monotonic clock when `used` last dropped to 0.
-    empty_since_ms: u64 = 0,
-    thread_free: std.atomic.Value(?*Block) = .init(null),
     next: ?*Page = null,
     prev: ?*Page = null,
+    // Second cache line: what other threads write (remote frees), kept off the owner's line.
+    thread_free: std.atomic.Value(?*Block) align(64) = .init(null),
+    // Milliseconds on the monotonic clock when `used` last dropped to 0.
+    empty_since_ms: u64 = 0,
+
     comptime {
         std.debug.assert(@sizeOf(Page) == 128);
+        std.debug.assert(@offsetOf(Page, "thread_free") == 64);
     }
 
     pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize) void {
@@ -108,13 +112,27 @@ pub const Page = struct {
         }
     }
 
+    /// Any-thread free of a linked run of blocks of this page: one CAS for the run.
+    pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) void {
+        var head = self.thread_free.load(.monotonic);
+        while (true) {
+            last.next = head;
+            head = self.thread_free.cmpxchgWeak(head, first, .release, .monotonic) orelse return;
+        }
+    }
+
     /// Owner: moves every remotely freed block to `free`. Returns how many.
     pub fn collect(self: *Page) u32 {
         if (self.thread_free.load(.monotonic) == null) return 0;
         const list = self.thread_free.swap(null, .acquire) orelse return 0;
         var count: u32 = 1;
         var tail = list;
-        while (tail.next) |n| : (tail = n) count += 1;
+        while (tail.next) |n| : (tail = n) {
+            count += 1;
+            // More blocks than the page has in use: a block was freed twice and the list
+            // loops. Stop with a message rather than spin forever.
+            if (count > self.used) corrupted("a block was freed twice (remote free list of a page loops)");
+        }
         tail.next = self.free;
         self.free = list;
         self.used -= count;
@@ -148,6 +166,14 @@ pub const Page = struct {
         return self.free != null or self.capacity < self.reserved;
     }
 };
+
+/// Heap corruption the allocator cannot recover from: say so and abort.
+noinline fn corrupted(what: []const u8) noreturn {
+    os.writeStderr("hakmem: heap corruption: ");
+    os.writeStderr(what);
+    os.writeStderr("; run with HAKMEM_CHECK=1 to find the culprit\n");
+    std.c.abort();
+}
 
 /// The page every bin points at before it has one: no free blocks, so the fast path
 /// falls through to the slow path without a null check.

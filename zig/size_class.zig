@@ -72,8 +72,13 @@ pub fn binBlockSize(bin: usize) usize {
     return classSize(binClass(bin));
 }
 
-/// Slices of a page for a bin: 1 for tiny; for mid enough for about 8 blocks, at least
-/// 2 and at most 16, choosing the count that leaves the smallest unused tail.
+/// Mid blocks larger than this get a page of their own (as mimalloc's large pages): a
+/// page of 8 such blocks would stay resident, whole, while any one of them lives.
+pub const single_block_min: usize = 128 * 1024;
+
+/// Slices of a page for a bin: 1 for tiny; for mid up to single_block_min enough for about
+/// 8 blocks, at least 2 and at most 16, choosing the count that leaves the smallest unused
+/// tail; above it, one block's worth.
 pub fn binPageSlices(bin: usize) usize {
     return page_slices_table[bin];
 }
@@ -87,6 +92,12 @@ const page_slices_table: [bin_count]u8 = blk: {
             continue;
         }
         const bs = classSize(bin - tiny_classes);
+        if (bs > single_block_min) {
+            // One block per page, in as few slices as hold it: freeing the block frees its
+            // span at once, for any bin to reuse (the untouched tail costs no RSS).
+            e.* = (bs + slice_size - 1) / slice_size;
+            continue;
+        }
         const want: usize = @min(max_page_slices, @max(2, (8 * bs + slice_size - 1) / slice_size));
         var best: usize = want;
         var best_waste: usize = (want * slice_size) % bs;

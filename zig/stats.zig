@@ -58,6 +58,7 @@ pub const large = struct {
     pub var cache_hits: Counter = .init(0);
     pub var cache_misses: Counter = .init(0);
     pub var cached_bytes: Counter = .init(0);
+    pub var cache_limit_bytes: Counter = .init(0);
 };
 
 pub var segments_mapped: Counter = .init(0);
@@ -66,6 +67,10 @@ pub var segments_adopted: Counter = .init(0);
 pub var threads_live: Counter = .init(0);
 pub var threads_total: Counter = .init(0);
 pub var os_mapped_bytes: Counter = .init(0);
+pub var thread_cache_grows: Counter = .init(0);
+pub var thread_cache_shrinks: Counter = .init(0);
+/// Filled in by the reader (thread.zig walks the heaps).
+pub var thread_cache_bytes_snapshot: u64 = 0;
 
 /// Free slices whose memory may still be resident (all segments and the segment cache).
 pub var dirty_bytes: Counter = .init(0);
@@ -145,7 +150,8 @@ pub const field_names = [_][]const u8{
 };
 pub const global_names = [_][]const u8{
     "segments_mapped", "segments_abandoned", "segments_adopted", "threads_live", "threads_total",
-    "os_mapped_bytes", "os_resident_bytes", "large_cached_bytes",
+    "os_mapped_bytes", "os_resident_bytes", "large_cached_bytes", "thread_cache_bytes",
+    "thread_cache_grows", "thread_cache_shrinks", "large_cache_limit_bytes",
 };
 pub const field_count = field_names.len;
 pub const global_count = global_names.len;
@@ -193,6 +199,10 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
     out[g + 5] = os_mapped_bytes.load(.monotonic);
     out[g + 6] = resident_total + dirty_bytes.load(.monotonic) + segments_mapped.load(.monotonic) * os.page_size * 2;
     out[g + 7] = large.cached_bytes.load(.monotonic);
+    out[g + 8] = thread_cache_bytes_snapshot;
+    out[g + 9] = thread_cache_grows.load(.monotonic);
+    out[g + 10] = thread_cache_shrinks.load(.monotonic);
+    out[g + 11] = large.cache_limit_bytes.load(.monotonic);
 }
 
 /// Makes the event counters read zero from now on (live and mapped figures are kept).

@@ -9,6 +9,7 @@ const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
 const config = @import("config.zig");
+const size_class = @import("size_class.zig");
 const process = @import("process.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
@@ -104,8 +105,13 @@ pub fn sumCounters(total: *stats.BinCounters) void {
     registry_lock.acquire();
     defer registry_lock.release();
     stats.retired.addInto(total);
+    var cached: u64 = 0;
     var it = registry_first;
-    while (it) |heap| : (it = heap.registry_next) heap.counters.addInto(total);
+    while (it) |heap| : (it = heap.registry_next) {
+        heap.counters.addInto(total);
+        for (&heap.cache, 0..) |*c, bin| cached += @as(u64, @atomicLoad(u32, &c.count, .monotonic)) * size_class.binBlockSize(bin);
+    }
+    stats.thread_cache_bytes_snapshot = cached;
 }
 
 /// In a forked child only the forking thread exists: the other heaps stay registered

@@ -79,23 +79,49 @@ describe("fuzzer findings", () => {
   // A thread that frees a block it does not own pushes it on the page's thread_free list;
   // a second free right after is accepted (only page.free is checked), the list loops on
   // itself, and the owner hangs in Page.collect (thread exit or refill)
-  // (found by: bun src/fuzz-cli.ts --seed 7 --ops 20000 --threads 2). Child process: the
-  // corrupted heap can hang.
-  test("a block freed twice by a thread that does not own it: the second free throws", async () => {
+  // (found by: bun src/fuzz-cli.ts --seed 7 --ops 20000 --threads 2). 600 KB: a bin without
+  // a thread cache, so the block goes straight to thread_free (found by: bun
+  // src/fuzz-cli.ts --seed 3 --ops 6000 --threads 3). Child process: the corrupted heap can hang.
+  for (const size of [64, 600_000]) {
+    test(`a ${size}-byte block freed twice by a thread that does not own it: the second free throws`, async () => {
+      const script = `
+        import { ThreadPool } from "${REPO}/src/threads.ts";
+        import { dlopen } from "bun:ffi";
+        const handoff = "${REPO}/src/examples/handoff.ts";
+        const pool = await ThreadPool.start(2);
+        await pool.run(1, { kind: "module", path: handoff, exportName: "allocate", args: { count: 1, sizes: [16] } });
+        const [made] = await pool.runAll([{ kind: "module", path: handoff, exportName: "allocate", args: { count: 1, sizes: [${size}] } }]);
+        await pool.run(1, { kind: "module", path: handoff, exportName: "release", args: { pointers: made.value } });
+        let second = "accepted";
+        try { await pool.run(1, { kind: "module", path: handoff, exportName: "release", args: { pointers: made.value } }); }
+        catch (e) { second = String(e).includes("not a live block") ? "rejected" : String(e); }
+        console.log("second free: " + second);
+        dlopen("libc.so.6", { _exit: { args: ["i32"], returns: "void" } }).symbols._exit(0);
+      `;
+      const r = await runChild(["-e", script], 30_000);
+      expect(r.output).toContain("second free: rejected");
+    }, TIMEOUT_MS);
+  }
+
+  // The large cache resizes itself every 32 large allocations. When a window ended on a
+  // cache hit with a shrinking limit, the eviction could pick the very mapping being
+  // handed out: the caller got unmapped memory (found by: bun src/fuzz-cli.ts --seed 7
+  // --ops 16000 --threads 4 --phases 8). A fresh process, so the 32nd lookup is the hit.
+  test("a large cache hit that ends a sizing window is handed out live", async () => {
     const script = `
-      import { ThreadPool } from "${REPO}/src/threads.ts";
-      import { dlopen } from "bun:ffi";
-      const handoff = "${REPO}/src/examples/handoff.ts";
-      const pool = await ThreadPool.start(2);
-      const [made] = await pool.runAll([{ kind: "module", path: handoff, exportName: "allocate", args: { count: 1, sizes: [64] } }]);
-      await pool.run(1, { kind: "module", path: handoff, exportName: "release", args: { pointers: made.value } });
-      let second = "accepted";
-      try { await pool.run(1, { kind: "module", path: handoff, exportName: "release", args: { pointers: made.value } }); }
-      catch (e) { second = String(e).includes("not a live block") ? "rejected" : String(e); }
-      console.log("second free: " + second);
-      dlopen("libc.so.6", { _exit: { args: ["i32"], returns: "void" } }).symbols._exit(0);
+      import * as hak from "${REPO}/src/index.ts";
+      const MiB = 1024 * 1024;
+      const held = [];
+      for (let i = 0; i < 30; i++) held.push(hak.alloc(1.5 * MiB));   // lookups 1..30: misses
+      const big = hak.alloc(12 * MiB);                                   // 31: miss
+      hak.free(big);                                                     // cached (16 MiB limit)
+      const again = hak.alloc(12 * MiB);                                 // 32: hit, window ends
+      const ok = hak.owns(again) && hak.usableSize(again) >= 12 * MiB;
+      if (ok) { hak.view(again, 12 * MiB).fill(7); hak.free(again); }
+      for (const p of held) hak.free(p);
+      console.log("hit block: " + (ok ? "live" : "not live"));
     `;
     const r = await runChild(["-e", script], 30_000);
-    expect(r.output).toContain("second free: rejected");
+    expect(r.output).toContain("hit block: live");
   }, TIMEOUT_MS);
 });

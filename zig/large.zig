@@ -89,9 +89,10 @@ fn takeCached(mapped: usize) ?usize {
     var evicted: [cache_slots]CacheEntry = undefined;
     var evicted_count: usize = 0;
     cache_lock.acquire();
+    // Take the hit first: a window that ends here may evict mappings.
     const found = findCached(mapped);
-    if (config.adapt) evicted_count = countLookup(mapped, found != null, &evicted);
     const base = if (found) |i| removeEntry(i) else null;
+    if (config.adapt) evicted_count = countLookup(mapped, found != null, &evicted);
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
     if (base != null) stats.incr(&stats.large.cache_hits);

@@ -30,6 +30,10 @@ const SegmentList = segment_mod.SegmentList;
 const bins = size_class.bin_count;
 /// Full pages re-examined per slow path before a new page is taken (bounded work).
 const full_scan_max = 8;
+/// Empty mid pages kept as direct pages at most (retainEmpty).
+const retained_max = 4;
+/// Segments looked at for a span with resident memory before a new page is placed.
+const segments_scanned_max = 16;
 /// Abandoned segments adopted per slow path at most.
 const adopt_max = 4;
 /// Slow-path events between two looks at the clock for purging.
@@ -56,6 +60,31 @@ pub const PageQueue = struct {
     }
 };
 
+/// The last few blocks realloc grew, so that a block grown again is recognised: a buffer
+/// that keeps growing by small steps then gets room to spare (alloc.realloc), instead of
+/// a copy at every size class it crosses.
+pub const GrowthLog = struct {
+    const slots = 32;
+    blocks: [slots]usize = [_]usize{0} ** slots,
+    next: u8 = 0,
+
+    /// True when `addr` came from a growing realloc lately; forgets it.
+    pub fn take(self: *GrowthLog, addr: usize) bool {
+        for (&self.blocks) |*b| {
+            if (b.* == addr) {
+                b.* = 0;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    pub fn remember(self: *GrowthLog, addr: usize) void {
+        self.blocks[self.next] = addr;
+        self.next = (self.next + 1) % slots;
+    }
+};
+
 pub const Heap = struct {
     cache: [bins]thread_cache.Bin,
     direct: [bins]*Page,
@@ -67,18 +96,22 @@ pub const Heap = struct {
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
     slow_calls: u32,
-    /// The one empty single-block page kept as its bin's direct page (see retainSingle).
-    retained_single: ?*Page,
+    /// The empty mid pages kept as their bins' direct pages, a ring (see retainEmpty).
+    retained: [retained_max]?*Page,
+    retained_next: u8,
     maintenance_due_ms: u64,
     /// counters.allocs[bin] at the bin's last cache overflow and at the last maintenance.
     allocs_at_overflow: [bins]u64,
     allocs_at_maintenance: [bins]u64,
+    /// Blocks this thread's realloc grew lately (see alloc.realloc).
+    grown: GrowthLog,
 
     pub fn init(self: *Heap) void {
         self.* = .{
             .cache = undefined,
             .allocs_at_overflow = [_]u64{0} ** bins,
             .allocs_at_maintenance = [_]u64{0} ** bins,
+            .grown = .{},
             .direct = [_]*Page{&page_mod.empty_page} ** bins,
             .queues = [_]PageQueue{.{}} ** bins,
             .full = [_]PageQueue{.{}} ** bins,
@@ -87,7 +120,8 @@ pub const Heap = struct {
             .registry_next = null,
             .registry_prev = null,
             .slow_calls = 0,
-            .retained_single = null,
+            .retained = [_]?*Page{null} ** retained_max,
+            .retained_next = 0,
             .maintenance_due_ms = 0,
         };
         for (&self.cache, 0..) |*c, bin| c.* = .{ .capacity = thread_cache.initialCapacity(bin) };
@@ -244,16 +278,36 @@ pub const Heap = struct {
     fn newPage(self: *Heap, bin: usize) ?*Page {
         const slices = size_class.binPageSlices(bin);
         var reused: usize = 0;
-        var seg_it = self.segments.first;
-        while (seg_it) |seg| : (seg_it = seg.next) {
-            if (seg.free_slices == 0) break; // segments with free slices come first
-            if (seg.allocPage(bin, slices, &reused)) |page| return self.pageTaken(page, reused);
+        if (self.bestRun(slices)) |best| {
+            const page = best.segment.allocPageAt(bin, slices, best.run.slice, &reused);
+            return self.pageTaken(page, reused);
         }
         const seg = arena.acquire(self) orelse return null;
         if (seg.dirty_slices != 0) seg.dirty_since_ms = os.nowMs();
         self.segments.push(seg);
         const page = seg.allocPage(bin, slices, &reused) orelse unreachable;
         return self.pageTaken(page, reused);
+    }
+
+    /// Among the first segments with free slices (at most segments_scanned_max), the run
+    /// of `slices` free slices with the most resident (dirty) slices; the first fit if none.
+    fn bestRun(self: *Heap, slices: usize) ?struct { segment: *Segment, run: Segment.Run } {
+        var best_segment: ?*Segment = null;
+        var best_run: Segment.Run = undefined;
+        var scanned: usize = 0;
+        var seg_it = self.segments.first;
+        while (seg_it) |seg| : (seg_it = seg.next) {
+            if (seg.free_slices == 0) break; // segments with free slices come first
+            if (scanned == segments_scanned_max) break;
+            scanned += 1;
+            const run = seg.findRun(slices) orelse continue;
+            if (best_segment == null or run.dirty_slices > best_run.dirty_slices) {
+                best_segment = seg;
+                best_run = run;
+            }
+            if (run.dirty_slices == slices) break;
+        }
+        return .{ .segment = best_segment orelse return null, .run = best_run };
     }
 
     fn pageTaken(self: *Heap, page: *Page, reused_dirty_bytes: usize) *Page {
@@ -370,7 +424,7 @@ pub const Heap = struct {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
             page.empty_since_ms = 0;
-            if (page.reserved == 1) self.retainSingle(page);
+            if (!page.isTiny()) self.retainEmpty(page);
             return;
         }
         if (page.flags & page_mod.flag_full != 0) {
@@ -381,15 +435,19 @@ pub const Heap = struct {
         self.releasePage(page, os.nowMs());
     }
 
-    /// A page of one big block (size_class.single_block_min) that empties while it is its
-    /// bin's direct page is kept, so malloc/free of one size does not take a span each
-    /// time; but only one per heap: the one kept before goes back to its segment if it is
-    /// still empty, where any bin can reuse its (still resident) slices.
-    fn retainSingle(self: *Heap, page: *Page) void {
-        const previous = self.retained_single;
-        self.retained_single = page;
+    /// A mid page that empties while it is its bin's direct page is kept, so malloc/free
+    /// of one size does not take a span each time; but only the last retained_max of them:
+    /// the one kept before those goes back to its segment if it is still empty, where any
+    /// bin can reuse its (still resident) slices. (Tiny pages are one slice each: they
+    /// wait for the purge delay.)
+    fn retainEmpty(self: *Heap, page: *Page) void {
+        for (self.retained) |r| if (r == page) return;
+        const slot = &self.retained[self.retained_next];
+        self.retained_next = (self.retained_next + 1) % retained_max;
+        const previous = slot.*;
+        slot.* = page;
         const p = previous orelse return;
-        if (p == page or self.direct[p.bin] != p or p.used != 0) return;
+        if (self.direct[p.bin] != p or p.used != 0) return;
         self.direct[p.bin] = &page_mod.empty_page;
         self.queues[p.bin].remove(p);
         self.releasePage(p, os.nowMs());
@@ -407,7 +465,9 @@ pub const Heap = struct {
     }
 
     fn releasePageKeepSegment(self: *Heap, page: *Page, now_ms: u64) void {
-        if (self.retained_single == page) self.retained_single = null;
+        for (&self.retained) |*r| if (r.* == page) {
+            r.* = null;
+        };
         const seg = Segment.of(page.start);
         const carved = @as(usize, page.capacity) * page.block_size;
         stats.pageReleased(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, carved);
@@ -476,7 +536,7 @@ pub const Heap = struct {
                 }
             }
         }
-        self.retained_single = null;
+        self.retained = [_]?*Page{null} ** retained_max;
         while (self.segments.pop()) |seg| {
             if (seg.dirty_slices != 0) purgeSegment(seg);
             arena.abandon(seg);

@@ -74,24 +74,34 @@ pub const Segment = struct {
         return @popCount(self.free_slices) >= count and self.findRun(count) != null;
     }
 
-    /// First run of `count` free slices; prefers dirty (already resident) ones first.
-    fn findRun(self: *const Segment, count: usize) ?usize {
+    pub const Run = struct { slice: usize, dirty_slices: usize };
+
+    /// The run of `count` free slices that overlaps the most dirty (still resident) slices,
+    /// first one on ties: reusing resident memory keeps RSS down and saves page faults.
+    pub fn findRun(self: *const Segment, count: usize) ?Run {
         const mask = runMask(count);
-        var first: ?usize = null;
+        var best: ?Run = null;
         var slice: usize = 1;
         while (slice + count <= slice_count) : (slice += 1) {
             const run = mask << @intCast(slice);
             if (self.free_slices & run != run) continue;
-            if (self.dirty_slices & run == run) return slice;
-            if (first == null) first = slice;
+            const dirty: usize = @popCount(self.dirty_slices & run);
+            if (best == null or dirty > best.?.dirty_slices) best = .{ .slice = slice, .dirty_slices = dirty };
+            if (dirty == count) break;
         }
-        return first;
+        return best;
     }
 
-    /// Takes a span of `count` slices for a page of `bin`. Returns the page.
+    /// Takes a span of `count` slices for a page of `bin` (the best run). Returns the page.
     pub fn allocPage(self: *Segment, bin: usize, count: usize, reused_dirty_bytes: *usize) ?*Page {
-        const slice = self.findRun(count) orelse return null;
+        const run = self.findRun(count) orelse return null;
+        return self.allocPageAt(bin, count, run.slice, reused_dirty_bytes);
+    }
+
+    /// Takes the span of `count` free slices at `slice` for a page of `bin`.
+    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, reused_dirty_bytes: *usize) *Page {
         const run = runMask(count) << @intCast(slice);
+        std.debug.assert(self.free_slices & run == run);
         reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
         self.free_slices &= ~run;
         self.dirty_slices &= ~run;

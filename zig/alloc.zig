@@ -34,6 +34,7 @@ pub fn malloc(size: usize) ?*anyopaque {
     if (thread.current()) |heap| {
         if (size <= config.tiny_max) return heap.allocBin(size_class.tinyBin(size));
         if (size <= config.mid_max) return heap.allocBin(size_class.midBin(size));
+        return allocLarge(heap, size, 16) orelse outOfMemory();
     }
     return mallocSlow(size);
 }
@@ -59,7 +60,7 @@ fn mallocWith(heap: *Heap, size: usize) ?*anyopaque {
     return block orelse outOfMemory();
 }
 
-fn allocLarge(heap: *Heap, size: usize, alignment: usize) ?*anyopaque {
+noinline fn allocLarge(heap: *Heap, size: usize, alignment: usize) ?*anyopaque {
     if (size > size_max) return null;
     heap.maintain(os.nowMs(), false);
     return large.alloc(size, alignment, false);

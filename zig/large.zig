@@ -101,7 +101,7 @@ fn takeCached(mapped: usize) ?usize {
 
 fn findCached(mapped: usize) ?usize {
     var best: ?usize = null;
-    for (cache, 0..) |entry, i| {
+    for (&cache, 0..) |*entry, i| {
         if (entry.base == 0 or entry.mapped_size < mapped or entry.mapped_size > mapped + mapped / 4) continue;
         if (best == null or entry.mapped_size < cache[best.?].mapped_size) best = i;
     }
@@ -177,7 +177,7 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
     const live = stats.large.live_bytes.load(.monotonic);
     const limit = @min(currentLimit(), @max(live, large_cache.limit_min_bytes));
     var slot: ?usize = null;
-    for (cache, 0..) |entry, i| {
+    for (&cache, 0..) |*entry, i| {
         if (entry.base == 0) {
             slot = i;
             break;
@@ -206,7 +206,7 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
 
 fn oldestEntry() ?usize {
     var oldest: ?usize = null;
-    for (cache, 0..) |entry, i| {
+    for (&cache, 0..) |*entry, i| {
         if (entry.base == 0) continue;
         if (oldest == null or entry.cached_ms < cache[oldest.?].cached_ms) oldest = i;
     }

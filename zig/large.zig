@@ -52,7 +52,7 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
     if (total > (1 << 46)) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
-    const base = (if (alignment < chunk_size) takeCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
+    const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
     const reused = header.magic == cached_magic;
     const mapped_size = if (reused) header.mapped_size else mapped;
@@ -83,37 +83,86 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
     return base;
 }
 
-/// Best-fitting cached mapping of at least `mapped` bytes and at most 1/4 more.
-fn takeCached(mapped: usize) ?usize {
+/// A cached mapping made `mapped` bytes long (mapped_size in its header), or null. A
+/// mapping that fits (at least `mapped` bytes, at most 1/4 more) is taken as it is; else the
+/// closest one is trimmed or grown (refit): its resident pages still save their faults.
+fn reuseCached(mapped: usize) ?usize {
+    const taken = takeCached(mapped) orelse return null;
+    const header: *LargeHeader = @ptrFromInt(taken.base);
+    if (taken.mapped_size >= mapped and taken.mapped_size <= mapped + mapped / 4) return taken.base;
+    if (taken.mapped_size > mapped) {
+        if (splitTail(taken.base, taken.mapped_size, mapped)) return taken.base;
+    }
+    const base = refit(taken.base, taken.mapped_size, mapped) orelse {
+        unmapLarge(taken.base, taken.mapped_size);
+        return null;
+    };
+    const moved: *LargeHeader = if (base == taken.base) header else @ptrFromInt(base);
+    moved.mapped_size = mapped;
+    return base;
+}
+
+/// Cuts a cached mapping down to `mapped` bytes and keeps its whole 4 MiB chunks beyond
+/// that as a cached mapping of their own (their pages stay resident for the next large
+/// block); the partial chunk between goes back to the OS. False when no whole chunk is left.
+fn splitTail(base: usize, old_mapped: usize, mapped: usize) bool {
+    const tail_base = std.mem.alignForward(usize, base + mapped, chunk_size);
+    const end = base + old_mapped;
+    if (tail_base >= end) return false;
+    const tail_size = end - tail_base;
+    if (tail_base > base + mapped) os.unmap(@ptrFromInt(base + mapped), tail_base - (base + mapped));
+    const header: *LargeHeader = @ptrFromInt(base);
+    header.mapped_size = mapped;
+    stats.largeResized(old_mapped, mapped);
+    segment_map.mark(tail_base, tail_size, .large_head, .large_tail);
+    const tail: *LargeHeader = @ptrFromInt(tail_base);
+    tail.* = .{ .magic = cached_magic, .mapped_size = tail_size, .block_offset = header_room, .usable_size = tail_size - header_room };
+    stats.largeMapped(tail_size);
+    if (!putCached(tail_base, tail_size, os.nowMs())) unmapLarge(tail_base, tail_size);
+    return true;
+}
+
+/// The cached mapping that best serves `mapped` bytes: the smallest one that fits, else the
+/// largest one. Removed from the cache.
+fn takeCached(mapped: usize) ?CacheEntry {
     if (!config.adapt and @atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
     var evicted: [cache_slots]CacheEntry = undefined;
     var evicted_count: usize = 0;
     cache_lock.acquire();
     // Take the hit first: a window that ends here may evict mappings.
     const found = findCached(mapped);
-    const base = if (found) |i| removeEntry(i) else null;
+    const taken = if (found) |i| removeEntry(i) else null;
     if (config.adapt) evicted_count = countLookup(mapped, found != null, &evicted);
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
-    if (base != null) stats.incr(&stats.large.cache_hits);
-    return base;
+    if (taken != null) stats.incr(&stats.large.cache_hits);
+    return taken;
 }
 
 fn findCached(mapped: usize) ?usize {
     var best: ?usize = null;
     for (&cache, 0..) |*entry, i| {
-        if (entry.base == 0 or entry.mapped_size < mapped or entry.mapped_size > mapped + mapped / 4) continue;
-        if (best == null or entry.mapped_size < cache[best.?].mapped_size) best = i;
+        if (entry.base == 0) continue;
+        const b = best orelse {
+            best = i;
+            continue;
+        };
+        const best_size = cache[b].mapped_size;
+        const better = if (best_size >= mapped)
+            entry.mapped_size >= mapped and entry.mapped_size < best_size
+        else
+            entry.mapped_size > best_size;
+        if (better) best = i;
     }
     return best;
 }
 
-fn removeEntry(i: usize) usize {
+fn removeEntry(i: usize) CacheEntry {
     const entry = cache[i];
     cache[i] = .{};
     cached_bytes -= entry.mapped_size;
     stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
-    return entry.base;
+    return entry;
 }
 
 /// The cache's byte limit now (cache_lock held).
@@ -241,16 +290,28 @@ pub fn decay(now_ms: u64, force: bool) void {
 /// Resizes a large block in place or by moving its pages (no copy). Null when the
 /// kernel cannot; the block is then unchanged.
 pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
-    const base = @intFromPtr(header);
     const offset = header.block_offset;
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
     if (total > (1 << 46)) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
-    const old_mapped = header.mapped_size;
     const old_usable = header.usable_size;
+    const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;
+    const moved: *LargeHeader = @ptrFromInt(new_base);
+    moved.mapped_size = new_mapped;
+    moved.usable_size = new_mapped - offset;
+    stats.subFrom(&stats.large.live_bytes, old_usable);
+    stats.addTo(&stats.large.live_bytes, moved.usable_size);
+    return @ptrFromInt(new_base + offset);
+}
+
+/// Makes the mapping at `base` `new_mapped` bytes long: unmaps its tail, or grows it in
+/// place or by moving its pages to a new 4 MiB-aligned place (no copy, no new faults for
+/// the pages it had). Returns its base, or null (the mapping unchanged) when the kernel cannot.
+fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
     var new_base = base;
     if (new_mapped < old_mapped) {
-        segment_map.clear(std.mem.alignForward(usize, base + new_mapped, chunk_size), (base + old_mapped) -| std.mem.alignForward(usize, base + new_mapped, chunk_size));
+        const tail_chunks = std.mem.alignForward(usize, base + new_mapped, chunk_size);
+        segment_map.clear(tail_chunks, (base + old_mapped) -| tail_chunks);
         os.unmap(@ptrFromInt(base + new_mapped), old_mapped - new_mapped);
     } else if (new_mapped > old_mapped) {
         if (!os.remapInPlace(@ptrFromInt(base), old_mapped, new_mapped)) {
@@ -264,13 +325,8 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
         }
         segment_map.mark(new_base, new_mapped, .large_head, .large_tail);
     }
-    const moved: *LargeHeader = @ptrFromInt(new_base);
-    moved.mapped_size = new_mapped;
-    moved.usable_size = new_mapped - offset;
     stats.largeResized(old_mapped, new_mapped);
-    stats.subFrom(&stats.large.live_bytes, old_usable);
-    stats.addTo(&stats.large.live_bytes, moved.usable_size);
-    return @ptrFromInt(new_base + offset);
+    return new_base;
 }
 
 pub fn resetLockInChild() void {

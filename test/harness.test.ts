@@ -85,6 +85,32 @@ describe("allocation", () => {
     h.free(p);
   });
 
+  // A buffer that keeps growing gets room to spare (fewer copies), but never beyond the
+  // tier its size routes to: a 700 -> 1010 B growth once landed a tiny-sized block in the
+  // mid tier (stats and route() disagreed; found by bun src/fuzz-cli.ts --seed 3 --ops 20000).
+  test("realloc growth: room to spare for a growing buffer, within the tier route(size) names", () => {
+    let p = h.alloc(600);
+    for (const size of [700, 760, 830, 900, 1010]) {
+      const before = h.stats();
+      p = h.realloc(p, size);
+      const after = h.stats();
+      const tier = h.route(size);
+      expect(after[tier].liveBytes - before[tier].liveBytes).toBeGreaterThanOrEqual(0);
+      expect(after[tier].liveBlocks).toBe(before[tier].liveBlocks);
+      expect(h.usableSize(p)).toBeLessThanOrEqual(h.routing().tinyMax);
+    }
+    let grownAt = 0;
+    for (let size = 2000; size <= 64_000; size += 100) {
+      const old = p;
+      const oldUsable = h.usableSize(p);
+      p = h.realloc(p, size);
+      if (p !== old && size > 2100) expect(h.usableSize(p)).toBeGreaterThanOrEqual(Math.min(oldUsable * 1.5, h.routing().midMax));
+      if (p !== old) grownAt++;
+    }
+    expect(grownAt).toBeLessThan(20); // 2 KB -> 64 KB: about 9 moves at 1.5x, not one per size class (~40)
+    h.free(p);
+  });
+
   test("alignedAlloc honours power-of-two alignments", () => {
     for (const alignment of [1, 8, 16, 64, 256, 4096, 65536]) {
       for (const size of [1, 100, 5000, 200_000]) {

@@ -260,16 +260,17 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
 }
 
 /// The size to allocate when realloc moves a block: `size`, or, for a tiny/mid block
-/// that an earlier realloc already grew, half as much again as it had (within mid_max),
+/// that an earlier realloc already grew, half as much again as it had (within its tier),
 /// so a buffer growing by small steps is copied about 10 times on its way from 1 KiB to
 /// 64 KiB rather than at each of the ~48 size classes it crosses.
 fn grownSize(kind: Kind, addr: usize, size: usize, old_usable: usize) usize {
     if (kind != .small or size <= old_usable) return size;
     const heap = thread.current() orelse return size;
     if (!heap.grown.take(addr)) return size;
-    const roomy = old_usable + old_usable / 2;
-    if (size >= roomy or roomy > config.mid_max) return size;
-    return roomy;
+    // Room within the tier `size` routes to: the block stays where route(size) says.
+    const tier_max = if (size <= config.tiny_max) config.tiny_max else config.mid_max;
+    const roomy = @min(old_usable + old_usable / 2, tier_max);
+    return @max(size, roomy);
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.

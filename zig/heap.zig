@@ -30,6 +30,7 @@ const SegmentList = segment_mod.SegmentList;
 const bins = size_class.bin_count;
 /// Full pages re-examined per slow path before a new page is taken (bounded work).
 const full_scan_max = 8;
+const no_bin: usize = bins;
 /// Empty mid pages kept as direct pages at most (retainEmpty).
 const retained_max = 4;
 /// Segments looked at for a span with resident memory before a new page is placed.
@@ -96,6 +97,8 @@ pub const Heap = struct {
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
     slow_calls: u32,
+    /// The bin whose free is running the slow path (cacheSlow), else no_bin.
+    freeing_bin: usize,
     /// The empty mid pages kept as their bins' direct pages, a ring (see retainEmpty).
     retained: [retained_max]?*Page,
     retained_next: u8,
@@ -122,6 +125,7 @@ pub const Heap = struct {
             .slow_calls = 0,
             .retained = [_]?*Page{null} ** retained_max,
             .retained_next = 0,
+            .freeing_bin = no_bin,
             .maintenance_due_ms = 0,
         };
         for (&self.cache, 0..) |*c, bin| c.* = .{ .capacity = thread_cache.initialCapacity(bin) };
@@ -333,7 +337,11 @@ pub const Heap = struct {
         self.segments.count += 1;
     }
 
+    /// From free: the bin's newest block is the one just freed; it stays in the cache
+    /// (where a second free of it is seen) through whatever this flushes.
     noinline fn cacheSlow(self: *Heap, bin: usize) void {
+        self.freeing_bin = bin;
+        defer self.freeing_bin = no_bin;
         if (self.cache[bin].count > self.cache[bin].capacity) return self.cacheOverflow(bin);
         self.maintain(os.nowMs(), false);
     }
@@ -347,7 +355,7 @@ pub const Heap = struct {
             cached.capacity = grown;
         }
         self.allocs_at_overflow[bin] = allocs;
-        if (cached.count > cached.capacity) self.flushCache(bin, cached.capacity / 2);
+        if (cached.count > cached.capacity) self.flushCache(bin, if (cached.capacity == 0) 0 else @max(1, cached.capacity / 2));
         self.tick();
     }
 
@@ -370,34 +378,56 @@ pub const Heap = struct {
     }
 
     /// Gives blocks back to their pages: this heap's pages directly, other heaps' pages
-    /// through thread_free, one CAS per run of blocks of the same page.
+    /// through thread_free, one CAS per run of blocks of the same page. The run of the
+    /// newest block goes last, so that block tops its page's list and a second free of it
+    /// is still seen (alloc.justFreed).
     fn returnBlocks(self: *Heap, list: ?*Block) void {
-        var it = list;
+        const newest = list orelse return;
+        const newest_run = Run.from(newest);
+        var it = newest_run.last.next;
         while (it) |first| {
-            const seg = Segment.of(@intFromPtr(first));
-            const page = seg.pageOf(@intFromPtr(first));
+            const run = Run.from(first);
+            it = run.last.next;
+            self.returnRun(run);
+        }
+        self.returnRun(newest_run);
+    }
+
+    /// Blocks of one page, linked first..last.
+    const Run = struct {
+        page: *Page,
+        first: *Block,
+        last: *Block,
+        count: u32,
+
+        /// The longest run of blocks of `first`'s page starting at `first`.
+        fn from(first: *Block) Run {
+            const page = Segment.of(@intFromPtr(first)).pageOf(@intFromPtr(first));
             const page_end = page.start + @as(usize, page.slice_count) * size_class.slice_size;
-            var last = first;
-            var count: u32 = 1;
-            while (last.next) |next| {
+            var run: Run = .{ .page = page, .first = first, .last = first, .count = 1 };
+            while (run.last.next) |next| {
                 const addr = @intFromPtr(next);
                 if (addr < page.start or addr >= page_end) break;
-                last = next;
-                count += 1;
+                run.last = next;
+                run.count += 1;
             }
-            it = last.next;
-            if (seg.owner.load(.monotonic) == @as(*anyopaque, self)) {
-                last.next = page.free;
-                page.free = first;
-                page.used -= count;
-                if (page.used == 0) {
-                    self.pageEmptied(page);
-                } else if (page.flags & page_mod.flag_full != 0) {
-                    self.moveToQueue(page);
-                }
-            } else {
-                page.pushRemoteChain(first, last);
-            }
+            return run;
+        }
+    };
+
+    fn returnRun(self: *Heap, run: Run) void {
+        const page = run.page;
+        if (Segment.of(page.start).owner.load(.monotonic) != @as(*anyopaque, self)) {
+            page.pushRemoteChain(run.first, run.last);
+            return;
+        }
+        run.last.next = page.free;
+        page.free = run.first;
+        page.used -= run.count;
+        if (page.used == 0) {
+            self.pageEmptied(page);
+        } else if (page.flags & page_mod.flag_full != 0) {
+            self.moveToQueue(page);
         }
     }
 
@@ -493,7 +523,7 @@ pub const Heap = struct {
             self.allocs_at_maintenance[bin] = allocs;
             const cached = &self.cache[bin];
             if (cached.count == 0 or !(idle or force)) continue;
-            self.flushCache(bin, 0);
+            self.flushCache(bin, @intFromBool(bin == self.freeing_bin and cached.capacity > 0 and !force));
             if (config.adapt and idle) {
                 const shrunk = thread_cache.capacityWhenIdle(bin, cached.capacity);
                 if (shrunk != cached.capacity) stats.incr(&stats.thread_cache_shrinks);

@@ -525,13 +525,24 @@ export class Sequence {
       case "aligned": return this.doAligned();
       case "realloc": return this.doRealloc();
       case "free": return this.doFree(this.live.random(this.rng), false);
-      case "free-twice": return this.doFree(this.live.random(this.rng), true);
+      case "free-twice": {
+        // Only blocks this thread allocated: after another thread's block is freed here, its
+        // owner may reuse it at once (a remote free hands it back), and a second free would
+        // then free the owner's new block, which no allocator can tell from a valid free.
+        const block = this.live.random(this.rng);
+        return this.doFree(block, this.isOwn(block));
+      }
       case "usable": return this.doUsable();
       case "routing": return this.setRouting(this.randomRouting());
       case "routing-back": return this.setRouting(this.initialRouting);
       case "collect": return this.doCollect(this.rng.chance(0.3));
       case "handoff": return this.doHandoff();
     }
+  }
+
+  /** Allocated by this thread (tags are thread + 1 + k * threads). */
+  private isOwn(block: Block): boolean {
+    return (block.tag - this.nextTag) % this.tagStride === 0;
   }
 
   // ---- sizes

@@ -526,11 +526,14 @@ export class Sequence {
       case "realloc": return this.doRealloc();
       case "free": return this.doFree(this.live.random(this.rng), false);
       case "free-twice": {
-        // Only blocks this thread allocated: after another thread's block is freed here, its
-        // owner may reuse it at once (a remote free hands it back), and a second free would
-        // then free the owner's new block, which no allocator can tell from a valid free.
+        // Only blocks this thread allocated, and with other threads running only tiny/mid
+        // ones: once freed, another thread's block may be reused by its owner at once (a
+        // remote free hands it back), and a freed large mapping by any thread (the mapping
+        // cache is shared); a second free would then free that thread's new block, which no
+        // allocator can tell from a valid free.
         const block = this.live.random(this.rng);
-        return this.doFree(block, this.isOwn(block));
+        const unshared = this.tagStride === 1 || block.tier === "tiny" || block.tier === "mid";
+        return this.doFree(block, this.isOwn(block) && unshared);
       }
       case "usable": return this.doUsable();
       case "routing": return this.setRouting(this.randomRouting());

@@ -69,6 +69,10 @@ describe("C programs under LD_PRELOAD=libhakmem.so", () => {
     if (r.code !== 0 || r.signal || !r.stdout.includes("PASS lifecycle")) throw new Error(`lifecycle with HAKMEM_STATS=1 failed\n${explain(r)}`);
   }, TIMEOUT_MS);
 
+  test("large_remap_race: large blocks moved by mremap while other threads map new ones stay owned", async () => {
+    for (let rep = 0; rep < 3; rep++) expectPass(await runC("large_remap_race", [2000, 8]), "large_remap_race");
+  }, TIMEOUT_MS);
+
   test("foreign_free: libc-allocated blocks are freed/realloc'd safely", async () => {
     expectPass(await runC("foreign_free"), "foreign_free");
   }, TIMEOUT_MS);

@@ -316,11 +316,14 @@ fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
     } else if (new_mapped > old_mapped) {
         if (!os.remapInPlace(@ptrFromInt(base), old_mapped, new_mapped)) {
             const dest = os.mapAligned(new_mapped, chunk_size) orelse return null;
+            // Untag the old range before the pages leave it: the moment they do, the kernel
+            // may give that range to another thread's new mapping, tagged by that thread.
+            segment_map.clear(base, old_mapped);
             if (!os.remapTo(@ptrFromInt(base), old_mapped, new_mapped, dest)) {
+                segment_map.mark(base, old_mapped, .large_head, .large_tail);
                 os.unmap(dest, new_mapped);
                 return null;
             }
-            segment_map.clear(base, old_mapped);
             new_base = @intFromPtr(dest);
         }
         segment_map.mark(new_base, new_mapped, .large_head, .large_tail);

@@ -18,9 +18,10 @@ const size_class = @import("size_class.zig");
 const Block = @import("page.zig").Block;
 
 /// Bytes a bin may hold at most, and the block-count bounds. Bins of blocks larger than
-/// max_bytes_per_bin have no cache (capacity 0): a cached 512 KiB block would hold more
+/// max_cached_block have no cache (capacity 0): a cached 512 KiB block would hold more
 /// memory than it saves time, so their frees go straight back to the page.
-pub const max_bytes_per_bin: usize = 64 * 1024;
+pub const max_bytes_per_bin: usize = 256 * 1024;
+pub const max_cached_block: usize = 64 * 1024;
 pub const max_blocks: u32 = 256;
 pub const min_blocks: u32 = 1;
 pub const initial_blocks: u32 = 16;
@@ -31,8 +32,10 @@ pub const Bin = struct {
     capacity: u32 = 0,
 };
 
-/// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks.
+/// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
+/// max_cached_block).
 pub fn maxCapacity(bin: usize) u32 {
+    if (size_class.binBlockSize(bin) > max_cached_block) return 0;
     const by_bytes = max_bytes_per_bin / size_class.binBlockSize(bin);
     return @intCast(@min(by_bytes, max_blocks));
 }
@@ -63,7 +66,7 @@ test "capacity stays within bounds and reverses" {
         var cap = initialCapacity(bin);
         try std.testing.expect(cap >= minCapacity(bin) and cap <= maxCapacity(bin));
         try std.testing.expect(@as(usize, maxCapacity(bin)) * size_class.binBlockSize(bin) <= max_bytes_per_bin);
-        if (size_class.binBlockSize(bin) > max_bytes_per_bin) try std.testing.expectEqual(@as(u32, 0), maxCapacity(bin));
+        if (size_class.binBlockSize(bin) > max_cached_block) try std.testing.expectEqual(@as(u32, 0), maxCapacity(bin));
         for (0..20) |_| cap = capacityAfterOverflow(bin, cap, 1 << 30);
         try std.testing.expectEqual(maxCapacity(bin), cap);
         try std.testing.expectEqual(cap, capacityAfterOverflow(bin, cap, 0)); // no activity: no growth

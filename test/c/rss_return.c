@@ -9,7 +9,6 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "test_common.h"
@@ -33,11 +32,6 @@ static size_t random_size(rng_t *r) {
     if (rng_next(r) % 100 < 3) return (size_t)rng_range(r, 1 << 20, 4 << 20);
     unsigned shift = 4 + (unsigned)(rng_next(r) % 14);
     return (size_t)rng_range(r, (uint64_t)1 << shift, ((uint64_t)2 << shift) - 1);
-}
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* A few hundred short-lived blocks of mixed sizes. */

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static int g_failures;
 
@@ -114,6 +115,11 @@ static inline long proc_status_kib(const char *field) {
 
 static inline long rss_kib(void) { return proc_status_kib("VmRSS"); }
 static inline long peak_rss_kib(void) { return proc_status_kib("VmHWM"); }
+
+static inline void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
 /* ---- PRNG and patterns -------------------------------------------------------------- */
 

@@ -8,7 +8,6 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
-#include <time.h>
 
 #include "test_common.h"
 
@@ -133,11 +132,6 @@ static void wait_for_collector(long limit) {
 
 /* How long the program keeps running (lightly) after the last free before it measures RSS. */
 enum { SETTLE_MS = 300 };
-
-static void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 /* A few dozen short-lived small blocks: what a program does between bursts. */
 static void light_activity(rng_t *r) {

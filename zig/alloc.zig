@@ -87,15 +87,15 @@ pub fn free(ptr: ?*anyopaque) FreeResult {
     const cached = &heap.cache[page.bin];
     if (cached.head == block) return .invalid; // the block just freed: a double free
     if (cached.capacity == 0) return freeUncached(heap, seg, page, block);
-    heap.cacheFree(page.bin, block, seg.owner.load(.monotonic) != @as(*anyopaque, heap));
+    heap.cacheFree(page.bin, block, !heap.ownsSegment(seg));
     return .ok;
 }
 
 /// A bin without a thread cache (big blocks): the block goes straight back to its page,
 /// so a second free must be looked for on the page's lists.
 noinline fn freeUncached(heap: *Heap, seg: *Segment, page: *Page, block: *Block) FreeResult {
-    if (justFreed(page, block)) return .invalid;
-    heap.cacheFree(page.bin, block, seg.owner.load(.monotonic) != @as(*anyopaque, heap));
+    if (justFreed(page, block, null)) return .invalid;
+    heap.cacheFree(page.bin, block, !heap.ownsSegment(seg));
     return .ok;
 }
 
@@ -132,17 +132,20 @@ fn freeInPage(seg: *Segment, page: *Page, addr: usize) FreeResult {
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
     const block: *Block = @ptrFromInt(start);
-    if (justFreed(page, block)) return .invalid;
-    const heap = thread.currentAny() orelse return freeHeapless(page, block);
-    if (heap.cache[page.bin].head == block) return .invalid;
-    heap.cacheFree(page.bin, block, seg.owner.load(.monotonic) != @as(*anyopaque, heap));
+    const heap = thread.currentAny();
+    if (justFreed(page, block, heap)) return .invalid;
+    const h = heap orelse return freeHeapless(page, block);
+    h.cacheFree(page.bin, block, !h.ownsSegment(seg));
     return .ok;
 }
 
-/// True when `block` is the head of one of its page's free lists: freed a moment ago,
-/// so this free is a double free (caught where cheap, not everywhere: see check mode).
-fn justFreed(page: *Page, block: *Block) bool {
-    return page.free == block or page.thread_free.load(.monotonic) == block;
+/// True when `block` is the head of one of its page's free lists or of `heap`'s cache of
+/// its bin: freed a moment ago, so this free is a double free (caught where cheap, not
+/// everywhere: see check mode).
+fn justFreed(page: *Page, block: *Block, heap: ?*Heap) bool {
+    if (page.free == block or page.thread_free.load(.monotonic) == block) return true;
+    const h = heap orelse return false;
+    return h.cache[page.bin].head == block;
 }
 
 /// A thread that never allocated (so has no heap and no cache) frees straight to the page.
@@ -197,10 +200,7 @@ pub fn classify(addr: usize) Kind {
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
-    if (justFreed(page, @ptrFromInt(start))) return .invalid;
-    if (thread.currentAny()) |heap| {
-        if (heap.cache[page.bin].head == @as(*Block, @ptrFromInt(start))) return .invalid;
-    }
+    if (justFreed(page, @ptrFromInt(start), thread.currentAny())) return .invalid;
     return .{ .small = .{ .page = page, .start = start } };
 }
 

@@ -133,6 +133,11 @@ pub const Heap = struct {
 
     // ---------------------------------------------------------------- fast paths
 
+    /// True when `seg`'s pages are this heap's (a free into them is local, not remote).
+    pub inline fn ownsSegment(self: *const Heap, seg: *const Segment) bool {
+        return seg.owner.load(.monotonic) == @as(*const anyopaque, self);
+    }
+
     pub inline fn allocBin(self: *Heap, bin: usize) ?*anyopaque {
         const cached = &self.cache[bin];
         if (cached.head) |block| {
@@ -417,14 +422,11 @@ pub const Heap = struct {
 
     fn returnRun(self: *Heap, run: Run) void {
         const page = run.page;
-        if (Segment.of(page.start).owner.load(.monotonic) != @as(*anyopaque, self)) {
+        if (!self.ownsSegment(Segment.of(page.start))) {
             page.pushRemoteChain(run.first, run.last);
             return;
         }
-        run.last.next = page.free;
-        page.free = run.first;
-        page.used -= run.count;
-        if (page.used == 0) {
+        if (page.pushLocalChain(run.first, run.last, run.count)) {
             self.pageEmptied(page);
         } else if (page.flags & page_mod.flag_full != 0) {
             self.moveToQueue(page);
@@ -441,12 +443,6 @@ pub const Heap = struct {
 
     noinline fn maintainNow(self: *Heap) void {
         self.maintain(os.nowMs(), false);
-    }
-
-    pub noinline fn pageBecameEmpty(self: *Heap, page: *Page) void {
-        self.pageEmptied(page);
-        // Last: maintenance may release pages, this one included.
-        self.tick();
     }
 
     fn pageEmptied(self: *Heap, page: *Page) void {

@@ -88,7 +88,6 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
 /// closest one is trimmed or grown (refit): its resident pages still save their faults.
 fn reuseCached(mapped: usize) ?usize {
     const taken = takeCached(mapped) orelse return null;
-    const header: *LargeHeader = @ptrFromInt(taken.base);
     if (taken.mapped_size >= mapped and taken.mapped_size <= mapped + mapped / 4) return taken.base;
     if (taken.mapped_size > mapped) {
         if (splitTail(taken.base, taken.mapped_size, mapped)) return taken.base;
@@ -97,8 +96,8 @@ fn reuseCached(mapped: usize) ?usize {
         unmapLarge(taken.base, taken.mapped_size);
         return null;
     };
-    const moved: *LargeHeader = if (base == taken.base) header else @ptrFromInt(base);
-    moved.mapped_size = mapped;
+    const header: *LargeHeader = @ptrFromInt(base);
+    header.mapped_size = mapped;
     return base;
 }
 
@@ -188,13 +187,17 @@ fn countLookup(mapped: usize, hit: bool, evicted: *[cache_slots]CacheEntry) usiz
     limit_bytes = next;
     stats.large.cache_limit_bytes.store(next, .monotonic);
     var count: usize = 0;
-    while (cached_bytes > next) {
-        const oldest = oldestEntry() orelse break;
-        evicted[count] = cache[oldest];
-        count += 1;
-        _ = removeEntry(oldest);
-    }
+    while (cached_bytes > next) _ = evictOldest(evicted, &count) orelse break;
     return count;
+}
+
+/// Removes the oldest cached mapping into evicted[count.*] (the caller unmaps it once the
+/// lock is released); returns the slot it left free, or null when the cache is empty.
+fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
+    const oldest = oldestEntry() orelse return null;
+    evicted[count.*] = removeEntry(oldest);
+    count.* += 1;
+    return oldest;
 }
 
 /// Classifies `addr` in a chunk tagged large_head or large_tail.
@@ -234,12 +237,9 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
     }
     const fits = mapped <= limit;
     while (fits and (slot == null or cached_bytes + mapped > limit)) {
-        const oldest = oldestEntry() orelse break;
-        evicted[evicted_count] = cache[oldest];
-        evicted_count += 1;
-        ghosts.remember(cache[oldest].mapped_size);
-        _ = removeEntry(oldest);
-        if (slot == null) slot = oldest;
+        const freed = evictOldest(&evicted, &evicted_count) orelse break;
+        ghosts.remember(evicted[evicted_count - 1].mapped_size);
+        if (slot == null) slot = freed;
     }
     if (fits) {
         cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };

@@ -95,11 +95,12 @@ pub const Page = extern struct {
         return block;
     }
 
-    /// Owner-thread free. Returns true when the page has become empty.
-    pub inline fn pushLocal(self: *Page, block: *Block) bool {
-        block.next = self.free;
-        self.free = block;
-        self.used -= 1;
+    /// Owner-thread free of a linked run of `count` blocks of this page. Returns true when
+    /// the page has become empty.
+    pub fn pushLocalChain(self: *Page, first: *Block, last: *Block, count: u32) bool {
+        last.next = self.free;
+        self.free = first;
+        self.used -= count;
         return self.used == 0;
     }
 
@@ -193,7 +194,7 @@ test "carve, pop, push, collect" {
     try std.testing.expect(page.isBlockStart(@intFromPtr(b)));
     try std.testing.expect(!page.isBlockStart(@intFromPtr(b) + 16));
     try std.testing.expectEqual(@as(?usize, @intFromPtr(b)), page.blockContaining(@intFromPtr(b) + 47));
-    try std.testing.expect(!page.pushLocal(a));
+    try std.testing.expect(!page.pushLocalChain(a, a, 1));
     page.pushRemote(b);
     try std.testing.expectEqual(@as(u32, 1), page.used);
     try std.testing.expectEqual(@as(u32, 1), page.collect());

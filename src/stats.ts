@@ -6,7 +6,8 @@ import { native } from "./ffi.ts";
 export interface TierStats {
   allocs: number;
   frees: number;
-  /** frees by a thread other than the block's owner */
+  /** blocks given back to a page another thread owns; counted when the freeing thread's
+   * cache hands them back (cache overflow, collect, maintenance, thread exit), not at free() */
   remoteFrees: number;
   liveBlocks: number;
   /** usable bytes of live blocks */

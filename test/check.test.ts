@@ -1,6 +1,7 @@
 // Check mode (HAKMEM_CHECK): each misuse in test/c/check_misuse.c is reported with one
 // clear line naming the problem, the pointer and its tier; HAKMEM_CHECK=1 then aborts,
-// =warn carries on. Normal mode runs the same programs quietly.
+// =warn carries on. Normal mode runs the others quietly; a double free or a free of a pointer
+// that is no block is caught in every mode (one line, then abort, like glibc).
 import { describe, expect, test } from "bun:test";
 import { explain, runC, systemMode } from "./helpers/c.ts";
 
@@ -14,6 +15,14 @@ const cases: [name: string, message: RegExp][] = [
   ["overflow_large", /hakmem: CHECK: write past the requested size of 0x[0-9a-f]+ \(large tier, \d+-byte mapping, offset 3145731,/],
   ["use_after_free", /hakmem: CHECK: write to a freed block, found when reusing 0x[0-9a-f]+ \(tiny tier, class \d+, \d+-byte blocks, offset 20,/],
 ];
+
+/** What normal mode (HAKMEM_CHECK=0) says before it aborts, for the misuses it catches. */
+const normalModeLine: Record<string, RegExp> = {
+  double_free: /^hakmem: double free of 0x[0-9a-f]+ \(tiny tier, class \d+, \d+-byte blocks, thread \d+\)\n/,
+  double_free_later: /^hakmem: double free of 0x[0-9a-f]+ \(tiny tier, class \d+, \d+-byte blocks, thread \d+\)\n/,
+  interior: /^hakmem: free of a pointer into hakmem's heap that is not a live block \(an interior pointer, or a block freed earlier\) 0x[0-9a-f]+ \(tiny tier/,
+  realloc_interior: /^hakmem: free of a pointer into hakmem's heap that is not a live block .* \(tiny tier/,
+};
 
 describe.skipIf(systemMode())("check mode", () => {
   test("a clean program reports nothing, in every mode", async () => {
@@ -44,6 +53,17 @@ describe.skipIf(systemMode())("check mode", () => {
     });
 
     if (name !== "foreign") {
+      const normal = normalModeLine[name];
+      if (normal) {
+        // Caught in normal mode too, as glibc does (misuse.test.ts has every variant).
+        test(`${name}: normal mode reports it in one line and aborts`, async () => {
+          const r = await runC("check_misuse", [name], { env: { HAKMEM_CHECK: "0" } });
+          expect(r.stderr, explain(r)).toMatch(normal);
+          expect(r.stderr.split("\n").length, explain(r)).toBe(2);
+          expect(r.signal, explain(r)).toBe("SIGABRT");
+        });
+        continue;
+      }
       test(`${name}: normal mode does not report`, async () => {
         const r = await runC("check_misuse", [name], { env: { HAKMEM_CHECK: "0" } });
         expect(r.stderr, explain(r)).not.toContain("hakmem:");
@@ -66,7 +86,7 @@ describe.skipIf(systemMode())("check mode", () => {
   }, 120_000);
 
   test("a malformed HAKMEM_CHECK value gives one clear line and the default", async () => {
-    const r = await runC("check_misuse", ["double_free"], { env: { HAKMEM_CHECK: "sometimes" } });
+    const r = await runC("check_misuse", ["clean"], { env: { HAKMEM_CHECK: "sometimes" } });
     expect(r.stderr).toContain("hakmem: ignoring HAKMEM_CHECK=sometimes (malformed or out of range); using the default");
     expect(r.code, explain(r)).toBe(0);
   });

@@ -33,6 +33,11 @@ function ownedShare(count: number): number {
   return (count / SIZES.length) * SIZES.filter((size) => h.route(size) !== "large").length;
 }
 
+/** Flushes every worker's thread cache (remote frees are counted at the flush). */
+async function settleAll(): Promise<void> {
+  await pool.runAll([0, 1, 2, 3].map(() => ({ kind: "module" as const, path: HANDOFF, exportName: "settle", args: {} })));
+}
+
 function expectLiveAtBaseline(): void {
   const now = h.stats();
   for (const tier of ["tiny", "mid", "large"] as const) {
@@ -66,6 +71,9 @@ describe("thread pool", () => {
       args: { pointers: made[(i + 1) % 4].value as number[] },
     })));
     expect(freed.reduce((sum, r) => sum + r.ops, 0)).toBe(1200);
+    // A remote free is counted when the freeing thread's cache gives the block back to its
+    // page (a flush); collect(true) on each worker flushes now.
+    await settleAll();
     const after = h.stats();
     expect(remoteFrees(after) - remoteFrees(before)).toBe(ownedShare(1200));
     for (const tier of ["tiny", "mid"] as const) {
@@ -82,8 +90,12 @@ describe("thread pool", () => {
       expect(h.view(p, 1)[0]).toBe(0);
       h.free(p);
     }
+    // The freed blocks sit in this thread's cache, which would hand them out again: flush
+    // them back to the worker's pages first, so `mine` comes from this thread's pages.
+    h.collect(true);
     const mine = SIZES.map((size) => h.alloc(size));
     await pool.run(2, { kind: "module", path: HANDOFF, exportName: "release", args: { pointers: mine } });
+    await settleAll();
     expect(remoteFrees(h.stats()) - remoteFrees(before)).toBe(ownedShare(60) + ownedShare(SIZES.length));
     expectLiveAtBaseline();
   });

@@ -1,12 +1,20 @@
 //! alloc.zig — malloc and free: the fast paths, and the dispatch to the tiers.
 //!
-//! malloc(size):  heap = tls_heap; bin = class of size (tiny or mid by threshold);
-//!                pop direct[bin].free                              -> 1 branch, no lock
-//! free(ptr):     tag = segment_map[ptr >> 22]  (is it ours? what kind?)
-//!                page = segment.pages[slice of ptr]; check ptr is a block start;
-//!                owner thread: push page.free   else: CAS push page.thread_free
-//! Everything else (refill, new page, large blocks, aligned and foreign pointers) is
-//! out of line. Neither path prints, locks or calls libc.
+//! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc)
+//!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
+//!                      folded in), else the mid class of size, or large
+//!                pop the bin's stack (thread_cache.zig)                 -> else allocSlow
+//! free(ptr):     tag = segment_map[ptr >> 22]        (is it ours? a segment?) -> else freeNotSegment
+//!                slice = segment.pages[(ptr >> 16) & 63]   (a copy of its page's first line)
+//!                ptr < carved_end and a block start (one multiply)        -> else freeSlow
+//!                block.key == free_key?  (looks freed already)            -> freeSuspect
+//!                push onto the bin's stack                                -> else freeFull
+//!                (freeFast keeps no stack frame; freeOther starts over for the rest)
+//! That is all free does per call: which thread owns the page (a remote free), the stats,
+//! the clock and every check that needs the page's lists happen when a stack is flushed or
+//! refilled (thread_cache.zig, heap.zig). Everything else (refill, new pages, large
+//! blocks, aligned and foreign pointers, double frees) is out of line. Neither fast path
+//! prints, locks or calls libc.
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -15,27 +23,48 @@ const size_class = @import("size_class.zig");
 const segment_map = @import("segment_map.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
+const block_mod = @import("block.zig");
 const thread = @import("thread.zig");
 const large = @import("large.zig");
 const check = @import("check.zig");
+const misuse = @import("misuse.zig");
+const thread_cache = @import("thread_cache.zig");
 const Page = page_mod.Page;
-const Block = page_mod.Block;
+const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
 const Heap = @import("heap.zig").Heap;
+const Cache = thread_cache.Cache;
 
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
-pub const size_max: usize = 1 << 46;
+pub const size_max: usize = large.size_max;
 /// Larger alignments fail with ENOMEM (they would reserve absurd address space).
 pub const alignment_max: usize = 1 << 32;
 
 // ------------------------------------------------------------------ malloc
 
-pub fn malloc(size: usize) ?*anyopaque {
-    if (thread.current()) |heap| {
-        if (size <= config.tiny_max) return heap.allocBin(size_class.tinyBin(size));
-        if (size <= config.mid_max) return heap.allocBin(size_class.midBin(size));
-        return allocLarge(heap, size, 16) orelse outOfMemory();
-    }
+pub inline fn malloc(size: usize) ?*anyopaque {
+    return mallocFrom(.internal, size);
+}
+
+/// Who called malloc: the libc names mark the process as using hakmem as its malloc
+/// (misuse.libc_mode) on their first slow path.
+pub const Entry = enum { libc, api, internal };
+
+pub inline fn mallocFrom(comptime entry: Entry, size: usize) ?*anyopaque {
+    const cache = thread.cache();
+    if (size <= config.by_16_max) {
+        if (cache.pop(config.bins_by_16[(size + 15) >> 4])) |blk| return blk;
+    } else if (size <= config.by_128_max) {
+        if (cache.pop(config.bins_by_128[(size + 127) >> 7])) |blk| return blk;
+    } else if (size <= config.mid_max) {
+        if (cache.pop(size_class.midBin(size))) |blk| return blk;
+    } else return mallocLarge(size);
+    if (entry == .libc) return mallocSlowLibc(size);
+    return mallocSlow(size);
+}
+
+noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
+    misuse.noteLibcMode();
     return mallocSlow(size);
 }
 
@@ -45,6 +74,12 @@ noinline fn mallocSlow(size: usize) ?*anyopaque {
     return mallocWith(heap, size);
 }
 
+noinline fn mallocLarge(size: usize) ?*anyopaque {
+    const heap = thread.currentOrCreate() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.malloc(size, 16);
+    return allocLarge(heap, size, 16) orelse outOfMemory();
+}
+
 /// malloc without check mode's trailer (check.zig builds its blocks on it).
 pub fn mallocUnchecked(size: usize) ?*anyopaque {
     const heap = thread.currentOrCreate() orelse return outOfMemory();
@@ -52,15 +87,20 @@ pub fn mallocUnchecked(size: usize) ?*anyopaque {
 }
 
 fn mallocWith(heap: *Heap, size: usize) ?*anyopaque {
-    const block = switch (config.route(size)) {
-        .tiny => heap.allocBin(size_class.tinyBin(size)),
-        .mid => heap.allocBin(size_class.midBin(size)),
+    const blk = switch (config.route(size)) {
+        .tiny => allocBin(heap, size_class.tinyBin(size)),
+        .mid => allocBin(heap, size_class.midBin(size)),
         .large => allocLarge(heap, size, 16),
     };
-    return block orelse outOfMemory();
+    return blk orelse outOfMemory();
 }
 
-noinline fn allocLarge(heap: *Heap, size: usize, alignment: usize) ?*anyopaque {
+fn allocBin(heap: *Heap, bin: usize) ?*anyopaque {
+    if (heap.cache.pop(bin)) |blk| return blk;
+    return heap.allocSlow(bin);
+}
+
+fn allocLarge(heap: *Heap, size: usize, alignment: usize) ?*anyopaque {
     if (size > size_max) return null;
     heap.maintain(os.nowMs(), false);
     return large.alloc(size, alignment, false);
@@ -73,41 +113,98 @@ pub fn outOfMemory() ?*anyopaque {
 
 // ------------------------------------------------------------------ free
 
-pub const FreeResult = enum { ok, not_owned, invalid };
+/// `double_free`: the block is free already (found in a cache or on its page's list);
+/// nothing was changed. `invalid`: hakmem's memory, but not a block start.
+pub const FreeResult = enum { ok, not_owned, invalid, double_free };
 
-pub fn free(ptr: ?*anyopaque) FreeResult {
-    const addr = @intFromPtr(ptr orelse return .ok);
-    const tag = segment_map.lookup(addr);
-    if (tag != .segment) return freeNotSmall(addr, tag);
-    const seg = Segment.of(addr);
-    const page = seg.pageOf(addr);
-    const block: *Block = @ptrFromInt(addr);
-    if (page.flags & special_flags != 0 or !page.isBlockStart(addr) or page.free == block) return freeSpecial(seg, page, addr);
-    const heap = thread.current() orelse return freeHeapless(page, block);
-    const cached = &heap.cache[page.bin];
-    if (cached.head == block) return .invalid; // the block just freed: a double free
-    if (cached.capacity == 0) return freeUncached(heap, seg, page, block);
-    heap.cacheFree(page.bin, block, !heap.ownsSegment(seg));
+pub inline fn free(ptr: ?*anyopaque) FreeResult {
+    if (freeFast(ptr)) return .ok;
+    return freeOther(@intFromPtr(ptr));
+}
+
+/// free's fast path: true when the block went onto this thread's stack. It keeps no
+/// stack frame: everything else, and every result but `ok`, is in freeOther.
+pub inline fn freeFast(ptr: ?*anyopaque) bool {
+    const addr = @intFromPtr(ptr);
+    if (segment_map.lookup(addr) != .segment) return false; // NULL too: chunk 0 is never ours
+    const slice = Segment.sliceOf(addr);
+    const product = (addr -% slice.start) *% slice.div_magic;
+    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return false;
+    const blk: *Block = @ptrFromInt(addr);
+    const key = block_mod.free_key; // loaded once: compared, then written
+    if (blk.key == key) return false;
+    return thread.cache().pushKeyed(slice.bin, blk, key);
+}
+
+/// Every free the fast path did not take, from the start.
+pub noinline fn freeOther(addr: usize) FreeResult {
+    if (segment_map.lookup(addr) != .segment) return freeNotSegment(addr);
+    const slice = Segment.sliceOf(addr);
+    const product = (addr -% slice.start) *% slice.div_magic;
+    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return freeSlow(addr);
+    const cache = thread.cache();
+    if (block_mod.isMarkedFree(@ptrFromInt(addr))) return freeSuspect(cache, addr);
+    return freeFull(cache, addr);
+}
+
+/// The bin's stack is full, has no room at all (a bin without a cache), or is the
+/// heapless sentinel's.
+noinline fn freeFull(cache: *Cache, addr: usize) FreeResult {
+    const page = Segment.of(addr).pageOf(addr);
+    const heap = thread.heapOf(cache) orelse return freeHeapless(page, @ptrFromInt(addr));
+    return switch (heap.freeFull(page, @ptrFromInt(addr))) {
+        .ok => .ok,
+        .double_free => .double_free,
+    };
+}
+
+/// The block's key says it is free already. A double free if it is found where a free
+/// block can be; else (a program's data that equals the key, or a copy in flight) it goes
+/// to its page, where a second copy is caught (page.zig: the bitmap).
+noinline fn freeSuspect(cache: *Cache, addr: usize) FreeResult {
+    const page = Segment.of(addr).pageOf(addr);
+    const heap = thread.heapOf(cache);
+    if (isFreed(heap, page, addr)) return .double_free;
+    return freeToPage(heap, page, @ptrFromInt(addr));
+}
+
+/// True when the free block at `addr` (a block start of `page`) is found: in this
+/// thread's cache, on its page's free list (after collecting the page's remote frees when
+/// this heap owns it), at the head of its remote list, or in another thread's cache.
+fn isFreed(heap: ?*Heap, page: *Page, addr: usize) bool {
+    const blk: *Block = @ptrFromInt(addr);
+    if (heap) |h| {
+        if (h.cache.contains(page.bin, blk)) return true;
+        if (h.ownsSegment(Segment.of(addr))) _ = page.collect();
+    }
+    if (page.isOnFreeList(addr) or page.remoteHead() == blk) return true;
+    return thread.otherCacheHolds(page.bin, blk, heap);
+}
+
+fn freeToPage(heap: ?*Heap, page: *Page, blk: *Block) FreeResult {
+    const h = heap orelse return freeHeapless(page, blk);
+    return switch (h.freeToPage(page, blk)) {
+        .ok => .ok,
+        .double_free => .double_free,
+    };
+}
+
+/// A thread that never allocated (so has no heap and no cache) gives the block back
+/// through its page's thread_free (the owner checks it when it collects).
+noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
+    if (page.remoteHead() == blk) return .double_free;
+    blk.key = block_mod.free_key;
+    page.pushRemoteChain(blk, blk);
+    stats.incr(&stats.heapless_frees[page.bin]);
     return .ok;
 }
 
-/// A bin without a thread cache (big blocks): the block goes straight back to its page,
-/// so a second free must be looked for on the page's lists.
-noinline fn freeUncached(heap: *Heap, seg: *Segment, page: *Page, block: *Block) FreeResult {
-    if (justFreed(page, block, null)) return .invalid;
-    heap.cacheFree(page.bin, block, !heap.ownsSegment(seg));
-    return .ok;
-}
-
-/// Page flags that send free() to its slow path (a full page does not matter to free:
-/// blocks go to the thread cache, and back to pages in batches).
-const special_flags = page_mod.flag_aligned | page_mod.flag_unused | page_mod.flag_checked;
-
-/// Pages with flags (full, aligned blocks, unused, checked) and anything that failed the
-/// block check.
-noinline fn freeSpecial(seg: *Segment, page: *Page, addr: usize) FreeResult {
+/// Pages with flags (aligned blocks, unused, checked) and anything that failed the
+/// block-start test.
+noinline fn freeSlow(addr: usize) FreeResult {
+    const page = Segment.of(addr).pageOf(addr);
     if (page.flags & page_mod.flag_checked != 0 and config.check_mode != .off) return checkedFree(addr);
-    return freeInPage(seg, page, addr);
+    return freeInPage(page, addr);
 }
 
 fn checkedFree(addr: usize) FreeResult {
@@ -122,57 +219,39 @@ fn checkedFree(addr: usize) FreeResult {
 pub fn freeUnchecked(addr: usize) FreeResult {
     const tag = segment_map.lookup(addr);
     if (tag != .segment) return freeLarge(addr, tag);
-    const seg = Segment.of(addr);
-    return freeInPage(seg, seg.pageOf(addr), addr);
+    return freeInPage(Segment.of(addr).pageOf(addr), addr);
 }
 
-fn freeInPage(seg: *Segment, page: *Page, addr: usize) FreeResult {
+/// The general free of an address in a segment: any page, any thread, any mode.
+fn freeInPage(page: *Page, addr: usize) FreeResult {
     if (page.flags & page_mod.flag_unused != 0) return .invalid;
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
-    const block: *Block = @ptrFromInt(start);
+    const blk: *Block = @ptrFromInt(start);
     const heap = thread.currentAny();
-    if (justFreed(page, block, heap)) return .invalid;
-    const h = heap orelse return freeHeapless(page, block);
-    h.cacheFree(page.bin, block, !h.ownsSegment(seg));
-    return .ok;
+    if (block_mod.isMarkedFree(blk) and isFreed(heap, page, start)) return .double_free;
+    const h = heap orelse return freeHeapless(page, blk);
+    if (block_mod.isMarkedFree(blk)) return freeToPage(h, page, blk);
+    if (h.cache.push(page.bin, blk)) return .ok;
+    return switch (h.freeFull(page, blk)) {
+        .ok => .ok,
+        .double_free => .double_free,
+    };
 }
 
-/// True when `block` is the head of one of its page's free lists or of `heap`'s cache of
-/// its bin: freed a moment ago, so this free is a double free (caught where cheap, not
-/// everywhere: see check mode).
-fn justFreed(page: *Page, block: *Block, heap: ?*Heap) bool {
-    if (page.free == block or page.thread_free.load(.monotonic) == block) return true;
-    const h = heap orelse return false;
-    return h.cache[page.bin].head == block;
-}
-
-/// A thread that never allocated (so has no heap and no cache) frees straight to the page.
-noinline fn freeHeapless(page: *Page, block: *Block) FreeResult {
-    const bin = page.bin;
-    // A second push of the list's head would make thread_free a loop.
-    if (page.thread_free.load(.monotonic) == block) return .invalid;
-    page.pushRemote(block);
-    if (thread.currentAny()) |heap| {
-        heap.counters.frees[bin] += 1;
-        heap.counters.remote_frees[bin] += 1;
-    } else {
-        stats.incr(&stats.heapless_frees[bin]);
-    }
-    return .ok;
-}
-
-noinline fn freeNotSmall(addr: usize, tag: segment_map.Tag) FreeResult {
+noinline fn freeNotSegment(addr: usize) FreeResult {
+    if (addr == 0) return .ok;
     if (config.check_mode != .off) return checkedFree(addr);
-    return freeLarge(addr, tag);
+    return freeLarge(addr, segment_map.lookup(addr));
 }
 
 fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
-    if (tag == .none) return .not_owned;
+    if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,
         .invalid => return .invalid,
+        .freed => return .double_free,
         .live => |header| {
             const now = os.nowMs();
             large.free(header, now);
@@ -184,15 +263,23 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
 
 // ------------------------------------------------------------------ queries
 
-/// What `addr` is: a live block (its usable size from addr on and its tier), or not.
-pub const Kind = union(enum) { small: struct { page: *Page, start: usize }, large: *large.LargeHeader, not_owned, invalid };
+/// What `addr` is: a live block (its usable size from addr on and its tier), a block
+/// that is free already, or not a block.
+pub const Kind = union(enum) {
+    small: struct { page: *Page, start: usize },
+    large: *large.LargeHeader,
+    freed,
+    not_owned,
+    invalid,
+};
 
 pub fn classify(addr: usize) Kind {
     const tag = segment_map.lookup(addr);
-    if (tag == .none) return .not_owned;
+    if (tag == .none) return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
     if (tag != .segment) return switch (large.lookup(addr, tag)) {
         .foreign => .not_owned,
         .invalid => .invalid,
+        .freed => .freed,
         .live => |h| .{ .large = h },
     };
     const page = Segment.of(addr).pageOf(addr);
@@ -200,8 +287,19 @@ pub fn classify(addr: usize) Kind {
     const start = if (page.flags & page_mod.flag_aligned != 0)
         page.blockContaining(addr) orelse return .invalid
     else if (page.isBlockStart(addr)) addr else return .invalid;
-    if (justFreed(page, @ptrFromInt(start), thread.currentAny())) return .invalid;
+    if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
     return .{ .small = .{ .page = page, .start = start } };
+}
+
+/// Tier, class and block size of the block at `addr`, for a report.
+pub fn describe(addr: usize) ?misuse.Where {
+    const tag = segment_map.lookup(addr);
+    if (tag == .segment) {
+        const page = Segment.of(addr).pageOf(addr);
+        if (page.flags & page_mod.flag_unused != 0) return null;
+        return page.where();
+    }
+    return large.describe(addr, tag);
 }
 
 /// Usable bytes from `addr` to the end of its block; null when addr is not a live block.
@@ -210,7 +308,7 @@ pub fn usableSize(addr: usize) ?usize {
     return switch (classify(addr)) {
         .small => |s| s.page.block_size - (addr - s.start),
         .large => |h| h.usable_size,
-        .not_owned, .invalid => null,
+        .freed, .not_owned, .invalid => null,
     };
 }
 
@@ -232,7 +330,7 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
     return ptr;
 }
 
-pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid };
+pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, freed };
 
 pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const addr = @intFromPtr(ptr orelse return .{ .ok = malloc(size) });
@@ -241,6 +339,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const old_usable: usize = switch (kind) {
         .not_owned => return .not_owned,
         .invalid => return .invalid,
+        .freed => return .freed,
         .small => |s| s.page.block_size - (addr - s.start),
         .large => |h| h.usable_size,
     };
@@ -297,7 +396,10 @@ pub fn alignedUnchecked(alignment: usize, size: usize) ?*anyopaque {
         if (padded <= config.mid_max) {
             const raw = allocRouted(heap, padded) orelse return outOfMemory();
             const aligned = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
-            if (aligned != @intFromPtr(raw)) Segment.of(aligned).pageOf(aligned).flags |= page_mod.flag_aligned;
+            if (aligned != @intFromPtr(raw)) {
+                const page = Segment.of(aligned).pageOf(aligned);
+                if (page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
+            }
             return @ptrFromInt(aligned);
         }
     }
@@ -306,8 +408,8 @@ pub fn alignedUnchecked(alignment: usize, size: usize) ?*anyopaque {
 }
 
 fn allocRouted(heap: *Heap, size: usize) ?*anyopaque {
-    if (size <= config.tiny_max) return heap.allocBin(size_class.tinyBin(size));
-    return heap.allocBin(size_class.midBin(size));
+    if (size <= config.tiny_max) return allocBin(heap, size_class.tinyBin(size));
+    return allocBin(heap, size_class.midBin(size));
 }
 
 /// Purges empty memory now: the calling thread's heap, the segment cache, the large cache.
@@ -334,16 +436,38 @@ test "malloc/free across tiers, usable size, content" {
     }
 }
 
-test "free recognises pointers it does not own and interior pointers" {
+test "free recognises pointers it does not own, interior pointers and double frees" {
     var local: u64 = 0;
     try testing.expectEqual(FreeResult.not_owned, free(&local));
     const p: [*]u8 = @ptrCast(malloc(100).?);
+    const q = malloc(100).?;
     try testing.expectEqual(FreeResult.invalid, free(p + 16));
     try testing.expectEqual(FreeResult.ok, free(p));
-    try testing.expectEqual(FreeResult.invalid, free(p)); // the block just freed
+    try testing.expectEqual(FreeResult.double_free, free(p)); // in the cache
+    try testing.expectEqual(FreeResult.ok, free(q));
+    try testing.expectEqual(FreeResult.double_free, free(p)); // not the newest any more
     const big: [*]u8 = @ptrCast(malloc(3 << 20).?);
     try testing.expectEqual(FreeResult.invalid, free(big + 4096));
     try testing.expectEqual(FreeResult.ok, free(big));
+    try testing.expectEqual(FreeResult.double_free, free(big));
+}
+
+test "a double free of a block that went back to its page is caught there" {
+    const bin = size_class.tinyBin(48);
+    const p = malloc(48).?;
+    try testing.expectEqual(FreeResult.ok, free(p));
+    const heap = thread.currentAny().?;
+    heap.flushCache(bin, 0);
+    try testing.expectEqual(FreeResult.double_free, free(p));
+    // and a block whose first words merely look freed is accepted
+    const q: *Block = @ptrCast(@alignCast(malloc(48).?));
+    q.key = block_mod.free_key;
+    try testing.expectEqual(FreeResult.ok, free(q));
+    const r = malloc(48).?;
+    const s = malloc(48).?;
+    try testing.expect(r != s);
+    _ = free(r);
+    _ = free(s);
 }
 
 test "realloc keeps content across tiers in both directions" {
@@ -432,7 +556,7 @@ test "a direct page that empties when maintenance is due is kept consistent" {
         const q = malloc(48) orelse return error.OutOfMemory;
         const heap = thread.currentAny().?;
         heap.flushCache(bin, 0);
-        heap.cache[bin].capacity = 1;
+        heap.cache.setCapacity(bin, 1);
         heap.slow_calls = 31; // the next tick looks at the clock
         heap.maintenance_due_ms = 0;
         try testing.expectEqual(FreeResult.ok, free(p));

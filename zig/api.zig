@@ -17,7 +17,7 @@ const HAK_ERR_INVALID: c_int = -2;
 const HAK_ERR_ARG: c_int = -3;
 
 export fn hak_alloc(size: usize) ?*anyopaque {
-    return @call(.always_inline, alloc.malloc, .{size});
+    return alloc.mallocFrom(.api, size);
 }
 
 export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
@@ -27,7 +27,7 @@ export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
 export fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     return switch (alloc.realloc(ptr, size)) {
         .ok => |p| p,
-        .not_owned, .invalid => {
+        .not_owned, .invalid, .freed => {
             os.setErrno(.INVAL);
             return null;
         },
@@ -43,14 +43,14 @@ export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
 }
 
 export fn hak_free(ptr: ?*anyopaque) c_int {
-    return resultCode(@call(.always_inline, alloc.free, .{ptr}));
+    return resultCode(alloc.free(ptr));
 }
 
 fn resultCode(result: alloc.FreeResult) c_int {
     return switch (result) {
         .ok => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
-        .invalid => HAK_ERR_INVALID,
+        .invalid, .double_free => HAK_ERR_INVALID,
     };
 }
 
@@ -64,7 +64,7 @@ export fn hak_owns(ptr: ?*const anyopaque) c_int {
         .small => |s| if (s.start == addr or s.page.flags & @import("page.zig").flag_aligned != 0) HAK_OK else HAK_ERR_INVALID,
         .large => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
-        .invalid => HAK_ERR_INVALID,
+        .invalid, .freed => HAK_ERR_INVALID,
     };
 }
 

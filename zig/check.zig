@@ -5,17 +5,21 @@
 //!   block start                 user pointer                                 block end
 //!   | (alignment gap: offset) | requested bytes | canary 0xCA … | requested u64 | offset u64 |
 //!
-//!   freed:  | next ptr (free list) | freed_magic u64 | 0xDF 0xDF 0xDF …                   |
+//!   freed:  | link (encoded) | key (block.zig) | 0xDF 0xDF 0xDF …                           |
 //!
 //! Detected, with one line on stderr naming the problem, the pointer, its tier and size
-//! class and the calling thread: a double free; free/realloc of an interior pointer or of a
-//! pointer hakmem does not own; a write past the requested size (canary, at free); a write
-//! to a freed block (pattern, when the block is reused). Then abort() (HAKMEM_CHECK=1) or
-//! carry on (=warn; the bad free is ignored, a foreign pointer goes to the next allocator).
+//! class and the calling thread (misuse.zig): a double free (of a tiny, mid or large
+//! block); free/realloc of an interior pointer or of a pointer hakmem does not own; a write
+//! past the requested size (canary, at free); a write to a freed block, at any offset:
+//! bytes 0–7 (the link: it no longer decodes into its page) and 8–15 (the key) when the
+//! block leaves its page's free list, 16 on (the pattern) when it is reused. Then abort()
+//! (HAKMEM_CHECK=1) or carry on (=warn; the bad free is ignored, a foreign pointer goes to
+//! the next allocator).
 //!
-//! Normal mode pays nothing for this: in check mode the fast-path TLS heap stays null so
-//! every malloc takes the slow path, and every page carries flag_checked so every free
-//! does (alloc.zig hands both here).
+//! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
+//! empty sentinel so every malloc takes the slow path, heaps have no cache (every block
+//! goes back to its page, where its link and key are checked), and every page carries
+//! flag_checked so every free takes the slow path to here (alloc.zig).
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -23,35 +27,17 @@ const size_class = @import("size_class.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const alloc = @import("alloc.zig");
-const Heap = @import("heap.zig").Heap;
+const block_mod = @import("block.zig");
+const misuse = @import("misuse.zig");
 
-const freed_magic: u64 = 0xDEAD_F4EE_DEAD_F4EE;
 const freed_byte: u8 = 0xDF;
+/// Where the freed pattern starts (after the link and the key).
+const pattern_offset = 16;
 const canary_byte: u8 = 0xCA;
 const trailer_size = 16;
 const canary_min = 8;
 /// Bytes a check-mode block needs beyond the request.
 const overhead = canary_min + trailer_size;
-
-pub const Problem = enum {
-    double_free,
-    interior_pointer,
-    not_owned,
-    overflow,
-    trailer_overwritten,
-    use_after_free,
-
-    fn text(self: Problem) []const u8 {
-        return switch (self) {
-            .double_free => "double free of",
-            .interior_pointer => "free of an interior pointer (not the start of a block)",
-            .not_owned => "free of a pointer hakmem does not own",
-            .overflow => "write past the requested size of",
-            .trailer_overwritten => "write past the requested size (block trailer overwritten) of",
-            .use_after_free => "write to a freed block, found when reusing",
-        };
-    }
-};
 
 /// A block as check mode sees it: where it starts, how big it is, which page holds it.
 const Found = struct { start: usize, size: usize, tier: []const u8, class: ?usize, page: ?*page_mod.Page };
@@ -60,7 +46,7 @@ fn find(addr: usize) ?Found {
     return switch (alloc.classify(addr)) {
         .small => |s| .{ .start = s.start, .size = s.page.block_size, .tier = if (s.page.isTiny()) "tiny" else "mid", .class = size_class.binClass(s.page.bin), .page = s.page },
         .large => |h| .{ .start = @intFromPtr(h) + h.block_offset, .size = h.usable_size, .tier = "large", .class = null, .page = null },
-        .not_owned, .invalid => null,
+        .freed, .not_owned, .invalid => null,
     };
 }
 
@@ -73,21 +59,9 @@ fn findContaining(addr: usize) ?Found {
     return .{ .start = start, .size = page.block_size, .tier = if (page.isTiny()) "tiny" else "mid", .class = size_class.binClass(page.bin), .page = page };
 }
 
-pub fn report(problem: Problem, ptr: usize, found: ?Found, detail: usize) void {
-    const tid = std.os.linux.gettid();
-    if (found) |f| {
-        if (f.class) |c| {
-            os.printStderr("hakmem: CHECK: {s} 0x{x} ({s} tier, class {d}, {d}-byte blocks, offset {d}, thread {d})\n", .{ problem.text(), ptr, f.tier, c, f.size, detail, tid });
-        } else {
-            os.printStderr("hakmem: CHECK: {s} 0x{x} ({s} tier, {d}-byte mapping, offset {d}, thread {d})\n", .{ problem.text(), ptr, f.tier, f.size, detail, tid });
-        }
-    } else {
-        os.printStderr("hakmem: CHECK: {s} 0x{x} (thread {d})\n", .{ problem.text(), ptr, tid });
-    }
-    if (config.check_mode == .abort) {
-        os.writeStderr("hakmem: CHECK: aborting (set HAKMEM_CHECK=warn to continue instead)\n");
-        std.c.abort();
-    }
+fn report(problem: misuse.Problem, ptr: usize, found: ?Found, offset: usize) void {
+    const f = found orelse return misuse.report(problem, ptr, null, null);
+    misuse.report(problem, ptr, .{ .tier = f.tier, .class = f.class, .block_size = f.size }, offset);
 }
 
 fn bytes(addr: usize) [*]u8 {
@@ -116,8 +90,12 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     const inner = size + overhead;
     const user = (if (alignment <= size_class.min_block_size) alloc.mallocUnchecked(inner) else alloc.alignedUnchecked(alignment, inner)) orelse return null;
     const addr = @intFromPtr(user);
-    const f = find(addr) orelse unreachable;
-    if (f.page != null) verifyFreedPattern(f);
+    const f = findContaining(addr) orelse find(addr) orelse unreachable;
+    if (f.page != null) {
+        // (the key and link were checked when the block left its page's free list)
+        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f);
+        writeWord(f.start + 8, 0);
+    }
     const trailer = f.start + f.size - trailer_size;
     @memset(bytes(addr + size)[0 .. trailer - (addr + size)], canary_byte);
     writeWord(trailer, size);
@@ -127,9 +105,8 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
 
 /// A reused block must still carry the freed pattern it got when it was freed.
 fn verifyFreedPattern(f: Found) void {
-    if (f.size < 16 or readWord(f.start + 8) != freed_magic) return;
-    if (firstDifferent(f.start + 16, f.start + f.size, freed_byte)) |offset| {
-        report(.use_after_free, f.start, f, offset + 16);
+    if (firstDifferent(f.start + pattern_offset, f.start + f.size, freed_byte)) |offset| {
+        report(.use_after_free, f.start, f, offset + pattern_offset);
     }
 }
 
@@ -147,33 +124,30 @@ pub const Verdict = enum { freed, ignored, not_owned };
 /// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) Verdict {
     const f = validate(ptr) orelse return if (alloc.classify(ptr) == .not_owned) .not_owned else .ignored;
-    if (f.page != null) {
-        // Poison the block (its first word becomes the free-list link).
-        @memset(bytes(f.start + 8)[0 .. f.size - 8], freed_byte);
-        writeWord(f.start + 8, freed_magic);
-    }
+    // Poison the block (its first two words become the link and the key).
+    if (f.page != null) @memset(bytes(f.start + pattern_offset)[0 .. f.size - pattern_offset], freed_byte);
     _ = alloc.freeUnchecked(f.start);
     return .freed;
 }
 
 /// The live block `ptr` starts, after checking its canary; null (reported) otherwise.
 fn validate(ptr: usize) ?Found {
-    const f = find(ptr) orelse {
-        if (findContaining(ptr)) |c| {
-            const freed = c.size >= 16 and readWord(c.start + 8) == freed_magic;
-            report(if (freed and c.start == ptr) .double_free else if (freed) .double_free else .interior_pointer, ptr, c, ptr - c.start);
-        } else switch (alloc.classify(ptr)) {
-            .not_owned => report(.not_owned, ptr, null, 0),
-            else => report(.interior_pointer, ptr, null, 0),
-        }
-        return null;
+    const f = switch (alloc.classify(ptr)) {
+        .freed => {
+            report(.double_free, ptr, describe(ptr), 0);
+            return null;
+        },
+        .not_owned => {
+            report(.not_owned, ptr, null, 0);
+            return null;
+        },
+        .invalid => {
+            const c = findContaining(ptr);
+            report(.interior_pointer, ptr, c, if (c) |x| ptr - x.start else 0);
+            return null;
+        },
+        .small, .large => find(ptr).?,
     };
-    if (f.page != null and f.size >= 16 and readWord(f.start + 8) == freed_magic and
-        firstDifferent(f.start + 16, f.start + f.size, freed_byte) == null)
-    {
-        report(.double_free, ptr, f, 0);
-        return null;
-    }
     const trailer = f.start + f.size - trailer_size;
     const requested = readWord(trailer);
     const offset = readWord(trailer + 8);
@@ -192,6 +166,13 @@ fn validate(ptr: usize) ?Found {
     return f;
 }
 
+/// The block `ptr` names, freed or not, for a report.
+fn describe(ptr: usize) ?Found {
+    if (findContaining(ptr)) |c| return c;
+    const w = alloc.describe(ptr) orelse return null;
+    return .{ .start = ptr, .size = w.block_size, .tier = w.tier, .class = w.class, .page = null };
+}
+
 pub fn usableSize(ptr: usize) ?usize {
     const f = find(ptr) orelse return null;
     const trailer = f.start + f.size - trailer_size;
@@ -200,7 +181,11 @@ pub fn usableSize(ptr: usize) ?usize {
 }
 
 pub fn realloc(ptr: usize, size: usize) alloc.ReallocResult {
-    const f = validate(ptr) orelse return if (alloc.classify(ptr) == .not_owned) .not_owned else .invalid;
+    const f = validate(ptr) orelse return switch (alloc.classify(ptr)) {
+        .not_owned => .not_owned,
+        .freed => .freed,
+        else => .invalid,
+    };
     const old = readWord(f.start + f.size - trailer_size);
     const fresh = malloc(size, 16) orelse return .{ .ok = null };
     @memcpy(bytes(@intFromPtr(fresh))[0..@min(old, size)], bytes(ptr)[0..@min(old, size)]);
@@ -214,5 +199,5 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 
 test "check-mode layout constants" {
     try std.testing.expect(overhead == 24);
-    _ = Heap;
+    try std.testing.expect(pattern_offset == @sizeOf(block_mod.Block));
 }

@@ -17,6 +17,48 @@ pub const mid_max_limit: usize = size_class.mid_size_limit;
 pub var tiny_max: usize = tiny_max_default;
 pub var mid_max: usize = mid_max_default;
 
+/// malloc's routing in one table load, for sizes up to 32 KiB: bins_by_16[(size + 15) / 16]
+/// up to 1 KiB, bins_by_128[(size + 127) / 128] above (every class boundary above 1 KiB is
+/// a multiple of 128). An entry is the bin under the thresholds now, or size_class.no_bin
+/// for large sizes and for the one slot a threshold falls inside (that cache entry is
+/// always empty, so malloc falls to its slow path, which routes by config.route).
+/// Sizes above 32 KiB are never tiny (tiny_max_limit is 8 KiB).
+pub const by_16_max: usize = 1024;
+pub const by_128_max: usize = 32 * 1024;
+pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
+pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
+
+comptime {
+    std.debug.assert(tiny_max_limit <= by_128_max);
+}
+
+fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
+    @setEvalBranchQuota(20_000);
+    var table: [max / step + 1]u8 = undefined;
+    for (&table, 0..) |*bin, i| {
+        const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
+        const smallest = if (i == 0) 0 else size - step + 1;
+        const tier = routeBy(size, tiny, mid);
+        bin.* = if (tier != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
+            else switch (tier) {
+                .tiny => size_class.tinyBin(size),
+                .mid => size_class.midBin(size),
+                .large => size_class.no_bin,
+            };
+    }
+    return table;
+}
+
+/// After tiny_max or mid_max changed. A malloc racing with it may route one request
+/// by the old thresholds: every tier serves every size up to its limit, and free finds
+/// the tier from the block, so that is harmless.
+fn routingChanged() void {
+    const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
+    for (&bins_by_16, by_16) |*bin, new| @atomicStore(u8, bin, new, .release);
+    const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
+    for (&bins_by_128, by_128) |*bin, new| @atomicStore(u8, bin, new, .release);
+}
+
 /// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
 pub var purge_delay_ms: u64 = 50;
 /// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
@@ -38,12 +80,17 @@ pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
     if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_tiny_max > new_mid_max) return false;
     @atomicStore(usize, &tiny_max, new_tiny_max, .release);
     @atomicStore(usize, &mid_max, new_mid_max, .release);
+    routingChanged();
     return true;
 }
 
 pub fn route(size: usize) Tier {
-    if (size <= tiny_max) return .tiny;
-    if (size <= mid_max) return .mid;
+    return routeBy(size, tiny_max, mid_max);
+}
+
+fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
+    if (size <= tiny) return .tiny;
+    if (size <= mid) return .mid;
     return .large;
 }
 
@@ -77,6 +124,7 @@ pub fn loadFromEnvironment() void {
         tiny_max = tiny_max_default;
         mid_max = mid_max_default;
     }
+    routingChanged();
     warnUnknownNames();
 }
 
@@ -194,4 +242,29 @@ test "thresholds are validated" {
     try std.testing.expect(!setThresholds(4096, 512));
     try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
     try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
+}
+
+test "the routing tables agree with route() and the size classes, under any thresholds" {
+    const saved_tiny = tiny_max;
+    const saved_mid = mid_max;
+    defer _ = setThresholds(saved_tiny, saved_mid);
+    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 0 }, .{ 100, 500 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 } }) |t| {
+        try std.testing.expect(setThresholds(t[0], t[1]));
+        var size: usize = 0;
+        while (size <= by_128_max) : (size += 1) {
+            const bin = if (size <= by_16_max) bins_by_16[(size + 15) >> 4] else bins_by_128[(size + 127) >> 7];
+            if (bin == size_class.no_bin and route(size) != .large) {
+                // the slow path's slot: a threshold falls inside it
+                try std.testing.expect(route(if (size <= by_16_max) (size + 15) & ~@as(usize, 15) else (size + 127) & ~@as(usize, 127)) != route(size) or
+                    route(if (size <= by_16_max) ((size + 15) & ~@as(usize, 15)) -| 15 else ((size + 127) & ~@as(usize, 127)) -| 127) != route(size));
+                continue;
+            }
+            const want: u8 = switch (route(size)) {
+                .tiny => size_class.tinyBin(size),
+                .mid => size_class.midBin(size),
+                .large => size_class.no_bin,
+            };
+            try std.testing.expectEqual(want, bin);
+        }
+    }
 }

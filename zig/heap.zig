@@ -1,17 +1,20 @@
-//! heap.zig — a thread's heap: for every bin (tier x size class) the page that serves
-//! it now (`direct`), a queue of its other pages that may have free blocks, and a queue
-//! of pages found full; plus the segments the heap owns and its event counters.
+//! heap.zig — a thread's heap: its cache of free blocks, and for every bin (tier x size
+//! class) the page that refills it now (`direct`), a queue of its other pages that may have
+//! free blocks, and a queue of pages found full; plus the segments the heap owns.
 //!
-//!   heap.cache[bin]:   block ─> block ─> null       (freed blocks, thread_cache.zig)
+//!   heap.cache         per bin a stack of free blocks (thread_cache.zig): malloc pops,
+//!                      free pushes; everything below is reached only when a stack runs
+//!                      empty (refill) or full (flush)
 //!   heap.direct[bin] ──> page ──free──> block ─> block ─> null
 //!   heap.queues[bin]:  page <-> page <-> page        (may have free blocks)
 //!   heap.full[bin]:    page <-> page                 (full when last looked at)
 //!   heap.segments:     segment <-> segment           (with free slices first)
 //!
-//! Only the owning thread touches a heap (other threads free into a page's thread_free,
-//! never into the heap), so nothing here takes a lock except when segments move between
-//! heaps through arena.zig. malloc's fast path is `allocBin` (a pop from direct[bin]);
-//! everything else here is its slow path, kept out of line.
+//! Only the owning thread touches a heap (other threads give blocks back through a page's
+//! thread_free, never through the heap; they may read a cache to confirm a double free),
+//! so nothing here takes a lock except when segments move between heaps (arena.zig).
+//! Everything here is a slow path: kept out of line, counted by `tick`, which every
+//! few calls looks at the clock and runs `maintain` (purging, idle caches).
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -22,6 +25,8 @@ const large = @import("large.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const thread_cache = @import("thread_cache.zig");
+const misuse = @import("misuse.zig");
+const block_mod = @import("block.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -30,7 +35,6 @@ const SegmentList = segment_mod.SegmentList;
 const bins = size_class.bin_count;
 /// Full pages re-examined per slow path before a new page is taken (bounded work).
 const full_scan_max = 8;
-const no_bin: usize = bins;
 /// Empty mid pages kept as direct pages at most (retainEmpty).
 const retained_max = 4;
 /// Segments looked at for a span with resident memory before a new page is placed.
@@ -39,8 +43,6 @@ const segments_scanned_max = 16;
 const adopt_max = 4;
 /// Slow-path events between two looks at the clock for purging.
 const ticks_per_clock_check = 32;
-/// Frees of one bin between two looks at the clock from the free fast path.
-const frees_per_clock_check = 256;
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -86,116 +88,132 @@ pub const GrowthLog = struct {
     }
 };
 
+/// Events the cache does not count itself, per bin (owner-written, read by stats readers).
+pub const Counters = struct {
+    /// Blocks handed out or taken back without the cache (bins without one, check mode,
+    /// frees that went to the page: a suspected double free that was not one).
+    direct_allocs: [bins]u64 = [_]u64{0} ** bins,
+    direct_frees: [bins]u64 = [_]u64{0} ** bins,
+    /// Blocks given back to a page another heap owns (at flush, or directly).
+    remote_frees: [bins]u64 = [_]u64{0} ** bins,
+};
+
+/// What became of a block free gave to a heap's slow path.
+pub const FreeOutcome = enum { ok, double_free };
+
 pub const Heap = struct {
-    cache: [bins]thread_cache.Bin,
+    cache: thread_cache.Cache,
     direct: [bins]*Page,
     queues: [bins]PageQueue,
     full: [bins]PageQueue,
     segments: SegmentList,
-    counters: stats.BinCounters,
+    counters: Counters,
     /// Links in the registry of live heaps (thread.zig).
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
     slow_calls: u32,
-    /// The bin whose free is running the slow path (cacheSlow), else no_bin.
-    freeing_bin: usize,
+    /// Check mode: no cache (every block goes to its page), pages flagged checked.
+    checked: bool,
     /// The empty mid pages kept as their bins' direct pages, a ring (see retainEmpty).
     retained: [retained_max]?*Page,
     retained_next: u8,
     maintenance_due_ms: u64,
-    /// counters.allocs[bin] at the bin's last cache overflow and at the last maintenance.
+    /// allocs(bin) at the bin's last cache overflow and at the last maintenance.
     allocs_at_overflow: [bins]u64,
     allocs_at_maintenance: [bins]u64,
     /// Blocks this thread's realloc grew lately (see alloc.realloc).
     grown: GrowthLog,
 
-    pub fn init(self: *Heap) void {
-        self.* = .{
-            .cache = undefined,
-            .allocs_at_overflow = [_]u64{0} ** bins,
-            .allocs_at_maintenance = [_]u64{0} ** bins,
-            .grown = .{},
-            .direct = [_]*Page{&page_mod.empty_page} ** bins,
-            .queues = [_]PageQueue{.{}} ** bins,
-            .full = [_]PageQueue{.{}} ** bins,
-            .segments = .{},
-            .counters = .{},
-            .registry_next = null,
-            .registry_prev = null,
-            .slow_calls = 0,
-            .retained = [_]?*Page{null} ** retained_max,
-            .retained_next = 0,
-            .freeing_bin = no_bin,
-            .maintenance_due_ms = 0,
-        };
-        for (&self.cache, 0..) |*c, bin| c.* = .{ .capacity = thread_cache.initialCapacity(bin) };
+    pub fn init(self: *Heap, checked: bool) void {
+        self.direct = [_]*Page{&page_mod.empty_page} ** bins;
+        self.queues = [_]PageQueue{.{}} ** bins;
+        self.full = [_]PageQueue{.{}} ** bins;
+        self.segments = .{};
+        self.counters = .{};
+        self.registry_next = null;
+        self.registry_prev = null;
+        self.slow_calls = 0;
+        self.checked = checked;
+        self.retained = [_]?*Page{null} ** retained_max;
+        self.retained_next = 0;
+        self.maintenance_due_ms = 0;
+        self.allocs_at_overflow = [_]u64{0} ** bins;
+        self.allocs_at_maintenance = [_]u64{0} ** bins;
+        self.grown = .{};
+        self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
 
-    // ---------------------------------------------------------------- fast paths
+    fn noCache(_: usize) u32 {
+        return 0;
+    }
 
-    /// True when `seg`'s pages are this heap's (a free into them is local, not remote).
+    /// True when `seg`'s pages are this heap's (a block given back to them is local).
     pub inline fn ownsSegment(self: *const Heap, seg: *const Segment) bool {
         return seg.owner.load(.monotonic) == @as(*const anyopaque, self);
     }
 
-    pub inline fn allocBin(self: *Heap, bin: usize) ?*anyopaque {
-        const cached = &self.cache[bin];
-        if (cached.head) |block| {
-            cached.head = block.next;
-            cached.count -= 1;
-            self.counters.allocs[bin] += 1;
-            return block;
-        }
-        if (self.direct[bin].pop()) |block| {
-            self.counters.allocs[bin] += 1;
-            return block;
-        }
-        return self.allocSlow(bin);
+    /// Blocks of `bin` handed out by this heap so far.
+    pub fn allocs(self: *const Heap, bin: usize) u64 {
+        return self.cache.pops(bin) + @atomicLoad(u64, &self.counters.direct_allocs[bin], .monotonic);
     }
 
-    /// Any thread's block of `bin` goes to this thread's cache. `remote`: another heap owns it.
-    pub inline fn cacheFree(self: *Heap, bin: usize, block: *Block, remote: bool) void {
-        const frees = self.counters.frees[bin] + 1;
-        self.counters.frees[bin] = frees;
-        self.counters.remote_frees[bin] += @intFromBool(remote);
-        const cached = &self.cache[bin];
-        block.next = cached.head;
-        cached.head = block;
-        cached.count += 1;
-        // Every few hundred frees of a bin also look at the clock: a program whose steady
-        // state never leaves the fast path still gets memory freed earlier purged.
-        if (cached.count > cached.capacity or frees % frees_per_clock_check == 0) self.cacheSlow(bin);
+    /// Blocks of `bin` this heap took back so far.
+    pub fn frees(self: *const Heap, bin: usize) u64 {
+        return @atomicLoad(u64, &self.cache.entries[bin].frees, .monotonic) + @atomicLoad(u64, &self.counters.direct_frees[bin], .monotonic);
     }
 
-    // ---------------------------------------------------------------- slow paths
+    pub fn addCountersInto(self: *const Heap, total: *stats.BinCounters) void {
+        for (0..bins) |bin| {
+            total.allocs[bin] += self.allocs(bin);
+            total.frees[bin] += self.frees(bin);
+            total.remote_frees[bin] += @atomicLoad(u64, &self.counters.remote_frees[bin], .monotonic);
+        }
+    }
 
-    pub noinline fn allocSlow(self: *Heap, bin: usize) ?*anyopaque {
+    /// Bytes of free blocks held in this heap's cache (a stats estimate).
+    pub fn cachedBytes(self: *const Heap) u64 {
+        var sum: u64 = 0;
+        for (0..bins) |bin| sum += @as(u64, self.cache.count(bin)) * size_class.binBlockSize(bin);
+        return sum;
+    }
+
+    // ---------------------------------------------------------------- malloc's slow path
+
+    /// A block of `bin` when the cache has none: a refill from a page, or (bins without a
+    /// cache) a block straight from a page. Null only when out of memory (errno ENOMEM).
+    pub noinline fn allocSlow(self: *Heap, bin: usize) ?*Block {
         self.tick();
         const page = self.findPage(bin) orelse {
             os.setErrno(.NOMEM);
             return null;
         };
-        const block = page.pop().?;
-        self.counters.allocs[bin] += 1;
-        return block;
+        const capacity = self.cache.capacity(bin);
+        if (capacity == 0) {
+            const blk = page.popFree().?;
+            if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
+            self.counters.direct_allocs[bin] += 1;
+            return blk;
+        }
+        _ = self.cache.refill(bin, page, @max(1, capacity / 2));
+        return self.cache.pop(bin).?;
     }
 
     /// A page of `bin` with a free block, made the direct page. Null only when out of memory.
     fn findPage(self: *Heap, bin: usize) ?*Page {
         const current = self.direct[bin];
         if (current != &page_mod.empty_page) {
-            if (self.refill(current)) return current;
+            if (self.replenish(current)) return current;
             self.moveToFull(current);
         }
         self.direct[bin] = &page_mod.empty_page;
         while (self.queues[bin].first) |page| {
-            if (self.refill(page)) return self.makeDirect(page);
+            if (self.replenish(page)) return self.makeDirect(page);
             self.moveToFull(page);
         }
         if (self.reclaimFull(bin)) |page| return self.makeDirect(page);
         if (self.adoptAbandoned(bin)) |page| return self.makeDirect(page);
         const page = self.newPage(bin) orelse return null;
-        _ = self.refill(page);
+        _ = self.replenish(page);
         return self.makeDirect(page);
     }
 
@@ -205,7 +223,7 @@ pub const Heap = struct {
     }
 
     /// Gives `page` free blocks if it can: remote frees first, then fresh carving.
-    fn refill(self: *Heap, page: *Page) bool {
+    fn replenish(self: *Heap, page: *Page) bool {
         _ = self;
         _ = page.collect();
         if (page.free != null) return true;
@@ -250,7 +268,7 @@ pub const Heap = struct {
             const seg = arena.popAbandoned(self) orelse return null;
             self.adopt(seg);
             while (self.queues[bin].first) |page| {
-                if (self.refill(page)) return page;
+                if (self.replenish(page)) return page;
                 self.moveToFull(page);
             }
         }
@@ -288,13 +306,13 @@ pub const Heap = struct {
         const slices = size_class.binPageSlices(bin);
         var reused: usize = 0;
         if (self.bestRun(slices)) |best| {
-            const page = best.segment.allocPageAt(bin, slices, best.run.slice, &reused);
+            const page = best.segment.allocPageAt(bin, slices, best.run.slice, self.checked, &reused);
             return self.pageTaken(page, reused);
         }
         const seg = arena.acquire(self) orelse return null;
         if (seg.dirty_slices != 0) seg.dirty_since_ms = os.nowMs();
         self.segments.push(seg);
-        const page = seg.allocPage(bin, slices, &reused) orelse unreachable;
+        const page = seg.allocPage(bin, slices, self.checked, &reused) orelse unreachable;
         return self.pageTaken(page, reused);
     }
 
@@ -342,91 +360,67 @@ pub const Heap = struct {
         self.segments.count += 1;
     }
 
-    /// From free: the bin's newest block is the one just freed; it stays in the cache
-    /// (where a second free of it is seen) through whatever this flushes.
-    noinline fn cacheSlow(self: *Heap, bin: usize) void {
-        self.freeing_bin = bin;
-        defer self.freeing_bin = no_bin;
-        if (self.cache[bin].count > self.cache[bin].capacity) return self.cacheOverflow(bin);
-        self.maintain(os.nowMs(), false);
+    // ---------------------------------------------------------------- free's slow paths
+
+    /// free found the bin's stack full (or the bin has none): make room, or give the block
+    /// straight to its page.
+    pub noinline fn freeFull(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
+        const bin = page.bin;
+        if (self.cache.capacity(bin) == 0) return self.freeToPage(page, blk);
+        self.cacheOverflow(bin);
+        const pushed = self.cache.push(bin, blk);
+        std.debug.assert(pushed);
+        return .ok;
+    }
+
+    /// Gives one block back to its page: this heap's page directly (a block already on its
+    /// free list was freed twice), another heap's through thread_free (its owner checks).
+    pub fn freeToPage(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
+        const bin = page.bin;
+        if (!self.ownsSegment(Segment.of(page.start))) {
+            blk.key = block_mod.free_key;
+            page.pushRemoteChain(blk, blk);
+            self.counters.direct_frees[bin] += 1;
+            self.counters.remote_frees[bin] += 1;
+            return .ok;
+        }
+        switch (page.pushFree(blk)) {
+            .double_free => return .double_free,
+            .ok, .emptied => {},
+        }
+        self.counters.direct_frees[bin] += 1;
+        self.pageGotBlocks(page);
+        self.tick();
+        return .ok;
     }
 
     fn cacheOverflow(self: *Heap, bin: usize) void {
-        const cached = &self.cache[bin];
-        const allocs = self.counters.allocs[bin];
-        if (config.adapt) {
-            const grown = thread_cache.capacityAfterOverflow(bin, cached.capacity, allocs - self.allocs_at_overflow[bin]);
-            if (grown != cached.capacity) stats.incr(&stats.thread_cache_grows);
-            cached.capacity = grown;
+        const allocs_now = self.allocs(bin);
+        var capacity = self.cache.capacity(bin);
+        if (config.adapt and !self.checked) {
+            const grown = thread_cache.capacityAfterOverflow(bin, capacity, allocs_now - self.allocs_at_overflow[bin]);
+            if (grown != capacity) stats.incr(&stats.thread_cache_grows);
+            capacity = grown;
         }
-        self.allocs_at_overflow[bin] = allocs;
-        if (cached.count > cached.capacity) self.flushCache(bin, if (cached.capacity == 0) 0 else @max(1, cached.capacity / 2));
+        self.allocs_at_overflow[bin] = allocs_now;
+        const count = self.cache.count(bin);
+        if (count >= capacity) self.flushCache(bin, capacity / 2);
+        self.cache.setCapacity(bin, capacity);
         self.tick();
     }
 
     /// Returns all but the `keep` most recently freed blocks of a bin's cache to their pages.
     pub fn flushCache(self: *Heap, bin: usize, keep: u32) void {
-        const cached = &self.cache[bin];
-        if (cached.count <= keep) return;
-        var list: ?*Block = undefined;
-        if (keep == 0) {
-            list = cached.head;
-            cached.head = null;
-        } else {
-            var node = cached.head.?;
-            for (1..keep) |_| node = node.next.?;
-            list = node.next;
-            node.next = null;
-        }
-        cached.count = keep;
-        self.returnBlocks(list);
+        const count = self.cache.count(bin);
+        if (count <= keep) return;
+        const remote = self.cache.flush(bin, count - keep, self, self);
+        self.counters.remote_frees[bin] += remote;
     }
 
-    /// Gives blocks back to their pages: this heap's pages directly, other heaps' pages
-    /// through thread_free, one CAS per run of blocks of the same page. The run of the
-    /// newest block goes last, so that block tops its page's list and a second free of it
-    /// is still seen (alloc.justFreed).
-    fn returnBlocks(self: *Heap, list: ?*Block) void {
-        const newest = list orelse return;
-        const newest_run = Run.from(newest);
-        var it = newest_run.last.next;
-        while (it) |first| {
-            const run = Run.from(first);
-            it = run.last.next;
-            self.returnRun(run);
-        }
-        self.returnRun(newest_run);
-    }
-
-    /// Blocks of one page, linked first..last.
-    const Run = struct {
-        page: *Page,
-        first: *Block,
-        last: *Block,
-        count: u32,
-
-        /// The longest run of blocks of `first`'s page starting at `first`.
-        fn from(first: *Block) Run {
-            const page = Segment.of(@intFromPtr(first)).pageOf(@intFromPtr(first));
-            const page_end = page.start + @as(usize, page.slice_count) * size_class.slice_size;
-            var run: Run = .{ .page = page, .first = first, .last = first, .count = 1 };
-            while (run.last.next) |next| {
-                const addr = @intFromPtr(next);
-                if (addr < page.start or addr >= page_end) break;
-                run.last = next;
-                run.count += 1;
-            }
-            return run;
-        }
-    };
-
-    fn returnRun(self: *Heap, run: Run) void {
-        const page = run.page;
-        if (!self.ownsSegment(Segment.of(page.start))) {
-            page.pushRemoteChain(run.first, run.last);
-            return;
-        }
-        if (page.pushLocalChain(run.first, run.last, run.count)) {
+    /// thread_cache.flush's sink: blocks came back to `page` (this heap's).
+    pub fn pageGotBlocks(self: *Heap, page: *Page) void {
+        if (page.flags & page_mod.flag_unused != 0) return; // released by an earlier run
+        if (page.used == 0) {
             self.pageEmptied(page);
         } else if (page.flags & page_mod.flag_full != 0) {
             self.moveToQueue(page);
@@ -434,8 +428,8 @@ pub const Heap = struct {
     }
 
     /// Counts slow-path events; every few, checks the clock and purges what is due.
-    /// Both malloc's refills and free's overflows and empty pages tick, so a program whose
-    /// steady state never leaves the fast path still returns memory freed earlier.
+    /// Both malloc's refills and free's overflows tick, so a program whose steady state
+    /// leaves the fast paths now and then still returns memory freed earlier.
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
         if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
@@ -507,23 +501,24 @@ pub const Heap = struct {
         if (stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes) purgeSegment(seg);
     }
 
-    /// Returns empty memory older than the purge delay to the OS (everything with `force`).
-    /// Runs from slow paths only; its work is bounded by the heap's bins and segments.
+    /// Returns empty memory older than the purge delay to the OS (everything with `force`),
+    /// and the blocks of idle caches to their pages. Runs from slow paths only; its work is
+    /// bounded by the heap's bins and segments.
     pub fn maintain(self: *Heap, now_ms: u64, force: bool) void {
         if (!force and now_ms < self.maintenance_due_ms) return;
         const delay = config.purge_delay_ms;
         self.maintenance_due_ms = now_ms + @max(1, delay / 4);
         for (0..bins) |bin| {
-            const allocs = self.counters.allocs[bin];
-            const idle = allocs == self.allocs_at_maintenance[bin];
-            self.allocs_at_maintenance[bin] = allocs;
-            const cached = &self.cache[bin];
-            if (cached.count == 0 or !(idle or force)) continue;
-            self.flushCache(bin, @intFromBool(bin == self.freeing_bin and cached.capacity > 0 and !force));
-            if (config.adapt and idle) {
-                const shrunk = thread_cache.capacityWhenIdle(bin, cached.capacity);
-                if (shrunk != cached.capacity) stats.incr(&stats.thread_cache_shrinks);
-                cached.capacity = shrunk;
+            const allocs_now = self.allocs(bin);
+            const idle = allocs_now == self.allocs_at_maintenance[bin];
+            self.allocs_at_maintenance[bin] = allocs_now;
+            if (self.cache.count(bin) == 0 or !(idle or force)) continue;
+            self.flushCache(bin, 0);
+            if (config.adapt and idle and !self.checked) {
+                const capacity = self.cache.capacity(bin);
+                const shrunk = thread_cache.capacityWhenIdle(bin, capacity);
+                if (shrunk != capacity) stats.incr(&stats.thread_cache_shrinks);
+                self.cache.setCapacity(bin, shrunk);
             }
         }
         for (0..bins) |bin| {
@@ -546,8 +541,9 @@ pub const Heap = struct {
         large.decay(now_ms, force);
     }
 
-    /// Thread exit: every page without live blocks goes back; segments that still hold
-    /// live blocks are abandoned for another thread to adopt.
+    /// Thread exit: every cached block goes back to its page, every page without live
+    /// blocks goes back; segments that still hold live blocks are abandoned for another
+    /// thread to adopt.
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();

@@ -13,8 +13,11 @@ const stats = @import("stats.zig");
 const segment_map = @import("segment_map.zig");
 const Lock = @import("lock.zig").Lock;
 const large_cache = @import("large_cache.zig");
+const misuse = @import("misuse.zig");
 
 const chunk_size = segment_map.chunk_size;
+/// Requests above this fail at once with ENOMEM (beyond any real address space).
+pub const size_max: usize = 1 << 46;
 const header_room: usize = 64;
 const live_magic: u64 = 0x6861_6b6d_656d_4c47; // "hakmemLG"
 const cached_magic: u64 = 0x6861_6b6d_656d_4343; // "hakmemCC"
@@ -27,7 +30,8 @@ pub const LargeHeader = extern struct {
     usable_size: usize,
 };
 
-pub const Lookup = union(enum) { live: *LargeHeader, foreign, invalid };
+/// `freed`: a block of a cached mapping (freed, not yet reused).
+pub const Lookup = union(enum) { live: *LargeHeader, freed, foreign, invalid };
 
 const CacheEntry = struct { base: usize = 0, mapped_size: usize = 0, cached_ms: u64 = 0 };
 
@@ -50,7 +54,7 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     // @max: a zero-byte block still needs one byte inside the mapping, or its
     // address (base + offset) would be the first byte past the end.
     const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
-    if (total > (1 << 46)) return null;
+    if (total > size_max) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
     const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
@@ -206,8 +210,52 @@ pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
     const header: *LargeHeader = @ptrFromInt(base);
     if (header.magic != live_magic and header.magic != cached_magic) return .foreign;
     if (addr >= base + header.mapped_size) return .foreign;
-    if (header.magic != live_magic or addr != base + header.block_offset) return .invalid;
+    if (addr != base + header.block_offset) return .invalid;
+    if (header.magic == cached_magic) return .freed;
     return .{ .live = header };
+}
+
+/// Tier and size of the large block at `addr` (live, cached or recently unmapped), for a report.
+pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
+    if (tag == .none) {
+        const size = recentlyFreedSize(addr) orelse return null;
+        return .{ .tier = "large", .block_size = size };
+    }
+    const base = if (tag == .large_head) addr & ~(chunk_size - 1) else segment_map.largeHeadOf(addr) orelse return null;
+    const header: *LargeHeader = @ptrFromInt(base);
+    if (header.magic != live_magic and header.magic != cached_magic) return null;
+    return .{ .tier = "large", .block_size = header.usable_size };
+}
+
+// ---- recently unmapped blocks: a second free of one is a double free, not a foreign pointer
+
+const recent_slots = 64;
+const Recent = struct { addr: usize = 0, usable_size: usize = 0 };
+var recent: [recent_slots]Recent = [_]Recent{.{}} ** recent_slots;
+var recent_next = std.atomic.Value(usize).init(0);
+
+fn rememberUnmapped(header: *const LargeHeader) void {
+    if (header.magic != cached_magic) return;
+    const slot = &recent[recent_next.fetchAdd(1, .monotonic) % recent_slots];
+    @atomicStore(usize, &slot.addr, 0, .monotonic);
+    @atomicStore(usize, &slot.usable_size, header.usable_size, .monotonic);
+    @atomicStore(usize, &slot.addr, @intFromPtr(header) + header.block_offset, .release);
+}
+
+fn recentlyFreedSize(addr: usize) ?usize {
+    for (&recent) |*slot| {
+        if (@atomicLoad(usize, &slot.addr, .acquire) == addr) return @atomicLoad(usize, &slot.usable_size, .monotonic);
+    }
+    return null;
+}
+
+/// True when `addr` (in no chunk of hakmem's now) was the address of a large block whose
+/// mapping hakmem unmapped lately: freeing it again is a double free. Even when something
+/// else was mapped there since (a thread's stack often is), it cannot be another
+/// allocator's block: a large block's address is a chunk boundary + header, where glibc
+/// never puts one (its mmapped chunks start 16 bytes into a page).
+pub fn recentlyFreed(addr: usize) bool {
+    return recentlyFreedSize(addr) != null;
 }
 
 pub fn free(header: *LargeHeader, now_ms: u64) void {
@@ -263,6 +311,7 @@ fn oldestEntry() ?usize {
 }
 
 fn unmapLarge(base: usize, mapped: usize) void {
+    rememberUnmapped(@ptrFromInt(base));
     segment_map.clear(base, mapped);
     os.unmap(@ptrFromInt(base), mapped);
     stats.largeUnmapped(mapped);
@@ -292,7 +341,7 @@ pub fn decay(now_ms: u64, force: bool) void {
 pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const offset = header.block_offset;
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
-    if (total > (1 << 46)) return null;
+    if (total > size_max) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
     const old_usable = header.usable_size;
     const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;

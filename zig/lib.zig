@@ -44,4 +44,7 @@ test {
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
     _ = @import("kernels.zig");
+    _ = @import("block.zig");
+    _ = @import("heap.zig");
+    _ = @import("misuse.zig");
 }

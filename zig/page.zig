@@ -1,146 +1,267 @@
 //! page.zig — a page: one span of 1..16 slices of a segment, cut into blocks of one size.
 //!
-//!   page.start                                           page end
-//!   | block 0 | block 1 | ... | block capacity-1 | uncarved ... |
+//!   page.start                                        carved_end         page end
+//!   | block 0 | block 1 | ... | block capacity-1 |     uncarved ...       | tail |
 //!
 //! Blocks are carved lazily (`extend`), so a fresh page costs RSS only for what is used.
-//! Three block lists: `free` (ready to allocate; the owner thread pops and pushes it
-//! with plain loads and stores), `thread_free` (blocks freed by other threads, pushed
-//! with one CAS, taken whole by the owner in `collect`). `used` counts blocks that are
-//! neither in `free` nor uncarved. There is no per-block header: a block's page is found
-//! from its address (segment.zig), its index by a multiply (div_magic).
+//! A carved block is in exactly one place: handed out, in some thread's cache, on `free`
+//! (the owner's list, plain loads and stores) or on `thread_free` (blocks other threads
+//! gave back, pushed with one CAS, taken whole by the owner in `collect`). `used` counts
+//! the carved blocks that are not on `free`. Links are encoded (block.zig).
+//!
+//! `bits` has one bit per block, set while the block is on `free`: a block that arrives
+//! at its page (a cache flush, a remote free collected) while its bit is set was freed
+//! twice, and a block taken off `free` must have its bit set (else the list is corrupt).
+//! Only the owner writes the bits; other threads may read them (a double-free check).
+//!
+//! free() on any thread reads only the first cache line of a slice's descriptor, and
+//! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
+//! and a mask, without following slice_offset:
+//!   start, div_magic      the block index of an address: ((addr - start) * div_magic) >> 40
+//!   fast_magic            div_magic << 24 while a free may take the fast path, else 0
+//!   carved_end            start + capacity * block_size; 0 for a slice not in use
 const std = @import("std");
 const size_class = @import("size_class.zig");
-const config = @import("config.zig");
-const os = @import("os.zig");
+const block_mod = @import("block.zig");
+const misuse = @import("misuse.zig");
 
-pub const Block = struct { next: ?*Block };
+pub const Block = block_mod.Block;
 
-/// A nonzero `flags` sends free() down its slow path.
-pub const flag_full: u8 = 1; // in the heap's full queue
+pub const flag_full: u8 = 1; // in the heap's full queue (does not matter to free)
 pub const flag_aligned: u8 = 2; // holds blocks handed out at an inner aligned address
 pub const flag_unused: u8 = 4; // not a page in use (free span, segment header, cached)
 pub const flag_checked: u8 = 8; // check mode: every free goes through check.zig
+pub const flag_flushing: u8 = 16; // owner, within one cache flush: already listed
+/// Flags that send every free of the page to the slow path (fast_magic = 0).
+const slow_flags = flag_aligned | flag_unused | flag_checked;
 
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;
+/// Shift of the magic division; exact for every offset of a page (see blockStartIndex).
+const magic_shift = 40;
 
 pub const Page = extern struct {
-    // First cache line: what the owner thread reads and writes on malloc and free.
-    // Aligned to 128 so a descriptor is 128 bytes and finding a page by slice index is a shift.
-    free: ?*Block align(128) = null,
-    used: u32 = 0,
-    flags: u8 = flag_unused,
+    // ---- first cache line: read by free() on any thread, copied into every slice ----
+    start: usize align(128) = 0,
+    div_magic: u64 = 0,
+    fast_magic: u64 = 0,
+    carved_end: usize = 0,
     bin: u8 = 0,
-    slice_count: u8 = 0,
     slice_offset: u8 = 0,
+    slice_count: u8 = 0,
+    flags: u8 = flag_unused,
     block_size: u32 = 0,
     capacity: u32 = 0,
-    div_magic: u64 = 0,
-    start: usize = 0,
     reserved: u32 = 0,
+    // ---- owner only, first slice of the span ----
+    free: ?*Block = null,
+    used: u32 = 0,
+    free_count: u32 = 0,
+    // ---- second cache line: what other threads write (remote frees) ----
+    thread_free: std.atomic.Value(?*Block) align(64) = .init(null),
     next: ?*Page = null,
     prev: ?*Page = null,
-    // Second cache line: what other threads write (remote frees), kept off the owner's line.
-    thread_free: std.atomic.Value(?*Block) align(64) = .init(null),
-    // Milliseconds on the monotonic clock when `used` last dropped to 0.
+    /// Milliseconds on the monotonic clock when `used` last dropped to 0.
     empty_since_ms: u64 = 0,
+    /// One bit per block: set while the block is on `free`.
+    bits: ?[*]u64 = null,
 
     comptime {
         std.debug.assert(@sizeOf(Page) == 128);
+        std.debug.assert(@offsetOf(Page, "free") < 64);
         std.debug.assert(@offsetOf(Page, "thread_free") == 64);
+        // The magic division is exact and the block-start test sound when
+        // page_bytes * block_size <= 2^magic_shift (proof at blockStartIndex).
+        std.debug.assert(size_class.max_page_slices * size_class.slice_size * size_class.mid_size_limit <= 1 << magic_shift);
     }
 
-    pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize) void {
+    /// Makes `self` (the first slice of a span of `slice_count` slices at `start`) a page of
+    /// `bin`, with `bits` (room for one bit per block) cleared.
+    pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool) void {
         const bs = size_class.binBlockSize(bin);
+        const reserved = slice_count * size_class.slice_size / bs;
         self.* = .{
-            .flags = if (config.check_mode == .off) 0 else flag_checked,
+            .start = start,
+            .div_magic = size_class.divMagic(bs),
+            .carved_end = start,
             .bin = @intCast(bin),
             .slice_count = @intCast(slice_count),
+            .flags = if (checked) flag_checked else 0,
             .block_size = @intCast(bs),
-            .div_magic = size_class.divMagic(bs),
-            .start = start,
-            .reserved = @intCast(slice_count * size_class.slice_size / bs),
+            .reserved = @intCast(reserved),
+            .bits = bits,
         };
+        self.fast_magic = self.fastMagic();
+        @memset(bits[0 .. (reserved + 63) / 64], 0);
+        self.syncSpan();
+    }
+
+    fn fastMagic(self: *const Page) u64 {
+        return if (self.flags & slow_flags != 0) 0 else self.div_magic << (64 - magic_shift);
+    }
+
+    /// Copies the first line (what free reads) into the span's other slices.
+    pub fn syncSpan(self: *Page) void {
+        const span: [*]Page = @ptrCast(self);
+        for (1..self.slice_count) |k| {
+            const s = &span[k];
+            s.start = self.start;
+            s.div_magic = self.div_magic;
+            s.fast_magic = self.fast_magic;
+            s.carved_end = self.carved_end;
+            s.bin = self.bin;
+            s.block_size = self.block_size;
+            s.flags = self.flags;
+            std.debug.assert(s.slice_offset == k);
+        }
+    }
+
+    pub fn setFlags(self: *Page, flags: u8) void {
+        self.flags |= flags;
+        self.fast_magic = self.fastMagic();
+        self.syncSpan();
     }
 
     pub inline fn isTiny(self: *const Page) bool {
         return size_class.binIsTiny(self.bin);
     }
 
-    /// Index of the block holding `addr` (addr inside the page).
-    pub inline fn blockIndex(self: *const Page, addr: usize) usize {
-        return @intCast(((addr -% self.start) * self.div_magic) >> 40);
+    /// The index of the block that starts at `addr`, or null when `addr` is not the start
+    /// of a carved block. One multiply: with m = div_magic = floor(2^40 / bs) + 1 and
+    /// e = m*bs - 2^40 (1 <= e <= bs), offset = q*bs + r gives offset*m = q*2^40 + (q*e + r*m);
+    /// the low 40 bits are q*e < m when r = 0, and >= m when r > 0 (q*e and r*m stay below
+    /// 2^40 because reserved*bs <= page bytes <= 2^40/bs < m). So the high bits are the index
+    /// and "low bits < m" is the block-start test. free() does the same with fast_magic.
+    pub inline fn blockStartIndex(self: *const Page, addr: usize) ?u32 {
+        if (addr < self.start or addr >= self.carved_end) return null;
+        const product = (addr - self.start) *% self.div_magic;
+        if ((product << (64 - magic_shift)) >= (self.div_magic << (64 - magic_shift))) return null;
+        return @intCast(product >> magic_shift);
     }
 
-    /// True when `addr` is the first byte of a carved block of this page.
     pub inline fn isBlockStart(self: *const Page, addr: usize) bool {
-        const offset = addr -% self.start;
-        const index = self.blockIndex(addr);
-        return index < self.capacity and index * self.block_size == offset;
+        return self.blockStartIndex(addr) != null;
     }
 
-    /// The start of the block that contains `addr`, or null when addr is outside the carved blocks.
+    /// The start of the carved block that contains `addr`, or null.
     pub fn blockContaining(self: *const Page, addr: usize) ?usize {
-        if (addr < self.start) return null;
-        const index = self.blockIndex(addr);
-        if (index >= self.capacity) return null;
+        if (addr < self.start or addr >= self.carved_end) return null;
+        const index = ((addr - self.start) *% self.div_magic) >> magic_shift;
         return self.start + index * self.block_size;
     }
 
-    pub inline fn pop(self: *Page) ?*Block {
-        const block = self.free orelse return null;
-        self.free = block.next;
+    fn bitOf(self: *const Page, index: u32) struct { word: *u64, mask: u64 } {
+        return .{ .word = &self.bits.?[index / 64], .mask = @as(u64, 1) << @intCast(index % 64) };
+    }
+
+    /// True when the block at `addr` (a block start) is on `free`. Any thread may ask: a
+    /// reader other than the owner gets an answer that may be stale, never a fault.
+    pub fn isOnFreeList(self: *const Page, addr: usize) bool {
+        const index = self.blockStartIndex(addr) orelse return false;
+        const bit = self.bitOf(index);
+        return @atomicLoad(u64, bit.word, .monotonic) & bit.mask != 0;
+    }
+
+    pub fn where(self: *const Page) misuse.Where {
+        return .{ .tier = if (self.isTiny()) "tiny" else "mid", .class = size_class.binClass(self.bin), .block_size = self.block_size };
+    }
+
+    /// Owner: takes the first block off `free`, or null. Its bit must be set, and its link
+    /// must name a carved block of this page or the end; else the list ends here (the write
+    /// is reported, or in normal mode the process stops).
+    pub fn popFree(self: *Page) ?*Block {
+        const blk = self.free orelse return null;
+        const addr = @intFromPtr(blk);
+        const index = self.blockStartIndex(addr) orelse misuse.corrupted("a page's free list names a block outside it", addr);
+        const bit = self.bitOf(index);
+        if (bit.word.* & bit.mask == 0) misuse.corrupted("a block on a page's free list is not free there", addr);
+        bit.word.* &= ~bit.mask;
+        if (self.flags & flag_checked != 0 and blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(addr, self.where(), 8);
+        const next = block_mod.decode(blk);
+        self.free = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
+            misuse.freedBlockWritten(addr, self.where(), 0);
+            self.dropFreeList(); // check mode, warn: the rest of the list is lost, not followed
+            break :blk null;
+        };
         self.used += 1;
-        return block;
+        self.free_count -= 1;
+        return blk;
     }
 
-    /// Owner-thread free of a linked run of `count` blocks of this page. Returns true when
-    /// the page has become empty.
-    pub fn pushLocalChain(self: *Page, first: *Block, last: *Block, count: u32) bool {
-        last.next = self.free;
-        self.free = first;
-        self.used -= count;
-        return self.used == 0;
+    /// After a corrupt link: every block still marked as on `free` stays where it is
+    /// (out of reach, never handed out), and the page's counts say so.
+    fn dropFreeList(self: *Page) void {
+        self.free = null;
+        self.used += self.free_count - 1;
+        self.free_count = 1;
     }
 
-    /// Any-thread free: one CAS, no lock.
-    pub fn pushRemote(self: *Page, block: *Block) void {
-        var head = self.thread_free.load(.monotonic);
-        while (true) {
-            block.next = head;
-            head = self.thread_free.cmpxchgWeak(head, block, .release, .monotonic) orelse return;
-        }
+    pub const PushResult = enum { ok, emptied, double_free };
+
+    /// Owner: puts a block of this page (a carved block start) on `free`.
+    pub fn pushFree(self: *Page, blk: *Block) PushResult {
+        const addr = @intFromPtr(blk);
+        const index = self.blockStartIndex(addr).?;
+        const bit = self.bitOf(index);
+        if (bit.word.* & bit.mask != 0) return .double_free;
+        bit.word.* |= bit.mask;
+        blk.key = block_mod.free_key;
+        blk.link = block_mod.encode(blk, self.free);
+        self.free = blk;
+        self.free_count += 1;
+        std.debug.assert(self.used > 0);
+        self.used -= 1;
+        return if (self.used == 0) .emptied else .ok;
     }
 
-    /// Any-thread free of a linked run of blocks of this page: one CAS for the run.
+    /// Any thread: gives back a chain of blocks of this page linked first..last (links
+    /// encoded; last's is set here) with one CAS.
     pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) void {
         var head = self.thread_free.load(.monotonic);
         while (true) {
-            last.next = head;
+            last.link = block_mod.encode(last, head);
             head = self.thread_free.cmpxchgWeak(head, first, .release, .monotonic) orelse return;
         }
     }
 
-    /// Owner: moves every remotely freed block to `free`. Returns how many.
+    /// The block at the head of thread_free now (any thread; a hint for double frees).
+    pub fn remoteHead(self: *const Page) ?*Block {
+        return self.thread_free.load(.monotonic);
+    }
+
+    /// Owner: moves every block other threads gave back onto `free`. Returns how many.
+    /// The walk is bounded by `used` (no more blocks can be out); a block seen twice (a
+    /// double free) ends it, and is reported or contained (misuse.doubleFreeFound).
     pub fn collect(self: *Page) u32 {
         if (self.thread_free.load(.monotonic) == null) return 0;
-        const list = self.thread_free.swap(null, .acquire) orelse return 0;
-        var count: u32 = 1;
-        var tail = list;
-        while (tail.next) |n| : (tail = n) {
+        var node: ?*Block = self.thread_free.swap(null, .acquire);
+        var count: u32 = 0;
+        while (node) |blk| {
+            const addr = @intFromPtr(blk);
+            const index = self.blockStartIndex(addr) orelse misuse.corrupted("a page's remote-free list names a block outside it", addr);
+            if (count == self.used) misuse.corrupted("a page's remote-free list is longer than its blocks in use", addr);
+            const bit = self.bitOf(index);
+            if (bit.word.* & bit.mask != 0) {
+                misuse.doubleFreeFound(addr, self.where());
+                break; // the rest of the list came before the second push: dropped, not followed
+            }
+            const next = block_mod.decode(blk);
+            bit.word.* |= bit.mask;
+            blk.key = block_mod.free_key;
+            blk.link = block_mod.encode(blk, self.free);
+            self.free = blk;
             count += 1;
-            // More blocks than the page has in use: a block was freed twice and the list
-            // loops. Stop with a message rather than spin forever.
-            if (count > self.used) corrupted("a block was freed twice (remote free list of a page loops)");
+            node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
+                misuse.freedBlockWritten(addr, self.where(), 0);
+                break :blk null;
+            };
         }
-        tail.next = self.free;
-        self.free = list;
         self.used -= count;
+        self.free_count += count;
         return count;
     }
 
-    /// Owner: carves the next run of blocks onto `free`. Returns how many.
+    /// Owner: carves the next run of blocks onto `free` (each marked free). Returns how many.
     pub fn extend(self: *Page) u32 {
         const left = self.reserved - self.capacity;
         if (left == 0) return 0;
@@ -149,17 +270,21 @@ pub const Page = extern struct {
         const first = self.start + @as(usize, self.capacity) * self.block_size;
         var i: u32 = count;
         var head = self.free;
-        const checked = self.flags & flag_checked != 0;
+        const key = if (self.flags & flag_checked != 0) block_mod.fresh_key else block_mod.free_key;
         while (i > 0) {
             i -= 1;
-            const block: *Block = @ptrFromInt(first + @as(usize, i) * self.block_size);
-            block.next = head;
-            // check mode: a fresh block must not look freed (stale bytes of an earlier page)
-            if (checked) @as(*[2]usize, @ptrCast(block))[1] = 0;
-            head = block;
+            const blk: *Block = @ptrFromInt(first + @as(usize, i) * self.block_size);
+            blk.key = key;
+            blk.link = block_mod.encode(blk, head);
+            const bit = self.bitOf(self.capacity + i);
+            bit.word.* |= bit.mask;
+            head = blk;
         }
         self.free = head;
+        self.free_count += count;
         self.capacity += count;
+        self.carved_end = first + @as(usize, count) * self.block_size;
+        self.syncSpan();
         return count;
     }
 
@@ -168,38 +293,58 @@ pub const Page = extern struct {
     }
 };
 
-/// Heap corruption the allocator cannot recover from: say so and abort.
-noinline fn corrupted(what: []const u8) noreturn {
-    os.writeStderr("hakmem: heap corruption: ");
-    os.writeStderr(what);
-    os.writeStderr("; run with HAKMEM_CHECK=1 to find the culprit\n");
-    std.c.abort();
-}
-
-/// The page every bin points at before it has one: no free blocks, so the fast path
-/// falls through to the slow path without a null check.
+/// The page every bin points at before it has one: no free blocks, nothing carved.
 pub var empty_page: Page = .{};
 
-test "carve, pop, push, collect" {
+test "carve, pop, push, collect, double free at the page" {
+    block_mod.initSecrets();
     var memory: [size_class.slice_size]u8 align(16) = undefined;
+    var bits: [64]u64 = undefined;
     var page: Page = .{};
     const bin = size_class.tinyBin(48);
-    page.init(bin, @intFromPtr(&memory), 1);
+    page.init(bin, @intFromPtr(&memory), 1, &bits, false);
     try std.testing.expectEqual(@as(u32, size_class.slice_size / 48), page.reserved);
-    try std.testing.expect(page.pop() == null);
+    try std.testing.expect(page.popFree() == null);
     try std.testing.expect(page.extend() > 0);
-    const a = page.pop().?;
-    const b = page.pop().?;
+    const a = page.popFree().?;
+    const b = page.popFree().?;
     try std.testing.expectEqual(@intFromPtr(a) + 48, @intFromPtr(b));
     try std.testing.expect(page.isBlockStart(@intFromPtr(b)));
     try std.testing.expect(!page.isBlockStart(@intFromPtr(b) + 16));
+    try std.testing.expect(!page.isBlockStart(page.carved_end));
     try std.testing.expectEqual(@as(?usize, @intFromPtr(b)), page.blockContaining(@intFromPtr(b) + 47));
-    try std.testing.expect(!page.pushLocalChain(a, a, 1));
-    page.pushRemote(b);
+    try std.testing.expectEqual(Page.PushResult.ok, page.pushFree(a));
+    try std.testing.expect(page.isOnFreeList(@intFromPtr(a)));
+    try std.testing.expectEqual(Page.PushResult.double_free, page.pushFree(a));
+    page.pushRemoteChain(b, b);
     try std.testing.expectEqual(@as(u32, 1), page.used);
     try std.testing.expectEqual(@as(u32, 1), page.collect());
     try std.testing.expectEqual(@as(u32, 0), page.used);
     var n: u32 = 0;
-    while (page.pop() != null) n += 1;
+    while (page.popFree() != null) n += 1;
     try std.testing.expectEqual(page.capacity, n);
+}
+
+test "the block-start test agrees with division for every bin" {
+    for (0..size_class.bin_count) |bin| {
+        var bits: [16 * 64]u64 = undefined;
+        var span = [_]Page{.{}} ** size_class.max_page_slices;
+        for (1..span.len) |k| span[k].slice_offset = @intCast(k);
+        const page = &span[0];
+        const slices = size_class.binPageSlices(bin);
+        const start: usize = 1 << 30;
+        page.init(bin, start, slices, &bits, false);
+        page.capacity = page.reserved;
+        page.carved_end = start + @as(usize, page.reserved) * page.block_size;
+        const bs = page.block_size;
+        var offset: usize = 0;
+        const end = slices * size_class.slice_size;
+        const step: usize = if (bs <= 64) 1 else 7;
+        while (offset < end) : (offset += step) {
+            const expect_start = offset % bs == 0 and offset / bs < page.reserved;
+            const index = page.blockStartIndex(start + offset);
+            try std.testing.expectEqual(expect_start, index != null);
+            if (index) |i| try std.testing.expectEqual(offset / bs, i);
+        }
+    }
 }

@@ -8,23 +8,34 @@ const config = @import("config.zig");
 const stats = @import("stats.zig");
 const alloc = @import("alloc.zig");
 const libc_next = @import("libc_next.zig");
+const misuse = @import("misuse.zig");
 
 export fn malloc(size: usize) ?*anyopaque {
-    return @call(.always_inline, alloc.malloc, .{size});
+    return alloc.mallocFrom(.libc, size);
 }
 
-export fn free(ptr: ?*anyopaque) void {
-    switch (@call(.always_inline, alloc.free, .{ptr})) {
-        .ok, .invalid => {},
+/// free and cfree: one function under two names (no jump from one to the other).
+fn free(ptr: ?*anyopaque) callconv(.c) void {
+    if (alloc.freeFast(ptr)) return;
+    freeOther(ptr);
+}
+comptime {
+    @export(&free, .{ .name = "free" });
+    @export(&free, .{ .name = "cfree" });
+}
+
+noinline fn freeOther(ptr: ?*anyopaque) void {
+    switch (alloc.freeOther(@intFromPtr(ptr))) {
+        .ok => {},
+        // check mode has reported it already (and =warn goes on)
+        .invalid => if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
         .not_owned => libc_next.free(ptr),
+        .double_free => misuse.abortMisuse(.double_free, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
     }
 }
 
-export fn cfree(ptr: ?*anyopaque) void {
-    free(ptr);
-}
-
 export fn calloc(count: usize, size: usize) ?*anyopaque {
+    misuse.noteLibcMode();
     return alloc.calloc(count, size);
 }
 
@@ -34,11 +45,14 @@ export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
         free(ptr);
         return null;
     }
+    misuse.noteLibcMode();
     return switch (alloc.realloc(ptr, size)) {
         .ok => |p| p,
         .not_owned => libc_next.realloc(ptr, size),
+        .freed => misuse.abortMisuse(.realloc_freed, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
         .invalid => {
-            os.setErrno(.INVAL);
+            if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr)));
+            os.setErrno(.INVAL); // check mode =warn: reported already
             return null;
         },
     };

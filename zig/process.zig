@@ -31,6 +31,7 @@ noinline fn initSlow() void {
         while (s != .ready) : (s = state.load(.acquire)) _ = std.os.linux.sched_yield();
         return;
     }
+    @import("block.zig").initSecrets();
     config.loadFromEnvironment();
     exit_key_valid = pthread_key_create(&exit_key, threadExitDestructor) == 0;
     state.store(.ready, .release);

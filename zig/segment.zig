@@ -9,8 +9,11 @@
 //!
 //! `ptr & ~(4 MiB - 1)` is the segment; `(ptr - segment) >> 16` the slice; the slice's
 //! descriptor (or, for a later slice of a span, the one `slice_offset` before it) is the
-//! page. So free() finds a block's metadata with two loads and no search. Free slices
-//! are a bitmap; `dirty_slices` marks free slices whose memory may still be resident.
+//! page; every slice's descriptor also carries a copy of what free() needs (page.zig), so
+//! free() reads `pages[(ptr >> 16) & 63]` directly. Free slices are a bitmap;
+//! `dirty_slices` marks free slices whose memory may still be resident. After the header
+//! and the descriptors, slice 0 holds each slice's block bitmap (page.bits: 4096 bits, one
+//! per 16-byte block; a page of k slices uses the k bitmaps from its first slice on).
 const std = @import("std");
 const size_class = @import("size_class.zig");
 const segment_map = @import("segment_map.zig");
@@ -19,6 +22,10 @@ const Page = page_mod.Page;
 
 pub const segment_size = segment_map.chunk_size;
 pub const slice_count = segment_size / size_class.slice_size; // 64
+const page_shift = 7; // a page descriptor is 128 bytes
+/// Bitmap bytes per slice: a bit per smallest block.
+const bits_bytes_per_slice = size_class.slice_size / size_class.min_block_size / 8;
+const bits_offset = std.mem.alignForward(usize, @sizeOf(Segment), 64);
 const all_slices: u64 = ~@as(u64, 0);
 const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
 
@@ -40,11 +47,26 @@ pub const Segment = struct {
     pages: [slice_count]Page = [_]Page{.{}} ** slice_count,
 
     comptime {
-        std.debug.assert(@sizeOf(Segment) <= size_class.slice_size);
+        std.debug.assert(bits_offset + slice_count * bits_bytes_per_slice <= size_class.slice_size);
+        std.debug.assert(slice_count == 64); // free_slices and dirty_slices are u64 masks
+        std.debug.assert(@sizeOf(Page) == 1 << page_shift);
     }
 
     pub inline fn of(addr: usize) *Segment {
         return @ptrFromInt(addr & ~(segment_size - 1));
+    }
+
+    /// The descriptor of the slice holding `addr` (for a later slice of a span, a copy of
+    /// the page's first line: page.zig). A shift and a mask; no load.
+    pub inline fn sliceOf(addr: usize) *Page {
+        const seg = addr & ~(segment_size - 1);
+        const offset = (addr >> (size_class.slice_shift - page_shift)) & ((slice_count - 1) << page_shift);
+        return @ptrFromInt(seg + @offsetOf(Segment, "pages") + offset);
+    }
+
+    /// The block bitmap of the page whose first slice is `slice`.
+    pub fn bitsOf(self: *Segment, slice: usize) [*]u64 {
+        return @ptrFromInt(@intFromPtr(self) + bits_offset + slice * bits_bytes_per_slice);
     }
 
     pub inline fn pageOf(self: *Segment, addr: usize) *Page {
@@ -93,24 +115,25 @@ pub const Segment = struct {
     }
 
     /// Takes a span of `count` slices for a page of `bin` (the best run). Returns the page.
-    pub fn allocPage(self: *Segment, bin: usize, count: usize, reused_dirty_bytes: *usize) ?*Page {
+    pub fn allocPage(self: *Segment, bin: usize, count: usize, checked: bool, reused_dirty_bytes: *usize) ?*Page {
         const run = self.findRun(count) orelse return null;
-        return self.allocPageAt(bin, count, run.slice, reused_dirty_bytes);
+        return self.allocPageAt(bin, count, run.slice, checked, reused_dirty_bytes);
     }
 
     /// Takes the span of `count` free slices at `slice` for a page of `bin`.
-    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, reused_dirty_bytes: *usize) *Page {
+    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, checked: bool, reused_dirty_bytes: *usize) *Page {
         const run = runMask(count) << @intCast(slice);
         std.debug.assert(self.free_slices & run == run);
+        std.debug.assert(slice >= 1 and slice + count <= slice_count);
         reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
         self.free_slices &= ~run;
         self.dirty_slices &= ~run;
         self.dirty_mid_slices &= ~run;
-        const page = &self.pages[slice];
-        page.init(bin, self.sliceAddress(slice), count);
         for (1..count) |k| {
             self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
         }
+        const page = &self.pages[slice];
+        page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked);
         self.used_pages += 1;
         return page;
     }
@@ -194,15 +217,19 @@ pub const SegmentList = struct {
 fn noPurge(_: [*]u8, _: usize) void {}
 
 test "spans: allocate, find, free, purge accounting" {
-    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(size_class.slice_size), @sizeOf(Segment));
+    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
     defer std.testing.allocator.free(memory);
     const seg: *Segment = @ptrCast(memory.ptr);
     seg.initHeader(0);
     const mid_bin = size_class.midBin(100_000);
     const slices = size_class.binPageSlices(mid_bin);
     var reused: usize = 0;
-    const p1 = seg.allocPage(size_class.tinyBin(16), 1, &reused).?;
-    const p2 = seg.allocPage(mid_bin, slices, &reused).?;
+    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &reused).?;
+    const p2 = seg.allocPage(mid_bin, slices, false, &reused).?;
+    try std.testing.expectEqual(p1, Segment.sliceOf(p1.start + 100));
+    const last_slice = Segment.sliceOf(p2.start + (slices - 1) * size_class.slice_size + 5);
+    try std.testing.expectEqual(p2.start, last_slice.start);
+    try std.testing.expectEqual(p2.fast_magic, last_slice.fast_magic);
     try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(p1));
     try std.testing.expectEqual(@as(usize, 2), seg.sliceIndex(p2));
     const inside = p2.start + (slices - 1) * size_class.slice_size + 5;

@@ -18,6 +18,10 @@ pub const mid_size_limit: usize = 1 << 20;
 pub const class_count: usize = classOfComptime(mid_size_limit) + 1; // 112
 pub const tiny_classes: usize = classOfComptime(tiny_size_limit) + 1; // 56
 pub const bin_count: usize = tiny_classes + class_count; // 168
+/// The bin index malloc's routing tables (config.zig) give a size its slow path must route
+/// (large, or split by a threshold): one past the last bin, whose thread-cache entry is
+/// always empty (thread_cache.Cache.entries).
+pub const no_bin: u8 = bin_count;
 
 pub const Bin = u8;
 

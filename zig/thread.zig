@@ -13,14 +13,28 @@ const size_class = @import("size_class.zig");
 const process = @import("process.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
+const thread_cache = @import("thread_cache.zig");
+const Cache = thread_cache.Cache;
 
-/// The calling thread's heap. Read and written through `current`/`setCurrent`, which use
-/// the initial-exec TLS model (one %fs-relative load) instead of the general-dynamic model
-/// Zig emits for a shared library (a __tls_get_addr call on every malloc and free).
-/// (zig/tls.c defines it for the library; unit tests use a plain Zig threadlocal.)
+/// The calling thread's cache (its heap's `cache`), never null: a thread that has no heap
+/// points at `empty_cache`, whose every stack is empty and full at once, so malloc and
+/// free fall through to their slow paths without a null test. Read and written through
+/// `cache`/`setCache`, which use the initial-exec TLS model (one %fs-relative load)
+/// instead of the general-dynamic model Zig emits for a shared library (a __tls_get_addr
+/// call on every malloc and free). (zig/tls.c defines it for the library, initialised to
+/// `hakmem_empty_cache`; unit tests use a plain Zig threadlocal.)
 const use_initial_exec = @import("builtin").cpu.arch == .x86_64 and !@import("builtin").is_test;
-threadlocal var tls_heap: ?*Heap = null;
-/// In check mode the heap lives here instead, so the fast path always falls through.
+
+/// The heapless sentinel: zeroed stacks (thread_cache.Entry: top == bottom == limit == 0).
+/// Only `entries` is ever read through it: every path past the stacks checks for it first.
+var empty_entries: [size_class.bin_count + 1]thread_cache.Entry align(64) = [_]thread_cache.Entry{.{}} ** (size_class.bin_count + 1);
+comptime {
+    if (use_initial_exec) @export(&empty_entries, .{ .name = "hakmem_empty_cache", .visibility = .hidden });
+}
+const empty_cache: *Cache = @ptrCast(&empty_entries);
+
+threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
+/// In check mode the heap lives here instead, so the fast paths always fall through.
 threadlocal var check_heap: ?*Heap = null;
 
 pub var registry_lock: Lock = .{};
@@ -28,31 +42,42 @@ var registry_first: ?*Heap = null;
 /// Heaps of exited threads, ready for reuse (linked through registry_next).
 var pool_first: ?*Heap = null;
 
-/// The calling thread's heap in either mode (slow paths).
-pub fn currentAny() ?*Heap {
-    return current() orelse check_heap;
-}
-
-pub inline fn current() ?*Heap {
-    if (!use_initial_exec) return tls_heap;
+pub inline fn cache() *Cache {
+    if (!use_initial_exec) return tls_cache;
     return asm (
-        \\movq hakmem_tls_heap@GOTTPOFF(%%rip), %[heap]
-        \\movq %%fs:(%[heap]), %[heap]
-        : [heap] "=r" (-> ?*Heap),
+        \\movq hakmem_tls_cache@GOTTPOFF(%%rip), %[cache]
+        \\movq %%fs:(%[cache]), %[cache]
+        : [cache] "=r" (-> *Cache),
     );
 }
 
-fn setCurrent(heap: ?*Heap) void {
+fn setCache(c: *Cache) void {
     if (!use_initial_exec) {
-        tls_heap = heap;
+        tls_cache = c;
         return;
     }
     asm volatile (
-        \\movq hakmem_tls_heap@GOTTPOFF(%%rip), %%rax
-        \\movq %[heap], %%fs:(%%rax)
+        \\movq hakmem_tls_cache@GOTTPOFF(%%rip), %%rax
+        \\movq %[cache], %%fs:(%%rax)
         :
-        : [heap] "r" (heap),
+        : [cache] "r" (c),
         : .{ .rax = true, .memory = true });
+}
+
+/// The heap whose cache this is; null for the sentinel.
+pub inline fn heapOf(c: *Cache) ?*Heap {
+    if (c == empty_cache) return null;
+    return @fieldParentPtr("cache", c);
+}
+
+/// The calling thread's heap in normal mode (null before its first malloc, and in check mode).
+pub inline fn current() ?*Heap {
+    return heapOf(cache());
+}
+
+/// The calling thread's heap in either mode (slow paths).
+pub fn currentAny() ?*Heap {
+    return current() orelse check_heap;
 }
 
 /// The calling thread's heap, created on first use. Null only when the OS has no memory.
@@ -60,13 +85,13 @@ pub noinline fn currentOrCreate() ?*Heap {
     if (currentAny()) |heap| return heap;
     process.ensureInit();
     const heap = obtainHeap() orelse return null;
-    heap.init();
+    heap.init(config.check_mode != .off);
     registry_lock.acquire();
     heap.registry_next = registry_first;
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    if (config.check_mode == .off) setCurrent(heap) else check_heap = heap;
+    if (config.check_mode == .off) setCache(&heap.cache) else check_heap = heap;
     process.registerThreadExit(heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -86,11 +111,11 @@ fn obtainHeap() ?*Heap {
 
 /// The pthread-key destructor: the thread is exiting.
 pub fn onThreadExit(heap: *Heap) void {
-    setCurrent(null);
+    setCache(empty_cache);
     check_heap = null;
     heap.abandonAll();
     registry_lock.acquire();
-    heap.counters.addInto(&stats.retired);
+    heap.addCountersInto(&stats.retired);
     if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;
     if (heap.registry_next) |n| n.registry_prev = heap.registry_prev;
     heap.registry_prev = null;
@@ -108,10 +133,24 @@ pub fn sumCounters(total: *stats.BinCounters) void {
     var cached: u64 = 0;
     var it = registry_first;
     while (it) |heap| : (it = heap.registry_next) {
-        heap.counters.addInto(total);
-        for (&heap.cache, 0..) |*c, bin| cached += @as(u64, @atomicLoad(u32, &c.count, .monotonic)) * size_class.binBlockSize(bin);
+        heap.addCountersInto(total);
+        cached += heap.cachedBytes();
     }
     stats.thread_cache_bytes_snapshot = cached;
+}
+
+/// True when another live heap's cache holds `blk` in `bin` (a double-free check; the
+/// caches are read while their threads run: a slot may be stale, never unmapped).
+/// Bounded by the number of heaps times a bin's capacity.
+pub fn otherCacheHolds(bin: usize, blk: *const anyopaque, except: ?*const Heap) bool {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    var it = registry_first;
+    while (it) |heap| : (it = heap.registry_next) {
+        if (heap == except) continue;
+        if (heap.cache.contains(bin, @ptrCast(@alignCast(blk)))) return true;
+    }
+    return false;
 }
 
 /// In a forked child only the forking thread exists: the other heaps stay registered

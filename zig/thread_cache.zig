@@ -1,21 +1,44 @@
-//! thread_cache.zig — the per-thread cache of freed blocks, one LIFO list per bin.
+//! thread_cache.zig — the per-thread cache of free blocks: one stack of block pointers per bin.
 //!
-//!   heap.cache[bin]: head ─> block ─> block ─> … (count <= capacity)
+//!   heap.cache.entries[bin] (32 bytes, two bins per cache line)
+//!   +--------+--------+--------+---------+
+//!   | top    | bottom | limit  | frees   |        slots of the bin (in the heap, after the entries)
+//!   +--------+--------+--------+---------+        +-----+-----+-----+-----+ - - - - - +
+//!       |        |        |                       | old | ... | new |     |  (room)   |
+//!       |        |        +--------------------------------------------------------> limit = bottom + capacity
+//!       |        +-------------------------------> bottom
+//!       +------------------------------------------------------------> top (next free slot)
 //!
-//! free() pushes any block of the bin here — whichever thread's page it came from — and
-//! malloc() pops from here first, so a block freed by one thread and reused by the same
-//! thread never touches its page or an atomic (tcmalloc's insight; it is what makes
-//! Larson-style traffic cheap). When a list grows past its capacity, the older half goes
-//! back to its pages (heap.flushCache): to the page's free list when this heap owns it,
-//! else to its thread_free with one CAS per run of blocks of the same page.
+//! free() pushes a block of any thread's page here (after alloc.zig checked it is a block
+//! start and not marked free), malloc() pops the newest; neither touches a page, a lock or
+//! an atomic, and neither writes a link into the block: a block in a cache has no link a
+//! stray write could corrupt. Everything per block beyond that happens in batches:
+//!   flush   (a push finds the stack full, maintenance, thread exit): the oldest blocks go
+//!           back to their pages, a run of blocks of one page at a time: to the page's
+//!           `free` when this heap owns it (each checked against the page's bitmap: a
+//!           block already there was freed twice), else onto its `thread_free` with one CAS
+//!           per run (the owner checks them when it collects). Remote frees are counted here.
+//!   refill  (a pop finds the stack empty): blocks taken off one page's `free` (each
+//!           checked: bit set, link decodes into the page).
+//! `frees` counts pushes; with the blocks moved in and out by refill and flush it gives the
+//! exact number of pops (allocs) without counting on malloc's path (see `pops`).
 //!
 //! Capacity adapts per bin, within bounds (policy below, unit-tested): it doubles when a
 //! bin overflows while being allocated from (a refill would follow), and halves — with the
-//! list returned to its pages — when a maintenance tick finds the bin idle. HAKMEM_ADAPT=0
-//! freezes every capacity at its initial value for reproducible runs.
+//! stack returned to its pages — when a maintenance tick finds the bin idle.
+//! HAKMEM_ADAPT=0 freezes every capacity at its initial value for reproducible runs.
 const std = @import("std");
 const size_class = @import("size_class.zig");
-const Block = @import("page.zig").Block;
+const block_mod = @import("block.zig");
+const misuse = @import("misuse.zig");
+const page_mod = @import("page.zig");
+const Segment = @import("segment.zig").Segment;
+const Block = block_mod.Block;
+const Page = page_mod.Page;
+
+const bins = size_class.bin_count;
+
+// ---------------------------------------------------------------- policy
 
 /// Bytes a bin may hold at most, and the block-count bounds. Bins of blocks larger than
 /// max_cached_block have no cache (capacity 0): a cached 512 KiB block would hold more
@@ -25,12 +48,6 @@ pub const max_cached_block: usize = 64 * 1024;
 pub const max_blocks: u32 = 256;
 pub const min_blocks: u32 = 1;
 pub const initial_blocks: u32 = 16;
-
-pub const Bin = struct {
-    head: ?*Block = null,
-    count: u32 = 0,
-    capacity: u32 = 0,
-};
 
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).
@@ -61,6 +78,195 @@ pub fn capacityWhenIdle(bin: usize, capacity: u32) u32 {
     return @max(minCapacity(bin), capacity / 2);
 }
 
+/// Where each bin's slots start in `Cache.slots`, and how many there are in all.
+const slot_layout = blk: {
+    @setEvalBranchQuota(100_000);
+    var first: [bins]u32 = undefined;
+    var total: u32 = 0;
+    for (0..bins) |bin| {
+        first[bin] = total;
+        total += maxCapacity(bin);
+    }
+    break :blk .{ .first = first, .total = total };
+};
+
+// ---------------------------------------------------------------- mechanism
+
+/// A bin's stack. Addresses, not pointers: a zeroed Entry (top == bottom == limit == 0) is
+/// an empty stack with no room, which is what the heapless sentinel heap is made of.
+pub const Entry = extern struct {
+    top: usize = 0,
+    bottom: usize = 0,
+    limit: usize = 0,
+    /// Blocks pushed by free (never decreases; read by stats readers on other threads).
+    frees: u64 = 0,
+
+    comptime {
+        std.debug.assert(@sizeOf(Entry) == 32);
+    }
+};
+
+pub const Cache = extern struct {
+    /// One per bin, and one for size_class.no_bin: always zero (empty and full).
+    entries: [bins + 1]Entry align(64),
+    /// Blocks moved into the cache by refill, and out of it by flush, per bin.
+    moved_in: [bins]u64,
+    moved_out: [bins]u64,
+    slots: [slot_layout.total]*Block,
+
+    pub fn init(self: *Cache, capacity_of: *const fn (usize) u32) void {
+        self.entries[bins] = .{};
+        for (self.entries[0..bins], 0..) |*e, bin| {
+            const bottom = @intFromPtr(&self.slots) + @as(usize, slot_layout.first[bin]) * @sizeOf(usize);
+            e.* = .{ .top = bottom, .bottom = bottom, .limit = bottom + @as(usize, capacity_of(bin)) * @sizeOf(usize) };
+        }
+        self.moved_in = [_]u64{0} ** bins;
+        self.moved_out = [_]u64{0} ** bins;
+    }
+
+    /// malloc: the newest block of the bin, handed out (its key cleared), or null.
+    pub inline fn pop(self: *Cache, bin: usize) ?*Block {
+        const e = &self.entries[bin];
+        const top = e.top;
+        if (top == e.bottom) return null;
+        e.top = top - @sizeOf(usize);
+        const blk = @as(*const *Block, @ptrFromInt(top - @sizeOf(usize))).*;
+        blk.key = 0;
+        return blk;
+    }
+
+    /// free: pushes a block (a checked block start, not marked free). False when full.
+    pub inline fn push(self: *Cache, bin: usize, blk: *Block) bool {
+        return self.pushKeyed(bin, blk, block_mod.free_key);
+    }
+
+    /// push, with the key the caller has loaded already (block.free_key).
+    pub inline fn pushKeyed(self: *Cache, bin: usize, blk: *Block, key: usize) bool {
+        const e = &self.entries[bin];
+        const top = e.top;
+        if (top == e.limit) return false;
+        blk.key = key;
+        @as(**Block, @ptrFromInt(top)).* = blk;
+        e.top = top + @sizeOf(usize);
+        e.frees += 1;
+        return true;
+    }
+
+    pub fn count(self: *const Cache, bin: usize) u32 {
+        const e = &self.entries[bin];
+        return @intCast((@atomicLoad(usize, &e.top, .monotonic) - e.bottom) / @sizeOf(usize));
+    }
+
+    pub fn capacity(self: *const Cache, bin: usize) u32 {
+        const e = &self.entries[bin];
+        return @intCast((e.limit - e.bottom) / @sizeOf(usize));
+    }
+
+    /// Blocks malloc took from the bin so far: every block that entered (refill, free) and
+    /// is neither gone (flush) nor still here was popped.
+    pub fn pops(self: *const Cache, bin: usize) u64 {
+        const e = &self.entries[bin];
+        const frees = @atomicLoad(u64, &e.frees, .monotonic);
+        return @atomicLoad(u64, &self.moved_in[bin], .monotonic) + frees -
+            @atomicLoad(u64, &self.moved_out[bin], .monotonic) - self.count(bin);
+    }
+
+    /// The bin's blocks, oldest first.
+    fn held(self: *Cache, bin: usize) []*Block {
+        const e = &self.entries[bin];
+        const first: [*]*Block = @ptrFromInt(e.bottom);
+        return first[0..self.count(bin)];
+    }
+
+    /// True when `blk` is in the bin. Bounded by the bin's capacity. Another thread may
+    /// ask too (a double-free check): it may read stale slots, never unmapped memory.
+    pub fn contains(self: *const Cache, bin: usize, blk: *const Block) bool {
+        const e = &self.entries[bin];
+        const top = @atomicLoad(usize, &e.top, .monotonic);
+        if (top < e.bottom or top > e.limit) return false;
+        var at = e.bottom;
+        while (at < top) : (at += @sizeOf(usize)) {
+            if (@atomicLoad(*Block, @as(**Block, @ptrFromInt(at)), .monotonic) == blk) return true;
+        }
+        return false;
+    }
+
+    /// Sets a bin's capacity (its blocks must fit: flush first).
+    pub fn setCapacity(self: *Cache, bin: usize, new_capacity: u32) void {
+        std.debug.assert(new_capacity <= maxCapacity(bin));
+        std.debug.assert(self.count(bin) <= new_capacity);
+        const e = &self.entries[bin];
+        e.limit = e.bottom + @as(usize, new_capacity) * @sizeOf(usize);
+    }
+
+    /// Returns the `n` oldest blocks of a bin to their pages (see the file header), then
+    /// moves the rest down. `owner` is the heap of this cache: pages it owns are local.
+    /// Once every run is given back, `sink.pageGotBlocks(page)` is called once per local
+    /// page that got blocks (it may release the page: no block of the flush is looked at
+    /// after that). Returns the blocks given to other heaps' pages (remote frees).
+    pub fn flush(self: *Cache, bin: usize, n: u32, owner: *const anyopaque, sink: anytype) u32 {
+        const all = self.held(bin);
+        std.debug.assert(n <= all.len and n <= max_blocks);
+        const out = all[0..n];
+        var touched: [max_blocks]*Page = undefined;
+        var touched_count: usize = 0;
+        var remote: u32 = 0;
+        var i: usize = 0;
+        while (i < out.len) {
+            const page = Segment.of(@intFromPtr(out[i])).pageOf(@intFromPtr(out[i]));
+            const span_end = page.start + @as(usize, page.slice_count) * size_class.slice_size;
+            var end = i + 1;
+            while (end < out.len and @intFromPtr(out[end]) >= page.start and @intFromPtr(out[end]) < span_end) end += 1;
+            const run = out[i..end];
+            if (Segment.of(page.start).owner.load(.monotonic) == owner) {
+                returnLocal(page, run);
+                if (page.flags & page_mod.flag_flushing == 0) {
+                    page.flags |= page_mod.flag_flushing;
+                    touched[touched_count] = page;
+                    touched_count += 1;
+                }
+            } else {
+                returnRemote(page, run);
+                remote += @intCast(run.len);
+            }
+            i = end;
+        }
+        const rest = all[n..];
+        std.mem.copyForwards(*Block, all[0..rest.len], rest);
+        self.entries[bin].top -= @as(usize, n) * @sizeOf(usize);
+        self.moved_out[bin] += n;
+        for (touched[0..touched_count]) |page| page.flags &= ~page_mod.flag_flushing;
+        for (touched[0..touched_count]) |page| sink.pageGotBlocks(page);
+        return remote;
+    }
+
+    fn returnLocal(page: *Page, run: []*Block) void {
+        for (run) |blk| {
+            if (page.pushFree(blk) == .double_free) misuse.doubleFreeFound(@intFromPtr(blk), page.where());
+        }
+    }
+
+    fn returnRemote(page: *Page, run: []*Block) void {
+        for (run[0 .. run.len - 1], run[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
+        page.pushRemoteChain(run[0], run[run.len - 1]);
+    }
+
+    /// Fills an empty bin with up to `want` blocks from `page` (its owner's `free` list).
+    /// Returns how many; the lowest address ends on top (handed out first).
+    pub fn refill(self: *Cache, bin: usize, page: *Page, want: u32) u32 {
+        std.debug.assert(self.count(bin) == 0);
+        const e = &self.entries[bin];
+        const room = @min(want, self.capacity(bin));
+        const slots: [*]*Block = @ptrFromInt(e.bottom);
+        var got: u32 = 0;
+        while (got < room) : (got += 1) slots[got] = page.popFree() orelse break;
+        std.mem.reverse(*Block, slots[0..got]);
+        e.top = e.bottom + @as(usize, got) * @sizeOf(usize);
+        self.moved_in[bin] += got;
+        return got;
+    }
+};
+
 test "capacity stays within bounds and reverses" {
     for (0..size_class.bin_count) |bin| {
         var cap = initialCapacity(bin);
@@ -75,4 +281,21 @@ test "capacity stays within bounds and reverses" {
         cap = capacityAfterOverflow(bin, cap, 1 << 30);
         try std.testing.expect(cap == @min(2 * minCapacity(bin), maxCapacity(bin)));
     }
+}
+
+test "a zeroed entry is empty and full at once (the heapless sentinel)" {
+    const cache: *Cache = @ptrCast(@alignCast(try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(64), @sizeOf(Cache))));
+    defer std.testing.allocator.free(@as([*]align(64) u8, @ptrCast(cache))[0..@sizeOf(Cache)]);
+    cache.entries = [_]Entry{.{}} ** (bins + 1);
+    var blk: Block = .{ .link = 0, .key = 0 };
+    try std.testing.expect(cache.pop(3) == null);
+    try std.testing.expect(!cache.push(3, &blk));
+    cache.init(initialCapacity);
+    try std.testing.expect(cache.push(3, &blk));
+    try std.testing.expect(block_mod.isMarkedFree(&blk));
+    try std.testing.expect(cache.contains(3, &blk));
+    try std.testing.expectEqual(@as(u64, 0), cache.pops(3));
+    try std.testing.expectEqual(&blk, cache.pop(3).?);
+    try std.testing.expectEqual(@as(usize, 0), blk.key);
+    try std.testing.expectEqual(@as(u64, 1), cache.pops(3));
 }

@@ -1,6 +1,11 @@
-/* tls.c — the one thread-local variable of hakmem: the calling thread's heap.
+/* tls.c — the one thread-local variable of hakmem: the calling thread's cache.
  * Defined in C because Zig has no TLS-model attribute: initial-exec makes every access
  * a single %fs-relative load (thread.zig reads it with two instructions of inline asm)
- * instead of a __tls_get_addr call. Hidden: not part of the library's interface. */
+ * instead of a __tls_get_addr call. It starts at the heapless sentinel (thread.zig's
+ * empty_entries, exported hidden as hakmem_empty_cache), so it is never null: the dynamic
+ * linker relocates the TLS image before copying it into a thread. Hidden: not part of
+ * the library's interface. */
+__attribute__((visibility("hidden"))) extern char hakmem_empty_cache[];
+
 __attribute__((tls_model("initial-exec"), visibility("hidden")))
-__thread void *hakmem_tls_heap = 0;
+__thread void *hakmem_tls_cache = hakmem_empty_cache;

@@ -21,3 +21,9 @@ export function release(api: Api, args: { pointers: number[] }) {
   for (const p of args.pointers) api.free(p);
   return args.pointers.length;
 }
+
+/** Gives this thread's cached blocks back to their pages (remote frees are counted then). */
+export function settle(api: Api) {
+  api.collect(true);
+  return 0;
+}

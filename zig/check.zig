@@ -81,6 +81,9 @@ pub fn report(problem: Problem, ptr: usize, found: ?Found, detail: usize) void {
         } else {
             os.printStderr("hakmem: CHECK: {s} 0x{x} ({s} tier, {d}-byte mapping, offset {d}, thread {d})\n", .{ problem.text(), ptr, f.tier, f.size, detail, tid });
         }
+    } else if (problem == .not_owned) {
+        const where = @import("foreign.zig").where(ptr);
+        os.printStderr("hakmem: CHECK: {s} 0x{x} ({s}, thread {d})\n", .{ problem.text(), ptr, where.text(), tid });
     } else {
         os.printStderr("hakmem: CHECK: {s} 0x{x} (thread {d})\n", .{ problem.text(), ptr, tid });
     }

@@ -5,6 +5,7 @@
 //!   api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)     ─┴─> alloc.zig
 //!   alloc.zig     malloc/free fast paths, tier dispatch, realloc, aligned, calloc
 //!   check.zig     check mode: canaries, trailers, freed patterns, misuse reports
+//!   foreign.zig   check mode: where a pointer hakmem does not own points (stack, file, …)
 //!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
 //!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
 //!   thread_cache.zig  per-thread cache of freed blocks per bin, self-sizing capacity
@@ -41,6 +42,7 @@ test {
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
     _ = @import("check.zig");
+    _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
     _ = @import("kernels.zig");

@@ -16,8 +16,16 @@ export fn malloc(size: usize) ?*anyopaque {
 export fn free(ptr: ?*anyopaque) void {
     switch (@call(.always_inline, alloc.free, .{ptr})) {
         .ok, .invalid => {},
-        .not_owned => libc_next.free(ptr),
+        .not_owned => if (mayForward(ptr)) libc_next.free(ptr),
     }
+}
+
+/// A pointer hakmem does not own goes to the next allocator, except in check mode (which
+/// reported it) when it certainly is not a heap block: a stack or static buffer would
+/// crash inside glibc, and warn mode promises to carry on.
+fn mayForward(ptr: ?*anyopaque) bool {
+    if (config.check_mode == .off) return true;
+    return @import("foreign.zig").where(@intFromPtr(ptr)).mayBeHeap();
 }
 
 export fn cfree(ptr: ?*anyopaque) void {
@@ -36,7 +44,10 @@ export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     }
     return switch (alloc.realloc(ptr, size)) {
         .ok => |p| p,
-        .not_owned => libc_next.realloc(ptr, size),
+        .not_owned => if (mayForward(ptr)) libc_next.realloc(ptr, size) else {
+            os.setErrno(.INVAL);
+            return null;
+        },
         .invalid => {
             os.setErrno(.INVAL);
             return null;

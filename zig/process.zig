@@ -1,6 +1,7 @@
 //! process.zig — once-per-process work: initialisation (lazy, on the first malloc of any
-//! thread, safe before constructors run), the thread-exit key, fork handlers and the
-//! HAKMEM_STATS summary at exit. Nothing here allocates through libc.
+//! thread, safe before constructors run; and at the latest when the library is loaded, so
+//! that a free() before the first malloc already knows HAKMEM_CHECK), the thread-exit key,
+//! fork handlers and the HAKMEM_STATS summary at exit. Nothing here allocates through libc.
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -70,12 +71,18 @@ fn forkChild() callconv(.c) void {
     thread.afterForkInChild();
 }
 
+fn atInit() callconv(.c) void {
+    ensureInit();
+}
+
 fn atExit() callconv(.c) void {
     if (config.print_stats_at_exit) report.printSummary();
 }
 
-const FiniFn = *const fn () callconv(.c) void;
-const fini_entry: FiniFn = &atExit;
+const HookFn = *const fn () callconv(.c) void;
+const init_entry: HookFn = &atInit;
+const fini_entry: HookFn = &atExit;
 comptime {
+    @export(&init_entry, .{ .name = "hakmem_init_entry", .section = ".init_array", .visibility = .hidden });
     @export(&fini_entry, .{ .name = "hakmem_fini_entry", .section = ".fini_array", .visibility = .hidden });
 }

@@ -1,5 +1,9 @@
 //! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names)
 //! and runs the Zig unit tests (`zig build test`).
+//!
+//! The ABI's constants live in zig/abi.zig; `zig build abi` writes their copies (the
+//! generated block of zig/hakmem.h, and src/abi.ts). Both copies are committed; the install
+//! and test steps first check that they still match and fail, naming the stale file, if not.
 const std = @import("std");
 
 pub fn build(b: *std.Build) void {
@@ -28,6 +32,17 @@ pub fn build(b: *std.Build) void {
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);
 
+    // zig/abi.zig -> zig/hakmem.h (generated block) and src/abi.ts.
+    const abi_gen = b.addExecutable(.{
+        .name = "abi_gen",
+        .root_module = b.createModule(.{ .root_source_file = b.path("zig/abi_gen.zig"), .target = b.graph.host, .optimize = .Debug }),
+    });
+    const abi_check = abiRun(b, abi_gen, "check");
+    b.getInstallStep().dependOn(&abi_check.step);
+    b.step("abi-check", "Fail when zig/hakmem.h or src/abi.ts no longer match zig/abi.zig").dependOn(&abi_check.step);
+    const abi_write = abiRun(b, abi_gen, "write");
+    b.step("abi", "Regenerate zig/hakmem.h's constants and src/abi.ts from zig/abi.zig").dependOn(&abi_write.step);
+
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/lib.zig"),
         .target = target,
@@ -39,6 +54,16 @@ pub fn build(b: *std.Build) void {
     const run_tests = b.addRunArtifact(unit_tests);
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
+    test_step.dependOn(&abi_check.step);
+}
+
+fn abiRun(b: *std.Build, gen: *std.Build.Step.Compile, mode: []const u8) *std.Build.Step.Run {
+    const run = b.addRunArtifact(gen);
+    run.addArg(mode);
+    run.addArg(b.pathFromRoot("zig/hakmem.h"));
+    run.addArg(b.pathFromRoot("src/abi.ts"));
+    run.has_side_effects = true; // reads and writes source files: never cached
+    return run;
 }
 
 fn defaultTarget() std.Target.Query {

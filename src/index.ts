@@ -7,20 +7,15 @@
 // in src/threads.ts; native workload kernels in src/kernels.ts (also `kernels` here).
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { native } from "./ffi.ts";
-import { checkAlignment, checkPointer, checkSize, hex, MAX_SIZE } from "./check.ts";
+import { HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
+import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE } from "./check.ts";
 import { readStats, type Stats } from "./stats.ts";
 
 export { libraryPath, symbolAddress } from "./ffi.ts";
 export { statsDelta, totalOf, type Stats, type TierStats, type GlobalStats } from "./stats.ts";
 export * as kernels from "./kernels.ts";
 export { MAX_SIZE };
-
-export type Tier = "tiny" | "mid" | "large";
-const TIERS: readonly Tier[] = ["tiny", "mid", "large"];
-
-const HAK_OK = 0;
-const HAK_ERR_NOT_OWNED = -1;
-const HAK_ERR_INVALID = -2;
+export type { CheckMode, Tier };
 
 function outOfMemory(fn: string, bytes: number | string): never {
   throw new Error(`hakmem.${fn}: out of memory (could not allocate ${bytes} bytes)`);
@@ -56,7 +51,7 @@ export function calloc(count: number, size: number): number {
   checkSize("calloc", "count", count);
   checkSize("calloc", "size", size);
   if (count * size > MAX_SIZE) {
-    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^47)`);
+    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^${Math.log2(MAX_SIZE)} = ${MAX_SIZE})`);
   }
   return native.hak_calloc(count, size) ?? outOfMemory("calloc", `${count} × ${size}`);
 }
@@ -134,7 +129,11 @@ export interface SizeClass {
 export interface Routing {
   tinyMax: number;
   midMax: number;
+  /** largest tinyMax (0 turns the tiny tier off) */
   tinyMaxLimit: number;
+  /** smallest midMax: smaller requests never go to the large tier */
+  midMaxMin: number;
+  /** largest midMax */
   midMaxLimit: number;
   classes: SizeClass[];
 }
@@ -151,6 +150,7 @@ export function routing(): Routing {
     tinyMax: native.hak_tiny_max(),
     midMax: native.hak_mid_max(),
     tinyMaxLimit: native.hak_tiny_max_limit(),
+    midMaxMin: native.hak_mid_max_min(),
     midMaxLimit: native.hak_mid_max_limit(),
     classes,
   };
@@ -162,22 +162,30 @@ export function classOf(size: number): number {
   return native.hak_class_of(size);
 }
 
+const ROUTING_KEYS = ["tinyMax", "midMax"] as const;
+
 /**
  * Changes the thresholds live: sizes ≤ tinyMax go to tiny, ≤ midMax to mid, the rest to
- * large. Omitted fields keep their value. Blocks already allocated stay valid.
+ * large. Omitted (or undefined) fields keep their value; an unknown key or a value that is
+ * not an integer throws a TypeError, a value out of its range a RangeError:
+ * tinyMax in [0, tinyMaxLimit] (0 turns the tiny tier off), midMax in [midMaxMin,
+ * midMaxLimit] (see routing()). Blocks already allocated stay valid.
  */
 export function setRouting(thresholds: { tinyMax?: number; midMax?: number }): void {
-  if (typeof thresholds !== "object" || thresholds === null) {
-    throw new TypeError("hakmem.setRouting: expected an object { tinyMax?, midMax? }");
-  }
-  const tinyMax = thresholds.tinyMax ?? native.hak_tiny_max();
-  const midMax = thresholds.midMax ?? native.hak_mid_max();
-  checkSize("setRouting", "tinyMax", tinyMax);
-  checkSize("setRouting", "midMax", midMax);
+  const given = checkObject("setRouting", "an object { tinyMax?, midMax? }", thresholds);
+  checkKeys("setRouting", given, ROUTING_KEYS);
+  const tinyMax = given.tinyMax === undefined ? native.hak_tiny_max() : checkSize("setRouting", "tinyMax", given.tinyMax);
+  const midMax = given.midMax === undefined ? native.hak_mid_max() : checkSize("setRouting", "midMax", given.midMax);
   const tinyLimit = native.hak_tiny_max_limit();
+  const midMin = native.hak_mid_max_min();
   const midLimit = native.hak_mid_max_limit();
   if (tinyMax > tinyLimit) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above its limit ${tinyLimit}`);
   if (midMax > midLimit) throw new RangeError(`hakmem.setRouting: midMax ${midMax} is above its limit ${midLimit}`);
+  if (midMax < midMin) {
+    throw new RangeError(
+      `hakmem.setRouting: midMax ${midMax} is below its lowest value ${midMin} (smaller requests would each get a mapping of their own from the large tier)`,
+    );
+  }
   if (tinyMax > midMax) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above midMax ${midMax}`);
   const rc = native.hak_set_thresholds(tinyMax, midMax);
   if (rc !== HAK_OK) throw new RangeError(`hakmem.setRouting: thresholds ${tinyMax}/${midMax} rejected (error ${rc})`);
@@ -206,8 +214,6 @@ export function collect(force = false): void {
   native.hak_collect(force ? 1 : 0);
 }
 
-export type CheckMode = "off" | "abort" | "warn";
-const CHECK_MODES: CheckMode[] = ["off", "abort", "warn"];
 
 /**
  * Check mode (as HAKMEM_CHECK): canaries, trailers and freed-block patterns make double
@@ -215,9 +221,9 @@ const CHECK_MODES: CheckMode[] = ["off", "abort", "warn"];
  * (then abort, or continue with "warn"). Only before the process's first allocation.
  */
 export function setCheckMode(mode: CheckMode): void {
-  const code = CHECK_MODES.indexOf(mode);
+  const code = CHECK_MODES.indexOf(mode as CheckMode);
   if (code < 0) throw new TypeError(`check mode must be one of ${CHECK_MODES.join(", ")}, got ${String(mode)}`);
-  if (native.hak_set_check_mode(code) !== 0) {
+  if (native.hak_set_check_mode(code) !== HAK_OK) {
     throw new RangeError("check mode can only be set before the first allocation (set HAKMEM_CHECK in the environment instead)");
   }
 }

@@ -73,7 +73,7 @@ describe.skipIf(systemMode())("check mode", () => {
 
   test("a malformed HAKMEM_CHECK value gives one clear line and the default", async () => {
     const r = await runC("check_misuse", ["double_free"], { env: { HAKMEM_CHECK: "sometimes" } });
-    expect(r.stderr).toContain("hakmem: ignoring HAKMEM_CHECK=sometimes (malformed or out of range); using the default");
+    expect(r.stderr).toContain("hakmem: ignoring HAKMEM_CHECK=sometimes (malformed; expected 1 (or abort), warn, or 0 (or off)); using the default 0");
     expect(r.code, explain(r)).toBe(0);
   });
 });

@@ -125,7 +125,7 @@ describe("allocation", () => {
 
 describe("bad input is an exception, never a crash", () => {
   const badTypes: unknown[] = [1.5, NaN, Infinity, "16", 16n, undefined, null, {}];
-  const badRanges = [-1, -4096, 2 ** 47 + 1, 2 ** 60];
+  const badRanges = [-1, -4096, h.MAX_SIZE + 1, 2 ** 47, 2 ** 60];
 
   test("sizes: non-integer → TypeError, negative or absurd → RangeError", () => {
     const takers: [string, (v: number) => unknown][] = [
@@ -144,6 +144,23 @@ describe("bad input is an exception, never a crash", () => {
     expect(() => h.alloc(2 ** 50)).toThrow(/absurdly large/);
     expect(() => h.alloc(1.5)).toThrow(/integer/);
     expect(() => h.calloc(2 ** 24, 2 ** 24)).toThrow(RangeError);
+  });
+
+  // Regression: MAX_SIZE was 2^47 while the library refuses requests above 2^46, so
+  // alloc(2^47) said "out of memory" and alloc(2^47 + 1) "absurdly large".
+  test("MAX_SIZE is the library's limit: above it RangeError, at it a plain out-of-memory Error", () => {
+    expect(h.MAX_SIZE).toBe(2 ** 46);
+    expect(() => h.alloc(h.MAX_SIZE + 1)).toThrow(/absurdly large \(limit 2\^46 = 70368744177664\)/);
+    expect(() => h.alloc(2 ** 47)).toThrow(RangeError);
+    let failure: unknown;
+    try {
+      h.free(h.alloc(h.MAX_SIZE));
+    } catch (e) {
+      failure = e;
+    }
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBeInstanceOf(RangeError);
+    expect(String(failure)).toContain("out of memory");
   });
 
   test("realloc validates size and pointer before touching the block", () => {
@@ -207,11 +224,31 @@ describe("bad input is an exception, never a crash", () => {
     const { tinyMaxLimit, midMaxLimit } = h.routing();
     expect(() => h.setRouting({ tinyMax: tinyMaxLimit + 1 })).toThrow(/above its limit/);
     expect(() => h.setRouting({ midMax: midMaxLimit + 1 })).toThrow(/above its limit/);
-    expect(() => h.setRouting({ tinyMax: 4096, midMax: 2048 })).toThrow(/above midMax/);
     expect(() => h.setRouting({ tinyMax: -1 })).toThrow(RangeError);
     expect(() => h.setRouting({ tinyMax: 12.5 })).toThrow(TypeError);
     expect(() => h.setRouting(null as unknown as {})).toThrow(TypeError);
     expect(h.routing().tinyMax).toBe(DEFAULT_TINY);
+  });
+
+  // Regression: a typo'd key and a null value were silent no-ops, and { tinyMax: 0,
+  // midMax: 0 } sent every 1-byte request to the large tier (a mapping per block).
+  test("setRouting: unknown keys and non-numbers are TypeErrors; midMax has a lowest value", () => {
+    expect(() => h.setRouting({ tinymax: 10 } as unknown as {})).toThrow(/unknown option "tinymax" \(known: tinyMax, midMax\)/);
+    expect(() => h.setRouting({ tinyMax: null } as unknown as {})).toThrow(TypeError);
+    expect(() => h.setRouting({ midMax: "64k" } as unknown as {})).toThrow(TypeError);
+    expect(() => h.setRouting([] as unknown as {})).toThrow(TypeError);
+    const { midMaxMin, tinyMaxLimit } = h.routing();
+    expect(midMaxMin).toBe(8192);
+    expect(midMaxMin).toBeGreaterThanOrEqual(tinyMaxLimit);
+    expect(() => h.setRouting({ tinyMax: 0, midMax: 0 })).toThrow(/midMax 0 is below its lowest value 8192/);
+    expect(() => h.setRouting({ midMax: midMaxMin - 1 })).toThrow(RangeError);
+    expect(h.routing().midMax).toBe(DEFAULT_MID);
+    h.setRouting({ tinyMax: 0, midMax: midMaxMin }); // the lowest: tiny off, nothing small goes large
+    expect(h.route(1)).toBe("mid");
+    expect(h.route(midMaxMin)).toBe("mid");
+    expect(h.route(midMaxMin + 1)).toBe("large");
+    h.setRouting({ tinyMax: undefined, midMax: DEFAULT_MID }); // undefined: keep
+    expect(h.routing().tinyMax).toBe(0);
   });
 });
 
@@ -232,7 +269,7 @@ describe("routing", () => {
   });
 
   test("boundaries after setRouting, and allocations land in the routed tier", () => {
-    for (const [tinyMax, midMax] of [[256, 65536], [64, 4096], [8192, 1 << 20], [0, 128]]) {
+    for (const [tinyMax, midMax] of [[256, 65536], [64, 8192], [8192, 1 << 20], [0, 8192]]) {
       h.setRouting({ tinyMax, midMax });
       expect(h.routing().tinyMax).toBe(tinyMax);
       expect(h.routing().midMax).toBe(midMax);
@@ -281,7 +318,7 @@ describe("routing", () => {
       h.view(p, 1)[0] = 7;
       return { p, size, tier: h.route(size) };
     });
-    h.setRouting({ tinyMax: 64, midMax: 4096 });
+    h.setRouting({ tinyMax: 64, midMax: 8192 });
     const moved = sizes.map((size) => h.alloc(size));
     for (const { p, size } of old) {
       expect(h.usableSize(p)).toBeGreaterThanOrEqual(size);
@@ -307,8 +344,11 @@ describe("statistics", () => {
       expect(Object.keys(tier).sort()).toEqual([...tierFields].sort());
       for (const v of Object.values(tier)) expect(Number.isInteger(v) && v >= 0).toBe(true);
     }
-    expect(Object.keys(s.global).sort()).toEqual(["largeCachedBytes", "osMappedBytes", "osResidentBytes",
-      "segmentsAbandoned", "segmentsAdopted", "segmentsMapped", "threadsLive", "threadsTotal"]);
+    // Regression: only 8 of the library's 12 globals were read (thread caches, large-cache limit).
+    expect(Object.keys(s.global).sort()).toEqual(["largeCacheLimitBytes", "largeCachedBytes", "osMappedBytes", "osResidentBytes",
+      "segmentsAbandoned", "segmentsAdopted", "segmentsMapped", "threadCacheBytes", "threadCacheGrows", "threadCacheShrinks",
+      "threadsLive", "threadsTotal"]);
+    for (const v of Object.values(s.global)) expect(Number.isInteger(v) && v >= 0).toBe(true);
   });
 
   test("allocs, frees and live bytes follow the calls; resetStats zeroes the event counters", () => {

@@ -13,6 +13,7 @@ const stats = @import("stats.zig");
 const segment_map = @import("segment_map.zig");
 const Lock = @import("lock.zig").Lock;
 const large_cache = @import("large_cache.zig");
+const size_max = @import("abi.zig").size_max;
 
 const chunk_size = segment_map.chunk_size;
 const header_room: usize = 64;
@@ -50,7 +51,7 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     // @max: a zero-byte block still needs one byte inside the mapping, or its
     // address (base + offset) would be the first byte past the end.
     const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
-    if (total > (1 << 46)) return null;
+    if (total > size_max) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
     const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
@@ -292,7 +293,7 @@ pub fn decay(now_ms: u64, force: bool) void {
 pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const offset = header.block_offset;
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
-    if (total > (1 << 46)) return null;
+    if (total > size_max) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
     const old_usable = header.usable_size;
     const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;

@@ -16,6 +16,8 @@
 //!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
 //!   large_cache.zig  the mapping cache's self-sizing limit (ghost hits, hit rate)
 //!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
+//!   abi.zig       every constant of the ABI (codes, tiers, limits, stats layout); hakmem.h
+//!                 and src/abi.ts are generated from it (abi_gen.zig, `zig build abi`)
 //!   config.zig    thresholds and settings, HAKMEM_* environment
 //!   process.zig   lazy init, thread-exit key, fork handlers, exit summary
 //!   stats.zig / report.zig  counters and their readers
@@ -32,6 +34,7 @@ comptime {
 }
 
 test {
+    _ = @import("abi.zig");
     _ = @import("size_class.zig");
     _ = @import("segment_map.zig");
     _ = @import("page.zig");

@@ -8,6 +8,7 @@ const config = @import("config.zig");
 const stats = @import("stats.zig");
 const alloc = @import("alloc.zig");
 const libc_next = @import("libc_next.zig");
+const abi = @import("abi.zig");
 
 export fn malloc(size: usize) ?*anyopaque {
     return @call(.always_inline, alloc.malloc, .{size});
@@ -125,13 +126,13 @@ pub const Mallinfo2 = extern struct {
 export fn mallinfo2() Mallinfo2 {
     var v: [stats.value_count]u64 = undefined;
     @import("report.zig").read(&v);
-    const f = stats.field_count;
-    const live = v[4] + v[f + 4] + v[2 * f + 4];
-    const mapped = v[3 * f + 5];
+    var live: u64 = 0;
+    for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
+    const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
     return .{
         .arena = mapped,
-        .hblks = v[2 * f + 11],
-        .hblkhd = v[2 * f + 5],
+        .hblks = v[abi.statIndex(.large, .pages)],
+        .hblkhd = v[abi.statIndex(.large, .mapped_bytes)],
         .uordblks = live,
         .fordblks = mapped -| live,
     };

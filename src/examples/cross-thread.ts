@@ -5,12 +5,13 @@
 //   bun src/examples/cross-thread.ts [threads] [blocksPerProducer]
 import { resolve } from "node:path";
 import * as hakmem from "../index.ts";
+import { TIERS } from "../abi.ts";
 import { ThreadPool } from "../threads.ts";
 import * as workloads from "../workloads.ts";
 
 const threads = Math.max(2, Number(process.argv[2] ?? 4));
 const count = Number(process.argv[3] ?? 200_000);
-const tiers = ["tiny", "mid", "large"] as const;
+const tiers = TIERS;
 
 function tierTable(stats: hakmem.Stats) {
   return tiers.map((tier) => ({

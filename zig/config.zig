@@ -24,8 +24,13 @@ pub var purge_delay_ms: u64 = 50;
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
 pub var large_cache_max_bytes: usize = 64 << 20;
-/// HAKMEM_STATS=1: print a per-tier summary to stderr at exit.
+/// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
 pub var print_stats_at_exit: bool = false;
+/// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
+/// absolute at start-up; `%p` stands for the process id). Empty: stderr.
+pub var stats_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var stats_file_len: usize = 0;
+pub const stats_file_max = 4095;
 
 /// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
 pub var adapt: bool = true;
@@ -78,6 +83,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
     .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
+    .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
 };
@@ -225,6 +231,33 @@ fn applyStats(value: []const u8) Verdict {
     }
     if (std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false")) return .ok;
     return .malformed;
+}
+
+/// HAKMEM_STATS_FILE=path: the exit summary goes to `path` (appended; created 0644), which
+/// is made absolute now, so a later chdir does not move it. Implies HAKMEM_STATS=1.
+fn applyStatsFile(value: []const u8) Verdict {
+    var len: usize = 0;
+    if (value[0] != '/') {
+        _ = std.c.getcwd(&stats_file_buf, stats_file_buf.len) orelse return .malformed;
+        len = std.mem.indexOfScalar(u8, &stats_file_buf, 0) orelse return .malformed;
+        if (len > 0 and stats_file_buf[len - 1] != '/') {
+            if (len >= stats_file_max) return .malformed;
+            stats_file_buf[len] = '/';
+            len += 1;
+        }
+    }
+    if (len + value.len > stats_file_max) return .{ .above = .{ .value = len + value.len, .limit = stats_file_max } };
+    @memcpy(stats_file_buf[len..][0..value.len], value);
+    stats_file_len = len + value.len;
+    stats_file_buf[stats_file_len] = 0;
+    print_stats_at_exit = true;
+    return .ok;
+}
+
+/// The HAKMEM_STATS_FILE path, or null for stderr.
+pub fn statsFile() ?[:0]const u8 {
+    if (stats_file_len == 0) return null;
+    return stats_file_buf[0..stats_file_len :0];
 }
 
 test "parseSize" {

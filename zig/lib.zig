@@ -35,6 +35,7 @@ comptime {
 
 test {
     _ = @import("abi.zig");
+    _ = @import("process.zig");
     _ = @import("size_class.zig");
     _ = @import("segment_map.zig");
     _ = @import("page.zig");

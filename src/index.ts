@@ -56,7 +56,12 @@ export function calloc(count: number, size: number): number {
   return native.hak_calloc(count, size) ?? outOfMemory("calloc", `${count} × ${size}`);
 }
 
-/** Resizes a live block (possibly moving it); on failure the old block stays valid. */
+/**
+ * Resizes a live block (possibly moving it); on failure the old block stays valid.
+ * `realloc(p, 0)` returns a valid minimum-size block, like `alloc(0)` (the rule of the
+ * hak_* API, zig/hakmem.h; a program's preloaded C `realloc(p, 0)` frees p and returns NULL
+ * as glibc does).
+ */
 export function realloc(ptr: number, size: number): number {
   checkSize("realloc", "size", size);
   const p = checkLive("realloc", ptr);

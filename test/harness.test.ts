@@ -88,6 +88,20 @@ describe("allocation", () => {
   // A buffer that keeps growing gets room to spare (fewer copies), but never beyond the
   // tier its size routes to: a 700 -> 1010 B growth once landed a tiny-sized block in the
   // mid tier (stats and route() disagreed; found by bun src/fuzz-cli.ts --seed 3 --ops 20000).
+  // The documented rule of this interface (zig/hakmem.h): realloc(p, 0) gives a valid
+  // minimum-size block, like alloc(0), not the C realloc's free-and-NULL.
+  test("realloc(p, 0) returns a live minimum-size block, in every tier", () => {
+    for (const size of [100, 5000, 3 << 20]) {
+      const p = h.alloc(size);
+      const q = h.realloc(p, 0);
+      expect(h.owns(q)).toBe(true);
+      const zero = h.alloc(0);
+      expect(h.usableSize(q)).toBe(h.usableSize(zero));
+      h.free(zero);
+      h.free(q);
+    }
+  });
+
   test("realloc growth: room to spare for a growing buffer, within the tier route(size) names", () => {
     let p = h.alloc(600);
     for (const size of [700, 760, 830, 900, 1010]) {

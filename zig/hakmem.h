@@ -7,11 +7,24 @@
  * The hak_* functions below are the same allocator with explicit errors, for bun:ffi and
  * for C programs that link against it.
  *
+ * Linking: `npm run build` installs this header in zig-out/include and a pkg-config file,
+ *   cc prog.c $(PKG_CONFIG_PATH=zig-out/lib/pkgconfig pkg-config --cflags --libs hakmem)
+ * whose flags carry an rpath, so the program finds libhakmem.so when it starts (a bare
+ * `-L zig-out/lib -lhakmem` links, then fails to start unless LD_LIBRARY_PATH names the
+ * directory). A program linked against libhakmem.so gets hakmem for the libc names too,
+ * exactly as if preloaded: malloc and hak_alloc, free and hak_free are one allocator, so
+ * hak_free(malloc(10)) is HAK_OK.
+ *
  * Tiers (chosen by requested size under the current thresholds):
  *   tiny  : size <= tiny_max   (default 1024)     64 KiB pages, per-thread free lists
  *   mid   : size <= mid_max    (default 1 MiB)    multi-slice pages sized per class
  *   large : size >  mid_max                       one OS mapping per block, cached
  * free/realloc/usable_size never depend on the thresholds: a block's page says its tier.
+ *
+ * realloc(p, 0) differs between the two interfaces, each as its users expect:
+ *   hak_realloc(p, 0) returns a valid minimum-size block (as hak_alloc(0) does; p is freed
+ *     when the block moves), like Bun's hakmem.realloc(p, 0);
+ *   realloc(p, 0) (the libc name, preloaded or linked) frees p and returns NULL, as glibc.
  */
 #ifndef HAKMEM_H
 #define HAKMEM_H
@@ -96,8 +109,10 @@ extern "C" {
 /* Allocation. Failure returns NULL with errno = ENOMEM (EINVAL for a bad alignment). */
 void  *hak_alloc(size_t size);
 void  *hak_calloc(size_t count, size_t size);
-void  *hak_realloc(void *ptr, size_t size);   /* ptr NULL = alloc; on failure ptr stays valid */
-void  *hak_aligned_alloc(size_t alignment, size_t size); /* alignment: power of two */
+void  *hak_realloc(void *ptr, size_t size);   /* ptr NULL = alloc; size 0 = a minimum-size block;
+                                                 on failure ptr stays valid                 */
+void  *hak_aligned_alloc(size_t alignment, size_t size); /* alignment: a power of two, else
+                                                 EINVAL (aligned_alloc rounds it up, as glibc) */
 int    hak_free(void *ptr);                   /* HAK_OK (also for NULL) or HAK_ERR_*        */
 size_t hak_usable_size(const void *ptr);      /* 0 when ptr is not a live hakmem block      */
 int    hak_owns(const void *ptr);             /* HAK_OK: a live block start; else HAK_ERR_* */

@@ -69,17 +69,18 @@ export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int
     return 0;
 }
 
+/// As glibc up to 2.37 (aligned_alloc is memalign there): any alignment is accepted and
+/// rounded up to a power of two (0 and 1 give malloc's 16). C17 leaves an alignment that
+/// is not a power of two implementation-defined; glibc 2.38 began to refuse it, but
+/// programs were tested against the glibc that accepted it. hak_aligned_alloc is strict.
 export fn aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
-    if (alignment == 0 or !std.math.isPowerOfTwo(alignment)) {
-        os.setErrno(.INVAL);
-        return null;
-    }
-    return alloc.alignedAlloc(alignment, size);
+    return memalign(alignment, size);
 }
 
+/// glibc's memalign: an alignment that is not a power of two is rounded up to the next
+/// one; above SIZE_MAX/2 + 1 (no power of two to round to) it is EINVAL.
 export fn memalign(alignment: usize, size: usize) ?*anyopaque {
-    // glibc rounds an alignment that is not a power of two up to the next one.
-    if (alignment > (@as(usize, 1) << 62)) {
+    if (alignment > std.math.maxInt(usize) / 2 + 1) {
         os.setErrno(.INVAL);
         return null;
     }

@@ -99,18 +99,55 @@ export function owns(ptr: number): boolean {
 }
 
 /**
- * A Uint8Array over the first `length` bytes of a live block (default: its usable size).
- * The view must not be used after the block is freed or reallocated.
+ * A Uint8Array over the first `length` bytes of a live block (default: its usable size),
+ * aliasing the block's memory: writes go straight into the block.
+ *
+ * The view does not keep the block alive. After the block is freed or moved by realloc,
+ * the view points at memory hakmem may reuse or return to the OS: reading or writing it
+ * then gives another block's bytes or crashes the process (Bun reports it as "a bug in
+ * Bun"; it is a use after free). Use a view only while the block is live, or take a copy
+ * with `read` and write with `write`, which check the block each time.
  */
 export function view(ptr: number, length?: number): Uint8Array {
   const p = checkLive("view", ptr);
-  const usable = native.hak_usable_size(p as Pointer);
-  const len = length === undefined ? usable : checkSize("view", "length", length);
-  if (len > usable) {
-    throw new RangeError(`hakmem.view: length ${len} exceeds the block's usable size ${usable}`);
-  }
+  const len = checkLength("view", p, length);
   if (len === 0) return new Uint8Array(0);
   return new Uint8Array(toArrayBuffer(p as Pointer, 0, len));
+}
+
+/** The length to use for the block at p: `length`, else its usable size; never beyond it. */
+function checkLength(fn: string, p: number, length: number | undefined, offset = 0): number {
+  const usable = native.hak_usable_size(p as Pointer);
+  const len = length === undefined ? usable - offset : checkSize(fn, "length", length);
+  if (offset + len > usable) {
+    throw new RangeError(`hakmem.${fn}: ${offset ? `offset ${offset} + ` : ""}length ${len} exceeds the block's usable size ${usable}`);
+  }
+  return len;
+}
+
+/**
+ * A copy of `length` bytes of a live block from `offset` (default: the rest of the block):
+ * safe to keep after the block is freed. Throws for a block that is not live.
+ */
+export function read(ptr: number, length?: number, offset = 0): Uint8Array {
+  const p = checkLive("read", ptr);
+  const off = checkSize("read", "offset", offset);
+  const len = checkLength("read", p, length, off);
+  if (len === 0) return new Uint8Array(0);
+  return new Uint8Array(toArrayBuffer(p as Pointer, off, len)).slice();
+}
+
+/** Copies `bytes` into a live block at `offset` (default 0); throws if they do not fit. */
+export function write(ptr: number, bytes: ArrayLike<number> | ArrayBufferView, offset = 0): void {
+  const p = checkLive("write", ptr);
+  const off = checkSize("write", "offset", offset);
+  const source = ArrayBuffer.isView(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
+  if (typeof source !== "object" || source === null || typeof source.length !== "number") {
+    throw new TypeError(`hakmem.write: expected bytes (a Uint8Array, a typed array or an array of numbers), got ${describe(bytes)}`);
+  }
+  const len = checkLength("write", p, source.length, off);
+  if (len === 0) return;
+  new Uint8Array(toArrayBuffer(p as Pointer, off, len)).set(source);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -66,6 +66,33 @@ describe("allocation", () => {
     h.free(p);
   });
 
+  // A view aliases the block and crashes Bun when used after the block is freed; read()
+  // gives a copy that outlives the block, write() copies in, and both check the block.
+  test("read copies, write copies in; both refuse a block that is not live or too short", () => {
+    for (const size of [100, 5000, 3 << 20]) {
+      const p = h.alloc(size);
+      h.write(p, [1, 2, 3]);
+      h.write(p, new Uint8Array([9, 9]), size - 2);
+      const copy = h.read(p, 3);
+      expect([...copy]).toEqual([1, 2, 3]);
+      expect([...h.read(p, 2, size - 2)]).toEqual([9, 9]);
+      expect(h.read(p).length).toBe(h.usableSize(p));
+      copy[0] = 77; // a copy: the block is unchanged
+      expect(h.read(p, 1)[0]).toBe(1);
+      expect(() => h.read(p, h.usableSize(p) + 1)).toThrow(RangeError);
+      expect(() => h.read(p, 2, h.usableSize(p) - 1)).toThrow(/exceeds the block's usable size/);
+      expect(() => h.write(p, new Uint8Array(h.usableSize(p) + 1))).toThrow(RangeError);
+      expect(() => h.write(p, "abc" as unknown as number[])).toThrow(TypeError);
+      h.free(p);
+      expect([...copy.subarray(1)]).toEqual([2, 3]); // still readable after the free
+      expect(() => h.read(p, 1)).toThrow(/not a live block|not memory owned/);
+      expect(() => h.write(p, [1])).toThrow(RangeError);
+    }
+    const empty = h.alloc(0);
+    expect(h.read(empty, 0).length).toBe(0);
+    h.free(empty);
+  });
+
   test("calloc zeroes, in every tier", () => {
     for (const [count, size] of [[10, 10], [3, 1000], [1, 70_000], [2, 600_000]]) {
       const p = h.calloc(count, size);

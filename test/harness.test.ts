@@ -453,6 +453,25 @@ describe("kernels", () => {
     expect(() => h.kernels.randomMixed({ cycles: -1, ws: 1, min: 1, max: 1 })).toThrow(TypeError);
   });
 
+  // Regression: min > max was accepted (silently swapped), and no options at all failed
+  // with "undefined is not an object".
+  test("kernel options are validated with messages that say what is expected", () => {
+    const rm = h.kernels.randomMixed as (o?: unknown) => number;
+    expect(() => rm()).toThrow(/kernels\.randomMixed: expected an options object \{ cycles, ws, min, max, seed\? \}, got undefined/);
+    expect(() => rm(null)).toThrow(TypeError);
+    expect(() => h.kernels.randomMixed({ cycles: 10, ws: 4, min: 2000, max: 16 })).toThrow(/min 2000 is above max 16/);
+    expect(() => h.kernels.randomMixed({ cycles: 10, ws: 0, min: 16, max: 32 })).toThrow(/ws must be at least 1/);
+    const array = h.kernels.newBlockArray(4);
+    expect(() => h.kernels.larsonFill(array, { nblocks: 4, min: 64, max: 8 })).toThrow(RangeError);
+    expect(() => h.kernels.larsonRound(array, undefined as unknown as h.kernels.LarsonOptions)).toThrow(TypeError);
+    h.kernels.freeBlockArray(array, 4);
+    const q = h.kernels.queueNew(4);
+    expect(() => h.kernels.produce(q, { count: 1, min: 9, max: 8 })).toThrow(RangeError);
+    expect(() => h.kernels.consume(q, undefined as unknown as { count: number })).toThrow(TypeError);
+    h.kernels.queueFree(q);
+    expect(() => (h.kernels.pairs as (o?: unknown) => number)()).toThrow(TypeError);
+  });
+
   test("Larson fill, round and free on one thread", () => {
     const base = liveBlocks();
     const array = h.kernels.newBlockArray(200);
@@ -472,6 +491,25 @@ describe("kernels", () => {
     expect(h.kernels.queueFree(q)).toBe(40);
     expect(liveBlocks()).toBe(base);
   });
+});
+
+// Regression: `cross-thread.ts 0` ran 2 threads and `routing-sweep.ts abc` ended in a stack trace.
+describe("examples: bad arguments give the usage line and exit 2", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["cross-thread.ts", ["0"], /threads must be an integer in \[2, 64\], got "0"\nusage: bun src\/examples\/cross-thread\.ts/],
+    ["cross-thread.ts", ["4", "-5"], /blocksPerProducer must be an integer in \[1, 100000000\], got "-5"/],
+    ["routing-sweep.ts", ["abc"], /cycles must be an integer in \[1, 1000000000\], got "abc"\nusage: bun src\/examples\/routing-sweep\.ts/],
+    ["routing-sweep.ts", ["1000", "8"], /maxSize must be an integer in \[16, 1048576\], got "8"/],
+    ["routing-sweep.ts", ["1000", "64", "x"], /too many arguments: x/],
+  ];
+  for (const [script, args, message] of cases) {
+    test(`${script} ${args.join(" ")}`, () => {
+      const run = Bun.spawnSync([process.execPath, resolve(import.meta.dir, "../src/examples", script), ...args], { stdout: "pipe", stderr: "pipe" });
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr.toString()).toMatch(message);
+      expect(run.stderr.toString()).not.toContain("    at ");
+    });
+  }
 });
 
 describe("missing library", () => {

@@ -1,6 +1,13 @@
-//! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names)
+//! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names), with
+//! zig-out/include/hakmem.h and zig-out/lib/pkgconfig/hakmem.pc for C programs that link it,
 //! and runs the Zig unit tests (`zig build test`).
+//!
+//! The ABI's constants live in zig/abi.zig; `zig build abi` writes their copies (the
+//! generated block of zig/hakmem.h, and src/abi.ts). Both copies are committed; the install
+//! and test steps first check that they still match and fail, naming the stale file, if not.
 const std = @import("std");
+
+const version = "0.1.0";
 
 pub fn build(b: *std.Build) void {
     // x86-64-v3 (AVX2) by default rather than the build machine's exact CPU: the library
@@ -10,7 +17,7 @@ pub fn build(b: *std.Build) void {
     const optimize = b.standardOptimizeOption(.{});
 
     const options = b.addOptions();
-    options.addOption([]const u8, "version", "0.1.0");
+    options.addOption([]const u8, "version", version);
     options.addOption([]const u8, "build_id", sourceHash(b));
 
     const lib_module = b.createModule(.{
@@ -28,6 +35,24 @@ pub fn build(b: *std.Build) void {
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);
 
+    // zig/abi.zig -> zig/hakmem.h (generated block) and src/abi.ts.
+    const abi_gen = b.addExecutable(.{
+        .name = "abi_gen",
+        .root_module = b.createModule(.{ .root_source_file = b.path("zig/abi_gen.zig"), .target = b.graph.host, .optimize = .Debug }),
+    });
+    const abi_check = abiRun(b, abi_gen, "check");
+    b.getInstallStep().dependOn(&abi_check.step);
+    b.step("abi-check", "Fail when zig/hakmem.h or src/abi.ts no longer match zig/abi.zig").dependOn(&abi_check.step);
+    const abi_write = abiRun(b, abi_gen, "write");
+    b.step("abi", "Regenerate zig/hakmem.h's constants and src/abi.ts from zig/abi.zig").dependOn(&abi_write.step);
+
+    // For C programs that link libhakmem.so instead of preloading it.
+    const header = b.addInstallHeaderFile(b.path("zig/hakmem.h"), "hakmem.h");
+    header.step.dependOn(&abi_check.step);
+    b.getInstallStep().dependOn(&header.step);
+    const pc = b.addWriteFiles().add("hakmem.pc", pkgConfig(b));
+    b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/hakmem.pc").step);
+
     const test_module = b.createModule(.{
         .root_source_file = b.path("zig/lib.zig"),
         .target = target,
@@ -39,6 +64,35 @@ pub fn build(b: *std.Build) void {
     const run_tests = b.addRunArtifact(unit_tests);
     const test_step = b.step("test", "Run the Zig unit tests");
     test_step.dependOn(&run_tests.step);
+    test_step.dependOn(&abi_check.step);
+}
+
+fn abiRun(b: *std.Build, gen: *std.Build.Step.Compile, mode: []const u8) *std.Build.Step.Run {
+    const run = b.addRunArtifact(gen);
+    run.addArg(mode);
+    run.addArg(b.pathFromRoot("zig/hakmem.h"));
+    run.addArg(b.pathFromRoot("src/abi.ts"));
+    run.has_side_effects = true; // reads and writes source files: never cached
+    return run;
+}
+
+/// hakmem.pc with absolute paths (the install prefix): `pkg-config --cflags --libs hakmem`
+/// gives -I, -L, -lhakmem and an rpath, so the program finds the library when it starts
+/// without LD_LIBRARY_PATH. Rebuild after moving the tree.
+fn pkgConfig(b: *std.Build) []const u8 {
+    const prefix = b.install_prefix;
+    return b.fmt(
+        \\prefix={s}
+        \\libdir=${{prefix}}/lib
+        \\includedir=${{prefix}}/include
+        \\
+        \\Name: hakmem
+        \\Description: hakmem, a general-purpose memory allocator (linking it replaces malloc/free for the whole program)
+        \\Version: {s}
+        \\Cflags: -I${{includedir}}
+        \\Libs: -L${{libdir}} -Wl,-rpath,${{libdir}} -lhakmem
+        \\
+    , .{ prefix, version });
 }
 
 fn defaultTarget() std.Target.Query {

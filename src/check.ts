@@ -1,23 +1,30 @@
 // check.ts — argument validation for the hakmem API: every bad input becomes a TypeError or
 // RangeError with a clear message here, before anything crosses into native code.
+import { HAK_SIZE_MAX } from "./abi.ts";
 
-/** Largest size the API accepts (2^47 bytes: beyond any x86-64 user address space). */
-export const MAX_SIZE = 2 ** 47;
+/**
+ * Largest size the API accepts: 2^46 bytes, the limit above which the library refuses any
+ * request (HAK_SIZE_MAX, zig/abi.zig). A request up to it may still fail for lack of memory.
+ */
+export const MAX_SIZE = HAK_SIZE_MAX;
+const MAX_SIZE_TEXT = `2^${Math.log2(MAX_SIZE)} = ${MAX_SIZE}`;
 
-function describe(value: unknown): string {
+export function describe(value: unknown): string {
   if (typeof value === "string") return JSON.stringify(value);
   if (typeof value === "bigint") return `${value}n`;
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object" && value !== null) return "an object";
   return String(value);
 }
 
-/** A byte count or element count: an integer in [0, 2^47]. */
+/** A byte count or element count: an integer in [0, MAX_SIZE]. */
 export function checkSize(fn: string, what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value)) {
     throw new TypeError(`hakmem.${fn}: ${what} must be an integer number, got ${describe(value)}`);
   }
   if (value < 0) throw new RangeError(`hakmem.${fn}: ${what} must not be negative, got ${value}`);
   if (value > MAX_SIZE) {
-    throw new RangeError(`hakmem.${fn}: ${what} ${value} is absurdly large (limit 2^47 = ${MAX_SIZE})`);
+    throw new RangeError(`hakmem.${fn}: ${what} ${value} is absurdly large (limit ${MAX_SIZE_TEXT})`);
   }
   return value;
 }
@@ -39,7 +46,7 @@ export function checkPointer(fn: string, value: unknown): number {
   return value;
 }
 
-/** An alignment: a power of two in [1, 2^47]. */
+/** An alignment: a power of two in [1, MAX_SIZE]. */
 export function checkAlignment(fn: string, value: unknown): number {
   checkSize(fn, "alignment", value);
   const n = value as number;
@@ -47,6 +54,23 @@ export function checkAlignment(fn: string, value: unknown): number {
     throw new RangeError(`hakmem.${fn}: alignment must be a power of two, got ${n}`);
   }
   return n;
+}
+
+/** Throws a TypeError unless `value` is a plain object (not null, not an array). */
+export function checkObject(fn: string, what: string, value: unknown): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new TypeError(`hakmem.${fn}: expected ${what}, got ${describe(value)}`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/** Throws a TypeError naming any key of `value` that is not in `known` (a likely typo). */
+export function checkKeys(fn: string, value: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`hakmem.${fn}: unknown option ${JSON.stringify(key)} (known: ${known.join(", ")})`);
+    }
+  }
 }
 
 export function hex(pointer: number): string {

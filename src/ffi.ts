@@ -16,6 +16,7 @@
 import { dlopen, FFIType } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
+import { HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_STAT_NAMES, HAK_TINY_MAX_LIMIT, STAT_FIELD_NAMES, STAT_GLOBAL_NAMES } from "./abi.ts";
 
 const { ptr, u64_fast, u32, i32, cstring } = FFIType;
 const none = FFIType.void;
@@ -39,6 +40,7 @@ const symbols = {
   hak_mid_max: { args: [], returns: u64_fast },
   hak_tiny_max_limit: { args: [], returns: u64_fast },
   hak_mid_max_limit: { args: [], returns: u64_fast },
+  hak_mid_max_min: { args: [], returns: u64_fast },
   hak_set_thresholds: { args: [u64_fast, u64_fast], returns: i32 },
   // size classes
   hak_class_count: { args: [], returns: u32 },
@@ -75,8 +77,9 @@ function openLibrary() {
         "Run `npm run build` to build it (or set HAKMEM_LIB to the path of libhakmem.so).",
     );
   }
+  let lib;
   try {
-    return dlopen(libraryPath, symbols);
+    lib = dlopen(libraryPath, symbols);
   } catch (cause) {
     throw new Error(
       `hakmem: cannot load ${libraryPath} (${(cause as Error).message}). ` +
@@ -84,6 +87,45 @@ function openLibrary() {
       { cause },
     );
   }
+  const mismatches = abiMismatches(lib.symbols as unknown as AbiProbe);
+  if (mismatches.length > 0) {
+    lib.close();
+    throw new Error(
+      `hakmem: ${libraryPath} does not match src/abi.ts (${mismatches.slice(0, 3).join("; ")}). ` +
+        "Run `npm run build` to rebuild it (or `npm run abi` if zig/abi.zig changed).",
+    );
+  }
+  return lib;
+}
+
+/** The functions through which the library states its ABI (cheap, pure, callable at load). */
+export interface AbiProbe {
+  hak_tiny_max_limit(): number;
+  hak_mid_max_min(): number;
+  hak_mid_max_limit(): number;
+  hak_stat_name(index: number): string | null;
+}
+
+/**
+ * Where the loaded library disagrees with src/abi.ts (generated from zig/abi.zig): its
+ * routing limits and its statistics layout, name by name. Empty when they agree. A library
+ * built from other sources would otherwise hand out counters under the wrong names.
+ */
+export function abiMismatches(lib: AbiProbe): string[] {
+  const out: string[] = [];
+  const limits: [string, number, number][] = [
+    ["tiny_max limit", lib.hak_tiny_max_limit(), HAK_TINY_MAX_LIMIT],
+    ["mid_max lowest value", lib.hak_mid_max_min(), HAK_MID_MAX_MIN],
+    ["mid_max limit", lib.hak_mid_max_limit(), HAK_MID_MAX_LIMIT],
+  ];
+  for (const [what, got, want] of limits) if (got !== want) out.push(`${what}: library ${got}, src/abi.ts ${want}`);
+  const names: readonly string[] = [...STAT_FIELD_NAMES, ...STAT_GLOBAL_NAMES];
+  for (let i = 0; i <= HAK_STAT_NAMES; i++) {
+    const got = lib.hak_stat_name(i) ?? null;
+    const want = i < HAK_STAT_NAMES ? names[i] : null;
+    if (got !== want) out.push(`statistic ${i}: library ${JSON.stringify(got)}, src/abi.ts ${JSON.stringify(want)}`);
+  }
+  return out;
 }
 
 type Symbols = ReturnType<typeof openLibrary>["symbols"];

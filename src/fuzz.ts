@@ -39,10 +39,10 @@
 import { fileURLToPath } from "node:url";
 import * as hak from "./index.ts";
 import type { Stats, Tier } from "./index.ts";
+import { HAK_TIER_LARGE, HAK_TIER_MID, HAK_TIER_TINY, TIERS } from "./abi.ts";
 import { ThreadPool } from "./threads.ts";
 
-const TIERS: readonly Tier[] = ["tiny", "mid", "large"];
-const RANK: Record<Tier, number> = { tiny: 0, mid: 1, large: 2 };
+const RANK: Record<Tier, number> = { tiny: HAK_TIER_TINY, mid: HAK_TIER_MID, large: HAK_TIER_LARGE };
 
 // ---------------------------------------------------------------------------------------
 // Seeded PRNG (xoshiro128**, seeded through splitmix32)
@@ -445,7 +445,7 @@ export class Sequence {
   private target: number;
   private tinyMax: number;
   private midMax: number;
-  private readonly limits: { tinyMax: number; midMax: number };
+  private readonly limits: { tinyMax: number; midMax: number; midMin: number };
   readonly initialRouting: { tinyMax: number; midMax: number };
   /**
    * Check mode is on (set by the caller before the first allocation): a report of misuse
@@ -475,7 +475,7 @@ export class Sequence {
     const r = hak.routing();
     this.tinyMax = r.tinyMax;
     this.midMax = r.midMax;
-    this.limits = { tinyMax: r.tinyMaxLimit, midMax: r.midMaxLimit };
+    this.limits = { tinyMax: r.tinyMaxLimit, midMax: r.midMaxLimit, midMin: r.midMaxMin };
     this.initialRouting = { tinyMax: r.tinyMax, midMax: r.midMax };
     this.target = this.rng.range(1, options.maxLive);
   }
@@ -580,7 +580,7 @@ export class Sequence {
     const tinyMax = this.rng.chance(0.6) ? this.rng.pick([0, 16, 64, 256, 1024, 4096, tl]) : this.rng.range(0, tl);
     const midChoices = [tinyMax, 2048, 32768, 262144, ml].filter((v) => v >= tinyMax && v <= ml);
     const midMax = this.rng.chance(0.6) ? this.rng.pick(midChoices) : this.rng.range(tinyMax, ml);
-    return { tinyMax, midMax };
+    return { tinyMax, midMax: Math.max(midMax, this.limits.midMin) }; // (the same draws as before midMaxMin)
   }
 
   /** Applies thresholds and checks route() agrees with them. */
@@ -1014,7 +1014,7 @@ function setRandomRouting(rng: Rng, limits: hak.Routing, initial: { tinyMax: num
   if (rng.chance(0.3)) return hak.setRouting(initial);
   const tinyMax = rng.chance(0.5) ? rng.pick([0, 64, 256, 1024, limits.tinyMaxLimit]) : rng.range(0, limits.tinyMaxLimit);
   const midMax = rng.chance(0.5) ? rng.range(tinyMax, limits.midMaxLimit) : Math.max(tinyMax, rng.pick([4096, 65536, limits.midMaxLimit]));
-  hak.setRouting({ tinyMax, midMax });
+  hak.setRouting({ tinyMax, midMax: Math.max(midMax, limits.midMaxMin) });
 }
 
 /** Main thread, all workers idle: global stats vs every model, no overlap across threads. */

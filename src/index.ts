@@ -7,20 +7,15 @@
 // in src/threads.ts; native workload kernels in src/kernels.ts (also `kernels` here).
 import { toArrayBuffer, type Pointer } from "bun:ffi";
 import { native } from "./ffi.ts";
-import { checkAlignment, checkPointer, checkSize, hex, MAX_SIZE } from "./check.ts";
+import { HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
+import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE } from "./check.ts";
 import { readStats, type Stats } from "./stats.ts";
 
 export { libraryPath, symbolAddress } from "./ffi.ts";
 export { statsDelta, totalOf, type Stats, type TierStats, type GlobalStats } from "./stats.ts";
 export * as kernels from "./kernels.ts";
 export { MAX_SIZE };
-
-export type Tier = "tiny" | "mid" | "large";
-const TIERS: readonly Tier[] = ["tiny", "mid", "large"];
-
-const HAK_OK = 0;
-const HAK_ERR_NOT_OWNED = -1;
-const HAK_ERR_INVALID = -2;
+export type { CheckMode, Tier };
 
 function outOfMemory(fn: string, bytes: number | string): never {
   throw new Error(`hakmem.${fn}: out of memory (could not allocate ${bytes} bytes)`);
@@ -56,12 +51,17 @@ export function calloc(count: number, size: number): number {
   checkSize("calloc", "count", count);
   checkSize("calloc", "size", size);
   if (count * size > MAX_SIZE) {
-    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^47)`);
+    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^${Math.log2(MAX_SIZE)} = ${MAX_SIZE})`);
   }
   return native.hak_calloc(count, size) ?? outOfMemory("calloc", `${count} × ${size}`);
 }
 
-/** Resizes a live block (possibly moving it); on failure the old block stays valid. */
+/**
+ * Resizes a live block (possibly moving it); on failure the old block stays valid.
+ * `realloc(p, 0)` returns a valid minimum-size block, like `alloc(0)` (the rule of the
+ * hak_* API, zig/hakmem.h; a program's preloaded C `realloc(p, 0)` frees p and returns NULL
+ * as glibc does).
+ */
 export function realloc(ptr: number, size: number): number {
   checkSize("realloc", "size", size);
   const p = checkLive("realloc", ptr);
@@ -99,18 +99,55 @@ export function owns(ptr: number): boolean {
 }
 
 /**
- * A Uint8Array over the first `length` bytes of a live block (default: its usable size).
- * The view must not be used after the block is freed or reallocated.
+ * A Uint8Array over the first `length` bytes of a live block (default: its usable size),
+ * aliasing the block's memory: writes go straight into the block.
+ *
+ * The view does not keep the block alive. After the block is freed or moved by realloc,
+ * the view points at memory hakmem may reuse or return to the OS: reading or writing it
+ * then gives another block's bytes or crashes the process (Bun reports it as "a bug in
+ * Bun"; it is a use after free). Use a view only while the block is live, or take a copy
+ * with `read` and write with `write`, which check the block each time.
  */
 export function view(ptr: number, length?: number): Uint8Array {
   const p = checkLive("view", ptr);
-  const usable = native.hak_usable_size(p as Pointer);
-  const len = length === undefined ? usable : checkSize("view", "length", length);
-  if (len > usable) {
-    throw new RangeError(`hakmem.view: length ${len} exceeds the block's usable size ${usable}`);
-  }
+  const len = checkLength("view", p, length);
   if (len === 0) return new Uint8Array(0);
   return new Uint8Array(toArrayBuffer(p as Pointer, 0, len));
+}
+
+/** The length to use for the block at p: `length`, else its usable size; never beyond it. */
+function checkLength(fn: string, p: number, length: number | undefined, offset = 0): number {
+  const usable = native.hak_usable_size(p as Pointer);
+  const len = length === undefined ? usable - offset : checkSize(fn, "length", length);
+  if (offset + len > usable) {
+    throw new RangeError(`hakmem.${fn}: ${offset ? `offset ${offset} + ` : ""}length ${len} exceeds the block's usable size ${usable}`);
+  }
+  return len;
+}
+
+/**
+ * A copy of `length` bytes of a live block from `offset` (default: the rest of the block):
+ * safe to keep after the block is freed. Throws for a block that is not live.
+ */
+export function read(ptr: number, length?: number, offset = 0): Uint8Array {
+  const p = checkLive("read", ptr);
+  const off = checkSize("read", "offset", offset);
+  const len = checkLength("read", p, length, off);
+  if (len === 0) return new Uint8Array(0);
+  return new Uint8Array(toArrayBuffer(p as Pointer, off, len)).slice();
+}
+
+/** Copies `bytes` into a live block at `offset` (default 0); throws if they do not fit. */
+export function write(ptr: number, bytes: ArrayLike<number> | ArrayBufferView, offset = 0): void {
+  const p = checkLive("write", ptr);
+  const off = checkSize("write", "offset", offset);
+  const source = ArrayBuffer.isView(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
+  if (typeof source !== "object" || source === null || typeof source.length !== "number") {
+    throw new TypeError(`hakmem.write: expected bytes (a Uint8Array, a typed array or an array of numbers), got ${describe(bytes)}`);
+  }
+  const len = checkLength("write", p, source.length, off);
+  if (len === 0) return;
+  new Uint8Array(toArrayBuffer(p as Pointer, off, len)).set(source);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -134,7 +171,11 @@ export interface SizeClass {
 export interface Routing {
   tinyMax: number;
   midMax: number;
+  /** largest tinyMax (0 turns the tiny tier off) */
   tinyMaxLimit: number;
+  /** smallest midMax: smaller requests never go to the large tier */
+  midMaxMin: number;
+  /** largest midMax */
   midMaxLimit: number;
   classes: SizeClass[];
 }
@@ -151,6 +192,7 @@ export function routing(): Routing {
     tinyMax: native.hak_tiny_max(),
     midMax: native.hak_mid_max(),
     tinyMaxLimit: native.hak_tiny_max_limit(),
+    midMaxMin: native.hak_mid_max_min(),
     midMaxLimit: native.hak_mid_max_limit(),
     classes,
   };
@@ -162,22 +204,30 @@ export function classOf(size: number): number {
   return native.hak_class_of(size);
 }
 
+const ROUTING_KEYS = ["tinyMax", "midMax"] as const;
+
 /**
  * Changes the thresholds live: sizes ≤ tinyMax go to tiny, ≤ midMax to mid, the rest to
- * large. Omitted fields keep their value. Blocks already allocated stay valid.
+ * large. Omitted (or undefined) fields keep their value; an unknown key or a value that is
+ * not an integer throws a TypeError, a value out of its range a RangeError:
+ * tinyMax in [0, tinyMaxLimit] (0 turns the tiny tier off), midMax in [midMaxMin,
+ * midMaxLimit] (see routing()). Blocks already allocated stay valid.
  */
 export function setRouting(thresholds: { tinyMax?: number; midMax?: number }): void {
-  if (typeof thresholds !== "object" || thresholds === null) {
-    throw new TypeError("hakmem.setRouting: expected an object { tinyMax?, midMax? }");
-  }
-  const tinyMax = thresholds.tinyMax ?? native.hak_tiny_max();
-  const midMax = thresholds.midMax ?? native.hak_mid_max();
-  checkSize("setRouting", "tinyMax", tinyMax);
-  checkSize("setRouting", "midMax", midMax);
+  const given = checkObject("setRouting", "an object { tinyMax?, midMax? }", thresholds);
+  checkKeys("setRouting", given, ROUTING_KEYS);
+  const tinyMax = given.tinyMax === undefined ? native.hak_tiny_max() : checkSize("setRouting", "tinyMax", given.tinyMax);
+  const midMax = given.midMax === undefined ? native.hak_mid_max() : checkSize("setRouting", "midMax", given.midMax);
   const tinyLimit = native.hak_tiny_max_limit();
+  const midMin = native.hak_mid_max_min();
   const midLimit = native.hak_mid_max_limit();
   if (tinyMax > tinyLimit) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above its limit ${tinyLimit}`);
   if (midMax > midLimit) throw new RangeError(`hakmem.setRouting: midMax ${midMax} is above its limit ${midLimit}`);
+  if (midMax < midMin) {
+    throw new RangeError(
+      `hakmem.setRouting: midMax ${midMax} is below its lowest value ${midMin} (smaller requests would each get a mapping of their own from the large tier)`,
+    );
+  }
   if (tinyMax > midMax) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above midMax ${midMax}`);
   const rc = native.hak_set_thresholds(tinyMax, midMax);
   if (rc !== HAK_OK) throw new RangeError(`hakmem.setRouting: thresholds ${tinyMax}/${midMax} rejected (error ${rc})`);
@@ -206,8 +256,6 @@ export function collect(force = false): void {
   native.hak_collect(force ? 1 : 0);
 }
 
-export type CheckMode = "off" | "abort" | "warn";
-const CHECK_MODES: CheckMode[] = ["off", "abort", "warn"];
 
 /**
  * Check mode (as HAKMEM_CHECK): canaries, trailers and freed-block patterns make double
@@ -215,9 +263,9 @@ const CHECK_MODES: CheckMode[] = ["off", "abort", "warn"];
  * (then abort, or continue with "warn"). Only before the process's first allocation.
  */
 export function setCheckMode(mode: CheckMode): void {
-  const code = CHECK_MODES.indexOf(mode);
+  const code = CHECK_MODES.indexOf(mode as CheckMode);
   if (code < 0) throw new TypeError(`check mode must be one of ${CHECK_MODES.join(", ")}, got ${String(mode)}`);
-  if (native.hak_set_check_mode(code) !== 0) {
+  if (native.hak_set_check_mode(code) !== HAK_OK) {
     throw new RangeError("check mode can only be set before the first allocation (set HAKMEM_CHECK in the environment instead)");
   }
 }

@@ -6,9 +6,30 @@
 // array, a producer/consumer queue) is a plain pointer that can be posted to other Workers.
 import type { Pointer } from "bun:ffi";
 import { native } from "./ffi.ts";
-import { checkCount, checkPointer, checkSize } from "./check.ts";
+import { checkCount, checkObject, checkPointer, checkSize } from "./check.ts";
 
 const done = new BigUint64Array(1);
+
+/** The options object of kernel `fn`, or a TypeError saying which fields it needs. */
+function optionsOf<T>(fn: string, options: T, fields: string): T {
+  checkObject(`kernels.${fn}`, `an options object ${fields}`, options);
+  return options;
+}
+
+/** [min, max] request sizes: integers with min <= max. */
+function sizeRange(fn: string, options: { min: unknown; max: unknown }): [number, number] {
+  const min = checkSize(fn, "min", options.min);
+  const max = checkSize(fn, "max", options.max);
+  if (min > max) throw new RangeError(`hakmem.${fn}: min ${min} is above max ${max} (sizes are drawn from [min, max])`);
+  return [min, max];
+}
+
+/** A count that must be at least 1 (slots, array entries). */
+function atLeastOne(fn: string, what: string, value: unknown): number {
+  const n = checkSize(fn, what, value);
+  if (n < 1) throw new RangeError(`hakmem.${fn}: ${what} must be at least 1, got ${n}`);
+  return n;
+}
 
 /** An empty native call: the FFI floor. */
 export function noop(): void {
@@ -28,6 +49,7 @@ export interface PairsOptions {
 
 /** `n` alloc+free pairs of `size` bytes, through other allocators' functions if given. */
 export function pairs(options: PairsOptions): number {
+  optionsOf("pairs", options, "{ size, n, alloc?, free? }");
   const size = checkSize("kernels.pairs", "size", options.size);
   const n = checkCount("kernels.pairs", "n", options.n);
   const allocFn = options.alloc === undefined ? null : checkPointer("kernels.pairs", options.alloc);
@@ -49,13 +71,16 @@ export interface RandomMixedOptions {
   seed?: number;
 }
 
-/** Random alloc/free over `ws` slots: each step frees a random occupied slot or fills an empty one. */
+/**
+ * Random alloc/free over `ws` slots (at least 1): each step frees a random occupied slot or
+ * fills an empty one with a block of [min, max] bytes (min <= max). Returns elapsed ns.
+ */
 export function randomMixed(options: RandomMixedOptions): number {
   const fn = "kernels.randomMixed";
+  optionsOf("randomMixed", options, "{ cycles, ws, min, max, seed? }");
   const cycles = checkCount(fn, "cycles", options.cycles);
-  const ws = checkSize(fn, "ws", options.ws);
-  const min = checkSize(fn, "min", options.min);
-  const max = checkSize(fn, "max", options.max);
+  const ws = atLeastOne(fn, "ws", options.ws);
+  const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
   return native.hak_kernel_random_mixed(cycles, ws, seed, min, max);
 }
@@ -89,9 +114,9 @@ export function freeBlockArray(array: number, nblocks: number): number {
 export function larsonFill(array: number, options: Omit<LarsonOptions, "replacements">): number {
   const fn = "kernels.larsonFill";
   const a = checkPointer(fn, array);
-  const nblocks = checkSize(fn, "nblocks", options.nblocks);
-  const min = checkSize(fn, "min", options.min);
-  const max = checkSize(fn, "max", options.max);
+  optionsOf("larsonFill", options, "{ nblocks, min, max, seed? }");
+  const nblocks = atLeastOne(fn, "nblocks", options.nblocks);
+  const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
   return native.hak_kernel_larson_fill(a as Pointer, nblocks, min, max, seed);
 }
@@ -103,9 +128,9 @@ export function larsonFill(array: number, options: Omit<LarsonOptions, "replacem
 export function larsonRound(array: number, options: LarsonOptions): number {
   const fn = "kernels.larsonRound";
   const a = checkPointer(fn, array);
-  const nblocks = checkSize(fn, "nblocks", options.nblocks);
-  const min = checkSize(fn, "min", options.min);
-  const max = checkSize(fn, "max", options.max);
+  optionsOf("larsonRound", options, "{ nblocks, min, max, replacements, seed? }");
+  const nblocks = atLeastOne(fn, "nblocks", options.nblocks);
+  const [min, max] = sizeRange(fn, options);
   const replacements = checkCount(fn, "replacements", options.replacements);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
   return native.hak_kernel_larson_round(a as Pointer, nblocks, min, max, replacements, seed);
@@ -142,9 +167,9 @@ export interface KernelRun {
 export function produce(queue: number, options: { count: number; min: number; max: number; seed?: number }): KernelRun {
   const fn = "kernels.produce";
   const q = checkPointer(fn, queue);
+  optionsOf("produce", options, "{ count, min, max, seed? }");
   const count = checkCount(fn, "count", options.count);
-  const min = checkSize(fn, "min", options.min);
-  const max = checkSize(fn, "max", options.max);
+  const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
   const elapsedNs = native.hak_kernel_produce(q as Pointer, count, min, max, seed, done);
   return { elapsedNs, done: Number(done[0]) };
@@ -153,6 +178,7 @@ export function produce(queue: number, options: { count: number; min: number; ma
 /** Pops `count` blocks from the queue and frees them (remote frees when another thread made them). */
 export function consume(queue: number, options: { count: number }): KernelRun {
   const q = checkPointer("kernels.consume", queue);
+  optionsOf("consume", options, "{ count }");
   const count = checkCount("kernels.consume", "count", options.count);
   const elapsedNs = native.hak_kernel_consume(q as Pointer, count, done);
   return { elapsedNs, done: Number(done[0]) };

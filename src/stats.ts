@@ -1,38 +1,21 @@
 // stats.ts — hakmem's statistics as plain objects: per-tier counters and global counters,
-// named from the library itself (hak_stat_name, snake_case → camelCase), plus deltas.
+// named after the layout in src/abi.ts (generated from zig/abi.zig; snake_case there,
+// camelCase here), plus deltas. src/ffi.ts checks when it loads the library that the
+// library names its counters the same way (one built from other sources is refused).
 import { native } from "./ffi.ts";
+import {
+  HAK_STAT_FIELDS,
+  HAK_STAT_GLOBALS,
+  HAK_STAT_VALUES,
+  HAK_TIER_COUNT,
+  STAT_FIELD_NAMES,
+  STAT_GLOBAL_NAMES,
+  TIERS,
+  type GlobalStats,
+  type TierStats,
+} from "./abi.ts";
 
-/** Counters of one tier (tiny, mid or large). */
-export interface TierStats {
-  allocs: number;
-  frees: number;
-  /** blocks given back to a page another thread owns; counted when the freeing thread's
-   * cache hands them back (cache overflow, collect, maintenance, thread exit), not at free() */
-  remoteFrees: number;
-  liveBlocks: number;
-  /** usable bytes of live blocks */
-  liveBytes: number;
-  mappedBytes: number;
-  residentBytes: number;
-  purges: number;
-  purgedBytes: number;
-  /** large tier: mapping cache hits */
-  cacheHits: number;
-  cacheMisses: number;
-  pages: number;
-}
-
-/** Process-wide counters. */
-export interface GlobalStats {
-  segmentsMapped: number;
-  segmentsAbandoned: number;
-  segmentsAdopted: number;
-  threadsLive: number;
-  threadsTotal: number;
-  osMappedBytes: number;
-  osResidentBytes: number;
-  largeCachedBytes: number;
-}
+export type { GlobalStats, TierStats } from "./abi.ts";
 
 export interface Stats {
   tiny: TierStats;
@@ -41,35 +24,31 @@ export interface Stats {
   global: GlobalStats;
 }
 
-const FIELDS = 12; // HAK_STAT_FIELDS
-const GLOBALS = 8; // HAK_STAT_GLOBALS
-const TIER_NAMES = ["tiny", "mid", "large"] as const;
-
 function camelCase(name: string): string {
   return name.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase());
 }
 
-let names: string[] | undefined;
-function statNames(): string[] {
-  names ??= Array.from({ length: FIELDS + GLOBALS }, (_, i) => camelCase(native.hak_stat_name(i) ?? `stat${i}`));
-  return names;
-}
+const FIELD_KEYS = STAT_FIELD_NAMES.map(camelCase) as (keyof TierStats)[];
+const GLOBAL_KEYS = STAT_GLOBAL_NAMES.map(camelCase) as (keyof GlobalStats)[];
 
-const buffer = new BigUint64Array(3 * FIELDS + GLOBALS);
+const buffer = new BigUint64Array(HAK_STAT_VALUES);
 
 /** A snapshot of every counter, summed over all threads (live and exited). */
 export function readStats(): Stats {
-  native.hak_stats_read(buffer, buffer.length);
-  const n = statNames();
+  const written = native.hak_stats_read(buffer, buffer.length);
+  if (written !== HAK_STAT_VALUES) throw new Error(`hakmem.stats: the library wrote ${written} values, expected ${HAK_STAT_VALUES}`);
   const tier = (t: number) => {
     const out: Record<string, number> = {};
-    for (let f = 0; f < FIELDS; f++) out[n[f]] = Number(buffer[t * FIELDS + f]);
+    FIELD_KEYS.forEach((key, f) => (out[key] = Number(buffer[t * HAK_STAT_FIELDS + f])));
     return out as unknown as TierStats;
   };
   const global: Record<string, number> = {};
-  for (let g = 0; g < GLOBALS; g++) global[n[FIELDS + g]] = Number(buffer[3 * FIELDS + g]);
+  GLOBAL_KEYS.forEach((key, g) => (global[key] = Number(buffer[HAK_TIER_COUNT * HAK_STAT_FIELDS + g])));
   return { tiny: tier(0), mid: tier(1), large: tier(2), global: global as unknown as GlobalStats };
 }
+
+/** The camelCase keys of a tier's counters and of the globals, in library order. */
+export const statKeys = { tier: FIELD_KEYS as readonly (keyof TierStats)[], global: GLOBAL_KEYS as readonly (keyof GlobalStats)[] };
 
 function subtract<T extends object>(after: T, before: T): T {
   const out: Record<string, number> = {};
@@ -89,5 +68,10 @@ export function statsDelta(before: Stats, after: Stats): Stats {
 
 /** The sum of one field over the three tiers. */
 export function totalOf(stats: Stats, field: keyof TierStats): number {
-  return TIER_NAMES.reduce((sum, t) => sum + stats[t][field], 0);
+  return TIERS.reduce((sum, t) => sum + stats[t][field], 0);
+}
+
+// The layout has as many globals as the interface has keys (checked when this file loads).
+if (GLOBAL_KEYS.length !== HAK_STAT_GLOBALS || FIELD_KEYS.length !== HAK_STAT_FIELDS) {
+  throw new Error("hakmem: src/abi.ts is inconsistent (run npm run abi)");
 }

@@ -5,7 +5,9 @@
 // which receives the hakmem API. Pointers are numbers, so a block, a Larson block array
 // or a queue allocated on one thread can be posted to another (cross-thread frees).
 // Workers are started one at a time (each waits for the previous one's library load) and
-// stay alive until close(), which terminates them and waits until each has closed.
+// stay alive until close(), which terminates them and waits until each has closed. A worker
+// holds the process open only while it has a task (idle workers are unref'd), so a script
+// that forgets close() still exits when its work is done.
 //
 // Known Bun Worker pitfalls this avoids: concurrent bun:ffi dlopen from freshly spawned
 // Workers crashed before Bun 1.4.0 (oven-sh/bun#40972), hence the one-at-a-time start;
@@ -19,7 +21,9 @@
 //
 // Ready-made multi-thread workloads (random-mixed, Larson, producer/consumer) are in
 // src/workloads.ts.
-import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { LarsonOptions, PairsOptions, RandomMixedOptions } from "./kernels.ts";
 import type { Stats } from "./stats.ts";
 
@@ -34,8 +38,12 @@ export type Task =
   | { kind: "consume"; queue: number; count: number }
   | {
       kind: "module";
-      /** path of a TypeScript/JavaScript module (relative to the current directory or absolute) */
-      path: string;
+      /**
+       * The module: an absolute path, a file: URL (e.g. `import.meta.resolve("./w.ts")`) or a
+       * URL object; a relative path is resolved like an import, against the directory of the
+       * module that calls run/runAll (the current directory when there is none, e.g. `bun -e`).
+       */
+      path: string | URL;
       /** the function to call (default: the default export) */
       exportName?: string;
       /** passed to the function as its second argument (structured-cloned) */
@@ -80,6 +88,11 @@ const START_TIMEOUT_MS = 30_000;
 const CLOSE_TIMEOUT_MS = 10_000;
 
 /** One worker and the tasks it has not answered yet. */
+/** Bun's Worker holds the process open unless unref'd (bun-types declares ref/unref on Bun.Worker). */
+function handle(worker: Worker): { ref(): void; unref(): void } {
+  return worker as unknown as { ref(): void; unref(): void };
+}
+
 class Thread {
   readonly pending = new Map<number, Pending>();
   failure: Error | undefined;
@@ -90,13 +103,27 @@ class Thread {
   ) {
     worker.addEventListener("message", (event) => this.onMessage(event.data as ToParent));
     worker.addEventListener("error", (event) => this.fail(new Error(`hakmem thread ${index}: ${describeError(event)}`)));
+    handle(worker).unref(); // idle
+  }
+
+  /** Registers a task; the worker keeps the process alive while it has one. */
+  expect(id: number, waiter: Pending): void {
+    if (this.pending.size === 0) handle(this.worker).ref();
+    this.pending.set(id, waiter);
+  }
+
+  private settle(id: number): Pending | undefined {
+    const waiter = this.pending.get(id);
+    if (!waiter) return undefined;
+    this.pending.delete(id);
+    if (this.pending.size === 0) handle(this.worker).unref();
+    return waiter;
   }
 
   private onMessage(message: ToParent): void {
     if (message.type === "ready") return;
-    const waiter = this.pending.get(message.id);
+    const waiter = this.settle(message.id);
     if (!waiter) return;
-    this.pending.delete(message.id);
     if (message.type === "result") waiter.resolve(message.result);
     else waiter.reject(Object.assign(new Error(`hakmem thread ${this.index}: ${message.message}`), { workerStack: message.stack }));
   }
@@ -105,6 +132,7 @@ class Thread {
     this.failure ??= error;
     for (const waiter of this.pending.values()) waiter.reject(error);
     this.pending.clear();
+    handle(this.worker).unref();
   }
 }
 
@@ -179,17 +207,12 @@ export class ThreadPool {
     return this.threads.length;
   }
 
-  /** Runs `task` on thread `index`; resolves with its result. */
+  /**
+   * Runs `task` on thread `index`; resolves with its result. A module task's relative path
+   * is resolved against the calling module's directory (see Task).
+   */
   run(index: number, task: Task): Promise<TaskResult> {
-    if (this.closed) return Promise.reject(new Error("hakmem.ThreadPool: the pool is closed"));
-    const thread = this.threads[index];
-    if (!thread) return Promise.reject(new RangeError(`hakmem.ThreadPool.run: no thread ${index} (size ${this.size})`));
-    if (thread.failure) return Promise.reject(thread.failure);
-    const message: ToWorker = { id: this.nextId++, task: normalize(task), thread: index, threads: this.size };
-    return new Promise((resolveRun, rejectRun) => {
-      thread.pending.set(message.id, { resolve: resolveRun, reject: rejectRun });
-      thread.worker.postMessage(message);
-    });
+    return this.post(index, task, callerDirectory());
   }
 
   /** Runs tasks[i] on thread i, all at once (undefined entries leave a thread idle). */
@@ -197,11 +220,30 @@ export class ThreadPool {
     if (tasks.length > this.size) {
       return Promise.reject(new RangeError(`hakmem.ThreadPool.runAll: ${tasks.length} tasks for ${this.size} threads`));
     }
+    const base = callerDirectory();
     const runs: Promise<TaskResult>[] = [];
     tasks.forEach((task, i) => {
-      if (task) runs.push(this.run(i, task));
+      if (task) runs.push(this.post(i, task, base));
     });
     return Promise.all(runs);
+  }
+
+  private post(index: number, task: Task, base: string): Promise<TaskResult> {
+    if (this.closed) return Promise.reject(new Error("hakmem.ThreadPool: the pool is closed"));
+    const thread = this.threads[index];
+    if (!thread) return Promise.reject(new RangeError(`hakmem.ThreadPool.run: no thread ${index} (size ${this.size})`));
+    if (thread.failure) return Promise.reject(thread.failure);
+    let normalized: Task;
+    try {
+      normalized = normalize(task, base);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    const message: ToWorker = { id: this.nextId++, task: normalized, thread: index, threads: this.size };
+    return new Promise((resolveRun, rejectRun) => {
+      thread.expect(message.id, { resolve: resolveRun, reject: rejectRun });
+      thread.worker.postMessage(message);
+    });
   }
 
   /** Terminates every worker and waits until each has closed. Unanswered tasks are rejected. */
@@ -213,8 +255,41 @@ export class ThreadPool {
   }
 }
 
-/** Module paths are resolved against the current directory before being posted. */
-function normalize(task: Task): Task {
-  if (task.kind !== "module" || task.path.startsWith("file:")) return task;
-  return { ...task, path: resolve(task.path) };
+/**
+ * A module task's path as an absolute path for the worker: a URL or file: URL as is, an
+ * absolute path as is, a relative path against `base`. A missing file is an error here,
+ * naming where it was looked for, rather than a failed import in the worker.
+ */
+function normalize(task: Task, base: string): Task {
+  if (task.kind !== "module") return task;
+  const given = task.path as unknown;
+  let path: string;
+  if (given instanceof URL) path = fileURLToPath(given);
+  else if (typeof given !== "string" || given === "") {
+    throw new TypeError(`hakmem.ThreadPool: a module task needs a path (a string or file: URL), got ${String(given)}`);
+  } else if (given.startsWith("file:")) path = fileURLToPath(given);
+  else path = resolve(base, given);
+  if (!existsSync(path)) {
+    const how = typeof given === "string" && !isAbsolute(given) && !given.startsWith("file:") ? ` (resolved against ${base})` : "";
+    throw new Error(`hakmem.ThreadPool: module ${String(given)} not found: ${path}${how}`);
+  }
+  return { ...task, path };
+}
+
+const THIS_DIR = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The directory of the first module on the call stack outside src/threads.ts and
+ * src/workloads.ts (the caller of run/runAll/moduleOnAll), or the current directory.
+ */
+function callerDirectory(): string {
+  const stack = new Error().stack ?? "";
+  for (const line of stack.split("\n").slice(1)) {
+    const m = line.match(/\(?((?:file:\/\/)?\/[^():]+):\d+:\d+\)?\s*$/);
+    if (!m) continue;
+    const file = m[1].startsWith("file:") ? fileURLToPath(m[1]) : m[1];
+    if (dirname(file) === THIS_DIR && /\/(threads|workloads)\.ts$/.test(file)) continue;
+    return dirname(file);
+  }
+  return process.cwd();
 }

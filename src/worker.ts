@@ -18,19 +18,53 @@ interface ModuleOutcome {
 
 /** Runs a user module's function `(api, args, context)`; returns its ops and value. */
 async function runModule(task: Extract<Task, { kind: "module" }>, thread: number, threads: number) {
-  let mod = moduleCache.get(task.path);
+  const path = String(task.path); // an absolute path (threads.ts resolved it)
+  let mod = moduleCache.get(path);
   if (!mod) {
-    mod = (await import(task.path)) as Record<string, unknown>;
-    moduleCache.set(task.path, mod);
+    mod = (await import(path)) as Record<string, unknown>;
+    moduleCache.set(path, mod);
   }
   const name = task.exportName ?? "default";
   const fn = mod[name];
-  if (typeof fn !== "function") throw new TypeError(`hakmem threads: ${task.path} has no function export "${name}"`);
+  if (typeof fn !== "function") throw new TypeError(`hakmem threads: ${path} has no function export "${name}"`);
   const start = Bun.nanoseconds();
-  const outcome = (await fn(api, task.args, { thread, threads })) as ModuleOutcome | number | undefined;
+  const outcome: unknown = await fn(api, task.args, { thread, threads });
   const elapsedNs = Bun.nanoseconds() - start;
-  if (typeof outcome === "number") return { ops: outcome, elapsedNs };
-  return { ops: outcome?.ops ?? 0, elapsedNs, value: outcome?.value };
+  return { ...moduleOutcome(task, name, outcome), elapsedNs };
+}
+
+/**
+ * What a module function may return: a number of operations, `{ ops?, value? }`, or
+ * nothing (ops 0). Anything else is a TypeError naming the function, not a silent 0.
+ */
+function moduleOutcome(task: { path: string | URL }, name: string, outcome: unknown): ModuleOutcome & { ops: number } {
+  const where = `${String(task.path)} export "${name}"`;
+  const badOps = (ops: unknown) =>
+    new TypeError(`hakmem threads: ${where} returned ops ${describe(ops)}; ops must be a non-negative finite number`);
+  if (outcome === undefined) return { ops: 0 };
+  if (typeof outcome === "number") {
+    if (!Number.isFinite(outcome) || outcome < 0) throw badOps(outcome);
+    return { ops: outcome };
+  }
+  if (typeof outcome === "object" && outcome !== null && !Array.isArray(outcome)) {
+    const unknown = Object.keys(outcome).filter((k) => k !== "ops" && k !== "value");
+    if (unknown.length === 0) {
+      const { ops, value } = outcome as ModuleOutcome;
+      if (ops !== undefined && (typeof ops !== "number" || !Number.isFinite(ops) || ops < 0)) throw badOps(ops);
+      return { ops: ops ?? 0, value };
+    }
+  }
+  throw new TypeError(
+    `hakmem threads: ${where} returned ${describe(outcome)}; a workload function returns a number of operations, ` +
+      "{ ops?, value? } (value is posted back as is), or nothing",
+  );
+}
+
+function describe(value: unknown): string {
+  if (typeof value === "string") return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object" && value !== null) return `an object with keys ${Object.keys(value).join(", ") || "(none)"}`;
+  return String(value);
 }
 
 /** Runs one native kernel; returns its ops and kernel-measured elapsed ns. */

@@ -121,8 +121,11 @@ export function producerConsumer(pool: ThreadPool, options: ProducerConsumerOpti
   });
 }
 
-/** A user module's function on every thread at once: `fn(api, args, { thread, threads })`. */
-export function moduleOnAll(pool: ThreadPool, path: string, args?: unknown, exportName?: string): Promise<RunReport> {
+/**
+ * A user module's function on every thread at once: `fn(api, args, { thread, threads })`.
+ * A relative `path` is resolved against the calling module's directory (see threads.ts).
+ */
+export function moduleOnAll(pool: ThreadPool, path: string | URL, args?: unknown, exportName?: string): Promise<RunReport> {
   const tasks = Array.from({ length: pool.size }, (): Task => ({ kind: "module", path, args, exportName }));
   return measure(`module ${path}`, pool, () => pool.runAll(tasks));
 }

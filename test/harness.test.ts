@@ -66,6 +66,33 @@ describe("allocation", () => {
     h.free(p);
   });
 
+  // A view aliases the block and crashes Bun when used after the block is freed; read()
+  // gives a copy that outlives the block, write() copies in, and both check the block.
+  test("read copies, write copies in; both refuse a block that is not live or too short", () => {
+    for (const size of [100, 5000, 3 << 20]) {
+      const p = h.alloc(size);
+      h.write(p, [1, 2, 3]);
+      h.write(p, new Uint8Array([9, 9]), size - 2);
+      const copy = h.read(p, 3);
+      expect([...copy]).toEqual([1, 2, 3]);
+      expect([...h.read(p, 2, size - 2)]).toEqual([9, 9]);
+      expect(h.read(p).length).toBe(h.usableSize(p));
+      copy[0] = 77; // a copy: the block is unchanged
+      expect(h.read(p, 1)[0]).toBe(1);
+      expect(() => h.read(p, h.usableSize(p) + 1)).toThrow(RangeError);
+      expect(() => h.read(p, 2, h.usableSize(p) - 1)).toThrow(/exceeds the block's usable size/);
+      expect(() => h.write(p, new Uint8Array(h.usableSize(p) + 1))).toThrow(RangeError);
+      expect(() => h.write(p, "abc" as unknown as number[])).toThrow(TypeError);
+      h.free(p);
+      expect([...copy.subarray(1)]).toEqual([2, 3]); // still readable after the free
+      expect(() => h.read(p, 1)).toThrow(/not a live block|not memory owned/);
+      expect(() => h.write(p, [1])).toThrow(RangeError);
+    }
+    const empty = h.alloc(0);
+    expect(h.read(empty, 0).length).toBe(0);
+    h.free(empty);
+  });
+
   test("calloc zeroes, in every tier", () => {
     for (const [count, size] of [[10, 10], [3, 1000], [1, 70_000], [2, 600_000]]) {
       const p = h.calloc(count, size);
@@ -88,6 +115,20 @@ describe("allocation", () => {
   // A buffer that keeps growing gets room to spare (fewer copies), but never beyond the
   // tier its size routes to: a 700 -> 1010 B growth once landed a tiny-sized block in the
   // mid tier (stats and route() disagreed; found by bun src/fuzz-cli.ts --seed 3 --ops 20000).
+  // The documented rule of this interface (zig/hakmem.h): realloc(p, 0) gives a valid
+  // minimum-size block, like alloc(0), not the C realloc's free-and-NULL.
+  test("realloc(p, 0) returns a live minimum-size block, in every tier", () => {
+    for (const size of [100, 5000, 3 << 20]) {
+      const p = h.alloc(size);
+      const q = h.realloc(p, 0);
+      expect(h.owns(q)).toBe(true);
+      const zero = h.alloc(0);
+      expect(h.usableSize(q)).toBe(h.usableSize(zero));
+      h.free(zero);
+      h.free(q);
+    }
+  });
+
   test("realloc growth: room to spare for a growing buffer, within the tier route(size) names", () => {
     let p = h.alloc(600);
     for (const size of [700, 760, 830, 900, 1010]) {
@@ -125,7 +166,7 @@ describe("allocation", () => {
 
 describe("bad input is an exception, never a crash", () => {
   const badTypes: unknown[] = [1.5, NaN, Infinity, "16", 16n, undefined, null, {}];
-  const badRanges = [-1, -4096, 2 ** 47 + 1, 2 ** 60];
+  const badRanges = [-1, -4096, h.MAX_SIZE + 1, 2 ** 47, 2 ** 60];
 
   test("sizes: non-integer → TypeError, negative or absurd → RangeError", () => {
     const takers: [string, (v: number) => unknown][] = [
@@ -144,6 +185,23 @@ describe("bad input is an exception, never a crash", () => {
     expect(() => h.alloc(2 ** 50)).toThrow(/absurdly large/);
     expect(() => h.alloc(1.5)).toThrow(/integer/);
     expect(() => h.calloc(2 ** 24, 2 ** 24)).toThrow(RangeError);
+  });
+
+  // Regression: MAX_SIZE was 2^47 while the library refuses requests above 2^46, so
+  // alloc(2^47) said "out of memory" and alloc(2^47 + 1) "absurdly large".
+  test("MAX_SIZE is the library's limit: above it RangeError, at it a plain out-of-memory Error", () => {
+    expect(h.MAX_SIZE).toBe(2 ** 46);
+    expect(() => h.alloc(h.MAX_SIZE + 1)).toThrow(/absurdly large \(limit 2\^46 = 70368744177664\)/);
+    expect(() => h.alloc(2 ** 47)).toThrow(RangeError);
+    let failure: unknown;
+    try {
+      h.free(h.alloc(h.MAX_SIZE));
+    } catch (e) {
+      failure = e;
+    }
+    expect(failure).toBeInstanceOf(Error);
+    expect(failure).not.toBeInstanceOf(RangeError);
+    expect(String(failure)).toContain("out of memory");
   });
 
   test("realloc validates size and pointer before touching the block", () => {
@@ -207,11 +265,31 @@ describe("bad input is an exception, never a crash", () => {
     const { tinyMaxLimit, midMaxLimit } = h.routing();
     expect(() => h.setRouting({ tinyMax: tinyMaxLimit + 1 })).toThrow(/above its limit/);
     expect(() => h.setRouting({ midMax: midMaxLimit + 1 })).toThrow(/above its limit/);
-    expect(() => h.setRouting({ tinyMax: 4096, midMax: 2048 })).toThrow(/above midMax/);
     expect(() => h.setRouting({ tinyMax: -1 })).toThrow(RangeError);
     expect(() => h.setRouting({ tinyMax: 12.5 })).toThrow(TypeError);
     expect(() => h.setRouting(null as unknown as {})).toThrow(TypeError);
     expect(h.routing().tinyMax).toBe(DEFAULT_TINY);
+  });
+
+  // Regression: a typo'd key and a null value were silent no-ops, and { tinyMax: 0,
+  // midMax: 0 } sent every 1-byte request to the large tier (a mapping per block).
+  test("setRouting: unknown keys and non-numbers are TypeErrors; midMax has a lowest value", () => {
+    expect(() => h.setRouting({ tinymax: 10 } as unknown as {})).toThrow(/unknown option "tinymax" \(known: tinyMax, midMax\)/);
+    expect(() => h.setRouting({ tinyMax: null } as unknown as {})).toThrow(TypeError);
+    expect(() => h.setRouting({ midMax: "64k" } as unknown as {})).toThrow(TypeError);
+    expect(() => h.setRouting([] as unknown as {})).toThrow(TypeError);
+    const { midMaxMin, tinyMaxLimit } = h.routing();
+    expect(midMaxMin).toBe(8192);
+    expect(midMaxMin).toBeGreaterThanOrEqual(tinyMaxLimit);
+    expect(() => h.setRouting({ tinyMax: 0, midMax: 0 })).toThrow(/midMax 0 is below its lowest value 8192/);
+    expect(() => h.setRouting({ midMax: midMaxMin - 1 })).toThrow(RangeError);
+    expect(h.routing().midMax).toBe(DEFAULT_MID);
+    h.setRouting({ tinyMax: 0, midMax: midMaxMin }); // the lowest: tiny off, nothing small goes large
+    expect(h.route(1)).toBe("mid");
+    expect(h.route(midMaxMin)).toBe("mid");
+    expect(h.route(midMaxMin + 1)).toBe("large");
+    h.setRouting({ tinyMax: undefined, midMax: DEFAULT_MID }); // undefined: keep
+    expect(h.routing().tinyMax).toBe(0);
   });
 });
 
@@ -232,7 +310,7 @@ describe("routing", () => {
   });
 
   test("boundaries after setRouting, and allocations land in the routed tier", () => {
-    for (const [tinyMax, midMax] of [[256, 65536], [64, 4096], [8192, 1 << 20], [0, 128]]) {
+    for (const [tinyMax, midMax] of [[256, 65536], [64, 8192], [8192, 1 << 20], [0, 8192]]) {
       h.setRouting({ tinyMax, midMax });
       expect(h.routing().tinyMax).toBe(tinyMax);
       expect(h.routing().midMax).toBe(midMax);
@@ -281,7 +359,7 @@ describe("routing", () => {
       h.view(p, 1)[0] = 7;
       return { p, size, tier: h.route(size) };
     });
-    h.setRouting({ tinyMax: 64, midMax: 4096 });
+    h.setRouting({ tinyMax: 64, midMax: 8192 });
     const moved = sizes.map((size) => h.alloc(size));
     for (const { p, size } of old) {
       expect(h.usableSize(p)).toBeGreaterThanOrEqual(size);
@@ -307,8 +385,11 @@ describe("statistics", () => {
       expect(Object.keys(tier).sort()).toEqual([...tierFields].sort());
       for (const v of Object.values(tier)) expect(Number.isInteger(v) && v >= 0).toBe(true);
     }
-    expect(Object.keys(s.global).sort()).toEqual(["largeCachedBytes", "osMappedBytes", "osResidentBytes",
-      "segmentsAbandoned", "segmentsAdopted", "segmentsMapped", "threadsLive", "threadsTotal"]);
+    // Regression: only 8 of the library's 12 globals were read (thread caches, large-cache limit).
+    expect(Object.keys(s.global).sort()).toEqual(["largeCacheLimitBytes", "largeCachedBytes", "osMappedBytes", "osResidentBytes",
+      "segmentsAbandoned", "segmentsAdopted", "segmentsMapped", "threadCacheBytes", "threadCacheGrows", "threadCacheShrinks",
+      "threadsLive", "threadsTotal"]);
+    for (const v of Object.values(s.global)) expect(Number.isInteger(v) && v >= 0).toBe(true);
   });
 
   test("allocs, frees and live bytes follow the calls; resetStats zeroes the event counters", () => {
@@ -372,6 +453,25 @@ describe("kernels", () => {
     expect(() => h.kernels.randomMixed({ cycles: -1, ws: 1, min: 1, max: 1 })).toThrow(TypeError);
   });
 
+  // Regression: min > max was accepted (silently swapped), and no options at all failed
+  // with "undefined is not an object".
+  test("kernel options are validated with messages that say what is expected", () => {
+    const rm = h.kernels.randomMixed as (o?: unknown) => number;
+    expect(() => rm()).toThrow(/kernels\.randomMixed: expected an options object \{ cycles, ws, min, max, seed\? \}, got undefined/);
+    expect(() => rm(null)).toThrow(TypeError);
+    expect(() => h.kernels.randomMixed({ cycles: 10, ws: 4, min: 2000, max: 16 })).toThrow(/min 2000 is above max 16/);
+    expect(() => h.kernels.randomMixed({ cycles: 10, ws: 0, min: 16, max: 32 })).toThrow(/ws must be at least 1/);
+    const array = h.kernels.newBlockArray(4);
+    expect(() => h.kernels.larsonFill(array, { nblocks: 4, min: 64, max: 8 })).toThrow(RangeError);
+    expect(() => h.kernels.larsonRound(array, undefined as unknown as h.kernels.LarsonOptions)).toThrow(TypeError);
+    h.kernels.freeBlockArray(array, 4);
+    const q = h.kernels.queueNew(4);
+    expect(() => h.kernels.produce(q, { count: 1, min: 9, max: 8 })).toThrow(RangeError);
+    expect(() => h.kernels.consume(q, undefined as unknown as { count: number })).toThrow(TypeError);
+    h.kernels.queueFree(q);
+    expect(() => (h.kernels.pairs as (o?: unknown) => number)()).toThrow(TypeError);
+  });
+
   test("Larson fill, round and free on one thread", () => {
     const base = liveBlocks();
     const array = h.kernels.newBlockArray(200);
@@ -391,6 +491,25 @@ describe("kernels", () => {
     expect(h.kernels.queueFree(q)).toBe(40);
     expect(liveBlocks()).toBe(base);
   });
+});
+
+// Regression: `cross-thread.ts 0` ran 2 threads and `routing-sweep.ts abc` ended in a stack trace.
+describe("examples: bad arguments give the usage line and exit 2", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["cross-thread.ts", ["0"], /threads must be an integer in \[2, 64\], got "0"\nusage: bun src\/examples\/cross-thread\.ts/],
+    ["cross-thread.ts", ["4", "-5"], /blocksPerProducer must be an integer in \[1, 100000000\], got "-5"/],
+    ["routing-sweep.ts", ["abc"], /cycles must be an integer in \[1, 1000000000\], got "abc"\nusage: bun src\/examples\/routing-sweep\.ts/],
+    ["routing-sweep.ts", ["1000", "8"], /maxSize must be an integer in \[16, 1048576\], got "8"/],
+    ["routing-sweep.ts", ["1000", "64", "x"], /too many arguments: x/],
+  ];
+  for (const [script, args, message] of cases) {
+    test(`${script} ${args.join(" ")}`, () => {
+      const run = Bun.spawnSync([process.execPath, resolve(import.meta.dir, "../src/examples", script), ...args], { stdout: "pipe", stderr: "pipe" });
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr.toString()).toMatch(message);
+      expect(run.stderr.toString()).not.toContain("    at ");
+    });
+  }
 });
 
 describe("missing library", () => {

@@ -9,6 +9,8 @@ import { ThreadPool } from "../src/threads.ts";
 import * as workloads from "../src/workloads.ts";
 
 const HANDOFF = resolve(import.meta.dir, "../src/examples/handoff.ts");
+const RETURNS = resolve(import.meta.dir, "fixtures/returns.ts");
+const REPO = resolve(import.meta.dir, "..");
 const SIZES = [24, 100, 700, 3000, 40_000, 1_500_000]; // tiny, mid and large under the defaults
 
 let pool: ThreadPool;
@@ -120,6 +122,69 @@ describe("thread pool", () => {
   });
 });
 
+// Regression: a module function returning a non-number gave ops 0 silently.
+describe("module tasks: what a workload function may return", () => {
+  test("a number, { ops, value } or nothing", async () => {
+    expect((await pool.run(0, { kind: "module", path: RETURNS })).ops).toBe(1);
+    const r = await pool.run(0, { kind: "module", path: RETURNS, exportName: "returnsOps", args: { ops: 7 } });
+    expect([r.ops, r.value]).toEqual([7, "kept"]);
+    expect((await pool.run(0, { kind: "module", path: RETURNS, exportName: "returnsNothing" })).ops).toBe(0);
+  });
+
+  test("anything else rejects with a TypeError message naming the function and what it returned", async () => {
+    const cases: [string, RegExp][] = [
+      ["returnsString", /export "returnsString" returned "12"; a workload function returns a number of operations, \{ ops\?, value\? \}/],
+      ["returnsArray", /returned an array/],
+      ["returnsOtherObject", /returned an object with keys count/],
+      ["returnsBadOps", /returned ops "5"; ops must be a non-negative finite number/],
+      ["returnsNaN", /returned ops NaN/],
+    ];
+    for (const [exportName, message] of cases) {
+      await expect(pool.run(1, { kind: "module", path: RETURNS, exportName })).rejects.toThrow(message);
+    }
+    expect((await pool.run(1, { kind: "noop" })).thread).toBe(1); // the worker keeps serving
+  });
+});
+
+// Regression: module paths were resolved against the current directory, so the README's
+// "src/examples/handoff.ts" worked only from the repository root.
+describe("module paths", () => {
+  test("a relative path is resolved against the calling module, like an import", async () => {
+    const [r] = await pool.runAll([{ kind: "module", path: "./fixtures/returns.ts" }]);
+    expect(r.ops).toBe(1);
+    expect((await pool.run(0, { kind: "module", path: "../test/fixtures/returns.ts" })).ops).toBe(1);
+    expect((await workloads.moduleOnAll(pool, "fixtures/returns.ts")).ops).toBe(4);
+  });
+
+  test("file: URLs and URL objects are taken as they are", async () => {
+    expect((await pool.run(0, { kind: "module", path: import.meta.resolve("./fixtures/returns.ts") })).ops).toBe(1);
+    expect((await pool.run(0, { kind: "module", path: new URL("./fixtures/returns.ts", import.meta.url) })).ops).toBe(1);
+  });
+
+  test("a missing module is reported where it was looked for", async () => {
+    await expect(pool.run(0, { kind: "module", path: "./fixtures/none.ts" }))
+      .rejects.toThrow(`module ./fixtures/none.ts not found: ${resolve(import.meta.dir, "fixtures/none.ts")} (resolved against ${import.meta.dir})`);
+  });
+
+  test("from another directory, a script's relative path still finds its module", async () => {
+    const script = `
+      import { ThreadPool } from ${JSON.stringify(`${REPO}/src/threads.ts`)};
+      const pool = await ThreadPool.start(1);
+      const [r] = await pool.runAll([{ kind: "module", path: "./fixtures/returns.ts", exportName: "returnsOps", args: { ops: 3 } }]);
+      console.log("ops", r.ops);
+      await pool.close();
+    `;
+    const file = resolve(import.meta.dir, `.caller-${process.pid}.ts`);
+    await Bun.write(file, script);
+    try {
+      const run = Bun.spawnSync([process.execPath, file], { cwd: "/", stdout: "pipe", stderr: "pipe" });
+      expect({ code: run.exitCode, out: run.stdout.toString(), err: run.stderr.toString() }).toEqual({ code: 0, out: "ops 3\n", err: "" });
+    } finally {
+      await Bun.file(file).delete();
+    }
+  });
+});
+
 describe("native multi-thread workloads", () => {
   test("random-mixed on every thread", async () => {
     const report = await workloads.randomMixed(pool, { cycles: 20_000, ws: 500, min: 16, max: 4096 });
@@ -184,4 +249,19 @@ describe("shutdown", () => {
   test("start validates its count", async () => {
     await expect(ThreadPool.start(0)).rejects.toThrow(RangeError);
   });
+
+  // Regression: a script that forgot pool.close() never exited (the Workers kept it alive).
+  // The 60 s limit only catches a hang; the script normally ends at once.
+  test("a script that forgets close() exits when its work is done", async () => {
+    const script = `
+      import { ThreadPool } from ${JSON.stringify(`${REPO}/src/threads.ts`)};
+      const pool = await ThreadPool.start(2);
+      const results = await pool.runAll([{ kind: "noop" }, { kind: "random-mixed", cycles: 1000, ws: 10, min: 16, max: 64 }]);
+      console.log("done", results.length);
+    `;
+    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe", timeout: 60_000, killSignal: "SIGKILL" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    await proc.exited;
+    expect({ code: proc.exitCode, signal: proc.signalCode, out, err }).toEqual({ code: 0, signal: null, out: "done 2\n", err: "" });
+  }, 70_000);
 });

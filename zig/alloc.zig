@@ -36,9 +36,9 @@ const Heap = @import("heap.zig").Heap;
 const Cache = thread_cache.Cache;
 
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
-pub const size_max: usize = large.size_max;
+pub const size_max: usize = @import("abi.zig").size_max;
 /// Larger alignments fail with ENOMEM (they would reserve absurd address space).
-pub const alignment_max: usize = 1 << 32;
+pub const alignment_max: usize = @import("abi.zig").alignment_max;
 
 // ------------------------------------------------------------------ malloc
 
@@ -512,9 +512,9 @@ test "thresholds change while blocks are live" {
     const old_mid = config.mid_max;
     defer _ = config.setThresholds(old_tiny, old_mid);
     const a = malloc(900).?; // tiny under the defaults
-    try testing.expect(config.setThresholds(256, 4096));
+    try testing.expect(config.setThresholds(256, config.mid_max_min));
     const b = malloc(900).?; // mid now
-    const c = malloc(5000).?; // large now
+    const c = malloc(config.mid_max_min + 1).?; // large now
     try testing.expect(Segment.of(@intFromPtr(a)).pageOf(@intFromPtr(a)).isTiny());
     try testing.expect(!Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)).isTiny());
     try testing.expectEqual(segment_map.Tag.large_head, segment_map.lookup(@intFromPtr(c)));

@@ -10,11 +10,12 @@ const size_class = @import("size_class.zig");
 const alloc = @import("alloc.zig");
 const report = @import("report.zig");
 const process = @import("process.zig");
+const abi = @import("abi.zig");
 
-const HAK_OK: c_int = 0;
-const HAK_ERR_NOT_OWNED: c_int = -1;
-const HAK_ERR_INVALID: c_int = -2;
-const HAK_ERR_ARG: c_int = -3;
+const HAK_OK = abi.Result.ok.code();
+const HAK_ERR_NOT_OWNED = abi.Result.not_owned.code();
+const HAK_ERR_INVALID = abi.Result.invalid.code();
+const HAK_ERR_ARG = abi.Result.arg.code();
 
 export fn hak_alloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.api, size);
@@ -91,6 +92,10 @@ export fn hak_mid_max_limit() usize {
     return config.mid_max_limit;
 }
 
+export fn hak_mid_max_min() usize {
+    return config.mid_max_min;
+}
+
 export fn hak_set_thresholds(tiny_max: usize, mid_max: usize) c_int {
     process.ensureInit();
     return if (config.setThresholds(tiny_max, mid_max)) HAK_OK else HAK_ERR_ARG;
@@ -106,7 +111,7 @@ export fn hak_class_size(cls: u32) usize {
 }
 
 export fn hak_class_of(size: usize) i32 {
-    if (size > size_class.mid_size_limit) return -1;
+    if (size > abi.mid_max_limit) return -1;
     return @intCast(size_class.classOf(size));
 }
 
@@ -121,14 +126,13 @@ export fn hak_stats_read(out: ?[*]u64, n: usize) usize {
 
 export fn hak_stat_name(index: u32) ?[*:0]const u8 {
     return switch (index) {
-        inline 0...stats.field_count + stats.global_count - 1 => |i| comptime statName(i),
+        inline 0...abi.stat_name_count - 1 => |i| comptime statName(i),
         else => null,
     };
 }
 
 fn statName(comptime index: usize) [*:0]const u8 {
-    const text = if (index < stats.field_count) stats.field_names[index] else stats.global_names[index - stats.field_count];
-    return (text ++ "").ptr;
+    return (abi.statName(index).? ++ "").ptr;
 }
 
 export fn hak_stats_reset() void {
@@ -142,10 +146,10 @@ export fn hak_stats_print() void {
 /// Check mode (0 off, 1 abort on the first problem, 2 warn): settable before the first
 /// allocation of the process only; HAK_ERR_INVALID afterwards.
 export fn hak_set_check_mode(mode: c_int) c_int {
-    if (mode < 0 or mode > 2) return HAK_ERR_ARG;
+    const new_mode = std.meta.intToEnum(abi.CheckMode, mode) catch return HAK_ERR_ARG;
     process.ensureInit();
     if (stats.threads_total.load(.monotonic) != 0 or stats.large.allocs.load(.monotonic) != 0) return HAK_ERR_INVALID;
-    config.check_mode = @enumFromInt(@as(u8, @intCast(mode)));
+    config.check_mode = new_mode;
     return HAK_OK;
 }
 

@@ -60,6 +60,16 @@ fn findContaining(addr: usize) ?Found {
 }
 
 fn report(problem: misuse.Problem, ptr: usize, found: ?Found, offset: usize) void {
+    if (found == null and problem == .not_owned) {
+        // say where the pointer points (a stack, a file's data, unmapped, maybe another heap)
+        const where = @import("foreign.zig").where(ptr);
+        os.printStderr("hakmem: CHECK: {s} 0x{x} ({s}, thread {d})\n", .{ problem.text(), ptr, where.text(), std.os.linux.gettid() });
+        if (config.check_mode == .abort) {
+            os.writeStderr("hakmem: CHECK: aborting (set HAKMEM_CHECK=warn to continue instead)\n");
+            std.c.abort();
+        }
+        return;
+    }
     const f = found orelse return misuse.report(problem, ptr, null, null);
     misuse.report(problem, ptr, .{ .tier = f.tier, .class = f.class, .block_size = f.size }, offset);
 }

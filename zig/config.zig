@@ -3,14 +3,16 @@
 //! run time (hak_set_thresholds), which is safe because a block's own page says its tier.
 const std = @import("std");
 const os = @import("os.zig");
+const abi = @import("abi.zig");
 const size_class = @import("size_class.zig");
 
-pub const Tier = enum(u8) { tiny = 0, mid = 1, large = 2 };
+pub const Tier = abi.Tier;
 
-pub const tiny_max_default: usize = 1024;
-pub const mid_max_default: usize = 1 << 20;
-pub const tiny_max_limit: usize = size_class.tiny_size_limit;
-pub const mid_max_limit: usize = size_class.mid_size_limit;
+pub const tiny_max_default: usize = abi.tiny_max_default;
+pub const mid_max_default: usize = abi.mid_max_default;
+pub const tiny_max_limit: usize = abi.tiny_max_limit;
+pub const mid_max_min: usize = abi.mid_max_min;
+pub const mid_max_limit: usize = abi.mid_max_limit;
 
 /// Requests up to tiny_max go to the tiny tier, up to mid_max to mid, the rest to large.
 /// Read on every malloc (plain loads; written rarely, with release stores).
@@ -65,19 +67,27 @@ pub var purge_delay_ms: u64 = 50;
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
 pub var large_cache_max_bytes: usize = 64 << 20;
-/// HAKMEM_STATS=1: print a per-tier summary to stderr at exit.
+/// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
 pub var print_stats_at_exit: bool = false;
+/// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
+/// absolute at start-up; `%p` stands for the process id). Empty: stderr.
+pub var stats_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var stats_file_len: usize = 0;
+pub const stats_file_max = 4095;
 
 /// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
 pub var adapt: bool = true;
 
-pub const CheckMode = enum(u8) { off = 0, abort = 1, warn = 2 };
+pub const CheckMode = abi.CheckMode;
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
 pub var check_mode: CheckMode = .off;
 
+/// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
+/// mid_max_limit], tiny_max <= mid_max (always true given those ranges).
 pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
-    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_tiny_max > new_mid_max) return false;
+    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_mid_max < mid_max_min) return false;
+    if (new_tiny_max > new_mid_max) return false;
     @atomicStore(usize, &tiny_max, new_tiny_max, .release);
     @atomicStore(usize, &mid_max, new_mid_max, .release);
     routingChanged();
@@ -94,36 +104,62 @@ fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
     return .large;
 }
 
-const Var = struct { name: [:0]const u8, apply: *const fn (value: []const u8) bool };
+/// What applying one variable's value gave.
+const Verdict = union(enum) {
+    ok,
+    malformed,
+    /// the value read, and the largest allowed
+    above: struct { value: u64, limit: u64 },
+    /// the value read, and the smallest allowed
+    below: struct { value: u64, limit: u64 },
+};
 
+const Var = struct {
+    name: [:0]const u8,
+    /// the form of a good value, for the message about a bad one
+    expected: []const u8,
+    /// the default, as the message names it
+    default: []const u8,
+    apply: *const fn (value: []const u8) Verdict,
+};
+
+const size_form = "a size in bytes such as 512, 4k or 1m";
 const known = [_]Var{
-    .{ .name = "HAKMEM_TINY_MAX", .apply = applyTinyMax },
-    .{ .name = "HAKMEM_MID_MAX", .apply = applyMidMax },
-    .{ .name = "HAKMEM_PURGE_DELAY_MS", .apply = applyPurgeDelay },
-    .{ .name = "HAKMEM_RETAIN_MAX_MB", .apply = applyRetainMax },
-    .{ .name = "HAKMEM_LARGE_CACHE_MB", .apply = applyLargeCache },
-    .{ .name = "HAKMEM_STATS", .apply = applyStats },
-    .{ .name = "HAKMEM_CHECK", .apply = applyCheck },
-    .{ .name = "HAKMEM_ADAPT", .apply = applyAdapt },
+    .{ .name = "HAKMEM_TINY_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{tiny_max_default}), .apply = applyTinyMax },
+    .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
+    .{ .name = "HAKMEM_PURGE_DELAY_MS", .expected = "a whole number of milliseconds", .default = "50", .apply = applyPurgeDelay },
+    .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
+    .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
+    .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
+    .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
 const tooling = [_][]const u8{ "HAKMEM_LIB", "HAKMEM_ZIG" };
 
-/// Reads HAKMEM_* once. A malformed value or an unknown HAKMEM_ name gives one line on
-/// stderr; the default stays. Uses getenv/environ only: nothing here allocates.
+/// Reads HAKMEM_* once. A malformed or out-of-range value or an unknown HAKMEM_ name gives
+/// one line on stderr saying what was expected; the default stays. Uses getenv/environ
+/// only: nothing here allocates.
 pub fn loadFromEnvironment() void {
     for (known) |v| {
         const raw = std.c.getenv(v.name) orelse continue;
         const value = std.mem.span(raw);
-        if (value.len == 0) continue; // set but empty: as if unset
-        if (!v.apply(value)) os.printStderr("hakmem: ignoring {s}={s} (malformed or out of range); using the default\n", .{ v.name, value });
+        const verdict: Verdict = if (value.len == 0) .malformed else v.apply(value);
+        switch (verdict) {
+            .ok => {},
+            .malformed => os.printStderr("hakmem: ignoring {s}={s} ({s}; expected {s}); using the default {s}\n", .{
+                v.name, value, if (value.len == 0) "empty" else "malformed", v.expected, v.default,
+            }),
+            .above => |r| if (r.value == std.math.maxInt(u64))
+                os.printStderr("hakmem: ignoring {s}={s} (above the limit {d}); using the default {s}\n", .{ v.name, value, r.limit, v.default })
+            else
+                os.printStderr("hakmem: ignoring {s}={s} ({d} is above the limit {d}); using the default {s}\n", .{ v.name, value, r.value, r.limit, v.default }),
+            .below => |r| os.printStderr("hakmem: ignoring {s}={s} ({d} is below the lowest value {d}); using the default {s}\n", .{ v.name, value, r.value, r.limit, v.default }),
+        }
     }
-    if (tiny_max > mid_max) {
-        os.printStderr("hakmem: HAKMEM_TINY_MAX ({d}) is above HAKMEM_MID_MAX ({d}); using the defaults\n", .{ tiny_max, mid_max });
-        tiny_max = tiny_max_default;
-        mid_max = mid_max_default;
-    }
+    std.debug.assert(tiny_max <= mid_max); // tiny_max_limit <= mid_max_min
     routingChanged();
     warnUnknownNames();
 }
@@ -146,9 +182,13 @@ fn isKnownName(name: []const u8) bool {
     return false;
 }
 
-/// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB). Null when malformed or overflowing.
+/// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB), "1g" (GiB). Null when malformed or overflowing.
 pub fn parseSize(text: []const u8) ?usize {
-    if (text.len == 0) return null;
+    return parseSizeChecked(text) catch null;
+}
+
+fn parseSizeChecked(text: []const u8) error{ Malformed, Overflow }!usize {
+    if (text.len == 0) return error.Malformed;
     var digits = text;
     var unit: usize = 1;
     switch (text[text.len - 1]) {
@@ -158,51 +198,70 @@ pub fn parseSize(text: []const u8) ?usize {
         else => {},
     }
     if (unit != 1) digits = text[0 .. text.len - 1];
-    const n = std.fmt.parseUnsigned(usize, digits, 10) catch return null;
-    return std.math.mul(usize, n, unit) catch null;
+    const n = std.fmt.parseUnsigned(usize, digits, 10) catch |e| return switch (e) {
+        error.Overflow => error.Overflow,
+        error.InvalidCharacter => error.Malformed,
+    };
+    return std.math.mul(usize, n, unit) catch error.Overflow;
 }
 
-fn applyTinyMax(value: []const u8) bool {
-    const n = parseSize(value) orelse return false;
-    if (n > tiny_max_limit) return false;
-    tiny_max = n;
-    return true;
+/// A size within [low, high]; a number too large for usize is "above" as well.
+fn sizeIn(value: []const u8, low: usize, high: usize) struct { Verdict, usize } {
+    const n = parseSizeChecked(value) catch |e| return switch (e) {
+        error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = high } }, 0 },
+        error.Malformed => .{ .malformed, 0 },
+    };
+    if (n > high) return .{ .{ .above = .{ .value = n, .limit = high } }, 0 };
+    if (n < low) return .{ .{ .below = .{ .value = n, .limit = low } }, 0 };
+    return .{ .ok, n };
 }
 
-fn applyMidMax(value: []const u8) bool {
-    const n = parseSize(value) orelse return false;
-    if (n > mid_max_limit) return false;
-    mid_max = n;
-    return true;
+fn applyTinyMax(value: []const u8) Verdict {
+    const verdict, const n = sizeIn(value, 0, tiny_max_limit);
+    if (verdict == .ok) tiny_max = n;
+    return verdict;
 }
 
-fn applyPurgeDelay(value: []const u8) bool {
-    const n = std.fmt.parseUnsigned(u64, value, 10) catch return false;
-    if (n > 3_600_000) return false;
-    purge_delay_ms = n;
-    return true;
+fn applyMidMax(value: []const u8) Verdict {
+    const verdict, const n = sizeIn(value, mid_max_min, mid_max_limit);
+    if (verdict == .ok) mid_max = n;
+    return verdict;
 }
 
-fn applyRetainMax(value: []const u8) bool {
-    const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
-    if (n > 1 << 20) return false;
-    retain_max_bytes = n << 20;
-    return true;
+/// A whole number up to `limit`.
+fn countUpTo(value: []const u8, limit: u64) struct { Verdict, u64 } {
+    const n = std.fmt.parseUnsigned(u64, value, 10) catch |e| return switch (e) {
+        error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = limit } }, 0 },
+        error.InvalidCharacter => .{ .malformed, 0 },
+    };
+    if (n > limit) return .{ .{ .above = .{ .value = n, .limit = limit } }, 0 };
+    return .{ .ok, n };
 }
 
-fn applyLargeCache(value: []const u8) bool {
-    const n = std.fmt.parseUnsigned(usize, value, 10) catch return false;
-    if (n > 1 << 20) return false;
-    large_cache_max_bytes = n << 20;
-    return true;
+fn applyPurgeDelay(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 3_600_000);
+    if (verdict == .ok) purge_delay_ms = n;
+    return verdict;
 }
 
-fn applyAdapt(value: []const u8) bool {
-    if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return false;
-    return true;
+fn applyRetainMax(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) retain_max_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
 }
 
-fn applyCheck(value: []const u8) bool {
+fn applyLargeCache(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyAdapt(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return .malformed;
+    return .ok;
+}
+
+fn applyCheck(value: []const u8) Verdict {
     const eql = std.mem.eql;
     if (eql(u8, value, "1") or eql(u8, value, "abort")) {
         check_mode = .abort;
@@ -210,16 +269,44 @@ fn applyCheck(value: []const u8) bool {
         check_mode = .warn;
     } else if (eql(u8, value, "0") or eql(u8, value, "off")) {
         check_mode = .off;
-    } else return false;
-    return true;
+    } else return .malformed;
+    return .ok;
 }
 
-fn applyStats(value: []const u8) bool {
+fn applyStats(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1") or std.mem.eql(u8, value, "true")) {
         print_stats_at_exit = true;
-        return true;
+        return .ok;
     }
-    return std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false");
+    if (std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false")) return .ok;
+    return .malformed;
+}
+
+/// HAKMEM_STATS_FILE=path: the exit summary goes to `path` (appended; created 0644), which
+/// is made absolute now, so a later chdir does not move it. Implies HAKMEM_STATS=1.
+fn applyStatsFile(value: []const u8) Verdict {
+    var len: usize = 0;
+    if (value[0] != '/') {
+        _ = std.c.getcwd(&stats_file_buf, stats_file_buf.len) orelse return .malformed;
+        len = std.mem.indexOfScalar(u8, &stats_file_buf, 0) orelse return .malformed;
+        if (len > 0 and stats_file_buf[len - 1] != '/') {
+            if (len >= stats_file_max) return .malformed;
+            stats_file_buf[len] = '/';
+            len += 1;
+        }
+    }
+    if (len + value.len > stats_file_max) return .{ .above = .{ .value = len + value.len, .limit = stats_file_max } };
+    @memcpy(stats_file_buf[len..][0..value.len], value);
+    stats_file_len = len + value.len;
+    stats_file_buf[stats_file_len] = 0;
+    print_stats_at_exit = true;
+    return .ok;
+}
+
+/// The HAKMEM_STATS_FILE path, or null for stderr.
+pub fn statsFile() ?[:0]const u8 {
+    if (stats_file_len == 0) return null;
+    return stats_file_buf[0..stats_file_len :0];
 }
 
 test "parseSize" {
@@ -235,20 +322,38 @@ test "thresholds are validated" {
     const old_tiny = tiny_max;
     const old_mid = mid_max;
     defer _ = setThresholds(old_tiny, old_mid);
-    try std.testing.expect(setThresholds(512, 4096));
+    try std.testing.expect(setThresholds(512, 16384));
     try std.testing.expectEqual(Tier.tiny, route(512));
     try std.testing.expectEqual(Tier.mid, route(513));
-    try std.testing.expectEqual(Tier.large, route(4097));
-    try std.testing.expect(!setThresholds(4096, 512));
+    try std.testing.expectEqual(Tier.large, route(16385));
     try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
     try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
+    // the lowest sensible limits: tiny may be off, but small requests never go to large
+    try std.testing.expect(setThresholds(0, mid_max_min));
+    try std.testing.expectEqual(Tier.mid, route(1));
+    try std.testing.expect(!setThresholds(0, 0));
+    try std.testing.expect(!setThresholds(0, mid_max_min - 1));
+    try std.testing.expectEqual(mid_max_min, mid_max);
+}
+
+test "settings: empty, malformed and out-of-range values are refused with their limit" {
+    try std.testing.expectEqual(Verdict.malformed, applyTinyMax("12x"));
+    const above = applyTinyMax("9k");
+    try std.testing.expectEqual(@as(u64, 9216), above.above.value);
+    try std.testing.expectEqual(@as(u64, tiny_max_limit), above.above.limit);
+    const below = applyMidMax("4k");
+    try std.testing.expectEqual(@as(u64, mid_max_min), below.below.limit);
+    try std.testing.expect(applyTinyMax("99999999999999999999999") == .above);
+    try std.testing.expect(applyPurgeDelay("99999999999999999999999") == .above);
+    try std.testing.expectEqual(Verdict.malformed, applyPurgeDelay("5s"));
+    try std.testing.expectEqual(Verdict.malformed, applyAdapt("yes"));
 }
 
 test "the routing tables agree with route() and the size classes, under any thresholds" {
     const saved_tiny = tiny_max;
     const saved_mid = mid_max;
     defer _ = setThresholds(saved_tiny, saved_mid);
-    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 0 }, .{ 100, 500 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 } }) |t| {
+    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 } }) |t| {
         try std.testing.expect(setThresholds(t[0], t[1]));
         var size: usize = 0;
         while (size <= by_128_max) : (size += 1) {

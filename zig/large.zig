@@ -17,7 +17,7 @@ const misuse = @import("misuse.zig");
 
 const chunk_size = segment_map.chunk_size;
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
-pub const size_max: usize = 1 << 46;
+pub const size_max: usize = @import("abi.zig").size_max;
 const header_room: usize = 64;
 const live_magic: u64 = 0x6861_6b6d_656d_4c47; // "hakmemLG"
 const cached_magic: u64 = 0x6861_6b6d_656d_4343; // "hakmemCC"

@@ -5,6 +5,7 @@
 //!   api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)     ─┴─> alloc.zig
 //!   alloc.zig     malloc/free fast paths, tier dispatch, realloc, aligned, calloc
 //!   check.zig     check mode: canaries, trailers, freed patterns, misuse reports
+//!   foreign.zig   check mode: where a pointer hakmem does not own points (stack, file, …)
 //!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
 //!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
 //!   thread_cache.zig  per-thread cache of freed blocks per bin, self-sizing capacity
@@ -15,6 +16,8 @@
 //!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
 //!   large_cache.zig  the mapping cache's self-sizing limit (ghost hits, hit rate)
 //!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
+//!   abi.zig       every constant of the ABI (codes, tiers, limits, stats layout); hakmem.h
+//!                 and src/abi.ts are generated from it (abi_gen.zig, `zig build abi`)
 //!   config.zig    thresholds and settings, HAKMEM_* environment
 //!   process.zig   lazy init, thread-exit key, fork handlers, exit summary
 //!   stats.zig / report.zig  counters and their readers
@@ -31,6 +34,8 @@ comptime {
 }
 
 test {
+    _ = @import("abi.zig");
+    _ = @import("process.zig");
     _ = @import("size_class.zig");
     _ = @import("segment_map.zig");
     _ = @import("page.zig");
@@ -41,6 +46,7 @@ test {
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
     _ = @import("check.zig");
+    _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
     _ = @import("kernels.zig");

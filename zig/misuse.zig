@@ -45,7 +45,7 @@ pub const Problem = enum {
     realloc_freed,
     not_a_block,
 
-    fn text(self: Problem) []const u8 {
+    pub fn text(self: Problem) []const u8 {
         return switch (self) {
             .double_free => "double free of",
             .interior_pointer => "free of an interior pointer (not the start of a block)",

@@ -9,6 +9,7 @@ const stats = @import("stats.zig");
 const alloc = @import("alloc.zig");
 const libc_next = @import("libc_next.zig");
 const misuse = @import("misuse.zig");
+const abi = @import("abi.zig");
 
 export fn malloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.libc, size);
@@ -29,9 +30,17 @@ noinline fn freeOther(ptr: ?*anyopaque) void {
         .ok => {},
         // check mode has reported it already (and =warn goes on)
         .invalid => if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
-        .not_owned => libc_next.free(ptr),
+        .not_owned => if (mayForward(ptr)) libc_next.free(ptr),
         .double_free => misuse.abortMisuse(.double_free, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
     }
+}
+
+/// A pointer hakmem does not own goes to the next allocator, except in check mode (which
+/// reported it) when it certainly is not a heap block: a stack or static buffer would
+/// crash inside glibc, and warn mode promises to carry on.
+fn mayForward(ptr: ?*anyopaque) bool {
+    if (config.check_mode == .off) return true;
+    return @import("foreign.zig").where(@intFromPtr(ptr)).mayBeHeap();
 }
 
 export fn calloc(count: usize, size: usize) ?*anyopaque {
@@ -48,7 +57,10 @@ export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     misuse.noteLibcMode();
     return switch (alloc.realloc(ptr, size)) {
         .ok => |p| p,
-        .not_owned => libc_next.realloc(ptr, size),
+        .not_owned => if (mayForward(ptr)) libc_next.realloc(ptr, size) else {
+            os.setErrno(.INVAL);
+            return null;
+        },
         .freed => misuse.abortMisuse(.realloc_freed, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
         .invalid => {
             if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr)));
@@ -71,17 +83,18 @@ export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int
     return 0;
 }
 
+/// As glibc up to 2.37 (aligned_alloc is memalign there): any alignment is accepted and
+/// rounded up to a power of two (0 and 1 give malloc's 16). C17 leaves an alignment that
+/// is not a power of two implementation-defined; glibc 2.38 began to refuse it, but
+/// programs were tested against the glibc that accepted it. hak_aligned_alloc is strict.
 export fn aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
-    if (alignment == 0 or !std.math.isPowerOfTwo(alignment)) {
-        os.setErrno(.INVAL);
-        return null;
-    }
-    return alloc.alignedAlloc(alignment, size);
+    return memalign(alignment, size);
 }
 
+/// glibc's memalign: an alignment that is not a power of two is rounded up to the next
+/// one; above SIZE_MAX/2 + 1 (no power of two to round to) it is EINVAL.
 export fn memalign(alignment: usize, size: usize) ?*anyopaque {
-    // glibc rounds an alignment that is not a power of two up to the next one.
-    if (alignment > (@as(usize, 1) << 62)) {
+    if (alignment > std.math.maxInt(usize) / 2 + 1) {
         os.setErrno(.INVAL);
         return null;
     }
@@ -128,13 +141,13 @@ pub const Mallinfo2 = extern struct {
 export fn mallinfo2() Mallinfo2 {
     var v: [stats.value_count]u64 = undefined;
     @import("report.zig").read(&v);
-    const f = stats.field_count;
-    const live = v[4] + v[f + 4] + v[2 * f + 4];
-    const mapped = v[3 * f + 5];
+    var live: u64 = 0;
+    for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
+    const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
     return .{
         .arena = mapped,
-        .hblks = v[2 * f + 11],
-        .hblkhd = v[2 * f + 5],
+        .hblks = v[abi.statIndex(.large, .pages)],
+        .hblkhd = v[abi.statIndex(.large, .mapped_bytes)],
         .uordblks = live,
         .fordblks = mapped -| live,
     };

@@ -1,6 +1,7 @@
 //! process.zig — once-per-process work: initialisation (lazy, on the first malloc of any
-//! thread, safe before constructors run), the thread-exit key, fork handlers and the
-//! HAKMEM_STATS summary at exit. Nothing here allocates through libc.
+//! thread, safe before constructors run; and at the latest when the library is loaded, so
+//! that a free() before the first malloc already knows HAKMEM_CHECK), the thread-exit key,
+//! fork handlers and the HAKMEM_STATS summary at exit. Nothing here allocates through libc.
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -33,6 +34,7 @@ noinline fn initSlow() void {
     }
     @import("block.zig").initSecrets();
     config.loadFromEnvironment();
+    if (config.print_stats_at_exit) keepStderr();
     exit_key_valid = pthread_key_create(&exit_key, threadExitDestructor) == 0;
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
@@ -71,12 +73,112 @@ fn forkChild() callconv(.c) void {
     thread.afterForkInChild();
 }
 
-fn atExit() callconv(.c) void {
-    if (config.print_stats_at_exit) report.printSummary();
+// ---------------------------------------------------------------- the exit summary
+//
+// Many programs close stderr before they exit (GNU coreutils: cat, sort, ls, grep), so a
+// summary written to fd 2 at exit would be lost (EBADF). With HAKMEM_STATS=1 the library
+// keeps a duplicate of stderr from start-up (close-on-exec, at fd >= 100) and writes there,
+// provided it is still the same file (a program that closes every descriptor, or reuses
+// the number, is not written into); otherwise to fd 2 as it is at exit.
+// HAKMEM_STATS_FILE=path appends the summary to a file instead (`%p`: the process id).
+
+const stderr_dup_min_fd = 100;
+var stderr_dup: std.posix.fd_t = -1;
+var stderr_id: FileId = .{};
+
+const FileId = struct {
+    dev: u64 = 0,
+    ino: u64 = 0,
+
+    fn of(fd: std.posix.fd_t) ?FileId {
+        var st: std.os.linux.Stat = undefined;
+        if (std.os.linux.E.init(std.os.linux.fstat(fd, &st)) != .SUCCESS) return null;
+        return .{ .dev = st.dev, .ino = st.ino };
+    }
+};
+
+fn keepStderr() void {
+    stderr_id = FileId.of(2) orelse return;
+    const F_DUPFD_CLOEXEC = 1030; // <fcntl.h>, Linux
+    const rc = std.os.linux.fcntl(2, F_DUPFD_CLOEXEC, stderr_dup_min_fd);
+    if (std.os.linux.E.init(rc) == .SUCCESS) stderr_dup = @intCast(rc);
 }
 
-const FiniFn = *const fn () callconv(.c) void;
-const fini_entry: FiniFn = &atExit;
+/// Where the exit summary goes: the start-up stderr if still the same file, else fd 2.
+fn summaryFd() std.posix.fd_t {
+    if (stderr_dup >= 0) {
+        if (FileId.of(stderr_dup)) |id| {
+            if (id.dev == stderr_id.dev and id.ino == stderr_id.ino) return stderr_dup;
+        }
+    }
+    return 2;
+}
+
+fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
+    var rest = bytes;
+    var tries: usize = 0;
+    while (rest.len > 0 and tries < 64) : (tries += 1) {
+        const rc = std.os.linux.write(fd, rest.ptr, rest.len);
+        if (std.os.linux.E.init(rc) != .SUCCESS or rc == 0) return;
+        rest = rest[rc..];
+    }
+}
+
+/// HAKMEM_STATS_FILE with `%p` replaced by the process id (and `%%` by `%`).
+fn statsFilePath(template: []const u8, out: *[config.stats_file_max + 32:0]u8) ?[:0]const u8 {
+    var w: std.Io.Writer = .fixed(out[0 .. config.stats_file_max + 31]);
+    var i: usize = 0;
+    while (i < template.len) : (i += 1) {
+        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
+            i += 1;
+            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
+        } else w.writeByte(template[i]) catch return null;
+    }
+    const len = w.buffered().len;
+    out[len] = 0;
+    return out[0..len :0];
+}
+
+fn writeSummaryAtExit() void {
+    var buf: [report.summary_max]u8 = undefined;
+    const text = report.formatSummary(&buf);
+    const template = config.statsFile() orelse return writeAll(summaryFd(), text);
+    var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
+    const path = statsFilePath(template, &path_buf) orelse return;
+    const flags: std.os.linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .APPEND = true, .CLOEXEC = true };
+    const rc = std.os.linux.open(path.ptr, flags, 0o644);
+    if (std.os.linux.E.init(rc) != .SUCCESS) {
+        var line: [config.stats_file_max + 128]u8 = undefined;
+        const why = std.fmt.bufPrint(&line, "hakmem: cannot open HAKMEM_STATS_FILE {s} (errno {d}); the summary follows on stderr\n", .{ path, @intFromEnum(std.os.linux.E.init(rc)) }) catch "hakmem: cannot open HAKMEM_STATS_FILE\n";
+        const fd = summaryFd();
+        writeAll(fd, why);
+        return writeAll(fd, text);
+    }
+    const fd: std.posix.fd_t = @intCast(rc);
+    writeAll(fd, text);
+    _ = std.os.linux.close(fd);
+}
+
+fn atInit() callconv(.c) void {
+    ensureInit();
+}
+
+fn atExit() callconv(.c) void {
+    if (config.print_stats_at_exit) writeSummaryAtExit();
+}
+
+const HookFn = *const fn () callconv(.c) void;
+const init_entry: HookFn = &atInit;
+const fini_entry: HookFn = &atExit;
 comptime {
+    @export(&init_entry, .{ .name = "hakmem_init_entry", .section = ".init_array", .visibility = .hidden });
     @export(&fini_entry, .{ .name = "hakmem_fini_entry", .section = ".fini_array", .visibility = .hidden });
+}
+
+test "HAKMEM_STATS_FILE: %p is the process id" {
+    var out: [config.stats_file_max + 32:0]u8 = undefined;
+    const path = statsFilePath("/tmp/hakmem-%p.txt", &out).?;
+    var expected: [64]u8 = undefined;
+    try std.testing.expectEqualStrings(try std.fmt.bufPrint(&expected, "/tmp/hakmem-{d}.txt", .{std.os.linux.getpid()}), path);
+    try std.testing.expectEqualStrings("/a%b%", statsFilePath("/a%%b%", &out).?);
 }

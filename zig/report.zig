@@ -1,11 +1,14 @@
 //! report.zig — reading the counters: the HAK_STAT_* array behind hak_stats_read, and the
-//! HAKMEM_STATS=1 summary printed to stderr at exit (its first line, `hakmem: build=…`,
-//! is what the bench checks to prove a run was served by hakmem).
+//! HAKMEM_STATS=1 summary printed at exit (its first line, `hakmem: build=…`, is what the
+//! bench checks to prove a run was served by hakmem). Where the exit summary goes (stderr
+//! as it was at start-up, or HAKMEM_STATS_FILE) is process.zig's business.
 const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
 const thread = @import("thread.zig");
 const build_options = @import("build_options");
+const abi = @import("abi.zig");
+const G = abi.StatGlobal;
 
 pub fn read(out: *[stats.value_count]u64) void {
     var sum: stats.BinCounters = .{};
@@ -17,12 +20,6 @@ pub fn reset() void {
     var sum: stats.BinCounters = .{};
     thread.sumCounters(&sum);
     stats.reset(&sum);
-}
-
-pub fn name(index: usize) ?[]const u8 {
-    if (index < stats.field_count) return stats.field_names[index];
-    if (index < stats.field_count + stats.global_count) return stats.global_names[index - stats.field_count];
-    return null;
 }
 
 /// Reads /proc/self/status for VmHWM (peak RSS) in KiB; 0 when unavailable.
@@ -37,29 +34,48 @@ fn peakRssKiB() u64 {
     return std.fmt.parseUnsigned(u64, it.next() orelse return 0, 10) catch 0;
 }
 
-pub fn printSummary() void {
+/// Room for the whole summary (5 lines of at most ~150 bytes).
+pub const summary_max = 1024;
+
+/// The HAKMEM_STATS summary, formatted into `buf` (never allocates).
+pub fn formatSummary(buf: *[summary_max]u8) []const u8 {
     var v: [stats.value_count]u64 = undefined;
     read(&v);
-    const f = stats.field_count;
-    const g = 3 * f;
+    var w: std.Io.Writer = .fixed(buf);
+    writeSummary(&w, &v) catch {}; // a full buffer truncates the summary
+    return w.buffered();
+}
+
+fn writeSummary(w: *std.Io.Writer, v: *const [stats.value_count]u64) std.Io.Writer.Error!void {
     var allocs: u64 = 0;
     var frees: u64 = 0;
     var remote: u64 = 0;
-    for (0..3) |t| {
-        allocs += v[t * f + 0];
-        frees += v[t * f + 1];
-        remote += v[t * f + 2];
+    for (0..abi.tier_count) |t| {
+        const tier: abi.Tier = @enumFromInt(t);
+        allocs += v[abi.statIndex(tier, .allocs)];
+        frees += v[abi.statIndex(tier, .frees)];
+        remote += v[abi.statIndex(tier, .remote_frees)];
     }
-    os.printStderr("hakmem: build={s} allocs={d} frees={d} remote_frees={d} threads={d} peak_rss_kib={d}\n", .{
-        build_options.build_id, allocs, frees, remote, v[g + 4], peakRssKiB(),
+    try w.print("hakmem: build={s} allocs={d} frees={d} remote_frees={d} threads={d} peak_rss_kib={d}\n", .{
+        build_options.build_id, allocs, frees, remote, v[G.threads_total.index()], peakRssKiB(),
     });
-    os.printStderr("hakmem: {s:<6} {s:>12} {s:>12} {s:>12} {s:>12} {s:>14} {s:>14} {s:>8}\n", .{ "tier", "allocs", "frees", "remote", "live", "live_bytes", "mapped_bytes", "purges" });
-    const tier_names = [_][]const u8{ "tiny", "mid", "large" };
-    for (0..3) |t| {
-        const b = t * f;
-        os.printStderr("hakmem: {s:<6} {d:>12} {d:>12} {d:>12} {d:>12} {d:>14} {d:>14} {d:>8}\n", .{ tier_names[t], v[b], v[b + 1], v[b + 2], v[b + 3], v[b + 4], v[b + 5], v[b + 7] });
+    try w.print("hakmem: {s:<6} {s:>12} {s:>12} {s:>12} {s:>12} {s:>14} {s:>14} {s:>8}\n", .{ "tier", "allocs", "frees", "remote", "live", "live_bytes", "mapped_bytes", "purges" });
+    for (0..abi.tier_count) |t| {
+        const tier: abi.Tier = @enumFromInt(t);
+        try w.print("hakmem: {s:<6} {d:>12} {d:>12} {d:>12} {d:>12} {d:>14} {d:>14} {d:>8}\n", .{
+            @tagName(tier),                        v[abi.statIndex(tier, .allocs)],      v[abi.statIndex(tier, .frees)],
+            v[abi.statIndex(tier, .remote_frees)], v[abi.statIndex(tier, .live_blocks)], v[abi.statIndex(tier, .live_bytes)],
+            v[abi.statIndex(tier, .mapped_bytes)], v[abi.statIndex(tier, .purges)],
+        });
     }
-    os.printStderr("hakmem: segments={d} abandoned={d} adopted={d} large_cache hits={d} misses={d} os_mapped_bytes={d}\n", .{
-        v[g], v[g + 1], v[g + 2], v[2 * f + 9], v[2 * f + 10], v[g + 5],
+    try w.print("hakmem: segments={d} abandoned={d} adopted={d} large_cache hits={d} misses={d} os_mapped_bytes={d}\n", .{
+        v[G.segments_mapped.index()],          v[G.segments_abandoned.index()],         v[G.segments_adopted.index()],
+        v[abi.statIndex(.large, .cache_hits)], v[abi.statIndex(.large, .cache_misses)], v[G.os_mapped_bytes.index()],
     });
+}
+
+/// hak_stats_print: the summary on stderr, in one write.
+pub fn printSummary() void {
+    var buf: [summary_max]u8 = undefined;
+    os.writeStderr(formatSummary(&buf));
 }

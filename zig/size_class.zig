@@ -12,8 +12,9 @@ pub const slice_shift = 16;
 pub const slice_size: usize = 1 << slice_shift; // 64 KiB
 pub const max_page_slices = 16; // a mid page is at most 1 MiB
 
-pub const tiny_size_limit: usize = 8192;
-pub const mid_size_limit: usize = 1 << 20;
+// The largest tiny and mid classes: the limits of tiny_max and mid_max (zig/abi.zig).
+pub const tiny_size_limit: usize = @import("abi.zig").tiny_max_limit;
+pub const mid_size_limit: usize = @import("abi.zig").mid_max_limit;
 
 pub const class_count: usize = classOfComptime(mid_size_limit) + 1; // 112
 pub const tiny_classes: usize = classOfComptime(tiny_size_limit) + 1; // 56

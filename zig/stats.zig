@@ -7,9 +7,10 @@
 const std = @import("std");
 const size_class = @import("size_class.zig");
 const os = @import("os.zig");
+const abi = @import("abi.zig");
 
 const bins = size_class.bin_count;
-pub const tier_count = 3;
+pub const tier_count = abi.tier_count;
 
 /// Per-heap event counters, indexed by bin.
 pub const BinCounters = struct {
@@ -142,24 +143,16 @@ pub fn subFrom(c: *Counter, n: u64) void {
     sub(c, n);
 }
 
-// ---- the exported layout (hakmem.h: HAK_STAT_*) ----
+// ---- the exported layout (zig/abi.zig: StatField, StatGlobal; hakmem.h: HAK_STAT_*) ----
 
-pub const field_names = [_][]const u8{
-    "allocs", "frees", "remote_frees", "live_blocks", "live_bytes", "mapped_bytes", "resident_bytes",
-    "purges", "purged_bytes", "cache_hits", "cache_misses", "pages",
-};
-pub const global_names = [_][]const u8{
-    "segments_mapped", "segments_abandoned", "segments_adopted", "threads_live", "threads_total",
-    "os_mapped_bytes", "os_resident_bytes", "large_cached_bytes", "thread_cache_bytes",
-    "thread_cache_grows", "thread_cache_shrinks", "large_cache_limit_bytes",
-};
-pub const field_count = field_names.len;
-pub const global_count = global_names.len;
-pub const value_count = tier_count * field_count + global_count;
+const F = abi.StatField;
+const G = abi.StatGlobal;
+pub const field_count = abi.stat_field_count;
+pub const global_count = abi.stat_global_count;
+pub const value_count = abi.stat_value_count;
 
-/// Event counters at the last hak_stats_reset, per tier: allocs, frees, remote frees, purges, purged bytes, hits, misses.
+/// Event counters at the last hak_stats_reset, per tier (only resettable fields are set).
 var baseline: [tier_count][field_count]u64 = [_][field_count]u64{[_]u64{0} ** field_count} ** tier_count;
-const resettable = [_]usize{ 0, 1, 2, 7, 8, 9, 10 };
 
 /// Fills `out` (value_count values) given the summed bin counters of all heaps.
 pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
@@ -167,42 +160,42 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
     for (0..bins) |b| {
         const tier: usize = if (size_class.binIsTiny(b)) 0 else 1;
         const frees = sum.frees[b] + heapless_frees[b].load(.monotonic);
-        raw[tier][0] += sum.allocs[b];
-        raw[tier][1] += frees;
-        raw[tier][2] += sum.remote_frees[b] + heapless_frees[b].load(.monotonic);
+        raw[tier][F.allocs.index()] += sum.allocs[b];
+        raw[tier][F.frees.index()] += frees;
+        raw[tier][F.remote_frees.index()] += sum.remote_frees[b] + heapless_frees[b].load(.monotonic);
         const live = sum.allocs[b] -| frees;
-        raw[tier][3] += live;
-        raw[tier][4] += live * size_class.binBlockSize(b);
+        raw[tier][F.live_blocks.index()] += live;
+        raw[tier][F.live_bytes.index()] += live * size_class.binBlockSize(b);
     }
-    raw[2][0] = large.allocs.load(.monotonic);
-    raw[2][1] = large.frees.load(.monotonic);
-    raw[2][3] = raw[2][0] -| raw[2][1];
-    raw[2][4] = large.live_bytes.load(.monotonic);
-    raw[2][9] = large.cache_hits.load(.monotonic);
-    raw[2][10] = large.cache_misses.load(.monotonic);
+    const l = @intFromEnum(abi.Tier.large);
+    raw[l][F.allocs.index()] = large.allocs.load(.monotonic);
+    raw[l][F.frees.index()] = large.frees.load(.monotonic);
+    raw[l][F.live_blocks.index()] = raw[l][F.allocs.index()] -| raw[l][F.frees.index()];
+    raw[l][F.live_bytes.index()] = large.live_bytes.load(.monotonic);
+    raw[l][F.cache_hits.index()] = large.cache_hits.load(.monotonic);
+    raw[l][F.cache_misses.index()] = large.cache_misses.load(.monotonic);
     var resident_total: u64 = 0;
     for (0..tier_count) |t| {
-        raw[t][5] = tiers[t].mapped_bytes.load(.monotonic);
-        raw[t][6] = tiers[t].resident_bytes.load(.monotonic);
-        raw[t][7] = tiers[t].purges.load(.monotonic);
-        raw[t][8] = tiers[t].purged_bytes.load(.monotonic);
-        raw[t][11] = tiers[t].pages.load(.monotonic);
-        resident_total += raw[t][6];
+        raw[t][F.mapped_bytes.index()] = tiers[t].mapped_bytes.load(.monotonic);
+        raw[t][F.resident_bytes.index()] = tiers[t].resident_bytes.load(.monotonic);
+        raw[t][F.purges.index()] = tiers[t].purges.load(.monotonic);
+        raw[t][F.purged_bytes.index()] = tiers[t].purged_bytes.load(.monotonic);
+        raw[t][F.pages.index()] = tiers[t].pages.load(.monotonic);
+        resident_total += raw[t][F.resident_bytes.index()];
         for (0..field_count) |f| out[t * field_count + f] = raw[t][f] -| baseline[t][f];
     }
-    const g = tier_count * field_count;
-    out[g + 0] = segments_mapped.load(.monotonic);
-    out[g + 1] = segments_abandoned.load(.monotonic);
-    out[g + 2] = segments_adopted.load(.monotonic);
-    out[g + 3] = threads_live.load(.monotonic);
-    out[g + 4] = threads_total.load(.monotonic);
-    out[g + 5] = os_mapped_bytes.load(.monotonic);
-    out[g + 6] = resident_total + dirty_bytes.load(.monotonic) + segments_mapped.load(.monotonic) * os.page_size * 2;
-    out[g + 7] = large.cached_bytes.load(.monotonic);
-    out[g + 8] = thread_cache_bytes_snapshot;
-    out[g + 9] = thread_cache_grows.load(.monotonic);
-    out[g + 10] = thread_cache_shrinks.load(.monotonic);
-    out[g + 11] = large.cache_limit_bytes.load(.monotonic);
+    out[G.segments_mapped.index()] = segments_mapped.load(.monotonic);
+    out[G.segments_abandoned.index()] = segments_abandoned.load(.monotonic);
+    out[G.segments_adopted.index()] = segments_adopted.load(.monotonic);
+    out[G.threads_live.index()] = threads_live.load(.monotonic);
+    out[G.threads_total.index()] = threads_total.load(.monotonic);
+    out[G.os_mapped_bytes.index()] = os_mapped_bytes.load(.monotonic);
+    out[G.os_resident_bytes.index()] = resident_total + dirty_bytes.load(.monotonic) + segments_mapped.load(.monotonic) * os.page_size * 2;
+    out[G.large_cached_bytes.index()] = large.cached_bytes.load(.monotonic);
+    out[G.thread_cache_bytes.index()] = thread_cache_bytes_snapshot;
+    out[G.thread_cache_grows.index()] = thread_cache_grows.load(.monotonic);
+    out[G.thread_cache_shrinks.index()] = thread_cache_shrinks.load(.monotonic);
+    out[G.large_cache_limit_bytes.index()] = large.cache_limit_bytes.load(.monotonic);
 }
 
 /// Makes the event counters read zero from now on (live and mapped figures are kept).
@@ -213,7 +206,10 @@ pub fn reset(sum: *const BinCounters) void {
     snapshot(sum, &values);
     baseline = saved;
     for (0..tier_count) |t| {
-        for (resettable) |f| baseline[t][f] = values[t * field_count + f];
+        inline for (@typeInfo(F).@"enum".fields) |f| {
+            const field: F = @enumFromInt(f.value);
+            if (comptime field.resettable()) baseline[t][field.index()] = values[t * field_count + field.index()];
+        }
     }
 }
 

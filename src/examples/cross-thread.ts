@@ -5,12 +5,16 @@
 //   bun src/examples/cross-thread.ts [threads] [blocksPerProducer]
 import { resolve } from "node:path";
 import * as hakmem from "../index.ts";
+import { TIERS } from "../abi.ts";
 import { ThreadPool } from "../threads.ts";
 import * as workloads from "../workloads.ts";
+import { integerArg, noMoreArgs } from "./args.ts";
 
-const threads = Math.max(2, Number(process.argv[2] ?? 4));
-const count = Number(process.argv[3] ?? 200_000);
-const tiers = ["tiny", "mid", "large"] as const;
+const USAGE = "bun src/examples/cross-thread.ts [threads: 2..64, default 4] [blocksPerProducer: 1..10^8, default 200000]";
+noMoreArgs(USAGE, 2);
+const threads = integerArg(USAGE, 0, "threads", 4, 2, 64);
+const count = integerArg(USAGE, 1, "blocksPerProducer", 200_000, 1, 1e8);
+const tiers = TIERS;
 
 function tierTable(stats: hakmem.Stats) {
   return tiers.map((tier) => ({

@@ -4,9 +4,12 @@
 //
 //   bun src/examples/routing-sweep.ts [cycles] [maxSize]
 import * as hakmem from "../index.ts";
+import { integerArg, noMoreArgs } from "./args.ts";
 
-const cycles = Number(process.argv[2] ?? 400_000);
-const maxSize = Number(process.argv[3] ?? 8192);
+const USAGE = "bun src/examples/routing-sweep.ts [cycles: 1..10^9, default 400000] [maxSize: 16..2^20, default 8192]";
+noMoreArgs(USAGE, 2);
+const cycles = integerArg(USAGE, 0, "cycles", 400_000, 1, 1e9);
+const maxSize = integerArg(USAGE, 1, "maxSize", 8192, 16, 1 << 20);
 const workingSet = 2000;
 const tinyMaxes = [64, 128, 256, 512, 1024, 2048, 4096, 8192];
 

@@ -4,6 +4,7 @@
 // To search a new variable, add a row to PARAMS (and a constraint if it has one); an
 // on/off switch is a row with values [0, 1] and unit "flag".
 import type { Rng } from "./random.ts";
+import { HAK_MID_MAX_DEFAULT, HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_TINY_MAX_DEFAULT, HAK_TINY_MAX_LIMIT } from "../abi.ts";
 
 /** Values of the searched variables, by environment name (e.g. HAKMEM_TINY_MAX). */
 export type Settings = Record<string, number>;
@@ -37,8 +38,8 @@ function powersAndHalves(lo: number, hi: number): number[] {
 }
 
 export const PARAMS: readonly Param[] = [
-  { name: "tiny", env: "HAKMEM_TINY_MAX", default: 1024, values: [0, ...powersAndHalves(16, 8 * KiB)], unit: "bytes", routing: "tinyMax" },
-  { name: "mid", env: "HAKMEM_MID_MAX", default: MiB, values: powersAndHalves(512, MiB), unit: "bytes", routing: "midMax" },
+  { name: "tiny", env: "HAKMEM_TINY_MAX", default: HAK_TINY_MAX_DEFAULT, values: [0, ...powersAndHalves(16, HAK_TINY_MAX_LIMIT)], unit: "bytes", routing: "tinyMax" },
+  { name: "mid", env: "HAKMEM_MID_MAX", default: HAK_MID_MAX_DEFAULT, values: powersAndHalves(HAK_MID_MAX_MIN, HAK_MID_MAX_LIMIT), unit: "bytes", routing: "midMax" },
   { name: "purge", env: "HAKMEM_PURGE_DELAY_MS", default: 50, values: [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], unit: "ms" },
   { name: "retain", env: "HAKMEM_RETAIN_MAX_MB", default: 64, values: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512], unit: "MiB" },
   { name: "largecache", env: "HAKMEM_LARGE_CACHE_MB", default: 64, values: [0, 4, 8, 16, 32, 64, 128, 256, 512], unit: "MiB" },

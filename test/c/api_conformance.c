@@ -191,6 +191,54 @@ static void test_malloc_zero(void) {
     f_free(p);
 }
 
+/* glibc (this interface's rule, zig/hakmem.h): realloc(p, 0) frees p and returns NULL. */
+static void test_realloc_zero_frees(void) {
+    for (size_t i = 0; i < N_TIER; i++) {
+        void *p = f_malloc(tier_sizes[i]);
+        REQUIRE(p != NULL);
+        CHECK(f_realloc(p, 0) == NULL);
+    }
+}
+
+/*
+ * aligned_alloc as glibc 2.36 (where it is memalign): an alignment that is not a power of
+ * two is rounded up to one; only one above SIZE_MAX/2 + 1 is EINVAL. Regression: hakmem
+ * returned NULL/EINVAL for aligned_alloc(3, 100), which glibc serves.
+ */
+static void test_aligned_alloc_follows_glibc(void) {
+    static const size_t served[] = {0, 1, 2, 3, 8, 24, 48, 100, 4097, 3 * 4096 + 1, 65537, (size_t)1 << 20};
+    for (size_t i = 0; i < sizeof served / sizeof served[0]; i++) {
+        size_t a = served[i];
+        size_t want = 16;
+        while (want < a) want *= 2;
+        errno = 0;
+        unsigned char *p = f_aligned_alloc(a, 100);
+        if (p == NULL) fprintf(stderr, "aligned_alloc(%zu, 100) failed, errno %d\n", a, errno);
+        REQUIRE(p != NULL);
+        CHECK(is_aligned(p, want));
+        memset(p, 0x3c, 100);
+        f_free(p);
+        p = f_memalign(a, 100);
+        REQUIRE(p != NULL);
+        CHECK(is_aligned(p, want));
+        f_free(p);
+    }
+    static const size_t unsatisfiable[] = {(size_t)1 << 62, ((size_t)1 << 62) + 1, (size_t)1 << 63};
+    for (size_t i = 0; i < sizeof unsatisfiable / sizeof unsatisfiable[0]; i++) {
+        errno = 0;
+        CHECK(f_aligned_alloc(unsatisfiable[i], 100) == NULL && errno == ENOMEM);
+        errno = 0;
+        CHECK(f_memalign(unsatisfiable[i], 100) == NULL && errno == ENOMEM);
+    }
+    static const size_t invalid[] = {((size_t)1 << 63) + 1, SIZE_MAX};
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        errno = 0;
+        CHECK(f_aligned_alloc(invalid[i], 100) == NULL && errno == EINVAL);
+        errno = 0;
+        CHECK(f_memalign(invalid[i], 100) == NULL && errno == EINVAL);
+    }
+}
+
 static void test_free_null_and_errno(void) {
     errno = 4321;
     f_free(NULL);
@@ -398,6 +446,8 @@ int main(void) {
     test_overflow_checks();
     test_failed_realloc_keeps_block();
     test_malloc_zero();
+    test_realloc_zero_frees();
+    test_aligned_alloc_follows_glibc();
     test_free_null_and_errno();
     test_posix_memalign_einval();
     test_alignments();

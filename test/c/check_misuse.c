@@ -5,8 +5,9 @@
  * so that hakmem's normal mode survives it: it is detected or harmless).
  *
  * usage: check_misuse CASE    CASE: clean | double_free | double_free_later | interior |
- *                                   foreign | overflow | overflow_large | use_after_free |
- *                                   realloc_interior
+ *                                   foreign | stack | stack_first | overflow | overflow_large |
+ *                                   use_after_free | realloc_interior
+ * (stack_first frees a stack buffer before the program's first allocation.)
  * Prints "reached end" when the program runs to completion.
  */
 #define _GNU_SOURCE
@@ -16,9 +17,22 @@
 
 static void *volatile keep;
 
+/* Through a volatile pointer: the compiler may not see that the buffer is not heap memory. */
+static void free_not_heap(char *buf) {
+    char *volatile hidden = buf;
+    free(hidden);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     const char *c = argv[1];
+    if (!strcmp(c, "stack_first")) {
+        char buf[64];
+        memset(buf, 3, sizeof buf);
+        free_not_heap(buf);
+        printf("reached end\n");
+        return 0;
+    }
     char *p = malloc(40);
     char *q = malloc(40);
     memset(p, 1, 40);
@@ -40,6 +54,12 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "foreign")) {
         static char not_heap[64];
         free(not_heap + 16);
+    } else if (!strcmp(c, "stack")) {
+        char buf[64];
+        memset(buf, 3, sizeof buf);
+        free_not_heap(buf + 16);
+        free(p);
+        free(q);
     } else if (!strcmp(c, "overflow")) {
         p[40] = 7; /* one byte past the 40 requested */
         free(p);

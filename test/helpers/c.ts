@@ -40,9 +40,9 @@ function requireLibrary(): string {
   return lib;
 }
 
-function sourceHash(name: string): string {
+function sourceHash(name: string, extraFlags: string[]): string {
   const hash = createHash("sha256");
-  hash.update(CFLAGS.join(" "));
+  hash.update([...CFLAGS, ...extraFlags].join(" "));
   for (const file of readdirSync(C_DIR).filter((f) => f.endsWith(".h")).sort()) {
     hash.update(file);
     hash.update(readFileSync(join(C_DIR, file)));
@@ -51,13 +51,16 @@ function sourceHash(name: string): string {
   return hash.digest("hex").slice(0, 16);
 }
 
-/** Compiles test/c/<name>.c once per source version; returns the executable's path. */
-export async function compileC(name: string): Promise<string> {
-  const exe = join(BUILD_DIR, `${name}-${sourceHash(name)}`);
+/**
+ * Compiles test/c/<name>.c once per source version (and flags); returns the executable's
+ * path. `extraFlags` go after the source (e.g. -I/-L/-l and an rpath to link libhakmem).
+ */
+export async function compileC(name: string, extraFlags: string[] = []): Promise<string> {
+  const exe = join(BUILD_DIR, `${name}-${sourceHash(name, extraFlags)}`);
   if (existsSync(exe)) return exe;
   mkdirSync(BUILD_DIR, { recursive: true });
   const partial = `${exe}.${process.pid}.tmp`;
-  const proc = Bun.spawn([ZIG, "cc", ...CFLAGS, join(C_DIR, `${name}.c`), "-o", partial], {
+  const proc = Bun.spawn([ZIG, "cc", ...CFLAGS, join(C_DIR, `${name}.c`), ...extraFlags, "-o", partial], {
     cwd: REPO,
     stdout: "pipe",
     stderr: "pipe",
@@ -85,6 +88,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   timeoutMs?: number; // default 90 s
   cwd?: string;
+  /** extra compiler/linker flags for runC (after the source file) */
+  compileFlags?: string[];
 }
 
 /** Runs a command, by default with libhakmem.so preloaded. */
@@ -120,7 +125,7 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
 
 /** Compiles and runs test/c/<name>.c with the given arguments. */
 export async function runC(name: string, args: (string | number)[] = [], options: RunOptions = {}): Promise<RunResult> {
-  const exe = await compileC(name);
+  const exe = await compileC(name, options.compileFlags);
   return run([exe, ...args.map(String)], options);
 }
 

@@ -1,0 +1,231 @@
+//! abi.zig — every constant of hakmem's ABI, in one place: return codes, tiers, check
+//! modes, size and alignment limits, the routing thresholds' defaults and limits, and the
+//! layout of the statistics array (field and global names, their order and meaning).
+//!
+//!   zig/abi.zig ──(zig build abi: zig/abi_gen.zig)──┬─> zig/hakmem.h   the block between
+//!        │                                          │                  "BEGIN/END GENERATED"
+//!        │                                          └─> src/abi.ts     (whole file)
+//!        └─> imported by config, size_class, stats, report, api, preload, alloc, large
+//!
+//! The generated files are committed (a fresh clone builds and tests without generating
+//! anything). `zig build` and `zig build test` fail when either no longer matches this file
+//! ("run `npm run abi`"), and test/abi.test.ts checks that the library, the header and
+//! src/abi.ts agree at run time. Add or reorder a constant here, never in a copy.
+//!
+//! Nothing here depends on the rest of the allocator: the generator imports this file alone.
+const std = @import("std");
+
+// ------------------------------------------------------------------ return codes
+
+/// What hak_free, hak_owns, hak_set_thresholds and hak_set_check_mode return.
+pub const Result = enum(c_int) {
+    ok = 0,
+    not_owned = -1,
+    invalid = -2,
+    arg = -3,
+
+    pub fn doc(self: Result) []const u8 {
+        return switch (self) {
+            .ok => "success (hak_free of NULL too)",
+            .not_owned => "the pointer is not in memory hakmem mapped",
+            .invalid => "hakmem memory, but not a live block start (interior, or detectably already freed); nothing was changed",
+            .arg => "an argument is out of range",
+        };
+    }
+
+    pub fn code(self: Result) c_int {
+        return @intFromEnum(self);
+    }
+};
+
+// ------------------------------------------------------------------ tiers and check modes
+
+/// The tier a request is served by (hak_route), also the index of a tier in the stats.
+pub const Tier = enum(u8) {
+    tiny = 0,
+    mid = 1,
+    large = 2,
+
+    pub fn doc(self: Tier) []const u8 {
+        return switch (self) {
+            .tiny => "size <= tiny_max: one-slice (64 KiB) pages, per-thread free lists",
+            .mid => "size <= mid_max: multi-slice pages sized per class",
+            .large => "size > mid_max: one OS mapping per block, cached",
+        };
+    }
+};
+
+pub const tier_count = @typeInfo(Tier).@"enum".fields.len;
+
+/// HAKMEM_CHECK / hak_set_check_mode.
+pub const CheckMode = enum(u8) {
+    off = 0,
+    abort = 1,
+    warn = 2,
+
+    pub fn doc(self: CheckMode) []const u8 {
+        return switch (self) {
+            .off => "no checking (the default)",
+            .abort => "report the first misuse on stderr, then abort() (HAKMEM_CHECK=1)",
+            .warn => "report every misuse on stderr and carry on (HAKMEM_CHECK=warn)",
+        };
+    }
+};
+
+// ------------------------------------------------------------------ limits
+
+/// A constant of the ABI with its C name, value and meaning (hakmem.h: HAK_<name>).
+pub const Limit = struct { name: []const u8, value: u64, doc: []const u8 };
+
+/// Requests above this fail at once (NULL with ENOMEM; a RangeError from Bun): beyond any
+/// real address space. A request at or below it may still fail for lack of memory.
+pub const size_max: usize = 1 << 46;
+/// Larger alignments fail with ENOMEM (they would reserve absurd address space).
+pub const alignment_max: usize = 1 << 32;
+/// Every block is aligned to at least this.
+pub const min_alignment: usize = 16;
+
+pub const tiny_max_default: usize = 1024;
+/// Largest value of tiny_max (the largest tiny size class).
+pub const tiny_max_limit: usize = 8 << 10;
+/// Smallest value of mid_max. Below it, small requests would each get a mapping of their
+/// own from the large tier (at least a page and a 4 MiB address-space chunk per block).
+/// It equals tiny_max_limit, so tiny_max <= mid_max holds for any pair of valid values.
+pub const mid_max_min: usize = tiny_max_limit;
+pub const mid_max_default: usize = 1 << 20;
+/// Largest value of mid_max (the largest mid size class; a mid page is at most 1 MiB).
+pub const mid_max_limit: usize = 1 << 20;
+
+pub const limits = [_]Limit{
+    .{ .name = "SIZE_MAX", .value = size_max, .doc = "requests above fail at once (ENOMEM); at or below may still fail for lack of memory" },
+    .{ .name = "ALIGNMENT_MAX", .value = alignment_max, .doc = "larger alignments fail with ENOMEM" },
+    .{ .name = "MIN_ALIGNMENT", .value = min_alignment, .doc = "every block is aligned to at least this" },
+    .{ .name = "TINY_MAX_DEFAULT", .value = tiny_max_default, .doc = "default tiny_max (HAKMEM_TINY_MAX)" },
+    .{ .name = "TINY_MAX_LIMIT", .value = tiny_max_limit, .doc = "largest tiny_max (0 turns the tiny tier off)" },
+    .{ .name = "MID_MAX_MIN", .value = mid_max_min, .doc = "smallest mid_max: smaller requests never go to the large tier" },
+    .{ .name = "MID_MAX_DEFAULT", .value = mid_max_default, .doc = "default mid_max (HAKMEM_MID_MAX)" },
+    .{ .name = "MID_MAX_LIMIT", .value = mid_max_limit, .doc = "largest mid_max" },
+};
+
+comptime {
+    std.debug.assert(std.math.isPowerOfTwo(size_max) and std.math.isPowerOfTwo(alignment_max));
+    std.debug.assert(tiny_max_default <= tiny_max_limit and tiny_max_limit <= mid_max_min);
+    std.debug.assert(mid_max_min <= mid_max_default and mid_max_default <= mid_max_limit);
+    std.debug.assert(size_max < (1 << 53)); // exact as a JavaScript number
+}
+
+// ------------------------------------------------------------------ statistics layout
+
+/// hak_stats_read fills out[0..n) with stat_field_count counters per tier, tier-major
+/// (out[tier * stat_field_count + field]), followed by stat_global_count globals.
+/// hak_stat_name(i) names value i for i in [0, stat_field_count + stat_global_count).
+pub const StatField = enum(u32) {
+    allocs,
+    frees,
+    remote_frees,
+    live_blocks,
+    live_bytes,
+    mapped_bytes,
+    resident_bytes,
+    purges,
+    purged_bytes,
+    cache_hits,
+    cache_misses,
+    pages,
+
+    pub fn doc(self: StatField) []const u8 {
+        return switch (self) {
+            .allocs => "allocations",
+            .frees => "all frees, local and remote",
+            .remote_frees => "frees by a thread other than the block's owner",
+            .live_blocks => "blocks allocated and not freed",
+            .live_bytes => "usable bytes of live blocks",
+            .mapped_bytes => "memory spans/mappings in use by this tier",
+            .resident_bytes => "estimate: mapped minus purged",
+            .purges => "ranges returned to the OS",
+            .purged_bytes => "bytes returned to the OS",
+            .cache_hits => "large: mapping cache hits",
+            .cache_misses => "large: mapping cache misses",
+            .pages => "pages (tiny/mid) or mappings (large) in use",
+        };
+    }
+
+    /// Event counters that hak_stats_reset zeroes (the others are gauges).
+    pub fn resettable(self: StatField) bool {
+        return switch (self) {
+            .allocs, .frees, .remote_frees, .purges, .purged_bytes, .cache_hits, .cache_misses => true,
+            .live_blocks, .live_bytes, .mapped_bytes, .resident_bytes, .pages => false,
+        };
+    }
+
+    pub fn index(self: StatField) usize {
+        return @intFromEnum(self);
+    }
+};
+
+pub const StatGlobal = enum(u32) {
+    segments_mapped,
+    segments_abandoned,
+    segments_adopted,
+    threads_live,
+    threads_total,
+    os_mapped_bytes,
+    os_resident_bytes,
+    large_cached_bytes,
+    thread_cache_bytes,
+    thread_cache_grows,
+    thread_cache_shrinks,
+    large_cache_limit_bytes,
+
+    pub fn doc(self: StatGlobal) []const u8 {
+        return switch (self) {
+            .segments_mapped => "4 MiB segments mapped",
+            .segments_abandoned => "segments left with live blocks by exiting threads",
+            .segments_adopted => "abandoned segments taken over by another thread",
+            .threads_live => "threads with a heap now",
+            .threads_total => "threads that ever had a heap",
+            .os_mapped_bytes => "everything mapped from the OS right now",
+            .os_resident_bytes => "estimate of the resident part",
+            .large_cached_bytes => "freed large mappings kept for reuse",
+            .thread_cache_bytes => "freed blocks held in thread caches (estimate)",
+            .thread_cache_grows => "thread-cache capacity doublings (adaptation)",
+            .thread_cache_shrinks => "halvings of idle thread caches",
+            .large_cache_limit_bytes => "current byte limit of the large-mapping cache",
+        };
+    }
+
+    /// Position in the hak_stats_read array (after the tiers' fields).
+    pub fn index(self: StatGlobal) usize {
+        return tier_count * stat_field_count + @intFromEnum(self);
+    }
+};
+
+pub const stat_field_count = @typeInfo(StatField).@"enum".fields.len;
+pub const stat_global_count = @typeInfo(StatGlobal).@"enum".fields.len;
+/// Values written by hak_stats_read.
+pub const stat_value_count = tier_count * stat_field_count + stat_global_count;
+/// Names given by hak_stat_name (fields once, then globals).
+pub const stat_name_count = stat_field_count + stat_global_count;
+
+/// Position of (tier, field) in the hak_stats_read array.
+pub fn statIndex(tier: Tier, field: StatField) usize {
+    return @as(usize, @intFromEnum(tier)) * stat_field_count + @intFromEnum(field);
+}
+
+/// hak_stat_name(i): a field name for i < stat_field_count, then global names.
+pub fn statName(i: usize) ?[]const u8 {
+    if (i < stat_field_count) return @tagName(@as(StatField, @enumFromInt(i)));
+    if (i < stat_name_count) return @tagName(@as(StatGlobal, @enumFromInt(i - stat_field_count)));
+    return null;
+}
+
+test "the stats layout is dense and named" {
+    try std.testing.expectEqual(@as(usize, 12), stat_field_count);
+    try std.testing.expectEqual(@as(usize, 12), stat_global_count);
+    try std.testing.expectEqualStrings("allocs", statName(0).?);
+    try std.testing.expectEqualStrings("segments_mapped", statName(stat_field_count).?);
+    try std.testing.expectEqualStrings("large_cache_limit_bytes", statName(stat_name_count - 1).?);
+    try std.testing.expectEqual(@as(?[]const u8, null), statName(stat_name_count));
+    try std.testing.expectEqual(@as(usize, 2 * 12 + 4), statIndex(.large, .live_bytes));
+    try std.testing.expectEqual(@as(usize, 3 * 12 + 11), StatGlobal.large_cache_limit_bytes.index());
+}

@@ -1,0 +1,132 @@
+//! foreign.zig — what a pointer hakmem does not own points into, for check mode.
+//!
+//! Check mode reports a free of such a pointer at once; this says where it points (the
+//! calling thread's stack, a loaded file's data, nothing mapped, …), and whether it can be
+//! a block of the next allocator (glibc): only then does warn mode hand it on. A stack or
+//! static buffer given to glibc's free crashes the program inside glibc, which is what
+//! warn mode ("report and carry on") promises not to do.
+//!
+//! Read from /proc/self/maps with raw syscalls (nothing allocates), one 4 KiB buffer at a
+//! time; only on this rare path (check mode and a foreign pointer).
+const std = @import("std");
+const linux = std.os.linux;
+
+pub const Where = enum {
+    /// the mapping that holds the calling thread's stack
+    stack,
+    /// a mapping of a file (a program's or a library's code or static data)
+    file,
+    /// no mapping at all
+    unmapped,
+    /// a kernel-provided mapping ([vdso], [vvar], …)
+    special,
+    /// the brk heap or anonymous memory: may be a block of the next allocator
+    heap_like,
+    /// /proc/self/maps could not be read
+    unknown,
+
+    pub fn text(self: Where) []const u8 {
+        return switch (self) {
+            .stack => "on the calling thread's stack, not heap memory",
+            .file => "in a loaded file's code or static data, not heap memory",
+            .unmapped => "not mapped at all",
+            .special => "in a kernel-provided mapping, not heap memory",
+            .heap_like => "maybe another allocator's block",
+            .unknown => "/proc/self/maps unreadable",
+        };
+    }
+
+    /// True unless the pointer certainly is not a block of another allocator.
+    pub fn mayBeHeap(self: Where) bool {
+        return self == .heap_like or self == .unknown;
+    }
+};
+
+/// One line of /proc/self/maps: "start-end perms offset dev inode   path".
+const Mapping = struct { start: usize, end: usize, inode: u64, path: []const u8 };
+
+fn parseLine(line: []const u8) ?Mapping {
+    var fields = std.mem.tokenizeScalar(u8, line, ' ');
+    const range = fields.next() orelse return null;
+    const dash = std.mem.indexOfScalar(u8, range, '-') orelse return null;
+    const start = std.fmt.parseUnsigned(usize, range[0..dash], 16) catch return null;
+    const end = std.fmt.parseUnsigned(usize, range[dash + 1 ..], 16) catch return null;
+    _ = fields.next() orelse return null; // perms
+    _ = fields.next() orelse return null; // offset
+    _ = fields.next() orelse return null; // dev
+    const inode = std.fmt.parseUnsigned(u64, fields.next() orelse return null, 10) catch return null;
+    return .{ .start = start, .end = end, .inode = inode, .path = fields.rest() };
+}
+
+/// `after_file`: the mapping starts where a file's mapping ends: a program's or library's
+/// zero-initialised static data (.bss), which the kernel maps anonymously right after the
+/// file's data (new mmaps are placed below existing ones, not right above them).
+fn kindOf(m: Mapping, stack_start: usize, after_file: bool) Where {
+    if (m.start == stack_start or std.mem.eql(u8, m.path, "[stack]")) return .stack;
+    if (std.mem.eql(u8, m.path, "[heap]")) return .heap_like;
+    if (m.inode != 0) return .file;
+    if (std.mem.startsWith(u8, m.path, "[")) return .special;
+    return if (after_file) .file else .heap_like;
+}
+
+/// Where `addr` points. Bounded: at most 1 M lines of /proc/self/maps are read.
+pub fn where(addr: usize) Where {
+    var marker: u8 = 0;
+    const sp = @intFromPtr(&marker); // an address in the calling thread's stack
+    const rc = linux.open("/proc/self/maps", .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+    if (linux.E.init(rc) != .SUCCESS) return .unknown;
+    const fd: i32 = @intCast(rc);
+    defer _ = linux.close(fd);
+
+    var buf: [4096]u8 = undefined;
+    var kept: usize = 0; // bytes of an unfinished line at the start of buf
+    var found: ?Mapping = null;
+    var found_path: [256]u8 = undefined;
+    var stack_start: usize = 0;
+    var after_file = false;
+    var file_end: usize = 0; // end of the last file-backed mapping seen
+    var lines: usize = 0;
+    while (lines < 1 << 20) {
+        const n = linux.read(fd, buf[kept..].ptr, buf.len - kept);
+        if (linux.E.init(n) != .SUCCESS) return .unknown;
+        const filled = kept + n;
+        if (filled == 0) break;
+        var rest = buf[0..filled];
+        while (std.mem.indexOfScalar(u8, rest, '\n')) |eol| : (lines += 1) {
+            if (parseLine(rest[0..eol])) |m| {
+                if (sp >= m.start and sp < m.end) stack_start = m.start;
+                if (addr >= m.start and addr < m.end) {
+                    const len = @min(m.path.len, found_path.len);
+                    @memcpy(found_path[0..len], m.path[0..len]);
+                    found = .{ .start = m.start, .end = m.end, .inode = m.inode, .path = found_path[0..len] };
+                    after_file = m.start == file_end;
+                }
+                if (m.inode != 0) file_end = m.end;
+            }
+            rest = rest[eol + 1 ..];
+        }
+        if (n == 0) break; // a last line without a newline is ignored
+        if (rest.len == buf.len) return .unknown; // a line longer than the buffer
+        std.mem.copyForwards(u8, buf[0..rest.len], rest);
+        kept = rest.len;
+    }
+    const m = found orelse return .unmapped;
+    return kindOf(m, stack_start, after_file);
+}
+
+test "a stack buffer, a static buffer, an unmapped address and a malloc'd block" {
+    var local: [16]u8 = undefined;
+    try std.testing.expectEqual(Where.stack, where(@intFromPtr(&local)));
+    const S = struct {
+        var data: [16]u8 = [_]u8{1} ** 16;
+    };
+    try std.testing.expectEqual(Where.file, where(@intFromPtr(&S.data)));
+    const Z = struct {
+        var zeroes: [1 << 16]u8 = [_]u8{0} ** (1 << 16); // .bss, beyond the file's last page
+    };
+    try std.testing.expectEqual(Where.file, where(@intFromPtr(&Z.zeroes[Z.zeroes.len - 1])));
+    try std.testing.expectEqual(Where.unmapped, where(0x1000));
+    const p = std.c.malloc(64).?;
+    defer std.c.free(p);
+    try std.testing.expect(where(@intFromPtr(p)).mayBeHeap());
+}

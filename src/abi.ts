@@ -62,9 +62,9 @@ export const HAK_MID_MAX_LIMIT = 1048576;
 // then HAK_STAT_GLOBALS globals; hak_stat_name(i) names the fields, then the globals.
 
 export const HAK_STAT_FIELDS = 12;
-export const HAK_STAT_GLOBALS = 12;
-export const HAK_STAT_VALUES = 48;
-export const HAK_STAT_NAMES = 24;
+export const HAK_STAT_GLOBALS = 13;
+export const HAK_STAT_VALUES = 49;
+export const HAK_STAT_NAMES = 25;
 export const HAK_STAT_ALLOCS = 0;
 export const HAK_STAT_FREES = 1;
 export const HAK_STAT_REMOTE_FREES = 2;
@@ -89,6 +89,7 @@ export const HAK_STAT_THREAD_CACHE_BYTES = 8;
 export const HAK_STAT_THREAD_CACHE_GROWS = 9;
 export const HAK_STAT_THREAD_CACHE_SHRINKS = 10;
 export const HAK_STAT_LARGE_CACHE_LIMIT_BYTES = 11;
+export const HAK_STAT_DOUBLE_FREES_CONTAINED = 12;
 /** Per-tier field names as the library gives them (hak_stat_name(0..)), in order. */
 export const STAT_FIELD_NAMES = [
   "allocs",
@@ -118,6 +119,7 @@ export const STAT_GLOBAL_NAMES = [
   "thread_cache_grows",
   "thread_cache_shrinks",
   "large_cache_limit_bytes",
+  "double_frees_contained",
 ] as const;
 
 /** Counters of one tier (tiny, mid or large); the camelCase of STAT_FIELD_NAMES. */
@@ -126,7 +128,7 @@ export interface TierStats {
   allocs: number;
   /** all frees, local and remote */
   frees: number;
-  /** frees by a thread other than the block's owner */
+  /** blocks handed back to a page another thread owns (counted when the freeing thread's cache is flushed, not at free) */
   remoteFrees: number;
   /** blocks allocated and not freed (gauge) */
   liveBlocks: number;
@@ -174,4 +176,6 @@ export interface GlobalStats {
   threadCacheShrinks: number;
   /** current byte limit of the large-mapping cache */
   largeCacheLimitBytes: number;
+  /** double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
+  doubleFreesContained: number;
 }

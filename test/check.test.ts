@@ -96,4 +96,18 @@ describe.skipIf(systemMode())("check mode", () => {
     expect(r.stderr).toContain("hakmem: ignoring HAKMEM_CHECK=sometimes (malformed; expected 1 (or abort), warn, or 0 (or off)); using the default 0");
     expect(r.code, explain(r)).toBe(0);
   });
+
+  // Regression: a large block freed twice was "a pointer hakmem does not own" (its mapping
+  // was gone), and warn mode then handed it to glibc, which crashed.
+  test("a large block freed twice is a double free, in both check modes", async () => {
+    for (const name of ["double_free_adjacent", "double_free_apart", "double_free_thread"]) {
+      const abort = await runC("heap_misuse", [name, "5000000"], { env: { HAKMEM_CHECK: "1" } });
+      expect(abort.stderr, explain(abort)).toMatch(/^hakmem: CHECK: double free of 0x[0-9a-f]+ \(large tier, \d+-byte mapping/);
+      expect(abort.signal, explain(abort)).toBe("SIGABRT");
+      const warn = await runC("heap_misuse", [name, "5000000"], { env: { HAKMEM_CHECK: "warn" } });
+      expect(warn.stderr, explain(warn)).toMatch(/^hakmem: CHECK: double free of 0x[0-9a-f]+ \(large tier/);
+      expect(warn.stdout, explain(warn)).toContain("CONTAINED");
+      expect(warn.code, explain(warn)).toBe(0);
+    }
+  });
 });

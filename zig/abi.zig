@@ -137,7 +137,7 @@ pub const StatField = enum(u32) {
         return switch (self) {
             .allocs => "allocations",
             .frees => "all frees, local and remote",
-            .remote_frees => "frees by a thread other than the block's owner",
+            .remote_frees => "blocks handed back to a page another thread owns (counted when the freeing thread's cache is flushed, not at free)",
             .live_blocks => "blocks allocated and not freed",
             .live_bytes => "usable bytes of live blocks",
             .mapped_bytes => "memory spans/mappings in use by this tier",
@@ -176,6 +176,7 @@ pub const StatGlobal = enum(u32) {
     thread_cache_grows,
     thread_cache_shrinks,
     large_cache_limit_bytes,
+    double_frees_contained,
 
     pub fn doc(self: StatGlobal) []const u8 {
         return switch (self) {
@@ -191,6 +192,7 @@ pub const StatGlobal = enum(u32) {
             .thread_cache_grows => "thread-cache capacity doublings (adaptation)",
             .thread_cache_shrinks => "halvings of idle thread caches",
             .large_cache_limit_bytes => "current byte limit of the large-mapping cache",
+            .double_frees_contained => "double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts",
         };
     }
 
@@ -221,10 +223,10 @@ pub fn statName(i: usize) ?[]const u8 {
 
 test "the stats layout is dense and named" {
     try std.testing.expectEqual(@as(usize, 12), stat_field_count);
-    try std.testing.expectEqual(@as(usize, 12), stat_global_count);
+    try std.testing.expectEqual(@as(usize, 13), stat_global_count);
     try std.testing.expectEqualStrings("allocs", statName(0).?);
     try std.testing.expectEqualStrings("segments_mapped", statName(stat_field_count).?);
-    try std.testing.expectEqualStrings("large_cache_limit_bytes", statName(stat_name_count - 1).?);
+    try std.testing.expectEqualStrings("double_frees_contained", statName(stat_name_count - 1).?);
     try std.testing.expectEqual(@as(?[]const u8, null), statName(stat_name_count));
     try std.testing.expectEqual(@as(usize, 2 * 12 + 4), statIndex(.large, .live_bytes));
     try std.testing.expectEqual(@as(usize, 3 * 12 + 11), StatGlobal.large_cache_limit_bytes.index());

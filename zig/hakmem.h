@@ -72,15 +72,15 @@ extern "C" {
  * number of values written. Names: hak_stat_name(i) for i in [0, HAK_STAT_NAMES):
  * the field names, then the global names. */
 #define HAK_STAT_FIELDS  12
-#define HAK_STAT_GLOBALS 12
-#define HAK_STAT_VALUES  48  /* values written by hak_stats_read */
-#define HAK_STAT_NAMES   24  /* names given by hak_stat_name */
+#define HAK_STAT_GLOBALS 13
+#define HAK_STAT_VALUES  49  /* values written by hak_stats_read */
+#define HAK_STAT_NAMES   25  /* names given by hak_stat_name */
 #define HAK_STAT_INDEX(tier, field)   ((tier) * HAK_STAT_FIELDS + (field))
 #define HAK_STAT_GLOBAL_INDEX(global) (HAK_TIER_COUNT * HAK_STAT_FIELDS + (global))
 /* per-tier fields (hak_stats_reset zeroes the event counters, not the gauges) */
 #define HAK_STAT_ALLOCS         0   /* allocations */
 #define HAK_STAT_FREES          1   /* all frees, local and remote */
-#define HAK_STAT_REMOTE_FREES   2   /* frees by a thread other than the block's owner */
+#define HAK_STAT_REMOTE_FREES   2   /* blocks handed back to a page another thread owns (counted when the freeing thread's cache is flushed, not at free) */
 #define HAK_STAT_LIVE_BLOCKS    3   /* blocks allocated and not freed (gauge) */
 #define HAK_STAT_LIVE_BYTES     4   /* usable bytes of live blocks (gauge) */
 #define HAK_STAT_MAPPED_BYTES   5   /* memory spans/mappings in use by this tier (gauge) */
@@ -103,6 +103,7 @@ extern "C" {
 #define HAK_STAT_THREAD_CACHE_GROWS      9   /* thread-cache capacity doublings (adaptation) */
 #define HAK_STAT_THREAD_CACHE_SHRINKS    10  /* halvings of idle thread caches */
 #define HAK_STAT_LARGE_CACHE_LIMIT_BYTES 11  /* current byte limit of the large-mapping cache */
+#define HAK_STAT_DOUBLE_FREES_CONTAINED  12  /* double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
 
 /* END GENERATED */
 

@@ -196,6 +196,7 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
     out[G.thread_cache_grows.index()] = thread_cache_grows.load(.monotonic);
     out[G.thread_cache_shrinks.index()] = thread_cache_shrinks.load(.monotonic);
     out[G.large_cache_limit_bytes.index()] = large.cache_limit_bytes.load(.monotonic);
+    out[G.double_frees_contained.index()] = @import("misuse.zig").contained_double_frees.load(.monotonic);
 }
 
 /// Makes the event counters read zero from now on (live and mapped figures are kept).

@@ -47,6 +47,8 @@ function sourceHash(name: string, extraFlags: string[]): string {
     hash.update(file);
     hash.update(readFileSync(join(C_DIR, file)));
   }
+  // hakmem.h too: a program built against an older header (another stats layout) must be rebuilt
+  hash.update(readFileSync(join(REPO, "zig/hakmem.h")));
   hash.update(readFileSync(join(C_DIR, `${name}.c`)));
   return hash.digest("hex").slice(0, 16);
 }

@@ -11,8 +11,11 @@ fn failed(rc: usize) bool {
 }
 
 /// Maps `len` bytes of zeroed, private, read-write memory. Null when the kernel refuses.
+/// Not MAP_NORESERVE: every byte hakmem maps may be handed out, so the kernel's commit
+/// check applies (under the default overcommit heuristic a request beyond RAM + swap fails
+/// here, with ENOMEM to the caller, instead of a pointer the OOM killer collects later).
 pub fn map(len: usize) ?[*]u8 {
-    const rc = linux.mmap(null, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .NORESERVE = true }, -1, 0);
+    const rc = linux.mmap(null, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
     if (failed(rc)) return null;
     return @ptrFromInt(rc);
 }

@@ -1,5 +1,5 @@
 //! arena.zig — where segments come from and where they wait: fresh mappings from the OS,
-//! the cache of empty segments (kept dirty for quick reuse, unmapped after the purge delay
+//! the cache of empty segments (kept dirty for quick reuse, unmapped along the decay curve
 //! or beyond the retention bound), and the list of segments abandoned by exited threads
 //! (adopted by the next thread that needs pages). Each list has its own lock; only slow
 //! paths come here.
@@ -10,6 +10,7 @@ const stats = @import("stats.zig");
 const segment_map = @import("segment_map.zig");
 const segment_mod = @import("segment.zig");
 const Lock = @import("lock.zig").Lock;
+const decay_mod = @import("decay.zig");
 const Segment = segment_mod.Segment;
 const SegmentList = segment_mod.SegmentList;
 const segment_size = segment_mod.segment_size;
@@ -69,13 +70,24 @@ pub fn release(seg: *Segment, now_ms: u64) void {
     if (evicted) |e| unmapSegment(e);
 }
 
-/// Unmaps cached segments that have waited longer than the purge delay (all with `force`).
-/// Bounded: at most the cache's length.
+/// Unmaps cached segments along the decay curve (decay.zig), oldest first; all with
+/// `force`. Bounded: at most the cache's length, twice.
 pub fn decay(now_ms: u64, force: bool) void {
-    while (true) {
+    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return;
+    var tally: decay_mod.Tally = .{};
+    cache_lock.acquire();
+    var it = cache.first;
+    var seen: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= cache.count);
+        tally.add(segment_size, seg.cached_since_ms, now_ms, config.purge_delay_ms);
+    }
+    cache_lock.release();
+    for (0..seen) |_| {
         cache_lock.acquire();
         const oldest = cache.last();
-        const expired = if (oldest) |o| force or now_ms -| o.cached_since_ms >= config.purge_delay_ms else false;
+        const expired = if (oldest != null) force or tally.release(segment_size) else false;
         if (expired) cache.remove(oldest.?);
         cache_lock.release();
         if (!expired) return;

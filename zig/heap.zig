@@ -21,12 +21,14 @@ const config = @import("config.zig");
 const stats = @import("stats.zig");
 const size_class = @import("size_class.zig");
 const arena = @import("arena.zig");
+const decay_mod = @import("decay.zig");
 const large = @import("large.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const thread_cache = @import("thread_cache.zig");
 const misuse = @import("misuse.zig");
 const block_mod = @import("block.zig");
+const Lock = @import("lock.zig").Lock;
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -107,6 +109,10 @@ pub const Heap = struct {
     queues: [bins]PageQueue,
     full: [bins]PageQueue,
     segments: SegmentList,
+    /// Held by the owner while it changes `segments` or a segment's slices (page taken,
+    /// page released, adoption, purge), and by the background purger (background.zig)
+    /// while it purges this heap's dirty slices. Slow paths only.
+    segments_lock: Lock,
     counters: Counters,
     /// Links in the registry of live heaps (thread.zig).
     registry_next: ?*Heap,
@@ -129,6 +135,7 @@ pub const Heap = struct {
         self.queues = [_]PageQueue{.{}} ** bins;
         self.full = [_]PageQueue{.{}} ** bins;
         self.segments = .{};
+        self.segments_lock = .{};
         self.counters = .{};
         self.registry_next = null;
         self.registry_prev = null;
@@ -266,7 +273,9 @@ pub const Heap = struct {
         var adopted: usize = 0;
         while (adopted < adopt_max) : (adopted += 1) {
             const seg = arena.popAbandoned(self) orelse return null;
+            self.segments_lock.acquire();
             self.adopt(seg);
+            self.segments_lock.release();
             while (self.queues[bin].first) |page| {
                 if (self.replenish(page)) return page;
                 self.moveToFull(page);
@@ -303,6 +312,8 @@ pub const Heap = struct {
     }
 
     fn newPage(self: *Heap, bin: usize) ?*Page {
+        self.segments_lock.acquire();
+        defer self.segments_lock.release();
         const slices = size_class.binPageSlices(bin);
         var reused: usize = 0;
         if (self.bestRun(slices)) |best| {
@@ -476,6 +487,8 @@ pub const Heap = struct {
     /// Returns a page (already out of every queue) to its segment, and the segment to
     /// the arena once it has no page left.
     fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
+        self.segments_lock.acquire();
+        defer self.segments_lock.release();
         const seg = Segment.of(page.start);
         self.releasePageKeepSegment(page, now_ms);
         if (seg.used_pages == 0) {
@@ -532,13 +545,48 @@ pub const Heap = struct {
             self.queues[bin].remove(page);
             self.releasePage(page, now_ms);
         }
-        var seg_it = self.segments.first;
-        while (seg_it) |seg| : (seg_it = seg.next) {
-            if (seg.dirty_slices == 0) continue;
-            if (force or now_ms -| seg.dirty_since_ms >= delay) purgeSegment(seg);
-        }
+        self.decayDirtySegments(now_ms, force);
         arena.decay(now_ms, force);
         large.decay(now_ms, force);
+    }
+
+    /// Purges the dirty (empty, still resident) slices of this heap's segments along the
+    /// decay curve (decay.zig), the segment dirty for longest first; all with `force`.
+    /// Bounded by the heap's segment count (twice over it).
+    fn decayDirtySegments(self: *Heap, now_ms: u64, force: bool) void {
+        self.segments_lock.acquire();
+        defer self.segments_lock.release();
+        self.decayDirtySegmentsLocked(now_ms, force);
+    }
+
+    /// The background purger's share of a heap's maintenance: its dirty slices along the
+    /// decay curve, unless the owner is busy with its segments right now (then next time).
+    pub fn decayFromBackground(self: *Heap, now_ms: u64) void {
+        if (!self.segments_lock.tryAcquire()) return;
+        defer self.segments_lock.release();
+        self.decayDirtySegmentsLocked(now_ms, false);
+    }
+
+    fn decayDirtySegmentsLocked(self: *Heap, now_ms: u64, force: bool) void {
+        var tally: decay_mod.Tally = .{};
+        var dirty_count: usize = 0;
+        var it = self.segments.first;
+        while (it) |seg| : (it = seg.next) {
+            if (seg.dirty_slices == 0) continue;
+            tally.add(seg.dirtyBytes(), seg.dirty_since_ms, now_ms, config.purge_delay_ms);
+            dirty_count += 1;
+        }
+        for (0..dirty_count) |_| {
+            var oldest: ?*Segment = null;
+            it = self.segments.first;
+            while (it) |seg| : (it = seg.next) {
+                if (seg.dirty_slices == 0) continue;
+                if (oldest == null or seg.dirty_since_ms < oldest.?.dirty_since_ms) oldest = seg;
+            }
+            const seg = oldest orelse return;
+            if (!force and !tally.release(seg.dirtyBytes())) return;
+            purgeSegment(seg);
+        }
     }
 
     /// Thread exit: every cached block goes back to its page, every page without live
@@ -559,6 +607,8 @@ pub const Heap = struct {
             }
         }
         self.retained = [_]?*Page{null} ** retained_max;
+        self.segments_lock.acquire();
+        defer self.segments_lock.release();
         while (self.segments.pop()) |seg| {
             if (seg.dirty_slices != 0) purgeSegment(seg);
             arena.abandon(seg);

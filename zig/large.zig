@@ -1,5 +1,6 @@
-//! large.zig — the large tier: one OS mapping per block, with a small cache of freed
-//! mappings (reused by size, unmapped after the purge delay) and realloc by mremap.
+//! large.zig — the large tier: one OS mapping per block, with a cache of freed
+//! mappings (reused by size, sized by recent demand, unmapped along the decay curve) and
+//! realloc by mremap.
 //!
 //!   mapping (4 MiB aligned, tagged large_head/large_tail in the segment map)
 //!   +--------------+-----------------------------------------+
@@ -14,6 +15,7 @@ const segment_map = @import("segment_map.zig");
 const Lock = @import("lock.zig").Lock;
 const large_cache = @import("large_cache.zig");
 const misuse = @import("misuse.zig");
+const decay_mod = @import("decay.zig");
 
 const chunk_size = segment_map.chunk_size;
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
@@ -38,10 +40,8 @@ const CacheEntry = struct { base: usize = 0, mapped_size: usize = 0, cached_ms: 
 var cache_lock: Lock = .{};
 var cache: [cache_slots]CacheEntry = [_]CacheEntry{.{}} ** cache_slots;
 var cached_bytes: usize = 0;
-// Sizing (large_cache.zig), under cache_lock. limit_bytes == null: not yet set from config.
-var limit_bytes: ?usize = null;
-var window: large_cache.Window = .{};
-var ghosts: large_cache.Ghosts = .{};
+// Sizing (large_cache.zig): recent peak of live large bytes, under cache_lock.
+var recent_peak: large_cache.RecentPeak = .{};
 
 fn offsetFor(alignment: usize) usize {
     if (alignment >= chunk_size) return chunk_size;
@@ -64,6 +64,7 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     header.* = .{ .magic = live_magic, .mapped_size = mapped_size, .block_offset = offset, .usable_size = mapped_size - offset };
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
+    noteDemand(os.nowMs());
     return @ptrFromInt(base + offset);
 }
 
@@ -128,16 +129,11 @@ fn splitTail(base: usize, old_mapped: usize, mapped: usize) bool {
 /// The cached mapping that best serves `mapped` bytes: the smallest one that fits, else the
 /// largest one. Removed from the cache.
 fn takeCached(mapped: usize) ?CacheEntry {
-    if (!config.adapt and @atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
-    var evicted: [cache_slots]CacheEntry = undefined;
-    var evicted_count: usize = 0;
+    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
     cache_lock.acquire();
-    // Take the hit first: a window that ends here may evict mappings.
     const found = findCached(mapped);
     const taken = if (found) |i| removeEntry(i) else null;
-    if (config.adapt) evicted_count = countLookup(mapped, found != null, &evicted);
     cache_lock.release();
-    for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
     if (taken != null) stats.incr(&stats.large.cache_hits);
     return taken;
 }
@@ -168,31 +164,23 @@ fn removeEntry(i: usize) CacheEntry {
     return entry;
 }
 
-/// The cache's byte limit now (cache_lock held).
-fn currentLimit() usize {
-    if (!config.adapt) return config.large_cache_max_bytes;
-    return limit_bytes orelse blk: {
-        const initial = large_cache.initialLimit(config.large_cache_max_bytes);
-        limit_bytes = initial;
-        stats.large.cache_limit_bytes.store(initial, .monotonic);
-        break :blk initial;
-    };
+/// The cache's byte limit now (cache_lock held): recent demand (large_cache.zig), within
+/// the budget; HAKMEM_ADAPT=0: the budget.
+fn currentLimit(now_ms: u64) usize {
+    const budget = config.large_cache_max_bytes;
+    const live = stats.large.live_bytes.load(.monotonic);
+    const window_ms = config.purge_delay_ms;
+    const limit = if (!config.adapt) budget else large_cache.limit(recent_peak.peak(now_ms, window_ms), live, budget);
+    stats.large.cache_limit_bytes.store(limit, .monotonic);
+    return limit;
 }
 
-/// Counts a lookup in the sizing window; at the window's end moves the limit and, when it
-/// shrank, evicts the oldest mappings above it into `evicted` (returns how many).
-fn countLookup(mapped: usize, hit: bool, evicted: *[cache_slots]CacheEntry) usize {
-    const limit = currentLimit();
-    window.lookups += 1;
-    if (hit) window.hits += 1 else if (ghosts.take(mapped)) window.ghost_hits += 1;
-    if (window.lookups < large_cache.window_lookups) return 0;
-    const next = large_cache.nextLimit(limit, window, config.large_cache_max_bytes);
-    window = .{};
-    limit_bytes = next;
-    stats.large.cache_limit_bytes.store(next, .monotonic);
-    var count: usize = 0;
-    while (cached_bytes > next) _ = evictOldest(evicted, &count) orelse break;
-    return count;
+/// Records the live large bytes now (every large malloc and free), for the limit.
+pub fn noteDemand(now_ms: u64) void {
+    const live = stats.large.live_bytes.load(.monotonic);
+    cache_lock.acquire();
+    recent_peak.note(live, now_ms, config.purge_delay_ms);
+    cache_lock.release();
 }
 
 /// Removes the oldest cached mapping into evicted[count.*] (the caller unmaps it once the
@@ -272,10 +260,7 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
     var evicted: [cache_slots]CacheEntry = undefined;
     var evicted_count: usize = 0;
     cache_lock.acquire();
-    // Never more cached than live (above the floor): a cache larger than the tier it
-    // serves holds memory for blocks the program no longer has.
-    const live = stats.large.live_bytes.load(.monotonic);
-    const limit = @min(currentLimit(), @max(live, large_cache.limit_min_bytes));
+    const limit = currentLimit(now_ms);
     var slot: ?usize = null;
     for (&cache, 0..) |*entry, i| {
         if (entry.base == 0) {
@@ -286,15 +271,12 @@ fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
     const fits = mapped <= limit;
     while (fits and (slot == null or cached_bytes + mapped > limit)) {
         const freed = evictOldest(&evicted, &evicted_count) orelse break;
-        ghosts.remember(evicted[evicted_count - 1].mapped_size);
         if (slot == null) slot = freed;
     }
     if (fits) {
         cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };
         cached_bytes += mapped;
         stats.addTo(&stats.large.cached_bytes, mapped);
-    } else {
-        ghosts.remember(mapped);
     }
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
@@ -317,20 +299,21 @@ fn unmapLarge(base: usize, mapped: usize) void {
     stats.largeUnmapped(mapped);
 }
 
-/// Unmaps cached mappings older than the purge delay (all with `force`).
+/// Unmaps cached mappings along the decay curve (decay.zig), oldest first; all with `force`.
 pub fn decay(now_ms: u64, force: bool) void {
     if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return;
     var expired: [cache_slots]CacheEntry = undefined;
     var count: usize = 0;
     cache_lock.acquire();
+    var tally: decay_mod.Tally = .{};
     for (&cache) |*entry| {
-        if (entry.base == 0) continue;
-        if (!force and now_ms -| entry.cached_ms < config.purge_delay_ms) continue;
-        expired[count] = entry.*;
+        if (entry.base != 0) tally.add(entry.mapped_size, entry.cached_ms, now_ms, config.purge_delay_ms);
+    }
+    while (count < cache_slots) {
+        const oldest = oldestEntry() orelse break;
+        if (!force and !tally.release(cache[oldest].mapped_size)) break;
+        expired[count] = removeEntry(oldest);
         count += 1;
-        cached_bytes -= entry.mapped_size;
-        stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
-        entry.* = .{};
     }
     cache_lock.release();
     for (expired[0..count]) |e| unmapLarge(e.base, e.mapped_size);

@@ -1,99 +1,68 @@
 //! large_cache.zig — how big the cache of freed large mappings may be (large.zig holds
 //! the cache itself; this file is the sizing policy, with no locks and no OS calls).
 //!
-//!   freed mapping ──put──> cache (≤ limit_bytes) ──evicted for room──> ghosts (sizes only)
-//!   large malloc ──take──> hit | miss: a ghost of a fitting size? ──> ghost hit
+//!   live large bytes  ─┐   peak of the last two windows of decay_ms each
+//!                      ├─> limit = clamp(peak - live now, limit_min_bytes, budget)
+//!   freed mapping ─────┘   (fits under the limit: cached, else unmapped)
 //!
-//! A ghost hit is a miss that a bigger cache would have served. Every `window_lookups`
-//! large allocations the limit moves, within [limit_min_bytes, HAKMEM_LARGE_CACHE_MB]:
-//!   * doubles when at least 1 lookup in 8 was a ghost hit (room would have paid off);
-//!   * halves when fewer than 1 in 8 were hits and none was a ghost hit (the cache holds
-//!     resident memory that is not reused at this size);
-//!   * otherwise stays.
-//! Mappings also leave the cache after HAKMEM_PURGE_DELAY_MS whatever the limit, so the
-//! limit bounds what an active phase keeps, not what an idle program keeps (nothing).
-//! HAKMEM_ADAPT=0 pins the limit to HAKMEM_LARGE_CACHE_MB (the fixed cache of before).
+//! The cache sizes itself from recent demand: the most large bytes the program held live
+//! over the last decay time, less what it holds now, is what it may soon ask for again.
+//! A program cycling four 1..32 MiB blocks keeps room for the ones it just freed (no page
+//! faults when it allocates them again); a program whose large demand fell sees the peak
+//! forgotten within two decay windows. What the cache holds also goes back to the OS along
+//! the decay curve (decay.zig), so an idle program keeps nothing. The budget is
+//! HAKMEM_LARGE_CACHE_MB; HAKMEM_ADAPT=0 pins the limit to it.
 const std = @import("std");
 
 /// The limit never goes below this (or the budget, when the budget is smaller).
 pub const limit_min_bytes: usize = 4 << 20;
-/// Large allocations per adaptation step.
-pub const window_lookups: u32 = 32;
-/// Sizes of recently evicted mappings remembered (a ring).
-pub const ghost_slots = 16;
 
-/// The starting limit: a quarter of the budget, within bounds.
-pub fn initialLimit(budget_bytes: usize) usize {
-    return std.math.clamp(budget_bytes / 4, @min(limit_min_bytes, budget_bytes), budget_bytes);
-}
+/// The peak of live large bytes over the last one to two windows of `window_ms`.
+pub const RecentPeak = struct {
+    current_max: usize = 0,
+    previous_max: usize = 0,
+    window_start_ms: u64 = 0,
 
-pub const Window = struct {
-    lookups: u32 = 0,
-    hits: u32 = 0,
-    ghost_hits: u32 = 0,
+    /// Records the live bytes now (at every large malloc and free).
+    pub fn note(self: *RecentPeak, live_bytes: usize, now_ms: u64, window_ms: u64) void {
+        self.roll(now_ms, window_ms);
+        self.current_max = @max(self.current_max, live_bytes);
+    }
+
+    pub fn peak(self: *RecentPeak, now_ms: u64, window_ms: u64) usize {
+        self.roll(now_ms, window_ms);
+        return @max(self.current_max, self.previous_max);
+    }
+
+    fn roll(self: *RecentPeak, now_ms: u64, window_ms: u64) void {
+        const age = now_ms -| self.window_start_ms;
+        if (age < @max(window_ms, 1)) return;
+        // one window passed: the current one becomes the previous; two or more: both forgotten
+        self.previous_max = if (age < 2 * @max(window_ms, 1)) self.current_max else 0;
+        self.current_max = 0;
+        self.window_start_ms = now_ms;
+    }
 };
 
-/// The limit after a window of lookups (see the rules above). Bounded, and reversible:
-/// a doubling and a halving cancel.
-pub fn nextLimit(limit_bytes: usize, window: Window, budget_bytes: usize) usize {
+/// The cache's byte limit now.
+/// Room for what the program freed since its peak.
+pub fn limit(peak_bytes: usize, live_bytes: usize, budget_bytes: usize) usize {
     const floor = @min(limit_min_bytes, budget_bytes);
-    const limit = std.math.clamp(limit_bytes, floor, budget_bytes);
-    if (window.ghost_hits > 0 and window.ghost_hits * 8 >= window.lookups) return @min(budget_bytes, limit * 2);
-    if (window.ghost_hits == 0 and window.hits * 8 < window.lookups) return @max(floor, limit / 2);
-    return limit;
+    return std.math.clamp(peak_bytes -| live_bytes, floor, budget_bytes);
 }
 
-/// Mapped sizes of mappings the cache dropped for lack of room.
-pub const Ghosts = struct {
-    sizes: [ghost_slots]usize = [_]usize{0} ** ghost_slots,
-    next: usize = 0,
-
-    pub fn remember(self: *Ghosts, mapped_bytes: usize) void {
-        self.sizes[self.next] = mapped_bytes;
-        self.next = (self.next + 1) % ghost_slots;
-    }
-
-    /// True (and forgets it) when a dropped mapping would have served a request of
-    /// `mapped_bytes`: the cache's own fit rule, at least the size and at most 1/4 more.
-    pub fn take(self: *Ghosts, mapped_bytes: usize) bool {
-        for (&self.sizes) |*size| {
-            if (size.* >= mapped_bytes and size.* <= mapped_bytes + mapped_bytes / 4) {
-                size.* = 0;
-                return true;
-            }
-        }
-        return false;
-    }
-};
-
-test "limit stays within bounds, grows on ghost hits, shrinks when unused, reverses" {
-    const budget: usize = 64 << 20;
-    var limit = initialLimit(budget);
-    try std.testing.expectEqual(@as(usize, 16 << 20), limit);
-    const wasted: Window = .{ .lookups = window_lookups, .hits = 1 };
-    const cramped: Window = .{ .lookups = window_lookups, .hits = 2, .ghost_hits = 4 };
-    const useful: Window = .{ .lookups = window_lookups, .hits = 20 };
-    for (0..20) |_| limit = nextLimit(limit, cramped, budget);
-    try std.testing.expectEqual(budget, limit);
-    try std.testing.expectEqual(budget, nextLimit(limit, useful, budget));
-    for (0..20) |_| limit = nextLimit(limit, wasted, budget);
-    try std.testing.expectEqual(limit_min_bytes, limit);
-    try std.testing.expectEqual(2 * limit_min_bytes, nextLimit(limit, cramped, budget));
-    // a small budget bounds everything, the floor included
-    try std.testing.expectEqual(@as(usize, 1 << 20), nextLimit(1 << 20, cramped, 1 << 20));
-    try std.testing.expectEqual(@as(usize, 1 << 20), nextLimit(1 << 20, wasted, 1 << 20));
-    try std.testing.expectEqual(@as(usize, 0), initialLimit(0));
-    try std.testing.expectEqual(@as(usize, 0), nextLimit(0, cramped, 0));
-}
-
-test "ghosts: a dropped mapping of a fitting size counts once" {
-    var ghosts: Ghosts = .{};
-    ghosts.remember(8 << 20);
-    try std.testing.expect(!ghosts.take(16 << 20)); // too small to serve it
-    try std.testing.expect(!ghosts.take(4 << 20)); // more than 1/4 too big
-    try std.testing.expect(ghosts.take(7 << 20));
-    try std.testing.expect(!ghosts.take(7 << 20)); // forgotten
-    for (0..ghost_slots + 1) |i| ghosts.remember((i + 1) << 20);
-    try std.testing.expect(!ghosts.take(1 << 20)); // overwritten by the ring
-    try std.testing.expect(ghosts.take(2 << 20));
+test "the limit follows recent demand: room for what was just freed, forgotten when idle" {
+    const budget: usize = 256 << 20;
+    var recent: RecentPeak = .{};
+    // four blocks of 32 MiB live, then one freed: room for it
+    recent.note(128 << 20, 0, 1000);
+    recent.note(96 << 20, 10, 1000);
+    try std.testing.expectEqual(@as(usize, 32 << 20), limit(recent.peak(10, 1000), 96 << 20, budget));
+    // the peak survives one window roll, is gone after two
+    try std.testing.expectEqual(@as(usize, 128 << 20), recent.peak(1500, 1000));
+    try std.testing.expectEqual(@as(usize, 0), recent.peak(3600, 1000));
+    try std.testing.expectEqual(limit_min_bytes, limit(recent.peak(3600, 1000), 0, budget));
+    // the budget bounds it, the floor too (and a budget of 0 turns the cache off)
+    try std.testing.expectEqual(@as(usize, 64 << 20), limit(1 << 30, 0, 64 << 20));
+    try std.testing.expectEqual(@as(usize, 0), limit(1 << 30, 0, 0));
 }

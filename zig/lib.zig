@@ -14,7 +14,9 @@
 //!   segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
 //!   arena.zig     segment cache (empty, decaying) and abandoned segments (adoption)
 //!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
-//!   large_cache.zig  the mapping cache's self-sizing limit (ghost hits, hit rate)
+//!   large_cache.zig  the mapping cache's limit from recent demand (peak live large bytes)
+//!   background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory (decay curve)
+//!   decay.zig     how fast retained empty memory goes back to the OS (a curve over purge_delay_ms)
 //!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!   abi.zig       every constant of the ABI (codes, tiers, limits, stats layout); hakmem.h
 //!                 and src/abi.ts are generated from it (abi_gen.zig, `zig build abi`)
@@ -49,6 +51,7 @@ test {
     _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
+    _ = @import("decay.zig");
     _ = @import("kernels.zig");
     _ = @import("block.zig");
     _ = @import("heap.zig");

@@ -2,7 +2,7 @@
 // preloaded (LD_PRELOAD). Every program checks that hakmem really serves malloc, verifies
 // its own results and prints "PASS <name>"; a failure shows the exact command to rerun.
 import { describe, expect, test } from "bun:test";
-import { expectPass, explain, runC, systemMode } from "./helpers/c.ts";
+import { expectPass, explain, type RunResult, runC, systemMode } from "./helpers/c.ts";
 
 // bunfig.toml's [test] timeout is not applied by Bun 1.4.5, so each test states its own.
 const TIMEOUT_MS = 120_000;
@@ -60,6 +60,25 @@ describe("C programs under LD_PRELOAD=libhakmem.so", () => {
 
   test.skipIf(systemMode())("rss_return: RSS falls to <= 10% of a 1 GiB peak within 2 s", async () => {
     expectPass(await runC("rss_return", [1024, 10]), "rss_return");
+  }, TIMEOUT_MS);
+
+  // An idle program: 1 GiB filled and freed, then no allocator call at all. Memory freed
+  // within the decay time is still retained when the program goes idle; only the background
+  // thread (HAKMEM_BACKGROUND=1) gives it back then. The control run shows it would stay.
+  test.skipIf(systemMode())("idle_return: with HAKMEM_BACKGROUND=1 an idle process drops to <= 5% of a 1 GiB peak within 2 s", async () => {
+    const idlePct = (r: RunResult) => Number(/idle_pct=([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+    const control = await runC("idle_return", [1024, 500], { env: { HAKMEM_PURGE_DELAY_MS: "5000" } });
+    expect(idlePct(control), explain(control)).toBeGreaterThan(5);
+    const background = await runC("idle_return", [1024, 2000], { env: { HAKMEM_BACKGROUND: "1" } });
+    expect(idlePct(background), explain(background)).toBeLessThanOrEqual(5);
+    const slowDecay = await runC("idle_return", [1024, 2000], { env: { HAKMEM_BACKGROUND: "1", HAKMEM_PURGE_DELAY_MS: "1000" } });
+    expect(idlePct(slowDecay), explain(slowDecay)).toBeLessThanOrEqual(5);
+  }, TIMEOUT_MS);
+
+  test.skipIf(systemMode())("the background thread purges while threads allocate, free and fork (HAKMEM_BACKGROUND=1)", async () => {
+    const env = { HAKMEM_BACKGROUND: "1", HAKMEM_PURGE_DELAY_MS: "20" }; // a sweep every 5 ms
+    expectPass(await runC("stress_mt", [4, 2, 60000, "cross"], { env }), "stress_mt");
+    expectPass(await runC("fork_load", [40, 2], { env }), "fork_load");
   }, TIMEOUT_MS);
 
   test("lifecycle: constructors, key destructors, atexit, destructors, exit() during allocation", async () => {

@@ -29,6 +29,7 @@ const large = @import("large.zig");
 const check = @import("check.zig");
 const misuse = @import("misuse.zig");
 const thread_cache = @import("thread_cache.zig");
+const background = @import("background.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -71,7 +72,11 @@ noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
 noinline fn mallocSlow(size: usize) ?*anyopaque {
     const heap = thread.currentOrCreate() orelse return outOfMemory();
     if (config.check_mode != .off) return check.malloc(size, 16);
-    return mallocWith(heap, size);
+    const ptr = mallocWith(heap, size);
+    // After the allocation (the heap is consistent again), and not among a process's very
+    // first allocations (libc may still be starting up).
+    if (heap.slow_calls >= background.start_after_slow_calls) background.startIfWanted();
+    return ptr;
 }
 
 noinline fn mallocLarge(size: usize) ?*anyopaque {

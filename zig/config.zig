@@ -78,6 +78,9 @@ pub const stats_file_max = 4095;
 /// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
 pub var adapt: bool = true;
 
+/// HAKMEM_BACKGROUND=1: one background thread gives idle memory back (background.zig).
+pub var background: bool = false;
+
 pub const CheckMode = abi.CheckMode;
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
@@ -134,6 +137,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
+    .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -258,6 +262,11 @@ fn applyLargeCache(value: []const u8) Verdict {
 
 fn applyAdapt(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return .malformed;
+    return .ok;
+}
+
+fn applyBackground(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1")) background = true else if (std.mem.eql(u8, value, "0")) background = false else return .malformed;
     return .ok;
 }
 

@@ -1,5 +1,6 @@
 //! lock.zig — the spin lock that guards hakmem's few shared lists (segment cache,
-//! abandoned segments, heap registry, large-mapping cache). Only slow paths take it.
+//! abandoned segments, heap registry, large-mapping cache, a heap's segment list against
+//! the background purger). Only slow paths take it.
 //! A plain word, so fork() handlers can take every lock before the fork and reset them
 //! in the child.
 const std = @import("std");
@@ -19,6 +20,11 @@ pub const Lock = struct {
         }
     }
 
+    /// Takes the lock when it is free; false (without waiting) when it is held.
+    pub fn tryAcquire(self: *Lock) bool {
+        return self.state.cmpxchgStrong(0, 1, .acquire, .monotonic) == null;
+    }
+
     pub fn release(self: *Lock) void {
         self.state.store(0, .release);
     }
@@ -35,5 +41,8 @@ test "lock excludes" {
     try std.testing.expect(lock.state.load(.monotonic) == 1);
     lock.release();
     lock.acquire();
+    try std.testing.expect(!lock.tryAcquire());
+    lock.release();
+    try std.testing.expect(lock.tryAcquire());
     lock.release();
 }

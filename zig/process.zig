@@ -71,6 +71,7 @@ fn forkChild() callconv(.c) void {
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();
+    @import("background.zig").afterForkInChild();
 }
 
 // ---------------------------------------------------------------- the exit summary

@@ -139,6 +139,15 @@ pub fn sumCounters(total: *stats.BinCounters) void {
     stats.thread_cache_bytes_snapshot = cached;
 }
 
+/// The background purger's pass over every live heap (background.zig). Bounded by the
+/// number of heaps.
+pub fn decayEveryHeap(now_ms: u64) void {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    var it = registry_first;
+    while (it) |heap| : (it = heap.registry_next) heap.decayFromBackground(now_ms);
+}
+
 /// True when another live heap's cache holds `blk` in `bin` (a double-free check; the
 /// caches are read while their threads run: a slot may be stale, never unmapped).
 /// Bounded by the number of heaps times a bin's capacity.

@@ -11,9 +11,14 @@ import type { Progress } from "./progress.ts";
 import type { Row, Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
 
+// program: random_mixed counts a malloc or a free as a cycle (a pair is two); pairs counts
+// a malloc+free pair as a cycle (one block of the size kept live).
 const ROWS = [
-  { name: "random_mixed ws=400 16..1040 B", args: [400, 42] },
-  { name: "random_mixed ws=8192 16..1040 B", args: [8192, 42] },
+  { name: "random_mixed ws=400 16..1040 B", program: "random_mixed", args: [400, 42], cyclesPerPair: 2 },
+  { name: "random_mixed ws=8192 16..1040 B", program: "random_mixed", args: [8192, 42], cyclesPerPair: 2 },
+  ...[16, 64, 1024, 4096, 32768].map((size) => ({
+    name: `pairs ${size >= 1024 ? `${size / 1024} KiB` : `${size} B`}`, program: "pairs", args: [size], cyclesPerPair: 1,
+  })),
 ];
 
 export function valgrindAvailable(): boolean {
@@ -29,9 +34,9 @@ function collected(stderr: string | undefined): number | null {
   return m ? Number(m[1]) : null;
 }
 
-async function countOnce(bin: string, cycles: number, args: number[], alloc: Allocator, buildId: string | null): Promise<number> {
+async function countOnce(bin: string, cycles: number, args: number[], alloc: Allocator, buildId: string | null, minAllocsPerOp: number): Promise<number> {
   const cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", bin, String(cycles), ...args.map(String)];
-  const r = await runWorkload(cmd, alloc, { hakmemBuildId: buildId, minAllocsPerOp: 0.25 });
+  const r = await runWorkload(cmd, alloc, { hakmemBuildId: buildId, minAllocsPerOp });
   if (!r.ok) throw new Error(r.message);
   const n = collected(r.stderr);
   if (n === null) throw new Error("no `Collected :` line from callgrind");
@@ -39,21 +44,23 @@ async function countOnce(bin: string, cycles: number, args: number[], alloc: All
 }
 
 export async function runInstructions(allocators: Allocator[], opts: Options, progress: Progress, buildId: string | null): Promise<Section> {
-  const bin = compileProgram("random_mixed", { cpu: "x86_64_v3" });
+  const bins = new Map(ROWS.map((r) => [r.program, compileProgram(r.program, { cpu: "x86_64_v3" })]));
   const cycles = Math.max(20000, Math.round(200000 * opts.scale));
   const section: Section = {
     name: "instructions", unit: "instr/pair", higherIsBetter: false,
-    title: "instructions per malloc+free pair on random_mixed (callgrind; deterministic, one run)",
-    note: `(Ir(${2 * cycles} cycles) − Ir(${cycles} cycles)) / ${cycles} × 2; includes the loop and PRNG`,
+    title: "instructions per malloc+free pair: random_mixed, and one size in a loop (callgrind; deterministic, one run)",
+    note: `(Ir(2N) − Ir(N)) / N per pair, N = ${cycles}; includes the loop (pairs: ~9 instructions; random_mixed: its PRNG too)`,
     rows: ROWS.map((r): Row => ({ name: r.name, samples: [], errors: [] })),
   };
   for (const [i, rowDef] of ROWS.entries()) {
     for (const alloc of allocators) {
       progress.step(`instructions ${rowDef.name} · ${alloc.name}`);
       try {
-        const one = await countOnce(bin, cycles, rowDef.args, alloc, buildId);
-        const two = await countOnce(bin, 2 * cycles, rowDef.args, alloc, buildId);
-        section.rows[i].samples.push({ allocator: alloc.name, run: 1, value: ((two - one) / cycles) * 2, peakRssKb: null });
+        const bin = bins.get(rowDef.program) as string;
+        const minAllocs = rowDef.cyclesPerPair === 1 ? 0.5 : 0.25;
+        const one = await countOnce(bin, cycles, rowDef.args, alloc, buildId, minAllocs);
+        const two = await countOnce(bin, 2 * cycles, rowDef.args, alloc, buildId, minAllocs);
+        section.rows[i].samples.push({ allocator: alloc.name, run: 1, value: ((two - one) / cycles) * rowDef.cyclesPerPair, peakRssKb: null });
       } catch (e) {
         section.rows[i].errors.push({ allocator: alloc.name, run: 1, message: (e as Error).message });
       }

@@ -174,7 +174,7 @@ noinline fn freeSuspect(cache: *Cache, addr: usize) FreeResult {
 }
 
 /// True when the free block at `addr` (a block start of `page`) is found: in this
-/// thread's cache, on its page's free list (after collecting the page's remote frees when
+/// thread's cache, free on its page (after collecting the page's remote frees when
 /// this heap owns it), at the head of its remote list, or in another thread's cache.
 fn isFreed(heap: ?*Heap, page: *Page, addr: usize) bool {
     const blk: *Block = @ptrFromInt(addr);

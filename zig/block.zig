@@ -5,7 +5,7 @@
 //!   | word 0: link         | word 1: key          | (the program's old bytes)    |
 //!   +----------------------+----------------------+------------------------------+
 //!
-//!   link  the next block of a page list (page.free, page.thread_free), encoded:
+//!   link  the next block of a page's remote-free list (page.thread_free), encoded:
 //!         next ^ (address of this word >> 12) ^ secret   (glibc's safe-linking, keyed).
 //!         A program that writes to a freed block's first word turns the link into noise
 //!         that fails decoding (not inside the page, not a free block) instead of a pointer

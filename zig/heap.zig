@@ -233,7 +233,7 @@ pub const Heap = struct {
     fn replenish(self: *Heap, page: *Page) bool {
         _ = self;
         _ = page.collect();
-        if (page.free != null) return true;
+        if (page.free_count > 0) return true;
         const carved = page.extend();
         if (carved == 0) return false;
         stats.pageCarved(tierOf(page), carved * page.block_size);
@@ -384,8 +384,8 @@ pub const Heap = struct {
         return .ok;
     }
 
-    /// Gives one block back to its page: this heap's page directly (a block already on its
-    /// free list was freed twice), another heap's through thread_free (its owner checks).
+    /// Gives one block back to its page: this heap's page directly (a block already free
+    /// there was freed twice), another heap's through thread_free (its owner checks).
     pub fn freeToPage(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
         const bin = page.bin;
         if (!self.ownsSegment(Segment.of(page.start))) {

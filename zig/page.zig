@@ -4,15 +4,22 @@
 //!   | block 0 | block 1 | ... | block capacity-1 |     uncarved ...       | tail |
 //!
 //! Blocks are carved lazily (`extend`), so a fresh page costs RSS only for what is used.
-//! A carved block is in exactly one place: handed out, in some thread's cache, on `free`
-//! (the owner's list, plain loads and stores) or on `thread_free` (blocks other threads
-//! gave back, pushed with one CAS, taken whole by the owner in `collect`). `used` counts
-//! the carved blocks that are not on `free`. Links are encoded (block.zig).
+//! A carved block is in exactly one place: handed out, in some thread's cache, free on the
+//! page (its bit set in `bits`: the owner's set, plain loads and stores) or on
+//! `thread_free` (blocks other threads gave back, linked, pushed with one CAS, taken whole
+//! by the owner in `collect`). `used` counts the carved blocks whose bit is clear,
+//! `free_count` those whose bit is set.
 //!
-//! `bits` has one bit per block, set while the block is on `free`: a block that arrives
-//! at its page (a cache flush, a remote free collected) while its bit is set was freed
-//! twice, and a block taken off `free` must have its bit set (else the list is corrupt).
-//! Only the owner writes the bits; other threads may read them (a double-free check).
+//!   bits    | 1 0 0 1 1 0 ... |   one bit per block: set = free on the page
+//!             ^ free_cursor (the word where the next search starts)
+//!
+//! The page's free blocks are a bitmap, not a list: refilling a cache reads the bitmap
+//! (blocks in address order, a word of 64 at a time) and never the freed blocks' memory,
+//! so a program that writes to a block after freeing it cannot corrupt the page, and a cold
+//! block costs no cache miss until it is used. A block that arrives at its page (a cache
+//! flush, a remote free collected) while its bit is set was freed twice. Only the owner
+//! writes the bits; other threads may read them (a double-free check). Links exist only
+//! on `thread_free`, encoded (block.zig) and checked when collected.
 //!
 //! free() on any thread reads only the first cache line of a slice's descriptor, and
 //! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
@@ -54,7 +61,9 @@ pub const Page = extern struct {
     capacity: u32 = 0,
     reserved: u32 = 0,
     // ---- owner only, first slice of the span ----
-    free: ?*Block = null,
+    /// The word of `bits` where the search for a free block starts.
+    free_cursor: u32 = 0,
+    _reserved: u32 = 0,
     used: u32 = 0,
     free_count: u32 = 0,
     // ---- second cache line: what other threads write (remote frees) ----
@@ -68,7 +77,7 @@ pub const Page = extern struct {
 
     comptime {
         std.debug.assert(@sizeOf(Page) == 128);
-        std.debug.assert(@offsetOf(Page, "free") < 64);
+        std.debug.assert(@offsetOf(Page, "free_count") < 64);
         std.debug.assert(@offsetOf(Page, "thread_free") == 64);
         // The magic division is exact and the block-start test sound when
         // page_bytes * block_size <= 2^magic_shift (proof at blockStartIndex).
@@ -154,8 +163,8 @@ pub const Page = extern struct {
         return .{ .word = &self.bits.?[index / 64], .mask = @as(u64, 1) << @intCast(index % 64) };
     }
 
-    /// True when the block at `addr` (a block start) is on `free`. Any thread may ask: a
-    /// reader other than the owner gets an answer that may be stale, never a fault.
+    /// True when the block at `addr` (a block start) is free on the page. Any thread may ask:
+    /// a reader other than the owner gets an answer that may be stale, never a fault.
     pub fn isOnFreeList(self: *const Page, addr: usize) bool {
         const index = self.blockStartIndex(addr) orelse return false;
         const bit = self.bitOf(index);
@@ -166,39 +175,52 @@ pub const Page = extern struct {
         return .{ .tier = if (self.isTiny()) "tiny" else "mid", .class = size_class.binClass(self.bin), .block_size = self.block_size };
     }
 
-    /// Owner: takes the first block off `free`, or null. Its bit must be set, and its link
-    /// must name a carved block of this page or the end; else the list ends here (the write
-    /// is reported, or in normal mode the process stops).
+    /// Owner: takes one free block, or null.
     pub fn popFree(self: *Page) ?*Block {
-        const blk = self.free orelse return null;
-        const addr = @intFromPtr(blk);
-        const index = self.blockStartIndex(addr) orelse misuse.corrupted("a page's free list names a block outside it", addr);
-        const bit = self.bitOf(index);
-        if (bit.word.* & bit.mask == 0) misuse.corrupted("a block on a page's free list is not free there", addr);
-        bit.word.* &= ~bit.mask;
-        if (self.flags & flag_checked != 0 and blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(addr, self.where(), 8);
-        const next = block_mod.decode(blk);
-        self.free = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
-            misuse.freedBlockWritten(addr, self.where(), 0);
-            self.dropFreeList(); // check mode, warn: the rest of the list is lost, not followed
-            break :blk null;
-        };
-        self.used += 1;
-        self.free_count -= 1;
-        return blk;
+        var one: [1]*Block = undefined;
+        return if (self.popMany(&one) == 1) one[0] else null;
     }
 
-    /// After a corrupt link: every block still marked as on `free` stays where it is
-    /// (out of reach, never handed out), and the page's counts say so.
-    fn dropFreeList(self: *Page) void {
-        self.free = null;
-        self.used += self.free_count - 1;
-        self.free_count = 1;
+    /// Owner: takes up to `out.len` free blocks (lowest addresses first from the cursor)
+    /// into `out`; returns how many. Reads the bitmap only. Bounded by the bitmap's words.
+    pub fn popMany(self: *Page, out: []*Block) u32 {
+        const want: u32 = @intCast(@min(out.len, self.free_count));
+        if (want == 0) return 0;
+        const bits = self.bits.?;
+        const words = (self.capacity + 63) / 64;
+        var word_index = if (self.free_cursor < words) self.free_cursor else 0;
+        var got: u32 = 0;
+        var visited: u32 = 0;
+        while (got < want) {
+            if (visited > words) misuse.corrupted("a page's free count and its free bits disagree", self.start);
+            var word = bits[word_index];
+            while (word != 0 and got < want) {
+                const bit: u32 = @ctz(word);
+                word &= word - 1;
+                const addr = self.start + (@as(usize, word_index) * 64 + bit) * self.block_size;
+                out[got] = @ptrFromInt(addr);
+                got += 1;
+            }
+            bits[word_index] = word;
+            if (got == want) break;
+            word_index += 1;
+            if (word_index == words) word_index = 0;
+            visited += 1;
+        }
+        self.free_cursor = word_index;
+        self.used += got;
+        self.free_count -= got;
+        if (self.flags & flag_checked != 0) {
+            for (out[0..got]) |blk| {
+                if (blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(@intFromPtr(blk), self.where(), 8);
+            }
+        }
+        return got;
     }
 
     pub const PushResult = enum { ok, emptied, double_free };
 
-    /// Owner: puts a block of this page (a carved block start) on `free`.
+    /// Owner: makes a block of this page (a carved block start) free on the page.
     pub fn pushFree(self: *Page, blk: *Block) PushResult {
         const addr = @intFromPtr(blk);
         const index = self.blockStartIndex(addr).?;
@@ -206,8 +228,6 @@ pub const Page = extern struct {
         if (bit.word.* & bit.mask != 0) return .double_free;
         bit.word.* |= bit.mask;
         blk.key = block_mod.free_key;
-        blk.link = block_mod.encode(blk, self.free);
-        self.free = blk;
         self.free_count += 1;
         std.debug.assert(self.used > 0);
         self.used -= 1;
@@ -229,7 +249,7 @@ pub const Page = extern struct {
         return self.thread_free.load(.monotonic);
     }
 
-    /// Owner: moves every block other threads gave back onto `free`. Returns how many.
+    /// Owner: makes every block other threads gave back free on the page. Returns how many.
     /// The walk is bounded by `used` (no more blocks can be out); a block seen twice (a
     /// double free) ends it, and is reported or contained (misuse.doubleFreeFound).
     pub fn collect(self: *Page) u32 {
@@ -248,8 +268,6 @@ pub const Page = extern struct {
             const next = block_mod.decode(blk);
             bit.word.* |= bit.mask;
             blk.key = block_mod.free_key;
-            blk.link = block_mod.encode(blk, self.free);
-            self.free = blk;
             count += 1;
             node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
                 misuse.freedBlockWritten(addr, self.where(), 0);
@@ -261,26 +279,21 @@ pub const Page = extern struct {
         return count;
     }
 
-    /// Owner: carves the next run of blocks onto `free` (each marked free). Returns how many.
+    /// Owner: carves the next run of blocks (each free on the page, its key set). Returns how many.
     pub fn extend(self: *Page) u32 {
         const left = self.reserved - self.capacity;
         if (left == 0) return 0;
         const want = @max(1, extend_bytes_max / self.block_size);
         const count: u32 = @intCast(@min(left, want));
         const first = self.start + @as(usize, self.capacity) * self.block_size;
-        var i: u32 = count;
-        var head = self.free;
         const key = if (self.flags & flag_checked != 0) block_mod.fresh_key else block_mod.free_key;
-        while (i > 0) {
-            i -= 1;
-            const blk: *Block = @ptrFromInt(first + @as(usize, i) * self.block_size);
+        for (0..count) |i| {
+            const blk: *Block = @ptrFromInt(first + i * self.block_size);
             blk.key = key;
-            blk.link = block_mod.encode(blk, head);
-            const bit = self.bitOf(self.capacity + i);
+            const bit = self.bitOf(self.capacity + @as(u32, @intCast(i)));
             bit.word.* |= bit.mask;
-            head = blk;
         }
-        self.free = head;
+        if (self.free_count == 0) self.free_cursor = self.capacity / 64;
         self.free_count += count;
         self.capacity += count;
         self.carved_end = first + @as(usize, count) * self.block_size;
@@ -289,7 +302,7 @@ pub const Page = extern struct {
     }
 
     pub fn hasFree(self: *const Page) bool {
-        return self.free != null or self.capacity < self.reserved;
+        return self.free_count > 0 or self.capacity < self.reserved;
     }
 };
 

@@ -107,8 +107,9 @@ fn allocBin(heap: *Heap, bin: usize) ?*anyopaque {
 
 fn allocLarge(heap: *Heap, size: usize, alignment: usize) ?*anyopaque {
     if (size > size_max) return null;
-    heap.maintain(os.nowMs(), false);
-    return large.alloc(size, alignment, false);
+    const now = os.nowMs();
+    heap.maintain(now, false);
+    return large.alloc(size, alignment, false, now);
 }
 
 pub fn outOfMemory() ?*anyopaque {
@@ -327,8 +328,9 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
         const heap = thread.currentOrCreate() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
         if (total > size_max) return outOfMemory();
-        heap.maintain(os.nowMs(), false);
-        return large.alloc(total, 16, true) orelse outOfMemory();
+        const now = os.nowMs();
+        heap.maintain(now, false);
+        return large.alloc(total, 16, true, now) orelse outOfMemory();
     }
     const ptr = malloc(total) orelse return null;
     @memset(@as([*]u8, @ptrCast(ptr))[0..total], 0);
@@ -408,8 +410,9 @@ pub fn alignedUnchecked(alignment: usize, size: usize) ?*anyopaque {
             return @ptrFromInt(aligned);
         }
     }
-    heap.maintain(os.nowMs(), false);
-    return large.alloc(size, alignment, false) orelse outOfMemory();
+    const now = os.nowMs();
+    heap.maintain(now, false);
+    return large.alloc(size, alignment, false, now) orelse outOfMemory();
 }
 
 fn allocRouted(heap: *Heap, size: usize) ?*anyopaque {

@@ -49,7 +49,7 @@ fn offsetFor(alignment: usize) usize {
 }
 
 /// A block of `size` bytes aligned to `alignment`; with `zeroed`, its first `size` bytes are 0.
-pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaque {
     const offset = offsetFor(alignment);
     // @max: a zero-byte block still needs one byte inside the mapping, or its
     // address (base + offset) would be the first byte past the end.
@@ -64,7 +64,7 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     header.* = .{ .magic = live_magic, .mapped_size = mapped_size, .block_offset = offset, .usable_size = mapped_size - offset };
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
-    noteDemand(os.nowMs());
+    noteDemand(now_ms);
     return @ptrFromInt(base + offset);
 }
 

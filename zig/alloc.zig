@@ -142,6 +142,18 @@ pub inline fn freeFast(ptr: ?*anyopaque) bool {
     return thread.cache().pushKeyed(slice.bin, blk, key);
 }
 
+/// The block size of a live tiny/mid block starting at `addr`, by free's fast-path checks
+/// (segment tag, carved block start of a page without flags, key not set); null when
+/// those checks do not settle it (the caller then classifies).
+inline fn liveBlockSize(addr: usize) ?usize {
+    if (segment_map.lookup(addr) != .segment) return null;
+    const slice = Segment.sliceOf(addr);
+    const product = (addr -% slice.start) *% slice.div_magic;
+    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return null;
+    if (block_mod.isMarkedFree(@ptrFromInt(addr))) return null;
+    return slice.block_size;
+}
+
 /// Every free the fast path did not take, from the start.
 pub noinline fn freeOther(addr: usize) FreeResult {
     if (segment_map.lookup(addr) != .segment) return freeNotSegment(addr);
@@ -342,6 +354,10 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const addr = @intFromPtr(ptr orelse return .{ .ok = malloc(size) });
     if (config.check_mode != .off) return check.realloc(addr, size);
+    if (liveBlockSize(addr)) |usable| {
+        // a live tiny/mid block that still fits (free's fast checks; no page lookup)
+        if (size <= usable and size >= usable / 2) return .{ .ok = ptr };
+    }
     const kind = classify(addr);
     const old_usable: usize = switch (kind) {
         .not_owned => return .not_owned,

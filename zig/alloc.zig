@@ -132,10 +132,7 @@ pub inline fn free(ptr: ?*anyopaque) FreeResult {
 /// stack frame: everything else, and every result but `ok`, is in freeOther.
 pub inline fn freeFast(ptr: ?*anyopaque) bool {
     const addr = @intFromPtr(ptr);
-    if (segment_map.lookup(addr) != .segment) return false; // NULL too: chunk 0 is never ours
-    const slice = Segment.sliceOf(addr);
-    const product = (addr -% slice.start) *% slice.div_magic;
-    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return false;
+    const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
     const blk: *Block = @ptrFromInt(addr);
     const key = block_mod.free_key; // loaded once: compared, then written
     if (blk.key == key) return false;
@@ -146,20 +143,23 @@ pub inline fn freeFast(ptr: ?*anyopaque) bool {
 /// (segment tag, carved block start of a page without flags, key not set); null when
 /// those checks do not settle it (the caller then classifies).
 inline fn liveBlockSize(addr: usize) ?usize {
-    if (segment_map.lookup(addr) != .segment) return null;
-    const slice = Segment.sliceOf(addr);
-    const product = (addr -% slice.start) *% slice.div_magic;
-    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return null;
+    const slice = fastSlice(addr) orelse return null;
     if (block_mod.isMarkedFree(@ptrFromInt(addr))) return null;
     return slice.block_size;
+}
+
+/// The slice (a copy of its page's first line) when `addr` is in a segment and a carved
+/// block start of a page without flags: free's and realloc's fast test.
+inline fn fastSlice(addr: usize) ?*const Page {
+    if (segment_map.lookup(addr) != .segment) return null;
+    const slice = Segment.sliceOf(addr);
+    return if (slice.isFastBlockStart(addr)) slice else null;
 }
 
 /// Every free the fast path did not take, from the start.
 pub noinline fn freeOther(addr: usize) FreeResult {
     if (segment_map.lookup(addr) != .segment) return freeNotSegment(addr);
-    const slice = Segment.sliceOf(addr);
-    const product = (addr -% slice.start) *% slice.div_magic;
-    if (addr >= slice.carved_end or (product << 24) >= slice.fast_magic) return freeSlow(addr);
+    if (!Segment.sliceOf(addr).isFastBlockStart(addr)) return freeSlow(addr);
     const cache = thread.cache();
     if (block_mod.isMarkedFree(@ptrFromInt(addr))) return freeSuspect(cache, addr);
     return freeFull(cache, addr);

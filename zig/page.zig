@@ -152,6 +152,13 @@ pub const Page = extern struct {
         return self.blockStartIndex(addr) != null;
     }
 
+    /// free's form of the test, on any slice's copy of the first line: `addr` is a carved
+    /// block start of a page without flags (fast_magic is 0 for a flagged or unused one).
+    pub inline fn isFastBlockStart(self: *const Page, addr: usize) bool {
+        const product = (addr -% self.start) *% self.div_magic;
+        return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;
+    }
+
     /// The start of the carved block that contains `addr`, or null.
     pub fn blockContaining(self: *const Page, addr: usize) ?usize {
         if (addr < self.start or addr >= self.carved_end) return null;

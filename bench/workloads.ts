@@ -20,6 +20,7 @@ export const SECTION_TITLES: Record<string, string> = {
   fragmentation: "fragmentation — sawtooth lifetimes around pinned blocks (peak and final RSS)",
   realloc_growth: "realloc_growth — 16 buffers grown side by side to 64 KiB",
   large_blocks: "large_blocks — 1–32 MiB blocks, every page touched",
+  mt_churn: "mt_churn — threads re-created in rounds swap blocks through a shared array (1 B..128 KiB, 1 in 8 realloc'ed)",
 };
 
 const n = (base: number, scale: number) => Math.max(1, Math.round(base * scale));
@@ -44,5 +45,6 @@ export const WORKLOADS: Workload[] = [
   })),
   { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(400, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
   { section: "realloc_growth", row: "16 buffers to 64 KiB", program: "realloc_growth", args: (s) => [n(500, s), 16, 65536, 42], minAllocsPerOp: 0 },
+  { section: "mt_churn", row: "2 threads × 20 rounds, 64 slots", program: "mt_churn", args: (s) => [2, 20, n(20000, s), 64, 131072, 42], minAllocsPerOp: 0.5 },
   { section: "large_blocks", row: "4 live, 1..32 MiB", program: "large_blocks", args: (s) => [n(150, s), 4, 1, 32, 42], minAllocsPerOp: 0.5 },
 ];

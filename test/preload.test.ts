@@ -75,6 +75,15 @@ describe("C programs under LD_PRELOAD=libhakmem.so", () => {
     expect(idlePct(slowDecay), explain(slowDecay)).toBeLessThanOrEqual(5);
   }, TIMEOUT_MS);
 
+  // An exited thread's segments keep their empty slices resident for the thread that adopts
+  // them (purging at exit made threads created in rounds fault everything in again); when
+  // nobody adopts them they still go back along the decay time.
+  test.skipIf(systemMode())("abandoned_return: an exited thread's empty memory goes back even if no thread adopts it", async () => {
+    const afterPct = (r: RunResult) => Number(/after_pct=([\d.]+)/.exec(r.stdout)?.[1] ?? NaN);
+    const idle = await runC("abandoned_return", [512, 1500, "idle"], { env: { HAKMEM_BACKGROUND: "1" } });
+    expect(afterPct(idle), explain(idle)).toBeLessThanOrEqual(5);
+  }, TIMEOUT_MS);
+
   test.skipIf(systemMode())("the background thread purges while threads allocate, free and fork (HAKMEM_BACKGROUND=1)", async () => {
     const env = { HAKMEM_BACKGROUND: "1", HAKMEM_PURGE_DELAY_MS: "20" }; // a sweep every 5 ms
     expectPass(await runC("stress_mt", [4, 2, 60000, "cross"], { env }), "stress_mt");

@@ -60,6 +60,10 @@ const PROGRAMS: Program[] = [
     args: (t, s) => [t, Math.max(2, Math.floor(40 / t)), 10_000, 1024, 8, 1024, s] },
   { name: "bench/mt_remote", source: "bench", file: "mt_remote", rssMiB: (t) => 32 + 32 * t,
     args: (t, s) => [Math.max(2, t), 150_000, [0, 50, 90][s % 3], 16, s % 2 ? 2048 : 32768, s] },
+  // threads re-created in rounds swap blocks of 1 B..128 KiB (some realloc'ed) through a
+  // shared array: 2 threads, hakmem ~50 MiB, glibc 14, mimalloc 28, tcmalloc 28-32
+  { name: "bench/mt_churn", source: "bench", file: "mt_churn", rssMiB: (t) => 64 + 16 * t,
+    args: (t, s) => [Math.max(2, t), 6, 10_000, 64, 131072, s] },
   { name: "bench/prodcons", source: "bench", file: "prodcons", rssMiB: () => 64, args: (t, s) => [half(t), 400_000, 16, 512, s] },
   { name: "bench/false_sharing", source: "bench", file: "false_sharing", rssMiB: () => 32,
     args: (t, s) => [s % 2 ? "thrash" : "scratch", Math.max(2, t), 20_000, 500, 8] },

@@ -73,6 +73,7 @@ pub fn release(seg: *Segment, now_ms: u64) void {
 /// Unmaps cached segments along the decay curve (decay.zig), oldest first; all with
 /// `force`. Bounded: at most the cache's length, twice.
 pub fn decay(now_ms: u64, force: bool) void {
+    decayAbandoned(now_ms, force);
     if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return;
     var tally: decay_mod.Tally = .{};
     cache_lock.acquire();
@@ -95,7 +96,29 @@ pub fn decay(now_ms: u64, force: bool) void {
     }
 }
 
-/// A heap whose thread exits leaves a segment that still has blocks in use.
+/// Abandoned segments keep their dirty (empty, resident) slices, so the thread that adopts
+/// one soon reuses them without page faults; nobody else purges them, so this does, once
+/// they have been dirty for the decay time (everything with `force`). Bounded by the
+/// list's length; the list lock keeps adopters out meanwhile.
+fn decayAbandoned(now_ms: u64, force: bool) void {
+    if (@atomicLoad(?*Segment, &abandoned.first, .monotonic) == null) return;
+    abandoned_lock.acquire();
+    defer abandoned_lock.release();
+    var it = abandoned.first;
+    var seen: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= abandoned.count);
+        if (seg.dirty_slices == 0) continue;
+        if (!force and now_ms -| seg.dirty_since_ms < config.purge_delay_ms) continue;
+        const purged = seg.purgeDirty(os.purge);
+        stats.purged(0, purged.tiny_bytes);
+        stats.purged(1, purged.mid_bytes);
+    }
+}
+
+/// A heap whose thread exits leaves a segment that still has blocks in use (its dirty
+/// slices stay resident for the next owner: decayAbandoned).
 pub fn abandon(seg: *Segment) void {
     seg.owner.store(null, .release);
     abandoned_lock.acquire();

@@ -1,4 +1,4 @@
-// tune.test.ts — the experiment runner (`bun run tune`, src/tune.ts and src/tune/):
+// tune.test.ts — the experiment runner (`bun run tune`, bench/tune.ts and bench/tune/):
 // the search finds a planted optimum of a synthetic scoring function and is
 // deterministic given its seed (no process spawned); scores and profiles behave; and a
 // quick real tune of a tiny random_mixed run writes a profile that a preloaded run of
@@ -7,11 +7,11 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { search, type SearchOptions } from "../src/tune/search.ts";
-import { PARAMS, defaults, formatValue, keyOf, sample, satisfies, selectParams, type Settings } from "../src/tune/space.ts";
-import { Rng } from "../src/tune/random.ts";
-import { DEFAULT_WEIGHTS, parseWeights, score, type Measurement } from "../src/tune/score.ts";
-import { parseProfile } from "../src/tune/profile.ts";
+import { search, type SearchOptions } from "../bench/tune/search.ts";
+import { PARAMS, defaults, formatValue, keyOf, sample, satisfies, selectParams, type Settings } from "../bench/tune/space.ts";
+import { Rng } from "../bench/tune/random.ts";
+import { DEFAULT_WEIGHTS, parseWeights, score, type Measurement } from "../bench/tune/score.ts";
+import { parseProfile } from "../bench/tune/profile.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 
@@ -167,7 +167,7 @@ describe("bun run tune (real runs, small budgets)", () => {
   const lib = process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(ROOT, "zig-out/lib/libhakmem.so");
 
   async function tune(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const proc = Bun.spawn([process.execPath, "src/tune.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn([process.execPath, "bench/tune.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
     const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
     return { code: await proc.exited, out, err };
   }
@@ -220,14 +220,14 @@ describe("bun run tune (real runs, small budgets)", () => {
   test("a TypeScript module workload and a --cmd workload tune too", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
     try {
-      const m = await tune(["src/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
+      const m = await tune(["bench/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
       expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(existsSync(join(dir, "m.env"))).toBe(true);
       expect(m.out).toMatch(/\n1  \S+/); // a candidate ran (leaderboard row 1)
-      const inProcess = await tune(["src/tune/example_workload.ts", "--in-process", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "i.env")]);
+      const inProcess = await tune(["bench/tune/example_workload.ts", "--in-process", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "i.env")]);
       expect({ code: inProcess.code, err: inProcess.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(Object.keys(parseProfile(readFileSync(join(dir, "i.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);
-      const refused = await tune(["src/tune/example_workload.ts", "--in-process", "--params", "purge", "--budget", "2"]);
+      const refused = await tune(["bench/tune/example_workload.ts", "--in-process", "--params", "purge", "--budget", "2"]);
       expect(refused.err).toContain("purge cannot change in-process");
       const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
       expect({ code: c.code, err: c.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
@@ -244,4 +244,24 @@ describe("bun run tune (real runs, small budgets)", () => {
     expect(broken.code).toBe(1);
     expect(broken.err).toContain("failed with default settings: exit code 3");
   }, 30_000);
+});
+
+describe("layout", () => {
+  test("src/ is the library: nothing in it imports from bench/ (the tuner lives in bench/)", () => {
+    const offenders: string[] = [];
+    const files = [...new Bun.Glob("**/*.ts").scanSync({ cwd: join(ROOT, "src") })];
+    expect(files.length).toBeGreaterThan(5);
+    for (const f of files) {
+      const text = readFileSync(join(ROOT, "src", f), "utf8");
+      const specs = [...text.matchAll(/(?:from|import)\s*\(?\s*["']([^"']+)["']/g)].map((m) => m[1]);
+      for (const spec of specs) {
+        if (!spec.startsWith(".")) continue;
+        const target = resolve(join(ROOT, "src", f, ".."), spec);
+        if (!target.startsWith(join(ROOT, "src") + "/")) offenders.push(`src/${f} imports ${spec}`);
+      }
+    }
+    expect(offenders).toEqual([]);
+    expect(existsSync(join(ROOT, "src/tune.ts"))).toBe(false);
+    expect(existsSync(join(ROOT, "bench/tune.ts"))).toBe(true);
+  });
 });

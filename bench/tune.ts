@@ -8,12 +8,12 @@
 //   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
 //   bun run tune -- random_mixed --compare bench/results/tuned.env   # profile vs defaults
 //
-// Modules: src/tune/{options,space,probe,search,score,workloads,measure,phase,report,profile,compare}.ts.
+// Modules: bench/tune/{options,space,probe,search,score,workloads,measure,phase,report,profile,compare}.ts.
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
-import { ensureLibrary } from "../bench/build.ts";
-import { formatElapsed } from "../bench/progress.ts";
-import { hakmemIdentity } from "../bench/machine.ts";
+import { ensureLibrary } from "./build.ts";
+import { formatElapsed } from "./progress.ts";
+import { hakmemIdentity } from "./machine.ts";
 import { compare, profileSettings } from "./tune/compare.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
 import { writeJson, writeProfile } from "./tune/profile.ts";

@@ -8,9 +8,9 @@
 // Every run goes through the rusage wrapper (measure.ts) except in-process ones.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { compileProgram, ROOT } from "../../bench/build.ts";
-import { checkHakmemStats, checkMallocOwner } from "../../bench/proof.ts";
-import { WORKLOADS } from "../../bench/workloads.ts";
+import { compileProgram, ROOT } from "../build.ts";
+import { checkHakmemStats, checkMallocOwner } from "../proof.ts";
+import { WORKLOADS } from "../workloads.ts";
 import { runChild, toMeasurement, type ThroughputClock } from "./measure.ts";
 import { measurePhase } from "./phase.ts";
 import type { Measurement } from "./score.ts";
@@ -102,7 +102,7 @@ function modulePath(path: string): string {
 
 function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
   const child = JSON.stringify({ path: modulePath(path), threads: spec.threads, args: spec.moduleArgs, exportName: spec.exportName });
-  const argv = [process.execPath, resolve(ROOT, "src/tune/module_child.ts"), child];
+  const argv = [process.execPath, resolve(ROOT, "bench/tune/module_child.ts"), child];
   return {
     label: `${path} on ${spec.threads} thread${spec.threads > 1 ? "s" : ""}`,
     searchable: null,
@@ -117,9 +117,9 @@ function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
 /** In this process: one ThreadPool for the whole tune, thresholds set live between runs. */
 async function inProcessModule(spec: WorkloadSpec, path: string): Promise<TuneWorkload> {
   process.env.HAKMEM_LIB ??= spec.lib;
-  const hakmem = await import("../index.ts");
-  const { ThreadPool } = await import("../threads.ts");
-  const { moduleOnAll } = await import("../workloads.ts");
+  const hakmem = await import("../../src/index.ts");
+  const { ThreadPool } = await import("../../src/threads.ts");
+  const { moduleOnAll } = await import("../../src/workloads.ts");
   const full = modulePath(path);
   const pool = await ThreadPool.start(spec.threads);
   return {

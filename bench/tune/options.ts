@@ -1,4 +1,4 @@
-// options.ts — the command line of `bun run tune` (src/tune.ts).
+// options.ts — the command line of `bun run tune` (bench/tune.ts).
 import { PARAMS } from "./space.ts";
 
 export const USAGE = `usage: bun run tune -- <workload> [options]

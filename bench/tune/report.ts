@@ -1,8 +1,8 @@
 // report.ts — what the tuner shows: one progress line on stderr while it runs (rewritten
 // in place on a terminal, every few seconds otherwise), the leaderboard and the
 // confirmation at the end, and the table of --compare.
-import { formatMiB, si } from "../../bench/format.ts";
-import { formatElapsed } from "../../bench/progress.ts";
+import { formatMiB, si } from "../format.ts";
+import { formatElapsed } from "../progress.ts";
 import type { Comparison } from "./compare.ts";
 import type { Ranked, SearchProgress, SearchResult } from "./search.ts";
 import type { Measurement } from "./score.ts";

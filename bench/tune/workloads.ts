@@ -13,12 +13,15 @@ import { checkHakmemStats, checkMallocOwner } from "../proof.ts";
 import { WORKLOADS } from "../workloads.ts";
 import { runChild, toMeasurement, type ThroughputClock } from "./measure.ts";
 import { measurePhase } from "./phase.ts";
+import type { WorkloadKind } from "./report.ts";
 import type { Measurement } from "./score.ts";
 import { envOf, type Param, type Settings } from "./space.ts";
 
 export interface TuneWorkload {
   /** one line for tables and the profile header */
   label: string;
+  /** preloaded program, TypeScript module in a fresh Bun, or module in this process */
+  kind: WorkloadKind;
   /** only these parameters can be searched (null: all) */
   searchable: ((p: Param) => boolean) | null;
   evaluate: (settings: Settings, params: readonly Param[]) => Promise<Measurement>;
@@ -67,6 +70,7 @@ function benchWorkload(spec: WorkloadSpec, program: string, given: string[]): Tu
   const binary = compileProgram(program);
   return {
     label: `bench/c/${program} ${args.join(" ")}`,
+    kind: "program",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -85,6 +89,7 @@ function commandWorkload(spec: WorkloadSpec): TuneWorkload {
   const cmd = spec.cmd!;
   return {
     label: cmd,
+    kind: "program",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -105,6 +110,7 @@ function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
   const argv = [process.execPath, resolve(ROOT, "bench/tune/module_child.ts"), child];
   return {
     label: `${path} on ${spec.threads} thread${spec.threads > 1 ? "s" : ""}`,
+    kind: "module",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -124,6 +130,7 @@ async function inProcessModule(spec: WorkloadSpec, path: string): Promise<TuneWo
   const pool = await ThreadPool.start(spec.threads);
   return {
     label: `${path} on ${spec.threads} thread${spec.threads > 1 ? "s" : ""} (in-process)`,
+    kind: "in-process",
     searchable: (p) => p.routing !== undefined,
     close: () => pool.close(),
     evaluate: async (settings, params) => {

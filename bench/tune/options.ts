@@ -1,4 +1,4 @@
-// options.ts — the command line of `bun run tune` (src/tune.ts).
+// options.ts — the command line of `bun run tune` (bench/tune.ts).
 import { PARAMS } from "./space.ts";
 
 export const USAGE = `usage: bun run tune -- <workload> [options]
@@ -18,7 +18,9 @@ search:
   --reps N              repetitions per candidate in a bracket's first round (default 1)
   --baseline-reps N     default-settings runs before the first round (default 3)
   --confirm N           then run the best candidate N more times interleaved with the
-                        defaults; it wins only if it still scores above 1 (default 5; 0: off;
+                        defaults; it wins only if every pair favours it, i.e. it beats the
+                        defaults by more than the run-to-run spread, over at least 3 pairs
+                        (default 5; 0: off, the screening's best is written unconfirmed;
                         these runs get 15 % of --minutes and 2N runs of --budget)
   --throughput CLOCK    wall: ops per second as the program times it (default); cpu: ops
                         per CPU second of the run, steadier when the machine is busy

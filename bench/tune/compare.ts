@@ -1,9 +1,11 @@
 // compare.ts — `bun run tune -- <workload> --compare FILE`: measures a profile against
 // the defaults on a workload, alternating runs (defaults, profile, defaults, …) so that
-// load on the machine hits both alike; reports medians and the score under the weights.
+// load on the machine hits both alike; reports medians, the score under the weights and
+// the verdict of verdict.ts on the pairs (does it beat the defaults beyond the spread?).
 import { parseProfile } from "./profile.ts";
 import { ratios, score, summarize, type Measurement, type Ratios, type Weights } from "./score.ts";
 import { defaults, PARAMS, type Param, type Settings } from "./space.ts";
+import { judge, pairScores, type Pair, type Verdict } from "./verdict.ts";
 
 export interface Comparison {
   runs: number;
@@ -11,6 +13,8 @@ export interface Comparison {
   profile: Measurement;
   ratios: Ratios;
   score: number;
+  /** the pairs' scores: median, range and whether every pair favours the profile */
+  verdict: Verdict;
 }
 
 /** The searched parameters and their values in a profile file's text. */
@@ -53,5 +57,7 @@ export async function compare(
   }
   const d = summarize(base);
   const p = summarize(tuned);
-  return { runs, defaults: d, profile: p, ratios: ratios(p, d), score: score(p, d, weights) };
+  const pairs: Pair[] = base.map((b, i) => ({ defaults: b, candidate: tuned[i] }));
+  const verdict = judge(pairScores(pairs, weights));
+  return { runs, defaults: d, profile: p, ratios: ratios(p, d), score: score(p, d, weights), verdict };
 }

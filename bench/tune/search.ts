@@ -12,10 +12,12 @@
 // cleanly before a run that would exceed the time limit or the budget.
 // With `confirmRuns`, the best candidate is then run again that many times interleaved
 // with the defaults (these runs are kept out of the search: it gets the time limit less
-// 15 % and the budget less 2 × confirmRuns), and it wins only if it still scores above 1.
+// 15 % and the budget less 2 × confirmRuns), and it wins only if every pair of those runs
+// still favours it (verdict.ts): the search's own scores are screening, not evidence.
 import { Rng } from "./random.ts";
 import { defaults, describe, keyOf, mutate, neighbours, sample, type Param, type Settings } from "./space.ts";
 import { ratios, score, summarize, type Measurement, type Ratios, type Weights } from "./score.ts";
+import { judge, pairRatios, pairScores, type Pair, type Verdict } from "./verdict.ts";
 
 export interface Candidate {
   /** creation order; 0 is the baseline */
@@ -82,12 +84,19 @@ export interface SearchOptions {
 
 export interface Confirmation {
   candidate: Candidate;
+  /** pairs of runs (defaults, candidate) that both completed */
   runs: number;
   /** medians of the confirmation runs only */
   baseline: Measurement;
   summary: Measurement;
+  /** per-metric medians of the pairs' ratios */
   ratios: Ratios;
+  /** the median of the pair scores */
   score: number;
+  /** every pair's score, in run order */
+  pairScores: number[];
+  /** wins or not, the pair scores' interval, and why */
+  verdict: Verdict;
 }
 
 export interface SearchResult {
@@ -97,8 +106,13 @@ export interface SearchResult {
   leaderboard: Ranked[];
   /** candidates whose run failed */
   failed: Candidate[];
-  /** the top of the leaderboard if it scores above the baseline (and its confirmation does), else null */
+  /**
+   * The top of the leaderboard if it scores above the baseline and, when confirmation runs
+   * were asked for, every confirmation pair favours it (verdict.ts); else null.
+   */
   winner: Ranked | null;
+  /** one sentence: why there is a winner, or why not */
+  why: string;
   /** the confirmation runs of the top candidate, when asked for and run */
   confirmation: Confirmation | null;
   runs: number;
@@ -131,6 +145,8 @@ class Searcher {
   private readonly eta: number;
   private runs = 0;
   private incumbent: Candidate | null = null;
+  /** the candidate sent to the confirmation runs */
+  private confirming: Candidate | null = null;
   private position = { bracket: 0, round: 0, index: 0, size: 0 };
 
   constructor(private readonly o: SearchOptions) {
@@ -184,29 +200,36 @@ class Searcher {
     const n = this.o.confirmRuns ?? 0;
     const top = this.leaderboard()[0];
     if (n === 0 || !top || top.score <= 1 || this.baseline.samples.length === 0) return null;
-    const base: Measurement[] = [];
-    const cand: Measurement[] = [];
+    const pairs: Pair[] = [];
     const c = top.candidate;
+    this.confirming = c;
     const limit = this.o.timeLimitMs;
     for (let i = 0; i < n; i++) {
       if (i > 0 && limit !== undefined && this.now() - this.start >= limit) break;
-      for (const [who, into] of [[this.baseline, base], [c, cand]] as const) {
+      const pair: Partial<Pair> = {};
+      for (const [who, slot] of [[this.baseline, "defaults"], [c, "candidate"]] as const) {
         if (this.o.signal?.aborted) return null;
         this.position = { bracket: this.position.bracket, round: -1, index: i + 1, size: n };
         this.report(who);
         this.trace.push(who.key);
         try {
-          into.push(await this.o.evaluate(who.settings, who));
+          pair[slot] = await this.o.evaluate(who.settings, who);
         } catch (e) {
           if (who === c) c.error = (e as Error)?.message ?? String(e);
         }
         this.runs++;
       }
       if (c.error) return null;
+      // A failed run of the defaults loses its pair (the candidate's run has no partner).
+      if (pair.defaults && pair.candidate) pairs.push(pair as Pair);
     }
-    const baseline = summarize(base);
-    const summary = summarize(cand);
-    return { candidate: c, runs: cand.length, baseline, summary, ratios: ratios(summary, baseline), score: score(summary, baseline, this.o.weights) };
+    const scores = pairScores(pairs, this.o.weights);
+    const verdict = judge(scores);
+    return {
+      candidate: c, runs: pairs.length,
+      baseline: summarize(pairs.map((p) => p.defaults)), summary: summarize(pairs.map((p) => p.candidate)),
+      ratios: pairRatios(pairs), score: verdict.interval.median, pairScores: scores, verdict,
+    };
   }
 
   private add(settings: Settings, origin: Candidate["origin"], bracket: number): Candidate {
@@ -337,13 +360,29 @@ class Searcher {
   private result(stoppedBy: StopReason, brackets: number, confirmation: Confirmation | null): SearchResult {
     const leaderboard = this.baseline.samples.length > 0 ? this.leaderboard() : [];
     const top = leaderboard.find((r) => !r.candidate.error);
-    const confirmed = confirmation === null ? !this.o.confirmRuns || stoppedBy === "aborted" : confirmation.score > 1;
+    const asked = (this.o.confirmRuns ?? 0) > 0;
+    let why: string;
+    let wins = false;
+    if (!top || !(top.score > 1)) {
+      why = "no candidate scored above the defaults in the screening runs";
+    } else if (confirmation) {
+      wins = confirmation.verdict.better;
+      why = confirmation.verdict.reason;
+    } else if (!asked) {
+      wins = true;
+      why = "no confirmation runs were asked for";
+    } else if (this.confirming?.error) {
+      why = `the best candidate (${this.confirming.label}) failed in its confirmation runs: ${this.confirming.error}`;
+    } else {
+      why = "the search was interrupted before the confirmation runs";
+    }
     return {
       baseline: this.baseline,
       baselineSummary: summarize(this.baseline.samples),
       leaderboard,
       failed: [...this.all.values()].filter((c) => c.error !== undefined),
-      winner: top && top.score > 1 && confirmed ? top : null,
+      winner: wins ? top : null,
+      why,
       confirmation,
       runs: this.runs,
       brackets,

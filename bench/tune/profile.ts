@@ -21,6 +21,8 @@ export interface ProfileHeader {
   runs: number;
   /** true when no candidate beat the defaults: the profile holds the defaults */
   defaultsWon: boolean;
+  /** the confirmation's pair scores (score is their median), when it ran */
+  pairs?: { n: number; min: number; max: number };
 }
 
 /** Keeps a header value one shell word without glob or expansion characters. */
@@ -36,6 +38,7 @@ export function profileText(settings: Settings, params: readonly Param[], h: Pro
     [["workload", h.workload]],
     [["score", fixed(h.score)], ["throughput_x", fixed(h.throughputRatio)], ["faults_x", fixed(h.faultsRatio)],
       ["peak_rss_x", fixed(h.rssRatio)], ["runs", String(h.runs)], ["defaults_won", h.defaultsWon ? "1" : "0"]],
+    ...(h.pairs ? [[["confirm_pairs", String(h.pairs.n)], ["score_min", fixed(h.pairs.min)], ["score_max", fixed(h.pairs.max)]]] : []),
     [["weights", h.weights.replace(/=/g, ":")]],
   ];
   const lines = header.map((pairs) => pairs.map(([k, v]) => `#${k}=${word(v)}`).join(" "));

@@ -8,17 +8,20 @@
 // Every run goes through the rusage wrapper (measure.ts) except in-process ones.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import { compileProgram, ROOT } from "../../bench/build.ts";
-import { checkHakmemStats, checkMallocOwner } from "../../bench/proof.ts";
-import { WORKLOADS } from "../../bench/workloads.ts";
+import { compileProgram, ROOT } from "../build.ts";
+import { checkHakmemStats, checkMallocOwner } from "../proof.ts";
+import { WORKLOADS } from "../workloads.ts";
 import { runChild, toMeasurement, type ThroughputClock } from "./measure.ts";
 import { measurePhase } from "./phase.ts";
+import type { WorkloadKind } from "./report.ts";
 import type { Measurement } from "./score.ts";
 import { envOf, type Param, type Settings } from "./space.ts";
 
 export interface TuneWorkload {
   /** one line for tables and the profile header */
   label: string;
+  /** preloaded program, TypeScript module in a fresh Bun, or module in this process */
+  kind: WorkloadKind;
   /** only these parameters can be searched (null: all) */
   searchable: ((p: Param) => boolean) | null;
   evaluate: (settings: Settings, params: readonly Param[]) => Promise<Measurement>;
@@ -67,6 +70,7 @@ function benchWorkload(spec: WorkloadSpec, program: string, given: string[]): Tu
   const binary = compileProgram(program);
   return {
     label: `bench/c/${program} ${args.join(" ")}`,
+    kind: "program",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -85,6 +89,7 @@ function commandWorkload(spec: WorkloadSpec): TuneWorkload {
   const cmd = spec.cmd!;
   return {
     label: cmd,
+    kind: "program",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -102,9 +107,10 @@ function modulePath(path: string): string {
 
 function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
   const child = JSON.stringify({ path: modulePath(path), threads: spec.threads, args: spec.moduleArgs, exportName: spec.exportName });
-  const argv = [process.execPath, resolve(ROOT, "src/tune/module_child.ts"), child];
+  const argv = [process.execPath, resolve(ROOT, "bench/tune/module_child.ts"), child];
   return {
     label: `${path} on ${spec.threads} thread${spec.threads > 1 ? "s" : ""}`,
+    kind: "module",
     searchable: null,
     close: async () => {},
     evaluate: async (settings, params) => {
@@ -117,13 +123,14 @@ function moduleWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
 /** In this process: one ThreadPool for the whole tune, thresholds set live between runs. */
 async function inProcessModule(spec: WorkloadSpec, path: string): Promise<TuneWorkload> {
   process.env.HAKMEM_LIB ??= spec.lib;
-  const hakmem = await import("../index.ts");
-  const { ThreadPool } = await import("../threads.ts");
-  const { moduleOnAll } = await import("../workloads.ts");
+  const hakmem = await import("../../src/index.ts");
+  const { ThreadPool } = await import("../../src/threads.ts");
+  const { moduleOnAll } = await import("../../src/workloads.ts");
   const full = modulePath(path);
   const pool = await ThreadPool.start(spec.threads);
   return {
     label: `${path} on ${spec.threads} thread${spec.threads > 1 ? "s" : ""} (in-process)`,
+    kind: "in-process",
     searchable: (p) => p.routing !== undefined,
     close: () => pool.close(),
     evaluate: async (settings, params) => {

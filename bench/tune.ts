@@ -2,26 +2,29 @@
 // preloaded, a TypeScript workload module on Worker threads, or any command), searches
 // hakmem's settings (routing thresholds, purge delay, retained memory, large cache) by
 // successive halving against the default settings, shows progress, prints a leaderboard
-// and writes the winner as an environment profile usable with LD_PRELOAD:
+// (screening), re-runs the best candidate alternately with the defaults (confirmation:
+// it wins only if every pair favours it) and writes the winner as an environment profile:
 //
 //   bun run tune -- random_mixed --minutes 3
 //   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
+//   env $(cat bench/results/tuned.env) bun my-script.ts        # a Bun script: no preload
 //   bun run tune -- random_mixed --compare bench/results/tuned.env   # profile vs defaults
 //
-// Modules: src/tune/{options,space,probe,search,score,workloads,measure,phase,report,profile,compare}.ts.
+// Modules: bench/tune/{options,space,probe,search,score,verdict,workloads,measure,phase,report,profile,compare}.ts.
 import { readFileSync } from "node:fs";
 import { relative, resolve } from "node:path";
-import { ensureLibrary } from "../bench/build.ts";
-import { formatElapsed } from "../bench/progress.ts";
-import { hakmemIdentity } from "../bench/machine.ts";
+import { ensureLibrary } from "./build.ts";
+import { formatElapsed } from "./progress.ts";
+import { hakmemIdentity } from "./machine.ts";
 import { compare, profileSettings } from "./tune/compare.ts";
 import { parseOptions, USAGE, type TuneOptions } from "./tune/options.ts";
 import { writeJson, writeProfile } from "./tune/profile.ts";
-import { comparisonTable, confirmation, failures, leaderboard, ProgressLine } from "./tune/report.ts";
+import { comparisonTable, confirmation, failures, leaderboard, ProgressLine, useLines, verdictLine } from "./tune/report.ts";
 import { DEFAULT_WEIGHTS, formatWeights, parseWeights } from "./tune/score.ts";
 import { search, type SearchResult } from "./tune/search.ts";
-import { defaults, describe, envLines, selectParams, type Param } from "./tune/space.ts";
+import { defaults, envLines, selectParams, type Param } from "./tune/space.ts";
 import { unknownParams } from "./tune/probe.ts";
+import { formatInterval } from "./tune/verdict.ts";
 import { benchPrograms, openWorkload, type TuneWorkload } from "./tune/workloads.ts";
 
 function shown(path: string): string {
@@ -64,6 +67,8 @@ async function compareProfile(o: TuneOptions, workload: TuneWorkload): Promise<n
   });
   if (tty) process.stderr.write("\r\x1b[2K");
   console.log(`\n${comparisonTable(c)}\n\nscore ×${c.score.toFixed(3)} (${formatWeights(weights)}; defaults = 1)`);
+  console.log(`score per pair: ${formatInterval(c.verdict.interval)}`);
+  console.log(c.verdict.better ? `the profile beats the defaults: ${c.verdict.reason}` : `no gain beyond the run-to-run spread: ${c.verdict.reason}`);
   return 0;
 }
 
@@ -121,17 +126,16 @@ async function tune(o: TuneOptions): Promise<number> {
       score: gain?.score ?? 1, throughputRatio: gain?.ratios.throughput ?? 1,
       faultsRatio: gain ? 1 / gain.ratios.faults : 1, rssRatio: gain ? 1 / gain.ratios.rss : 1,
       defaultsWon: winner === null,
+      pairs: winner && result.confirmation ? result.confirmation.verdict.interval : undefined,
     });
-    console.log(gain
-      ? `winner: ${describe(settings, params)} — score ×${gain.score.toFixed(3)} over the defaults ${result.confirmation ? "(confirmation runs)" : o.confirm ? "(search medians, not confirmed)" : "(search medians)"}`
-      : "no candidate beat the defaults: the profile holds the default settings");
+    console.log(verdictLine(result));
     console.log(`wrote ${shown(out)}: ${envLines(settings, params).join(" ")}`);
     if (o.json) {
       writeJson(resolve(o.json), { date: new Date().toISOString(), argv: process.argv.slice(2), hakmem: identity, workload: workload.label,
         params: params.map((p) => p.env), weights, seed: o.seed, throughput: o.clock, elapsedMs, result });
       console.log(`wrote ${shown(resolve(o.json))}`);
     }
-    console.log(`use it: env $(cat ${shown(out)}) LD_PRELOAD=${shown(lib)} <program>`);
+    if (winner) for (const line of useLines({ kind: workload.kind, lib, profile: out, settings, params })) console.log(line);
     return 0;
   } finally {
     await workload.close();

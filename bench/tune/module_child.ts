@@ -1,12 +1,12 @@
 // module_child.ts — one run of a user's TypeScript workload module in a fresh Bun
 // process, so that hakmem reads the candidate's HAKMEM_* environment at its start:
-//   bun src/tune/module_child.ts '{"path":"w.ts","threads":2,"args":{},"exportName":"default"}'
+//   bun bench/tune/module_child.ts '{"path":"w.ts","threads":2,"args":{},"exportName":"default"}'
 // Starts a ThreadPool (libhakmem.so through bun:ffi, $HAKMEM_LIB or the repository build),
 // runs the module's function on every thread once, prints a RESULT line for that phase
 // (ops/s, its page faults, its peak RSS) and, with HAKMEM_STATS=1, hakmem's report.
-import * as hakmem from "../index.ts";
-import { ThreadPool } from "../threads.ts";
-import { moduleOnAll } from "../workloads.ts";
+import * as hakmem from "../../src/index.ts";
+import { ThreadPool } from "../../src/threads.ts";
+import { moduleOnAll } from "../../src/workloads.ts";
 import { measurePhase, resultLine } from "./phase.ts";
 
 interface ChildSpec {

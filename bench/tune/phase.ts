@@ -2,7 +2,7 @@
 // ops, wall and CPU time, page faults (process.resourceUsage, all threads) and the peak RSS
 // of the phase alone (VmHWM, reset before the phase through /proc/self/clear_refs).
 import { readFileSync, writeFileSync } from "node:fs";
-import type { RunReport } from "../workloads.ts";
+import type { RunReport } from "../../src/workloads.ts";
 
 export interface PhaseResult {
   ops: number;

@@ -2,8 +2,8 @@
 // thread of a ThreadPool: a buffer pool that allocates, fills and frees blocks of 16 B to
 // 64 KiB through the hakmem API (a mix that crosses the tiny/mid thresholds), then the
 // native random-mixed kernel. Returns the number of operations.
-//   bun run tune -- src/tune/example_workload.ts --threads 2 --module-args '{"rounds":20000}'
-import type * as Hakmem from "../index.ts";
+//   bun run tune -- bench/tune/example_workload.ts --threads 2 --module-args '{"rounds":20000}'
+import type * as Hakmem from "../../src/index.ts";
 
 interface Args {
   rounds?: number;

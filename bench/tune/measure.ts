@@ -1,4 +1,4 @@
-// measure.ts — runs one child process under the rusage wrapper (src/tune/rusage.c,
+// measure.ts — runs one child process under the rusage wrapper (bench/tune/rusage.c,
 // compiled once with `zig cc`) with the candidate's HAKMEM_* environment and turns what
 // it printed into a Measurement: ops/s from the program's RESULT line (else runs per
 // second of wall time; or ops per CPU second, see ThroughputClock), page faults and peak RSS from the RESULT line when it reports
@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, ZIG } from "../../bench/build.ts";
-import { parseResultLine } from "../../bench/runner.ts";
-import { parseHakmemStats, type HakmemStats } from "../../bench/proof.ts";
+import { ROOT, ZIG } from "../build.ts";
+import { parseResultLine } from "../runner.ts";
+import { parseHakmemStats, type HakmemStats } from "../proof.ts";
 import type { Measurement } from "./score.ts";
 
 const WRAPPER_SOURCE = join(import.meta.dir, "rusage.c");
@@ -24,7 +24,7 @@ export function wrapperPath(): string {
   mkdirSync(BUILD_DIR, { recursive: true });
   const tmp = `${out}.tmp${process.pid}`;
   const r = Bun.spawnSync([ZIG, "cc", "-O2", WRAPPER_SOURCE, "-o", tmp], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`zig cc src/tune/rusage.c failed:\n${r.stderr.toString()}`);
+  if (r.exitCode !== 0) throw new Error(`zig cc bench/tune/rusage.c failed:\n${r.stderr.toString()}`);
   renameSync(tmp, out);
   return out;
 }

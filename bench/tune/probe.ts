@@ -2,7 +2,7 @@
 // preloaded run of bench/c/random_mixed with every variable at its default: hakmem names
 // each HAKMEM_* variable it does not know on stderr, and those are left out of the
 // search, so the space can list variables newer than the library being tuned.
-import { compileProgram } from "../../bench/build.ts";
+import { compileProgram } from "../build.ts";
 import { runChild } from "./measure.ts";
 import { defaults, envOf, type Param } from "./space.ts";
 

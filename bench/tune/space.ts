@@ -4,7 +4,7 @@
 // To search a new variable, add a row to PARAMS (and a constraint if it has one); an
 // on/off switch is a row with values [0, 1] and unit "flag".
 import type { Rng } from "./random.ts";
-import { HAK_MID_MAX_DEFAULT, HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_TINY_MAX_DEFAULT, HAK_TINY_MAX_LIMIT } from "../abi.ts";
+import { HAK_MID_MAX_DEFAULT, HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_TINY_MAX_DEFAULT, HAK_TINY_MAX_LIMIT } from "../../src/abi.ts";
 
 /** Values of the searched variables, by environment name (e.g. HAKMEM_TINY_MAX). */
 export type Settings = Record<string, number>;

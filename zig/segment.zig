@@ -101,15 +101,27 @@ pub const Segment = struct {
     /// The run of `count` free slices that overlaps the most dirty (still resident) slices,
     /// first one on ties: reusing resident memory keeps RSS down and saves page faults.
     pub fn findRun(self: *const Segment, count: usize) ?Run {
+        std.debug.assert(count >= 1 and count < slice_count);
+        // Bit s of `starts`: slices s..s+count-1 are all free (a shift brings in zeros, so
+        // no run passes the last slice; slice 0, the header, is never free).
+        var starts = self.free_slices;
+        var all_dirty = self.dirty_slices;
+        for (1..count) |k| {
+            starts &= self.free_slices >> @intCast(k);
+            all_dirty &= self.dirty_slices >> @intCast(k);
+        }
+        if (starts == 0) return null;
+        const perfect = starts & all_dirty;
+        if (perfect != 0) return .{ .slice = @ctz(perfect), .dirty_slices = count };
+        // No run is wholly resident: the first with the most resident slices. At most one
+        // pass per candidate start (64).
         const mask = runMask(count);
         var best: ?Run = null;
-        var slice: usize = 1;
-        while (slice + count <= slice_count) : (slice += 1) {
-            const run = mask << @intCast(slice);
-            if (self.free_slices & run != run) continue;
-            const dirty: usize = @popCount(self.dirty_slices & run);
+        var rest = starts;
+        while (rest != 0) : (rest &= rest - 1) {
+            const slice: usize = @ctz(rest);
+            const dirty: usize = @popCount(self.dirty_slices & (mask << @intCast(slice)));
             if (best == null or dirty > best.?.dirty_slices) best = .{ .slice = slice, .dirty_slices = dirty };
-            if (dirty == count) break;
         }
         return best;
     }
@@ -241,4 +253,32 @@ test "spans: allocate, find, free, purge accounting" {
     try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.purgeDirty(noPurge).tiny_bytes);
     try std.testing.expect(seg.hasRoomFor(slice_count - 2 - slices));
     try std.testing.expect(!seg.hasRoomFor(slice_count - 1 - slices));
+}
+
+test "findRun matches a slice-by-slice scan on random free and dirty masks" {
+    var prng = std.Random.DefaultPrng.init(42);
+    const random = prng.random();
+    for (0..20_000) |_| {
+        var seg: Segment = undefined;
+        // sparse and dense free masks; dirty slices are always free ones
+        const free = (random.int(u64) | if (random.boolean()) random.int(u64) else 0) & usable_slices;
+        seg.free_slices = free;
+        seg.dirty_slices = free & random.int(u64);
+        const count = random.intRangeAtMost(usize, 1, 20);
+        // reference: every start in order, the first with the most dirty slices
+        var want: ?Segment.Run = null;
+        var slice: usize = 1;
+        while (slice + count <= slice_count) : (slice += 1) {
+            const run = Segment.runMask(count) << @intCast(slice);
+            if (seg.free_slices & run != run) continue;
+            const dirty: usize = @popCount(seg.dirty_slices & run);
+            if (want == null or dirty > want.?.dirty_slices) want = .{ .slice = slice, .dirty_slices = dirty };
+        }
+        const got = seg.findRun(count);
+        try std.testing.expectEqual(want == null, got == null);
+        if (want) |w| {
+            try std.testing.expectEqual(w.slice, got.?.slice);
+            try std.testing.expectEqual(w.dirty_slices, got.?.dirty_slices);
+        }
+    }
 }

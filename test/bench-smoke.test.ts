@@ -10,7 +10,7 @@ import { parseResultLine } from "../bench/runner.ts";
 import { parseBenchmarkCsv } from "../bench/redis.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "large_blocks"];
+const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
 
 interface Row { name: string; samples: { allocator: string; value: number }[]; errors: { allocator: string; message: string }[] }
 interface Section { name: string; rows: Row[] }

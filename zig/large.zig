@@ -1,8 +1,12 @@
-//! large.zig — the large tier: one OS mapping per block, with a cache of freed
-//! mappings (reused by size, sized by recent demand, unmapped along the decay curve) and
-//! realloc by mremap.
+//! large.zig — the large tier. Blocks of up to 256 MiB are runs of 64 KiB units in
+//! reserved regions (large_region.zig: freed units coalesce and stay resident along the
+//! decay curve, so a new block reuses what several freed ones left, without page faults);
+//! larger blocks, and those aligned to 4 MiB or more, get one OS mapping each, with a cache
+//! of freed mappings (reused by size, unmapped along the decay curve) and realloc by
+//! mremap. Both retain at most the limit large_cache.zig sizes from recent demand.
 //!
-//!   mapping (4 MiB aligned, tagged large_head/large_tail in the segment map)
+//!   a region block: 64 KiB aligned, in chunks tagged large_region (large_region.lookup
+//!   finds its header); a mapping of its own: 4 MiB aligned, tagged large_head/large_tail
 //!   +--------------+-----------------------------------------+
 //!   | LargeHeader  |  block (usable_size bytes)               |
 //!   +--------------+-----------------------------------------+
@@ -16,6 +20,7 @@ const Lock = @import("lock.zig").Lock;
 const large_cache = @import("large_cache.zig");
 const misuse = @import("misuse.zig");
 const decay_mod = @import("decay.zig");
+const large_region = @import("large_region.zig");
 
 const chunk_size = segment_map.chunk_size;
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
@@ -27,9 +32,16 @@ const cache_slots = 32;
 
 pub const LargeHeader = extern struct {
     magic: u64,
+    /// Bytes from the header to the block's end (page-rounded).
     mapped_size: usize,
     block_offset: usize,
     usable_size: usize,
+    /// Units of its region the block spans (large_region.zig); 0 for a mapping of its own.
+    region_units: usize = 0,
+
+    comptime {
+        std.debug.assert(@sizeOf(LargeHeader) <= header_room);
+    }
 };
 
 /// `freed`: a block of a cached mapping (freed, not yet reused).
@@ -56,6 +68,10 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
     if (total > size_max) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
+    // (a region block starts on a unit boundary: larger alignments need a mapping's 4 MiB)
+    if (alignment <= large_region.unit_size and mapped <= large_region.block_bytes_max) {
+        if (large_region.alloc(unitsFor(mapped))) |span| return placeInRegion(span, mapped, offset, size, zeroed, now_ms);
+    }
     const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
     const reused = header.magic == cached_magic;
@@ -66,6 +82,58 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     stats.addTo(&stats.large.live_bytes, header.usable_size);
     noteDemand(now_ms);
     return @ptrFromInt(base + offset);
+}
+
+fn unitsFor(mapped: usize) usize {
+    return (mapped + large_region.unit_size - 1) / large_region.unit_size;
+}
+
+/// A block on a run of region units: header, and zeroing of reused memory for calloc.
+fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, size: usize, zeroed: bool, now_ms: u64) *anyopaque {
+    if (zeroed and span.resident_units != 0) zeroResident(&span, offset, size);
+    const header: *LargeHeader = @ptrFromInt(span.base);
+    header.* = .{ .magic = live_magic, .mapped_size = mapped, .block_offset = offset, .usable_size = mapped - offset, .region_units = span.units };
+    const unit = large_region.unit_size;
+    stats.incr(if (span.resident_units == span.units) &stats.large.cache_hits else &stats.large.cache_misses);
+    stats.subFrom(&stats.large.cached_bytes, span.resident_units * unit);
+    stats.largeRegionTaken((span.units - span.resident_units) * unit);
+    stats.incr(&stats.large.allocs);
+    stats.addTo(&stats.large.live_bytes, header.usable_size);
+    noteDemand(now_ms);
+    return @ptrFromInt(span.base + offset);
+}
+
+/// calloc on reused units: clears the block's bytes in the units that may hold old data.
+fn zeroResident(span: *const large_region.Span, offset: usize, size: usize) void {
+    const unit = large_region.unit_size;
+    const start = span.base + offset;
+    const end = start + size;
+    for (0..span.units) |k| {
+        if (!span.unitResident(k)) continue;
+        const lo = @max(start, span.base + k * unit);
+        const hi = @min(end, span.base + (k + 1) * unit);
+        if (hi > lo) @memset(@as([*]u8, @ptrFromInt(lo))[0 .. hi - lo], 0);
+    }
+}
+
+/// Purges region units along the decay curve and beyond the limit (all with `force`).
+fn trimRegions(now_ms: u64, force: bool) void {
+    if (large_region.retainedBytes() == 0) return;
+    const limit = blk: {
+        cache_lock.acquire();
+        defer cache_lock.release();
+        break :blk currentLimit(now_ms);
+    };
+    const purged = large_region.trim(now_ms, config.purge_delay_ms, limit, force, beforeRegionPurge);
+    if (purged == 0) return;
+    stats.subFrom(&stats.large.cached_bytes, purged);
+    stats.largeRegionPurged(purged);
+}
+
+/// A freed region block is about to lose its pages (its header with them): remember its
+/// address, so a second free is still reported as a double free.
+fn beforeRegionPurge(block_base: usize) void {
+    rememberUnmapped(@ptrFromInt(block_base));
 }
 
 fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
@@ -168,9 +236,8 @@ fn removeEntry(i: usize) CacheEntry {
 /// the budget; HAKMEM_ADAPT=0: the budget.
 fn currentLimit(now_ms: u64) usize {
     const budget = config.large_cache_max_bytes;
-    const live = stats.large.live_bytes.load(.monotonic);
     const window_ms = config.purge_delay_ms;
-    const limit = if (!config.adapt) budget else large_cache.limit(recent_peak.peak(now_ms, window_ms), live, budget);
+    const limit = if (!config.adapt) budget else large_cache.limit(recent_peak.peak(now_ms, window_ms), budget);
     stats.large.cache_limit_bytes.store(limit, .monotonic);
     return limit;
 }
@@ -194,10 +261,26 @@ fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
 
 /// Classifies `addr` in a chunk tagged large_head or large_tail.
 pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
+    if (tag == .large_region) return lookupInRegion(addr);
     const base = if (tag == .large_head) addr & ~(chunk_size - 1) else segment_map.largeHeadOf(addr) orelse return .foreign;
     const header: *LargeHeader = @ptrFromInt(base);
     if (header.magic != live_magic and header.magic != cached_magic) return .foreign;
     if (addr >= base + header.mapped_size) return .foreign;
+    if (addr != base + header.block_offset) return .invalid;
+    if (header.magic == cached_magic) return .freed;
+    return .{ .live = header };
+}
+
+/// A pointer into a region: a live block's start, a freed one's (a double free), or no
+/// block (an invalid free: hakmem's memory, not a block start).
+fn lookupInRegion(addr: usize) Lookup {
+    const base = switch (large_region.lookup(addr)) {
+        .outside => return .foreign,
+        .unused => return if (recentlyFreed(addr)) .freed else .invalid,
+        .live, .freed => |b| b,
+    };
+    const header: *LargeHeader = @ptrFromInt(base);
+    if (header.magic != live_magic and header.magic != cached_magic) return .invalid;
     if (addr != base + header.block_offset) return .invalid;
     if (header.magic == cached_magic) return .freed;
     return .{ .live = header };
@@ -209,7 +292,17 @@ pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
         const size = recentlyFreedSize(addr) orelse return null;
         return .{ .tier = "large", .block_size = size };
     }
-    const base = if (tag == .large_head) addr & ~(chunk_size - 1) else segment_map.largeHeadOf(addr) orelse return null;
+    const base = switch (tag) {
+        .large_head => addr & ~(chunk_size - 1),
+        .large_region => switch (large_region.lookup(addr)) {
+            .live, .freed => |b| b,
+            .outside, .unused => {
+                const size = recentlyFreedSize(addr) orelse return null;
+                return .{ .tier = "large", .block_size = size };
+            },
+        },
+        else => segment_map.largeHeadOf(addr) orelse return null,
+    };
     const header: *LargeHeader = @ptrFromInt(base);
     if (header.magic != live_magic and header.magic != cached_magic) return null;
     return .{ .tier = "large", .block_size = header.usable_size };
@@ -251,6 +344,15 @@ pub fn free(header: *LargeHeader, now_ms: u64) void {
     stats.incr(&stats.large.frees);
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
     header.magic = cached_magic;
+    if (header.region_units != 0) {
+        const units = header.region_units;
+        large_region.free(base, units, now_ms);
+        stats.addTo(&stats.large.cached_bytes, units * large_region.unit_size);
+        stats.largeRegionFreed();
+        noteDemand(now_ms);
+        trimRegions(now_ms, false);
+        return;
+    }
     const mapped = header.mapped_size;
     if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return;
     unmapLarge(base, mapped);
@@ -301,6 +403,7 @@ fn unmapLarge(base: usize, mapped: usize) void {
 
 /// Unmaps cached mappings along the decay curve (decay.zig), oldest first; all with `force`.
 pub fn decay(now_ms: u64, force: bool) void {
+    trimRegions(now_ms, force);
     if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return;
     var expired: [cache_slots]CacheEntry = undefined;
     var count: usize = 0;
@@ -326,6 +429,7 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
     if (total > size_max) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
+    if (header.region_units != 0) return resizeInRegion(header, new_mapped);
     const old_usable = header.usable_size;
     const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;
     const moved: *LargeHeader = @ptrFromInt(new_base);
@@ -334,6 +438,31 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     stats.subFrom(&stats.large.live_bytes, old_usable);
     stats.addTo(&stats.large.live_bytes, moved.usable_size);
     return @ptrFromInt(new_base + offset);
+}
+
+/// A region block resized where it stands: onto the free chunks after it, or giving back
+/// its last chunks. Null (unchanged) when it would outgrow a region block or the chunks
+/// after it are taken: realloc then moves it (a copy).
+fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
+    if (new_mapped > large_region.block_bytes_max) return null;
+    const unit = large_region.unit_size;
+    const base = @intFromPtr(header);
+    const old_units = header.region_units;
+    const new_units = unitsFor(new_mapped);
+    if (new_units > old_units) {
+        const reused = large_region.grow(base, old_units, new_units) orelse return null;
+        stats.subFrom(&stats.large.cached_bytes, reused * unit);
+        stats.largeRegionGrown((new_units - old_units - reused) * unit);
+    } else if (new_units < old_units) {
+        large_region.shrink(base, old_units, new_units, os.nowMs());
+        stats.addTo(&stats.large.cached_bytes, (old_units - new_units) * unit);
+    }
+    header.region_units = new_units;
+    header.mapped_size = new_mapped;
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
+    header.usable_size = new_mapped - header.block_offset;
+    stats.addTo(&stats.large.live_bytes, header.usable_size);
+    return @ptrFromInt(base + header.block_offset);
 }
 
 /// Makes the mapping at `base` `new_mapped` bytes long: unmaps its tail, or grows it in
@@ -366,12 +495,15 @@ fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
 
 pub fn resetLockInChild() void {
     cache_lock.resetInChild();
+    large_region.resetLockInChild();
 }
 
 pub fn lockForFork() void {
     cache_lock.acquire();
+    large_region.lockForFork();
 }
 
 pub fn unlockAfterFork() void {
+    large_region.unlockAfterFork();
     cache_lock.release();
 }

@@ -14,6 +14,7 @@
 //!   segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
 //!   arena.zig     segment cache (empty, decaying) and abandoned segments (adoption)
 //!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
+//!   large_region.zig regions of 4 MiB chunks that large blocks up to 256 MiB are runs of
 //!   large_cache.zig  the mapping cache's limit from recent demand (peak live large bytes)
 //!   background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory (decay curve)
 //!   decay.zig     how fast retained empty memory goes back to the OS (a curve over purge_delay_ms)
@@ -51,6 +52,7 @@ test {
     _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
+    _ = @import("large_region.zig");
     _ = @import("decay.zig");
     _ = @import("kernels.zig");
     _ = @import("block.zig");

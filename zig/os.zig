@@ -35,6 +35,27 @@ pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
     return @ptrFromInt(start);
 }
 
+/// Reserves `len` bytes of address space at a multiple of `alignment`, inaccessible and
+/// not charged against the commit limit (PROT_NONE private memory is not): `commit` makes
+/// parts of it usable. Null when the kernel refuses.
+pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
+    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= page_size);
+    const over = std.math.add(usize, len, alignment - page_size) catch return null;
+    const rc = linux.mmap(null, over, linux.PROT.NONE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
+    if (failed(rc)) return null;
+    const start = std.mem.alignForward(usize, rc, alignment);
+    if (start > rc) unmap(@ptrFromInt(rc), start - rc);
+    const tail = rc + over - (start + len);
+    if (tail > 0) unmap(@ptrFromInt(start + len), tail);
+    return @ptrFromInt(start);
+}
+
+/// Makes reserved memory read-write. The kernel charges it against the commit limit now,
+/// so a range it cannot back fails here (false) and stays reserved, unchanged.
+pub fn commit(ptr: [*]u8, len: usize) bool {
+    return !failed(linux.mprotect(ptr, len, linux.PROT.READ | linux.PROT.WRITE));
+}
+
 pub fn unmap(ptr: [*]u8, len: usize) void {
     _ = linux.munmap(ptr, len);
 }

@@ -19,6 +19,8 @@ pub const Tag = enum(u8) {
     large_head = 2,
     /// A later chunk of a large mapping; walk back to the large_head chunk.
     large_tail = 3,
+    /// A chunk of a region of large blocks (large_region.zig knows which block is where).
+    large_region = 4,
 };
 
 var tags: [chunk_count]u8 = [_]u8{0} ** chunk_count;

@@ -118,6 +118,34 @@ pub fn largeUnmapped(bytes: usize) void {
     add(&tiers[2].purged_bytes, bytes);
 }
 
+/// A region block took `fresh_bytes` of units that were not resident before.
+pub fn largeRegionTaken(fresh_bytes: usize) void {
+    add(&tiers[2].mapped_bytes, fresh_bytes);
+    add(&tiers[2].resident_bytes, fresh_bytes);
+    add(&tiers[2].pages, 1);
+    add(&os_mapped_bytes, fresh_bytes);
+}
+
+/// A region block grew in place onto `bytes` of units that were not resident.
+pub fn largeRegionGrown(bytes: usize) void {
+    add(&tiers[2].mapped_bytes, bytes);
+    add(&tiers[2].resident_bytes, bytes);
+    add(&os_mapped_bytes, bytes);
+}
+
+pub fn largeRegionFreed() void {
+    sub(&tiers[2].pages, 1);
+}
+
+/// Region units purged: their pages went back to the OS (the address space stays reserved).
+pub fn largeRegionPurged(bytes: usize) void {
+    sub(&tiers[2].mapped_bytes, bytes);
+    sub(&tiers[2].resident_bytes, bytes);
+    sub(&os_mapped_bytes, bytes);
+    add(&tiers[2].purges, 1);
+    add(&tiers[2].purged_bytes, bytes);
+}
+
 pub fn largeResized(old_bytes: usize, new_bytes: usize) void {
     sub(&tiers[2].mapped_bytes, old_bytes);
     add(&tiers[2].mapped_bytes, new_bytes);

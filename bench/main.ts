@@ -38,7 +38,8 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
     let section = sections.find((s) => s.name === w.section);
     if (!section) {
       if (sections.length) onSection(sections[sections.length - 1]);
-      section = { name: w.section, title: SECTION_TITLES[w.section] ?? w.section, unit: "ops/s", higherIsBetter: true, rows: [] };
+      section = { name: w.section, title: SECTION_TITLES[w.section] ?? w.section, unit: "ops/s", higherIsBetter: true, rows: [],
+        metrics: [{ key: "faults_per_op", label: "page faults/op" }] };
       sections.push(section);
     }
     const cmd = [binaries.get(w.program)!, ...w.args(opts.scale).map(String)];
@@ -53,6 +54,10 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
         const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
         if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
         if (f.hakmem_allocs) extra.hakmem_allocs = Number(f.hakmem_allocs);
+        const m = r.measured!;
+        extra.faults = m.faults;
+        extra.faults_per_op = m.faults / Math.max(1, Number(f.ops));
+        extra.cpu_secs = Number(m.cpuSec.toFixed(4));
         extra.malloc_from = f.malloc_from;
         row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
       }
@@ -84,7 +89,7 @@ async function main(): Promise<number> {
   console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${shown(builtLib)}, measured as ${shown(hakmemLib)})`);
   console.log(`allocators: ${allocators.map((a) => `${a.name}${a.preload ? ` (${a.preload})` : ""}`).join(", ")}`);
   if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
-  console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
+  console.log(`runs: ${opts.runs} per allocator and row, interleaved; ${opts.runs > 1 ? "medians reported" : "one run per row (no median)"}${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
 
   const busyAtStart = busyWarning();
   if (busyAtStart.warning) console.log(busyAtStart.warning);

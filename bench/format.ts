@@ -4,7 +4,10 @@ export function formatValue(unit: string, v: number): string {
   if (!Number.isFinite(v)) return "-";
   if (unit === "ns/pair") return v >= 100 ? `${v.toFixed(0)} ns` : `${v.toFixed(1)} ns`;
   if (unit === "instr/pair") return v.toFixed(0);
-  if (unit === "s") return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} s`;
+  if (unit === "s") {
+    if (v < 1) return `${v < 0.01 ? (v * 1000).toFixed(1) : (v * 1000).toFixed(0)} ms`;
+    return `${v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)} s`;
+  }
   return si(v);
 }
 

@@ -10,6 +10,7 @@ import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts
 import { allocatorInfo, busyWarning, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
 import { instructionsCount, runInstructions, valgrindAvailable } from "./instructions.ts";
 import { microCount, runMicro } from "./micro.ts";
+import { commandName, runCommandSection } from "./commands.ts";
 import { HelpRequested, type Options, parseOptions, selected } from "./options.ts";
 import { formatElapsed, Progress } from "./progress.ts";
 import { redisAvailable, redisCount, runRedis } from "./redis.ts";
@@ -100,7 +101,8 @@ async function main(): Promise<number> {
   if (selected(opts, "instructions") && !wantInstructions) console.log("instructions: valgrind not installed — skipped (apt-get install valgrind)");
   const wantRedis = selected(opts, "redis") && redisAvailable() !== null;
   if (selected(opts, "redis") && !wantRedis) console.log("redis: redis-server/redis-benchmark not installed — skipped (apt-get install redis-server redis-tools)");
-  const total = workloads.length * opts.runs * allocators.length
+  const total = opts.commands.length * opts.runs * allocators.length
+    + workloads.length * opts.runs * allocators.length
     + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
     + (wantInstructions ? instructionsCount(allocators.length) : 0)
     + (wantRedis ? redisCount(opts, allocators.length) : 0);
@@ -108,6 +110,13 @@ async function main(): Promise<number> {
   const sections: Section[] = [];
   const show = (s: Section) => printSection(progress, s, names);
 
+  if (opts.commands.length) {
+    const rows = opts.commands.map((line) => ({ name: commandName(line), shell: line, timeoutMs: 600_000 }));
+    const s = await runCommandSection({ name: "cmd", title: "your commands (--cmd), each preloaded with every allocator" }, rows, allocators,
+      { runs: opts.runs, progress, hakmemBuildId: hakmem.buildId });
+    sections.push(s);
+    show(s);
+  }
   if (wantFfi || wantKernel) {
     for (const s of await runMicro(allocators, hakmemLib, opts, progress, { ffi: wantFfi, kernel: wantKernel })) {
       sections.push(s);

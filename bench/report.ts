@@ -36,8 +36,9 @@ function metricCell(row: Row, alloc: string, key: string, low: number | null): s
 function spreadCell(section: Section, row: Row, alloc: string): string {
   const v = row.samples.filter((x) => x.allocator === alloc && !x.mismatch).map((x) => x.value);
   if (v.length < 2) return v.length ? "(1 run)" : "-";
-  const fmt = (x: number) => formatValue(section.unit, x).replace(/ s$/, "");
-  return `${fmt(Math.min(...v))}–${fmt(Math.max(...v))}`;
+  const lo = formatValue(section.unit, Math.min(...v)), hi = formatValue(section.unit, Math.max(...v));
+  const unit = lo.match(/ \S+$/)?.[0];
+  return unit && hi.endsWith(unit) ? `${lo.slice(0, -unit.length)}–${hi}` : `${lo}–${hi}`;
 }
 
 function outputCell(row: Row, alloc: string): string {

@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "../bench/proof.ts";
 import { parseResultLine } from "../bench/runner.ts";
 import { parseBenchmarkCsv } from "../bench/redis.ts";
+import { compileC } from "./helpers/c.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "large_blocks"];
@@ -49,6 +50,47 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     rmSync(dir, { recursive: true, force: true });
   }
 }, 300_000);
+
+test("bench --cmd runs any program under every allocator and marks a run whose stdout differs from glibc's", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-cmd-"));
+  try {
+    const fixed = await compileC("cmd_fixed_output");
+    const addresses = await compileC("cmd_heap_addresses");
+    const json = join(dir, "cmd.json");
+    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
+      "--cmd", `${fixed} 5000`, "--cmd", addresses], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    await proc.exited;
+    expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    const sections = report.sections as (Section & { rows: (Row & { samples: { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }[] })[] })[];
+    expect(sections.map((s) => s.name)).toEqual(["cmd"]);
+    const [same, differs] = sections[0].rows;
+    expect(same.errors).toEqual([]);
+    for (const allocator of ["hakmem", "glibc"]) {
+      const samples = same.samples.filter((s) => s.allocator === allocator);
+      expect(samples.length).toBe(2);
+      for (const s of samples) {
+        expect({ allocator, mismatch: s.mismatch }).toEqual({ allocator, mismatch: false });
+        expect(s.value).toBeGreaterThan(0);
+        expect(Number(s.extra.cpu_secs)).toBeGreaterThanOrEqual(0);
+        expect(Number(s.extra.faults)).toBeGreaterThan(0);
+        expect(s.peakRssKb).toBeGreaterThan(0);
+      }
+    }
+    expect(new Set(same.samples.map((s) => s.extra.stdout_sha256)).size).toBe(1);
+    // heap addresses: hakmem's runs differ from glibc's first run and are marked, never counted
+    expect(differs.errors).toEqual([]);
+    const hakmemRuns = differs.samples.filter((s) => s.allocator === "hakmem");
+    expect(hakmemRuns.length).toBe(2);
+    expect(hakmemRuns.every((s) => s.mismatch === true)).toBe(true);
+    expect(differs.samples.find((s) => s.allocator === "glibc")?.mismatch).toBe(false);
+    expect(out).toContain("≠ output");
+    expect(report.summary.find((r: { row: string }) => r.row.includes("cmd_heap_addresses"))?.ratio ?? null).toBeNull();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
 
 test("the proof parsers read what the programs and hakmem print", () => {
   const stderr = "noise\nhakmem: build=cc56610d0b12fe29 allocs=50107 frees=50106 remote_frees=0 threads=1\nhakmem: tiny 49382 49382\n";

@@ -17,6 +17,7 @@ import { redisAvailable, redisCount, runRedis } from "./redis.ts";
 import { sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
 import type { Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
+import { runSafety, type SafetyReport, safetyCount, safetyMarkdown, safetySummary, safetyTable } from "./safety.ts";
 import { ratioChart } from "./svg.ts";
 import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
 
@@ -101,7 +102,9 @@ async function main(): Promise<number> {
   if (selected(opts, "instructions") && !wantInstructions) console.log("instructions: valgrind not installed — skipped (apt-get install valgrind)");
   const wantRedis = selected(opts, "redis") && redisAvailable() !== null;
   if (selected(opts, "redis") && !wantRedis) console.log("redis: redis-server/redis-benchmark not installed — skipped (apt-get install redis-server redis-tools)");
-  const total = opts.commands.length * opts.runs * allocators.length
+  const wantSafety = selected(opts, "safety");
+  const total = (wantSafety ? safetyCount(allocators.length) : 0)
+    + opts.commands.length * opts.runs * allocators.length
     + workloads.length * opts.runs * allocators.length
     + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
     + (wantInstructions ? instructionsCount(allocators.length) : 0)
@@ -133,18 +136,25 @@ async function main(): Promise<number> {
     const s = await runRedis(allocators, opts, progress, hakmem.buildId);
     if (s) { sections.push(s); show(s); }
   }
+  let safety: SafetyReport | null = null;
+  if (wantSafety) {
+    safety = await runSafety(allocators, progress, opts.quick ? 3000 : 5000);
+    progress.clear();
+    console.log(safetyTable(safety, names));
+  }
   progress.clear();
 
   const rows = summaryRows(sections, names);
   const errorCount = sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + r.errors.length, 0), 0);
   console.log(summaryText(rows, errorCount));
+  if (safety) console.log(safetySummary(safety, names));
   const machine = machineInfo();
   const git = gitInfo();
   const command = `bun bench/main.ts ${process.argv.slice(2).join(" ")}`.trim();
   const report = {
     schema: 1, date: started.toISOString(), durationSec: Math.round(progress.elapsedMs() / 1000), command,
     options: opts, machine: { ...machine, loadAverageAtStart: Number(busyAtStart.load.toFixed(2)) }, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
-    missingPeers: found.missing, sections, summary: rows,
+    missingPeers: found.missing, sections, summary: rows, safety,
   };
   const jsonPath = resolve(ROOT, opts.jsonPath);
   const base = jsonPath.replace(/\.json$/, "");
@@ -152,7 +162,8 @@ async function main(): Promise<number> {
   writeFileSync(jsonPath, JSON.stringify(report, null, 1) + "\n");
   const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
-  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n`);
+  const safetyMd = safety ? `\n${safety.title}\n\n${safetyMarkdown(safety, names)}\n` : "";
+  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   return errorCount > 0 ? 1 : 0;
 }

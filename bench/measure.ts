@@ -50,7 +50,9 @@ export function measureWrapper(): string {
   return wrapper;
 }
 
-const SIGNAL_NAMES = new Map(Object.entries(constants.signals).map(([name, n]) => [n as number, name]));
+// The first name of each number (SIGABRT, not its alias SIGIOT).
+const SIGNAL_NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(constants.signals)) if (!SIGNAL_NAMES.has(n as number)) SIGNAL_NAMES.set(n as number, name);
 
 async function drain(stream: ReadableStream<Uint8Array>): Promise<{ text: string; bytes: number; hash: string }> {
   const hash = createHash("sha256");

@@ -162,7 +162,7 @@ export function summaryText(rows: SummaryRow[], errorCount: number): string {
     const leads = group.filter((r) => r.ratio! >= 1).length;
     lines.push(`  ${pad(label, 30)} geometric mean ${formatRatio(geomean(group.map((r) => r.ratio!)))}, leads ${leads}/${group.length} rows`);
   }
-  if (measured.length === 0) lines.push("  hakmem has no measured rows (see the errors above).");
+  if (measured.length === 0 && rows.length > 0) lines.push("  hakmem has no measured rows (see the errors above).");
   const leads = measured.filter((r) => r.ratio! >= 1).sort((a, b) => b.ratio! - a.ratio!);
   const trails = measured.filter((r) => r.ratio! < 1).sort((a, b) => a.ratio! - b.ratio!);
   if (leads.length) lines.push(`  leads:  ${leads.slice(0, 6).map(rowName).join("; ")}${leads.length > 6 ? `; … ${leads.length - 6} more` : ""}`);

@@ -67,8 +67,8 @@ export function parseOptions(argv: string[]): Options {
   }
   if (opts.runs === 0) opts.runs = opts.quick ? 1 : 3;
   if (opts.scale === 0) opts.scale = opts.quick ? 0.2 : 1;
-  opts.microMs = opts.scale >= 1 ? 150 : opts.scale >= 0.1 ? 40 : 10;
-  opts.redisRequests = Math.max(1000, Math.round(100000 * opts.scale));
+  opts.microMs = opts.scale >= 1 ? 100 : opts.scale >= 0.1 ? 40 : 10;
+  opts.redisRequests = Math.max(1000, Math.round(30000 * opts.scale));
   return opts;
 }
 

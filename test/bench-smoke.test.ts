@@ -35,6 +35,7 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     const expected = ["micro_ffi", "micro_kernel", ...WORKLOAD_SECTIONS];
     if (Bun.which("valgrind")) expected.push("instructions");
     if (Bun.which("redis-server") && Bun.which("redis-benchmark") && Bun.which("redis-cli")) expected.push("redis");
+    if (["python3", "gcc", "git", "perl", "sort"].some((p) => Bun.which(p))) expected.push("programs");
     expect(sections.map((s) => s.name).sort()).toEqual(expected.sort());
     for (const section of sections) {
       for (const row of section.rows) {
@@ -46,6 +47,22 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
         }
       }
     }
+    // a real program's output must not depend on the allocator
+    for (const row of sections.find((s) => s.name === "programs")?.rows ?? []) {
+      const differing = (row.samples as { allocator: string; mismatch?: boolean }[]).filter((s) => s.mismatch).map((s) => s.allocator);
+      expect({ row: row.name, differing }).toEqual({ row: row.name, differing: [] });
+    }
+    // workload rows carry page faults per operation for every allocator
+    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples as { extra: Record<string, number> }[];
+    expect(rm.every((s) => Number.isFinite(s.extra.faults_per_op) && s.extra.faults > 0)).toBe(true);
+    // the safety table: a verdict for every case and allocator; hakmem reports a double free
+    const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
+    expect(safety.results.length).toBe(safety.cases.length * 2);
+    expect(safety.results.filter((r) => r.verdict === "error")).toEqual([]);
+    const verdict = (c: string, a: string) => safety.results.find((r) => r.case === c && r.allocator === a)?.verdict;
+    expect([verdict("control", "hakmem"), verdict("control", "glibc")]).toEqual(["contained", "contained"]);
+    expect(verdict("double_free_adjacent", "hakmem")).toBe("reported");
+    expect(out).toContain("safety —");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

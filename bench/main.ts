@@ -15,7 +15,7 @@ import { cleanupPrograms, type PreparedPrograms, preparePrograms } from "./progr
 import { HelpRequested, type Options, parseOptions, selected } from "./options.ts";
 import { formatElapsed, Progress } from "./progress.ts";
 import { redisAvailable, redisCount, runRedis } from "./redis.ts";
-import { sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
+import { commandsMarkdown, sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
 import type { Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
 import { runSafety, type SafetyReport, safetyCount, safetyMarkdown, safetySummary, safetyTable } from "./safety.ts";
@@ -182,7 +182,8 @@ async function main(): Promise<number> {
   const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
   const safetyMd = safety ? `\n${safety.title}\n\n${safetyMarkdown(safety, names)}\n` : "";
-  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${safetyMd}`);
+  const commandsMd = sections.filter((s) => s.outputCheck).map((s) => `\n${s.title}\n\n${commandsMarkdown(s, names)}\n`).join("");
+  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   return errorCount > 0 ? 1 : 0;
 }

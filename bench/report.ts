@@ -195,3 +195,21 @@ export function summaryMarkdown(rows: SummaryRow[]): string {
   }
   return out.join("\n");
 }
+
+/** Every allocator's medians for a section of commands (programs, --cmd): wall time (speed
+ * ×best peer), CPU time, peak RSS and page faults; ≠ where the output differed. */
+export function commandsMarkdown(section: Section, allocators: string[]): string {
+  const out = [`| ${section.name} | ${allocators.join(" | ")} |`, `|---|${allocators.map(() => "---:").join("|")}|`];
+  for (const row of section.rows) {
+    const best = bestPeerValue(section, row, allocators);
+    const cells = allocators.map((a) => {
+      const c = cellOf(row, a);
+      if (!c) return speedCell(section, row, a, best);
+      const cpu = metricOf(row, a, "cpu_secs"), faults = metricOf(row, a, "faults");
+      const ratio = best === null ? "" : ` ${formatRatio(speedRatio(section, c.value, best))}`;
+      return `${formatValue(section.unit, c.value)}${ratio}<br>CPU ${formatNumber(cpu)} s · ${formatMiB(c.peakRssKb)} MiB · ${formatNumber(faults)} faults`;
+    });
+    out.push(`| ${row.name} | ${cells.join(" | ")} |`);
+  }
+  return out.join("\n");
+}

@@ -30,7 +30,7 @@ export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NA
   --cmd "LINE"       measure your command (run by /bin/sh -c) preloaded with every allocator: wall and
                      CPU time, page faults, peak RSS, spread, stdout compared with glibc's (repeatable;
                      alone it runs only these; with --filter the selected sections run too)
-  --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro
+  --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro,programs,safety
   --allocators LIST  among hakmem,glibc,mimalloc,jemalloc,tcmalloc (default: all installed)
   --json FILE        samples and machine info (default bench/results/latest.json; .svg and .md beside)
   HAKMEM_LIB=path    measure that library instead of building zig-out/lib/libhakmem.so`;

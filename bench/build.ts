@@ -1,12 +1,12 @@
 // build.ts — keeps what the bench measures current: rebuilds libhakmem.so (zig build is a
 // no-op when nothing changed) and compiles the C workload programs with `zig cc`, cached
-// under bench/results/.build/ by a hash of their sources.
+// under bench/results/.build/ by a hash of their sources (bench/zigcc.ts).
 import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { ROOT, ZIG, zigCc } from "./zigcc.ts";
 
-export const ROOT = resolve(import.meta.dir, "..");
-export const ZIG = join(ROOT, "zig/toolchain/zig");
+export { ROOT, ZIG };
 const C_DIR = join(ROOT, "bench/c");
 const BUILD_DIR = join(ROOT, "bench/results/.build");
 const CFLAGS = ["-O2", "-pthread"];
@@ -46,18 +46,6 @@ export function snapshotLibrary(lib: string): string {
   return out;
 }
 
-/** Hash of a C source plus every header in bench/c and the flags: the cache key. */
-function sourceHash(source: string, extra: string[]): string {
-  const h = createHash("sha256");
-  h.update(readFileSync(join(C_DIR, source)));
-  for (const header of readdirSync(C_DIR).filter((f) => f.endsWith(".h")).sort()) {
-    h.update(header);
-    h.update(readFileSync(join(C_DIR, header)));
-  }
-  h.update([...CFLAGS, ...extra].join(" "));
-  return h.digest("hex").slice(0, 16);
-}
-
 export interface CompileOptions {
   shared?: boolean;
   /** zig cc -mcpu value; the default is the host CPU (valgrind needs e.g. x86_64_v3: no AVX-512). */
@@ -66,17 +54,9 @@ export interface CompileOptions {
 
 /** Compiles bench/c/<name>.c (once per source hash) and returns the binary's path. */
 export function compileProgram(name: string, options: CompileOptions = {}): string {
-  const source = `${name}.c`;
   const extra = [...(options.shared ? ["-shared", "-fPIC"] : []), ...(options.cpu ? [`-mcpu=${options.cpu}`] : [])];
-  const variant = options.cpu ? `-${options.cpu}` : "";
-  const out = join(BUILD_DIR, `${name}${variant}-${sourceHash(source, extra)}${options.shared ? ".so" : ""}`);
-  if (existsSync(out)) return out;
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const tmp = `${out}.tmp${process.pid}`;
-  const r = Bun.spawnSync([ZIG, "cc", ...CFLAGS, ...extra, join(C_DIR, source), "-o", tmp], {
-    cwd: ROOT, stdout: "pipe", stderr: "pipe",
+  return zigCc({
+    source: join(C_DIR, `${name}.c`), outDir: BUILD_DIR, name: `${name}${options.cpu ? `-${options.cpu}` : ""}`,
+    flags: [...CFLAGS, ...extra], suffix: options.shared ? ".so" : "",
   });
-  if (r.exitCode !== 0) throw new Error(`zig cc ${source} failed:\n${r.stderr.toString()}`);
-  renameSync(tmp, out);
-  return out;
 }

@@ -10,12 +10,15 @@ import { compileProgram, ensureLibrary, ROOT, snapshotLibrary } from "./build.ts
 import { allocatorInfo, busyWarning, gitInfo, hakmemIdentity, machineInfo } from "./machine.ts";
 import { instructionsCount, runInstructions, valgrindAvailable } from "./instructions.ts";
 import { microCount, runMicro } from "./micro.ts";
+import { commandName, runCommandSection } from "./commands.ts";
+import { cleanupPrograms, type PreparedPrograms, preparePrograms } from "./programs.ts";
 import { HelpRequested, type Options, parseOptions, selected } from "./options.ts";
 import { formatElapsed, Progress } from "./progress.ts";
 import { redisAvailable, redisCount, runRedis } from "./redis.ts";
-import { sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
+import { commandsMarkdown, sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
 import type { Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
+import { runSafety, type SafetyReport, safetyCount, safetyMarkdown, safetySummary, safetyTable } from "./safety.ts";
 import { ratioChart } from "./svg.ts";
 import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
 
@@ -38,7 +41,8 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
     let section = sections.find((s) => s.name === w.section);
     if (!section) {
       if (sections.length) onSection(sections[sections.length - 1]);
-      section = { name: w.section, title: SECTION_TITLES[w.section] ?? w.section, unit: "ops/s", higherIsBetter: true, rows: [] };
+      section = { name: w.section, title: SECTION_TITLES[w.section] ?? w.section, unit: "ops/s", higherIsBetter: true, rows: [],
+        metrics: [{ key: "faults_per_op", label: "page faults/op" }] };
       sections.push(section);
     }
     const cmd = [binaries.get(w.program)!, ...w.args(opts.scale).map(String)];
@@ -53,6 +57,10 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
         const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
         if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
         if (f.hakmem_allocs) extra.hakmem_allocs = Number(f.hakmem_allocs);
+        const m = r.measured!;
+        extra.faults = m.faults;
+        extra.faults_per_op = m.faults / Math.max(1, Number(f.ops));
+        extra.cpu_secs = Number(m.cpuSec.toFixed(4));
         extra.malloc_from = f.malloc_from;
         row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
       }
@@ -84,7 +92,7 @@ async function main(): Promise<number> {
   console.log(`hakmem ${hakmem.version ?? "?"} build ${hakmem.buildId ?? "?"} (${shown(builtLib)}, measured as ${shown(hakmemLib)})`);
   console.log(`allocators: ${allocators.map((a) => `${a.name}${a.preload ? ` (${a.preload})` : ""}`).join(", ")}`);
   if (found.missing.length) console.log(`missing peers: ${found.missing.join(", ")} — install with: ${found.installHint}`);
-  console.log(`runs: ${opts.runs} per allocator and row, interleaved; medians reported${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
+  console.log(`runs: ${opts.runs} per allocator and row, interleaved; ${opts.runs > 1 ? "medians reported" : "one run per row (no median)"}${opts.quick ? "; --quick" : ""}${opts.scale !== 1 ? `; scale ${opts.scale}` : ""}`);
 
   const busyAtStart = busyWarning();
   if (busyAtStart.warning) console.log(busyAtStart.warning);
@@ -95,7 +103,16 @@ async function main(): Promise<number> {
   if (selected(opts, "instructions") && !wantInstructions) console.log("instructions: valgrind not installed — skipped (apt-get install valgrind)");
   const wantRedis = selected(opts, "redis") && redisAvailable() !== null;
   if (selected(opts, "redis") && !wantRedis) console.log("redis: redis-server/redis-benchmark not installed — skipped (apt-get install redis-server redis-tools)");
-  const total = workloads.length * opts.runs * allocators.length
+  const wantSafety = selected(opts, "safety");
+  let programs: PreparedPrograms | null = null;
+  if (selected(opts, "programs")) {
+    programs = preparePrograms(opts.scale, (name) => selected(opts, "programs", name), 300_000);
+    for (const s of programs.skipped) console.log(`programs: ${s}`);
+  }
+  const total = (wantSafety ? safetyCount(allocators.length) : 0)
+    + (programs ? programs.rows.length * opts.runs * allocators.length : 0)
+    + opts.commands.length * opts.runs * allocators.length
+    + workloads.length * opts.runs * allocators.length
     + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
     + (wantInstructions ? instructionsCount(allocators.length) : 0)
     + (wantRedis ? redisCount(opts, allocators.length) : 0);
@@ -103,6 +120,13 @@ async function main(): Promise<number> {
   const sections: Section[] = [];
   const show = (s: Section) => printSection(progress, s, names);
 
+  if (opts.commands.length) {
+    const rows = opts.commands.map((line) => ({ name: commandName(line), shell: line, timeoutMs: 600_000 }));
+    const s = await runCommandSection({ name: "cmd", title: "your commands (--cmd), each preloaded with every allocator" }, rows, allocators,
+      { runs: opts.runs, progress, hakmemBuildId: hakmem.buildId });
+    sections.push(s);
+    show(s);
+  }
   if (wantFfi || wantKernel) {
     for (const s of await runMicro(allocators, hakmemLib, opts, progress, { ffi: wantFfi, kernel: wantKernel })) {
       sections.push(s);
@@ -115,22 +139,41 @@ async function main(): Promise<number> {
     sections.push(s);
     show(s);
   }
+  if (programs && programs.rows.length) {
+    try {
+      const s = await runCommandSection({
+        name: "programs", title: "programs — real programs on generated inputs, each preloaded with every allocator",
+        note: "inputs generated by the bench (deterministic); redis has its own section",
+      }, programs.rows, allocators, { runs: opts.runs, progress, hakmemBuildId: hakmem.buildId });
+      sections.push(s);
+      show(s);
+    } finally {
+      cleanupPrograms(programs);
+    }
+  }
   if (wantRedis) {
     const s = await runRedis(allocators, opts, progress, hakmem.buildId);
     if (s) { sections.push(s); show(s); }
+  }
+  let safety: SafetyReport | null = null;
+  if (wantSafety) {
+    safety = await runSafety(allocators, progress, opts.quick ? 3000 : 5000);
+    progress.clear();
+    console.log(safetyTable(safety, names));
   }
   progress.clear();
 
   const rows = summaryRows(sections, names);
   const errorCount = sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + r.errors.length, 0), 0);
   console.log(summaryText(rows, errorCount));
+  if (safety) console.log(safetySummary(safety, names));
   const machine = machineInfo();
   const git = gitInfo();
   const command = `bun bench/main.ts ${process.argv.slice(2).join(" ")}`.trim();
   const report = {
     schema: 1, date: started.toISOString(), durationSec: Math.round(progress.elapsedMs() / 1000), command,
     options: opts, machine: { ...machine, loadAverageAtStart: Number(busyAtStart.load.toFixed(2)) }, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
-    missingPeers: found.missing, sections, summary: rows,
+    missingPeers: found.missing, sections, summary: rows, safety,
   };
   const jsonPath = resolve(ROOT, opts.jsonPath);
   const base = jsonPath.replace(/\.json$/, "");
@@ -138,7 +181,9 @@ async function main(): Promise<number> {
   writeFileSync(jsonPath, JSON.stringify(report, null, 1) + "\n");
   const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
-  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n`);
+  const safetyMd = safety ? `\n${safety.title}\n\n${safetyMarkdown(safety, names)}\n` : "";
+  const commandsMd = sections.filter((s) => s.outputCheck).map((s) => `\n${s.title}\n\n${commandsMarkdown(s, names)}\n`).join("");
+  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   return errorCount > 0 ? 1 : 0;
 }

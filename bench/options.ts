@@ -6,6 +6,8 @@
 //   --allocators LIST  comma list among hakmem,glibc,mimalloc,jemalloc,tcmalloc
 //   --json FILE        where to write every sample (default bench/results/latest.json; the
 //                      SVG chart goes next to it with the extension .svg)
+//   --cmd "LINE"       (repeatable) measure a shell command line under every allocator;
+//                      alone it runs only that section (add --filter to run others too)
 // Hidden knobs for tests: --scale X (multiplies every workload's size), --no-build.
 
 export interface Options {
@@ -18,12 +20,17 @@ export interface Options {
   build: boolean;
   microMs: number;
   redisRequests: number;
+  /** --cmd command lines, in order */
+  commands: string[];
 }
 
-export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NAME] [--allocators list] [--json FILE]
+export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NAME] [--allocators list] [--json FILE] [--cmd "LINE"]...
   --quick            about a minute: one run, workloads at 1/5 size, short microbenchmarks
-  --runs N           runs per allocator and row, interleaved; medians are reported (default 3)
-  --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro
+  --runs N           runs per allocator and row, interleaved; medians of several runs are reported (default 3)
+  --cmd "LINE"       measure your command (run by /bin/sh -c) preloaded with every allocator: wall and
+                     CPU time, page faults, peak RSS, spread, stdout compared with glibc's (repeatable;
+                     alone it runs only these; with --filter the selected sections run too)
+  --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro,programs,safety
   --allocators LIST  among hakmem,glibc,mimalloc,jemalloc,tcmalloc (default: all installed)
   --json FILE        samples and machine info (default bench/results/latest.json; .svg and .md beside)
   HAKMEM_LIB=path    measure that library instead of building zig-out/lib/libhakmem.so`;
@@ -34,7 +41,7 @@ export class HelpRequested extends Error {}
 export function parseOptions(argv: string[]): Options {
   const opts: Options = {
     quick: false, runs: 0, scale: 0, filters: [], allocators: null,
-    jsonPath: "bench/results/latest.json", build: true, microMs: 0, redisRequests: 0,
+    jsonPath: "bench/results/latest.json", build: true, microMs: 0, redisRequests: 0, commands: [],
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -50,13 +57,18 @@ export function parseOptions(argv: string[]): Options {
     else if (arg === "--allocators") opts.allocators = splitList(value());
     else if (arg === "--json") opts.jsonPath = value();
     else if (arg === "--no-build") opts.build = false;
+    else if (arg === "--cmd") {
+      const line = value();
+      if (line.trim() === "") throw new Error(`--cmd needs a command line\n${USAGE}`);
+      opts.commands.push(line);
+    }
     else if (arg === "--help" || arg === "-h") throw new HelpRequested(USAGE);
     else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
   if (opts.runs === 0) opts.runs = opts.quick ? 1 : 3;
   if (opts.scale === 0) opts.scale = opts.quick ? 0.2 : 1;
-  opts.microMs = opts.scale >= 1 ? 150 : opts.scale >= 0.1 ? 40 : 10;
-  opts.redisRequests = Math.max(1000, Math.round(100000 * opts.scale));
+  opts.microMs = opts.scale >= 1 ? 100 : opts.scale >= 0.1 ? 40 : 10;
+  opts.redisRequests = Math.max(1000, Math.round(30000 * opts.scale));
   return opts;
 }
 
@@ -76,9 +88,9 @@ function positiveNumber(name: string, s: string): number {
   return n;
 }
 
-/** True when a section/row passes --filter (no filter: everything). */
+/** True when a section/row passes --filter (no filter: everything, unless --cmd alone). */
 export function selected(opts: Options, ...names: string[]): boolean {
-  if (opts.filters.length === 0) return true;
+  if (opts.filters.length === 0) return opts.commands.length === 0;
   const hay = names.join(" ").toLowerCase();
   return opts.filters.some((f) => hay.includes(f.toLowerCase()));
 }

@@ -8,6 +8,8 @@ export interface Sample {
   value: number;            // in the section's unit
   peakRssKb: number | null;
   extra?: Record<string, number | string>;
+  /** its stdout differed from the reference run's (glibc's): shown, never counted */
+  mismatch?: boolean;
 }
 
 export interface RunError { allocator: string; run: number; message: string }
@@ -26,14 +28,23 @@ export interface Section {
   higherIsBetter: boolean;
   note?: string;
   floorNs?: number;         // micro_ffi: one no-op FFI call
+  /** more per-allocator figures, each a line under the row: medians of sample.extra[key] */
+  metrics?: Metric[];
+  /** a line with the min–max of the value per allocator */
+  spread?: boolean;
+  /** a line saying how many runs' stdout matched the reference run's */
+  outputCheck?: boolean;
   rows: Row[];
 }
+
+/** A figure where lower is better (page faults, CPU time), shown ×lowest peer. */
+export interface Metric { key: string; label: string; digits?: number }
 
 export interface Cell { value: number; peakRssKb: number | null; finalRssKb: number | null; n: number }
 
 /** Median value and RSS of one allocator's samples in a row (null when it has none). */
 export function cellOf(row: Row, allocator: string): Cell | null {
-  const samples = row.samples.filter((s) => s.allocator === allocator);
+  const samples = countedSamples(row, allocator);
   if (samples.length === 0) return null;
   const rss = samples.map((s) => s.peakRssKb).filter((x): x is number => x !== null);
   const finals = samples.map((s) => Number(s.extra?.final_rss_kb)).filter((x) => Number.isFinite(x) && x > 0);
@@ -43,6 +54,28 @@ export function cellOf(row: Row, allocator: string): Cell | null {
     finalRssKb: finals.length ? median(finals) : null,
     n: samples.length,
   };
+}
+
+/** An allocator's samples that count: a run whose output differed never does. */
+export function countedSamples(row: Row, allocator: string): Sample[] {
+  return row.samples.filter((s) => s.allocator === allocator && !s.mismatch);
+}
+
+/** Median of a numeric extra field over an allocator's counted samples, or null. */
+export function metricOf(row: Row, allocator: string, key: string): number | null {
+  const v = countedSamples(row, allocator).map((s) => Number(s.extra?.[key])).filter((x) => Number.isFinite(x));
+  return v.length ? median(v) : null;
+}
+
+/** The lowest median of a metric among the peers. */
+export function lowestPeerMetric(row: Row, allocators: string[], key: string): number | null {
+  let low: number | null = null;
+  for (const a of allocators) {
+    if (a === "hakmem") continue;
+    const v = metricOf(row, a, key);
+    if (v !== null && (low === null || v < low)) low = v;
+  }
+  return low;
 }
 
 /** Speed of `value` relative to `reference` (> 1: faster), whatever the unit's direction. */

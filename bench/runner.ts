@@ -1,6 +1,9 @@
 // runner.ts — runs one workload program preloaded with one allocator and turns its
 // output into a sample, or into an error when it failed or cannot prove its allocator.
+// It runs under the measuring wrapper (measure.ts): page faults and CPU time come from
+// wait4's rusage of the child.
 import type { Allocator } from "./allocators.ts";
+import { type Measured, runMeasured } from "./measure.ts";
 import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "./proof.ts";
 
 export interface RunOutcome {
@@ -9,6 +12,8 @@ export interface RunOutcome {
   fields?: Record<string, string>;
   peakRssKb?: number;
   stderr?: string;
+  /** what the wrapper measured (when the program ran at all) */
+  measured?: Measured;
 }
 
 const TIMEOUT_MS = 120_000;
@@ -45,11 +50,10 @@ function tail(text: string, lines = 6): string {
 export interface ProofContext { hakmemBuildId: string | null; minAllocsPerOp: number }
 
 export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofContext): Promise<RunOutcome> {
-  const proc = Bun.spawn(cmd, { env: childEnv(alloc), stdout: "pipe", stderr: "pipe", timeout: TIMEOUT_MS });
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  const exitCode = await proc.exited;
-  if (proc.signalCode) return { ok: false, message: `killed by ${proc.signalCode}${proc.killed ? " (timeout)" : ""}${stderr ? `: ${tail(stderr)}` : ""}` };
-  if (exitCode !== 0) return { ok: false, message: `exit code ${exitCode}: ${tail(stderr)}` };
+  const m = await runMeasured(cmd, { preload: alloc.preload, env: childEnv(alloc, null), timeoutMs: TIMEOUT_MS });
+  const { stdout, stderr } = m;
+  if (m.signal) return { ok: false, message: `killed by ${m.signal}${m.timedOut ? " (timeout)" : ""}${stderr ? `: ${tail(stderr)}` : ""}` };
+  if (m.exitCode !== 0) return { ok: false, message: `exit code ${m.exitCode}: ${tail(stderr)}` };
   const fields = parseResultLine(stdout);
   if (!fields || !Number.isFinite(Number(fields.ops_per_sec))) return { ok: false, message: `no RESULT line: ${tail(stdout + stderr)}` };
   const ownerError = checkMallocOwner(alloc, fields.malloc_from);
@@ -62,5 +66,5 @@ export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofC
   // The program's own VmHWM: ru_maxrss (and Bun's resourceUsage().maxRSS) keep the
   // parent's peak across fork+exec, so they would report Bun's RSS for small programs.
   const peakRssKb = Number(fields.peak_rss_kb);
-  return { ok: true, fields, peakRssKb: Number.isFinite(peakRssKb) && peakRssKb > 0 ? peakRssKb : undefined, stderr };
+  return { ok: true, fields, peakRssKb: Number.isFinite(peakRssKb) && peakRssKb > 0 ? peakRssKb : undefined, stderr, measured: m };
 }

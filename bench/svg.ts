@@ -1,6 +1,7 @@
 // svg.ts — the chart of the ratios, written as SVG text (no browser): one line per row,
 // a bar for hakmem's speed relative to the best peer, a mark for every peer, and a
-// reference line at 1.0.
+// reference line at 1.0. The axis ends just past the largest ratio (at most 4); peer marks
+// are drawn last, outlined, so the best peer's mark sits visibly on the 1.0 line.
 import { bestPeerValue, cellOf, type Section, speedRatio } from "./results.ts";
 
 const COLORS: Record<string, string> = {
@@ -11,7 +12,7 @@ function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-interface Line { label: string; section: string; ratios: Record<string, number> }
+interface Line { label: string; section: string; ratios: Record<string, number>; best: string | null }
 
 function chartLines(sections: Section[], allocators: string[]): Line[] {
   const lines: Line[] = [];
@@ -23,7 +24,8 @@ function chartLines(sections: Section[], allocators: string[]): Line[] {
         const c = cellOf(row, a);
         if (c && best !== null) ratios[a] = speedRatio(section, c.value, best);
       }
-      lines.push({ label: `${section.name} · ${row.name}`, section: section.name, ratios });
+      const bestName = allocators.find((a) => a !== "hakmem" && ratios[a] === 1) ?? null;
+      lines.push({ label: `${section.name} · ${row.name}`, section: section.name, ratios, best: bestName });
     }
   }
   return lines;
@@ -31,8 +33,10 @@ function chartLines(sections: Section[], allocators: string[]): Line[] {
 
 export function ratioChart(sections: Section[], allocators: string[], subtitle: string): string {
   const lines = chartLines(sections, allocators);
-  const labelW = 290, plotW = 560, rowH = 18, top = 64, right = 56;
-  const maxRatio = Math.min(4, Math.max(1.5, ...lines.flatMap((l) => Object.values(l.ratios))) * 1.05);
+  const labelW = 290, plotW = 560, rowH = 18, top = 64, right = 120;
+  const dataMax = Math.max(1, ...lines.flatMap((l) => Object.values(l.ratios)).filter(Number.isFinite));
+  const maxRatio = Math.min(4, Math.ceil(dataMax * 1.06 * 10) / 10);
+  const step = maxRatio <= 1.6 ? 0.1 : maxRatio <= 2.5 ? 0.25 : 0.5;
   const x = (r: number) => labelW + (Math.min(r, maxRatio) / maxRatio) * plotW;
   const height = top + lines.length * rowH + 40;
   const width = labelW + plotW + right;
@@ -45,9 +49,12 @@ export function ratioChart(sections: Section[], allocators: string[], subtitle: 
     const lx = 10 + i * 110;
     out.push(`<rect x="${lx}" y="42" width="10" height="10" fill="${COLORS[a] ?? "#333"}"/><text x="${lx + 14}" y="51">${esc(a)}</text>`);
   });
-  for (let t = 0; t <= maxRatio + 1e-9; t += 0.5) {
-    out.push(`<line x1="${x(t)}" y1="${top - 4}" x2="${x(t)}" y2="${top + lines.length * rowH}" stroke="${t === 1 ? "#000" : "#ddd"}" stroke-width="${t === 1 ? 1.5 : 1}"/>`);
-    out.push(`<text x="${x(t)}" y="${top + lines.length * rowH + 14}" text-anchor="middle">${t.toFixed(1)}</text>`);
+  const ticks = Math.round(maxRatio / step);
+  for (let i = 0; i <= ticks; i++) {
+    const t = Math.round(i * step * 100) / 100;
+    const one = Math.abs(t - 1) < 1e-9;
+    out.push(`<line x1="${x(t)}" y1="${top - 4}" x2="${x(t)}" y2="${top + lines.length * rowH}" stroke="${one ? "#888" : "#e4e4e4"}" stroke-width="1"${one ? ` stroke-dasharray="4,2"` : ""}/>`);
+    if (i % (step < 0.2 ? 2 : 1) === 0 || one) out.push(`<text x="${x(t)}" y="${top + lines.length * rowH + 14}" text-anchor="middle"${one ? ` font-weight="bold"` : ""}>${step < 0.25 ? t.toFixed(1) : t.toFixed(2).replace(/0$/, "")}</text>`);
   }
   lines.forEach((line, i) => {
     const y = top + i * rowH;
@@ -58,14 +65,15 @@ export function ratioChart(sections: Section[], allocators: string[], subtitle: 
     const h = line.ratios.hakmem;
     if (h !== undefined) {
       out.push(`<rect x="${labelW}" y="${y + 3}" width="${x(h) - labelW}" height="${rowH - 6}" fill="${COLORS.hakmem}" opacity="0.8"/>`);
-      out.push(`<text x="${labelW + plotW + 8}" y="${y + 12}" fill="#000">${h.toFixed(2)}</text>`);
+      out.push(`<text x="${labelW + plotW + 8}" y="${y + 12}" fill="#000">${h.toFixed(2)}${line.best ? ` <tspan fill="#777">vs ${esc(line.best)}</tspan>` : ""}</text>`);
     } else {
       out.push(`<text x="${labelW + 4}" y="${y + 12}" fill="${COLORS.hakmem}">hakmem: error / not run</text>`);
     }
-    for (const a of allocators) {
-      const r = line.ratios[a];
-      if (a === "hakmem" || r === undefined) continue;
-      out.push(`<circle cx="${x(r)}" cy="${y + rowH / 2}" r="3.5" fill="${COLORS[a] ?? "#333"}"/>`);
+    // the best peer last: on top of the others and of the 1.0 line, with a dark outline
+    const peers = allocators.filter((a) => a !== "hakmem" && line.ratios[a] !== undefined).sort((a, b) => Number(a === line.best) - Number(b === line.best));
+    for (const a of peers) {
+      const best = a === line.best;
+      out.push(`<circle cx="${x(line.ratios[a])}" cy="${y + rowH / 2}" r="${best ? 4.5 : 3.5}" fill="${COLORS[a] ?? "#333"}" stroke="${best ? "#000" : "#fff"}" stroke-width="1"/>`);
     }
   });
   out.push(`</svg>`);

@@ -41,10 +41,10 @@ export const WORKLOADS: Workload[] = [
   { section: "prodcons", row: "1 pair 16..512 B", program: "prodcons", args: (s) => [1, n(2e6, s), 16, 512, 42], minAllocsPerOp: 0.5 },
   ...["thrash", "scratch"].map((mode): Workload => ({
     section: "false_sharing", row: `cache-${mode} 8 B`, program: "false_sharing",
-    args: (s) => [mode, 2, n(200e3, s), 500, 8], minAllocsPerOp: 0.5,
+    args: (s) => [mode, 2, n(120e3, s), 500, 8], minAllocsPerOp: 0.5,
   })),
-  { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(400, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
+  { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(250, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
   { section: "realloc_growth", row: "16 buffers to 64 KiB", program: "realloc_growth", args: (s) => [n(500, s), 16, 65536, 42], minAllocsPerOp: 0 },
-  { section: "mt_churn", row: "2 threads × 20 rounds, 64 slots", program: "mt_churn", args: (s) => [2, 20, n(20000, s), 64, 131072, 42], minAllocsPerOp: 0.5 },
-  { section: "large_blocks", row: "4 live, 1..32 MiB", program: "large_blocks", args: (s) => [n(150, s), 4, 1, 32, 42], minAllocsPerOp: 0.5 },
+  { section: "mt_churn", row: "2 threads × 20 rounds, 64 slots", program: "mt_churn", args: (s) => [2, 20, n(10000, s), 64, 131072, 42], minAllocsPerOp: 0.5 },
+  { section: "large_blocks", row: "4 live, 1..32 MiB", program: "large_blocks", args: (s) => [n(100, s), 4, 1, 32, 42], minAllocsPerOp: 0.5 },
 ];

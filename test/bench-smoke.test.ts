@@ -8,6 +8,7 @@ import { join, resolve } from "node:path";
 import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "../bench/proof.ts";
 import { parseResultLine } from "../bench/runner.ts";
 import { parseBenchmarkCsv } from "../bench/redis.ts";
+import { compileC } from "./helpers/c.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
@@ -34,6 +35,7 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     const expected = ["micro_ffi", "micro_kernel", ...WORKLOAD_SECTIONS];
     if (Bun.which("valgrind")) expected.push("instructions");
     if (Bun.which("redis-server") && Bun.which("redis-benchmark") && Bun.which("redis-cli")) expected.push("redis");
+    if (["python3", "gcc", "git", "perl", "sort"].some((p) => Bun.which(p))) expected.push("programs");
     expect(sections.map((s) => s.name).sort()).toEqual(expected.sort());
     for (const section of sections) {
       for (const row of section.rows) {
@@ -45,10 +47,67 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
         }
       }
     }
+    // a real program's output must not depend on the allocator
+    for (const row of sections.find((s) => s.name === "programs")?.rows ?? []) {
+      const differing = (row.samples as { allocator: string; mismatch?: boolean }[]).filter((s) => s.mismatch).map((s) => s.allocator);
+      expect({ row: row.name, differing }).toEqual({ row: row.name, differing: [] });
+    }
+    // workload rows carry page faults per operation for every allocator
+    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples as { extra: Record<string, number> }[];
+    expect(rm.every((s) => Number.isFinite(s.extra.faults_per_op) && s.extra.faults > 0)).toBe(true);
+    // the safety table: a verdict for every case and allocator; hakmem reports a double free
+    const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
+    expect(safety.results.length).toBe(safety.cases.length * 2);
+    expect(safety.results.filter((r) => r.verdict === "error")).toEqual([]);
+    const verdict = (c: string, a: string) => safety.results.find((r) => r.case === c && r.allocator === a)?.verdict;
+    expect([verdict("control", "hakmem"), verdict("control", "glibc")]).toEqual(["contained", "contained"]);
+    expect(verdict("double_free_adjacent", "hakmem")).toBe("reported");
+    expect(out).toContain("safety —");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }, 300_000);
+
+test("bench --cmd runs any program under every allocator and marks a run whose stdout differs from glibc's", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-cmd-"));
+  try {
+    const fixed = await compileC("cmd_fixed_output");
+    const addresses = await compileC("cmd_heap_addresses");
+    const json = join(dir, "cmd.json");
+    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
+      "--cmd", `${fixed} 5000`, "--cmd", addresses], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    await proc.exited;
+    expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
+    const report = JSON.parse(readFileSync(json, "utf8"));
+    const sections = report.sections as (Section & { rows: (Row & { samples: { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }[] })[] })[];
+    expect(sections.map((s) => s.name)).toEqual(["cmd"]);
+    const [same, differs] = sections[0].rows;
+    expect(same.errors).toEqual([]);
+    for (const allocator of ["hakmem", "glibc"]) {
+      const samples = same.samples.filter((s) => s.allocator === allocator);
+      expect(samples.length).toBe(2);
+      for (const s of samples) {
+        expect({ allocator, mismatch: s.mismatch }).toEqual({ allocator, mismatch: false });
+        expect(s.value).toBeGreaterThan(0);
+        expect(Number(s.extra.cpu_secs)).toBeGreaterThanOrEqual(0);
+        expect(Number(s.extra.faults)).toBeGreaterThan(0);
+        expect(s.peakRssKb).toBeGreaterThan(0);
+      }
+    }
+    expect(new Set(same.samples.map((s) => s.extra.stdout_sha256)).size).toBe(1);
+    // heap addresses: hakmem's runs differ from glibc's first run and are marked, never counted
+    expect(differs.errors).toEqual([]);
+    const hakmemRuns = differs.samples.filter((s) => s.allocator === "hakmem");
+    expect(hakmemRuns.length).toBe(2);
+    expect(hakmemRuns.every((s) => s.mismatch === true)).toBe(true);
+    expect(differs.samples.find((s) => s.allocator === "glibc")?.mismatch).toBe(false);
+    expect(out).toContain("≠ output");
+    expect(report.summary.find((r: { row: string }) => r.row.includes("cmd_heap_addresses"))?.ratio ?? null).toBeNull();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 120_000);
 
 test("the proof parsers read what the programs and hakmem print", () => {
   const stderr = "noise\nhakmem: build=cc56610d0b12fe29 allocs=50107 frees=50106 remote_frees=0 threads=1\nhakmem: tiny 49382 49382\n";

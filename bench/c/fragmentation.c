@@ -65,7 +65,7 @@ int main(int argc, char **argv) {
     }
     cut_sawtooth(&survivors, &residue);
     double secs = now_sec() - start;
-    long final_rss = current_rss_kb();
+    long final_rss = rss_kib();
 
     for (size_t i = 0; i < residue.count; i++) free(residue.items[i]);
     free(residue.items);

@@ -68,7 +68,8 @@ static void *worker_main(void *arg) {
     worker_t *w = arg;
     /* lower priority: the workers keep the allocator busy without starving the children */
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5);
-    rng_t rng = {mix64((uint64_t)w->id * 77)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)w->id * 77));
     uint64_t counter = 0;
     while (!g_stop) {
         int slot = (int)(rng_next(&rng) % WORKER_SLOTS);
@@ -85,7 +86,8 @@ static void *worker_main(void *arg) {
 }
 
 static void *child_thread_main(void *arg) {
-    rng_t rng = {(uint64_t)(uintptr_t)arg};
+    rng_t rng;
+    rng_seed(&rng, (uint64_t)(uintptr_t)arg);
     for (int round = 0; round < 4; round++) {
         block_t blocks[256];
         for (int i = 0; i < 256; i++) block_new(&blocks[i], &rng, 0xc0de0000u + (uint64_t)i);
@@ -97,7 +99,8 @@ static void *child_thread_main(void *arg) {
 /* Runs in the child: returns the exit code. */
 static int child_main(int index, int threads) {
     alarm(CHILD_TIMEOUT_S);
-    rng_t rng = {mix64((uint64_t)index + 1000)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)index + 1000));
     /* blocks inherited from the parent's main thread and from its (absent) workers */
     for (int i = 0; i < INHERITED; i += 2) block_free(&g_inherited[i], "inherited from parent");
     for (int t = 0; t < threads; t++) {
@@ -153,7 +156,8 @@ int main(int argc, char **argv) {
         g_workers[t].id = t + 1;
         REQUIRE(pthread_create(&ids[t], NULL, worker_main, &g_workers[t]) == 0);
     }
-    rng_t rng = {12345};
+    rng_t rng;
+    rng_seed(&rng, 12345);
     int bad_children = 0;
     for (int f = 0; f < forks; f++) {
         refresh_inherited(&rng, f);

@@ -19,7 +19,8 @@ static long g_rounds;
 static int (*g_owns)(const void *);
 
 static void *mover_main(void *arg) {
-    rng_t rng = {mix64((uint64_t)(uintptr_t)arg)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)(uintptr_t)arg));
     for (long r = 0; r < g_rounds; r++) {
         size_t small = (size_t)rng_range(&rng, 2 << 20, 5 << 20);
         unsigned char *p = malloc(small);
@@ -38,7 +39,8 @@ static void *mover_main(void *arg) {
 }
 
 static void *checker_main(void *arg) {
-    rng_t rng = {mix64((uint64_t)(uintptr_t)arg + 77)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)(uintptr_t)arg + 77));
     void *live[LIVE] = {0};
     for (long r = 0; r < g_rounds * 2; r++) {
         int slot = (int)(rng_next(&rng) % LIVE);

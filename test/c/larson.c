@@ -47,7 +47,8 @@ static void drop_block(block_t *b, const char *what) {
 
 static void *worker_main(void *arg) {
     int id = (int)(intptr_t)arg;
-    rng_t rng = {mix64(g_seed * 7919 + (uint64_t)id)};
+    rng_t rng;
+    rng_seed(&rng, mix64(g_seed * 7919 + (uint64_t)id));
     uint64_t counter = 0;
     uint64_t tag_base = (uint64_t)(id + 1) << 40;
     array_t *mine = &g_arrays[id];

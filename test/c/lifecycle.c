@@ -92,7 +92,8 @@ static void *worker_main(void *arg) {
 }
 
 static void *busy_main(void *arg) {
-    rng_t rng = {(uint64_t)(uintptr_t)arg};
+    rng_t rng;
+    rng_seed(&rng, (uint64_t)(uintptr_t)arg);
     while (g_busy_forever) {
         void *p = malloc((size_t)rng_range(&rng, 1, 70000));
         REQUIRE(p != NULL);

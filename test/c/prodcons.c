@@ -69,7 +69,8 @@ static size_t random_size(rng_t *r) {
 
 static void *producer_main(void *arg) {
     uint64_t id = (uint64_t)(uintptr_t)arg;
-    rng_t rng = {mix64(id)};
+    rng_t rng;
+    rng_seed(&rng, mix64(id));
     batch_t batch = {0};
     for (long i = 0; i < g_blocks_per_producer; i++) {
         size_t size = random_size(&rng);

@@ -49,7 +49,8 @@ static void light_activity(rng_t *r) {
 
 static void *worker_main(void *arg) {
     worker_t *w = arg;
-    rng_t rng = {mix64((uint64_t)w->id + 99)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)w->id + 99));
     size_t total = 0;
     while (total < w->budget && w->count < MAX_BLOCKS) {
         size_t s = random_size(&rng);

@@ -121,13 +121,15 @@ static void churn_64(rng_t *rng, int rounds, int count, uint64_t tag_base) {
 }
 
 static void *churn_thread(void *arg) {
-    rng_t rng = {(uint64_t)(uintptr_t)arg};
+    rng_t rng;
+    rng_seed(&rng, (uint64_t)(uintptr_t)arg);
     churn_64(&rng, 4, 50000, (uint64_t)(uintptr_t)arg << 40);
     return NULL;
 }
 
 static void test_many_64_byte_blocks(void) {
-    rng_t rng = {42};
+    rng_t rng;
+    rng_seed(&rng, 42);
     churn_64(&rng, 6, 200000, 1);
     pthread_t threads[2];
     for (uintptr_t t = 0; t < 2; t++)

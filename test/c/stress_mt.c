@@ -226,7 +226,7 @@ int main(int argc, char **argv) {
     REQUIRE(threads != NULL);
     for (int t = 0; t < g_threads; t++) {
         g_workers[t].id = t + 1;
-        g_workers[t].rng.state = mix64(seed * 1000003 + (uint64_t)t);
+        rng_seed(&g_workers[t].rng, mix64(seed * 1000003 + (uint64_t)t));
         pthread_mutex_init(&g_workers[t].inbox.lock, NULL);
     }
     for (int t = 0; t < g_threads; t++)

@@ -1,6 +1,7 @@
 /*
  * test_common.h — shared helpers of the C test programs in test/c/: CHECK/REQUIRE macros,
- * the "is hakmem really serving malloc?" check, RSS readers, a PRNG and tag patterns.
+ * the "is hakmem really serving malloc?" check and tag patterns. The PRNG, the clock and the
+ * RSS readers are bench/c/common.h's (one copy for every C program of the repository).
  *
  * Every program calls require_hakmem() first. With HAKMEM_TEST_SYSTEM=1 in the environment
  * the check is skipped, so the same programs can be validated against the system allocator.
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "../../bench/c/common.h"
 
 static int g_failures;
 
@@ -94,55 +97,7 @@ static inline int served_by_hakmem(const char *symbol) {
 /* Looks up an optional hak_* function; NULL when absent (system mode or older library). */
 static inline void *hak_symbol(const char *name) { return dlsym(RTLD_DEFAULT, name); }
 
-/* ---- RSS ---------------------------------------------------------------------------- */
-
-/* A "Vm...:" field of /proc/self/status in KiB, or -1. */
-static inline long proc_status_kib(const char *field) {
-    FILE *f = fopen("/proc/self/status", "r");
-    if (!f) return -1;
-    char line[256];
-    long value = -1;
-    size_t n = strlen(field);
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, field, n) == 0 && line[n] == ':') {
-            value = strtol(line + n + 1, NULL, 10);
-            break;
-        }
-    }
-    fclose(f);
-    return value;
-}
-
-static inline long rss_kib(void) { return proc_status_kib("VmRSS"); }
-static inline long peak_rss_kib(void) { return proc_status_kib("VmHWM"); }
-
-static inline void sleep_ms(long ms) {
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* ---- PRNG and patterns -------------------------------------------------------------- */
-
-static inline uint64_t mix64(uint64_t x) {
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
-typedef struct { uint64_t state; } rng_t;
-
-static inline uint64_t rng_next(rng_t *r) {
-    r->state += 0x9e3779b97f4a7c15ULL;
-    return mix64(r->state);
-}
-
-/* Uniform in [lo, hi]. */
-static inline uint64_t rng_range(rng_t *r, uint64_t lo, uint64_t hi) {
-    return lo + rng_next(r) % (hi - lo + 1);
-}
+/* ---- patterns (the PRNG is common.h's) ------------------------------------------- */
 
 /* The pattern word at word index i of a block tagged tag. */
 static inline uint64_t pattern_word(uint64_t tag, size_t i) {

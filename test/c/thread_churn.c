@@ -54,7 +54,8 @@ typedef struct {
 
 static void *worker_main(void *arg) {
     worker_arg_t *a = arg;
-    rng_t rng = {mix64((uint64_t)a->index + 1)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)a->index + 1));
     int n = g_blocks_per_thread;
     block_t *blocks = malloc((size_t)n * sizeof *blocks);
     REQUIRE(blocks != NULL);
@@ -186,7 +187,8 @@ int main(int argc, char **argv) {
      * they are purged after HAKMEM_PURGE_DELAY_MS (50 ms by default). The bound applies
      * once that delay has passed a few times over, with the program still running. */
     long rss_at_last_free = rss_kib();
-    rng_t rng = {mix64((uint64_t)threads)};
+    rng_t rng;
+    rng_seed(&rng, mix64((uint64_t)threads));
     for (int ms = 0; ms < SETTLE_MS; ms += 10) {
         light_activity(&rng);
         sleep_ms(10);

@@ -1,12 +1,13 @@
 // Compiles the C test programs in test/c/ with `zig cc` (cached by source hash) and runs
 // them with libhakmem.so preloaded, returning exit status and output for assertions.
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync } from "node:fs";
+// Compiling is bench/zigcc.ts's job (one cache-by-hash for the bench and the tests).
+import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { ZIG, zigCcAsync } from "../../bench/zigcc.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
-export const ZIG = join(REPO, "zig/toolchain/zig");
+export { ZIG };
 const C_DIR = join(REPO, "test/c");
 const BUILD_DIR = join(tmpdir(), `hakmem-c-tests-${process.getuid?.() ?? 0}`);
 
@@ -40,40 +41,17 @@ function requireLibrary(): string {
   return lib;
 }
 
-function sourceHash(name: string, extraFlags: string[]): string {
-  const hash = createHash("sha256");
-  hash.update([...CFLAGS, ...extraFlags].join(" "));
-  for (const file of readdirSync(C_DIR).filter((f) => f.endsWith(".h")).sort()) {
-    hash.update(file);
-    hash.update(readFileSync(join(C_DIR, file)));
-  }
-  // hakmem.h too: a program built against an older header (another stats layout) must be rebuilt
-  hash.update(readFileSync(join(REPO, "zig/hakmem.h")));
-  hash.update(readFileSync(join(C_DIR, `${name}.c`)));
-  return hash.digest("hex").slice(0, 16);
-}
-
 /**
  * Compiles test/c/<name>.c once per source version (and flags); returns the executable's
  * path. `extraFlags` go after the source (e.g. -I/-L/-l and an rpath to link libhakmem).
+ * zig/hakmem.h is part of the hash: a program built against an older header (another
+ * stats layout) must be rebuilt.
  */
 export async function compileC(name: string, extraFlags: string[] = []): Promise<string> {
-  const exe = join(BUILD_DIR, `${name}-${sourceHash(name, extraFlags)}`);
-  if (existsSync(exe)) return exe;
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const partial = `${exe}.${process.pid}.tmp`;
-  const proc = Bun.spawn([ZIG, "cc", ...CFLAGS, join(C_DIR, `${name}.c`), ...extraFlags, "-o", partial], {
-    cwd: REPO,
-    stdout: "pipe",
-    stderr: "pipe",
+  return zigCcAsync({
+    source: join(C_DIR, `${name}.c`), outDir: BUILD_DIR, flags: CFLAGS, after: extraFlags,
+    dependsOn: [join(REPO, "zig/hakmem.h")],
   });
-  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  if (code !== 0) {
-    rmSync(partial, { force: true });
-    throw new Error(`zig cc ${name}.c failed (exit ${code}):\n${out}${err}`);
-  }
-  renameSync(partial, exe);
-  return exe;
 }
 
 export interface RunResult {

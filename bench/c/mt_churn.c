@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
     for (size_t s = 0; s < cfg.slots; s++) free(atomic_load(&cfg.slot[s]));
     free(cfg.slot);
     char extra[64];
-    snprintf(extra, sizeof extra, " final_rss_kb=%ld", current_rss_kb());
+    snprintf(extra, sizeof extra, " final_rss_kb=%ld", rss_kib());
     report("mt_churn", (double)(cfg.threads * cfg.rounds * cfg.ops), secs, extra);
     return 0;
 }

@@ -15,14 +15,14 @@
 // program's bound. Prints a line per loop, each failure as it happens with the command
 // that replays it, and a summary: runs, failures, peak RSS overall and per program.
 // Exits 1 on any failure. The library is $HAKMEM_LIB or zig-out/lib/libhakmem.so.
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { compileProgram } from "../bench/build.ts";
+import { zigCcAsync } from "../bench/zigcc.ts";
 import { FuzzFailure, runFuzz } from "../src/fuzz.ts";
-import { compileC, hakmemLib, REPO, ZIG } from "./helpers/c.ts";
+import { compileC, hakmemLib, REPO } from "./helpers/c.ts";
 
 const RUN_TIMEOUT_MS = 180_000;
 const MIB = 1024 * 1024;
@@ -117,17 +117,9 @@ __attribute__((destructor)) static void soak_report_peak_rss(void) {
 async function buildProbe(): Promise<string> {
   const dir = join(tmpdir(), `hakmem-soak-${process.getuid?.() ?? 0}`);
   mkdirSync(dir, { recursive: true });
-  const hash = createHash("sha256").update(PROBE_SOURCE).digest("hex").slice(0, 16);
-  const lib = join(dir, `rss-probe-${hash}.so`);
-  if (existsSync(lib)) return lib;
-  const src = join(dir, `rss-probe-${hash}.c`);
-  writeFileSync(src, PROBE_SOURCE);
-  const partial = `${lib}.${process.pid}.tmp`;
-  const proc = Bun.spawn([ZIG, "cc", "-O2", "-shared", "-fPIC", src, "-o", partial], { cwd: REPO, stdout: "pipe", stderr: "pipe" });
-  const [code, err] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
-  if (code !== 0) throw new Error(`zig cc rss probe failed:\n${err}`);
-  renameSync(partial, lib);
-  return lib;
+  const src = join(dir, "rss-probe.c");
+  if (!existsSync(src) || readFileSync(src, "utf8") !== PROBE_SOURCE) writeFileSync(src, PROBE_SOURCE);
+  return zigCcAsync({ source: src, outDir: dir, name: "rss-probe", flags: ["-O2", "-shared", "-fPIC"], suffix: ".so" });
 }
 
 /** VmHWM of a live process in kB (0 when it is gone). */

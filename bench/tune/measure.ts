@@ -4,10 +4,9 @@
 // second of wall time; or ops per CPU second, see ThroughputClock), page faults and peak RSS from the RESULT line when it reports
 // them for its measured phase, else from wait4's rusage of the child. A run counts only
 // when it exited 0, hakmem accepted every setting and its HAKMEM_STATS=1 report is there.
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, ZIG } from "../build.ts";
+import { ROOT } from "../build.ts";
+import { zigCc } from "../zigcc.ts";
 import { parseResultLine } from "../runner.ts";
 import { parseHakmemStats, type HakmemStats } from "../proof.ts";
 import type { Measurement } from "./score.ts";
@@ -15,18 +14,9 @@ import type { Measurement } from "./score.ts";
 const WRAPPER_SOURCE = join(import.meta.dir, "rusage.c");
 const BUILD_DIR = join(ROOT, "bench/results/.build");
 
-/** Path of the compiled rusage wrapper (built on first use, cached by source hash). */
+/** Path of the compiled rusage wrapper (built on first use; bench/zigcc.ts caches it by hash). */
 export function wrapperPath(): string {
-  const source = readFileSync(WRAPPER_SOURCE);
-  const hash = createHash("sha256").update(source).digest("hex").slice(0, 16);
-  const out = join(BUILD_DIR, `tune-rusage-${hash}`);
-  if (existsSync(out)) return out;
-  mkdirSync(BUILD_DIR, { recursive: true });
-  const tmp = `${out}.tmp${process.pid}`;
-  const r = Bun.spawnSync([ZIG, "cc", "-O2", WRAPPER_SOURCE, "-o", tmp], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-  if (r.exitCode !== 0) throw new Error(`zig cc bench/tune/rusage.c failed:\n${r.stderr.toString()}`);
-  renameSync(tmp, out);
-  return out;
+  return zigCc({ source: WRAPPER_SOURCE, outDir: BUILD_DIR, name: "tune-rusage", flags: ["-O2"] });
 }
 
 export interface ChildRun {

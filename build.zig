@@ -1,6 +1,7 @@
 //! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names), with
-//! zig-out/include/hakmem.h and zig-out/lib/pkgconfig/hakmem.pc for C programs that link it,
-//! and runs the Zig unit tests (`zig build test`).
+//! zig-out/include/hakmem.h and zig-out/lib/pkgconfig/hakmem.pc for C programs that link it;
+//! zig-out/lib/libhakmem_kernels.so (the harness's workload loops, zig/kernels.zig: linked
+//! against libhakmem.so, never part of it); and runs the Zig unit tests (`zig build test`).
 //!
 //! The ABI's constants live in zig/abi.zig; `zig build abi` writes their copies (the
 //! generated block of zig/hakmem.h, and src/abi.ts). Both copies are committed; the install
@@ -34,6 +35,28 @@ pub fn build(b: *std.Build) void {
     const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module, .use_llvm = true });
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);
+
+    // The harness's kernels (src/kernels.ts): their own library, so a preloaded process sees
+    // only the libc names and hak_*. They call hak_alloc/hak_free through the PLT of
+    // libhakmem.so (DT_NEEDED by its soname): loaded after libhakmem.so, as src/ffi.ts does,
+    // they use that library's one allocator (the loader matches the soname of the copy
+    // already loaded, wherever it came from); $ORIGIN finds zig-out/lib's otherwise.
+    const kernels_module = b.createModule(.{
+        .root_source_file = b.path("zig/kernels.zig"),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .pic = true,
+        .omit_frame_pointer = optimize == .ReleaseFast,
+        .stack_check = false,
+    });
+    // The .so as a linker input (not linkLibrary, which adds the build cache's directory as
+    // an rpath): DT_NEEDED libhakmem.so, found through $ORIGIN alone.
+    kernels_module.addObjectFile(lib.getEmittedBin());
+    kernels_module.addRPathSpecial("$ORIGIN");
+    const kernels = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem_kernels", .root_module = kernels_module, .use_llvm = true });
+    kernels.bundle_compiler_rt = false;
+    b.installArtifact(kernels);
 
     // zig/abi.zig -> zig/hakmem.h (generated block) and src/abi.ts.
     const abi_gen = b.addExecutable(.{

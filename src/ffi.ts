@@ -1,6 +1,12 @@
-// ffi.ts — the one place where libhakmem.so is opened and every FFI symbol is declared.
+// ffi.ts — the one place where libhakmem.so (and libhakmem_kernels.so) is opened and every
+// FFI symbol is declared.
 //
 // The library path is $HAKMEM_LIB, else <repo>/zig-out/lib/libhakmem.so (`npm run build`).
+// The workload kernels (zig/kernels.zig) are a library of their own, libhakmem_kernels.so,
+// so that libhakmem.so exports only the libc names and hak_*: it is opened on the first
+// kernel call, after libhakmem.so, from beside $HAKMEM_LIB or else from <repo>/zig-out/lib.
+// Its hak_alloc/hak_free calls bind to the libhakmem.so loaded already (the loader matches
+// its DT_NEEDED by soname), so the kernels and every hak_* call here share one allocator.
 // Hot calls take and return plain numbers (`ptr`, `u64_fast`, `u32`, `i32`), never BigInt.
 // Everything here is raw: src/index.ts validates arguments before they cross into C.
 //
@@ -15,7 +21,7 @@
 // the address stays valid); pass the results to `kernels.pairs({ alloc, free, ... })`.
 import { dlopen, FFIType } from "bun:ffi";
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_STAT_NAMES, HAK_TINY_MAX_LIMIT, STAT_FIELD_NAMES, STAT_GLOBAL_NAMES } from "./abi.ts";
 
 const { ptr, u64_fast, u32, i32, cstring } = FFIType;
@@ -57,7 +63,10 @@ const symbols = {
   // identity
   hak_version: { args: [], returns: cstring },
   hak_build_id: { args: [], returns: cstring },
-  // native workload kernels (zig/kernels.zig); all return elapsed nanoseconds
+} as const;
+
+/** The workload kernels of libhakmem_kernels.so (zig/kernels.zig); most return elapsed ns. */
+const kernelSymbols = {
   hak_kernel_noop: { args: [], returns: none },
   hak_kernel_pairs: { args: [ptr, ptr, u64_fast, u64_fast], returns: u64_fast },
   hak_kernel_random_mixed: { args: [u64_fast, u64_fast, u64_fast, u64_fast, u64_fast], returns: u64_fast },
@@ -134,6 +143,40 @@ type NumberReturns<F> = F extends (...args: infer A) => infer R ? (...args: A) =
 
 /** The raw hak_* functions. Prefer the validated API in src/index.ts. */
 export const native = openLibrary().symbols as { [K in keyof Symbols]: NumberReturns<Symbols[K]> };
+
+/**
+ * Where the kernels library is loaded from: beside the allocator library when it is there
+ * (a build's zig-out/lib), else the repository build's (its hak_* calls still reach the
+ * allocator loaded from `libraryPath`: see the header).
+ */
+export function kernelsLibraryPath(): string {
+  const beside = join(dirname(libraryPath), "libhakmem_kernels.so");
+  if (existsSync(beside)) return beside;
+  return resolve(import.meta.dir, "..", "zig-out", "lib", "libhakmem_kernels.so");
+}
+
+// Called only after `native` (above) has loaded libhakmem.so: the order that makes the
+// kernels bind to that copy.
+function openKernels() {
+  const path = kernelsLibraryPath();
+  if (!existsSync(path)) {
+    throw new Error(`hakmem: kernels library not found at ${path}. Run \`npm run build\` to build it.`);
+  }
+  try {
+    return dlopen(path, kernelSymbols);
+  } catch (cause) {
+    throw new Error(`hakmem: cannot load ${path} (${(cause as Error).message}). Run \`npm run build\` to rebuild it.`, { cause });
+  }
+}
+
+type KernelSymbols = ReturnType<typeof openKernels>["symbols"];
+let kernelsLoaded: { [K in keyof KernelSymbols]: NumberReturns<KernelSymbols[K]> } | null = null;
+
+/** The raw hak_kernel_* functions, loaded on first use. Prefer src/kernels.ts. */
+export function kernelsNative() {
+  kernelsLoaded ??= openKernels().symbols as { [K in keyof KernelSymbols]: NumberReturns<KernelSymbols[K]> };
+  return kernelsLoaded;
+}
 
 const foreignLibraries: unknown[] = [];
 

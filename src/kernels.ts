@@ -1,11 +1,13 @@
 // kernels.ts — the native workload kernels of zig/kernels.zig, with validated arguments.
 //
-// Each kernel runs its whole loop inside libhakmem.so and returns the elapsed time of that
-// loop in nanoseconds, so a measurement sees the allocator and not the FFI crossing. All
+// Each kernel runs its whole loop in native code (libhakmem_kernels.so, calling hakmem's
+// hak_alloc/hak_free through the PLT, as a peer's kernel calls its malloc/free) and returns
+// the elapsed time of that loop in nanoseconds, so a measurement sees the allocator and not
+// the FFI crossing. All
 // are deterministic for a given seed. Shared state for cross-thread runs (a Larson block
 // array, a producer/consumer queue) is a plain pointer that can be posted to other Workers.
 import type { Pointer } from "bun:ffi";
-import { native } from "./ffi.ts";
+import { kernelsNative, native } from "./ffi.ts";
 import { checkCount, checkObject, checkPointer, checkSize } from "./check.ts";
 
 const done = new BigUint64Array(1);
@@ -33,7 +35,7 @@ function atLeastOne(fn: string, what: string, value: unknown): number {
 
 /** An empty native call: the FFI floor. */
 export function noop(): void {
-  native.hak_kernel_noop();
+  kernelsNative().hak_kernel_noop();
 }
 
 export interface PairsOptions {
@@ -57,7 +59,7 @@ export function pairs(options: PairsOptions): number {
   if ((allocFn === null) !== (freeFn === null)) {
     throw new TypeError("hakmem.kernels.pairs: give both alloc and free function addresses, or neither");
   }
-  return native.hak_kernel_pairs(allocFn as Pointer | null, freeFn as Pointer | null, size, n);
+  return kernelsNative().hak_kernel_pairs(allocFn as Pointer | null, freeFn as Pointer | null, size, n);
 }
 
 export interface RandomMixedOptions {
@@ -82,7 +84,7 @@ export function randomMixed(options: RandomMixedOptions): number {
   const ws = atLeastOne(fn, "ws", options.ws);
   const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  return native.hak_kernel_random_mixed(cycles, ws, seed, min, max);
+  return kernelsNative().hak_kernel_random_mixed(cycles, ws, seed, min, max);
 }
 
 export interface LarsonOptions {
@@ -118,7 +120,7 @@ export function larsonFill(array: number, options: Omit<LarsonOptions, "replacem
   const nblocks = atLeastOne(fn, "nblocks", options.nblocks);
   const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  return native.hak_kernel_larson_fill(a as Pointer, nblocks, min, max, seed);
+  return kernelsNative().hak_kernel_larson_fill(a as Pointer, nblocks, min, max, seed);
 }
 
 /**
@@ -133,28 +135,28 @@ export function larsonRound(array: number, options: LarsonOptions): number {
   const [min, max] = sizeRange(fn, options);
   const replacements = checkCount(fn, "replacements", options.replacements);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  return native.hak_kernel_larson_round(a as Pointer, nblocks, min, max, replacements, seed);
+  return kernelsNative().hak_kernel_larson_round(a as Pointer, nblocks, min, max, replacements, seed);
 }
 
 /** Frees every block in the array and empties its entries; returns how many were freed. */
 export function freeAll(array: number, nblocks: number): number {
   const a = checkPointer("kernels.freeAll", array);
   checkSize("kernels.freeAll", "nblocks", nblocks);
-  return native.hak_kernel_free_all(a as Pointer, nblocks);
+  return kernelsNative().hak_kernel_free_all(a as Pointer, nblocks);
 }
 
 /** A bounded lock-free queue of block pointers (capacity rounded up to a power of two). */
 export function queueNew(capacity: number): number {
   const cap = checkSize("kernels.queueNew", "capacity", capacity);
   if (cap > 2 ** 32) throw new RangeError(`hakmem.kernels.queueNew: capacity ${cap} is above 2^32`);
-  const q = native.hak_kernel_queue_new(cap);
+  const q = kernelsNative().hak_kernel_queue_new(cap);
   if (q === null) throw new Error(`hakmem.kernels.queueNew: out of memory (capacity ${cap})`);
   return q;
 }
 
 /** Frees the blocks still queued and the queue itself; returns how many blocks it freed. */
 export function queueFree(queue: number): number {
-  return native.hak_kernel_queue_free(checkPointer("kernels.queueFree", queue) as Pointer);
+  return kernelsNative().hak_kernel_queue_free(checkPointer("kernels.queueFree", queue) as Pointer);
 }
 
 export interface KernelRun {
@@ -171,7 +173,7 @@ export function produce(queue: number, options: { count: number; min: number; ma
   const count = checkCount(fn, "count", options.count);
   const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  const elapsedNs = native.hak_kernel_produce(q as Pointer, count, min, max, seed, done);
+  const elapsedNs = kernelsNative().hak_kernel_produce(q as Pointer, count, min, max, seed, done);
   return { elapsedNs, done: Number(done[0]) };
 }
 
@@ -180,6 +182,6 @@ export function consume(queue: number, options: { count: number }): KernelRun {
   const q = checkPointer("kernels.consume", queue);
   optionsOf("consume", options, "{ count }");
   const count = checkCount("kernels.consume", "count", options.count);
-  const elapsedNs = native.hak_kernel_consume(q as Pointer, count, done);
+  const elapsedNs = kernelsNative().hak_kernel_consume(q as Pointer, count, done);
   return { elapsedNs, done: Number(done[0]) };
 }

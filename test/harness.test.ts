@@ -2,7 +2,9 @@
 // bad-input errors, live routing changes, statistics, and the missing-library error.
 import { afterEach, describe, expect, test } from "bun:test";
 import { ptr } from "bun:ffi";
-import { resolve } from "node:path";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import * as h from "../src/index.ts";
 
 const DEFAULT_TINY = h.routing().tinyMax;
@@ -481,6 +483,36 @@ describe("kernels", () => {
     expect(liveBlocks()).toBe(base + 201);
     expect(h.kernels.freeBlockArray(array, 200)).toBe(200);
     expect(liveBlocks()).toBe(base);
+  });
+
+  // The kernels are libhakmem_kernels.so's; they must use the allocator the harness loaded
+  // (one per process), even one loaded from elsewhere ($HAKMEM_LIB, a copy with no kernels
+  // library beside it, as the bench's snapshots are), never a second copy of their own.
+  test("the kernels allocate from the libhakmem.so the harness loaded, wherever it is", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hakmem-kernels-"));
+    try {
+      const copy = join(dir, "libhakmem.so");
+      copyFileSync(h.libraryPath, copy);
+      const script = `
+        const h = await import(${JSON.stringify(resolve(import.meta.dir, "../src/index.ts"))});
+        const live = () => h.totalOf(h.stats(), "liveBlocks");
+        const base = live();
+        const array = h.kernels.newBlockArray(50);
+        h.kernels.larsonFill(array, { nblocks: 50, min: 16, max: 256 });
+        const filled = live() - base;
+        h.kernels.freeBlockArray(array, 50);
+        const maps = require("node:fs").readFileSync("/proc/self/maps", "utf8").split("\\n");
+        const libs = [...new Set(maps.filter((l) => /libhakmem[^/]*\\.so/.test(l)).map((l) => l.split(/\\s+/).pop()))].sort();
+        console.log(JSON.stringify({ filled, after: live() - base, libs }));`;
+      const run = Bun.spawnSync([process.execPath, "-e", script], { env: { ...process.env, HAKMEM_LIB: copy }, stdout: "pipe", stderr: "pipe" });
+      expect(run.stderr.toString()).toBe("");
+      const out = JSON.parse(run.stdout.toString());
+      expect(out.filled).toBe(51); // the array and its 50 blocks, all seen by the copy's stats
+      expect(out.after).toBe(0);
+      expect(out.libs).toEqual([copy, resolve(import.meta.dir, "../zig-out/lib/libhakmem_kernels.so")]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("queue produce / consume on one thread; queueFree drains leftovers", () => {

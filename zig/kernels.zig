@@ -1,7 +1,14 @@
-//! Native workload kernels, exported from libhakmem.so for the Bun harness (src/kernels.ts).
+//! Native workload kernels for the Bun harness (src/kernels.ts): the root of their own
+//! library, libhakmem_kernels.so, never part of libhakmem.so (a preloaded process sees only
+//! the libc names and hak_*).
 //!
-//! Each kernel runs its whole loop inside the library, so a benchmark measures the
-//! allocator and not the FFI crossing. Every kernel is deterministic for a given seed,
+//! Each kernel runs its whole loop in native code, so a benchmark measures the allocator
+//! and not the FFI crossing. The kernels call hak_alloc/hak_free/hak_aligned_alloc of
+//! libhakmem.so through the PLT (the library is a DT_NEEDED of this one, matched by its
+//! soname to the copy the harness loaded first): one allocator per process, the one the
+//! harness's hak_* calls reach. A PLT call costs a few instructions per malloc and free
+//! more than a call inside libhakmem.so (which also inlined free's fast path); it is what
+//! every peer's kernel pays for its malloc/free, so the comparison stays fair. Every kernel is deterministic for a given seed,
 //! every loop is bounded, and nothing is printed. Kernels return the elapsed time of
 //! their loop in nanoseconds (monotonic clock). Allocation failures are skipped (the
 //! slot stays empty), never fatal.

@@ -26,14 +26,16 @@
 //!   stats.zig / report.zig  counters and their readers
 //!   os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
 //!   lock.zig      the spin lock of the few shared lists
-//!   kernels.zig   workload loops run inside the library (bench and harness)
+//!
+//! Not part of libhakmem.so: kernels.zig, the harness's workload loops, is the root of its
+//! own library (libhakmem_kernels.so, build.zig), which calls hak_* through libhakmem.so;
+//! the unit tests below compile it with the core.
 const std = @import("std");
 
 comptime {
     _ = @import("api.zig");
     _ = @import("preload.zig");
     _ = @import("process.zig");
-    _ = @import("kernels.zig");
 }
 
 test {

@@ -1,13 +1,13 @@
-// fuzz.test.ts — a short run of the randomized API tests (src/fuzz.ts): a few seeds on one
+// fuzz.test.ts — a short run of the randomized API tests (test/fuzz/): a few seeds on one
 // thread in this process (every invariant, stats included, after every step), a threaded
-// run and a check-mode run in child processes (bun src/fuzz-cli.ts: a corrupted heap can
+// run and a check-mode run in child processes (bun test/fuzz/cli.ts: a corrupted heap can
 // hang thread exit, and check mode must be set before the first allocation), and the
 // minimal reproductions of bugs the fuzzer found.
 // A failure message starts with the FAIL line and ends with the command that replays it.
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import * as hak from "../src/index.ts";
-import { runFuzz } from "../src/fuzz.ts";
+import { runFuzz } from "./fuzz/index.ts";
 
 const REPO = resolve(import.meta.dir, "..");
 const BUN = process.execPath;
@@ -39,21 +39,21 @@ describe("randomized API sequences", () => {
       try {
         runFuzz({ seed, ops: 6000 });
       } catch (e) {
-        failure = `${(e as Error).message}\nreplay: bun src/fuzz-cli.ts --seed ${seed} --ops 6000`;
+        failure = `${(e as Error).message}\nreplay: bun test/fuzz/cli.ts --seed ${seed} --ops 6000`;
       }
       expect(failure).toBe("");
     }, TIMEOUT_MS);
   }
 
   test("4 threads, seed 7: own sequences, handoffs, stats at every barrier (child process)", async () => {
-    const r = await runChild(["src/fuzz-cli.ts", "--seed", "7", "--ops", "16000", "--threads", "4", "--hang-seconds", "30"], 50_000);
+    const r = await runChild(["test/fuzz/cli.ts", "--seed", "7", "--ops", "16000", "--threads", "4", "--hang-seconds", "30"], 50_000);
     const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
     expect(`${status}\n${r.output}`).toBe(`exit 0\n${r.output}`);
     expect(r.output).toContain("OK seed=7 threads=4");
   }, TIMEOUT_MS);
 
   test("check mode, seed 11: correct use gets no report (child process: the mode is set before the first allocation)", async () => {
-    const r = await runChild(["src/fuzz-cli.ts", "--seed", "11", "--ops", "5000", "--check"], 50_000);
+    const r = await runChild(["test/fuzz/cli.ts", "--seed", "11", "--ops", "5000", "--check"], 50_000);
     const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
     expect(`${status}\n${r.output}`).toBe(`exit 0\n${r.output}`);
     expect(r.output).toContain("OK seed=11 threads=1");
@@ -65,7 +65,7 @@ describe("randomized API sequences", () => {
 describe("fuzzer findings", () => {
   // alignedAlloc(alignment > 64 KiB, 0) went to a large mapping of exactly `offset` bytes:
   // the block started at the end of its mapping, so owns() and usableSize() rejected it and
-  // free() could not release it (found by: bun src/fuzz-cli.ts --seed 1 --ops 5000).
+  // free() could not release it (found by: bun test/fuzz/cli.ts --seed 1 --ops 5000).
   test("alignedAlloc(2^17..2^22, 0) returns a live block that can be freed", () => {
     const rejected: string[] = [];
     for (let shift = 17; shift <= 22; shift++) {
@@ -79,9 +79,9 @@ describe("fuzzer findings", () => {
   // A thread that frees a block it does not own pushes it on the page's thread_free list;
   // a second free right after is accepted (only page.free is checked), the list loops on
   // itself, and the owner hangs in Page.collect (thread exit or refill)
-  // (found by: bun src/fuzz-cli.ts --seed 7 --ops 20000 --threads 2). 600 KB: a bin without
+  // (found by: bun test/fuzz/cli.ts --seed 7 --ops 20000 --threads 2). 600 KB: a bin without
   // a thread cache, so the block goes straight to thread_free (found by: bun
-  // src/fuzz-cli.ts --seed 3 --ops 6000 --threads 3). Child process: the corrupted heap can hang.
+  // test/fuzz/cli.ts --seed 3 --ops 6000 --threads 3). Child process: the corrupted heap can hang.
   for (const size of [64, 600_000]) {
     test(`a ${size}-byte block freed twice by a thread that does not own it: the second free throws`, async () => {
       const script = `
@@ -105,7 +105,7 @@ describe("fuzzer findings", () => {
 
   // The large cache resizes itself every 32 large allocations. When a window ended on a
   // cache hit with a shrinking limit, the eviction could pick the very mapping being
-  // handed out: the caller got unmapped memory (found by: bun src/fuzz-cli.ts --seed 7
+  // handed out: the caller got unmapped memory (found by: bun test/fuzz/cli.ts --seed 7
   // --ops 16000 --threads 4 --phases 8). A fresh process, so the 32nd lookup is the hit.
   test("a large cache hit that ends a sizing window is handed out live", async () => {
     const script = `

@@ -116,7 +116,7 @@ describe("allocation", () => {
 
   // A buffer that keeps growing gets room to spare (fewer copies), but never beyond the
   // tier its size routes to: a 700 -> 1010 B growth once landed a tiny-sized block in the
-  // mid tier (stats and route() disagreed; found by bun src/fuzz-cli.ts --seed 3 --ops 20000).
+  // mid tier (stats and route() disagreed; found by bun test/fuzz/cli.ts --seed 3 --ops 20000).
   // The documented rule of this interface (zig/hakmem.h): realloc(p, 0) gives a valid
   // minimum-size block, like alloc(0), not the C realloc's free-and-NULL.
   test("realloc(p, 0) returns a live minimum-size block, in every tier", () => {

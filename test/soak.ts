@@ -7,8 +7,8 @@
 // Each loop runs every program once: the verifying C tests of test/c (stress_mt, larson,
 // prodcons, thread_churn, fork_load: exit 0, "PASS <name>", nothing on stderr) and the
 // workloads of bench/c (exit 0, a RESULT line with ops > 0 whose malloc_from is
-// libhakmem.so, nothing on stderr), then a slice of the randomized API tests (src/fuzz.ts):
-// one thread in this process, and a run in a child process (bun src/fuzz-cli.ts) on the
+// libhakmem.so, nothing on stderr), then a slice of the randomized API tests (test/fuzz/):
+// one thread in this process, and a run in a child process (bun test/fuzz/cli.ts) on the
 // loop's threads, every other one in check mode (where any report is a false positive;
 // 1-thread loops always). A run also fails when its peak RSS (VmHWM at exit, read
 // by a small preloaded probe; polled from /proc when the program dies first) exceeds the
@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { compileProgram } from "../bench/build.ts";
 import { zigCcAsync } from "../bench/zigcc.ts";
-import { FuzzFailure, runFuzz } from "../src/fuzz.ts";
+import { FuzzFailure, runFuzz } from "./fuzz/index.ts";
 import { compileC, hakmemLib, REPO } from "./helpers/c.ts";
 
 const RUN_TIMEOUT_MS = 180_000;
@@ -218,7 +218,7 @@ function readProbe(file: string, pid: number): number {
 
 async function fuzzInProcess(seed: number, ops: number): Promise<Outcome> {
   const started = performance.now();
-  const command = `HAKMEM_LIB=${hakmemLib()} bun src/fuzz-cli.ts --seed ${seed} --ops ${ops}`;
+  const command = `HAKMEM_LIB=${hakmemLib()} bun test/fuzz/cli.ts --seed ${seed} --ops ${ops}`;
   let reason = "";
   try {
     runFuzz({ seed, ops });
@@ -230,7 +230,7 @@ async function fuzzInProcess(seed: number, ops: number): Promise<Outcome> {
 
 /** A fuzz run in a child process: threads (a corrupted heap can hang) or check mode (set before the first allocation). */
 async function fuzzChild(seed: number, ops: number, threads: number, checkMode: boolean): Promise<Outcome> {
-  const args = ["src/fuzz-cli.ts", "--seed", String(seed), "--ops", String(ops), "--threads", String(threads), "--hang-seconds", "60"];
+  const args = ["test/fuzz/cli.ts", "--seed", String(seed), "--ops", String(ops), "--threads", String(threads), "--hang-seconds", "60"];
   if (checkMode) args.push("--check");
   const command = `HAKMEM_LIB=${hakmemLib()} bun ${args.join(" ")}`;
   const env = { ...(process.env as Record<string, string>), HAKMEM_LIB: hakmemLib() };

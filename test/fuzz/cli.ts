@@ -1,6 +1,6 @@
-// fuzz-cli.ts — long randomized API runs (src/fuzz.ts) from the command line.
+// cli.ts — long randomized API runs (test/fuzz/) from the command line.
 //
-//   bun src/fuzz-cli.ts [--seed S] [--ops N] [--threads T] [--runs R] [--phases P]
+//   bun test/fuzz/cli.ts [--seed S] [--ops N] [--threads T] [--runs R] [--phases P]
 //                       [--max-live N] [--large-max BYTES] [--hang-seconds S] [--check] [--trace]
 //
 // --threads 1 (default) runs one sequence on this thread with every check after every step
@@ -15,10 +15,10 @@
 import { writeSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { dlopen } from "bun:ffi";
-import { FuzzFailure, runFuzz, runFuzzThreads, type FuzzReport } from "./fuzz.ts";
-import { libraryPath, setCheckMode } from "./index.ts";
+import { libraryPath, setCheckMode } from "../../src/index.ts";
+import { FuzzFailure, runFuzz, runFuzzThreads, type FuzzReport } from "./index.ts";
 
-const USAGE = "usage: bun src/fuzz-cli.ts [--seed S] [--ops N] [--threads T] [--runs R] [--phases P] [--max-live N] [--large-max BYTES] [--hang-seconds S] [--check] [--trace]";
+const USAGE = "usage: bun test/fuzz/cli.ts [--seed S] [--ops N] [--threads T] [--runs R] [--phases P] [--max-live N] [--large-max BYTES] [--hang-seconds S] [--check] [--trace]";
 
 function say(line: string): void {
   writeSync(1, `${line}\n`);
@@ -28,7 +28,7 @@ function integer(name: string, text: string | undefined, fallback: number, min =
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!Number.isSafeInteger(n) || n < min) {
-    writeSync(2, `fuzz-cli: --${name} must be an integer >= ${min}, got ${text}\n${USAGE}\n`);
+    writeSync(2, `fuzz: --${name} must be an integer >= ${min}, got ${text}\n${USAGE}\n`);
     process.exit(2);
   }
   return n;
@@ -78,7 +78,7 @@ function replayCommand(args: Args, seed: number): string {
     args.largeMax !== undefined ? ` --large-max ${args.largeMax}` : "",
     args.check ? " --check" : "",
   ].join("");
-  return `bun src/fuzz-cli.ts --seed ${seed} --ops ${args.ops}${extra}`;
+  return `bun test/fuzz/cli.ts --seed ${seed} --ops ${args.ops}${extra}`;
 }
 
 function summary(r: FuzzReport): string {

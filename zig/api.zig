@@ -60,12 +60,10 @@ export fn hak_usable_size(ptr: ?*const anyopaque) usize {
 }
 
 export fn hak_owns(ptr: ?*const anyopaque) c_int {
-    const addr = @intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED);
-    return switch (alloc.classify(addr)) {
-        .small => |s| if (s.start == addr or s.page.flags & @import("page.zig").flag_aligned != 0) HAK_OK else HAK_ERR_INVALID,
-        .large => HAK_OK,
+    return switch (alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED))) {
+        .live => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
-        .invalid, .freed => HAK_ERR_INVALID,
+        .invalid => HAK_ERR_INVALID,
     };
 }
 

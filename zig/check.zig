@@ -19,14 +19,15 @@
 //! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
 //! empty sentinel so every malloc takes the slow path, heaps have no cache (every block
 //! goes back to its page, where its link and key are checked), and every page carries
-//! flag_checked so every free takes the slow path to here (alloc.zig).
+//! flag_checked so every free takes the slow path to here (alloc.zig). Built on the
+//! allocator without check mode (slow.zig).
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
 const size_class = @import("size_class.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
-const alloc = @import("alloc.zig");
+const slow = @import("slow.zig");
 const block_mod = @import("block.zig");
 const misuse = @import("misuse.zig");
 
@@ -43,8 +44,8 @@ const overhead = canary_min + trailer_size;
 const Found = struct { start: usize, size: usize, tier: []const u8, class: ?usize, page: ?*page_mod.Page };
 
 fn find(addr: usize) ?Found {
-    return switch (alloc.classify(addr)) {
-        .small => |s| .{ .start = s.start, .size = s.page.block_size, .tier = if (s.page.isTiny()) "tiny" else "mid", .class = size_class.binClass(s.page.bin), .page = s.page },
+    return switch (slow.classify(addr)) {
+        .page_block => |s| .{ .start = s.start, .size = s.page.block_size, .tier = if (s.page.isTiny()) "tiny" else "mid", .class = size_class.binClass(s.page.bin), .page = s.page },
         .large => |h| .{ .start = @intFromPtr(h) + h.block_offset, .size = h.usable_size, .tier = "large", .class = null, .page = null },
         .freed, .not_owned, .invalid => null,
     };
@@ -96,9 +97,9 @@ fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
 // ---------------------------------------------------------------- allocation
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
-    if (size > alloc.size_max) return alloc.outOfMemory();
+    if (size > slow.size_max) return slow.outOfMemory();
     const inner = size + overhead;
-    const user = (if (alignment <= size_class.min_block_size) alloc.mallocUnchecked(inner) else alloc.alignedUnchecked(alignment, inner)) orelse return null;
+    const user = (if (alignment <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(alignment, inner)) orelse return null;
     const addr = @intFromPtr(user);
     const f = findContaining(addr) orelse find(addr) orelse unreachable;
     if (f.page != null) {
@@ -121,7 +122,7 @@ fn verifyFreedPattern(f: Found) void {
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
-    const total = std.math.mul(usize, count, size) catch return alloc.outOfMemory();
+    const total = std.math.mul(usize, count, size) catch return slow.outOfMemory();
     const p = malloc(total, 16) orelse return null;
     @memset(bytes(@intFromPtr(p))[0..total], 0);
     return p;
@@ -133,16 +134,16 @@ pub const Verdict = enum { freed, ignored, not_owned };
 
 /// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) Verdict {
-    const f = validate(ptr) orelse return if (alloc.classify(ptr) == .not_owned) .not_owned else .ignored;
+    const f = validate(ptr) orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
     // Poison the block (its first two words become the link and the key).
     if (f.page != null) @memset(bytes(f.start + pattern_offset)[0 .. f.size - pattern_offset], freed_byte);
-    _ = alloc.freeUnchecked(f.start);
+    _ = slow.free(f.start);
     return .freed;
 }
 
 /// The live block `ptr` starts, after checking its canary; null (reported) otherwise.
 fn validate(ptr: usize) ?Found {
-    const f = switch (alloc.classify(ptr)) {
+    const f = switch (slow.classify(ptr)) {
         .freed => {
             report(.double_free, ptr, describe(ptr), 0);
             return null;
@@ -156,7 +157,7 @@ fn validate(ptr: usize) ?Found {
             report(.interior_pointer, ptr, c, if (c) |x| ptr - x.start else 0);
             return null;
         },
-        .small, .large => find(ptr).?,
+        .page_block, .large => find(ptr).?,
     };
     const trailer = f.start + f.size - trailer_size;
     const requested = readWord(trailer);
@@ -179,7 +180,7 @@ fn validate(ptr: usize) ?Found {
 /// The block `ptr` names, freed or not, for a report.
 fn describe(ptr: usize) ?Found {
     if (findContaining(ptr)) |c| return c;
-    const w = alloc.describe(ptr) orelse return null;
+    const w = slow.describe(ptr) orelse return null;
     return .{ .start = ptr, .size = w.block_size, .tier = w.tier, .class = w.class, .page = null };
 }
 
@@ -190,8 +191,8 @@ pub fn usableSize(ptr: usize) ?usize {
     return if (requested <= f.size) requested else null;
 }
 
-pub fn realloc(ptr: usize, size: usize) alloc.ReallocResult {
-    const f = validate(ptr) orelse return switch (alloc.classify(ptr)) {
+pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
+    const f = validate(ptr) orelse return switch (slow.classify(ptr)) {
         .not_owned => .not_owned,
         .freed => .freed,
         else => .invalid,

@@ -34,19 +34,40 @@ comptime {
     std.debug.assert(tiny_max_limit <= by_128_max);
 }
 
+/// malloc's routing (alloc.mallocFrom): one table load up to by_128_max, else mid up to
+/// mid_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
+/// (inlined into each: malloc's fast path keeps one short branch per range); b is
+/// size_class.no_bin where the slow path must route (large sizes, and the one slot a
+/// threshold falls inside): that cache entry is always empty.
+pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
+    if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
+    if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
+    if (size <= mid_max) return to.bin(size_class.midBin(size));
+    return to.large();
+}
+
+/// fastRoute's answer as a value (tests): the bin, or null for large.
+pub fn fastBin(size: usize) ?size_class.Bin {
+    const Answer = struct {
+        pub const Result = ?size_class.Bin;
+        pub inline fn bin(_: @This(), b: size_class.Bin) Result {
+            return b;
+        }
+        pub inline fn large(_: @This()) Result {
+            return null;
+        }
+    };
+    return fastRoute(size, Answer{});
+}
+
 fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
     @setEvalBranchQuota(20_000);
     var table: [max / step + 1]u8 = undefined;
-    for (&table, 0..) |*bin, i| {
+    for (&table, 0..) |*entry, i| {
         const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
         const smallest = if (i == 0) 0 else size - step + 1;
-        const tier = routeBy(size, tiny, mid);
-        bin.* = if (tier != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
-            else switch (tier) {
-                .tiny => size_class.tinyBin(size),
-                .mid => size_class.midBin(size),
-                .large => size_class.no_bin,
-            };
+        entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
+            else binBy(size, tiny, mid) orelse size_class.no_bin;
     }
     return table;
 }
@@ -56,9 +77,9 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 /// the tier from the block, so that is harmless.
 fn routingChanged() void {
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
-    for (&bins_by_16, by_16) |*bin, new| @atomicStore(u8, bin, new, .release);
+    for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
-    for (&bins_by_128, by_128) |*bin, new| @atomicStore(u8, bin, new, .release);
+    for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
 }
 
 /// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
@@ -99,6 +120,21 @@ pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
 
 pub fn route(size: usize) Tier {
     return routeBy(size, tiny_max, mid_max);
+}
+
+/// The bin a request of `size` bytes is served from under the thresholds now; null for
+/// the large tier. malloc's fast path uses fastBin, the same routing in table form; a unit
+/// test checks the two agree for every size under several thresholds.
+pub fn bin(size: usize) ?size_class.Bin {
+    return binBy(size, tiny_max, mid_max);
+}
+
+fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
+    return switch (routeBy(size, tiny, mid)) {
+        .tiny => size_class.tinyBin(size),
+        .mid => size_class.midBin(size),
+        .large => null,
+    };
 }
 
 fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
@@ -358,27 +394,28 @@ test "settings: empty, malformed and out-of-range values are refused with their 
     try std.testing.expectEqual(Verdict.malformed, applyAdapt("yes"));
 }
 
-test "the routing tables agree with route() and the size classes, under any thresholds" {
+test "malloc's routing (fastBin) agrees with bin() for every size, under any thresholds" {
     const saved_tiny = tiny_max;
     const saved_mid = mid_max;
     defer _ = setThresholds(saved_tiny, saved_mid);
-    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 } }) |t| {
+    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 }, .{ 1024, 40000 } }) |t| {
         try std.testing.expect(setThresholds(t[0], t[1]));
         var size: usize = 0;
-        while (size <= by_128_max) : (size += 1) {
-            const bin = if (size <= by_16_max) bins_by_16[(size + 15) >> 4] else bins_by_128[(size + 127) >> 7];
-            if (bin == size_class.no_bin and route(size) != .large) {
-                // the slow path's slot: a threshold falls inside it
-                try std.testing.expect(route(if (size <= by_16_max) (size + 15) & ~@as(usize, 15) else (size + 127) & ~@as(usize, 127)) != route(size) or
-                    route(if (size <= by_16_max) ((size + 15) & ~@as(usize, 15)) -| 15 else ((size + 127) & ~@as(usize, 127)) -| 127) != route(size));
+        while (size <= mid_max_limit + 1) : (size += if (size < 2 * by_128_max) 1 else 61) {
+            const want = bin(size);
+            const fast = fastBin(size);
+            if (fast == null) {
+                try std.testing.expect(want == null and size > by_128_max);
                 continue;
             }
-            const want: u8 = switch (route(size)) {
-                .tiny => size_class.tinyBin(size),
-                .mid => size_class.midBin(size),
-                .large => size_class.no_bin,
-            };
-            try std.testing.expectEqual(want, bin);
+            if (fast.? == size_class.no_bin) {
+                // the slow path routes: a large size, or a threshold inside the table slot
+                const step: usize = if (size <= by_16_max) 16 else 128;
+                const slot_top = (size + step - 1) / step * step;
+                try std.testing.expect(want == null or route(slot_top) != route(slot_top -| (step - 1)));
+                continue;
+            }
+            try std.testing.expectEqual(want, fast);
         }
     }
 }

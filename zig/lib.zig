@@ -50,6 +50,7 @@ test {
     _ = @import("stats.zig");
     _ = @import("lock.zig");
     _ = @import("alloc.zig");
+    _ = @import("slow.zig");
     _ = @import("check.zig");
     _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");

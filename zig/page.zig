@@ -159,6 +159,16 @@ pub const Page = extern struct {
         return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;
     }
 
+    /// The block a free, realloc or query of `addr` names: on a page of aligned blocks
+    /// (handed out at an inner address) the block that contains `addr`; on any other page
+    /// only a block that starts at `addr`. Null for a slice not in use, or no such block.
+    /// (Every path that is not free's fast path finds a block with this one test.)
+    pub fn blockOf(self: *const Page, addr: usize) ?usize {
+        if (self.flags & flag_unused != 0) return null;
+        if (self.flags & flag_aligned != 0) return self.blockContaining(addr);
+        return if (self.isBlockStart(addr)) addr else null;
+    }
+
     /// The start of the carved block that contains `addr`, or null.
     pub fn blockContaining(self: *const Page, addr: usize) ?usize {
         if (addr < self.start or addr >= self.carved_end) return null;

@@ -1,7 +1,8 @@
 //! process.zig — once-per-process work: initialisation (lazy, on the first malloc of any
 //! thread, safe before constructors run; and at the latest when the library is loaded, so
-//! that a free() before the first malloc already knows HAKMEM_CHECK), the thread-exit key,
-//! fork handlers and the HAKMEM_STATS summary at exit. Nothing here allocates through libc.
+//! that a free() before the first malloc already knows HAKMEM_CHECK: settings, secrets,
+//! the thread-exit key of thread.zig), fork handlers and the HAKMEM_STATS summary at exit.
+//! Nothing here allocates through libc.
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -9,17 +10,11 @@ const arena = @import("arena.zig");
 const large = @import("large.zig");
 const thread = @import("thread.zig");
 const report = @import("report.zig");
-const Heap = @import("heap.zig").Heap;
 
-const pthread_key_t = c_uint;
-extern "c" fn pthread_key_create(key: *pthread_key_t, destructor: ?*const fn (?*anyopaque) callconv(.c) void) c_int;
-extern "c" fn pthread_setspecific(key: pthread_key_t, value: ?*const anyopaque) c_int;
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
 
 const State = enum(u32) { uninitialised, initialising, ready };
 var state: std.atomic.Value(State) = .init(.uninitialised);
-var exit_key: pthread_key_t = 0;
-var exit_key_valid = false;
 
 pub inline fn ensureInit() void {
     if (state.load(.acquire) != .ready) initSlow();
@@ -35,20 +30,10 @@ noinline fn initSlow() void {
     @import("block.zig").initSecrets();
     config.loadFromEnvironment();
     if (config.print_stats_at_exit) keepStderr();
-    exit_key_valid = pthread_key_create(&exit_key, threadExitDestructor) == 0;
+    thread.initExitKey();
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
     _ = pthread_atfork(forkPrepare, forkParent, forkChild);
-}
-
-/// Arms the exit destructor for the calling thread's new heap.
-pub fn registerThreadExit(heap: *Heap) void {
-    if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
-}
-
-fn threadExitDestructor(value: ?*anyopaque) callconv(.c) void {
-    const heap: *Heap = @ptrCast(@alignCast(value orelse return));
-    thread.onThreadExit(heap);
 }
 
 // fork: take every lock so that no list is mid-update in the child, then release

@@ -1,16 +1,16 @@
 //! thread.zig — which heap belongs to the calling thread, and what happens when a thread
 //! starts allocating or exits.
 //!
-//! A thread's heap is found through one thread-local pointer (`tls_heap`, null until the
-//! thread's first malloc). Heap memory comes straight from the OS and is recycled through
-//! a pool, never unmapped, so a stats reader can walk the registry of live heaps safely.
-//! On exit a pthread-key destructor abandons the heap (heap.abandonAll) and returns it.
+//! A thread's heap is found through one thread-local pointer (its cache, `tls_cache`: the
+//! empty sentinel until the thread's first malloc). Heap memory comes straight from the OS
+//! and is recycled through a pool, never unmapped, so a stats reader can walk the registry
+//! of live heaps safely. On exit a pthread-key destructor (the key is made once, at process
+//! initialisation: initExitKey) abandons the heap (heap.abandonAll) and returns it.
 const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
 const config = @import("config.zig");
 const size_class = @import("size_class.zig");
-const process = @import("process.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
 const thread_cache = @import("thread_cache.zig");
@@ -80,10 +80,11 @@ pub fn currentAny() ?*Heap {
     return current() orelse check_heap;
 }
 
-/// The calling thread's heap, created on first use. Null only when the OS has no memory.
-pub noinline fn currentOrCreate() ?*Heap {
-    if (currentAny()) |heap| return heap;
-    process.ensureInit();
+/// A heap for the calling thread, which has none (currentAny() is null), made its own.
+/// The process must be initialised (process.ensureInit: settings, the exit key). Null
+/// only when the OS has no memory.
+pub fn create() ?*Heap {
+    std.debug.assert(currentAny() == null);
     const heap = obtainHeap() orelse return null;
     heap.init(config.check_mode != .off);
     registry_lock.acquire();
@@ -92,7 +93,7 @@ pub noinline fn currentOrCreate() ?*Heap {
     registry_first = heap;
     registry_lock.release();
     if (config.check_mode == .off) setCache(&heap.cache) else check_heap = heap;
-    process.registerThreadExit(heap);
+    if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
     return heap;
@@ -107,6 +108,26 @@ fn obtainHeap() ?*Heap {
     const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
     const memory = os.map(bytes) orelse return null;
     return @ptrCast(@alignCast(memory));
+}
+
+// ---------------------------------------------------------------- thread exit
+
+const pthread_key_t = c_uint;
+extern "c" fn pthread_key_create(key: *pthread_key_t, destructor: ?*const fn (?*anyopaque) callconv(.c) void) c_int;
+extern "c" fn pthread_setspecific(key: pthread_key_t, value: ?*const anyopaque) c_int;
+
+var exit_key: pthread_key_t = 0;
+var exit_key_valid = false;
+
+/// Makes the key whose destructor runs onThreadExit for every thread with a heap (once,
+/// at process initialisation, before the first heap exists).
+pub fn initExitKey() void {
+    exit_key_valid = pthread_key_create(&exit_key, exitDestructor) == 0;
+}
+
+fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
+    const heap: *Heap = @ptrCast(@alignCast(value orelse return));
+    onThreadExit(heap);
 }
 
 /// The pthread-key destructor: the thread is exiting.

@@ -1,0 +1,241 @@
+//! slow.zig — the allocator below its fast paths, without check mode: what alloc.zig calls
+//! when a thread cache cannot answer, and what check.zig builds its checked blocks on.
+//!
+//!   heap()            the calling thread's heap, made on its first use (process initialised)
+//!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
+//!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
+//!                     page flagged aligned), else a large mapping
+//!   free(addr)        any address, any page, any thread, any tier: the one general free
+//!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
+//!               free, else to its page (which catches a second copy); no heap -> the page's
+//!               thread_free; else this thread's cache, or the heap's slow path when full
+//!     other:    a large mapping's header (segment_map tag), else not ours
+//!   classify(addr)    what an address is: a live block (page block or large), freed, not a
+//!                     block start (invalid), not ours
+//! Nothing here looks at config.check_mode: alloc.zig sends check mode to check.zig first.
+const std = @import("std");
+const os = @import("os.zig");
+const config = @import("config.zig");
+const stats = @import("stats.zig");
+const size_class = @import("size_class.zig");
+const segment_map = @import("segment_map.zig");
+const page_mod = @import("page.zig");
+const segment_mod = @import("segment.zig");
+const block_mod = @import("block.zig");
+const thread = @import("thread.zig");
+const process = @import("process.zig");
+const large = @import("large.zig");
+const misuse = @import("misuse.zig");
+const abi = @import("abi.zig");
+const Page = page_mod.Page;
+const Block = block_mod.Block;
+const Segment = segment_mod.Segment;
+const Heap = @import("heap.zig").Heap;
+
+/// Requests above this fail at once with ENOMEM (beyond any real address space).
+pub const size_max: usize = abi.size_max;
+/// Larger alignments fail with ENOMEM (they would reserve absurd address space).
+pub const alignment_max: usize = abi.alignment_max;
+
+pub fn outOfMemory() ?*anyopaque {
+    os.setErrno(.NOMEM);
+    return null;
+}
+
+/// The calling thread's heap, made on its first use. Null only when out of memory.
+pub inline fn heap() ?*Heap {
+    return thread.currentAny() orelse createHeap();
+}
+
+noinline fn createHeap() ?*Heap {
+    process.ensureInit();
+    return thread.create();
+}
+
+// ------------------------------------------------------------------ malloc
+
+/// A block of `size` bytes (16-byte aligned) from the tier the thresholds route it to.
+/// Null with ENOMEM when out of memory.
+pub fn malloc(size: usize) ?*anyopaque {
+    const h = heap() orelse return outOfMemory();
+    return mallocWith(h, size);
+}
+
+pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
+    const bin = config.bin(size) orelse return mallocLarge(h, size, 16, false);
+    return allocBin(h, bin) orelse outOfMemory();
+}
+
+fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
+    if (h.cache.pop(bin)) |blk| return blk;
+    return h.allocSlow(bin);
+}
+
+/// A large block (its own mapping); `zeroed`: its first `size` bytes are 0.
+pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+    if (size > size_max) return outOfMemory();
+    const now = os.nowMs();
+    h.maintain(now, false);
+    return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
+}
+
+/// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
+pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    if (alignment <= size_class.min_block_size) return malloc(size);
+    if (size > size_max or alignment > alignment_max) return outOfMemory();
+    const h = heap() orelse return outOfMemory();
+    if (alignment <= size_class.slice_size) {
+        // A class whose block size is a multiple of the alignment gives aligned blocks
+        // (pages start on 64 KiB boundaries).
+        const rounded = std.mem.alignForward(usize, @max(size, 1), alignment);
+        if (rounded <= config.mid_max and size_class.classSize(size_class.classOf(rounded)) % alignment == 0) {
+            return allocBin(h, config.bin(rounded).?) orelse outOfMemory();
+        }
+        const padded = size + alignment - 1;
+        if (padded <= config.mid_max) {
+            const raw = allocBin(h, config.bin(padded).?) orelse return outOfMemory();
+            const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
+            if (at != @intFromPtr(raw)) {
+                const page = Segment.of(at).pageOf(at);
+                if (page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
+            }
+            return @ptrFromInt(at);
+        }
+    }
+    return mallocLarge(h, size, alignment, false);
+}
+
+// ------------------------------------------------------------------ free
+
+/// `double_free`: the block is free already (found in a cache or on its page's list);
+/// nothing was changed. `invalid`: hakmem's memory, but not a block it handed out.
+pub const FreeResult = enum { ok, not_owned, invalid, double_free };
+
+/// The general free of `addr`: any tier, any page, any thread.
+pub fn free(addr: usize) FreeResult {
+    const tag = segment_map.lookup(addr);
+    if (tag != .segment) return freeLarge(addr, tag);
+    const page = Segment.of(addr).pageOf(addr);
+    const start = page.blockOf(addr) orelse return .invalid;
+    return freeBlock(page, @ptrFromInt(start));
+}
+
+/// Frees `blk`, a block of `page` (page.blockOf said so; alloc.zig's fast test says so too).
+pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
+    const h = thread.currentAny();
+    if (block_mod.isMarkedFree(blk)) {
+        // The key says it is free already: a double free if it is found where a free block
+        // can be; else (a program's data that equals the key, or a copy in flight) it goes
+        // to its page, where a second copy is caught (page.zig: the bitmap).
+        if (isFreed(h, page, @intFromPtr(blk))) return .double_free;
+        return freeToPage(h, page, blk);
+    }
+    const owner = h orelse return freeHeapless(page, blk);
+    if (owner.cache.push(page.bin, blk)) return .ok;
+    return result(owner.freeFull(page, blk));
+}
+
+fn result(outcome: @import("heap.zig").FreeOutcome) FreeResult {
+    return switch (outcome) {
+        .ok => .ok,
+        .double_free => .double_free,
+    };
+}
+
+/// True when the free block at `addr` (a block start of `page`) is found: in this
+/// thread's cache, free on its page (after collecting the page's remote frees when
+/// this heap owns it), at the head of its remote list, or in another thread's cache.
+fn isFreed(h: ?*Heap, page: *Page, addr: usize) bool {
+    const blk: *Block = @ptrFromInt(addr);
+    if (h) |owner| {
+        if (owner.cache.contains(page.bin, blk)) return true;
+        if (owner.ownsSegment(Segment.of(addr))) _ = page.collect();
+    }
+    if (page.isOnFreeList(addr) or page.remoteHead() == blk) return true;
+    return thread.otherCacheHolds(page.bin, blk, h);
+}
+
+fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
+    const owner = h orelse return freeHeapless(page, blk);
+    return result(owner.freeToPage(page, blk));
+}
+
+/// A thread that never allocated (so has no heap and no cache) gives the block back
+/// through its page's thread_free (the owner checks it when it collects).
+noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
+    if (page.remoteHead() == blk) return .double_free;
+    blk.key = block_mod.free_key;
+    page.pushRemoteChain(blk, blk);
+    stats.incr(&stats.heapless_frees[page.bin]);
+    return .ok;
+}
+
+/// An address outside every segment: NULL, a large block, or not ours.
+fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
+    if (addr == 0) return .ok;
+    if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
+    switch (large.lookup(addr, tag)) {
+        .foreign => return .not_owned,
+        .invalid => return .invalid,
+        .freed => return .double_free,
+        .live => |header| {
+            const now = os.nowMs();
+            large.free(header, now);
+            if (thread.currentAny()) |h| h.maintain(now, false);
+            return .ok;
+        },
+    }
+}
+
+/// realloc's answer (alloc.zig, check.zig): the block (null: out of memory, the old one
+/// intact), or why `ptr` is no block to resize.
+pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, freed };
+
+// ------------------------------------------------------------------ queries
+
+/// What `addr` is: a live block (of a page: its start; or a large mapping's header), a
+/// block that is free already, or not a block.
+pub const Kind = union(enum) {
+    page_block: struct { page: *Page, start: usize },
+    large: *large.LargeHeader,
+    freed,
+    not_owned,
+    invalid,
+};
+
+pub fn classify(addr: usize) Kind {
+    const tag = segment_map.lookup(addr);
+    if (tag == .none) return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
+    if (tag != .segment) return switch (large.lookup(addr, tag)) {
+        .foreign => .not_owned,
+        .invalid => .invalid,
+        .freed => .freed,
+        .live => |h| .{ .large = h },
+    };
+    const page = Segment.of(addr).pageOf(addr);
+    const start = page.blockOf(addr) orelse return .invalid;
+    if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
+    return .{ .page_block = .{ .page = page, .start = start } };
+}
+
+/// Usable bytes from `addr` to the end of its block (`kind` = classify(addr)); null when
+/// it is not a live block.
+pub fn usableOf(addr: usize, kind: Kind) ?usize {
+    return switch (kind) {
+        .page_block => |b| b.page.block_size - (addr - b.start),
+        .large => |h| h.usable_size,
+        .freed, .not_owned, .invalid => null,
+    };
+}
+
+/// Tier, class and block size of the block at `addr`, for a report.
+pub fn describe(addr: usize) ?misuse.Where {
+    const tag = segment_map.lookup(addr);
+    if (tag == .segment) {
+        const page = Segment.of(addr).pageOf(addr);
+        if (page.flags & page_mod.flag_unused != 0) return null;
+        return page.where();
+    }
+    return large.describe(addr, tag);
+}

@@ -1,35 +1,140 @@
 //! hakmem — a general-purpose allocator. This file is the library's root: it names every
-//! part. Read alloc.zig for the fast paths of malloc and free.
+//! part, draws the data structures, says who may write what, and fixes the layering (a
+//! test below checks every @import against it). Read alloc.zig for the fast paths of
+//! malloc and free, slow.zig for everything below them.
 //!
-//!   preload.zig   libc names (malloc, free, …) for LD_PRELOAD      ─┐
-//!   api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)     ─┴─> alloc.zig
-//!   alloc.zig     malloc/free fast paths, tier dispatch, realloc, aligned, calloc
-//!   check.zig     check mode: canaries, trailers, freed patterns, misuse reports
-//!   foreign.zig   check mode: where a pointer hakmem does not own points (stack, file, …)
-//!   heap.zig      a thread's heap: direct page per bin, page queues, slow paths, purge
-//!   thread.zig    the calling thread's heap (TLS), heap registry, thread exit
-//!   thread_cache.zig  per-thread cache of freed blocks per bin, self-sizing capacity
-//!   page.zig      a page: blocks of one size, local and remote (thread_free) free lists
-//!   segment.zig   4 MiB aligned segment: header + 64 slices of 64 KiB; pages are spans
-//!   segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
-//!   arena.zig     segment cache (empty, decaying) and abandoned segments (adoption)
-//!   large.zig     large tier: one mapping per block, mapping cache, mremap realloc
-//!   large_region.zig regions of 4 MiB chunks that large blocks up to 256 MiB are runs of
-//!   large_cache.zig  the mapping cache's limit from recent demand (peak live large bytes)
-//!   background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory (decay curve)
-//!   decay.zig     how fast retained empty memory goes back to the OS (a curve over purge_delay_ms)
-//!   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
-//!   abi.zig       every constant of the ABI (codes, tiers, limits, stats layout); hakmem.h
-//!                 and src/abi.ts are generated from it (abi_gen.zig, `zig build abi`)
-//!   config.zig    thresholds and settings, HAKMEM_* environment
-//!   process.zig   lazy init, thread-exit key, fork handlers, exit summary
-//!   stats.zig / report.zig  counters and their readers
-//!   os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
-//!   lock.zig      the spin lock of the few shared lists
+//! ─── The picture ──────────────────────────────────────────────────────────────────────
+//!
+//!   thread ──TLS──> Heap (heap.zig; one per thread that allocated; pooled, never unmapped)
+//!                    │
+//!                    ├─ cache: per bin an array stack of free block pointers (thread_cache.zig)
+//!                    │    malloc pops, free pushes — any thread's blocks; refilled from one
+//!                    │    page, flushed (oldest half) back to their pages in runs
+//!                    ├─ direct[bin] ─> the page that refills the bin now
+//!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
+//!                    │                                (the direct page is one of them)
+//!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
+//!                    └─ segments:     segment <-> segment  (those with free slices first)
+//!
+//!   a bin = (tier, size class): tiny bins 0..55, mid bins 56..167 (size_class.zig); u8
+//!
+//!   Segment (segment.zig): 4 MiB, 4 MiB aligned, one owning heap
+//!   ┌──────────────────────┬─────────┬─────────┬──────────────────┬─────┐
+//!   │ slice 0: header,     │ slice 1 │ slice 2 │ slices 3..6      │ ... │  64 slices of 64 KiB:
+//!   │ 64 page descriptors, │ a tiny  │ a tiny  │ one mid page     │     │  slice 0 the header,
+//!   │ block bitmaps        │ page    │ page    │ (a span of 4)    │     │  63 for pages
+//!   └──────────────────────┴─────────┴─────────┴──────────────────┴─────┘
+//!   Page (page.zig): a span of 1..16 slices cut into blocks of one size; its free blocks
+//!     are bits (one per block), blocks other threads gave back a list (thread_free)
+//!   Block (block.zig): word 0 a link (on thread_free only, encoded), word 1 the key
+//!     (free_key while free, 0 while handed out)
+//!
+//!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
+//!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
+//!     exited threads (adopted by the next thread that needs a page)
+//!   Large (large.zig): one mapping per block above mid_max, 4 MiB aligned, its header at
+//!     the mapping's start; freed mappings wait in a cache sized by recent demand
+//!     (large_cache.zig) and go back along the decay curve
+//!   segment_map.zig: one byte per 4 MiB of address space: none, segment, large head/tail
+//!
+//! ─── Who writes what ──────────────────────────────────────────────────────────────────
+//!
+//!   Heap: every field is its owner thread's (plain loads and stores), except
+//!     - segments and every segment's slice state: the owner, under segments_lock (the
+//!       background purger takes it with tryAcquire to purge dirty slices)
+//!     - registry_next/prev: under thread.registry_lock
+//!     - read by other threads, never written: cache stacks (a double-free search:
+//!       monotonic loads, may be stale, never unmapped), event counters (stats readers)
+//!   Segment: owner (atomic: set with release by arena.acquire/popAbandoned, cleared by
+//!     arena.release/abandon; read by any thread: is a page local?); next/prev belong to
+//!     the list it is on (its heap's: segments_lock; arena cache: cache_lock; abandoned:
+//!     abandoned_lock); cached_since_ms: arena, under cache_lock
+//!   Page, first cache line (start, div/fast magic, carved_end, bin, span, flags, block_size,
+//!     capacity): written by the owning heap's thread (extend, setFlags, init under
+//!     segments_lock), copied into every slice of the span, read by free on any thread
+//!     (plain loads: a block was carved before it was handed out, so its reader sees it)
+//!   Page, owner only: used, free_count, free_cursor, bits (other threads may load a word,
+//!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
+//!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
+//!     takes it whole with one swap (acquire) in collect
+//!   Large header: written by the thread that allocates or frees the block; the cache's
+//!     entries, cached_bytes and recent_peak: under large's cache_lock
+//!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
+//!   config thresholds and routing tables: atomic stores (release) by hak_set_thresholds,
+//!     plain loads on malloc's fast path; every other setting: written once, at init
+//!   stats: atomic counters, or the owner heap's plain counters read with monotonic loads
+//!
+//! ─── Lock order ────────────────────────────────────────────────────────────────────────
+//!
+//!   thread.registry_lock  ->  heap.segments_lock (tryAcquire only: the background purger)
+//!   heap.segments_lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
+//!   large's cache_lock: taken alone. No lock is held across an mmap/munmap of a segment
+//!   or a large mapping, nor across a call out of the library. fork (process.zig) takes
+//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, in that order, and
+//!   resets them in the child. Only slow paths take a lock; malloc's and free's fast paths
+//!   take none and use no atomic.
+//!
+//! ─── A block's life ────────────────────────────────────────────────────────────────────
+//!
+//!   carved (Page.extend: bit set, key = free_key)                       free on its page
+//!     -> refill: Page.popMany clears bits, used += n                  -> in a thread cache
+//!     -> malloc pops it: key = 0                                      -> live (the program's)
+//!     -> free: key = free_key, pushed on the freeing thread's cache  -> in a thread cache
+//!     -> flush (cache full, maintenance, thread exit), in runs of one page:
+//!          the heap's own page: Page.pushFree sets its bit (set already: a double free)
+//!          another heap's page: thread_free (one CAS per run); its owner's collect sets
+//!          the bits (a bit set already: a double free)                -> free on its page
+//!     -> a page with used == 0 goes back to its segment (its slices dirty: still resident)
+//!     -> dirty slices are purged along the decay curve (MADV_DONTNEED); an empty segment
+//!        goes to the arena's cache, then back to the OS
+//!   Bins without a cache (blocks above 64 KiB, and every bin in check mode) skip the
+//!   thread cache: a block comes straight off its page and goes straight back to it.
+//!   A large block: mapped (or a cached mapping reused) -> live -> freed: its mapping
+//!   cached -> reused, trimmed or grown for another block, or unmapped (its address
+//!   remembered a while: a second free is a double free, not a foreign pointer).
+//!
+//! ─── The files, by layer ───────────────────────────────────────────────────────────────
+//!
+//! A file imports only files of lower layers, or of its own layer listed before it
+//! (`layers` below; the test "every import goes down the layers" checks it).
+//!
+//!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
+//!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
+//!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
+//!                            by route (a bin's page or a large mapping), aligned blocks,
+//!                            the one general free (any page, thread, tier), classify
+//!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
+//!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
+//!                            slow.zig); calloc, realloc and its growth log, queries
+//!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
+//!              report.zig    the statistics array and the exit summary
+//!              process.zig   lazy init, fork handlers, the exit summary's destination
+//!  per thread  thread_cache.zig  per-thread cache of free blocks per bin, self-sizing
+//!              heap.zig      a thread's heap: pages per bin, page finding, free's slow path,
+//!                            maintenance (purge along the decay curve), thread exit
+//!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
+//!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
+//!              segment.zig   a segment: header, page descriptors, spans of slices
+//!              large.zig     large tier: one mapping per block, mapping cache, mremap
+//!              arena.zig     segment cache (empty, decaying) and abandoned segments
+//!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
+//!              config.zig    thresholds, routing, settings, HAKMEM_* environment
+//!              misuse.zig    every report of misuse or corruption, and what follows it
+//!              stats.zig     counters
+//!  base        abi.zig       every constant of the ABI; hakmem.h and src/abi.ts are
+//!                            generated from it (abi_gen.zig, `zig build abi`)
+//!              os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
+//!              lock.zig      the spin lock of the few shared lists
+//!              segment_map.zig  one byte per 4 MiB chunk: is a pointer ours, and of what kind
+//!              block.zig     what a free block holds: encoded link, key; the secrets
+//!              decay.zig     how fast retained empty memory goes back (a curve over purge_delay_ms)
+//!              large_cache.zig  the large cache's limit from recent demand
+//!              foreign.zig   check mode: where a pointer hakmem does not own points
+//!              libc_next.zig  the next allocator (dlsym RTLD_NEXT), for foreign pointers
 //!
 //! Not part of libhakmem.so: kernels.zig, the harness's workload loops, is the root of its
 //! own library (libhakmem_kernels.so, build.zig), which calls hak_* through libhakmem.so;
-//! the unit tests below compile it with the core.
+//! abi_gen.zig is a build tool. Both import nothing of the allocator but abi.zig.
 const std = @import("std");
 
 comptime {
@@ -37,6 +142,20 @@ comptime {
     _ = @import("preload.zig");
     _ = @import("process.zig");
 }
+
+/// The layers, lowest first; in each, the order in which a file may import the ones
+/// before it. Every .zig file of zig/ is in exactly one (tools: the last).
+const layers = [_][]const []const u8{
+    &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
+    &.{ "size_class", "config", "misuse", "stats" },
+    &.{ "page", "segment", "large_region", "large", "arena" },
+    &.{ "thread_cache", "heap", "thread" },
+    &.{ "background", "report", "process" },
+    &.{ "slow", "check", "alloc" },
+    &.{ "api", "preload" },
+};
+/// Tools built beside the library: they may import abi.zig only.
+const tools = [_][]const u8{ "kernels", "abi_gen" };
 
 test {
     _ = @import("abi.zig");
@@ -61,4 +180,65 @@ test {
     _ = @import("block.zig");
     _ = @import("heap.zig");
     _ = @import("misuse.zig");
+    _ = @import("large.zig");
+    _ = @import("arena.zig");
+    _ = @import("thread.zig");
+}
+
+/// Position of a file in the layering: (layer, index in it); tools are past every layer.
+fn rank(name: []const u8) ?struct { layer: usize, index: usize } {
+    for (layers, 0..) |layer, l| {
+        for (layer, 0..) |file, i| if (std.mem.eql(u8, file, name)) return .{ .layer = l, .index = i };
+    }
+    for (tools) |file| if (std.mem.eql(u8, file, name)) return .{ .layer = layers.len, .index = 0 };
+    if (std.mem.eql(u8, name, "lib")) return .{ .layer = layers.len + 1, .index = 0 };
+    return null;
+}
+
+fn source(comptime name: []const u8) []const u8 {
+    return @embedFile(name ++ ".zig");
+}
+
+test "every import goes down the layers" {
+    @setEvalBranchQuota(1_000_000);
+    var checked: usize = 0;
+    inline for (layers ++ .{ &tools, &[_][]const u8{"lib"} }) |layer| {
+        inline for (layer) |name| {
+            const me = rank(name).?;
+            const text = source(name);
+            var rest: []const u8 = text;
+            while (std.mem.indexOf(u8, rest, "@import(\"")) |at| {
+                rest = rest[at + "@import(\"".len ..];
+                const end = std.mem.indexOfScalar(u8, rest, '"').?;
+                const target = rest[0..end];
+                rest = rest[end..];
+                if (!std.mem.endsWith(u8, target, ".zig")) continue; // std, build_options
+                const them = rank(target[0 .. target.len - 4]) orelse {
+                    std.debug.print("{s}.zig imports {s}, which is in no layer of lib.zig\n", .{ name, target });
+                    return error.UnknownFile;
+                };
+                const is_tool = me.layer == layers.len;
+                const down = if (me.layer > layers.len) true else if (is_tool) std.mem.eql(u8, target, "abi.zig") else them.layer < me.layer or (them.layer == me.layer and them.index < me.index);
+                if (!down) {
+                    std.debug.print("{s}.zig imports {s}, which is not below it (lib.zig: layers)\n", .{ name, target });
+                    return error.ImportGoesUp;
+                }
+                checked += 1;
+            }
+        }
+    }
+    try std.testing.expect(checked > 100);
+}
+
+test "every file of zig/ has its place in the layers" {
+    var dir = std.fs.cwd().openDir("zig", .{ .iterate = true }) catch return error.SkipZigTest; // run from the repository root
+    defer dir.close();
+    var it = dir.iterate();
+    while (try it.next()) |entry| {
+        if (entry.kind != .file or !std.mem.endsWith(u8, entry.name, ".zig")) continue;
+        if (rank(entry.name[0 .. entry.name.len - 4]) == null) {
+            std.debug.print("zig/{s} is in no layer of lib.zig\n", .{entry.name});
+            return error.UnknownFile;
+        }
+    }
 }

@@ -68,8 +68,9 @@
 //!
 //!   thread.registry_lock  ->  heap.segments_lock (tryAcquire only: the background purger)
 //!   heap.segments_lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
-//!   large's cache_lock: taken alone. No lock is held across an mmap/munmap of a segment
-//!   or a large mapping, nor across a call out of the library. fork (process.zig) takes
+//!   large's cache_lock: taken alone. The arena's and large's locks are never held across
+//!   a system call (mappings are made and unmapped after they are released); a heap's
+//!   segments_lock may be (a new segment's mmap, a purge's madvise). fork (process.zig) takes
 //!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, in that order, and
 //!   resets them in the child. Only slow paths take a lock; malloc's and free's fast paths
 //!   take none and use no atomic.

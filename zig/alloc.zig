@@ -247,6 +247,11 @@ pub fn collect(force: bool) void {
 
 const testing = std.testing;
 
+/// Every invariant of the calling thread's heap (heap.zig: validate), after a test's steps.
+fn expectValidHeap() !void {
+    if (thread.currentAny()) |heap| try heap.validate();
+}
+
 test "malloc/free across tiers, usable size, content" {
     const sizes = [_]usize{ 0, 1, 15, 16, 17, 64, 127, 128, 129, 1000, 1024, 1025, 8192, 40000, 1 << 20, (1 << 20) + 1, 5 << 20 };
     for (sizes) |size| {
@@ -257,6 +262,7 @@ test "malloc/free across tiers, usable size, content" {
         @memset(@as([*]u8, @ptrCast(p))[0..usable], 0xA5);
         try testing.expectEqual(FreeResult.ok, free(p));
     }
+    try expectValidHeap();
 }
 
 test "free recognises pointers it does not own, interior pointers and double frees" {
@@ -273,6 +279,7 @@ test "free recognises pointers it does not own, interior pointers and double fre
     try testing.expectEqual(FreeResult.invalid, free(big + 4096));
     try testing.expectEqual(FreeResult.ok, free(big));
     try testing.expectEqual(FreeResult.double_free, free(big));
+    try expectValidHeap();
 }
 
 test "a double free of a block that went back to its page is caught there" {
@@ -291,6 +298,7 @@ test "a double free of a block that went back to its page is caught there" {
     try testing.expect(r != s);
     _ = free(r);
     _ = free(s);
+    try expectValidHeap();
 }
 
 test "realloc keeps content across tiers in both directions" {
@@ -302,6 +310,7 @@ test "realloc keeps content across tiers in both directions" {
         for (0..16) |i| try testing.expectEqual(@as(u8, @intCast(i)), @as([*]u8, @ptrCast(p.?))[i]);
     }
     try testing.expectEqual(FreeResult.ok, free(p));
+    try expectValidHeap();
 }
 
 test "aligned allocations from every tier" {
@@ -319,6 +328,7 @@ test "aligned allocations from every tier" {
             try testing.expectEqual(FreeResult.ok, free(p));
         }
     }
+    try expectValidHeap();
 }
 
 test "calloc is zero after a dirty block is reused, and checks overflow" {
@@ -332,6 +342,7 @@ test "calloc is zero after a dirty block is reused, and checks overflow" {
     }
     try testing.expect(calloc(std.math.maxInt(usize) / 2, 3) == null);
     try testing.expect(malloc(std.math.maxInt(usize)) == null);
+    try expectValidHeap();
 }
 
 test "thresholds change while blocks are live" {
@@ -348,6 +359,7 @@ test "thresholds change while blocks are live" {
     try testing.expectEqual(FreeResult.ok, free(a));
     try testing.expectEqual(FreeResult.ok, free(b));
     try testing.expectEqual(FreeResult.ok, free(c));
+    try expectValidHeap();
 }
 
 test "many blocks, then everything back" {
@@ -363,6 +375,7 @@ test "many blocks, then everything back" {
         try testing.expectEqual(FreeResult.ok, free(b));
     }
     collect(true);
+    try expectValidHeap();
 }
 
 test "a direct page that empties when maintenance is due is kept consistent" {
@@ -391,4 +404,5 @@ test "a direct page that empties when maintenance is due is kept consistent" {
     }
     const r = malloc(48) orelse return error.OutOfMemory;
     try testing.expectEqual(FreeResult.ok, free(r));
+    try expectValidHeap();
 }

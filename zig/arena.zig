@@ -148,3 +148,44 @@ pub fn resetLocksInChild() void {
     cache_lock.resetInChild();
     abandoned_lock.resetInChild();
 }
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+
+test "a segment: acquired, cached, reused first, unmapped by decay" {
+    const saved_retain = config.retain_max_bytes;
+    config.retain_max_bytes = 1 << 30;
+    defer config.retain_max_bytes = saved_retain;
+    var owner_a: u8 = 0;
+    var owner_b: u8 = 0;
+    const seg = acquire(&owner_a) orelse return error.OutOfMemory;
+    try testing.expectEqual(@as(?*anyopaque, &owner_a), seg.owner.load(.monotonic));
+    try testing.expectEqual(segment_map.Tag.segment, segment_map.lookup(@intFromPtr(seg) + 12345));
+    try seg.validate();
+    const cached = cachedCount();
+    release(seg, os.nowMs());
+    try testing.expectEqual(@as(?*anyopaque, null), seg.owner.load(.monotonic));
+    try testing.expectEqual(cached + 1, cachedCount());
+    const again = acquire(&owner_b) orelse return error.OutOfMemory;
+    try testing.expectEqual(seg, again); // the most recently cached comes back first
+    try testing.expectEqual(@as(?*anyopaque, &owner_b), again.owner.load(.monotonic));
+    release(again, os.nowMs());
+    decay(os.nowMs(), true);
+    try testing.expectEqual(@as(usize, 0), cachedCount());
+    try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(@intFromPtr(seg)));
+}
+
+test "an abandoned segment is adopted by the next owner" {
+    var owner_a: u8 = 0;
+    var owner_b: u8 = 0;
+    const seg = acquire(&owner_a) orelse return error.OutOfMemory;
+    const adopted_before = stats.segments_adopted.load(.monotonic);
+    abandon(seg);
+    try testing.expectEqual(@as(?*anyopaque, null), seg.owner.load(.monotonic));
+    try testing.expectEqual(seg, popAbandoned(&owner_b).?);
+    try testing.expectEqual(@as(?*anyopaque, &owner_b), seg.owner.load(.monotonic));
+    try testing.expectEqual(adopted_before + 1, stats.segments_adopted.load(.monotonic));
+    release(seg, os.nowMs());
+    decay(os.nowMs(), true);
+}

@@ -157,6 +157,9 @@ pub const Heap = struct {
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
 
+    /// See validateHeap (below): every invariant of the heap, its pages and its segments.
+    pub const validate = validateHeap;
+
     fn noCache(_: usize) u32 {
         return 0;
     }
@@ -292,7 +295,9 @@ pub const Heap = struct {
     }
 
     fn adopt(self: *Heap, seg: *Segment) void {
-        self.segments.push(seg);
+        // Behind the segments with free slices when it has none (bestRun stops at the
+        // first full one).
+        if (seg.free_slices == 0) self.pushSegmentBack(seg) else self.segments.push(seg);
         const now = os.nowMs();
         var slice: usize = 1;
         while (slice < segment_mod.slice_count) {
@@ -628,6 +633,77 @@ pub const Heap = struct {
     }
 };
 
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{
+    DirectPageWrong,
+    QueueLinksBroken,
+    QueueTooLong,
+    PageInWrongQueue,
+    PageNotOwned,
+    SegmentListBroken,
+    SegmentNotOwned,
+    SegmentsOutOfOrder,
+    PagesNotQueued,
+    RetainedPageWrong,
+} || Segment.Invalid || thread_cache.Cache.Invalid;
+
+/// Checks a heap against its invariants (its owner's thread only; tests and debug builds):
+/// every bin's direct page is in its queue; every page of a queue is of that bin, owned,
+/// flagged full exactly in `full`, and valid (Page.validate); every page in use of the
+/// heap's segments is in exactly one queue; the segment list is linked both ways, counted,
+/// owned, with the segments that have free slices first (bestRun stops at the first full
+/// one), each valid (Segment.validate); every cache stack is valid (Cache.validate); the
+/// retained pages are mid pages in use. Bounded by the heap's segments and bins.
+pub fn validateHeap(self: *Heap) Invalid!void {
+    const max_pages = self.segments.count * segment_mod.slice_count + 1;
+    var queued: usize = 0;
+    for (0..bins) |bin| {
+        try self.cache.validate(bin);
+        const direct = self.direct[bin];
+        var direct_seen = direct == &page_mod.empty_page;
+        inline for (.{ &self.queues[bin], &self.full[bin] }, .{ false, true }) |queue, is_full| {
+            var prev: ?*Page = null;
+            var it = queue.first;
+            var n: usize = 0;
+            while (it) |page| : (it = page.next) {
+                n += 1;
+                if (n > max_pages) return error.QueueTooLong;
+                if (page.prev != prev) return error.QueueLinksBroken;
+                if (page.bin != bin or (page.flags & page_mod.flag_full != 0) != is_full) return error.PageInWrongQueue;
+                if (!self.ownsSegment(Segment.of(page.start))) return error.PageNotOwned;
+                try page.validate();
+                if (page == direct and !is_full) direct_seen = true;
+                prev = page;
+            }
+            if (queue.last != prev) return error.QueueLinksBroken;
+            queued += n;
+        }
+        if (!direct_seen) return error.DirectPageWrong;
+    }
+    var in_use: usize = 0;
+    var seen_full = false;
+    var prev: ?*Segment = null;
+    var it = self.segments.first;
+    var n: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        n += 1;
+        if (n > self.segments.count) return error.SegmentListBroken;
+        if (seg.prev != prev) return error.SegmentListBroken;
+        if (!self.ownsSegment(seg)) return error.SegmentNotOwned;
+        if (seg.free_slices == 0) seen_full = true else if (seen_full) return error.SegmentsOutOfOrder;
+        try seg.validate();
+        in_use += seg.used_pages;
+        prev = seg;
+    }
+    if (n != self.segments.count) return error.SegmentListBroken;
+    if (in_use != queued) return error.PagesNotQueued;
+    for (self.retained) |r| {
+        const page = r orelse continue;
+        if (page.flags & page_mod.flag_unused != 0 or page.isTiny() or !self.ownsSegment(Segment.of(page.start))) return error.RetainedPageWrong;
+    }
+}
+
 pub fn tierOf(page: *const Page) usize {
     return if (page.isTiny()) 0 else 1;
 }
@@ -636,4 +712,127 @@ fn purgeSegment(seg: *Segment) void {
     const result = seg.purgeDirty(os.purge);
     stats.purged(0, result.tiny_bytes);
     stats.purged(1, result.mid_bytes);
+}
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+
+/// A heap of the test's own (no thread's, not in the registry), as thread.zig maps one.
+fn testHeap() !*Heap {
+    block_mod.initSecrets();
+    const memory = os.map(std.mem.alignForward(usize, @sizeOf(Heap), os.page_size)) orelse return error.OutOfMemory;
+    const h: *Heap = @ptrCast(@alignCast(memory));
+    h.init(false);
+    return h;
+}
+
+fn dropTestHeap(h: *Heap) void {
+    os.unmap(@ptrCast(h), std.mem.alignForward(usize, @sizeOf(Heap), os.page_size));
+}
+
+fn testAlloc(h: *Heap, bin: usize) !*Block {
+    return h.cache.pop(bin) orelse h.allocSlow(bin) orelse error.OutOfMemory;
+}
+
+/// What slow.freeBlock does for a live block of a heap's own thread.
+fn testFree(h: *Heap, blk: *Block) !void {
+    const page = Segment.of(@intFromPtr(blk)).pageOf(@intFromPtr(blk));
+    if (h.cache.push(page.bin, blk)) return;
+    try testing.expectEqual(FreeOutcome.ok, h.freeFull(page, blk));
+}
+
+test "a heap serves blocks from its pages and takes them back, valid at every step" {
+    const h = try testHeap();
+    defer dropTestHeap(h);
+    const test_bins = [_]usize{ size_class.tinyBin(16), size_class.tinyBin(1000), size_class.midBin(5000), size_class.midBin(100_000), size_class.midBin(300_000) };
+    var blocks: [600]*Block = undefined;
+    for (&blocks, 0..) |*b, i| {
+        const bin = test_bins[(i * 7) % test_bins.len];
+        b.* = try testAlloc(h, bin);
+        @memset(@as([*]u8, @ptrCast(b.*))[0..size_class.binBlockSize(bin)], @truncate(i));
+        if (i % 50 == 0) try h.validate();
+    }
+    try h.validate();
+    for (blocks, 0..) |b, i| {
+        const bin = test_bins[(i * 7) % test_bins.len];
+        try testing.expectEqual(@as(u8, @truncate(i)), @as([*]u8, @ptrCast(b))[size_class.binBlockSize(bin) - 1]);
+        try testFree(h, b);
+        if (i % 50 == 0) try h.validate();
+    }
+    for (0..bins) |bin| h.flushCache(bin, 0);
+    try h.validate();
+    h.maintain(os.nowMs(), true);
+    try h.validate();
+    try testing.expectEqual(@as(usize, 0), h.segments.count);
+}
+
+test "a full segment adopted from an exited thread goes behind the segments with room" {
+    // Regression: adopt() put every adopted segment first, full or not; bestRun stops at
+    // the first full segment, so the heap mapped new segments while its own had room.
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const b = try testHeap();
+    defer dropTestHeap(b);
+    const tiny = try testAlloc(b, size_class.tinyBin(64)); // b has a segment with room
+    // a: one segment filled by four spans of 16, 16, 16 and 15 slices, a block live in each
+    const seg = arena.acquire(a) orelse return error.OutOfMemory;
+    a.segments.push(seg);
+    const big_bin = size_class.midBin(1 << 20);
+    const last_bin = size_class.midBin(960 * 1024);
+    var live: [4]*Block = undefined;
+    for (&live, [_]usize{ big_bin, big_bin, big_bin, last_bin }, [_]usize{ 1, 17, 33, 49 }) |*blk, bin, slice| {
+        var reused: usize = 0;
+        const page = a.pageTaken(seg.allocPageAt(bin, size_class.binPageSlices(bin), slice, false, &reused), reused);
+        _ = a.replenish(page);
+        blk.* = page.popFree().?;
+        blk.*.key = 0;
+    }
+    try testing.expectEqual(@as(u64, 0), seg.free_slices);
+    try a.validate();
+    a.abandonAll();
+    const adopted = arena.popAbandoned(b).?;
+    try testing.expectEqual(seg, adopted);
+    b.segments_lock.acquire();
+    b.adopt(adopted);
+    b.segments_lock.release();
+    try b.validate();
+    for (live) |blk| try testFree(b, blk); // local frees now
+    try testFree(b, tiny);
+    for (0..bins) |bin| b.flushCache(bin, 0);
+    b.maintain(os.nowMs(), true);
+    try b.validate();
+    try testing.expectEqual(@as(usize, 0), b.segments.count);
+}
+
+test "thread exit: pages without live blocks go back, the rest is abandoned and adopted whole" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const b = try testHeap();
+    defer dropTestHeap(b);
+    const bin = size_class.tinyBin(48);
+    var kept: [40]*Block = undefined;
+    for (&kept) |*k| k.* = try testAlloc(a, bin);
+    for (0..200) |_| try testFree(a, try testAlloc(a, size_class.midBin(3000)));
+    try a.validate();
+    const abandoned_before = stats.segments_abandoned.load(.monotonic);
+    a.abandonAll();
+    try testing.expectEqual(@as(usize, 0), a.segments.count);
+    try testing.expect(stats.segments_abandoned.load(.monotonic) > abandoned_before);
+    // b adopts while it looks for a page of the bin; a's blocks are then b's local blocks
+    var adopted = false;
+    for (0..8) |_| {
+        if (b.adoptAbandoned(bin)) |page| {
+            if (Segment.of(page.start) == Segment.of(@intFromPtr(kept[0]))) adopted = true;
+            _ = b.makeDirect(page);
+        }
+        if (adopted) break;
+    }
+    try testing.expect(adopted);
+    try b.validate();
+    for (kept) |k| try testFree(b, k);
+    for (0..bins) |i| b.flushCache(i, 0);
+    b.maintain(os.nowMs(), true);
+    try b.validate();
+    try testing.expectEqual(@as(usize, 0), b.segments.count);
 }

@@ -76,6 +76,13 @@ pub const Page = extern struct {
     bits: ?[*]u64 = null,
 
     comptime {
+        // The widths the fields assume: a bin, a span and a slice index in a byte, a block
+        // size and a block count in 32 bits.
+        std.debug.assert(size_class.bin_count - 1 <= std.math.maxInt(@FieldType(Page, "bin")));
+        std.debug.assert(size_class.max_page_slices <= std.math.maxInt(@FieldType(Page, "slice_count")));
+        std.debug.assert(@import("segment_map.zig").chunk_size / size_class.slice_size - 1 <= std.math.maxInt(@FieldType(Page, "slice_offset")));
+        std.debug.assert(size_class.mid_size_limit <= std.math.maxInt(@FieldType(Page, "block_size")));
+        std.debug.assert(size_class.max_page_slices * size_class.slice_size / size_class.min_block_size <= std.math.maxInt(@FieldType(Page, "capacity")));
         std.debug.assert(@sizeOf(Page) == 128);
         std.debug.assert(@offsetOf(Page, "free_count") < 64);
         std.debug.assert(@offsetOf(Page, "thread_free") == 64);
@@ -320,6 +327,69 @@ pub const Page = extern struct {
 
     pub fn hasFree(self: *const Page) bool {
         return self.free_count > 0 or self.capacity < self.reserved;
+    }
+
+    pub const Invalid = error{
+        PageNotInUse,
+        CarvedBeyondReserve,
+        CarvedEndWrong,
+        CountsDisagree,
+        BitsDisagree,
+        BitBeyondCapacity,
+        CursorOutOfRange,
+        FastMagicStale,
+        SpanCopyStale,
+        FreeBlockKeyWrong,
+        RemoteListTooLong,
+        RemoteListForeignBlock,
+        RemoteBlockFreeOnPage,
+    };
+
+    /// Checks a page in use against its invariants (the owner's thread only; tests and
+    /// debug builds): carved blocks = used + free_count, free_count = the bits set, no bit
+    /// past the carved blocks, every free block keyed, carved_end and fast_magic agree with
+    /// the page and every slice of the span carries the same first line, and the remote
+    /// list holds at most `used` blocks of this page, none of them free on the page.
+    /// Bounded by the page's bitmap and `used`.
+    pub fn validate(self: *const Page) Invalid!void {
+        if (self.flags & flag_unused != 0 or self.bits == null) return error.PageNotInUse;
+        if (self.capacity > self.reserved or @as(usize, self.reserved) * self.block_size > @as(usize, self.slice_count) * size_class.slice_size)
+            return error.CarvedBeyondReserve;
+        if (self.carved_end != self.start + @as(usize, self.capacity) * self.block_size) return error.CarvedEndWrong;
+        if (@as(u64, self.used) + self.free_count != self.capacity) return error.CountsDisagree;
+        const bits = self.bits.?;
+        const words = (self.capacity + 63) / 64;
+        if (self.free_cursor > words) return error.CursorOutOfRange;
+        var set: u64 = 0;
+        for (bits[0..words], 0..) |word, w| {
+            set += @popCount(word);
+            if (w + 1 == words and self.capacity % 64 != 0 and word >> @intCast(self.capacity % 64) != 0) return error.BitBeyondCapacity;
+            var rest = word;
+            while (rest != 0) : (rest &= rest - 1) {
+                const blk: *const Block = @ptrFromInt(self.start + (w * 64 + @ctz(rest)) * self.block_size);
+                if (blk.key != block_mod.free_key and !(self.flags & flag_checked != 0 and blk.key == block_mod.fresh_key)) return error.FreeBlockKeyWrong;
+            }
+        }
+        if (set != self.free_count) return error.BitsDisagree;
+        if (self.fast_magic != self.fastMagic()) return error.FastMagicStale;
+        const span: [*]const Page = @ptrCast(self);
+        for (1..self.slice_count) |k| {
+            const c = &span[k];
+            if (c.slice_offset != k or c.start != self.start or c.div_magic != self.div_magic or c.fast_magic != self.fast_magic or
+                c.carved_end != self.carved_end or c.bin != self.bin or c.block_size != self.block_size or (c.flags ^ self.flags) & slow_flags != 0)
+                return error.SpanCopyStale;
+        }
+        var node = self.thread_free.load(.acquire);
+        var count: u32 = 0;
+        while (node) |blk| {
+            if (count == self.used) return error.RemoteListTooLong;
+            const index = self.blockStartIndex(@intFromPtr(blk)) orelse return error.RemoteListForeignBlock;
+            const bit = self.bitOf(index);
+            if (bit.word.* & bit.mask != 0) return error.RemoteBlockFreeOnPage;
+            count += 1;
+            const next = block_mod.decode(blk);
+            node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else return error.RemoteListForeignBlock;
+        }
     }
 };
 

@@ -168,6 +168,35 @@ pub const Segment = struct {
         return @as(usize, @popCount(self.dirty_slices)) * size_class.slice_size;
     }
 
+    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken } || Page.Invalid;
+
+    /// Checks a segment's slices against its masks and counts, and every page in use
+    /// (Page.validate): the header slice is never free, dirty slices are free, a free slice
+    /// is an unused descriptor, a span's later slices point back to its first, and
+    /// used_pages counts the spans. The owner's thread only (tests, debug builds); bounded
+    /// by the 64 slices.
+    pub fn validate(self: *const Segment) Invalid!void {
+        if (self.free_slices & 1 != 0) return error.HeaderSliceFree;
+        if (self.dirty_slices & ~self.free_slices != 0 or self.dirty_mid_slices & ~self.dirty_slices != 0) return error.DirtySliceNotFree;
+        var pages: u32 = 0;
+        var slice: usize = 1;
+        while (slice < slice_count) {
+            const page = &self.pages[slice];
+            const free = self.free_slices & (@as(u64, 1) << @intCast(slice)) != 0;
+            if (page.flags & page_mod.flag_unused != 0) {
+                if (!free) return error.FreeSlicesDisagree;
+                slice += 1;
+                continue;
+            }
+            if (free or page.slice_offset != 0 or page.slice_count == 0 or slice + page.slice_count > slice_count) return error.SpanBroken;
+            if (self.free_slices & (runMask(page.slice_count) << @intCast(slice)) != 0) return error.FreeSlicesDisagree;
+            try page.validate();
+            pages += 1;
+            slice += page.slice_count;
+        }
+        if (pages != self.used_pages) return error.UsedPagesDisagree;
+    }
+
     pub const Purged = struct { tiny_bytes: usize = 0, mid_bytes: usize = 0 };
 
     /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
@@ -247,7 +276,9 @@ test "spans: allocate, find, free, purge accounting" {
     const inside = p2.start + (slices - 1) * size_class.slice_size + 5;
     try std.testing.expectEqual(p2, seg.pageOf(inside));
     try std.testing.expectEqual(@as(u32, 2), seg.used_pages);
+    try seg.validate();
     seg.freePage(p1, 10);
+    try seg.validate();
     try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.dirtyBytes());
     try std.testing.expect(seg.pages[1].flags & page_mod.flag_unused != 0);
     try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.purgeDirty(noPurge).tiny_bytes);

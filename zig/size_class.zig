@@ -24,7 +24,24 @@ pub const bin_count: usize = tiny_classes + class_count; // 168
 /// always empty (thread_cache.Cache.entries).
 pub const no_bin: u8 = bin_count;
 
+/// A bin's index (bins are indices, not structures: a thread cache's stack, a heap's page
+/// queues and the routing tables are arrays indexed by bin).
 pub const Bin = u8;
+
+comptime {
+    // Every bin, and no_bin past them, fits a Bin (the routing tables are bytes).
+    std.debug.assert(no_bin <= std.math.maxInt(Bin));
+    // The magic division (divMagic) is exact over a whole page of every bin: with
+    // m = floor(2^40 / bs) + 1, offset * m >> 40 = offset / bs while offset < 2^40 / bs
+    // (page.zig: blockStartIndex); a page is at most max_page_slices slices.
+    @setEvalBranchQuota(10_000);
+    for (0..bin_count) |bin| {
+        const bs = classSize(binClass(bin));
+        std.debug.assert(page_slices_table[bin] * slice_size * bs <= 1 << 40);
+        const last = page_slices_table[bin] * slice_size - 1;
+        std.debug.assert((last * divMagic(bs)) >> 40 == last / bs);
+    }
+}
 
 fn classOfComptime(size: usize) usize {
     if (size <= 128) return if (size == 0) 0 else (size - 1) >> 4;

@@ -189,3 +189,52 @@ pub fn afterForkInChild() void {
     registry_lock.resetInChild();
     stats.threads_live.store(if (currentAny() != null) 1 else 0, .monotonic);
 }
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+const block_mod = @import("block.zig");
+
+const Probe = struct {
+    heap: ?*Heap = null,
+    block: ?*anyopaque = null,
+    bin: usize = size_class.tinyBin(64),
+    cached: std.atomic.Value(bool) = .init(false),
+    checked: std.atomic.Value(bool) = .init(false),
+
+    /// A new thread: make its heap, take a block and free it into its cache, then wait for
+    /// the main thread to look before it exits.
+    fn run(self: *Probe) void {
+        const heap = create() orelse return;
+        self.heap = heap;
+        const blk = heap.cache.pop(self.bin) orelse heap.allocSlow(self.bin) orelse return;
+        self.block = blk;
+        _ = heap.cache.push(self.bin, blk);
+        self.cached.store(true, .release);
+        var spins: usize = 0;
+        while (!self.checked.load(.acquire) and spins < 10_000_000) : (spins += 1) std.Thread.yield() catch {};
+    }
+};
+
+test "a thread's heap: made on demand, its cache visible to others, pooled at its exit and reused" {
+    block_mod.initSecrets();
+    if (!exit_key_valid) initExitKey();
+    const live_before = stats.threads_live.load(.monotonic);
+    var first: Probe = .{};
+    const t1 = try std.Thread.spawn(.{}, Probe.run, .{&first});
+    var spins: usize = 0;
+    while (!first.cached.load(.acquire) and spins < 10_000_000) : (spins += 1) std.Thread.yield() catch {};
+    try testing.expect(first.cached.load(.acquire));
+    try testing.expect(otherCacheHolds(first.bin, first.block.?, null));
+    try testing.expect(!otherCacheHolds(first.bin, first.block.?, first.heap));
+    try testing.expectEqual(live_before + 1, stats.threads_live.load(.monotonic));
+    first.checked.store(true, .release);
+    t1.join(); // its exit destructor abandoned the heap and pooled it
+    try testing.expectEqual(live_before, stats.threads_live.load(.monotonic));
+    try testing.expect(!otherCacheHolds(first.bin, first.block.?, null));
+    var second: Probe = .{};
+    second.checked.store(true, .release);
+    const t2 = try std.Thread.spawn(.{}, Probe.run, .{&second});
+    t2.join();
+    try testing.expectEqual(first.heap, second.heap); // the pooled heap came back
+}

@@ -256,6 +256,27 @@ pub const Cache = extern struct {
         page.pushRemoteChain(run[0], run[run.len - 1]);
     }
 
+    pub const Invalid = error{ CacheOverCapacity, CachedBlockNotFree, CachedBlockNotABlock, CachedBlockFreeOnPage, CachedTwice };
+
+    /// Checks a bin's stack (its owner's thread; tests and debug builds): at most its
+    /// capacity, within its bin's maximum; every block keyed free, a carved block start of
+    /// a page of this bin, not free on its page, and there once. Bounded by the capacity
+    /// (squared: at most 256 blocks).
+    pub fn validate(self: *Cache, bin: usize) Invalid!void {
+        const e = &self.entries[bin];
+        if (e.top < e.bottom or e.top > e.limit or self.capacity(bin) > maxCapacity(bin)) return error.CacheOverCapacity;
+        const blocks = self.held(bin);
+        for (blocks, 0..) |blk, i| {
+            if (!block_mod.isMarkedFree(blk)) return error.CachedBlockNotFree;
+            const addr = @intFromPtr(blk);
+            if (@import("segment_map.zig").lookup(addr) != .segment) return error.CachedBlockNotABlock;
+            const page = Segment.of(addr).pageOf(addr);
+            if (page.bin != bin or page.blockOf(addr) != addr) return error.CachedBlockNotABlock;
+            if (page.isOnFreeList(addr)) return error.CachedBlockFreeOnPage;
+            for (blocks[0..i]) |earlier| if (earlier == blk) return error.CachedTwice;
+        }
+    }
+
     /// Fills an empty bin with up to `want` blocks free on `page` (its owner's bitmap).
     /// Returns how many; the lowest address ends on top (handed out first).
     pub fn refill(self: *Cache, bin: usize, page: *Page, want: u32) u32 {

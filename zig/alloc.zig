@@ -235,8 +235,11 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
     return slow.aligned(alignment, size);
 }
 
-/// Purges empty memory now: the calling thread's heap, the segment cache, the large cache.
-pub fn collect(force: bool) void {
+/// Purges empty memory now (hak_collect, malloc_trim): the calling thread's heap (its idle
+/// caches, empty pages and dirty slices), the segment cache, the large cache; with `force`
+/// all of it, else what the decay curve says is due. (Page.collect is another thing: it
+/// takes a page's remote frees.)
+pub fn purge(force: bool) void {
     const now = os.nowMs();
     if (thread.currentAny()) |heap| return heap.maintain(now, force);
     @import("arena.zig").decay(now, force);
@@ -374,7 +377,7 @@ test "many blocks, then everything back" {
         try testing.expectEqual(@as(u8, @truncate(i)), @as([*]u8, @ptrCast(b.?))[0]);
         try testing.expectEqual(FreeResult.ok, free(b));
     }
-    collect(true);
+    purge(true);
     try expectValidHeap();
 }
 

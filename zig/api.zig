@@ -156,8 +156,9 @@ export fn hak_check_mode() c_int {
     return @intFromEnum(config.check_mode);
 }
 
+/// Purges empty memory (the name is the ABI's: alloc.purge).
 export fn hak_collect(force: c_int) void {
-    alloc.collect(force != 0);
+    alloc.purge(force != 0);
 }
 
 const version_z: [:0]const u8 = build_options.version ++ "";

@@ -15,7 +15,7 @@
 //!         cache, a page list, or carved and never handed out); 0 once malloc hands it out.
 //!         free() compares it (one load and compare): equal means "this block looks free
 //!         already", and only then does the slow path look for the block where it could be
-//!         (alloc.freeSuspect) to tell a double free from a program's data that equals the key.
+//!         (slow.freeBlock) to tell a double free from a program's data that equals the key.
 //!
 //! Both values come from the kernel's AT_RANDOM bytes, set once before the first heap exists.
 const std = @import("std");

@@ -51,7 +51,7 @@ fn find(addr: usize) ?Found {
     };
 }
 
-/// The block of a small page that contains `addr`, even when classify calls it invalid.
+/// The block of a page that contains `addr`, even when classify calls it invalid.
 fn findContaining(addr: usize) ?Found {
     if (@import("segment_map.zig").lookup(addr) != .segment) return null;
     const page = segment_mod.Segment.of(addr).pageOf(addr);

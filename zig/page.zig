@@ -23,7 +23,8 @@
 //!
 //! free() on any thread reads only the first cache line of a slice's descriptor, and
 //! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
-//! and a mask, without following slice_offset:
+//! and a mask, without following slice_offset (the copies' flags keep only the slow flags
+//! current: flag_full and flag_flushing are the owner's, on the first slice):
 //!   start, div_magic      the block index of an address: ((addr - start) * div_magic) >> 40
 //!   fast_magic            div_magic << 24 while a free may take the fast path, else 0
 //!   carved_end            start + capacity * block_size; 0 for a slice not in use
@@ -34,10 +35,12 @@ const misuse = @import("misuse.zig");
 
 pub const Block = block_mod.Block;
 
-pub const flag_full: u8 = 1; // in the heap's full queue (does not matter to free)
-pub const flag_aligned: u8 = 2; // holds blocks handed out at an inner aligned address
-pub const flag_unused: u8 = 4; // not a page in use (free span, segment header, cached)
-pub const flag_checked: u8 = 8; // check mode: every free goes through check.zig
+// A page's flags. Three are slow flags: each sends every free of the page to the slow
+// path (fast_magic = 0). The other two are the owner's bookkeeping; free ignores them.
+pub const flag_full: u8 = 1; // owner: in the heap's full queue
+pub const flag_aligned: u8 = 2; // slow: holds blocks handed out at an inner aligned address
+pub const flag_unused: u8 = 4; // slow: not a page in use (free span, segment header, cached)
+pub const flag_checked: u8 = 8; // slow: check mode, every free goes through check.zig
 pub const flag_flushing: u8 = 16; // owner, within one cache flush: already listed
 /// Flags that send every free of the page to the slow path (fast_magic = 0).
 const slow_flags = flag_aligned | flag_unused | flag_checked;
@@ -160,7 +163,9 @@ pub const Page = extern struct {
     }
 
     /// free's form of the test, on any slice's copy of the first line: `addr` is a carved
-    /// block start of a page without flags (fast_magic is 0 for a flagged or unused one).
+    /// block start of a page without a slow flag (fast_magic is 0 for a page of aligned
+    /// blocks, a checked page, or a slice not in use; flag_full and flag_flushing do not
+    /// matter to free).
     pub inline fn isFastBlockStart(self: *const Page, addr: usize) bool {
         const product = (addr -% self.start) *% self.div_magic;
         return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;

@@ -121,7 +121,7 @@ export fn malloc_usable_size(ptr: ?*anyopaque) usize {
 
 export fn malloc_trim(pad: usize) c_int {
     _ = pad;
-    alloc.collect(true);
+    alloc.purge(true);
     return 1;
 }
 

@@ -2,9 +2,9 @@
 //!
 //!   segment (4 MiB aligned)
 //!   +-----------------+---------+---------+-------------------+-----+
-//!   | slice 0: header | slice 1 | slice 2 | slices 3..6       | ... |   64 slices of 64 KiB
-//!   | Segment + 64    | tiny    | tiny    | one mid page      |     |
-//!   | page descriptors| page    | page    | (4 slices)        |     |
+//!   | slice 0: header | slice 1 | slice 2 | slices 3..6       | ... |   64 slices of 64 KiB:
+//!   | Segment + 64    | tiny    | tiny    | one mid page      |     |   slice 0 the header,
+//!   | page descriptors| page    | page    | (4 slices)        |     |   63 for pages
 //!   +-----------------+---------+---------+-------------------+-----+
 //!
 //! `ptr & ~(4 MiB - 1)` is the segment; `(ptr - segment) >> 16` the slice; the slice's

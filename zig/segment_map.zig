@@ -13,7 +13,7 @@ const chunk_count: usize = 1 << (address_bits - chunk_shift);
 
 pub const Tag = enum(u8) {
     none = 0,
-    /// A small segment (tiny and mid pages); its header is at the chunk start.
+    /// A segment (tiny and mid pages); its header is at the chunk start.
     segment = 1,
     /// The first chunk of a large mapping; its header is at the chunk start.
     large_head = 2,

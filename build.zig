@@ -76,17 +76,21 @@ pub fn build(b: *std.Build) void {
     const pc = b.addWriteFiles().add("hakmem.pc", pkgConfig(b));
     b.getInstallStep().dependOn(&b.addInstallLibFile(pc, "pkgconfig/hakmem.pc").step);
 
-    const test_module = b.createModule(.{
-        .root_source_file = b.path("zig/lib.zig"),
-        .target = target,
-        .optimize = .Debug,
-        .link_libc = true,
-    });
-    test_module.addOptions("build_options", options);
-    const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true });
-    const run_tests = b.addRunArtifact(unit_tests);
-    const test_step = b.step("test", "Run the Zig unit tests");
-    test_step.dependOn(&run_tests.step);
+    // The unit tests (validators included) run twice: in Debug, and optimized with the
+    // safety checks kept (ReleaseSafe), so code that only misbehaves optimized is caught.
+    const test_step = b.step("test", "Run the Zig unit tests (Debug and ReleaseSafe)");
+    for ([_]std.builtin.OptimizeMode{ .Debug, .ReleaseSafe }) |mode| {
+        const test_module = b.createModule(.{
+            .root_source_file = b.path("zig/lib.zig"),
+            .target = target,
+            .optimize = mode,
+            .link_libc = true,
+        });
+        test_module.addOptions("build_options", options);
+        const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true });
+        const run_tests = b.addRunArtifact(unit_tests);
+        test_step.dependOn(&run_tests.step);
+    }
     test_step.dependOn(&abi_check.step);
 }
 

@@ -171,7 +171,7 @@ pub fn owns(addr: usize) Ownership {
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
     if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
-    if (total > config.mid_max) {
+    if (config.route(total) == .large) {
         // large: a fresh mapping is already zero; large.alloc clears a reused one
         const heap = slow.heap() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
@@ -198,7 +198,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
         else => .invalid,
     };
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
-    if (kind == .large and size > config.mid_max and size <= size_max and
+    if (kind == .large and config.route(size) == .large and size <= size_max and
         (@as(*@import("large.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
     {
         if (@import("large.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
@@ -221,7 +221,7 @@ fn grownSize(kind: Kind, addr: usize, size: usize, old_usable: usize) usize {
     const heap = thread.current() orelse return size;
     if (!heap.grown.take(addr)) return size;
     // Room within the tier `size` routes to: the block stays where route(size) says.
-    const tier_max = if (size <= config.tiny_max) config.tiny_max else config.mid_max;
+    const tier_max = config.tierMax(config.route(size));
     const roomy = @min(old_usable + old_usable / 2, tier_max);
     return @max(size, roomy);
 }

@@ -122,6 +122,15 @@ pub fn route(size: usize) Tier {
     return routeBy(size, tiny_max, mid_max);
 }
 
+/// The largest request `tier` takes under the thresholds now.
+pub fn tierMax(tier: Tier) usize {
+    return switch (tier) {
+        .tiny => tiny_max,
+        .mid => mid_max,
+        .large => abi.size_max,
+    };
+}
+
 /// The bin a request of `size` bytes is served from under the thresholds now; null for
 /// the large tier. malloc's fast path uses fastBin, the same routing in table form; a unit
 /// test checks the two agree for every size under several thresholds.

@@ -88,13 +88,11 @@ pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
     if (alignment <= size_class.slice_size) {
         // A class whose block size is a multiple of the alignment gives aligned blocks
         // (pages start on 64 KiB boundaries).
-        const rounded = std.mem.alignForward(usize, @max(size, 1), alignment);
-        if (rounded <= config.mid_max and size_class.classSize(size_class.classOf(rounded)) % alignment == 0) {
-            return allocBin(h, config.bin(rounded).?) orelse outOfMemory();
+        if (config.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
+            if (size_class.binBlockSize(bin) % alignment == 0) return allocBin(h, bin) orelse outOfMemory();
         }
-        const padded = size + alignment - 1;
-        if (padded <= config.mid_max) {
-            const raw = allocBin(h, config.bin(padded).?) orelse return outOfMemory();
+        if (config.bin(size + alignment - 1)) |bin| {
+            const raw = allocBin(h, bin) orelse return outOfMemory();
             const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
             if (at != @intFromPtr(raw)) {
                 const page = Segment.of(at).pageOf(at);

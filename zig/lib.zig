@@ -31,7 +31,8 @@
 //!
 //!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
 //!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
-//!     exited threads (adopted by the next thread that needs a page)
+//!     exited threads (adopted by the next thread that needs a page; their dirty slices
+//!     kept for the adopter, purged after the decay time if nobody comes)
 //!   Large (large.zig): one mapping per block above mid_max, 4 MiB aligned, its header at
 //!     the mapping's start; freed mappings wait in a cache sized by recent demand
 //!     (large_cache.zig) and go back along the decay curve
@@ -68,9 +69,10 @@
 //!
 //!   thread.registry_lock  ->  heap.segments_lock (tryAcquire only: the background purger)
 //!   heap.segments_lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
-//!   large's cache_lock: taken alone. The arena's and large's locks are never held across
-//!   a system call (mappings are made and unmapped after they are released); a heap's
-//!   segments_lock may be (a new segment's mmap, a purge's madvise). fork (process.zig) takes
+//!   large's cache_lock: taken alone. arena.cache_lock and large's cache_lock are never
+//!   held across a system call (mappings are made and unmapped after they are released);
+//!   a heap's segments_lock may be (a new segment's mmap, a purge's madvise), and so may
+//!   arena.abandoned_lock (decayAbandoned purges under it). fork (process.zig) takes
 //!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, in that order, and
 //!   resets them in the child. Only slow paths take a lock; malloc's and free's fast paths
 //!   take none and use no atomic.

@@ -19,8 +19,8 @@
 //!
 //! Everything else: check mode (HAKMEM_CHECK) goes to check.zig; otherwise the slow paths
 //! (slow.zig: a page or a large mapping for malloc, the one general free for free, aligned
-//! blocks, and classify for the queries). calloc, realloc (with its growth log) and the
-//! queries are here, on top of both.
+//! blocks, and classify for the queries). calloc, realloc (its growth policy: growth.zig)
+//! and the queries are here, on top of both.
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
@@ -34,6 +34,7 @@ const check = @import("check.zig");
 const misuse = @import("misuse.zig");
 const background = @import("background.zig");
 const slow = @import("slow.zig");
+const growth = @import("growth.zig");
 const thread_cache = @import("thread_cache.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
@@ -203,27 +204,15 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     {
         if (@import("large.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
     }
-    const fresh = malloc(grownSize(kind, addr, size, old_usable)) orelse return .{ .ok = null };
+    // A page block that realloc grew before gets room to spare (growth.zig).
+    const grows = size > old_usable and kind == .page_block;
+    const heap = if (grows) thread.current() else null;
+    const new_size = if (heap) |h| growth.sizeFor(&h.grown, addr, size, old_usable) else size;
+    const fresh = malloc(new_size) orelse return .{ .ok = null };
     @memcpy(@as([*]u8, @ptrCast(fresh))[0..@min(size, old_usable)], @as([*]const u8, @ptrCast(ptr.?))[0..@min(size, old_usable)]);
     _ = free(ptr);
-    if (size > old_usable and kind == .page_block) {
-        if (thread.current()) |heap| heap.grown.remember(@intFromPtr(fresh));
-    }
+    if (heap) |h| h.grown.remember(@intFromPtr(fresh));
     return .{ .ok = fresh };
-}
-
-/// The size to allocate when realloc moves a block: `size`, or, for a tiny/mid block
-/// that an earlier realloc already grew, half as much again as it had (within its tier),
-/// so a buffer growing by small steps is copied about 10 times on its way from 1 KiB to
-/// 64 KiB rather than at each of the ~48 size classes it crosses.
-fn grownSize(kind: Kind, addr: usize, size: usize, old_usable: usize) usize {
-    if (kind != .page_block or size <= old_usable) return size;
-    const heap = thread.current() orelse return size;
-    if (!heap.grown.take(addr)) return size;
-    // Room within the tier `size` routes to: the block stays where route(size) says.
-    const tier_max = config.tierMax(config.route(size));
-    const roomy = @min(old_usable + old_usable / 2, tier_max);
-    return @max(size, roomy);
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
@@ -242,8 +231,7 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 pub fn purge(force: bool) void {
     const now = os.nowMs();
     if (thread.currentAny()) |heap| return heap.maintain(now, force);
-    @import("arena.zig").decay(now, force);
-    @import("large.zig").decay(now, force);
+    @import("purge.zig").shared(now, force);
 }
 
 // ------------------------------------------------------------------ tests

@@ -111,9 +111,7 @@ fn decayAbandoned(now_ms: u64, force: bool) void {
         std.debug.assert(seen <= abandoned.count);
         if (seg.dirty_slices == 0) continue;
         if (!force and now_ms -| seg.dirty_since_ms < config.purge_delay_ms) continue;
-        const purged = seg.purgeDirty(os.purge);
-        stats.purged(0, purged.tiny_bytes);
-        stats.purged(1, purged.mid_bytes);
+        seg.purge();
     }
 }
 

@@ -4,9 +4,9 @@
 //!
 //! Every `interval` it does what a heap's maintenance does for what nobody owns, and the
 //! part of every heap's maintenance that is safe from another thread:
-//!   * cached segments (arena.decay) and cached large mappings (large.decay);
-//!   * each live heap's dirty slices (Heap.decayFromBackground): under the heap's
-//!     segments_lock, skipped when the owner holds it (it is then doing it itself).
+//!   * cached and abandoned segments, cached large mappings (purge.shared);
+//!   * each live heap's dirty slices (purge.heapSlicesFromBackground): under the heap's
+//!     segments lock, skipped when the owner holds it (it is then doing it itself).
 //! Always along the decay curve (decay.zig). It never allocates, never prints, never owns
 //! a heap, blocks every signal, and is started lazily from a malloc slow path (after the
 //! allocation, where creating a thread is as safe as for the program itself). fork(): the
@@ -15,8 +15,7 @@ const std = @import("std");
 const linux = std.os.linux;
 const config = @import("config.zig");
 const os = @import("os.zig");
-const arena = @import("arena.zig");
-const large = @import("large.zig");
+const purge = @import("purge.zig");
 const thread = @import("thread.zig");
 
 /// Sweeps at this period: a quarter of the decay time, within bounds.
@@ -55,8 +54,7 @@ fn run(_: ?*anyopaque) callconv(.c) ?*anyopaque {
 
 fn sweep(now_ms: u64) void {
     thread.decayEveryHeap(now_ms);
-    arena.decay(now_ms, false);
-    large.decay(now_ms, false);
+    purge.shared(now_ms, false);
     _ = sweeps.fetchAdd(1, .monotonic);
 }
 

@@ -1,55 +1,50 @@
-//! heap.zig — a thread's heap: its cache of free blocks, and for every bin (tier x size
-//! class) the page that refills it now (`direct`), a queue of its other pages that may have
-//! free blocks, and a queue of pages found full; plus the segments the heap owns.
+//! heap.zig — a thread's heap: for every bin (tier x size class) the page that refills
+//! it now (`direct`), a queue of its other pages that may have free blocks, and a queue of
+//! pages found full; its thread's cache of free blocks; the segments it owns.
 //!
 //!   heap.cache         per bin a stack of free blocks (thread_cache.zig): malloc pops,
 //!                      free pushes; everything below is reached only when a stack runs
-//!                      empty (refill) or full (flush)
-//!   heap.direct[bin] ──> page ──free──> block ─> block ─> null
+//!                      empty (refill: allocSlow) or full (flush: freeFull)
+//!   heap.direct[bin] ──> page        the page that refills the bin (one of its queue's)
 //!   heap.queues[bin]:  page <-> page <-> page        (may have free blocks)
 //!   heap.full[bin]:    page <-> page                 (full when last looked at)
-//!   heap.segments:     segment <-> segment           (with free slices first)
+//!   heap.segments      where pages are placed and released (placement.zig)
+//!
+//!   malloc's slow path: allocSlow -> findPage: the direct page, the queue, a few full
+//!     pages (blocks freed by other threads), an abandoned segment, a new page -> a refill
+//!   free's slow path: freeFull (the stack is full: thread_cache.overflow, flush to pages)
+//!     or freeToPage (one block: the heap's page, or another heap's thread_free); a page
+//!     that empties goes back to its segment (the direct page waits: maintain)
 //!
 //! Only the owning thread touches a heap (other threads give blocks back through a page's
 //! thread_free, never through the heap; they may read a cache to confirm a double free),
-//! so nothing here takes a lock except when segments move between heaps (arena.zig).
-//! Everything here is a slow path: kept out of line, counted by `tick`, which every
-//! few calls looks at the clock and runs `maintain` (purging, idle caches).
+//! so nothing here takes a lock except around the segments (placement.zig). Everything
+//! here is a slow path: kept out of line, counted by `tick`, which every few calls looks
+//! at the clock and runs `maintain` (idle caches, empty pages, purge.zig).
 const std = @import("std");
 const os = @import("os.zig");
 const config = @import("config.zig");
 const stats = @import("stats.zig");
 const size_class = @import("size_class.zig");
 const arena = @import("arena.zig");
-const decay_mod = @import("decay.zig");
-const large = @import("large.zig");
 const page_mod = @import("page.zig");
 const segment_mod = @import("segment.zig");
 const thread_cache = @import("thread_cache.zig");
-const misuse = @import("misuse.zig");
+const placement = @import("placement.zig");
+const purge = @import("purge.zig");
+const growth = @import("growth.zig");
 const block_mod = @import("block.zig");
-const Lock = @import("lock.zig").Lock;
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
-const SegmentList = segment_mod.SegmentList;
 
 const bins = size_class.bin_count;
 /// Full pages re-examined per slow path before a new page is taken (bounded work).
 const full_scan_max = 8;
 /// Empty mid pages kept as direct pages at most (retainEmpty).
 const retained_max = 4;
-/// Segments looked at for a span with resident memory before a new page is placed.
-const segments_scanned_max = 16;
 /// Abandoned segments adopted per slow path at most.
 const adopt_max = 4;
-/// Dirty (empty, resident) bytes an exiting thread leaves in its abandoned segments at most,
-/// for the thread that adopts them; the rest is purged at exit. Measured (mt_churn, 2
-/// threads x 20 rounds; thread_churn's RSS 300 ms after its last free, 600 threads):
-/// purge all 0.8 s, 130k faults, 33 MiB peak, 14 MiB after; keep 8 MiB 0.55 s, 107k,
-/// 37 MiB, 21 MiB after; keep all 0.4 s, 50k, 50 MiB, 20-45 MiB after (nobody decays it
-/// while the program only takes fast paths).
-const exit_keep_dirty_bytes: usize = 8 << 20;
 /// Slow-path events between two looks at the clock for purging.
 const ticks_per_clock_check = 32;
 
@@ -72,31 +67,6 @@ pub const PageQueue = struct {
     }
 };
 
-/// The last few blocks realloc grew, so that a block grown again is recognised: a buffer
-/// that keeps growing by small steps then gets room to spare (alloc.realloc), instead of
-/// a copy at every size class it crosses.
-pub const GrowthLog = struct {
-    const slots = 32;
-    blocks: [slots]usize = [_]usize{0} ** slots,
-    next: u8 = 0,
-
-    /// True when `addr` came from a growing realloc lately; forgets it.
-    pub fn take(self: *GrowthLog, addr: usize) bool {
-        for (&self.blocks) |*b| {
-            if (b.* == addr) {
-                b.* = 0;
-                return true;
-            }
-        }
-        return false;
-    }
-
-    pub fn remember(self: *GrowthLog, addr: usize) void {
-        self.blocks[self.next] = addr;
-        self.next = (self.next + 1) % slots;
-    }
-};
-
 /// Events the cache does not count itself, per bin (owner-written, read by stats readers).
 pub const Counters = struct {
     /// Blocks handed out or taken back without the cache (bins without one, check mode,
@@ -115,11 +85,7 @@ pub const Heap = struct {
     direct: [bins]*Page,
     queues: [bins]PageQueue,
     full: [bins]PageQueue,
-    segments: SegmentList,
-    /// Held by the owner while it changes `segments` or a segment's slices (page taken,
-    /// page released, adoption, purge), and by the background purger (background.zig)
-    /// while it purges this heap's dirty slices. Slow paths only.
-    segments_lock: Lock,
+    segments: placement.Segments,
     counters: Counters,
     /// Links in the registry of live heaps (thread.zig).
     registry_next: ?*Heap,
@@ -131,18 +97,14 @@ pub const Heap = struct {
     retained: [retained_max]?*Page,
     retained_next: u8,
     maintenance_due_ms: u64,
-    /// allocs(bin) at the bin's last cache overflow and at the last maintenance.
-    allocs_at_overflow: [bins]u64,
-    allocs_at_maintenance: [bins]u64,
-    /// Blocks this thread's realloc grew lately (see alloc.realloc).
-    grown: GrowthLog,
+    /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
+    grown: growth.Log,
 
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
         self.queues = [_]PageQueue{.{}} ** bins;
         self.full = [_]PageQueue{.{}} ** bins;
         self.segments = .{};
-        self.segments_lock = .{};
         self.counters = .{};
         self.registry_next = null;
         self.registry_prev = null;
@@ -151,8 +113,6 @@ pub const Heap = struct {
         self.retained = [_]?*Page{null} ** retained_max;
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
-        self.allocs_at_overflow = [_]u64{0} ** bins;
-        self.allocs_at_maintenance = [_]u64{0} ** bins;
         self.grown = .{};
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
@@ -204,33 +164,30 @@ pub const Heap = struct {
             os.setErrno(.NOMEM);
             return null;
         };
-        const capacity = self.cache.capacity(bin);
-        if (capacity == 0) {
-            const blk = page.popFree().?;
-            if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
-            self.counters.direct_allocs[bin] += 1;
-            return blk;
-        }
-        _ = self.cache.refill(bin, page, @max(1, capacity / 2));
-        return self.cache.pop(bin).?;
+        if (self.cache.capacity(bin) != 0) return self.cache.refillAndPop(bin, page);
+        const blk = page.popFree().?;
+        if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
+        self.counters.direct_allocs[bin] += 1;
+        return blk;
     }
 
     /// A page of `bin` with a free block, made the direct page. Null only when out of memory.
     fn findPage(self: *Heap, bin: usize) ?*Page {
         const current = self.direct[bin];
         if (current != &page_mod.empty_page) {
-            if (self.replenish(current)) return current;
+            if (replenish(current)) return current;
             self.moveToFull(current);
         }
         self.direct[bin] = &page_mod.empty_page;
         while (self.queues[bin].first) |page| {
-            if (self.replenish(page)) return self.makeDirect(page);
+            if (replenish(page)) return self.makeDirect(page);
             self.moveToFull(page);
         }
         if (self.reclaimFull(bin)) |page| return self.makeDirect(page);
         if (self.adoptAbandoned(bin)) |page| return self.makeDirect(page);
-        const page = self.newPage(bin) orelse return null;
-        _ = self.replenish(page);
+        const page = self.segments.placePage(self, bin, self.checked) orelse return null;
+        self.queues[bin].pushBack(page);
+        _ = replenish(page);
         return self.makeDirect(page);
     }
 
@@ -240,13 +197,12 @@ pub const Heap = struct {
     }
 
     /// Gives `page` free blocks if it can: remote frees first, then fresh carving.
-    fn replenish(self: *Heap, page: *Page) bool {
-        _ = self;
+    fn replenish(page: *Page) bool {
         _ = page.collect();
         if (page.free_count > 0) return true;
         const carved = page.extend();
         if (carved == 0) return false;
-        stats.pageCarved(tierOf(page), carved * page.block_size);
+        stats.pageCarved(page.tierIndex(), carved * page.block_size);
         return true;
     }
 
@@ -283,104 +239,18 @@ pub const Heap = struct {
         var adopted: usize = 0;
         while (adopted < adopt_max) : (adopted += 1) {
             const seg = arena.popAbandoned(self) orelse return null;
-            self.segments_lock.acquire();
-            self.adopt(seg);
-            self.segments_lock.release();
+            self.segments.adopt(seg, self);
             while (self.queues[bin].first) |page| {
-                if (self.replenish(page)) return page;
+                if (replenish(page)) return page;
                 self.moveToFull(page);
             }
         }
         return null;
     }
 
-    fn adopt(self: *Heap, seg: *Segment) void {
-        // Behind the segments with free slices when it has none (bestRun stops at the
-        // first full one).
-        if (seg.free_slices == 0) self.pushSegmentBack(seg) else self.segments.push(seg);
-        const now = os.nowMs();
-        var slice: usize = 1;
-        while (slice < segment_mod.slice_count) {
-            const page = &seg.pages[slice];
-            if (page.flags & page_mod.flag_unused != 0) {
-                slice += 1;
-                continue;
-            }
-            slice += page.slice_count;
-            page.flags &= ~page_mod.flag_full;
-            page.next = null;
-            page.prev = null;
-            _ = page.collect();
-            if (page.used == 0) {
-                self.releasePageKeepSegment(page, now);
-            } else {
-                self.queues[page.bin].pushBack(page);
-            }
-        }
-        if (seg.used_pages == 0) {
-            self.segments.remove(seg);
-            arena.release(seg, now);
-        }
-    }
-
-    fn newPage(self: *Heap, bin: usize) ?*Page {
-        self.segments_lock.acquire();
-        defer self.segments_lock.release();
-        const slices = size_class.binPageSlices(bin);
-        var reused: usize = 0;
-        if (self.bestRun(slices)) |best| {
-            const page = best.segment.allocPageAt(bin, slices, best.run.slice, self.checked, &reused);
-            return self.pageTaken(page, reused);
-        }
-        const seg = arena.acquire(self) orelse return null;
-        if (seg.dirty_slices != 0) seg.dirty_since_ms = os.nowMs();
-        self.segments.push(seg);
-        const page = seg.allocPage(bin, slices, self.checked, &reused) orelse unreachable;
-        return self.pageTaken(page, reused);
-    }
-
-    /// Among the first segments with free slices (at most segments_scanned_max), the run
-    /// of `slices` free slices with the most resident (dirty) slices; the first fit if none.
-    fn bestRun(self: *Heap, slices: usize) ?struct { segment: *Segment, run: Segment.Run } {
-        var best_segment: ?*Segment = null;
-        var best_run: Segment.Run = undefined;
-        var scanned: usize = 0;
-        var seg_it = self.segments.first;
-        while (seg_it) |seg| : (seg_it = seg.next) {
-            if (seg.free_slices == 0) break; // segments with free slices come first
-            if (scanned == segments_scanned_max) break;
-            scanned += 1;
-            const run = seg.findRun(slices) orelse continue;
-            if (best_segment == null or run.dirty_slices > best_run.dirty_slices) {
-                best_segment = seg;
-                best_run = run;
-            }
-            if (run.dirty_slices == slices) break;
-        }
-        return .{ .segment = best_segment orelse return null, .run = best_run };
-    }
-
-    fn pageTaken(self: *Heap, page: *Page, reused_dirty_bytes: usize) *Page {
-        const seg = Segment.of(page.start);
-        if (seg.free_slices == 0) {
-            // keep full segments behind the ones with room
-            self.segments.remove(seg);
-            self.pushSegmentBack(seg);
-        }
-        stats.pageAcquired(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, reused_dirty_bytes);
+    /// placement.adopt's sink: a page with live blocks of an adopted segment.
+    pub fn adoptPage(self: *Heap, page: *Page) void {
         self.queues[page.bin].pushBack(page);
-        return page;
-    }
-
-    fn pushSegmentBack(self: *Heap, seg: *Segment) void {
-        const last = self.segments.last() orelse {
-            self.segments.push(seg);
-            return;
-        };
-        seg.prev = last;
-        seg.next = null;
-        last.next = seg;
-        self.segments.count += 1;
     }
 
     // ---------------------------------------------------------------- free's slow paths
@@ -390,7 +260,8 @@ pub const Heap = struct {
     pub noinline fn freeFull(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
         const bin = page.bin;
         if (self.cache.capacity(bin) == 0) return self.freeToPage(page, blk);
-        self.cacheOverflow(bin);
+        self.counters.remote_frees[bin] += self.cache.overflow(bin, config.adapt and !self.checked, self, self);
+        self.tick();
         const pushed = self.cache.push(bin, blk);
         std.debug.assert(pushed);
         return .ok;
@@ -417,27 +288,9 @@ pub const Heap = struct {
         return .ok;
     }
 
-    fn cacheOverflow(self: *Heap, bin: usize) void {
-        const allocs_now = self.allocs(bin);
-        var capacity = self.cache.capacity(bin);
-        if (config.adapt and !self.checked) {
-            const grown = thread_cache.capacityAfterOverflow(bin, capacity, allocs_now - self.allocs_at_overflow[bin]);
-            if (grown != capacity) stats.incr(&stats.thread_cache_grows);
-            capacity = grown;
-        }
-        self.allocs_at_overflow[bin] = allocs_now;
-        const count = self.cache.count(bin);
-        if (count >= capacity) self.flushCache(bin, capacity / 2);
-        self.cache.setCapacity(bin, capacity);
-        self.tick();
-    }
-
     /// Returns all but the `keep` most recently freed blocks of a bin's cache to their pages.
     pub fn flushCache(self: *Heap, bin: usize, keep: u32) void {
-        const count = self.cache.count(bin);
-        if (count <= keep) return;
-        const remote = self.cache.flush(bin, count - keep, self, self);
-        self.counters.remote_frees[bin] += remote;
+        self.counters.remote_frees[bin] += self.cache.flushKeep(bin, keep, self, self);
     }
 
     /// thread_cache.flush's sink: blocks came back to `page` (this heap's).
@@ -448,18 +301,6 @@ pub const Heap = struct {
         } else if (page.flags & page_mod.flag_full != 0) {
             self.moveToQueue(page);
         }
-    }
-
-    /// Counts slow-path events; every few, checks the clock and purges what is due.
-    /// Both malloc's refills and free's overflows tick, so a program whose steady state
-    /// leaves the fast paths now and then still returns memory freed earlier.
-    inline fn tick(self: *Heap) void {
-        self.slow_calls +%= 1;
-        if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
-    }
-
-    noinline fn maintainNow(self: *Heap) void {
-        self.maintain(os.nowMs(), false);
     }
 
     fn pageEmptied(self: *Heap, page: *Page) void {
@@ -496,56 +337,38 @@ pub const Heap = struct {
         self.releasePage(p, os.nowMs());
     }
 
-    /// Returns a page (already out of every queue) to its segment, and the segment to
-    /// the arena once it has no page left.
+    /// Returns a page (already out of every queue) to its segment (placement.zig).
     fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
-        self.segments_lock.acquire();
-        defer self.segments_lock.release();
-        const seg = Segment.of(page.start);
-        self.releasePageKeepSegment(page, now_ms);
-        if (seg.used_pages == 0) {
-            self.segments.remove(seg);
-            arena.release(seg, now_ms);
-        }
-    }
-
-    fn releasePageKeepSegment(self: *Heap, page: *Page, now_ms: u64) void {
         for (&self.retained) |*r| if (r.* == page) {
             r.* = null;
         };
-        const seg = Segment.of(page.start);
-        const carved = @as(usize, page.capacity) * page.block_size;
-        stats.pageReleased(tierOf(page), @as(usize, page.slice_count) * size_class.slice_size, carved);
-        const was_full = seg.free_slices == 0;
-        seg.freePage(page, now_ms);
-        if (seg.used_pages == 0) return;
-        if (was_full) {
-            self.segments.remove(seg);
-            self.segments.push(seg);
-        }
-        if (stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes) purgeSegment(seg);
+        self.segments.releasePage(page, now_ms);
     }
 
-    /// Returns empty memory older than the purge delay to the OS (everything with `force`),
-    /// and the blocks of idle caches to their pages. Runs from slow paths only; its work is
-    /// bounded by the heap's bins and segments.
+    // ---------------------------------------------------------------- maintenance
+
+    /// Counts slow-path events; every few, checks the clock and purges what is due.
+    /// Both malloc's refills and free's overflows tick, so a program whose steady state
+    /// leaves the fast paths now and then still returns memory freed earlier.
+    inline fn tick(self: *Heap) void {
+        self.slow_calls +%= 1;
+        if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
+    }
+
+    noinline fn maintainNow(self: *Heap) void {
+        self.maintain(os.nowMs(), false);
+    }
+
+    /// The blocks of idle caches back to their pages (thread_cache.maintainBin), direct
+    /// pages empty for the purge delay back to their segments, then empty memory back to
+    /// the OS along the decay curve (purge.zig); everything with `force`. Runs from slow
+    /// paths only; its work is bounded by the heap's bins and segments.
     pub fn maintain(self: *Heap, now_ms: u64, force: bool) void {
         if (!force and now_ms < self.maintenance_due_ms) return;
         const delay = config.purge_delay_ms;
         self.maintenance_due_ms = now_ms + @max(1, delay / 4);
-        for (0..bins) |bin| {
-            const allocs_now = self.allocs(bin);
-            const idle = allocs_now == self.allocs_at_maintenance[bin];
-            self.allocs_at_maintenance[bin] = allocs_now;
-            if (self.cache.count(bin) == 0 or !(idle or force)) continue;
-            self.flushCache(bin, 0);
-            if (config.adapt and idle and !self.checked) {
-                const capacity = self.cache.capacity(bin);
-                const shrunk = thread_cache.capacityWhenIdle(bin, capacity);
-                if (shrunk != capacity) stats.incr(&stats.thread_cache_shrinks);
-                self.cache.setCapacity(bin, shrunk);
-            }
-        }
+        const adapt = config.adapt and !self.checked;
+        for (0..bins) |bin| self.counters.remote_frees[bin] += self.cache.maintainBin(bin, force, adapt, self, self);
         for (0..bins) |bin| {
             const page = self.direct[bin];
             if (page == &page_mod.empty_page or page.used != 0) continue;
@@ -557,55 +380,13 @@ pub const Heap = struct {
             self.queues[bin].remove(page);
             self.releasePage(page, now_ms);
         }
-        self.decayDirtySegments(now_ms, force);
-        arena.decay(now_ms, force);
-        large.decay(now_ms, force);
-    }
-
-    /// Purges the dirty (empty, still resident) slices of this heap's segments along the
-    /// decay curve (decay.zig), the segment dirty for longest first; all with `force`.
-    /// Bounded by the heap's segment count (twice over it).
-    fn decayDirtySegments(self: *Heap, now_ms: u64, force: bool) void {
-        self.segments_lock.acquire();
-        defer self.segments_lock.release();
-        self.decayDirtySegmentsLocked(now_ms, force);
-    }
-
-    /// The background purger's share of a heap's maintenance: its dirty slices along the
-    /// decay curve, unless the owner is busy with its segments right now (then next time).
-    pub fn decayFromBackground(self: *Heap, now_ms: u64) void {
-        if (!self.segments_lock.tryAcquire()) return;
-        defer self.segments_lock.release();
-        self.decayDirtySegmentsLocked(now_ms, false);
-    }
-
-    fn decayDirtySegmentsLocked(self: *Heap, now_ms: u64, force: bool) void {
-        var tally: decay_mod.Tally = .{};
-        var dirty_count: usize = 0;
-        var it = self.segments.first;
-        while (it) |seg| : (it = seg.next) {
-            if (seg.dirty_slices == 0) continue;
-            tally.add(seg.dirtyBytes(), seg.dirty_since_ms, now_ms, config.purge_delay_ms);
-            dirty_count += 1;
-        }
-        for (0..dirty_count) |_| {
-            var oldest: ?*Segment = null;
-            it = self.segments.first;
-            while (it) |seg| : (it = seg.next) {
-                if (seg.dirty_slices == 0) continue;
-                if (oldest == null or seg.dirty_since_ms < oldest.?.dirty_since_ms) oldest = seg;
-            }
-            const seg = oldest orelse return;
-            if (!force and !tally.release(seg.dirtyBytes())) return;
-            purgeSegment(seg);
-        }
+        purge.heapSlices(&self.segments, now_ms, force);
+        purge.shared(now_ms, force);
     }
 
     /// Thread exit: every cached block goes back to its page, every page without live
     /// blocks goes back; segments that still hold live blocks are abandoned for another
-    /// thread to adopt, with up to exit_keep_dirty_bytes of their dirty slices (purging
-    /// them all made threads created in rounds fault every page in again; keeping them all
-    /// kept memory nobody decays); arena.decayAbandoned purges what nobody adopts.
+    /// thread to adopt (placement.abandonAll).
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
@@ -621,15 +402,7 @@ pub const Heap = struct {
             }
         }
         self.retained = [_]?*Page{null} ** retained_max;
-        self.segments_lock.acquire();
-        defer self.segments_lock.release();
-        var kept_dirty: usize = 0;
-        while (self.segments.pop()) |seg| {
-            if (seg.dirty_slices != 0) {
-                if (kept_dirty + seg.dirtyBytes() > exit_keep_dirty_bytes) purgeSegment(seg) else kept_dirty += seg.dirtyBytes();
-            }
-            arena.abandon(seg);
-        }
+        self.segments.abandonAll();
     }
 };
 
@@ -641,22 +414,19 @@ pub const Invalid = error{
     QueueTooLong,
     PageInWrongQueue,
     PageNotOwned,
-    SegmentListBroken,
-    SegmentNotOwned,
-    SegmentsOutOfOrder,
     PagesNotQueued,
     RetainedPageWrong,
-} || Segment.Invalid || thread_cache.Cache.Invalid;
+} || placement.Segments.Invalid || thread_cache.Cache.Invalid;
 
 /// Checks a heap against its invariants (its owner's thread only; tests and debug builds):
 /// every bin's direct page is in its queue; every page of a queue is of that bin, owned,
 /// flagged full exactly in `full`, and valid (Page.validate); every page in use of the
-/// heap's segments is in exactly one queue; the segment list is linked both ways, counted,
-/// owned, with the segments that have free slices first (bestRun stops at the first full
-/// one), each valid (Segment.validate); every cache stack is valid (Cache.validate); the
-/// retained pages are mid pages in use. Bounded by the heap's segments and bins.
+/// heap's segments is in exactly one queue; the segment list is valid (placement.zig:
+/// linked, owned, those with free slices first, each segment valid); every cache stack is
+/// valid (Cache.validate); the retained pages are mid pages in use. Bounded by the heap's
+/// segments and bins.
 pub fn validateHeap(self: *Heap) Invalid!void {
-    const max_pages = self.segments.count * segment_mod.slice_count + 1;
+    const max_pages = self.segments.list.count * segment_mod.slice_count + 1;
     var queued: usize = 0;
     for (0..bins) |bin| {
         try self.cache.validate(bin);
@@ -681,37 +451,11 @@ pub fn validateHeap(self: *Heap) Invalid!void {
         }
         if (!direct_seen) return error.DirectPageWrong;
     }
-    var in_use: usize = 0;
-    var seen_full = false;
-    var prev: ?*Segment = null;
-    var it = self.segments.first;
-    var n: usize = 0;
-    while (it) |seg| : (it = seg.next) {
-        n += 1;
-        if (n > self.segments.count) return error.SegmentListBroken;
-        if (seg.prev != prev) return error.SegmentListBroken;
-        if (!self.ownsSegment(seg)) return error.SegmentNotOwned;
-        if (seg.free_slices == 0) seen_full = true else if (seen_full) return error.SegmentsOutOfOrder;
-        try seg.validate();
-        in_use += seg.used_pages;
-        prev = seg;
-    }
-    if (n != self.segments.count) return error.SegmentListBroken;
-    if (in_use != queued) return error.PagesNotQueued;
+    if (try self.segments.validate(self) != queued) return error.PagesNotQueued;
     for (self.retained) |r| {
         const page = r orelse continue;
         if (page.flags & page_mod.flag_unused != 0 or page.isTiny() or !self.ownsSegment(Segment.of(page.start))) return error.RetainedPageWrong;
     }
-}
-
-pub fn tierOf(page: *const Page) usize {
-    return if (page.isTiny()) 0 else 1;
-}
-
-fn purgeSegment(seg: *Segment) void {
-    const result = seg.purgeDirty(os.purge);
-    stats.purged(0, result.tiny_bytes);
-    stats.purged(1, result.mid_bytes);
 }
 
 // ---------------------------------------------------------------- tests
@@ -764,7 +508,7 @@ test "a heap serves blocks from its pages and takes them back, valid at every st
     try h.validate();
     h.maintain(os.nowMs(), true);
     try h.validate();
-    try testing.expectEqual(@as(usize, 0), h.segments.count);
+    try testing.expectEqual(@as(usize, 0), h.segments.list.count);
 }
 
 test "a full segment adopted from an exited thread goes behind the segments with room" {
@@ -777,14 +521,16 @@ test "a full segment adopted from an exited thread goes behind the segments with
     const tiny = try testAlloc(b, size_class.tinyBin(64)); // b has a segment with room
     // a: one segment filled by four spans of 16, 16, 16 and 15 slices, a block live in each
     const seg = arena.acquire(a) orelse return error.OutOfMemory;
-    a.segments.push(seg);
+    a.segments.list.push(seg);
     const big_bin = size_class.midBin(1 << 20);
     const last_bin = size_class.midBin(960 * 1024);
     var live: [4]*Block = undefined;
     for (&live, [_]usize{ big_bin, big_bin, big_bin, last_bin }, [_]usize{ 1, 17, 33, 49 }) |*blk, bin, slice| {
         var reused: usize = 0;
-        const page = a.pageTaken(seg.allocPageAt(bin, size_class.binPageSlices(bin), slice, false, &reused), reused);
-        _ = a.replenish(page);
+        const page = seg.allocPageAt(bin, size_class.binPageSlices(bin), slice, false, &reused);
+        stats.pageAcquired(page.tierIndex(), @as(usize, page.slice_count) * size_class.slice_size, reused);
+        a.queues[bin].pushBack(page);
+        _ = Heap.replenish(page);
         blk.* = page.popFree().?;
         blk.*.key = 0;
     }
@@ -793,16 +539,14 @@ test "a full segment adopted from an exited thread goes behind the segments with
     a.abandonAll();
     const adopted = arena.popAbandoned(b).?;
     try testing.expectEqual(seg, adopted);
-    b.segments_lock.acquire();
-    b.adopt(adopted);
-    b.segments_lock.release();
+    b.segments.adopt(adopted, b);
     try b.validate();
     for (live) |blk| try testFree(b, blk); // local frees now
     try testFree(b, tiny);
     for (0..bins) |bin| b.flushCache(bin, 0);
     b.maintain(os.nowMs(), true);
     try b.validate();
-    try testing.expectEqual(@as(usize, 0), b.segments.count);
+    try testing.expectEqual(@as(usize, 0), b.segments.list.count);
 }
 
 test "thread exit: pages without live blocks go back, the rest is abandoned and adopted whole" {
@@ -817,7 +561,7 @@ test "thread exit: pages without live blocks go back, the rest is abandoned and 
     try a.validate();
     const abandoned_before = stats.segments_abandoned.load(.monotonic);
     a.abandonAll();
-    try testing.expectEqual(@as(usize, 0), a.segments.count);
+    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
     try testing.expect(stats.segments_abandoned.load(.monotonic) > abandoned_before);
     // b adopts while it looks for a page of the bin; a's blocks are then b's local blocks
     var adopted = false;
@@ -834,5 +578,5 @@ test "thread exit: pages without live blocks go back, the rest is abandoned and 
     for (0..bins) |i| b.flushCache(i, 0);
     b.maintain(os.nowMs(), true);
     try b.validate();
-    try testing.expectEqual(@as(usize, 0), b.segments.count);
+    try testing.expectEqual(@as(usize, 0), b.segments.list.count);
 }

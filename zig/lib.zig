@@ -14,7 +14,8 @@
 //!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
 //!                    │                                (the direct page is one of them)
 //!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
-//!                    └─ segments:     segment <-> segment  (those with free slices first)
+//!                    └─ segments:     segment <-> segment  (those with free slices first;
+//!                                     placement.zig: where pages go, purge.zig: dirty slices)
 //!
 //!   a bin = (tier, size class): tiny bins 0..55, mid bins 56..167 (size_class.zig); u8
 //!
@@ -38,21 +39,40 @@
 //!     (large_cache.zig) and go back along the decay curve
 //!   segment_map.zig: one byte per 4 MiB of address space: none, segment, large head/tail
 //!
+//! ─── Following malloc and free ────────────────────────────────────────────────────────
+//!
+//!   malloc   preload.zig malloc, api.zig hak_alloc
+//!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
+//!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
+//!                 an abandoned segment, a new span (placement.placePage) -> the page's
+//!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
+//!                 (above mid_max: slow.zig mallocLarge -> large.zig alloc)
+//!   free     preload.zig free, api.zig hak_free
+//!     alloc.zig   freeFast: segment_map tag, the slice's fast block test, the key: push  [fast]
+//!                 freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
+//!                 -> freeBlock: looks freed? search (a double free?); else push
+//!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (own page:
+//!                 page.pushFree, its bit; another heap's: page.pushRemoteChain) -> a page
+//!                 that empties goes back (placement.releasePage); freeToPage: one block
+//!                 (not in a segment: slow.zig -> large.zig free)
+//!
 //! ─── Who writes what ──────────────────────────────────────────────────────────────────
 //!
 //!   Heap: every field is its owner thread's (plain loads and stores), except
-//!     - segments and every segment's slice state: the owner, under segments_lock (the
-//!       background purger takes it with tryAcquire to purge dirty slices)
+//!     - segments and every segment's slice state: the owner, under segments.lock
+//!       (placement.zig; the background purger takes it with tryAcquire to purge dirty
+//!       slices: purge.zig)
 //!     - registry_next/prev: under thread.registry_lock
 //!     - read by other threads, never written: cache stacks (a double-free search:
 //!       monotonic loads, may be stale, never unmapped), event counters (stats readers)
 //!   Segment: owner (atomic: set with release by arena.acquire/popAbandoned, cleared by
 //!     arena.release/abandon; read by any thread: is a page local?); next/prev belong to
-//!     the list it is on (its heap's: segments_lock; arena cache: cache_lock; abandoned:
+//!     the list it is on (its heap's: segments.lock; arena cache: cache_lock; abandoned:
 //!     abandoned_lock); cached_since_ms: arena, under cache_lock
 //!   Page, first cache line (start, div/fast magic, carved_end, bin, span, flags, block_size,
 //!     capacity): written by the owning heap's thread (extend, setFlags, init under
-//!     segments_lock), copied into every slice of the span, read by free on any thread
+//!     segments.lock), copied into every slice of the span, read by free on any thread
 //!     (plain loads: a block was carved before it was handed out, so its reader sees it)
 //!   Page, owner only: used, free_count, free_cursor, bits (other threads may load a word,
 //!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
@@ -67,11 +87,11 @@
 //!
 //! ─── Lock order ────────────────────────────────────────────────────────────────────────
 //!
-//!   thread.registry_lock  ->  heap.segments_lock (tryAcquire only: the background purger)
-//!   heap.segments_lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
+//!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
+//!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
 //!   large's cache_lock: taken alone. arena.cache_lock and large's cache_lock are never
 //!   held across a system call (mappings are made and unmapped after they are released);
-//!   a heap's segments_lock may be (a new segment's mmap, a purge's madvise), and so may
+//!   a heap's segments.lock may be (a new segment's mmap, a purge's madvise), and so may
 //!   arena.abandoned_lock (decayAbandoned purges under it). fork (process.zig) takes
 //!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, in that order, and
 //!   resets them in the child. Only slow paths take a lock; malloc's and free's fast paths
@@ -112,9 +132,15 @@
 //!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
 //!              report.zig    the statistics array and the exit summary
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
-//!  per thread  thread_cache.zig  per-thread cache of free blocks per bin, self-sizing
-//!              heap.zig      a thread's heap: pages per bin, page finding, free's slow path,
-//!                            maintenance (purge along the decay curve), thread exit
+//!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
+//!                            flush, overflow, idle maintenance, self-sizing capacity
+//!              placement.zig  where a heap's pages go in its segments, and its segments
+//!                            in the arena (new page, released page, adoption, abandonment)
+//!              purge.zig     empty memory back to the OS along the decay curve (a heap's
+//!                            dirty slices; the arena's and large tier's caches)
+//!              growth.zig    realloc's growth log: a block grown again gets room to spare
+//!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
+//!                            path), free's slow path, maintenance, thread exit
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -152,7 +178,7 @@ const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
     &.{ "page", "segment", "large_region", "large", "arena" },
-    &.{ "thread_cache", "heap", "thread" },
+    &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
     &.{ "background", "report", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
@@ -177,7 +203,6 @@ test {
     _ = @import("foreign.zig");
     _ = @import("thread_cache.zig");
     _ = @import("large_cache.zig");
-    _ = @import("large_region.zig");
     _ = @import("decay.zig");
     _ = @import("kernels.zig");
     _ = @import("block.zig");
@@ -186,6 +211,9 @@ test {
     _ = @import("large.zig");
     _ = @import("arena.zig");
     _ = @import("thread.zig");
+    _ = @import("placement.zig");
+    _ = @import("purge.zig");
+    _ = @import("growth.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

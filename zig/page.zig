@@ -145,6 +145,11 @@ pub const Page = extern struct {
         return size_class.binIsTiny(self.bin);
     }
 
+    /// The tier's index in the statistics (0 tiny, 1 mid).
+    pub fn tierIndex(self: *const Page) usize {
+        return if (self.isTiny()) 0 else 1;
+    }
+
     /// The index of the block that starts at `addr`, or null when `addr` is not the start
     /// of a carved block. One multiply: with m = div_magic = floor(2^40 / bs) + 1 and
     /// e = m*bs - 2^40 (1 <= e <= bs), offset = q*bs + r gives offset*m = q*2^40 + (q*e + r*m);

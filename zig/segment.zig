@@ -18,6 +18,8 @@ const std = @import("std");
 const size_class = @import("size_class.zig");
 const segment_map = @import("segment_map.zig");
 const page_mod = @import("page.zig");
+const os = @import("os.zig");
+const stats = @import("stats.zig");
 const Page = page_mod.Page;
 
 pub const segment_size = segment_map.chunk_size;
@@ -198,6 +200,13 @@ pub const Segment = struct {
     }
 
     pub const Purged = struct { tiny_bytes: usize = 0, mid_bytes: usize = 0 };
+
+    /// Gives every dirty free slice back to the OS now (MADV_DONTNEED), counted per tier.
+    pub fn purge(self: *Segment) void {
+        const result = self.purgeDirty(os.purge);
+        stats.purged(0, result.tiny_bytes);
+        stats.purged(1, result.mid_bytes);
+    }
 
     /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
     pub fn purgeDirty(self: *Segment, purge_fn: *const fn ([*]u8, usize) void) Purged {

@@ -13,6 +13,7 @@ const config = @import("config.zig");
 const size_class = @import("size_class.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
+const purge = @import("purge.zig");
 const thread_cache = @import("thread_cache.zig");
 const Cache = thread_cache.Cache;
 
@@ -166,7 +167,7 @@ pub fn decayEveryHeap(now_ms: u64) void {
     registry_lock.acquire();
     defer registry_lock.release();
     var it = registry_first;
-    while (it) |heap| : (it = heap.registry_next) heap.decayFromBackground(now_ms);
+    while (it) |heap| : (it = heap.registry_next) purge.heapSlicesFromBackground(&heap.segments, now_ms);
 }
 
 /// True when another live heap's cache holds `blk` in `bin` (a double-free check; the

@@ -24,13 +24,16 @@
 //! exact number of pops (allocs) without counting on malloc's path (see `pops`).
 //!
 //! Capacity adapts per bin, within bounds (policy below, unit-tested): it doubles when a
-//! bin overflows while being allocated from (a refill would follow), and halves — with the
-//! stack returned to its pages — when a maintenance tick finds the bin idle.
+//! bin overflows while being allocated from (a refill would follow: `overflow`), and halves
+//! — with the stack returned to its pages — when a maintenance tick finds the bin idle
+//! (`maintainBin`). The heap (heap.zig) calls these from its slow paths and is the `sink`
+//! that hears which of its pages got blocks back (it may release an emptied page).
 //! HAKMEM_ADAPT=0 freezes every capacity at its initial value for reproducible runs.
 const std = @import("std");
 const size_class = @import("size_class.zig");
 const block_mod = @import("block.zig");
 const misuse = @import("misuse.zig");
+const stats = @import("stats.zig");
 const page_mod = @import("page.zig");
 const Segment = @import("segment.zig").Segment;
 const Block = block_mod.Block;
@@ -113,6 +116,9 @@ pub const Cache = extern struct {
     /// Blocks moved into the cache by refill, and out of it by flush, per bin.
     moved_in: [bins]u64,
     moved_out: [bins]u64,
+    /// pops(bin) at the bin's last overflow and at the last maintenance (the policy's clock).
+    pops_at_overflow: [bins]u64,
+    pops_at_maintenance: [bins]u64,
     slots: [slot_layout.total]*Block,
 
     pub fn init(self: *Cache, capacity_of: *const fn (usize) u32) void {
@@ -123,6 +129,8 @@ pub const Cache = extern struct {
         }
         self.moved_in = [_]u64{0} ** bins;
         self.moved_out = [_]u64{0} ** bins;
+        self.pops_at_overflow = [_]u64{0} ** bins;
+        self.pops_at_maintenance = [_]u64{0} ** bins;
     }
 
     /// malloc: the newest block of the bin, handed out (its key cleared), or null.
@@ -245,6 +253,50 @@ pub const Cache = extern struct {
         return remote;
     }
 
+    /// Returns all but the `keep` most recently freed blocks of a bin to their pages (flush).
+    /// Returns the blocks given to other heaps' pages.
+    pub fn flushKeep(self: *Cache, bin: usize, keep: u32, owner: *const anyopaque, sink: anytype) u32 {
+        const n = self.count(bin);
+        if (n <= keep) return 0;
+        return self.flush(bin, n - keep, owner, sink);
+    }
+
+    /// free found the bin's stack full: with `adapt`, the capacity grows when the bin was
+    /// allocated from at least `capacity` times since its last overflow (capacityAfterOverflow);
+    /// then the older half goes back to the pages. Returns the blocks given to other heaps'
+    /// pages. There is room for one block afterwards.
+    pub fn overflow(self: *Cache, bin: usize, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
+        const pops_now = self.pops(bin);
+        var cap = self.capacity(bin);
+        if (adapt) {
+            const grown = capacityAfterOverflow(bin, cap, pops_now - self.pops_at_overflow[bin]);
+            if (grown != cap) stats.incr(&stats.thread_cache_grows);
+            cap = grown;
+        }
+        self.pops_at_overflow[bin] = pops_now;
+        const remote = if (self.count(bin) >= cap) self.flushKeep(bin, cap / 2, owner, sink) else 0;
+        self.setCapacity(bin, cap);
+        return remote;
+    }
+
+    /// At a maintenance tick: a bin not allocated from since the last one (every bin with
+    /// `force`) returns its blocks to their pages; with `adapt`, an idle one halves its
+    /// capacity (capacityWhenIdle). Returns the blocks given to other heaps' pages.
+    pub fn maintainBin(self: *Cache, bin: usize, force: bool, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
+        const pops_now = self.pops(bin);
+        const idle = pops_now == self.pops_at_maintenance[bin];
+        self.pops_at_maintenance[bin] = pops_now;
+        if (self.count(bin) == 0 or !(idle or force)) return 0;
+        const remote = self.flushKeep(bin, 0, owner, sink);
+        if (adapt and idle) {
+            const cap = self.capacity(bin);
+            const shrunk = capacityWhenIdle(bin, cap);
+            if (shrunk != cap) stats.incr(&stats.thread_cache_shrinks);
+            self.setCapacity(bin, shrunk);
+        }
+        return remote;
+    }
+
     fn returnLocal(page: *Page, run: []*Block) void {
         for (run) |blk| {
             if (page.pushFree(blk) == .double_free) misuse.doubleFreeFound(@intFromPtr(blk), page.where());
@@ -275,6 +327,13 @@ pub const Cache = extern struct {
             if (page.isOnFreeList(addr)) return error.CachedBlockFreeOnPage;
             for (blocks[0..i]) |earlier| if (earlier == blk) return error.CachedTwice;
         }
+    }
+
+    /// malloc found the bin empty and its heap found `page` with free blocks: the stack is
+    /// refilled with up to half its capacity from the page, and the first block handed out.
+    pub fn refillAndPop(self: *Cache, bin: usize, page: *Page) *Block {
+        _ = self.refill(bin, page, @max(1, self.capacity(bin) / 2));
+        return self.pop(bin).?;
     }
 
     /// Fills an empty bin with up to `want` blocks free on `page` (its owner's bitmap).

@@ -1,0 +1,52 @@
+//! growth.zig — realloc's growth log: the blocks a thread's realloc grew lately, and the
+//! size a block gets when realloc grows it again.
+//!
+//! A tiny or mid block that realloc already grew once gets 1.5 times its size (within the
+//! tier its new size routes to) the next time, so a buffer growing by small steps is
+//! copied about 10 times on its way from 1 KiB to 64 KiB rather than at each of the ~48
+//! size classes it crosses. The log is per thread (each heap holds one: heap.grown) and
+//! small: a block grown long ago is forgotten, and grows by its request again.
+//! (alloc.realloc: the operation; this file: its memory and its policy.)
+const config = @import("config.zig");
+
+pub const Log = struct {
+    const slots = 32;
+    blocks: [slots]usize = [_]usize{0} ** slots,
+    next: u8 = 0,
+
+    /// True when `addr` came from a growing realloc lately; forgets it.
+    pub fn take(self: *Log, addr: usize) bool {
+        for (&self.blocks) |*b| {
+            if (b.* == addr) {
+                b.* = 0;
+                return true;
+            }
+        }
+        return false;
+    }
+
+    pub fn remember(self: *Log, addr: usize) void {
+        self.blocks[self.next] = addr;
+        self.next = (self.next + 1) % slots;
+    }
+};
+
+/// The size to allocate when realloc moves the page block at `addr` (`old_usable` bytes)
+/// to hold `size`: `size`, or half as much again as it had when the log says realloc grew
+/// it before (within the tier route(size) names, so the block stays where route says).
+pub fn sizeFor(log: *Log, addr: usize, size: usize, old_usable: usize) usize {
+    if (size <= old_usable or !log.take(addr)) return size;
+    const roomy = @min(old_usable + old_usable / 2, config.tierMax(config.route(size)));
+    return @max(size, roomy);
+}
+
+test "a block grown twice gets half as much again, within its tier" {
+    const std = @import("std");
+    var log: Log = .{};
+    try std.testing.expectEqual(@as(usize, 1100), sizeFor(&log, 0x1000, 1100, 1024)); // first growth
+    log.remember(0x2000);
+    try std.testing.expectEqual(@as(usize, 1536 + 768), sizeFor(&log, 0x2000, 1600, 1536));
+    try std.testing.expectEqual(@as(usize, 1600), sizeFor(&log, 0x2000, 1600, 1536)); // forgotten
+    log.remember(0x3000);
+    try std.testing.expectEqual(config.tiny_max, sizeFor(&log, 0x3000, config.tiny_max, 1000)); // tiny stays tiny
+}

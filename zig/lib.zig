@@ -32,12 +32,15 @@
 //!
 //!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
 //!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
-//!     exited threads (adopted by the next thread that needs a page; their dirty slices
-//!     kept for the adopter, purged after the decay time if nobody comes)
-//!   Large (large.zig): one mapping per block above mid_max, 4 MiB aligned, its header at
-//!     the mapping's start; freed mappings wait in a cache sized by recent demand
-//!     (large_cache.zig) and go back along the decay curve
-//!   segment_map.zig: one byte per 4 MiB of address space: none, segment, large head/tail
+//!     exited threads (adopted by the next thread that needs a page; up to 8 MiB of their
+//!     dirty slices kept for the adopter, purged after the decay time if nobody comes)
+//!   Large (large.zig): blocks above mid_max, each with a header before it. Up to 256 MiB:
+//!     a run of 64 KiB units in a reserved 1 GiB region (large_region.zig; freed runs
+//!     coalesce and stay resident, purged oldest first along the decay curve); larger, or
+//!     aligned to 4 MiB or more: a mapping of its own (4 MiB aligned; freed mappings wait in
+//!     a cache). Both keep at most the limit large_cache.zig sizes from recent demand.
+//!   segment_map.zig: one byte per 4 MiB of address space: none, segment, large head/tail,
+//!     large region
 //!
 //! ─── Following malloc and free ────────────────────────────────────────────────────────
 //!
@@ -78,8 +81,9 @@
 //!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
 //!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
 //!     takes it whole with one swap (acquire) in collect
-//!   Large header: written by the thread that allocates or frees the block; the cache's
-//!     entries, cached_bytes and recent_peak: under large's cache_lock
+//!   Large header: written by the thread that allocates, resizes or frees the block; the
+//!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
+//!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
 //!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
 //!   config thresholds and routing tables: atomic stores (release) by hak_set_thresholds,
 //!     plain loads on malloc's fast path; every other setting: written once, at init
@@ -89,13 +93,14 @@
 //!
 //!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
 //!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
-//!   large's cache_lock: taken alone. arena.cache_lock and large's cache_lock are never
-//!   held across a system call (mappings are made and unmapped after they are released);
-//!   a heap's segments.lock may be (a new segment's mmap, a purge's madvise), and so may
-//!   arena.abandoned_lock (decayAbandoned purges under it). fork (process.zig) takes
-//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, in that order, and
-//!   resets them in the child. Only slow paths take a lock; malloc's and free's fast paths
-//!   take none and use no atomic.
+//!   large's cache_lock, large_region's lock: each taken alone. arena.cache_lock and
+//!   large's cache_lock are never held across a system call (mappings are made and unmapped
+//!   after they are released); a heap's segments.lock may be (a new segment's mmap, a
+//!   purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under it) and
+//!   large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
+//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock and large_region's lock,
+//!   in that order, and resets them in the child. Only slow paths take a lock; malloc's and
+//!   free's fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────
 //!
@@ -112,9 +117,11 @@
 //!        goes to the arena's cache, then back to the OS
 //!   Bins without a cache (blocks above 64 KiB, and every bin in check mode) skip the
 //!   thread cache: a block comes straight off its page and goes straight back to it.
-//!   A large block: mapped (or a cached mapping reused) -> live -> freed: its mapping
-//!   cached -> reused, trimmed or grown for another block, or unmapped (its address
-//!   remembered a while: a second free is a double free, not a foreign pointer).
+//!   A large block in a region: a run of units (resident ones reused first) -> live ->
+//!   freed: its units free, coalesced with their neighbours, resident until purged (its
+//!   address remembered then: a second free is a double free, not a foreign pointer).
+//!   A large block of its own mapping: mapped (or a cached mapping reused) -> live ->
+//!   freed: cached -> reused, trimmed or grown for another block, or unmapped (remembered).
 //!
 //! ─── The files, by layer ───────────────────────────────────────────────────────────────
 //!
@@ -144,7 +151,10 @@
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
-//!              large.zig     large tier: one mapping per block, mapping cache, mremap
+//!              large_region.zig  regions of 64 KiB units that large blocks up to 256 MiB
+//!                            are runs of
+//!              large.zig     large tier: region blocks, and a mapping per block above
+//!                            (mapping cache, mremap)
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment

@@ -9,7 +9,7 @@
 //!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
 //!               free, else to its page (which catches a second copy); no heap -> the page's
 //!               thread_free; else this thread's cache, or the heap's slow path when full
-//!     other:    a large mapping's header (segment_map tag), else not ours
+//!     other:    a large block's header (segment_map tag: a region or a mapping), else not ours
 //!   classify(addr)    what an address is: a live block (page block or large), freed, not a
 //!                     block start (invalid), not ours
 //! Nothing here looks at config.check_mode: alloc.zig sends check mode to check.zig first.

@@ -19,16 +19,13 @@ export interface MicroResult {
   kernel: Record<string, number>;
 }
 
-/** The native kernel: hakmem's hak_kernel_pairs when exported, else the bench's own. */
-function loadKernel(hakmemLib: string): { kernel: Kernel; source: string } {
-  try {
-    const k = kernelFrom(openLibrary(hakmemLib), "hak_kernel_pairs");
-    if (k) return { kernel: k, source: "hak_kernel_pairs (libhakmem.so)" };
-  } catch { /* fall through to the bench's kernel */ }
+/** The native kernel: the bench's own loop (bench/c/pairs_kernel.c), the same for every
+ * allocator (it calls each one's malloc/free through function pointers). */
+function loadKernel(): { kernel: Kernel; source: string } {
   const so = compileProgram("pairs_kernel", { shared: true });
   const k = kernelFrom(openLibrary(so), "bench_kernel_pairs");
   if (!k) throw new Error(`${so} has no bench_kernel_pairs`);
-  return { kernel: k, source: "bench_kernel_pairs (bench/c/pairs_kernel.c; libhakmem.so has no hak_kernel_pairs)" };
+  return { kernel: k, source: "bench_kernel_pairs (bench/c/pairs_kernel.c)" };
 }
 
 /** ns per pair through the native kernel: n grows until one call lasts targetNs, then median of 5. */
@@ -58,7 +55,7 @@ async function runJob(job: MicroJob): Promise<MicroResult> {
     }
   }
   if (job.kernel) {
-    const k = loadKernel(job.hakmemLib);
+    const k = loadKernel();
     result.kernelSource = k.source;
     for (const size of job.sizes) {
       process.stderr.write(`PROGRESS micro_kernel ${size} B\n`);

@@ -70,7 +70,11 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     const mapped = std.mem.alignForward(usize, total, os.page_size);
     // (a region block starts on a unit boundary: larger alignments need a mapping's 4 MiB)
     if (alignment <= large_region.unit_size and mapped <= large_region.block_bytes_max) {
-        if (large_region.alloc(unitsFor(mapped))) |span| return placeInRegion(span, mapped, offset, size, zeroed, now_ms);
+        var resident: large_region.ResidentMask = undefined;
+        if (large_region.alloc(unitsFor(mapped), if (zeroed) &resident else null)) |span| {
+            if (zeroed and span.resident_units != 0) zeroResident(span, &resident, offset, size);
+            return placeInRegion(span, mapped, offset, now_ms);
+        }
     }
     const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
@@ -88,9 +92,8 @@ fn unitsFor(mapped: usize) usize {
     return (mapped + large_region.unit_size - 1) / large_region.unit_size;
 }
 
-/// A block on a run of region units: header, and zeroing of reused memory for calloc.
-fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, size: usize, zeroed: bool, now_ms: u64) *anyopaque {
-    if (zeroed and span.resident_units != 0) zeroResident(&span, offset, size);
+/// A block on a run of region units: its header and the counts.
+fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: u64) *anyopaque {
     const header: *LargeHeader = @ptrFromInt(span.base);
     header.* = .{ .magic = live_magic, .mapped_size = mapped, .block_offset = offset, .usable_size = mapped - offset, .region_units = span.units };
     const unit = large_region.unit_size;
@@ -104,12 +107,12 @@ fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, size: us
 }
 
 /// calloc on reused units: clears the block's bytes in the units that may hold old data.
-fn zeroResident(span: *const large_region.Span, offset: usize, size: usize) void {
+fn zeroResident(span: large_region.Span, resident: *const large_region.ResidentMask, offset: usize, size: usize) void {
     const unit = large_region.unit_size;
     const start = span.base + offset;
     const end = start + size;
     for (0..span.units) |k| {
-        if (!span.unitResident(k)) continue;
+        if (!large_region.unitResident(resident, k)) continue;
         const lo = @max(start, span.base + k * unit);
         const hi = @min(end, span.base + (k + 1) * unit);
         if (hi > lo) @memset(@as([*]u8, @ptrFromInt(lo))[0 .. hi - lo], 0);
@@ -124,6 +127,24 @@ fn trimRegions(now_ms: u64, force: bool) void {
         defer cache_lock.release();
         break :blk currentLimit(now_ms);
     };
+    trimTo(now_ms, limit, force);
+}
+
+/// free's share: purges only what the limit does not allow (the decay curve is
+/// maintenance's, so a malloc/free of one large size does no purge work).
+fn trimOverLimit(now_ms: u64) void {
+    const limit = blk: {
+        cache_lock.acquire();
+        defer cache_lock.release();
+        break :blk currentLimit(now_ms);
+    };
+    // region blocks round up to whole units (up to 1/16 more for a block of 1 MiB): slack
+    // so the units of one block that fits the limit in bytes are not purged one by one
+    const region_limit = limit + limit / 8;
+    if (large_region.retainedBytes() > region_limit) trimTo(now_ms, region_limit, false);
+}
+
+fn trimTo(now_ms: u64, limit: usize, force: bool) void {
     const purged = large_region.trim(now_ms, config.purge_delay_ms, limit, force, beforeRegionPurge);
     if (purged == 0) return;
     stats.subFrom(&stats.large.cached_bytes, purged);
@@ -350,7 +371,7 @@ pub fn free(header: *LargeHeader, now_ms: u64) void {
         stats.addTo(&stats.large.cached_bytes, units * large_region.unit_size);
         stats.largeRegionFreed();
         noteDemand(now_ms);
-        trimRegions(now_ms, false);
+        trimOverLimit(now_ms);
         return;
     }
     const mapped = header.mapped_size;
@@ -559,4 +580,25 @@ test "a large block aligned to 4 MiB or more starts a chunk past its header" {
     free(h, now); // not cached (alignment >= 4 MiB): unmapped at once
     try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(addr));
     try testing.expect(recentlyFreed(addr)); // a second free is a double free, not a foreign pointer
+}
+
+test "a large block freed and allocated again at one size reuses its memory, purging nothing" {
+    // Regression: the limit counted bytes, a block takes whole units, so each free purged the
+    // block's last unit (page faults on every malloc of that size: 8 MiB pairs took 3.6 us).
+    const now = os.nowMs();
+    decay(now, true);
+    for ([_]usize{ (1 << 20) + 1, 8 << 20 }) |size| {
+        const first = alloc(size, 16, false, now) orelse return error.OutOfMemory;
+        free(try liveHeader(@intFromPtr(first)), now);
+        const hits_before = stats.large.cache_hits.load(.monotonic);
+        const purges_before = stats.tiers[2].purges.load(.monotonic);
+        for (0..20) |_| {
+            const p = alloc(size, 16, false, now) orelse return error.OutOfMemory;
+            try testing.expectEqual(@intFromPtr(first), @intFromPtr(p));
+            free(try liveHeader(@intFromPtr(p)), now);
+        }
+        try testing.expectEqual(hits_before + 20, stats.large.cache_hits.load(.monotonic));
+        try testing.expectEqual(purges_before, stats.tiers[2].purges.load(.monotonic));
+    }
+    decay(now, true);
 }

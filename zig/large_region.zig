@@ -67,6 +67,10 @@ const Region = struct {
     owner: [region_units]u16 = [_]u16{no_owner} ** region_units,
     /// When each free resident unit was freed (monotonic ms).
     freed_ms: [region_units]u64 = [_]u64{0} ** region_units,
+    /// The units the last free gave back: a block of that size is placed there first,
+    /// without a search (malloc/free of one size stays cheap).
+    hint_first: usize = 0,
+    hint_units: usize = 0,
 };
 
 var lock: Lock = .{};
@@ -82,12 +86,11 @@ pub const Span = struct {
     base: usize,
     units: usize,
     resident_units: usize,
-    resident: ResidentMask,
-
-    pub fn unitResident(self: *const Span, k: usize) bool {
-        return self.resident[k / 64] & (@as(u64, 1) << @intCast(k % 64)) != 0;
-    }
 };
+
+pub fn unitResident(mask: *const ResidentMask, k: usize) bool {
+    return mask[k / 64] & (@as(u64, 1) << @intCast(k % 64)) != 0;
+}
 
 /// What a pointer into a region is.
 pub const Lookup = union(enum) {
@@ -167,11 +170,15 @@ fn nextWith(region: *const Region, kind: Kind, from: usize, value: bool) usize {
 
 /// A run of `units` for a block, covering the most resident units; null when no region has
 /// room and no new one can be reserved, or when the kernel refuses to commit the memory
-/// (the caller's own mapping will then fail too: ENOMEM).
-pub fn alloc(units: usize) ?Span {
+/// (the caller's own mapping will then fail too: ENOMEM). With `resident`, which of its
+/// units may hold old data (calloc clears those).
+pub fn alloc(units: usize, resident: ?*ResidentMask) ?Span {
     std.debug.assert(units >= 1 and units <= block_units_max);
     lock.acquire();
     defer lock.release();
+    for (regions[0..regions_used]) |*region| {
+        if (hinted(region, units)) |first| return take(region, first, units, resident);
+    }
     var best_region: ?*Region = null;
     var best: Fit = undefined;
     for (regions[0..regions_used]) |*region| {
@@ -187,7 +194,17 @@ pub fn alloc(units: usize) ?Span {
         best_region = region;
         best = bestFit(region, units).?;
     }
-    return take(best_region.?, best.first, units);
+    return take(best_region.?, best.first, units, resident);
+}
+
+/// The start of the region's hint when it is exactly `units` long, all free and resident
+/// (only then: a smaller block would cut a run that best fit keeps whole for a larger one).
+fn hinted(region: *const Region, units: usize) ?usize {
+    if (region.hint_units != units) return null;
+    const first = region.hint_first;
+    if (countRange(&region.taken, first, units) != 0) return null;
+    if (countRange(&region.resident, first, units) != units) return null;
+    return first;
 }
 
 const Fit = struct {
@@ -233,13 +250,22 @@ fn reserveRegion() ?*Region {
 }
 
 /// Makes the units [first, first + units) a block's: commits what was never writable.
-fn take(region: *Region, first: usize, units: usize) ?Span {
+fn take(region: *Region, first: usize, units: usize, resident: ?*ResidentMask) ?Span {
     std.debug.assert(countRange(&region.taken, first, units) == 0);
     if (!commitRange(region, first, units)) return null;
-    var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0, .resident = [_]u64{0} ** 64 };
-    for (0..units) |k| {
-        if (bit(&region.resident, first + k)) span.resident[k / 64] |= @as(u64, 1) << @intCast(k % 64);
-        region.owner[first + k] = @intCast(first + 1);
+    var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0 };
+    if (resident) |mask| {
+        mask.* = [_]u64{0} ** 64;
+        for (0..units) |k| {
+            if (bit(&region.resident, first + k)) mask[k / 64] |= @as(u64, 1) << @intCast(k % 64);
+        }
+    }
+    for (first..first + units) |i| region.owner[i] = @intCast(first + 1);
+    if (region.hint_units != 0 and first < region.hint_first + region.hint_units and region.hint_first < first + units) {
+        // the block overlaps the hint: what is left of it after the block, if anything
+        const hint_end = region.hint_first + region.hint_units;
+        region.hint_first = first + units;
+        region.hint_units = hint_end -| (first + units);
     }
     span.resident_units = countRange(&region.resident, first, units);
     retained_bytes -= span.resident_units * unit_size;
@@ -287,6 +313,8 @@ fn freeLocked(base: usize, units: usize, now_ms: u64) void {
         region.freed_ms[i] = now_ms;
         region.owner[i] = owner;
     }
+    region.hint_first = first;
+    region.hint_units = units;
     retained_bytes += units * unit_size;
 }
 
@@ -301,7 +329,7 @@ pub fn grow(base: usize, old_units: usize, new_units: usize) ?usize {
     if (first + new_units > region_units) return null;
     const extra = new_units - old_units;
     if (countRange(&region.taken, first + old_units, extra) != 0) return null;
-    const span = take(region, first + old_units, extra) orelse return null;
+    const span = take(region, first + old_units, extra, null) orelse return null;
     for (first + old_units..first + new_units) |i| region.owner[i] = @intCast(first + 1);
     return span.resident_units;
 }

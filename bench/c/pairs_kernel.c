@@ -1,7 +1,7 @@
 /*
- * pairs_kernel.c — the bench's own native batch loop, built as a shared library and used
- * only when libhakmem.so does not export hak_kernel_pairs: n malloc+free pairs of one
- * size through the given function pointers, so FFI cost does not hide allocator cost.
+ * pairs_kernel.c — the bench's native batch loop (micro_kernel), built as a shared library:
+ * n malloc+free pairs of one size through the given function pointers, the same loop for
+ * every allocator, so FFI cost does not hide allocator cost.
  */
 #include <stdint.h>
 #include <stddef.h>

@@ -166,6 +166,25 @@ fn nextWith(region: *const Region, kind: Kind, from: usize, value: bool) usize {
     return region_units;
 }
 
+/// The maximal runs of units of a kind, in address order. At most `words` steps per run.
+const Runs = struct {
+    region: *const Region,
+    kind: Kind,
+    pos: usize = 0,
+
+    fn next(self: *Runs) ?struct { start: usize, end: usize } {
+        if (self.pos >= region_units) return null;
+        const start = nextWith(self.region, self.kind, self.pos, true);
+        if (start == region_units) {
+            self.pos = region_units;
+            return null;
+        }
+        const end = nextWith(self.region, self.kind, start, false);
+        self.pos = end;
+        return .{ .start = start, .end = end };
+    }
+};
+
 // ---------------------------------------------------------------- blocks
 
 /// A run of `units` for a block, covering the most resident units; null when no region has
@@ -222,15 +241,11 @@ const Fit = struct {
 /// covers the most resident units, the smallest run on ties. Bounded by the region's runs.
 fn bestFit(region: *const Region, units: usize) ?Fit {
     var best: ?Fit = null;
-    var pos: usize = 0;
-    while (pos < region_units) {
-        const start = nextWith(region, .free, pos, true);
-        if (start == region_units) break;
-        const end = nextWith(region, .free, start, false);
-        pos = end;
-        const len = end - start;
+    var runs: Runs = .{ .region = region, .kind = .free };
+    while (runs.next()) |run| {
+        const len = run.end - run.start;
         if (len < units) continue;
-        for ([_]usize{ start, end - units }) |first| {
+        for ([_]usize{ run.start, run.end - units }) |first| {
             const fit: Fit = .{ .first = first, .resident = countRange(&region.resident, first, units), .run_len = len };
             if (best == null or fit.better(best.?)) best = fit;
         }
@@ -398,15 +413,11 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
 fn collectPieces(pieces: *[trim_pieces_max]Piece) usize {
     var count: usize = 0;
     for (regions[0..regions_used]) |*region| {
-        var pos: usize = 0;
-        while (pos < region_units) {
-            const start = nextWith(region, .retained, pos, true);
-            if (start == region_units) break;
-            const end = nextWith(region, .retained, start, false);
-            pos = end;
-            var first = start;
-            for (start + 1..end + 1) |i| {
-                if (i < end and region.freed_ms[i] == region.freed_ms[first]) continue;
+        var runs: Runs = .{ .region = region, .kind = .retained };
+        while (runs.next()) |run| {
+            var first = run.start;
+            for (run.start + 1..run.end + 1) |i| {
+                if (i < run.end and region.freed_ms[i] == region.freed_ms[first]) continue;
                 pieces[count] = .{ .region = region, .first = first, .units = i - first, .freed_ms = region.freed_ms[first] };
                 count += 1;
                 if (count == trim_pieces_max) return count;

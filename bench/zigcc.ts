@@ -2,7 +2,7 @@
 // toolchain), cached by a hash of everything that goes into the binary (the source, every
 // header of the directories it may include, extra files such as zig/hakmem.h, and the
 // flags). Used by the bench (bench/build.ts), the tests (test/helpers/c.ts), the safety
-// section (test/c/heap_misuse.c), the tuner's rusage wrapper and the soak's RSS probe. A compile writes a temporary file and renames it, so
+// section (test/c/heap_misuse.c) and the soak's RSS probe. A compile writes a temporary file and renames it, so
 // concurrent processes never see half a binary.
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";

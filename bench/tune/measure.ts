@@ -1,23 +1,14 @@
-// measure.ts — runs one child process under the rusage wrapper (bench/tune/rusage.c,
-// compiled once with `zig cc`) with the candidate's HAKMEM_* environment and turns what
-// it printed into a Measurement: ops/s from the program's RESULT line (else runs per
+// measure.ts — runs one child process under the bench's measuring wrapper (bench/measure.ts,
+// bench/c/measure.c: fork, LD_PRELOAD in the child only, wait4) with the candidate's HAKMEM_*
+// environment and turns what it printed into a Measurement: ops/s from the program's RESULT line (else runs per
 // second of wall time; or ops per CPU second, see ThroughputClock), page faults and peak RSS from the RESULT line when it reports
 // them for its measured phase, else from wait4's rusage of the child. A run counts only
 // when it exited 0, hakmem accepted every setting and its HAKMEM_STATS=1 report is there.
-import { join } from "node:path";
-import { ROOT } from "../build.ts";
-import { zigCc } from "../zigcc.ts";
+import os from "node:os";
+import { runMeasured } from "../measure.ts";
 import { parseResultLine } from "../runner.ts";
 import { parseHakmemStats, type HakmemStats } from "../proof.ts";
 import type { Measurement } from "./score.ts";
-
-const WRAPPER_SOURCE = join(import.meta.dir, "rusage.c");
-const BUILD_DIR = join(ROOT, "bench/results/.build");
-
-/** Path of the compiled rusage wrapper (built on first use; bench/zigcc.ts caches it by hash). */
-export function wrapperPath(): string {
-  return zigCc({ source: WRAPPER_SOURCE, outDir: BUILD_DIR, name: "tune-rusage", flags: ["-O2"] });
-}
 
 export interface ChildRun {
   argv: string[];
@@ -56,38 +47,21 @@ export function cleanEnv(): Record<string, string> {
   return env;
 }
 
-const RUSAGE_LINE = /^TUNE_RUSAGE (.*)$/m;
-
-function fieldsOf(text: string): Record<string, number> {
-  return Object.fromEntries(text.trim().split(/\s+/).map((kv) => kv.split("=")).map(([k, v]) => [k, Number(v)]));
-}
-
 export async function runChild(run: ChildRun): Promise<ChildOutput> {
-  const argv = [wrapperPath(), run.preload ?? "-", ...run.argv];
-  const started = performance.now();
-  const proc = Bun.spawn(argv, { env: { ...cleanEnv(), ...run.env }, stdout: "pipe", stderr: "pipe", timeout: run.timeoutMs });
-  const [stdout, rawStderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  const timedOut = performance.now() - started >= run.timeoutMs;
-  const lines = [...rawStderr.matchAll(new RegExp(RUSAGE_LINE, "gm"))];
-  const usage = lines.length ? fieldsOf(lines[lines.length - 1][1]) : null;
-  const stderr = rawStderr.replace(new RegExp(RUSAGE_LINE, "gm"), "").trimEnd();
-  if (!usage) {
-    const why = proc.signalCode ? `killed by ${proc.signalCode}${timedOut ? " (timeout)" : ""}` : `wrapper exit ${proc.exitCode}`;
-    throw new Error(`${why}: ${tail(stderr)}`);
-  }
+  const m = await runMeasured(run.argv, { preload: run.preload, env: { ...cleanEnv(), ...run.env }, timeoutMs: run.timeoutMs });
+  const stderr = m.stderr.trimEnd();
   return {
-    exitCode: usage.exit,
-    signal: usage.signal,
-    wallNs: usage.wall_ns,
-    cpuUs: usage.cpu_us,
-    faults: usage.minflt + usage.majflt,
-    maxRssKb: usage.maxrss_kb,
-    stdout,
+    exitCode: m.exitCode ?? -1,
+    signal: m.signal ? (os.constants.signals[m.signal as keyof typeof os.constants.signals] ?? -1) : 0,
+    wallNs: m.wallSec * 1e9,
+    cpuUs: m.cpuSec * 1e6,
+    faults: m.faults,
+    maxRssKb: m.maxRssKb,
+    stdout: m.stdout,
     stderr,
-    result: parseResultLine(stdout),
+    result: parseResultLine(m.stdout),
     hakmem: parseHakmemStats(stderr),
-    timedOut,
+    timedOut: m.timedOut,
   };
 }
 

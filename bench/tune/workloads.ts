@@ -5,7 +5,7 @@
 //   module.ts       a TypeScript workload module run on every thread of a ThreadPool: in a
 //                   fresh Bun process per run (every setting applies), or with
 //                   --in-process in this process's pool (routing only, set live)
-// Every run goes through the rusage wrapper (measure.ts) except in-process ones.
+// Every run goes through the bench's measuring wrapper (bench/measure.ts) except in-process ones.
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { compileProgram, ROOT } from "../build.ts";

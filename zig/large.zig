@@ -360,11 +360,13 @@ pub fn recentlyFreed(addr: usize) bool {
     return recentlyFreedSize(addr) != null;
 }
 
-pub fn free(header: *LargeHeader, now_ms: u64) void {
+/// Frees a live large block. False when another thread freed it first (both found it live:
+/// a double free racing itself); the block is then left to that thread.
+pub fn free(header: *LargeHeader, now_ms: u64) bool {
     const base = @intFromPtr(header);
+    if (@cmpxchgStrong(u64, &header.magic, live_magic, cached_magic, .acq_rel, .monotonic) != null) return false;
     stats.incr(&stats.large.frees);
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
-    header.magic = cached_magic;
     if (header.region_units != 0) {
         const units = header.region_units;
         large_region.free(base, units, now_ms);
@@ -372,11 +374,12 @@ pub fn free(header: *LargeHeader, now_ms: u64) void {
         stats.largeRegionFreed();
         noteDemand(now_ms);
         trimOverLimit(now_ms);
-        return;
+        return true;
     }
     const mapped = header.mapped_size;
-    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return;
+    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return true;
     unmapLarge(base, mapped);
+    return true;
 }
 
 fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
@@ -559,13 +562,13 @@ test "a large block in a region: live, resized with its bytes, freed (a second f
     try testing.expectEqual(@as(u8, 0xAB), r[size / 2 - 1]);
     const hr = try liveHeader(@intFromPtr(r));
     try testing.expect(hr.usable_size >= size);
-    free(hr, now);
+    try testing.expect(free(hr, now));
     try testing.expectEqual(Lookup.freed, lookup(@intFromPtr(r), segment_map.lookup(@intFromPtr(r))));
     // a zeroed block of a size near it: zero wherever it lands (reused units are cleared)
     const z: [*]u8 = @ptrCast(alloc(size / 2, 16, true, now) orelse return error.OutOfMemory);
     try testing.expectEqual(@as(u8, 0), z[0]);
     try testing.expectEqual(@as(u8, 0), z[size / 2 - 1]);
-    free(try liveHeader(@intFromPtr(z)), now);
+    try testing.expect(free(try liveHeader(@intFromPtr(z)), now));
     decay(now, true);
 }
 
@@ -577,7 +580,7 @@ test "a large block aligned to 4 MiB or more starts a chunk past its header" {
     const h = try liveHeader(addr);
     try testing.expectEqual(chunk_size, h.block_offset);
     try testing.expectEqual(segment_map.Tag.large_tail, segment_map.lookup(addr));
-    free(h, now); // not cached (alignment >= 4 MiB): unmapped at once
+    try testing.expect(free(h, now)); // not cached (alignment >= 4 MiB): unmapped at once
     try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(addr));
     try testing.expect(recentlyFreed(addr)); // a second free is a double free, not a foreign pointer
 }
@@ -589,16 +592,29 @@ test "a large block freed and allocated again at one size reuses its memory, pur
     decay(now, true);
     for ([_]usize{ (1 << 20) + 1, 8 << 20 }) |size| {
         const first = alloc(size, 16, false, now) orelse return error.OutOfMemory;
-        free(try liveHeader(@intFromPtr(first)), now);
+        try testing.expect(free(try liveHeader(@intFromPtr(first)), now));
         const hits_before = stats.large.cache_hits.load(.monotonic);
         const purges_before = stats.tiers[2].purges.load(.monotonic);
         for (0..20) |_| {
             const p = alloc(size, 16, false, now) orelse return error.OutOfMemory;
             try testing.expectEqual(@intFromPtr(first), @intFromPtr(p));
-            free(try liveHeader(@intFromPtr(p)), now);
+            try testing.expect(free(try liveHeader(@intFromPtr(p)), now));
         }
         try testing.expectEqual(hits_before + 20, stats.large.cache_hits.load(.monotonic));
         try testing.expectEqual(purges_before, stats.tiers[2].purges.load(.monotonic));
     }
+    decay(now, true);
+}
+
+test "two frees racing for one large block: one frees it, the other learns it was freed" {
+    // Two threads can both find a block live before either frees it (a double free racing
+    // itself); the second must not free it again (its units may already hold a new block).
+    const now = os.nowMs();
+    const p = alloc(3 << 20, 16, false, now) orelse return error.OutOfMemory;
+    const h = try liveHeader(@intFromPtr(p)); // what both threads' lookups returned
+    const frees_before = stats.large.frees.load(.monotonic);
+    try testing.expect(free(h, now));
+    try testing.expect(!free(h, now));
+    try testing.expectEqual(frees_before + 1, stats.large.frees.load(.monotonic));
     decay(now, true);
 }

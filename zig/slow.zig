@@ -179,7 +179,7 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .freed => return .double_free,
         .live => |header| {
             const now = os.nowMs();
-            large.free(header, now);
+            if (!large.free(header, now)) return .double_free;
             if (thread.currentAny()) |h| h.maintain(now, false);
             return .ok;
         },

@@ -115,7 +115,7 @@
 //!     -> a page with used == 0 goes back to its segment (its slices dirty: still resident)
 //!     -> dirty slices are purged along the decay curve (MADV_DONTNEED); an empty segment
 //!        goes to the arena's cache, then back to the OS
-//!   Bins without a cache (blocks above 64 KiB, and every bin in check mode) skip the
+//!   Bins without a cache (blocks above 256 KiB, and every bin in check mode) skip the
 //!   thread cache: a block comes straight off its page and goes straight back to it.
 //!   A large block in a region: a run of units (resident ones reused first) -> live ->
 //!   freed: its units free, coalesced with their neighbours, resident until purged (its

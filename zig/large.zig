@@ -266,6 +266,11 @@ fn currentLimit(now_ms: u64) usize {
 /// Records the live large bytes now (every large malloc and free), for the limit.
 pub fn noteDemand(now_ms: u64) void {
     const live = stats.large.live_bytes.load(.monotonic);
+    // Nothing to note while live bytes stay under this window's peak (a racy look: the
+    // lock is taken only when the peak may move or the window may roll).
+    const window_ms = @max(config.purge_delay_ms, 1);
+    if (live <= @atomicLoad(usize, &recent_peak.current_max, .monotonic) and
+        now_ms -| @atomicLoad(u64, &recent_peak.window_start_ms, .monotonic) < window_ms) return;
     cache_lock.acquire();
     recent_peak.note(live, now_ms, config.purge_delay_ms);
     cache_lock.release();
@@ -372,8 +377,7 @@ pub fn free(header: *LargeHeader, now_ms: u64) bool {
         large_region.free(base, units, now_ms);
         stats.addTo(&stats.large.cached_bytes, units * large_region.unit_size);
         stats.largeRegionFreed();
-        noteDemand(now_ms);
-        trimOverLimit(now_ms);
+        trimOverLimit(now_ms); // (a free never raises the peak: no noteDemand)
         return true;
     }
     const mapped = header.mapped_size;

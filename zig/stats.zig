@@ -29,12 +29,13 @@ pub const BinCounters = struct {
 
 pub const Counter = std.atomic.Value(u64);
 
+// A locked add of 0 still costs a locked instruction: slow paths often count 0 bytes.
 fn add(c: *Counter, n: u64) void {
-    _ = c.fetchAdd(n, .monotonic);
+    if (n != 0) _ = c.fetchAdd(n, .monotonic);
 }
 
 fn sub(c: *Counter, n: u64) void {
-    _ = c.fetchSub(n, .monotonic);
+    if (n != 0) _ = c.fetchSub(n, .monotonic);
 }
 
 pub const TierGauges = struct {

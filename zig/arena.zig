@@ -115,8 +115,8 @@ fn decayAbandoned(now_ms: u64, force: bool) void {
     }
 }
 
-/// A heap whose thread exits leaves a segment that still has blocks in use (its dirty
-/// slices stay resident for the next owner: decayAbandoned).
+/// A heap whose thread exits leaves a segment that still has blocks in use (with what dirty
+/// slices its exit kept for the next owner: placement.abandonAll, decayAbandoned).
 pub fn abandon(seg: *Segment) void {
     seg.owner.store(null, .release);
     abandoned_lock.acquire();

@@ -99,7 +99,7 @@ fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: 
     const unit = large_region.unit_size;
     stats.incr(if (span.resident_units == span.units) &stats.large.cache_hits else &stats.large.cache_misses);
     stats.subFrom(&stats.large.cached_bytes, span.resident_units * unit);
-    stats.largeRegionTaken((span.units - span.resident_units) * unit);
+    stats.largeMapped((span.units - span.resident_units) * unit);
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
     noteDemand(now_ms);
@@ -122,33 +122,31 @@ fn zeroResident(span: large_region.Span, resident: *const large_region.ResidentM
 /// Purges region units along the decay curve and beyond the limit (all with `force`).
 fn trimRegions(now_ms: u64, force: bool) void {
     if (large_region.retainedBytes() == 0) return;
-    const limit = blk: {
-        cache_lock.acquire();
-        defer cache_lock.release();
-        break :blk currentLimit(now_ms);
-    };
-    trimTo(now_ms, limit, force);
+    trimTo(now_ms, regionLimit(now_ms), force);
 }
 
 /// free's share: purges only what the limit does not allow (the decay curve is
 /// maintenance's, so a malloc/free of one large size does no purge work).
 fn trimOverLimit(now_ms: u64) void {
-    const limit = blk: {
-        cache_lock.acquire();
-        defer cache_lock.release();
-        break :blk currentLimit(now_ms);
-    };
-    // region blocks round up to whole units (up to 1/16 more for a block of 1 MiB): slack
-    // so the units of one block that fits the limit in bytes are not purged one by one
-    const region_limit = limit + limit / 8;
-    if (large_region.retainedBytes() > region_limit) trimTo(now_ms, region_limit, false);
+    const limit = regionLimit(now_ms);
+    if (large_region.retainedBytes() > limit) trimTo(now_ms, limit, false);
+}
+
+/// The limit in region bytes: region blocks round up to whole units (up to 1/16 more for a
+/// block of 1 MiB), so the limit in block bytes gets that slack, or the units of one block
+/// that fits the limit would be purged one by one.
+fn regionLimit(now_ms: u64) usize {
+    cache_lock.acquire();
+    defer cache_lock.release();
+    const limit = currentLimit(now_ms);
+    return limit + limit / 8;
 }
 
 fn trimTo(now_ms: u64, limit: usize, force: bool) void {
     const purged = large_region.trim(now_ms, config.purge_delay_ms, limit, force, beforeRegionPurge);
     if (purged == 0) return;
     stats.subFrom(&stats.large.cached_bytes, purged);
-    stats.largeRegionPurged(purged);
+    stats.largePurged(purged);
 }
 
 /// A freed region block is about to lose its pages (its header with them): remember its
@@ -480,7 +478,7 @@ fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
     if (new_units > old_units) {
         const reused = large_region.grow(base, old_units, new_units) orelse return null;
         stats.subFrom(&stats.large.cached_bytes, reused * unit);
-        stats.largeRegionGrown((new_units - old_units - reused) * unit);
+        stats.largeResized(0, (new_units - old_units - reused) * unit);
     } else if (new_units < old_units) {
         large_region.shrink(base, old_units, new_units, os.nowMs());
         stats.addTo(&stats.large.cached_bytes, (old_units - new_units) * unit);

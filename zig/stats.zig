@@ -103,57 +103,50 @@ pub fn purged(tier: usize, bytes: usize) void {
     sub(&dirty_bytes, bytes);
 }
 
-pub fn largeMapped(bytes: usize) void {
+/// The large tier's memory grew by `bytes` that are mapped and resident.
+fn largeMemoryUp(bytes: usize) void {
     add(&tiers[2].mapped_bytes, bytes);
     add(&tiers[2].resident_bytes, bytes);
-    add(&tiers[2].pages, 1);
     add(&os_mapped_bytes, bytes);
 }
 
-pub fn largeUnmapped(bytes: usize) void {
+fn largeMemoryDown(bytes: usize) void {
     sub(&tiers[2].mapped_bytes, bytes);
     sub(&tiers[2].resident_bytes, bytes);
-    sub(&tiers[2].pages, 1);
     sub(&os_mapped_bytes, bytes);
-    add(&tiers[2].purges, 1);
-    add(&tiers[2].purged_bytes, bytes);
 }
 
-/// A region block took `fresh_bytes` of units that were not resident before.
-pub fn largeRegionTaken(fresh_bytes: usize) void {
-    add(&tiers[2].mapped_bytes, fresh_bytes);
-    add(&tiers[2].resident_bytes, fresh_bytes);
+/// A large block (a mapping, or a run of region units) came into use; `bytes` of it were
+/// not mapped and resident before.
+pub fn largeMapped(bytes: usize) void {
+    largeMemoryUp(bytes);
     add(&tiers[2].pages, 1);
-    add(&os_mapped_bytes, fresh_bytes);
 }
 
-/// A region block grew in place onto `bytes` of units that were not resident.
-pub fn largeRegionGrown(bytes: usize) void {
-    add(&tiers[2].mapped_bytes, bytes);
-    add(&tiers[2].resident_bytes, bytes);
-    add(&os_mapped_bytes, bytes);
+/// A mapping went back to the OS.
+pub fn largeUnmapped(bytes: usize) void {
+    largePurged(bytes);
+    sub(&tiers[2].pages, 1);
 }
 
+/// A region block was freed (its units stay, counted, until purged).
 pub fn largeRegionFreed() void {
     sub(&tiers[2].pages, 1);
 }
 
-/// Region units purged: their pages went back to the OS (the address space stays reserved).
-pub fn largeRegionPurged(bytes: usize) void {
-    sub(&tiers[2].mapped_bytes, bytes);
-    sub(&tiers[2].resident_bytes, bytes);
-    sub(&os_mapped_bytes, bytes);
+/// Large memory's pages went back to the OS: region units purged (the address space stays
+/// reserved), or an unmapped mapping's.
+pub fn largePurged(bytes: usize) void {
+    largeMemoryDown(bytes);
     add(&tiers[2].purges, 1);
     add(&tiers[2].purged_bytes, bytes);
 }
 
+/// A block's memory changed from `old_bytes` to `new_bytes` (mremap, a trimmed mapping, a
+/// region block grown in place onto units that were not resident: old 0).
 pub fn largeResized(old_bytes: usize, new_bytes: usize) void {
-    sub(&tiers[2].mapped_bytes, old_bytes);
-    add(&tiers[2].mapped_bytes, new_bytes);
-    sub(&tiers[2].resident_bytes, old_bytes);
-    add(&tiers[2].resident_bytes, new_bytes);
-    sub(&os_mapped_bytes, old_bytes);
-    add(&os_mapped_bytes, new_bytes);
+    largeMemoryDown(old_bytes);
+    largeMemoryUp(new_bytes);
 }
 
 pub fn incr(c: *Counter) void {

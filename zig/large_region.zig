@@ -114,29 +114,30 @@ fn bit(bits: *const Bits, i: usize) bool {
     return bits[i / 64] & (@as(u64, 1) << @intCast(i % 64)) != 0;
 }
 
+/// The part of [i, end) in i's word: the word, its mask, and how many units.
+fn wordPart(i: usize, end: usize) struct { word: usize, mask: u64, units: usize } {
+    const lo: u6 = @intCast(i % 64);
+    const n = @min(end - i, 64 - @as(usize, lo));
+    const ones = if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1;
+    return .{ .word = i / 64, .mask = ones << lo, .units = n };
+}
+
 fn setRange(bits: *Bits, start: usize, len: usize, value: bool) void {
     var i = start;
-    const end = start + len;
-    while (i < end) {
-        const w = i / 64;
-        const lo: u6 = @intCast(i % 64);
-        const n = @min(end - i, 64 - @as(usize, lo));
-        const mask = (if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1) << lo;
-        if (value) bits[w] |= mask else bits[w] &= ~mask;
-        i += n;
+    while (i < start + len) {
+        const part = wordPart(i, start + len);
+        if (value) bits[part.word] |= part.mask else bits[part.word] &= ~part.mask;
+        i += part.units;
     }
 }
 
 fn countRange(bits: *const Bits, start: usize, len: usize) usize {
     var i = start;
     var count: usize = 0;
-    const end = start + len;
-    while (i < end) {
-        const lo: u6 = @intCast(i % 64);
-        const n = @min(end - i, 64 - @as(usize, lo));
-        const mask = (if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1) << lo;
-        count += @popCount(bits[i / 64] & mask);
-        i += n;
+    while (i < start + len) {
+        const part = wordPart(i, start + len);
+        count += @popCount(bits[part.word] & part.mask);
+        i += part.units;
     }
     return count;
 }
@@ -196,7 +197,7 @@ pub fn alloc(units: usize, resident: ?*ResidentMask) ?Span {
     lock.acquire();
     defer lock.release();
     for (regions[0..regions_used]) |*region| {
-        if (hinted(region, units)) |first| return take(region, first, units, resident);
+        if (hinted(region, units)) |first| return take(region, first, units, first, resident);
     }
     var best_region: ?*Region = null;
     var best: Fit = undefined;
@@ -213,7 +214,7 @@ pub fn alloc(units: usize, resident: ?*ResidentMask) ?Span {
         best_region = region;
         best = bestFit(region, units).?;
     }
-    return take(best_region.?, best.first, units, resident);
+    return take(best_region.?, best.first, units, best.first, resident);
 }
 
 /// The start of the region's hint when it is exactly `units` long, all free and resident
@@ -264,8 +265,10 @@ fn reserveRegion() ?*Region {
     return region;
 }
 
-/// Makes the units [first, first + units) a block's: commits what was never writable.
-fn take(region: *Region, first: usize, units: usize, resident: ?*ResidentMask) ?Span {
+/// Makes the units [first, first + units) part of the block that starts at unit
+/// `block_first` (first, or an earlier unit when a block grows): commits what was never
+/// writable.
+fn take(region: *Region, first: usize, units: usize, block_first: usize, resident: ?*ResidentMask) ?Span {
     std.debug.assert(countRange(&region.taken, first, units) == 0);
     if (!commitRange(region, first, units)) return null;
     var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0 };
@@ -275,7 +278,7 @@ fn take(region: *Region, first: usize, units: usize, resident: ?*ResidentMask) ?
             if (bit(&region.resident, first + k)) mask[k / 64] |= @as(u64, 1) << @intCast(k % 64);
         }
     }
-    for (first..first + units) |i| region.owner[i] = @intCast(first + 1);
+    for (first..first + units) |i| region.owner[i] = @intCast(block_first + 1);
     if (region.hint_units != 0 and first < region.hint_first + region.hint_units and region.hint_first < first + units) {
         // the block overlaps the hint: what is left of it after the block, if anything
         const hint_end = region.hint_first + region.hint_units;
@@ -315,21 +318,22 @@ fn regionOf(addr: usize) ?*Region {
 pub fn free(base: usize, units: usize, now_ms: u64) void {
     lock.acquire();
     defer lock.release();
-    freeLocked(base, units, now_ms);
-}
-
-fn freeLocked(base: usize, units: usize, now_ms: u64) void {
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
+    giveBack(region, first, units, region.owner[first] | freed_flag, now_ms);
+    region.hint_first = first;
+    region.hint_units = units;
+}
+
+/// Units of a block are free (resident, counted as retained); `owner` is what a pointer
+/// into them finds: the freed block, or no block.
+fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64) void {
     std.debug.assert(countRange(&region.taken, first, units) == units);
     setRange(&region.taken, first, units, false);
-    const owner = region.owner[first] | freed_flag;
     for (first..first + units) |i| {
         region.freed_ms[i] = now_ms;
         region.owner[i] = owner;
     }
-    region.hint_first = first;
-    region.hint_units = units;
     retained_bytes += units * unit_size;
 }
 
@@ -344,8 +348,7 @@ pub fn grow(base: usize, old_units: usize, new_units: usize) ?usize {
     if (first + new_units > region_units) return null;
     const extra = new_units - old_units;
     if (countRange(&region.taken, first + old_units, extra) != 0) return null;
-    const span = take(region, first + old_units, extra, null) orelse return null;
-    for (first + old_units..first + new_units) |i| region.owner[i] = @intCast(first + 1);
+    const span = take(region, first + old_units, extra, first, null) orelse return null;
     return span.resident_units;
 }
 
@@ -356,13 +359,8 @@ pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void
     defer lock.release();
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
-    const tail = first + new_units;
-    setRange(&region.taken, tail, old_units - new_units, false);
-    for (tail..first + old_units) |i| {
-        region.freed_ms[i] = now_ms;
-        region.owner[i] = no_owner; // not a block start: a pointer here is no block
-    }
-    retained_bytes += (old_units - new_units) * unit_size;
+    // not a block's start: a pointer into the tail is no block
+    giveBack(region, first + new_units, old_units - new_units, no_owner, now_ms);
 }
 
 /// The block a pointer is in, if it is in a region.

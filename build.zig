@@ -21,15 +21,7 @@ pub fn build(b: *std.Build) void {
     options.addOption([]const u8, "version", version);
     options.addOption([]const u8, "build_id", sourceHash(b));
 
-    const lib_module = b.createModule(.{
-        .root_source_file = b.path("zig/lib.zig"),
-        .target = target,
-        .optimize = optimize,
-        .link_libc = true,
-        .pic = true,
-        .omit_frame_pointer = optimize == .ReleaseFast,
-        .stack_check = false, // no __zig_probe_stack: compiler_rt is not bundled
-    });
+    const lib_module = sharedLibraryModule(b, "zig/lib.zig", target, optimize);
     lib_module.addOptions("build_options", options);
     lib_module.addCSourceFile(.{ .file = b.path("zig/tls.c"), .flags = &.{ "-O2", "-fPIC" } });
     const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module, .use_llvm = true });
@@ -41,15 +33,7 @@ pub fn build(b: *std.Build) void {
     // libhakmem.so (DT_NEEDED by its soname): loaded after libhakmem.so, as src/ffi.ts does,
     // they use that library's one allocator (the loader matches the soname of the copy
     // already loaded, wherever it came from); $ORIGIN finds zig-out/lib's otherwise.
-    const kernels_module = b.createModule(.{
-        .root_source_file = b.path("zig/kernels.zig"),
-        .target = target,
-        .optimize = optimize,
-        .link_libc = true,
-        .pic = true,
-        .omit_frame_pointer = optimize == .ReleaseFast,
-        .stack_check = false,
-    });
+    const kernels_module = sharedLibraryModule(b, "zig/kernels.zig", target, optimize);
     // The .so as a linker input (not linkLibrary, which adds the build cache's directory as
     // an rpath): DT_NEEDED libhakmem.so, found through $ORIGIN alone.
     kernels_module.addObjectFile(lib.getEmittedBin());
@@ -152,4 +136,18 @@ fn sourceHash(b: *std.Build) []const u8 {
         hasher.update(bytes);
     }
     return b.fmt("{x:0>16}", .{hasher.final()});
+}
+
+/// The module of a shared library of this project (libhakmem.so, libhakmem_kernels.so):
+/// position-independent, on libc, no stack probes (compiler_rt is not bundled).
+fn sharedLibraryModule(b: *std.Build, root: []const u8, target: std.Build.ResolvedTarget, optimize: std.builtin.OptimizeMode) *std.Build.Module {
+    return b.createModule(.{
+        .root_source_file = b.path(root),
+        .target = target,
+        .optimize = optimize,
+        .link_libc = true,
+        .pic = true,
+        .omit_frame_pointer = optimize == .ReleaseFast,
+        .stack_check = false, // no __zig_probe_stack: compiler_rt is not bundled
+    });
 }

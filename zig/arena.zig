@@ -11,6 +11,7 @@ const segment_map = @import("segment_map.zig");
 const segment_mod = @import("segment.zig");
 const Lock = @import("lock.zig").Lock;
 const decay_mod = @import("decay.zig");
+const budget = @import("budget.zig");
 const Segment = segment_mod.Segment;
 const SegmentList = segment_mod.SegmentList;
 const segment_size = segment_mod.segment_size;
@@ -31,6 +32,8 @@ pub fn acquire(owner: *anyopaque) ?*Segment {
 }
 
 fn mapSegment() ?*Segment {
+    if (!budget.claim(segment_size)) return null;
+    defer budget.settle(segment_size);
     const memory = os.mapAligned(segment_size, segment_size) orelse return null;
     const seg: *Segment = @ptrCast(@alignCast(memory));
     seg.initHeader(0);

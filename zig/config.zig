@@ -102,6 +102,18 @@ pub var adapt: bool = true;
 /// HAKMEM_BACKGROUND=1: one background thread gives idle memory back (background.zig).
 pub var background: bool = false;
 
+/// HAKMEM_MEMORY_LIMIT_MB: a hard budget of mapped memory (budget.zig); 0: none.
+pub var memory_limit_bytes: usize = 0;
+/// HAKMEM_CGROUP_DIR: the cgroup v2 directory to watch instead of /proc/self/cgroup's.
+pub var cgroup_dir_buf: [path_max + 1]u8 = [_]u8{0} ** (path_max + 1);
+pub var cgroup_dir_len: usize = 0;
+/// HAKMEM_PROFILE=path: the sampled heap profile is written there (profile.zig).
+pub var profile_path_buf: [path_max + 1]u8 = [_]u8{0} ** (path_max + 1);
+pub var profile_path_len: usize = 0;
+/// HAKMEM_PROFILE_SAMPLE_KB: the mean gap between two samples, in bytes allocated.
+pub var profile_sample_bytes: usize = 512 << 10;
+const path_max = 511;
+
 pub const CheckMode = abi.CheckMode;
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
@@ -183,6 +195,10 @@ const known = [_]Var{
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
+    .{ .name = "HAKMEM_MEMORY_LIMIT_MB", .expected = "a whole number of MiB (0: no limit)", .default = "0", .apply = applyMemoryLimit },
+    .{ .name = "HAKMEM_CGROUP_DIR", .expected = "a cgroup v2 directory", .default = "the process's cgroup", .apply = applyCgroupDir },
+    .{ .name = "HAKMEM_PROFILE", .expected = "a file path (%p: the process id)", .default = "off", .apply = applyProfile },
+    .{ .name = "HAKMEM_PROFILE_SAMPLE_KB", .expected = "a whole number of KiB, 1 or more", .default = "512", .apply = applyProfileSample },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -303,6 +319,48 @@ fn applyLargeCache(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
     return verdict;
+}
+
+fn applyMemoryLimit(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 30);
+    if (verdict == .ok) memory_limit_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyPath(value: []const u8, buf: *[path_max + 1]u8, len: *usize) Verdict {
+    if (value.len > path_max) return .{ .above = .{ .value = value.len, .limit = path_max } };
+    @memcpy(buf[0..value.len], value);
+    buf[value.len] = 0;
+    len.* = value.len;
+    return .ok;
+}
+
+fn applyCgroupDir(value: []const u8) Verdict {
+    return applyPath(value, &cgroup_dir_buf, &cgroup_dir_len);
+}
+
+fn applyProfile(value: []const u8) Verdict {
+    return applyPath(value, &profile_path_buf, &profile_path_len);
+}
+
+fn applyProfileSample(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 30);
+    if (verdict != .ok) return verdict;
+    if (n == 0) return .{ .below = .{ .value = 0, .limit = 1 } };
+    profile_sample_bytes = @as(usize, @intCast(n)) << 10;
+    return .ok;
+}
+
+/// HAKMEM_CGROUP_DIR, or null: the process's own cgroup.
+pub fn cgroupDir() ?[]const u8 {
+    if (cgroup_dir_len == 0) return null;
+    return cgroup_dir_buf[0..cgroup_dir_len];
+}
+
+/// HAKMEM_PROFILE, or null: no profiling.
+pub fn profilePath() ?[:0]const u8 {
+    if (profile_path_len == 0) return null;
+    return profile_path_buf[0..profile_path_len :0];
 }
 
 fn applyAdapt(value: []const u8) Verdict {

@@ -34,6 +34,7 @@ const placement = @import("placement.zig");
 const purge = @import("purge.zig");
 const growth = @import("growth.zig");
 const block_mod = @import("block.zig");
+const budget = @import("budget.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -99,6 +100,8 @@ pub const Heap = struct {
     maintenance_due_ms: u64,
     /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
     grown: growth.Log,
+    /// The last memory-pressure epoch this heap purged for (budget.zig).
+    relief_seen: u32,
 
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
@@ -114,6 +117,7 @@ pub const Heap = struct {
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
         self.grown = .{};
+        self.relief_seen = 0;
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
 
@@ -160,7 +164,7 @@ pub const Heap = struct {
     /// cache) a block straight from a page. Null only when out of memory (errno ENOMEM).
     pub noinline fn allocSlow(self: *Heap, bin: usize) ?*Block {
         self.tick();
-        const page = self.findPage(bin) orelse {
+        const page = self.findPage(bin) orelse self.findPageAfterPurge(bin) orelse {
             os.setErrno(.NOMEM);
             return null;
         };
@@ -169,6 +173,13 @@ pub const Heap = struct {
         if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
         self.counters.direct_allocs[bin] += 1;
         return blk;
+    }
+
+    /// Out of memory (or of the budget, budget.zig): everything retained goes back at once
+    /// (caches flushed, empty memory purged and unmapped), then one more try.
+    noinline fn findPageAfterPurge(self: *Heap, bin: usize) ?*Page {
+        self.maintain(os.nowMs(), true);
+        return self.findPage(bin);
     }
 
     /// A page of `bin` with a free block, made the direct page. Null only when out of memory.
@@ -363,7 +374,8 @@ pub const Heap = struct {
     /// pages empty for the purge delay back to their segments, then empty memory back to
     /// the OS along the decay curve (purge.zig); everything with `force`. Runs from slow
     /// paths only; its work is bounded by the heap's bins and segments.
-    pub fn maintain(self: *Heap, now_ms: u64, force: bool) void {
+    pub fn maintain(self: *Heap, now_ms: u64, force_asked: bool) void {
+        const force = force_asked or budget.shouldRelieve(now_ms, &self.relief_seen); // near a memory limit: everything
         if (!force and now_ms < self.maintenance_due_ms) return;
         const delay = config.purge_delay_ms;
         self.maintenance_due_ms = now_ms + @max(1, delay / 4);

@@ -21,6 +21,7 @@ const large_cache = @import("large_cache.zig");
 const misuse = @import("misuse.zig");
 const decay_mod = @import("decay.zig");
 const large_region = @import("large_region.zig");
+const memory_budget = @import("budget.zig");
 
 const chunk_size = segment_map.chunk_size;
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
@@ -68,6 +69,9 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     const total = std.math.add(usize, offset, @max(size, 1)) catch return null;
     if (total > size_max) return null;
     const mapped = std.mem.alignForward(usize, total, os.page_size);
+    const claimed = std.mem.alignForward(usize, mapped, large_region.unit_size); // as if nothing were reused
+    if (!memory_budget.claim(claimed)) return null;
+    defer memory_budget.settle(claimed);
     // (a region block starts on a unit boundary: larger alignments need a mapping's 4 MiB)
     if (alignment <= large_region.unit_size and mapped <= large_region.block_bytes_max) {
         var resident: large_region.ResidentMask = undefined;
@@ -455,6 +459,9 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
     if (total > size_max) return null;
     const new_mapped = std.mem.alignForward(usize, total, os.page_size);
+    const claimed = std.mem.alignForward(usize, new_mapped -| header.mapped_size, large_region.unit_size);
+    if (!memory_budget.claim(claimed)) return null;
+    defer memory_budget.settle(claimed);
     if (header.region_units != 0) return resizeInRegion(header, new_mapped);
     const old_usable = header.usable_size;
     const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;

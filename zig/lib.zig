@@ -186,7 +186,7 @@ comptime {
 /// before it. Every .zig file of zig/ is in exactly one (tools: the last).
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
-    &.{ "size_class", "config", "misuse", "stats" },
+    &.{ "size_class", "config", "misuse", "stats", "budget" },
     &.{ "page", "segment", "large_region", "large", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
     &.{ "background", "report", "process" },
@@ -224,6 +224,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("budget.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

@@ -10,6 +10,7 @@ const arena = @import("arena.zig");
 const large = @import("large.zig");
 const thread = @import("thread.zig");
 const report = @import("report.zig");
+const budget = @import("budget.zig");
 
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
 
@@ -29,6 +30,7 @@ noinline fn initSlow() void {
     }
     @import("block.zig").initSecrets();
     config.loadFromEnvironment();
+    budget.init();
     if (config.print_stats_at_exit) keepStderr();
     thread.initExitKey();
     state.store(.ready, .release);

@@ -76,6 +76,8 @@ pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyo
     if (size > size_max) return outOfMemory();
     const now = os.nowMs();
     h.maintain(now, false);
+    if (large.alloc(size, alignment, zeroed, now)) |p| return p;
+    h.maintain(now, true); // out of memory or of the budget: purge everything retained, once more
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
 }
 

@@ -179,3 +179,114 @@ export interface GlobalStats {
   /** double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
   doubleFreesContained: number;
 }
+
+// ---- the memory report: hak_memory_report writes HAK_MEM_PARTS values, in this order
+
+export const HAK_MEM_PARTS = 25;
+export const HAK_MEM_LIVE_REQUESTED = 0;
+export const HAK_MEM_INTERNAL_WASTE = 1;
+export const HAK_MEM_TINY_LIVE = 2;
+export const HAK_MEM_MID_LIVE = 3;
+export const HAK_MEM_LARGE_LIVE = 4;
+export const HAK_MEM_THREAD_CACHE = 5;
+export const HAK_MEM_TINY_THREAD_CACHE = 6;
+export const HAK_MEM_MID_THREAD_CACHE = 7;
+export const HAK_MEM_PAGE_FREE = 8;
+export const HAK_MEM_TINY_PAGE_FREE = 9;
+export const HAK_MEM_MID_PAGE_FREE = 10;
+export const HAK_MEM_EMPTY_DIRTY = 11;
+export const HAK_MEM_LARGE_RETAINED = 12;
+export const HAK_MEM_LARGE_OVERHEAD = 13;
+export const HAK_MEM_CACHED_SEGMENTS = 14;
+export const HAK_MEM_METADATA = 15;
+export const HAK_MEM_ALLOCATOR_RESIDENT = 16;
+export const HAK_MEM_SEGMENTS_RESIDENT = 17;
+export const HAK_MEM_LARGE_RESIDENT = 18;
+export const HAK_MEM_UNEXPLAINED = 19;
+export const HAK_MEM_RSS = 20;
+export const HAK_MEM_NOT_ALLOCATOR = 21;
+export const HAK_MEM_ALLOCATOR_MAPPED = 22;
+export const HAK_MEM_THREADS = 23;
+export const HAK_MEM_LARGEST_THREAD_CACHE = 24;
+/** Part names as the library gives them (hak_memory_part_name(0..)), in order. */
+export const MEMORY_PART_NAMES = [
+  "live_requested",
+  "internal_waste",
+  "tiny_live",
+  "mid_live",
+  "large_live",
+  "thread_cache",
+  "tiny_thread_cache",
+  "mid_thread_cache",
+  "page_free",
+  "tiny_page_free",
+  "mid_page_free",
+  "empty_dirty",
+  "large_retained",
+  "large_overhead",
+  "cached_segments",
+  "metadata",
+  "allocator_resident",
+  "segments_resident",
+  "large_resident",
+  "unexplained",
+  "rss",
+  "not_allocator",
+  "allocator_mapped",
+  "threads",
+  "largest_thread_cache",
+] as const;
+
+/** The memory report (hak_memory_report); the camelCase of MEMORY_PART_NAMES. */
+export interface MemoryReport {
+  /** bytes the program asked for and holds (live blocks minus internal_waste) */
+  liveRequested: number;
+  /** live tiny and mid blocks' rounding up to their size class (an estimate: half the gap to the class below per block; requests are not recorded) */
+  internalWaste: number;
+  /** usable bytes of live tiny blocks */
+  tinyLive: number;
+  /** usable bytes of live mid blocks */
+  midLive: number;
+  /** usable bytes of live large blocks */
+  largeLive: number;
+  /** free blocks held in thread caches (all threads) */
+  threadCache: number;
+  /** of which tiny blocks */
+  tinyThreadCache: number;
+  /** of which mid blocks */
+  midThreadCache: number;
+  /** free blocks in pages that still hold live blocks (carved, resident, not in a cache) */
+  pageFree: number;
+  /** of which in tiny pages */
+  tinyPageFree: number;
+  /** of which in mid pages */
+  midPageFree: number;
+  /** empty slices not yet purged (dirty, on the decay curve), in segments and in the segment cache */
+  emptyDirty: number;
+  /** freed large memory kept resident (region units and cached mappings) */
+  largeRetained: number;
+  /** live large blocks' headers and the parts of their last pages and 64 KiB units they touch (measured: the large tier's resident bytes minus large_live and large_retained) */
+  largeOverhead: number;
+  /** empty segments waiting in the arena's cache (count x 4 MiB mapped; their dirty slices are in empty_dirty) */
+  cachedSegments: number;
+  /** segment headers, heaps, the segment map and the large regions' unit maps (resident, measured) */
+  metadata: number;
+  /** resident bytes of every mapping hakmem made, measured with mincore when read */
+  allocatorResident: number;
+  /** of which segments (headers included) */
+  segmentsResident: number;
+  /** of which large regions and mappings */
+  largeResident: number;
+  /** allocator_resident minus the parts (signed; two's complement) */
+  unexplained: number;
+  /** the process's resident set (/proc/self/statm) */
+  rss: number;
+  /** rss minus allocator_resident: program code, stacks, libc, other mappings */
+  notAllocator: number;
+  /** everything hakmem has mapped (the hard budget counts this) */
+  allocatorMapped: number;
+  /** threads with a heap now (count) */
+  threads: number;
+  /** bytes in the fullest thread's cache */
+  largestThreadCache: number;
+}

@@ -58,6 +58,9 @@ const symbols = {
   hak_stats_reset: { args: [], returns: none },
   hak_stats_print: { args: [], returns: none },
   hak_collect: { args: [i32], returns: none },
+  hak_memory_report: { args: [ptr, u64_fast], returns: u64_fast },
+  hak_memory_part_name: { args: [u32], returns: cstring },
+  hak_profile_dump: { args: [cstring], returns: i32 },
   hak_set_check_mode: { args: [i32], returns: i32 },
   hak_check_mode: { args: [], returns: i32 },
   // identity

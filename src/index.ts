@@ -10,9 +10,11 @@ import { native } from "./ffi.ts";
 import { HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
 import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE } from "./check.ts";
 import { readStats, type Stats } from "./stats.ts";
+import { readMemory, type MemoryReport } from "./memory.ts";
 
 export { libraryPath, symbolAddress } from "./ffi.ts";
 export { statsDelta, totalOf, type Stats, type TierStats, type GlobalStats } from "./stats.ts";
+export { formatMemory, type MemoryReport } from "./memory.ts";
 export * as kernels from "./kernels.ts";
 export { MAX_SIZE };
 export type { CheckMode, Tier };
@@ -239,6 +241,25 @@ export function setRouting(thresholds: { tinyMax?: number; midMax?: number }): v
 /** Per-tier and global counters, summed over all threads (live and exited). */
 export function stats(): Stats {
   return readStats();
+}
+
+/**
+ * Where the memory goes: the allocator's resident memory split into live bytes, rounding
+ * waste, thread caches, free blocks in pages, empty dirty pages, retained large memory and
+ * metadata, with the kernel's RSS beside it (zig/memory_report.zig; fields: src/abi.ts
+ * MemoryReport).
+ */
+export function memory(): MemoryReport {
+  return readMemory();
+}
+
+/**
+ * Writes the sampled heap profile (HAKMEM_PROFILE) now, in the pprof format, to `path`
+ * (default: the HAKMEM_PROFILE path). Throws when profiling is off or the file cannot be written.
+ */
+export function dumpProfile(path?: string): void {
+  const rc = native.hak_profile_dump(path === undefined ? null : Buffer.from(`${path}\0`));
+  if (rc !== HAK_OK) throw new Error(`hakmem.dumpProfile: ${rc === HAK_ERR_INVALID ? "profiling is off (set HAKMEM_PROFILE)" : `cannot write ${path ?? "the profile"}`}`);
 }
 
 /** Zeroes the event counters (allocs, frees, remote frees, purges, cache hits/misses). */

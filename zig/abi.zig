@@ -221,6 +221,72 @@ pub fn statName(i: usize) ?[]const u8 {
     return null;
 }
 
+// ------------------------------------------------------------------ the memory report
+
+/// hak_memory_report fills out[0..n) with these values, in this order (bytes unless the name
+/// says otherwise); hak_memory_part_name(i) names value i. The parts from live_requested to
+/// metadata add up to allocator_resident within unexplained (signed: the difference, as a
+/// two's-complement u64); rss is the kernel's figure for the whole process.
+pub const MemoryPart = enum(u32) {
+    live_requested,
+    internal_waste,
+    tiny_live,
+    mid_live,
+    large_live,
+    thread_cache,
+    tiny_thread_cache,
+    mid_thread_cache,
+    page_free,
+    tiny_page_free,
+    mid_page_free,
+    empty_dirty,
+    large_retained,
+    large_overhead,
+    cached_segments,
+    metadata,
+    allocator_resident,
+    segments_resident,
+    large_resident,
+    unexplained,
+    rss,
+    not_allocator,
+    allocator_mapped,
+    threads,
+    largest_thread_cache,
+
+    pub fn doc(self: MemoryPart) []const u8 {
+        return switch (self) {
+            .live_requested => "bytes the program asked for and holds (live blocks minus internal_waste)",
+            .internal_waste => "live tiny and mid blocks' rounding up to their size class (an estimate: half the gap to the class below per block; requests are not recorded)",
+            .tiny_live => "usable bytes of live tiny blocks",
+            .mid_live => "usable bytes of live mid blocks",
+            .large_live => "usable bytes of live large blocks",
+            .thread_cache => "free blocks held in thread caches (all threads)",
+            .tiny_thread_cache => "of which tiny blocks",
+            .mid_thread_cache => "of which mid blocks",
+            .page_free => "free blocks in pages that still hold live blocks (carved, resident, not in a cache)",
+            .tiny_page_free => "of which in tiny pages",
+            .mid_page_free => "of which in mid pages",
+            .empty_dirty => "empty slices not yet purged (dirty, on the decay curve), in segments and in the segment cache",
+            .large_retained => "freed large memory kept resident (region units and cached mappings)",
+            .large_overhead => "live large blocks' headers and the parts of their last pages and 64 KiB units they touch (measured: the large tier's resident bytes minus large_live and large_retained)",
+            .cached_segments => "empty segments waiting in the arena's cache (count x 4 MiB mapped; their dirty slices are in empty_dirty)",
+            .metadata => "segment headers, heaps, the segment map and the large regions' unit maps (resident, measured)",
+            .allocator_resident => "resident bytes of every mapping hakmem made, measured with mincore when read",
+            .segments_resident => "of which segments (headers included)",
+            .large_resident => "of which large regions and mappings",
+            .unexplained => "allocator_resident minus the parts (signed; two's complement)",
+            .rss => "the process's resident set (/proc/self/statm)",
+            .not_allocator => "rss minus allocator_resident: program code, stacks, libc, other mappings",
+            .allocator_mapped => "everything hakmem has mapped (the hard budget counts this)",
+            .threads => "threads with a heap now (count)",
+            .largest_thread_cache => "bytes in the fullest thread's cache",
+        };
+    }
+};
+
+pub const memory_part_count = @typeInfo(MemoryPart).@"enum".fields.len;
+
 test "the stats layout is dense and named" {
     try std.testing.expectEqual(@as(usize, 12), stat_field_count);
     try std.testing.expectEqual(@as(usize, 13), stat_global_count);

@@ -193,6 +193,14 @@ fn cBlock(arena: std.mem.Allocator) ![]const u8 {
         try defs.append(arena, .{ .name = try cName(arena, "HAK_STAT_", f.name), .value = try std.fmt.allocPrint(arena, "{d}", .{f.value}), .doc = g.doc() });
     }
     try writeDefines(w, defs.items);
+    try w.writeAll("\n/* The memory report: hak_memory_report fills out[0..n) with HAK_MEM_PARTS values, in\n * this order; hak_memory_part_name(i) names them. */\n");
+    defs = .empty;
+    try defs.append(arena, .{ .name = "HAK_MEM_PARTS", .value = try std.fmt.allocPrint(arena, "{d}", .{abi.memory_part_count}), .doc = "values written by hak_memory_report" });
+    inline for (@typeInfo(abi.MemoryPart).@"enum".fields) |f| {
+        const m: abi.MemoryPart = @enumFromInt(f.value);
+        try defs.append(arena, .{ .name = try cName(arena, "HAK_MEM_", f.name), .value = try std.fmt.allocPrint(arena, "{d}", .{f.value}), .doc = m.doc() });
+    }
+    try writeDefines(w, defs.items);
     try w.print("\n{s}", .{end_marker});
     return aw.written();
 }
@@ -262,6 +270,17 @@ fn tsFile(arena: std.mem.Allocator) ![]const u8 {
     inline for (@typeInfo(abi.StatGlobal).@"enum".fields) |f| {
         const g: abi.StatGlobal = @enumFromInt(f.value);
         try w.print("  /** {s} */\n  {s}: number;\n", .{ g.doc(), try camel(arena, f.name) });
+    }
+    try w.writeAll("}\n");
+    try w.writeAll("\n// ---- the memory report: hak_memory_report writes HAK_MEM_PARTS values, in this order\n\n");
+    try w.print("export const HAK_MEM_PARTS = {d};\n", .{abi.memory_part_count});
+    inline for (@typeInfo(abi.MemoryPart).@"enum".fields) |f| try w.print("export const HAK_MEM_{s} = {d};\n", .{ try upperAlloc(arena, f.name), f.value });
+    try w.writeAll("/** Part names as the library gives them (hak_memory_part_name(0..)), in order. */\nexport const MEMORY_PART_NAMES = [\n");
+    inline for (@typeInfo(abi.MemoryPart).@"enum".fields) |f| try w.print("  \"{s}\",\n", .{f.name});
+    try w.writeAll("] as const;\n\n/** The memory report (hak_memory_report); the camelCase of MEMORY_PART_NAMES. */\nexport interface MemoryReport {\n");
+    inline for (@typeInfo(abi.MemoryPart).@"enum".fields) |f| {
+        const m: abi.MemoryPart = @enumFromInt(f.value);
+        try w.print("  /** {s} */\n  {s}: number;\n", .{ m.doc(), try camel(arena, f.name) });
     }
     try w.writeAll("}\n");
     return aw.written();

@@ -9,6 +9,7 @@ const stats = @import("stats.zig");
 const size_class = @import("size_class.zig");
 const alloc = @import("alloc.zig");
 const report = @import("report.zig");
+const memory_report = @import("memory_report.zig");
 const process = @import("process.zig");
 const abi = @import("abi.zig");
 
@@ -131,6 +132,34 @@ export fn hak_stat_name(index: u32) ?[*:0]const u8 {
 
 fn statName(comptime index: usize) [*:0]const u8 {
     return (abi.statName(index).? ++ "").ptr;
+}
+
+/// Where the memory goes (memory_report.zig): HAK_MEM_PARTS values; returns how many were written.
+export fn hak_memory_report(out: ?[*]u64, n: usize) usize {
+    const dest = out orelse return 0;
+    var values: memory_report.Values = undefined;
+    memory_report.read(&values);
+    const count = @min(n, values.len);
+    @memcpy(dest[0..count], values[0..count]);
+    return count;
+}
+
+export fn hak_memory_part_name(index: u32) ?[*:0]const u8 {
+    return switch (index) {
+        inline 0...abi.memory_part_count - 1 => |i| comptime (@tagName(@as(abi.MemoryPart, @enumFromInt(i))) ++ "").ptr,
+        else => null,
+    };
+}
+
+/// Writes the heap profile (pprof) to `path` (NULL: HAKMEM_PROFILE's path). HAK_ERR_INVALID
+/// when profiling is off, HAK_ERR_ARG when the file cannot be written.
+export fn hak_profile_dump(path: ?[*:0]const u8) c_int {
+    process.ensureInit();
+    @import("profile.zig").dump(path) catch |e| return switch (e) {
+        error.Off => HAK_ERR_INVALID,
+        error.CannotWrite => HAK_ERR_ARG,
+    };
+    return HAK_OK;
 }
 
 export fn hak_stats_reset() void {

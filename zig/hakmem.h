@@ -105,6 +105,35 @@ extern "C" {
 #define HAK_STAT_LARGE_CACHE_LIMIT_BYTES 11  /* current byte limit of the large-mapping cache */
 #define HAK_STAT_DOUBLE_FREES_CONTAINED  12  /* double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
 
+/* The memory report: hak_memory_report fills out[0..n) with HAK_MEM_PARTS values, in
+ * this order; hak_memory_part_name(i) names them. */
+#define HAK_MEM_PARTS                25  /* values written by hak_memory_report */
+#define HAK_MEM_LIVE_REQUESTED       0   /* bytes the program asked for and holds (live blocks minus internal_waste) */
+#define HAK_MEM_INTERNAL_WASTE       1   /* live tiny and mid blocks' rounding up to their size class (an estimate: half the gap to the class below per block; requests are not recorded) */
+#define HAK_MEM_TINY_LIVE            2   /* usable bytes of live tiny blocks */
+#define HAK_MEM_MID_LIVE             3   /* usable bytes of live mid blocks */
+#define HAK_MEM_LARGE_LIVE           4   /* usable bytes of live large blocks */
+#define HAK_MEM_THREAD_CACHE         5   /* free blocks held in thread caches (all threads) */
+#define HAK_MEM_TINY_THREAD_CACHE    6   /* of which tiny blocks */
+#define HAK_MEM_MID_THREAD_CACHE     7   /* of which mid blocks */
+#define HAK_MEM_PAGE_FREE            8   /* free blocks in pages that still hold live blocks (carved, resident, not in a cache) */
+#define HAK_MEM_TINY_PAGE_FREE       9   /* of which in tiny pages */
+#define HAK_MEM_MID_PAGE_FREE        10  /* of which in mid pages */
+#define HAK_MEM_EMPTY_DIRTY          11  /* empty slices not yet purged (dirty, on the decay curve), in segments and in the segment cache */
+#define HAK_MEM_LARGE_RETAINED       12  /* freed large memory kept resident (region units and cached mappings) */
+#define HAK_MEM_LARGE_OVERHEAD       13  /* live large blocks' headers and the parts of their last pages and 64 KiB units they touch (measured: the large tier's resident bytes minus large_live and large_retained) */
+#define HAK_MEM_CACHED_SEGMENTS      14  /* empty segments waiting in the arena's cache (count x 4 MiB mapped; their dirty slices are in empty_dirty) */
+#define HAK_MEM_METADATA             15  /* segment headers, heaps, the segment map and the large regions' unit maps (resident, measured) */
+#define HAK_MEM_ALLOCATOR_RESIDENT   16  /* resident bytes of every mapping hakmem made, measured with mincore when read */
+#define HAK_MEM_SEGMENTS_RESIDENT    17  /* of which segments (headers included) */
+#define HAK_MEM_LARGE_RESIDENT       18  /* of which large regions and mappings */
+#define HAK_MEM_UNEXPLAINED          19  /* allocator_resident minus the parts (signed; two's complement) */
+#define HAK_MEM_RSS                  20  /* the process's resident set (/proc/self/statm) */
+#define HAK_MEM_NOT_ALLOCATOR        21  /* rss minus allocator_resident: program code, stacks, libc, other mappings */
+#define HAK_MEM_ALLOCATOR_MAPPED     22  /* everything hakmem has mapped (the hard budget counts this) */
+#define HAK_MEM_THREADS              23  /* threads with a heap now (count) */
+#define HAK_MEM_LARGEST_THREAD_CACHE 24  /* bytes in the fullest thread's cache */
+
 /* END GENERATED */
 
 /* Allocation. Failure returns NULL with errno = ENOMEM (EINVAL for a bad alignment). */
@@ -147,6 +176,15 @@ int    hak_check_mode(void);
 
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);
+
+/* Where the memory goes: HAK_MEM_PARTS values (HAK_MEM_*, generated above), measured now. */
+size_t      hak_memory_report(uint64_t *out, size_t n);
+const char *hak_memory_part_name(uint32_t index);
+
+/* The sampled heap profile (HAKMEM_PROFILE=path): written in the pprof format to path
+ * (NULL: HAKMEM_PROFILE's); HAK_ERR_INVALID when profiling is off, HAK_ERR_ARG when the
+ * file cannot be written. Also written at exit. */
+int    hak_profile_dump(const char *path);
 
 /* Identity. */
 const char *hak_version(void);

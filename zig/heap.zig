@@ -35,6 +35,7 @@ const purge = @import("purge.zig");
 const growth = @import("growth.zig");
 const block_mod = @import("block.zig");
 const budget = @import("budget.zig");
+const profile = @import("profile.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -168,11 +169,17 @@ pub const Heap = struct {
             os.setErrno(.NOMEM);
             return null;
         };
-        if (self.cache.capacity(bin) != 0) return self.cache.refillAndPop(bin, page);
-        const blk = page.popFree().?;
+        if (self.cache.capacity(bin) != 0) return self.refillAndPop(bin, page);
+        const blk = profile.refilled(page.popFree().?, page, 0);
         if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
         self.counters.direct_allocs[bin] += 1;
         return blk;
+    }
+
+    /// The sampled heap profile sees every refill (profile.zig: a byte countdown).
+    inline fn refillAndPop(self: *Heap, bin: usize, page: *Page) *Block {
+        const blk = self.cache.refillAndPop(bin, page);
+        return profile.refilled(blk, page, self.cache.count(bin));
     }
 
     /// Out of memory (or of the budget, budget.zig): everything retained goes back at once

@@ -374,6 +374,11 @@ pub fn lookup(addr: usize) Lookup {
     return if (owner & freed_flag != 0) .{ .freed = base } else .{ .live = base };
 }
 
+/// Resident bytes of the regions' unit maps (metadata, for the memory report).
+pub fn metadataResidentBytes() usize {
+    return os.residentBytes(@intFromPtr(&regions), @sizeOf(@TypeOf(regions)));
+}
+
 /// Bytes of free units that may be resident.
 pub fn retainedBytes() usize {
     return @atomicLoad(usize, &retained_bytes, .monotonic);

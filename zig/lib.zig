@@ -185,11 +185,11 @@ comptime {
 /// The layers, lowest first; in each, the order in which a file may import the ones
 /// before it. Every .zig file of zig/ is in exactly one (tools: the last).
 const layers = [_][]const []const u8{
-    &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
+    &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
     &.{ "size_class", "config", "misuse", "stats", "budget" },
-    &.{ "page", "segment", "large_region", "large", "arena" },
+    &.{ "page", "profile", "segment", "large_region", "large", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
-    &.{ "background", "report", "process" },
+    &.{ "background", "memory_report", "report", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
 };
@@ -225,6 +225,9 @@ test {
     _ = @import("purge.zig");
     _ = @import("growth.zig");
     _ = @import("budget.zig");
+    _ = @import("memory_report.zig");
+    _ = @import("profile.zig");
+    _ = @import("pprof.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

@@ -65,6 +65,30 @@ pub fn purge(ptr: [*]u8, len: usize) void {
     _ = linux.madvise(ptr, len, linux.MADV.DONTNEED);
 }
 
+/// Resident bytes of [addr, addr + len) (mincore; the range is widened to whole pages).
+/// Counts what was measured before a part the kernel refused (not mapped).
+pub fn residentBytes(addr: usize, len: usize) usize {
+    const start = std.mem.alignBackward(usize, addr, page_size);
+    const end = std.mem.alignForward(usize, addr + len, page_size);
+    var vec: [1024]u8 = undefined;
+    var at = start;
+    var resident: usize = 0;
+    while (at < end) {
+        const pages = @min((end - at) / page_size, vec.len);
+        if (failed(linux.mincore(@ptrFromInt(at), pages * page_size, &vec))) return resident;
+        for (vec[0..pages]) |b| resident += @as(usize, b & 1) * page_size;
+        at += pages * page_size;
+    }
+    return resident;
+}
+
+/// mincore of a page-aligned range of at most vec.len pages: bit 0 of vec[i] says whether
+/// page i is resident. False when the kernel refuses (a part not mapped).
+pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
+    std.debug.assert(addr % page_size == 0 and len <= vec.len * page_size);
+    return !failed(linux.mincore(@ptrFromInt(addr), len, vec.ptr));
+}
+
 /// Tries to resize a mapping where it stands. True on success.
 pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
     return !failed(linux.mremap(ptr, old_len, new_len, .{}, null));
@@ -114,7 +138,9 @@ test "map, aligned map, purge, unmap" {
     try std.testing.expect(@intFromPtr(p) % (1 << 22) == 0);
     p[0] = 7;
     p[(1 << 22) - 1] = 9;
+    try std.testing.expectEqual(2 * page_size, residentBytes(@intFromPtr(p), 1 << 22));
     purge(p, 1 << 22);
+    try std.testing.expectEqual(@as(usize, 0), residentBytes(@intFromPtr(p), 1 << 22));
     try std.testing.expectEqual(@as(u8, 0), p[0]);
     unmap(p, 1 << 22);
     try std.testing.expect(nowMs() > 0);

@@ -35,15 +35,16 @@ const misuse = @import("misuse.zig");
 
 pub const Block = block_mod.Block;
 
-// A page's flags. Three are slow flags: each sends every free of the page to the slow
+// A page's flags. Four are slow flags: each sends every free of the page to the slow
 // path (fast_magic = 0). The other two are the owner's bookkeeping; free ignores them.
 pub const flag_full: u8 = 1; // owner: in the heap's full queue
 pub const flag_aligned: u8 = 2; // slow: holds blocks handed out at an inner aligned address
 pub const flag_unused: u8 = 4; // slow: not a page in use (free span, segment header, cached)
 pub const flag_checked: u8 = 8; // slow: check mode, every free goes through check.zig
 pub const flag_flushing: u8 = 16; // owner, within one cache flush: already listed
+pub const flag_sampled: u8 = 32; // slow: holds a block the heap profiler sampled (profile.zig)
 /// Flags that send every free of the page to the slow path (fast_magic = 0).
-const slow_flags = flag_aligned | flag_unused | flag_checked;
+const slow_flags = flag_aligned | flag_unused | flag_checked | flag_sampled;
 
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;

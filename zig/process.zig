@@ -31,6 +31,7 @@ noinline fn initSlow() void {
     @import("block.zig").initSecrets();
     config.loadFromEnvironment();
     budget.init();
+    @import("profile.zig").init();
     if (config.print_stats_at_exit) keepStderr();
     thread.initExitKey();
     state.store(.ready, .release);
@@ -152,6 +153,7 @@ fn atInit() callconv(.c) void {
 }
 
 fn atExit() callconv(.c) void {
+    @import("profile.zig").writeAtExit();
     if (config.print_stats_at_exit) writeSummaryAtExit();
 }
 

@@ -6,6 +6,7 @@ const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
 const thread = @import("thread.zig");
+const memory_report = @import("memory_report.zig");
 const build_options = @import("build_options");
 const abi = @import("abi.zig");
 const G = abi.StatGlobal;
@@ -34,8 +35,8 @@ fn peakRssKiB() u64 {
     return std.fmt.parseUnsigned(u64, it.next() orelse return 0, 10) catch 0;
 }
 
-/// Room for the whole summary (5 lines of at most ~150 bytes).
-pub const summary_max = 1024;
+/// Room for the whole summary (8 lines of at most ~160 bytes).
+pub const summary_max = 2048;
 
 /// The HAKMEM_STATS summary, formatted into `buf` (never allocates).
 pub fn formatSummary(buf: *[summary_max]u8) []const u8 {
@@ -72,6 +73,9 @@ fn writeSummary(w: *std.Io.Writer, v: *const [stats.value_count]u64) std.Io.Writ
         v[G.segments_mapped.index()],          v[G.segments_abandoned.index()],         v[G.segments_adopted.index()],
         v[abi.statIndex(.large, .cache_hits)], v[abi.statIndex(.large, .cache_misses)], v[G.os_mapped_bytes.index()],
     });
+    var memory: memory_report.Values = undefined;
+    memory_report.read(&memory);
+    try memory_report.write(w, &memory);
 }
 
 /// hak_stats_print: the summary on stderr, in one write.

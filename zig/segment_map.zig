@@ -60,6 +60,48 @@ pub fn largeHeadOf(addr: usize) ?usize {
     return null;
 }
 
+/// Calls `visit(context, chunk_start, tag)` for every chunk tagged other than none (the
+/// memory report). Only the map's pages that hold a tag are read (mincore first: the
+/// untouched parts of the 32 MiB array stay untouched). Bounded by the map's size.
+pub fn forEachTagged(context: anytype, comptime visit: fn (@TypeOf(context), usize, Tag) void) void {
+    var it: UsedPages = .{};
+    while (it.next()) |first| {
+        for (first..@min(first + page_bytes, chunk_count)) |i| {
+            const tag: Tag = @enumFromInt(@atomicLoad(u8, &tags[i], .monotonic));
+            if (tag != .none) visit(context, i << chunk_shift, tag);
+        }
+    }
+}
+
+/// Resident bytes of the map itself (metadata): its pages that hold a tag. (mincore also
+/// reports pages only ever read, which map the kernel's shared zero page: no RSS.)
+pub fn residentBytes() usize {
+    var it: UsedPages = .{};
+    var resident: usize = 0;
+    while (it.next()) |_| resident += page_bytes;
+    return resident;
+}
+
+const page_bytes = 4096;
+
+/// The map's pages (index of their first tag) that are resident and hold a tag.
+const UsedPages = struct {
+    at: usize = 0,
+
+    fn next(self: *UsedPages) ?usize {
+        const os = @import("os.zig");
+        const base = std.mem.alignBackward(usize, @intFromPtr(&tags), page_bytes);
+        const skew = @intFromPtr(&tags) - base;
+        while (self.at < chunk_count) {
+            const first = self.at;
+            self.at += page_bytes;
+            if (os.residentBytes(base + first + skew, 1) == 0) continue;
+            if (std.mem.indexOfNone(u8, tags[first..@min(first + page_bytes, chunk_count)], &.{0}) != null) return first;
+        }
+        return null;
+    }
+};
+
 test "mark, lookup, walk back, clear" {
     const base: usize = 0x5000_0000_0000 & ~(chunk_size - 1);
     try std.testing.expectEqual(Tag.none, lookup(base));

@@ -26,6 +26,7 @@ const thread = @import("thread.zig");
 const process = @import("process.zig");
 const large = @import("large.zig");
 const misuse = @import("misuse.zig");
+const profile = @import("profile.zig");
 const abi = @import("abi.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
@@ -76,9 +77,12 @@ pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyo
     if (size > size_max) return outOfMemory();
     const now = os.nowMs();
     h.maintain(now, false);
-    if (large.alloc(size, alignment, zeroed, now)) |p| return p;
-    h.maintain(now, true); // out of memory or of the budget: purge everything retained, once more
-    return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
+    const p = large.alloc(size, alignment, zeroed, now) orelse retry: {
+        h.maintain(now, true); // out of memory or of the budget: purge everything retained, once more
+        break :retry large.alloc(size, alignment, zeroed, now) orelse return outOfMemory();
+    };
+    if (profile.enabled) profile.sampleLarge(p, size);
+    return p;
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
@@ -118,6 +122,7 @@ pub fn free(addr: usize) FreeResult {
     if (tag != .segment) return freeLarge(addr, tag);
     const page = Segment.of(addr).pageOf(addr);
     const start = page.blockOf(addr) orelse return .invalid;
+    if (page.flags & page_mod.flag_sampled != 0) profile.freed(start);
     return freeBlock(page, @ptrFromInt(start));
 }
 
@@ -180,6 +185,7 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .invalid => return .invalid,
         .freed => return .double_free,
         .live => |header| {
+            if (profile.enabled) profile.freed(addr);
             const now = os.nowMs();
             if (!large.free(header, now)) return .double_free;
             if (thread.currentAny()) |h| h.maintain(now, false);

@@ -161,6 +161,18 @@ pub fn sumCounters(total: *stats.BinCounters) void {
     stats.thread_cache_bytes_snapshot = cached;
 }
 
+/// Calls `visit(context, heap, live)` for every heap, live (its thread runs) or pooled (no
+/// thread: reused by the next new thread), under the registry lock (the memory report).
+/// Bounded by the number of heaps.
+pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    inline for (.{ registry_first, pool_first }, .{ true, false }) |first, live| {
+        var it = first;
+        while (it) |heap| : (it = heap.registry_next) visit(context, heap, live);
+    }
+}
+
 /// The background purger's pass over every live heap (background.zig). Bounded by the
 /// number of heaps.
 pub fn decayEveryHeap(now_ms: u64) void {

@@ -1,0 +1,207 @@
+//! memory_report.zig — where the memory goes: hak_memory_report, memory() from Bun, and the
+//! "memory" lines of the HAKMEM_STATS summary. Splits what hakmem holds resident into parts
+//! (abi.MemoryPart) and puts the kernel's measurement beside them:
+//!
+//!   allocator_resident (measured: mincore over every chunk segment_map tags, the heaps,
+//!   │                   the segment map and the regions' unit maps)
+//!   ├─ live blocks ─────────── live_requested + internal_waste (tiny, mid, large live)
+//!   ├─ thread_cache ────────── free blocks in thread caches (a walk of every heap's stacks)
+//!   ├─ page_free ───────────── carved blocks of pages in use, neither live nor cached
+//!   │                          (stats' carved bytes minus live minus cached)
+//!   ├─ empty_dirty ─────────── empty slices not yet purged (measured: the segments' masks)
+//!   ├─ large_retained ──────── freed large memory kept resident (region units, mappings)
+//!   ├─ large_overhead ──────── live large blocks' headers and rounding (the large tier's
+//!   │                          measured resident bytes minus its live and retained ones)
+//!   ├─ metadata ────────────── segment headers (measured), heaps, segment map, unit maps
+//!   └─ unexplained ─────────── the measurement minus the parts: page tails resident beyond
+//!                              their carved blocks, dirty slices never touched whole
+//!   rss (the kernel's, /proc/self/statm) = allocator_resident + not_allocator
+//!
+//! The counters are folded in at the batch paths as always (refill, flush, page and
+//! mapping events); reading walks the heaps under the registry lock and measures the
+//! mappings with mincore: exact when read, a few ms for a big heap. Never allocates.
+const std = @import("std");
+const os = @import("os.zig");
+const abi = @import("abi.zig");
+const stats = @import("stats.zig");
+const size_class = @import("size_class.zig");
+const segment_map = @import("segment_map.zig");
+const segment_mod = @import("segment.zig");
+const large = @import("large.zig");
+const large_region = @import("large_region.zig");
+const arena = @import("arena.zig");
+const thread = @import("thread.zig");
+const Heap = @import("heap.zig").Heap;
+const P = abi.MemoryPart;
+const G = abi.StatGlobal;
+
+pub const Values = [abi.memory_part_count]u64;
+
+/// The whole report, read now.
+pub fn read(out: *Values) void {
+    out.* = [_]u64{0} ** abi.memory_part_count;
+    var sum: stats.BinCounters = .{};
+    thread.sumCounters(&sum);
+    var v: [stats.value_count]u64 = undefined;
+    stats.snapshot(&sum, &v);
+    var heaps: HeapWalk = .{};
+    thread.forEachHeap(&heaps, HeapWalk.visit);
+    var chunks: ChunkWalk = .{};
+    segment_map.forEachTagged(&chunks, ChunkWalk.visit);
+
+    const live = [_]u64{ v[abi.statIndex(.tiny, .live_bytes)], v[abi.statIndex(.mid, .live_bytes)], v[abi.statIndex(.large, .live_bytes)] };
+    set(out, .tiny_live, live[0]);
+    set(out, .mid_live, live[1]);
+    set(out, .large_live, live[2]);
+    const live_total = live[0] + live[1] + live[2];
+    const waste = estimatedWaste(&sum);
+    set(out, .internal_waste, waste);
+    set(out, .live_requested, live_total -| waste);
+    set(out, .tiny_thread_cache, heaps.cached[0]);
+    set(out, .mid_thread_cache, heaps.cached[1]);
+    set(out, .thread_cache, heaps.cached[0] + heaps.cached[1]);
+    set(out, .largest_thread_cache, heaps.largest_cache);
+    set(out, .threads, heaps.live);
+    const tiny_free = v[abi.statIndex(.tiny, .resident_bytes)] -| (live[0] + heaps.cached[0]);
+    const mid_free = v[abi.statIndex(.mid, .resident_bytes)] -| (live[1] + heaps.cached[1]);
+    set(out, .tiny_page_free, tiny_free);
+    set(out, .mid_page_free, mid_free);
+    set(out, .page_free, tiny_free + mid_free);
+    set(out, .empty_dirty, chunks.dirty);
+    const retained = stats.large.cached_bytes.load(.monotonic);
+    set(out, .large_retained, retained);
+    set(out, .large_overhead, chunks.large -| (live[2] + retained)); // measured: what units and pages round up and touch
+    set(out, .cached_segments, @as(u64, arena.cachedCount()) * segment_mod.segment_size);
+    const metadata = chunks.segment_headers + heaps.resident + segment_map.residentBytes() + large_region.metadataResidentBytes();
+    set(out, .metadata, metadata);
+    set(out, .segments_resident, chunks.segments);
+    set(out, .large_resident, chunks.large);
+    const measured = chunks.segments + chunks.large + metadata - chunks.segment_headers;
+    set(out, .allocator_resident, measured);
+    const parts = live_total + get(out, .thread_cache) + get(out, .page_free) + get(out, .empty_dirty) + retained + get(out, .large_overhead) + metadata;
+    set(out, .unexplained, measured -% parts);
+    const rss = rssBytes();
+    set(out, .rss, rss);
+    set(out, .not_allocator, rss -| measured);
+    set(out, .allocator_mapped, v[G.os_mapped_bytes.index()]);
+}
+
+/// Live tiny and mid blocks' rounding to their class, estimated: a request is taken to be
+/// anywhere between the class below and the block size (uniformly), so half the gap on
+/// average. (Requested sizes are not recorded: that would cost malloc's fast path.)
+fn estimatedWaste(sum: *const stats.BinCounters) u64 {
+    var waste: u64 = 0;
+    for (0..size_class.bin_count) |bin| {
+        const frees = sum.frees[bin] + stats.heapless_frees[bin].load(.monotonic);
+        const live = sum.allocs[bin] -| frees;
+        if (live == 0) continue;
+        const size = size_class.binBlockSize(bin);
+        const class = size_class.classOf(size);
+        const below: u64 = if (class == 0) 0 else size_class.classSize(class - 1);
+        waste += live * ((size - below - 1) / 2);
+    }
+    return waste;
+}
+
+fn set(out: *Values, part: P, value: u64) void {
+    out[@intFromEnum(part)] = value;
+}
+
+pub fn get(out: *const Values, part: P) u64 {
+    return out[@intFromEnum(part)];
+}
+
+/// Every heap: its cache's blocks by tier, its own pages (metadata).
+const HeapWalk = struct {
+    cached: [2]u64 = .{ 0, 0 },
+    largest_cache: u64 = 0,
+    live: u64 = 0,
+    resident: u64 = 0,
+
+    fn visit(self: *HeapWalk, heap: *const Heap, live: bool) void {
+        self.resident += os.residentBytes(@intFromPtr(heap), @sizeOf(Heap));
+        if (!live) return;
+        self.live += 1;
+        var mine: u64 = 0;
+        for (0..size_class.bin_count) |bin| {
+            const bytes = @as(u64, heap.cache.count(bin)) * size_class.binBlockSize(bin);
+            self.cached[if (size_class.binIsTiny(bin)) 0 else 1] += bytes;
+            mine += bytes;
+        }
+        self.largest_cache = @max(self.largest_cache, mine);
+    }
+};
+
+/// Every chunk hakmem mapped, measured. A segment's dirty slices (its header's mask, read
+/// without its owner's lock: a snapshot) are measured too.
+const ChunkWalk = struct {
+    segments: u64 = 0,
+    segment_headers: u64 = 0,
+    dirty: u64 = 0,
+    large: u64 = 0,
+
+    const slice_pages = size_class.slice_size / os.page_size;
+
+    fn visit(self: *ChunkWalk, chunk: usize, tag: segment_map.Tag) void {
+        switch (tag) {
+            .none, .large_tail => {},
+            .segment => self.measureSegment(@ptrFromInt(chunk)),
+            .large_region => self.large += os.residentBytes(chunk, segment_map.chunk_size),
+            // a mapping of its own: its header (live or cached) says how long it is
+            .large_head => {
+                const header: *const large.LargeHeader = @ptrFromInt(chunk);
+                self.large += os.residentBytes(chunk, @atomicLoad(usize, &header.mapped_size, .monotonic));
+            },
+        }
+    }
+
+    fn measureSegment(self: *ChunkWalk, seg: *const segment_mod.Segment) void {
+        var vec: [segment_mod.segment_size / os.page_size]u8 = undefined;
+        if (!os.residentPages(@intFromPtr(seg), segment_mod.segment_size, &vec)) return;
+        const dirty = @atomicLoad(u64, &seg.dirty_slices, .monotonic);
+        for (0..segment_mod.slice_count) |slice| {
+            var pages: u64 = 0;
+            for (vec[slice * slice_pages ..][0..slice_pages]) |b| pages += b & 1;
+            const bytes = pages * os.page_size;
+            self.segments += bytes;
+            if (slice == 0) self.segment_headers += bytes;
+            if (dirty & (@as(u64, 1) << @intCast(slice)) != 0) self.dirty += bytes;
+        }
+    }
+};
+
+/// The kernel's resident set of the process (/proc/self/statm, pages), in bytes; 0 when unreadable.
+pub fn rssBytes() u64 {
+    const fd = std.posix.openZ("/proc/self/statm", .{ .CLOEXEC = true }, 0) catch return 0;
+    defer std.posix.close(fd);
+    var buf: [256]u8 = undefined;
+    const n = std.posix.read(fd, &buf) catch return 0;
+    var it = std.mem.tokenizeScalar(u8, buf[0..n], ' ');
+    _ = it.next() orelse return 0;
+    const pages = std.fmt.parseUnsigned(u64, it.next() orelse return 0, 10) catch return 0;
+    return pages * os.page_size;
+}
+
+/// The report as text (the HAKMEM_STATS summary's memory lines, hak_memory_report_print).
+pub fn write(w: *std.Io.Writer, r: *const Values) std.Io.Writer.Error!void {
+    const measured = get(r, .allocator_resident);
+    const unexplained: i64 = @bitCast(get(r, .unexplained));
+    try w.print("hakmem: memory rss_kib={d} allocator_resident_kib={d} not_allocator_kib={d} unexplained_kib={d} ({d:.1}%) mapped_kib={d}\n", .{
+        get(r, .rss) >> 10,              measured >> 10,                                    get(r, .not_allocator) >> 10,
+        @divTrunc(unexplained, 1024),    percent(@abs(unexplained), measured),              get(r, .allocator_mapped) >> 10,
+    });
+    try w.print("hakmem: memory live_requested_kib={d} internal_waste_kib={d} (tiny {d} mid {d} large {d} live) thread_cache_kib={d} page_free_kib={d}\n", .{
+        get(r, .live_requested) >> 10, get(r, .internal_waste) >> 10, get(r, .tiny_live) >> 10,  get(r, .mid_live) >> 10,
+        get(r, .large_live) >> 10,     get(r, .thread_cache) >> 10,   get(r, .page_free) >> 10,
+    });
+    try w.print("hakmem: memory empty_dirty_kib={d} large_retained_kib={d} large_overhead_kib={d} metadata_kib={d} cached_segments_kib={d} threads={d}\n", .{
+        get(r, .empty_dirty) >> 10, get(r, .large_retained) >> 10,  get(r, .large_overhead) >> 10,
+        get(r, .metadata) >> 10,    get(r, .cached_segments) >> 10, get(r, .threads),
+    });
+}
+
+fn percent(part: u64, whole: u64) f64 {
+    if (whole == 0) return 0;
+    return 100.0 * @as(f64, @floatFromInt(part)) / @as(f64, @floatFromInt(whole));
+}
+

@@ -18,6 +18,7 @@ import { redisAvailable, redisCount, runRedis } from "./redis.ts";
 import { commandsMarkdown, sectionTable, summaryMarkdown, summaryRows, summaryText } from "./report.ts";
 import type { Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
+import { memorySplitText, parseMemoryLines } from "./memory.ts";
 import { runSafety, type SafetyReport, safetyCount, safetyMarkdown, safetySummary, safetyTable } from "./safety.ts";
 import { ratioChart } from "./svg.ts";
 import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
@@ -62,6 +63,7 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
         extra.faults_per_op = m.faults / Math.max(1, Number(f.ops));
         extra.cpu_secs = Number(m.cpuSec.toFixed(4));
         extra.malloc_from = f.malloc_from;
+        if (alloc.name === "hakmem" && r.stderr) Object.assign(extra, parseMemoryLines(r.stderr));
         row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
       }
     }
@@ -166,6 +168,7 @@ async function main(): Promise<number> {
   const rows = summaryRows(sections, names);
   const errorCount = sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + r.errors.length, 0), 0);
   console.log(summaryText(rows, errorCount));
+  console.log(memorySplitText(sections, rows));
   if (safety) console.log(safetySummary(safety, names));
   const machine = machineInfo();
   const git = gitInfo();

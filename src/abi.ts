@@ -249,13 +249,13 @@ export interface MemoryReport {
   midLive: number;
   /** usable bytes of live large blocks */
   largeLive: number;
-  /** free blocks held in thread caches (all threads) */
+  /** free blocks held in thread caches (all threads; their resident part: what pages in use hold beyond live blocks, at most) */
   threadCache: number;
   /** of which tiny blocks */
   tinyThreadCache: number;
   /** of which mid blocks */
   midThreadCache: number;
-  /** free blocks in pages that still hold live blocks (carved, resident, not in a cache) */
+  /** free blocks in pages in use, resident (measured: the pages' resident bytes minus their live and cached blocks) */
   pageFree: number;
   /** of which in tiny pages */
   tinyPageFree: number;

@@ -113,10 +113,10 @@ extern "C" {
 #define HAK_MEM_TINY_LIVE            2   /* usable bytes of live tiny blocks */
 #define HAK_MEM_MID_LIVE             3   /* usable bytes of live mid blocks */
 #define HAK_MEM_LARGE_LIVE           4   /* usable bytes of live large blocks */
-#define HAK_MEM_THREAD_CACHE         5   /* free blocks held in thread caches (all threads) */
+#define HAK_MEM_THREAD_CACHE         5   /* free blocks held in thread caches (all threads; their resident part: what pages in use hold beyond live blocks, at most) */
 #define HAK_MEM_TINY_THREAD_CACHE    6   /* of which tiny blocks */
 #define HAK_MEM_MID_THREAD_CACHE     7   /* of which mid blocks */
-#define HAK_MEM_PAGE_FREE            8   /* free blocks in pages that still hold live blocks (carved, resident, not in a cache) */
+#define HAK_MEM_PAGE_FREE            8   /* free blocks in pages in use, resident (measured: the pages' resident bytes minus their live and cached blocks) */
 #define HAK_MEM_TINY_PAGE_FREE       9   /* of which in tiny pages */
 #define HAK_MEM_MID_PAGE_FREE        10  /* of which in mid pages */
 #define HAK_MEM_EMPTY_DIRTY          11  /* empty slices not yet purged (dirty, on the decay curve), in segments and in the segment cache */

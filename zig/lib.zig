@@ -93,13 +93,14 @@
 //!
 //!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
 //!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
-//!   large's cache_lock, large_region's lock: each taken alone. arena.cache_lock and
+//!   large's cache_lock, large_region's lock, profile's lock: each taken alone (profile's
+//!   never across backtrace(), which may call malloc). arena.cache_lock and
 //!   large's cache_lock are never held across a system call (mappings are made and unmapped
 //!   after they are released); a heap's segments.lock may be (a new segment's mmap, a
 //!   purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under it) and
 //!   large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
-//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock and large_region's lock,
-//!   in that order, and resets them in the child. Only slow paths take a lock; malloc's and
+//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, large_region's lock and
+//!   profile's lock, in that order, and resets them in the child. Only slow paths take a lock; malloc's and
 //!   free's fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────
@@ -137,6 +138,8 @@
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
+//!              memory_report.zig  where the memory goes: hak_memory_report, the summary's
+//!                            memory lines (counters, a walk of the heaps, mincore)
 //!              report.zig    the statistics array and the exit summary
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
@@ -150,6 +153,8 @@
 //!                            path), free's slow path, maintenance, thread exit
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
+//!              profile.zig   HAKMEM_PROFILE: the sampled heap profiler (a byte countdown
+//!                            charged at refills and large allocations; flag_sampled pages)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
 //!              large_region.zig  regions of 64 KiB units that large blocks up to 256 MiB
 //!                            are runs of
@@ -160,6 +165,8 @@
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
 //!              misuse.zig    every report of misuse or corruption, and what follows it
 //!              stats.zig     counters
+//!              budget.zig    HAKMEM_MEMORY_LIMIT_MB (claims where memory is mapped) and the
+//!                            cgroup v2 limits (memory.current polled at maintenance ticks)
 //!  base        abi.zig       every constant of the ABI; hakmem.h and src/abi.ts are
 //!                            generated from it (abi_gen.zig, `zig build abi`)
 //!              os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
@@ -170,6 +177,7 @@
 //!              large_cache.zig  the large cache's limit from recent demand
 //!              foreign.zig   check mode: where a pointer hakmem does not own points
 //!              libc_next.zig  the next allocator (dlsym RTLD_NEXT), for foreign pointers
+//!              pprof.zig     the pprof profile.proto writer (hand-encoded protobuf)
 //!
 //! Not part of libhakmem.so: kernels.zig, the harness's workload loops, is the root of its
 //! own library (libhakmem_kernels.so, build.zig), which calls hak_* through libhakmem.so;

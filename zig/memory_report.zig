@@ -5,16 +5,18 @@
 //!   allocator_resident (measured: mincore over every chunk segment_map tags, the heaps,
 //!   │                   the segment map and the regions' unit maps)
 //!   ├─ live blocks ─────────── live_requested + internal_waste (tiny, mid, large live)
-//!   ├─ thread_cache ────────── free blocks in thread caches (a walk of every heap's stacks)
-//!   ├─ page_free ───────────── carved blocks of pages in use, neither live nor cached
-//!   │                          (stats' carved bytes minus live minus cached)
+//!   ├─ thread_cache ────────── free blocks in thread caches (a walk of every heap's stacks;
+//!   │                          at most what pages in use hold resident beyond live blocks)
+//!   ├─ page_free ───────────── free blocks of pages in use, neither live nor cached
+//!   │                          (measured: the pages' resident bytes minus live and cached)
 //!   ├─ empty_dirty ─────────── empty slices not yet purged (measured: the segments' masks)
 //!   ├─ large_retained ──────── freed large memory kept resident (region units, mappings)
 //!   ├─ large_overhead ──────── live large blocks' headers and rounding (the large tier's
 //!   │                          measured resident bytes minus its live and retained ones)
 //!   ├─ metadata ────────────── segment headers (measured), heaps, segment map, unit maps
-//!   └─ unexplained ─────────── the measurement minus the parts: page tails resident beyond
-//!                              their carved blocks, dirty slices never touched whole
+//!   └─ unexplained ─────────── the measurement minus the parts: below 0 when live or cached
+//!                              blocks were never written whole (not resident), above 0
+//!                              for resident free slices no mask calls dirty
 //!   rss (the kernel's, /proc/self/statm) = allocator_resident + not_allocator
 //!
 //! The counters are folded in at the batch paths as always (refill, flush, page and
@@ -27,6 +29,7 @@ const stats = @import("stats.zig");
 const size_class = @import("size_class.zig");
 const segment_map = @import("segment_map.zig");
 const segment_mod = @import("segment.zig");
+const page_mod = @import("page.zig");
 const large = @import("large.zig");
 const large_region = @import("large_region.zig");
 const arena = @import("arena.zig");
@@ -57,16 +60,24 @@ pub fn read(out: *Values) void {
     const waste = estimatedWaste(&sum);
     set(out, .internal_waste, waste);
     set(out, .live_requested, live_total -| waste);
-    set(out, .tiny_thread_cache, heaps.cached[0]);
-    set(out, .mid_thread_cache, heaps.cached[1]);
-    set(out, .thread_cache, heaps.cached[0] + heaps.cached[1]);
+    // The resident bytes of pages in use (measured) go to live blocks first, then to cached
+    // blocks (a cached block of 4 KiB or more is resident only where it was written), then
+    // to free blocks on the pages.
+    var cached: [2]u64 = undefined;
+    var page_free: [2]u64 = undefined;
+    for (0..2) |t| {
+        const room = chunks.in_use[t] -| live[t];
+        cached[t] = @min(heaps.cached[t], room);
+        page_free[t] = room - cached[t];
+    }
+    set(out, .tiny_thread_cache, cached[0]);
+    set(out, .mid_thread_cache, cached[1]);
+    set(out, .thread_cache, cached[0] + cached[1]);
     set(out, .largest_thread_cache, heaps.largest_cache);
     set(out, .threads, heaps.live);
-    const tiny_free = v[abi.statIndex(.tiny, .resident_bytes)] -| (live[0] + heaps.cached[0]);
-    const mid_free = v[abi.statIndex(.mid, .resident_bytes)] -| (live[1] + heaps.cached[1]);
-    set(out, .tiny_page_free, tiny_free);
-    set(out, .mid_page_free, mid_free);
-    set(out, .page_free, tiny_free + mid_free);
+    set(out, .tiny_page_free, page_free[0]);
+    set(out, .mid_page_free, page_free[1]);
+    set(out, .page_free, page_free[0] + page_free[1]);
     set(out, .empty_dirty, chunks.dirty);
     const retained = stats.large.cached_bytes.load(.monotonic);
     set(out, .large_retained, retained);
@@ -138,6 +149,8 @@ const ChunkWalk = struct {
     segments: u64 = 0,
     segment_headers: u64 = 0,
     dirty: u64 = 0,
+    /// Resident bytes of slices in pages in use, by tier.
+    in_use: [2]u64 = .{ 0, 0 },
     large: u64 = 0,
 
     const slice_pages = size_class.slice_size / os.page_size;
@@ -164,8 +177,13 @@ const ChunkWalk = struct {
             for (vec[slice * slice_pages ..][0..slice_pages]) |b| pages += b & 1;
             const bytes = pages * os.page_size;
             self.segments += bytes;
-            if (slice == 0) self.segment_headers += bytes;
-            if (dirty & (@as(u64, 1) << @intCast(slice)) != 0) self.dirty += bytes;
+            if (slice == 0) {
+                self.segment_headers += bytes;
+            } else if (dirty & (@as(u64, 1) << @intCast(slice)) != 0) {
+                self.dirty += bytes;
+            } else if (seg.pages[slice].flags & page_mod.flag_unused == 0) {
+                self.in_use[if (size_class.binIsTiny(seg.pages[slice].bin)) 0 else 1] += bytes;
+            }
         }
     }
 };

@@ -46,9 +46,11 @@ fn forkPrepare() callconv(.c) void {
     arena.cache_lock.acquire();
     arena.abandoned_lock.acquire();
     large.lockForFork();
+    @import("profile.zig").lockForFork();
 }
 
 fn forkParent() callconv(.c) void {
+    @import("profile.zig").unlockAfterFork();
     large.unlockAfterFork();
     arena.abandoned_lock.release();
     arena.cache_lock.release();
@@ -56,6 +58,7 @@ fn forkParent() callconv(.c) void {
 }
 
 fn forkChild() callconv(.c) void {
+    @import("profile.zig").resetLockInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();

@@ -238,6 +238,20 @@ fn rehashLive() void {
     live_used = n;
 }
 
+/// fork: no sample may be half-recorded in the child (process.zig takes this last).
+pub fn lockForFork() void {
+    lock.acquire();
+}
+
+pub fn unlockAfterFork() void {
+    lock.release();
+}
+
+pub fn resetLockInChild() void {
+    lock.resetInChild();
+    unwinding.store(false, .monotonic);
+}
+
 // ---------------------------------------------------------------- the pprof file
 
 pub const DumpError = error{ Off, CannotWrite };

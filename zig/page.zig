@@ -142,6 +142,13 @@ pub const Page = extern struct {
         self.syncSpan();
     }
 
+    /// (the owner) Clears flags (a slow flag no longer needed: frees take the fast path again).
+    pub fn clearFlags(self: *Page, flags: u8) void {
+        self.flags &= ~flags;
+        self.fast_magic = self.fastMagic();
+        self.syncSpan();
+    }
+
     pub inline fn isTiny(self: *const Page) bool {
         return size_class.binIsTiny(self.bin);
     }

@@ -45,7 +45,10 @@ const Stack = struct {
     live_count: u64,
 };
 
-const Live = struct { addr: usize, stack: u32, bytes: u64, count: u64 };
+const Live = struct { addr: usize, stack: u32, bytes: u64, count: u64, page: usize };
+/// Pages with live sampled blocks: how many (open addressing by the page's descriptor).
+const PageCount = struct { page: usize, count: u64 };
+const pages_max = 1 << 14;
 
 /// HAKMEM_PROFILE is set: written once, at init.
 pub var enabled: bool = false;
@@ -58,6 +61,7 @@ var stacks: []Stack = &.{};
 var stack_count: usize = 1; // stacks[0]: "unknown" (no stack could be taken)
 var live: []Live = &.{};
 var live_used: usize = 0; // entries not empty (live or tombstones)
+var pages: []PageCount = &.{};
 /// Samples dropped because a table was full.
 pub var dropped: u64 = 0;
 
@@ -68,8 +72,14 @@ pub fn init() void {
     if (config.profilePath() == null) return;
     const stack_bytes = std.mem.alignForward(usize, stacks_max * @sizeOf(Stack), os.page_size);
     const live_bytes = std.mem.alignForward(usize, live_max * @sizeOf(Live), os.page_size);
+    const page_bytes = std.mem.alignForward(usize, pages_max * @sizeOf(PageCount), os.page_size);
     const s = os.map(stack_bytes) orelse return;
     const l = os.map(live_bytes) orelse return os.unmap(s, stack_bytes);
+    const pc = os.map(page_bytes) orelse {
+        os.unmap(s, stack_bytes);
+        return os.unmap(l, live_bytes);
+    };
+    pages = @as([*]PageCount, @ptrCast(@alignCast(pc)))[0..pages_max];
     stacks = @as([*]Stack, @ptrCast(@alignCast(s)))[0..stacks_max];
     live = @as([*]Live, @ptrCast(@alignCast(l)))[0..live_max];
     mean_gap_bytes = config.profile_sample_bytes;
@@ -112,17 +122,49 @@ pub inline fn refilled(blk: *Block, page: *Page, cached: u32) *Block {
     return blk;
 }
 
+/// (the page's owner) A page whose sampled blocks were all freed loses its slow flag here,
+/// at a refill from it (only the owner writes a page's flags).
 noinline fn sampleRefill(blk: *Block, page: *Page, cached: u32) void {
+    if (page.flags & page_mod.flag_sampled != 0 and !pageHasSamples(page)) page.clearFlags(page_mod.flag_sampled);
     const weight = charge((@as(u64, cached) + 1) * page.block_size);
     if (weight == 0) return;
     if (page.flags & page_mod.flag_sampled == 0) page.setFlags(page_mod.flag_sampled);
-    record(@intFromPtr(blk), page.block_size, weight);
+    record(@intFromPtr(blk), page, page.block_size, weight);
+}
+
+fn pageHasSamples(page: *const Page) bool {
+    lock.acquire();
+    defer lock.release();
+    return pageSlot(@intFromPtr(page), false) != null;
+}
+
+/// (lock held) The slot counting `page`'s live samples; with `add`, made if missing.
+/// Deleted entries are tombstones (page 1). Bounded by the table's size.
+fn pageSlot(page: usize, add: bool) ?*PageCount {
+    var i = slotOf(page) & (pages.len - 1);
+    var free_slot: ?*PageCount = null;
+    for (0..pages.len) |_| {
+        const e = &pages[i];
+        if (e.page == page) return e;
+        if (e.page == tombstone and free_slot == null) free_slot = e;
+        if (e.page == empty) {
+            if (!add) return null;
+            const slot = free_slot orelse e;
+            slot.* = .{ .page = page, .count = 0 };
+            return slot;
+        }
+        i = (i + 1) & (pages.len - 1);
+    }
+    if (!add) return null;
+    const slot = free_slot orelse return null;
+    slot.* = .{ .page = page, .count = 0 };
+    return slot;
 }
 
 /// slow.mallocLarge: a large block of `size` bytes at `ptr`.
 pub noinline fn sampleLarge(ptr: *anyopaque, size: usize) void {
     const weight = charge(size);
-    if (weight != 0) record(@intFromPtr(ptr), @max(size, 1), weight);
+    if (weight != 0) record(@intFromPtr(ptr), null, @max(size, 1), weight);
 }
 
 /// slow.free: a block of a page with flag_sampled, or a large block, is being freed.
@@ -131,14 +173,24 @@ pub noinline fn freed(addr: usize) void {
     lock.acquire();
     defer lock.release();
     const slot = find(addr) orelse return;
-    const e = &live[slot];
+    forget(&live[slot]);
+}
+
+/// (lock held) A live sample is gone: its stack's and its page's counts drop.
+fn forget(e: *Live) void {
     const s = &stacks[e.stack];
     s.live_bytes -|= e.bytes;
     s.live_count -|= e.count;
+    if (e.page != 0) {
+        if (pageSlot(e.page, false)) |pc| {
+            pc.count -|= 1;
+            if (pc.count == 0) pc.page = tombstone;
+        }
+    }
     e.addr = tombstone;
 }
 
-fn record(addr: usize, block_bytes: u64, weight: u64) void {
+fn record(addr: usize, page: ?*Page, block_bytes: u64, weight: u64) void {
     var frames: [depth_max + 4]?*anyopaque = undefined;
     var depth: usize = 0;
     if (!unwinding.swap(true, .acquire)) {
@@ -161,10 +213,17 @@ fn record(addr: usize, block_bytes: u64, weight: u64) void {
     };
     const e = &live[slot];
     if (e.addr == addr) { // sampled again before its free was seen (a large block's address reused)
-        stacks[e.stack].live_bytes -|= e.bytes;
-        stacks[e.stack].live_count -|= e.count;
+        forget(e);
     } else if (e.addr == empty) live_used += 1;
-    e.* = .{ .addr = addr, .stack = @intCast(stack), .bytes = weight, .count = count };
+    const page_addr = if (page) |p| @intFromPtr(p) else 0;
+    if (page_addr != 0) {
+        const pc = pageSlot(page_addr, true) orelse {
+            dropped += 1;
+            return;
+        };
+        pc.count += 1;
+    }
+    e.* = .{ .addr = addr, .stack = @intCast(stack), .bytes = weight, .count = count, .page = page_addr };
     s.live_bytes += weight;
     s.live_count += count;
 }

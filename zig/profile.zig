@@ -382,6 +382,56 @@ pub fn writeAtExit() void {
 
 // ---------------------------------------------------------------- tests
 
+/// Tests: tables in the test allocator's memory, every charge a sample.
+fn testTables() !void {
+    stacks = try std.testing.allocator.alloc(Stack, stacks_max);
+    live = try std.testing.allocator.alloc(Live, live_max);
+    pages = try std.testing.allocator.alloc(PageCount, pages_max);
+    @memset(std.mem.sliceAsBytes(live), 0);
+    @memset(std.mem.sliceAsBytes(pages), 0);
+    stack_count = 1;
+    live_used = 0;
+    mean_gap_bytes = 1;
+    countdown.store(1, .monotonic);
+    enabled = true;
+}
+
+fn dropTestTables() void {
+    enabled = false;
+    std.testing.allocator.free(stacks);
+    std.testing.allocator.free(live);
+    std.testing.allocator.free(pages);
+    stacks = &.{};
+    live = &.{};
+    pages = &.{};
+    mean_gap_bytes = 512 << 10;
+}
+
+test "a sampled page's frees take the slow path until its samples are freed, then the fast path again" {
+    try testTables();
+    defer dropTestTables();
+    var page: Page = .{ .flags = 0, .slice_count = 1, .block_size = 64, .div_magic = 1 };
+    var blocks: [2]Block = undefined;
+    _ = refilled(&blocks[0], &page, 3); // a refill of 4 blocks: sampled (every byte is a sample here)
+    _ = refilled(&blocks[1], &page, 0);
+    try std.testing.expect(page.flags & page_mod.flag_sampled != 0);
+    try std.testing.expectEqual(@as(u64, 0), page.fast_magic); // free's fast test fails: slow path
+    try std.testing.expect(find(@intFromPtr(&blocks[0])) != null and find(@intFromPtr(&blocks[1])) != null);
+    try std.testing.expect(stacks[liveStackOf(@intFromPtr(&blocks[0]))].live_bytes > 0);
+    freed(@intFromPtr(&blocks[0]));
+    try std.testing.expect(pageHasSamples(&page));
+    freed(@intFromPtr(&blocks[1]));
+    try std.testing.expect(!pageHasSamples(&page));
+    countdown.store(1 << 40, .monotonic); // the next refill is not sampled: it clears the flag
+    _ = refilled(&blocks[0], &page, 0);
+    try std.testing.expectEqual(@as(u8, 0), page.flags & page_mod.flag_sampled);
+    try std.testing.expect(page.fast_magic != 0);
+}
+
+fn liveStackOf(addr: usize) usize {
+    return live[find(addr).?].stack;
+}
+
 test "exponential gaps average the mean" {
     const saved = mean_gap_bytes;
     defer mean_gap_bytes = saved;

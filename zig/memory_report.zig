@@ -158,20 +158,27 @@ const ChunkWalk = struct {
     fn visit(self: *ChunkWalk, chunk: usize, tag: segment_map.Tag) void {
         switch (tag) {
             .none, .large_tail => {},
-            .segment => self.measureSegment(@ptrFromInt(chunk)),
+            .segment => self.measureSegment(chunk),
             .large_region => self.large += os.residentBytes(chunk, segment_map.chunk_size),
             // a mapping of its own: its header (live or cached) says how long it is
             .large_head => {
-                const header: *const large.LargeHeader = @ptrFromInt(chunk);
-                self.large += os.residentBytes(chunk, @atomicLoad(usize, &header.mapped_size, .monotonic));
+                var header: large.LargeHeader = undefined;
+                if (!os.readSafely(chunk, std.mem.asBytes(&header))) return; // unmapped meanwhile
+                self.large += os.residentBytes(chunk, header.mapped_size);
             },
         }
     }
 
-    fn measureSegment(self: *ChunkWalk, seg: *const segment_mod.Segment) void {
+    /// Another thread may unmap the segment (its owner's release, the arena's decay) while
+    /// this runs: its header is copied without faulting (os.readSafely), and a segment
+    /// gone meanwhile is skipped.
+    fn measureSegment(self: *ChunkWalk, chunk: usize) void {
         var vec: [segment_mod.segment_size / os.page_size]u8 = undefined;
-        if (!os.residentPages(@intFromPtr(seg), segment_mod.segment_size, &vec)) return;
-        const dirty = @atomicLoad(u64, &seg.dirty_slices, .monotonic);
+        if (!os.residentPages(chunk, segment_mod.segment_size, &vec)) return;
+        var copy: segment_mod.Segment = undefined;
+        if (!os.readSafely(chunk, std.mem.asBytes(&copy))) return;
+        const seg = &copy;
+        const dirty = seg.dirty_slices;
         for (0..segment_mod.slice_count) |slice| {
             var pages: u64 = 0;
             for (vec[slice * slice_pages ..][0..slice_pages]) |b| pages += b & 1;

@@ -89,6 +89,16 @@ pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
     return !failed(linux.mincore(@ptrFromInt(addr), len, vec.ptr));
 }
 
+/// Copies `out.len` bytes from `addr` of this process without faulting: false when part of
+/// the range is not mapped (another thread may unmap it any time: the memory report reads
+/// other threads' segment headers this way).
+pub fn readSafely(addr: usize, out: []u8) bool {
+    const local = [_]std.posix.iovec{.{ .base = out.ptr, .len = out.len }};
+    const remote = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = out.len }};
+    const rc = linux.process_vm_readv(linux.getpid(), &local, &remote, 0);
+    return !failed(rc) and rc == out.len;
+}
+
 /// Tries to resize a mapping where it stands. True on success.
 pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
     return !failed(linux.mremap(ptr, old_len, new_len, .{}, null));
@@ -139,9 +149,12 @@ test "map, aligned map, purge, unmap" {
     p[0] = 7;
     p[(1 << 22) - 1] = 9;
     try std.testing.expectEqual(2 * page_size, residentBytes(@intFromPtr(p), 1 << 22));
+    var copy: [2]u8 = undefined;
+    try std.testing.expect(readSafely(@intFromPtr(p), &copy) and copy[0] == 7);
     purge(p, 1 << 22);
     try std.testing.expectEqual(@as(usize, 0), residentBytes(@intFromPtr(p), 1 << 22));
     try std.testing.expectEqual(@as(u8, 0), p[0]);
     unmap(p, 1 << 22);
+    try std.testing.expect(!readSafely(@intFromPtr(p), &copy));
     try std.testing.expect(nowMs() > 0);
 }

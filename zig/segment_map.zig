@@ -65,8 +65,8 @@ pub fn largeHeadOf(addr: usize) ?usize {
 /// untouched parts of the 32 MiB array stay untouched). Bounded by the map's size.
 pub fn forEachTagged(context: anytype, comptime visit: fn (@TypeOf(context), usize, Tag) void) void {
     var it: UsedPages = .{};
-    while (it.next()) |first| {
-        for (first..@min(first + page_bytes, chunk_count)) |i| {
+    while (it.next()) |range| {
+        for (range[0]..range[1]) |i| {
             const tag: Tag = @enumFromInt(@atomicLoad(u8, &tags[i], .monotonic));
             if (tag != .none) visit(context, i << chunk_shift, tag);
         }
@@ -84,19 +84,30 @@ pub fn residentBytes() usize {
 
 const page_bytes = 4096;
 
-/// The map's pages (index of their first tag) that are resident and hold a tag.
+/// The map's pages that are resident and hold a tag: one
+/// mincore over the whole map, then only resident pages are read.
 const UsedPages = struct {
     at: usize = 0,
+    vec: [chunk_count / page_bytes + 1]u8 = undefined,
+    measured: bool = false,
 
-    fn next(self: *UsedPages) ?usize {
+    /// The next such page, as the range of tag indices it holds.
+    fn next(self: *UsedPages) ?[2]usize {
         const os = @import("os.zig");
         const base = std.mem.alignBackward(usize, @intFromPtr(&tags), page_bytes);
         const skew = @intFromPtr(&tags) - base;
-        while (self.at < chunk_count) {
-            const first = self.at;
-            self.at += page_bytes;
-            if (os.residentBytes(base + first + skew, 1) == 0) continue;
-            if (std.mem.indexOfNone(u8, tags[first..@min(first + page_bytes, chunk_count)], &.{0}) != null) return first;
+        const pages = (skew + chunk_count + page_bytes - 1) / page_bytes;
+        if (!self.measured) {
+            self.measured = true;
+            if (!os.residentPages(base, pages * page_bytes, self.vec[0..pages])) @memset(self.vec[0..pages], 1);
+        }
+        while (self.at < pages) {
+            const k = self.at;
+            self.at += 1;
+            if (self.vec[k] & 1 == 0) continue;
+            const first = (k * page_bytes) -| skew;
+            const end = @min((k + 1) * page_bytes - skew, chunk_count);
+            if (first < end and std.mem.indexOfNone(u8, tags[first..end], &.{0}) != null) return .{ first, end };
         }
         return null;
     }

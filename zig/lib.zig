@@ -138,6 +138,8 @@
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
 //!              report.zig    the statistics array and the exit summary
+//!              trace.zig     HAKMEM_TRACE: every allocation call recorded (per-thread
+//!                            buffers, an address -> object id table), for replays
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
@@ -189,7 +191,7 @@ const layers = [_][]const []const u8{
     &.{ "size_class", "config", "misuse", "stats" },
     &.{ "page", "segment", "large_region", "large", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
-    &.{ "background", "report", "process" },
+    &.{ "background", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
 };
@@ -224,6 +226,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("trace.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

@@ -17,9 +17,11 @@
  *    object's slot is 0 until then): spin, yield, then sleep, at most wait_limit_ms in all
  *    (exit 4 when exceeded: the trace is inconsistent, never a hang). Each allocation is
  *    written to (a byte in every page), as a program would.
- * Prints one line of key=value pairs (events, threads, objects, wall_ns, peak_live_bytes
- * with --peak, failed, cross_thread_frees). The replayer's own tables come from mmap, so
- * the allocator under test serves the trace's requests only (and pthread's).
+ * Prints the bench's RESULT line (common.h; ops = events, secs = the replay's wall time)
+ * with threads, objects, failed allocations, cross_thread_frees, the replay's CPU time and
+ * page faults, and peak_live_bytes (requested bytes) with --peak. The replayer's own tables
+ * come from mmap, so the allocator under test serves the trace's requests only (and
+ * pthread's); peak RSS includes them and the mapped file, the same for every allocator.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -37,7 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/resource.h>
+
 #include "../../zig/hakmem.h"
+#include "common.h"
 
 #define THREADS_MAX 4096
 #define WAIT_LIMIT_MS 20000
@@ -492,6 +497,8 @@ int main(int argc, char **argv) {
     slots = map_zeroed(id_limit * sizeof(uintptr_t));
     if (want_peak) sizes = map_zeroed(id_limit * sizeof(uint64_t));
 
+    struct rusage before, after;
+    getrusage(RUSAGE_SELF, &before);
     uint64_t start = now_ns();
     if (thread_count == 1) {
         replay_thread(0);
@@ -502,10 +509,14 @@ int main(int argc, char **argv) {
         for (uint32_t t = 0; t < thread_count; t++) pthread_join(handles[t], NULL);
     }
     uint64_t wall = now_ns() - start;
-    printf("events=%llu threads=%u objects=%llu wall_ns=%llu failed=%llu cross_thread_frees=%llu",
-           (unsigned long long)total_events, thread_count, (unsigned long long)object_count, (unsigned long long)wall,
-           (unsigned long long)failed_allocs, (unsigned long long)cross_frees);
-    if (want_peak) printf(" peak_live_bytes=%lld", (long long)peak_bytes);
-    printf("\n");
+    getrusage(RUSAGE_SELF, &after);
+    double cpu = (double)(after.ru_utime.tv_sec - before.ru_utime.tv_sec) + (double)(after.ru_stime.tv_sec - before.ru_stime.tv_sec) +
+                 ((double)(after.ru_utime.tv_usec - before.ru_utime.tv_usec) + (double)(after.ru_stime.tv_usec - before.ru_stime.tv_usec)) / 1e6;
+    long faults = (after.ru_minflt - before.ru_minflt) + (after.ru_majflt - before.ru_majflt);
+    char extra[512];
+    int n = snprintf(extra, sizeof extra, " threads=%u objects=%llu failed=%llu cross_thread_frees=%llu cpu_secs=%.6f faults=%ld",
+                     thread_count, (unsigned long long)object_count, (unsigned long long)failed_allocs, (unsigned long long)cross_frees, cpu, faults);
+    if (want_peak && n > 0 && (size_t)n < sizeof extra) snprintf(extra + n, sizeof extra - (size_t)n, " peak_live_bytes=%lld", (long long)peak_bytes);
+    report("replay", (double)total_events, (double)wall / 1e9, extra);
     return 0;
 }

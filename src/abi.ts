@@ -204,6 +204,7 @@ export const HAK_TRACE_EV_THREAD_END = 8;
 export const HAK_TRACE_EV_TIME = 9;
 /** base: the thread's next ids are base .. base + trace_id_chunk */
 export const HAK_TRACE_EV_ID_BASE = 10;
+export const HAK_TRACE_EV_COUNT = 11;
 /** Event names, indexed by HAK_TRACE_EV_*. */
 export const TRACE_EVENTS = ["malloc", "calloc", "realloc", "free", "aligned", "usable_size", "free_unknown", "thread_begin", "thread_end", "time", "id_base"] as const;
 export type TraceEventName = (typeof TRACE_EVENTS)[number];

@@ -293,6 +293,7 @@ fn traceTs(arena: std.mem.Allocator, w: *std.Io.Writer) !void {
         const e: abi.TraceEvent = @enumFromInt(f.value);
         try w.print("/** {s} */\nexport const HAK_TRACE_EV_{s} = {d};\n", .{ e.doc(), try upperAlloc(arena, f.name), f.value });
     }
+    try w.print("export const HAK_TRACE_EV_COUNT = {d};\n", .{@typeInfo(abi.TraceEvent).@"enum".fields.len});
     try w.writeAll("/** Event names, indexed by HAK_TRACE_EV_*. */\nexport const TRACE_EVENTS = [");
     inline for (@typeInfo(abi.TraceEvent).@"enum".fields, 0..) |f, i| try w.print("{s}\"{s}\"", .{ if (i > 0) ", " else "", f.name });
     try w.writeAll("] as const;\nexport type TraceEventName = (typeof TRACE_EVENTS)[number];\n");

@@ -228,6 +228,8 @@ export const HAK_TRACE_ID_CHUNK = 1024;
 export const HAK_TRACE_FNV_OFFSET = 2166136261;
 /** FNV-1a prime (block checksum) */
 export const HAK_TRACE_FNV_PRIME = 16777619;
+/** a replay writes a byte per page of a block's first this many bytes, and its last byte */
+export const HAK_TRACE_REPLAY_TOUCH_BYTES = 262144;
 export const HAK_TRACE_HEADER_AT_MAGIC = 0;
 export const HAK_TRACE_HEADER_AT_VERSION = 4;
 export const HAK_TRACE_HEADER_AT_HEADER_BYTES = 8;

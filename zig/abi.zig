@@ -314,6 +314,9 @@ pub const trace_event_bytes_max: u32 = 32;
 pub const trace_id_chunk: u32 = 1024;
 pub const trace_fnv_offset: u32 = 0x811C9DC5;
 pub const trace_fnv_prime: u32 = 0x01000193;
+/// A replay writes a byte in every page of a fresh block's first this many bytes, and its
+/// last byte (a trace does not say how much of a big buffer the program filled).
+pub const trace_replay_touch_bytes: u32 = 256 << 10;
 
 pub const trace_constants = [_]Limit{
     .{ .name = "TRACE_MAGIC", .value = trace_magic, .doc = "file header magic, \"HKTR\" little-endian" },
@@ -326,6 +329,7 @@ pub const trace_constants = [_]Limit{
     .{ .name = "TRACE_ID_CHUNK", .value = trace_id_chunk, .doc = "ids per id_base chunk" },
     .{ .name = "TRACE_FNV_OFFSET", .value = trace_fnv_offset, .doc = "FNV-1a offset basis (block checksum)" },
     .{ .name = "TRACE_FNV_PRIME", .value = trace_fnv_prime, .doc = "FNV-1a prime (block checksum)" },
+    .{ .name = "TRACE_REPLAY_TOUCH_BYTES", .value = trace_replay_touch_bytes, .doc = "a replay writes a byte per page of a block's first this many bytes, and its last byte" },
 };
 
 /// FNV-1a of `bytes` (a block's checksum).

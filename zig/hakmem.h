@@ -128,6 +128,7 @@ extern "C" {
 #define HAK_TRACE_ID_CHUNK                     1024u        /* ids per id_base chunk */
 #define HAK_TRACE_FNV_OFFSET                   2166136261u  /* FNV-1a offset basis (block checksum) */
 #define HAK_TRACE_FNV_PRIME                    16777619u    /* FNV-1a prime (block checksum) */
+#define HAK_TRACE_REPLAY_TOUCH_BYTES           262144u      /* a replay writes a byte per page of a block's first this many bytes, and its last byte */
 #define HAK_TRACE_HEADER_AT_MAGIC              0            /* byte offset of a u32 */
 #define HAK_TRACE_HEADER_AT_VERSION            4            /* byte offset of a u32 */
 #define HAK_TRACE_HEADER_AT_HEADER_BYTES       8            /* byte offset of a u32 */

@@ -105,7 +105,7 @@ fn allocSlots(count: usize) ?[*]?*anyopaque {
 /// sizes[i] the requested bytes. slots[0..slot_count) hold the live blocks (null = none)
 /// and are all freed at the end. out[0] = peak live requested bytes, out[1] = failed
 /// allocations, out[2] = ops skipped (an id out of range, a free of no live block).
-/// Each allocation is written to (a byte per page), as a program would.
+/// Each allocation is written to (touchPages), as a program would.
 export fn hak_kernel_replay(tags: ?[*]const u8, ids: ?[*]const u32, args: ?[*]const u32, sizes: ?[*]const f64, n: usize, slots: ?[*]?*anyopaque, live_sizes: ?[*]u64, slot_count: usize, out: ?[*]u64) u64 {
     const t = tags orelse return 0;
     const id_of = ids orelse return 0;
@@ -182,11 +182,13 @@ export fn hak_kernel_replay(tags: ?[*]const u8, ids: ?[*]const u32, args: ?[*]co
     return elapsedSince(start);
 }
 
-/// A byte in every page of a fresh block (a replay's allocations are used as a program's are).
+/// A byte in every page of a fresh block's first abi.trace_replay_touch_bytes, and its last
+/// byte (a replay's allocations are used as a program's are; bench/c/replay.c does the same).
 fn touchPages(ptr: ?*anyopaque, size: usize) void {
     const bytes: [*]volatile u8 = @ptrCast(ptr orelse return);
+    const touched = @min(size, abi.trace_replay_touch_bytes);
     var i: usize = 0;
-    while (i < size) : (i += 4096) bytes[i] = @truncate(i);
+    while (i < touched) : (i += 4096) bytes[i] = @truncate(i);
     if (size > 0) bytes[size - 1] = 1;
 }
 

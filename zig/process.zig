@@ -32,7 +32,8 @@ noinline fn initSlow() void {
     config.loadFromEnvironment();
     if (config.print_stats_at_exit) keepStderr();
     thread.initExitKey();
-    if (config.trace) trace.start();
+    // before any heap exists: a recording that cannot start leaves the fast paths on
+    if (config.trace) config.trace = trace.start();
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
     _ = pthread_atfork(forkPrepare, forkParent, forkChild);

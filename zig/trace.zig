@@ -212,17 +212,18 @@ var start_ms: u64 = 0;
 const fd_min = 100;
 
 /// Opens the recording (process initialisation, config.trace set): the file named by
-/// HAKMEM_TRACE (%p: the pid), its header, the exit key. Says on stderr when it cannot.
-pub fn start() void {
+/// HAKMEM_TRACE (%p: the pid), its header, the exit key. Says on stderr when it cannot
+/// (false: nothing is recorded, and the caller clears config.trace).
+pub fn start() bool {
     if (!key_valid) key_valid = pthread_key_create(&exit_key, exitDestructor) == 0;
-    const template = config.traceFile() orelse return;
+    const template = config.traceFile() orelse return false;
     var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
-    const path = config.pathWithPid(template, &path_buf) orelse return;
+    const path = config.pathWithPid(template, &path_buf) orelse return false;
     const flags: linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .TRUNC = true, .APPEND = true, .CLOEXEC = true };
     const rc = linux.open(path.ptr, flags, 0o644);
     if (linux.E.init(rc) != .SUCCESS) {
         os.printStderr("hakmem: cannot open HAKMEM_TRACE {s} (errno {d}); not recording\n", .{ path, @intFromEnum(linux.E.init(rc)) });
-        return;
+        return false;
     }
     const F_DUPFD_CLOEXEC = 1030;
     const moved = linux.fcntl(@intCast(rc), F_DUPFD_CLOEXEC, fd_min);
@@ -231,7 +232,7 @@ pub fn start() void {
         fd = @intCast(moved);
     } else fd = @intCast(rc);
     var st: linux.Stat = undefined;
-    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return;
+    if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return false;
     file_dev = st.dev;
     file_ino = st.ino;
     start_ms = os.nowMs();
@@ -247,8 +248,9 @@ pub fn start() void {
         .start_unix_s = @truncate(@as(u64, @intCast(ts.sec))),
         .reserved = 0,
     };
-    if (!writeAll(&.{std.mem.asBytes(&header)})) return;
+    if (!writeAll(&.{std.mem.asBytes(&header)})) return false;
     closed.store(false, .release);
+    return true;
 }
 
 /// True when fd still is the file start opened (a program may close every descriptor).
@@ -321,7 +323,7 @@ pub fn afterForkInChild() void {
     const mine = current;
     registry_first = null;
     current = null;
-    start();
+    if (!start()) return;
     if (mine) |r| {
         // the recorder is reused as the child's first thread (its parent-side neighbours
         // on the registry do not exist here; their memory stays mapped, unused)

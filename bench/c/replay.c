@@ -16,7 +16,8 @@
  *    (or realloc) of an object another thread allocated waits for that allocation (the
  *    object's slot is 0 until then): spin, yield, then sleep, at most wait_limit_ms in all
  *    (exit 4 when exceeded: the trace is inconsistent, never a hang). Each allocation is
- *    written to (a byte in every page), as a program would.
+ *    written to, as a program would: a byte in every page of its first
+ *    HAK_TRACE_REPLAY_TOUCH_BYTES, and its last byte.
  * Prints the bench's RESULT line (common.h; ops = events, secs = the replay's wall time)
  * with threads, objects, failed allocations, cross_thread_frees, the replay's CPU time and
  * page faults, and peak_live_bytes (requested bytes) with --peak. The replayer's own tables
@@ -376,7 +377,8 @@ static void *await_object(uint64_t id, uint32_t thread, size_t offset) {
 static void touch(void *p, size_t size) {
     if (!p) return;
     volatile uint8_t *b = p;
-    for (size_t i = 0; i < size; i += 4096) b[i] = (uint8_t)i;
+    size_t touched = size < HAK_TRACE_REPLAY_TOUCH_BYTES ? size : HAK_TRACE_REPLAY_TOUCH_BYTES;
+    for (size_t i = 0; i < touched; i += 4096) b[i] = (uint8_t)i;
     if (size > 0) b[size - 1] = 1;
 }
 

@@ -62,6 +62,20 @@ export function kendallTau(a: string[], b: string[]): number {
   return pairs ? (concordant - discordant) / pairs : 1;
 }
 
+/**
+ * How well a row's ranking agrees with itself: Kendall's tau between the ranking by the
+ * first half of its runs and by the second half (null with fewer than 2 runs).
+ */
+function selfTau(row: Row, names: string[], runs: number, key: "value" | "cpu_secs"): number | null {
+  if (runs < 2) return null;
+  const half = Math.floor(runs / 2);
+  const rank = (keep: (run: number) => boolean) => {
+    const part: Row = { ...row, samples: row.samples.filter((x) => keep(x.run)) };
+    return ranking(Object.fromEntries(names.map((a) => [a, key === "value" ? cellOf(part, a)?.value ?? null : metricOf(part, a, key)])));
+  };
+  return kendallTau(rank((r) => r <= half), rank((r) => r > half));
+}
+
 async function main(): Promise<number> {
   const o = parse(process.argv.slice(2));
   const lib = snapshotLibrary(ensureLibrary(false));
@@ -125,6 +139,10 @@ async function main(): Promise<number> {
         recordOverhead: median(traced) / median(plain), plainSec: median(plain), tracedSec: median(traced),
         replayed: { events: biggest.events, threads: biggest.threads, peakLiveBytes: biggest.peakLiveBytes, crossThreadShare: biggest.crossThreadShare },
         byCmd, byReplay, sameOrder: byCmd.join() === byReplay.join(), sameBest: byCmd[0] === byReplay[0], tau: kendallTau(byCmd, byReplay),
+        selfTau: {
+          cmd: selfTau(cmdRow, allocators.map((a) => a.name), o.runs, "value"), replay: selfTau(replayRow, allocators.map((a) => a.name), o.runs, "value"),
+          cmdCpu: selfTau(cmdRow, allocators.map((a) => a.name), o.runs, "cpu_secs"), replayCpu: selfTau(replayRow, allocators.map((a) => a.name), o.runs, "cpu_secs"),
+        },
         byCmdCpu, byReplayCpu, sameOrderCpu: byCmdCpu.join() === byReplayCpu.join(), sameBestCpu: byCmdCpu[0] === byReplayCpu[0], tauCpu: kendallTau(byCmdCpu, byReplayCpu),
         cmdMedians: Object.fromEntries(allocators.map((a) => [a.name, cellOf(cmdRow, a.name)?.value ?? null])),
         replayMedians: Object.fromEntries(allocators.map((a) => [a.name, cellOf(replayRow, a.name)?.value ?? null])),
@@ -142,6 +160,8 @@ async function main(): Promise<number> {
     console.log(`  replayed: ${r.replayed.events} events, ${r.replayed.threads} thread(s), peak live ${(r.replayed.peakLiveBytes / 1048576).toFixed(1)} MiB`);
     console.log(`  ranking by the program: ${r.byCmd.map((a) => `${a} ${r.cmdMedians[a]!.toFixed(3)}s`).join(" < ")}`);
     console.log(`  ranking by the replay:  ${r.byReplay.map((a) => `${a} ${(r.replayMedians[a]! * 1000).toFixed(1)}ms`).join(" < ")}`);
+    const f = (x: number | null) => (x === null ? "-" : x.toFixed(2));
+    console.log(`  self-agreement (tau, first half of the runs vs second): program wall ${f(r.selfTau.cmd)} CPU ${f(r.selfTau.cmdCpu)}; replay wall ${f(r.selfTau.replay)} CPU ${f(r.selfTau.replayCpu)}`);
     console.log(`  by CPU time: program ${r.byCmdCpu.join(" < ")}; replay ${r.byReplayCpu.join(" < ")}`);
     console.log(`  wall: same order ${r.sameOrder ? "yes" : "no"}, same fastest ${r.sameBest ? "yes" : "no"}, Kendall tau ${r.tau.toFixed(2)}; CPU: same order ${r.sameOrderCpu ? "yes" : "no"}, same fastest ${r.sameBestCpu ? "yes" : "no"}, tau ${r.tauCpu.toFixed(2)}${r.errors.length ? `; ${r.errors.length} failed runs: ${r.errors[0].allocator}: ${r.errors[0].message.slice(0, 200)}` : ""}`);
   }

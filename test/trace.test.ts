@@ -42,6 +42,7 @@ describe("HAKMEM_TRACE", () => {
     expect(s.threads).toBe(1);
     for (const kind of ["malloc", "calloc", "realloc", "aligned", "free", "usable_size"] as const) expect(s.counts[kind]).toBeGreaterThan(0);
     expect(s.bytesPerEvent).toBeLessThanOrEqual(8);
+    expect(s.counts.free_unknown).toBe(0); // every allocation was seen: none took a fast path
     expect(s.peakLiveBytes).toBeGreaterThan(1 << 20);
     const inProcess = replayInProcess(trace);
     expect(inProcess.skipped).toBe(0);

@@ -119,6 +119,37 @@ const Recorder = struct {
         return id;
     }
 
+    /// An allocation event (malloc, calloc, or aligned with `align_log2`): the id it takes.
+    fn allocation(self: *Recorder, event: Event, align_log2: u64, size: u64) u64 {
+        std.debug.assert(event == .malloc or event == .calloc or event == .aligned);
+        self.openChunk();
+        self.tag(event);
+        if (event == .aligned) self.putVarint(align_log2);
+        self.putVarint(size);
+        const id = self.takeId();
+        self.done();
+        return id;
+    }
+
+    /// A realloc of `old_id` to `size`: the id the result takes.
+    fn reallocation(self: *Recorder, old_id: u64, size: u64) u64 {
+        self.openChunk();
+        self.tag(.realloc);
+        self.putId(old_id); // relative to the id the result is about to take
+        self.putVarint(size);
+        const id = self.takeId();
+        self.done();
+        return id;
+    }
+
+    /// free or usable_size of `id`.
+    fn ofObject(self: *Recorder, event: Event, id: u64) void {
+        std.debug.assert(event == .free or event == .usable_size);
+        self.tag(event);
+        self.putId(id);
+        self.done();
+    }
+
     /// One event is complete: publish it, flush a full payload.
     fn done(self: *Recorder) void {
         self.events += 1;
@@ -473,11 +504,7 @@ pub fn allocated(kind: AllocKind, size: usize, ptr: ?*anyopaque) void {
     const addr = @intFromPtr(ptr orelse return);
     const r = recorder() orelse return;
     r.tick();
-    const id = r.takeId();
-    r.tag(if (kind == .malloc) .malloc else .calloc);
-    r.putVarint(size);
-    remember(addr, id);
-    r.done();
+    remember(addr, r.allocation(if (kind == .malloc) .malloc else .calloc, 0, size));
 }
 
 /// After an aligned allocation returned `ptr`.
@@ -485,12 +512,7 @@ pub fn alignedAllocated(alignment: usize, size: usize, ptr: ?*anyopaque) void {
     const addr = @intFromPtr(ptr orelse return);
     const r = recorder() orelse return;
     r.tick();
-    const id = r.takeId();
-    r.tag(.aligned);
-    r.putVarint(std.math.log2_int_ceil(usize, @max(alignment, 1)));
-    r.putVarint(size);
-    remember(addr, id);
-    r.done();
+    remember(addr, r.allocation(.aligned, std.math.log2_int_ceil(usize, @max(alignment, 1)), size));
 }
 
 /// Before free(ptr) (NULL is not written). A second free of an address is written as a
@@ -500,19 +522,16 @@ pub fn freeing(ptr: ?*anyopaque) void {
     const r = recorder() orelse return;
     r.tick();
     switch (forget(addr)) {
-        .absent => r.tag(.free_unknown),
-        .live => |id| {
-            r.tag(.free);
-            r.putId(id);
-        },
-        .freed => |id| {
-            r.tag(.free);
-            r.putId(id);
+        .absent => {
+            r.tag(.free_unknown);
             r.done();
-            return r.flush();
+        },
+        .live => |id| r.ofObject(.free, id),
+        .freed => |id| {
+            r.ofObject(.free, id);
+            r.flush();
         },
     }
-    r.done();
 }
 
 /// Before realloc(ptr, size) with ptr != NULL, size != 0: takes ptr out of the table.
@@ -531,21 +550,9 @@ pub fn reallocated(old: Lookup, ptr: *anyopaque, size: usize, fresh: ?*anyopaque
     const r = recorder() orelse return;
     r.tick();
     switch (old) {
-        .absent => {
-            const id = r.takeId();
-            r.tag(.malloc);
-            r.putVarint(size);
-            remember(fresh_addr, id);
-        },
-        .live, .freed => |old_id| {
-            r.openChunk();
-            r.tag(.realloc);
-            r.putId(old_id); // relative to the id the result is about to take
-            r.putVarint(size);
-            remember(fresh_addr, r.takeId());
-        },
+        .absent => remember(fresh_addr, r.allocation(.malloc, 0, size)),
+        .live, .freed => |old_id| remember(fresh_addr, r.reallocation(old_id, size)),
     }
-    r.done();
 }
 
 /// malloc_usable_size(ptr) of a live object.
@@ -556,9 +563,7 @@ pub fn usableSize(ptr: ?*anyopaque) void {
     if (found != .live) return;
     const r = recorder() orelse return;
     r.tick();
-    r.tag(.usable_size);
-    r.putId(found.live);
-    r.done();
+    r.ofObject(.usable_size, found.live);
 }
 
 // ---------------------------------------------------------------- tests
@@ -591,4 +596,116 @@ test "varints and ids encode as the format says" {
     r.putId(10); // -1 -> 1
     r.putId(7); // 2 -> 4
     try std.testing.expectEqualSlices(u8, &.{ 0, 1, 4 }, r.payload[0..r.len]);
+}
+
+/// One thread's payload read back, as bench/c/replay.c and src/trace.ts read it (tests).
+const Decoder = struct {
+    bytes: []const u8,
+    at: usize = 0,
+    next_id: u64 = 0,
+    id_end: u64 = 0,
+
+    const Decoded = struct { event: Event, id: u64 = 0, old_id: u64 = 0, size: u64 = 0, arg: u64 = 0 };
+
+    fn varint(self: *Decoder) !u64 {
+        var v: u64 = 0;
+        var shift: u32 = 0;
+        while (shift < 64) : (shift += 7) {
+            if (self.at == self.bytes.len) return error.Truncated;
+            const b = self.bytes[self.at];
+            self.at += 1;
+            v |= @as(u64, b & 0x7f) << @intCast(shift);
+            if (b & 0x80 == 0) return v;
+        }
+        return error.VarintTooLong;
+    }
+
+    fn objectId(self: *Decoder) !u64 {
+        const z = try self.varint();
+        const delta: i64 = @bitCast((z >> 1) ^ (0 -% (z & 1)));
+        return self.next_id -% 1 -% @as(u64, @bitCast(delta));
+    }
+
+    fn takeId(self: *Decoder) !u64 {
+        if (self.next_id == self.id_end) return error.NoIdBase;
+        self.next_id += 1;
+        return self.next_id - 1;
+    }
+
+    fn next(self: *Decoder) !?Decoded {
+        if (self.at == self.bytes.len) return null;
+        const event = std.meta.intToEnum(Event, self.bytes[self.at]) catch return error.BadTag;
+        self.at += 1;
+        var d: Decoded = .{ .event = event };
+        switch (event) {
+            .malloc, .calloc => {
+                d.size = try self.varint();
+                d.id = try self.takeId();
+            },
+            .aligned => {
+                d.arg = try self.varint();
+                d.size = try self.varint();
+                d.id = try self.takeId();
+            },
+            .realloc => {
+                d.old_id = try self.objectId();
+                d.size = try self.varint();
+                d.id = try self.takeId();
+            },
+            .free, .usable_size => d.id = try self.objectId(),
+            .thread_begin, .time => d.arg = try self.varint(),
+            .id_base => {
+                d.arg = try self.varint();
+                self.next_id = d.arg;
+                self.id_end = d.arg + abi.trace_id_chunk;
+            },
+            .free_unknown, .thread_end => {},
+        }
+        return d;
+    }
+};
+
+test "what the recorder writes reads back: allocations, realloc, frees, across id chunks" {
+    const r = try std.testing.allocator.create(Recorder);
+    defer std.testing.allocator.destroy(r);
+    r.* = .{};
+    next_chunk.store(5 * abi.trace_id_chunk, .monotonic); // another thread took the first chunks
+    const a = r.allocation(.malloc, 0, 100);
+    const b = r.allocation(.calloc, 0, 50);
+    const c = r.reallocation(a, 200);
+    r.ofObject(.free, b);
+    const d = r.allocation(.aligned, 6, 1000);
+    r.ofObject(.usable_size, c);
+    var ids: [1500]u64 = undefined; // past a chunk's end: a second id_base
+    for (&ids, 0..) |*id, i| id.* = r.allocation(.malloc, 0, i);
+    for (ids) |id| r.ofObject(.free, id);
+    r.ofObject(.free, d);
+    r.ofObject(.free, c);
+    try std.testing.expectEqual(@as(u64, 5 * abi.trace_id_chunk), a);
+    var dec: Decoder = .{ .bytes = r.payload[0..r.len] };
+    const Want = struct { Event, u64, u64, u64 }; // event, id, old id or arg, size
+    var want: std.ArrayList(Want) = .empty;
+    defer want.deinit(std.testing.allocator);
+    try want.appendSlice(std.testing.allocator, &.{
+        .{ .id_base, 0, 5 * abi.trace_id_chunk, 0 }, .{ .malloc, a, 0, 100 }, .{ .calloc, b, 0, 50 },
+        .{ .realloc, c, a, 200 },                    .{ .free, b, 0, 0 },      .{ .aligned, d, 6, 1000 },
+        .{ .usable_size, c, 0, 0 },
+    });
+    for (ids, 0..) |id, i| {
+        if (id % abi.trace_id_chunk == 0) try want.append(std.testing.allocator, .{ .id_base, 0, id, 0 });
+        try want.append(std.testing.allocator, .{ .malloc, id, 0, i });
+    }
+    for (ids) |id| try want.append(std.testing.allocator, .{ .free, id, 0, 0 });
+    try want.appendSlice(std.testing.allocator, &.{ .{ .free, d, 0, 0 }, .{ .free, c, 0, 0 } });
+    for (want.items) |w| {
+        const got = (try dec.next()).?;
+        try std.testing.expectEqual(w[0], got.event);
+        try std.testing.expectEqual(w[1], got.id);
+        try std.testing.expectEqual(w[2], if (got.event == .realloc) got.old_id else got.arg);
+        try std.testing.expectEqual(w[3], got.size);
+    }
+    try std.testing.expectEqual(@as(?Decoder.Decoded, null), try dec.next());
+    try std.testing.expectEqual(@as(u32, @intCast(want.items.len)), r.events);
+    // 2 bytes or so an event: the format's point
+    try std.testing.expect(r.len <= 3 * r.events);
 }

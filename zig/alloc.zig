@@ -2,7 +2,7 @@
 //! free's fast paths, and where every call goes when they cannot answer.
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
-//!                      and always in check mode)
+//!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
 //!                      folded in), else the mid class of size, or large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow

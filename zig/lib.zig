@@ -47,6 +47,8 @@
 //!   malloc   preload.zig malloc, api.zig hak_alloc
 //!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
 //!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
+//!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
 //!                 an abandoned segment, a new span (placement.placePage) -> the page's
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)

@@ -105,7 +105,7 @@ export function loadTrace(path: string): Trace {
     events += decoded.events.tags.length;
     idLimit = Math.max(idLimit, decoded.idLimit);
   }
-  checkObjects(path, threads);
+  checkObjects(path, threads, idLimit);
   return { path, pid, fileBytes: file.length, threads, events, idLimit };
 }
 
@@ -201,28 +201,37 @@ function decodeThread(file: Uint8Array, path: string, thread: number, blocks: Bl
 }
 
 /** Every object allocated once and freed at most once (ids out of any chunk are corrupt). */
-function checkObjects(path: string, threads: ThreadEvents[]): void {
-  const allocated = new Map<number, number>();
-  const freed = new Map<number, { thread: number; offset: number }>();
+function checkObjects(path: string, threads: ThreadEvents[], idLimit: number): void {
+  const allocatedBy = new Int32Array(idLimit).fill(-1);
+  const freedBy = new Int32Array(idLimit).fill(-1);
+  const freedAt = new Float64Array(idLimit);
+  const inRange = (id: number, t: ThreadEvents, i: number) => {
+    if (id < 0 || id >= idLimit) throw new TraceError(path, t.offsets[i], `thread ${t.thread} names object ${id}, which no id_base covers (corrupted)`);
+  };
   for (const t of threads) {
     for (let i = 0; i < t.tags.length; i++) {
       const tag = t.tags[i];
       if (tag === abi.HAK_TRACE_EV_FREE || tag === abi.HAK_TRACE_EV_REALLOC) {
         const id = tag === abi.HAK_TRACE_EV_REALLOC ? t.args[i] : t.ids[i];
-        const before = freed.get(id);
-        if (before) {
-          throw new TraceError(path, t.offsets[i], `double free in the trace: object ${id} is freed by thread ${t.thread} here and by thread ${before.thread} at offset ${before.offset}`);
+        inRange(id, t, i);
+        if (freedBy[id] >= 0) {
+          throw new TraceError(path, t.offsets[i], `double free in the trace: object ${id} is freed by thread ${t.thread} here and by thread ${freedBy[id]} at offset ${freedAt[id]}`);
         }
-        freed.set(id, { thread: t.thread, offset: t.offsets[i] });
+        freedBy[id] = t.thread;
+        freedAt[id] = t.offsets[i];
       }
+      if (tag === abi.HAK_TRACE_EV_USABLE_SIZE) inRange(t.ids[i], t, i);
       if (ALLOCATES.has(tag)) {
-        if (allocated.has(t.ids[i])) throw new TraceError(path, t.offsets[i], `object ${t.ids[i]} is allocated a second time (corrupted)`);
-        allocated.set(t.ids[i], t.thread);
+        inRange(t.ids[i], t, i);
+        if (allocatedBy[t.ids[i]] >= 0) throw new TraceError(path, t.offsets[i], `object ${t.ids[i]} is allocated a second time (corrupted)`);
+        allocatedBy[t.ids[i]] = t.thread;
       }
     }
   }
-  for (const [id, f] of freed) {
-    if (!allocated.has(id)) throw new TraceError(path, f.offset, `object ${id} is freed by thread ${f.thread} but never allocated in the trace (a free of a dead or foreign object)`);
+  for (let id = 0; id < idLimit; id++) {
+    if (freedBy[id] >= 0 && allocatedBy[id] < 0) {
+      throw new TraceError(path, freedAt[id], `object ${id} is freed by thread ${freedBy[id]} but never allocated in the trace (a free of a dead or foreign object)`);
+    }
   }
 }
 

@@ -123,6 +123,17 @@ describe("HAKMEM_TRACE", () => {
     expect(() => loadTrace(files[0])).toThrow(/double free in the trace: object 0/);
   });
 
+  test("threads still allocating when the program exits: their committed events are written once, the trace stays valid", async () => {
+    const { files, result } = await record("exit");
+    expect(result.code, explain(result)).toBe(0);
+    const trace = loadTrace(files[0]); // throws on a block written twice (an object allocated twice)
+    const s = summarizeTrace(trace);
+    expect(s.threads).toBe(3);
+    expect(s.counts.malloc).toBeGreaterThan(100);
+    const native = await replayNative(files[0], true);
+    expect(native.r.code, explain(native.r)).toBe(0);
+  });
+
   test("fork with %p: the child records its own file; an object inherited from the parent is an unknown free there", async () => {
     const { files, result } = await record("fork");
     expect(result.code, explain(result)).toBe(0);

@@ -317,9 +317,10 @@ fn writeAll(parts: []const []const u8) bool {
     return linux.E.init(rc) == .SUCCESS and rc == total;
 }
 
-/// Process exit: every thread's committed events to the file, then no more recording.
+/// Process exit: no more recording, then every thread's committed events to the file.
+/// Closed first: a thread still running cannot flush (again) what is written here.
 pub fn finish() void {
-    if (closed.load(.acquire)) return;
+    if (closed.swap(true, .acq_rel)) return;
     registry_lock.acquire();
     defer registry_lock.release();
     var it = registry_first;
@@ -334,7 +335,6 @@ pub fn finish() void {
         r.committed.store(0, .release);
         r.flush_lock.release();
     }
-    closed.store(true, .release);
 }
 
 /// In a forked child: its own file with %p, else no recording. The child's only thread

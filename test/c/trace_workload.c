@@ -5,6 +5,8 @@
  *            then a second wave of 3 threads starts after the first has exited
  *   double   frees one block twice (hakmem stops the program; the trace keeps the evidence)
  *   fork     the parent forks a child that allocates and frees, then both go on
+ *   exit     2 threads still allocating when main calls exit (their committed events are
+ *            flushed at exit; the trace must stay valid)
  * Prints "PASS trace_workload" when done. */
 #define _GNU_SOURCE
 #include <malloc.h>
@@ -124,6 +126,12 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static void *busy(void *arg) {
+    (void)arg;
+    for (long i = 0; i < 100000000; i++) free(malloc(16 + (size_t)(i % 500)));
+    return NULL;
+}
+
 static void threads(void) {
     pthread_t t[PRODUCERS + CONSUMERS];
     for (int i = 0; i < PRODUCERS; i++) pthread_create(&t[i], NULL, producer, (void *)(uintptr_t)i);
@@ -156,6 +164,13 @@ int main(int argc, char **argv) {
         waitpid(pid, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 1;
         free(before);
+    } else if (strcmp(mode, "exit") == 0) {
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++) pthread_create(&t[i], NULL, busy, NULL);
+        usleep(30000);
+        printf("PASS trace_workload\n");
+        fflush(stdout);
+        exit(0);
     } else {
         fprintf(stderr, "unknown mode %s\n", mode);
         return 2;

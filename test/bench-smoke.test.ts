@@ -13,7 +13,8 @@ import { compileC } from "./helpers/c.ts";
 const ROOT = resolve(import.meta.dir, "..");
 const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
 
-interface Row { name: string; samples: { allocator: string; value: number }[]; errors: { allocator: string; message: string }[] }
+interface Sample { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }
+interface Row { name: string; samples: Sample[]; errors: { allocator: string; message: string }[] }
 interface Section { name: string; rows: Row[] }
 
 test("bench --quick produces numbers for hakmem and glibc in every section", async () => {
@@ -49,12 +50,12 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     }
     // a real program's output must not depend on the allocator
     for (const row of sections.find((s) => s.name === "programs")?.rows ?? []) {
-      const differing = (row.samples as { allocator: string; mismatch?: boolean }[]).filter((s) => s.mismatch).map((s) => s.allocator);
+      const differing = row.samples.filter((s) => s.mismatch).map((s) => s.allocator);
       expect({ row: row.name, differing }).toEqual({ row: row.name, differing: [] });
     }
     // workload rows carry page faults per operation for every allocator
-    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples as { extra: Record<string, number> }[];
-    expect(rm.every((s) => Number.isFinite(s.extra.faults_per_op) && s.extra.faults > 0)).toBe(true);
+    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples;
+    expect(rm.every((s) => Number.isFinite(Number(s.extra.faults_per_op)) && Number(s.extra.faults) > 0)).toBe(true);
     // the safety table: a verdict for every case and allocator; hakmem reports a double free
     const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
     expect(safety.results.length).toBe(safety.cases.length * 2);
@@ -80,7 +81,7 @@ test("bench --cmd runs any program under every allocator and marks a run whose s
     await proc.exited;
     expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
     const report = JSON.parse(readFileSync(json, "utf8"));
-    const sections = report.sections as (Section & { rows: (Row & { samples: { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }[] })[] })[];
+    const sections = report.sections as Section[];
     expect(sections.map((s) => s.name)).toEqual(["cmd"]);
     const [same, differs] = sections[0].rows;
     expect(same.errors).toEqual([]);

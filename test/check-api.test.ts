@@ -31,10 +31,10 @@ test("setCheckMode after an allocation is refused with a clear error", async () 
   const r = await script(`
     import * as h from "./src/index.ts";
     h.free(h.alloc(8));
-    try { h.setCheckMode("abort"); } catch (e) { console.log(e.constructor.name, e.message); }
-    try { h.setCheckMode("loud"); } catch (e) { console.log(e.constructor.name); }
+    try { h.setCheckMode("abort"); } catch (e) { console.log(e instanceof RangeError, e.name, e.code, e.message); }
+    try { h.setCheckMode("loud"); } catch (e) { console.log(e instanceof TypeError, e.name, e.code); }
   `);
-  expect(r.out).toContain("RangeError check mode can only be set before the first allocation");
-  expect(r.out).toContain("TypeError");
+  expect(r.out).toContain("true RangeError INVALID hakmem.setCheckMode: check mode can only be set before the first allocation");
+  expect(r.out).toContain("true TypeError INVALID");
   expect(r.code).toBe(0);
 });

@@ -29,7 +29,7 @@ async function runChild(args: string[], timeoutMs: number): Promise<ChildRun> {
   });
   const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
   await proc.exited;
-  return { code: proc.exitCode, signal: proc.signalCode, output: out + err };
+  return { code: proc.exitCode, signal: proc.signalCode === null ? null : String(proc.signalCode), output: out + err };
 }
 
 describe("randomized API sequences", () => {

@@ -233,7 +233,7 @@ async function fuzzChild(seed: number, ops: number, threads: number, checkMode: 
   const args = ["test/fuzz/cli.ts", "--seed", String(seed), "--ops", String(ops), "--threads", String(threads), "--hang-seconds", "60"];
   if (checkMode) args.push("--check");
   const command = `HAKMEM_LIB=${hakmemLib()} bun ${args.join(" ")}`;
-  const env = { ...(process.env as Record<string, string>), HAKMEM_LIB: hakmemLib() };
+  const env: Record<string, string> = { ...(process.env as Record<string, string>), HAKMEM_LIB: hakmemLib() };
   delete env.LD_PRELOAD;
   const started = performance.now();
   const proc = Bun.spawn([process.execPath, ...args], { cwd: REPO, env, stdout: "pipe", stderr: "pipe", timeout: RUN_TIMEOUT_MS, killSignal: "SIGKILL" });

@@ -96,7 +96,7 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
   return {
     command,
     code: proc.exitCode,
-    signal: proc.signalCode,
+    signal: proc.signalCode === null ? null : String(proc.signalCode),
     stdout,
     stderr,
     ms: performance.now() - started,

@@ -261,16 +261,28 @@ interface Tally {
 
 const USAGE = "usage: bun test/soak.ts [--minutes N] [--seed S] [--fuzz-ops N] [--threads T (fixed, instead of cycling 1..8)]";
 
+/** An unknown or malformed option: one line and the usage (exit 2), not a stack trace. */
+function usageError(error: unknown): never {
+  console.error(`soak: ${(error as Error).message}\n${USAGE}`);
+  process.exit(2);
+}
+
 function parse() {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      minutes: { type: "string", default: "30" },
-      seed: { type: "string", default: "1" },
-      "fuzz-ops": { type: "string", default: "3000" },
-      threads: { type: "string" },
-    },
-  });
+  const { values } = (() => {
+    try {
+      return parseArgs({
+        args: process.argv.slice(2),
+        options: {
+          minutes: { type: "string", default: "30" },
+          seed: { type: "string", default: "1" },
+          "fuzz-ops": { type: "string", default: "3000" },
+          threads: { type: "string" },
+        },
+      });
+    } catch (error) {
+      return usageError(error);
+    }
+  })();
   const minutes = Number(values.minutes);
   const seed = Number(values.seed);
   const fuzzOps = Number(values["fuzz-ops"]);

@@ -1,6 +1,8 @@
 // soak-smoke.test.ts — a 30-second run of the soak runner (test/soak.ts --minutes 0.5):
 // the first loop (1 thread: every stress and bench program under preload, then a fuzz
-// slice) always completes, and the runner must report no failure and a peak RSS.
+// slice) always completes, and the runner must report no failure and a peak RSS. It runs
+// against the checked library (libhakmem-checked.so: ReleaseSafe, validators at slow paths
+// and thread exit); `npm run soak` measures the ReleaseFast one.
 import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 
@@ -9,6 +11,7 @@ const REPO = resolve(import.meta.dir, "..");
 test("soak runner, 30 s: every run verified, RSS bounded, summary printed", async () => {
   const proc = Bun.spawn([process.execPath, "test/soak.ts", "--minutes", "0.5"], {
     cwd: REPO,
+    env: { ...process.env, HAKMEM_LIB: resolve(REPO, "zig-out/lib/libhakmem-checked.so") },
     stdout: "pipe",
     stderr: "pipe",
     timeout: 240_000,

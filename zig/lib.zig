@@ -148,6 +148,8 @@
 //!              growth.zig    realloc's growth log: a block grown again gets room to spare
 //!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
 //!                            path), free's slow path, maintenance, thread exit
+//!              validate.zig  the checked library's run-time invariant checks (slow paths,
+//!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -188,7 +190,7 @@ const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
     &.{ "page", "segment", "large_region", "large", "arena" },
-    &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
+    &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "report", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
@@ -224,6 +226,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("validate.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

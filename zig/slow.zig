@@ -27,6 +27,7 @@ const process = @import("process.zig");
 const large = @import("large.zig");
 const misuse = @import("misuse.zig");
 const abi = @import("abi.zig");
+const validate = @import("validate.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -68,13 +69,15 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
     if (h.cache.pop(bin)) |blk| return blk;
+    validate.atSlowPath(h);
     return h.allocSlow(bin);
 }
 
-/// A large block (its own mapping); `zeroed`: its first `size` bytes are 0.
+/// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
     const now = os.nowMs();
+    validate.atSlowPath(h);
     h.maintain(now, false);
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
 }
@@ -131,6 +134,7 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
     }
     const owner = h orelse return freeHeapless(page, blk);
     if (owner.cache.push(page.bin, blk)) return .ok;
+    validate.atSlowPath(owner);
     return result(owner.freeFull(page, blk));
 }
 

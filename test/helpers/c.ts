@@ -29,14 +29,19 @@ export function hakmemLib(): string {
   return process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(REPO, "zig-out/lib/libhakmem.so");
 }
 
+/** The checked library (ReleaseSafe, validators at slow paths: zig/validate.zig), beside the one under test. */
+export function checkedLib(): string {
+  return join(REPO, "zig-out/lib/libhakmem-checked.so");
+}
+
 /** HAKMEM_TEST_SYSTEM=1 runs the programs on the system allocator (to validate the tests). */
 export function systemMode(): boolean {
   const v = process.env.HAKMEM_TEST_SYSTEM;
   return !!v && v !== "0";
 }
 
-function requireLibrary(): string {
-  const lib = hakmemLib();
+function requireLibrary(path?: string): string {
+  const lib = path ?? hakmemLib();
   if (!existsSync(lib)) throw new Error(`${lib} does not exist: run 'npm run build' first`);
   return lib;
 }
@@ -70,6 +75,8 @@ export interface RunOptions {
   cwd?: string;
   /** extra compiler/linker flags for runC (after the source file) */
   compileFlags?: string[];
+  /** the library to preload (default hakmemLib(); checkedLib() for the checked one) */
+  library?: string;
 }
 
 /** Runs a command, by default with libhakmem.so preloaded. */
@@ -77,7 +84,7 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
   const preload = options.preload ?? !systemMode();
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...options.env };
   delete env.LD_PRELOAD;
-  if (preload) env.LD_PRELOAD = requireLibrary();
+  if (preload) env.LD_PRELOAD = requireLibrary(options.library);
   const prefix = preload ? `LD_PRELOAD=${env.LD_PRELOAD} ` : "";
   const extra = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v} `).join("");
   const command = `${prefix}${extra}${argv.join(" ")}`;

@@ -68,6 +68,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
         const smallest = if (i == 0) 0 else size - step + 1;
         entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
             else binBy(size, tiny, mid) orelse size_class.no_bin;
+        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
     }
     return table;
 }
@@ -76,6 +77,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 /// by the old thresholds: every tier serves every size up to its limit, and free finds
 /// the tier from the block, so that is harmless.
 fn routingChanged() void {
+    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
     for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);

@@ -2,13 +2,14 @@
 // --scale knob, hakmem and glibc only): every section must produce numbers for both
 // allocators and the JSON must parse. No timing assertions: speed is the bench's job.
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "../bench/proof.ts";
 import { parseResultLine } from "../bench/runner.ts";
 import { parseBenchmarkCsv } from "../bench/redis.ts";
 import { compileC } from "./helpers/c.ts";
+import { spawnBun } from "./helpers/spawn.ts";
+import { makeTempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
 const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
@@ -18,14 +19,11 @@ interface Row { name: string; samples: Sample[]; errors: { allocator: string; me
 interface Section { name: string; rows: Row[] }
 
 test("bench --quick produces numbers for hakmem and glibc in every section", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-smoke-"));
+  const dir = makeTempDir("bench-smoke");
   try {
     const json = join(dir, "smoke.json");
-    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--quick", "--scale", "0.02", "--runs", "1", "--allocators", "hakmem,glibc", "--json", json], {
-      cwd: ROOT, stdout: "pipe", stderr: "pipe",
-    });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    await proc.exited;
+    const r = await spawnBun(["bench/main.ts", "--quick", "--scale", "0.02", "--runs", "1", "--allocators", "hakmem,glibc", "--json", json], { timeoutMs: 290_000 });
+    const [out, err] = [r.stdout, r.stderr];
     expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
     const report = JSON.parse(readFileSync(json, "utf8"));
     expect(typeof report.hakmem.buildId).toBe("string");
@@ -70,15 +68,15 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
 }, 300_000);
 
 test("bench --cmd runs any program under every allocator and marks a run whose stdout differs from glibc's", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-cmd-"));
+  const dir = makeTempDir("bench-cmd");
   try {
     const fixed = await compileC("cmd_fixed_output");
     const addresses = await compileC("cmd_heap_addresses");
     const json = join(dir, "cmd.json");
-    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
-      "--cmd", `${fixed} 5000`, "--cmd", addresses], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    await proc.exited;
+    const r = await spawnBun(["bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
+      "--cmd", `${fixed} 5000`, "--cmd", addresses]);
+    const [out, err] = [r.stdout, r.stderr];
+    expect(r.code).toBe(1); // a --cmd whose output differs from glibc's fails the run
     expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
     const report = JSON.parse(readFileSync(json, "utf8"));
     const sections = report.sections as Section[];

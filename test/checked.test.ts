@@ -60,3 +60,13 @@ describe("hak_validate()", () => {
     expect(native.hak_validate()).toBe(0);
   });
 });
+
+describe("the C programs' command lines (test/c/test_common.h arg_in_range)", () => {
+  test("a malformed or out-of-range number is refused with the usage, not run as 0", async () => {
+    for (const args of [["2", "x", "1"], ["0", "10", "1"], ["2", "10"]]) {
+      const r = await runC("larson", args, { library });
+      expect({ args, code: r.code }).toEqual({ args, code: 2 });
+      expect(r.stderr).toContain("usage:");
+    }
+  });
+});

@@ -10,9 +10,8 @@ import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import * as hak from "../src/index.ts";
 import { runFuzz } from "./fuzz/index.ts";
+import { REPO, spawnBun } from "./helpers/spawn.ts";
 
-const REPO = resolve(import.meta.dir, "..");
-const BUN = process.execPath;
 const TIMEOUT_MS = 60_000;
 
 interface ChildRun {
@@ -25,17 +24,8 @@ interface ChildRun {
 const CHECKED_LIB = resolve(REPO, "zig-out/lib/libhakmem-checked.so");
 
 async function runChild(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<ChildRun> {
-  const proc = Bun.spawn([BUN, ...args], {
-    cwd: REPO,
-    env: { ...process.env, ...env },
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: timeoutMs,
-    killSignal: "SIGKILL",
-  });
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  return { code: proc.exitCode, signal: proc.signalCode === null ? null : String(proc.signalCode), output: out + err };
+  const r = await spawnBun(args, { env: { ...process.env, ...env }, timeoutMs });
+  return { code: r.code, signal: r.signal, output: r.stdout + r.stderr };
 }
 
 describe("randomized API sequences", () => {

@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import * as h from "../src/index.ts";
 import { ThreadPool } from "../src/threads.ts";
 import * as workloads from "../src/workloads.ts";
+import { spawnBun } from "./helpers/spawn.ts";
 
 const HANDOFF = resolve(import.meta.dir, "../src/examples/handoff.ts");
 const RETURNS = resolve(import.meta.dir, "fixtures/returns.ts");
@@ -267,9 +268,7 @@ describe("shutdown", () => {
       const results = await pool.runAll([{ kind: "noop" }, { kind: "random-mixed", cycles: 1000, ws: 10, min: 16, max: 64 }]);
       console.log("done", results.length);
     `;
-    const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe", timeout: 60_000, killSignal: "SIGKILL" });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    await proc.exited;
-    expect({ code: proc.exitCode, signal: proc.signalCode, out, err }).toEqual({ code: 0, signal: null, out: "done 2\n", err: "" });
+    const r = await spawnBun(["-e", script], { timeoutMs: 60_000 });
+    expect({ code: r.code, signal: r.signal, out: r.stdout, err: r.stderr }).toEqual({ code: 0, signal: null, out: "done 2\n", err: "" });
   }, 70_000);
 });

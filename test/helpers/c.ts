@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ZIG, zigCcAsync } from "../../bench/zigcc.ts";
+import { spawnCollect } from "./spawn.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export { ZIG };
@@ -88,26 +89,8 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
   const prefix = preload ? `LD_PRELOAD=${env.LD_PRELOAD} ` : "";
   const extra = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v} `).join("");
   const command = `${prefix}${extra}${argv.join(" ")}`;
-  const started = performance.now();
-  const proc = Bun.spawn(argv, {
-    cwd: options.cwd ?? REPO,
-    env,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: options.timeoutMs ?? 90_000,
-    killSignal: "SIGKILL",
-  });
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  return {
-    command,
-    code: proc.exitCode,
-    signal: proc.signalCode === null ? null : String(proc.signalCode),
-    stdout,
-    stderr,
-    ms: performance.now() - started,
-  };
+  const r = await spawnCollect(argv, { cwd: options.cwd ?? REPO, env, timeoutMs: options.timeoutMs });
+  return { ...r, command };
 }
 
 /** Compiles and runs test/c/<name>.c with the given arguments. */

@@ -131,7 +131,7 @@
 //!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
 //!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
 //!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
-//!                            by route (a bin's page or a large mapping), aligned blocks,
+//!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or

@@ -4,7 +4,7 @@
 //!   heap()            the calling thread's heap, made on its first use (process initialised)
 //!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
 //!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
-//!                     page flagged aligned), else a large mapping
+//!                     page flagged aligned), else a large block
 //!   free(addr)        any address, any page, any thread, any tier: the one general free
 //!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
 //!               free, else to its page (which catches a second copy); no heap -> the page's
@@ -196,7 +196,7 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 
 // ------------------------------------------------------------------ queries
 
-/// What `addr` is: a live block (of a page: its start; or a large mapping's header), a
+/// What `addr` is: a live block (of a page: its start; or a large block's header), a
 /// block that is free already, or not a block.
 pub const Kind = union(enum) {
     page_block: struct { page: *Page, start: usize },

@@ -1,6 +1,7 @@
 // bench-smoke.test.ts — `bun bench/main.ts --quick` on a tiny configuration (hidden
 // --scale knob, hakmem and glibc only): every section must produce numbers for both
-// allocators and the JSON must parse. No timing assertions: speed is the bench's job.
+// allocators and the JSON must parse (a slow run: `npm run test:slow`; about 80 s). The
+// --cmd run and the parsers are part of `npm test`. No timing assertions: speed is the bench's job.
 import { expect, test } from "bun:test";
 import { readFileSync, rmSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -18,7 +19,10 @@ interface Sample { allocator: string; value: number; mismatch?: boolean; peakRss
 interface Row { name: string; samples: Sample[]; errors: { allocator: string; message: string }[] }
 interface Section { name: string; rows: Row[] }
 
-test("bench --quick produces numbers for hakmem and glibc in every section", async () => {
+/** The soak-length runs (the whole bench suite at --quick): `npm run test:slow` sets HAKMEM_TEST_SLOW=1. */
+const slow = !!process.env.HAKMEM_TEST_SLOW && process.env.HAKMEM_TEST_SLOW !== "0";
+
+test.skipIf(!slow)(`bench --quick produces numbers for hakmem and glibc in every section${slow ? "" : " (skipped: a slow run, npm run test:slow)"}`, async () => {
   const dir = makeTempDir("bench-smoke");
   try {
     const json = join(dir, "smoke.json");

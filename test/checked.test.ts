@@ -33,7 +33,6 @@ describe("libhakmem-checked.so", () => {
 describe("the preloaded C programs under the checked library", () => {
   const programs: [string, (string | number)[]][] = [
     ["api_conformance", []],
-    ["sizes_boundaries", []],
     ["stress_mt", [4, 3, 60_000, "cross"]],
     ["larson", [2, 20, 5]],
     ["prodcons", [2, 1, 300_000, 64]],

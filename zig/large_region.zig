@@ -492,3 +492,75 @@ test "runs coalesce; the placement covering the most resident units wins, then t
     setRange(&region.taken, 0, region_units, true);
     try std.testing.expectEqual(@as(?Fit, null), bestFit(&region, 1));
 }
+
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{ RegionNotMapped, UnusedRegionNotEmpty, TakenNotCommitted, TakenNotResident, TakenWithoutOwner, BlockBroken, HintOutOfRange, RetainedBytesWrong };
+
+/// Checks every region under the lock: each used region is 4 MiB aligned and tagged in
+/// segment_map, the unused ones are zero; a taken unit is writable and resident and owned
+/// by a live block whose first unit is at or before it, with the same owner on every unit
+/// between (a block is one contiguous run, starting where its owner says); the hint lies
+/// in the region; retained_bytes is the free resident units' size. Bounded by
+/// regions_max × region_units.
+pub fn validate() Invalid!void {
+    lock.acquire();
+    defer lock.release();
+    var retained_units: usize = 0;
+    for (regions[0..regions_used]) |*region| {
+        try validateRegion(region);
+        retained_units += retainedUnits(region);
+    }
+    for (regions[regions_used..]) |*region| {
+        if (region.base != 0 or region.hint_units != 0) return error.UnusedRegionNotEmpty;
+    }
+    if (retained_units * unit_size != retained_bytes) return error.RetainedBytesWrong;
+}
+
+fn validateRegion(region: *const Region) Invalid!void {
+    if (region.base == 0 or region.base % segment_map.chunk_size != 0) return error.RegionNotMapped;
+    if (segment_map.lookup(region.base) != .large_region) return error.RegionNotMapped;
+    if (region.hint_first + region.hint_units > region_units) return error.HintOutOfRange;
+    for (0..words) |w| {
+        if (region.taken[w] & ~region.writable[w] != 0) return error.TakenNotCommitted;
+        if (region.taken[w] & ~region.resident[w] != 0) return error.TakenNotResident;
+    }
+    for (0..region_units) |i| {
+        if (!bit(&region.taken, i)) continue;
+        const owner = region.owner[i];
+        if (owner == no_owner or owner & freed_flag != 0) return error.TakenWithoutOwner;
+        const first: usize = owner - 1;
+        if (first > i or !bit(&region.taken, first) or region.owner[first] != owner) return error.BlockBroken;
+        // a unit after the block's first continues the run of the unit before it
+        if (i > first and (!bit(&region.taken, i - 1) or region.owner[i - 1] != owner)) return error.BlockBroken;
+    }
+}
+
+fn retainedUnits(region: *const Region) usize {
+    var units: usize = 0;
+    for (0..words) |w| units += @popCount(~region.taken[w] & region.resident[w]);
+    return units;
+}
+
+test "validate: blocks taken, grown, shrunk and freed keep the regions valid; a broken owner is caught" {
+    try validate();
+    const a = alloc(3, null) orelse return error.OutOfMemory;
+    const b = alloc(5, null) orelse return error.OutOfMemory;
+    try validate();
+    const a_units: usize = if (grow(a.base, 3, 4) != null) 4 else 3;
+    shrink(b.base, 5, 2, os.nowMs());
+    try validate();
+    const region = regionOf(b.base).?;
+    const first = (b.base - region.base) >> unit_shift;
+    lock.acquire();
+    const saved = region.owner[first + 1];
+    region.owner[first + 1] = saved + 5; // says its block starts after it
+    lock.release();
+    try std.testing.expectError(error.BlockBroken, validate());
+    lock.acquire();
+    region.owner[first + 1] = saved;
+    lock.release();
+    free(a.base, a_units, os.nowMs());
+    free(b.base, 2, os.nowMs());
+    try validate();
+}

@@ -133,7 +133,7 @@
 //!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
 //!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
 //!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
-//!                            by route (a bin's page or a large mapping), aligned blocks,
+//!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
@@ -152,6 +152,8 @@
 //!              growth.zig    realloc's growth log: a block grown again gets room to spare
 //!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
 //!                            path), free's slow path, maintenance, thread exit
+//!              validate.zig  the checked library's run-time invariant checks (slow paths,
+//!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -192,7 +194,7 @@ const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
     &.{ "page", "segment", "large_region", "large", "arena" },
-    &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
+    &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
@@ -229,6 +231,7 @@ test {
     _ = @import("purge.zig");
     _ = @import("growth.zig");
     _ = @import("trace.zig");
+    _ = @import("validate.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

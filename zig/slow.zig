@@ -4,7 +4,7 @@
 //!   heap()            the calling thread's heap, made on its first use (process initialised)
 //!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
 //!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
-//!                     page flagged aligned), else a large mapping
+//!                     page flagged aligned), else a large block
 //!   free(addr)        any address, any page, any thread, any tier: the one general free
 //!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
 //!               free, else to its page (which catches a second copy); no heap -> the page's
@@ -27,6 +27,7 @@ const process = @import("process.zig");
 const large = @import("large.zig");
 const misuse = @import("misuse.zig");
 const abi = @import("abi.zig");
+const validate = @import("validate.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -68,13 +69,15 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
     if (h.cache.pop(bin)) |blk| return blk;
+    validate.atSlowPath(h);
     return h.allocSlow(bin);
 }
 
-/// A large block (its own mapping); `zeroed`: its first `size` bytes are 0.
+/// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
     const now = os.nowMs();
+    validate.atSlowPath(h);
     h.maintain(now, false);
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
 }
@@ -131,6 +134,7 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
     }
     const owner = h orelse return freeHeapless(page, blk);
     if (owner.cache.push(page.bin, blk)) return .ok;
+    validate.atSlowPath(owner);
     return result(owner.freeFull(page, blk));
 }
 
@@ -192,7 +196,7 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 
 // ------------------------------------------------------------------ queries
 
-/// What `addr` is: a live block (of a page: its start; or a large mapping's header), a
+/// What `addr` is: a live block (of a page: its start; or a large block's header), a
 /// block that is free already, or not a block.
 pub const Kind = union(enum) {
     page_block: struct { page: *Page, start: usize },

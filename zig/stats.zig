@@ -78,17 +78,22 @@ pub var thread_cache_bytes_snapshot: u64 = 0;
 pub var dirty_bytes: Counter = .init(0);
 
 pub fn pageAcquired(tier: usize, span_bytes: usize, reused_dirty_bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
+    std.debug.assert(reused_dirty_bytes <= span_bytes); // what was dirty lies in the span
     add(&tiers[tier].pages, 1);
     add(&tiers[tier].mapped_bytes, span_bytes);
     sub(&dirty_bytes, reused_dirty_bytes);
 }
 
 pub fn pageCarved(tier: usize, bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
     add(&tiers[tier].resident_bytes, bytes);
 }
 
 /// A page went back to its segment: its span stays resident (dirty) until purged.
 pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
+    std.debug.assert(carved_bytes <= span_bytes); // blocks are carved inside the span
     sub(&tiers[tier].pages, 1);
     sub(&tiers[tier].mapped_bytes, span_bytes);
     sub(&tiers[tier].resident_bytes, carved_bytes);
@@ -97,6 +102,7 @@ pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
 
 /// Dirty free slices given back to the OS; `tier` is the tier of the pages that used them.
 pub fn purged(tier: usize, bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
     if (bytes == 0) return;
     add(&tiers[tier].purges, 1);
     add(&tiers[tier].purged_bytes, bytes);

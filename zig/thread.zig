@@ -13,6 +13,7 @@ const config = @import("config.zig");
 const size_class = @import("size_class.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
+const validate = @import("validate.zig");
 const purge = @import("purge.zig");
 const thread_cache = @import("thread_cache.zig");
 const Cache = thread_cache.Cache;
@@ -134,6 +135,7 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
 
 /// The pthread-key destructor: the thread is exiting.
 pub fn onThreadExit(heap: *Heap) void {
+    validate.atThreadExit(heap);
     setCache(empty_cache);
     check_heap = null;
     heap.abandonAll();

@@ -155,6 +155,7 @@
 //!                            are runs of
 //!              large.zig     large tier: region blocks, and a mapping per block above
 //!                            (mapping cache, mremap)
+//!              large_local.zig  a thread's cache of the region blocks it freed lately
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
@@ -187,7 +188,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
-    &.{ "page", "segment", "large_region", "large", "arena" },
+    &.{ "page", "segment", "large_region", "large", "large_local", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
     &.{ "background", "report", "process" },
     &.{ "slow", "check", "alloc" },
@@ -219,6 +220,7 @@ test {
     _ = @import("heap.zig");
     _ = @import("misuse.zig");
     _ = @import("large.zig");
+    _ = @import("large_local.zig");
     _ = @import("arena.zig");
     _ = @import("thread.zig");
     _ = @import("placement.zig");

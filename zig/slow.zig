@@ -25,6 +25,7 @@ const block_mod = @import("block.zig");
 const thread = @import("thread.zig");
 const process = @import("process.zig");
 const large = @import("large.zig");
+const LocalLarge = @import("large_local.zig").LocalLarge;
 const misuse = @import("misuse.zig");
 const abi = @import("abi.zig");
 const Page = page_mod.Page;
@@ -75,8 +76,15 @@ fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
     const now = os.nowMs();
-    h.maintain(now, false);
+    maintainIfDue(h, now);
+    if (h.large_local.take(size, alignment, zeroed, now)) |ptr| return ptr;
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
+}
+
+/// heap.maintain when it is due (its own first test, made here: a large malloc+free pair
+/// does not pay maintain's call).
+inline fn maintainIfDue(h: *Heap, now_ms: u64) void {
+    if (now_ms >= h.maintenance_due_ms) h.maintain(now_ms, false);
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
@@ -179,8 +187,14 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .freed => return .double_free,
         .live => |header| {
             const now = os.nowMs();
-            if (!large.free(header, now)) return .double_free;
-            if (thread.currentAny()) |h| h.maintain(now, false);
+            const h = thread.currentAny();
+            const local: LocalLarge.PutResult = if (h) |heap_| heap_.large_local.put(header, now) else .not_held;
+            switch (local) {
+                .freed_already => return .double_free,
+                .held => {},
+                .not_held => if (!large.free(header, now)) return .double_free,
+            }
+            if (h) |heap_| maintainIfDue(heap_, now);
             return .ok;
         },
     }

@@ -1,0 +1,191 @@
+//! large_local.zig — a thread's cache of the region blocks it freed lately (large.zig): a
+//! malloc of the same number of 64 KiB units takes one back with no lock, no unit-map write
+//! and no page fault (its pages never left). One per heap (heap.zig), touched only by its
+//! thread.
+//!
+//!   LocalLarge (in the thread's Heap)
+//!   +-----------------------------------------------+----------------+
+//!   | entries[4]: header address, units, freed_ms   | bytes (held)   |
+//!   +-----------------------------------------------+----------------+
+//!        |
+//!        v   a held block: header magic "held locally" (a second free of it is a double
+//!            free, reported as for any freed block), its region units still taken
+//!
+//!   free(block of <= bytes_max, a plain region block)  -> held (the oldest entry goes back to
+//!                                                         its region when full)
+//!   malloc(same units)                                  -> the held block, live again
+//!   malloc(other units)  -> every entry goes back to its region first (there they
+//!                           coalesce, and the region serves the new block from them)
+//!   maintenance (heap.maintain): entries held for purge_delay_ms go back; thread exit
+//!   (heap.abandonAll): all go back. Held bytes are bounded per thread (bytes_max).
+//!
+//! Stats count a held block as freed (and a taken one as allocated again), so live bytes
+//! and the limit of large_cache.zig see only what the program holds.
+const std = @import("std");
+const config = @import("config.zig");
+const large = @import("large.zig");
+
+pub const slots = 4;
+/// Held bytes per thread at most (and no block larger is held).
+pub const bytes_max: usize = 48 << 20;
+
+const Entry = struct { header: ?*large.LargeHeader = null, units: usize = 0, freed_ms: u64 = 0 };
+
+pub const LocalLarge = struct {
+    entries: [slots]Entry = [_]Entry{.{}} ** slots,
+    /// Bytes of the held blocks' units.
+    bytes: usize = 0,
+
+    /// The most this thread may hold now: nothing when the large tier keeps nothing
+    /// (HAKMEM_LARGE_CACHE_MB=0 or a purge delay of 0).
+    fn limit() usize {
+        if (config.purge_delay_ms == 0) return 0;
+        return @min(bytes_max, config.large_cache_max_bytes);
+    }
+
+    /// malloc: a held block of the units `size` takes, live again; null when there is none
+    /// (every held block has then gone back to its region).
+    pub fn take(self: *LocalLarge, size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaque {
+        if (self.bytes == 0) return null;
+        if (large.localUnits(size, alignment, bytes_max)) |units| {
+            for (&self.entries) |*entry| {
+                if (entry.units != units) continue;
+                const header = entry.header.?;
+                self.remove(entry);
+                return large.reviveLocal(header, size, zeroed, now_ms);
+            }
+        }
+        self.releaseAll(now_ms);
+        return null;
+    }
+
+    pub const PutResult = enum { held, not_held, freed_already };
+
+    /// free of a live large block: held here when it may be (`not_held`: the caller frees it
+    /// to the tier); `freed_already` when another thread freed it first.
+    pub fn put(self: *LocalLarge, header: *large.LargeHeader, now_ms: u64) PutResult {
+        const max = limit();
+        const units = large.localUnitsOf(header, max) orelse return .not_held;
+        const bytes = units * @import("large_region.zig").unit_size;
+        if (!large.holdLocal(header)) return .freed_already;
+        var free_slot: ?*Entry = null;
+        var rounds: usize = 0;
+        while (rounds <= slots) : (rounds += 1) {
+            free_slot = self.emptySlot();
+            if (free_slot != null and self.bytes + bytes <= max) break;
+            const old = self.oldest() orelse break;
+            const old_header = old.header.?;
+            self.remove(old);
+            large.releaseLocal(old_header, now_ms);
+        }
+        const slot = free_slot orelse self.emptySlot().?;
+        std.debug.assert(self.bytes + bytes <= max);
+        slot.* = .{ .header = header, .units = units, .freed_ms = now_ms };
+        self.bytes += bytes;
+        return .held;
+    }
+
+    /// Maintenance: entries held for the purge delay go back to their regions (all with `force`).
+    pub fn decay(self: *LocalLarge, now_ms: u64, force: bool) void {
+        if (self.bytes == 0) return;
+        for (&self.entries) |*entry| {
+            const header = entry.header orelse continue;
+            if (!force and now_ms -| entry.freed_ms < config.purge_delay_ms) continue;
+            self.remove(entry);
+            large.releaseLocal(header, now_ms);
+        }
+    }
+
+    /// Every held block back to its region (a miss, thread exit).
+    pub fn releaseAll(self: *LocalLarge, now_ms: u64) void {
+        for (&self.entries) |*entry| {
+            const header = entry.header orelse continue;
+            self.remove(entry);
+            large.releaseLocal(header, now_ms);
+        }
+        std.debug.assert(self.bytes == 0);
+    }
+
+    fn remove(self: *LocalLarge, entry: *Entry) void {
+        self.bytes -= entry.units * @import("large_region.zig").unit_size;
+        entry.* = .{};
+    }
+
+    fn emptySlot(self: *LocalLarge) ?*Entry {
+        for (&self.entries) |*entry| if (entry.header == null) return entry;
+        return null;
+    }
+
+    fn oldest(self: *LocalLarge) ?*Entry {
+        var found: ?*Entry = null;
+        for (&self.entries) |*entry| {
+            if (entry.header == null) continue;
+            if (found == null or entry.freed_ms < found.?.freed_ms) found = entry;
+        }
+        return found;
+    }
+};
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+const os = @import("os.zig");
+const segment_map = @import("segment_map.zig");
+
+fn liveHeader(addr: usize) !*large.LargeHeader {
+    return switch (large.lookup(addr, segment_map.lookup(addr))) {
+        .live => |h| h,
+        else => error.TestUnexpectedResult,
+    };
+}
+
+test "a held block: freed (a second free is seen), taken back by the same units, released on a miss" {
+    const now = os.nowMs();
+    var local: LocalLarge = .{};
+    const size: usize = (2 << 20) + 4096; // 33 units; so is size - 100
+    const p = large.alloc(size, 16, false, now) orelse return error.OutOfMemory;
+    const addr = @intFromPtr(p);
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr), now));
+    try testing.expectEqual(large.Lookup.freed, large.lookup(addr, segment_map.lookup(addr)));
+    // the same units: the same block, live again, zeroed when asked
+    @as([*]u8, @ptrCast(p))[100] = 7;
+    const q = local.take(size - 100, 16, true, now) orelse return error.TestUnexpectedResult;
+    try testing.expectEqual(addr, @intFromPtr(q));
+    try testing.expectEqual(@as(u8, 0), @as([*]u8, @ptrCast(q))[100]);
+    try testing.expectEqual(@as(usize, 0), local.bytes);
+    // held again; a miss (other units) sends it back to its region
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr), now));
+    try testing.expectEqual(PutResultT.freed_already, local.put(@ptrFromInt(addr - 64), now));
+    try testing.expectEqual(@as(?*anyopaque, null), local.take(3 << 20, 16, false, now));
+    try testing.expectEqual(@as(usize, 0), local.bytes);
+    try testing.expectEqual(large.Lookup.freed, large.lookup(addr, segment_map.lookup(addr)));
+    large.decay(now, true);
+}
+
+test "held bytes stay under the bound: the oldest goes back; decay and release empty it" {
+    const now = os.nowMs();
+    var local: LocalLarge = .{};
+    var blocks: [slots + 2]usize = undefined;
+    for (&blocks) |*b| b.* = @intFromPtr(large.alloc(20 << 20, 16, false, now) orelse return error.OutOfMemory);
+    for (blocks, 0..) |b, i| {
+        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(b), now + i));
+        try testing.expect(local.bytes <= bytes_max);
+    }
+    // the first ones went back to their regions: still freed to a lookup
+    for (blocks) |b| try testing.expectEqual(large.Lookup.freed, large.lookup(b, segment_map.lookup(b)));
+    local.decay(now + blocks.len, false); // not old yet
+    try testing.expect(local.bytes != 0);
+    local.decay(now + blocks.len + config.purge_delay_ms, false);
+    try testing.expectEqual(@as(usize, 0), local.bytes);
+    // a block too large to hold, and an aligned one, are not held
+    const big = large.alloc(bytes_max + 1, 16, false, now) orelse return error.OutOfMemory;
+    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(big)), now));
+    try testing.expect(large.free(try liveHeader(@intFromPtr(big)), now));
+    const aligned = large.alloc(1 << 20, 1 << 20, false, now) orelse return error.OutOfMemory;
+    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(aligned)), now));
+    try testing.expect(large.free(try liveHeader(@intFromPtr(aligned)), now));
+    local.releaseAll(now);
+    large.decay(now, true);
+}
+
+const PutResultT = LocalLarge.PutResult;

@@ -149,6 +149,7 @@ pub const Heap = struct {
             total.frees[bin] += self.frees(bin);
             total.remote_frees[bin] += @atomicLoad(u64, &self.counters.remote_frees[bin], .monotonic);
         }
+        self.large_local.addCountersInto(total);
     }
 
     /// Bytes of free blocks held in this heap's cache (a stats estimate).

@@ -398,35 +398,39 @@ pub fn localUnitsOf(header: *const LargeHeader, bytes_max: usize) ?usize {
     return header.region_units;
 }
 
-/// free into a local cache: the block is freed (counted; a second free finds it freed) but
-/// keeps its units and header. False when another thread freed it first.
+/// free into a local cache: the block is freed (a second free finds it freed) but keeps its
+/// units and header. False when another thread freed it first. Not counted here: the local
+/// cache counts the free, and the block's bytes stay in large.live_bytes while it is held
+/// (the limit sees them as demand; stats readers subtract the held bytes).
 pub fn holdLocal(header: *LargeHeader) bool {
-    if (@cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) != null) return false;
-    countFree(header);
-    return true;
+    return @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
 }
 
-/// malloc from a local cache: a held block of the same units, live again for `size` bytes.
+/// malloc from a local cache: a held block of the same units, live again for `size` bytes
+/// (counted by the local cache; live_bytes moves only by a change of its usable size).
 pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool, now_ms: u64) *anyopaque {
     std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
     const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
     std.debug.assert(unitsFor(mapped) == header.region_units);
     const base = @intFromPtr(header);
     if (zeroed) @memset(@as([*]u8, @ptrFromInt(base + header_room))[0..size], 0);
+    const old_usable = header.usable_size;
     header.mapped_size = mapped;
     header.usable_size = mapped - header_room;
     @atomicStore(u64, &header.magic, live_magic, .release);
-    stats.incr(&stats.large.allocs);
-    stats.incr(&stats.large.cache_hits);
-    stats.addTo(&stats.large.live_bytes, header.usable_size);
-    noteDemand(now_ms);
+    if (header.usable_size > old_usable) {
+        stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
+        noteDemand(now_ms);
+    } else stats.subFrom(&stats.large.live_bytes, old_usable - header.usable_size);
     return @ptrFromInt(base + header_room);
 }
 
-/// A held block goes back to its region (its units free, coalescing; purged along the curve).
+/// A held block goes back to its region (its units free, coalescing; purged along the
+/// curve); its bytes leave large.live_bytes now (its free was counted when it was held).
 pub fn releaseLocal(header: *LargeHeader, now_ms: u64) void {
     std.debug.assert(header.magic == local_magic);
     @atomicStore(u64, &header.magic, cached_magic, .release);
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
     giveBack(header, now_ms);
 }
 

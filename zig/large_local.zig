@@ -19,11 +19,15 @@
 //!   maintenance (heap.maintain): entries held for purge_delay_ms go back; thread exit
 //!   (heap.abandonAll): all go back. Held bytes are bounded per thread (bytes_max).
 //!
-//! Stats count a held block as freed (and a taken one as allocated again), so live bytes
-//! and the limit of large_cache.zig see only what the program holds.
+//! Stats: the cache counts what it takes back (large allocs, cache hits) and holds (large
+//! frees) in plain counters of its own, which stats readers add up with every heap's
+//! (thread.sumCounters); a held block's bytes stay in large.live_bytes (the limit of
+//! large_cache.zig sees them as demand) and readers subtract the held bytes. So a malloc+free
+//! pair served here does one atomic operation: free's CAS of the header's magic.
 const std = @import("std");
 const config = @import("config.zig");
 const large = @import("large.zig");
+const stats = @import("stats.zig");
 
 pub const slots = 4;
 /// Held bytes per thread at most (and no block larger is held).
@@ -35,6 +39,11 @@ pub const LocalLarge = struct {
     entries: [slots]Entry = [_]Entry{.{}} ** slots,
     /// Bytes of the held blocks' units.
     bytes: usize = 0,
+    /// Stats (owner-written, read by stats readers with monotonic loads: thread.sumCounters):
+    /// blocks taken back, blocks held when freed, usable bytes held now.
+    allocs: u64 = 0,
+    frees: u64 = 0,
+    held_usable_bytes: u64 = 0,
 
     /// The most this thread may hold now: nothing when the large tier keeps nothing
     /// (HAKMEM_LARGE_CACHE_MB=0 or a purge delay of 0).
@@ -52,6 +61,7 @@ pub const LocalLarge = struct {
                 if (entry.units != units) continue;
                 const header = entry.header.?;
                 self.remove(entry);
+                @atomicStore(u64, &self.allocs, self.allocs + 1, .monotonic);
                 return large.reviveLocal(header, size, zeroed, now_ms);
             }
         }
@@ -82,6 +92,8 @@ pub const LocalLarge = struct {
         std.debug.assert(self.bytes + bytes <= max);
         slot.* = .{ .header = header, .units = units, .freed_ms = now_ms };
         self.bytes += bytes;
+        @atomicStore(u64, &self.frees, self.frees + 1, .monotonic);
+        @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes + header.usable_size, .monotonic);
         return .held;
     }
 
@@ -108,7 +120,15 @@ pub const LocalLarge = struct {
 
     fn remove(self: *LocalLarge, entry: *Entry) void {
         self.bytes -= entry.units * @import("large_region.zig").unit_size;
+        @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes - entry.header.?.usable_size, .monotonic);
         entry.* = .{};
+    }
+
+    /// Its counts into a stats sum (heap.addCountersInto).
+    pub fn addCountersInto(self: *const LocalLarge, total: *stats.BinCounters) void {
+        total.large_local_allocs += @atomicLoad(u64, &self.allocs, .monotonic);
+        total.large_local_frees += @atomicLoad(u64, &self.frees, .monotonic);
+        total.large_local_held_bytes += @atomicLoad(u64, &self.held_usable_bytes, .monotonic);
     }
 
     fn emptySlot(self: *LocalLarge) ?*Entry {
@@ -189,3 +209,37 @@ test "held bytes stay under the bound: the oldest goes back; decay and release e
 }
 
 const PutResultT = LocalLarge.PutResult;
+
+test "stats stay exact through held and taken blocks: allocs, frees, live bytes" {
+    const now = os.nowMs();
+    large.decay(now, true);
+    var local: LocalLarge = .{};
+    const abi = @import("abi.zig");
+    const l = @intFromEnum(abi.Tier.large) * stats.field_count;
+    const F = abi.StatField;
+    var before: [stats.value_count]u64 = undefined;
+    var sum: stats.BinCounters = .{};
+    stats.snapshot(&sum, &before);
+    const size: usize = 3 << 20;
+    var p = large.alloc(size, 16, false, now) orelse return error.OutOfMemory;
+    for (0..10) |_| {
+        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p)), now));
+        p = local.take(size, 16, false, now) orelse return error.TestUnexpectedResult;
+    }
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p)), now));
+    var after: [stats.value_count]u64 = undefined;
+    sum = .{};
+    local.addCountersInto(&sum);
+    stats.snapshot(&sum, &after);
+    try testing.expectEqual(before[l + F.allocs.index()] + 11, after[l + F.allocs.index()]);
+    try testing.expectEqual(before[l + F.frees.index()] + 11, after[l + F.frees.index()]);
+    try testing.expectEqual(before[l + F.live_bytes.index()], after[l + F.live_bytes.index()]);
+    // back in its region: the same totals
+    local.releaseAll(now);
+    sum = .{};
+    local.addCountersInto(&sum);
+    stats.snapshot(&sum, &after);
+    try testing.expectEqual(before[l + F.frees.index()] + 11, after[l + F.frees.index()]);
+    try testing.expectEqual(before[l + F.live_bytes.index()], after[l + F.live_bytes.index()]);
+    large.decay(now, true);
+}

@@ -408,7 +408,7 @@ pub fn holdLocal(header: *LargeHeader) bool {
 
 /// malloc from a local cache: a held block of the same units, live again for `size` bytes
 /// (counted by the local cache; live_bytes moves only by a change of its usable size).
-pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool, now_ms: u64) *anyopaque {
+pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
     std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
     const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
     std.debug.assert(unitsFor(mapped) == header.region_units);
@@ -420,7 +420,7 @@ pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool, now_ms: u64)
     @atomicStore(u64, &header.magic, live_magic, .release);
     if (header.usable_size > old_usable) {
         stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
-        noteDemand(now_ms);
+        noteDemand(os.nowMs());
     } else stats.subFrom(&stats.large.live_bytes, old_usable - header.usable_size);
     return @ptrFromInt(base + header_room);
 }

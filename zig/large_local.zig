@@ -14,8 +14,8 @@
 //!   free(block of <= bytes_max, a plain region block)  -> held (the oldest entry goes back to
 //!                                                         its region when full)
 //!   malloc(same units)                                  -> the held block, live again
-//!   malloc(other units)  -> every entry goes back to its region first (there they
-//!                           coalesce, and the region serves the new block from them)
+//!   malloc(other units)  -> every entry goes back to its region first (slow.mallocLarge:
+//!                           there they coalesce, and the region serves the new block)
 //!   maintenance (heap.maintain): entries held for purge_delay_ms go back; thread exit
 //!   (heap.abandonAll): all go back. Held bytes are bounded per thread (bytes_max).
 //!
@@ -28,8 +28,11 @@ const std = @import("std");
 const config = @import("config.zig");
 const large = @import("large.zig");
 const stats = @import("stats.zig");
+const os = @import("os.zig");
 
 pub const slots = 4;
+/// A hold reads the clock once in this many (the stamps are that much older at most).
+const clock_every = 16;
 /// Held bytes per thread at most (and no block larger is held).
 pub const bytes_max: usize = 48 << 20;
 
@@ -39,6 +42,10 @@ pub const LocalLarge = struct {
     entries: [slots]Entry = [_]Entry{.{}} ** slots,
     /// Bytes of the held blocks' units.
     bytes: usize = 0,
+    /// The clock as last read (monotonic ms): a hold stamps its entry with it, and reads
+    /// the clock itself every clock_every holds (tick), so a free held here seldom reads it.
+    clock_ms: u64 = 0,
+    holds_since_clock: u32 = 0,
     /// Stats (owner-written, read by stats readers with monotonic loads: thread.sumCounters):
     /// blocks taken back, blocks held when freed, usable bytes held now.
     allocs: u64 = 0,
@@ -53,19 +60,17 @@ pub const LocalLarge = struct {
     }
 
     /// malloc: a held block of the units `size` takes, live again; null when there is none
-    /// (every held block has then gone back to its region).
-    pub fn take(self: *LocalLarge, size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaque {
+    /// (the caller then sends every held block back to its region: releaseAll).
+    pub fn take(self: *LocalLarge, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
         if (self.bytes == 0) return null;
-        if (large.localUnits(size, alignment, bytes_max)) |units| {
-            for (&self.entries) |*entry| {
-                if (entry.units != units) continue;
-                const header = entry.header.?;
-                self.remove(entry);
-                @atomicStore(u64, &self.allocs, self.allocs + 1, .monotonic);
-                return large.reviveLocal(header, size, zeroed, now_ms);
-            }
+        const units = large.localUnits(size, alignment, bytes_max) orelse return null;
+        for (&self.entries) |*entry| {
+            if (entry.units != units) continue;
+            const header = entry.header.?;
+            self.remove(entry);
+            @atomicStore(u64, &self.allocs, self.allocs + 1, .monotonic);
+            return large.reviveLocal(header, size, zeroed);
         }
-        self.releaseAll(now_ms);
         return null;
     }
 
@@ -73,7 +78,9 @@ pub const LocalLarge = struct {
 
     /// free of a live large block: held here when it may be (`not_held`: the caller frees it
     /// to the tier); `freed_already` when another thread freed it first.
-    pub fn put(self: *LocalLarge, header: *large.LargeHeader, now_ms: u64) PutResult {
+    pub fn put(self: *LocalLarge, header: *large.LargeHeader) PutResult {
+        if (self.clock_ms == 0) self.clock_ms = os.nowMs(); // (a new heap's first hold)
+        const now_ms = self.clock_ms;
         const max = limit();
         const units = large.localUnitsOf(header, max) orelse return .not_held;
         const bytes = units * @import("large_region.zig").unit_size;
@@ -97,8 +104,18 @@ pub const LocalLarge = struct {
         return .held;
     }
 
+    /// After a hold: every clock_every holds, the clock read now (for maintenance), else null.
+    pub fn tick(self: *LocalLarge) ?u64 {
+        self.holds_since_clock += 1;
+        if (self.holds_since_clock < clock_every) return null;
+        self.holds_since_clock = 0;
+        self.clock_ms = os.nowMs();
+        return self.clock_ms;
+    }
+
     /// Maintenance: entries held for the purge delay go back to their regions (all with `force`).
     pub fn decay(self: *LocalLarge, now_ms: u64, force: bool) void {
+        self.clock_ms = @max(self.clock_ms, now_ms);
         if (self.bytes == 0) return;
         for (&self.entries) |*entry| {
             const header = entry.header orelse continue;
@@ -110,6 +127,7 @@ pub const LocalLarge = struct {
 
     /// Every held block back to its region (a miss, thread exit).
     pub fn releaseAll(self: *LocalLarge, now_ms: u64) void {
+        self.clock_ms = @max(self.clock_ms, now_ms);
         for (&self.entries) |*entry| {
             const header = entry.header orelse continue;
             self.remove(entry);
@@ -149,7 +167,6 @@ pub const LocalLarge = struct {
 // ---------------------------------------------------------------- tests
 
 const testing = std.testing;
-const os = @import("os.zig");
 const segment_map = @import("segment_map.zig");
 
 fn liveHeader(addr: usize) !*large.LargeHeader {
@@ -165,18 +182,19 @@ test "a held block: freed (a second free is seen), taken back by the same units,
     const size: usize = (2 << 20) + 4096; // 33 units; so is size - 100
     const p = large.alloc(size, 16, false, now) orelse return error.OutOfMemory;
     const addr = @intFromPtr(p);
-    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr), now));
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr)));
     try testing.expectEqual(large.Lookup.freed, large.lookup(addr, segment_map.lookup(addr)));
     // the same units: the same block, live again, zeroed when asked
     @as([*]u8, @ptrCast(p))[100] = 7;
-    const q = local.take(size - 100, 16, true, now) orelse return error.TestUnexpectedResult;
+    const q = local.take(size - 100, 16, true) orelse return error.TestUnexpectedResult;
     try testing.expectEqual(addr, @intFromPtr(q));
     try testing.expectEqual(@as(u8, 0), @as([*]u8, @ptrCast(q))[100]);
     try testing.expectEqual(@as(usize, 0), local.bytes);
     // held again; a miss (other units) sends it back to its region
-    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr), now));
-    try testing.expectEqual(PutResultT.freed_already, local.put(@ptrFromInt(addr - 64), now));
-    try testing.expectEqual(@as(?*anyopaque, null), local.take(3 << 20, 16, false, now));
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(addr)));
+    try testing.expectEqual(PutResultT.freed_already, local.put(@ptrFromInt(addr - 64)));
+    try testing.expectEqual(@as(?*anyopaque, null), local.take(3 << 20, 16, false));
+    local.releaseAll(now);
     try testing.expectEqual(@as(usize, 0), local.bytes);
     try testing.expectEqual(large.Lookup.freed, large.lookup(addr, segment_map.lookup(addr)));
     large.decay(now, true);
@@ -188,7 +206,8 @@ test "held bytes stay under the bound: the oldest goes back; decay and release e
     var blocks: [slots + 2]usize = undefined;
     for (&blocks) |*b| b.* = @intFromPtr(large.alloc(20 << 20, 16, false, now) orelse return error.OutOfMemory);
     for (blocks, 0..) |b, i| {
-        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(b), now + i));
+        local.clock_ms = now + i;
+        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(b)));
         try testing.expect(local.bytes <= bytes_max);
     }
     // the first ones went back to their regions: still freed to a lookup
@@ -199,10 +218,10 @@ test "held bytes stay under the bound: the oldest goes back; decay and release e
     try testing.expectEqual(@as(usize, 0), local.bytes);
     // a block too large to hold, and an aligned one, are not held
     const big = large.alloc(bytes_max + 1, 16, false, now) orelse return error.OutOfMemory;
-    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(big)), now));
+    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(big))));
     try testing.expect(large.free(try liveHeader(@intFromPtr(big)), now));
     const aligned = large.alloc(1 << 20, 1 << 20, false, now) orelse return error.OutOfMemory;
-    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(aligned)), now));
+    try testing.expectEqual(PutResultT.not_held, local.put(try liveHeader(@intFromPtr(aligned))));
     try testing.expect(large.free(try liveHeader(@intFromPtr(aligned)), now));
     local.releaseAll(now);
     large.decay(now, true);
@@ -223,10 +242,10 @@ test "stats stay exact through held and taken blocks: allocs, frees, live bytes"
     const size: usize = 3 << 20;
     var p = large.alloc(size, 16, false, now) orelse return error.OutOfMemory;
     for (0..10) |_| {
-        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p)), now));
-        p = local.take(size, 16, false, now) orelse return error.TestUnexpectedResult;
+        try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p))));
+        p = local.take(size, 16, false) orelse return error.TestUnexpectedResult;
     }
-    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p)), now));
+    try testing.expectEqual(PutResultT.held, local.put(try liveHeader(@intFromPtr(p))));
     var after: [stats.value_count]u64 = undefined;
     sum = .{};
     local.addCountersInto(&sum);

@@ -75,9 +75,11 @@ fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
 /// A large block (its own mapping); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
+    // (a hit reads no clock: the free that held the block did maintenance's share)
+    if (h.large_local.take(size, alignment, zeroed)) |ptr| return ptr;
     const now = os.nowMs();
+    h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
     maintainIfDue(h, now);
-    if (h.large_local.take(size, alignment, zeroed, now)) |ptr| return ptr;
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
 }
 
@@ -186,14 +188,18 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .invalid => return .invalid,
         .freed => return .double_free,
         .live => |header| {
-            const now = os.nowMs();
             const h = thread.currentAny();
-            const local: LocalLarge.PutResult = if (h) |heap_| heap_.large_local.put(header, now) else .not_held;
-            switch (local) {
+            if (h) |heap_| switch (heap_.large_local.put(header)) {
                 .freed_already => return .double_free,
-                .held => {},
-                .not_held => if (!large.free(header, now)) return .double_free,
-            }
+                // (the clock is read every few holds: LocalLarge.tick)
+                .held => {
+                    if (heap_.large_local.tick()) |now| maintainIfDue(heap_, now);
+                    return .ok;
+                },
+                .not_held => {},
+            };
+            const now = os.nowMs();
+            if (!large.free(header, now)) return .double_free;
             if (h) |heap_| maintainIfDue(heap_, now);
             return .ok;
         },

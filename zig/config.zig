@@ -89,7 +89,7 @@ pub var purge_delay_ms: u64 = 50;
 /// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
-pub var large_cache_max_bytes: usize = 64 << 20;
+pub var large_cache_max_bytes: usize = 128 << 20;
 /// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
 pub var print_stats_at_exit: bool = false;
 /// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
@@ -185,7 +185,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
     .{ .name = "HAKMEM_PURGE_DELAY_MS", .expected = "a whole number of milliseconds", .default = "50", .apply = applyPurgeDelay },
     .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
-    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "128", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },

@@ -14,6 +14,7 @@
 //!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
 //!                    │                                (the direct page is one of them)
 //!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
+//!                    ├─ large_local:  up to 4 region blocks this thread freed lately (large_local.zig)
 //!                    └─ segments:     segment <-> segment  (those with free slices first;
 //!                                     placement.zig: where pages go, purge.zig: dirty slices)
 //!
@@ -83,6 +84,8 @@
 //!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
 //!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
 //!     takes it whole with one swap (acquire) in collect
+//!   Heap.large_local: its owner thread only (plain); a held block's header magic: atomic
+//!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
 //!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
 //!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
@@ -122,6 +125,9 @@
 //!   A large block in a region: a run of units (resident ones reused first) -> live ->
 //!   freed: its units free, coalesced with their neighbours, resident until purged (its
 //!   address remembered then: a second free is a double free, not a foreign pointer).
+//!   A region block of at most 48 MiB freed by a thread first waits in that thread's
+//!   large_local (header magic "held": a second free is a double free) -> taken back by a
+//!   malloc of the same units, else back to its region (a miss, maintenance, thread exit).
 //!   A large block of its own mapping: mapped (or a cached mapping reused) -> live ->
 //!   freed: cached -> reused, trimmed or grown for another block, or unmapped (remembered).
 //!
@@ -161,6 +167,7 @@
 //!                            are runs of
 //!              large.zig     large tier: region blocks, and a mapping per block above
 //!                            (mapping cache, mremap)
+//!              large_local.zig  a thread's cache of the region blocks it freed lately
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
@@ -193,7 +200,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
-    &.{ "page", "segment", "large_region", "large", "arena" },
+    &.{ "page", "segment", "large_region", "large", "large_local", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
@@ -225,6 +232,7 @@ test {
     _ = @import("heap.zig");
     _ = @import("misuse.zig");
     _ = @import("large.zig");
+    _ = @import("large_local.zig");
     _ = @import("arena.zig");
     _ = @import("thread.zig");
     _ = @import("placement.zig");

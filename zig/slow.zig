@@ -25,6 +25,7 @@ const block_mod = @import("block.zig");
 const thread = @import("thread.zig");
 const process = @import("process.zig");
 const large = @import("large.zig");
+const LocalLarge = @import("large_local.zig").LocalLarge;
 const misuse = @import("misuse.zig");
 const abi = @import("abi.zig");
 const validate = @import("validate.zig");
@@ -76,10 +77,19 @@ fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
 /// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
+    // (a hit reads no clock: the free that held the block did maintenance's share)
+    if (h.large_local.take(size, alignment, zeroed)) |ptr| return ptr;
     const now = os.nowMs();
     validate.atSlowPath(h);
-    h.maintain(now, false);
+    h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
+    maintainIfDue(h, now);
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
+}
+
+/// heap.maintain when it is due (its own first test, made here: a large malloc+free pair
+/// does not pay maintain's call).
+inline fn maintainIfDue(h: *Heap, now_ms: u64) void {
+    if (now_ms >= h.maintenance_due_ms) h.maintain(now_ms, false);
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
@@ -182,9 +192,19 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .invalid => return .invalid,
         .freed => return .double_free,
         .live => |header| {
+            const h = thread.currentAny();
+            if (h) |heap_| switch (heap_.large_local.put(header)) {
+                .freed_already => return .double_free,
+                // (the clock is read every few holds: LocalLarge.tick)
+                .held => {
+                    if (heap_.large_local.tick()) |now| maintainIfDue(heap_, now);
+                    return .ok;
+                },
+                .not_held => {},
+            };
             const now = os.nowMs();
             if (!large.free(header, now)) return .double_free;
-            if (thread.currentAny()) |h| h.maintain(now, false);
+            if (h) |heap_| maintainIfDue(heap_, now);
             return .ok;
         },
     }

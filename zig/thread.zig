@@ -80,7 +80,13 @@ pub inline fn current() ?*Heap {
 
 /// The calling thread's heap in either mode (slow paths).
 pub fn currentAny() ?*Heap {
-    return current() orelse check_heap;
+    return current() orelse checkHeap();
+}
+
+/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
+/// which the compiler would otherwise make before it knows current() is null.)
+noinline fn checkHeap() ?*Heap {
+    return check_heap;
 }
 
 /// A heap for the calling thread, which has none (currentAny() is null), made its own.

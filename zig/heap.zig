@@ -33,6 +33,7 @@ const thread_cache = @import("thread_cache.zig");
 const placement = @import("placement.zig");
 const purge = @import("purge.zig");
 const growth = @import("growth.zig");
+const large_local = @import("large_local.zig");
 const block_mod = @import("block.zig");
 const budget = @import("budget.zig");
 const profile = @import("profile.zig");
@@ -101,6 +102,8 @@ pub const Heap = struct {
     maintenance_due_ms: u64,
     /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
     grown: growth.Log,
+    /// Large region blocks this thread freed lately (large_local.zig; slow.zig uses it).
+    large_local: large_local.LocalLarge,
     /// The last memory-pressure epoch this heap purged for (budget.zig).
     relief_seen: u32,
 
@@ -118,6 +121,7 @@ pub const Heap = struct {
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
         self.grown = .{};
+        self.large_local = .{};
         self.relief_seen = 0;
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
@@ -150,6 +154,7 @@ pub const Heap = struct {
             total.frees[bin] += self.frees(bin);
             total.remote_frees[bin] += @atomicLoad(u64, &self.counters.remote_frees[bin], .monotonic);
         }
+        self.large_local.addCountersInto(total);
     }
 
     /// Bytes of free blocks held in this heap's cache (a stats estimate).
@@ -399,6 +404,7 @@ pub const Heap = struct {
             self.queues[bin].remove(page);
             self.releasePage(page, now_ms);
         }
+        self.large_local.decay(now_ms, force);
         purge.heapSlices(&self.segments, now_ms, force);
         purge.shared(now_ms, force);
     }
@@ -409,6 +415,7 @@ pub const Heap = struct {
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
+        self.large_local.releaseAll(now);
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {

@@ -14,6 +14,7 @@
 //!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
 //!                    │                                (the direct page is one of them)
 //!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
+//!                    ├─ large_local:  up to 4 region blocks this thread freed lately (large_local.zig)
 //!                    └─ segments:     segment <-> segment  (those with free slices first;
 //!                                     placement.zig: where pages go, purge.zig: dirty slices)
 //!
@@ -47,6 +48,8 @@
 //!   malloc   preload.zig malloc, api.zig hak_alloc
 //!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
 //!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
+//!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
 //!                 an abandoned segment, a new span (placement.placePage) -> the page's
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
@@ -81,6 +84,8 @@
 //!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
 //!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
 //!     takes it whole with one swap (acquire) in collect
+//!   Heap.large_local: its owner thread only (plain); a held block's header magic: atomic
+//!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
 //!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
 //!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
@@ -121,6 +126,9 @@
 //!   A large block in a region: a run of units (resident ones reused first) -> live ->
 //!   freed: its units free, coalesced with their neighbours, resident until purged (its
 //!   address remembered then: a second free is a double free, not a foreign pointer).
+//!   A region block of at most 48 MiB freed by a thread first waits in that thread's
+//!   large_local (header magic "held": a second free is a double free) -> taken back by a
+//!   malloc of the same units, else back to its region (a miss, maintenance, thread exit).
 //!   A large block of its own mapping: mapped (or a cached mapping reused) -> live ->
 //!   freed: cached -> reused, trimmed or grown for another block, or unmapped (remembered).
 //!
@@ -132,7 +140,7 @@
 //!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
 //!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
 //!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
-//!                            by route (a bin's page or a large mapping), aligned blocks,
+//!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
@@ -141,6 +149,8 @@
 //!              memory_report.zig  where the memory goes: hak_memory_report, the summary's
 //!                            memory lines (counters, a walk of the heaps, mincore)
 //!              report.zig    the statistics array and the exit summary
+//!              trace.zig     HAKMEM_TRACE: every allocation call recorded (per-thread
+//!                            buffers, an address -> object id table), for replays
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
@@ -151,6 +161,8 @@
 //!              growth.zig    realloc's growth log: a block grown again gets room to spare
 //!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
 //!                            path), free's slow path, maintenance, thread exit
+//!              validate.zig  the checked library's run-time invariant checks (slow paths,
+//!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              profile.zig   HAKMEM_PROFILE: the sampled heap profiler (a byte countdown
@@ -160,6 +172,7 @@
 //!                            are runs of
 //!              large.zig     large tier: region blocks, and a mapping per block above
 //!                            (mapping cache, mremap)
+//!              large_local.zig  a thread's cache of the region blocks it freed lately
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
@@ -195,9 +208,9 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
     &.{ "size_class", "config", "misuse", "stats", "budget" },
-    &.{ "page", "profile", "segment", "large_region", "large", "arena" },
-    &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
-    &.{ "background", "memory_report", "report", "process" },
+    &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena" },
+    &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
+    &.{ "background", "memory_report", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
 };
@@ -227,11 +240,14 @@ test {
     _ = @import("heap.zig");
     _ = @import("misuse.zig");
     _ = @import("large.zig");
+    _ = @import("large_local.zig");
     _ = @import("arena.zig");
     _ = @import("thread.zig");
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("trace.zig");
+    _ = @import("validate.zig");
     _ = @import("budget.zig");
     _ = @import("memory_report.zig");
     _ = @import("profile.zig");

@@ -5,7 +5,8 @@
 //!   allocator_resident (measured: mincore over every chunk segment_map tags, the heaps,
 //!   │                   the segment map and the regions' unit maps)
 //!   ├─ live blocks ─────────── live_requested + internal_waste (tiny, mid, large live)
-//!   ├─ thread_cache ────────── free blocks in thread caches (a walk of every heap's stacks;
+//!   ├─ thread_cache ────────── free blocks in thread caches (a walk of every heap's stacks
+//!   │                          and the large blocks it holds, large_local.zig;
 //!   │                          at most what pages in use hold resident beyond live blocks)
 //!   ├─ page_free ───────────── free blocks of pages in use, neither live nor cached
 //!   │                          (measured: the pages' resident bytes minus live and cached)
@@ -72,7 +73,9 @@ pub fn read(out: *Values) void {
     }
     set(out, .tiny_thread_cache, cached[0]);
     set(out, .mid_thread_cache, cached[1]);
-    set(out, .thread_cache, cached[0] + cached[1]);
+    // large blocks a thread freed and holds (large_local.zig): resident, counted not live
+    const large_held = @min(heaps.large_held, chunks.large -| live[2]);
+    set(out, .thread_cache, cached[0] + cached[1] + large_held);
     set(out, .largest_thread_cache, heaps.largest_cache);
     set(out, .threads, heaps.live);
     set(out, .tiny_page_free, page_free[0]);
@@ -81,7 +84,7 @@ pub fn read(out: *Values) void {
     set(out, .empty_dirty, chunks.dirty);
     const retained = stats.large.cached_bytes.load(.monotonic);
     set(out, .large_retained, retained);
-    set(out, .large_overhead, chunks.large -| (live[2] + retained)); // measured: what units and pages round up and touch
+    set(out, .large_overhead, chunks.large -| (live[2] + retained + large_held)); // measured: what units and pages round up and touch
     set(out, .cached_segments, @as(u64, arena.cachedCount()) * segment_mod.segment_size);
     const metadata = chunks.segment_headers + heaps.resident + segment_map.residentBytes() + large_region.metadataResidentBytes();
     set(out, .metadata, metadata);
@@ -126,6 +129,8 @@ pub fn get(out: *const Values, part: P) u64 {
 const HeapWalk = struct {
     cached: [2]u64 = .{ 0, 0 },
     largest_cache: u64 = 0,
+    /// Bytes of the large blocks the heaps' threads hold (large_local.zig).
+    large_held: u64 = 0,
     live: u64 = 0,
     resident: u64 = 0,
 
@@ -139,7 +144,9 @@ const HeapWalk = struct {
             self.cached[if (size_class.binIsTiny(bin)) 0 else 1] += bytes;
             mine += bytes;
         }
-        self.largest_cache = @max(self.largest_cache, mine);
+        const held = @atomicLoad(usize, &heap.large_local.bytes, .monotonic);
+        self.large_held += held;
+        self.largest_cache = @max(self.largest_cache, mine + held);
     }
 };
 

@@ -13,6 +13,7 @@ const config = @import("config.zig");
 const size_class = @import("size_class.zig");
 const Lock = @import("lock.zig").Lock;
 const Heap = @import("heap.zig").Heap;
+const validate = @import("validate.zig");
 const purge = @import("purge.zig");
 const thread_cache = @import("thread_cache.zig");
 const Cache = thread_cache.Cache;
@@ -35,7 +36,8 @@ comptime {
 const empty_cache: *Cache = @ptrCast(&empty_entries);
 
 threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
-/// In check mode the heap lives here instead, so the fast paths always fall through.
+/// In check mode (and when tracing, config.trace) the heap lives here instead, so the fast
+/// paths always fall through.
 threadlocal var check_heap: ?*Heap = null;
 
 pub var registry_lock: Lock = .{};
@@ -78,7 +80,13 @@ pub inline fn current() ?*Heap {
 
 /// The calling thread's heap in either mode (slow paths).
 pub fn currentAny() ?*Heap {
-    return current() orelse check_heap;
+    return current() orelse checkHeap();
+}
+
+/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
+/// which the compiler would otherwise make before it knows current() is null.)
+noinline fn checkHeap() ?*Heap {
+    return check_heap;
 }
 
 /// A heap for the calling thread, which has none (currentAny() is null), made its own.
@@ -93,7 +101,7 @@ pub fn create() ?*Heap {
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    if (config.check_mode == .off) setCache(&heap.cache) else check_heap = heap;
+    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else check_heap = heap;
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -133,6 +141,7 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
 
 /// The pthread-key destructor: the thread is exiting.
 pub fn onThreadExit(heap: *Heap) void {
+    validate.atThreadExit(heap);
     setCache(empty_cache);
     check_heap = null;
     heap.abandonAll();

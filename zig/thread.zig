@@ -39,6 +39,14 @@ const empty_cache: *Cache = @ptrCast(&empty_entries);
 threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
 /// In check mode the heap lives here instead, so the fast paths always fall through.
 threadlocal var check_heap: ?*Heap = null;
+/// Set once the thread's exit destructor parked its heap.
+threadlocal var exit_ran: bool = false;
+
+/// True once the calling thread's exit destructor ran (slow paths only: a general-dynamic
+/// TLS access).
+pub fn exiting() bool {
+    return exit_ran;
+}
 
 pub var registry_lock: Lock = .{};
 var registry_first: ?*Heap = null;
@@ -141,6 +149,7 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
 pub fn onThreadExit(heap: *Heap) void {
     setCache(empty_cache);
     check_heap = null;
+    exit_ran = true;
     const now = os.nowMs();
     for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0); // counted before they retire
     registry_lock.acquire();

@@ -91,6 +91,17 @@ pub fn capacityAfterOverflow(bin: usize, capacity: u32, allocs_since_last: u64) 
     return @min(@max(capacity * 2, 1), maxCapacity(bin));
 }
 
+/// Blocks a bin that is only freed into (a consumer's: its thread never allocates from it)
+/// may batch at most: its overflows flush everything, so a larger batch means fewer
+/// compare-and-swaps on the owners' pages, each a cache line taken from the owner's core.
+pub const free_only_blocks_max: u32 = 64;
+
+/// After an overflow with no allocation from the bin since the previous one: the batch
+/// doubles up to free_only_blocks_max (never past maxCapacity).
+pub fn capacityWhenOnlyFreed(bin: usize, capacity: u32) u32 {
+    return @max(capacity, @min(@max(capacity * 2, 1), @min(free_only_blocks_max, maxCapacity(bin))));
+}
+
 /// At a maintenance tick: an idle bin halves its capacity (its blocks go back to pages).
 pub fn capacityWhenIdle(bin: usize, capacity: u32) u32 {
     return @max(minCapacity(bin), capacity / 2);
@@ -133,6 +144,8 @@ pub const Cache = extern struct {
     /// pops(bin) at the bin's last overflow and at the last maintenance (the policy's clock).
     pops_at_overflow: [bins]u64,
     pops_at_maintenance: [bins]u64,
+    /// frees(bin) (the entry's push count) at the last maintenance.
+    frees_at_maintenance: [bins]u64,
     /// The sum of every bin's capacity x block size (at most budget_bytes once a bin grew).
     capacity_bytes: usize,
     slots: [slot_layout.total]*Block,
@@ -147,6 +160,7 @@ pub const Cache = extern struct {
         self.moved_out = [_]u64{0} ** bins;
         self.pops_at_overflow = [_]u64{0} ** bins;
         self.pops_at_maintenance = [_]u64{0} ** bins;
+        self.frees_at_maintenance = [_]u64{0} ** bins;
         self.capacity_bytes = 0;
         for (0..bins) |bin| self.capacity_bytes += @as(usize, self.capacity(bin)) * size_class.binBlockSize(bin);
     }
@@ -297,25 +311,32 @@ pub const Cache = extern struct {
     /// pages. There is room for one block afterwards unless the capacity is 0.
     pub fn overflow(self: *Cache, bin: usize, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
         const pops_now = self.pops(bin);
+        const allocs_since_last = pops_now - self.pops_at_overflow[bin];
         var cap = self.capacity(bin);
         if (adapt) {
-            const grown = self.withinBudget(bin, cap, capacityAfterOverflow(bin, cap, pops_now - self.pops_at_overflow[bin]));
+            const wanted = if (allocs_since_last == 0) capacityWhenOnlyFreed(bin, cap) else capacityAfterOverflow(bin, cap, allocs_since_last);
+            const grown = self.withinBudget(bin, cap, wanted);
             if (grown != cap) stats.incr(&stats.thread_cache_grows);
             cap = grown;
         }
         self.pops_at_overflow[bin] = pops_now;
-        const remote = if (self.count(bin) >= cap) self.flushKeep(bin, cap / 2, owner, sink) else 0;
+        // A bin only freed into keeps nothing for malloc: all of it goes back, in one batch.
+        const keep = if (allocs_since_last == 0) 0 else cap / 2;
+        const remote = if (self.count(bin) >= cap) self.flushKeep(bin, keep, owner, sink) else 0;
         self.setCapacity(bin, cap);
         return remote;
     }
 
-    /// At a maintenance tick: a bin not allocated from since the last one (every bin with
-    /// `force`) returns its blocks to their pages; with `adapt`, an idle one halves its
-    /// capacity (capacityWhenIdle). Returns the blocks given to other heaps' pages.
+    /// At a maintenance tick: a bin neither allocated from nor freed into since the last
+    /// one (every bin with `force`) returns its blocks to their pages; with `adapt`, an
+    /// idle one halves its capacity (capacityWhenIdle). Returns the blocks given to other heaps' pages.
     pub fn maintainBin(self: *Cache, bin: usize, force: bool, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
         const pops_now = self.pops(bin);
-        const idle = pops_now == self.pops_at_maintenance[bin];
+        const frees_now = self.entries[bin].frees;
+        // Idle: neither allocated from nor freed into (a consumer's bins are busy too).
+        const idle = pops_now == self.pops_at_maintenance[bin] and frees_now == self.frees_at_maintenance[bin];
         self.pops_at_maintenance[bin] = pops_now;
+        self.frees_at_maintenance[bin] = frees_now;
         if (self.count(bin) == 0 or !(idle or force)) return 0;
         const remote = self.flushKeep(bin, 0, owner, sink);
         if (adapt and idle) {

@@ -57,11 +57,11 @@ pub const initial_blocks: u32 = 16;
 /// What a bin may hold before it has shown it is used: initial_blocks, but no more than
 /// these bytes (a bin of blocks above them starts, and shrinks back, to no room at all: a
 /// thread that frees a few big blocks of many classes keeps none of them).
-pub const initial_bytes_per_bin: usize = 256 * 1024;
+pub const initial_bytes_per_bin: usize = 32 * 1024;
 /// Bytes all of a thread's bins may hold together (the sum of capacity x block size):
 /// a bin grows only within it; idle bins shrink at maintenance and make room for others.
 /// (tcmalloc bounds each thread's cache in bytes the same way.)
-pub const budget_bytes: usize = 2 << 20;
+pub const budget_bytes: usize = 8 << 20;
 
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).
@@ -91,9 +91,9 @@ pub fn capacityAfterOverflow(bin: usize, capacity: u32, allocs_since_last: u64) 
     return @min(@max(capacity * 2, 1), maxCapacity(bin));
 }
 
-/// Blocks a bin that is only freed into (a consumer's: its thread never allocates from it)
-/// may batch at most: its overflows flush everything, so a larger batch means fewer
-/// compare-and-swaps on the owners' pages, each a cache line taken from the owner's core.
+/// Blocks a bin that is only freed into (a consumer's: its thread does not allocate from
+/// it) may hold at most: a larger batch at its overflows means fewer compare-and-swaps on
+/// the owners' pages, each a cache line taken from the owner's core.
 pub const free_only_blocks_max: u32 = 64;
 
 /// After an overflow with no allocation from the bin since the previous one: the batch
@@ -320,9 +320,7 @@ pub const Cache = extern struct {
             cap = grown;
         }
         self.pops_at_overflow[bin] = pops_now;
-        // A bin only freed into keeps nothing for malloc: all of it goes back, in one batch.
-        const keep = if (allocs_since_last == 0) 0 else cap / 2;
-        const remote = if (self.count(bin) >= cap) self.flushKeep(bin, keep, owner, sink) else 0;
+        const remote = if (self.count(bin) >= cap) self.flushKeep(bin, cap / 2, owner, sink) else 0;
         self.setCapacity(bin, cap);
         return remote;
     }

@@ -77,6 +77,8 @@ const kernelSymbols = {
   hak_kernel_queue_free: { args: [ptr], returns: u64_fast },
   hak_kernel_produce: { args: [ptr, u64_fast, u64_fast, u64_fast, u64_fast, ptr], returns: u64_fast },
   hak_kernel_consume: { args: [ptr, u64_fast, ptr], returns: u64_fast },
+  // tags, ids, args, sizes, n, slots, live sizes, slot count, out[3] (src/trace.ts)
+  hak_kernel_replay: { args: [ptr, ptr, ptr, ptr, u64_fast, ptr, ptr, u64_fast, ptr], returns: u64_fast },
 } as const;
 
 function openLibrary() {

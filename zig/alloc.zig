@@ -2,7 +2,7 @@
 //! free's fast paths, and where every call goes when they cannot answer.
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
-//!                      and always in check mode)
+//!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
 //!                      folded in), else the mid class of size, or large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
@@ -36,6 +36,7 @@ const background = @import("background.zig");
 const slow = @import("slow.zig");
 const growth = @import("growth.zig");
 const thread_cache = @import("thread_cache.zig");
+const trace = @import("trace.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -76,6 +77,7 @@ fn Pop(comptime entry: Entry) type {
         }
 
         pub inline fn large(self: @This()) Result {
+            if (entry == .libc) return mallocLargeLibc(self.size);
             return mallocLarge(self.size);
         }
     };
@@ -83,7 +85,19 @@ fn Pop(comptime entry: Entry) type {
 
 noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
     misuse.noteLibcMode();
+    if (config.trace) return traced(mallocSlow(size), size);
     return mallocSlow(size);
+}
+
+noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
+    if (config.trace) return traced(mallocLarge(size), size);
+    return mallocLarge(size);
+}
+
+/// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
+fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    trace.allocated(.malloc, size, ptr);
+    return ptr;
 }
 
 /// The bin's stack was empty (or the size is routed by a threshold inside its table slot,

@@ -95,6 +95,12 @@ pub var print_stats_at_exit: bool = false;
 pub var stats_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
 pub var stats_file_len: usize = 0;
 pub const stats_file_max = 4095;
+/// HAKMEM_TRACE=path: every allocation call is recorded (trace.zig). Fixed before the first
+/// heap exists: a traced thread's cache stays the empty sentinel, so every malloc and free
+/// takes its slow path, where the recorder is (the fast paths do not change).
+pub var trace: bool = false;
+pub var trace_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var trace_file_len: usize = 0;
 
 /// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
 pub var adapt: bool = true;
@@ -183,6 +189,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
+    .{ .name = "HAKMEM_TRACE", .expected = "a file path (%p: the process id)", .default = "off", .apply = applyTrace },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -339,22 +346,58 @@ fn applyStats(value: []const u8) Verdict {
 /// HAKMEM_STATS_FILE=path: the exit summary goes to `path` (appended; created 0644), which
 /// is made absolute now, so a later chdir does not move it. Implies HAKMEM_STATS=1.
 fn applyStatsFile(value: []const u8) Verdict {
-    var len: usize = 0;
+    const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
+    if (verdict == .ok) print_stats_at_exit = true;
+    return verdict;
+}
+
+/// HAKMEM_TRACE=path: record every allocation call into `path` (trace.zig), made absolute now.
+fn applyTrace(value: []const u8) Verdict {
+    const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
+    if (verdict == .ok) trace = true;
+    return verdict;
+}
+
+/// `value` with the working directory before it unless it is absolute, NUL-terminated in
+/// `buf`; `len` is set only when it fits.
+fn absolutePathInto(buf: *[stats_file_max + 1]u8, len: *usize, value: []const u8) Verdict {
+    var at: usize = 0;
     if (value[0] != '/') {
-        _ = std.c.getcwd(&stats_file_buf, stats_file_buf.len) orelse return .malformed;
-        len = std.mem.indexOfScalar(u8, &stats_file_buf, 0) orelse return .malformed;
-        if (len > 0 and stats_file_buf[len - 1] != '/') {
-            if (len >= stats_file_max) return .malformed;
-            stats_file_buf[len] = '/';
-            len += 1;
+        _ = std.c.getcwd(buf, buf.len) orelse return .malformed;
+        at = std.mem.indexOfScalar(u8, buf, 0) orelse return .malformed;
+        if (at > 0 and buf[at - 1] != '/') {
+            if (at >= stats_file_max) return .malformed;
+            buf[at] = '/';
+            at += 1;
         }
     }
-    if (len + value.len > stats_file_max) return .{ .above = .{ .value = len + value.len, .limit = stats_file_max } };
-    @memcpy(stats_file_buf[len..][0..value.len], value);
-    stats_file_len = len + value.len;
-    stats_file_buf[stats_file_len] = 0;
-    print_stats_at_exit = true;
+    if (at + value.len > stats_file_max) return .{ .above = .{ .value = at + value.len, .limit = stats_file_max } };
+    @memcpy(buf[at..][0..value.len], value);
+    len.* = at + value.len;
+    buf[len.*] = 0;
     return .ok;
+}
+
+/// A path template (HAKMEM_STATS_FILE, HAKMEM_TRACE) with `%p` replaced by the process
+/// id (and `%%` by `%`), NUL-terminated in `out`; null when it does not fit.
+pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]const u8 {
+    var w: std.Io.Writer = .fixed(out[0 .. stats_file_max + 31]);
+    var i: usize = 0;
+    while (i < template.len) : (i += 1) {
+        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
+            i += 1;
+            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
+        } else w.writeByte(template[i]) catch return null;
+    }
+    const len = w.buffered().len;
+    out[len] = 0;
+    return out[0..len :0];
+}
+
+/// The HAKMEM_TRACE path template (`%p`: the process id), or null when not recording.
+pub fn traceFile() ?[:0]const u8 {
+    if (trace_file_len == 0) return null;
+    return trace_file_buf[0..trace_file_len :0];
 }
 
 /// The HAKMEM_STATS_FILE path, or null for stderr.

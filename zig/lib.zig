@@ -47,6 +47,8 @@
 //!   malloc   preload.zig malloc, api.zig hak_alloc
 //!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
 //!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
+//!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
 //!                 an abandoned segment, a new span (placement.placePage) -> the page's
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
@@ -138,6 +140,8 @@
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
 //!              report.zig    the statistics array and the exit summary
+//!              trace.zig     HAKMEM_TRACE: every allocation call recorded (per-thread
+//!                            buffers, an address -> object id table), for replays
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
@@ -189,7 +193,7 @@ const layers = [_][]const []const u8{
     &.{ "size_class", "config", "misuse", "stats" },
     &.{ "page", "segment", "large_region", "large", "arena" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
-    &.{ "background", "report", "process" },
+    &.{ "background", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
 };
@@ -224,6 +228,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("trace.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

@@ -10,6 +10,7 @@ const arena = @import("arena.zig");
 const large = @import("large.zig");
 const thread = @import("thread.zig");
 const report = @import("report.zig");
+const trace = @import("trace.zig");
 
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
 
@@ -31,6 +32,8 @@ noinline fn initSlow() void {
     config.loadFromEnvironment();
     if (config.print_stats_at_exit) keepStderr();
     thread.initExitKey();
+    // before any heap exists: a recording that cannot start leaves the fast paths on
+    if (config.trace) config.trace = trace.start();
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
     _ = pthread_atfork(forkPrepare, forkParent, forkChild);
@@ -57,6 +60,7 @@ fn forkChild() callconv(.c) void {
     arena.resetLocksInChild();
     thread.afterForkInChild();
     @import("background.zig").afterForkInChild();
+    if (config.trace) trace.afterForkInChild();
 }
 
 // ---------------------------------------------------------------- the exit summary
@@ -110,27 +114,12 @@ fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
     }
 }
 
-/// HAKMEM_STATS_FILE with `%p` replaced by the process id (and `%%` by `%`).
-fn statsFilePath(template: []const u8, out: *[config.stats_file_max + 32:0]u8) ?[:0]const u8 {
-    var w: std.Io.Writer = .fixed(out[0 .. config.stats_file_max + 31]);
-    var i: usize = 0;
-    while (i < template.len) : (i += 1) {
-        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
-            i += 1;
-            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
-        } else w.writeByte(template[i]) catch return null;
-    }
-    const len = w.buffered().len;
-    out[len] = 0;
-    return out[0..len :0];
-}
-
 fn writeSummaryAtExit() void {
     var buf: [report.summary_max]u8 = undefined;
     const text = report.formatSummary(&buf);
     const template = config.statsFile() orelse return writeAll(summaryFd(), text);
     var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
-    const path = statsFilePath(template, &path_buf) orelse return;
+    const path = config.pathWithPid(template, &path_buf) orelse return;
     const flags: std.os.linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .APPEND = true, .CLOEXEC = true };
     const rc = std.os.linux.open(path.ptr, flags, 0o644);
     if (std.os.linux.E.init(rc) != .SUCCESS) {
@@ -150,6 +139,7 @@ fn atInit() callconv(.c) void {
 }
 
 fn atExit() callconv(.c) void {
+    if (config.trace) trace.finish();
     if (config.print_stats_at_exit) writeSummaryAtExit();
 }
 
@@ -163,8 +153,8 @@ comptime {
 
 test "HAKMEM_STATS_FILE: %p is the process id" {
     var out: [config.stats_file_max + 32:0]u8 = undefined;
-    const path = statsFilePath("/tmp/hakmem-%p.txt", &out).?;
+    const path = config.pathWithPid("/tmp/hakmem-%p.txt", &out).?;
     var expected: [64]u8 = undefined;
     try std.testing.expectEqualStrings(try std.fmt.bufPrint(&expected, "/tmp/hakmem-{d}.txt", .{std.os.linux.getpid()}), path);
-    try std.testing.expectEqualStrings("/a%b%", statsFilePath("/a%%b%", &out).?);
+    try std.testing.expectEqualStrings("/a%b%", config.pathWithPid("/a%%b%", &out).?);
 }

@@ -37,7 +37,8 @@ comptime {
 const empty_cache: *Cache = @ptrCast(&empty_entries);
 
 threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
-/// In check mode the heap lives here instead, so the fast paths always fall through.
+/// In check mode (and when tracing, config.trace) the heap lives here instead, so the fast
+/// paths always fall through.
 threadlocal var check_heap: ?*Heap = null;
 /// Set once the thread's exit destructor parked its heap.
 threadlocal var exit_ran: bool = false;
@@ -100,7 +101,7 @@ pub fn create() ?*Heap {
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    if (config.check_mode == .off) setCache(&heap.cache) else check_heap = heap;
+    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else check_heap = heap;
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);

@@ -11,7 +11,7 @@ import { parseBenchmarkCsv } from "../bench/redis.ts";
 import { compileC } from "./helpers/c.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
+const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "thread_generations", "pool_bursts", "large_blocks"];
 
 interface Row { name: string; samples: { allocator: string; value: number }[]; errors: { allocator: string; message: string }[] }
 interface Section { name: string; rows: Row[] }

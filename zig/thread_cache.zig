@@ -61,7 +61,7 @@ pub const initial_bytes_per_bin: usize = 32 * 1024;
 /// Bytes all of a thread's bins may hold together (the sum of capacity x block size):
 /// a bin grows only within it; idle bins shrink at maintenance and make room for others.
 /// (tcmalloc bounds each thread's cache in bytes the same way.)
-pub const budget_bytes: usize = 8 << 20;
+pub const budget_bytes: usize = 4 << 20;
 
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).

@@ -44,6 +44,18 @@ function parse(argv: string[]): Options {
 }
 
 /** Allocators fastest first by median; those without a median are left out. */
+/** What one program's recording and replay measured (one entry of the JSON it writes). */
+interface ProgramResult {
+  program: string; processes: number; events: number; bytes: number; bytesPerEvent: number;
+  recordOverhead: number; plainSec: number; tracedSec: number;
+  replayed: { events: number; threads: number; peakLiveBytes: number; crossThreadShare: number };
+  byCmd: string[]; byReplay: string[]; sameOrder: boolean; sameBest: boolean; tau: number;
+  selfTau: { cmd: number | null; replay: number | null; cmdCpu: number | null; replayCpu: number | null };
+  byCmdCpu: string[]; byReplayCpu: string[]; sameOrderCpu: boolean; sameBestCpu: boolean; tauCpu: number;
+  cmdMedians: Record<string, number | null>; replayMedians: Record<string, number | null>;
+  errors: { allocator: string; message: string }[];
+}
+
 function ranking(medians: Record<string, number | null>): string[] {
   return Object.entries(medians).filter((e): e is [string, number] => e[1] !== null).sort((a, b) => a[1] - b[1]).map((e) => e[0]);
 }
@@ -92,7 +104,7 @@ async function main(): Promise<number> {
   for (const s of prepared.skipped) console.log(s);
   const traceRoot = mkdtempSync(join(tmpdir(), "hakmem-replay-programs-"));
   const progress = new Progress(prepared.rows.length * o.runs * (2 + 2 * allocators.length));
-  const results = [];
+  const results: ProgramResult[] = [];
   try {
     for (const row of prepared.rows) {
       // 1. recording overhead and size

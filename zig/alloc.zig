@@ -18,7 +18,7 @@
 //! refilled (thread_cache.zig, heap.zig). Neither fast path prints, locks or calls libc.
 //!
 //! Everything else: check mode (HAKMEM_CHECK) goes to check.zig; otherwise the slow paths
-//! (slow.zig: a page or a large mapping for malloc, the one general free for free, aligned
+//! (slow.zig: a page or a large block for malloc, the one general free for free, aligned
 //! blocks, and classify for the queries). calloc, realloc (its growth policy: growth.zig)
 //! and the queries are here, on top of both.
 const std = @import("std");
@@ -187,7 +187,7 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
     if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
     if (config.route(total) == .large) {
-        // large: a fresh mapping is already zero; large.alloc clears a reused one
+        // large: never-used region units or a fresh mapping are zero; large.alloc clears reused ones
         const heap = slow.heap() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
         return slow.mallocLarge(heap, total, 16, true);

@@ -68,6 +68,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
         const smallest = if (i == 0) 0 else size - step + 1;
         entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
             else binBy(size, tiny, mid) orelse size_class.no_bin;
+        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
     }
     return table;
 }
@@ -76,6 +77,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 /// by the old thresholds: every tier serves every size up to its limit, and free finds
 /// the tier from the block, so that is harmless.
 fn routingChanged() void {
+    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
     for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
@@ -87,7 +89,7 @@ pub var purge_delay_ms: u64 = 50;
 /// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
-pub var large_cache_max_bytes: usize = 64 << 20;
+pub var large_cache_max_bytes: usize = 128 << 20;
 /// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
 pub var print_stats_at_exit: bool = false;
 /// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
@@ -183,7 +185,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
     .{ .name = "HAKMEM_PURGE_DELAY_MS", .expected = "a whole number of milliseconds", .default = "50", .apply = applyPurgeDelay },
     .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
-    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "128", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
@@ -203,6 +205,7 @@ pub fn loadFromEnvironment() void {
         const raw = std.c.getenv(v.name) orelse continue;
         const value = std.mem.span(raw);
         const verdict: Verdict = if (value.len == 0) .malformed else v.apply(value);
+        if (verdict != .ok and parentWarned(v.name, value)) continue;
         switch (verdict) {
             .ok => {},
             .malformed => os.printStderr("hakmem: ignoring {s}={s} ({s}; expected {s}); using the default {s}\n", .{
@@ -228,6 +231,7 @@ fn warnUnknownNames() void {
         if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
         const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
         if (isKnownName(name)) continue;
+        if (parentWarned(name, line[@min(name.len + 1, line.len)..])) continue;
         os.printStderr("hakmem: unknown environment variable {s} (ignored)\n", .{name});
     }
 }
@@ -236,6 +240,103 @@ fn isKnownName(name: []const u8) bool {
     for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
     for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
     return false;
+}
+
+// ---------------------------------------------------------------- one warning per process tree
+//
+// A malformed setting is inherited by every process a program starts (`gcc -c` runs cc1 and
+// as: one warning each). A child stays quiet when its parent had the same NAME=value in its
+// environment and LD_PRELOAD naming hakmem: the parent's copy of the library read the same
+// line when it loaded, and warned. The parent's environment as it was at its exec is
+// /proc/<ppid>/environ (NUL-separated entries), read here with a stack buffer (no
+// allocation: this runs while the allocator initialises). A child cannot mark its own
+// environment instead: setenv allocates, and rewriting the program's environ strings in place
+// would change what the program itself (and getenv) sees.
+
+/// True when the parent process had `name`=`value` and preloaded hakmem. Bounded: reads at
+/// most environ_read_max bytes.
+fn parentWarned(name: []const u8, value: []const u8) bool {
+    var path_buf: [40]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/environ", .{std.os.linux.getppid()}) catch return false;
+    const rc = std.os.linux.open(path.ptr, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+    if (std.os.linux.E.init(rc) != .SUCCESS) return false;
+    const fd: i32 = @intCast(rc);
+    defer _ = std.os.linux.close(fd);
+    var scan: EnvironScan = .{ .name = name, .value = value };
+    var buf: [4096]u8 = undefined;
+    var total: usize = 0;
+    while (total < environ_read_max) {
+        const n = std.os.linux.read(fd, &buf, buf.len);
+        if (std.os.linux.E.init(n) != .SUCCESS or n == 0) break;
+        std.debug.assert(n <= buf.len);
+        for (buf[0..n]) |c| scan.byte(c);
+        total += n;
+    }
+    scan.byte(0); // a last entry without its NUL
+    return scan.same_entry and scan.preloads_hakmem;
+}
+
+const environ_read_max: usize = 1 << 20;
+
+/// Streams the NUL-separated entries of an environment: is `name`=`value` one of them, and
+/// is there an LD_PRELOAD entry that names hakmem?
+const EnvironScan = struct {
+    name: []const u8,
+    value: []const u8,
+    /// bytes of the current entry seen so far
+    pos: usize = 0,
+    /// the current entry equals name=value up to pos
+    same_so_far: bool = true,
+    /// the current entry starts with LD_PRELOAD= up to pos
+    preload_so_far: bool = true,
+    /// bytes of "hakmem" matched at the end of the current LD_PRELOAD entry's value
+    hakmem_matched: usize = 0,
+    found_hakmem: bool = false,
+    same_entry: bool = false,
+    preloads_hakmem: bool = false,
+
+    const preload_prefix = "LD_PRELOAD=";
+    const needle = "hakmem"; // its first letter occurs once: a mismatch restarts at 0 or 1
+
+    fn wanted(self: *const EnvironScan, i: usize) ?u8 {
+        if (i < self.name.len) return self.name[i];
+        if (i == self.name.len) return '=';
+        if (i - self.name.len - 1 < self.value.len) return self.value[i - self.name.len - 1];
+        return null;
+    }
+
+    fn byte(self: *EnvironScan, c: u8) void {
+        if (c == 0) {
+            if (self.pos > 0 and self.same_so_far and self.wanted(self.pos) == null) self.same_entry = true;
+            if (self.pos >= preload_prefix.len and self.preload_so_far and self.found_hakmem) self.preloads_hakmem = true;
+            self.* = .{ .name = self.name, .value = self.value, .same_entry = self.same_entry, .preloads_hakmem = self.preloads_hakmem };
+            return;
+        }
+        if (self.same_so_far) self.same_so_far = self.wanted(self.pos) == c;
+        if (self.pos < preload_prefix.len) {
+            if (self.preload_so_far) self.preload_so_far = preload_prefix[self.pos] == c;
+        } else if (self.preload_so_far and !self.found_hakmem) {
+            self.hakmem_matched = if (c == needle[self.hakmem_matched]) self.hakmem_matched + 1 else @intFromBool(c == needle[0]);
+            std.debug.assert(self.hakmem_matched <= needle.len);
+            if (self.hakmem_matched == needle.len) self.found_hakmem = true;
+        }
+        self.pos +|= 1;
+    }
+};
+
+test "EnvironScan: the same entry and a preload naming hakmem, across any split" {
+    const env = "A=1\x00HAKMEM_TINY_MAX=9k\x00LD_PRELOAD=/x/libhahakmem-checked.so\x00B=2";
+    var scan: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9k" };
+    for (env) |c| scan.byte(c);
+    scan.byte(0);
+    try std.testing.expect(scan.same_entry and scan.preloads_hakmem);
+    var other: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9" };
+    for (env) |c| other.byte(c);
+    other.byte(0);
+    try std.testing.expect(!other.same_entry);
+    var unpreloaded: EnvironScan = .{ .name = "A", .value = "1" };
+    for ("A=1\x00LD_PRELOAD=/x/libother.so\x00") |c| unpreloaded.byte(c);
+    try std.testing.expect(unpreloaded.same_entry and !unpreloaded.preloads_hakmem);
 }
 
 /// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB), "1g" (GiB). Null when malformed or overflowing.

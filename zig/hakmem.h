@@ -187,6 +187,10 @@ int    hak_check_mode(void);
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);
 
+/* Invariants: check the calling thread's heap and the shared structures now; HAK_OK, or
+ * HAK_ERR_INVALID with one line on stderr (libhakmem-checked.so also checks by itself). */
+int    hak_validate(void);
+
 /* Identity. */
 const char *hak_version(void);
 const char *hak_build_id(void);               /* changes with every source change           */

@@ -33,6 +33,7 @@ const thread_cache = @import("thread_cache.zig");
 const placement = @import("placement.zig");
 const purge = @import("purge.zig");
 const growth = @import("growth.zig");
+const large_local = @import("large_local.zig");
 const block_mod = @import("block.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
@@ -116,6 +117,8 @@ pub const Heap = struct {
     maintenance_due_ms: u64,
     /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
     grown: growth.Log,
+    /// Large region blocks this thread freed lately (large_local.zig; slow.zig uses it).
+    large_local: large_local.LocalLarge,
 
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
@@ -135,6 +138,7 @@ pub const Heap = struct {
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
         self.grown = .{};
+        self.large_local = .{};
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
 
@@ -166,6 +170,7 @@ pub const Heap = struct {
             total.frees[bin] += self.frees(bin);
             total.remote_frees[bin] += @atomicLoad(u64, &self.counters.remote_frees[bin], .monotonic);
         }
+        self.large_local.addCountersInto(total);
     }
 
     /// Bytes of free blocks held in this heap's cache (a stats estimate).
@@ -373,7 +378,7 @@ pub const Heap = struct {
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
         // Parked heaps wait for some thread's maintenance to give them up: look every time.
-        if (self.slow_calls % ticks_per_clock_check == 0 or parked.count != 0) self.maintainNow();
+        if (self.slow_calls % ticks_per_clock_check == 0 or parkedCount() != 0) self.maintainNow();
     }
 
     noinline fn maintainNow(self: *Heap) void {
@@ -401,6 +406,7 @@ pub const Heap = struct {
             self.queues[bin].remove(page);
             self.releasePage(page, now_ms);
         }
+        self.large_local.decay(now_ms, force);
         purge.heapSlices(&self.segments, now_ms, force);
         trimStaleParked(now_ms);
         decayParked(now_ms, force);
@@ -414,6 +420,7 @@ pub const Heap = struct {
     /// thread allocates from them with no page fault, no adoption and no purge.
     pub fn park(self: *Heap, now_ms: u64) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
+        self.large_local.releaseAll(now_ms);
         // What dirty memory it keeps comes out of what all parked heaps may keep together
         // (reserved first, so two threads exiting at once do not both take the same room).
         exited_lock.acquire();
@@ -438,6 +445,7 @@ pub const Heap = struct {
         for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0);
         self.cache.init(if (self.checked) noCache else thread_cache.initialCapacity);
         self.counters = .{};
+        self.large_local = .{}; // empty since park: its counters retired with the thread
         self.registry_next = null;
         self.registry_prev = null;
         self.exited_next = null;
@@ -476,6 +484,7 @@ pub const Heap = struct {
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
+        self.large_local.releaseAll(now);
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {

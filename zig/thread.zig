@@ -15,6 +15,7 @@ const size_class = @import("size_class.zig");
 const Lock = @import("lock.zig").Lock;
 const heap_mod = @import("heap.zig");
 const Heap = heap_mod.Heap;
+const validate = @import("validate.zig");
 const purge = @import("purge.zig");
 const thread_cache = @import("thread_cache.zig");
 const Cache = thread_cache.Cache;
@@ -87,7 +88,13 @@ pub inline fn current() ?*Heap {
 
 /// The calling thread's heap in either mode (slow paths).
 pub fn currentAny() ?*Heap {
-    return current() orelse check_heap;
+    return current() orelse checkHeap();
+}
+
+/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
+/// which the compiler would otherwise make before it knows current() is null.)
+noinline fn checkHeap() ?*Heap {
+    return check_heap;
 }
 
 /// A heap for the calling thread, which has none (currentAny() is null), made its own.
@@ -144,15 +151,17 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
     onThreadExit(heap);
 }
 
-/// The pthread-key destructor: the thread is exiting.
 /// The pthread-key destructor: the thread is exiting. Its heap leaves the registry and is
 /// parked whole for the next thread (heap.zig: exited threads' heaps).
 pub fn onThreadExit(heap: *Heap) void {
+    validate.atThreadExit(heap);
     setCache(empty_cache);
     check_heap = null;
     exit_ran = true;
     const now = os.nowMs();
-    for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0); // counted before they retire
+    // What the heap holds goes back before its counters retire.
+    for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0);
+    heap.large_local.releaseAll(now);
     registry_lock.acquire();
     heap.addCountersInto(&stats.retired);
     if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;

@@ -13,7 +13,7 @@ import { spawnBun } from "./helpers/spawn.ts";
 import { makeTempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
+const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "thread_generations", "pool_bursts", "large_blocks"];
 
 interface Sample { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }
 interface Row { name: string; samples: Sample[]; errors: { allocator: string; message: string }[] }

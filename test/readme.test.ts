@@ -65,8 +65,14 @@ describe("README numbers are the code's", () => {
   });
 
   test("the thread cache's bounds (zig/thread_cache.zig)", () => {
-    const first = found(/A bin holds at most (\d+) blocks at first/);
+    const first = found(/A bin holds at most (\d+) blocks at first,\s+and no more than ([\d ]+[KMG]iB) of them \(bins of blocks above ([\d ]+[KMG]iB)/);
     expect(Number(first[1])).toBe(zigConst("thread_cache.zig", "initial_blocks"));
+    expect(bytes(first[2])).toBe(zigConst("thread_cache.zig", "initial_bytes_per_bin"));
+    expect(bytes(first[3])).toBe(zigConst("thread_cache.zig", "initial_bytes_per_bin"));
+    const freeOnly = found(/or up to (\d+) blocks when the bin is only\s+freed into/);
+    expect(Number(freeOnly[1])).toBe(zigConst("thread_cache.zig", "free_only_blocks_max"));
+    const budget = found(/All the bins of a thread hold at most ([\d ]+[KMG]iB) together/);
+    expect(bytes(budget[1])).toBe(zigConst("thread_cache.zig", "budget_bytes"));
     const grows = found(/\(up to ([\d ]+[KMG]iB) or (\d+) blocks\)/);
     expect(bytes(grows[1])).toBe(zigConst("thread_cache.zig", "max_bytes_per_bin"));
     expect(Number(grows[2])).toBe(zigConst("thread_cache.zig", "max_blocks"));

@@ -411,3 +411,27 @@ test "a direct page that empties when maintenance is due is kept consistent" {
     try testing.expectEqual(FreeResult.ok, free(r));
     try expectValidHeap();
 }
+
+test "a thread that only frees gets a heap: its frees go to its cache, not one by one to the pages" {
+    const Consumer = struct {
+        fn run(blocks: []*anyopaque, had_heap: *bool, got_heap: *bool, cached: *u32) void {
+            had_heap.* = thread.currentAny() != null;
+            for (blocks) |b| _ = free(b);
+            const heap = thread.currentAny() orelse return;
+            got_heap.* = true;
+            const bin = size_class.tinyBin(64);
+            cached.* = heap.cache.count(bin);
+        }
+    };
+    var blocks: [8]*anyopaque = undefined;
+    for (&blocks) |*b| b.* = malloc(64) orelse return error.OutOfMemory;
+    var had_heap = true;
+    var got_heap = false;
+    var cached: u32 = 0;
+    const t = try std.Thread.spawn(.{}, Consumer.run, .{ &blocks, &had_heap, &got_heap, &cached });
+    t.join();
+    try testing.expect(!had_heap);
+    try testing.expect(got_heap);
+    try testing.expectEqual(@as(u32, blocks.len), cached); // all in its cache until its exit flushed them
+    try expectValidHeap();
+}

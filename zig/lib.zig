@@ -5,7 +5,9 @@
 //!
 //! ─── The picture ──────────────────────────────────────────────────────────────────────
 //!
-//!   thread ──TLS──> Heap (heap.zig; one per thread that allocated; pooled, never unmapped)
+//!   thread ──TLS──> Heap (heap.zig; one per thread that allocated or freed; never unmapped;
+//!                    at thread exit parked whole, pages and segments with it, for the next
+//!                    thread: heap.zig "exited threads' heaps")
 //!                    │
 //!                    ├─ cache: per bin an array stack of free block pointers (thread_cache.zig)
 //!                    │    malloc pops, free pushes — any thread's blocks; refilled from one
@@ -33,8 +35,8 @@
 //!
 //!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
 //!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
-//!     exited threads (adopted by the next thread that needs a page; up to 8 MiB of their
-//!     dirty slices kept for the adopter, purged after the decay time if nobody comes)
+//!     parked heaps that no thread took within the decay time (adopted by the next thread
+//!     that needs a page; their dirty slices purged when abandoned)
 //!   Large (large.zig): blocks above mid_max, each with a header before it. Up to 256 MiB:
 //!     a run of 64 KiB units in a reserved 1 GiB region (large_region.zig; freed runs
 //!     coalesce and stay resident, purged oldest first along the decay curve); larger, or
@@ -98,14 +100,16 @@
 //!
 //!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
 //!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
+//!   heap.exited_lock (the exited threads' heaps: parked, empty): taken alone, never held
+//!   across another lock or a system call.
 //!   large's cache_lock, large_region's lock, profile's lock: each taken alone (profile's
 //!   never across backtrace(), which may call malloc). arena.cache_lock and
 //!   large's cache_lock are never held across a system call (mappings are made and unmapped
 //!   after they are released); a heap's segments.lock may be (a new segment's mmap, a
 //!   purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under it) and
 //!   large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
-//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock, large_region's lock and
-//!   profile's lock, in that order, and resets them in the child. Only slow paths take a lock; malloc's and
+//!   registry_lock, exited_lock, cache_lock, abandoned_lock, large's cache_lock, large_region's
+//!   lock and profile's lock, in that order, and resets them in the child. Only slow paths take a lock; malloc's and
 //!   free's fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────

@@ -9,6 +9,7 @@ const config = @import("config.zig");
 const arena = @import("arena.zig");
 const large = @import("large.zig");
 const thread = @import("thread.zig");
+const heap_mod = @import("heap.zig");
 const report = @import("report.zig");
 const budget = @import("budget.zig");
 const trace = @import("trace.zig");
@@ -46,6 +47,7 @@ noinline fn initSlow() void {
 // them in the parent and reset them in the child.
 fn forkPrepare() callconv(.c) void {
     thread.registry_lock.acquire();
+    heap_mod.exited_lock.acquire();
     arena.cache_lock.acquire();
     arena.abandoned_lock.acquire();
     large.lockForFork();
@@ -57,11 +59,13 @@ fn forkParent() callconv(.c) void {
     large.unlockAfterFork();
     arena.abandoned_lock.release();
     arena.cache_lock.release();
+    heap_mod.exited_lock.release();
     thread.registry_lock.release();
 }
 
 fn forkChild() callconv(.c) void {
     @import("profile.zig").resetLockInChild();
+    heap_mod.exited_lock.resetInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();

@@ -154,10 +154,19 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
         if (isFreed(h, page, @intFromPtr(blk))) return .double_free;
         return freeToPage(h, page, blk);
     }
-    const owner = h orelse return freeHeapless(page, blk);
+    const owner = h orelse heapForFree() orelse return freeHeapless(page, blk);
     if (owner.cache.push(page.bin, blk)) return .ok;
     validate.atSlowPath(owner);
     return result(owner.freeFull(page, blk));
+}
+
+/// A thread that frees before it ever allocated (a consumer) gets a heap as well: its
+/// cache then takes the frees on the fast path and gives them back in runs, one CAS per
+/// run of a page, instead of one CAS and a slow path per block. Not while it exits (its
+/// heap was parked already: one made now would never be parked). Null: no heap.
+noinline fn heapForFree() ?*Heap {
+    if (thread.exiting()) return null;
+    return createHeap();
 }
 
 fn result(outcome: @import("heap.zig").FreeOutcome) FreeResult {
@@ -185,7 +194,7 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
     return result(owner.freeToPage(page, blk));
 }
 
-/// A thread that never allocated (so has no heap and no cache) gives the block back
+/// A thread without a heap (one that is exiting, or out of memory) gives the block back
 /// through its page's thread_free (the owner checks it when it collects).
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;

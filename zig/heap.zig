@@ -586,6 +586,22 @@ pub fn takeExited() ?Exited {
     return .{ .heap = h, .whole = false };
 }
 
+/// Calls `visit(context, heap, false)` for every exited thread's heap, parked or empty,
+/// under exited_lock (the memory report measures their memory). Bounded by their number.
+pub fn forEachExited(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
+    exited_lock.acquire();
+    defer exited_lock.release();
+    var it = parked.first;
+    var n: usize = 0;
+    while (it) |h| : (it = h.exited_next) {
+        n += 1;
+        std.debug.assert(n <= parked.count);
+        visit(context, h, false);
+    }
+    var empty_it = empty_heaps;
+    while (empty_it) |h| : (empty_it = h.exited_next) visit(context, h, false);
+}
+
 /// Parked heaps (at rest: no thread's) waiting for a new thread.
 pub fn parkedCount() usize {
     return @atomicLoad(usize, &parked.count, .monotonic);

@@ -188,13 +188,16 @@ pub fn sumCounters(total: *stats.BinCounters) void {
 }
 
 /// Calls `visit(context, heap, true)` for every live heap (its thread runs), under the
-/// registry lock (the memory report; exited threads' heaps are heap.zig's). Bounded by the
-/// number of heaps.
+/// registry lock, then `visit(context, heap, false)` for every exited thread's heap (parked
+/// or empty: heap.forEachExited) (the memory report). Bounded by the number of heaps.
 pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
-    registry_lock.acquire();
-    defer registry_lock.release();
-    var it = registry_first;
-    while (it) |heap| : (it = heap.registry_next) visit(context, heap, true);
+    {
+        registry_lock.acquire();
+        defer registry_lock.release();
+        var it = registry_first;
+        while (it) |heap| : (it = heap.registry_next) visit(context, heap, true);
+    }
+    heap_mod.forEachExited(context, visit);
 }
 
 /// The background purger's pass over every live heap (background.zig). Bounded by the

@@ -60,6 +60,7 @@ const symbols = {
   hak_collect: { args: [i32], returns: none },
   hak_set_check_mode: { args: [i32], returns: i32 },
   hak_check_mode: { args: [], returns: i32 },
+  hak_check_heap: { args: [], returns: u64_fast },
   // identity
   hak_version: { args: [], returns: cstring },
   hak_build_id: { args: [], returns: cstring },

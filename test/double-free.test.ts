@@ -51,6 +51,17 @@ describe("a double free from a second worker (bun:ffi)", () => {
 });
 
 describe.skipIf(systemMode())("a double free from a second thread in C", () => {
+  // Regression: check mode reported it as "write past the requested size (block trailer
+  // overwritten)" (the freed pattern had covered the trailer).
+  for (const size of [64, 3000]) {
+    test(`check mode names it a double free (${size}-byte blocks)`, async () => {
+      const r = await runC("cross_double_free", ["free", size, 100], { env: { HAKMEM_CHECK: "1" }, timeoutMs: 30_000 });
+      expect(r.stderr, explain(r)).toMatch(/^hakmem: CHECK: double free of 0x[0-9a-f]+ \((tiny|mid) tier/);
+      expect(r.stderr, explain(r)).not.toContain("trailer");
+      expect(r.signal, explain(r)).toBe("SIGABRT");
+    });
+  }
+
   for (const how of ["free", "hak_free"]) {
     for (const flush of ["", "flush"]) {
       test(`${how}${flush ? " after the first thread flushed" : ""}: a double free is reported, not heap corruption`, async () => {

@@ -1,7 +1,8 @@
-// safety.test.ts — heap safety beyond double frees (issue 21): the allocator's secrets, and
-// (with test/check.test.ts) what check mode and guarded sampling catch, in every tier.
-import { describe, test } from "bun:test";
-import { expectPass, runC, systemMode } from "./helpers/c.ts";
+// safety.test.ts — heap safety beyond double frees (issue 21): the allocator's secrets, what
+// check mode reports for each class of misuse in every tier (test/c/safety_cases.c), what
+// normal mode survives, and guarded sampling.
+import { describe, expect, test } from "bun:test";
+import { expectPass, explain, runC, systemMode } from "./helpers/c.ts";
 
 // Regression: block.zig seeded free_key and link_secret from AT_RANDOM (glibc's canary and
 // pointer guard) with an invertible mix; free_key is in every freed block.
@@ -9,4 +10,70 @@ describe.skipIf(systemMode())("secrets", () => {
   test("the words of freed blocks reveal nothing of AT_RANDOM, and hakmem never asks for it", async () => {
     expectPass(await runC("secrets", [], { compileFlags: ["-rdynamic"] }), "secrets");
   });
+});
+
+const TIERS = { tiny: 40, mid: 3000, large: 1 << 20 } as const;
+const HEX = "0x[0-9a-f]+";
+const FLAGS = ["-fno-builtin-memcpy", "-fno-builtin-memset"];
+
+/** What check mode says, per case: the problem line, then the detail line. */
+function expected(name: string, size: number): RegExp[] {
+  switch (name) {
+    case "overflow_1":
+      return [new RegExp(`hakmem: CHECK: write past the requested size of ${HEX} \\(.*offset ${size},`), new RegExp(`overflow of 1 byte past a ${size}-byte block`)];
+    case "overflow_32":
+      return [new RegExp(`hakmem: CHECK: write past the requested size of ${HEX} \\(.*offset ${size},`), /overflow of (at least )?\d+ bytes past/];
+    case "underflow_1":
+      return [new RegExp(`hakmem: CHECK: write before the start of ${HEX}`), new RegExp(`underflow of 1 byte before a ${size}-byte block`)];
+    case "underflow_32":
+      return [new RegExp(`hakmem: CHECK: write before the start of ${HEX}`), /underflow of (at least )?\d+ bytes before/];
+    case "write_after_free_0":
+    case "zero_after_free":
+      return [new RegExp(`hakmem: CHECK: write to a freed block.* ${HEX} \\(.*offset 0,`), /write after free at offset 0 from the freed pointer/];
+    case "zero_size_write":
+      return [/hakmem: CHECK: write past the requested size of .*offset 0,/, /overflow of 1 byte past a 0-byte block.*a zero-size block was written to/];
+    case "double_free_thread":
+      return [new RegExp(`hakmem: CHECK: double free of ${HEX}`)];
+    default:
+      return [];
+  }
+}
+
+const CASES = ["overflow_1", "overflow_32", "underflow_1", "underflow_32", "write_after_free_0", "zero_after_free", "zero_size_write", "double_free_thread"];
+
+describe.skipIf(systemMode())("check mode: every class of misuse, in every tier", () => {
+  for (const [tier, size] of Object.entries(TIERS)) {
+    test(`${tier}: a clean run reports nothing`, async () => {
+      const r = await runC("safety_cases", ["clean", size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
+      expect(r.stderr, explain(r)).toBe("");
+      expect(r.stdout, explain(r)).toContain("reached end");
+    });
+    // Regression: the first 8 bytes of a freed block kept the program's bytes.
+    test(`${tier}: a freed block is poisoned whole, its first bytes too`, async () => {
+      const r = await runC("safety_cases", ["read_after_free", size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
+      expect(r.stdout, explain(r)).toContain(`FREED${" df".repeat(16)}`);
+    });
+    for (const name of CASES) {
+      if (tier === "large" && name.includes("after_free")) continue; // faults: the guard tests below
+      test(`${tier} ${name}: reported as what happened (HAKMEM_CHECK=1 aborts, =warn goes on)`, async () => {
+        const abort = await runC("safety_cases", [name, size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
+        for (const line of expected(name, size)) expect(abort.stderr, explain(abort)).toMatch(line);
+        expect(abort.signal, explain(abort)).toBe("SIGABRT");
+        const warn = await runC("safety_cases", [name, size], { env: { HAKMEM_CHECK: "warn" }, compileFlags: FLAGS });
+        for (const line of expected(name, size)) expect(warn.stderr, explain(warn)).toMatch(line);
+        expect(warn.stdout, explain(warn)).toContain("reached end");
+        expect(warn.code, explain(warn)).toBe(0);
+      });
+      test(`${tier} ${name}: normal mode survives it (runs on, or reports and aborts)`, async () => {
+        const r = await runC("safety_cases", [name, size], { compileFlags: FLAGS });
+        if (r.signal === null) {
+          expect(r.code, explain(r)).toBe(0);
+          expect(r.stdout, explain(r)).toContain("reached end");
+        } else {
+          expect(r.signal, explain(r)).toBe("SIGABRT");
+          expect(r.stderr, explain(r)).toMatch(/^hakmem: /);
+        }
+      });
+    }
+  }
 });

@@ -282,6 +282,11 @@ export function checkHeap(): number {
   return Number(native.hak_check_heap());
 }
 
+/** True when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB; on by default). */
+export function sampled(ptr: number): boolean {
+  return native.hak_sampled(checkPointer("sampled", ptr) as Pointer) === 1;
+}
+
 export function version(): string {
   return String(native.hak_version());
 }

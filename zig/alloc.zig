@@ -164,7 +164,7 @@ pub fn owns(addr: usize) Ownership {
     }
     return switch (slow.classify(addr)) {
         .page_block => |b| if (b.start == addr or b.page.flags & page_mod.flag_aligned != 0) .live else .invalid,
-        .large => .live,
+        .large, .guarded => .live,
         .not_owned => .not_owned,
         .invalid, .freed => .invalid,
     };

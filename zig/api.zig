@@ -157,6 +157,11 @@ export fn hak_check_heap() usize {
     return @import("check.zig").sweep();
 }
 
+/// 1 when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB, guard.zig), else 0.
+export fn hak_sampled(ptr: ?*const anyopaque) c_int {
+    return @intFromBool(@import("guard.zig").isSample(@intFromPtr(ptr)));
+}
+
 export fn hak_check_mode() c_int {
     process.ensureInit();
     return @intFromEnum(config.check_mode);

@@ -103,6 +103,11 @@ pub var adapt: bool = true;
 pub var background: bool = false;
 
 pub const CheckMode = abi.CheckMode;
+/// HAKMEM_GUARD_SAMPLE_MB: about one allocation per this many MiB allocated is a guarded
+/// sample (guard.zig); 0 turns sampling off.
+pub var guard_sample_mb: usize = guard_sample_mb_default;
+pub const guard_sample_mb_default: usize = 32;
+
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
 pub var check_mode: CheckMode = .off;
@@ -182,6 +187,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
+    .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = std.fmt.comptimePrint("{d}", .{guard_sample_mb_default}), .apply = applyGuardSample },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
 };
 
@@ -302,6 +308,12 @@ fn applyRetainMax(value: []const u8) Verdict {
 fn applyLargeCache(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyGuardSample(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) guard_sample_mb = @intCast(n);
     return verdict;
 }
 

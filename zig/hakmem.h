@@ -148,6 +148,11 @@ int    hak_set_check_mode(int mode);          /* before the first allocation onl
 int    hak_check_mode(void);
 size_t hak_check_heap(void);                  /* 0 outside check mode                       */
 
+/* Guarded sampling (on by default; HAKMEM_GUARD_SAMPLE_MB, 0 = off): about one allocation
+ * per that many MiB allocated is placed against a guard page and freed into a protected
+ * slot, so an overflow or a use after free of it faults and is reported on stderr. */
+int    hak_sampled(const void *ptr);          /* 1: a live guarded sample                   */
+
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);
 

@@ -156,6 +156,8 @@
 //!              large.zig     large tier: region blocks, and a mapping per block above
 //!                            (mapping cache, mremap)
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
+//!              guard.zig     guarded sampling (a sampled block against a guard page, freed
+//!                            into a protected slot) and the fault handler that reports it
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
 //!              misuse.zig    every report of misuse or corruption, and what follows it
@@ -187,7 +189,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
-    &.{ "page", "segment", "large_region", "large", "arena" },
+    &.{ "page", "segment", "large_region", "large", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
     &.{ "background", "report", "process" },
     &.{ "slow", "check", "alloc" },
@@ -224,6 +226,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("guard.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

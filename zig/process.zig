@@ -43,9 +43,11 @@ fn forkPrepare() callconv(.c) void {
     arena.cache_lock.acquire();
     arena.abandoned_lock.acquire();
     large.lockForFork();
+    @import("guard.zig").lockForFork();
 }
 
 fn forkParent() callconv(.c) void {
+    @import("guard.zig").unlockAfterFork();
     large.unlockAfterFork();
     arena.abandoned_lock.release();
     arena.cache_lock.release();
@@ -53,6 +55,7 @@ fn forkParent() callconv(.c) void {
 }
 
 fn forkChild() callconv(.c) void {
+    @import("guard.zig").resetLockInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();

@@ -41,6 +41,22 @@ function expected(name: string, size: number): RegExp[] {
 
 const CASES = ["overflow_1", "overflow_32", "underflow_1", "underflow_32", "write_after_free_0", "zero_after_free", "zero_size_write", "double_free_thread"];
 
+describe.skipIf(systemMode())("check mode: large blocks fault on an overflow past the guard and on a use after free", () => {
+  const size = TIERS.large;
+  for (const name of ["write_after_free_0", "zero_after_free"]) {
+    test(`large ${name}: the quarantined block's pages fault, reported with the offset`, async () => {
+      const r = await runC("safety_cases", [name, size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
+      expect(r.signal, explain(r)).toBe("SIGSEGV");
+      expect(r.stderr, explain(r)).toMatch(/^hakmem: CHECK: access to a freed block 0x[0-9a-f]+ \(large tier, \d+-byte block, offset \d+ from the freed pointer, thread \d+\): a use after free/);
+    });
+  }
+  test("large overflow_1m: a 1 MiB memset past a 1 MiB block meets the guard page", async () => {
+    const r = await runC("safety_cases", ["overflow_1m", size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
+    expect(r.signal, explain(r)).toBe("SIGSEGV");
+    expect(r.stderr, explain(r)).toMatch(new RegExp(`^hakmem: CHECK: write past the requested size of ${HEX} \\(large tier, \\d+-byte block, thread \\d+\\): an access at offset \\d+, \\d+ bytes past the end of the ${size}-byte block, in the guard page after it`));
+  });
+});
+
 describe.skipIf(systemMode())("check mode: every class of misuse, in every tier", () => {
   for (const [tier, size] of Object.entries(TIERS)) {
     test(`${tier}: a clean run reports nothing`, async () => {
@@ -54,7 +70,7 @@ describe.skipIf(systemMode())("check mode: every class of misuse, in every tier"
       expect(r.stdout, explain(r)).toContain(`FREED${" df".repeat(16)}`);
     });
     for (const name of CASES) {
-      if (tier === "large" && name.includes("after_free")) continue; // faults: the guard tests below
+      if (tier === "large" && name.includes("after_free")) continue; // faults: below
       test(`${tier} ${name}: reported as what happened (HAKMEM_CHECK=1 aborts, =warn goes on)`, async () => {
         const abort = await runC("safety_cases", [name, size], { env: { HAKMEM_CHECK: "1" }, compileFlags: FLAGS });
         for (const line of expected(name, size)) expect(abort.stderr, explain(abort)).toMatch(line);

@@ -46,6 +46,7 @@ const large_region = @import("large_region.zig");
 const slow = @import("slow.zig");
 const block_mod = @import("block.zig");
 const misuse = @import("misuse.zig");
+const guard = @import("guard.zig");
 const Lock = @import("lock.zig").Lock;
 
 const freed_byte: u8 = 0xDF;
@@ -83,9 +84,19 @@ fn pageFound(page: *page_mod.Page, start: usize) Found {
     return .{ .start = start, .size = page.block_size, .tier = if (page.isTiny()) "tiny" else "mid", .class = size_class.binClass(page.bin), .page = page };
 }
 
+/// A large block as check mode lays it out: its last whole page is a guard page (made
+/// inaccessible while the block is live), so the block check mode uses ends before it.
 fn largeFound(h: *large.LargeHeader) Found {
-    return .{ .start = @intFromPtr(h) + h.block_offset, .size = h.usable_size, .tier = "large", .class = null, .page = null };
+    const start = @intFromPtr(h) + h.block_offset;
+    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .tier = "large", .class = null, .page = null };
 }
+
+fn guardPage(start: usize, usable: usize) usize {
+    return std.mem.alignBackward(usize, start + usable, os.page_size) - os.page_size;
+}
+
+/// Bytes a large request needs beyond `overhead`: the guard page and the page rounding.
+const large_extra = 2 * os.page_size;
 
 /// The block (page block or live large block) that contains `addr`, or null.
 fn findContaining(addr: usize) ?Found {
@@ -117,7 +128,7 @@ fn largeAt(base: usize, addr: usize) ?Found {
     return switch (large.lookup(start, segment_map.lookup(start))) {
         .live => |h| blk: {
             const f = largeFound(h);
-            break :blk if (addr >= f.start and addr < f.start + f.size) f else null;
+            break :blk if (addr >= f.start and addr < f.start + h.usable_size) f else null;
         },
         else => null,
     };
@@ -315,7 +326,9 @@ fn plural(n: usize) []const u8 {
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     if (size > slow.size_max) return slow.outOfMemory();
     const a = @max(alignment, 16);
-    const inner = size + overhead + (a - 16);
+    var inner = size + overhead + (a - 16);
+    // large: by size, or by an alignment no page can give (slow.aligned)
+    if (config.route(inner) == .large or a > size_class.slice_size) inner += large_extra;
     const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);
@@ -324,7 +337,13 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
         if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
+    std.debug.assert(user + size + canary_min + trailer_size <= f.start + f.size);
     arm(f, user, size);
+    if (f.page == null) {
+        // the guard page after the block: an overflow past its redzone faults (reported)
+        installFaultReports();
+        os.protect(@ptrFromInt(f.start + f.size), os.page_size);
+    }
     installForkHandlers();
     lock.acquire();
     defer lock.release();
@@ -478,7 +497,10 @@ fn poison(f: Found) void {
     const r = protectedRange(f.start, f.size);
     @memset(bytes(f.start)[0 .. r.from - f.start], freed_byte);
     @memset(bytes(r.to)[0 .. f.start + f.size - r.to], freed_byte);
-    if (r.to > r.from) os.protect(@ptrFromInt(r.from), r.to - r.from);
+    if (r.to > r.from) {
+        installFaultReports();
+        os.protect(@ptrFromInt(r.from), r.to - r.from);
+    }
 }
 
 /// Verifies a held block's poison (a write after free is reported), then frees it.
@@ -487,6 +509,7 @@ fn release(h: Held) void {
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);
+        _ = os.commit(@ptrFromInt(h.start + h.size), os.page_size); // its guard page
     }
     _ = slow.free(h.start);
 }
@@ -620,6 +643,36 @@ fn atExit() callconv(.c) void {
 const fini_entry: *const fn () callconv(.c) void = &atExit;
 comptime {
     @export(&fini_entry, .{ .name = "hakmem_check_fini_entry", .section = ".fini_array", .visibility = .hidden });
+}
+
+// ---------------------------------------------------------------- faults
+
+fn installFaultReports() void {
+    guard.fault_hook = &onFault;
+    guard.installHandler();
+}
+
+/// guard.zig's handler asks: is `addr` a quarantined large block's protected page, or a
+/// live large block's guard page? Then one line (no lock: the process is going down).
+fn onFault(addr: usize) bool {
+    const tid = std.os.linux.gettid();
+    for (0..@min(held_count, quarantine_entries)) |k| {
+        const h = held[(held_first + k) % quarantine_entries];
+        if (h.page or addr < h.start or addr >= h.start + h.size) continue;
+        os.printStderr("hakmem: CHECK: access to a freed block 0x{x} (large tier, {d}-byte block, offset {d} from the freed pointer, thread {d}): a use after free (the block waits in check mode's quarantine, its pages inaccessible)\n", .{ h.user, h.size, @as(isize, @intCast(addr)) - @as(isize, @intCast(h.user)), tid });
+        return true;
+    }
+    const f = findContaining(addr) orelse return false;
+    if (f.page != null or addr < f.start + f.size or addr >= f.start + f.size + os.page_size) return false;
+    const t = trailerIntact(f);
+    const user = if (t) |v| v.user else f.start + front_size;
+    const requested: ?usize = if (t) |v| v.requested else if (frontIntact(f, user)) |r| r else null;
+    if (requested) |r| {
+        os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, {d} bytes past the end of the {d}-byte block, in the guard page after it\n", .{ user, f.size, tid, addr - user, addr - (user + r), r });
+    } else {
+        os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, in the guard page after the block (its trailer is overwritten too)\n", .{ user, f.size, tid, addr - user });
+    }
+    return true;
 }
 
 // fork: the check lock is taken around it (process.zig is below this file: check mode

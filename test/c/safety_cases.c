@@ -5,6 +5,7 @@
  *   clean                 allocate, write every byte, free
  *   overflow_1            one byte past the requested size, by a store
  *   overflow_32           32 bytes past it, by memcpy
+ *   overflow_1m           1 MiB past the requested size, by memset (large: the guard page)
  *   underflow_1           the byte before the block, by a store
  *   underflow_32          the 32 bytes before it, by memcpy (of a block allocated second)
  *   write_after_free_0    a store at offset 0, 8 and SIZE/2 of a freed block
@@ -52,6 +53,9 @@ int main(int argc, char **argv) {
         free(p);
     } else if (!strcmp(c, "overflow_32")) {
         memcpy(p + n, src, 32);
+        free(p);
+    } else if (!strcmp(c, "overflow_1m")) {
+        memset(p + n, 0x41, 1u << 20);
         free(p);
     } else if (!strcmp(c, "underflow_1")) {
         p[-1] = 1;

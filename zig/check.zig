@@ -325,6 +325,9 @@ fn plural(n: usize) []const u8 {
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     if (size > slow.size_max) return slow.outOfMemory();
+    if (size == 0 and alignment <= 16) {
+        if (zero.take()) |p| return p;
+    }
     const a = @max(alignment, 16);
     var inner = size + overhead + (a - 16);
     // large: by size, or by an alignment no page can give (slow.aligned)
@@ -372,6 +375,7 @@ pub const FreeVerdict = enum { freed, ignored, not_owned };
 
 /// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) FreeVerdict {
+    if (zero.owns(ptr)) return zero.free(ptr);
     const l = validate(ptr) orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
     lock.acquire();
     defer lock.release();
@@ -428,6 +432,7 @@ fn describe(ptr: usize) ?Found {
 }
 
 pub fn usableSize(ptr: usize) ?usize {
+    if (zero.owns(ptr)) return if (zero.isLive(ptr)) 0 else null;
     const f = findContaining(ptr) orelse return null;
     return switch (judge(f, ptr)) {
         .live => |l| l.requested,
@@ -436,6 +441,15 @@ pub fn usableSize(ptr: usize) ?usize {
 }
 
 pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
+    if (zero.owns(ptr)) {
+        if (!zero.isLive(ptr)) {
+            _ = zero.free(ptr); // reports it
+            return .freed;
+        }
+        const fresh = malloc(size, 16) orelse return .{ .ok = null };
+        _ = zero.free(ptr);
+        return .{ .ok = fresh };
+    }
     const l = validate(ptr) orelse return switch (slow.classify(ptr)) {
         .not_owned => .not_owned,
         .freed => .freed,
@@ -645,6 +659,73 @@ comptime {
     @export(&fini_entry, .{ .name = "hakmem_check_fini_entry", .section = ".fini_array", .visibility = .hidden });
 }
 
+// ---------------------------------------------------------------- zero-size blocks
+
+/// malloc(0)'s blocks: distinct addresses 16 bytes apart in a reserved region that is never
+/// accessible, so any read or write through one faults and is reported (onFault). A
+/// bitmap says which are live (under `lock`); handed out round robin (a freed address is
+/// reused as late as possible). When all are live, malloc(0) gets a checked block of 0
+/// requested bytes instead (its canary catches writes).
+const zero = struct {
+    const count = 1 << 16;
+    const bytes_reserved = count * 16;
+    var base = std.atomic.Value(usize).init(0);
+    var live_bits: [count / 64]u64 = [_]u64{0} ** (count / 64);
+    var cursor: usize = 0;
+    var failed = false;
+
+    fn owns(addr: usize) bool {
+        const b = base.load(.acquire);
+        return b != 0 and addr >= b and addr < b + bytes_reserved;
+    }
+
+    fn take() ?*anyopaque {
+        installFaultReports();
+        lock.acquire();
+        defer lock.release();
+        var b = base.load(.monotonic);
+        if (b == 0) {
+            if (failed) return null;
+            const mem = os.reserveAligned(bytes_reserved, os.page_size) orelse {
+                failed = true;
+                return null;
+            };
+            b = @intFromPtr(mem);
+            base.store(b, .release);
+        }
+        var k: usize = 0;
+        while (k < count) : (k += 1) {
+            const i = (cursor + k) % count;
+            const mask = @as(u64, 1) << @intCast(i % 64);
+            if (live_bits[i / 64] & mask != 0) continue;
+            live_bits[i / 64] |= mask;
+            cursor = (i + 1) % count;
+            return @ptrFromInt(b + i * 16);
+        }
+        return null;
+    }
+
+    fn isLive(addr: usize) bool {
+        if ((addr - base.load(.monotonic)) % 16 != 0) return false;
+        const i = (addr - base.load(.monotonic)) / 16;
+        return @atomicLoad(u64, &live_bits[i / 64], .monotonic) & (@as(u64, 1) << @intCast(i % 64)) != 0;
+    }
+
+    fn free(addr: usize) FreeVerdict {
+        lock.acquire();
+        const i = (addr - base.load(.monotonic)) / 16;
+        const mask = @as(u64, 1) << @intCast(i % 64);
+        const live_now = (addr - base.load(.monotonic)) % 16 == 0 and live_bits[i / 64] & mask != 0;
+        if (live_now) live_bits[i / 64] &= ~mask;
+        lock.release();
+        if (live_now) return .freed;
+        const problem: misuse.Problem = if ((addr - base.load(.monotonic)) % 16 == 0) .double_free else .interior_pointer;
+        os.printStderr("hakmem: CHECK: {s} 0x{x} (a zero-size block, malloc(0), thread {d})\n", .{ problem.text(), addr, std.os.linux.gettid() });
+        misuse.afterReport();
+        return .ignored;
+    }
+};
+
 // ---------------------------------------------------------------- faults
 
 fn installFaultReports() void {
@@ -656,6 +737,12 @@ fn installFaultReports() void {
 /// live large block's guard page? Then one line (no lock: the process is going down).
 fn onFault(addr: usize) bool {
     const tid = std.os.linux.gettid();
+    if (zero.owns(addr)) {
+        const b = zero.base.load(.monotonic);
+        const block = b + (addr - b) / 16 * 16;
+        os.printStderr("hakmem: CHECK: access to a zero-size block 0x{x} (malloc(0): no byte of it may be read or written; offset {d}, thread {d}{s})\n", .{ block, addr - block, tid, if (zero.isLive(block)) "" else "; the block is freed" });
+        return true;
+    }
     for (0..@min(held_count, quarantine_entries)) |k| {
         const h = held[(held_first + k) % quarantine_entries];
         if (h.page or addr < h.start or addr >= h.start + h.size) continue;

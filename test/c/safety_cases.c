@@ -12,6 +12,7 @@
  *   zero_after_free       memset of a freed block to 0
  *   read_after_free       prints the first 16 bytes of a freed block ("FREED xx xx …")
  *   zero_size_write       malloc(0), then a store through the pointer
+ *   zero_size_read        malloc(0), then a load through the pointer
  *   double_free_thread    thread B frees the block, thread C frees it again
  * Then calls hak_check_heap (a sweep, in check mode) and prints "reached end".
  */
@@ -81,6 +82,12 @@ int main(int argc, char **argv) {
         unsigned char *z = malloc(0);
         REQUIRE(z != NULL);
         ((volatile unsigned char *)z)[0] = 1;
+        free(z);
+    } else if (!strcmp(c, "zero_size_read")) {
+        free(p);
+        unsigned char *z = malloc(0);
+        REQUIRE(z != NULL);
+        printf("zero-size block holds %d\n", ((volatile unsigned char *)z)[0]);
         free(z);
     } else if (!strcmp(c, "double_free_thread")) {
         block = p;

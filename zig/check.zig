@@ -162,9 +162,15 @@ fn writeWord(addr: usize, value: u64) void {
     std.mem.writeInt(u64, bytes(addr)[0..8], value, .little);
 }
 
-/// Index of the first byte in [from, to) that differs from `expected`, or null.
+/// Index of the first byte in [from, to) that differs from `expected`, or null. Eight
+/// bytes at a time where it can (check mode verifies whole blocks on every reuse).
 fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
+    const word: u64 = @as(u64, expected) * 0x0101_0101_0101_0101;
     var a = from;
+    while (a < to and a % 8 != 0) : (a += 1) if (bytes(a)[0] != expected) return a - from;
+    while (a + 8 <= to) : (a += 8) {
+        if (@as(*const u64, @ptrFromInt(a)).* != word) break;
+    }
     while (a < to) : (a += 1) if (bytes(a)[0] != expected) return a - from;
     return null;
 }
@@ -285,9 +291,18 @@ fn expectedByte(l: Layout, addr: usize) u8 {
     return canary_byte;
 }
 
+/// The fast test: every redzone byte as arm() wrote it.
+fn intact(l: Layout) bool {
+    if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
+    if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
+    if (firstDifferent(l.f.start, l.front(), canary_byte) != null) return false;
+    return firstDifferent(l.user + l.requested, l.trailer(), canary_byte) == null;
+}
+
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
 /// underflow: how far before the start); true when there was some.
 fn reportDamage(l: Layout) bool {
+    if (intact(l)) return false;
     var buf: [160]u8 = undefined;
     var damaged = false;
     const end = l.user + l.requested;

@@ -47,6 +47,8 @@ const slow = @import("slow.zig");
 const block_mod = @import("block.zig");
 const misuse = @import("misuse.zig");
 const guard = @import("guard.zig");
+const stats = @import("stats.zig");
+const thread = @import("thread.zig");
 const Lock = @import("lock.zig").Lock;
 
 const freed_byte: u8 = 0xDF;
@@ -78,7 +80,7 @@ fn trailerSecret() u64 {
 var lock: Lock = .{};
 
 /// A block as check mode sees it: where it starts, how big it is, which page holds it.
-const Found = struct { start: usize, size: usize, tier: []const u8, class: ?usize, page: ?*page_mod.Page };
+const Found = struct { start: usize, size: usize, tier: []const u8, class: ?usize, page: ?*page_mod.Page, large_usable: usize = 0 };
 
 fn pageFound(page: *page_mod.Page, start: usize) Found {
     return .{ .start = start, .size = page.block_size, .tier = if (page.isTiny()) "tiny" else "mid", .class = size_class.binClass(page.bin), .page = page };
@@ -88,7 +90,7 @@ fn pageFound(page: *page_mod.Page, start: usize) Found {
 /// inaccessible while the block is live), so the block check mode uses ends before it.
 fn largeFound(h: *large.LargeHeader) Found {
     const start = @intFromPtr(h) + h.block_offset;
-    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .tier = "large", .class = null, .page = null };
+    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .tier = "large", .class = null, .page = null, .large_usable = h.usable_size };
 }
 
 fn guardPage(start: usize, usable: usize) usize {
@@ -341,12 +343,17 @@ fn plural(n: usize) []const u8 {
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     if (size > slow.size_max) return slow.outOfMemory();
     if (size == 0 and alignment <= 16) {
-        if (zero.take()) |p| return p;
+        if (zero.take()) |p| {
+            // counted as a block of the smallest bin
+            if (slow.heap()) |heap| heap.counters.direct_allocs[zero_bin] += 1; // (calloc may come first)
+            return p;
+        }
     }
     const a = @max(alignment, 16);
     var inner = size + overhead + (a - 16);
-    // large: by size, or by an alignment no page can give (slow.aligned)
-    if (config.route(inner) == .large or a > size_class.slice_size) inner += large_extra;
+    // room for a large block's guard page: when the size routes to large, and for any
+    // aligned request (slow.aligned may serve it with a large block whatever its size)
+    if (config.route(inner) == .large or a > 16) inner += large_extra;
     const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);
@@ -355,7 +362,11 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
         if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
-    std.debug.assert(user + size + canary_min + trailer_size <= f.start + f.size);
+    if (user + size + canary_min + trailer_size > f.start + f.size) {
+        // (cannot happen with the room asked for above; never write past a block)
+        _ = slow.free(f.start);
+        return slow.outOfMemory();
+    }
     arm(f, user, size);
     if (f.page == null) {
         // the guard page after the block: an overflow past its redzone faults (reported)
@@ -486,7 +497,7 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- quarantine
 
-const Held = struct { start: usize = 0, size: usize = 0, user: usize = 0, page: bool = false };
+const Held = struct { start: usize = 0, size: usize = 0, user: usize = 0, page: bool = false, bin: u8 = 0, large_usable: usize = 0 };
 
 /// FIFO ring of freed blocks (under `lock`).
 var held: [quarantine_entries]Held = [_]Held{.{}} ** quarantine_entries;
@@ -499,7 +510,8 @@ var held_bytes: usize = 0;
 fn quarantine(l: Layout) void {
     const f = l.f;
     poison(f);
-    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null };
+    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |p| p.bin else 0, .large_usable = f.large_usable };
+    countFree(h, 1);
     while (held_count > 0 and (held_count == quarantine_entries or held_bytes + f.size > quarantine_bytes_max)) release(takeOldest());
     if (f.size > quarantine_bytes_max) return release(h);
     held[(held_first + held_count) % quarantine_entries] = h;
@@ -541,6 +553,36 @@ fn release(h: Held) void {
         _ = os.commit(@ptrFromInt(h.start + h.size), os.page_size); // its guard page
     }
     _ = slow.free(h.start);
+    countFree(h, -1); // slow.free counted it again: the program's free was counted already
+}
+
+/// The statistics count a block freed when the program frees it (it then waits in the
+/// quarantine, still in use from its page's view); `by` = -1 takes back the count
+/// slow.free adds when the quarantine lets it go (on the same thread, so no counter
+/// drops below zero).
+fn countFree(h: Held, by: i2) void {
+    if (!h.page) {
+        if (by > 0) {
+            stats.incr(&stats.large.frees);
+            stats.subFrom(&stats.large.live_bytes, h.large_usable);
+        } else {
+            stats.subFrom(&stats.large.frees, 1);
+            stats.addTo(&stats.large.live_bytes, h.large_usable);
+        }
+        return;
+    }
+    countBinFree(h.bin, by);
+}
+
+fn countBinFree(bin: usize, by: i2) void {
+    if (thread.currentAny()) |heap| {
+        const c = &heap.counters.direct_frees[bin];
+        c.* = if (by > 0) c.* + 1 else c.* - 1;
+    } else if (by > 0) {
+        stats.incr(&stats.heapless_frees[bin]);
+    } else {
+        stats.subFrom(&stats.heapless_frees[bin], 1);
+    }
 }
 
 /// True when a held block's poison is intact; else the write after free is reported.
@@ -681,6 +723,7 @@ comptime {
 /// bitmap says which are live (under `lock`); handed out round robin (a freed address is
 /// reused as late as possible). When all are live, malloc(0) gets a checked block of 0
 /// requested bytes instead (its canary catches writes).
+const zero_bin: usize = 0;
 const zero = struct {
     const count = 1 << 16;
     const bytes_reserved = count * 16;
@@ -733,7 +776,10 @@ const zero = struct {
         const live_now = (addr - base.load(.monotonic)) % 16 == 0 and live_bits[i / 64] & mask != 0;
         if (live_now) live_bits[i / 64] &= ~mask;
         lock.release();
-        if (live_now) return .freed;
+        if (live_now) {
+            countBinFree(zero_bin, 1);
+            return .freed;
+        }
         const problem: misuse.Problem = if ((addr - base.load(.monotonic)) % 16 == 0) .double_free else .interior_pointer;
         os.printStderr("hakmem: CHECK: {s} 0x{x} (a zero-size block, malloc(0), thread {d})\n", .{ problem.text(), addr, std.os.linux.gettid() });
         misuse.afterReport();

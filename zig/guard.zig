@@ -100,7 +100,8 @@ pub inline fn due(size: usize) bool {
     return countdown_armed and countdown_bytes <= 0 and size <= max_size and enabled();
 }
 
-/// A sampled block of `size` bytes (16-aligned), or null (pool full or unavailable: the
+/// A sampled block of `size` bytes (the caller passes its bin's block size, so a sample's
+/// usable size is what the block's would be; 16-aligned), or null (pool full or unavailable: the
 /// caller allocates as usual; the countdown starts again either way).
 pub fn take(size: usize, bin: usize) ?*anyopaque {
     countdown_bytes = @intCast(sampleBytes());
@@ -274,7 +275,7 @@ fn describeFault(addr: usize) bool {
     } else if (!in_data or addr >= s.user + s.size) {
         os.printStderr("hakmem: guarded sample: overflow: an access at offset {d} of the {d}-byte block 0x{x}, past its end ({s}; allocated by thread {d}; this is thread {d})\n", .{ addr - s.user, s.size, s.user, if (s.state == .freed) "the block is freed" else "the block is live", s.alloc_tid, tid });
     } else {
-        os.printStderr("hakmem: guarded sample: underflow: an access {d} bytes before the {d}-byte block 0x{x} (allocated by thread {d}; this is thread {d})\n", .{ s.user - addr, s.size, s.user, s.alloc_tid, tid });
+        os.printStderr("hakmem: guarded sample: underflow: an access {d} byte{s} before the {d}-byte block 0x{x} (allocated by thread {d}; this is thread {d})\n", .{ s.user - addr, if (s.user - addr == 1) "" else "s", s.size, s.user, s.alloc_tid, tid });
     }
     return true;
 }

@@ -68,8 +68,9 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
     // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
     // into play (a refill's blocks) are charged; when the countdown has run out, this
     // call's block is a sample.
-    if (guard.due(size)) {
-        if (guard.take(size, bin)) |sample| {
+    if (guard.due(size_class.binBlockSize(bin))) {
+        // (the whole block size: a sample's usable size and statistics are its bin's)
+        if (guard.take(size_class.binBlockSize(bin), bin)) |sample| {
             h.counters.direct_allocs[bin] += 1; // counted as its bin's (stats stay exact)
             return sample;
         }
@@ -204,7 +205,8 @@ noinline fn freeSample(addr: usize) FreeResult {
 /// An address outside every segment: NULL, a large block, or not ours.
 fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     if (addr == 0) return .ok;
-    if (tag == .none and guard.owns(addr)) return freeSample(addr);
+    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (guard.owns(addr)) return freeSample(addr);
     if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,
@@ -239,8 +241,9 @@ pub const Kind = union(enum) {
 
 pub fn classify(addr: usize) Kind {
     const tag = segment_map.lookup(addr);
+    // (the guard pool first: it may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (tag != .segment and guard.owns(addr)) return if (guard.usableSize(addr)) |n| .{ .guarded = n } else .invalid;
     if (tag == .none) {
-        if (guard.owns(addr)) return if (guard.usableSize(addr)) |n| .{ .guarded = n } else .invalid;
         return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
     }
     if (tag != .segment) return switch (large.lookup(addr, tag)) {

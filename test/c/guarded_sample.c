@@ -3,8 +3,8 @@
  * allocates SIZE-byte blocks until one is a guarded sample (hak_sampled), then misuses it.
  * usage: guarded_sample CASE SIZE [any]   (any: without a sample, misuse a plain block)
  *   clean        write every byte of the sample, free it, print "reached end"
- *   overflow     a store one byte past its end, then free (the guard page faults, or the
- *                slack up to the guard is found changed at free)
+ *   overflow     a store at its usable size (the first byte past the block: the guard
+ *                page faults). A sample has its bin's block size, as any block of it.
  *   use_after_free   free it, then a store at offset 8 (faults: the slot is protected)
  *   read_after_free  free it, then a load at offset 0 (faults)
  *   underflow    a store one byte before its start, then free (reported at free)
@@ -14,6 +14,8 @@
  * block stands in for the sample.
  */
 #define _GNU_SOURCE
+#include <malloc.h>
+
 #include "test_common.h"
 
 int main(int argc, char **argv) {
@@ -48,7 +50,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "clean")) {
         free((void *)p);
     } else if (!strcmp(c, "overflow")) {
-        p[n] = 1; /* faults when SIZE is a multiple of 16; else found at free (the slack) */
+        p[malloc_usable_size((void *)p)] = 1; /* the first byte past the block: the guard page */
         free((void *)p);
     } else if (!strcmp(c, "use_after_free")) {
         free((void *)p);

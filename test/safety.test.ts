@@ -161,3 +161,29 @@ describe.skipIf(systemMode())("guarded sampling", () => {
     expect(r.stdout, explain(r)).toContain("NO SAMPLE");
   });
 });
+
+// Through bun:ffi too: samples come from hak_alloc, count in the stats as their bin's blocks,
+// and go back through hak_free (a second free is refused).
+describe.skipIf(systemMode())("guarded sampling from Bun", () => {
+  test("hak_alloc hands out samples; the stats stay exact; a second free throws", async () => {
+    const source = `
+      import * as h from "./src/index.ts";
+      const before = h.stats();
+      const blocks = [];
+      for (let i = 0; i < 200000; i++) blocks.push(h.alloc(64 + (i % 4) * 100));
+      const samples = blocks.filter((p) => h.sampled(p));
+      for (const p of samples) { h.view(p, 64).fill(7); }
+      for (const p of blocks) h.free(p);
+      let refused = 0;
+      try { h.free(samples[0]); } catch (e) { if (e instanceof RangeError) refused++; }
+      const after = h.stats();
+      console.log(JSON.stringify({ samples: samples.length, refused, tiny: after.tiny.liveBlocks - before.tiny.liveBlocks, mid: after.mid.liveBlocks - before.mid.liveBlocks }));`;
+    const proc = Bun.spawn([process.execPath, "-e", source], { cwd: `${import.meta.dir}/..`, stdout: "pipe", stderr: "pipe", env: { ...process.env, HAKMEM_GUARD_SAMPLE_MB: "1" } });
+    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+    expect(await proc.exited, err).toBe(0);
+    const r = JSON.parse(out.trim().split("\n").pop()!);
+    expect(r.samples).toBeGreaterThan(0);
+    expect(r.refused).toBe(1);
+    expect([r.tiny, r.mid]).toEqual([0, 0]);
+  }, 60_000);
+});

@@ -1,4 +1,5 @@
-//! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names), with
+//! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names; and
+//! beside it libhakmem-checked.so, the same in ReleaseSafe with the validators running), with
 //! zig-out/include/hakmem.h and zig-out/lib/pkgconfig/hakmem.pc for C programs that link it;
 //! zig-out/lib/libhakmem_kernels.so (the harness's workload loops, zig/kernels.zig: linked
 //! against libhakmem.so, never part of it); and runs the Zig unit tests (`zig build test`).
@@ -17,9 +18,8 @@ pub fn build(b: *std.Build) void {
     const target = b.standardTargetOptions(.{ .default_target = defaultTarget() });
     const optimize = b.standardOptimizeOption(.{});
 
-    const options = b.addOptions();
-    options.addOption([]const u8, "version", version);
-    options.addOption([]const u8, "build_id", sourceHash(b));
+    const build_id = sourceHash(b);
+    const options = buildOptions(b, build_id, false);
 
     const lib_module = sharedLibraryModule(b, "zig/lib.zig", target, optimize);
     lib_module.addOptions("build_options", options);
@@ -27,6 +27,17 @@ pub fn build(b: *std.Build) void {
     const lib = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem", .root_module = lib_module, .use_llvm = true });
     lib.bundle_compiler_rt = false;
     b.installArtifact(lib);
+
+    // The checked library: the same sources, ReleaseSafe (asserts and safety checks on) and
+    // `checked` (zig/validate.zig: validators at slow paths and thread exit). The fuzzer,
+    // the preloaded C tests and the soak run against it in `npm test`.
+    const checked_options = buildOptions(b, build_id, true);
+    const checked_module = sharedLibraryModule(b, "zig/lib.zig", target, .ReleaseSafe);
+    checked_module.addOptions("build_options", checked_options);
+    checked_module.addCSourceFile(.{ .file = b.path("zig/tls.c"), .flags = &.{ "-O2", "-fPIC" } });
+    const checked = b.addLibrary(.{ .linkage = .dynamic, .name = "hakmem-checked", .root_module = checked_module, .use_llvm = true });
+    checked.bundle_compiler_rt = false;
+    b.installArtifact(checked);
 
     // The harness's kernels (src/kernels.ts): their own library, so a preloaded process sees
     // only the libc names and hak_*. They call hak_alloc/hak_free through the PLT of
@@ -63,6 +74,7 @@ pub fn build(b: *std.Build) void {
     // The unit tests (validators included) run twice: in Debug, and optimized with the
     // safety checks kept (ReleaseSafe), so code that only misbehaves optimized is caught.
     const test_step = b.step("test", "Run the Zig unit tests (Debug and ReleaseSafe)");
+    const test_options = buildOptions(b, build_id, true);
     for ([_]std.builtin.OptimizeMode{ .Debug, .ReleaseSafe }) |mode| {
         const test_module = b.createModule(.{
             .root_source_file = b.path("zig/lib.zig"),
@@ -70,12 +82,22 @@ pub fn build(b: *std.Build) void {
             .optimize = mode,
             .link_libc = true,
         });
-        test_module.addOptions("build_options", options);
+        test_module.addOptions("build_options", test_options);
         const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true });
         const run_tests = b.addRunArtifact(unit_tests);
         test_step.dependOn(&run_tests.step);
     }
     test_step.dependOn(&abi_check.step);
+}
+
+/// The library's build_options: its version, the source hash, and whether it is the checked
+/// library (zig/validate.zig runs the validators; the unit tests are built checked too).
+fn buildOptions(b: *std.Build, build_id: []const u8, checked: bool) *std.Build.Step.Options {
+    const options = b.addOptions();
+    options.addOption([]const u8, "version", version);
+    options.addOption([]const u8, "build_id", build_id);
+    options.addOption(bool, "checked", checked);
+    return options;
 }
 
 fn abiRun(b: *std.Build, gen: *std.Build.Step.Compile, mode: []const u8) *std.Build.Step.Run {

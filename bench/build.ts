@@ -1,10 +1,12 @@
 // build.ts — keeps what the bench measures current: rebuilds libhakmem.so (zig build is a
-// no-op when nothing changed) and compiles the C workload programs with `zig cc`, cached
-// under bench/results/.build/ by a hash of their sources (bench/zigcc.ts).
+// no-op when nothing changed) and compiles the C workload programs and native loops with the
+// system C compiler (`cc -O2`, as a user's program is built: every peer takes its real fast
+// path; zig cc only when there is no cc), cached under bench/results/.build/ by a hash of
+// their sources (bench/zigcc.ts).
 import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { ROOT, ZIG, zigCc } from "./zigcc.ts";
+import { ROOT, SYSTEM_CC, ZIG, zigCc } from "./zigcc.ts";
 
 export { ROOT, ZIG };
 const C_DIR = join(ROOT, "bench/c");
@@ -48,15 +50,22 @@ export function snapshotLibrary(lib: string): string {
 
 export interface CompileOptions {
   shared?: boolean;
-  /** zig cc -mcpu value; the default is the host CPU (valgrind needs e.g. x86_64_v3: no AVX-512). */
+  /** zig cc -mcpu value when zig cc builds it (the default is the host CPU; valgrind needs e.g.
+   * x86_64_v3: no AVX-512). The system cc builds for its default target (baseline x86-64, no
+   * AVX-512), so it ignores this. */
   cpu?: string;
 }
 
+/** What compiles the bench's C programs: "cc" (the system compiler) or "zig cc" (none on PATH). */
+export const BENCH_CC = SYSTEM_CC !== null ? "cc" : "zig cc";
+
 /** Compiles bench/c/<name>.c (once per source hash) and returns the binary's path. */
 export function compileProgram(name: string, options: CompileOptions = {}): string {
-  const extra = [...(options.shared ? ["-shared", "-fPIC"] : []), ...(options.cpu ? [`-mcpu=${options.cpu}`] : [])];
+  const systemCc = SYSTEM_CC !== null;
+  const cpu = systemCc ? undefined : options.cpu;
+  const extra = [...(options.shared ? ["-shared", "-fPIC"] : []), ...(cpu ? [`-mcpu=${cpu}`] : [])];
   return zigCc({
-    source: join(C_DIR, `${name}.c`), outDir: BUILD_DIR, name: `${name}${options.cpu ? `-${options.cpu}` : ""}`,
-    flags: [...CFLAGS, ...extra], suffix: options.shared ? ".so" : "",
+    source: join(C_DIR, `${name}.c`), outDir: BUILD_DIR, name: `${name}${cpu ? `-${cpu}` : ""}`,
+    flags: [...CFLAGS, ...extra], suffix: options.shared ? ".so" : "", systemCc,
   });
 }

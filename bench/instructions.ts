@@ -3,9 +3,10 @@
 // unavailable in VMs). Each allocator runs the same binary for N and 2N cycles; the
 // difference cancels start-up and exit, and a cycle is one malloc or one free, so a pair is
 // two cycles (the loop and its PRNG, identical for all, are included). Skipped when
-// valgrind is not installed. The binary is built for x86_64_v3: valgrind has no AVX-512.
+// valgrind is not installed. The binaries are built with the system cc -O2 (baseline x86-64;
+// valgrind has no AVX-512, so a zig cc build, without cc on PATH, targets x86_64_v3).
 import type { Allocator } from "./allocators.ts";
-import { compileProgram } from "./build.ts";
+import { BENCH_CC, compileProgram } from "./build.ts";
 import type { Options } from "./options.ts";
 import type { Progress } from "./progress.ts";
 import type { Row, Section } from "./results.ts";
@@ -49,7 +50,7 @@ export async function runInstructions(allocators: Allocator[], opts: Options, pr
   const section: Section = {
     name: "instructions", unit: "instr/pair", higherIsBetter: false,
     title: "instructions per malloc+free pair: random_mixed, and one size in a loop (callgrind; deterministic, one run)",
-    note: `(Ir(2N) − Ir(N)) / N per pair, N = ${cycles}; includes the loop (pairs: ~9 instructions; random_mixed: its PRNG too)`,
+    note: `(Ir(2N) − Ir(N)) / N per pair, N = ${cycles}; includes the loop (pairs: ~9 instructions; random_mixed: its PRNG too); built with ${BENCH_CC} -O2`,
     rows: ROWS.map((r): Row => ({ name: r.name, samples: [], errors: [] })),
   };
   for (const [i, rowDef] of ROWS.entries()) {

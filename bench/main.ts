@@ -185,7 +185,15 @@ async function main(): Promise<number> {
   const commandsMd = sections.filter((s) => s.outputCheck).map((s) => `\n${s.title}\n\n${commandsMarkdown(s, names)}\n`).join("");
   writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
-  return errorCount > 0 ? 1 : 0;
+  const differing = differingCommandRuns(sections);
+  if (differing > 0) console.error(`bench: ${differing} run(s) of your --cmd printed another stdout than glibc's (the reference): see "stdout = reference" above`);
+  return errorCount > 0 || differing > 0 ? 1 : 0;
+}
+
+/** Runs of --cmd commands whose stdout differed from the reference run's. */
+function differingCommandRuns(sections: Section[]): number {
+  const cmd = sections.find((s) => s.name === "cmd");
+  return cmd ? cmd.rows.reduce((n, r) => n + r.samples.filter((x) => x.mismatch).length, 0) : 0;
 }
 
 process.exitCode = await main().catch((e) => {

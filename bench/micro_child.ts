@@ -3,7 +3,7 @@
 // can be dlopen'ed: the parent raises glibc.rtld.optional_static_tls for us).
 // argv[2]: JSON MicroJob. stdout: JSON MicroResult. stderr: "PROGRESS <what>" lines.
 import { measure } from "mitata";
-import { compileProgram } from "./build.ts";
+import { BENCH_CC, compileProgram } from "./build.ts";
 import { allocPair, type AllocPair, kernelFrom, type Kernel, noopCall, openLibrary } from "./native.ts";
 import { median } from "./stats.ts";
 
@@ -25,7 +25,7 @@ function loadKernel(): { kernel: Kernel; source: string } {
   const so = compileProgram("pairs_kernel", { shared: true });
   const k = kernelFrom(openLibrary(so), "bench_kernel_pairs");
   if (!k) throw new Error(`${so} has no bench_kernel_pairs`);
-  return { kernel: k, source: "bench_kernel_pairs (bench/c/pairs_kernel.c)" };
+  return { kernel: k, source: `bench_kernel_pairs (bench/c/pairs_kernel.c, ${BENCH_CC} -O2)` };
 }
 
 /** ns per pair through the native kernel: n grows until one call lasts targetNs, then median of 5. */

@@ -24,13 +24,14 @@ function lastError(): string {
 /** dlopen(path, RTLD_NOW); throws with dlerror's text. */
 export function openLibrary(path: string): Pointer {
   const handle = libc.symbols.dlopen(cstr(path), RTLD_NOW);
-  if (!handle) throw new Error(`dlopen ${path}: ${lastError()}`);
-  return handle as Pointer;
+  if (!handle || typeof handle === "bigint") throw new Error(`dlopen ${path}: ${lastError()}`);
+  return handle;
 }
 
 /** Address of a symbol, or null when the library does not define it. */
 export function findSymbol(handle: Pointer, name: string): Pointer | null {
-  return (libc.symbols.dlsym(handle, cstr(name)) as Pointer | null) || null;
+  const address = libc.symbols.dlsym(handle, cstr(name));
+  return typeof address === "number" && address !== 0 ? address : null;
 }
 
 export function requireSymbol(handle: Pointer, name: string, path: string): Pointer {

@@ -1,13 +1,5 @@
-// options.ts — the command line of `bun bench/main.ts`.
-//
-//   --quick            about a minute: one run, workloads scaled to 1/5, short microbenchmarks
-//   --runs N           runs per allocator and row (medians are reported; default 3)
-//   --filter NAME      only sections or rows whose name contains NAME (case-insensitive; comma list)
-//   --allocators LIST  comma list among hakmem,glibc,mimalloc,jemalloc,tcmalloc
-//   --json FILE        where to write every sample (default bench/results/latest.json; the
-//                      SVG chart goes next to it with the extension .svg)
-//   --cmd "LINE"       (repeatable) measure a shell command line under every allocator;
-//                      alone it runs only that section (add --filter to run others too)
+// options.ts — the command line of `npm run bench -- …` (= `bun bench/main.ts …`): USAGE
+// below is the one list of options (--help prints it). An unknown option is an error.
 // Hidden knobs for tests: --scale X (multiplies every workload's size), --no-build.
 
 export interface Options {
@@ -24,7 +16,10 @@ export interface Options {
   commands: string[];
 }
 
-export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NAME] [--allocators list] [--json FILE] [--cmd "LINE"]...
+/** Where --cmd writes its results when --json is not given: never over the suite's latest.*. */
+export const CMD_JSON_PATH = "bench/results/cmd.json";
+
+export const USAGE = `usage: npm run bench -- [options]   (the same: npx bun bench/main.ts [options])
   --quick            about a minute: one run, workloads at 1/5 size, short microbenchmarks
   --runs N           runs per allocator and row, interleaved; medians of several runs are reported (default 3)
   --cmd "LINE"       measure your command (run by /bin/sh -c) preloaded with every allocator: wall and
@@ -32,8 +27,11 @@ export const USAGE = `usage: bun bench/main.ts [--quick] [--runs N] [--filter NA
                      alone it runs only these; with --filter the selected sections run too)
   --filter NAME      only sections/rows whose name contains NAME (comma list), e.g. larson,micro,programs,safety
   --allocators LIST  among hakmem,glibc,mimalloc,jemalloc,tcmalloc (default: all installed)
-  --json FILE        samples and machine info (default bench/results/latest.json; .svg and .md beside)
-  HAKMEM_LIB=path    measure that library instead of building zig-out/lib/libhakmem.so`;
+  --json FILE        samples and machine info (default bench/results/latest.json, with --cmd alone
+                     bench/results/cmd.json; .svg and .md beside)
+  --help             this list
+  HAKMEM_LIB=path    measure that library instead of building zig-out/lib/libhakmem.so
+A --cmd run whose stdout differs from glibc's (the reference) makes the exit status 1.`;
 
 /** Thrown for --help: print USAGE and exit 0. */
 export class HelpRequested extends Error {}
@@ -43,6 +41,7 @@ export function parseOptions(argv: string[]): Options {
     quick: false, runs: 0, scale: 0, filters: [], allocators: null,
     jsonPath: "bench/results/latest.json", build: true, microMs: 0, redisRequests: 0, commands: [],
   };
+  let jsonGiven = false;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = (): string => {
@@ -55,7 +54,7 @@ export function parseOptions(argv: string[]): Options {
     else if (arg === "--scale") opts.scale = positiveNumber(arg, value());
     else if (arg === "--filter") opts.filters = splitList(value());
     else if (arg === "--allocators") opts.allocators = splitList(value());
-    else if (arg === "--json") opts.jsonPath = value();
+    else if (arg === "--json") { opts.jsonPath = value(); jsonGiven = true; }
     else if (arg === "--no-build") opts.build = false;
     else if (arg === "--cmd") {
       const line = value();
@@ -65,6 +64,7 @@ export function parseOptions(argv: string[]): Options {
     else if (arg === "--help" || arg === "-h") throw new HelpRequested(USAGE);
     else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
+  if (opts.commands.length > 0 && opts.filters.length === 0 && !jsonGiven) opts.jsonPath = CMD_JSON_PATH;
   if (opts.runs === 0) opts.runs = opts.quick ? 1 : 3;
   if (opts.scale === 0) opts.scale = opts.quick ? 0.2 : 1;
   opts.microMs = opts.scale >= 1 ? 100 : opts.scale >= 0.1 ? 40 : 10;

@@ -2,7 +2,7 @@
 // its ratio to the best peer; peak RSS), the errors, and a short summary of where hakmem
 // leads and trails. Also the same summary as Markdown for the README.
 import { formatMiB, formatNumber, formatRatio, formatValue } from "./format.ts";
-import { bestPeerValue, cellOf, lowestPeerMetric, lowestPeerRss, metricOf, type Row, type Section, speedRatio } from "./results.ts";
+import { bestPeerValue, cellOf, lowestPeerMetric, lowestPeerRss, metricOf, type Row, type Section, speedRatio, withinNoise } from "./results.ts";
 import { geomean } from "./stats.ts";
 
 const COL = 17;
@@ -110,6 +110,14 @@ export interface SummaryRow {
   metric?: string; metricRatio?: number | null;
   /** why hakmem has no value: "error", or "≠ output" when every run's stdout differed */
   hakmemMissing?: string;
+  /** hakmem's min–max range overlaps the best peer's: the ratio is within the noise */
+  withinNoise?: boolean;
+}
+
+/** A ratio as printed in summaries: "×0.98", or "×0.98 within noise" when the ranges overlap. */
+export function ratioText(r: SummaryRow): string {
+  const ratio = formatRatio(r.ratio);
+  return ratio && r.withinNoise ? `${ratio} within noise` : ratio;
 }
 
 export function summaryRows(sections: Section[], allocators: string[]): SummaryRow[] {
@@ -132,6 +140,7 @@ export function summaryRows(sections: Section[], allocators: string[]): SummaryR
         rssRatio: h?.peakRssKb && lowRss ? h.peakRssKb / lowRss : null,
         ...(m ? { metric: m.label, metricRatio: hm !== null && lm ? hm / lm : null } : {}),
         ...(missing ? { hakmemMissing: missing } : {}),
+        ...(h && withinNoise(row, bestPeer) ? { withinNoise: true } : {}),
       });
     }
   }
@@ -150,7 +159,7 @@ const GROUPS: [string, (section: string) => boolean][] = [
 const NOT_WORKLOADS = ["redis", "instructions", "programs", "cmd"];
 
 function rowName(r: SummaryRow): string {
-  return `${r.section} ${r.row} ${formatRatio(r.ratio)}${r.bestPeer ? ` (vs ${r.bestPeer})` : ""}`;
+  return `${r.section} ${r.row} ${ratioText(r)}${r.bestPeer ? ` (vs ${r.bestPeer})` : ""}`;
 }
 
 export function summaryText(rows: SummaryRow[], errorCount: number): string {
@@ -160,7 +169,8 @@ export function summaryText(rows: SummaryRow[], errorCount: number): string {
     const group = measured.filter((r) => inGroup(r.section));
     if (group.length === 0) continue;
     const leads = group.filter((r) => r.ratio! >= 1).length;
-    lines.push(`  ${pad(label, 30)} geometric mean ${formatRatio(geomean(group.map((r) => r.ratio!)))}, leads ${leads}/${group.length} rows`);
+    const noise = group.filter((r) => r.withinNoise).length;
+    lines.push(`  ${pad(label, 30)} geometric mean ${formatRatio(geomean(group.map((r) => r.ratio!)))}, leads ${leads}/${group.length} rows${noise ? ` (${noise} within noise)` : ""}`);
   }
   if (measured.length === 0 && rows.length > 0) lines.push("  hakmem has no measured rows (see the errors above).");
   const leads = measured.filter((r) => r.ratio! >= 1).sort((a, b) => b.ratio! - a.ratio!);
@@ -191,7 +201,7 @@ export function summaryMarkdown(rows: SummaryRow[]): string {
     const hv = r.hakmem === null ? (r.hakmemMissing ?? "error") : formatValue(r.unit, r.hakmem);
     const peer = r.bestPeer && r.bestPeerValue !== null ? `${r.bestPeer} ${formatValue(r.unit, r.bestPeerValue)}` : "-";
     const unit = r.hakmem === null || r.unit === "ns/pair" || r.unit === "s" ? "" : ` ${r.unit}`;
-    out.push(`| ${r.section} | ${r.row} | ${hv}${unit} | ${peer} | ${formatRatio(r.ratio) || "-"} | ${formatMiB(r.hakmemRssKb)} | ${formatMiB(r.lowestPeerRssKb)} | ${formatRatio(r.rssRatio) || "-"} |`);
+    out.push(`| ${r.section} | ${r.row} | ${hv}${unit} | ${peer} | ${ratioText(r) || "-"} | ${formatMiB(r.hakmemRssKb)} | ${formatMiB(r.lowestPeerRssKb)} | ${formatRatio(r.rssRatio) || "-"} |`);
   }
   return out.join("\n");
 }

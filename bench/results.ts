@@ -105,3 +105,21 @@ export function lowestPeerRss(row: Row, allocators: string[], field: "peakRssKb"
   }
   return low;
 }
+
+/** The min and max of an allocator's counted values in a row (null with fewer than 2 runs). */
+export function rangeOf(row: Row, allocator: string): [number, number] | null {
+  const v = countedSamples(row, allocator).map((s) => s.value);
+  if (v.length < 2) return null;
+  return [Math.min(...v), Math.max(...v)];
+}
+
+/**
+ * True when hakmem's min–max range and `peer`'s overlap: the runs do not say which is
+ * faster, so their ratio is within the noise (false when either has fewer than 2 runs).
+ */
+export function withinNoise(row: Row, peer: string | null): boolean {
+  if (peer === null) return false;
+  const h = rangeOf(row, "hakmem"), p = rangeOf(row, peer);
+  if (h === null || p === null) return false;
+  return h[0] <= p[1] && p[0] <= h[1];
+}

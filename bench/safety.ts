@@ -117,7 +117,7 @@ export async function runSafety(allocators: Allocator[], progress: Progress, tim
       progress.step(`safety ${c.name} · ${column}`);
       const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-safety-"));
       try {
-        const env = { ...childEnv(alloc, null), ...(c.env ?? {}), ...extra, LD_DEBUG: "libs", LD_DEBUG_OUTPUT: join(dir, "ld") };
+        const env: Record<string, string> = { ...childEnv(alloc, null), ...(c.env ?? {}), ...extra, LD_DEBUG: "libs", LD_DEBUG_OUTPUT: join(dir, "ld") };
         delete env.HAKMEM_STATS; // nothing on stderr but what the allocator says about the misuse
         const preload = columnPreload(alloc);
         const m = await runMeasured([program, ...c.args], { preload, env, timeoutMs });

@@ -1,8 +1,10 @@
 // svg.ts — the chart of the ratios, written as SVG text (no browser): one line per row,
 // a bar for hakmem's speed relative to the best peer, a mark for every peer, and a
 // reference line at 1.0. The axis ends just past the largest ratio (at most 4); peer marks
-// are drawn last, outlined, so the best peer's mark sits visibly on the 1.0 line.
-import { bestPeerValue, cellOf, type Section, speedRatio } from "./results.ts";
+// are drawn last, outlined, so the best peer's mark sits visibly on the 1.0 line. With two
+// runs or more, each allocator's min–max is drawn as a thin range through its mark (hakmem's
+// over its bar): where hakmem's range and the best peer's overlap, the ratio is noise.
+import { bestPeerValue, cellOf, rangeOf, type Section, speedRatio } from "./results.ts";
 
 const COLORS: Record<string, string> = {
   hakmem: "#d62728", glibc: "#1f77b4", mimalloc: "#2ca02c", jemalloc: "#9467bd", tcmalloc: "#ff7f0e",
@@ -12,7 +14,7 @@ function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
 }
 
-interface Line { label: string; section: string; ratios: Record<string, number>; best: string | null }
+interface Line { label: string; section: string; ratios: Record<string, number>; spreads: Record<string, [number, number]>; best: string | null }
 
 function chartLines(sections: Section[], allocators: string[]): Line[] {
   const lines: Line[] = [];
@@ -20,12 +22,18 @@ function chartLines(sections: Section[], allocators: string[]): Line[] {
     for (const row of section.rows) {
       const best = bestPeerValue(section, row, allocators);
       const ratios: Record<string, number> = {};
+      const spreads: Record<string, [number, number]> = {};
       for (const a of allocators) {
         const c = cellOf(row, a);
         if (c && best !== null) ratios[a] = speedRatio(section, c.value, best);
+        const range = rangeOf(row, a);
+        if (range && best !== null) {
+          const [lo, hi] = range.map((v) => speedRatio(section, v, best));
+          spreads[a] = [Math.min(lo, hi), Math.max(lo, hi)];
+        }
       }
       const bestName = allocators.find((a) => a !== "hakmem" && ratios[a] === 1) ?? null;
-      lines.push({ label: `${section.name} · ${row.name}`, section: section.name, ratios, best: bestName });
+      lines.push({ label: `${section.name} · ${row.name}`, section: section.name, ratios, spreads, best: bestName });
     }
   }
   return lines;
@@ -68,6 +76,12 @@ export function ratioChart(sections: Section[], allocators: string[], subtitle: 
       out.push(`<text x="${labelW + plotW + 8}" y="${y + 12}" fill="#000">${h.toFixed(2)}${line.best ? ` <tspan fill="#777">vs ${esc(line.best)}</tspan>` : ""}</text>`);
     } else {
       out.push(`<text x="${labelW + 4}" y="${y + 12}" fill="${COLORS.hakmem}">hakmem: error / not run</text>`);
+    }
+    for (const a of allocators) {
+      const range = line.spreads[a];
+      if (!range) continue;
+      const cy = a === "hakmem" ? y + rowH / 2 - 1 : y + rowH / 2 + 1;
+      out.push(`<line class="spread" data-allocator="${esc(a)}" x1="${x(range[0])}" y1="${cy}" x2="${x(range[1])}" y2="${cy}" stroke="${a === "hakmem" ? "#000" : COLORS[a] ?? "#333"}" stroke-width="1.5"/>`);
     }
     // the best peer last: on top of the others and of the 1.0 line, with a dark outline
     const peers = allocators.filter((a) => a !== "hakmem" && line.ratios[a] !== undefined).sort((a, b) => Number(a === line.best) - Number(b === line.best));

@@ -6,6 +6,7 @@
 // it wins only if every pair favours it) and writes the winner as an environment profile:
 //
 //   bun run tune -- random_mixed --minutes 3
+//   bun run tune -- app.trace --minutes 3    # a program's own allocations (HAKMEM_TRACE, bench/replay.ts)
 //   env $(cat bench/results/tuned.env) LD_PRELOAD=$PWD/zig-out/lib/libhakmem.so prog
 //   env $(cat bench/results/tuned.env) bun my-script.ts        # a Bun script: no preload
 //   bun run tune -- random_mixed --compare bench/results/tuned.env   # profile vs defaults

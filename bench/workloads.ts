@@ -21,6 +21,8 @@ export const SECTION_TITLES: Record<string, string> = {
   realloc_growth: "realloc_growth — 16 buffers grown side by side to 64 KiB",
   large_blocks: "large_blocks — 1–32 MiB blocks, every page touched",
   mt_churn: "mt_churn — threads re-created in rounds swap blocks through a shared array (1 B..128 KiB, 1 in 8 realloc'ed)",
+  thread_generations: "thread_generations — threads exit while half their blocks live on; the next generation frees them",
+  pool_bursts: "pool_bursts — a thread pool idle between bursts (bursts timed; final RSS after the last idle period)",
 };
 
 const n = (base: number, scale: number) => Math.max(1, Math.round(base * scale));
@@ -39,6 +41,7 @@ export const WORKLOADS: Workload[] = [
     args: (s) => [2, n(ops, s), pct, 16, max, 42], minAllocsPerOp: 0.5,
   }))),
   { section: "prodcons", row: "1 pair 16..512 B", program: "prodcons", args: (s) => [1, n(2e6, s), 16, 512, 42], minAllocsPerOp: 0.5 },
+  { section: "prodcons", row: "2 pairs 16..512 B", program: "prodcons", args: (s) => [2, n(1e6, s), 16, 512, 42], minAllocsPerOp: 0.5 },
   ...["thrash", "scratch"].map((mode): Workload => ({
     section: "false_sharing", row: `cache-${mode} 8 B`, program: "false_sharing",
     args: (s) => [mode, 2, n(120e3, s), 500, 8], minAllocsPerOp: 0.5,
@@ -46,5 +49,7 @@ export const WORKLOADS: Workload[] = [
   { section: "fragmentation", row: "sawtooth 16..4096 B", program: "fragmentation", args: (s) => [n(250, s), 10000, 16, 4096, 42], minAllocsPerOp: 0.5 },
   { section: "realloc_growth", row: "16 buffers to 64 KiB", program: "realloc_growth", args: (s) => [n(500, s), 16, 65536, 42], minAllocsPerOp: 0 },
   { section: "mt_churn", row: "2 threads × 20 rounds, 64 slots", program: "mt_churn", args: (s) => [2, 20, n(10000, s), 64, 131072, 42], minAllocsPerOp: 0.5 },
+  { section: "thread_generations", row: "40 generations × 2 threads, 16..2048 B", program: "thread_generations", args: (s) => [40, 2, n(20000, s), 2048, 42], minAllocsPerOp: 0.5 },
+  { section: "pool_bursts", row: "2 threads × 20 bursts, 20 ms idle, 16..8192 B", program: "pool_bursts", args: (s) => [2, 20, n(50000, s), 8192, 20, 42], minAllocsPerOp: 0.5 },
   { section: "large_blocks", row: "4 live, 1..32 MiB", program: "large_blocks", args: (s) => [n(100, s), 4, 1, 32, 42], minAllocsPerOp: 0.5 },
 ];

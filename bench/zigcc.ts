@@ -1,7 +1,9 @@
 // zigcc.ts — the one way this repository compiles a C file: `zig cc` (the pinned
-// toolchain), cached by a hash of everything that goes into the binary (the source, every
-// header of the directories it may include, extra files such as zig/hakmem.h, and the
-// flags). Used by the bench (bench/build.ts), the tests (test/helpers/c.ts), the safety
+// toolchain) or, for the bench's programs, the system C compiler (`cc`, as a user builds a
+// program: with zig cc some peers take slow paths, e.g. mimalloc's free 117-266 instructions
+// a pair instead of 51-53), cached by a hash of everything that goes into the binary (the
+// compiler, the source, every header of the directories it may include, extra files such as
+// zig/hakmem.h, and the flags). Used by the bench (bench/build.ts), the tests (test/helpers/c.ts), the safety
 // section (test/c/heap_misuse.c) and the soak's RSS probe. A compile writes a temporary file and renames it, so
 // concurrent processes never see half a binary.
 import { createHash } from "node:crypto";
@@ -12,6 +14,8 @@ export const ROOT = resolve(import.meta.dir, "..");
 export const ZIG = join(ROOT, "zig/toolchain/zig");
 /** Headers every C program may include: bench/c/common.h (RNG, clock, RSS, malloc owner). */
 export const SHARED_HEADER_DIR = join(ROOT, "bench/c");
+/** The system C compiler (`cc` on PATH), or null when there is none. */
+export const SYSTEM_CC: string | null = Bun.which("cc");
 
 export interface ZigCcJob {
   /** absolute path of the .c file */
@@ -28,6 +32,14 @@ export interface ZigCcJob {
   dependsOn?: string[];
   /** appended to the binary name, e.g. ".so" */
   suffix?: string;
+  /** compile with SYSTEM_CC instead of zig cc (the caller checks it is not null) */
+  systemCc?: boolean;
+}
+
+function compilerOf(job: ZigCcJob): string[] {
+  if (!job.systemCc) return [ZIG, "cc"];
+  if (SYSTEM_CC === null) throw new Error("no system C compiler (cc) on PATH");
+  return [SYSTEM_CC];
 }
 
 function headersOf(dir: string): string[] {
@@ -37,7 +49,7 @@ function headersOf(dir: string): string[] {
 /** Path the job's binary has for its current inputs (whether built yet or not). */
 export function outputPath(job: ZigCcJob): string {
   const hash = createHash("sha256");
-  hash.update([...job.flags, "|", ...(job.after ?? [])].join(" "));
+  hash.update([...compilerOf(job), "|", ...job.flags, "|", ...(job.after ?? [])].join(" "));
   const dirs = [...new Set([dirname(job.source), SHARED_HEADER_DIR])];
   for (const file of [...dirs.flatMap(headersOf), ...(job.dependsOn ?? [])]) {
     hash.update(file.startsWith(ROOT) ? file.slice(ROOT.length) : file);
@@ -49,11 +61,11 @@ export function outputPath(job: ZigCcJob): string {
 }
 
 function argv(job: ZigCcJob, tmp: string): string[] {
-  return [ZIG, "cc", ...job.flags, job.source, ...(job.after ?? []), "-o", tmp];
+  return [...compilerOf(job), ...job.flags, job.source, ...(job.after ?? []), "-o", tmp];
 }
 
 function failure(job: ZigCcJob, code: number | null, text: string): Error {
-  return new Error(`zig cc ${job.source.startsWith(ROOT) ? job.source.slice(ROOT.length + 1) : job.source} failed (exit ${code}):\n${text}`);
+  return new Error(`${job.systemCc ? "cc" : "zig cc"} ${job.source.startsWith(ROOT) ? job.source.slice(ROOT.length + 1) : job.source} failed (exit ${code}):\n${text}`);
 }
 
 /** Compiles once per input hash and returns the binary's path (synchronous). */

@@ -179,3 +179,68 @@ export interface GlobalStats {
   /** double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
   doubleFreesContained: number;
 }
+
+// ---- allocation traces (HAKMEM_TRACE; format: zig/abi.zig "allocation traces")
+
+/** size: malloc (and realloc(NULL, size), or realloc of a pointer the trace never saw); the result takes the next id */
+export const HAK_TRACE_EV_MALLOC = 0;
+/** size (count * size): calloc; the next id */
+export const HAK_TRACE_EV_CALLOC = 1;
+/** id, size: realloc of a live object to size; the result takes the next id, the old id is dead */
+export const HAK_TRACE_EV_REALLOC = 2;
+/** id: free (also realloc(p, 0)) */
+export const HAK_TRACE_EV_FREE = 3;
+/** log2 alignment, size: memalign, posix_memalign, aligned_alloc, valloc, pvalloc; the next id */
+export const HAK_TRACE_EV_ALIGNED = 4;
+/** id: malloc_usable_size */
+export const HAK_TRACE_EV_USABLE_SIZE = 5;
+/** (nothing): free of a pointer the trace never saw allocated (skipped by a replay) */
+export const HAK_TRACE_EV_FREE_UNKNOWN = 6;
+/** exits: the thread's first event; `exits` threads had ended before it began */
+export const HAK_TRACE_EV_THREAD_BEGIN = 7;
+/** (nothing): the thread exited */
+export const HAK_TRACE_EV_THREAD_END = 8;
+/** milliseconds since the previous time event of the thread (the first: since the trace began) */
+export const HAK_TRACE_EV_TIME = 9;
+/** base: the thread's next ids are base .. base + trace_id_chunk */
+export const HAK_TRACE_EV_ID_BASE = 10;
+export const HAK_TRACE_EV_COUNT = 11;
+/** Event names, indexed by HAK_TRACE_EV_*. */
+export const TRACE_EVENTS = ["malloc", "calloc", "realloc", "free", "aligned", "usable_size", "free_unknown", "thread_begin", "thread_end", "time", "id_base"] as const;
+export type TraceEventName = (typeof TRACE_EVENTS)[number];
+/** file header magic, "HKTR" little-endian */
+export const HAK_TRACE_MAGIC = 1381256008;
+/** block header magic, "HKTB" little-endian */
+export const HAK_TRACE_BLOCK_MAGIC = 1112820552;
+/** format version */
+export const HAK_TRACE_VERSION = 1;
+/** file header size */
+export const HAK_TRACE_HEADER_BYTES = 32;
+/** block header size */
+export const HAK_TRACE_BLOCK_HEADER_BYTES = 24;
+/** largest block payload */
+export const HAK_TRACE_BLOCK_PAYLOAD_MAX = 65536;
+/** largest encoded event */
+export const HAK_TRACE_EVENT_BYTES_MAX = 32;
+/** ids per id_base chunk */
+export const HAK_TRACE_ID_CHUNK = 1024;
+/** FNV-1a offset basis (block checksum) */
+export const HAK_TRACE_FNV_OFFSET = 2166136261;
+/** FNV-1a prime (block checksum) */
+export const HAK_TRACE_FNV_PRIME = 16777619;
+/** a replay writes a byte per page of a block's first this many bytes, and its last byte */
+export const HAK_TRACE_REPLAY_TOUCH_BYTES = 262144;
+export const HAK_TRACE_HEADER_AT_MAGIC = 0;
+export const HAK_TRACE_HEADER_AT_VERSION = 4;
+export const HAK_TRACE_HEADER_AT_HEADER_BYTES = 8;
+export const HAK_TRACE_HEADER_AT_BLOCK_HEADER_BYTES = 12;
+export const HAK_TRACE_HEADER_AT_PID = 16;
+export const HAK_TRACE_HEADER_AT_ID_CHUNK = 20;
+export const HAK_TRACE_HEADER_AT_START_UNIX_S = 24;
+export const HAK_TRACE_HEADER_AT_RESERVED = 28;
+export const HAK_TRACE_BLOCK_AT_MAGIC = 0;
+export const HAK_TRACE_BLOCK_AT_PID = 4;
+export const HAK_TRACE_BLOCK_AT_THREAD = 8;
+export const HAK_TRACE_BLOCK_AT_EVENTS = 12;
+export const HAK_TRACE_BLOCK_AT_PAYLOAD_BYTES = 16;
+export const HAK_TRACE_BLOCK_AT_CHECKSUM = 20;

@@ -1,6 +1,15 @@
 // check.ts — argument validation for the hakmem API: every bad input becomes a TypeError or
-// RangeError with a clear message here, before anything crosses into native code.
+// RangeError (HakmemTypeError / HakmemRangeError, code INVALID: src/errors.ts) with a clear
+// message here, before anything crosses into native code.
+//
+// Pointers: bun:ffi's `Pointer` is a branded number. checkPointer is the one place where a
+// number the caller gives becomes a Pointer (after it is checked), so no call into the
+// library needs an `as Pointer` cast.
+import type { Pointer } from "bun:ffi";
 import { HAK_SIZE_MAX } from "./abi.ts";
+import { HakmemRangeError, HakmemTypeError } from "./errors.ts";
+
+export type { Pointer };
 
 /**
  * Largest size the API accepts: 2^46 bytes, the limit above which the library refuses any
@@ -20,11 +29,11 @@ export function describe(value: unknown): string {
 /** A byte count or element count: an integer in [0, MAX_SIZE]. */
 export function checkSize(fn: string, what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isInteger(value)) {
-    throw new TypeError(`hakmem.${fn}: ${what} must be an integer number, got ${describe(value)}`);
+    throw new HakmemTypeError(`hakmem.${fn}: ${what} must be an integer number, got ${describe(value)}`);
   }
-  if (value < 0) throw new RangeError(`hakmem.${fn}: ${what} must not be negative, got ${value}`);
+  if (value < 0) throw new HakmemRangeError("INVALID", `hakmem.${fn}: ${what} must not be negative, got ${value}`);
   if (value > MAX_SIZE) {
-    throw new RangeError(`hakmem.${fn}: ${what} ${value} is absurdly large (limit ${MAX_SIZE_TEXT})`);
+    throw new HakmemRangeError("INVALID", `hakmem.${fn}: ${what} ${value} is absurdly large (limit ${MAX_SIZE_TEXT})`);
   }
   return value;
 }
@@ -32,18 +41,18 @@ export function checkSize(fn: string, what: string, value: unknown): number {
 /** A non-negative integer count (iterations, seeds) that fits a JS number exactly. */
 export function checkCount(fn: string, what: string, value: unknown): number {
   if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    throw new TypeError(`hakmem.${fn}: ${what} must be a non-negative safe integer, got ${describe(value)}`);
+    throw new HakmemTypeError(`hakmem.${fn}: ${what} must be a non-negative safe integer, got ${describe(value)}`);
   }
   return value;
 }
 
 /** A pointer as returned by the API: a positive integer number (0 / null is rejected). */
-export function checkPointer(fn: string, value: unknown): number {
+export function checkPointer(fn: string, value: unknown): Pointer {
   if (typeof value !== "number" || !Number.isSafeInteger(value)) {
-    throw new TypeError(`hakmem.${fn}: expected a pointer (a number returned by hakmem), got ${describe(value)}`);
+    throw new HakmemTypeError(`hakmem.${fn}: expected a pointer (a number returned by hakmem), got ${describe(value)}`);
   }
-  if (value <= 0) throw new TypeError(`hakmem.${fn}: null or invalid pointer ${value}`);
-  return value;
+  if (value <= 0) throw new HakmemTypeError(`hakmem.${fn}: null or invalid pointer ${value}`);
+  return value as Pointer;
 }
 
 /** An alignment: a power of two in [1, MAX_SIZE]. */
@@ -51,7 +60,7 @@ export function checkAlignment(fn: string, value: unknown): number {
   checkSize(fn, "alignment", value);
   const n = value as number;
   if (n === 0 || 2 ** Math.round(Math.log2(n)) !== n) {
-    throw new RangeError(`hakmem.${fn}: alignment must be a power of two, got ${n}`);
+    throw new HakmemRangeError("INVALID", `hakmem.${fn}: alignment must be a power of two, got ${n}`);
   }
   return n;
 }
@@ -59,7 +68,7 @@ export function checkAlignment(fn: string, value: unknown): number {
 /** Throws a TypeError unless `value` is a plain object (not null, not an array). */
 export function checkObject(fn: string, what: string, value: unknown): Record<string, unknown> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new TypeError(`hakmem.${fn}: expected ${what}, got ${describe(value)}`);
+    throw new HakmemTypeError(`hakmem.${fn}: expected ${what}, got ${describe(value)}`);
   }
   return value as Record<string, unknown>;
 }
@@ -68,7 +77,7 @@ export function checkObject(fn: string, what: string, value: unknown): Record<st
 export function checkKeys(fn: string, value: Record<string, unknown>, known: readonly string[]): void {
   for (const key of Object.keys(value)) {
     if (!known.includes(key)) {
-      throw new TypeError(`hakmem.${fn}: unknown option ${JSON.stringify(key)} (known: ${known.join(", ")})`);
+      throw new HakmemTypeError(`hakmem.${fn}: unknown option ${JSON.stringify(key)} (known: ${known.join(", ")})`);
     }
   }
 }

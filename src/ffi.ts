@@ -10,6 +10,12 @@
 // Hot calls take and return plain numbers (`ptr`, `u64_fast`, `u32`, `i32`), never BigInt.
 // Everything here is raw: src/index.ts validates arguments before they cross into C.
 //
+// Nothing is opened when this module is imported: `native` starts as one stub per symbol;
+// the first call of any of them opens the library (`loadLibrary`), puts the real functions
+// in the stubs' place on `native` and forwards the call. After that a call is a plain
+// property load, as before; a missing library is an error at that first call (code
+// LIBRARY, src/errors.ts), so importing hakmem never fails and costs no dlopen.
+//
 // Raw addresses of other allocators (for hak_kernel_pairs). A symbol loaded with bun:ffi
 // `dlopen` carries its native address in `.ptr` (a number), so e.g.
 //
@@ -22,6 +28,7 @@
 import { dlopen, FFIType } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { HakmemError } from "./errors.ts";
 import { HAK_MID_MAX_LIMIT, HAK_MID_MAX_MIN, HAK_STAT_NAMES, HAK_TINY_MAX_LIMIT, STAT_FIELD_NAMES, STAT_GLOBAL_NAMES } from "./abi.ts";
 
 const { ptr, u64_fast, u32, i32, cstring } = FFIType;
@@ -62,6 +69,7 @@ const symbols = {
   hak_check_mode: { args: [], returns: i32 },
   hak_check_heap: { args: [], returns: u64_fast },
   hak_sampled: { args: [ptr], returns: i32 },
+  hak_validate: { args: [], returns: i32 },
   // identity
   hak_version: { args: [], returns: cstring },
   hak_build_id: { args: [], returns: cstring },
@@ -79,11 +87,14 @@ const kernelSymbols = {
   hak_kernel_queue_free: { args: [ptr], returns: u64_fast },
   hak_kernel_produce: { args: [ptr, u64_fast, u64_fast, u64_fast, u64_fast, ptr], returns: u64_fast },
   hak_kernel_consume: { args: [ptr, u64_fast, ptr], returns: u64_fast },
+  // tags, ids, args, sizes, n, slots, live sizes, slot count, out[3] (src/trace.ts)
+  hak_kernel_replay: { args: [ptr, ptr, ptr, ptr, u64_fast, ptr, ptr, u64_fast, ptr], returns: u64_fast },
 } as const;
 
 function openLibrary() {
   if (!existsSync(libraryPath)) {
-    throw new Error(
+    throw new HakmemError(
+      "LIBRARY",
       `hakmem: native library not found at ${libraryPath}. ` +
         "Run `npm run build` to build it (or set HAKMEM_LIB to the path of libhakmem.so).",
     );
@@ -92,7 +103,8 @@ function openLibrary() {
   try {
     lib = dlopen(libraryPath, symbols);
   } catch (cause) {
-    throw new Error(
+    throw new HakmemError(
+      "LIBRARY",
       `hakmem: cannot load ${libraryPath} (${(cause as Error).message}). ` +
         "Run `npm run build` to rebuild it.",
       { cause },
@@ -101,7 +113,8 @@ function openLibrary() {
   const mismatches = abiMismatches(lib.symbols as unknown as AbiProbe);
   if (mismatches.length > 0) {
     lib.close();
-    throw new Error(
+    throw new HakmemError(
+      "LIBRARY",
       `hakmem: ${libraryPath} does not match src/abi.ts (${mismatches.slice(0, 3).join("; ")}). ` +
         "Run `npm run build` to rebuild it (or `npm run abi` if zig/abi.zig changed).",
     );
@@ -143,8 +156,30 @@ type Symbols = ReturnType<typeof openLibrary>["symbols"];
 /** bun:ffi types 64-bit returns as `number | bigint`; sizes (< 2^53) and pointers (< 2^47) are numbers. */
 type NumberReturns<F> = F extends (...args: infer A) => infer R ? (...args: A) => Exclude<R, bigint> : never;
 
-/** The raw hak_* functions. Prefer the validated API in src/index.ts. */
-export const native = openLibrary().symbols as { [K in keyof Symbols]: NumberReturns<Symbols[K]> };
+type Native = { [K in keyof Symbols]: NumberReturns<Symbols[K]> };
+let loaded: Native | null = null;
+
+/** Opens libhakmem.so now (once; later calls return the same functions). Throws a HakmemError (LIBRARY) if it cannot. */
+export function loadLibrary(): Native {
+  if (loaded === null) {
+    loaded = openLibrary().symbols as Native;
+    Object.assign(native, loaded);
+  }
+  return loaded;
+}
+
+/** True once libhakmem.so has been opened (by `loadLibrary` or the first call through `native`). */
+export function libraryLoaded(): boolean {
+  return loaded !== null;
+}
+
+/** A stub for symbol `name`: opens the library, then calls the real function. */
+function stub(name: keyof Native) {
+  return (...args: unknown[]) => (loadLibrary()[name] as (...a: unknown[]) => unknown)(...args);
+}
+
+/** The raw hak_* functions (opened at the first call). Prefer the validated API in src/index.ts. */
+export const native = Object.fromEntries(Object.keys(symbols).map((name) => [name, stub(name as keyof Native)])) as unknown as Native;
 
 /**
  * Where the kernels library is loaded from: beside the allocator library when it is there
@@ -157,17 +192,17 @@ export function kernelsLibraryPath(): string {
   return resolve(import.meta.dir, "..", "zig-out", "lib", "libhakmem_kernels.so");
 }
 
-// Called only after `native` (above) has loaded libhakmem.so: the order that makes the
-// kernels bind to that copy.
+// Opens libhakmem.so first: the order that makes the kernels bind to that copy.
 function openKernels() {
+  loadLibrary();
   const path = kernelsLibraryPath();
   if (!existsSync(path)) {
-    throw new Error(`hakmem: kernels library not found at ${path}. Run \`npm run build\` to build it.`);
+    throw new HakmemError("LIBRARY", `hakmem: kernels library not found at ${path}. Run \`npm run build\` to build it.`);
   }
   try {
     return dlopen(path, kernelSymbols);
   } catch (cause) {
-    throw new Error(`hakmem: cannot load ${path} (${(cause as Error).message}). Run \`npm run build\` to rebuild it.`, { cause });
+    throw new HakmemError("LIBRARY", `hakmem: cannot load ${path} (${(cause as Error).message}). Run \`npm run build\` to rebuild it.`, { cause });
   }
 }
 

@@ -3,55 +3,59 @@
 // Allocation, live tiny/mid/large routing, size classes and statistics over bun:ffi.
 // Pointers are plain numbers. Bad input (non-integer, negative or absurd sizes, bad
 // alignments, pointers hakmem does not own or already freed, null pointers) throws a
-// TypeError or RangeError before anything reaches native code. Multi-thread runs live
-// in src/threads.ts; native workload kernels in src/kernels.ts (also `kernels` here).
-import { toArrayBuffer, type Pointer } from "bun:ffi";
+// TypeError or RangeError before anything reaches native code; every error thrown is a
+// HakmemError with a `code` (src/errors.ts). Multi-thread runs live in src/threads.ts;
+// native workload kernels in src/kernels.ts (also `kernels` here). The library is opened
+// at the first call that needs it, not when this module is imported (src/ffi.ts).
+import { toArrayBuffer } from "bun:ffi";
 import { native } from "./ffi.ts";
 import { HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
-import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE } from "./check.ts";
+import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE, type Pointer } from "./check.ts";
+import { HakmemError, HakmemRangeError, HakmemTypeError } from "./errors.ts";
 import { readStats, type Stats } from "./stats.ts";
 
-export { libraryPath, symbolAddress } from "./ffi.ts";
+export { libraryPath, loadLibrary, symbolAddress } from "./ffi.ts";
+export { HakmemError, HakmemRangeError, HakmemTypeError, type HakmemErrorCode } from "./errors.ts";
 export { statsDelta, totalOf, type Stats, type TierStats, type GlobalStats } from "./stats.ts";
 export * as kernels from "./kernels.ts";
 export { MAX_SIZE };
-export type { CheckMode, Tier };
+export type { CheckMode, Pointer, Tier };
 
 function outOfMemory(fn: string, bytes: number | string): never {
-  throw new Error(`hakmem.${fn}: out of memory (could not allocate ${bytes} bytes)`);
+  throw new HakmemError("OUT_OF_MEMORY", `hakmem.${fn}: out of memory (could not allocate ${bytes} bytes)`);
 }
 
 /** Throws unless `ptr` is the start of a live hakmem block. */
-function checkLive(fn: string, ptr: unknown): number {
+function checkLive(fn: string, ptr: unknown): Pointer {
   const p = checkPointer(fn, ptr);
-  const rc = native.hak_owns(p as Pointer);
+  const rc = native.hak_owns(p);
   if (rc !== HAK_OK) throw notLive(fn, p, rc);
   return p;
 }
 
-function notLive(fn: string, ptr: number, rc: number): RangeError {
-  if (rc === HAK_ERR_NOT_OWNED) return new RangeError(`hakmem.${fn}: ${hex(ptr)} is not memory owned by hakmem`);
+function notLive(fn: string, ptr: number, rc: number): HakmemRangeError {
+  if (rc === HAK_ERR_NOT_OWNED) return new HakmemRangeError("NOT_OWNED", `hakmem.${fn}: ${hex(ptr)} is not memory owned by hakmem`);
   if (rc === HAK_ERR_INVALID) {
-    return new RangeError(`hakmem.${fn}: ${hex(ptr)} is not a live block (already freed, or inside a block)`);
+    return new HakmemRangeError("INVALID", `hakmem.${fn}: ${hex(ptr)} is not a live block (already freed, or inside a block)`);
   }
-  return new RangeError(`hakmem.${fn}: ${hex(ptr)} was rejected (error ${rc})`);
+  return new HakmemRangeError("INVALID", `hakmem.${fn}: ${hex(ptr)} was rejected (error ${rc})`);
 }
 
 // ---------------------------------------------------------------------------------------
 // Allocation
 
 /** Allocates `size` bytes; returns the block's address. */
-export function alloc(size: number): number {
+export function alloc(size: number): Pointer {
   checkSize("alloc", "size", size);
   return native.hak_alloc(size) ?? outOfMemory("alloc", size);
 }
 
 /** Allocates `count * size` zeroed bytes. */
-export function calloc(count: number, size: number): number {
+export function calloc(count: number, size: number): Pointer {
   checkSize("calloc", "count", count);
   checkSize("calloc", "size", size);
   if (count * size > MAX_SIZE) {
-    throw new RangeError(`hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^${Math.log2(MAX_SIZE)} = ${MAX_SIZE})`);
+    throw new HakmemRangeError("INVALID", `hakmem.calloc: ${count} × ${size} bytes is absurdly large (limit 2^${Math.log2(MAX_SIZE)} = ${MAX_SIZE})`);
   }
   return native.hak_calloc(count, size) ?? outOfMemory("calloc", `${count} × ${size}`);
 }
@@ -62,19 +66,19 @@ export function calloc(count: number, size: number): number {
  * hak_* API, zig/hakmem.h; a program's preloaded C `realloc(p, 0)` frees p and returns NULL
  * as glibc does).
  */
-export function realloc(ptr: number, size: number): number {
+export function realloc(ptr: number, size: number): Pointer {
   checkSize("realloc", "size", size);
   const p = checkLive("realloc", ptr);
-  return native.hak_realloc(p as Pointer, size) ?? outOfMemory("realloc", size);
+  return native.hak_realloc(p, size) ?? outOfMemory("realloc", size);
 }
 
 /** Allocates `size` bytes at an address that is a multiple of `alignment` (a power of two). */
-export function alignedAlloc(alignment: number, size: number): number {
+export function alignedAlloc(alignment: number, size: number): Pointer {
   checkAlignment("alignedAlloc", alignment);
   checkSize("alignedAlloc", "size", size);
   const p = native.hak_aligned_alloc(alignment, size);
   if (p === null) {
-    throw new Error(`hakmem.alignedAlloc: could not allocate ${size} bytes aligned to ${alignment}`);
+    throw new HakmemError("OUT_OF_MEMORY", `hakmem.alignedAlloc: out of memory (could not allocate ${size} bytes aligned to ${alignment}`);
   }
   return p;
 }
@@ -82,20 +86,20 @@ export function alignedAlloc(alignment: number, size: number): number {
 /** Frees a live block. Throws for pointers hakmem does not own or that are not live. */
 export function free(ptr: number): void {
   const p = checkPointer("free", ptr);
-  const rc = native.hak_free(p as Pointer);
+  const rc = native.hak_free(p);
   if (rc !== HAK_OK) throw notLive("free", p, rc);
 }
 
 /** The usable size of a live block (at least the size requested). */
 export function usableSize(ptr: number): number {
   const p = checkLive("usableSize", ptr);
-  return native.hak_usable_size(p as Pointer);
+  return native.hak_usable_size(p);
 }
 
 /** True when `ptr` is the start of a live hakmem block. */
 export function owns(ptr: number): boolean {
   const p = checkPointer("owns", ptr);
-  return native.hak_owns(p as Pointer) === HAK_OK;
+  return native.hak_owns(p) === HAK_OK;
 }
 
 /**
@@ -112,15 +116,15 @@ export function view(ptr: number, length?: number): Uint8Array {
   const p = checkLive("view", ptr);
   const len = checkLength("view", p, length);
   if (len === 0) return new Uint8Array(0);
-  return new Uint8Array(toArrayBuffer(p as Pointer, 0, len));
+  return new Uint8Array(toArrayBuffer(p, 0, len));
 }
 
 /** The length to use for the block at p: `length`, else its usable size; never beyond it. */
-function checkLength(fn: string, p: number, length: number | undefined, offset = 0): number {
-  const usable = native.hak_usable_size(p as Pointer);
+function checkLength(fn: string, p: Pointer, length: number | undefined, offset = 0): number {
+  const usable = native.hak_usable_size(p);
   const len = length === undefined ? usable - offset : checkSize(fn, "length", length);
   if (offset + len > usable) {
-    throw new RangeError(`hakmem.${fn}: ${offset ? `offset ${offset} + ` : ""}length ${len} exceeds the block's usable size ${usable}`);
+    throw new HakmemRangeError("INVALID", `hakmem.${fn}: ${offset ? `offset ${offset} + ` : ""}length ${len} exceeds the block's usable size ${usable}`);
   }
   return len;
 }
@@ -134,7 +138,7 @@ export function read(ptr: number, length?: number, offset = 0): Uint8Array {
   const off = checkSize("read", "offset", offset);
   const len = checkLength("read", p, length, off);
   if (len === 0) return new Uint8Array(0);
-  return new Uint8Array(toArrayBuffer(p as Pointer, off, len)).slice();
+  return new Uint8Array(toArrayBuffer(p, off, len)).slice();
 }
 
 /** Copies `bytes` into a live block at `offset` (default 0); throws if they do not fit. */
@@ -143,11 +147,11 @@ export function write(ptr: number, bytes: ArrayLike<number> | ArrayBufferView, o
   const off = checkSize("write", "offset", offset);
   const source = ArrayBuffer.isView(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
   if (typeof source !== "object" || source === null || typeof source.length !== "number") {
-    throw new TypeError(`hakmem.write: expected bytes (a Uint8Array, a typed array or an array of numbers), got ${describe(bytes)}`);
+    throw new HakmemTypeError(`hakmem.write: expected bytes (a Uint8Array, a typed array or an array of numbers), got ${describe(bytes)}`);
   }
   const len = checkLength("write", p, source.length, off);
   if (len === 0) return;
-  new Uint8Array(toArrayBuffer(p as Pointer, off, len)).set(source);
+  new Uint8Array(toArrayBuffer(p, off, len)).set(source);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -221,16 +225,16 @@ export function setRouting(thresholds: { tinyMax?: number; midMax?: number }): v
   const tinyLimit = native.hak_tiny_max_limit();
   const midMin = native.hak_mid_max_min();
   const midLimit = native.hak_mid_max_limit();
-  if (tinyMax > tinyLimit) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above its limit ${tinyLimit}`);
-  if (midMax > midLimit) throw new RangeError(`hakmem.setRouting: midMax ${midMax} is above its limit ${midLimit}`);
+  if (tinyMax > tinyLimit) throw new HakmemRangeError("INVALID", `hakmem.setRouting: tinyMax ${tinyMax} is above its limit ${tinyLimit}`);
+  if (midMax > midLimit) throw new HakmemRangeError("INVALID", `hakmem.setRouting: midMax ${midMax} is above its limit ${midLimit}`);
   if (midMax < midMin) {
-    throw new RangeError(
+    throw new HakmemRangeError("INVALID", 
       `hakmem.setRouting: midMax ${midMax} is below its lowest value ${midMin} (smaller requests would each get a mapping of their own from the large tier)`,
     );
   }
-  if (tinyMax > midMax) throw new RangeError(`hakmem.setRouting: tinyMax ${tinyMax} is above midMax ${midMax}`);
+  if (tinyMax > midMax) throw new HakmemRangeError("INVALID", `hakmem.setRouting: tinyMax ${tinyMax} is above midMax ${midMax}`);
   const rc = native.hak_set_thresholds(tinyMax, midMax);
-  if (rc !== HAK_OK) throw new RangeError(`hakmem.setRouting: thresholds ${tinyMax}/${midMax} rejected (error ${rc})`);
+  if (rc !== HAK_OK) throw new HakmemRangeError("INVALID", `hakmem.setRouting: thresholds ${tinyMax}/${midMax} rejected (error ${rc})`);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -252,7 +256,8 @@ export function printStats(): void {
 }
 
 /** Returns empty memory to the OS now (all of it, ignoring the decay, when `force`). */
-export function collect(force = false): void {
+export function collect(force: boolean = false): void {
+  if (typeof force !== "boolean") throw new HakmemTypeError(`hakmem.collect: force must be true or false, got ${describe(force)}`);
   native.hak_collect(force ? 1 : 0);
 }
 
@@ -264,9 +269,9 @@ export function collect(force = false): void {
  */
 export function setCheckMode(mode: CheckMode): void {
   const code = CHECK_MODES.indexOf(mode as CheckMode);
-  if (code < 0) throw new TypeError(`check mode must be one of ${CHECK_MODES.join(", ")}, got ${String(mode)}`);
+  if (code < 0) throw new HakmemTypeError(`hakmem.setCheckMode: check mode must be one of ${CHECK_MODES.join(", ")}, got ${String(mode)}`);
   if (native.hak_set_check_mode(code) !== HAK_OK) {
-    throw new RangeError("check mode can only be set before the first allocation (set HAKMEM_CHECK in the environment instead)");
+    throw new HakmemRangeError("INVALID", "hakmem.setCheckMode: check mode can only be set before the first allocation (set HAKMEM_CHECK in the environment instead)");
   }
 }
 

@@ -6,15 +6,21 @@
 // the FFI crossing. All
 // are deterministic for a given seed. Shared state for cross-thread runs (a Larson block
 // array, a producer/consumer queue) is a plain pointer that can be posted to other Workers.
-import type { Pointer } from "bun:ffi";
 import { kernelsNative, native } from "./ffi.ts";
-import { checkCount, checkObject, checkPointer, checkSize } from "./check.ts";
+import { checkCount, checkKeys, checkObject, checkPointer, checkSize, type Pointer } from "./check.ts";
+import { HakmemError, HakmemRangeError, HakmemTypeError } from "./errors.ts";
 
 const done = new BigUint64Array(1);
 
-/** The options object of kernel `fn`, or a TypeError saying which fields it needs. */
+/**
+ * The options object of kernel `fn`, or a TypeError saying which fields it needs; a key
+ * that is not one of `fields` ("{ cycles, ws, seed? }") is a TypeError too (a typo such as
+ * `sed` would otherwise silently use the default).
+ */
 function optionsOf<T>(fn: string, options: T, fields: string): T {
-  checkObject(`kernels.${fn}`, `an options object ${fields}`, options);
+  const given = checkObject(`kernels.${fn}`, `an options object ${fields}`, options);
+  const known = fields.replace(/[{}?\s]/g, "").split(",");
+  checkKeys(`kernels.${fn}`, given, known);
   return options;
 }
 
@@ -22,14 +28,14 @@ function optionsOf<T>(fn: string, options: T, fields: string): T {
 function sizeRange(fn: string, options: { min: unknown; max: unknown }): [number, number] {
   const min = checkSize(fn, "min", options.min);
   const max = checkSize(fn, "max", options.max);
-  if (min > max) throw new RangeError(`hakmem.${fn}: min ${min} is above max ${max} (sizes are drawn from [min, max])`);
+  if (min > max) throw new HakmemRangeError("INVALID", `hakmem.${fn}: min ${min} is above max ${max} (sizes are drawn from [min, max])`);
   return [min, max];
 }
 
 /** A count that must be at least 1 (slots, array entries). */
 function atLeastOne(fn: string, what: string, value: unknown): number {
   const n = checkSize(fn, what, value);
-  if (n < 1) throw new RangeError(`hakmem.${fn}: ${what} must be at least 1, got ${n}`);
+  if (n < 1) throw new HakmemRangeError("INVALID", `hakmem.${fn}: ${what} must be at least 1, got ${n}`);
   return n;
 }
 
@@ -57,9 +63,9 @@ export function pairs(options: PairsOptions): number {
   const allocFn = options.alloc === undefined ? null : checkPointer("kernels.pairs", options.alloc);
   const freeFn = options.free === undefined ? null : checkPointer("kernels.pairs", options.free);
   if ((allocFn === null) !== (freeFn === null)) {
-    throw new TypeError("hakmem.kernels.pairs: give both alloc and free function addresses, or neither");
+    throw new HakmemTypeError("hakmem.kernels.pairs: give both alloc and free function addresses, or neither");
   }
-  return kernelsNative().hak_kernel_pairs(allocFn as Pointer | null, freeFn as Pointer | null, size, n);
+  return kernelsNative().hak_kernel_pairs(allocFn, freeFn, size, n);
 }
 
 export interface RandomMixedOptions {
@@ -98,17 +104,18 @@ export interface LarsonOptions {
 }
 
 /** A zeroed array of `nblocks` block pointers (allocated with hakmem) for the Larson kernels. */
-export function newBlockArray(nblocks: number): number {
+export function newBlockArray(nblocks: number): Pointer {
   checkSize("kernels.newBlockArray", "nblocks", nblocks);
   const p = native.hak_calloc(Math.max(nblocks, 1), 8);
-  if (p === null) throw new Error(`hakmem.kernels.newBlockArray: out of memory (${nblocks} entries)`);
+  if (p === null) throw new HakmemError("OUT_OF_MEMORY", `hakmem.kernels.newBlockArray: out of memory (${nblocks} entries)`);
   return p;
 }
 
 /** Frees every block in the array, then the array; returns how many blocks were freed. */
 export function freeBlockArray(array: number, nblocks: number): number {
-  const freed = freeAll(array, nblocks);
-  native.hak_free(array as Pointer);
+  const a = checkPointer("kernels.freeBlockArray", array);
+  const freed = freeAll(a, nblocks);
+  native.hak_free(a);
   return freed;
 }
 
@@ -120,7 +127,7 @@ export function larsonFill(array: number, options: Omit<LarsonOptions, "replacem
   const nblocks = atLeastOne(fn, "nblocks", options.nblocks);
   const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  return kernelsNative().hak_kernel_larson_fill(a as Pointer, nblocks, min, max, seed);
+  return kernelsNative().hak_kernel_larson_fill(a, nblocks, min, max, seed);
 }
 
 /**
@@ -135,28 +142,28 @@ export function larsonRound(array: number, options: LarsonOptions): number {
   const [min, max] = sizeRange(fn, options);
   const replacements = checkCount(fn, "replacements", options.replacements);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  return kernelsNative().hak_kernel_larson_round(a as Pointer, nblocks, min, max, replacements, seed);
+  return kernelsNative().hak_kernel_larson_round(a, nblocks, min, max, replacements, seed);
 }
 
 /** Frees every block in the array and empties its entries; returns how many were freed. */
 export function freeAll(array: number, nblocks: number): number {
   const a = checkPointer("kernels.freeAll", array);
   checkSize("kernels.freeAll", "nblocks", nblocks);
-  return kernelsNative().hak_kernel_free_all(a as Pointer, nblocks);
+  return kernelsNative().hak_kernel_free_all(a, nblocks);
 }
 
 /** A bounded lock-free queue of block pointers (capacity rounded up to a power of two). */
-export function queueNew(capacity: number): number {
+export function queueNew(capacity: number): Pointer {
   const cap = checkSize("kernels.queueNew", "capacity", capacity);
-  if (cap > 2 ** 32) throw new RangeError(`hakmem.kernels.queueNew: capacity ${cap} is above 2^32`);
+  if (cap > 2 ** 32) throw new HakmemRangeError("INVALID", `hakmem.kernels.queueNew: capacity ${cap} is above 2^32`);
   const q = kernelsNative().hak_kernel_queue_new(cap);
-  if (q === null) throw new Error(`hakmem.kernels.queueNew: out of memory (capacity ${cap})`);
+  if (q === null) throw new HakmemError("OUT_OF_MEMORY", `hakmem.kernels.queueNew: out of memory (capacity ${cap})`);
   return q;
 }
 
 /** Frees the blocks still queued and the queue itself; returns how many blocks it freed. */
 export function queueFree(queue: number): number {
-  return kernelsNative().hak_kernel_queue_free(checkPointer("kernels.queueFree", queue) as Pointer);
+  return kernelsNative().hak_kernel_queue_free(checkPointer("kernels.queueFree", queue));
 }
 
 export interface KernelRun {
@@ -173,7 +180,7 @@ export function produce(queue: number, options: { count: number; min: number; ma
   const count = checkCount(fn, "count", options.count);
   const [min, max] = sizeRange(fn, options);
   const seed = checkCount(fn, "seed", options.seed ?? 1);
-  const elapsedNs = kernelsNative().hak_kernel_produce(q as Pointer, count, min, max, seed, done);
+  const elapsedNs = kernelsNative().hak_kernel_produce(q, count, min, max, seed, done);
   return { elapsedNs, done: Number(done[0]) };
 }
 
@@ -182,6 +189,6 @@ export function consume(queue: number, options: { count: number }): KernelRun {
   const q = checkPointer("kernels.consume", queue);
   optionsOf("consume", options, "{ count }");
   const count = checkCount("kernels.consume", "count", options.count);
-  const elapsedNs = kernelsNative().hak_kernel_consume(q as Pointer, count, done);
+  const elapsedNs = kernelsNative().hak_kernel_consume(q, count, done);
   return { elapsedNs, done: Number(done[0]) };
 }

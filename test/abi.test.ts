@@ -4,7 +4,8 @@
 import { describe, expect, test } from "bun:test";
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
-import { ptr, type Pointer } from "bun:ffi";
+import { ptr } from "bun:ffi";
+import { checkPointer } from "../src/check.ts";
 import * as abi from "../src/abi.ts";
 import { abiMismatches, native, type AbiProbe } from "../src/ffi.ts";
 import * as h from "../src/index.ts";
@@ -87,9 +88,9 @@ describe("the library agrees with src/abi.ts", () => {
     expect(native.hak_free(ptr(new Uint8Array(64)))).toBe(abi.HAK_ERR_NOT_OWNED);
     const p = native.hak_alloc(100)!;
     expect(p % abi.HAK_MIN_ALIGNMENT).toBe(0);
-    expect(native.hak_free((p + 1) as Pointer)).toBe(abi.HAK_ERR_INVALID);
-    expect(native.hak_owns(p as Pointer)).toBe(abi.HAK_OK);
-    expect(native.hak_free(p as Pointer)).toBe(abi.HAK_OK);
+    expect(native.hak_free(checkPointer("test", p + 1))).toBe(abi.HAK_ERR_INVALID);
+    expect(native.hak_owns(p)).toBe(abi.HAK_OK);
+    expect(native.hak_free(p)).toBe(abi.HAK_OK);
     expect(native.hak_alloc(abi.HAK_SIZE_MAX + 1)).toBeNull();
     expect(native.hak_aligned_alloc(abi.HAK_ALIGNMENT_MAX * 2, 16)).toBeNull();
   });

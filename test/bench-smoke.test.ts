@@ -1,30 +1,33 @@
 // bench-smoke.test.ts — `bun bench/main.ts --quick` on a tiny configuration (hidden
 // --scale knob, hakmem and glibc only): every section must produce numbers for both
-// allocators and the JSON must parse. No timing assertions: speed is the bench's job.
+// allocators and the JSON must parse (a slow run: `npm run test:slow`; about 80 s). The
+// --cmd run and the parsers are part of `npm test`. No timing assertions: speed is the bench's job.
 import { expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { checkHakmemStats, checkMallocOwner, parseHakmemStats } from "../bench/proof.ts";
 import { parseResultLine } from "../bench/runner.ts";
 import { parseBenchmarkCsv } from "../bench/redis.ts";
 import { compileC } from "./helpers/c.ts";
+import { spawnBun } from "./helpers/spawn.ts";
+import { makeTempDir } from "./helpers/tmp.ts";
 
 const ROOT = resolve(import.meta.dir, "..");
-const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "large_blocks"];
+const WORKLOAD_SECTIONS = ["random_mixed", "larson", "mt_remote", "prodcons", "false_sharing", "fragmentation", "realloc_growth", "mt_churn", "thread_generations", "pool_bursts", "large_blocks"];
 
-interface Row { name: string; samples: { allocator: string; value: number }[]; errors: { allocator: string; message: string }[] }
+interface Sample { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }
+interface Row { name: string; samples: Sample[]; errors: { allocator: string; message: string }[] }
 interface Section { name: string; rows: Row[] }
 
-test("bench --quick produces numbers for hakmem and glibc in every section", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-smoke-"));
+/** The soak-length runs (the whole bench suite at --quick): `npm run test:slow` sets HAKMEM_TEST_SLOW=1. */
+const slow = !!process.env.HAKMEM_TEST_SLOW && process.env.HAKMEM_TEST_SLOW !== "0";
+
+test.skipIf(!slow)(`bench --quick produces numbers for hakmem and glibc in every section${slow ? "" : " (skipped: a slow run, npm run test:slow)"}`, async () => {
+  const dir = makeTempDir("bench-smoke");
   try {
     const json = join(dir, "smoke.json");
-    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--quick", "--scale", "0.02", "--runs", "1", "--allocators", "hakmem,glibc", "--json", json], {
-      cwd: ROOT, stdout: "pipe", stderr: "pipe",
-    });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    await proc.exited;
+    const r = await spawnBun(["bench/main.ts", "--quick", "--scale", "0.02", "--runs", "1", "--allocators", "hakmem,glibc", "--json", json], { timeoutMs: 290_000 });
+    const [out, err] = [r.stdout, r.stderr];
     expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
     const report = JSON.parse(readFileSync(json, "utf8"));
     expect(typeof report.hakmem.buildId).toBe("string");
@@ -49,12 +52,12 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
     }
     // a real program's output must not depend on the allocator
     for (const row of sections.find((s) => s.name === "programs")?.rows ?? []) {
-      const differing = (row.samples as { allocator: string; mismatch?: boolean }[]).filter((s) => s.mismatch).map((s) => s.allocator);
+      const differing = row.samples.filter((s) => s.mismatch).map((s) => s.allocator);
       expect({ row: row.name, differing }).toEqual({ row: row.name, differing: [] });
     }
     // workload rows carry page faults per operation for every allocator
-    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples as { extra: Record<string, number> }[];
-    expect(rm.every((s) => Number.isFinite(s.extra.faults_per_op) && s.extra.faults > 0)).toBe(true);
+    const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples;
+    expect(rm.every((s) => Number.isFinite(Number(s.extra.faults_per_op)) && Number(s.extra.faults) > 0)).toBe(true);
     // the safety table: a verdict for every case and allocator; hakmem reports a double free
     const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
     expect(safety.results.length).toBe(safety.cases.length * 3); // hakmem, glibc, and hakmem in check mode
@@ -72,18 +75,18 @@ test("bench --quick produces numbers for hakmem and glibc in every section", asy
 }, 300_000);
 
 test("bench --cmd runs any program under every allocator and marks a run whose stdout differs from glibc's", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hakmem-bench-cmd-"));
+  const dir = makeTempDir("bench-cmd");
   try {
     const fixed = await compileC("cmd_fixed_output");
     const addresses = await compileC("cmd_heap_addresses");
     const json = join(dir, "cmd.json");
-    const proc = Bun.spawn([process.execPath, "bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
-      "--cmd", `${fixed} 5000`, "--cmd", addresses], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    await proc.exited;
+    const r = await spawnBun(["bench/main.ts", "--runs", "2", "--allocators", "hakmem,glibc", "--json", json,
+      "--cmd", `${fixed} 5000`, "--cmd", addresses]);
+    const [out, err] = [r.stdout, r.stderr];
+    expect(r.code).toBe(1); // a --cmd whose output differs from glibc's fails the run
     expect(existsSync(json), `no JSON written:\n${out}\n${err}`).toBe(true);
     const report = JSON.parse(readFileSync(json, "utf8"));
-    const sections = report.sections as (Section & { rows: (Row & { samples: { allocator: string; value: number; mismatch?: boolean; peakRssKb: number | null; extra: Record<string, number | string> }[] })[] })[];
+    const sections = report.sections as Section[];
     expect(sections.map((s) => s.name)).toEqual(["cmd"]);
     const [same, differs] = sections[0].rows;
     expect(same.errors).toEqual([]);

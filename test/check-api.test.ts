@@ -1,15 +1,11 @@
 // setCheckMode from TypeScript: allowed before the first allocation, refused after it,
 // and a check-mode run reports misuse through the API's own checks or the library's.
 import { expect, test } from "bun:test";
-import { join } from "node:path";
-
-const REPO = join(import.meta.dir, "..");
-const BUN = process.execPath;
+import { spawnBun } from "./helpers/spawn.ts";
 
 async function script(source: string) {
-  const proc = Bun.spawn([BUN, "-e", source], { cwd: REPO, stdout: "pipe", stderr: "pipe", env: { ...process.env, HAKMEM_CHECK: "" } });
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  return { code: await proc.exited, out, err };
+  const r = await spawnBun(["-e", source], { env: { ...process.env, HAKMEM_CHECK: "" } });
+  return { code: r.code, out: r.stdout, err: r.stderr };
 }
 
 test("setCheckMode before the first allocation turns check mode on", async () => {
@@ -31,10 +27,10 @@ test("setCheckMode after an allocation is refused with a clear error", async () 
   const r = await script(`
     import * as h from "./src/index.ts";
     h.free(h.alloc(8));
-    try { h.setCheckMode("abort"); } catch (e) { console.log(e.constructor.name, e.message); }
-    try { h.setCheckMode("loud"); } catch (e) { console.log(e.constructor.name); }
+    try { h.setCheckMode("abort"); } catch (e) { console.log(e instanceof RangeError, e.name, e.code, e.message); }
+    try { h.setCheckMode("loud"); } catch (e) { console.log(e instanceof TypeError, e.name, e.code); }
   `);
-  expect(r.out).toContain("RangeError check mode can only be set before the first allocation");
-  expect(r.out).toContain("TypeError");
+  expect(r.out).toContain("true RangeError INVALID hakmem.setCheckMode: check mode can only be set before the first allocation");
+  expect(r.out).toContain("true TypeError INVALID");
   expect(r.code).toBe(0);
 });

@@ -1,16 +1,17 @@
 // fuzz.test.ts — a short run of the randomized API tests (test/fuzz/): a few seeds on one
 // thread in this process (every invariant, stats included, after every step), a threaded
 // run and a check-mode run in child processes (bun test/fuzz/cli.ts: a corrupted heap can
-// hang thread exit, and check mode must be set before the first allocation), and the
+// hang thread exit, and check mode must be set before the first allocation; the threaded
+// run loads the checked library, libhakmem-checked.so, whose validators run at slow paths
+// and thread exit), and the
 // minimal reproductions of bugs the fuzzer found.
 // A failure message starts with the FAIL line and ends with the command that replays it.
 import { describe, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import * as hak from "../src/index.ts";
 import { runFuzz } from "./fuzz/index.ts";
+import { REPO, spawnBun } from "./helpers/spawn.ts";
 
-const REPO = resolve(import.meta.dir, "..");
-const BUN = process.execPath;
 const TIMEOUT_MS = 60_000;
 
 interface ChildRun {
@@ -19,17 +20,12 @@ interface ChildRun {
   output: string;
 }
 
-async function runChild(args: string[], timeoutMs: number): Promise<ChildRun> {
-  const proc = Bun.spawn([BUN, ...args], {
-    cwd: REPO,
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: timeoutMs,
-    killSignal: "SIGKILL",
-  });
-  const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  return { code: proc.exitCode, signal: proc.signalCode, output: out + err };
+/** The checked library (ReleaseSafe, validators at slow paths): the threaded run uses it. */
+const CHECKED_LIB = resolve(REPO, "zig-out/lib/libhakmem-checked.so");
+
+async function runChild(args: string[], timeoutMs: number, env: Record<string, string> = {}): Promise<ChildRun> {
+  const r = await spawnBun(args, { env: { ...process.env, ...env }, timeoutMs });
+  return { code: r.code, signal: r.signal, output: r.stdout + r.stderr };
 }
 
 describe("randomized API sequences", () => {
@@ -45,8 +41,8 @@ describe("randomized API sequences", () => {
     }, TIMEOUT_MS);
   }
 
-  test("4 threads, seed 7: own sequences, handoffs, stats at every barrier (child process)", async () => {
-    const r = await runChild(["test/fuzz/cli.ts", "--seed", "7", "--ops", "16000", "--threads", "4", "--hang-seconds", "30"], 50_000);
+  test("4 threads, seed 7: own sequences, handoffs, stats at every barrier (child process, checked library)", async () => {
+    const r = await runChild(["test/fuzz/cli.ts", "--seed", "7", "--ops", "16000", "--threads", "4", "--hang-seconds", "30"], 50_000, { HAKMEM_LIB: CHECKED_LIB });
     const status = r.signal ? `killed by ${r.signal}` : `exit ${r.code}`;
     expect(`${status}\n${r.output}`).toBe(`exit 0\n${r.output}`);
     expect(r.output).toContain("OK seed=7 threads=4");

@@ -2,10 +2,10 @@
 // bad-input errors, live routing changes, statistics, and the missing-library error.
 import { afterEach, describe, expect, test } from "bun:test";
 import { ptr } from "bun:ffi";
-import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { copyFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import * as h from "../src/index.ts";
+import { makeTempDir } from "./helpers/tmp.ts";
 
 const DEFAULT_TINY = h.routing().tinyMax;
 const DEFAULT_MID = h.routing().midMax;
@@ -489,7 +489,7 @@ describe("kernels", () => {
   // (one per process), even one loaded from elsewhere ($HAKMEM_LIB, a copy with no kernels
   // library beside it, as the bench's snapshots are), never a second copy of their own.
   test("the kernels allocate from the libhakmem.so the harness loaded, wherever it is", () => {
-    const dir = mkdtempSync(join(tmpdir(), "hakmem-kernels-"));
+    const dir = makeTempDir("kernels");
     try {
       const copy = join(dir, "libhakmem.so");
       copyFileSync(h.libraryPath, copy);
@@ -545,10 +545,10 @@ describe("examples: bad arguments give the usage line and exit 2", () => {
 });
 
 describe("missing library", () => {
-  test("a clear error telling the user to run npm run build", () => {
+  test("a clear error telling the user to run npm run build (at the first call, not the import)", () => {
     const entry = resolve(import.meta.dir, "../src/index.ts");
     const run = Bun.spawnSync({
-      cmd: [process.execPath, "-e", `await import(${JSON.stringify(entry)})`],
+      cmd: [process.execPath, "-e", `const h = await import(${JSON.stringify(entry)}); h.alloc(8);`],
       env: { ...process.env, HAKMEM_LIB: "/nonexistent/libhakmem.so" },
       stderr: "pipe",
       stdout: "pipe",

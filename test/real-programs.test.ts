@@ -1,28 +1,32 @@
 // Real programs run with libhakmem.so preloaded: python3, perl, git, gcc, node, sqlite3.
 // Each runs once on the system allocator and once under hakmem; both must exit 0 with the
 // same stdout (stderr is not compared: some programs print progress or timing there).
-// A program that is not installed is skipped with a log line, and the test passes.
+// A program that is not installed is a skipped test (test.skipIf), its name saying why.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { explain, hakmemLib, run, type RunResult, systemMode } from "./helpers/c.ts";
+import { makeTempDir } from "./helpers/tmp.ts";
 
 // bunfig.toml's [test] timeout is not applied by Bun 1.4.5, so each test states its own.
 const TIMEOUT_MS = 120_000;
 
 let work = "";
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), "hakmem-real-"));
+  work = makeTempDir("real");
 });
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-function installed(program: string): string | null {
-  const path = Bun.which(program);
-  if (!path) console.log(`skipped: ${program} not installed`);
-  return path;
+/** Where each program is installed (null: its test is skipped, and says so). */
+const installed = Object.fromEntries(
+  ["python3", "perl", "git", "gcc", "node", "sqlite3"].map((p) => [p, Bun.which(p)]),
+) as Record<string, string | null>;
+
+/** The test's name, with the reason when it is skipped. */
+function title(program: string, what: string): string {
+  return installed[program] ? what : `${what} (skipped: ${program} is not installed)`;
 }
 
 /** A fresh directory per run, so the two runs cannot see each other's files. */
@@ -104,29 +108,25 @@ int main(void) {
 `;
 
 describe("real programs under LD_PRELOAD=libhakmem.so", () => {
-  test("the library exports malloc (otherwise preloading it changes nothing)", () => {
-    if (systemMode()) return;
+  test.skipIf(systemMode())(`the library exports malloc (otherwise preloading it changes nothing)${systemMode() ? " (skipped: HAKMEM_TEST_SYSTEM=1)" : ""}`, () => {
     const nm = Bun.spawnSync(["nm", "-D", "--defined-only", hakmemLib()], { stdout: "pipe" });
     expect(nm.stdout.toString()).toMatch(/ T malloc\b/);
   });
 
-  test("python3", async () => {
-    const python = installed("python3");
-    if (!python) return;
+  test.skipIf(!installed.python3)(title("python3", "python3"), async () => {
+    const python = installed.python3!;
     const env = { PYTHONHASHSEED: "0" };
     await compareWithSystem("python3", () => [python, "-c", PYTHON_SCRIPT], env);
     await compareWithSystem("python3-pymalloc-off", () => [python, "-c", PYTHON_SCRIPT], { ...env, PYTHONMALLOC: "malloc" });
   }, TIMEOUT_MS);
 
-  test("perl", async () => {
-    const perl = installed("perl");
-    if (!perl) return;
+  test.skipIf(!installed.perl)(title("perl", "perl"), async () => {
+    const perl = installed.perl!;
     await compareWithSystem("perl", () => [perl, "-e", PERL_SCRIPT], { PERL_HASH_SEED: "0" });
   }, TIMEOUT_MS);
 
-  test("git: init, add, commit, gc, fsck", async () => {
-    const git = installed("git");
-    if (!git) return;
+  test.skipIf(!installed.git)(title("git", "git: init, add, commit, gc, fsck"), async () => {
+    const git = installed.git!;
     const script = `
 set -e
 g() { "${git}" -c user.name=hakmem -c user.email=hakmem@example.invalid -c init.defaultBranch=main "$@"; }
@@ -150,24 +150,21 @@ g count-objects -v | grep -E '^(count|in-pack|packs):'
     await compareWithSystem("git", () => ["sh", "-c", script], env);
   }, TIMEOUT_MS);
 
-  test("gcc: compile and run a C program", async () => {
-    const gcc = installed("gcc");
-    if (!gcc) return;
+  test.skipIf(!installed.gcc)(title("gcc", "gcc: compile and run a C program"), async () => {
+    const gcc = installed.gcc!;
     await compareWithSystem("gcc", (dir) => {
       writeFileSync(join(dir, "prog.c"), C_PROGRAM);
       return ["sh", "-c", `"${gcc}" -O2 -Wall -o prog prog.c && ./prog`];
     });
   }, TIMEOUT_MS);
 
-  test("node", async () => {
-    const node = installed("node");
-    if (!node) return;
+  test.skipIf(!installed.node)(title("node", "node"), async () => {
+    const node = installed.node!;
     await compareWithSystem("node", () => [node, "-e", NODE_SCRIPT]);
   }, TIMEOUT_MS);
 
-  test("sqlite3: a few thousand inserts and queries", async () => {
-    const sqlite = installed("sqlite3");
-    if (!sqlite) return;
+  test.skipIf(!installed.sqlite3)(title("sqlite3", "sqlite3: a few thousand inserts and queries"), async () => {
+    const sqlite = installed.sqlite3!;
     await compareWithSystem("sqlite3", (dir) => {
       const lines = ["CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v INTEGER);", "BEGIN;"];
       for (let i = 0; i < 5000; i++) lines.push(`INSERT INTO t(name, v) VALUES ('name-${(i * 7919) % 10007}', ${(i * 31) % 997});`);

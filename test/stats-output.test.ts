@@ -4,15 +4,15 @@
 // with (a descriptor kept from start-up), or to HAKMEM_STATS_FILE.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { explain, run, systemMode } from "./helpers/c.ts";
+import { makeTempDir } from "./helpers/tmp.ts";
 
 const SUMMARY = /^hakmem: build=\S+ allocs=[1-9]\d* /m;
 
 let work = "";
 beforeAll(() => {
-  work = mkdtempSync(join(tmpdir(), "hakmem-stats-"));
+  work = makeTempDir("stats");
 });
 afterAll(() => {
   if (work) rmSync(work, { recursive: true, force: true });

@@ -4,9 +4,10 @@
 // quick real tune of a tiny random_mixed run writes a profile that a preloaded run of
 // the same program accepts (hakmem's HAKMEM_STATS line shows it served the run).
 import { describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { spawnBun, spawnCollect } from "./helpers/spawn.ts";
+import { withTempDir } from "./helpers/tmp.ts";
 import { search, type SearchOptions } from "../bench/tune/search.ts";
 import { PARAMS, defaults, formatValue, keyOf, sample, satisfies, selectParams, type Settings } from "../bench/tune/space.ts";
 import { Rng } from "../bench/tune/random.ts";
@@ -267,21 +268,18 @@ describe("space and score", () => {
 describe("bun run tune (real runs, small budgets)", () => {
   const lib = process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(ROOT, "zig-out/lib/libhakmem.so");
 
-  async function tune(args: string[]): Promise<{ code: number; out: string; err: string }> {
-    const proc = Bun.spawn([process.execPath, "bench/tune.ts", ...args], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    return { code: await proc.exited, out, err };
+  async function tune(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+    const r = await spawnBun(["bench/tune.ts", ...args], { cwd: ROOT });
+    return { code: r.code, out: r.stdout, err: r.stderr };
   }
 
-  async function sh(script: string): Promise<{ code: number; out: string; err: string }> {
-    const proc = Bun.spawn(["sh", "-c", script], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
-    const [out, err] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-    return { code: await proc.exited, out, err };
+  async function sh(script: string): Promise<{ code: number | null; out: string; err: string }> {
+    const r = await spawnCollect(["sh", "-c", script], { cwd: ROOT });
+    return { code: r.code, out: r.stdout, err: r.stderr };
   }
 
   test("a quick tune of random_mixed writes a profile that a preloaded run accepts", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
-    try {
+    await withTempDir("tune", async (dir) => {
       const profile = join(dir, "hakmem.env");
       const r = await tune(["random_mixed", "200000", "400", "42", "--budget", "10", "--confirm", "2", "--candidates", "4", "--baseline-reps", "2", "--out", profile]);
       expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
@@ -316,14 +314,11 @@ describe("bun run tune (real runs, small budgets)", () => {
       expect(cmp.code).toBe(0);
       expect(cmp.out).toContain(`HAKMEM_TINY_MAX=${parsed.env.HAKMEM_TINY_MAX}`);
       expect(cmp.out).toMatch(/ops\/s\s+\S+\s+\S+\s+×\d/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   test("a TypeScript module workload and a --cmd workload tune too", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hakmem-tune-"));
-    try {
+    await withTempDir("tune", async (dir) => {
       const m = await tune(["bench/tune/example_workload.ts", "--module-args", '{"rounds":2000}', "--budget", "4", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "m.env")]);
       expect({ code: m.code, err: m.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(existsSync(join(dir, "m.env"))).toBe(true);
@@ -337,9 +332,7 @@ describe("bun run tune (real runs, small budgets)", () => {
       const c = await tune(["--cmd", "python3 -c 'x=[str(i) for i in range(1000)]'", "--params", "tiny,mid", "--budget", "3", "--confirm", "0", "--candidates", "2", "--baseline-reps", "1", "--out", join(dir, "c.env")]);
       expect({ code: c.code, err: c.err }).toEqual({ code: 0, err: expect.not.stringContaining("tune:") });
       expect(Object.keys(parseProfile(readFileSync(join(dir, "c.env"), "utf8")).env)).toEqual(["HAKMEM_TINY_MAX", "HAKMEM_MID_MAX"]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    });
   }, 60_000);
 
   test("bad options and a broken workload fail with a message", async () => {

@@ -231,3 +231,120 @@ test "the stats layout is dense and named" {
     try std.testing.expectEqual(@as(usize, 2 * 12 + 4), statIndex(.large, .live_bytes));
     try std.testing.expectEqual(@as(usize, 3 * 12 + 11), StatGlobal.large_cache_limit_bytes.index());
 }
+
+// ------------------------------------------------------------------ allocation traces
+
+// HAKMEM_TRACE=path (%p: the process id) under LD_PRELOAD records every malloc, calloc,
+// realloc, free, aligned allocation and malloc_usable_size (zig/trace.zig); the native
+// replayer (bench/c/replay.c) and src/trace.ts read the file. Version 1, little-endian:
+//
+//   file   = TraceFileHeader, then blocks in the order they were flushed
+//   block  = TraceBlockHeader, then payload_bytes of events of ONE thread (its events in
+//            order; a thread's blocks in file order are its whole stream)
+//   event  = a tag byte (TraceEvent), then its operands as LEB128 varints:
+//     size, alignment's log2, a count: unsigned
+//     an object id: zigzag(next - 1 - id), where `next` is the id the thread's next
+//       allocation would get (so a block freed soon after its allocation costs one byte)
+//   object ids: every allocation gets the next id of its thread's current chunk of
+//     trace_id_chunk ids (implicit: not written); id_base opens a new chunk (ids are never
+//     reused: a free of an id freed before is a double free in the trace)
+//   checksum = FNV-1a (32 bits) of the payload
+//
+// Decoding state per thread: next id, chunk end, time. Every value has a bound: a block's
+// payload is at most trace_block_payload_max bytes, an event at most trace_event_bytes_max.
+
+pub const TraceEvent = enum(u8) {
+    malloc = 0,
+    calloc = 1,
+    realloc = 2,
+    free = 3,
+    aligned = 4,
+    usable_size = 5,
+    free_unknown = 6,
+    thread_begin = 7,
+    thread_end = 8,
+    time = 9,
+    id_base = 10,
+
+    /// What follows the tag, and what the event means.
+    pub fn doc(self: TraceEvent) []const u8 {
+        return switch (self) {
+            .malloc => "size: malloc (and realloc(NULL, size), or realloc of a pointer the trace never saw); the result takes the next id",
+            .calloc => "size (count * size): calloc; the next id",
+            .realloc => "id, size: realloc of a live object to size; the result takes the next id, the old id is dead",
+            .free => "id: free (also realloc(p, 0))",
+            .aligned => "log2 alignment, size: memalign, posix_memalign, aligned_alloc, valloc, pvalloc; the next id",
+            .usable_size => "id: malloc_usable_size",
+            .free_unknown => "(nothing): free of a pointer the trace never saw allocated (skipped by a replay)",
+            .thread_begin => "exits: the thread's first event; `exits` threads had ended before it began",
+            .thread_end => "(nothing): the thread exited",
+            .time => "milliseconds since the previous time event of the thread (the first: since the trace began)",
+            .id_base => "base: the thread's next ids are base .. base + trace_id_chunk",
+        };
+    }
+};
+
+/// The file starts with this (every field u32, little-endian).
+pub const TraceFileHeader = extern struct {
+    magic: u32,
+    version: u32,
+    header_bytes: u32,
+    block_header_bytes: u32,
+    pid: u32,
+    id_chunk: u32,
+    start_unix_s: u32,
+    reserved: u32,
+};
+
+/// Every block starts with this (every field u32, little-endian).
+pub const TraceBlockHeader = extern struct {
+    magic: u32,
+    pid: u32,
+    thread: u32,
+    events: u32,
+    payload_bytes: u32,
+    checksum: u32,
+};
+
+pub const trace_magic: u32 = 0x52544B48; // "HKTR"
+pub const trace_block_magic: u32 = 0x42544B48; // "HKTB"
+pub const trace_version: u32 = 1;
+pub const trace_block_payload_max: u32 = 64 << 10;
+pub const trace_event_bytes_max: u32 = 32;
+pub const trace_id_chunk: u32 = 1024;
+pub const trace_fnv_offset: u32 = 0x811C9DC5;
+pub const trace_fnv_prime: u32 = 0x01000193;
+/// A replay writes a byte in every page of a fresh block's first this many bytes, and its
+/// last byte (a trace does not say how much of a big buffer the program filled).
+pub const trace_replay_touch_bytes: u32 = 256 << 10;
+
+pub const trace_constants = [_]Limit{
+    .{ .name = "TRACE_MAGIC", .value = trace_magic, .doc = "file header magic, \"HKTR\" little-endian" },
+    .{ .name = "TRACE_BLOCK_MAGIC", .value = trace_block_magic, .doc = "block header magic, \"HKTB\" little-endian" },
+    .{ .name = "TRACE_VERSION", .value = trace_version, .doc = "format version" },
+    .{ .name = "TRACE_HEADER_BYTES", .value = @sizeOf(TraceFileHeader), .doc = "file header size" },
+    .{ .name = "TRACE_BLOCK_HEADER_BYTES", .value = @sizeOf(TraceBlockHeader), .doc = "block header size" },
+    .{ .name = "TRACE_BLOCK_PAYLOAD_MAX", .value = trace_block_payload_max, .doc = "largest block payload" },
+    .{ .name = "TRACE_EVENT_BYTES_MAX", .value = trace_event_bytes_max, .doc = "largest encoded event" },
+    .{ .name = "TRACE_ID_CHUNK", .value = trace_id_chunk, .doc = "ids per id_base chunk" },
+    .{ .name = "TRACE_FNV_OFFSET", .value = trace_fnv_offset, .doc = "FNV-1a offset basis (block checksum)" },
+    .{ .name = "TRACE_FNV_PRIME", .value = trace_fnv_prime, .doc = "FNV-1a prime (block checksum)" },
+    .{ .name = "TRACE_REPLAY_TOUCH_BYTES", .value = trace_replay_touch_bytes, .doc = "a replay writes a byte per page of a block's first this many bytes, and its last byte" },
+};
+
+/// FNV-1a of `bytes` (a block's checksum).
+pub fn traceChecksum(bytes: []const u8) u32 {
+    var h: u32 = trace_fnv_offset;
+    for (bytes) |b| h = (h ^ b) *% trace_fnv_prime;
+    return h;
+}
+
+comptime {
+    std.debug.assert(@sizeOf(TraceFileHeader) == 32 and @sizeOf(TraceBlockHeader) == 24);
+    std.debug.assert(@typeInfo(TraceEvent).@"enum".fields.len <= 16);
+}
+
+test "trace checksum is FNV-1a" {
+    try std.testing.expectEqual(@as(u32, 0x811C9DC5), traceChecksum(""));
+    try std.testing.expectEqual(@as(u32, 0xE40C292C), traceChecksum("a"));
+}

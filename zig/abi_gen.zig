@@ -193,6 +193,7 @@ fn cBlock(arena: std.mem.Allocator) ![]const u8 {
         try defs.append(arena, .{ .name = try cName(arena, "HAK_STAT_", f.name), .value = try std.fmt.allocPrint(arena, "{d}", .{f.value}), .doc = g.doc() });
     }
     try writeDefines(w, defs.items);
+    try traceC(arena, w);
     try w.print("\n{s}", .{end_marker});
     return aw.written();
 }
@@ -264,5 +265,42 @@ fn tsFile(arena: std.mem.Allocator) ![]const u8 {
         try w.print("  /** {s} */\n  {s}: number;\n", .{ g.doc(), try camel(arena, f.name) });
     }
     try w.writeAll("}\n");
+    try traceTs(arena, w);
     return aw.written();
+}
+
+/// The trace format (abi.zig, "allocation traces"): event tags, constants, header offsets.
+fn traceC(arena: std.mem.Allocator, w: *std.Io.Writer) !void {
+    try w.writeAll("\n/* Allocation traces (HAKMEM_TRACE; format: zig/abi.zig). Event tags: */\n");
+    var defs: std.ArrayList(Define) = .empty;
+    inline for (@typeInfo(abi.TraceEvent).@"enum".fields) |f| {
+        const e: abi.TraceEvent = @enumFromInt(f.value);
+        try defs.append(arena, .{ .name = try cName(arena, "HAK_TRACE_EV_", f.name), .value = try std.fmt.allocPrint(arena, "{d}", .{f.value}), .doc = e.doc() });
+    }
+    try defs.append(arena, .{ .name = "HAK_TRACE_EV_COUNT", .value = try std.fmt.allocPrint(arena, "{d}", .{@typeInfo(abi.TraceEvent).@"enum".fields.len}), .doc = "" });
+    for (abi.trace_constants) |c| try defs.append(arena, .{ .name = try std.fmt.allocPrint(arena, "HAK_{s}", .{c.name}), .value = try std.fmt.allocPrint(arena, "{d}u", .{c.value}), .doc = c.doc });
+    inline for (.{ .{ "HAK_TRACE_HEADER_AT_", abi.TraceFileHeader }, .{ "HAK_TRACE_BLOCK_AT_", abi.TraceBlockHeader } }) |pair| {
+        inline for (@typeInfo(pair[1]).@"struct".fields) |f| {
+            try defs.append(arena, .{ .name = try cName(arena, pair[0], f.name), .value = try std.fmt.allocPrint(arena, "{d}", .{@offsetOf(pair[1], f.name)}), .doc = "byte offset of a u32" });
+        }
+    }
+    try writeDefines(w, defs.items);
+}
+
+fn traceTs(arena: std.mem.Allocator, w: *std.Io.Writer) !void {
+    try w.writeAll("\n// ---- allocation traces (HAKMEM_TRACE; format: zig/abi.zig \"allocation traces\")\n\n");
+    inline for (@typeInfo(abi.TraceEvent).@"enum".fields) |f| {
+        const e: abi.TraceEvent = @enumFromInt(f.value);
+        try w.print("/** {s} */\nexport const HAK_TRACE_EV_{s} = {d};\n", .{ e.doc(), try upperAlloc(arena, f.name), f.value });
+    }
+    try w.print("export const HAK_TRACE_EV_COUNT = {d};\n", .{@typeInfo(abi.TraceEvent).@"enum".fields.len});
+    try w.writeAll("/** Event names, indexed by HAK_TRACE_EV_*. */\nexport const TRACE_EVENTS = [");
+    inline for (@typeInfo(abi.TraceEvent).@"enum".fields, 0..) |f, i| try w.print("{s}\"{s}\"", .{ if (i > 0) ", " else "", f.name });
+    try w.writeAll("] as const;\nexport type TraceEventName = (typeof TRACE_EVENTS)[number];\n");
+    for (abi.trace_constants) |c| try w.print("/** {s} */\nexport const HAK_{s} = {d};\n", .{ c.doc, c.name, c.value });
+    inline for (.{ .{ "HAK_TRACE_HEADER_AT_", abi.TraceFileHeader }, .{ "HAK_TRACE_BLOCK_AT_", abi.TraceBlockHeader } }) |pair| {
+        inline for (@typeInfo(pair[1]).@"struct".fields) |f| {
+            try w.print("export const {s} = {d};\n", .{ try cName(arena, pair[0], f.name), @offsetOf(pair[1], f.name) });
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! free's fast paths, and where every call goes when they cannot answer.
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
-//!                      and always in check mode)
+//!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
 //!                      folded in), else the mid class of size, or large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
@@ -18,7 +18,7 @@
 //! refilled (thread_cache.zig, heap.zig). Neither fast path prints, locks or calls libc.
 //!
 //! Everything else: check mode (HAKMEM_CHECK) goes to check.zig; otherwise the slow paths
-//! (slow.zig: a page or a large mapping for malloc, the one general free for free, aligned
+//! (slow.zig: a page or a large block for malloc, the one general free for free, aligned
 //! blocks, and classify for the queries). calloc, realloc (its growth policy: growth.zig)
 //! and the queries are here, on top of both.
 const std = @import("std");
@@ -36,6 +36,7 @@ const background = @import("background.zig");
 const slow = @import("slow.zig");
 const growth = @import("growth.zig");
 const thread_cache = @import("thread_cache.zig");
+const trace = @import("trace.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -76,6 +77,7 @@ fn Pop(comptime entry: Entry) type {
         }
 
         pub inline fn large(self: @This()) Result {
+            if (entry == .libc) return mallocLargeLibc(self.size);
             return mallocLarge(self.size);
         }
     };
@@ -83,7 +85,19 @@ fn Pop(comptime entry: Entry) type {
 
 noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
     misuse.noteLibcMode();
+    if (config.trace) return traced(mallocSlow(size), size);
     return mallocSlow(size);
+}
+
+noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
+    if (config.trace) return traced(mallocLarge(size), size);
+    return mallocLarge(size);
+}
+
+/// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
+fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    trace.allocated(.malloc, size, ptr);
+    return ptr;
 }
 
 /// The bin's stack was empty (or the size is routed by a threshold inside its table slot,
@@ -176,7 +190,7 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
     if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
     if (config.route(total) == .large) {
-        // large: a fresh mapping is already zero; large.alloc clears a reused one
+        // large: never-used region units or a fresh mapping are zero; large.alloc clears reused ones
         const heap = slow.heap() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
         return slow.mallocLarge(heap, total, 16, true);
@@ -398,5 +412,29 @@ test "a direct page that empties when maintenance is due is kept consistent" {
     }
     const r = malloc(48) orelse return error.OutOfMemory;
     try testing.expectEqual(FreeResult.ok, free(r));
+    try expectValidHeap();
+}
+
+test "a thread that only frees gets a heap: its frees go to its cache, not one by one to the pages" {
+    const Consumer = struct {
+        fn run(blocks: []*anyopaque, had_heap: *bool, got_heap: *bool, cached: *u32) void {
+            had_heap.* = thread.currentAny() != null;
+            for (blocks) |b| _ = free(b);
+            const heap = thread.currentAny() orelse return;
+            got_heap.* = true;
+            const bin = size_class.tinyBin(64);
+            cached.* = heap.cache.count(bin);
+        }
+    };
+    var blocks: [8]*anyopaque = undefined;
+    for (&blocks) |*b| b.* = malloc(64) orelse return error.OutOfMemory;
+    var had_heap = true;
+    var got_heap = false;
+    var cached: u32 = 0;
+    const t = try std.Thread.spawn(.{}, Consumer.run, .{ &blocks, &had_heap, &got_heap, &cached });
+    t.join();
+    try testing.expect(!had_heap);
+    try testing.expect(got_heap);
+    try testing.expectEqual(@as(u32, blocks.len), cached); // all in its cache until its exit flushed them
     try expectValidHeap();
 }

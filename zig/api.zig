@@ -11,6 +11,8 @@ const alloc = @import("alloc.zig");
 const report = @import("report.zig");
 const process = @import("process.zig");
 const abi = @import("abi.zig");
+const thread = @import("thread.zig");
+const validate = @import("validate.zig");
 
 const HAK_OK = abi.Result.ok.code();
 const HAK_ERR_NOT_OWNED = abi.Result.not_owned.code();
@@ -181,4 +183,12 @@ export fn hak_version() [*:0]const u8 {
 
 export fn hak_build_id() [*:0]const u8 {
     return build_id_z.ptr;
+}
+
+/// Checks hakmem's invariants now (zig/validate.zig): the calling thread's heap, the
+/// arena's lists and the large regions. HAK_OK, or HAK_ERR_INVALID after one line on stderr
+/// naming what is broken. Any build; the checked library also runs the checks by itself.
+export fn hak_validate() c_int {
+    process.ensureInit();
+    return if (validate.all(thread.currentAny())) HAK_OK else HAK_ERR_INVALID;
 }

@@ -187,3 +187,58 @@ test "an abandoned segment is adopted by the next owner" {
     release(seg, os.nowMs());
     decay(os.nowMs(), true);
 }
+
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{ ListLinksBroken, ListCountWrong, CachedSegmentOwned, CachedSegmentInUse, AbandonedSegmentOwned, AbandonedSegmentEmpty, SegmentNotMapped } || Segment.Invalid;
+
+/// Checks the arena's two lists, each under its lock: links (prev of each is the one
+/// before), counts, every segment 4 MiB aligned and tagged a segment in segment_map, and
+/// owned by nobody; a cached segment has no page in use (and a valid header:
+/// Segment.validate), an abandoned one has some (its pages are not looked at: their
+/// blocks may be freed by any thread meanwhile). Bounded by each list's count.
+pub fn validate() Invalid!void {
+    cache_lock.acquire();
+    const cached = validateList(&cache, true);
+    cache_lock.release();
+    try cached;
+    abandoned_lock.acquire();
+    const left = validateList(&abandoned, false);
+    abandoned_lock.release();
+    try left;
+}
+
+fn validateList(list: *const SegmentList, is_cache: bool) Invalid!void {
+    var prev: ?*Segment = null;
+    var it = list.first;
+    var n: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        n += 1;
+        if (n > list.count) return error.ListCountWrong;
+        if (seg.prev != prev) return error.ListLinksBroken;
+        if (@intFromPtr(seg) % segment_size != 0 or segment_map.lookup(@intFromPtr(seg)) != .segment) return error.SegmentNotMapped;
+        if (seg.owner.load(.monotonic) != null) return if (is_cache) error.CachedSegmentOwned else error.AbandonedSegmentOwned;
+        if (is_cache) {
+            if (seg.used_pages != 0) return error.CachedSegmentInUse;
+            try seg.validate();
+        } else if (seg.used_pages == 0) return error.AbandonedSegmentEmpty;
+        prev = seg;
+    }
+    if (n != list.count) return error.ListCountWrong;
+}
+
+test "validate: the lists as the arena keeps them, and a broken count is caught" {
+    var owner: u8 = 0;
+    try validate();
+    const seg = acquire(&owner) orelse return error.OutOfMemory;
+    release(seg, os.nowMs());
+    try validate();
+    cache_lock.acquire();
+    cache.count += 1;
+    const broken = validateList(&cache, true);
+    cache.count -= 1;
+    cache_lock.release();
+    try testing.expectError(error.ListCountWrong, broken);
+    decay(os.nowMs(), true);
+    try validate();
+}

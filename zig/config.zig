@@ -68,6 +68,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
         const smallest = if (i == 0) 0 else size - step + 1;
         entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
             else binBy(size, tiny, mid) orelse size_class.no_bin;
+        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
     }
     return table;
 }
@@ -76,6 +77,7 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 /// by the old thresholds: every tier serves every size up to its limit, and free finds
 /// the tier from the block, so that is harmless.
 fn routingChanged() void {
+    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
     for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
@@ -87,7 +89,7 @@ pub var purge_delay_ms: u64 = 50;
 /// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
-pub var large_cache_max_bytes: usize = 64 << 20;
+pub var large_cache_max_bytes: usize = 128 << 20;
 /// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
 pub var print_stats_at_exit: bool = false;
 /// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
@@ -95,6 +97,12 @@ pub var print_stats_at_exit: bool = false;
 pub var stats_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
 pub var stats_file_len: usize = 0;
 pub const stats_file_max = 4095;
+/// HAKMEM_TRACE=path: every allocation call is recorded (trace.zig). Fixed before the first
+/// heap exists: a traced thread's cache stays the empty sentinel, so every malloc and free
+/// takes its slow path, where the recorder is (the fast paths do not change).
+pub var trace: bool = false;
+pub var trace_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var trace_file_len: usize = 0;
 
 /// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
 pub var adapt: bool = true;
@@ -107,6 +115,9 @@ pub const CheckMode = abi.CheckMode;
 /// sample (guard.zig); 0 turns sampling off.
 pub var guard_sample_mb: usize = guard_sample_mb_default;
 pub const guard_sample_mb_default: usize = 32;
+comptime {
+    std.debug.assert(guard_sample_mb_default == 32); // the `known` table's default says "32"
+}
 
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
@@ -182,13 +193,14 @@ const known = [_]Var{
     .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
     .{ .name = "HAKMEM_PURGE_DELAY_MS", .expected = "a whole number of milliseconds", .default = "50", .apply = applyPurgeDelay },
     .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
-    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "128", .apply = applyLargeCache },
     .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
-    .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = std.fmt.comptimePrint("{d}", .{guard_sample_mb_default}), .apply = applyGuardSample },
+    .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = "32", .apply = applyGuardSample },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
+    .{ .name = "HAKMEM_TRACE", .expected = "a file path (%p: the process id)", .default = "off", .apply = applyTrace },
 };
 
 /// Variables that belong to the tooling around the library, not to the allocator.
@@ -202,6 +214,7 @@ pub fn loadFromEnvironment() void {
         const raw = std.c.getenv(v.name) orelse continue;
         const value = std.mem.span(raw);
         const verdict: Verdict = if (value.len == 0) .malformed else v.apply(value);
+        if (verdict != .ok and parentWarned(v.name, value)) continue;
         switch (verdict) {
             .ok => {},
             .malformed => os.printStderr("hakmem: ignoring {s}={s} ({s}; expected {s}); using the default {s}\n", .{
@@ -227,6 +240,7 @@ fn warnUnknownNames() void {
         if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
         const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
         if (isKnownName(name)) continue;
+        if (parentWarned(name, line[@min(name.len + 1, line.len)..])) continue;
         os.printStderr("hakmem: unknown environment variable {s} (ignored)\n", .{name});
     }
 }
@@ -235,6 +249,103 @@ fn isKnownName(name: []const u8) bool {
     for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
     for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
     return false;
+}
+
+// ---------------------------------------------------------------- one warning per process tree
+//
+// A malformed setting is inherited by every process a program starts (`gcc -c` runs cc1 and
+// as: one warning each). A child stays quiet when its parent had the same NAME=value in its
+// environment and LD_PRELOAD naming hakmem: the parent's copy of the library read the same
+// line when it loaded, and warned. The parent's environment as it was at its exec is
+// /proc/<ppid>/environ (NUL-separated entries), read here with a stack buffer (no
+// allocation: this runs while the allocator initialises). A child cannot mark its own
+// environment instead: setenv allocates, and rewriting the program's environ strings in place
+// would change what the program itself (and getenv) sees.
+
+/// True when the parent process had `name`=`value` and preloaded hakmem. Bounded: reads at
+/// most environ_read_max bytes.
+fn parentWarned(name: []const u8, value: []const u8) bool {
+    var path_buf: [40]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/environ", .{std.os.linux.getppid()}) catch return false;
+    const rc = std.os.linux.open(path.ptr, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+    if (std.os.linux.E.init(rc) != .SUCCESS) return false;
+    const fd: i32 = @intCast(rc);
+    defer _ = std.os.linux.close(fd);
+    var scan: EnvironScan = .{ .name = name, .value = value };
+    var buf: [4096]u8 = undefined;
+    var total: usize = 0;
+    while (total < environ_read_max) {
+        const n = std.os.linux.read(fd, &buf, buf.len);
+        if (std.os.linux.E.init(n) != .SUCCESS or n == 0) break;
+        std.debug.assert(n <= buf.len);
+        for (buf[0..n]) |c| scan.byte(c);
+        total += n;
+    }
+    scan.byte(0); // a last entry without its NUL
+    return scan.same_entry and scan.preloads_hakmem;
+}
+
+const environ_read_max: usize = 1 << 20;
+
+/// Streams the NUL-separated entries of an environment: is `name`=`value` one of them, and
+/// is there an LD_PRELOAD entry that names hakmem?
+const EnvironScan = struct {
+    name: []const u8,
+    value: []const u8,
+    /// bytes of the current entry seen so far
+    pos: usize = 0,
+    /// the current entry equals name=value up to pos
+    same_so_far: bool = true,
+    /// the current entry starts with LD_PRELOAD= up to pos
+    preload_so_far: bool = true,
+    /// bytes of "hakmem" matched at the end of the current LD_PRELOAD entry's value
+    hakmem_matched: usize = 0,
+    found_hakmem: bool = false,
+    same_entry: bool = false,
+    preloads_hakmem: bool = false,
+
+    const preload_prefix = "LD_PRELOAD=";
+    const needle = "hakmem"; // its first letter occurs once: a mismatch restarts at 0 or 1
+
+    fn wanted(self: *const EnvironScan, i: usize) ?u8 {
+        if (i < self.name.len) return self.name[i];
+        if (i == self.name.len) return '=';
+        if (i - self.name.len - 1 < self.value.len) return self.value[i - self.name.len - 1];
+        return null;
+    }
+
+    fn byte(self: *EnvironScan, c: u8) void {
+        if (c == 0) {
+            if (self.pos > 0 and self.same_so_far and self.wanted(self.pos) == null) self.same_entry = true;
+            if (self.pos >= preload_prefix.len and self.preload_so_far and self.found_hakmem) self.preloads_hakmem = true;
+            self.* = .{ .name = self.name, .value = self.value, .same_entry = self.same_entry, .preloads_hakmem = self.preloads_hakmem };
+            return;
+        }
+        if (self.same_so_far) self.same_so_far = self.wanted(self.pos) == c;
+        if (self.pos < preload_prefix.len) {
+            if (self.preload_so_far) self.preload_so_far = preload_prefix[self.pos] == c;
+        } else if (self.preload_so_far and !self.found_hakmem) {
+            self.hakmem_matched = if (c == needle[self.hakmem_matched]) self.hakmem_matched + 1 else @intFromBool(c == needle[0]);
+            std.debug.assert(self.hakmem_matched <= needle.len);
+            if (self.hakmem_matched == needle.len) self.found_hakmem = true;
+        }
+        self.pos +|= 1;
+    }
+};
+
+test "EnvironScan: the same entry and a preload naming hakmem, across any split" {
+    const env = "A=1\x00HAKMEM_TINY_MAX=9k\x00LD_PRELOAD=/x/libhahakmem-checked.so\x00B=2";
+    var scan: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9k" };
+    for (env) |c| scan.byte(c);
+    scan.byte(0);
+    try std.testing.expect(scan.same_entry and scan.preloads_hakmem);
+    var other: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9" };
+    for (env) |c| other.byte(c);
+    other.byte(0);
+    try std.testing.expect(!other.same_entry);
+    var unpreloaded: EnvironScan = .{ .name = "A", .value = "1" };
+    for ("A=1\x00LD_PRELOAD=/x/libother.so\x00") |c| unpreloaded.byte(c);
+    try std.testing.expect(unpreloaded.same_entry and !unpreloaded.preloads_hakmem);
 }
 
 /// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB), "1g" (GiB). Null when malformed or overflowing.
@@ -351,22 +462,58 @@ fn applyStats(value: []const u8) Verdict {
 /// HAKMEM_STATS_FILE=path: the exit summary goes to `path` (appended; created 0644), which
 /// is made absolute now, so a later chdir does not move it. Implies HAKMEM_STATS=1.
 fn applyStatsFile(value: []const u8) Verdict {
-    var len: usize = 0;
+    const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
+    if (verdict == .ok) print_stats_at_exit = true;
+    return verdict;
+}
+
+/// HAKMEM_TRACE=path: record every allocation call into `path` (trace.zig), made absolute now.
+fn applyTrace(value: []const u8) Verdict {
+    const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
+    if (verdict == .ok) trace = true;
+    return verdict;
+}
+
+/// `value` with the working directory before it unless it is absolute, NUL-terminated in
+/// `buf`; `len` is set only when it fits.
+fn absolutePathInto(buf: *[stats_file_max + 1]u8, len: *usize, value: []const u8) Verdict {
+    var at: usize = 0;
     if (value[0] != '/') {
-        _ = std.c.getcwd(&stats_file_buf, stats_file_buf.len) orelse return .malformed;
-        len = std.mem.indexOfScalar(u8, &stats_file_buf, 0) orelse return .malformed;
-        if (len > 0 and stats_file_buf[len - 1] != '/') {
-            if (len >= stats_file_max) return .malformed;
-            stats_file_buf[len] = '/';
-            len += 1;
+        _ = std.c.getcwd(buf, buf.len) orelse return .malformed;
+        at = std.mem.indexOfScalar(u8, buf, 0) orelse return .malformed;
+        if (at > 0 and buf[at - 1] != '/') {
+            if (at >= stats_file_max) return .malformed;
+            buf[at] = '/';
+            at += 1;
         }
     }
-    if (len + value.len > stats_file_max) return .{ .above = .{ .value = len + value.len, .limit = stats_file_max } };
-    @memcpy(stats_file_buf[len..][0..value.len], value);
-    stats_file_len = len + value.len;
-    stats_file_buf[stats_file_len] = 0;
-    print_stats_at_exit = true;
+    if (at + value.len > stats_file_max) return .{ .above = .{ .value = at + value.len, .limit = stats_file_max } };
+    @memcpy(buf[at..][0..value.len], value);
+    len.* = at + value.len;
+    buf[len.*] = 0;
     return .ok;
+}
+
+/// A path template (HAKMEM_STATS_FILE, HAKMEM_TRACE) with `%p` replaced by the process
+/// id (and `%%` by `%`), NUL-terminated in `out`; null when it does not fit.
+pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]const u8 {
+    var w: std.Io.Writer = .fixed(out[0 .. stats_file_max + 31]);
+    var i: usize = 0;
+    while (i < template.len) : (i += 1) {
+        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
+            i += 1;
+            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
+        } else w.writeByte(template[i]) catch return null;
+    }
+    const len = w.buffered().len;
+    out[len] = 0;
+    return out[0..len :0];
+}
+
+/// The HAKMEM_TRACE path template (`%p`: the process id), or null when not recording.
+pub fn traceFile() ?[:0]const u8 {
+    if (trace_file_len == 0) return null;
+    return trace_file_buf[0..trace_file_len :0];
 }
 
 /// The HAKMEM_STATS_FILE path, or null for stderr.

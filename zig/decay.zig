@@ -23,14 +23,20 @@ pub fn keepFraction(age_ms: u64, decay_ms: u64) u32 {
     const x: u64 = (age_ms << 16) / decay_ms;
     const x2 = (x * x) >> 16;
     const x3 = (x2 * x) >> 16;
+    std.debug.assert(x < 1 << 16); // age_ms < decay_ms
+    std.debug.assert(x3 <= x2 and x2 <= x); // powers of x in [0, 1) shrink
     const smooth = 3 * x2 - 2 * x3;
-    return @intCast((1 << 16) - @min(smooth, 1 << 16));
+    const keep: u32 = @intCast((1 << 16) - @min(smooth, 1 << 16));
+    std.debug.assert(keep <= 1 << 16);
+    return keep;
 }
 
 /// Bytes of an item of `bytes` freed `age_ms` ago that count toward `allowed`.
 pub fn keptBytes(bytes: usize, age_ms: u64, decay_ms: u64) usize {
     const f = keepFraction(age_ms, decay_ms);
-    return @intCast((@as(u128, bytes) * f) >> 16);
+    const kept: usize = @intCast((@as(u128, bytes) * f) >> 16);
+    std.debug.assert(kept <= bytes);
+    return kept;
 }
 
 /// One reserve's tally during a maintenance pass: add every item, then ask whether the
@@ -40,8 +46,10 @@ pub const Tally = struct {
     allowed: usize = 0,
 
     pub fn add(self: *Tally, bytes: usize, freed_ms: u64, now_ms: u64, decay_ms: u64) void {
+        std.debug.assert(self.allowed <= self.retained);
         self.retained += bytes;
         self.allowed += keptBytes(bytes, now_ms -| freed_ms, decay_ms);
+        std.debug.assert(self.allowed <= self.retained); // an item keeps at most its bytes
     }
 
     /// True when an item of `bytes` may be released and the rest still covers `allowed`;
@@ -49,6 +57,7 @@ pub const Tally = struct {
     pub fn release(self: *Tally, bytes: usize) bool {
         if (self.retained < bytes or self.retained - bytes < self.allowed) return false;
         self.retained -= bytes;
+        std.debug.assert(self.allowed <= self.retained);
         return true;
     }
 };

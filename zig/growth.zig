@@ -9,6 +9,7 @@
 //! leaving blocks in every class (bench realloc_growth: peak RSS 9.4 -> 7.1 MiB). The log is per thread (each heap holds one: heap.grown) and
 //! small: a block grown long ago is forgotten, and grows by its request again.
 //! (alloc.realloc: the operation; this file: its memory and its policy.)
+const std = @import("std");
 const config = @import("config.zig");
 
 pub const Log = struct {
@@ -18,6 +19,7 @@ pub const Log = struct {
 
     /// True when `addr` came from a growing realloc lately; forgets it.
     pub fn take(self: *Log, addr: usize) bool {
+        std.debug.assert(addr != 0); // 0 marks an empty slot
         for (&self.blocks) |*b| {
             if (b.* == addr) {
                 b.* = 0;
@@ -28,6 +30,7 @@ pub const Log = struct {
     }
 
     pub fn remember(self: *Log, addr: usize) void {
+        std.debug.assert(addr != 0 and self.next < slots);
         self.blocks[self.next] = addr;
         self.next = (self.next + 1) % slots;
     }
@@ -39,20 +42,24 @@ pub const Log = struct {
 /// route says).
 pub fn sizeFor(log: *Log, addr: usize, size: usize, old_usable: usize) usize {
     if (size <= old_usable or !log.take(addr)) return size;
+    std.debug.assert(old_usable > 0);
     const roomy = @min(ladderUp(old_usable + old_usable / 2), config.tierMax(config.route(size)));
-    return @max(size, roomy);
+    const grown = @max(size, roomy);
+    std.debug.assert(grown >= size and config.route(grown) == config.route(size)); // room within the tier
+    return grown;
 }
 
 /// The smallest size of the growth ladder (2^k and 1.5 * 2^k) that is at least `n` (n > 0).
 fn ladderUp(n: usize) usize {
-    const p = @import("std").math.floorPowerOfTwo(usize, n);
+    std.debug.assert(n > 0);
+    const p = std.math.floorPowerOfTwo(usize, n);
+    std.debug.assert(p <= n and n < 2 * p);
     if (n == p) return p;
     if (n <= p + p / 2) return p + p / 2;
     return 2 * p;
 }
 
 test "a block grown twice gets half as much again up the ladder, within its tier" {
-    const std = @import("std");
     var log: Log = .{};
     try std.testing.expectEqual(@as(usize, 1100), sizeFor(&log, 0x1000, 1100, 1024)); // first growth
     log.remember(0x2000);
@@ -63,7 +70,6 @@ test "a block grown twice gets half as much again up the ladder, within its tier
 }
 
 test "the ladder is 2^k and 1.5 * 2^k" {
-    const std = @import("std");
     for ([_][2]usize{ .{ 1, 1 }, .{ 3, 3 }, .{ 5, 6 }, .{ 1024, 1024 }, .{ 1025, 1536 }, .{ 1536, 1536 }, .{ 1537, 2048 }, .{ 40000, 49152 } }) |c| {
         try std.testing.expectEqual(c[1], ladderUp(c[0]));
     }

@@ -105,6 +105,45 @@ extern "C" {
 #define HAK_STAT_LARGE_CACHE_LIMIT_BYTES 11  /* current byte limit of the large-mapping cache */
 #define HAK_STAT_DOUBLE_FREES_CONTAINED  12  /* double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts */
 
+/* Allocation traces (HAKMEM_TRACE; format: zig/abi.zig). Event tags: */
+#define HAK_TRACE_EV_MALLOC                    0            /* size: malloc (and realloc(NULL, size), or realloc of a pointer the trace never saw); the result takes the next id */
+#define HAK_TRACE_EV_CALLOC                    1            /* size (count * size): calloc; the next id */
+#define HAK_TRACE_EV_REALLOC                   2            /* id, size: realloc of a live object to size; the result takes the next id, the old id is dead */
+#define HAK_TRACE_EV_FREE                      3            /* id: free (also realloc(p, 0)) */
+#define HAK_TRACE_EV_ALIGNED                   4            /* log2 alignment, size: memalign, posix_memalign, aligned_alloc, valloc, pvalloc; the next id */
+#define HAK_TRACE_EV_USABLE_SIZE               5            /* id: malloc_usable_size */
+#define HAK_TRACE_EV_FREE_UNKNOWN              6            /* (nothing): free of a pointer the trace never saw allocated (skipped by a replay) */
+#define HAK_TRACE_EV_THREAD_BEGIN              7            /* exits: the thread's first event; `exits` threads had ended before it began */
+#define HAK_TRACE_EV_THREAD_END                8            /* (nothing): the thread exited */
+#define HAK_TRACE_EV_TIME                      9            /* milliseconds since the previous time event of the thread (the first: since the trace began) */
+#define HAK_TRACE_EV_ID_BASE                   10           /* base: the thread's next ids are base .. base + trace_id_chunk */
+#define HAK_TRACE_EV_COUNT                     11
+#define HAK_TRACE_MAGIC                        1381256008u  /* file header magic, "HKTR" little-endian */
+#define HAK_TRACE_BLOCK_MAGIC                  1112820552u  /* block header magic, "HKTB" little-endian */
+#define HAK_TRACE_VERSION                      1u           /* format version */
+#define HAK_TRACE_HEADER_BYTES                 32u          /* file header size */
+#define HAK_TRACE_BLOCK_HEADER_BYTES           24u          /* block header size */
+#define HAK_TRACE_BLOCK_PAYLOAD_MAX            65536u       /* largest block payload */
+#define HAK_TRACE_EVENT_BYTES_MAX              32u          /* largest encoded event */
+#define HAK_TRACE_ID_CHUNK                     1024u        /* ids per id_base chunk */
+#define HAK_TRACE_FNV_OFFSET                   2166136261u  /* FNV-1a offset basis (block checksum) */
+#define HAK_TRACE_FNV_PRIME                    16777619u    /* FNV-1a prime (block checksum) */
+#define HAK_TRACE_REPLAY_TOUCH_BYTES           262144u      /* a replay writes a byte per page of a block's first this many bytes, and its last byte */
+#define HAK_TRACE_HEADER_AT_MAGIC              0            /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_VERSION            4            /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_HEADER_BYTES       8            /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_BLOCK_HEADER_BYTES 12           /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_PID                16           /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_ID_CHUNK           20           /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_START_UNIX_S       24           /* byte offset of a u32 */
+#define HAK_TRACE_HEADER_AT_RESERVED           28           /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_MAGIC               0            /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_PID                 4            /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_THREAD              8            /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_EVENTS              12           /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_PAYLOAD_BYTES       16           /* byte offset of a u32 */
+#define HAK_TRACE_BLOCK_AT_CHECKSUM            20           /* byte offset of a u32 */
+
 /* END GENERATED */
 
 /* Allocation. Failure returns NULL with errno = ENOMEM (EINVAL for a bad alignment). */
@@ -155,6 +194,10 @@ int    hak_sampled(const void *ptr);          /* 1: a live guarded sample       
 
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);
+
+/* Invariants: check the calling thread's heap and the shared structures now; HAK_OK, or
+ * HAK_ERR_INVALID with one line on stderr (libhakmem-checked.so also checks by itself). */
+int    hak_validate(void);
 
 /* Identity. */
 const char *hak_version(void);

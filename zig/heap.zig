@@ -33,10 +33,12 @@ const thread_cache = @import("thread_cache.zig");
 const placement = @import("placement.zig");
 const purge = @import("purge.zig");
 const growth = @import("growth.zig");
+const large_local = @import("large_local.zig");
 const block_mod = @import("block.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
+const Lock = @import("lock.zig").Lock;
 
 const bins = size_class.bin_count;
 /// Full pages re-examined per slow path before a new page is taken (bounded work).
@@ -45,6 +47,15 @@ const full_scan_max = 8;
 const retained_max = 4;
 /// Abandoned segments adopted per slow path at most.
 const adopt_max = 4;
+/// Parked heaps abandoned per maintenance pass at most (without `force`).
+const parked_decay_max = 8;
+/// Dirty (empty, resident) bytes all parked heaps keep together for the next threads at
+/// most; a heap that parks keeps what is left of it, the rest of its dirty slices is purged.
+const parked_keep_dirty_bytes: usize = 8 << 20;
+/// A parked heap that no new thread took within this time is not one of threads created in
+/// rounds: the next park or maintenance anywhere purges the dirty slices it kept
+/// (trimStaleParked), while its pages wait for a thread or for decayParked.
+const park_reuse_window_ms: u64 = 5;
 /// Slow-path events between two looks at the clock for purging.
 const ticks_per_clock_check = 32;
 
@@ -90,6 +101,13 @@ pub const Heap = struct {
     /// Links in the registry of live heaps (thread.zig).
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
+    /// Links in the list of exited threads' heaps (parked or empty), under exited_lock.
+    exited_next: ?*Heap,
+    exited_prev: ?*Heap,
+    /// When its thread exited (parked heaps: maintenance abandons it after the purge delay).
+    parked_since_ms: u64,
+    /// The dirty bytes it kept when it parked (its share of parked_keep_dirty_bytes).
+    parked_dirty_bytes: usize,
     slow_calls: u32,
     /// Check mode: no cache (every block goes to its page), pages flagged checked.
     checked: bool,
@@ -99,6 +117,8 @@ pub const Heap = struct {
     maintenance_due_ms: u64,
     /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
     grown: growth.Log,
+    /// Large region blocks this thread freed lately (large_local.zig; slow.zig uses it).
+    large_local: large_local.LocalLarge,
 
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
@@ -108,12 +128,17 @@ pub const Heap = struct {
         self.counters = .{};
         self.registry_next = null;
         self.registry_prev = null;
+        self.exited_next = null;
+        self.exited_prev = null;
+        self.parked_since_ms = 0;
+        self.parked_dirty_bytes = 0;
         self.slow_calls = 0;
         self.checked = checked;
         self.retained = [_]?*Page{null} ** retained_max;
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
         self.grown = .{};
+        self.large_local = .{};
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
     }
 
@@ -145,6 +170,7 @@ pub const Heap = struct {
             total.frees[bin] += self.frees(bin);
             total.remote_frees[bin] += @atomicLoad(u64, &self.counters.remote_frees[bin], .monotonic);
         }
+        self.large_local.addCountersInto(total);
     }
 
     /// Bytes of free blocks held in this heap's cache (a stats estimate).
@@ -259,12 +285,11 @@ pub const Heap = struct {
     /// straight to its page.
     pub noinline fn freeFull(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
         const bin = page.bin;
-        if (self.cache.capacity(bin) == 0) return self.freeToPage(page, blk);
-        self.counters.remote_frees[bin] += self.cache.overflow(bin, config.adapt and !self.checked, self, self);
+        if (self.checked or thread_cache.maxCapacity(bin) == 0) return self.freeToPage(page, blk);
+        self.counters.remote_frees[bin] += self.cache.overflow(bin, config.adapt, self, self);
         self.tick();
-        const pushed = self.cache.push(bin, blk);
-        std.debug.assert(pushed);
-        return .ok;
+        if (self.cache.push(bin, blk)) return .ok;
+        return self.freeToPage(page, blk); // no room in the bin (not grown yet, or the budget)
     }
 
     /// Gives one block back to its page: this heap's page directly (a block already free
@@ -352,7 +377,8 @@ pub const Heap = struct {
     /// leaves the fast paths now and then still returns memory freed earlier.
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
-        if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
+        // Parked heaps wait for some thread's maintenance to give them up: look every time.
+        if (self.slow_calls % ticks_per_clock_check == 0 or parkedCount() != 0) self.maintainNow();
     }
 
     noinline fn maintainNow(self: *Heap) void {
@@ -380,8 +406,76 @@ pub const Heap = struct {
             self.queues[bin].remove(page);
             self.releasePage(page, now_ms);
         }
+        self.large_local.decay(now_ms, force);
         purge.heapSlices(&self.segments, now_ms, force);
+        trimStaleParked(now_ms);
+        decayParked(now_ms, force);
         purge.shared(now_ms, force);
+    }
+
+    /// Thread exit: the heap is parked whole for the next thread (see "exited threads'
+    /// heaps" below). Every cached block goes back to its page (another heap's blocks must
+    /// not wait in a cache nobody pops; the heap's own go back to their bits); the pages,
+    /// their queues and the segments stay as they are, empty slices resident, so the next
+    /// thread allocates from them with no page fault, no adoption and no purge.
+    pub fn park(self: *Heap, now_ms: u64) void {
+        for (0..bins) |bin| self.flushCache(bin, 0);
+        self.large_local.releaseAll(now_ms);
+        // What dirty memory it keeps comes out of what all parked heaps may keep together
+        // (reserved first, so two threads exiting at once do not both take the same room).
+        exited_lock.acquire();
+        const room = parked_keep_dirty_bytes -| parked_dirty_bytes;
+        parked_dirty_bytes += room;
+        exited_lock.release();
+        const kept = self.segments.trimDirty(room);
+        self.parked_since_ms = now_ms;
+        self.parked_dirty_bytes = kept;
+        exited_lock.acquire();
+        parked_dirty_bytes -= room - kept;
+        parked.pushFront(self);
+        exited_lock.release();
+        trimStaleParked(now_ms);
+    }
+
+    /// A new thread takes a parked heap: its pages and segments are kept; what belonged to
+    /// the old thread goes (the cache, empty after park; counters, added to the retired
+    /// ones at exit; the growth log).
+    pub fn resumeParked(self: *Heap) void {
+        std.debug.assert(self.segments.list.count != 0);
+        for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0);
+        self.cache.init(if (self.checked) noCache else thread_cache.initialCapacity);
+        self.counters = .{};
+        self.large_local = .{}; // empty since park: its counters retired with the thread
+        self.registry_next = null;
+        self.registry_prev = null;
+        self.exited_next = null;
+        self.exited_prev = null;
+        self.parked_since_ms = 0;
+        self.grown = .{};
+        self.collectEveryPage(os.nowMs());
+    }
+
+    /// Every page of the heap takes the blocks other threads gave back to it (while it was
+    /// parked, say): a page left empty goes back to its segment (its slices stay resident
+    /// for the next page placed there), a full one that got some joins its bin's queue.
+    /// Bounded by the heap's pages.
+    fn collectEveryPage(self: *Heap, now_ms: u64) void {
+        for (0..bins) |bin| {
+            inline for (.{ &self.full[bin], &self.queues[bin] }, .{ true, false }) |queue, is_full| {
+                var it = queue.first;
+                while (it) |page| {
+                    it = page.next;
+                    if (page.collect() == 0 and page.used != 0) continue;
+                    if (page.used == 0 and self.direct[bin] != page) {
+                        queue.remove(page);
+                        page.flags &= ~page_mod.flag_full;
+                        self.releasePage(page, now_ms);
+                    } else if (is_full) {
+                        self.moveToQueue(page);
+                    }
+                }
+            }
+        }
     }
 
     /// Thread exit: every cached block goes back to its page, every page without live
@@ -390,6 +484,7 @@ pub const Heap = struct {
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
+        self.large_local.releaseAll(now);
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {
@@ -405,6 +500,131 @@ pub const Heap = struct {
         self.segments.abandonAll();
     }
 };
+
+// ---------------------------------------------------------------- exited threads' heaps
+//
+//   parked:      heap <-> heap <-> heap    newest first: heaps of exited threads that keep
+//                                          their pages, queues and segments for the next thread
+//   empty_heaps: heap -> heap              heaps with nothing left (memory given up)
+//
+// A new thread takes the newest parked heap whole (takeExited: threads created in rounds
+// reuse the last round's pages, with no page fault and no adoption), else an empty one,
+// else thread.zig maps a new one. Blocks freed into a parked heap's pages meanwhile wait
+// on their pages' thread_free. A parked heap nobody took within the purge delay is
+// abandoned by any thread's maintenance or the background purger (decayParked): its empty
+// pages go back, its segments with live blocks go to the arena for any thread to adopt
+// (placement.abandonAll: what it keeps dirty for the adopter, arena.decayAbandoned purges),
+// and it joins empty_heaps. Heap memory is never unmapped (a stats reader may walk it).
+// exited_lock guards both lists and every heap's exited_next/prev; no other lock is taken
+// while it is held.
+
+pub var exited_lock: Lock = .{};
+
+const ParkedList = struct {
+    first: ?*Heap = null,
+    last: ?*Heap = null,
+    count: usize = 0,
+
+    fn pushFront(self: *ParkedList, h: *Heap) void {
+        h.exited_prev = null;
+        h.exited_next = self.first;
+        if (self.first) |f| f.exited_prev = h else self.last = h;
+        self.first = h;
+        @atomicStore(usize, &self.count, self.count + 1, .monotonic);
+    }
+
+    fn remove(self: *ParkedList, h: *Heap) void {
+        parked_dirty_bytes -= h.parked_dirty_bytes;
+        h.parked_dirty_bytes = 0;
+        if (h.exited_prev) |p| p.exited_next = h.exited_next else self.first = h.exited_next;
+        if (h.exited_next) |n| n.exited_prev = h.exited_prev else self.last = h.exited_prev;
+        h.exited_next = null;
+        h.exited_prev = null;
+        std.debug.assert(self.count > 0);
+        @atomicStore(usize, &self.count, self.count - 1, .monotonic);
+    }
+};
+
+var parked: ParkedList = .{};
+var empty_heaps: ?*Heap = null;
+/// The sum of the parked heaps' parked_dirty_bytes (and room being reserved by a park).
+var parked_dirty_bytes: usize = 0;
+
+/// What a new thread gets from the exited heaps: the newest parked heap (`whole`: resume
+/// it, Heap.resumeParked), else an empty one (initialise it), else null.
+pub const Exited = struct { heap: *Heap, whole: bool };
+
+pub fn takeExited() ?Exited {
+    exited_lock.acquire();
+    defer exited_lock.release();
+    if (parked.first) |h| {
+        parked.remove(h);
+        return .{ .heap = h, .whole = h.segments.list.count != 0 };
+    }
+    const h = empty_heaps orelse return null;
+    empty_heaps = h.exited_next;
+    h.exited_next = null;
+    return .{ .heap = h, .whole = false };
+}
+
+/// Parked heaps (at rest: no thread's) waiting for a new thread.
+pub fn parkedCount() usize {
+    return @atomicLoad(usize, &parked.count, .monotonic);
+}
+
+/// Purges the dirty slices kept by parked heaps that waited longer than
+/// park_reuse_window_ms (oldest first, at most parked_decay_max a call). Nothing else
+/// decays a parked heap until some thread's maintenance abandons it, and a program whose
+/// threads exited may take only fast paths from then on. A heap may be resumed meanwhile:
+/// its segments' lock orders the purge with its new owner (as the background purger's).
+pub fn trimStaleParked(now_ms: u64) void {
+    if (parkedCount() == 0) return;
+    var stale: [parked_decay_max]*Heap = undefined;
+    var count: usize = 0;
+    exited_lock.acquire();
+    var it = parked.last;
+    while (it) |h| : (it = h.exited_prev) {
+        if (count == stale.len or now_ms -| h.parked_since_ms < park_reuse_window_ms) break;
+        if (h.parked_dirty_bytes == 0) continue;
+        parked_dirty_bytes -= h.parked_dirty_bytes;
+        h.parked_dirty_bytes = 0;
+        stale[count] = h;
+        count += 1;
+    }
+    exited_lock.release();
+    for (stale[0..count]) |h| _ = h.segments.trimDirty(0);
+}
+
+/// Abandons the parked heaps that waited for the purge delay (all with `force`), oldest
+/// first, at most parked_decay_max a call without `force`; each then joins empty_heaps.
+/// Bounded: with `force`, by the parked heaps there were when it started.
+pub fn decayParked(now_ms: u64, force: bool) void {
+
+    if (parkedCount() == 0) return;
+    const limit = if (force) parkedCount() else parked_decay_max;
+    for (0..limit) |_| {
+        exited_lock.acquire();
+        const oldest = parked.last;
+        const due = if (oldest) |h| force or now_ms -| h.parked_since_ms >= config.purge_delay_ms else false;
+        if (due) parked.remove(oldest.?);
+        exited_lock.release();
+        if (!due) return;
+        const h = oldest.?;
+        h.abandonAll(); // no thread's: this caller has it alone now
+        exited_lock.acquire();
+        h.exited_next = empty_heaps;
+        empty_heaps = h;
+        exited_lock.release();
+    }
+}
+
+/// The heap of an exited thread that needs no more work (its memory already given up).
+pub fn addEmpty(h: *Heap) void {
+    exited_lock.acquire();
+    defer exited_lock.release();
+    h.exited_next = empty_heaps;
+    empty_heaps = h;
+}
 
 // ---------------------------------------------------------------- validation
 
@@ -579,4 +799,76 @@ test "thread exit: pages without live blocks go back, the rest is abandoned and 
     b.maintain(os.nowMs(), true);
     try b.validate();
     try testing.expectEqual(@as(usize, 0), b.segments.list.count);
+}
+
+test "a parked heap is taken whole by the next thread: its pages serve it again, what others freed meanwhile included" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const other = try testHeap();
+    defer dropTestHeap(other);
+    const bin = size_class.tinyBin(64);
+    var live: [100]*Block = undefined;
+    for (&live) |*b| b.* = try testAlloc(a, bin);
+    const segments_before = a.segments.list.count;
+    const parked_before = parkedCount();
+    a.park(os.nowMs());
+    try testing.expectEqual(parked_before + 1, parkedCount());
+    // another thread frees the parked heap's blocks: they wait on their page's thread_free
+    for (live) |b| try testing.expectEqual(FreeOutcome.ok, other.freeToPage(Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)), b));
+    const taken = takeExited().?;
+    try testing.expectEqual(a, taken.heap);
+    try testing.expect(taken.whole);
+    try testing.expectEqual(parked_before, parkedCount());
+    a.resumeParked();
+    try a.validate();
+    try testing.expectEqual(segments_before, a.segments.list.count); // nothing abandoned or mapped
+    // the blocks come back from the same page, no new page is placed
+    const page = Segment.of(@intFromPtr(live[0])).pageOf(@intFromPtr(live[0]));
+    try testing.expectEqual(@as(u32, 0), page.used);
+    for (0..100) |_| {
+        const b = try testAlloc(a, bin);
+        try testing.expectEqual(page, Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)));
+        try testFree(a, b);
+    }
+    try a.validate();
+    for (0..bins) |i| a.flushCache(i, 0);
+    a.maintain(os.nowMs(), true);
+    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
+}
+
+test "a parked heap nobody takes is given up after the purge delay (all at once with force)" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const b = try testHeap();
+    defer dropTestHeap(b);
+    decayParked(os.nowMs(), true); // other tests' exited threads
+    const kept = try testAlloc(a, size_class.midBin(3000));
+    a.park(os.nowMs());
+    const parked_after = parkedCount();
+    a.parked_since_ms = std.math.maxInt(u64) / 2; // not due for a long time
+    decayParked(os.nowMs(), false);
+    try testing.expectEqual(parked_after, parkedCount());
+    const abandoned_before = stats.segments_abandoned.load(.monotonic);
+    decayParked(os.nowMs(), true);
+    try testing.expectEqual(@as(usize, 0), parkedCount());
+    try testing.expect(stats.segments_abandoned.load(.monotonic) > abandoned_before);
+    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
+    // the empty heap comes back initialised; its live block's segment is adopted by b
+    const taken = takeExited().?;
+    try testing.expectEqual(a, taken.heap);
+    try testing.expect(!taken.whole);
+    taken.heap.init(false);
+    var adopted = false;
+    for (0..8) |_| {
+        if (b.adoptAbandoned(size_class.midBin(3000))) |page| {
+            _ = b.makeDirect(page);
+            if (Segment.of(page.start) == Segment.of(@intFromPtr(kept))) adopted = true;
+        }
+        if (adopted) break;
+    }
+    try testing.expect(adopted);
+    try testFree(b, kept);
+    for (0..bins) |i| b.flushCache(i, 0);
+    b.maintain(os.nowMs(), true);
+    try b.validate();
 }

@@ -17,10 +17,13 @@
 //! between threads (Bun Workers): a Larson block array (`hak_kernel_larson_*`) or a
 //! bounded lock-free queue (`hak_kernel_queue_*`, `hak_kernel_produce/consume`).
 const std = @import("std");
+const abi = @import("abi.zig");
 
 extern fn hak_alloc(size: usize) ?*anyopaque;
 extern fn hak_free(ptr: ?*anyopaque) c_int;
 extern fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque;
+extern fn hak_calloc(count: usize, size: usize) ?*anyopaque;
+extern fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque;
 
 /// A malloc-like function, e.g. glibc's `malloc` passed as a raw address from bun:ffi.
 pub const AllocFn = *const fn (usize) callconv(.c) ?*anyopaque;
@@ -96,6 +99,99 @@ fn allocSlots(count: usize) ?[*]?*anyopaque {
 // Single-thread kernels
 
 /// Does nothing: the cost of one FFI call.
+/// Replays a trace's allocation calls in one order (src/trace.ts flattens a trace into it):
+/// op i is tags[i] (abi.TraceEvent: malloc, calloc, realloc, free, aligned; others are
+/// skipped) on object ids[i]; args[i] is realloc's old id or aligned's log2 alignment;
+/// sizes[i] the requested bytes. slots[0..slot_count) hold the live blocks (null = none)
+/// and are all freed at the end. out[0] = peak live requested bytes, out[1] = failed
+/// allocations, out[2] = ops skipped (an id out of range, a free of no live block).
+/// Each allocation is written to (touchPages), as a program would.
+export fn hak_kernel_replay(tags: ?[*]const u8, ids: ?[*]const u32, args: ?[*]const u32, sizes: ?[*]const f64, n: usize, slots: ?[*]?*anyopaque, live_sizes: ?[*]u64, slot_count: usize, out: ?[*]u64) u64 {
+    const t = tags orelse return 0;
+    const id_of = ids orelse return 0;
+    const arg_of = args orelse return 0;
+    const size_of = sizes orelse return 0;
+    const slot = slots orelse return 0;
+    const live = live_sizes orelse return 0;
+    const result = out orelse return 0;
+    var live_bytes: u64 = 0;
+    var peak: u64 = 0;
+    var failed: u64 = 0;
+    var skipped: u64 = 0;
+    const start = nowNs();
+    for (0..n) |i| {
+        const id = id_of[i];
+        if (id >= slot_count) {
+            skipped += 1;
+            continue;
+        }
+        const size: usize = @intFromFloat(size_of[i]);
+        const Ev = abi.TraceEvent;
+        const ev = std.meta.intToEnum(Ev, t[i]) catch {
+            skipped += 1;
+            continue;
+        };
+        switch (ev) {
+            .malloc, .calloc, .aligned, .realloc => {
+                var p: ?*anyopaque = null;
+                if (ev == .realloc) {
+                    const old = arg_of[i];
+                    if (old >= slot_count or slot[old] == null) {
+                        skipped += 1;
+                        p = hak_alloc(size);
+                    } else {
+                        p = hak_realloc(slot[old], size);
+                        live_bytes -= live[old];
+                        if (p == null) _ = hak_free(slot[old]);
+                        slot[old] = null;
+                        live[old] = 0;
+                    }
+                } else p = switch (ev) {
+                    .malloc => hak_alloc(size),
+                    .calloc => hak_calloc(1, size),
+                    else => hak_aligned_alloc(@as(usize, 1) << @intCast(@min(arg_of[i], 40)), size),
+                };
+                if (p == null and size > 0) failed += 1;
+                touchPages(p, size);
+                if (slot[id] != null) _ = hak_free(slot[id]); // an id given twice: not a trace's
+                slot[id] = p;
+                live[id] = if (p != null) size else 0;
+                live_bytes += live[id];
+                peak = @max(peak, live_bytes);
+            },
+            .free => {
+                if (slot[id] == null) {
+                    skipped += 1;
+                    continue;
+                }
+                _ = hak_free(slot[id]);
+                live_bytes -= live[id];
+                slot[id] = null;
+                live[id] = 0;
+            },
+            else => {},
+        }
+    }
+    for (0..slot_count) |i| {
+        if (slot[i]) |p| _ = hak_free(p);
+        slot[i] = null;
+    }
+    result[0] = peak;
+    result[1] = failed;
+    result[2] = skipped;
+    return elapsedSince(start);
+}
+
+/// A byte in every page of a fresh block's first abi.trace_replay_touch_bytes, and its last
+/// byte (a replay's allocations are used as a program's are; bench/c/replay.c does the same).
+fn touchPages(ptr: ?*anyopaque, size: usize) void {
+    const bytes: [*]volatile u8 = @ptrCast(ptr orelse return);
+    const touched = @min(size, abi.trace_replay_touch_bytes);
+    var i: usize = 0;
+    while (i < touched) : (i += 4096) bytes[i] = @truncate(i);
+    if (size > 0) bytes[size - 1] = 1;
+}
+
 export fn hak_kernel_noop() void {}
 
 /// `n` malloc+free pairs of `size` bytes through the given functions (hakmem's own when

@@ -28,6 +28,8 @@ pub const size_max: usize = @import("abi.zig").size_max;
 const header_room: usize = 64;
 const live_magic: u64 = 0x6861_6b6d_656d_4c47; // "hakmemLG"
 const cached_magic: u64 = 0x6861_6b6d_656d_4343; // "hakmemCC"
+/// Freed into its thread's local cache (large_local.zig): units still taken, header kept.
+const local_magic: u64 = 0x6861_6b6d_656d_4c54; // "hakmemLT"
 const cache_slots = 32;
 
 pub const LargeHeader = extern struct {
@@ -271,6 +273,7 @@ pub fn noteDemand(now_ms: u64) void {
         now_ms -| @atomicLoad(u64, &recent_peak.window_start_ms, .monotonic) < window_ms) return;
     cache_lock.acquire();
     recent_peak.note(live, now_ms, config.purge_delay_ms);
+    _ = currentLimit(now_ms); // the published limit follows (a free held locally computes none)
     cache_lock.release();
 }
 
@@ -304,9 +307,10 @@ fn lookupInRegion(addr: usize) Lookup {
         .live, .freed => |b| b,
     };
     const header: *LargeHeader = @ptrFromInt(base);
-    if (header.magic != live_magic and header.magic != cached_magic) return .invalid;
+    const magic = @atomicLoad(u64, &header.magic, .monotonic);
+    if (magic != live_magic and magic != cached_magic and magic != local_magic) return .invalid;
     if (addr != base + header.block_offset) return .invalid;
-    if (header.magic == cached_magic) return .freed;
+    if (magic != live_magic) return .freed;
     return .{ .live = header };
 }
 
@@ -328,7 +332,7 @@ pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
         else => segment_map.largeHeadOf(addr) orelse return null,
     };
     const header: *LargeHeader = @ptrFromInt(base);
-    if (header.magic != live_magic and header.magic != cached_magic) return null;
+    if (header.magic != live_magic and header.magic != cached_magic and header.magic != local_magic) return null;
     return .{ .tier = "large", .block_size = header.usable_size };
 }
 
@@ -366,22 +370,85 @@ pub fn recentlyFreed(addr: usize) bool {
 /// Frees a live large block. False when another thread freed it first (both found it live:
 /// a double free racing itself); the block is then left to that thread.
 pub fn free(header: *LargeHeader, now_ms: u64) bool {
-    const base = @intFromPtr(header);
     if (@cmpxchgStrong(u64, &header.magic, live_magic, cached_magic, .acq_rel, .monotonic) != null) return false;
+    countFree(header);
+    giveBack(header, now_ms);
+    return true;
+}
+
+fn countFree(header: *const LargeHeader) void {
     stats.incr(&stats.large.frees);
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
+}
+
+// ---- a thread's local cache of freed region blocks (large_local.zig keeps the list)
+
+/// The units a region block of `size` bytes aligned to `alignment` takes when a local cache
+/// may serve it (header room as the block offset, at most `bytes_max`), else null.
+pub fn localUnits(size: usize, alignment: usize, bytes_max: usize) ?usize {
+    if (alignment > header_room or size > bytes_max) return null;
+    return unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
+}
+
+/// Units of a live block a local cache may hold, or null (a mapping of its own, an aligned
+/// block, or more than `bytes_max`).
+pub fn localUnitsOf(header: *const LargeHeader, bytes_max: usize) ?usize {
+    if (header.region_units == 0 or header.block_offset != header_room) return null;
+    if (header.region_units * large_region.unit_size > bytes_max) return null;
+    return header.region_units;
+}
+
+/// free into a local cache: the block is freed (a second free finds it freed) but keeps its
+/// units and header. False when another thread freed it first. Not counted here: the local
+/// cache counts the free, and the block's bytes stay in large.live_bytes while it is held
+/// (the limit sees them as demand; stats readers subtract the held bytes).
+pub fn holdLocal(header: *LargeHeader) bool {
+    return @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
+}
+
+/// malloc from a local cache: a held block of the same units, live again for `size` bytes
+/// (counted by the local cache; live_bytes moves only by a change of its usable size).
+pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
+    std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
+    const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
+    std.debug.assert(unitsFor(mapped) == header.region_units);
+    const base = @intFromPtr(header);
+    if (zeroed) @memset(@as([*]u8, @ptrFromInt(base + header_room))[0..size], 0);
+    const old_usable = header.usable_size;
+    header.mapped_size = mapped;
+    header.usable_size = mapped - header_room;
+    @atomicStore(u64, &header.magic, live_magic, .release);
+    if (header.usable_size > old_usable) {
+        stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
+        noteDemand(os.nowMs());
+    } else stats.subFrom(&stats.large.live_bytes, old_usable - header.usable_size);
+    return @ptrFromInt(base + header_room);
+}
+
+/// A held block goes back to its region (its units free, coalescing; purged along the
+/// curve); its bytes leave large.live_bytes now (its free was counted when it was held).
+pub fn releaseLocal(header: *LargeHeader, now_ms: u64) void {
+    std.debug.assert(header.magic == local_magic);
+    @atomicStore(u64, &header.magic, cached_magic, .release);
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
+    giveBack(header, now_ms);
+}
+
+/// A freed block's memory back to the tier: its region units, or its mapping to the cache
+/// (or the OS).
+fn giveBack(header: *LargeHeader, now_ms: u64) void {
+    const base = @intFromPtr(header);
     if (header.region_units != 0) {
         const units = header.region_units;
         large_region.free(base, units, now_ms);
         stats.addTo(&stats.large.cached_bytes, units * large_region.unit_size);
         stats.largeRegionFreed();
         trimOverLimit(now_ms); // (a free never raises the peak: no noteDemand)
-        return true;
+        return;
     }
     const mapped = header.mapped_size;
-    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return true;
+    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return;
     unmapLarge(base, mapped);
-    return true;
 }
 
 fn putCached(base: usize, mapped: usize, now_ms: u64) bool {

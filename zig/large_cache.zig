@@ -31,6 +31,7 @@ pub const RecentPeak = struct {
     pub fn note(self: *RecentPeak, live_bytes: usize, now_ms: u64, window_ms: u64) void {
         self.roll(now_ms, window_ms);
         self.current_max = @max(self.current_max, live_bytes);
+        std.debug.assert(self.current_max >= live_bytes);
     }
 
     pub fn peak(self: *RecentPeak, now_ms: u64, window_ms: u64) usize {
@@ -41,6 +42,7 @@ pub const RecentPeak = struct {
     fn roll(self: *RecentPeak, now_ms: u64, window_ms: u64) void {
         const age = now_ms -| self.window_start_ms;
         if (age < @max(window_ms, 1)) return;
+        std.debug.assert(now_ms > self.window_start_ms); // a window of at least 1 ms passed
         // one window passed: the current one becomes the previous; two or more: both forgotten
         self.previous_max = if (age < 2 * @max(window_ms, 1)) self.current_max else 0;
         self.current_max = 0;
@@ -51,7 +53,9 @@ pub const RecentPeak = struct {
 /// The retained-memory limit now: the recent peak of live large bytes, within the budget.
 pub fn limit(peak_bytes: usize, budget_bytes: usize) usize {
     const floor = @min(limit_min_bytes, budget_bytes);
-    return std.math.clamp(peak_bytes, floor, budget_bytes);
+    const bytes = std.math.clamp(peak_bytes, floor, budget_bytes);
+    std.debug.assert(bytes <= budget_bytes and bytes >= floor);
+    return bytes;
 }
 
 test "the limit follows recent demand: room for the recent peak, forgotten when idle" {

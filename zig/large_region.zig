@@ -23,8 +23,9 @@
 //! `owner` answers free(): the unit of a pointer gives the block's first unit (live, or freed
 //! with its header still readable), so a second free is a double free and a pointer into a
 //! block is an invalid free. Everything here runs under one lock, system calls included (a
-//! purge must not race a new block taking the unit); only large malloc, free and realloc
-//! come here, at most a few per megabyte allocated.
+//! purge must not race a new block taking the unit), but lookup, which reads one owner
+//! without it; only large malloc, free and realloc come here (a thread's local cache,
+//! large_local.zig, serves a malloc of the size it freed without coming here).
 const std = @import("std");
 const os = @import("os.zig");
 const segment_map = @import("segment_map.zig");
@@ -261,7 +262,7 @@ fn reserveRegion() ?*Region {
     const region = &regions[regions_used];
     region.base = @intFromPtr(memory); // the rest is zero: nothing taken, written or resident
     segment_map.mark(region.base, region_size, .large_region, .large_region);
-    regions_used += 1;
+    @atomicStore(usize, &regions_used, regions_used + 1, .release); // (lookup reads it unlocked)
     return region;
 }
 
@@ -278,7 +279,7 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
             if (bit(&region.resident, first + k)) mask[k / 64] |= @as(u64, 1) << @intCast(k % 64);
         }
     }
-    for (first..first + units) |i| region.owner[i] = @intCast(block_first + 1);
+    for (first..first + units) |i| @atomicStore(u16, &region.owner[i], @intCast(block_first + 1), .monotonic);
     if (region.hint_units != 0 and first < region.hint_first + region.hint_units and region.hint_first < first + units) {
         // the block overlaps the hint: what is left of it after the block, if anything
         const hint_end = region.hint_first + region.hint_units;
@@ -332,7 +333,7 @@ fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64
     setRange(&region.taken, first, units, false);
     for (first..first + units) |i| {
         region.freed_ms[i] = now_ms;
-        region.owner[i] = owner;
+        @atomicStore(u16, &region.owner[i], owner, .monotonic);
     }
     retained_bytes += units * unit_size;
 }
@@ -363,12 +364,17 @@ pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void
     giveBack(region, first + new_units, old_units - new_units, no_owner, now_ms);
 }
 
-/// The block a pointer is in, if it is in a region.
+/// The block a pointer is in, if it is in a region. Takes no lock (free of every large
+/// block comes here): a region's base is set before regions_used counts it (release), and
+/// an owner is one aligned u16, so the answer is one the unit had lately; for a live block
+/// the caller owns, that is its own. Whatever it finds is safe to read: a unit that ever
+/// had an owner stays writable (commitRange), so its header can be checked.
 pub fn lookup(addr: usize) Lookup {
-    lock.acquire();
-    defer lock.release();
-    const region = regionOf(addr) orelse return .outside;
-    const owner = region.owner[(addr - region.base) >> unit_shift];
+    const used = @atomicLoad(usize, &regions_used, .acquire);
+    const region = for (regions[0..used]) |*r| {
+        if (addr >= r.base and addr < r.base + region_size) break r;
+    } else return .outside;
+    const owner = @atomicLoad(u16, &region.owner[(addr - region.base) >> unit_shift], .monotonic);
     if (owner == no_owner) return .unused;
     const base = region.base + @as(usize, (owner & ~freed_flag) - 1) * unit_size;
     return if (owner & freed_flag != 0) .{ .freed = base } else .{ .live = base };
@@ -434,7 +440,7 @@ fn purgeUnits(region: *Region, first: usize, units: usize, before_purge: BeforeP
     for (first..first + units) |i| {
         const owner = region.owner[i];
         if (owner != no_owner and owner & ~freed_flag == i + 1) before_purge(region.base + i * unit_size);
-        region.owner[i] = no_owner;
+        @atomicStore(u16, &region.owner[i], no_owner, .monotonic);
     }
     os.purge(@ptrFromInt(region.base + first * unit_size), units * unit_size);
     setRange(&region.resident, first, units, false);
@@ -491,4 +497,76 @@ test "runs coalesce; the placement covering the most resident units wins, then t
     try std.testing.expectEqual(@as(usize, 100), small.run_len);
     setRange(&region.taken, 0, region_units, true);
     try std.testing.expectEqual(@as(?Fit, null), bestFit(&region, 1));
+}
+
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{ RegionNotMapped, UnusedRegionNotEmpty, TakenNotCommitted, TakenNotResident, TakenWithoutOwner, BlockBroken, HintOutOfRange, RetainedBytesWrong };
+
+/// Checks every region under the lock: each used region is 4 MiB aligned and tagged in
+/// segment_map, the unused ones are zero; a taken unit is writable and resident and owned
+/// by a live block whose first unit is at or before it, with the same owner on every unit
+/// between (a block is one contiguous run, starting where its owner says); the hint lies
+/// in the region; retained_bytes is the free resident units' size. Bounded by
+/// regions_max × region_units.
+pub fn validate() Invalid!void {
+    lock.acquire();
+    defer lock.release();
+    var retained_units: usize = 0;
+    for (regions[0..regions_used]) |*region| {
+        try validateRegion(region);
+        retained_units += retainedUnits(region);
+    }
+    for (regions[regions_used..]) |*region| {
+        if (region.base != 0 or region.hint_units != 0) return error.UnusedRegionNotEmpty;
+    }
+    if (retained_units * unit_size != retained_bytes) return error.RetainedBytesWrong;
+}
+
+fn validateRegion(region: *const Region) Invalid!void {
+    if (region.base == 0 or region.base % segment_map.chunk_size != 0) return error.RegionNotMapped;
+    if (segment_map.lookup(region.base) != .large_region) return error.RegionNotMapped;
+    if (region.hint_first + region.hint_units > region_units) return error.HintOutOfRange;
+    for (0..words) |w| {
+        if (region.taken[w] & ~region.writable[w] != 0) return error.TakenNotCommitted;
+        if (region.taken[w] & ~region.resident[w] != 0) return error.TakenNotResident;
+    }
+    for (0..region_units) |i| {
+        if (!bit(&region.taken, i)) continue;
+        const owner = region.owner[i];
+        if (owner == no_owner or owner & freed_flag != 0) return error.TakenWithoutOwner;
+        const first: usize = owner - 1;
+        if (first > i or !bit(&region.taken, first) or region.owner[first] != owner) return error.BlockBroken;
+        // a unit after the block's first continues the run of the unit before it
+        if (i > first and (!bit(&region.taken, i - 1) or region.owner[i - 1] != owner)) return error.BlockBroken;
+    }
+}
+
+fn retainedUnits(region: *const Region) usize {
+    var units: usize = 0;
+    for (0..words) |w| units += @popCount(~region.taken[w] & region.resident[w]);
+    return units;
+}
+
+test "validate: blocks taken, grown, shrunk and freed keep the regions valid; a broken owner is caught" {
+    try validate();
+    const a = alloc(3, null) orelse return error.OutOfMemory;
+    const b = alloc(5, null) orelse return error.OutOfMemory;
+    try validate();
+    const a_units: usize = if (grow(a.base, 3, 4) != null) 4 else 3;
+    shrink(b.base, 5, 2, os.nowMs());
+    try validate();
+    const region = regionOf(b.base).?;
+    const first = (b.base - region.base) >> unit_shift;
+    lock.acquire();
+    const saved = region.owner[first + 1];
+    region.owner[first + 1] = saved + 5; // says its block starts after it
+    lock.release();
+    try std.testing.expectError(error.BlockBroken, validate());
+    lock.acquire();
+    region.owner[first + 1] = saved;
+    lock.release();
+    free(a.base, a_units, os.nowMs());
+    free(b.base, 2, os.nowMs());
+    try validate();
 }

@@ -5,7 +5,9 @@
 //!
 //! ─── The picture ──────────────────────────────────────────────────────────────────────
 //!
-//!   thread ──TLS──> Heap (heap.zig; one per thread that allocated; pooled, never unmapped)
+//!   thread ──TLS──> Heap (heap.zig; one per thread that allocated or freed; never unmapped;
+//!                    at thread exit parked whole, pages and segments with it, for the next
+//!                    thread: heap.zig "exited threads' heaps")
 //!                    │
 //!                    ├─ cache: per bin an array stack of free block pointers (thread_cache.zig)
 //!                    │    malloc pops, free pushes — any thread's blocks; refilled from one
@@ -14,6 +16,7 @@
 //!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
 //!                    │                                (the direct page is one of them)
 //!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
+//!                    ├─ large_local:  up to 4 region blocks this thread freed lately (large_local.zig)
 //!                    └─ segments:     segment <-> segment  (those with free slices first;
 //!                                     placement.zig: where pages go, purge.zig: dirty slices)
 //!
@@ -32,8 +35,8 @@
 //!
 //!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
 //!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
-//!     exited threads (adopted by the next thread that needs a page; up to 8 MiB of their
-//!     dirty slices kept for the adopter, purged after the decay time if nobody comes)
+//!     parked heaps that no thread took within the decay time (adopted by the next thread
+//!     that needs a page; their dirty slices purged when abandoned)
 //!   Large (large.zig): blocks above mid_max, each with a header before it. Up to 256 MiB:
 //!     a run of 64 KiB units in a reserved 1 GiB region (large_region.zig; freed runs
 //!     coalesce and stay resident, purged oldest first along the decay curve); larger, or
@@ -47,6 +50,8 @@
 //!   malloc   preload.zig malloc, api.zig hak_alloc
 //!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
 //!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
+//!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
 //!                 an abandoned segment, a new span (placement.placePage) -> the page's
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
@@ -81,6 +86,8 @@
 //!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
 //!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
 //!     takes it whole with one swap (acquire) in collect
+//!   Heap.large_local: its owner thread only (plain); a held block's header magic: atomic
+//!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
 //!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
 //!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
@@ -93,12 +100,14 @@
 //!
 //!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
 //!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
+//!   heap.exited_lock (the exited threads' heaps: parked, empty): taken alone, never held
+//!   across another lock or a system call.
 //!   large's cache_lock, large_region's lock: each taken alone. arena.cache_lock and
 //!   large's cache_lock are never held across a system call (mappings are made and unmapped
 //!   after they are released); a heap's segments.lock may be (a new segment's mmap, a
 //!   purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under it) and
 //!   large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
-//!   registry_lock, cache_lock, abandoned_lock, large's cache_lock and large_region's lock,
+//!   registry_lock, exited_lock, cache_lock, abandoned_lock, large's cache_lock and large_region's lock,
 //!   in that order, and resets them in the child. Only slow paths take a lock; malloc's and
 //!   free's fast paths take none and use no atomic.
 //!
@@ -120,6 +129,9 @@
 //!   A large block in a region: a run of units (resident ones reused first) -> live ->
 //!   freed: its units free, coalesced with their neighbours, resident until purged (its
 //!   address remembered then: a second free is a double free, not a foreign pointer).
+//!   A region block of at most 48 MiB freed by a thread first waits in that thread's
+//!   large_local (header magic "held": a second free is a double free) -> taken back by a
+//!   malloc of the same units, else back to its region (a miss, maintenance, thread exit).
 //!   A large block of its own mapping: mapped (or a cached mapping reused) -> live ->
 //!   freed: cached -> reused, trimmed or grown for another block, or unmapped (remembered).
 //!
@@ -131,13 +143,15 @@
 //!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
 //!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
 //!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
-//!                            by route (a bin's page or a large mapping), aligned blocks,
+//!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
 //!              report.zig    the statistics array and the exit summary
+//!              trace.zig     HAKMEM_TRACE: every allocation call recorded (per-thread
+//!                            buffers, an address -> object id table), for replays
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
@@ -148,6 +162,8 @@
 //!              growth.zig    realloc's growth log: a block grown again gets room to spare
 //!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
 //!                            path), free's slow path, maintenance, thread exit
+//!              validate.zig  the checked library's run-time invariant checks (slow paths,
+//!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
 //!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -155,6 +171,7 @@
 //!                            are runs of
 //!              large.zig     large tier: region blocks, and a mapping per block above
 //!                            (mapping cache, mremap)
+//!              large_local.zig  a thread's cache of the region blocks it freed lately
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
@@ -189,9 +206,9 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next" },
     &.{ "size_class", "config", "misuse", "stats" },
-    &.{ "page", "segment", "large_region", "large", "arena", "guard" },
-    &.{ "thread_cache", "placement", "purge", "growth", "heap", "thread" },
-    &.{ "background", "report", "process" },
+    &.{ "page", "segment", "large_region", "large", "large_local", "arena", "guard" },
+    &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
+    &.{ "background", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
     &.{ "api", "preload" },
 };
@@ -221,12 +238,15 @@ test {
     _ = @import("heap.zig");
     _ = @import("misuse.zig");
     _ = @import("large.zig");
+    _ = @import("large_local.zig");
     _ = @import("arena.zig");
     _ = @import("thread.zig");
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
     _ = @import("guard.zig");
+    _ = @import("trace.zig");
+    _ = @import("validate.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

@@ -11,13 +11,14 @@ pub const Lock = struct {
     pub fn acquire(self: *Lock) void {
         var spins: u32 = 0;
         while (self.state.cmpxchgWeak(0, 1, .acquire, .monotonic) != null) {
-            spins += 1;
+            spins +|= 1;
             if (spins < 64) {
                 std.atomic.spinLoopHint();
             } else {
                 _ = std.os.linux.sched_yield();
             }
         }
+        std.debug.assert(self.state.load(.monotonic) == 1); // ours now
     }
 
     /// Takes the lock when it is free; false (without waiting) when it is held.
@@ -26,6 +27,7 @@ pub const Lock = struct {
     }
 
     pub fn release(self: *Lock) void {
+        std.debug.assert(self.state.load(.monotonic) == 1); // released by its holder, once
         self.state.store(0, .release);
     }
 

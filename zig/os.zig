@@ -15,8 +15,10 @@ fn failed(rc: usize) bool {
 /// check applies (under the default overcommit heuristic a request beyond RAM + swap fails
 /// here, with ENOMEM to the caller, instead of a pointer the OOM killer collects later).
 pub fn map(len: usize) ?[*]u8 {
+    std.debug.assert(len > 0);
     const rc = linux.mmap(null, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
     if (failed(rc)) return null;
+    std.debug.assert(rc % page_size == 0);
     return @ptrFromInt(rc);
 }
 
@@ -32,6 +34,7 @@ pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
     const tail = over - head - len;
     if (head > 0) unmap(raw, head);
     if (tail > 0) unmap(@ptrFromInt(start + len), tail);
+    std.debug.assert(start % alignment == 0 and head + len + tail == over);
     return @ptrFromInt(start);
 }
 
@@ -47,12 +50,14 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
     if (start > rc) unmap(@ptrFromInt(rc), start - rc);
     const tail = rc + over - (start + len);
     if (tail > 0) unmap(@ptrFromInt(start + len), tail);
+    std.debug.assert(start % alignment == 0 and start + len <= rc + over);
     return @ptrFromInt(start);
 }
 
 /// Makes reserved memory read-write. The kernel charges it against the commit limit now,
 /// so a range it cannot back fails here (false) and stays reserved, unchanged.
 pub fn commit(ptr: [*]u8, len: usize) bool {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
     return !failed(linux.mprotect(ptr, len, linux.PROT.READ | linux.PROT.WRITE));
 }
 
@@ -62,21 +67,25 @@ pub fn protect(ptr: [*]u8, len: usize) void {
 }
 
 pub fn unmap(ptr: [*]u8, len: usize) void {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
     _ = linux.munmap(ptr, len);
 }
 
 /// Gives the physical pages back (RSS drops at once); the range stays mapped and reads as zero.
 pub fn purge(ptr: [*]u8, len: usize) void {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
     _ = linux.madvise(ptr, len, linux.MADV.DONTNEED);
 }
 
 /// Tries to resize a mapping where it stands. True on success.
 pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and old_len > 0 and new_len > 0);
     return !failed(linux.mremap(ptr, old_len, new_len, .{}, null));
 }
 
 /// Moves a mapping (pages, not bytes: no copy) onto `dest`, replacing what is mapped there.
 pub fn remapTo(ptr: [*]u8, old_len: usize, new_len: usize, dest: [*]u8) bool {
+    std.debug.assert(@intFromPtr(dest) % page_size == 0 and new_len > 0);
     return !failed(linux.mremap(ptr, old_len, new_len, .{ .MAYMOVE = true, .FIXED = true }, dest));
 }
 
@@ -94,6 +103,7 @@ pub fn writeStderr(bytes: []const u8) void {
     while (rest.len > 0) {
         const rc = linux.write(2, rest.ptr, rest.len);
         if (failed(rc) or rc == 0) return;
+        std.debug.assert(rc <= rest.len); // bounded: every round writes at least a byte
         rest = rest[rc..];
     }
 }

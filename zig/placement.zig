@@ -12,8 +12,10 @@
 //!                the arena. A segment that had no room comes to the front again.
 //!   adopt        a segment abandoned by an exited thread joins the list (full: behind the
 //!                others); its empty pages are released, the others handed to the heap.
-//!   abandonAll   thread exit: every segment (only those with live blocks are left) to the
-//!                arena's abandoned list, with some of their dirty slices for the adopter.
+//!   trimDirty    thread exit (the heap parked whole): what dirty slices it keeps for the
+//!                next thread, the rest purged.
+//!   abandonAll   a parked heap nobody took: every segment (only those with live blocks are
+//!                left) to the arena's abandoned list, its dirty slices purged.
 //!
 //! The owner thread does all of this under `lock`; the background purger takes the same
 //! lock (tryAcquire) to purge dirty slices (purge.zig). Pages, queues and bins are the
@@ -33,13 +35,13 @@ const SegmentList = segment_mod.SegmentList;
 
 /// Segments looked at for a span with resident memory before a new page is placed.
 const segments_scanned_max = 16;
-/// Dirty (empty, resident) bytes an exiting thread leaves in its abandoned segments at most,
-/// for the thread that adopts them; the rest is purged at exit. Measured (mt_churn, 2
+/// Dirty (empty, resident) bytes an exiting thread's parked heap keeps at most for the next
+/// thread (heap.park); the rest is purged at exit. Measured when exits abandoned segments (mt_churn, 2
 /// threads x 20 rounds; thread_churn's RSS 300 ms after its last free, 600 threads):
 /// purge all 0.8 s, 130k faults, 33 MiB peak, 14 MiB after; keep 8 MiB 0.55 s, 107k,
 /// 37 MiB, 21 MiB after; keep all 0.4 s, 50k, 50 MiB, 20-45 MiB after (nobody decays it
 /// while the program only takes fast paths).
-const exit_keep_dirty_bytes: usize = 8 << 20;
+pub const exit_keep_dirty_bytes: usize = 8 << 20;
 
 pub const Segments = struct {
     list: SegmentList = .{},
@@ -163,20 +165,34 @@ pub const Segments = struct {
         }
     }
 
-    /// Thread exit, once every page without live blocks went back: the segments left go
-    /// to the arena's abandoned list, with up to exit_keep_dirty_bytes of their dirty slices
-    /// (purging them all made threads created in rounds fault every page in again; keeping
-    /// them all kept memory nobody decays); arena.decayAbandoned purges what nobody adopts.
+    /// A parked heap nobody took within the purge delay, once every page without live
+    /// blocks went back: its dirty slices are purged (they waited the delay already) and
+    /// its segments go to the arena's abandoned list for any thread to adopt.
     pub fn abandonAll(self: *Segments) void {
         self.lock.acquire();
         defer self.lock.release();
-        var kept_dirty: usize = 0;
         while (self.list.pop()) |seg| {
-            if (seg.dirty_slices != 0) {
-                if (kept_dirty + seg.dirtyBytes() > exit_keep_dirty_bytes) seg.purge() else kept_dirty += seg.dirtyBytes();
-            }
+            if (seg.dirty_slices != 0) seg.purge();
             arena.abandon(seg);
         }
+    }
+
+    /// Thread exit, when the heap is parked whole: its segments keep up to `keep_bytes` of
+    /// their dirty slices for the next thread (in list order), the rest is purged now
+    /// (purging them all made threads created in rounds fault every page in again; keeping
+    /// them all kept memory nobody decays until the heap is resumed or abandoned).
+    /// Bounded by the list's count.
+    /// Returns the dirty bytes kept.
+    pub fn trimDirty(self: *Segments, keep_bytes: usize) usize {
+        self.lock.acquire();
+        defer self.lock.release();
+        var kept: usize = 0;
+        var it = self.list.first;
+        while (it) |seg| : (it = seg.next) {
+            if (seg.dirty_slices == 0) continue;
+            if (kept + seg.dirtyBytes() > keep_bytes) seg.purge() else kept += seg.dirtyBytes();
+        }
+        return kept;
     }
 
     pub const Invalid = error{ SegmentListBroken, SegmentNotOwned, SegmentsOutOfOrder } || Segment.Invalid;

@@ -10,6 +10,7 @@ const alloc = @import("alloc.zig");
 const libc_next = @import("libc_next.zig");
 const misuse = @import("misuse.zig");
 const abi = @import("abi.zig");
+const trace = @import("trace.zig");
 
 export fn malloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.libc, size);
@@ -26,6 +27,7 @@ comptime {
 }
 
 noinline fn freeOther(ptr: ?*anyopaque) void {
+    if (config.trace) trace.freeing(ptr); // before: the address may be handed out again at once
     switch (alloc.freeOther(@intFromPtr(ptr))) {
         .ok => {},
         // check mode has reported it already (and =warn goes on)
@@ -45,7 +47,9 @@ fn mayForward(ptr: ?*anyopaque) bool {
 
 export fn calloc(count: usize, size: usize) ?*anyopaque {
     misuse.noteLibcMode();
-    return alloc.calloc(count, size);
+    const ptr = alloc.calloc(count, size);
+    if (config.trace) trace.allocated(.calloc, count *% size, ptr);
+    return ptr;
 }
 
 export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
@@ -55,6 +59,18 @@ export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
         return null;
     }
     misuse.noteLibcMode();
+    if (config.trace and ptr != null) {
+        const old = trace.reallocating(ptr.?);
+        const fresh = reallocUntraced(ptr, size);
+        trace.reallocated(old, ptr.?, size, fresh);
+        return fresh;
+    }
+    const fresh = reallocUntraced(ptr, size);
+    if (config.trace) trace.allocated(.malloc, size, fresh); // realloc(NULL, size)
+    return fresh;
+}
+
+fn reallocUntraced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     return switch (alloc.realloc(ptr, size)) {
         .ok => |p| p,
         .not_owned => if (mayForward(ptr)) libc_next.realloc(ptr, size) else {
@@ -79,7 +95,7 @@ export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int
     if (alignment < @sizeOf(usize) or !std.math.isPowerOfTwo(alignment)) return @intFromEnum(std.c.E.INVAL);
     const saved = os.errnoPtr().*;
     defer os.errnoPtr().* = saved;
-    out.* = alloc.alignedAlloc(alignment, size) orelse return @intFromEnum(std.c.E.NOMEM);
+    out.* = aligned(alignment, size) orelse return @intFromEnum(std.c.E.NOMEM);
     return 0;
 }
 
@@ -99,20 +115,28 @@ export fn memalign(alignment: usize, size: usize) ?*anyopaque {
         return null;
     }
     const a = std.math.ceilPowerOfTwo(usize, @max(alignment, 1)) catch unreachable;
-    return alloc.alignedAlloc(a, size);
+    return aligned(a, size);
 }
 
 export fn valloc(size: usize) ?*anyopaque {
-    return alloc.alignedAlloc(os.page_size, size);
+    return aligned(os.page_size, size);
+}
+
+/// Every aligned allocation of the libc names, recorded when tracing.
+fn aligned(alignment: usize, size: usize) ?*anyopaque {
+    const ptr = alloc.alignedAlloc(alignment, size);
+    if (config.trace) trace.alignedAllocated(alignment, size, ptr);
+    return ptr;
 }
 
 export fn pvalloc(size: usize) ?*anyopaque {
     const rounded = std.math.add(usize, size, os.page_size - 1) catch return alloc.outOfMemory();
-    return alloc.alignedAlloc(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
+    return aligned(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
 }
 
 export fn malloc_usable_size(ptr: ?*anyopaque) usize {
     const addr = @intFromPtr(ptr orelse return 0);
+    if (config.trace) trace.usableSize(ptr);
     return alloc.usableSize(addr) orelse switch (alloc.classify(addr)) {
         .not_owned => libc_next.usableSize(ptr),
         else => 0,

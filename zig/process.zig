@@ -9,7 +9,9 @@ const config = @import("config.zig");
 const arena = @import("arena.zig");
 const large = @import("large.zig");
 const thread = @import("thread.zig");
+const heap_mod = @import("heap.zig");
 const report = @import("report.zig");
+const trace = @import("trace.zig");
 
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
 
@@ -31,6 +33,8 @@ noinline fn initSlow() void {
     config.loadFromEnvironment();
     if (config.print_stats_at_exit) keepStderr();
     thread.initExitKey();
+    // before any heap exists: a recording that cannot start leaves the fast paths on
+    if (config.trace) config.trace = trace.start();
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
     _ = pthread_atfork(forkPrepare, forkParent, forkChild);
@@ -40,6 +44,7 @@ noinline fn initSlow() void {
 // them in the parent and reset them in the child.
 fn forkPrepare() callconv(.c) void {
     thread.registry_lock.acquire();
+    heap_mod.exited_lock.acquire();
     arena.cache_lock.acquire();
     arena.abandoned_lock.acquire();
     large.lockForFork();
@@ -51,15 +56,18 @@ fn forkParent() callconv(.c) void {
     large.unlockAfterFork();
     arena.abandoned_lock.release();
     arena.cache_lock.release();
+    heap_mod.exited_lock.release();
     thread.registry_lock.release();
 }
 
 fn forkChild() callconv(.c) void {
     @import("guard.zig").resetLockInChild();
+    heap_mod.exited_lock.resetInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();
     @import("background.zig").afterForkInChild();
+    if (config.trace) trace.afterForkInChild();
 }
 
 // ---------------------------------------------------------------- the exit summary
@@ -113,27 +121,12 @@ fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
     }
 }
 
-/// HAKMEM_STATS_FILE with `%p` replaced by the process id (and `%%` by `%`).
-fn statsFilePath(template: []const u8, out: *[config.stats_file_max + 32:0]u8) ?[:0]const u8 {
-    var w: std.Io.Writer = .fixed(out[0 .. config.stats_file_max + 31]);
-    var i: usize = 0;
-    while (i < template.len) : (i += 1) {
-        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
-            i += 1;
-            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
-        } else w.writeByte(template[i]) catch return null;
-    }
-    const len = w.buffered().len;
-    out[len] = 0;
-    return out[0..len :0];
-}
-
 fn writeSummaryAtExit() void {
     var buf: [report.summary_max]u8 = undefined;
     const text = report.formatSummary(&buf);
     const template = config.statsFile() orelse return writeAll(summaryFd(), text);
     var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
-    const path = statsFilePath(template, &path_buf) orelse return;
+    const path = config.pathWithPid(template, &path_buf) orelse return;
     const flags: std.os.linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .APPEND = true, .CLOEXEC = true };
     const rc = std.os.linux.open(path.ptr, flags, 0o644);
     if (std.os.linux.E.init(rc) != .SUCCESS) {
@@ -153,6 +146,7 @@ fn atInit() callconv(.c) void {
 }
 
 fn atExit() callconv(.c) void {
+    if (config.trace) trace.finish();
     if (config.print_stats_at_exit) writeSummaryAtExit();
 }
 
@@ -166,8 +160,8 @@ comptime {
 
 test "HAKMEM_STATS_FILE: %p is the process id" {
     var out: [config.stats_file_max + 32:0]u8 = undefined;
-    const path = statsFilePath("/tmp/hakmem-%p.txt", &out).?;
+    const path = config.pathWithPid("/tmp/hakmem-%p.txt", &out).?;
     var expected: [64]u8 = undefined;
     try std.testing.expectEqualStrings(try std.fmt.bufPrint(&expected, "/tmp/hakmem-{d}.txt", .{std.os.linux.getpid()}), path);
-    try std.testing.expectEqualStrings("/a%b%", statsFilePath("/a%%b%", &out).?);
+    try std.testing.expectEqualStrings("/a%b%", config.pathWithPid("/a%%b%", &out).?);
 }

@@ -11,6 +11,7 @@
 //!
 //! Immediate purges are not here: a page released beyond HAKMEM_RETAIN_MAX_MB
 //! (placement.zig) and the arena's and large tier's evictions beyond their bounds.
+const std = @import("std");
 const config = @import("config.zig");
 const decay_mod = @import("decay.zig");
 const arena = @import("arena.zig");
@@ -39,12 +40,16 @@ pub fn heapSlicesFromBackground(segments: *placement.Segments, now_ms: u64) void
 fn decayLocked(list: *SegmentList, now_ms: u64, force: bool) void {
     var tally: decay_mod.Tally = .{};
     var dirty_count: usize = 0;
+    var seen: usize = 0;
     var it = list.first;
     while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= list.count); // the list is as long as it says
         if (seg.dirty_slices == 0) continue;
         tally.add(seg.dirtyBytes(), seg.dirty_since_ms, now_ms, config.purge_delay_ms);
         dirty_count += 1;
     }
+    std.debug.assert(dirty_count <= list.count);
     for (0..dirty_count) |_| {
         var oldest: ?*Segment = null;
         it = list.first;
@@ -55,6 +60,7 @@ fn decayLocked(list: *SegmentList, now_ms: u64, force: bool) void {
         const seg = oldest orelse return;
         if (!force and !tally.release(seg.dirtyBytes())) return;
         seg.purge();
+        std.debug.assert(seg.dirty_slices == 0); // purged: the next pass finds another
     }
 }
 

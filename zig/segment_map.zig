@@ -39,6 +39,7 @@ pub fn mark(start: usize, len: usize, first: Tag, rest: Tag) void {
     for (first_index..end_index) |i| {
         @atomicStore(u8, &tags[i], @intFromEnum(if (i == first_index) first else rest), .release);
     }
+    std.debug.assert(len == 0 or lookup(start) == first);
 }
 
 pub fn clear(start: usize, len: usize) void {

@@ -53,10 +53,13 @@ fn classOfComptime(size: usize) usize {
 
 /// Block size of a class.
 pub fn classSize(cls: usize) usize {
+    std.debug.assert(cls < class_count);
     if (cls < 8) return (cls + 1) * 16;
     const b: u6 = @intCast(7 + (cls - 8) / 8);
     const sub = (cls - 8) % 8;
-    return (@as(usize, 1) << b) + (sub + 1) * (@as(usize, 1) << (b - 3));
+    const size = (@as(usize, 1) << b) + (sub + 1) * (@as(usize, 1) << (b - 3));
+    std.debug.assert(size % min_block_size == 0 and size <= mid_size_limit);
+    return size;
 }
 
 const small_table: [65]u8 = blk: {
@@ -83,6 +86,7 @@ pub fn midBin(size: usize) Bin {
 }
 
 pub fn binClass(bin: usize) usize {
+    std.debug.assert(bin < bin_count);
     return if (bin < tiny_classes) bin else bin - tiny_classes;
 }
 
@@ -105,7 +109,10 @@ pub const single_block_min: usize = 32 * 1024;
 /// 8 blocks, at least 2 and at most 16, choosing the count that leaves the smallest unused
 /// tail; above it, one block's worth.
 pub fn binPageSlices(bin: usize) usize {
-    return page_slices_table[bin];
+    std.debug.assert(bin < bin_count);
+    const slices = page_slices_table[bin];
+    std.debug.assert(slices >= 1 and slices * slice_size >= binBlockSize(bin)); // a page holds a block
+    return slices;
 }
 
 const page_slices_table: [bin_count]u8 = blk: {
@@ -141,6 +148,7 @@ const page_slices_table: [bin_count]u8 = blk: {
 
 /// Multiplier such that (offset * m) >> 40 == offset / block_size for any offset in a page.
 pub fn divMagic(block_size: usize) u64 {
+    std.debug.assert(block_size > 0 and block_size <= 1 << 40);
     return (@as(u64, 1) << 40) / block_size + 1;
 }
 

@@ -4,7 +4,7 @@
 //!   heap()            the calling thread's heap, made on its first use (process initialised)
 //!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
 //!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
-//!                     page flagged aligned), else a large mapping
+//!                     page flagged aligned), else a large block
 //!   free(addr)        any address, any page, any thread, any tier: the one general free
 //!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
 //!               free, else to its page (which catches a second copy); no heap -> the page's
@@ -25,9 +25,11 @@ const block_mod = @import("block.zig");
 const thread = @import("thread.zig");
 const process = @import("process.zig");
 const large = @import("large.zig");
+const LocalLarge = @import("large_local.zig").LocalLarge;
 const misuse = @import("misuse.zig");
 const guard = @import("guard.zig");
 const abi = @import("abi.zig");
+const validate = @import("validate.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
@@ -84,15 +86,26 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
     if (h.cache.pop(bin)) |blk| return blk;
+    validate.atSlowPath(h);
     return h.allocSlow(bin);
 }
 
-/// A large block (its own mapping); `zeroed`: its first `size` bytes are 0.
+/// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
     if (size > size_max) return outOfMemory();
+    // (a hit reads no clock: the free that held the block did maintenance's share)
+    if (h.large_local.take(size, alignment, zeroed)) |ptr| return ptr;
     const now = os.nowMs();
-    h.maintain(now, false);
+    validate.atSlowPath(h);
+    h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
+    maintainIfDue(h, now);
     return large.alloc(size, alignment, zeroed, now) orelse outOfMemory();
+}
+
+/// heap.maintain when it is due (its own first test, made here: a large malloc+free pair
+/// does not pay maintain's call).
+inline fn maintainIfDue(h: *Heap, now_ms: u64) void {
+    if (now_ms >= h.maintenance_due_ms) h.maintain(now_ms, false);
 }
 
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
@@ -145,9 +158,19 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
         if (isFreed(h, page, @intFromPtr(blk))) return .double_free;
         return freeToPage(h, page, blk);
     }
-    const owner = h orelse return freeHeapless(page, blk);
+    const owner = h orelse heapForFree() orelse return freeHeapless(page, blk);
     if (owner.cache.push(page.bin, blk)) return .ok;
+    validate.atSlowPath(owner);
     return result(owner.freeFull(page, blk));
+}
+
+/// A thread that frees before it ever allocated (a consumer) gets a heap as well: its
+/// cache then takes the frees on the fast path and gives them back in runs, one CAS per
+/// run of a page, instead of one CAS and a slow path per block. Not while it exits (its
+/// heap was parked already: one made now would never be parked). Null: no heap.
+noinline fn heapForFree() ?*Heap {
+    if (thread.exiting()) return null;
+    return createHeap();
 }
 
 fn result(outcome: @import("heap.zig").FreeOutcome) FreeResult {
@@ -175,7 +198,7 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
     return result(owner.freeToPage(page, blk));
 }
 
-/// A thread that never allocated (so has no heap and no cache) gives the block back
+/// A thread without a heap (one that is exiting, or out of memory) gives the block back
 /// through its page's thread_free (the owner checks it when it collects).
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;
@@ -213,9 +236,19 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .invalid => return .invalid,
         .freed => return .double_free,
         .live => |header| {
+            const h = thread.currentAny();
+            if (h) |heap_| switch (heap_.large_local.put(header)) {
+                .freed_already => return .double_free,
+                // (the clock is read every few holds: LocalLarge.tick)
+                .held => {
+                    if (heap_.large_local.tick()) |now| maintainIfDue(heap_, now);
+                    return .ok;
+                },
+                .not_held => {},
+            };
             const now = os.nowMs();
             if (!large.free(header, now)) return .double_free;
-            if (thread.currentAny()) |h| h.maintain(now, false);
+            if (h) |heap_| maintainIfDue(heap_, now);
             return .ok;
         },
     }
@@ -227,7 +260,7 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 
 // ------------------------------------------------------------------ queries
 
-/// What `addr` is: a live block (of a page: its start; or a large mapping's header), a
+/// What `addr` is: a live block (of a page: its start; or a large block's header), a
 /// block that is free already, or not a block.
 pub const Kind = union(enum) {
     page_block: struct { page: *Page, start: usize },

@@ -17,6 +17,12 @@ pub const BinCounters = struct {
     allocs: [bins]u64 = [_]u64{0} ** bins,
     frees: [bins]u64 = [_]u64{0} ** bins,
     remote_frees: [bins]u64 = [_]u64{0} ** bins,
+    /// Large blocks a thread's local cache took back (allocs, cache hits) and held when
+    /// freed (frees), and the usable bytes it holds now (live in `large.live_bytes`,
+    /// not live to a reader): large_local.zig counts them without an atomic.
+    large_local_allocs: u64 = 0,
+    large_local_frees: u64 = 0,
+    large_local_held_bytes: u64 = 0,
 
     pub fn addInto(self: *const BinCounters, total: *BinCounters) void {
         for (0..bins) |b| {
@@ -24,6 +30,9 @@ pub const BinCounters = struct {
             total.frees[b] += @atomicLoad(u64, &self.frees[b], .monotonic);
             total.remote_frees[b] += @atomicLoad(u64, &self.remote_frees[b], .monotonic);
         }
+        total.large_local_allocs += @atomicLoad(u64, &self.large_local_allocs, .monotonic);
+        total.large_local_frees += @atomicLoad(u64, &self.large_local_frees, .monotonic);
+        total.large_local_held_bytes += @atomicLoad(u64, &self.large_local_held_bytes, .monotonic);
     }
 };
 
@@ -78,17 +87,22 @@ pub var thread_cache_bytes_snapshot: u64 = 0;
 pub var dirty_bytes: Counter = .init(0);
 
 pub fn pageAcquired(tier: usize, span_bytes: usize, reused_dirty_bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
+    std.debug.assert(reused_dirty_bytes <= span_bytes); // what was dirty lies in the span
     add(&tiers[tier].pages, 1);
     add(&tiers[tier].mapped_bytes, span_bytes);
     sub(&dirty_bytes, reused_dirty_bytes);
 }
 
 pub fn pageCarved(tier: usize, bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
     add(&tiers[tier].resident_bytes, bytes);
 }
 
 /// A page went back to its segment: its span stays resident (dirty) until purged.
 pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
+    std.debug.assert(carved_bytes <= span_bytes); // blocks are carved inside the span
     sub(&tiers[tier].pages, 1);
     sub(&tiers[tier].mapped_bytes, span_bytes);
     sub(&tiers[tier].resident_bytes, carved_bytes);
@@ -97,6 +111,7 @@ pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
 
 /// Dirty free slices given back to the OS; `tier` is the tier of the pages that used them.
 pub fn purged(tier: usize, bytes: usize) void {
+    std.debug.assert(tier < tiers.len);
     if (bytes == 0) return;
     add(&tiers[tier].purges, 1);
     add(&tiers[tier].purged_bytes, bytes);
@@ -190,11 +205,11 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
         raw[tier][F.live_bytes.index()] += live * size_class.binBlockSize(b);
     }
     const l = @intFromEnum(abi.Tier.large);
-    raw[l][F.allocs.index()] = large.allocs.load(.monotonic);
-    raw[l][F.frees.index()] = large.frees.load(.monotonic);
+    raw[l][F.allocs.index()] = large.allocs.load(.monotonic) + sum.large_local_allocs;
+    raw[l][F.frees.index()] = large.frees.load(.monotonic) + sum.large_local_frees;
     raw[l][F.live_blocks.index()] = raw[l][F.allocs.index()] -| raw[l][F.frees.index()];
-    raw[l][F.live_bytes.index()] = large.live_bytes.load(.monotonic);
-    raw[l][F.cache_hits.index()] = large.cache_hits.load(.monotonic);
+    raw[l][F.live_bytes.index()] = large.live_bytes.load(.monotonic) -| sum.large_local_held_bytes;
+    raw[l][F.cache_hits.index()] = large.cache_hits.load(.monotonic) + sum.large_local_allocs;
     raw[l][F.cache_misses.index()] = large.cache_misses.load(.monotonic);
     var resident_total: u64 = 0;
     for (0..tier_count) |t| {

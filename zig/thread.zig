@@ -3,16 +3,19 @@
 //!
 //! A thread's heap is found through one thread-local pointer (its cache, `tls_cache`: the
 //! empty sentinel until the thread's first malloc). Heap memory comes straight from the OS
-//! and is recycled through a pool, never unmapped, so a stats reader can walk the registry
-//! of live heaps safely. On exit a pthread-key destructor (the key is made once, at process
-//! initialisation: initExitKey) abandons the heap (heap.abandonAll) and returns it.
+//! and is never unmapped, so a stats reader can walk the registry of live heaps safely. On
+//! exit a pthread-key destructor (the key is made once, at process initialisation:
+//! initExitKey) parks the heap whole (heap.park); the next thread takes the newest parked
+//! heap with its pages (heap.zig: exited threads' heaps).
 const std = @import("std");
 const os = @import("os.zig");
 const stats = @import("stats.zig");
 const config = @import("config.zig");
 const size_class = @import("size_class.zig");
 const Lock = @import("lock.zig").Lock;
-const Heap = @import("heap.zig").Heap;
+const heap_mod = @import("heap.zig");
+const Heap = heap_mod.Heap;
+const validate = @import("validate.zig");
 const purge = @import("purge.zig");
 const thread_cache = @import("thread_cache.zig");
 const Cache = thread_cache.Cache;
@@ -35,13 +38,20 @@ comptime {
 const empty_cache: *Cache = @ptrCast(&empty_entries);
 
 threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
-/// In check mode the heap lives here instead, so the fast paths always fall through.
+/// In check mode (and when tracing, config.trace) the heap lives here instead, so the fast
+/// paths always fall through.
 threadlocal var check_heap: ?*Heap = null;
+/// Set once the thread's exit destructor parked its heap.
+threadlocal var exit_ran: bool = false;
+
+/// True once the calling thread's exit destructor ran (slow paths only: a general-dynamic
+/// TLS access).
+pub fn exiting() bool {
+    return exit_ran;
+}
 
 pub var registry_lock: Lock = .{};
 var registry_first: ?*Heap = null;
-/// Heaps of exited threads, ready for reuse (linked through registry_next).
-var pool_first: ?*Heap = null;
 
 pub inline fn cache() *Cache {
     if (!use_initial_exec) return tls_cache;
@@ -78,7 +88,13 @@ pub inline fn current() ?*Heap {
 
 /// The calling thread's heap in either mode (slow paths).
 pub fn currentAny() ?*Heap {
-    return current() orelse check_heap;
+    return current() orelse checkHeap();
+}
+
+/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
+/// which the compiler would otherwise make before it knows current() is null.)
+noinline fn checkHeap() ?*Heap {
+    return check_heap;
 }
 
 /// A heap for the calling thread, which has none (currentAny() is null), made its own.
@@ -87,28 +103,32 @@ pub fn currentAny() ?*Heap {
 pub fn create() ?*Heap {
     std.debug.assert(currentAny() == null);
     const heap = obtainHeap() orelse return null;
-    heap.init(config.check_mode != .off);
     registry_lock.acquire();
     heap.registry_next = registry_first;
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    if (config.check_mode == .off) setCache(&heap.cache) else check_heap = heap;
+    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else check_heap = heap;
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
     return heap;
 }
 
+/// The newest parked heap of an exited thread, taken whole (its pages and segments); else
+/// an exited thread's empty heap, or a new mapping, initialised.
 fn obtainHeap() ?*Heap {
-    registry_lock.acquire();
-    const pooled = pool_first;
-    if (pooled) |h| pool_first = h.registry_next;
-    registry_lock.release();
-    if (pooled) |h| return h;
+    if (heap_mod.takeExited()) |exited| {
+        if (exited.whole) {
+            exited.heap.resumeParked();
+        } else exited.heap.init(config.check_mode != .off);
+        return exited.heap;
+    }
     const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
     const memory = os.map(bytes) orelse return null;
-    return @ptrCast(@alignCast(memory));
+    const heap: *Heap = @ptrCast(@alignCast(memory));
+    heap.init(config.check_mode != .off);
+    return heap;
 }
 
 // ---------------------------------------------------------------- thread exit
@@ -131,19 +151,25 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
     onThreadExit(heap);
 }
 
-/// The pthread-key destructor: the thread is exiting.
+/// The pthread-key destructor: the thread is exiting. Its heap leaves the registry and is
+/// parked whole for the next thread (heap.zig: exited threads' heaps).
 pub fn onThreadExit(heap: *Heap) void {
+    validate.atThreadExit(heap);
     setCache(empty_cache);
     check_heap = null;
-    heap.abandonAll();
+    exit_ran = true;
+    const now = os.nowMs();
+    // What the heap holds goes back before its counters retire.
+    for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0);
+    heap.large_local.releaseAll(now);
     registry_lock.acquire();
     heap.addCountersInto(&stats.retired);
     if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;
     if (heap.registry_next) |n| n.registry_prev = heap.registry_prev;
     heap.registry_prev = null;
-    heap.registry_next = pool_first;
-    pool_first = heap;
+    heap.registry_next = null;
     registry_lock.release();
+    heap.park(now);
     stats.decr(&stats.threads_live);
 }
 
@@ -164,10 +190,13 @@ pub fn sumCounters(total: *stats.BinCounters) void {
 /// The background purger's pass over every live heap (background.zig). Bounded by the
 /// number of heaps.
 pub fn decayEveryHeap(now_ms: u64) void {
-    registry_lock.acquire();
-    defer registry_lock.release();
-    var it = registry_first;
-    while (it) |heap| : (it = heap.registry_next) purge.heapSlicesFromBackground(&heap.segments, now_ms);
+    {
+        registry_lock.acquire();
+        defer registry_lock.release();
+        var it = registry_first;
+        while (it) |heap| : (it = heap.registry_next) purge.heapSlicesFromBackground(&heap.segments, now_ms);
+    }
+    heap_mod.decayParked(now_ms, false);
 }
 
 /// True when another live heap's cache holds `blk` in `bin` (a double-free check; the

@@ -54,6 +54,14 @@ pub const max_cached_block: usize = 256 * 1024;
 pub const max_blocks: u32 = 256;
 pub const min_blocks: u32 = 1;
 pub const initial_blocks: u32 = 16;
+/// What a bin may hold before it has shown it is used: initial_blocks, but no more than
+/// these bytes (a bin of blocks above them starts, and shrinks back, to no room at all: a
+/// thread that frees a few big blocks of many classes keeps none of them).
+pub const initial_bytes_per_bin: usize = 32 * 1024;
+/// Bytes all of a thread's bins may hold together (the sum of capacity x block size):
+/// a bin grows only within it; idle bins shrink at maintenance and make room for others.
+/// (tcmalloc bounds each thread's cache in bytes the same way.)
+pub const budget_bytes: usize = 4 << 20;
 
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).
@@ -63,20 +71,35 @@ pub fn maxCapacity(bin: usize) u32 {
     return @intCast(@min(by_bytes, max_blocks));
 }
 
-/// Smallest capacity an idle bin shrinks to (0 for bins without a cache).
+/// Smallest capacity an idle bin shrinks to (0 for bins without a cache, and for bins of
+/// blocks above initial_bytes_per_bin).
 pub fn minCapacity(bin: usize) u32 {
+    if (size_class.binBlockSize(bin) > initial_bytes_per_bin) return 0;
     return @min(min_blocks, maxCapacity(bin));
 }
 
 pub fn initialCapacity(bin: usize) u32 {
-    return @min(initial_blocks, maxCapacity(bin));
+    const by_bytes = initial_bytes_per_bin / size_class.binBlockSize(bin);
+    return @intCast(@min(@min(initial_blocks, by_bytes), maxCapacity(bin)));
 }
 
 /// After an overflow: grow when the bin was allocated from at least `capacity` times since
-/// the previous overflow (the cache cycles: more room saves refills and flushes).
+/// the previous overflow (the cache cycles: more room saves refills and flushes); a bin
+/// with no room gets one block's once it was allocated from.
 pub fn capacityAfterOverflow(bin: usize, capacity: u32, allocs_since_last: u64) u32 {
-    if (allocs_since_last < capacity) return capacity;
-    return @min(capacity * 2, maxCapacity(bin));
+    if (allocs_since_last < @max(capacity, 1)) return capacity;
+    return @min(@max(capacity * 2, 1), maxCapacity(bin));
+}
+
+/// Blocks a bin that is only freed into (a consumer's: its thread does not allocate from
+/// it) may hold at most: a larger batch at its overflows means fewer compare-and-swaps on
+/// the owners' pages, each a cache line taken from the owner's core.
+pub const free_only_blocks_max: u32 = 64;
+
+/// After an overflow with no allocation from the bin since the previous one: the batch
+/// doubles up to free_only_blocks_max (never past maxCapacity).
+pub fn capacityWhenOnlyFreed(bin: usize, capacity: u32) u32 {
+    return @max(capacity, @min(@max(capacity * 2, 1), @min(free_only_blocks_max, maxCapacity(bin))));
 }
 
 /// At a maintenance tick: an idle bin halves its capacity (its blocks go back to pages).
@@ -128,6 +151,10 @@ pub const Cache = extern struct {
     /// pops(bin) at the bin's last overflow and at the last maintenance (the policy's clock).
     pops_at_overflow: [bins]u64,
     pops_at_maintenance: [bins]u64,
+    /// frees(bin) (the entry's push count) at the last maintenance.
+    frees_at_maintenance: [bins]u64,
+    /// The sum of every bin's capacity x block size (at most budget_bytes once a bin grew).
+    capacity_bytes: usize,
     slots: [slot_layout.total]*Block,
 
     pub fn init(self: *Cache, capacity_of: *const fn (usize) u32) void {
@@ -142,6 +169,9 @@ pub const Cache = extern struct {
         self.moved_out = [_]u64{0} ** bins;
         self.pops_at_overflow = [_]u64{0} ** bins;
         self.pops_at_maintenance = [_]u64{0} ** bins;
+        self.frees_at_maintenance = [_]u64{0} ** bins;
+        self.capacity_bytes = 0;
+        for (0..bins) |bin| self.capacity_bytes += @as(usize, self.capacity(bin)) * size_class.binBlockSize(bin);
     }
 
     /// malloc: the newest block of the bin, handed out (its key cleared), or null.
@@ -221,7 +251,19 @@ pub const Cache = extern struct {
         std.debug.assert(new_capacity <= maxCapacity(bin));
         std.debug.assert(self.count(bin) <= new_capacity);
         const e = &self.entries[bin];
+        const block_size = size_class.binBlockSize(bin);
+        self.capacity_bytes = self.capacity_bytes - @as(usize, self.capacity(bin)) * block_size + @as(usize, new_capacity) * block_size;
         storeWord(&e.limit, e.bottom + @as(usize, new_capacity) * @sizeOf(usize));
+    }
+
+    /// The capacity a bin may grow to within the thread's budget (budget_bytes): `wanted`,
+    /// or what is left of the budget, never less than `current`.
+    pub fn withinBudget(self: *const Cache, bin: usize, current: u32, wanted: u32) u32 {
+        if (wanted <= current) return wanted;
+        const block_size = size_class.binBlockSize(bin);
+        const room = budget_bytes -| self.capacity_bytes;
+        const more: u32 = @intCast(@min(wanted - current, room / block_size));
+        return current + more;
     }
 
     /// Returns the `n` oldest blocks of a bin to their pages (see the file header), then
@@ -276,12 +318,14 @@ pub const Cache = extern struct {
     /// free found the bin's stack full: with `adapt`, the capacity grows when the bin was
     /// allocated from at least `capacity` times since its last overflow (capacityAfterOverflow);
     /// then the older half goes back to the pages. Returns the blocks given to other heaps'
-    /// pages. There is room for one block afterwards.
+    /// pages. There is room for one block afterwards unless the capacity is 0.
     pub fn overflow(self: *Cache, bin: usize, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
         const pops_now = self.pops(bin);
+        const allocs_since_last = pops_now - self.pops_at_overflow[bin];
         var cap = self.capacity(bin);
         if (adapt) {
-            const grown = capacityAfterOverflow(bin, cap, pops_now - self.pops_at_overflow[bin]);
+            const wanted = if (allocs_since_last == 0) capacityWhenOnlyFreed(bin, cap) else capacityAfterOverflow(bin, cap, allocs_since_last);
+            const grown = self.withinBudget(bin, cap, wanted);
             if (grown != cap) stats.incr(&stats.thread_cache_grows);
             cap = grown;
         }
@@ -291,13 +335,16 @@ pub const Cache = extern struct {
         return remote;
     }
 
-    /// At a maintenance tick: a bin not allocated from since the last one (every bin with
-    /// `force`) returns its blocks to their pages; with `adapt`, an idle one halves its
-    /// capacity (capacityWhenIdle). Returns the blocks given to other heaps' pages.
+    /// At a maintenance tick: a bin neither allocated from nor freed into since the last
+    /// one (every bin with `force`) returns its blocks to their pages; with `adapt`, an
+    /// idle one halves its capacity (capacityWhenIdle). Returns the blocks given to other heaps' pages.
     pub fn maintainBin(self: *Cache, bin: usize, force: bool, adapt: bool, owner: *const anyopaque, sink: anytype) u32 {
         const pops_now = self.pops(bin);
-        const idle = pops_now == self.pops_at_maintenance[bin];
+        const frees_now = self.entries[bin].frees;
+        // Idle: neither allocated from nor freed into (a consumer's bins are busy too).
+        const idle = pops_now == self.pops_at_maintenance[bin] and frees_now == self.frees_at_maintenance[bin];
         self.pops_at_maintenance[bin] = pops_now;
+        self.frees_at_maintenance[bin] = frees_now;
         if (self.count(bin) == 0 or !(idle or force)) return 0;
         const remote = self.flushKeep(bin, 0, owner, sink);
         if (adapt and idle) {
@@ -376,7 +423,7 @@ test "capacity stays within bounds and reverses" {
         for (0..20) |_| cap = capacityWhenIdle(bin, cap);
         try std.testing.expectEqual(minCapacity(bin), cap);
         cap = capacityAfterOverflow(bin, cap, 1 << 30);
-        try std.testing.expect(cap == @min(2 * minCapacity(bin), maxCapacity(bin)));
+        try std.testing.expect(cap == @min(@max(2 * minCapacity(bin), 1), maxCapacity(bin)));
     }
 }
 

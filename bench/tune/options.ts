@@ -9,6 +9,8 @@ workload (one of):
   <module.ts>           a TypeScript workload module: its default export (or --export NAME)
                         runs on every thread of a ThreadPool, in a fresh Bun process per run
   --cmd "<command>"     any command, run through sh -c with libhakmem.so preloaded
+  <trace.bin>           an allocation trace recorded with HAKMEM_TRACE, replayed by
+                        bench/c/replay.c with libhakmem.so preloaded (ops: its events)
 
 search:
   --minutes M           stop starting runs after M minutes (default 3 unless --budget is given)

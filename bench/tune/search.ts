@@ -381,7 +381,7 @@ class Searcher {
       baselineSummary: summarize(this.baseline.samples),
       leaderboard,
       failed: [...this.all.values()].filter((c) => c.error !== undefined),
-      winner: wins ? top : null,
+      winner: wins ? (top ?? null) : null,
       why,
       confirmation,
       runs: this.runs,

@@ -42,7 +42,7 @@ export const PARAMS: readonly Param[] = [
   { name: "mid", env: "HAKMEM_MID_MAX", default: HAK_MID_MAX_DEFAULT, values: powersAndHalves(HAK_MID_MAX_MIN, HAK_MID_MAX_LIMIT), unit: "bytes", routing: "midMax" },
   { name: "purge", env: "HAKMEM_PURGE_DELAY_MS", default: 50, values: [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000], unit: "ms" },
   { name: "retain", env: "HAKMEM_RETAIN_MAX_MB", default: 64, values: [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512], unit: "MiB" },
-  { name: "largecache", env: "HAKMEM_LARGE_CACHE_MB", default: 64, values: [0, 4, 8, 16, 32, 64, 128, 256, 512], unit: "MiB" },
+  { name: "largecache", env: "HAKMEM_LARGE_CACHE_MB", default: 128, values: [0, 4, 8, 16, 32, 64, 128, 256, 512], unit: "MiB" },
   { name: "adapt", env: "HAKMEM_ADAPT", default: 1, values: [0, 1], unit: "flag" },
 ];
 

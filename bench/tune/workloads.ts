@@ -2,15 +2,19 @@
 //   bench program   a bench/c workload (random_mixed, larson, mt_remote, …) preloaded
 //                   with libhakmem.so and the candidate's HAKMEM_* environment
 //   --cmd "…"       any command (through sh -c), preloaded the same way
+//   trace.bin       a recorded allocation trace (HAKMEM_TRACE), replayed by bench/c/replay.c
+//                   preloaded the same way: ops are the trace's events
 //   module.ts       a TypeScript workload module run on every thread of a ThreadPool: in a
 //                   fresh Bun process per run (every setting applies), or with
 //                   --in-process in this process's pool (routing only, set live)
 // Every run goes through the bench's measuring wrapper (bench/measure.ts) except in-process ones.
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { resolve } from "node:path";
 import { compileProgram, ROOT } from "../build.ts";
 import { checkHakmemStats, checkMallocOwner } from "../proof.ts";
 import { WORKLOADS } from "../workloads.ts";
+import { replayerBinary } from "../replay.ts";
+import { HAK_TRACE_MAGIC } from "../../src/abi.ts";
 import { runChild, toMeasurement, type ThroughputClock } from "./measure.ts";
 import { measurePhase } from "./phase.ts";
 import type { WorkloadKind } from "./report.ts";
@@ -55,6 +59,7 @@ export async function openWorkload(spec: WorkloadSpec): Promise<TuneWorkload> {
   if (spec.cmd !== undefined) return commandWorkload(spec);
   const [first, ...rest] = spec.positional;
   if (!first) throw new Error("no workload: give a bench program (see --list), a .ts module or --cmd \"…\"");
+  if (isTraceFile(first)) return traceWorkload(spec, first);
   if (/\.(ts|js|mjs|tsx)$/.test(first)) return spec.inProcess ? inProcessModule(spec, first) : moduleWorkload(spec, first);
   return benchWorkload(spec, first, rest);
 }
@@ -80,6 +85,37 @@ function benchWorkload(spec: WorkloadSpec, program: string, given: string[]): Tu
       if (owner) throw new Error(owner);
       const proof = checkHakmemStats(out.stderr, spec.buildId, Number(out.result?.ops ?? 0) * w.minAllocsPerOp);
       if (proof) throw new Error(proof);
+      return m;
+    },
+  };
+}
+
+/** A file that starts with the trace magic (zig/abi.zig "allocation traces"). */
+function isTraceFile(path: string): boolean {
+  if (!existsSync(path)) return false;
+  const fd = openSync(path, "r");
+  try {
+    const head = Buffer.alloc(4);
+    return readSync(fd, head, 0, 4, 0) === 4 && head.readUInt32LE(0) === HAK_TRACE_MAGIC;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function traceWorkload(spec: WorkloadSpec, path: string): TuneWorkload {
+  const trace = resolve(path);
+  const binary = replayerBinary();
+  const hakmem = { name: "hakmem", preload: spec.lib, lib: spec.lib, allocSymbol: "", freeSymbol: "", pkg: null };
+  return {
+    label: `trace ${path} (bench/c/replay.c)`,
+    kind: "program",
+    searchable: null,
+    close: async () => {},
+    evaluate: async (settings, params) => {
+      const out = await runChild({ argv: [binary, trace], preload: spec.lib, env: hakmemEnv(settings, params), timeoutMs: spec.timeoutMs });
+      const m = toMeasurement(out, spec.clock);
+      const owner = checkMallocOwner(hakmem, out.result?.malloc_from);
+      if (owner) throw new Error(owner);
       return m;
     },
   };

@@ -60,10 +60,10 @@ static void *checker_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    const char *usage = "[ROUNDS] [THREADS 2..16]";
+    g_rounds = arg_in_range(argc, argv, 1, 2000, 1, LONG_MAX, usage);
+    int threads = (int)arg_in_range(argc, argv, 2, 8, 2, 16, usage);
     require_hakmem();
-    g_rounds = argc > 1 ? atol(argv[1]) : 2000;
-    int threads = argc > 2 ? atoi(argv[2]) : 8;
-    REQUIRE(g_rounds > 0 && threads >= 2 && threads <= 16);
     g_owns = (int (*)(const void *))dlsym(RTLD_DEFAULT, "hak_owns");
     REQUIRE(g_owns != NULL);
     pthread_t ids[16];

@@ -46,7 +46,7 @@ static void drop_block(block_t *b, const char *what) {
 }
 
 static void *worker_main(void *arg) {
-    int id = (int)(intptr_t)arg;
+    int id = (int)(intptr_t)arg - 1; /* threads_start numbers threads from 1 */
     rng_t rng;
     rng_seed(&rng, mix64(g_seed * 7919 + (uint64_t)id));
     uint64_t counter = 0;
@@ -71,23 +71,18 @@ static void *worker_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s THREADS ROUNDS SEED\n", argv[0]);
-        return 2;
-    }
+    const char *usage = "THREADS ROUNDS SEED";
+    g_threads = (int)arg_in_range(argc, argv, 1, 0, 1, 256, usage);
+    g_rounds = (int)arg_in_range(argc, argv, 2, -1, 0, 1L << 30, usage);
+    g_seed = (uint64_t)arg_in_range(argc, argv, 3, -1, 0, LONG_MAX, usage);
     require_hakmem();
-    g_threads = atoi(argv[1]);
-    g_rounds = atoi(argv[2]);
-    g_seed = strtoull(argv[3], NULL, 10);
-    REQUIRE(g_threads > 0 && g_rounds >= 0);
     g_arrays = calloc((size_t)g_threads, sizeof *g_arrays);
     REQUIRE(g_arrays != NULL);
     pthread_barrier_init(&g_barrier, NULL, (unsigned)g_threads);
     pthread_t *threads = calloc((size_t)g_threads, sizeof *threads);
     REQUIRE(threads != NULL);
-    for (int t = 0; t < g_threads; t++)
-        REQUIRE(pthread_create(&threads[t], NULL, worker_main, (void *)(intptr_t)t) == 0);
-    for (int t = 0; t < g_threads; t++) pthread_join(threads[t], NULL);
+    threads_start(threads, g_threads, worker_main, NULL, 0);
+    threads_join(threads, g_threads);
     printf("larson threads=%d rounds=%d seed=%llu replacements=%ld\n", g_threads, g_rounds,
            (unsigned long long)g_seed, (long)g_threads * g_rounds * REPLACEMENTS_PER_ROUND);
     free(threads);

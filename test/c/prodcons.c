@@ -32,7 +32,6 @@ static struct {
              .not_empty = PTHREAD_COND_INITIALIZER};
 
 static long g_blocks_per_producer;
-static long g_peak_sampled_kib;
 
 static void push(const batch_t *b) {
     pthread_mutex_lock(&g_queue.lock);
@@ -108,46 +107,33 @@ static void *consumer_main(void *arg) {
             free(p);
         }
         *consumed += batch.count;
-        if ((*consumed & 0x3fff) < BATCH) {
-            long rss = rss_kib();
-            long seen = __atomic_load_n(&g_peak_sampled_kib, __ATOMIC_RELAXED);
-            while (rss > seen &&
-                   !__atomic_compare_exchange_n(&g_peak_sampled_kib, &seen, rss, 0,
-                                                __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            }
-        }
+        if ((*consumed & 0x3fff) < BATCH) rss_sample();
     }
     return NULL;
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s PRODUCERS CONSUMERS BLOCKS [PEAK_LIMIT_MIB]\n", argv[0]);
-        return 2;
-    }
+    const char *usage = "PRODUCERS CONSUMERS BLOCKS [PEAK_LIMIT_MIB]";
+    int producers = (int)arg_in_range(argc, argv, 1, 0, 1, 32, usage);
+    int consumers = (int)arg_in_range(argc, argv, 2, 0, 1, 32, usage);
+    long blocks = arg_in_range(argc, argv, 3, 0, 1, 1L << 40, usage);
+    long limit_mib = arg_in_range(argc, argv, 4, 64, 1, 1L << 20, usage);
     require_hakmem();
-    int producers = atoi(argv[1]), consumers = atoi(argv[2]);
-    long blocks = atol(argv[3]);
-    long limit_mib = argc > 4 ? atol(argv[4]) : 64;
-    REQUIRE(producers > 0 && consumers > 0 && blocks > 0);
     g_blocks_per_producer = blocks / producers;
     g_queue.producers_left = producers;
     pthread_t threads[64];
     long consumed[64] = {0};
     REQUIRE(producers + consumers <= 64);
-    for (int i = 0; i < consumers; i++)
-        REQUIRE(pthread_create(&threads[i], NULL, consumer_main, &consumed[i]) == 0);
-    for (int i = 0; i < producers; i++)
-        REQUIRE(pthread_create(&threads[consumers + i], NULL, producer_main,
-                               (void *)(uintptr_t)(i + 1)) == 0);
-    for (int i = 0; i < producers + consumers; i++) pthread_join(threads[i], NULL);
+    threads_start(threads, consumers, consumer_main, consumed, sizeof consumed[0]);
+    threads_start(threads + consumers, producers, producer_main, NULL, 0);
+    threads_join(threads, producers + consumers);
     long total = 0;
     for (int i = 0; i < consumers; i++) total += consumed[i];
     CHECK(total == g_blocks_per_producer * producers);
     long peak = peak_rss_kib();
     printf("prodcons producers=%d consumers=%d blocks=%ld peak_rss=%.1f MiB sampled_peak=%.1f MiB "
            "final_rss=%.1f MiB\n",
-           producers, consumers, total, peak / 1024.0, g_peak_sampled_kib / 1024.0,
+           producers, consumers, total, peak / 1024.0, rss_sampled_peak_kib() / 1024.0,
            rss_kib() / 1024.0);
     if (peak > limit_mib * 1024) {
         fprintf(stderr, "peak RSS %.1f MiB exceeds the %ld MiB bound (in flight <= %d blocks)\n",

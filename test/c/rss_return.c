@@ -75,9 +75,10 @@ static void *worker_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+    const char *usage = "[TOTAL_MIB] [MAX_RATIO_PERCENT]";
+    size_t total_mib = (size_t)arg_in_range(argc, argv, 1, 1024, 1, 1L << 20, usage);
+    long max_percent = arg_in_range(argc, argv, 2, 10, 1, 100, usage);
     require_hakmem();
-    size_t total_mib = argc > 1 ? (size_t)atol(argv[1]) : 1024;
-    long max_percent = argc > 2 ? atol(argv[2]) : 10;
     worker_t workers[THREADS];
     pthread_t ids[THREADS];
     pthread_barrier_init(&g_allocated, NULL, THREADS + 1);
@@ -88,8 +89,8 @@ int main(int argc, char **argv) {
         workers[t].blocks = calloc(MAX_BLOCKS, sizeof(unsigned char *));
         workers[t].count = 0;
         REQUIRE(workers[t].blocks != NULL);
-        REQUIRE(pthread_create(&ids[t], NULL, worker_main, &workers[t]) == 0);
     }
+    threads_start(ids, THREADS, worker_main, workers, sizeof workers[0]);
     pthread_barrier_wait(&g_allocated);
     long peak = rss_kib();
     pthread_barrier_wait(&g_allocated);

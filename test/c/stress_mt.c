@@ -209,16 +209,16 @@ static void *worker_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s THREADS SEED OPS [local|cross]\n", argv[0]);
+    const char *usage = "THREADS SEED OPS [local|cross]";
+    g_threads = (int)arg_in_range(argc, argv, 1, 0, 1, 256, usage);
+    uint64_t seed = (uint64_t)arg_in_range(argc, argv, 2, -1, 0, LONG_MAX, usage);
+    g_ops = arg_in_range(argc, argv, 3, 0, 1, LONG_MAX, usage);
+    g_cross = argc > 4 && strcmp(argv[4], "cross") == 0;
+    if (argc > 4 && !g_cross && strcmp(argv[4], "local") != 0) {
+        fprintf(stderr, "usage: %s %s\n", argv[0], usage);
         return 2;
     }
     require_hakmem();
-    g_threads = atoi(argv[1]);
-    uint64_t seed = strtoull(argv[2], NULL, 10);
-    g_ops = atol(argv[3]);
-    g_cross = argc > 4 && strcmp(argv[4], "cross") == 0;
-    REQUIRE(g_threads > 0 && g_ops > 0);
     g_workers = calloc((size_t)g_threads, sizeof *g_workers);
     REQUIRE(g_workers != NULL);
     pthread_barrier_init(&g_barrier, NULL, (unsigned)g_threads);
@@ -229,8 +229,7 @@ int main(int argc, char **argv) {
         rng_seed(&g_workers[t].rng, mix64(seed * 1000003 + (uint64_t)t));
         pthread_mutex_init(&g_workers[t].inbox.lock, NULL);
     }
-    for (int t = 0; t < g_threads; t++)
-        REQUIRE(pthread_create(&threads[t], NULL, worker_main, &g_workers[t]) == 0);
+    threads_start(threads, g_threads, worker_main, g_workers, sizeof g_workers[0]);
     unsigned long allocs = 0, frees = 0, reallocs = 0, sent = 0, received = 0;
     for (int t = 0; t < g_threads; t++) {
         pthread_join(threads[t], NULL);

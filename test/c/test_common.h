@@ -3,6 +3,10 @@
  * the "is hakmem really serving malloc?" check and tag patterns. The PRNG, the clock and the
  * RSS readers are bench/c/common.h's (one copy for every C program of the repository).
  *
+ * Also the setup the multi-threaded programs share: arg_in_range (checked argv numbers, the
+ * usage on a bad one), threads_start/threads_join (workers with one argument each) and
+ * rss_sample/rss_sampled_peak_kib (a peak of VmRSS sampled by the workers themselves).
+ *
  * Every program calls require_hakmem() first. With HAKMEM_TEST_SYSTEM=1 in the environment
  * the check is skipped, so the same programs can be validated against the system allocator.
  */
@@ -14,6 +18,8 @@
 #endif
 #include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +102,57 @@ static inline int served_by_hakmem(const char *symbol) {
 
 /* Looks up an optional hak_* function; NULL when absent (system mode or older library). */
 static inline void *hak_symbol(const char *name) { return dlsym(RTLD_DEFAULT, name); }
+
+/* ---- command line ------------------------------------------------------------------ */
+
+/* argv[i] as a whole number in [min, max]; `fallback` when argv has no i-th argument (a
+ * fallback below min makes the argument required). Anything else prints the usage line
+ * and exits 2, so a typo never runs with a silent 0 (what atoi gives). */
+static inline long arg_in_range(int argc, char **argv, int i, long fallback, long min, long max, const char *usage) {
+    if (i >= argc) {
+        if (fallback >= min) return fallback;
+        fprintf(stderr, "usage: %s %s\n", argv[0], usage);
+        exit(2);
+    }
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(argv[i], &end, 10);
+    if (errno != 0 || end == argv[i] || *end != '\0' || v < min || v > max) {
+        fprintf(stderr, "%s: argument %d is %s, expected a whole number in [%ld, %ld]\nusage: %s %s\n",
+                argv[0], i, argv[i], min, max, argv[0], usage);
+        exit(2);
+    }
+    return v;
+}
+
+/* ---- threads ------------------------------------------------------------------------ */
+
+/* Starts n threads running fn; thread t gets (char *)args + t * arg_size, or the number
+ * t + 1 (as a pointer) when args is NULL. */
+static inline void threads_start(pthread_t *ids, int n, void *(*fn)(void *), void *args, size_t arg_size) {
+    for (int t = 0; t < n; t++) {
+        void *arg = args ? (void *)((char *)args + (size_t)t * arg_size) : (void *)(uintptr_t)(t + 1);
+        REQUIRE(pthread_create(&ids[t], NULL, fn, arg) == 0);
+    }
+}
+
+static inline void threads_join(pthread_t *ids, int n) {
+    for (int t = 0; t < n; t++) REQUIRE(pthread_join(ids[t], NULL) == 0);
+}
+
+/* ---- RSS sampled while the program runs ----------------------------------------------- */
+
+static long g_rss_sampled_peak_kib;
+
+/* Reads VmRSS now and raises the sampled peak (any thread; lock-free). */
+static inline void rss_sample(void) {
+    long rss = rss_kib();
+    long seen = __atomic_load_n(&g_rss_sampled_peak_kib, __ATOMIC_RELAXED);
+    while (rss > seen && !__atomic_compare_exchange_n(&g_rss_sampled_peak_kib, &seen, rss, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
+
+static inline long rss_sampled_peak_kib(void) { return __atomic_load_n(&g_rss_sampled_peak_kib, __ATOMIC_RELAXED); }
 
 /* ---- patterns (the PRNG is common.h's) ------------------------------------------- */
 

@@ -146,16 +146,12 @@ static void light_activity(rng_t *r) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s THREADS WAVE_SIZE BLOCKS_PER_THREAD [RSS_LIMIT_MIB]\n", argv[0]);
-        return 2;
-    }
+    const char *usage = "THREADS WAVE_SIZE BLOCKS_PER_THREAD [RSS_LIMIT_MIB]";
+    long threads = arg_in_range(argc, argv, 1, 0, 1, 1L << 30, usage);
+    int wave = (int)arg_in_range(argc, argv, 2, 0, 1, 64, usage);
+    g_blocks_per_thread = (int)arg_in_range(argc, argv, 3, 0, 2, 1 << 20, usage);
+    long limit_mib = arg_in_range(argc, argv, 4, 32, 1, 1L << 20, usage);
     require_hakmem();
-    long threads = atol(argv[1]);
-    int wave = atoi(argv[2]);
-    g_blocks_per_thread = atoi(argv[3]);
-    long limit_mib = argc > 4 ? atol(argv[4]) : 32;
-    REQUIRE(threads > 0 && wave > 0 && wave <= 64 && g_blocks_per_thread > 1);
     pthread_t collector;
     REQUIRE(pthread_create(&collector, NULL, collector_main, NULL) == 0);
     pthread_t ids[64];

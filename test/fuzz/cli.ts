@@ -34,23 +34,35 @@ function integer(name: string, text: string | undefined, fallback: number, min =
   return n;
 }
 
+/** An unknown or malformed option: one line and the usage (exit 2), not a stack trace. */
+function usageError(error: unknown): never {
+  writeSync(2, `fuzz: ${(error as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
 function parse() {
-  const { values } = parseArgs({
-    args: process.argv.slice(2),
-    options: {
-      seed: { type: "string" },
-      ops: { type: "string" },
-      threads: { type: "string" },
-      runs: { type: "string" },
-      phases: { type: "string" },
-      "max-live": { type: "string" },
-      "large-max": { type: "string" },
-      "hang-seconds": { type: "string" },
-      trace: { type: "boolean" },
-      check: { type: "boolean" },
-      help: { type: "boolean", short: "h" },
-    },
-  });
+  const { values } = (() => {
+    try {
+      return parseArgs({
+        args: process.argv.slice(2),
+        options: {
+          seed: { type: "string" },
+          ops: { type: "string" },
+          threads: { type: "string" },
+          runs: { type: "string" },
+          phases: { type: "string" },
+          "max-live": { type: "string" },
+          "large-max": { type: "string" },
+          "hang-seconds": { type: "string" },
+          trace: { type: "boolean" },
+          check: { type: "boolean" },
+          help: { type: "boolean", short: "h" },
+        },
+      });
+    } catch (error) {
+      return usageError(error);
+    }
+  })();
   if (values.help) {
     say(USAGE);
     process.exit(0);

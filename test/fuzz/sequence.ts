@@ -17,7 +17,7 @@ const RANK: Record<Tier, number> = { tiny: HAK_TIER_TINY, mid: HAK_TIER_MID, lar
 
 export type Op =
   | "alloc" | "calloc" | "realloc" | "aligned" | "free" | "free-twice" | "usable"
-  | "routing" | "routing-back" | "collect" | "handoff";
+  | "routing" | "routing-back" | "collect" | "handoff" | "end";
 
 const BIG = 256 * 1024;
 

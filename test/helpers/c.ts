@@ -5,6 +5,7 @@ import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ZIG, zigCcAsync } from "../../bench/zigcc.ts";
+import { spawnCollect } from "./spawn.ts";
 
 export const REPO = resolve(import.meta.dir, "../..");
 export { ZIG };
@@ -29,14 +30,19 @@ export function hakmemLib(): string {
   return process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(REPO, "zig-out/lib/libhakmem.so");
 }
 
+/** The checked library (ReleaseSafe, validators at slow paths: zig/validate.zig), beside the one under test. */
+export function checkedLib(): string {
+  return join(REPO, "zig-out/lib/libhakmem-checked.so");
+}
+
 /** HAKMEM_TEST_SYSTEM=1 runs the programs on the system allocator (to validate the tests). */
 export function systemMode(): boolean {
   const v = process.env.HAKMEM_TEST_SYSTEM;
   return !!v && v !== "0";
 }
 
-function requireLibrary(): string {
-  const lib = hakmemLib();
+function requireLibrary(path?: string): string {
+  const lib = path ?? hakmemLib();
   if (!existsSync(lib)) throw new Error(`${lib} does not exist: run 'npm run build' first`);
   return lib;
 }
@@ -70,6 +76,8 @@ export interface RunOptions {
   cwd?: string;
   /** extra compiler/linker flags for runC (after the source file) */
   compileFlags?: string[];
+  /** the library to preload (default hakmemLib(); checkedLib() for the checked one) */
+  library?: string;
 }
 
 /** Runs a command, by default with libhakmem.so preloaded. */
@@ -77,30 +85,12 @@ export async function run(argv: string[], options: RunOptions = {}): Promise<Run
   const preload = options.preload ?? !systemMode();
   const env: Record<string, string> = { ...(process.env as Record<string, string>), ...options.env };
   delete env.LD_PRELOAD;
-  if (preload) env.LD_PRELOAD = requireLibrary();
+  if (preload) env.LD_PRELOAD = requireLibrary(options.library);
   const prefix = preload ? `LD_PRELOAD=${env.LD_PRELOAD} ` : "";
   const extra = Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v} `).join("");
   const command = `${prefix}${extra}${argv.join(" ")}`;
-  const started = performance.now();
-  const proc = Bun.spawn(argv, {
-    cwd: options.cwd ?? REPO,
-    env,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    timeout: options.timeoutMs ?? 90_000,
-    killSignal: "SIGKILL",
-  });
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  await proc.exited;
-  return {
-    command,
-    code: proc.exitCode,
-    signal: proc.signalCode,
-    stdout,
-    stderr,
-    ms: performance.now() - started,
-  };
+  const r = await spawnCollect(argv, { cwd: options.cwd ?? REPO, env, timeoutMs: options.timeoutMs });
+  return { ...r, command };
 }
 
 /** Compiles and runs test/c/<name>.c with the given arguments. */

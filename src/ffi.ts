@@ -70,6 +70,8 @@ const symbols = {
   hak_profile_dump: { args: [cstring], returns: i32 },
   hak_set_check_mode: { args: [i32], returns: i32 },
   hak_check_mode: { args: [], returns: i32 },
+  hak_check_heap: { args: [], returns: u64_fast },
+  hak_sampled: { args: [ptr], returns: i32 },
   hak_validate: { args: [], returns: i32 },
   // identity
   hak_version: { args: [], returns: cstring },

@@ -300,6 +300,19 @@ export function checkMode(): CheckMode {
   return CHECK_MODES[native.hak_check_mode()] ?? "off";
 }
 
+/**
+ * Check mode: checks every live block's redzones and every freed block's poison now (each
+ * problem is reported on stderr); returns how many it found. 0 outside check mode.
+ */
+export function checkHeap(): number {
+  return Number(native.hak_check_heap());
+}
+
+/** True when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB; on by default). */
+export function sampled(ptr: number): boolean {
+  return native.hak_sampled(checkPointer("sampled", ptr) as Pointer) === 1;
+}
+
 export function version(): string {
   return String(native.hak_version());
 }

@@ -60,11 +60,14 @@ test.skipIf(!slow)(`bench --quick produces numbers for hakmem and glibc in every
     expect(rm.every((s) => Number.isFinite(Number(s.extra.faults_per_op)) && Number(s.extra.faults) > 0)).toBe(true);
     // the safety table: a verdict for every case and allocator; hakmem reports a double free
     const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
-    expect(safety.results.length).toBe(safety.cases.length * 2);
+    expect(safety.results.length).toBe(safety.cases.length * 3); // hakmem, glibc, and hakmem in check mode
     expect(safety.results.filter((r) => r.verdict === "error")).toEqual([]);
     const verdict = (c: string, a: string) => safety.results.find((r) => r.case === c && r.allocator === a)?.verdict;
     expect([verdict("control", "hakmem"), verdict("control", "glibc")]).toEqual(["contained", "contained"]);
     expect(verdict("double_free_adjacent", "hakmem")).toBe("reported");
+    // issue 21: check mode reports the overflow, and a guarded sample's overflow faults with a report
+    expect(verdict("overflow_1_small", "hakmem check")).toBe("reported");
+    expect(verdict("guarded_overflow", "hakmem")).toBe("reported");
     expect(out).toContain("safety —");
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -173,9 +173,12 @@ pub const Ownership = enum { live, invalid, not_owned };
 /// hak_owns: a live block's address (on a page of aligned blocks, any address inside one),
 /// hakmem's memory that is no live block, or not hakmem's.
 pub fn owns(addr: usize) Ownership {
+    if (config.check_mode != .off) {
+        if (check.usableSize(addr) != null) return .live;
+    }
     return switch (slow.classify(addr)) {
         .page_block => |b| if (b.start == addr or b.page.flags & page_mod.flag_aligned != 0) .live else .invalid,
-        .large => .live,
+        .large, .guarded => .live,
         .not_owned => .not_owned,
         .invalid, .freed => .invalid,
     };

@@ -182,6 +182,17 @@ export fn hak_set_check_mode(mode: c_int) c_int {
     return HAK_OK;
 }
 
+/// Check mode: checks every live block's redzones and every quarantined block's poison;
+/// returns how many problems it reported (0 outside check mode).
+export fn hak_check_heap() usize {
+    return @import("check.zig").sweep();
+}
+
+/// 1 when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB, guard.zig), else 0.
+export fn hak_sampled(ptr: ?*const anyopaque) c_int {
+    return @intFromBool(@import("guard.zig").isSample(@intFromPtr(ptr)));
+}
+
 export fn hak_check_mode() c_int {
     process.ensureInit();
     return @intFromEnum(config.check_mode);

@@ -17,7 +17,8 @@
 //!         already", and only then does the slow path look for the block where it could be
 //!         (slow.freeBlock) to tell a double free from a program's data that equals the key.
 //!
-//! Both values come from the kernel's AT_RANDOM bytes, set once before the first heap exists.
+//! Both values come from the kernel's getrandom, set once before the first heap exists
+//! (never from AT_RANDOM, which seeds glibc's stack canary: see initSecrets).
 const std = @import("std");
 
 pub const Block = extern struct {
@@ -33,27 +34,70 @@ pub var fresh_key: usize = 0;
 /// The secret of encoded links.
 pub var link_secret: usize = 0;
 
-extern "c" fn getauxval(kind: c_ulong) c_ulong;
-const AT_RANDOM: c_ulong = 25;
+const linux = std.os.linux;
+const GRND_NONBLOCK: u32 = 1;
 
 /// Sets the key and the link secret, once (later calls, e.g. from unit tests, keep them:
-/// blocks already freed carry the first values).
+/// blocks already freed carry the first values). Both come straight from the kernel's
+/// random bytes (the getrandom system call), never from the auxiliary vector's AT_RANDOM:
+/// glibc makes the stack-protector canary and the pointer guard of those, and free_key is
+/// written into every freed block, so a program that reads a freed block must learn
+/// nothing else of the process. Two independent words: neither secret tells the other.
 pub fn initSecrets() void {
     if (free_key != 0) return;
-    var seed: [2]u64 = .{ 0x9E37_79B9_7F4A_7C15, 0xD1B5_4A32_D192_ED03 };
-    const random_bytes = getauxval(AT_RANDOM);
-    if (random_bytes != 0) {
-        const words: *align(1) const [2]u64 = @ptrFromInt(random_bytes);
-        seed[0] ^= words[0];
-        seed[1] ^= words[1];
-    }
-    // Mix in an address and the clock: AT_RANDOM is absent only where auxv is unusual.
-    seed[0] ^= @intFromPtr(&seed) *% 0x2545_F491_4F6C_DD1D;
-    var ts: std.c.timespec = undefined;
-    if (std.c.clock_gettime(.MONOTONIC, &ts) == 0) seed[1] ^= @as(u64, @bitCast(@as(i64, ts.nsec)));
-    free_key = mix(seed[0]) | 1;
+    var words: [2]u64 = undefined;
+    randomWords(&words);
+    free_key = words[0] | 1;
     fresh_key = free_key ^ 2;
-    link_secret = mix(seed[1] ^ free_key);
+    link_secret = words[1];
+}
+
+/// Fills `out` with random bytes: getrandom (retried on EINTR; GRND_NONBLOCK, so a process
+/// that starts before the kernel's pool is ready does not hang), else /dev/urandom, else
+/// (no getrandom, no /dev: a bare chroot on a pre-3.17 kernel) the clock and a few
+/// addresses run through a mixer — keys that only make a stray write unlikely to pass for
+/// a free block, not secrets; the only case where they are not random.
+fn randomWords(out: *[2]u64) void {
+    const buf: [*]u8 = @ptrCast(out);
+    if (fromGetrandom(buf[0..16]) or fromUrandom(buf[0..16])) return;
+    var ts: linux.timespec = undefined;
+    _ = linux.clock_gettime(.MONOTONIC, &ts);
+    out[0] = mix(@as(u64, @bitCast(@as(i64, ts.nsec))) ^ (@intFromPtr(out) *% 0x2545_F491_4F6C_DD1D));
+    out[1] = mix(out[0] ^ @as(u64, @bitCast(@as(i64, ts.sec))) ^ @intFromPtr(&free_key));
+}
+
+fn fromGetrandom(buf: []u8) bool {
+    var done: usize = 0;
+    var attempts: u32 = 0;
+    while (done < buf.len and attempts < 64) : (attempts += 1) {
+        const rc = linux.getrandom(buf[done..].ptr, buf.len - done, GRND_NONBLOCK);
+        switch (linux.E.init(rc)) {
+            .SUCCESS => done += rc,
+            .INTR => {},
+            else => return false, // ENOSYS (no such call), EAGAIN (pool not ready), …
+        }
+    }
+    return done == buf.len;
+}
+
+fn fromUrandom(buf: []u8) bool {
+    const rc = linux.open("/dev/urandom", .{ .CLOEXEC = true }, 0);
+    if (linux.E.init(rc) != .SUCCESS) return false;
+    const fd: i32 = @intCast(rc);
+    defer _ = linux.close(fd);
+    var done: usize = 0;
+    var attempts: u32 = 0;
+    while (done < buf.len and attempts < 64) : (attempts += 1) {
+        const n = linux.read(fd, buf[done..].ptr, buf.len - done);
+        switch (linux.E.init(n)) {
+            .SUCCESS => if (n == 0) return false else {
+                done += n;
+            },
+            .INTR => {},
+            else => return false,
+        }
+    }
+    return done == buf.len;
 }
 
 fn mix(x: u64) u64 {
@@ -74,6 +118,17 @@ pub inline fn decode(at: *const Block) usize {
 
 pub inline fn isMarkedFree(block: *const Block) bool {
     return block.key == free_key;
+}
+
+test "secrets are random words, not the auxiliary vector's AT_RANDOM" {
+    initSecrets();
+    const at_random: *align(1) const [2]u64 = @ptrFromInt(std.c.getauxval(std.elf.AT_RANDOM));
+    for ([_]usize{ free_key, link_secret, free_key & ~@as(usize, 1) }) |secret| {
+        for (at_random) |w| try std.testing.expect(secret != w and secret != (w | 1));
+    }
+    var again: [2]u64 = undefined;
+    randomWords(&again);
+    try std.testing.expect(again[0] != again[1] and again[0] != free_key);
 }
 
 test "links round-trip and a stray write decodes to noise" {

@@ -123,6 +123,14 @@ pub var profile_sample_bytes: usize = 512 << 10;
 const path_max = 511;
 
 pub const CheckMode = abi.CheckMode;
+/// HAKMEM_GUARD_SAMPLE_MB: about one allocation per this many MiB allocated is a guarded
+/// sample (guard.zig); 0 turns sampling off.
+pub var guard_sample_mb: usize = guard_sample_mb_default;
+pub const guard_sample_mb_default: usize = 32;
+comptime {
+    std.debug.assert(guard_sample_mb_default == 32); // the `known` table's default says "32"
+}
+
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
 pub var check_mode: CheckMode = .off;
@@ -202,6 +210,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
+    .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = "32", .apply = applyGuardSample },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
     .{ .name = "HAKMEM_MEMORY_LIMIT_MB", .expected = "a whole number of MiB (0: no limit)", .default = "0", .apply = applyMemoryLimit },
     .{ .name = "HAKMEM_CGROUP_DIR", .expected = "a cgroup v2 directory", .default = "the process's cgroup", .apply = applyCgroupDir },
@@ -469,6 +478,12 @@ pub fn cgroupDir() ?[]const u8 {
 pub fn profilePath() ?[:0]const u8 {
     if (profile_path_len == 0) return null;
     return profile_path_buf[0..profile_path_len :0];
+}
+
+fn applyGuardSample(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) guard_sample_mb = @intCast(n);
+    return verdict;
 }
 
 fn applyAdapt(value: []const u8) Verdict {

@@ -207,11 +207,19 @@ const char *hak_stat_name(uint32_t index);
 void        hak_stats_reset(void);            /* zeroes event counters (not live/mapped)    */
 void        hak_stats_print(void);            /* the HAKMEM_STATS=1 summary, to stderr      */
 
-/* Check mode (also HAKMEM_CHECK=1 / =warn): every block gets a canary and a trailer, freed
- * blocks a pattern; double frees, interior/foreign frees, overflows and writes to freed
- * blocks are reported on stderr (then abort, or continue in warn mode). */
+/* Check mode (also HAKMEM_CHECK=1 / =warn): every block gets a redzone before and after it,
+ * freed blocks are poisoned and quarantined; double frees, interior/foreign frees, overflows,
+ * underflows and writes to freed blocks are reported on stderr (then abort, or continue in
+ * warn mode). hak_check_heap checks every live block's redzones and every quarantined
+ * block's poison now (check mode also does at exit); it returns the problems found. */
 int    hak_set_check_mode(int mode);          /* before the first allocation only, else HAK_ERR_INVALID */
 int    hak_check_mode(void);
+size_t hak_check_heap(void);                  /* 0 outside check mode                       */
+
+/* Guarded sampling (on by default; HAKMEM_GUARD_SAMPLE_MB, 0 = off): about one allocation
+ * per that many MiB allocated is placed against a guard page and freed into a protected
+ * slot, so an overflow or a use after free of it faults and is reported on stderr. */
+int    hak_sampled(const void *ptr);          /* 1: a live guarded sample                   */
 
 /* Memory return: purge empty memory now (all of it when force != 0). */
 void   hak_collect(int force);

@@ -178,6 +178,8 @@
 //!                            (mapping cache, mremap)
 //!              large_local.zig  a thread's cache of the region blocks it freed lately
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
+//!              guard.zig     guarded sampling (a sampled block against a guard page, freed
+//!                            into a protected slot) and the fault handler that reports it
 //!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
 //!              misuse.zig    every report of misuse or corruption, and what follows it
@@ -212,7 +214,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
     &.{ "size_class", "config", "misuse", "stats", "budget" },
-    &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena" },
+    &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
     &.{ "slow", "check", "alloc" },
@@ -250,6 +252,7 @@ test {
     _ = @import("placement.zig");
     _ = @import("purge.zig");
     _ = @import("growth.zig");
+    _ = @import("guard.zig");
     _ = @import("trace.zig");
     _ = @import("validate.zig");
     _ = @import("budget.zig");

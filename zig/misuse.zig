@@ -40,6 +40,7 @@ pub const Problem = enum {
     interior_pointer,
     not_owned,
     overflow,
+    underflow,
     trailer_overwritten,
     use_after_free,
     realloc_freed,
@@ -51,6 +52,7 @@ pub const Problem = enum {
             .interior_pointer => "free of an interior pointer (not the start of a block)",
             .not_owned => "free of a pointer hakmem does not own",
             .overflow => "write past the requested size of",
+            .underflow => "write before the start of",
             .trailer_overwritten => "write past the requested size (block trailer overwritten) of",
             .use_after_free => "write to a freed block, found when reusing",
             .realloc_freed => "realloc of a freed block",
@@ -75,6 +77,11 @@ pub noinline fn say(prefix: []const u8, problem: Problem, ptr: usize, where: ?Wh
 /// Check mode's report: the line, then abort (HAKMEM_CHECK=1) or return (=warn).
 pub fn report(problem: Problem, ptr: usize, where: ?Where, offset: ?usize) void {
     say("CHECK: ", problem, ptr, where, offset);
+    afterReport();
+}
+
+/// What follows a check-mode report: abort (HAKMEM_CHECK=1), or return (=warn).
+pub fn afterReport() void {
     if (config.check_mode == .abort) {
         os.writeStderr("hakmem: CHECK: aborting (set HAKMEM_CHECK=warn to continue instead)\n");
         std.c.abort();

@@ -61,6 +61,11 @@ pub fn commit(ptr: [*]u8, len: usize) bool {
     return !failed(linux.mprotect(ptr, len, linux.PROT.READ | linux.PROT.WRITE));
 }
 
+/// Makes mapped memory inaccessible (a guard, a quarantined block): any access faults.
+pub fn protect(ptr: [*]u8, len: usize) void {
+    _ = linux.mprotect(ptr, len, linux.PROT.NONE);
+}
+
 pub fn unmap(ptr: [*]u8, len: usize) void {
     std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
     _ = linux.munmap(ptr, len);

@@ -301,12 +301,16 @@ pub const Page = extern struct {
         while (node) |blk| {
             const addr = @intFromPtr(blk);
             const index = self.blockStartIndex(addr) orelse misuse.corrupted("a page's remote-free list names a block outside it", addr);
-            if (count == self.used) misuse.corrupted("a page's remote-free list is longer than its blocks in use", addr);
+            // A block free on the page already (before this batch, or earlier in it) is a
+            // double free. Tested before the length bound: a block pushed twice (a second
+            // thread freed it again while it waited here) rewrote its link, so the list
+            // loops back to it, and the loop must read as a double free, not corruption.
             const bit = self.bitOf(index);
             if (bit.word.* & bit.mask != 0) {
                 misuse.doubleFreeFound(addr, self.where());
                 break; // the rest of the list came before the second push: dropped, not followed
             }
+            if (count == self.used) misuse.corrupted("a page's remote-free list is longer than its blocks in use", addr);
             const next = block_mod.decode(blk);
             bit.word.* |= bit.mask;
             blk.key = block_mod.free_key;

@@ -52,9 +52,11 @@ fn forkPrepare() callconv(.c) void {
     arena.abandoned_lock.acquire();
     large.lockForFork();
     @import("profile.zig").lockForFork();
+    @import("guard.zig").lockForFork();
 }
 
 fn forkParent() callconv(.c) void {
+    @import("guard.zig").unlockAfterFork();
     @import("profile.zig").unlockAfterFork();
     large.unlockAfterFork();
     arena.abandoned_lock.release();
@@ -65,6 +67,7 @@ fn forkParent() callconv(.c) void {
 
 fn forkChild() callconv(.c) void {
     @import("profile.zig").resetLockInChild();
+    @import("guard.zig").resetLockInChild();
     heap_mod.exited_lock.resetInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();

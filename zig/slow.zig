@@ -28,6 +28,7 @@ const large = @import("large.zig");
 const LocalLarge = @import("large_local.zig").LocalLarge;
 const misuse = @import("misuse.zig");
 const profile = @import("profile.zig");
+const guard = @import("guard.zig");
 const abi = @import("abi.zig");
 const validate = @import("validate.zig");
 const Page = page_mod.Page;
@@ -66,7 +67,22 @@ pub fn malloc(size: usize) ?*anyopaque {
 
 pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
     const bin = config.bin(size) orelse return mallocLarge(h, size, 16, false);
-    return allocBin(h, bin) orelse outOfMemory();
+    if (!guard.enabled()) return allocBin(h, bin) orelse outOfMemory();
+    // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
+    // into play (a refill's blocks) are charged; when the countdown has run out, this
+    // call's block is a sample.
+    if (guard.due(size_class.binBlockSize(bin))) {
+        // (the whole block size: a sample's usable size and statistics are its bin's)
+        if (guard.take(size_class.binBlockSize(bin), bin)) |sample| {
+            h.counters.direct_allocs[bin] += 1; // counted as its bin's (stats stay exact)
+            return sample;
+        }
+    }
+    const cached = h.cache.count(bin);
+    const blk = allocBin(h, bin) orelse return outOfMemory();
+    const brought = if (cached > 0) 1 else h.cache.count(bin) + 1;
+    guard.charge(@as(usize, brought) * size_class.binBlockSize(bin));
+    return blk;
 }
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
@@ -204,9 +220,28 @@ noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     return .ok;
 }
 
+/// A guarded sample's free, counted as a free of its bin (remote when another thread
+/// allocated it), as if it had been a block of that bin.
+noinline fn freeSample(addr: usize) FreeResult {
+    const freed = switch (guard.free(addr)) {
+        .ok => |f| f,
+        .double_free => return .double_free,
+        .invalid => return .invalid,
+    };
+    const h = thread.currentAny() orelse {
+        stats.incr(&stats.heapless_frees[freed.bin]);
+        return .ok;
+    };
+    h.counters.direct_frees[freed.bin] += 1;
+    if (freed.remote) h.counters.remote_frees[freed.bin] += 1;
+    return .ok;
+}
+
 /// An address outside every segment: NULL, a large block, or not ours.
 fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     if (addr == 0) return .ok;
+    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (guard.owns(addr)) return freeSample(addr);
     if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,
@@ -243,6 +278,8 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 pub const Kind = union(enum) {
     page_block: struct { page: *Page, start: usize },
     large: *large.LargeHeader,
+    /// a live guarded sample (guard.zig): its usable bytes
+    guarded: usize,
     freed,
     not_owned,
     invalid,
@@ -250,7 +287,11 @@ pub const Kind = union(enum) {
 
 pub fn classify(addr: usize) Kind {
     const tag = segment_map.lookup(addr);
-    if (tag == .none) return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
+    // (the guard pool first: it may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (tag != .segment and guard.owns(addr)) return if (guard.usableSize(addr)) |n| .{ .guarded = n } else .invalid;
+    if (tag == .none) {
+        return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
+    }
     if (tag != .segment) return switch (large.lookup(addr, tag)) {
         .foreign => .not_owned,
         .invalid => .invalid,
@@ -269,6 +310,7 @@ pub fn usableOf(addr: usize, kind: Kind) ?usize {
     return switch (kind) {
         .page_block => |b| b.page.block_size - (addr - b.start),
         .large => |h| h.usable_size,
+        .guarded => |n| n,
         .freed, .not_owned, .invalid => null,
     };
 }

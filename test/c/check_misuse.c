@@ -11,6 +11,7 @@
  * Prints "reached end" when the program runs to completion.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +72,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "use_after_free")) {
         free(p);
         p[20] = 5; /* write into the freed block */
-        keep = malloc(40); /* reuses it */
+        keep = malloc(40); /* (check mode: the freed block waits in the quarantine) */
+        size_t (*check_heap)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "hak_check_heap");
+        if (check_heap) check_heap(); /* finds it there */
     } else {
         return 2;
     }

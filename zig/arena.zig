@@ -99,6 +99,42 @@ pub fn decay(now_ms: u64, force: bool) void {
     }
 }
 
+/// Cached segments purged at most per trimCachedDirty call.
+const trim_cached_max = 16;
+
+/// Purges the dirty slices of the cached segments beyond the first (newest) `keep_bytes`
+/// of them: at a thread's exit, what the next threads find resident stays bounded even if
+/// no maintenance runs again (heap.park). A purged segment waits behind the others (the
+/// resident ones are taken first). Returns the dirty bytes kept. Bounded by the cache's
+/// length and trim_cached_max.
+pub fn trimCachedDirty(keep_bytes: usize) usize {
+    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return 0;
+    var taken: [trim_cached_max]*Segment = undefined;
+    var count: usize = 0;
+    var kept: usize = 0;
+    cache_lock.acquire();
+    var it = cache.first;
+    var seen: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= cache.count);
+        if (seg.dirty_slices == 0) continue;
+        if (kept + seg.dirtyBytes() <= keep_bytes) {
+            kept += seg.dirtyBytes();
+        } else if (count < taken.len) {
+            taken[count] = seg;
+            count += 1;
+        }
+    }
+    for (taken[0..count]) |seg| cache.remove(seg);
+    cache_lock.release();
+    for (taken[0..count]) |seg| seg.purge(); // no longer in the cache: nobody can take it
+    cache_lock.acquire();
+    for (taken[0..count]) |seg| cache.pushBack(seg);
+    cache_lock.release();
+    return kept;
+}
+
 /// Abandoned segments keep their dirty (empty, resident) slices, so the thread that adopts
 /// one soon reuses them without page faults; nobody else purges them, so this does, once
 /// they have been dirty for the decay time (everything with `force`). Bounded by the

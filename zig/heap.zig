@@ -451,8 +451,12 @@ pub const Heap = struct {
         self.parked_dirty_bytes = kept;
         exited_lock.acquire();
         parked_dirty_bytes -= room - kept;
+        const arena_room = parked_keep_dirty_bytes -| parked_dirty_bytes;
         parked.pushFront(self);
         exited_lock.release();
+        // Empty segments cached in the arena (this exit may have emptied some) share the
+        // same bound: nothing may run maintenance again after the last thread exits.
+        _ = arena.trimCachedDirty(arena_room);
         trimStaleParked(now_ms);
     }
 
@@ -497,9 +501,10 @@ pub const Heap = struct {
         }
     }
 
-    /// Thread exit: every cached block goes back to its page, every page without live
-    /// blocks goes back; segments that still hold live blocks are abandoned for another
-    /// thread to adopt (placement.abandonAll).
+    /// A parked heap given up (decayParked; tests): every cached block goes back to its
+    /// page, every page without live blocks goes back, every dirty slice is purged; segments
+    /// that still hold live blocks are abandoned for another thread to adopt, the others
+    /// cached in the arena (placement.abandonAll).
     pub fn abandonAll(self: *Heap) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
@@ -511,12 +516,12 @@ pub const Heap = struct {
                     queue.remove(page);
                     page.flags &= ~page_mod.flag_full;
                     _ = page.collect();
-                    if (page.used == 0) self.releasePage(page, now);
+                    if (page.used == 0) self.segments.releasePageKeepSegment(page, now);
                 }
             }
         }
         self.retained = [_]?*Page{null} ** retained_max;
-        self.segments.abandonAll();
+        self.segments.abandonAll(now);
     }
 };
 

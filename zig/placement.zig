@@ -69,7 +69,7 @@ pub const Segments = struct {
         if (seg.free_slices == 0) {
             // keep full segments behind the ones with room
             self.list.remove(seg);
-            self.pushBack(seg);
+            self.list.pushBack(seg);
         }
         stats.pageAcquired(page.tierIndex(), @as(usize, page.slice_count) * size_class.slice_size, reused);
         return page;
@@ -96,17 +96,6 @@ pub const Segments = struct {
         return .{ .segment = best_segment orelse return null, .run = best_run };
     }
 
-    fn pushBack(self: *Segments, seg: *Segment) void {
-        const last = self.list.last() orelse {
-            self.list.push(seg);
-            return;
-        };
-        seg.prev = last;
-        seg.next = null;
-        last.next = seg;
-        self.list.count += 1;
-    }
-
     /// Returns a page (out of every queue of its heap) to its segment, and the segment to
     /// the arena once it has no page left.
     pub fn releasePage(self: *Segments, page: *Page, now_ms: u64) void {
@@ -118,6 +107,14 @@ pub const Segments = struct {
             self.list.remove(seg);
             arena.release(seg, now_ms);
         }
+    }
+
+    /// A page's span back to its segment, which stays in the list even when it has no page
+    /// left (abandonAll, which follows, purges it and gives it to the arena).
+    pub fn releasePageKeepSegment(self: *Segments, page: *Page, now_ms: u64) void {
+        self.lock.acquire();
+        defer self.lock.release();
+        self.releaseSpan(page, now_ms);
     }
 
     /// (lock held) A page's span back to its segment, which stays in the list.
@@ -143,7 +140,7 @@ pub const Segments = struct {
     pub fn adopt(self: *Segments, seg: *Segment, sink: anytype) void {
         self.lock.acquire();
         defer self.lock.release();
-        if (seg.free_slices == 0) self.pushBack(seg) else self.list.push(seg);
+        if (seg.free_slices == 0) self.list.pushBack(seg) else self.list.push(seg);
         const now = os.nowMs();
         var slice: usize = 1;
         while (slice < segment_mod.slice_count) {
@@ -166,14 +163,15 @@ pub const Segments = struct {
     }
 
     /// A parked heap nobody took within the purge delay, once every page without live
-    /// blocks went back: its dirty slices are purged (they waited the delay already) and
-    /// its segments go to the arena's abandoned list for any thread to adopt.
-    pub fn abandonAll(self: *Segments) void {
+    /// blocks went back: its dirty slices are purged (they waited the delay already), its
+    /// segments with no page left go to the arena's cache, the others to its abandoned list
+    /// for any thread to adopt. (Nothing may run maintenance again: nothing is left dirty.)
+    pub fn abandonAll(self: *Segments, now_ms: u64) void {
         self.lock.acquire();
         defer self.lock.release();
         while (self.list.pop()) |seg| {
             if (seg.dirty_slices != 0) seg.purge();
-            arena.abandon(seg);
+            if (seg.used_pages == 0) arena.release(seg, now_ms) else arena.abandon(seg);
         }
     }
 

@@ -256,6 +256,15 @@ pub const SegmentList = struct {
         return seg;
     }
 
+    /// Appends `seg` at the end (behind every segment there). Walks the list.
+    pub fn pushBack(self: *SegmentList, seg: *Segment) void {
+        const tail = self.last() orelse return self.push(seg);
+        seg.prev = tail;
+        seg.next = null;
+        tail.next = seg;
+        self.count += 1;
+    }
+
     /// The segment that entered last among those left is at the end.
     pub fn last(self: *SegmentList) ?*Segment {
         var seg = self.first orelse return null;

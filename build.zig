@@ -1,7 +1,7 @@
 //! Builds zig-out/lib/libhakmem.so (the allocator, its hak_* API and the libc names; and
 //! beside it libhakmem-checked.so, the same in ReleaseSafe with the validators running), with
 //! zig-out/include/hakmem.h and zig-out/lib/pkgconfig/hakmem.pc for C programs that link it;
-//! zig-out/lib/libhakmem_kernels.so (the harness's workload loops, zig/kernels.zig: linked
+//! zig-out/lib/libhakmem_kernels.so (the harness's workload loops, zig/tools/kernels.zig: linked
 //! against libhakmem.so, never part of it); and runs the Zig unit tests (`zig build test`).
 //!
 //! The ABI's constants live in zig/abi.zig; `zig build abi` writes their copies (the
@@ -29,7 +29,7 @@ pub fn build(b: *std.Build) void {
     b.installArtifact(lib);
 
     // The checked library: the same sources, ReleaseSafe (asserts and safety checks on) and
-    // `checked` (zig/validate.zig: validators at slow paths and thread exit). The fuzzer,
+    // `checked` (zig/thread/validate.zig: validators at slow paths and thread exit). The fuzzer,
     // the preloaded C tests and the soak run against it in `npm test`.
     const checked_options = buildOptions(b, build_id, true);
     const checked_module = sharedLibraryModule(b, "zig/lib.zig", target, .ReleaseSafe);
@@ -44,7 +44,8 @@ pub fn build(b: *std.Build) void {
     // libhakmem.so (DT_NEEDED by its soname): loaded after libhakmem.so, as src/ffi.ts does,
     // they use that library's one allocator (the loader matches the soname of the copy
     // already loaded, wherever it came from); $ORIGIN finds zig-out/lib's otherwise.
-    const kernels_module = sharedLibraryModule(b, "zig/kernels.zig", target, optimize);
+    const kernels_module = sharedLibraryModule(b, "zig/tools/kernels.zig", target, optimize);
+    kernels_module.root_source_file = toolRoot(b, "kernels", .library); // compiled from a copy beside abi.zig's (toolRoot)
     // The .so as a linker input (not linkLibrary, which adds the build cache's directory as
     // an rpath): DT_NEEDED libhakmem.so, found through $ORIGIN alone.
     kernels_module.addObjectFile(lib.getEmittedBin());
@@ -56,7 +57,7 @@ pub fn build(b: *std.Build) void {
     // zig/abi.zig -> zig/hakmem.h (generated block) and src/abi.ts.
     const abi_gen = b.addExecutable(.{
         .name = "abi_gen",
-        .root_module = b.createModule(.{ .root_source_file = b.path("zig/abi_gen.zig"), .target = b.graph.host, .optimize = .Debug }),
+        .root_module = b.createModule(.{ .root_source_file = toolRoot(b, "abi_gen", .executable), .target = b.graph.host, .optimize = .Debug }),
     });
     const abi_check = abiRun(b, abi_gen, "check");
     b.getInstallStep().dependOn(&abi_check.step);
@@ -91,7 +92,7 @@ pub fn build(b: *std.Build) void {
 }
 
 /// The library's build_options: its version, the source hash, and whether it is the checked
-/// library (zig/validate.zig runs the validators; the unit tests are built checked too).
+/// library (zig/thread/validate.zig runs the validators; the unit tests are built checked too).
 fn buildOptions(b: *std.Build, build_id: []const u8, checked: bool) *std.Build.Step.Options {
     const options = b.addOptions();
     options.addOption([]const u8, "version", version);
@@ -171,5 +172,21 @@ fn sharedLibraryModule(b: *std.Build, root: []const u8, target: std.Build.Resolv
         .pic = true,
         .omit_frame_pointer = optimize == .ReleaseFast,
         .stack_check = false, // no __zig_probe_stack: compiler_rt is not bundled
+    });
+}
+
+/// The root source file of a tool of zig/tools/ (lib.zig's `tools`). A tool imports
+/// ../abi.zig, and Zig resolves no import above the folder of a module's root file; so the
+/// tool is compiled from a copy of zig/abi.zig and zig/tools/<name>.zig in the build cache,
+/// laid out as in zig/, under a generated root beside them that only refers to the tool.
+/// (The unit tests compile the tools in place: lib.zig imports them.)
+fn toolRoot(b: *std.Build, name: []const u8, kind: enum { library, executable }) std.Build.LazyPath {
+    const files = b.addWriteFiles();
+    _ = files.addCopyFile(b.path("zig/abi.zig"), "abi.zig");
+    const tool = b.fmt("tools/{s}.zig", .{name});
+    _ = files.addCopyFile(b.path(b.fmt("zig/{s}", .{tool})), tool);
+    return files.add(b.fmt("{s}_root.zig", .{name}), switch (kind) {
+        .library => b.fmt("comptime {{\n    _ = @import(\"{s}\");\n}}\n", .{tool}),
+        .executable => b.fmt("pub const main = @import(\"{s}\").main;\n", .{tool}),
     });
 }

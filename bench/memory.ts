@@ -1,5 +1,5 @@
 // memory.ts — hakmem's memory report in the bench: the "hakmem: memory" lines of the
-// HAKMEM_STATS=1 summary (zig/memory_report.zig, at the run's exit) become sample extras
+// HAKMEM_STATS=1 summary (zig/process/memory_report.zig, at the run's exit) become sample extras
 // (mem_<part>_kib), and the summary prints the split for the row whose peak RSS is
 // furthest above the lowest peer's (the first place to look for memory going astray).
 import type { Section } from "./results.ts";

@@ -1,5 +1,5 @@
 // replay.ts — `bun run replay -- trace.bin`: one program's allocations (recorded once with
-// HAKMEM_TRACE=path under LD_PRELOAD, zig/trace.zig) replayed under every installed
+// HAKMEM_TRACE=path under LD_PRELOAD, zig/process/trace.zig) replayed under every installed
 // allocator and any hakmem settings, with the bench's machinery: each run goes through the
 // measuring wrapper (measure.ts) with the allocator preloaded into bench/c/replay.c (built
 // with the system compiler, `cc -O2`, as a user's program would be), allocators interleaved

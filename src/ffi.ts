@@ -2,7 +2,7 @@
 // FFI symbol is declared.
 //
 // The library path is $HAKMEM_LIB, else <repo>/zig-out/lib/libhakmem.so (`npm run build`).
-// The workload kernels (zig/kernels.zig) are a library of their own, libhakmem_kernels.so,
+// The workload kernels (zig/tools/kernels.zig) are a library of their own, libhakmem_kernels.so,
 // so that libhakmem.so exports only the libc names and hak_*: it is opened on the first
 // kernel call, after libhakmem.so, from beside $HAKMEM_LIB or else from <repo>/zig-out/lib.
 // Its hak_alloc/hak_free calls bind to the libhakmem.so loaded already (the loader matches
@@ -78,7 +78,7 @@ const symbols = {
   hak_build_id: { args: [], returns: cstring },
 } as const;
 
-/** The workload kernels of libhakmem_kernels.so (zig/kernels.zig); most return elapsed ns. */
+/** The workload kernels of libhakmem_kernels.so (zig/tools/kernels.zig); most return elapsed ns. */
 const kernelSymbols = {
   hak_kernel_noop: { args: [], returns: none },
   hak_kernel_pairs: { args: [ptr, ptr, u64_fast, u64_fast], returns: u64_fast },

@@ -250,7 +250,7 @@ export function stats(): Stats {
 /**
  * Where the memory goes: the allocator's resident memory split into live bytes, rounding
  * waste, thread caches, free blocks in pages, empty dirty pages, retained large memory and
- * metadata, with the kernel's RSS beside it (zig/memory_report.zig; fields: src/abi.ts
+ * metadata, with the kernel's RSS beside it (zig/process/memory_report.zig; fields: src/abi.ts
  * MemoryReport).
  */
 export function memory(): MemoryReport {

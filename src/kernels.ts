@@ -1,4 +1,4 @@
-// kernels.ts — the native workload kernels of zig/kernels.zig, with validated arguments.
+// kernels.ts — the native workload kernels of zig/tools/kernels.zig, with validated arguments.
 //
 // Each kernel runs its whole loop in native code (libhakmem_kernels.so, calling hakmem's
 // hak_alloc/hak_free through the PLT, as a peer's kernel calls its malloc/free) and returns

@@ -1,4 +1,4 @@
-// memory.ts — the memory report (hak_memory_report, zig/memory_report.zig) as a plain
+// memory.ts — the memory report (hak_memory_report, zig/process/memory_report.zig) as a plain
 // object, named after src/abi.ts's MEMORY_PART_NAMES (generated from zig/abi.zig), and
 // as text. `unexplained` is signed here (the library writes it as two's complement).
 import { native } from "./ffi.ts";

@@ -1,5 +1,5 @@
 // profile.ts — reads the heap profiles hakmem writes (HAKMEM_PROFILE=path, hak_profile_dump:
-// pprof's profile.proto, zig/pprof.zig), names their frames, and draws them.
+// pprof's profile.proto, zig/base/pprof.zig), names their frames, and draws them.
 //
 //   bun run profile -- FILE [--value inuse_space|inuse_objects|alloc_space|alloc_objects]
 //                          [--top N] [--svg OUT.svg]

@@ -1,7 +1,7 @@
 // threads.ts — real OS threads for hakmem experiments: a pool of long-lived Bun Workers.
 //
 // Each worker (src/worker.ts) loads libhakmem.so before it reports ready, then runs tasks:
-// native kernels (zig/kernels.zig) or a function exported by a user TypeScript module,
+// native kernels (zig/tools/kernels.zig) or a function exported by a user TypeScript module,
 // which receives the hakmem API. Pointers are numbers, so a block, a Larson block array
 // or a queue allocated on one thread can be posted to another (cross-thread frees).
 // Workers are started one at a time (each waits for the previous one's library load) and

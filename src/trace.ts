@@ -1,8 +1,8 @@
-// trace.ts — allocation traces recorded with HAKMEM_TRACE=path (zig/trace.zig; the format
+// trace.ts — allocation traces recorded with HAKMEM_TRACE=path (zig/process/trace.zig; the format
 // is zig/abi.zig's "allocation traces", its constants in src/abi.ts): load one (every block
 // and event checked: a bad file is a TraceError naming the file, the offset and what was
 // expected), summarize it, flatten it into one order, and replay it in this process through
-// the kernels library (zig/kernels.zig hak_kernel_replay), i.e. under hakmem.
+// the kernels library (zig/tools/kernels.zig hak_kernel_replay), i.e. under hakmem.
 //
 //   const trace = loadTrace("app.trace");
 //   const s = summarizeTrace(trace);      // events, threads, sizes, live bytes, peak, cross-thread share

@@ -1,6 +1,6 @@
 // checked.test.ts — the checked library (zig-out/lib/libhakmem-checked.so: ReleaseSafe,
 // asserts on, validators at every heap_every-th slow path and at thread exit,
-// zig/validate.zig) under the preloaded C test programs, and proof that its validators
+// zig/thread/validate.zig) under the preloaded C test programs, and proof that its validators
 // run: a freed block's key overwritten makes it abort, where the ReleaseFast library runs
 // on and only hak_validate() notices. (The fuzzer's threaded run and the soak smoke run
 // use the checked library too: fuzz.test.ts, soak-smoke.test.ts.)

@@ -1,4 +1,4 @@
-// memory-limit.test.ts — the memory hakmem may have (zig/budget.zig): a hand-set hard
+// memory-limit.test.ts — the memory hakmem may have (zig/settings/budget.zig): a hand-set hard
 // budget (HAKMEM_MEMORY_LIMIT_MB: beyond it malloc returns NULL with ENOMEM, never a kill),
 // and the limits of the cgroup v2 the process runs in (memory.max/memory.high: near them
 // every heap purges what it retains at once).

@@ -1,6 +1,6 @@
-// memory-profile.test.ts — where the memory goes (zig/memory_report.zig: hak_memory_report,
+// memory-profile.test.ts — where the memory goes (zig/process/memory_report.zig: hak_memory_report,
 // memory() from Bun, the HAKMEM_STATS summary) and the sampled heap profiler
-// (zig/profile.zig, zig/pprof.zig: HAKMEM_PROFILE, hak_profile_dump; src/profile.ts).
+// (zig/memory/profile.zig, zig/base/pprof.zig: HAKMEM_PROFILE, hak_profile_dump; src/profile.ts).
 import { describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -55,29 +55,29 @@ describe("README numbers are the code's", () => {
     expect(Number(m[2])).toBe(hakmem.routing().classes.length);
   });
 
-  test("segments and slices (zig/segment_map.zig, zig/size_class.zig)", () => {
+  test("segments and slices (zig/base/segment_map.zig, zig/settings/size_class.zig)", () => {
     const m = found(/\*\*Segments\*\* are ([\d ]+[KMG]iB), [\d ]+[KMG]iB aligned: a header \(slice 0\) then (\d+) slices of ([\d ]+[KMG]iB)/);
-    const segment = 2 ** zigConst("segment_map.zig", "chunk_shift");
-    const slice = 2 ** zigConst("size_class.zig", "slice_shift");
+    const segment = 2 ** zigConst("base/segment_map.zig", "chunk_shift");
+    const slice = 2 ** zigConst("settings/size_class.zig", "slice_shift");
     expect(bytes(m[1])).toBe(segment);
     expect(bytes(m[3])).toBe(slice);
     expect(Number(m[2])).toBe(segment / slice - 1);
   });
 
-  test("the thread cache's bounds (zig/thread_cache.zig)", () => {
+  test("the thread cache's bounds (zig/thread/thread_cache.zig)", () => {
     const first = found(/A bin holds at most (\d+) blocks at first,\s+and no more than ([\d ]+[KMG]iB) of them \(bins of blocks above ([\d ]+[KMG]iB)/);
-    expect(Number(first[1])).toBe(zigConst("thread_cache.zig", "initial_blocks"));
-    expect(bytes(first[2])).toBe(zigConst("thread_cache.zig", "initial_bytes_per_bin"));
-    expect(bytes(first[3])).toBe(zigConst("thread_cache.zig", "initial_bytes_per_bin"));
+    expect(Number(first[1])).toBe(zigConst("thread/thread_cache.zig", "initial_blocks"));
+    expect(bytes(first[2])).toBe(zigConst("thread/thread_cache.zig", "initial_bytes_per_bin"));
+    expect(bytes(first[3])).toBe(zigConst("thread/thread_cache.zig", "initial_bytes_per_bin"));
     const freeOnly = found(/or up to (\d+) blocks when the bin is only\s+freed into/);
-    expect(Number(freeOnly[1])).toBe(zigConst("thread_cache.zig", "free_only_blocks_max"));
+    expect(Number(freeOnly[1])).toBe(zigConst("thread/thread_cache.zig", "free_only_blocks_max"));
     const budget = found(/All the bins of a thread hold at most ([\d ]+[KMG]iB) together/);
-    expect(bytes(budget[1])).toBe(zigConst("thread_cache.zig", "budget_bytes"));
+    expect(bytes(budget[1])).toBe(zigConst("thread/thread_cache.zig", "budget_bytes"));
     const grows = found(/\(up to ([\d ]+[KMG]iB) or (\d+) blocks\)/);
-    expect(bytes(grows[1])).toBe(zigConst("thread_cache.zig", "max_bytes_per_bin"));
-    expect(Number(grows[2])).toBe(zigConst("thread_cache.zig", "max_blocks"));
+    expect(bytes(grows[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
+    expect(Number(grows[2])).toBe(zigConst("thread/thread_cache.zig", "max_blocks"));
     const idle = found(/Blocks sitting in an idle thread's cache \(at most ([\d ]+[KMG]iB) per bin\)/);
-    expect(bytes(idle[1])).toBe(zigConst("thread_cache.zig", "max_bytes_per_bin"));
+    expect(bytes(idle[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
   });
 
   test("stats().global has as many keys as zig/abi.zig's globals", () => {
@@ -86,8 +86,8 @@ describe("README numbers are the code's", () => {
     expect(Object.keys(hakmem.stats().global).length).toBe(abi.HAK_STAT_GLOBALS);
   });
 
-  test("the configuration table: every HAKMEM_* of zig/config.zig, with its default", () => {
-    const config = zig("config.zig");
+  test("the configuration table: every HAKMEM_* of zig/settings/config.zig, with its default", () => {
+    const config = zig("settings/config.zig");
     const known = [...config.matchAll(/\.name = "(HAKMEM_\w+)"[^\n]*?\.default = ("[^"]*"|std\.fmt\.comptimePrint\("\{d\}", \.\{(\w+)\}\))/g)];
     expect(known.length).toBeGreaterThan(8);
     const table = new Map([...README.matchAll(/^\| `(HAKMEM_\w+)` \| `?([^`|]+?)`? \|/gm)].map((m) => [m[1], m[2].trim()]));
@@ -105,11 +105,11 @@ describe("README numbers are the code's", () => {
     expect(delay[1]).toBe(table.get("HAKMEM_PURGE_DELAY_MS")!);
   });
 
-  test("the large tier's unit, region and per-block limit (zig/large_region.zig)", () => {
+  test("the large tier's unit, region and per-block limit (zig/memory/large_region.zig)", () => {
     const units = found(/\*large\* blocks up to ([\d ]+[KMG]iB) are runs of ([\d ]+[KMG]iB) units\s+in ([\d ]+[KMG]iB) regions/);
-    const unit = 2 ** zigConst("large_region.zig", "unit_shift");
+    const unit = 2 ** zigConst("memory/large_region.zig", "unit_shift");
     expect(bytes(units[2])).toBe(unit);
-    expect(bytes(units[3])).toBe(zigConst("large_region.zig", "region_units") * unit);
-    expect(bytes(units[1])).toBe((zigConst("large_region.zig", "region_units") / 4) * unit);
+    expect(bytes(units[3])).toBe(zigConst("memory/large_region.zig", "region_units") * unit);
+    expect(bytes(units[1])).toBe((zigConst("memory/large_region.zig", "region_units") / 4) * unit);
   });
 });

@@ -1,6 +1,6 @@
 // settings-warning.test.ts — a malformed or unknown HAKMEM_* variable is reported once per
 // process tree: a preloaded child whose parent had the same line (and preloaded hakmem)
-// stays quiet, since the parent's copy of the library said it already (zig/config.zig,
+// stays quiet, since the parent's copy of the library said it already (zig/settings/config.zig,
 // parentWarned). Before, `gcc -c` printed the warning three times (gcc, cc1, as).
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";

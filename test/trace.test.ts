@@ -1,4 +1,4 @@
-// trace.test.ts — HAKMEM_TRACE recording (zig/trace.zig) and its replays: the native
+// trace.test.ts — HAKMEM_TRACE recording (zig/process/trace.zig) and its replays: the native
 // replayer (bench/c/replay.c, built with cc) and the in-process one (src/trace.ts through
 // the kernels library). A program (test/c/trace_workload.c) is recorded under hakmem, then
 // the trace is summarized, replayed and damaged.

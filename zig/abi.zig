@@ -2,7 +2,7 @@
 //! modes, size and alignment limits, the routing thresholds' defaults and limits, and the
 //! layout of the statistics array (field and global names, their order and meaning).
 //!
-//!   zig/abi.zig ──(zig build abi: zig/abi_gen.zig)──┬─> zig/hakmem.h   the block between
+//!   zig/abi.zig ──(zig build abi: zig/tools/abi_gen.zig)──┬─> zig/hakmem.h   the block between
 //!        │                                          │                  "BEGIN/END GENERATED"
 //!        │                                          └─> src/abi.ts     (whole file)
 //!        └─> imported by config, size_class, stats, report, api, preload, alloc, large
@@ -301,7 +301,7 @@ test "the stats layout is dense and named" {
 // ------------------------------------------------------------------ allocation traces
 
 // HAKMEM_TRACE=path (%p: the process id) under LD_PRELOAD records every malloc, calloc,
-// realloc, free, aligned allocation and malloc_usable_size (zig/trace.zig); the native
+// realloc, free, aligned allocation and malloc_usable_size (zig/process/trace.zig); the native
 // replayer (bench/c/replay.c) and src/trace.ts read the file. Version 1, little-endian:
 //
 //   file   = TraceFileHeader, then blocks in the order they were flushed

@@ -140,23 +140,26 @@
 //!
 //! A file imports only files of lower layers, or of its own layer listed before it
 //! (`layers` below; the test "every import goes down the layers" checks it).
+//! Each layer is a folder of zig/ (`folders` below; the test "every file of zig/ has its
+//! place in the layers" checks it); lib.zig and abi.zig (listed with base) stay in zig/
+//! itself, the tools are in zig/tools/.
 //!
-//!  exports     api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
+//!  exports/    api.zig       hak_* C ABI for bun:ffi and C (zig/hakmem.h)
 //!              preload.zig   libc names (malloc, free, …) for LD_PRELOAD and linking
-//!  calls       slow.zig      the allocator below its fast paths: a thread's heap, malloc
+//!  calls/      slow.zig      the allocator below its fast paths: a thread's heap, malloc
 //!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
-//!  process     background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
+//!  process/    background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
 //!              memory_report.zig  where the memory goes: hak_memory_report, the summary's
 //!                            memory lines (counters, a walk of the heaps, mincore)
 //!              report.zig    the statistics array and the exit summary
 //!              trace.zig     HAKMEM_TRACE: every allocation call recorded (per-thread
 //!                            buffers, an address -> object id table), for replays
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
-//!  per thread  thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
+//!  thread/     thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
 //!              placement.zig  where a heap's pages go in its segments, and its segments
 //!                            in the arena (new page, released page, adoption, abandonment)
@@ -168,7 +171,7 @@
 //!              validate.zig  the checked library's run-time invariant checks (slow paths,
 //!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
-//!  memory      page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
+//!  memory/     page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
 //!              profile.zig   HAKMEM_PROFILE: the sampled heap profiler (a byte countdown
 //!                            charged at refills and large allocations; flag_sampled pages)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -180,13 +183,13 @@
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
-//!  settings    size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
+//!  settings/   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
 //!              config.zig    thresholds, routing, settings, HAKMEM_* environment
 //!              misuse.zig    every report of misuse or corruption, and what follows it
 //!              stats.zig     counters
 //!              budget.zig    HAKMEM_MEMORY_LIMIT_MB (claims where memory is mapped) and the
 //!                            cgroup v2 limits (memory.current polled at maintenance ticks)
-//!  base        abi.zig       every constant of the ABI; hakmem.h and src/abi.ts are
+//!  base/       abi.zig       every constant of the ABI; hakmem.h and src/abi.ts are
 //!                            generated from it (abi_gen.zig, `zig build abi`)
 //!              os.zig        mmap/munmap/madvise/mremap/clock (raw syscalls, no errno)
 //!              lock.zig      the spin lock of the few shared lists
@@ -198,19 +201,19 @@
 //!              libc_next.zig  the next allocator (dlsym RTLD_NEXT), for foreign pointers
 //!              pprof.zig     the pprof profile.proto writer (hand-encoded protobuf)
 //!
-//! Not part of libhakmem.so: kernels.zig, the harness's workload loops, is the root of its
+//! Not part of libhakmem.so: tools/kernels.zig, the harness's workload loops, is the root of its
 //! own library (libhakmem_kernels.so, build.zig), which calls hak_* through libhakmem.so;
-//! abi_gen.zig is a build tool. Both import nothing of the allocator but abi.zig.
+//! tools/abi_gen.zig is a build tool. Both import nothing of the allocator but abi.zig.
 const std = @import("std");
 
 comptime {
-    _ = @import("api.zig");
-    _ = @import("preload.zig");
-    _ = @import("process.zig");
+    _ = @import("exports/api.zig");
+    _ = @import("exports/preload.zig");
+    _ = @import("process/process.zig");
 }
 
 /// The layers, lowest first; in each, the order in which a file may import the ones
-/// before it. Every .zig file of zig/ is in exactly one (tools: the last).
+/// before it. Every .zig file of zig/ is in exactly one (tools: the last), in its folder (`folders`).
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
     &.{ "size_class", "config", "misuse", "stats", "budget" },
@@ -222,43 +225,54 @@ const layers = [_][]const []const u8{
 };
 /// Tools built beside the library: they may import abi.zig only.
 const tools = [_][]const u8{ "kernels", "abi_gen" };
+/// The folder of zig/ that holds each layer's files, parallel to `layers` (the test "every
+/// file of zig/ has its place in the layers" checks it); the files of `at_top` stay in
+/// zig/ itself.
+const folders = [_][]const u8{ "base", "settings", "memory", "thread", "process", "calls", "exports" };
+/// Files in zig/ itself: the library's root, and the ABI's constants (the tools import them too).
+const at_top = [_][]const u8{ "lib", "abi" };
+/// The folder of `tools`.
+const tools_folder = "tools";
+comptime {
+    std.debug.assert(folders.len == layers.len);
+}
 
 test {
     _ = @import("abi.zig");
-    _ = @import("process.zig");
-    _ = @import("size_class.zig");
-    _ = @import("segment_map.zig");
-    _ = @import("page.zig");
-    _ = @import("segment.zig");
-    _ = @import("config.zig");
-    _ = @import("os.zig");
-    _ = @import("stats.zig");
-    _ = @import("lock.zig");
-    _ = @import("alloc.zig");
-    _ = @import("slow.zig");
-    _ = @import("check.zig");
-    _ = @import("foreign.zig");
-    _ = @import("thread_cache.zig");
-    _ = @import("large_cache.zig");
-    _ = @import("decay.zig");
-    _ = @import("kernels.zig");
-    _ = @import("block.zig");
-    _ = @import("heap.zig");
-    _ = @import("misuse.zig");
-    _ = @import("large.zig");
-    _ = @import("large_local.zig");
-    _ = @import("arena.zig");
-    _ = @import("thread.zig");
-    _ = @import("placement.zig");
-    _ = @import("purge.zig");
-    _ = @import("growth.zig");
-    _ = @import("guard.zig");
-    _ = @import("trace.zig");
-    _ = @import("validate.zig");
-    _ = @import("budget.zig");
-    _ = @import("memory_report.zig");
-    _ = @import("profile.zig");
-    _ = @import("pprof.zig");
+    _ = @import("process/process.zig");
+    _ = @import("settings/size_class.zig");
+    _ = @import("base/segment_map.zig");
+    _ = @import("memory/page.zig");
+    _ = @import("memory/segment.zig");
+    _ = @import("settings/config.zig");
+    _ = @import("base/os.zig");
+    _ = @import("settings/stats.zig");
+    _ = @import("base/lock.zig");
+    _ = @import("calls/alloc.zig");
+    _ = @import("calls/slow.zig");
+    _ = @import("calls/check.zig");
+    _ = @import("base/foreign.zig");
+    _ = @import("thread/thread_cache.zig");
+    _ = @import("base/large_cache.zig");
+    _ = @import("base/decay.zig");
+    _ = @import("tools/kernels.zig");
+    _ = @import("base/block.zig");
+    _ = @import("thread/heap.zig");
+    _ = @import("settings/misuse.zig");
+    _ = @import("memory/large.zig");
+    _ = @import("memory/large_local.zig");
+    _ = @import("memory/arena.zig");
+    _ = @import("thread/thread.zig");
+    _ = @import("thread/placement.zig");
+    _ = @import("thread/purge.zig");
+    _ = @import("thread/growth.zig");
+    _ = @import("memory/guard.zig");
+    _ = @import("process/trace.zig");
+    _ = @import("thread/validate.zig");
+    _ = @import("settings/budget.zig");
+    _ = @import("process/memory_report.zig");
+    _ = @import("memory/profile.zig");
+    _ = @import("base/pprof.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.
@@ -271,8 +285,48 @@ fn rank(name: []const u8) ?struct { layer: usize, index: usize } {
     return null;
 }
 
+/// Where lib.zig places a file, as a path from zig/: its layer's folder (`folders`; a
+/// tool: `tools_folder`), or zig/ itself (`at_top`). Called at comptime only.
+fn path(comptime name: []const u8) []const u8 {
+    @setEvalBranchQuota(100_000);
+    for (at_top) |top| {
+        if (std.mem.eql(u8, top, name)) return name ++ ".zig";
+    }
+    const me = rank(name) orelse @compileError(name ++ " is in no layer of lib.zig");
+    const folder = if (me.layer < layers.len) folders[me.layer] else tools_folder;
+    return folder ++ "/" ++ name ++ ".zig";
+}
+
+/// The file lib.zig places at `file_path` (a path from zig/), or null.
+fn placedAt(file_path: []const u8) ?[]const u8 {
+    inline for (layers ++ .{ &tools, &[_][]const u8{"lib"} }) |group| {
+        inline for (group) |name| {
+            if (std.mem.eql(u8, comptime path(name), file_path)) return name;
+        }
+    }
+    return null;
+}
+
+/// An @import's `relative` path, from the file at `from` (a path from zig/), as a path from
+/// zig/; null when it leaves zig/ or does not fit in `buffer`.
+fn resolve(buffer: []u8, from: []const u8, relative: []const u8) ?[]const u8 {
+    var dir: []const u8 = std.fs.path.dirname(from) orelse "";
+    var rest = relative;
+    while (true) { // bounded: each turn takes 2 or 3 bytes off rest
+        if (std.mem.startsWith(u8, rest, "./")) {
+            rest = rest[2..];
+        } else if (std.mem.startsWith(u8, rest, "../")) {
+            if (dir.len == 0) return null;
+            dir = std.fs.path.dirname(dir) orelse "";
+            rest = rest[3..];
+        } else break;
+    }
+    if (dir.len == 0) return rest;
+    return std.fmt.bufPrint(buffer, "{s}/{s}", .{ dir, rest }) catch null;
+}
+
 fn source(comptime name: []const u8) []const u8 {
-    return @embedFile(name ++ ".zig");
+    return @embedFile(comptime path(name));
 }
 
 test "every import goes down the layers" {
@@ -281,6 +335,7 @@ test "every import goes down the layers" {
     inline for (layers ++ .{ &tools, &[_][]const u8{"lib"} }) |layer| {
         inline for (layer) |name| {
             const me = rank(name).?;
+            const my_path = comptime path(name);
             const text = source(name);
             var rest: []const u8 = text;
             while (std.mem.indexOf(u8, rest, "@import(\"")) |at| {
@@ -289,14 +344,17 @@ test "every import goes down the layers" {
                 const target = rest[0..end];
                 rest = rest[end..];
                 if (!std.mem.endsWith(u8, target, ".zig")) continue; // std, build_options
-                const them = rank(target[0 .. target.len - 4]) orelse {
-                    std.debug.print("{s}.zig imports {s}, which is in no layer of lib.zig\n", .{ name, target });
+                var buffer: [256]u8 = undefined;
+                const target_path = resolve(&buffer, my_path, target) orelse "";
+                const them_name = placedAt(target_path) orelse {
+                    std.debug.print("zig/{s} imports {s} (zig/{s}), which is in no layer of lib.zig or not in its layer's folder\n", .{ my_path, target, target_path });
                     return error.UnknownFile;
                 };
+                const them = rank(them_name).?;
                 const is_tool = me.layer == layers.len;
-                const down = if (me.layer > layers.len) true else if (is_tool) std.mem.eql(u8, target, "abi.zig") else them.layer < me.layer or (them.layer == me.layer and them.index < me.index);
+                const down = if (me.layer > layers.len) true else if (is_tool) std.mem.eql(u8, them_name, "abi") else them.layer < me.layer or (them.layer == me.layer and them.index < me.index);
                 if (!down) {
-                    std.debug.print("{s}.zig imports {s}, which is not below it (lib.zig: layers)\n", .{ name, target });
+                    std.debug.print("zig/{s} imports {s}, which is not below it (lib.zig: layers)\n", .{ my_path, target });
                     return error.ImportGoesUp;
                 }
                 checked += 1;
@@ -307,14 +365,27 @@ test "every import goes down the layers" {
 }
 
 test "every file of zig/ has its place in the layers" {
+    @setEvalBranchQuota(1_000_000);
     var dir = std.fs.cwd().openDir("zig", .{ .iterate = true }) catch return error.SkipZigTest; // run from the repository root
     defer dir.close();
-    var it = dir.iterate();
-    while (try it.next()) |entry| {
-        if (entry.kind != .file or !std.mem.endsWith(u8, entry.name, ".zig")) continue;
-        if (rank(entry.name[0 .. entry.name.len - 4]) == null) {
-            std.debug.print("zig/{s} is in no layer of lib.zig\n", .{entry.name});
-            return error.UnknownFile;
+    var walker = try dir.walk(std.testing.allocator);
+    defer walker.deinit();
+    var seen: usize = 0;
+    while (try walker.next()) |entry| : (seen += 1) {
+        if (seen >= 100_000) return error.TooManyFiles; // the bound of the walk
+        if (std.mem.startsWith(u8, entry.path, "toolchain/")) continue;
+        if (entry.kind != .file or !std.mem.endsWith(u8, entry.basename, ".zig")) continue;
+        if (placedAt(entry.path) != null) continue;
+        const name = entry.basename[0 .. entry.basename.len - 4];
+        inline for (layers ++ .{ &tools, &[_][]const u8{"lib"} }) |group| {
+            inline for (group) |listed| {
+                if (std.mem.eql(u8, listed, name)) {
+                    std.debug.print("zig/{s} is not in its layer's folder: lib.zig places it at zig/{s} (folders)\n", .{ entry.path, comptime path(listed) });
+                    return error.MisplacedFile;
+                }
+            }
         }
+        std.debug.print("zig/{s} is in no layer of lib.zig\n", .{entry.path});
+        return error.UnknownFile;
     }
 }

@@ -30,7 +30,7 @@ export function hakmemLib(): string {
   return process.env.HAKMEM_LIB ? resolve(process.env.HAKMEM_LIB) : join(REPO, "zig-out/lib/libhakmem.so");
 }
 
-/** The checked library (ReleaseSafe, validators at slow paths: zig/validate.zig), beside the one under test. */
+/** The checked library (ReleaseSafe, validators at slow paths: zig/thread/validate.zig), beside the one under test. */
 export function checkedLib(): string {
   return join(REPO, "zig-out/lib/libhakmem-checked.so");
 }

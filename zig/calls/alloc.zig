@@ -1,0 +1,440 @@
+//! alloc.zig — the allocator as the exports (api.zig, preload.zig) call it: malloc's and
+//! free's fast paths, and where every call goes when they cannot answer.
+//!
+//! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
+//!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
+//!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
+//!                      folded in), else the mid class of size, or large
+//!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
+//! free(ptr):     tag = segment_map[ptr >> 22]        (is it ours? a segment?)
+//!                slice = segment.pages[(ptr >> 16) & 63]   (a copy of its page's first line)
+//!                ptr < carved_end and a block start (one multiply; fast_magic is 0 on a
+//!                      page with a slow flag: aligned, unused, checked)
+//!                block.key != free_key                (does not look freed already)
+//!                push onto the bin's stack                     -> any "no": freeOther
+//!                (freeFast keeps no stack frame; freeOther starts over)
+//! That is all free does per call: which thread owns the page (a remote free), the stats,
+//! the clock and every check that needs the page's lists happen when a stack is flushed or
+//! refilled (thread_cache.zig, heap.zig). Neither fast path prints, locks or calls libc.
+//!
+//! Everything else: check mode (HAKMEM_CHECK) goes to check.zig; otherwise the slow paths
+//! (slow.zig: a page or a large block for malloc, the one general free for free, aligned
+//! blocks, and classify for the queries). calloc, realloc (its growth policy: growth.zig)
+//! and the queries are here, on top of both.
+const std = @import("std");
+const os = @import("../base/os.zig");
+const config = @import("../settings/config.zig");
+const size_class = @import("../settings/size_class.zig");
+const segment_map = @import("../base/segment_map.zig");
+const page_mod = @import("../memory/page.zig");
+const segment_mod = @import("../memory/segment.zig");
+const block_mod = @import("../base/block.zig");
+const thread = @import("../thread/thread.zig");
+const check = @import("check.zig");
+const misuse = @import("../settings/misuse.zig");
+const background = @import("../process/background.zig");
+const slow = @import("slow.zig");
+const growth = @import("../thread/growth.zig");
+const thread_cache = @import("../thread/thread_cache.zig");
+const trace = @import("../process/trace.zig");
+const Page = page_mod.Page;
+const Block = block_mod.Block;
+const Segment = segment_mod.Segment;
+
+pub const size_max = slow.size_max;
+pub const FreeResult = slow.FreeResult;
+pub const Kind = slow.Kind;
+pub const classify = slow.classify;
+pub const describe = slow.describe;
+pub const outOfMemory = slow.outOfMemory;
+
+// ------------------------------------------------------------------ malloc
+
+pub inline fn malloc(size: usize) ?*anyopaque {
+    return mallocFrom(.internal, size);
+}
+
+/// Who called malloc: the libc names mark the process as using hakmem as its malloc
+/// (misuse.libc_mode) on their first slow path.
+pub const Entry = enum { libc, api, internal };
+
+pub inline fn mallocFrom(comptime entry: Entry, size: usize) ?*anyopaque {
+    return config.fastRoute(size, Pop(entry){ .cache = thread.cache(), .size = size });
+}
+
+/// What malloc does with the bin config.fastRoute found: pop its stack, else the slow path.
+fn Pop(comptime entry: Entry) type {
+    return struct {
+        cache: *thread_cache.Cache,
+        size: usize,
+
+        pub const Result = ?*anyopaque;
+
+        pub inline fn bin(self: @This(), b: size_class.Bin) Result {
+            if (self.cache.pop(b)) |blk| return blk;
+            if (entry == .libc) return mallocSlowLibc(self.size);
+            return mallocSlow(self.size);
+        }
+
+        pub inline fn large(self: @This()) Result {
+            if (entry == .libc) return mallocLargeLibc(self.size);
+            return mallocLarge(self.size);
+        }
+    };
+}
+
+noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
+    misuse.noteLibcMode();
+    if (config.trace) return traced(mallocSlow(size), size);
+    return mallocSlow(size);
+}
+
+noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
+    if (config.trace) return traced(mallocLarge(size), size);
+    return mallocLarge(size);
+}
+
+/// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
+fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    trace.allocated(.malloc, size, ptr);
+    return ptr;
+}
+
+/// The bin's stack was empty (or the size is routed by a threshold inside its table slot,
+/// or this is check mode).
+noinline fn mallocSlow(size: usize) ?*anyopaque {
+    const heap = slow.heap() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.malloc(size, 16);
+    const ptr = slow.mallocWith(heap, size);
+    // After the allocation (the heap is consistent again), and not among a process's very
+    // first allocations (libc may still be starting up).
+    if (heap.slow_calls >= background.start_after_slow_calls) background.startIfWanted();
+    return ptr;
+}
+
+noinline fn mallocLarge(size: usize) ?*anyopaque {
+    const heap = slow.heap() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.malloc(size, 16);
+    return slow.mallocLarge(heap, size, 16, false);
+}
+
+// ------------------------------------------------------------------ free
+
+pub inline fn free(ptr: ?*anyopaque) FreeResult {
+    if (freeFast(ptr)) return .ok;
+    return freeOther(@intFromPtr(ptr));
+}
+
+/// free's fast path: true when the block went onto this thread's stack. It keeps no
+/// stack frame: everything else, and every result but `ok`, is in freeOther.
+pub inline fn freeFast(ptr: ?*anyopaque) bool {
+    const addr = @intFromPtr(ptr);
+    const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
+    const blk: *Block = @ptrFromInt(addr);
+    const key = block_mod.free_key; // loaded once: compared, then written
+    if (blk.key == key) return false;
+    return thread.cache().pushKeyed(slice.bin, blk, key);
+}
+
+/// The slice (a copy of its page's first line) when `addr` is in a segment and a carved
+/// block start of a page without slow flags: free's and realloc's fast test.
+inline fn fastSlice(addr: usize) ?*const Page {
+    if (segment_map.lookup(addr) != .segment) return null;
+    const slice = Segment.sliceOf(addr);
+    return if (slice.isFastBlockStart(addr)) slice else null;
+}
+
+/// Every free the fast path did not take, from the start: check mode's, or the general
+/// free (a full stack, a block that looks freed, an aligned or foreign pointer, large).
+pub noinline fn freeOther(addr: usize) FreeResult {
+    if (config.check_mode != .off) return checkedFree(addr);
+    return slow.free(addr);
+}
+
+fn checkedFree(addr: usize) FreeResult {
+    if (addr == 0) return .ok;
+    return switch (check.free(addr)) {
+        .freed => .ok,
+        .ignored => .invalid,
+        .not_owned => .not_owned,
+    };
+}
+
+// ------------------------------------------------------------------ queries
+
+/// Usable bytes from `addr` to the end of its block; null when addr is not a live block.
+pub fn usableSize(addr: usize) ?usize {
+    if (config.check_mode != .off) return check.usableSize(addr);
+    return slow.usableOf(addr, slow.classify(addr));
+}
+
+pub const Ownership = enum { live, invalid, not_owned };
+
+/// hak_owns: a live block's address (on a page of aligned blocks, any address inside one),
+/// hakmem's memory that is no live block, or not hakmem's.
+pub fn owns(addr: usize) Ownership {
+    if (config.check_mode != .off) {
+        if (check.usableSize(addr) != null) return .live;
+    }
+    return switch (slow.classify(addr)) {
+        .page_block => |b| if (b.start == addr or b.page.flags & page_mod.flag_aligned != 0) .live else .invalid,
+        .large, .guarded => .live,
+        .not_owned => .not_owned,
+        .invalid, .freed => .invalid,
+    };
+}
+
+// ------------------------------------------------------------------ calloc, realloc, aligned
+
+pub fn calloc(count: usize, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return check.calloc(count, size);
+    const total = std.math.mul(usize, count, size) catch return outOfMemory();
+    if (config.route(total) == .large) {
+        // large: never-used region units or a fresh mapping are zero; large.alloc clears reused ones
+        const heap = slow.heap() orelse return outOfMemory();
+        if (config.check_mode != .off) return check.calloc(count, size);
+        return slow.mallocLarge(heap, total, 16, true);
+    }
+    const ptr = malloc(total) orelse return null;
+    @memset(@as([*]u8, @ptrCast(ptr))[0..total], 0);
+    return ptr;
+}
+
+pub const ReallocResult = slow.ReallocResult;
+
+pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
+    const addr = @intFromPtr(ptr orelse return .{ .ok = malloc(size) });
+    if (config.check_mode != .off) return check.realloc(addr, size);
+    if (fastSlice(addr)) |slice| {
+        // a live page block that still fits (free's fast checks; no page lookup)
+        if (!block_mod.isMarkedFree(@ptrFromInt(addr)) and size <= slice.block_size and size >= slice.block_size / 2) return .{ .ok = ptr };
+    }
+    const kind = slow.classify(addr);
+    const old_usable = slow.usableOf(addr, kind) orelse return switch (kind) {
+        .not_owned => .not_owned,
+        .freed => .freed,
+        else => .invalid,
+    };
+    if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
+    if (kind == .large and config.route(size) == .large and size <= size_max and
+        (@as(*@import("../memory/large.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
+    {
+        if (@import("../memory/large.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
+    }
+    // A page block that realloc grew before gets room to spare (growth.zig).
+    const grows = size > old_usable and kind == .page_block;
+    const heap = if (grows) thread.current() else null;
+    const new_size = if (heap) |h| growth.sizeFor(&h.grown, addr, size, old_usable) else size;
+    const fresh = malloc(new_size) orelse return .{ .ok = null };
+    @memcpy(@as([*]u8, @ptrCast(fresh))[0..@min(size, old_usable)], @as([*]const u8, @ptrCast(ptr.?))[0..@min(size, old_usable)]);
+    _ = free(ptr);
+    if (heap) |h| h.grown.remember(@intFromPtr(fresh));
+    return .{ .ok = fresh };
+}
+
+/// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
+pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    if (alignment <= size_class.min_block_size) return malloc(size);
+    _ = slow.heap() orelse return outOfMemory();
+    if (config.check_mode != .off) return check.alignedAlloc(alignment, size);
+    return slow.aligned(alignment, size);
+}
+
+/// Purges empty memory now (hak_collect, malloc_trim): the calling thread's heap (its idle
+/// caches, empty pages and dirty slices), the segment cache, the large cache; with `force`
+/// all of it, else what the decay curve says is due. (Page.collect is another thing: it
+/// takes a page's remote frees.)
+pub fn purge(force: bool) void {
+    const now = os.nowMs();
+    if (thread.currentAny()) |heap| return heap.maintain(now, force);
+    @import("../thread/purge.zig").shared(now, force);
+}
+
+// ------------------------------------------------------------------ tests
+
+const testing = std.testing;
+
+/// Every invariant of the calling thread's heap (heap.zig: validate), after a test's steps.
+fn expectValidHeap() !void {
+    if (thread.currentAny()) |heap| try heap.validate();
+}
+
+test "malloc/free across tiers, usable size, content" {
+    const sizes = [_]usize{ 0, 1, 15, 16, 17, 64, 127, 128, 129, 1000, 1024, 1025, 8192, 40000, 1 << 20, (1 << 20) + 1, 5 << 20 };
+    for (sizes) |size| {
+        const p = malloc(size) orelse return error.OutOfMemory;
+        try testing.expect(@intFromPtr(p) % 16 == 0);
+        const usable = usableSize(@intFromPtr(p)).?;
+        try testing.expect(usable >= size);
+        @memset(@as([*]u8, @ptrCast(p))[0..usable], 0xA5);
+        try testing.expectEqual(FreeResult.ok, free(p));
+    }
+    try expectValidHeap();
+}
+
+test "free recognises pointers it does not own, interior pointers and double frees" {
+    var local: u64 = 0;
+    try testing.expectEqual(FreeResult.not_owned, free(&local));
+    const p: [*]u8 = @ptrCast(malloc(100).?);
+    const q = malloc(100).?;
+    try testing.expectEqual(FreeResult.invalid, free(p + 16));
+    try testing.expectEqual(FreeResult.ok, free(p));
+    try testing.expectEqual(FreeResult.double_free, free(p)); // in the cache
+    try testing.expectEqual(FreeResult.ok, free(q));
+    try testing.expectEqual(FreeResult.double_free, free(p)); // not the newest any more
+    const big: [*]u8 = @ptrCast(malloc(3 << 20).?);
+    try testing.expectEqual(FreeResult.invalid, free(big + 4096));
+    try testing.expectEqual(FreeResult.ok, free(big));
+    try testing.expectEqual(FreeResult.double_free, free(big));
+    try expectValidHeap();
+}
+
+test "a double free of a block that went back to its page is caught there" {
+    const bin = size_class.tinyBin(48);
+    const p = malloc(48).?;
+    try testing.expectEqual(FreeResult.ok, free(p));
+    const heap = thread.currentAny().?;
+    heap.flushCache(bin, 0);
+    try testing.expectEqual(FreeResult.double_free, free(p));
+    // and a block whose first words merely look freed is accepted
+    const q: *Block = @ptrCast(@alignCast(malloc(48).?));
+    q.key = block_mod.free_key;
+    try testing.expectEqual(FreeResult.ok, free(q));
+    const r = malloc(48).?;
+    const s = malloc(48).?;
+    try testing.expect(r != s);
+    _ = free(r);
+    _ = free(s);
+    try expectValidHeap();
+}
+
+test "realloc keeps content across tiers in both directions" {
+    var p: ?*anyopaque = malloc(16);
+    for (0..16) |i| @as([*]u8, @ptrCast(p.?))[i] = @intCast(i);
+    const steps = [_]usize{ 100_000, 8 << 20, 24 << 20, 3 << 20, 2000, 16 };
+    for (steps) |size| {
+        p = realloc(p, size).ok;
+        for (0..16) |i| try testing.expectEqual(@as(u8, @intCast(i)), @as([*]u8, @ptrCast(p.?))[i]);
+    }
+    try testing.expectEqual(FreeResult.ok, free(p));
+    try expectValidHeap();
+}
+
+test "aligned allocations from every tier" {
+    // A live large block first, so the next large blocks do not start where a region does
+    // (regression: an alignment above the region unit came back misaligned).
+    const spacer = malloc((1 << 20) + 1).?;
+    defer _ = free(spacer);
+    var alignment: usize = 32;
+    while (alignment <= 8 << 20) : (alignment *= 2) {
+        for ([_]usize{ 1, 100, 5000, 300_000, 2 << 20 }) |size| {
+            const p = alignedAlloc(alignment, size) orelse return error.OutOfMemory;
+            try testing.expect(@intFromPtr(p) % alignment == 0);
+            try testing.expect(usableSize(@intFromPtr(p)).? >= size);
+            @memset(@as([*]u8, @ptrCast(p))[0..size], 1);
+            try testing.expectEqual(FreeResult.ok, free(p));
+        }
+    }
+    try expectValidHeap();
+}
+
+test "calloc is zero after a dirty block is reused, and checks overflow" {
+    for ([_]usize{ 48, 3000, 200_000, 6 << 20 }) |size| {
+        const dirty = malloc(size).?;
+        @memset(@as([*]u8, @ptrCast(dirty))[0..size], 0xFF);
+        _ = free(dirty);
+        const clean: [*]u8 = @ptrCast(calloc(1, size).?);
+        for (0..size) |i| try testing.expectEqual(@as(u8, 0), clean[i]);
+        _ = free(clean);
+    }
+    try testing.expect(calloc(std.math.maxInt(usize) / 2, 3) == null);
+    try testing.expect(malloc(std.math.maxInt(usize)) == null);
+    try expectValidHeap();
+}
+
+test "thresholds change while blocks are live" {
+    const old_tiny = config.tiny_max;
+    const old_mid = config.mid_max;
+    defer _ = config.setThresholds(old_tiny, old_mid);
+    const a = malloc(900).?; // tiny under the defaults
+    try testing.expect(config.setThresholds(256, config.mid_max_min));
+    const b = malloc(900).?; // mid now
+    const c = malloc(config.mid_max_min + 1).?; // large now
+    try testing.expect(Segment.of(@intFromPtr(a)).pageOf(@intFromPtr(a)).isTiny());
+    try testing.expect(!Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)).isTiny());
+    try testing.expectEqual(segment_map.Tag.large_region, segment_map.lookup(@intFromPtr(c))); // the large tier
+    try testing.expectEqual(FreeResult.ok, free(a));
+    try testing.expectEqual(FreeResult.ok, free(b));
+    try testing.expectEqual(FreeResult.ok, free(c));
+    try expectValidHeap();
+}
+
+test "many blocks, then everything back" {
+    const count = 20_000;
+    const blocks = try testing.allocator.alloc(?*anyopaque, count);
+    defer testing.allocator.free(blocks);
+    for (blocks, 0..) |*b, i| {
+        b.* = malloc(16 + (i * 7919) % 3000);
+        @as([*]u8, @ptrCast(b.*.?))[0] = @truncate(i);
+    }
+    for (blocks, 0..) |b, i| {
+        try testing.expectEqual(@as(u8, @truncate(i)), @as([*]u8, @ptrCast(b.?))[0]);
+        try testing.expectEqual(FreeResult.ok, free(b));
+    }
+    purge(true);
+    try expectValidHeap();
+}
+
+test "a direct page that empties when maintenance is due is kept consistent" {
+    // Regression: maintenance ran inside pageBecameEmpty before the page was handled,
+    // released the (empty, direct) page, and the caller then released it again. Pages now
+    // empty when a thread-cache overflow returns blocks; maintenance may follow at once.
+    const saved_delay = config.purge_delay_ms;
+    const saved_adapt = config.adapt;
+    config.purge_delay_ms = 0;
+    config.adapt = false;
+    defer {
+        config.purge_delay_ms = saved_delay;
+        config.adapt = saved_adapt;
+    }
+    const bin = size_class.tinyBin(48);
+    for (0..64) |_| {
+        const p = malloc(48) orelse return error.OutOfMemory;
+        const q = malloc(48) orelse return error.OutOfMemory;
+        const heap = thread.currentAny().?;
+        heap.flushCache(bin, 0);
+        heap.cache.setCapacity(bin, 1);
+        heap.slow_calls = 31; // the next tick looks at the clock
+        heap.maintenance_due_ms = 0;
+        try testing.expectEqual(FreeResult.ok, free(p));
+        try testing.expectEqual(FreeResult.ok, free(q)); // overflow: both go back, the page empties
+    }
+    const r = malloc(48) orelse return error.OutOfMemory;
+    try testing.expectEqual(FreeResult.ok, free(r));
+    try expectValidHeap();
+}
+
+test "a thread that only frees gets a heap: its frees go to its cache, not one by one to the pages" {
+    const Consumer = struct {
+        fn run(blocks: []*anyopaque, had_heap: *bool, got_heap: *bool, cached: *u32) void {
+            had_heap.* = thread.currentAny() != null;
+            for (blocks) |b| _ = free(b);
+            const heap = thread.currentAny() orelse return;
+            got_heap.* = true;
+            const bin = size_class.tinyBin(64);
+            cached.* = heap.cache.count(bin);
+        }
+    };
+    var blocks: [8]*anyopaque = undefined;
+    for (&blocks) |*b| b.* = malloc(64) orelse return error.OutOfMemory;
+    var had_heap = true;
+    var got_heap = false;
+    var cached: u32 = 0;
+    const t = try std.Thread.spawn(.{}, Consumer.run, .{ &blocks, &had_heap, &got_heap, &cached });
+    t.join();
+    try testing.expect(!had_heap);
+    try testing.expect(got_heap);
+    try testing.expectEqual(@as(u32, blocks.len), cached); // all in its cache until its exit flushed them
+    try expectValidHeap();
+}

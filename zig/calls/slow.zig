@@ -1,0 +1,327 @@
+//! slow.zig — the allocator below its fast paths, without check mode: what alloc.zig calls
+//! when a thread cache cannot answer, and what check.zig builds its checked blocks on.
+//!
+//!   heap()            the calling thread's heap, made on its first use (process initialised)
+//!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
+//!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
+//!                     page flagged aligned), else a large block
+//!   free(addr)        any address, any page, any thread, any tier: the one general free
+//!     segment:  page.blockOf(addr) -> freeBlock: key set? (looks freed) -> isFreed: a double
+//!               free, else to its page (which catches a second copy); no heap -> the page's
+//!               thread_free; else this thread's cache, or the heap's slow path when full
+//!     other:    a large block's header (segment_map tag: a region or a mapping), else not ours
+//!   classify(addr)    what an address is: a live block (page block or large), freed, not a
+//!                     block start (invalid), not ours
+//! Nothing here looks at config.check_mode: alloc.zig sends check mode to check.zig first.
+const std = @import("std");
+const os = @import("../base/os.zig");
+const config = @import("../settings/config.zig");
+const stats = @import("../settings/stats.zig");
+const size_class = @import("../settings/size_class.zig");
+const segment_map = @import("../base/segment_map.zig");
+const page_mod = @import("../memory/page.zig");
+const segment_mod = @import("../memory/segment.zig");
+const block_mod = @import("../base/block.zig");
+const thread = @import("../thread/thread.zig");
+const process = @import("../process/process.zig");
+const large = @import("../memory/large.zig");
+const LocalLarge = @import("../memory/large_local.zig").LocalLarge;
+const misuse = @import("../settings/misuse.zig");
+const profile = @import("../memory/profile.zig");
+const guard = @import("../memory/guard.zig");
+const abi = @import("../abi.zig");
+const validate = @import("../thread/validate.zig");
+const Page = page_mod.Page;
+const Block = block_mod.Block;
+const Segment = segment_mod.Segment;
+const Heap = @import("../thread/heap.zig").Heap;
+
+/// Requests above this fail at once with ENOMEM (beyond any real address space).
+pub const size_max: usize = abi.size_max;
+/// Larger alignments fail with ENOMEM (they would reserve absurd address space).
+pub const alignment_max: usize = abi.alignment_max;
+
+pub fn outOfMemory() ?*anyopaque {
+    os.setErrno(.NOMEM);
+    return null;
+}
+
+/// The calling thread's heap, made on its first use. Null only when out of memory.
+pub inline fn heap() ?*Heap {
+    return thread.currentAny() orelse createHeap();
+}
+
+noinline fn createHeap() ?*Heap {
+    process.ensureInit();
+    return thread.create();
+}
+
+// ------------------------------------------------------------------ malloc
+
+/// A block of `size` bytes (16-byte aligned) from the tier the thresholds route it to.
+/// Null with ENOMEM when out of memory.
+pub fn malloc(size: usize) ?*anyopaque {
+    const h = heap() orelse return outOfMemory();
+    return mallocWith(h, size);
+}
+
+pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
+    const bin = config.bin(size) orelse return mallocLarge(h, size, 16, false);
+    if (!guard.enabled()) return allocBin(h, bin) orelse outOfMemory();
+    // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
+    // into play (a refill's blocks) are charged; when the countdown has run out, this
+    // call's block is a sample.
+    if (guard.due(size_class.binBlockSize(bin))) {
+        // (the whole block size: a sample's usable size and statistics are its bin's)
+        if (guard.take(size_class.binBlockSize(bin), bin)) |sample| {
+            h.counters.direct_allocs[bin] += 1; // counted as its bin's (stats stay exact)
+            return sample;
+        }
+    }
+    const cached = h.cache.count(bin);
+    const blk = allocBin(h, bin) orelse return outOfMemory();
+    const brought = if (cached > 0) 1 else h.cache.count(bin) + 1;
+    guard.charge(@as(usize, brought) * size_class.binBlockSize(bin));
+    return blk;
+}
+
+fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
+    if (h.cache.pop(bin)) |blk| return blk;
+    validate.atSlowPath(h);
+    return h.allocSlow(bin);
+}
+
+/// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
+pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+    if (size > size_max) return outOfMemory();
+    // (a hit reads no clock: the free that held the block did maintenance's share)
+    if (h.large_local.take(size, alignment, zeroed)) |ptr| return if (profile.enabled) profiledLarge(ptr, size) else ptr;
+    const now = os.nowMs();
+    validate.atSlowPath(h);
+    h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
+    maintainIfDue(h, now);
+    const p = large.alloc(size, alignment, zeroed, now) orelse retry: {
+        h.maintain(now, true); // out of memory or of the budget: purge everything retained, once more
+        break :retry large.alloc(size, alignment, zeroed, now) orelse return outOfMemory();
+    };
+    if (profile.enabled) profile.sampleLarge(p, size);
+    return p;
+}
+
+noinline fn profiledLarge(ptr: *anyopaque, size: usize) *anyopaque {
+    profile.sampleLarge(ptr, size);
+    return ptr;
+}
+
+/// heap.maintain when it is due (its own first test, made here: a large malloc+free pair
+/// does not pay maintain's call).
+inline fn maintainIfDue(h: *Heap, now_ms: u64) void {
+    if (now_ms >= h.maintenance_due_ms) h.maintain(now_ms, false);
+}
+
+/// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
+pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    if (alignment <= size_class.min_block_size) return malloc(size);
+    if (size > size_max or alignment > alignment_max) return outOfMemory();
+    const h = heap() orelse return outOfMemory();
+    if (alignment <= size_class.slice_size) {
+        // A class whose block size is a multiple of the alignment gives aligned blocks
+        // (pages start on 64 KiB boundaries).
+        if (config.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
+            if (size_class.binBlockSize(bin) % alignment == 0) return allocBin(h, bin) orelse outOfMemory();
+        }
+        if (config.bin(size + alignment - 1)) |bin| {
+            const raw = allocBin(h, bin) orelse return outOfMemory();
+            const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
+            if (at != @intFromPtr(raw)) {
+                const page = Segment.of(at).pageOf(at);
+                if (page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
+            }
+            return @ptrFromInt(at);
+        }
+    }
+    return mallocLarge(h, size, alignment, false);
+}
+
+// ------------------------------------------------------------------ free
+
+/// `double_free`: the block is free already (found in a cache or on its page's list);
+/// nothing was changed. `invalid`: hakmem's memory, but not a block it handed out.
+pub const FreeResult = enum { ok, not_owned, invalid, double_free };
+
+/// The general free of `addr`: any tier, any page, any thread.
+pub fn free(addr: usize) FreeResult {
+    const tag = segment_map.lookup(addr);
+    if (tag != .segment) return freeLarge(addr, tag);
+    const page = Segment.of(addr).pageOf(addr);
+    const start = page.blockOf(addr) orelse return .invalid;
+    if (page.flags & page_mod.flag_sampled != 0) profile.freed(start);
+    return freeBlock(page, @ptrFromInt(start));
+}
+
+/// Frees `blk`, a block of `page` (page.blockOf said so; alloc.zig's fast test says so too).
+pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
+    const h = thread.currentAny();
+    if (block_mod.isMarkedFree(blk)) {
+        // The key says it is free already: a double free if it is found where a free block
+        // can be; else (a program's data that equals the key, or a copy in flight) it goes
+        // to its page, where a second copy is caught (page.zig: the bitmap).
+        if (isFreed(h, page, @intFromPtr(blk))) return .double_free;
+        return freeToPage(h, page, blk);
+    }
+    const owner = h orelse heapForFree() orelse return freeHeapless(page, blk);
+    if (owner.cache.push(page.bin, blk)) return .ok;
+    validate.atSlowPath(owner);
+    return result(owner.freeFull(page, blk));
+}
+
+/// A thread that frees before it ever allocated (a consumer) gets a heap as well: its
+/// cache then takes the frees on the fast path and gives them back in runs, one CAS per
+/// run of a page, instead of one CAS and a slow path per block. Not while it exits (its
+/// heap was parked already: one made now would never be parked). Null: no heap.
+noinline fn heapForFree() ?*Heap {
+    if (thread.exiting()) return null;
+    return createHeap();
+}
+
+fn result(outcome: @import("../thread/heap.zig").FreeOutcome) FreeResult {
+    return switch (outcome) {
+        .ok => .ok,
+        .double_free => .double_free,
+    };
+}
+
+/// True when the free block at `addr` (a block start of `page`) is found: in this
+/// thread's cache, free on its page (after collecting the page's remote frees when
+/// this heap owns it), at the head of its remote list, or in another thread's cache.
+fn isFreed(h: ?*Heap, page: *Page, addr: usize) bool {
+    const blk: *Block = @ptrFromInt(addr);
+    if (h) |owner| {
+        if (owner.cache.contains(page.bin, blk)) return true;
+        if (owner.ownsSegment(Segment.of(addr))) _ = page.collect();
+    }
+    if (page.isOnFreeList(addr) or page.remoteHead() == blk) return true;
+    return thread.otherCacheHolds(page.bin, blk, h);
+}
+
+fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
+    const owner = h orelse return freeHeapless(page, blk);
+    return result(owner.freeToPage(page, blk));
+}
+
+/// A thread without a heap (one that is exiting, or out of memory) gives the block back
+/// through its page's thread_free (the owner checks it when it collects).
+noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
+    if (page.remoteHead() == blk) return .double_free;
+    blk.key = block_mod.free_key;
+    page.pushRemoteChain(blk, blk);
+    stats.incr(&stats.heapless_frees[page.bin]);
+    return .ok;
+}
+
+/// A guarded sample's free, counted as a free of its bin (remote when another thread
+/// allocated it), as if it had been a block of that bin.
+noinline fn freeSample(addr: usize) FreeResult {
+    const freed = switch (guard.free(addr)) {
+        .ok => |f| f,
+        .double_free => return .double_free,
+        .invalid => return .invalid,
+    };
+    const h = thread.currentAny() orelse {
+        stats.incr(&stats.heapless_frees[freed.bin]);
+        return .ok;
+    };
+    h.counters.direct_frees[freed.bin] += 1;
+    if (freed.remote) h.counters.remote_frees[freed.bin] += 1;
+    return .ok;
+}
+
+/// An address outside every segment: NULL, a large block, or not ours.
+fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
+    if (addr == 0) return .ok;
+    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (guard.owns(addr)) return freeSample(addr);
+    if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
+    switch (large.lookup(addr, tag)) {
+        .foreign => return .not_owned,
+        .invalid => return .invalid,
+        .freed => return .double_free,
+        .live => |header| {
+            if (profile.enabled) profile.freed(addr);
+            const h = thread.currentAny();
+            if (h) |heap_| switch (heap_.large_local.put(header)) {
+                .freed_already => return .double_free,
+                // (the clock is read every few holds: LocalLarge.tick)
+                .held => {
+                    if (heap_.large_local.tick()) |now| maintainIfDue(heap_, now);
+                    return .ok;
+                },
+                .not_held => {},
+            };
+            const now = os.nowMs();
+            if (!large.free(header, now)) return .double_free;
+            if (h) |heap_| maintainIfDue(heap_, now);
+            return .ok;
+        },
+    }
+}
+
+/// realloc's answer (alloc.zig, check.zig): the block (null: out of memory, the old one
+/// intact), or why `ptr` is no block to resize.
+pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, freed };
+
+// ------------------------------------------------------------------ queries
+
+/// What `addr` is: a live block (of a page: its start; or a large block's header), a
+/// block that is free already, or not a block.
+pub const Kind = union(enum) {
+    page_block: struct { page: *Page, start: usize },
+    large: *large.LargeHeader,
+    /// a live guarded sample (guard.zig): its usable bytes
+    guarded: usize,
+    freed,
+    not_owned,
+    invalid,
+};
+
+pub fn classify(addr: usize) Kind {
+    const tag = segment_map.lookup(addr);
+    // (the guard pool first: it may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (tag != .segment and guard.owns(addr)) return if (guard.usableSize(addr)) |n| .{ .guarded = n } else .invalid;
+    if (tag == .none) {
+        return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
+    }
+    if (tag != .segment) return switch (large.lookup(addr, tag)) {
+        .foreign => .not_owned,
+        .invalid => .invalid,
+        .freed => .freed,
+        .live => |h| .{ .large = h },
+    };
+    const page = Segment.of(addr).pageOf(addr);
+    const start = page.blockOf(addr) orelse return .invalid;
+    if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
+    return .{ .page_block = .{ .page = page, .start = start } };
+}
+
+/// Usable bytes from `addr` to the end of its block (`kind` = classify(addr)); null when
+/// it is not a live block.
+pub fn usableOf(addr: usize, kind: Kind) ?usize {
+    return switch (kind) {
+        .page_block => |b| b.page.block_size - (addr - b.start),
+        .large => |h| h.usable_size,
+        .guarded => |n| n,
+        .freed, .not_owned, .invalid => null,
+    };
+}
+
+/// Tier, class and block size of the block at `addr`, for a report.
+pub fn describe(addr: usize) ?misuse.Where {
+    const tag = segment_map.lookup(addr);
+    if (tag == .segment) {
+        const page = Segment.of(addr).pageOf(addr);
+        if (page.flags & page_mod.flag_unused != 0) return null;
+        return page.where();
+    }
+    return large.describe(addr, tag);
+}

@@ -1,0 +1,223 @@
+//! api.zig — the hak_* C ABI (zig/hakmem.h): the allocator with explicit error codes,
+//! for bun:ffi and C programs. Bad arguments return HAK_ERR_* or NULL with errno; a
+//! pointer hakmem does not own is reported, never touched.
+const std = @import("std");
+const build_options = @import("build_options");
+const os = @import("../base/os.zig");
+const config = @import("../settings/config.zig");
+const stats = @import("../settings/stats.zig");
+const size_class = @import("../settings/size_class.zig");
+const alloc = @import("../calls/alloc.zig");
+const report = @import("../process/report.zig");
+const memory_report = @import("../process/memory_report.zig");
+const process = @import("../process/process.zig");
+const abi = @import("../abi.zig");
+const thread = @import("../thread/thread.zig");
+const validate = @import("../thread/validate.zig");
+
+const HAK_OK = abi.Result.ok.code();
+const HAK_ERR_NOT_OWNED = abi.Result.not_owned.code();
+const HAK_ERR_INVALID = abi.Result.invalid.code();
+const HAK_ERR_ARG = abi.Result.arg.code();
+
+export fn hak_alloc(size: usize) ?*anyopaque {
+    return alloc.mallocFrom(.api, size);
+}
+
+export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
+    return alloc.calloc(count, size);
+}
+
+export fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    return switch (alloc.realloc(ptr, size)) {
+        .ok => |p| p,
+        .not_owned, .invalid, .freed => {
+            os.setErrno(.INVAL);
+            return null;
+        },
+    };
+}
+
+export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
+    if (alignment == 0 or !std.math.isPowerOfTwo(alignment)) {
+        os.setErrno(.INVAL);
+        return null;
+    }
+    return alloc.alignedAlloc(alignment, size);
+}
+
+export fn hak_free(ptr: ?*anyopaque) c_int {
+    return resultCode(alloc.free(ptr));
+}
+
+fn resultCode(result: alloc.FreeResult) c_int {
+    return switch (result) {
+        .ok => HAK_OK,
+        .not_owned => HAK_ERR_NOT_OWNED,
+        .invalid, .double_free => HAK_ERR_INVALID,
+    };
+}
+
+export fn hak_usable_size(ptr: ?*const anyopaque) usize {
+    return alloc.usableSize(@intFromPtr(ptr orelse return 0)) orelse 0;
+}
+
+export fn hak_owns(ptr: ?*const anyopaque) c_int {
+    return switch (alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED))) {
+        .live => HAK_OK,
+        .not_owned => HAK_ERR_NOT_OWNED,
+        .invalid => HAK_ERR_INVALID,
+    };
+}
+
+export fn hak_route(size: usize) c_int {
+    process.ensureInit();
+    return @intFromEnum(config.route(size));
+}
+
+export fn hak_tiny_max() usize {
+    process.ensureInit();
+    return config.tiny_max;
+}
+
+export fn hak_mid_max() usize {
+    process.ensureInit();
+    return config.mid_max;
+}
+
+export fn hak_tiny_max_limit() usize {
+    return config.tiny_max_limit;
+}
+
+export fn hak_mid_max_limit() usize {
+    return config.mid_max_limit;
+}
+
+export fn hak_mid_max_min() usize {
+    return config.mid_max_min;
+}
+
+export fn hak_set_thresholds(tiny_max: usize, mid_max: usize) c_int {
+    process.ensureInit();
+    return if (config.setThresholds(tiny_max, mid_max)) HAK_OK else HAK_ERR_ARG;
+}
+
+export fn hak_class_count() u32 {
+    return size_class.class_count;
+}
+
+export fn hak_class_size(cls: u32) usize {
+    if (cls >= size_class.class_count) return 0;
+    return size_class.classSize(cls);
+}
+
+export fn hak_class_of(size: usize) i32 {
+    if (size > abi.mid_max_limit) return -1;
+    return @intCast(size_class.classOf(size));
+}
+
+export fn hak_stats_read(out: ?[*]u64, n: usize) usize {
+    const dest = out orelse return 0;
+    var values: [stats.value_count]u64 = undefined;
+    report.read(&values);
+    const count = @min(n, values.len);
+    @memcpy(dest[0..count], values[0..count]);
+    return count;
+}
+
+export fn hak_stat_name(index: u32) ?[*:0]const u8 {
+    return switch (index) {
+        inline 0...abi.stat_name_count - 1 => |i| comptime statName(i),
+        else => null,
+    };
+}
+
+fn statName(comptime index: usize) [*:0]const u8 {
+    return (abi.statName(index).? ++ "").ptr;
+}
+
+/// Where the memory goes (memory_report.zig): HAK_MEM_PARTS values; returns how many were written.
+export fn hak_memory_report(out: ?[*]u64, n: usize) usize {
+    const dest = out orelse return 0;
+    var values: memory_report.Values = undefined;
+    memory_report.read(&values);
+    const count = @min(n, values.len);
+    @memcpy(dest[0..count], values[0..count]);
+    return count;
+}
+
+export fn hak_memory_part_name(index: u32) ?[*:0]const u8 {
+    return switch (index) {
+        inline 0...abi.memory_part_count - 1 => |i| comptime (@tagName(@as(abi.MemoryPart, @enumFromInt(i))) ++ "").ptr,
+        else => null,
+    };
+}
+
+/// Writes the heap profile (pprof) to `path` (NULL: HAKMEM_PROFILE's path). HAK_ERR_INVALID
+/// when profiling is off, HAK_ERR_ARG when the file cannot be written.
+export fn hak_profile_dump(path: ?[*:0]const u8) c_int {
+    process.ensureInit();
+    @import("../memory/profile.zig").dump(path) catch |e| return switch (e) {
+        error.Off => HAK_ERR_INVALID,
+        error.CannotWrite => HAK_ERR_ARG,
+    };
+    return HAK_OK;
+}
+
+export fn hak_stats_reset() void {
+    report.reset();
+}
+
+export fn hak_stats_print() void {
+    report.printSummary();
+}
+
+/// Check mode (0 off, 1 abort on the first problem, 2 warn): settable before the first
+/// allocation of the process only; HAK_ERR_INVALID afterwards.
+export fn hak_set_check_mode(mode: c_int) c_int {
+    const new_mode = std.meta.intToEnum(abi.CheckMode, mode) catch return HAK_ERR_ARG;
+    process.ensureInit();
+    if (stats.threads_total.load(.monotonic) != 0 or stats.large.allocs.load(.monotonic) != 0) return HAK_ERR_INVALID;
+    config.check_mode = new_mode;
+    return HAK_OK;
+}
+
+/// Check mode: checks every live block's redzones and every quarantined block's poison;
+/// returns how many problems it reported (0 outside check mode).
+export fn hak_check_heap() usize {
+    return @import("../calls/check.zig").sweep();
+}
+
+/// 1 when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB, guard.zig), else 0.
+export fn hak_sampled(ptr: ?*const anyopaque) c_int {
+    return @intFromBool(@import("../memory/guard.zig").isSample(@intFromPtr(ptr)));
+}
+
+export fn hak_check_mode() c_int {
+    process.ensureInit();
+    return @intFromEnum(config.check_mode);
+}
+
+/// Purges empty memory (the name is the ABI's: alloc.purge).
+export fn hak_collect(force: c_int) void {
+    alloc.purge(force != 0);
+}
+
+const version_z: [:0]const u8 = build_options.version ++ "";
+const build_id_z: [:0]const u8 = build_options.build_id ++ "";
+
+export fn hak_version() [*:0]const u8 {
+    return version_z.ptr;
+}
+
+export fn hak_build_id() [*:0]const u8 {
+    return build_id_z.ptr;
+}
+
+/// Checks hakmem's invariants now (zig/thread/validate.zig): the calling thread's heap, the
+/// arena's lists and the large regions. HAK_OK, or HAK_ERR_INVALID after one line on stderr
+/// naming what is broken. Any build; the checked library also runs the checks by itself.
+export fn hak_validate() c_int {
+    process.ensureInit();
+    return if (validate.all(thread.currentAny())) HAK_OK else HAK_ERR_INVALID;
+}

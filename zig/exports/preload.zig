@@ -1,0 +1,178 @@
+//! preload.zig — the libc allocation names, so that LD_PRELOAD=libhakmem.so replaces
+//! malloc for a whole program. Same allocator as the hak_* API, with libc's contract:
+//! errno, EINVAL/ENOMEM, 16-byte alignment, foreign pointers passed to the next
+//! allocator, invalid ones (interior, double free where detectable) ignored.
+const std = @import("std");
+const os = @import("../base/os.zig");
+const config = @import("../settings/config.zig");
+const stats = @import("../settings/stats.zig");
+const alloc = @import("../calls/alloc.zig");
+const libc_next = @import("../base/libc_next.zig");
+const misuse = @import("../settings/misuse.zig");
+const abi = @import("../abi.zig");
+const trace = @import("../process/trace.zig");
+
+export fn malloc(size: usize) ?*anyopaque {
+    return alloc.mallocFrom(.libc, size);
+}
+
+/// free and cfree: one function under two names (no jump from one to the other).
+fn free(ptr: ?*anyopaque) callconv(.c) void {
+    if (alloc.freeFast(ptr)) return;
+    freeOther(ptr);
+}
+comptime {
+    @export(&free, .{ .name = "free" });
+    @export(&free, .{ .name = "cfree" });
+}
+
+noinline fn freeOther(ptr: ?*anyopaque) void {
+    if (config.trace) trace.freeing(ptr); // before: the address may be handed out again at once
+    switch (alloc.freeOther(@intFromPtr(ptr))) {
+        .ok => {},
+        // check mode has reported it already (and =warn goes on)
+        .invalid => if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
+        .not_owned => if (mayForward(ptr)) libc_next.free(ptr),
+        .double_free => misuse.abortMisuse(.double_free, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
+    }
+}
+
+/// A pointer hakmem does not own goes to the next allocator, except in check mode (which
+/// reported it) when it certainly is not a heap block: a stack or static buffer would
+/// crash inside glibc, and warn mode promises to carry on.
+fn mayForward(ptr: ?*anyopaque) bool {
+    if (config.check_mode == .off) return true;
+    return @import("../base/foreign.zig").where(@intFromPtr(ptr)).mayBeHeap();
+}
+
+export fn calloc(count: usize, size: usize) ?*anyopaque {
+    misuse.noteLibcMode();
+    const ptr = alloc.calloc(count, size);
+    if (config.trace) trace.allocated(.calloc, count *% size, ptr);
+    return ptr;
+}
+
+export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    if (ptr != null and size == 0) {
+        // glibc's behaviour: realloc(p, 0) frees p and returns NULL.
+        free(ptr);
+        return null;
+    }
+    misuse.noteLibcMode();
+    if (config.trace and ptr != null) {
+        const old = trace.reallocating(ptr.?);
+        const fresh = reallocUntraced(ptr, size);
+        trace.reallocated(old, ptr.?, size, fresh);
+        return fresh;
+    }
+    const fresh = reallocUntraced(ptr, size);
+    if (config.trace) trace.allocated(.malloc, size, fresh); // realloc(NULL, size)
+    return fresh;
+}
+
+fn reallocUntraced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    return switch (alloc.realloc(ptr, size)) {
+        .ok => |p| p,
+        .not_owned => if (mayForward(ptr)) libc_next.realloc(ptr, size) else {
+            os.setErrno(.INVAL);
+            return null;
+        },
+        .freed => misuse.abortMisuse(.realloc_freed, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
+        .invalid => {
+            if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr)));
+            os.setErrno(.INVAL); // check mode =warn: reported already
+            return null;
+        },
+    };
+}
+
+export fn reallocarray(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque {
+    const total = std.math.mul(usize, count, size) catch return alloc.outOfMemory();
+    return realloc(ptr, total);
+}
+
+export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int {
+    if (alignment < @sizeOf(usize) or !std.math.isPowerOfTwo(alignment)) return @intFromEnum(std.c.E.INVAL);
+    const saved = os.errnoPtr().*;
+    defer os.errnoPtr().* = saved;
+    out.* = aligned(alignment, size) orelse return @intFromEnum(std.c.E.NOMEM);
+    return 0;
+}
+
+/// As glibc up to 2.37 (aligned_alloc is memalign there): any alignment is accepted and
+/// rounded up to a power of two (0 and 1 give malloc's 16). C17 leaves an alignment that
+/// is not a power of two implementation-defined; glibc 2.38 began to refuse it, but
+/// programs were tested against the glibc that accepted it. hak_aligned_alloc is strict.
+export fn aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
+    return memalign(alignment, size);
+}
+
+/// glibc's memalign: an alignment that is not a power of two is rounded up to the next
+/// one; above SIZE_MAX/2 + 1 (no power of two to round to) it is EINVAL.
+export fn memalign(alignment: usize, size: usize) ?*anyopaque {
+    if (alignment > std.math.maxInt(usize) / 2 + 1) {
+        os.setErrno(.INVAL);
+        return null;
+    }
+    const a = std.math.ceilPowerOfTwo(usize, @max(alignment, 1)) catch unreachable;
+    return aligned(a, size);
+}
+
+export fn valloc(size: usize) ?*anyopaque {
+    return aligned(os.page_size, size);
+}
+
+/// Every aligned allocation of the libc names, recorded when tracing.
+fn aligned(alignment: usize, size: usize) ?*anyopaque {
+    const ptr = alloc.alignedAlloc(alignment, size);
+    if (config.trace) trace.alignedAllocated(alignment, size, ptr);
+    return ptr;
+}
+
+export fn pvalloc(size: usize) ?*anyopaque {
+    const rounded = std.math.add(usize, size, os.page_size - 1) catch return alloc.outOfMemory();
+    return aligned(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
+}
+
+export fn malloc_usable_size(ptr: ?*anyopaque) usize {
+    const addr = @intFromPtr(ptr orelse return 0);
+    if (config.trace) trace.usableSize(ptr);
+    return alloc.usableSize(addr) orelse switch (alloc.classify(addr)) {
+        .not_owned => libc_next.usableSize(ptr),
+        else => 0,
+    };
+}
+
+export fn malloc_trim(pad: usize) c_int {
+    _ = pad;
+    alloc.purge(true);
+    return 1;
+}
+
+pub const Mallinfo2 = extern struct {
+    arena: usize = 0,
+    ordblks: usize = 0,
+    smblks: usize = 0,
+    hblks: usize = 0,
+    hblkhd: usize = 0,
+    usmblks: usize = 0,
+    fsmblks: usize = 0,
+    uordblks: usize = 0,
+    fordblks: usize = 0,
+    keepcost: usize = 0,
+};
+
+export fn mallinfo2() Mallinfo2 {
+    var v: [stats.value_count]u64 = undefined;
+    @import("../process/report.zig").read(&v);
+    var live: u64 = 0;
+    for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
+    const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
+    return .{
+        .arena = mapped,
+        .hblks = v[abi.statIndex(.large, .pages)],
+        .hblkhd = v[abi.statIndex(.large, .mapped_bytes)],
+        .uordblks = live,
+        .fordblks = mapped -| live,
+    };
+}

@@ -1,0 +1,577 @@
+//! large_region.zig — where large blocks of up to 256 MiB live: regions of reserved address
+//! space, cut into 64 KiB units; a block is a run of units (tcmalloc's page heap is the
+//! model), its LargeHeader (large.zig) at the run's start.
+//!
+//!   region (1 GiB reserved PROT_NONE, 4 MiB aligned, every chunk tagged large_region)
+//!   +---------------+------+------------------+---------+------------------- ... -+
+//!   | block A       | free | free (resident)  | block B |  never used             |
+//!   +---------------+------+------------------+---------+------------------- ... -+
+//!   free      0 0 0 0  1 1   1 1 1 1 1          0 0 0 0   1 1 1 1 ...   unit not in a block
+//!   writable  1 1 1 1  1 1   1 1 1 1 1          1 1 1 1   0 0 0 0 ...   made read-write (commit
+//!                                                                        charged then, for good)
+//!   resident  1 1 1 1  0 0   1 1 1 1 1          1 1 1 1   0 0 0 0 ...   may hold pages
+//!   owner     A A A A  -  -  a a a a a          B B B B   - - - - ...   the block a unit is in
+//!                            (a: freed block A', its header still there)
+//!
+//! Free units side by side are one run, so what several freed blocks leave serves one larger
+//! block without page faults (one mapping per block cannot be merged). A new block takes the
+//! run (at its start or end) that covers the most resident units, smallest run on ties.
+//! Resident free units are bounded by the large tier's limit (large_cache.zig) and purged
+//! (madvise) oldest run first along the decay curve; a unit is made read-write once and
+//! stays so, so reusing a purged unit costs no system call.
+//!
+//! `owner` answers free(): the unit of a pointer gives the block's first unit (live, or freed
+//! with its header still readable), so a second free is a double free and a pointer into a
+//! block is an invalid free. Everything here runs under one lock, system calls included (a
+//! purge must not race a new block taking the unit), but lookup, which reads one owner
+//! without it; only large malloc, free and realloc come here (a thread's local cache,
+//! large_local.zig, serves a malloc of the size it freed without coming here).
+const std = @import("std");
+const os = @import("../base/os.zig");
+const segment_map = @import("../base/segment_map.zig");
+const decay_mod = @import("../base/decay.zig");
+const Lock = @import("../base/lock.zig").Lock;
+
+pub const unit_shift = 16;
+pub const unit_size: usize = 1 << unit_shift; // 64 KiB
+pub const region_units = 16384;
+pub const region_size: usize = region_units * unit_size; // 1 GiB
+pub const regions_max = 16;
+/// Larger blocks get a mapping of their own (large.zig).
+pub const block_units_max = region_units / 4;
+pub const block_bytes_max: usize = block_units_max * unit_size; // 256 MiB
+const words = region_units / 64;
+/// Retained pieces a trim looks at (the oldest of the first this many); the rest wait.
+const trim_pieces_max = 128;
+
+const Bits = [words]u64;
+
+/// owner[i]: 0 for no block, else (first unit of the block + 1), with freed_flag when the
+/// block was freed (its units free, its header still readable). Zero is "none" so the
+/// regions start out as zeroed memory (.bss: no page resident until a region is used).
+const no_owner: u16 = 0;
+const freed_flag: u16 = 0x8000;
+
+comptime {
+    std.debug.assert(region_units < freed_flag); // a unit index + 1 fits beside the flag
+    std.debug.assert(region_size % segment_map.chunk_size == 0);
+    std.debug.assert(block_units_max <= 64 * @typeInfo(ResidentMask).array.len);
+}
+
+/// All zero when unused (a zeroed .bss array).
+const Region = struct {
+    base: usize = 0,
+    /// Set: the unit is in a block.
+    taken: Bits = [_]u64{0} ** words,
+    writable: Bits = [_]u64{0} ** words,
+    resident: Bits = [_]u64{0} ** words,
+    owner: [region_units]u16 = [_]u16{no_owner} ** region_units,
+    /// When each free resident unit was freed (monotonic ms).
+    freed_ms: [region_units]u64 = [_]u64{0} ** region_units,
+    /// The units the last free gave back: a block of that size is placed there first,
+    /// without a search (malloc/free of one size stays cheap).
+    hint_first: usize = 0,
+    hint_units: usize = 0,
+};
+
+var lock: Lock = .{};
+var regions: [regions_max]Region = [_]Region{.{}} ** regions_max;
+var regions_used: usize = 0;
+/// Bytes of free units that may still be resident (what the limit bounds).
+var retained_bytes: usize = 0;
+
+/// Bit k: unit k of a span may hold pages (reused memory: not zero, no page faults).
+pub const ResidentMask = [64]u64;
+
+pub const Span = struct {
+    base: usize,
+    units: usize,
+    resident_units: usize,
+};
+
+pub fn unitResident(mask: *const ResidentMask, k: usize) bool {
+    return mask[k / 64] & (@as(u64, 1) << @intCast(k % 64)) != 0;
+}
+
+/// What a pointer into a region is.
+pub const Lookup = union(enum) {
+    /// not in any region
+    outside,
+    /// in a region, in no block (never used, or purged since)
+    unused,
+    /// in a live block whose header is at this address
+    live: usize,
+    /// in a freed block whose header is still at this address
+    freed: usize,
+};
+
+/// Called for each freed block whose first unit is about to lose its pages (large.zig
+/// remembers its address: a second free is still a double free).
+pub const BeforePurge = *const fn (block_base: usize) void;
+
+// ---------------------------------------------------------------- bits
+
+fn bit(bits: *const Bits, i: usize) bool {
+    return bits[i / 64] & (@as(u64, 1) << @intCast(i % 64)) != 0;
+}
+
+/// The part of [i, end) in i's word: the word, its mask, and how many units.
+fn wordPart(i: usize, end: usize) struct { word: usize, mask: u64, units: usize } {
+    const lo: u6 = @intCast(i % 64);
+    const n = @min(end - i, 64 - @as(usize, lo));
+    const ones = if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1;
+    return .{ .word = i / 64, .mask = ones << lo, .units = n };
+}
+
+fn setRange(bits: *Bits, start: usize, len: usize, value: bool) void {
+    var i = start;
+    while (i < start + len) {
+        const part = wordPart(i, start + len);
+        if (value) bits[part.word] |= part.mask else bits[part.word] &= ~part.mask;
+        i += part.units;
+    }
+}
+
+fn countRange(bits: *const Bits, start: usize, len: usize) usize {
+    var i = start;
+    var count: usize = 0;
+    while (i < start + len) {
+        const part = wordPart(i, start + len);
+        count += @popCount(bits[part.word] & part.mask);
+        i += part.units;
+    }
+    return count;
+}
+
+const Kind = enum { free, retained, writable };
+
+/// Word `w` of the units of a kind: free (not taken), retained (free and resident), writable.
+fn wordOf(region: *const Region, kind: Kind, w: usize) u64 {
+    return switch (kind) {
+        .free => ~region.taken[w],
+        .retained => ~region.taken[w] & region.resident[w],
+        .writable => region.writable[w],
+    };
+}
+
+/// The first unit >= from that is (`value` true) or is not (false) of `kind`; region_units
+/// when there is none. At most `words` steps.
+fn nextWith(region: *const Region, kind: Kind, from: usize, value: bool) usize {
+    var i = from;
+    while (i < region_units) {
+        var word = wordOf(region, kind, i / 64);
+        if (!value) word = ~word;
+        word &= ~@as(u64, 0) << @intCast(i % 64);
+        if (word != 0) return (i / 64) * 64 + @ctz(word);
+        i = (i / 64 + 1) * 64;
+    }
+    return region_units;
+}
+
+/// The maximal runs of units of a kind, in address order. At most `words` steps per run.
+const Runs = struct {
+    region: *const Region,
+    kind: Kind,
+    pos: usize = 0,
+
+    fn next(self: *Runs) ?struct { start: usize, end: usize } {
+        if (self.pos >= region_units) return null;
+        const start = nextWith(self.region, self.kind, self.pos, true);
+        if (start == region_units) {
+            self.pos = region_units;
+            return null;
+        }
+        const end = nextWith(self.region, self.kind, start, false);
+        self.pos = end;
+        return .{ .start = start, .end = end };
+    }
+};
+
+// ---------------------------------------------------------------- blocks
+
+/// A run of `units` for a block, covering the most resident units; null when no region has
+/// room and no new one can be reserved, or when the kernel refuses to commit the memory
+/// (the caller's own mapping will then fail too: ENOMEM). With `resident`, which of its
+/// units may hold old data (calloc clears those).
+pub fn alloc(units: usize, resident: ?*ResidentMask) ?Span {
+    std.debug.assert(units >= 1 and units <= block_units_max);
+    lock.acquire();
+    defer lock.release();
+    for (regions[0..regions_used]) |*region| {
+        if (hinted(region, units)) |first| return take(region, first, units, first, resident);
+    }
+    var best_region: ?*Region = null;
+    var best: Fit = undefined;
+    for (regions[0..regions_used]) |*region| {
+        const fit = bestFit(region, units) orelse continue;
+        if (best_region == null or fit.better(best)) {
+            best_region = region;
+            best = fit;
+        }
+        if (fit.resident == units and fit.run_len == units) break;
+    }
+    if (best_region == null) {
+        const region = reserveRegion() orelse return null;
+        best_region = region;
+        best = bestFit(region, units).?;
+    }
+    return take(best_region.?, best.first, units, best.first, resident);
+}
+
+/// The start of the region's hint when it is exactly `units` long, all free and resident
+/// (only then: a smaller block would cut a run that best fit keeps whole for a larger one).
+fn hinted(region: *const Region, units: usize) ?usize {
+    if (region.hint_units != units) return null;
+    const first = region.hint_first;
+    if (countRange(&region.taken, first, units) != 0) return null;
+    if (countRange(&region.resident, first, units) != units) return null;
+    return first;
+}
+
+const Fit = struct {
+    first: usize,
+    resident: usize,
+    run_len: usize,
+
+    fn better(self: Fit, other: Fit) bool {
+        if (self.resident != other.resident) return self.resident > other.resident;
+        return self.run_len < other.run_len;
+    }
+};
+
+/// Among the free runs of at least `units`, the placement (at a run's start or end) that
+/// covers the most resident units, the smallest run on ties. Bounded by the region's runs.
+fn bestFit(region: *const Region, units: usize) ?Fit {
+    var best: ?Fit = null;
+    var runs: Runs = .{ .region = region, .kind = .free };
+    while (runs.next()) |run| {
+        const len = run.end - run.start;
+        if (len < units) continue;
+        for ([_]usize{ run.start, run.end - units }) |first| {
+            const fit: Fit = .{ .first = first, .resident = countRange(&region.resident, first, units), .run_len = len };
+            if (best == null or fit.better(best.?)) best = fit;
+        }
+        if (best.?.resident == units and len == units) break;
+    }
+    return best;
+}
+
+fn reserveRegion() ?*Region {
+    if (regions_used == regions_max) return null;
+    const memory = os.reserveAligned(region_size, segment_map.chunk_size) orelse return null;
+    const region = &regions[regions_used];
+    region.base = @intFromPtr(memory); // the rest is zero: nothing taken, written or resident
+    segment_map.mark(region.base, region_size, .large_region, .large_region);
+    @atomicStore(usize, &regions_used, regions_used + 1, .release); // (lookup reads it unlocked)
+    return region;
+}
+
+/// Makes the units [first, first + units) part of the block that starts at unit
+/// `block_first` (first, or an earlier unit when a block grows): commits what was never
+/// writable.
+fn take(region: *Region, first: usize, units: usize, block_first: usize, resident: ?*ResidentMask) ?Span {
+    std.debug.assert(countRange(&region.taken, first, units) == 0);
+    if (!commitRange(region, first, units)) return null;
+    var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0 };
+    if (resident) |mask| {
+        mask.* = [_]u64{0} ** 64;
+        for (0..units) |k| {
+            if (bit(&region.resident, first + k)) mask[k / 64] |= @as(u64, 1) << @intCast(k % 64);
+        }
+    }
+    for (first..first + units) |i| @atomicStore(u16, &region.owner[i], @intCast(block_first + 1), .monotonic);
+    if (region.hint_units != 0 and first < region.hint_first + region.hint_units and region.hint_first < first + units) {
+        // the block overlaps the hint: what is left of it after the block, if anything
+        const hint_end = region.hint_first + region.hint_units;
+        region.hint_first = first + units;
+        region.hint_units = hint_end -| (first + units);
+    }
+    span.resident_units = countRange(&region.resident, first, units);
+    retained_bytes -= span.resident_units * unit_size;
+    setRange(&region.taken, first, units, true);
+    setRange(&region.resident, first, units, true);
+    return span;
+}
+
+/// mprotect the units of a range that are not writable yet, one call per contiguous piece.
+fn commitRange(region: *Region, first: usize, units: usize) bool {
+    const end = first + units;
+    var pos = first;
+    while (pos < end) {
+        const start = nextWith(region, .writable, pos, false);
+        if (start >= end) break;
+        const stop = @min(end, nextWith(region, .writable, start, true));
+        if (!os.commit(@ptrFromInt(region.base + start * unit_size), (stop - start) * unit_size)) return false;
+        setRange(&region.writable, start, stop - start, true);
+        pos = stop;
+    }
+    return true;
+}
+
+fn regionOf(addr: usize) ?*Region {
+    for (regions[0..regions_used]) |*region| {
+        if (addr >= region.base and addr < region.base + region_size) return region;
+    }
+    return null;
+}
+
+/// A block's units are free again; their pages stay resident until trim or decay.
+pub fn free(base: usize, units: usize, now_ms: u64) void {
+    lock.acquire();
+    defer lock.release();
+    const region = regionOf(base).?;
+    const first = (base - region.base) >> unit_shift;
+    giveBack(region, first, units, region.owner[first] | freed_flag, now_ms);
+    region.hint_first = first;
+    region.hint_units = units;
+}
+
+/// Units of a block are free (resident, counted as retained); `owner` is what a pointer
+/// into them finds: the freed block, or no block.
+fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64) void {
+    std.debug.assert(countRange(&region.taken, first, units) == units);
+    setRange(&region.taken, first, units, false);
+    for (first..first + units) |i| {
+        region.freed_ms[i] = now_ms;
+        @atomicStore(u16, &region.owner[i], owner, .monotonic);
+    }
+    retained_bytes += units * unit_size;
+}
+
+/// Grows a block in place onto the free units after it: how many of those were resident,
+/// or null (block unchanged) when they are not free or cannot be committed.
+pub fn grow(base: usize, old_units: usize, new_units: usize) ?usize {
+    std.debug.assert(new_units > old_units and new_units <= block_units_max);
+    lock.acquire();
+    defer lock.release();
+    const region = regionOf(base).?;
+    const first = (base - region.base) >> unit_shift;
+    if (first + new_units > region_units) return null;
+    const extra = new_units - old_units;
+    if (countRange(&region.taken, first + old_units, extra) != 0) return null;
+    const span = take(region, first + old_units, extra, first, null) orelse return null;
+    return span.resident_units;
+}
+
+/// Gives back the units of a block beyond its first `new_units`.
+pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void {
+    std.debug.assert(new_units >= 1 and new_units < old_units);
+    lock.acquire();
+    defer lock.release();
+    const region = regionOf(base).?;
+    const first = (base - region.base) >> unit_shift;
+    // not a block's start: a pointer into the tail is no block
+    giveBack(region, first + new_units, old_units - new_units, no_owner, now_ms);
+}
+
+/// The block a pointer is in, if it is in a region. Takes no lock (free of every large
+/// block comes here): a region's base is set before regions_used counts it (release), and
+/// an owner is one aligned u16, so the answer is one the unit had lately; for a live block
+/// the caller owns, that is its own. Whatever it finds is safe to read: a unit that ever
+/// had an owner stays writable (commitRange), so its header can be checked.
+pub fn lookup(addr: usize) Lookup {
+    const used = @atomicLoad(usize, &regions_used, .acquire);
+    const region = for (regions[0..used]) |*r| {
+        if (addr >= r.base and addr < r.base + region_size) break r;
+    } else return .outside;
+    const owner = @atomicLoad(u16, &region.owner[(addr - region.base) >> unit_shift], .monotonic);
+    if (owner == no_owner) return .unused;
+    const base = region.base + @as(usize, (owner & ~freed_flag) - 1) * unit_size;
+    return if (owner & freed_flag != 0) .{ .freed = base } else .{ .live = base };
+}
+
+/// Resident bytes of the regions' unit maps (metadata, for the memory report).
+pub fn metadataResidentBytes() usize {
+    return os.residentBytes(@intFromPtr(&regions), @sizeOf(@TypeOf(regions)));
+}
+
+/// Bytes of free units that may be resident.
+pub fn retainedBytes() usize {
+    return @atomicLoad(usize, &retained_bytes, .monotonic);
+}
+
+/// Retained units freed at one moment (one block, or the part of it not reused), side by side.
+const Piece = struct { region: *Region, first: usize, units: usize, freed_ms: u64 };
+
+/// Purges retained units, oldest first: whole pieces along the decay curve, then as many
+/// units as bring them under `limit_bytes` (everything with `force`). Returns the bytes
+/// purged. Bounded: at most trim_pieces_max pieces are looked at (the rest wait for the
+/// next trim), each purged with one system call.
+pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_purge: BeforePurge) usize {
+    if (retainedBytes() == 0) return 0;
+    lock.acquire();
+    defer lock.release();
+    var pieces: [trim_pieces_max]Piece = undefined;
+    var tally: decay_mod.Tally = .{};
+    const count = collectPieces(&pieces);
+    for (pieces[0..count]) |piece| tally.add(piece.units * unit_size, piece.freed_ms, now_ms, decay_ms);
+    std.sort.insertion(Piece, pieces[0..count], {}, olderFirst);
+    var purged: usize = 0;
+    for (pieces[0..count]) |piece| {
+        var units = piece.units;
+        if (!force and !tally.release(piece.units * unit_size)) {
+            if (retained_bytes <= limit_bytes) break;
+            units = @min(units, (retained_bytes - limit_bytes + unit_size - 1) / unit_size);
+        }
+        purgeUnits(piece.region, piece.first, units, before_purge);
+        purged += units * unit_size;
+    }
+    return purged;
+}
+
+fn collectPieces(pieces: *[trim_pieces_max]Piece) usize {
+    var count: usize = 0;
+    for (regions[0..regions_used]) |*region| {
+        var runs: Runs = .{ .region = region, .kind = .retained };
+        while (runs.next()) |run| {
+            var first = run.start;
+            for (run.start + 1..run.end + 1) |i| {
+                if (i < run.end and region.freed_ms[i] == region.freed_ms[first]) continue;
+                pieces[count] = .{ .region = region, .first = first, .units = i - first, .freed_ms = region.freed_ms[first] };
+                count += 1;
+                if (count == trim_pieces_max) return count;
+                first = i;
+            }
+        }
+    }
+    return count;
+}
+
+fn olderFirst(_: void, a: Piece, b: Piece) bool {
+    return a.freed_ms < b.freed_ms;
+}
+
+fn purgeUnits(region: *Region, first: usize, units: usize, before_purge: BeforePurge) void {
+    for (first..first + units) |i| {
+        const owner = region.owner[i];
+        if (owner != no_owner and owner & ~freed_flag == i + 1) before_purge(region.base + i * unit_size);
+        @atomicStore(u16, &region.owner[i], no_owner, .monotonic);
+    }
+    os.purge(@ptrFromInt(region.base + first * unit_size), units * unit_size);
+    setRange(&region.resident, first, units, false);
+    retained_bytes -= units * unit_size;
+}
+
+pub fn resetLockInChild() void {
+    lock.resetInChild();
+}
+
+pub fn lockForFork() void {
+    lock.acquire();
+}
+
+pub fn unlockAfterFork() void {
+    lock.release();
+}
+
+test "bit ranges: set, count, next" {
+    var region: Region = .{};
+    setRange(&region.taken, 60, 10, true);
+    try std.testing.expectEqual(@as(usize, 10), countRange(&region.taken, 0, region_units));
+    try std.testing.expectEqual(@as(usize, 0), nextWith(&region, .free, 0, true));
+    try std.testing.expectEqual(@as(usize, 60), nextWith(&region, .free, 0, false));
+    try std.testing.expectEqual(@as(usize, 70), nextWith(&region, .free, 60, true));
+    setRange(&region.taken, 62, 3, false);
+    try std.testing.expectEqual(@as(usize, 7), countRange(&region.taken, 0, 200));
+    setRange(&region.resident, 0, 100, true);
+    try std.testing.expectEqual(@as(usize, 62), nextWith(&region, .retained, 60, true));
+    try std.testing.expectEqual(@as(usize, 65), nextWith(&region, .retained, 62, false));
+    setRange(&region.taken, 0, region_units, true);
+    try std.testing.expectEqual(@as(usize, region_units), countRange(&region.taken, 0, region_units));
+    try std.testing.expectEqual(@as(usize, region_units), nextWith(&region, .free, 0, true));
+}
+
+test "runs coalesce; the placement covering the most resident units wins, then the smallest run" {
+    var region: Region = .{};
+    // blocks of 20, 30 and 10 units side by side, all resident
+    setRange(&region.taken, 0, 60, true);
+    setRange(&region.resident, 0, 60, true);
+    // the first two freed: one run of 50 resident units
+    setRange(&region.taken, 0, 50, false);
+    const fit = bestFit(&region, 45).?;
+    try std.testing.expectEqual(@as(usize, 45), fit.resident);
+    try std.testing.expectEqual(@as(usize, 50), fit.run_len);
+    // too long for that run: placed in the never-used space after block 3
+    const longer = bestFit(&region, 51).?;
+    try std.testing.expectEqual(@as(usize, 60), longer.first);
+    try std.testing.expectEqual(@as(usize, 0), longer.resident);
+    // equal residency: the smaller run
+    region = .{};
+    setRange(&region.taken, 100, 1, true);
+    const small = bestFit(&region, 4).?; // runs [0,100) and [101, end): none resident
+    try std.testing.expectEqual(@as(usize, 100), small.run_len);
+    setRange(&region.taken, 0, region_units, true);
+    try std.testing.expectEqual(@as(?Fit, null), bestFit(&region, 1));
+}
+
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{ RegionNotMapped, UnusedRegionNotEmpty, TakenNotCommitted, TakenNotResident, TakenWithoutOwner, BlockBroken, HintOutOfRange, RetainedBytesWrong };
+
+/// Checks every region under the lock: each used region is 4 MiB aligned and tagged in
+/// segment_map, the unused ones are zero; a taken unit is writable and resident and owned
+/// by a live block whose first unit is at or before it, with the same owner on every unit
+/// between (a block is one contiguous run, starting where its owner says); the hint lies
+/// in the region; retained_bytes is the free resident units' size. Bounded by
+/// regions_max × region_units.
+pub fn validate() Invalid!void {
+    lock.acquire();
+    defer lock.release();
+    var retained_units: usize = 0;
+    for (regions[0..regions_used]) |*region| {
+        try validateRegion(region);
+        retained_units += retainedUnits(region);
+    }
+    for (regions[regions_used..]) |*region| {
+        if (region.base != 0 or region.hint_units != 0) return error.UnusedRegionNotEmpty;
+    }
+    if (retained_units * unit_size != retained_bytes) return error.RetainedBytesWrong;
+}
+
+fn validateRegion(region: *const Region) Invalid!void {
+    if (region.base == 0 or region.base % segment_map.chunk_size != 0) return error.RegionNotMapped;
+    if (segment_map.lookup(region.base) != .large_region) return error.RegionNotMapped;
+    if (region.hint_first + region.hint_units > region_units) return error.HintOutOfRange;
+    for (0..words) |w| {
+        if (region.taken[w] & ~region.writable[w] != 0) return error.TakenNotCommitted;
+        if (region.taken[w] & ~region.resident[w] != 0) return error.TakenNotResident;
+    }
+    for (0..region_units) |i| {
+        if (!bit(&region.taken, i)) continue;
+        const owner = region.owner[i];
+        if (owner == no_owner or owner & freed_flag != 0) return error.TakenWithoutOwner;
+        const first: usize = owner - 1;
+        if (first > i or !bit(&region.taken, first) or region.owner[first] != owner) return error.BlockBroken;
+        // a unit after the block's first continues the run of the unit before it
+        if (i > first and (!bit(&region.taken, i - 1) or region.owner[i - 1] != owner)) return error.BlockBroken;
+    }
+}
+
+fn retainedUnits(region: *const Region) usize {
+    var units: usize = 0;
+    for (0..words) |w| units += @popCount(~region.taken[w] & region.resident[w]);
+    return units;
+}
+
+test "validate: blocks taken, grown, shrunk and freed keep the regions valid; a broken owner is caught" {
+    try validate();
+    const a = alloc(3, null) orelse return error.OutOfMemory;
+    const b = alloc(5, null) orelse return error.OutOfMemory;
+    try validate();
+    const a_units: usize = if (grow(a.base, 3, 4) != null) 4 else 3;
+    shrink(b.base, 5, 2, os.nowMs());
+    try validate();
+    const region = regionOf(b.base).?;
+    const first = (b.base - region.base) >> unit_shift;
+    lock.acquire();
+    const saved = region.owner[first + 1];
+    region.owner[first + 1] = saved + 5; // says its block starts after it
+    lock.release();
+    try std.testing.expectError(error.BlockBroken, validate());
+    lock.acquire();
+    region.owner[first + 1] = saved;
+    lock.release();
+    free(a.base, a_units, os.nowMs());
+    free(b.base, 2, os.nowMs());
+    try validate();
+}

@@ -1,0 +1,472 @@
+//! page.zig — a page: one span of 1..16 slices of a segment, cut into blocks of one size.
+//!
+//!   page.start                                        carved_end         page end
+//!   | block 0 | block 1 | ... | block capacity-1 |     uncarved ...       | tail |
+//!
+//! Blocks are carved lazily (`extend`), so a fresh page costs RSS only for what is used.
+//! A carved block is in exactly one place: handed out, in some thread's cache, free on the
+//! page (its bit set in `bits`: the owner's set, plain loads and stores) or on
+//! `thread_free` (blocks other threads gave back, linked, pushed with one CAS, taken whole
+//! by the owner in `collect`). `used` counts the carved blocks whose bit is clear,
+//! `free_count` those whose bit is set.
+//!
+//!   bits    | 1 0 0 1 1 0 ... |   one bit per block: set = free on the page
+//!             ^ free_cursor (the word where the next search starts)
+//!
+//! The page's free blocks are a bitmap, not a list: refilling a cache reads the bitmap
+//! (blocks in address order, a word of 64 at a time) and never the freed blocks' memory,
+//! so a program that writes to a block after freeing it cannot corrupt the page, and a cold
+//! block costs no cache miss until it is used. A block that arrives at its page (a cache
+//! flush, a remote free collected) while its bit is set was freed twice. Only the owner
+//! writes the bits; other threads may read them (a double-free check). Links exist only
+//! on `thread_free`, encoded (block.zig) and checked when collected.
+//!
+//! free() on any thread reads only the first cache line of a slice's descriptor, and
+//! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
+//! and a mask, without following slice_offset (the copies' flags keep only the slow flags
+//! current: flag_full and flag_flushing are the owner's, on the first slice):
+//!   start, div_magic      the block index of an address: ((addr - start) * div_magic) >> 40
+//!   fast_magic            div_magic << 24 while a free may take the fast path, else 0
+//!   carved_end            start + capacity * block_size; 0 for a slice not in use
+const std = @import("std");
+const size_class = @import("../settings/size_class.zig");
+const block_mod = @import("../base/block.zig");
+const misuse = @import("../settings/misuse.zig");
+
+pub const Block = block_mod.Block;
+
+// A page's flags. Four are slow flags: each sends every free of the page to the slow
+// path (fast_magic = 0). The other two are the owner's bookkeeping; free ignores them.
+pub const flag_full: u8 = 1; // owner: in the heap's full queue
+pub const flag_aligned: u8 = 2; // slow: holds blocks handed out at an inner aligned address
+pub const flag_unused: u8 = 4; // slow: not a page in use (free span, segment header, cached)
+pub const flag_checked: u8 = 8; // slow: check mode, every free goes through check.zig
+pub const flag_flushing: u8 = 16; // owner, within one cache flush: already listed
+pub const flag_sampled: u8 = 32; // slow: holds a block the heap profiler sampled (profile.zig)
+/// Flags that send every free of the page to the slow path (fast_magic = 0).
+const slow_flags = flag_aligned | flag_unused | flag_checked | flag_sampled;
+
+/// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
+const extend_bytes_max: usize = 16 * 1024;
+/// Shift of the magic division; exact for every offset of a page (see blockStartIndex).
+const magic_shift = 40;
+
+pub const Page = extern struct {
+    // ---- first cache line: read by free() on any thread, copied into every slice ----
+    start: usize align(128) = 0,
+    div_magic: u64 = 0,
+    fast_magic: u64 = 0,
+    carved_end: usize = 0,
+    bin: u8 = 0,
+    slice_offset: u8 = 0,
+    slice_count: u8 = 0,
+    flags: u8 = flag_unused,
+    block_size: u32 = 0,
+    capacity: u32 = 0,
+    reserved: u32 = 0,
+    // ---- owner only, first slice of the span ----
+    /// The word of `bits` where the search for a free block starts.
+    free_cursor: u32 = 0,
+    _reserved: u32 = 0,
+    used: u32 = 0,
+    free_count: u32 = 0,
+    // ---- second cache line: what other threads write (remote frees) ----
+    thread_free: std.atomic.Value(?*Block) align(64) = .init(null),
+    next: ?*Page = null,
+    prev: ?*Page = null,
+    /// Milliseconds on the monotonic clock when `used` last dropped to 0.
+    empty_since_ms: u64 = 0,
+    /// One bit per block: set while the block is on `free`.
+    bits: ?[*]u64 = null,
+
+    comptime {
+        // The widths the fields assume: a bin, a span and a slice index in a byte, a block
+        // size and a block count in 32 bits.
+        std.debug.assert(size_class.bin_count - 1 <= std.math.maxInt(@FieldType(Page, "bin")));
+        std.debug.assert(size_class.max_page_slices <= std.math.maxInt(@FieldType(Page, "slice_count")));
+        std.debug.assert(@import("../base/segment_map.zig").chunk_size / size_class.slice_size - 1 <= std.math.maxInt(@FieldType(Page, "slice_offset")));
+        std.debug.assert(size_class.mid_size_limit <= std.math.maxInt(@FieldType(Page, "block_size")));
+        std.debug.assert(size_class.max_page_slices * size_class.slice_size / size_class.min_block_size <= std.math.maxInt(@FieldType(Page, "capacity")));
+        std.debug.assert(@sizeOf(Page) == 128);
+        std.debug.assert(@offsetOf(Page, "free_count") < 64);
+        std.debug.assert(@offsetOf(Page, "thread_free") == 64);
+        // The magic division is exact and the block-start test sound when
+        // page_bytes * block_size <= 2^magic_shift (proof at blockStartIndex).
+        std.debug.assert(size_class.max_page_slices * size_class.slice_size * size_class.mid_size_limit <= 1 << magic_shift);
+    }
+
+    /// Makes `self` (the first slice of a span of `slice_count` slices at `start`) a page of
+    /// `bin`, with `bits` (room for one bit per block) cleared.
+    pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool) void {
+        const bs = size_class.binBlockSize(bin);
+        const reserved = slice_count * size_class.slice_size / bs;
+        self.* = .{
+            .start = start,
+            .div_magic = size_class.divMagic(bs),
+            .carved_end = start,
+            .bin = @intCast(bin),
+            .slice_count = @intCast(slice_count),
+            .flags = if (checked) flag_checked else 0,
+            .block_size = @intCast(bs),
+            .reserved = @intCast(reserved),
+            .bits = bits,
+        };
+        self.fast_magic = self.fastMagic();
+        @memset(bits[0 .. (reserved + 63) / 64], 0);
+        self.syncSpan();
+    }
+
+    fn fastMagic(self: *const Page) u64 {
+        return if (self.flags & slow_flags != 0) 0 else self.div_magic << (64 - magic_shift);
+    }
+
+    /// Copies the first line (what free reads) into the span's other slices.
+    pub fn syncSpan(self: *Page) void {
+        const span: [*]Page = @ptrCast(self);
+        for (1..self.slice_count) |k| {
+            const s = &span[k];
+            s.start = self.start;
+            s.div_magic = self.div_magic;
+            s.fast_magic = self.fast_magic;
+            s.carved_end = self.carved_end;
+            s.bin = self.bin;
+            s.block_size = self.block_size;
+            s.flags = self.flags;
+            std.debug.assert(s.slice_offset == k);
+        }
+    }
+
+    pub fn setFlags(self: *Page, flags: u8) void {
+        self.flags |= flags;
+        self.fast_magic = self.fastMagic();
+        self.syncSpan();
+    }
+
+    /// (the owner) Clears flags (a slow flag no longer needed: frees take the fast path again).
+    pub fn clearFlags(self: *Page, flags: u8) void {
+        self.flags &= ~flags;
+        self.fast_magic = self.fastMagic();
+        self.syncSpan();
+    }
+
+    pub inline fn isTiny(self: *const Page) bool {
+        return size_class.binIsTiny(self.bin);
+    }
+
+    /// The tier's index in the statistics (0 tiny, 1 mid).
+    pub fn tierIndex(self: *const Page) usize {
+        return if (self.isTiny()) 0 else 1;
+    }
+
+    /// The index of the block that starts at `addr`, or null when `addr` is not the start
+    /// of a carved block. One multiply: with m = div_magic = floor(2^40 / bs) + 1 and
+    /// e = m*bs - 2^40 (1 <= e <= bs), offset = q*bs + r gives offset*m = q*2^40 + (q*e + r*m);
+    /// the low 40 bits are q*e < m when r = 0, and >= m when r > 0 (q*e and r*m stay below
+    /// 2^40 because reserved*bs <= page bytes <= 2^40/bs < m). So the high bits are the index
+    /// and "low bits < m" is the block-start test. free() does the same with fast_magic.
+    pub inline fn blockStartIndex(self: *const Page, addr: usize) ?u32 {
+        if (addr < self.start or addr >= self.carved_end) return null;
+        const product = (addr - self.start) *% self.div_magic;
+        if ((product << (64 - magic_shift)) >= (self.div_magic << (64 - magic_shift))) return null;
+        return @intCast(product >> magic_shift);
+    }
+
+    pub inline fn isBlockStart(self: *const Page, addr: usize) bool {
+        return self.blockStartIndex(addr) != null;
+    }
+
+    /// free's form of the test, on any slice's copy of the first line: `addr` is a carved
+    /// block start of a page without a slow flag (fast_magic is 0 for a page of aligned
+    /// blocks, a checked page, or a slice not in use; flag_full and flag_flushing do not
+    /// matter to free).
+    pub inline fn isFastBlockStart(self: *const Page, addr: usize) bool {
+        const product = (addr -% self.start) *% self.div_magic;
+        return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;
+    }
+
+    /// The block a free, realloc or query of `addr` names: on a page of aligned blocks
+    /// (handed out at an inner address) the block that contains `addr`; on any other page
+    /// only a block that starts at `addr`. Null for a slice not in use, or no such block.
+    /// (Every path that is not free's fast path finds a block with this one test.)
+    pub fn blockOf(self: *const Page, addr: usize) ?usize {
+        if (self.flags & flag_unused != 0) return null;
+        if (self.flags & flag_aligned != 0) return self.blockContaining(addr);
+        return if (self.isBlockStart(addr)) addr else null;
+    }
+
+    /// The start of the carved block that contains `addr`, or null.
+    pub fn blockContaining(self: *const Page, addr: usize) ?usize {
+        if (addr < self.start or addr >= self.carved_end) return null;
+        const index = ((addr - self.start) *% self.div_magic) >> magic_shift;
+        return self.start + index * self.block_size;
+    }
+
+    fn bitOf(self: *const Page, index: u32) struct { word: *u64, mask: u64 } {
+        return .{ .word = &self.bits.?[index / 64], .mask = @as(u64, 1) << @intCast(index % 64) };
+    }
+
+    /// True when the block at `addr` (a block start) is free on the page. Any thread may ask:
+    /// a reader other than the owner gets an answer that may be stale, never a fault.
+    pub fn isOnFreeList(self: *const Page, addr: usize) bool {
+        const index = self.blockStartIndex(addr) orelse return false;
+        const bit = self.bitOf(index);
+        return @atomicLoad(u64, bit.word, .monotonic) & bit.mask != 0;
+    }
+
+    pub fn where(self: *const Page) misuse.Where {
+        return .{ .tier = if (self.isTiny()) "tiny" else "mid", .class = size_class.binClass(self.bin), .block_size = self.block_size };
+    }
+
+    /// Owner: takes one free block, or null.
+    pub fn popFree(self: *Page) ?*Block {
+        var one: [1]*Block = undefined;
+        return if (self.popMany(&one) == 1) one[0] else null;
+    }
+
+    /// Owner: takes up to `out.len` free blocks (lowest addresses first from the cursor)
+    /// into `out`; returns how many. Reads the bitmap only. Bounded by the bitmap's words.
+    pub fn popMany(self: *Page, out: []*Block) u32 {
+        const want: u32 = @intCast(@min(out.len, self.free_count));
+        if (want == 0) return 0;
+        const bits = self.bits.?;
+        const words = (self.capacity + 63) / 64;
+        var word_index = if (self.free_cursor < words) self.free_cursor else 0;
+        var got: u32 = 0;
+        var visited: u32 = 0;
+        while (got < want) {
+            if (visited > words) misuse.corrupted("a page's free count and its free bits disagree", self.start);
+            var word = bits[word_index];
+            while (word != 0 and got < want) {
+                const bit: u32 = @ctz(word);
+                word &= word - 1;
+                const addr = self.start + (@as(usize, word_index) * 64 + bit) * self.block_size;
+                out[got] = @ptrFromInt(addr);
+                got += 1;
+            }
+            bits[word_index] = word;
+            if (got == want) break;
+            word_index += 1;
+            if (word_index == words) word_index = 0;
+            visited += 1;
+        }
+        self.free_cursor = word_index;
+        self.used += got;
+        self.free_count -= got;
+        if (self.flags & flag_checked != 0) {
+            for (out[0..got]) |blk| {
+                if (blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(@intFromPtr(blk), self.where(), 8);
+            }
+        }
+        return got;
+    }
+
+    pub const PushResult = enum { ok, emptied, double_free };
+
+    /// Owner: makes a block of this page (a carved block start) free on the page.
+    pub fn pushFree(self: *Page, blk: *Block) PushResult {
+        const addr = @intFromPtr(blk);
+        const index = self.blockStartIndex(addr).?;
+        const bit = self.bitOf(index);
+        if (bit.word.* & bit.mask != 0) return .double_free;
+        bit.word.* |= bit.mask;
+        blk.key = block_mod.free_key;
+        self.free_count += 1;
+        std.debug.assert(self.used > 0);
+        self.used -= 1;
+        return if (self.used == 0) .emptied else .ok;
+    }
+
+    /// Any thread: gives back a chain of blocks of this page linked first..last (links
+    /// encoded; last's is set here) with one CAS.
+    pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) void {
+        var head = self.thread_free.load(.monotonic);
+        while (true) {
+            last.link = block_mod.encode(last, head);
+            head = self.thread_free.cmpxchgWeak(head, first, .release, .monotonic) orelse return;
+        }
+    }
+
+    /// The block at the head of thread_free now (any thread; a hint for double frees).
+    pub fn remoteHead(self: *const Page) ?*Block {
+        return self.thread_free.load(.monotonic);
+    }
+
+    /// Owner: makes every block other threads gave back free on the page. Returns how many.
+    /// The walk is bounded by `used` (no more blocks can be out); a block seen twice (a
+    /// double free) ends it, and is reported or contained (misuse.doubleFreeFound).
+    pub fn collect(self: *Page) u32 {
+        if (self.thread_free.load(.monotonic) == null) return 0;
+        var node: ?*Block = self.thread_free.swap(null, .acquire);
+        var count: u32 = 0;
+        while (node) |blk| {
+            const addr = @intFromPtr(blk);
+            const index = self.blockStartIndex(addr) orelse misuse.corrupted("a page's remote-free list names a block outside it", addr);
+            // A block free on the page already (before this batch, or earlier in it) is a
+            // double free. Tested before the length bound: a block pushed twice (a second
+            // thread freed it again while it waited here) rewrote its link, so the list
+            // loops back to it, and the loop must read as a double free, not corruption.
+            const bit = self.bitOf(index);
+            if (bit.word.* & bit.mask != 0) {
+                misuse.doubleFreeFound(addr, self.where());
+                break; // the rest of the list came before the second push: dropped, not followed
+            }
+            if (count == self.used) misuse.corrupted("a page's remote-free list is longer than its blocks in use", addr);
+            const next = block_mod.decode(blk);
+            bit.word.* |= bit.mask;
+            blk.key = block_mod.free_key;
+            count += 1;
+            node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
+                misuse.freedBlockWritten(addr, self.where(), 0);
+                break :blk null;
+            };
+        }
+        self.used -= count;
+        self.free_count += count;
+        return count;
+    }
+
+    /// Owner: carves the next run of blocks (each free on the page, its key set). Returns how many.
+    pub fn extend(self: *Page) u32 {
+        const left = self.reserved - self.capacity;
+        if (left == 0) return 0;
+        const want = @max(1, extend_bytes_max / self.block_size);
+        const count: u32 = @intCast(@min(left, want));
+        const first = self.start + @as(usize, self.capacity) * self.block_size;
+        const key = if (self.flags & flag_checked != 0) block_mod.fresh_key else block_mod.free_key;
+        for (0..count) |i| {
+            const blk: *Block = @ptrFromInt(first + i * self.block_size);
+            blk.key = key;
+            const bit = self.bitOf(self.capacity + @as(u32, @intCast(i)));
+            bit.word.* |= bit.mask;
+        }
+        if (self.free_count == 0) self.free_cursor = self.capacity / 64;
+        self.free_count += count;
+        self.capacity += count;
+        self.carved_end = first + @as(usize, count) * self.block_size;
+        self.syncSpan();
+        return count;
+    }
+
+    pub fn hasFree(self: *const Page) bool {
+        return self.free_count > 0 or self.capacity < self.reserved;
+    }
+
+    pub const Invalid = error{
+        PageNotInUse,
+        CarvedBeyondReserve,
+        CarvedEndWrong,
+        CountsDisagree,
+        BitsDisagree,
+        BitBeyondCapacity,
+        CursorOutOfRange,
+        FastMagicStale,
+        SpanCopyStale,
+        FreeBlockKeyWrong,
+        RemoteListTooLong,
+        RemoteListForeignBlock,
+        RemoteBlockFreeOnPage,
+    };
+
+    /// Checks a page in use against its invariants (the owner's thread only; tests and
+    /// debug builds): carved blocks = used + free_count, free_count = the bits set, no bit
+    /// past the carved blocks, every free block keyed, carved_end and fast_magic agree with
+    /// the page and every slice of the span carries the same first line, and the remote
+    /// list holds at most `used` blocks of this page, none of them free on the page.
+    /// Bounded by the page's bitmap and `used`.
+    pub fn validate(self: *const Page) Invalid!void {
+        if (self.flags & flag_unused != 0 or self.bits == null) return error.PageNotInUse;
+        if (self.capacity > self.reserved or @as(usize, self.reserved) * self.block_size > @as(usize, self.slice_count) * size_class.slice_size)
+            return error.CarvedBeyondReserve;
+        if (self.carved_end != self.start + @as(usize, self.capacity) * self.block_size) return error.CarvedEndWrong;
+        if (@as(u64, self.used) + self.free_count != self.capacity) return error.CountsDisagree;
+        const bits = self.bits.?;
+        const words = (self.capacity + 63) / 64;
+        if (self.free_cursor > words) return error.CursorOutOfRange;
+        var set: u64 = 0;
+        for (bits[0..words], 0..) |word, w| {
+            set += @popCount(word);
+            if (w + 1 == words and self.capacity % 64 != 0 and word >> @intCast(self.capacity % 64) != 0) return error.BitBeyondCapacity;
+            var rest = word;
+            while (rest != 0) : (rest &= rest - 1) {
+                const blk: *const Block = @ptrFromInt(self.start + (w * 64 + @ctz(rest)) * self.block_size);
+                if (blk.key != block_mod.free_key and !(self.flags & flag_checked != 0 and blk.key == block_mod.fresh_key)) return error.FreeBlockKeyWrong;
+            }
+        }
+        if (set != self.free_count) return error.BitsDisagree;
+        if (self.fast_magic != self.fastMagic()) return error.FastMagicStale;
+        const span: [*]const Page = @ptrCast(self);
+        for (1..self.slice_count) |k| {
+            const c = &span[k];
+            if (c.slice_offset != k or c.start != self.start or c.div_magic != self.div_magic or c.fast_magic != self.fast_magic or
+                c.carved_end != self.carved_end or c.bin != self.bin or c.block_size != self.block_size or (c.flags ^ self.flags) & slow_flags != 0)
+                return error.SpanCopyStale;
+        }
+        var node = self.thread_free.load(.acquire);
+        var count: u32 = 0;
+        while (node) |blk| {
+            if (count == self.used) return error.RemoteListTooLong;
+            const index = self.blockStartIndex(@intFromPtr(blk)) orelse return error.RemoteListForeignBlock;
+            const bit = self.bitOf(index);
+            if (bit.word.* & bit.mask != 0) return error.RemoteBlockFreeOnPage;
+            count += 1;
+            const next = block_mod.decode(blk);
+            node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else return error.RemoteListForeignBlock;
+        }
+    }
+};
+
+/// The page every bin points at before it has one: no free blocks, nothing carved.
+pub var empty_page: Page = .{};
+
+test "carve, pop, push, collect, double free at the page" {
+    block_mod.initSecrets();
+    var memory: [size_class.slice_size]u8 align(16) = undefined;
+    var bits: [64]u64 = undefined;
+    var page: Page = .{};
+    const bin = size_class.tinyBin(48);
+    page.init(bin, @intFromPtr(&memory), 1, &bits, false);
+    try std.testing.expectEqual(@as(u32, size_class.slice_size / 48), page.reserved);
+    try std.testing.expect(page.popFree() == null);
+    try std.testing.expect(page.extend() > 0);
+    const a = page.popFree().?;
+    const b = page.popFree().?;
+    try std.testing.expectEqual(@intFromPtr(a) + 48, @intFromPtr(b));
+    try std.testing.expect(page.isBlockStart(@intFromPtr(b)));
+    try std.testing.expect(!page.isBlockStart(@intFromPtr(b) + 16));
+    try std.testing.expect(!page.isBlockStart(page.carved_end));
+    try std.testing.expectEqual(@as(?usize, @intFromPtr(b)), page.blockContaining(@intFromPtr(b) + 47));
+    try std.testing.expectEqual(Page.PushResult.ok, page.pushFree(a));
+    try std.testing.expect(page.isOnFreeList(@intFromPtr(a)));
+    try std.testing.expectEqual(Page.PushResult.double_free, page.pushFree(a));
+    page.pushRemoteChain(b, b);
+    try std.testing.expectEqual(@as(u32, 1), page.used);
+    try std.testing.expectEqual(@as(u32, 1), page.collect());
+    try std.testing.expectEqual(@as(u32, 0), page.used);
+    var n: u32 = 0;
+    while (page.popFree() != null) n += 1;
+    try std.testing.expectEqual(page.capacity, n);
+}
+
+test "the block-start test agrees with division for every bin" {
+    for (0..size_class.bin_count) |bin| {
+        var bits: [16 * 64]u64 = undefined;
+        var span = [_]Page{.{}} ** size_class.max_page_slices;
+        for (1..span.len) |k| span[k].slice_offset = @intCast(k);
+        const page = &span[0];
+        const slices = size_class.binPageSlices(bin);
+        const start: usize = 1 << 30;
+        page.init(bin, start, slices, &bits, false);
+        page.capacity = page.reserved;
+        page.carved_end = start + @as(usize, page.reserved) * page.block_size;
+        const bs = page.block_size;
+        var offset: usize = 0;
+        const end = slices * size_class.slice_size;
+        const step: usize = if (bs <= 64) 1 else 7;
+        while (offset < end) : (offset += step) {
+            const expect_start = offset % bs == 0 and offset / bs < page.reserved;
+            const index = page.blockStartIndex(start + offset);
+            try std.testing.expectEqual(expect_start, index != null);
+            if (index) |i| try std.testing.expectEqual(offset / bs, i);
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! segment.zig — a segment: 4 MiB of address space, 4 MiB aligned, owned by one heap.
+//!
+//!   segment (4 MiB aligned)
+//!   +-----------------+---------+---------+-------------------+-----+
+//!   | slice 0: header | slice 1 | slice 2 | slices 3..6       | ... |   64 slices of 64 KiB:
+//!   | Segment + 64    | tiny    | tiny    | one mid page      |     |   slice 0 the header,
+//!   | page descriptors| page    | page    | (4 slices)        |     |   63 for pages
+//!   +-----------------+---------+---------+-------------------+-----+
+//!
+//! `ptr & ~(4 MiB - 1)` is the segment; `(ptr - segment) >> 16` the slice; the slice's
+//! descriptor (or, for a later slice of a span, the one `slice_offset` before it) is the
+//! page; every slice's descriptor also carries a copy of what free() needs (page.zig), so
+//! free() reads `pages[(ptr >> 16) & 63]` directly. Free slices are a bitmap;
+//! `dirty_slices` marks free slices whose memory may still be resident. After the header
+//! and the descriptors, slice 0 holds each slice's block bitmap (page.bits: 4096 bits, one
+//! per 16-byte block; a page of k slices uses the k bitmaps from its first slice on).
+const std = @import("std");
+const size_class = @import("../settings/size_class.zig");
+const segment_map = @import("../base/segment_map.zig");
+const page_mod = @import("page.zig");
+const os = @import("../base/os.zig");
+const stats = @import("../settings/stats.zig");
+const Page = page_mod.Page;
+
+pub const segment_size = segment_map.chunk_size;
+pub const slice_count = segment_size / size_class.slice_size; // 64
+const page_shift = 7; // a page descriptor is 128 bytes
+/// Bitmap bytes per slice: a bit per smallest block.
+const bits_bytes_per_slice = size_class.slice_size / size_class.min_block_size / 8;
+const bits_offset = std.mem.alignForward(usize, @sizeOf(Segment), 64);
+const all_slices: u64 = ~@as(u64, 0);
+const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
+
+pub const Segment = struct {
+    /// The owning heap (opaque here: *Heap); null while abandoned or cached.
+    owner: std.atomic.Value(?*anyopaque) = .init(null),
+    /// Links in the owner's segment list, or in the abandoned/cached list.
+    next: ?*Segment = null,
+    prev: ?*Segment = null,
+    free_slices: u64 = usable_slices,
+    dirty_slices: u64 = 0,
+    /// The subset of dirty_slices last used by mid pages (to count purges per tier).
+    dirty_mid_slices: u64 = 0,
+    used_pages: u32 = 0,
+    /// When dirty_slices last went from empty to non-empty (monotonic ms).
+    dirty_since_ms: u64 = 0,
+    /// When the segment entered the cache (monotonic ms).
+    cached_since_ms: u64 = 0,
+    pages: [slice_count]Page = [_]Page{.{}} ** slice_count,
+
+    comptime {
+        std.debug.assert(bits_offset + slice_count * bits_bytes_per_slice <= size_class.slice_size);
+        std.debug.assert(slice_count == 64); // free_slices and dirty_slices are u64 masks
+        std.debug.assert(@sizeOf(Page) == 1 << page_shift);
+    }
+
+    pub inline fn of(addr: usize) *Segment {
+        return @ptrFromInt(addr & ~(segment_size - 1));
+    }
+
+    /// The descriptor of the slice holding `addr` (for a later slice of a span, a copy of
+    /// the page's first line: page.zig). A shift and a mask; no load.
+    pub inline fn sliceOf(addr: usize) *Page {
+        const seg = addr & ~(segment_size - 1);
+        const offset = (addr >> (size_class.slice_shift - page_shift)) & ((slice_count - 1) << page_shift);
+        return @ptrFromInt(seg + @offsetOf(Segment, "pages") + offset);
+    }
+
+    /// The block bitmap of the page whose first slice is `slice`.
+    pub fn bitsOf(self: *Segment, slice: usize) [*]u64 {
+        return @ptrFromInt(@intFromPtr(self) + bits_offset + slice * bits_bytes_per_slice);
+    }
+
+    pub inline fn pageOf(self: *Segment, addr: usize) *Page {
+        const slice = (addr - @intFromPtr(self)) >> size_class.slice_shift;
+        const first = slice - self.pages[slice].slice_offset;
+        return &self.pages[first];
+    }
+
+    pub fn sliceAddress(self: *Segment, slice: usize) usize {
+        return @intFromPtr(self) + slice * size_class.slice_size;
+    }
+
+    pub fn sliceIndex(self: *Segment, page: *Page) usize {
+        return (@intFromPtr(page) - @intFromPtr(&self.pages[0])) / @sizeOf(Page);
+    }
+
+    /// Resets a mapped (or cached) segment's header for a new owner.
+    pub fn initHeader(self: *Segment, dirty: u64) void {
+        self.* = .{ .dirty_slices = dirty & usable_slices };
+    }
+
+    fn runMask(count: usize) u64 {
+        return if (count >= 64) all_slices else (@as(u64, 1) << @intCast(count)) - 1;
+    }
+
+    pub fn hasRoomFor(self: *const Segment, count: usize) bool {
+        return @popCount(self.free_slices) >= count and self.findRun(count) != null;
+    }
+
+    pub const Run = struct { slice: usize, dirty_slices: usize };
+
+    /// The run of `count` free slices that overlaps the most dirty (still resident) slices,
+    /// first one on ties: reusing resident memory keeps RSS down and saves page faults.
+    pub fn findRun(self: *const Segment, count: usize) ?Run {
+        std.debug.assert(count >= 1 and count < slice_count);
+        // Bit s of `starts`: slices s..s+count-1 are all free (a shift brings in zeros, so
+        // no run passes the last slice; slice 0, the header, is never free).
+        var starts = self.free_slices;
+        var all_dirty = self.dirty_slices;
+        for (1..count) |k| {
+            starts &= self.free_slices >> @intCast(k);
+            all_dirty &= self.dirty_slices >> @intCast(k);
+        }
+        if (starts == 0) return null;
+        const perfect = starts & all_dirty;
+        if (perfect != 0) return .{ .slice = @ctz(perfect), .dirty_slices = count };
+        // No run is wholly resident: the first with the most resident slices. At most one
+        // pass per candidate start (64).
+        const mask = runMask(count);
+        var best: ?Run = null;
+        var rest = starts;
+        while (rest != 0) : (rest &= rest - 1) {
+            const slice: usize = @ctz(rest);
+            const dirty: usize = @popCount(self.dirty_slices & (mask << @intCast(slice)));
+            if (best == null or dirty > best.?.dirty_slices) best = .{ .slice = slice, .dirty_slices = dirty };
+        }
+        return best;
+    }
+
+    /// Takes a span of `count` slices for a page of `bin` (the best run). Returns the page.
+    pub fn allocPage(self: *Segment, bin: usize, count: usize, checked: bool, reused_dirty_bytes: *usize) ?*Page {
+        const run = self.findRun(count) orelse return null;
+        return self.allocPageAt(bin, count, run.slice, checked, reused_dirty_bytes);
+    }
+
+    /// Takes the span of `count` free slices at `slice` for a page of `bin`.
+    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, checked: bool, reused_dirty_bytes: *usize) *Page {
+        const run = runMask(count) << @intCast(slice);
+        std.debug.assert(self.free_slices & run == run);
+        std.debug.assert(slice >= 1 and slice + count <= slice_count);
+        reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
+        self.free_slices &= ~run;
+        self.dirty_slices &= ~run;
+        self.dirty_mid_slices &= ~run;
+        for (1..count) |k| {
+            self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
+        }
+        const page = &self.pages[slice];
+        page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked);
+        self.used_pages += 1;
+        return page;
+    }
+
+    /// Returns a page's span; its memory stays resident (dirty) until purged.
+    pub fn freePage(self: *Segment, page: *Page, now_ms: u64) void {
+        const slice = self.sliceIndex(page);
+        const count: usize = page.slice_count;
+        std.debug.assert(page.flags & page_mod.flag_unused == 0);
+        const run = runMask(count) << @intCast(slice);
+        self.free_slices |= run;
+        if (self.dirty_slices == 0) self.dirty_since_ms = now_ms;
+        self.dirty_slices |= run;
+        if (!page.isTiny()) self.dirty_mid_slices |= run;
+        for (0..count) |k| self.pages[slice + k] = .{};
+        self.used_pages -= 1;
+    }
+
+    pub fn dirtyBytes(self: *const Segment) usize {
+        return @as(usize, @popCount(self.dirty_slices)) * size_class.slice_size;
+    }
+
+    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken } || Page.Invalid;
+
+    /// Checks a segment's slices against its masks and counts, and every page in use
+    /// (Page.validate): the header slice is never free, dirty slices are free, a free slice
+    /// is an unused descriptor, a span's later slices point back to its first, and
+    /// used_pages counts the spans. The owner's thread only (tests, debug builds); bounded
+    /// by the 64 slices.
+    pub fn validate(self: *const Segment) Invalid!void {
+        if (self.free_slices & 1 != 0) return error.HeaderSliceFree;
+        if (self.dirty_slices & ~self.free_slices != 0 or self.dirty_mid_slices & ~self.dirty_slices != 0) return error.DirtySliceNotFree;
+        var pages: u32 = 0;
+        var slice: usize = 1;
+        while (slice < slice_count) {
+            const page = &self.pages[slice];
+            const free = self.free_slices & (@as(u64, 1) << @intCast(slice)) != 0;
+            if (page.flags & page_mod.flag_unused != 0) {
+                if (!free) return error.FreeSlicesDisagree;
+                slice += 1;
+                continue;
+            }
+            if (free or page.slice_offset != 0 or page.slice_count == 0 or slice + page.slice_count > slice_count) return error.SpanBroken;
+            if (self.free_slices & (runMask(page.slice_count) << @intCast(slice)) != 0) return error.FreeSlicesDisagree;
+            try page.validate();
+            pages += 1;
+            slice += page.slice_count;
+        }
+        if (pages != self.used_pages) return error.UsedPagesDisagree;
+    }
+
+    pub const Purged = struct { tiny_bytes: usize = 0, mid_bytes: usize = 0 };
+
+    /// Gives every dirty free slice back to the OS now (MADV_DONTNEED), counted per tier.
+    pub fn purge(self: *Segment) void {
+        const result = self.purgeDirty(os.purge);
+        stats.purged(0, result.tiny_bytes);
+        stats.purged(1, result.mid_bytes);
+    }
+
+    /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
+    pub fn purgeDirty(self: *Segment, purge_fn: *const fn ([*]u8, usize) void) Purged {
+        var slice: usize = 1;
+        while (slice < slice_count) {
+            if (self.dirty_slices & (@as(u64, 1) << @intCast(slice)) == 0) {
+                slice += 1;
+                continue;
+            }
+            var end = slice + 1;
+            while (end < slice_count and self.dirty_slices & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
+            purge_fn(@ptrFromInt(self.sliceAddress(slice)), (end - slice) * size_class.slice_size);
+            slice = end;
+        }
+        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
+        const result: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
+        self.dirty_slices = 0;
+        self.dirty_mid_slices = 0;
+        return result;
+    }
+};
+
+/// A doubly linked list of segments (an owner's, the abandoned list, the cache).
+pub const SegmentList = struct {
+    first: ?*Segment = null,
+    count: usize = 0,
+
+    pub fn push(self: *SegmentList, seg: *Segment) void {
+        seg.prev = null;
+        seg.next = self.first;
+        if (self.first) |f| f.prev = seg;
+        self.first = seg;
+        self.count += 1;
+    }
+
+    pub fn remove(self: *SegmentList, seg: *Segment) void {
+        if (seg.prev) |p| p.next = seg.next else self.first = seg.next;
+        if (seg.next) |n| n.prev = seg.prev;
+        seg.next = null;
+        seg.prev = null;
+        self.count -= 1;
+    }
+
+    pub fn pop(self: *SegmentList) ?*Segment {
+        const seg = self.first orelse return null;
+        self.remove(seg);
+        return seg;
+    }
+
+    /// Appends `seg` at the end (behind every segment there). Walks the list.
+    pub fn pushBack(self: *SegmentList, seg: *Segment) void {
+        const tail = self.last() orelse return self.push(seg);
+        seg.prev = tail;
+        seg.next = null;
+        tail.next = seg;
+        self.count += 1;
+    }
+
+    /// The segment that entered last among those left is at the end.
+    pub fn last(self: *SegmentList) ?*Segment {
+        var seg = self.first orelse return null;
+        while (seg.next) |n| seg = n;
+        return seg;
+    }
+};
+
+fn noPurge(_: [*]u8, _: usize) void {}
+
+test "spans: allocate, find, free, purge accounting" {
+    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
+    defer std.testing.allocator.free(memory);
+    const seg: *Segment = @ptrCast(memory.ptr);
+    seg.initHeader(0);
+    const mid_bin = size_class.midBin(100_000);
+    const slices = size_class.binPageSlices(mid_bin);
+    var reused: usize = 0;
+    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &reused).?;
+    const p2 = seg.allocPage(mid_bin, slices, false, &reused).?;
+    try std.testing.expectEqual(p1, Segment.sliceOf(p1.start + 100));
+    const last_slice = Segment.sliceOf(p2.start + (slices - 1) * size_class.slice_size + 5);
+    try std.testing.expectEqual(p2.start, last_slice.start);
+    try std.testing.expectEqual(p2.fast_magic, last_slice.fast_magic);
+    try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(p1));
+    try std.testing.expectEqual(@as(usize, 2), seg.sliceIndex(p2));
+    const inside = p2.start + (slices - 1) * size_class.slice_size + 5;
+    try std.testing.expectEqual(p2, seg.pageOf(inside));
+    try std.testing.expectEqual(@as(u32, 2), seg.used_pages);
+    try seg.validate();
+    seg.freePage(p1, 10);
+    try seg.validate();
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.dirtyBytes());
+    try std.testing.expect(seg.pages[1].flags & page_mod.flag_unused != 0);
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.purgeDirty(noPurge).tiny_bytes);
+    try std.testing.expect(seg.hasRoomFor(slice_count - 2 - slices));
+    try std.testing.expect(!seg.hasRoomFor(slice_count - 1 - slices));
+}
+
+test "findRun matches a slice-by-slice scan on random free and dirty masks" {
+    var prng = std.Random.DefaultPrng.init(42);
+    const random = prng.random();
+    for (0..20_000) |_| {
+        var seg: Segment = undefined;
+        // sparse and dense free masks; dirty slices are always free ones
+        const free = (random.int(u64) | if (random.boolean()) random.int(u64) else 0) & usable_slices;
+        seg.free_slices = free;
+        seg.dirty_slices = free & random.int(u64);
+        const count = random.intRangeAtMost(usize, 1, 20);
+        // reference: every start in order, the first with the most dirty slices
+        var want: ?Segment.Run = null;
+        var slice: usize = 1;
+        while (slice + count <= slice_count) : (slice += 1) {
+            const run = Segment.runMask(count) << @intCast(slice);
+            if (seg.free_slices & run != run) continue;
+            const dirty: usize = @popCount(seg.dirty_slices & run);
+            if (want == null or dirty > want.?.dirty_slices) want = .{ .slice = slice, .dirty_slices = dirty };
+        }
+        const got = seg.findRun(count);
+        try std.testing.expectEqual(want == null, got == null);
+        if (want) |w| {
+            try std.testing.expectEqual(w.slice, got.?.slice);
+            try std.testing.expectEqual(w.dirty_slices, got.?.dirty_slices);
+        }
+    }
+}

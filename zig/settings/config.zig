@@ -1,0 +1,647 @@
+//! config.zig — every tunable of hakmem, its default, its limit and its environment
+//! variable. Read once at initialisation; the routing thresholds can also change at
+//! run time (hak_set_thresholds), which is safe because a block's own page says its tier.
+const std = @import("std");
+const os = @import("../base/os.zig");
+const abi = @import("../abi.zig");
+const size_class = @import("size_class.zig");
+
+pub const Tier = abi.Tier;
+
+pub const tiny_max_default: usize = abi.tiny_max_default;
+pub const mid_max_default: usize = abi.mid_max_default;
+pub const tiny_max_limit: usize = abi.tiny_max_limit;
+pub const mid_max_min: usize = abi.mid_max_min;
+pub const mid_max_limit: usize = abi.mid_max_limit;
+
+/// Requests up to tiny_max go to the tiny tier, up to mid_max to mid, the rest to large.
+/// Read on every malloc (plain loads; written rarely, with release stores).
+pub var tiny_max: usize = tiny_max_default;
+pub var mid_max: usize = mid_max_default;
+
+/// malloc's routing in one table load, for sizes up to 32 KiB: bins_by_16[(size + 15) / 16]
+/// up to 1 KiB, bins_by_128[(size + 127) / 128] above (every class boundary above 1 KiB is
+/// a multiple of 128). An entry is the bin under the thresholds now, or size_class.no_bin
+/// for large sizes and for the one slot a threshold falls inside (that cache entry is
+/// always empty, so malloc falls to its slow path, which routes by config.route).
+/// Sizes above 32 KiB are never tiny (tiny_max_limit is 8 KiB).
+pub const by_16_max: usize = 1024;
+pub const by_128_max: usize = 32 * 1024;
+pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
+pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
+
+comptime {
+    std.debug.assert(tiny_max_limit <= by_128_max);
+}
+
+/// malloc's routing (alloc.mallocFrom): one table load up to by_128_max, else mid up to
+/// mid_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
+/// (inlined into each: malloc's fast path keeps one short branch per range); b is
+/// size_class.no_bin where the slow path must route (large sizes, and the one slot a
+/// threshold falls inside): that cache entry is always empty.
+pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
+    if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
+    if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
+    if (size <= mid_max) return to.bin(size_class.midBin(size));
+    return to.large();
+}
+
+/// fastRoute's answer as a value (tests): the bin, or null for large.
+pub fn fastBin(size: usize) ?size_class.Bin {
+    const Answer = struct {
+        pub const Result = ?size_class.Bin;
+        pub inline fn bin(_: @This(), b: size_class.Bin) Result {
+            return b;
+        }
+        pub inline fn large(_: @This()) Result {
+            return null;
+        }
+    };
+    return fastRoute(size, Answer{});
+}
+
+fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
+    @setEvalBranchQuota(20_000);
+    var table: [max / step + 1]u8 = undefined;
+    for (&table, 0..) |*entry, i| {
+        const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
+        const smallest = if (i == 0) 0 else size - step + 1;
+        entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
+            else binBy(size, tiny, mid) orelse size_class.no_bin;
+        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
+    }
+    return table;
+}
+
+/// After tiny_max or mid_max changed. A malloc racing with it may route one request
+/// by the old thresholds: every tier serves every size up to its limit, and free finds
+/// the tier from the block, so that is harmless.
+fn routingChanged() void {
+    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
+    const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
+    for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
+    const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
+    for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
+}
+
+/// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
+pub var purge_delay_ms: u64 = 50;
+/// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
+pub var retain_max_bytes: usize = 64 << 20;
+/// Bytes of freed large mappings kept for reuse.
+pub var large_cache_max_bytes: usize = 128 << 20;
+/// HAKMEM_STATS=1 (or HAKMEM_STATS_FILE=path): print a per-tier summary at exit.
+pub var print_stats_at_exit: bool = false;
+/// HAKMEM_STATS_FILE: where the exit summary goes instead of stderr (NUL-terminated, made
+/// absolute at start-up; `%p` stands for the process id). Empty: stderr.
+pub var stats_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var stats_file_len: usize = 0;
+pub const stats_file_max = 4095;
+/// HAKMEM_TRACE=path: every allocation call is recorded (trace.zig). Fixed before the first
+/// heap exists: a traced thread's cache stays the empty sentinel, so every malloc and free
+/// takes its slow path, where the recorder is (the fast paths do not change).
+pub var trace: bool = false;
+pub var trace_file_buf: [stats_file_max + 1]u8 = [_]u8{0} ** (stats_file_max + 1);
+pub var trace_file_len: usize = 0;
+
+/// HAKMEM_ADAPT=0 freezes the self-sizing caches (thread caches, large-mapping cache).
+pub var adapt: bool = true;
+
+/// HAKMEM_BACKGROUND=1: one background thread gives idle memory back (background.zig).
+pub var background: bool = false;
+
+/// HAKMEM_MEMORY_LIMIT_MB: a hard budget of mapped memory (budget.zig); 0: none.
+pub var memory_limit_bytes: usize = 0;
+/// HAKMEM_CGROUP_DIR: the cgroup v2 directory to watch instead of /proc/self/cgroup's.
+pub var cgroup_dir_buf: [path_max + 1]u8 = [_]u8{0} ** (path_max + 1);
+pub var cgroup_dir_len: usize = 0;
+/// HAKMEM_PROFILE=path: the sampled heap profile is written there (profile.zig).
+pub var profile_path_buf: [path_max + 1]u8 = [_]u8{0} ** (path_max + 1);
+pub var profile_path_len: usize = 0;
+/// HAKMEM_PROFILE_SAMPLE_KB: the mean gap between two samples, in bytes allocated.
+pub var profile_sample_bytes: usize = 512 << 10;
+const path_max = 511;
+
+pub const CheckMode = abi.CheckMode;
+/// HAKMEM_GUARD_SAMPLE_MB: about one allocation per this many MiB allocated is a guarded
+/// sample (guard.zig); 0 turns sampling off.
+pub var guard_sample_mb: usize = guard_sample_mb_default;
+pub const guard_sample_mb_default: usize = 32;
+comptime {
+    std.debug.assert(guard_sample_mb_default == 32); // the `known` table's default says "32"
+}
+
+/// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
+/// Fixed before the first heap exists.
+pub var check_mode: CheckMode = .off;
+
+/// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
+/// mid_max_limit], tiny_max <= mid_max (always true given those ranges).
+pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
+    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_mid_max < mid_max_min) return false;
+    if (new_tiny_max > new_mid_max) return false;
+    @atomicStore(usize, &tiny_max, new_tiny_max, .release);
+    @atomicStore(usize, &mid_max, new_mid_max, .release);
+    routingChanged();
+    return true;
+}
+
+pub fn route(size: usize) Tier {
+    return routeBy(size, tiny_max, mid_max);
+}
+
+/// The largest request `tier` takes under the thresholds now.
+pub fn tierMax(tier: Tier) usize {
+    return switch (tier) {
+        .tiny => tiny_max,
+        .mid => mid_max,
+        .large => abi.size_max,
+    };
+}
+
+/// The bin a request of `size` bytes is served from under the thresholds now; null for
+/// the large tier. malloc's fast path uses fastBin, the same routing in table form; a unit
+/// test checks the two agree for every size under several thresholds.
+pub fn bin(size: usize) ?size_class.Bin {
+    return binBy(size, tiny_max, mid_max);
+}
+
+fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
+    return switch (routeBy(size, tiny, mid)) {
+        .tiny => size_class.tinyBin(size),
+        .mid => size_class.midBin(size),
+        .large => null,
+    };
+}
+
+fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
+    if (size <= tiny) return .tiny;
+    if (size <= mid) return .mid;
+    return .large;
+}
+
+/// What applying one variable's value gave.
+const Verdict = union(enum) {
+    ok,
+    malformed,
+    /// the value read, and the largest allowed
+    above: struct { value: u64, limit: u64 },
+    /// the value read, and the smallest allowed
+    below: struct { value: u64, limit: u64 },
+};
+
+const Var = struct {
+    name: [:0]const u8,
+    /// the form of a good value, for the message about a bad one
+    expected: []const u8,
+    /// the default, as the message names it
+    default: []const u8,
+    apply: *const fn (value: []const u8) Verdict,
+};
+
+const size_form = "a size in bytes such as 512, 4k or 1m";
+const known = [_]Var{
+    .{ .name = "HAKMEM_TINY_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{tiny_max_default}), .apply = applyTinyMax },
+    .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
+    .{ .name = "HAKMEM_PURGE_DELAY_MS", .expected = "a whole number of milliseconds", .default = "50", .apply = applyPurgeDelay },
+    .{ .name = "HAKMEM_RETAIN_MAX_MB", .expected = "a whole number of MiB", .default = "64", .apply = applyRetainMax },
+    .{ .name = "HAKMEM_LARGE_CACHE_MB", .expected = "a whole number of MiB", .default = "128", .apply = applyLargeCache },
+    .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
+    .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
+    .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
+    .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
+    .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = "32", .apply = applyGuardSample },
+    .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
+    .{ .name = "HAKMEM_MEMORY_LIMIT_MB", .expected = "a whole number of MiB (0: no limit)", .default = "0", .apply = applyMemoryLimit },
+    .{ .name = "HAKMEM_CGROUP_DIR", .expected = "a cgroup v2 directory", .default = "the process's cgroup", .apply = applyCgroupDir },
+    .{ .name = "HAKMEM_PROFILE", .expected = "a file path (%p: the process id)", .default = "off", .apply = applyProfile },
+    .{ .name = "HAKMEM_PROFILE_SAMPLE_KB", .expected = "a whole number of KiB, 1 or more", .default = "512", .apply = applyProfileSample },
+    .{ .name = "HAKMEM_TRACE", .expected = "a file path (%p: the process id)", .default = "off", .apply = applyTrace },
+};
+
+/// Variables that belong to the tooling around the library, not to the allocator.
+const tooling = [_][]const u8{ "HAKMEM_LIB", "HAKMEM_ZIG" };
+
+/// Reads HAKMEM_* once. A malformed or out-of-range value or an unknown HAKMEM_ name gives
+/// one line on stderr saying what was expected; the default stays. Uses getenv/environ
+/// only: nothing here allocates.
+pub fn loadFromEnvironment() void {
+    for (known) |v| {
+        const raw = std.c.getenv(v.name) orelse continue;
+        const value = std.mem.span(raw);
+        const verdict: Verdict = if (value.len == 0) .malformed else v.apply(value);
+        if (verdict != .ok and parentWarned(v.name, value)) continue;
+        switch (verdict) {
+            .ok => {},
+            .malformed => os.printStderr("hakmem: ignoring {s}={s} ({s}; expected {s}); using the default {s}\n", .{
+                v.name, value, if (value.len == 0) "empty" else "malformed", v.expected, v.default,
+            }),
+            .above => |r| if (r.value == std.math.maxInt(u64))
+                os.printStderr("hakmem: ignoring {s}={s} (above the limit {d}); using the default {s}\n", .{ v.name, value, r.limit, v.default })
+            else
+                os.printStderr("hakmem: ignoring {s}={s} ({d} is above the limit {d}); using the default {s}\n", .{ v.name, value, r.value, r.limit, v.default }),
+            .below => |r| os.printStderr("hakmem: ignoring {s}={s} ({d} is below the lowest value {d}); using the default {s}\n", .{ v.name, value, r.value, r.limit, v.default }),
+        }
+    }
+    std.debug.assert(tiny_max <= mid_max); // tiny_max_limit <= mid_max_min
+    routingChanged();
+    warnUnknownNames();
+}
+
+fn warnUnknownNames() void {
+    const env: [*:null]?[*:0]u8 = std.c.environ;
+    var i: usize = 0;
+    while (env[i]) |entry| : (i += 1) {
+        const line = std.mem.span(entry);
+        if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
+        const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
+        if (isKnownName(name)) continue;
+        if (parentWarned(name, line[@min(name.len + 1, line.len)..])) continue;
+        os.printStderr("hakmem: unknown environment variable {s} (ignored)\n", .{name});
+    }
+}
+
+fn isKnownName(name: []const u8) bool {
+    for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
+    for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
+    return false;
+}
+
+// ---------------------------------------------------------------- one warning per process tree
+//
+// A malformed setting is inherited by every process a program starts (`gcc -c` runs cc1 and
+// as: one warning each). A child stays quiet when its parent had the same NAME=value in its
+// environment and LD_PRELOAD naming hakmem: the parent's copy of the library read the same
+// line when it loaded, and warned. The parent's environment as it was at its exec is
+// /proc/<ppid>/environ (NUL-separated entries), read here with a stack buffer (no
+// allocation: this runs while the allocator initialises). A child cannot mark its own
+// environment instead: setenv allocates, and rewriting the program's environ strings in place
+// would change what the program itself (and getenv) sees.
+
+/// True when the parent process had `name`=`value` and preloaded hakmem. Bounded: reads at
+/// most environ_read_max bytes.
+fn parentWarned(name: []const u8, value: []const u8) bool {
+    var path_buf: [40]u8 = undefined;
+    const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/environ", .{std.os.linux.getppid()}) catch return false;
+    const rc = std.os.linux.open(path.ptr, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
+    if (std.os.linux.E.init(rc) != .SUCCESS) return false;
+    const fd: i32 = @intCast(rc);
+    defer _ = std.os.linux.close(fd);
+    var scan: EnvironScan = .{ .name = name, .value = value };
+    var buf: [4096]u8 = undefined;
+    var total: usize = 0;
+    while (total < environ_read_max) {
+        const n = std.os.linux.read(fd, &buf, buf.len);
+        if (std.os.linux.E.init(n) != .SUCCESS or n == 0) break;
+        std.debug.assert(n <= buf.len);
+        for (buf[0..n]) |c| scan.byte(c);
+        total += n;
+    }
+    scan.byte(0); // a last entry without its NUL
+    return scan.same_entry and scan.preloads_hakmem;
+}
+
+const environ_read_max: usize = 1 << 20;
+
+/// Streams the NUL-separated entries of an environment: is `name`=`value` one of them, and
+/// is there an LD_PRELOAD entry that names hakmem?
+const EnvironScan = struct {
+    name: []const u8,
+    value: []const u8,
+    /// bytes of the current entry seen so far
+    pos: usize = 0,
+    /// the current entry equals name=value up to pos
+    same_so_far: bool = true,
+    /// the current entry starts with LD_PRELOAD= up to pos
+    preload_so_far: bool = true,
+    /// bytes of "hakmem" matched at the end of the current LD_PRELOAD entry's value
+    hakmem_matched: usize = 0,
+    found_hakmem: bool = false,
+    same_entry: bool = false,
+    preloads_hakmem: bool = false,
+
+    const preload_prefix = "LD_PRELOAD=";
+    const needle = "hakmem"; // its first letter occurs once: a mismatch restarts at 0 or 1
+
+    fn wanted(self: *const EnvironScan, i: usize) ?u8 {
+        if (i < self.name.len) return self.name[i];
+        if (i == self.name.len) return '=';
+        if (i - self.name.len - 1 < self.value.len) return self.value[i - self.name.len - 1];
+        return null;
+    }
+
+    fn byte(self: *EnvironScan, c: u8) void {
+        if (c == 0) {
+            if (self.pos > 0 and self.same_so_far and self.wanted(self.pos) == null) self.same_entry = true;
+            if (self.pos >= preload_prefix.len and self.preload_so_far and self.found_hakmem) self.preloads_hakmem = true;
+            self.* = .{ .name = self.name, .value = self.value, .same_entry = self.same_entry, .preloads_hakmem = self.preloads_hakmem };
+            return;
+        }
+        if (self.same_so_far) self.same_so_far = self.wanted(self.pos) == c;
+        if (self.pos < preload_prefix.len) {
+            if (self.preload_so_far) self.preload_so_far = preload_prefix[self.pos] == c;
+        } else if (self.preload_so_far and !self.found_hakmem) {
+            self.hakmem_matched = if (c == needle[self.hakmem_matched]) self.hakmem_matched + 1 else @intFromBool(c == needle[0]);
+            std.debug.assert(self.hakmem_matched <= needle.len);
+            if (self.hakmem_matched == needle.len) self.found_hakmem = true;
+        }
+        self.pos +|= 1;
+    }
+};
+
+test "EnvironScan: the same entry and a preload naming hakmem, across any split" {
+    const env = "A=1\x00HAKMEM_TINY_MAX=9k\x00LD_PRELOAD=/x/libhahakmem-checked.so\x00B=2";
+    var scan: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9k" };
+    for (env) |c| scan.byte(c);
+    scan.byte(0);
+    try std.testing.expect(scan.same_entry and scan.preloads_hakmem);
+    var other: EnvironScan = .{ .name = "HAKMEM_TINY_MAX", .value = "9" };
+    for (env) |c| other.byte(c);
+    other.byte(0);
+    try std.testing.expect(!other.same_entry);
+    var unpreloaded: EnvironScan = .{ .name = "A", .value = "1" };
+    for ("A=1\x00LD_PRELOAD=/x/libother.so\x00") |c| unpreloaded.byte(c);
+    try std.testing.expect(unpreloaded.same_entry and !unpreloaded.preloads_hakmem);
+}
+
+/// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB), "1g" (GiB). Null when malformed or overflowing.
+pub fn parseSize(text: []const u8) ?usize {
+    return parseSizeChecked(text) catch null;
+}
+
+fn parseSizeChecked(text: []const u8) error{ Malformed, Overflow }!usize {
+    if (text.len == 0) return error.Malformed;
+    var digits = text;
+    var unit: usize = 1;
+    switch (text[text.len - 1]) {
+        'k', 'K' => unit = 1 << 10,
+        'm', 'M' => unit = 1 << 20,
+        'g', 'G' => unit = 1 << 30,
+        else => {},
+    }
+    if (unit != 1) digits = text[0 .. text.len - 1];
+    const n = std.fmt.parseUnsigned(usize, digits, 10) catch |e| return switch (e) {
+        error.Overflow => error.Overflow,
+        error.InvalidCharacter => error.Malformed,
+    };
+    return std.math.mul(usize, n, unit) catch error.Overflow;
+}
+
+/// A size within [low, high]; a number too large for usize is "above" as well.
+fn sizeIn(value: []const u8, low: usize, high: usize) struct { Verdict, usize } {
+    const n = parseSizeChecked(value) catch |e| return switch (e) {
+        error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = high } }, 0 },
+        error.Malformed => .{ .malformed, 0 },
+    };
+    if (n > high) return .{ .{ .above = .{ .value = n, .limit = high } }, 0 };
+    if (n < low) return .{ .{ .below = .{ .value = n, .limit = low } }, 0 };
+    return .{ .ok, n };
+}
+
+fn applyTinyMax(value: []const u8) Verdict {
+    const verdict, const n = sizeIn(value, 0, tiny_max_limit);
+    if (verdict == .ok) tiny_max = n;
+    return verdict;
+}
+
+fn applyMidMax(value: []const u8) Verdict {
+    const verdict, const n = sizeIn(value, mid_max_min, mid_max_limit);
+    if (verdict == .ok) mid_max = n;
+    return verdict;
+}
+
+/// A whole number up to `limit`.
+fn countUpTo(value: []const u8, limit: u64) struct { Verdict, u64 } {
+    const n = std.fmt.parseUnsigned(u64, value, 10) catch |e| return switch (e) {
+        error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = limit } }, 0 },
+        error.InvalidCharacter => .{ .malformed, 0 },
+    };
+    if (n > limit) return .{ .{ .above = .{ .value = n, .limit = limit } }, 0 };
+    return .{ .ok, n };
+}
+
+fn applyPurgeDelay(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 3_600_000);
+    if (verdict == .ok) purge_delay_ms = n;
+    return verdict;
+}
+
+fn applyRetainMax(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) retain_max_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyLargeCache(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyMemoryLimit(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 30);
+    if (verdict == .ok) memory_limit_bytes = @as(usize, @intCast(n)) << 20;
+    return verdict;
+}
+
+fn applyPath(value: []const u8, buf: *[path_max + 1]u8, len: *usize) Verdict {
+    if (value.len > path_max) return .{ .above = .{ .value = value.len, .limit = path_max } };
+    @memcpy(buf[0..value.len], value);
+    buf[value.len] = 0;
+    len.* = value.len;
+    return .ok;
+}
+
+fn applyCgroupDir(value: []const u8) Verdict {
+    return applyPath(value, &cgroup_dir_buf, &cgroup_dir_len);
+}
+
+fn applyProfile(value: []const u8) Verdict {
+    return applyPath(value, &profile_path_buf, &profile_path_len);
+}
+
+fn applyProfileSample(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 30);
+    if (verdict != .ok) return verdict;
+    if (n == 0) return .{ .below = .{ .value = 0, .limit = 1 } };
+    profile_sample_bytes = @as(usize, @intCast(n)) << 10;
+    return .ok;
+}
+
+/// HAKMEM_CGROUP_DIR, or null: the process's own cgroup.
+pub fn cgroupDir() ?[]const u8 {
+    if (cgroup_dir_len == 0) return null;
+    return cgroup_dir_buf[0..cgroup_dir_len];
+}
+
+/// HAKMEM_PROFILE, or null: no profiling.
+pub fn profilePath() ?[:0]const u8 {
+    if (profile_path_len == 0) return null;
+    return profile_path_buf[0..profile_path_len :0];
+}
+
+fn applyGuardSample(value: []const u8) Verdict {
+    const verdict, const n = countUpTo(value, 1 << 20);
+    if (verdict == .ok) guard_sample_mb = @intCast(n);
+    return verdict;
+}
+
+fn applyAdapt(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return .malformed;
+    return .ok;
+}
+
+fn applyBackground(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1")) background = true else if (std.mem.eql(u8, value, "0")) background = false else return .malformed;
+    return .ok;
+}
+
+fn applyCheck(value: []const u8) Verdict {
+    const eql = std.mem.eql;
+    if (eql(u8, value, "1") or eql(u8, value, "abort")) {
+        check_mode = .abort;
+    } else if (eql(u8, value, "warn")) {
+        check_mode = .warn;
+    } else if (eql(u8, value, "0") or eql(u8, value, "off")) {
+        check_mode = .off;
+    } else return .malformed;
+    return .ok;
+}
+
+fn applyStats(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1") or std.mem.eql(u8, value, "true")) {
+        print_stats_at_exit = true;
+        return .ok;
+    }
+    if (std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false")) return .ok;
+    return .malformed;
+}
+
+/// HAKMEM_STATS_FILE=path: the exit summary goes to `path` (appended; created 0644), which
+/// is made absolute now, so a later chdir does not move it. Implies HAKMEM_STATS=1.
+fn applyStatsFile(value: []const u8) Verdict {
+    const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
+    if (verdict == .ok) print_stats_at_exit = true;
+    return verdict;
+}
+
+/// HAKMEM_TRACE=path: record every allocation call into `path` (trace.zig), made absolute now.
+fn applyTrace(value: []const u8) Verdict {
+    const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
+    if (verdict == .ok) trace = true;
+    return verdict;
+}
+
+/// `value` with the working directory before it unless it is absolute, NUL-terminated in
+/// `buf`; `len` is set only when it fits.
+fn absolutePathInto(buf: *[stats_file_max + 1]u8, len: *usize, value: []const u8) Verdict {
+    var at: usize = 0;
+    if (value[0] != '/') {
+        _ = std.c.getcwd(buf, buf.len) orelse return .malformed;
+        at = std.mem.indexOfScalar(u8, buf, 0) orelse return .malformed;
+        if (at > 0 and buf[at - 1] != '/') {
+            if (at >= stats_file_max) return .malformed;
+            buf[at] = '/';
+            at += 1;
+        }
+    }
+    if (at + value.len > stats_file_max) return .{ .above = .{ .value = at + value.len, .limit = stats_file_max } };
+    @memcpy(buf[at..][0..value.len], value);
+    len.* = at + value.len;
+    buf[len.*] = 0;
+    return .ok;
+}
+
+/// A path template (HAKMEM_STATS_FILE, HAKMEM_TRACE) with `%p` replaced by the process
+/// id (and `%%` by `%`), NUL-terminated in `out`; null when it does not fit.
+pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]const u8 {
+    var w: std.Io.Writer = .fixed(out[0 .. stats_file_max + 31]);
+    var i: usize = 0;
+    while (i < template.len) : (i += 1) {
+        if (template[i] == '%' and i + 1 < template.len and (template[i + 1] == 'p' or template[i + 1] == '%')) {
+            i += 1;
+            if (template[i] == 'p') w.print("{d}", .{std.os.linux.getpid()}) catch return null else w.writeByte('%') catch return null;
+        } else w.writeByte(template[i]) catch return null;
+    }
+    const len = w.buffered().len;
+    out[len] = 0;
+    return out[0..len :0];
+}
+
+/// The HAKMEM_TRACE path template (`%p`: the process id), or null when not recording.
+pub fn traceFile() ?[:0]const u8 {
+    if (trace_file_len == 0) return null;
+    return trace_file_buf[0..trace_file_len :0];
+}
+
+/// The HAKMEM_STATS_FILE path, or null for stderr.
+pub fn statsFile() ?[:0]const u8 {
+    if (stats_file_len == 0) return null;
+    return stats_file_buf[0..stats_file_len :0];
+}
+
+test "parseSize" {
+    try std.testing.expectEqual(@as(?usize, 1024), parseSize("1024"));
+    try std.testing.expectEqual(@as(?usize, 65536), parseSize("64k"));
+    try std.testing.expectEqual(@as(?usize, 1 << 20), parseSize("1M"));
+    try std.testing.expectEqual(@as(?usize, null), parseSize("12x"));
+    try std.testing.expectEqual(@as(?usize, null), parseSize(""));
+    try std.testing.expectEqual(@as(?usize, null), parseSize("99999999999999999999"));
+}
+
+test "thresholds are validated" {
+    const old_tiny = tiny_max;
+    const old_mid = mid_max;
+    defer _ = setThresholds(old_tiny, old_mid);
+    try std.testing.expect(setThresholds(512, 16384));
+    try std.testing.expectEqual(Tier.tiny, route(512));
+    try std.testing.expectEqual(Tier.mid, route(513));
+    try std.testing.expectEqual(Tier.large, route(16385));
+    try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
+    try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
+    // the lowest sensible limits: tiny may be off, but small requests never go to large
+    try std.testing.expect(setThresholds(0, mid_max_min));
+    try std.testing.expectEqual(Tier.mid, route(1));
+    try std.testing.expect(!setThresholds(0, 0));
+    try std.testing.expect(!setThresholds(0, mid_max_min - 1));
+    try std.testing.expectEqual(mid_max_min, mid_max);
+}
+
+test "settings: empty, malformed and out-of-range values are refused with their limit" {
+    try std.testing.expectEqual(Verdict.malformed, applyTinyMax("12x"));
+    const above = applyTinyMax("9k");
+    try std.testing.expectEqual(@as(u64, 9216), above.above.value);
+    try std.testing.expectEqual(@as(u64, tiny_max_limit), above.above.limit);
+    const below = applyMidMax("4k");
+    try std.testing.expectEqual(@as(u64, mid_max_min), below.below.limit);
+    try std.testing.expect(applyTinyMax("99999999999999999999999") == .above);
+    try std.testing.expect(applyPurgeDelay("99999999999999999999999") == .above);
+    try std.testing.expectEqual(Verdict.malformed, applyPurgeDelay("5s"));
+    try std.testing.expectEqual(Verdict.malformed, applyAdapt("yes"));
+}
+
+test "malloc's routing (fastBin) agrees with bin() for every size, under any thresholds" {
+    const saved_tiny = tiny_max;
+    const saved_mid = mid_max;
+    defer _ = setThresholds(saved_tiny, saved_mid);
+    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 }, .{ 1024, 40000 } }) |t| {
+        try std.testing.expect(setThresholds(t[0], t[1]));
+        var size: usize = 0;
+        while (size <= mid_max_limit + 1) : (size += if (size < 2 * by_128_max) 1 else 61) {
+            const want = bin(size);
+            const fast = fastBin(size);
+            if (fast == null) {
+                try std.testing.expect(want == null and size > by_128_max);
+                continue;
+            }
+            if (fast.? == size_class.no_bin) {
+                // the slow path routes: a large size, or a threshold inside the table slot
+                const step: usize = if (size <= by_16_max) 16 else 128;
+                const slot_top = (size + step - 1) / step * step;
+                try std.testing.expect(want == null or route(slot_top) != route(slot_top -| (step - 1)));
+                continue;
+            }
+            try std.testing.expectEqual(want, fast);
+        }
+    }
+}

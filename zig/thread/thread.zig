@@ -1,0 +1,283 @@
+//! thread.zig — which heap belongs to the calling thread, and what happens when a thread
+//! starts allocating or exits.
+//!
+//! A thread's heap is found through one thread-local pointer (its cache, `tls_cache`: the
+//! empty sentinel until the thread's first malloc). Heap memory comes straight from the OS
+//! and is never unmapped, so a stats reader can walk the registry of live heaps safely. On
+//! exit a pthread-key destructor (the key is made once, at process initialisation:
+//! initExitKey) parks the heap whole (heap.park); the next thread takes the newest parked
+//! heap with its pages (heap.zig: exited threads' heaps).
+const std = @import("std");
+const os = @import("../base/os.zig");
+const stats = @import("../settings/stats.zig");
+const config = @import("../settings/config.zig");
+const size_class = @import("../settings/size_class.zig");
+const Lock = @import("../base/lock.zig").Lock;
+const heap_mod = @import("heap.zig");
+const Heap = heap_mod.Heap;
+const validate = @import("validate.zig");
+const purge = @import("purge.zig");
+const thread_cache = @import("thread_cache.zig");
+const Cache = thread_cache.Cache;
+
+/// The calling thread's cache (its heap's `cache`), never null: a thread that has no heap
+/// points at `empty_cache`, whose every stack is empty and full at once, so malloc and
+/// free fall through to their slow paths without a null test. Read and written through
+/// `cache`/`setCache`, which use the initial-exec TLS model (one %fs-relative load)
+/// instead of the general-dynamic model Zig emits for a shared library (a __tls_get_addr
+/// call on every malloc and free). (zig/tls.c defines it for the library, initialised to
+/// `hakmem_empty_cache`; unit tests use a plain Zig threadlocal.)
+const use_initial_exec = @import("builtin").cpu.arch == .x86_64 and !@import("builtin").is_test;
+
+/// The heapless sentinel: zeroed stacks (thread_cache.Entry: top == bottom == limit == 0).
+/// Only `entries` is ever read through it: every path past the stacks checks for it first.
+var empty_entries: [size_class.bin_count + 1]thread_cache.Entry align(64) = [_]thread_cache.Entry{.{}} ** (size_class.bin_count + 1);
+comptime {
+    if (use_initial_exec) @export(&empty_entries, .{ .name = "hakmem_empty_cache", .visibility = .hidden });
+}
+const empty_cache: *Cache = @ptrCast(&empty_entries);
+
+threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
+/// In check mode (and when tracing, config.trace) the heap lives here instead, so the fast
+/// paths always fall through.
+threadlocal var check_heap: ?*Heap = null;
+/// Set once the thread's exit destructor parked its heap.
+threadlocal var exit_ran: bool = false;
+
+/// True once the calling thread's exit destructor ran (slow paths only: a general-dynamic
+/// TLS access).
+pub fn exiting() bool {
+    return exit_ran;
+}
+
+pub var registry_lock: Lock = .{};
+var registry_first: ?*Heap = null;
+
+pub inline fn cache() *Cache {
+    if (!use_initial_exec) return tls_cache;
+    return asm (
+        \\movq hakmem_tls_cache@GOTTPOFF(%%rip), %[cache]
+        \\movq %%fs:(%[cache]), %[cache]
+        : [cache] "=r" (-> *Cache),
+    );
+}
+
+fn setCache(c: *Cache) void {
+    if (!use_initial_exec) {
+        tls_cache = c;
+        return;
+    }
+    asm volatile (
+        \\movq hakmem_tls_cache@GOTTPOFF(%%rip), %%rax
+        \\movq %[cache], %%fs:(%%rax)
+        :
+        : [cache] "r" (c),
+        : .{ .rax = true, .memory = true });
+}
+
+/// The heap whose cache this is; null for the sentinel.
+pub inline fn heapOf(c: *Cache) ?*Heap {
+    if (c == empty_cache) return null;
+    return @fieldParentPtr("cache", c);
+}
+
+/// The calling thread's heap in normal mode (null before its first malloc, and in check mode).
+pub inline fn current() ?*Heap {
+    return heapOf(cache());
+}
+
+/// The calling thread's heap in either mode (slow paths).
+pub fn currentAny() ?*Heap {
+    return current() orelse checkHeap();
+}
+
+/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
+/// which the compiler would otherwise make before it knows current() is null.)
+noinline fn checkHeap() ?*Heap {
+    return check_heap;
+}
+
+/// A heap for the calling thread, which has none (currentAny() is null), made its own.
+/// The process must be initialised (process.ensureInit: settings, the exit key). Null
+/// only when the OS has no memory.
+pub fn create() ?*Heap {
+    std.debug.assert(currentAny() == null);
+    const heap = obtainHeap() orelse return null;
+    registry_lock.acquire();
+    heap.registry_next = registry_first;
+    if (registry_first) |f| f.registry_prev = heap;
+    registry_first = heap;
+    registry_lock.release();
+    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else check_heap = heap;
+    if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
+    stats.incr(&stats.threads_live);
+    stats.incr(&stats.threads_total);
+    return heap;
+}
+
+/// The newest parked heap of an exited thread, taken whole (its pages and segments); else
+/// an exited thread's empty heap, or a new mapping, initialised.
+fn obtainHeap() ?*Heap {
+    if (heap_mod.takeExited()) |exited| {
+        if (exited.whole) {
+            exited.heap.resumeParked();
+        } else exited.heap.init(config.check_mode != .off);
+        return exited.heap;
+    }
+    const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
+    const memory = os.map(bytes) orelse return null;
+    const heap: *Heap = @ptrCast(@alignCast(memory));
+    heap.init(config.check_mode != .off);
+    return heap;
+}
+
+// ---------------------------------------------------------------- thread exit
+
+const pthread_key_t = c_uint;
+extern "c" fn pthread_key_create(key: *pthread_key_t, destructor: ?*const fn (?*anyopaque) callconv(.c) void) c_int;
+extern "c" fn pthread_setspecific(key: pthread_key_t, value: ?*const anyopaque) c_int;
+
+var exit_key: pthread_key_t = 0;
+var exit_key_valid = false;
+
+/// Makes the key whose destructor runs onThreadExit for every thread with a heap (once,
+/// at process initialisation, before the first heap exists).
+pub fn initExitKey() void {
+    exit_key_valid = pthread_key_create(&exit_key, exitDestructor) == 0;
+}
+
+fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
+    const heap: *Heap = @ptrCast(@alignCast(value orelse return));
+    onThreadExit(heap);
+}
+
+/// The pthread-key destructor: the thread is exiting. Its heap leaves the registry and is
+/// parked whole for the next thread (heap.zig: exited threads' heaps).
+pub fn onThreadExit(heap: *Heap) void {
+    validate.atThreadExit(heap);
+    setCache(empty_cache);
+    check_heap = null;
+    exit_ran = true;
+    const now = os.nowMs();
+    // What the heap holds goes back before its counters retire.
+    for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0);
+    heap.large_local.releaseAll(now);
+    registry_lock.acquire();
+    heap.addCountersInto(&stats.retired);
+    if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;
+    if (heap.registry_next) |n| n.registry_prev = heap.registry_prev;
+    heap.registry_prev = null;
+    heap.registry_next = null;
+    registry_lock.release();
+    heap.park(now);
+    stats.decr(&stats.threads_live);
+}
+
+/// Sums the event counters of every heap, live and exited.
+pub fn sumCounters(total: *stats.BinCounters) void {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    stats.retired.addInto(total);
+    var cached: u64 = 0;
+    var it = registry_first;
+    while (it) |heap| : (it = heap.registry_next) {
+        heap.addCountersInto(total);
+        cached += heap.cachedBytes();
+    }
+    stats.thread_cache_bytes_snapshot = cached;
+}
+
+/// Calls `visit(context, heap, true)` for every live heap (its thread runs), under the
+/// registry lock, then `visit(context, heap, false)` for every exited thread's heap (parked
+/// or empty: heap.forEachExited) (the memory report). Bounded by the number of heaps.
+pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
+    {
+        registry_lock.acquire();
+        defer registry_lock.release();
+        var it = registry_first;
+        while (it) |heap| : (it = heap.registry_next) visit(context, heap, true);
+    }
+    heap_mod.forEachExited(context, visit);
+}
+
+/// The background purger's pass over every live heap (background.zig). Bounded by the
+/// number of heaps.
+pub fn decayEveryHeap(now_ms: u64) void {
+    {
+        registry_lock.acquire();
+        defer registry_lock.release();
+        var it = registry_first;
+        while (it) |heap| : (it = heap.registry_next) purge.heapSlicesFromBackground(&heap.segments, now_ms);
+    }
+    heap_mod.decayParked(now_ms, false);
+}
+
+/// True when another live heap's cache holds `blk` in `bin` (a double-free check; the
+/// caches are read while their threads run: a slot may be stale, never unmapped).
+/// Bounded by the number of heaps times a bin's capacity.
+pub fn otherCacheHolds(bin: usize, blk: *const anyopaque, except: ?*const Heap) bool {
+    registry_lock.acquire();
+    defer registry_lock.release();
+    var it = registry_first;
+    while (it) |heap| : (it = heap.registry_next) {
+        if (heap == except) continue;
+        if (heap.cache.contains(bin, @ptrCast(@alignCast(blk)))) return true;
+    }
+    return false;
+}
+
+/// In a forked child only the forking thread exists: the other heaps stay registered
+/// (their blocks may still be freed in the child, into their pages' thread_free lists).
+pub fn afterForkInChild() void {
+    registry_lock.resetInChild();
+    stats.threads_live.store(if (currentAny() != null) 1 else 0, .monotonic);
+}
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+const block_mod = @import("../base/block.zig");
+
+const Probe = struct {
+    heap: ?*Heap = null,
+    block: ?*anyopaque = null,
+    bin: usize = size_class.tinyBin(64),
+    cached: std.atomic.Value(bool) = .init(false),
+    checked: std.atomic.Value(bool) = .init(false),
+
+    /// A new thread: make its heap, take a block and free it into its cache, then wait for
+    /// the main thread to look before it exits.
+    fn run(self: *Probe) void {
+        const heap = create() orelse return;
+        self.heap = heap;
+        const blk = heap.cache.pop(self.bin) orelse heap.allocSlow(self.bin) orelse return;
+        self.block = blk;
+        _ = heap.cache.push(self.bin, blk);
+        self.cached.store(true, .release);
+        var spins: usize = 0;
+        while (!self.checked.load(.acquire) and spins < 10_000_000) : (spins += 1) std.Thread.yield() catch {};
+    }
+};
+
+test "a thread's heap: made on demand, its cache visible to others, pooled at its exit and reused" {
+    block_mod.initSecrets();
+    if (!exit_key_valid) initExitKey();
+    const live_before = stats.threads_live.load(.monotonic);
+    var first: Probe = .{};
+    const t1 = try std.Thread.spawn(.{}, Probe.run, .{&first});
+    var spins: usize = 0;
+    while (!first.cached.load(.acquire) and spins < 10_000_000) : (spins += 1) std.Thread.yield() catch {};
+    try testing.expect(first.cached.load(.acquire));
+    try testing.expect(otherCacheHolds(first.bin, first.block.?, null));
+    try testing.expect(!otherCacheHolds(first.bin, first.block.?, first.heap));
+    try testing.expectEqual(live_before + 1, stats.threads_live.load(.monotonic));
+    first.checked.store(true, .release);
+    t1.join(); // its exit destructor abandoned the heap and pooled it
+    try testing.expectEqual(live_before, stats.threads_live.load(.monotonic));
+    try testing.expect(!otherCacheHolds(first.bin, first.block.?, null));
+    var second: Probe = .{};
+    second.checked.store(true, .release);
+    const t2 = try std.Thread.spawn(.{}, Probe.run, .{&second});
+    t2.join();
+    try testing.expectEqual(first.heap, second.heap); // the pooled heap came back
+}

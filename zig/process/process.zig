@@ -69,6 +69,7 @@ fn forkChild() callconv(.c) void {
     @import("../memory/profile.zig").resetLockInChild();
     @import("../memory/guard.zig").resetLockInChild();
     heap_mod.exited_lock.resetInChild();
+    heap_mod.afterForkInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
     thread.afterForkInChild();

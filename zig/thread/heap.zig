@@ -591,6 +591,20 @@ pub fn takeExited() ?Exited {
     return .{ .heap = h, .whole = false };
 }
 
+/// In a forked child (process.zig, after exited_lock is reset): another thread of the parent
+/// may have held a parked heap's segments lock at the fork (trimStaleParked, decayParked);
+/// in the child no thread holds one, and a child thread that takes that heap would wait on
+/// it forever. Bounded by the parked heaps.
+pub fn afterForkInChild() void {
+    var it = parked.first;
+    var n: usize = 0;
+    while (it) |h| : (it = h.exited_next) {
+        n += 1;
+        std.debug.assert(n <= parked.count);
+        h.segments.lock.resetInChild();
+    }
+}
+
 /// Calls `visit(context, heap, false)` for every exited thread's heap, parked or empty,
 /// under exited_lock (the memory report measures their memory). Bounded by their number.
 pub fn forEachExited(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
@@ -911,4 +925,17 @@ test "a parked heap nobody takes is given up after the purge delay (all at once 
     for (0..bins) |i| b.flushCache(i, 0);
     b.maintain(os.nowMs(), true);
     try b.validate();
+}
+
+test "a forked child can take a parked heap whose segments lock a parent thread held at the fork" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    _ = try testAlloc(a, size_class.tinyBin(32));
+    a.park(os.nowMs());
+    a.segments.lock.acquire(); // a parent thread trimming it when the process forked
+    afterForkInChild();
+    try testing.expect(a.segments.lock.tryAcquire()); // free in the child
+    a.segments.lock.release();
+    decayParked(os.nowMs(), true);
+    try testing.expectEqual(a, takeExited().?.heap); // out of the exited lists before it is unmapped
 }

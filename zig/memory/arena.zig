@@ -105,10 +105,9 @@ const trim_cached_max = 16;
 /// Purges the dirty slices of the cached segments beyond the first (newest) `keep_bytes`
 /// of them: at a thread's exit, what the next threads find resident stays bounded even if
 /// no maintenance runs again (heap.park). A purged segment waits behind the others (the
-/// resident ones are taken first). Returns the dirty bytes kept. Bounded by the cache's
-/// length and trim_cached_max.
-pub fn trimCachedDirty(keep_bytes: usize) usize {
-    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return 0;
+/// resident ones are taken first). Bounded by the cache's length and trim_cached_max.
+pub fn trimCachedDirty(keep_bytes: usize) void {
+    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return;
     var taken: [trim_cached_max]*Segment = undefined;
     var count: usize = 0;
     var kept: usize = 0;
@@ -132,7 +131,6 @@ pub fn trimCachedDirty(keep_bytes: usize) usize {
     cache_lock.acquire();
     for (taken[0..count]) |seg| cache.pushBack(seg);
     cache_lock.release();
-    return kept;
 }
 
 /// Abandoned segments keep their dirty (empty, resident) slices, so the thread that adopts

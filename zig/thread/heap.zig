@@ -432,14 +432,22 @@ pub const Heap = struct {
         purge.shared(now_ms, force);
     }
 
-    /// Thread exit: the heap is parked whole for the next thread (see "exited threads'
-    /// heaps" below). Every cached block goes back to its page (another heap's blocks must
-    /// not wait in a cache nobody pops; the heap's own go back to their bits); the pages,
+    /// Thread exit, after returnHeld: the heap is parked whole for the next thread (see
+    /// "exited threads' heaps" below; its cache is empty: another heap's blocks must not wait
+    /// in a cache nobody pops); the pages,
     /// their queues and the segments stay as they are, empty slices resident, so the next
     /// thread allocates from them with no page fault, no adoption and no purge.
-    pub fn park(self: *Heap, now_ms: u64) void {
+    /// Everything the heap holds for its thread goes back: every cached block to its page,
+    /// every large block it held to its region (thread exit, before its counters retire;
+    /// giving a parked heap up).
+    pub fn returnHeld(self: *Heap, now_ms: u64) void {
         for (0..bins) |bin| self.flushCache(bin, 0);
         self.large_local.releaseAll(now_ms);
+    }
+
+    pub fn park(self: *Heap, now_ms: u64) void {
+        for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0); // returnHeld first
+        std.debug.assert(self.large_local.bytes == 0);
         // What dirty memory it keeps comes out of what all parked heaps may keep together
         // (reserved first, so two threads exiting at once do not both take the same room).
         exited_lock.acquire();
@@ -456,7 +464,7 @@ pub const Heap = struct {
         exited_lock.release();
         // Empty segments cached in the arena (this exit may have emptied some) share the
         // same bound: nothing may run maintenance again after the last thread exits.
-        _ = arena.trimCachedDirty(arena_room);
+        arena.trimCachedDirty(arena_room);
         trimStaleParked(now_ms);
     }
 
@@ -506,9 +514,8 @@ pub const Heap = struct {
     /// that still hold live blocks are abandoned for another thread to adopt, the others
     /// cached in the arena (placement.abandonAll).
     pub fn abandonAll(self: *Heap) void {
-        for (0..bins) |bin| self.flushCache(bin, 0);
         const now = os.nowMs();
-        self.large_local.releaseAll(now);
+        self.returnHeld(now);
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {
@@ -865,6 +872,7 @@ test "a parked heap is taken whole by the next thread: its pages serve it again,
     for (&live) |*b| b.* = try testAlloc(a, bin);
     const segments_before = a.segments.list.count;
     const parked_before = parkedCount();
+    a.returnHeld(os.nowMs());
     a.park(os.nowMs());
     try testing.expectEqual(parked_before + 1, parkedCount());
     // another thread frees the parked heap's blocks: they wait on their page's thread_free
@@ -897,6 +905,7 @@ test "a parked heap nobody takes is given up after the purge delay (all at once 
     defer dropTestHeap(b);
     decayParked(os.nowMs(), true); // other tests' exited threads
     const kept = try testAlloc(a, size_class.midBin(3000));
+    a.returnHeld(os.nowMs());
     a.park(os.nowMs());
     const parked_after = parkedCount();
     a.parked_since_ms = std.math.maxInt(u64) / 2; // not due for a long time
@@ -931,6 +940,7 @@ test "a forked child can take a parked heap whose segments lock a parent thread 
     const a = try testHeap();
     defer dropTestHeap(a);
     _ = try testAlloc(a, size_class.tinyBin(32));
+    a.returnHeld(os.nowMs());
     a.park(os.nowMs());
     a.segments.lock.acquire(); // a parent thread trimming it when the process forked
     afterForkInChild();

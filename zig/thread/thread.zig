@@ -159,9 +159,7 @@ pub fn onThreadExit(heap: *Heap) void {
     check_heap = null;
     exit_ran = true;
     const now = os.nowMs();
-    // What the heap holds goes back before its counters retire.
-    for (0..size_class.bin_count) |bin| heap.flushCache(bin, 0);
-    heap.large_local.releaseAll(now);
+    heap.returnHeld(now); // before its counters retire
     registry_lock.acquire();
     heap.addCountersInto(&stats.retired);
     if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;

@@ -76,6 +76,7 @@ pub fn build(b: *std.Build) void {
     // safety checks kept (ReleaseSafe), so code that only misbehaves optimized is caught.
     const test_step = b.step("test", "Run the Zig unit tests (Debug and ReleaseSafe)");
     const test_options = buildOptions(b, build_id, true);
+    const test_filters = b.option([]const []const u8, "test-filter", "Run only the unit tests whose names contain this") orelse &.{};
     for ([_]std.builtin.OptimizeMode{ .Debug, .ReleaseSafe }) |mode| {
         const test_module = b.createModule(.{
             .root_source_file = b.path("zig/lib.zig"),
@@ -84,7 +85,7 @@ pub fn build(b: *std.Build) void {
             .link_libc = true,
         });
         test_module.addOptions("build_options", test_options);
-        const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true });
+        const unit_tests = b.addTest(.{ .root_module = test_module, .use_llvm = true, .filters = test_filters });
         const run_tests = b.addRunArtifact(unit_tests);
         test_step.dependOn(&run_tests.step);
     }

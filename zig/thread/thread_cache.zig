@@ -164,6 +164,9 @@ pub const Cache = extern struct {
             storeWord(&e.bottom, bottom);
             storeWord(&e.top, bottom);
             storeWord(&e.limit, bottom + @as(usize, capacity_of(bin)) * @sizeOf(usize));
+            // A heap taken over by a new thread (heap.resumeParked) starts its counts again:
+            // the old thread's retired with it (stats counted them twice, more each round).
+            @atomicStore(u64, &e.frees, 0, .monotonic);
         }
         self.moved_in = [_]u64{0} ** bins;
         self.moved_out = [_]u64{0} ** bins;
@@ -442,6 +445,19 @@ test "a zeroed entry is empty and full at once (the heapless sentinel)" {
     try std.testing.expectEqual(&blk, cache.pop(3).?);
     try std.testing.expectEqual(@as(usize, 0), blk.key);
     try std.testing.expectEqual(@as(u64, 1), cache.pops(3));
+}
+
+test "init starts a reused cache's counts from zero (a parked heap resumed by a new thread)" {
+    const cache: *Cache = @ptrCast(@alignCast(try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(64), @sizeOf(Cache))));
+    defer std.testing.allocator.free(@as([*]align(64) u8, @ptrCast(cache))[0..@sizeOf(Cache)]);
+    cache.init(initialCapacity);
+    var blocks: [3]Block = undefined;
+    for (&blocks) |*b| try std.testing.expect(cache.push(3, b));
+    for (0..3) |_| _ = cache.pop(3).?;
+    try std.testing.expectEqual(@as(u64, 3), cache.pops(3));
+    cache.init(initialCapacity);
+    try std.testing.expectEqual(@as(u64, 0), cache.pops(3));
+    try std.testing.expectEqual(@as(u64, 0), cache.entries[3].frees);
 }
 
 test "another thread may search a stack while its owner pushes and pops (no data race)" {

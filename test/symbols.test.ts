@@ -78,6 +78,11 @@ describe("libhakmem.so exports", () => {
     expect(unexpected).toEqual([]);
   });
 
+  test("needs libc and the dynamic loader only: no libm (320 KiB of RSS in every preloaded process)", () => {
+    const needed = neededLibraries(hakmemLib()).filter((name) => !/^(libc\.so|ld-linux)/.test(name));
+    expect(needed).toEqual([]);
+  });
+
   test("no workload kernel (hak_kernel_*): a preloaded process sees the allocator only", () => {
     expect(symbols.filter((s) => s.startsWith("hak_kernel_"))).toEqual([]);
   });

@@ -95,8 +95,37 @@ fn nextGap() u64 {
     rng_state ^= rng_state >> 27;
     const r = rng_state *% 0x2545F4914F6CDD1D;
     const u = (@as(f64, @floatFromInt(r >> 11)) + 0.5) / 9007199254740992.0; // (0, 1)
-    const gap = -@log(u) * @as(f64, @floatFromInt(mean_gap_bytes));
+    const gap = -ln(u) * @as(f64, @floatFromInt(mean_gap_bytes));
     return @max(1, @as(u64, @intFromFloat(@min(gap, 1e15))));
+}
+
+/// The natural logarithm of a normal, positive `x`, to about 1e-9 (plenty for a sampling
+/// gap). Not @log: that is libm's `log`, and libm (320 KiB of RSS in every process that
+/// preloads hakmem, for this one call) then becomes a dependency of the library.
+fn ln(x: f64) f64 {
+    std.debug.assert(x > 0 and std.math.isNormal(x));
+    const bits: u64 = @bitCast(x);
+    const exponent: i64 = @as(i64, @intCast(bits >> 52)) - 1023;
+    const mantissa: f64 = @bitCast((bits & ((1 << 52) - 1)) | (1023 << 52)); // [1, 2)
+    // ln m = 2 atanh(s), s = (m - 1) / (m + 1) in [0, 1/3): an odd series in s²
+    const s = (mantissa - 1) / (mantissa + 1);
+    const s2 = s * s;
+    var term = s;
+    var sum: f64 = 0;
+    var k: f64 = 1;
+    while (k < 24) : (k += 2) {
+        sum += term / k;
+        term *= s2;
+    }
+    return @as(f64, @floatFromInt(exponent)) * std.math.ln2 + 2 * sum;
+}
+
+test "ln agrees with the libm logarithm over (0, 1]" {
+    var u: f64 = 1e-300;
+    while (u <= 1) : (u *= 1.37) {
+        try std.testing.expectApproxEqRel(@log(u), ln(u), 1e-9);
+    }
+    try std.testing.expectApproxEqAbs(@as(f64, 0), ln(1), 1e-15);
 }
 
 /// `bytes` were allocated at a batch point: how many bytes the sample stands for (0: none).

@@ -155,6 +155,7 @@ fn checkedFree(addr: usize) FreeResult {
     if (addr == 0) return .ok;
     return switch (check.free(addr)) {
         .freed => .ok,
+        .double_free => .double_free,
         .ignored => .invalid,
         .not_owned => .not_owned,
     };

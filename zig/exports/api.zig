@@ -19,6 +19,7 @@ const HAK_OK = abi.Result.ok.code();
 const HAK_ERR_NOT_OWNED = abi.Result.not_owned.code();
 const HAK_ERR_INVALID = abi.Result.invalid.code();
 const HAK_ERR_ARG = abi.Result.arg.code();
+const HAK_ERR_DOUBLE_FREE = abi.Result.double_free.code();
 
 export fn hak_alloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.api, size);
@@ -54,7 +55,8 @@ fn resultCode(result: alloc.FreeResult) c_int {
     return switch (result) {
         .ok => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
-        .invalid, .double_free => HAK_ERR_INVALID,
+        .invalid => HAK_ERR_INVALID,
+        .double_free => HAK_ERR_DOUBLE_FREE,
     };
 }
 

@@ -1,7 +1,7 @@
 //! hakmem — a general-purpose allocator. This file is the library's root: it names every
 //! part, draws the data structures, says who may write what, and fixes the layering (a
 //! test below checks every @import against it). Read alloc.zig for the fast paths of
-//! malloc and free, slow.zig for everything below them.
+//! malloc and free (free's tests: free_fast.zig), slow.zig for everything below them.
 //!
 //! ─── The picture ──────────────────────────────────────────────────────────────────────
 //!
@@ -57,8 +57,9 @@
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
 //!                 (above mid_max: slow.zig mallocLarge -> large.zig alloc)
 //!   free     preload.zig free, api.zig hak_free
-//!     alloc.zig   freeFast: segment_map tag, the slice's fast block test, the key: push  [fast]
-//!                 freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
+//!     free_fast.zig  freeFast, every test in this one file: segment_map tag, the
+//!                 slice's fast block test, the key: push                          [fast]
+//!     alloc.zig   freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
 //!                 -> freeBlock: looks freed? search (a double free?); else push
 //!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (own page:
 //!                 page.pushFree, its bit; another heap's: page.pushRemoteChain) -> a page
@@ -150,6 +151,7 @@
 //!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
+//!              free_fast.zig  free's fast path, whole: its four tests and the push, in order
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process/    background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
@@ -220,7 +222,7 @@ const layers = [_][]const []const u8{
     &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check", "alloc" },
+    &.{ "slow", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -251,6 +253,7 @@ test {
     _ = @import("calls/alloc.zig");
     _ = @import("calls/slow.zig");
     _ = @import("calls/check.zig");
+    _ = @import("calls/free_fast.zig");
     _ = @import("base/foreign.zig");
     _ = @import("thread/thread_cache.zig");
     _ = @import("base/large_cache.zig");

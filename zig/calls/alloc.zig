@@ -6,10 +6,11 @@
 //!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
 //!                      folded in), else the mid class of size, or large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
-//! free(ptr):     tag = segment_map[ptr >> 22]        (is it ours? a segment?)
+//! free(ptr):     free_fast.zig, the whole test in one file:
+//!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
 //!                slice = segment.pages[(ptr >> 16) & 63]   (a copy of its page's first line)
 //!                ptr < carved_end and a block start (one multiply; fast_magic is 0 on a
-//!                      page with a slow flag: aligned, unused, checked)
+//!                      page with a slow flag: aligned, unused, checked, sampled)
 //!                block.key != free_key                (does not look freed already)
 //!                push onto the bin's stack                     -> any "no": freeOther
 //!                (freeFast keeps no stack frame; freeOther starts over)
@@ -34,6 +35,7 @@ const check = @import("check.zig");
 const misuse = @import("../settings/misuse.zig");
 const background = @import("../process/background.zig");
 const slow = @import("slow.zig");
+const free_fast = @import("free_fast.zig");
 const growth = @import("../thread/growth.zig");
 const thread_cache = @import("../thread/thread_cache.zig");
 const trace = @import("../process/trace.zig");
@@ -125,24 +127,11 @@ pub inline fn free(ptr: ?*anyopaque) FreeResult {
     return freeOther(@intFromPtr(ptr));
 }
 
-/// free's fast path: true when the block went onto this thread's stack. It keeps no
-/// stack frame: everything else, and every result but `ok`, is in freeOther.
-pub inline fn freeFast(ptr: ?*anyopaque) bool {
-    const addr = @intFromPtr(ptr);
-    const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
-    const blk: *Block = @ptrFromInt(addr);
-    const key = block_mod.free_key; // loaded once: compared, then written
-    if (blk.key == key) return false;
-    return thread.cache().pushKeyed(slice.bin, blk, key);
-}
-
-/// The slice (a copy of its page's first line) when `addr` is in a segment and a carved
-/// block start of a page without slow flags: free's and realloc's fast test.
-inline fn fastSlice(addr: usize) ?*const Page {
-    if (segment_map.lookup(addr) != .segment) return null;
-    const slice = Segment.sliceOf(addr);
-    return if (slice.isFastBlockStart(addr)) slice else null;
-}
+/// free's fast path, every test of it in free_fast.zig: true when the block went onto
+/// this thread's stack; every result but `ok` is freeOther's.
+pub const freeFast = free_fast.freeFast;
+/// free's tests 1-3 (free_fast.zig): also realloc's fast test.
+const fastSlice = free_fast.fastSlice;
 
 /// Every free the fast path did not take, from the start: check mode's, or the general
 /// free (a full stack, a block that looks freed, an aligned or foreign pointer, large).

@@ -160,7 +160,7 @@ pub fn free(addr: usize) FreeResult {
     return freeBlock(page, @ptrFromInt(start));
 }
 
-/// Frees `blk`, a block of `page` (page.blockOf said so; alloc.zig's fast test says so too).
+/// Frees `blk`, a block of `page` (page.blockOf said so; free_fast.zig's test says so too).
 pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
     const h = thread.currentAny();
     if (block_mod.isMarkedFree(blk)) {

@@ -49,7 +49,8 @@ const slow_flags = flag_aligned | flag_unused | flag_checked | flag_sampled;
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;
 /// Shift of the magic division; exact for every offset of a page (see blockStartIndex).
-const magic_shift = 40;
+/// free's form of the test (fast_magic) is calls/free_fast.zig isFastBlockStart.
+pub const magic_shift = 40;
 
 pub const Page = extern struct {
     // ---- first cache line: read by free() on any thread, copied into every slice ----
@@ -163,7 +164,8 @@ pub const Page = extern struct {
     /// e = m*bs - 2^40 (1 <= e <= bs), offset = q*bs + r gives offset*m = q*2^40 + (q*e + r*m);
     /// the low 40 bits are q*e < m when r = 0, and >= m when r > 0 (q*e and r*m stay below
     /// 2^40 because reserved*bs <= page bytes <= 2^40/bs < m). So the high bits are the index
-    /// and "low bits < m" is the block-start test. free() does the same with fast_magic.
+    /// and "low bits < m" is the block-start test. free() does the same with fast_magic
+    /// (calls/free_fast.zig isFastBlockStart).
     pub inline fn blockStartIndex(self: *const Page, addr: usize) ?u32 {
         if (addr < self.start or addr >= self.carved_end) return null;
         const product = (addr - self.start) *% self.div_magic;
@@ -173,15 +175,6 @@ pub const Page = extern struct {
 
     pub inline fn isBlockStart(self: *const Page, addr: usize) bool {
         return self.blockStartIndex(addr) != null;
-    }
-
-    /// free's form of the test, on any slice's copy of the first line: `addr` is a carved
-    /// block start of a page without a slow flag (fast_magic is 0 for a page of aligned
-    /// blocks, a checked page, or a slice not in use; flag_full and flag_flushing do not
-    /// matter to free).
-    pub inline fn isFastBlockStart(self: *const Page, addr: usize) bool {
-        const product = (addr -% self.start) *% self.div_magic;
-        return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;
     }
 
     /// The block a free, realloc or query of `addr` names: on a page of aligned blocks

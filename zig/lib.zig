@@ -48,8 +48,8 @@
 //! ─── Following malloc and free ────────────────────────────────────────────────────────
 //!
 //!   malloc   preload.zig malloc, api.zig hak_alloc
-//!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
-//!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!     alloc.zig   mallocFrom: routing.fastRoute (one table load), the bin's stack: pop   [fast]
+//!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: routing.bin
 //!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
 //!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
@@ -93,8 +93,9 @@
 //!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
 //!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
 //!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
-//!   config thresholds and routing tables: atomic stores (release) by hak_set_thresholds,
-//!     plain loads on malloc's fast path; every other setting: written once, at init
+//!   routing's thresholds and tables: atomic stores (release) by hak_set_thresholds (and
+//!     once at init, from HAKMEM_TINY_MAX/MID_MAX), plain loads on malloc's fast path;
+//!     every setting of config.zig: written once, at init
 //!   stats: atomic counters, or the owner heap's plain counters read with monotonic loads
 //!
 //! ─── Lock order ────────────────────────────────────────────────────────────────────────
@@ -186,7 +187,8 @@
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
 //!  settings/   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
-//!              config.zig    thresholds, routing, settings, HAKMEM_* environment
+//!              routing.zig   the thresholds and malloc's routing tables (read on its fast path)
+//!              config.zig    every HAKMEM_* setting: defaults, limits, parsing, warnings
 //!              misuse.zig    every report of misuse or corruption, and what follows it
 //!              stats.zig     counters
 //!              budget.zig    HAKMEM_MEMORY_LIMIT_MB (claims where memory is mapped) and the
@@ -218,7 +220,7 @@ comptime {
 /// before it. Every .zig file of zig/ is in exactly one (tools: the last), in its folder (`folders`).
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
-    &.{ "size_class", "config", "misuse", "stats", "budget" },
+    &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
     &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
@@ -246,6 +248,7 @@ test {
     _ = @import("base/segment_map.zig");
     _ = @import("memory/page.zig");
     _ = @import("memory/segment.zig");
+    _ = @import("settings/routing.zig");
     _ = @import("settings/config.zig");
     _ = @import("base/os.zig");
     _ = @import("settings/stats.zig");

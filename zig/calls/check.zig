@@ -37,6 +37,7 @@
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
 const page_mod = @import("../memory/page.zig");
@@ -353,7 +354,7 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     var inner = size + overhead + (a - 16);
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
-    if (config.route(inner) == .large or a > 16) inner += large_extra;
+    if (routing.route(inner) == .large or a > 16) inner += large_extra;
     const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);

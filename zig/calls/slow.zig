@@ -2,7 +2,7 @@
 //! when a thread cache cannot answer, and what check.zig builds its checked blocks on.
 //!
 //!   heap()            the calling thread's heap, made on its first use (process initialised)
-//!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
+//!   malloc(size)      routing.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
 //!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
 //!                     page flagged aligned), else a large block
 //!   free(addr)        any address, any page, any thread, any tier: the one general free
@@ -16,6 +16,7 @@
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const stats = @import("../settings/stats.zig");
 const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
@@ -66,7 +67,7 @@ pub fn malloc(size: usize) ?*anyopaque {
 }
 
 pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
-    const bin = config.bin(size) orelse return mallocLarge(h, size, 16, false);
+    const bin = routing.bin(size) orelse return mallocLarge(h, size, 16, false);
     if (!guard.enabled()) return allocBin(h, bin) orelse outOfMemory();
     // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
     // into play (a refill's blocks) are charged; when the countdown has run out, this
@@ -128,10 +129,10 @@ pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
     if (alignment <= size_class.slice_size) {
         // A class whose block size is a multiple of the alignment gives aligned blocks
         // (pages start on 64 KiB boundaries).
-        if (config.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
+        if (routing.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
             if (size_class.binBlockSize(bin) % alignment == 0) return allocBin(h, bin) orelse outOfMemory();
         }
-        if (config.bin(size + alignment - 1)) |bin| {
+        if (routing.bin(size + alignment - 1)) |bin| {
             const raw = allocBin(h, bin) orelse return outOfMemory();
             const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
             if (at != @intFromPtr(raw)) {

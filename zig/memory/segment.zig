@@ -28,7 +28,7 @@ pub const slice_count = segment_size / size_class.slice_size; // 64
 const bits_bytes_per_slice = size_class.slice_size / size_class.min_block_size / 8;
 const bits_offset = std.mem.alignForward(usize, @sizeOf(Segment), 64);
 const all_slices: u64 = ~@as(u64, 0);
-const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
+pub const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
 
 pub const Segment = struct {
     /// The owning heap (opaque here: *Heap); null while abandoned or cached.

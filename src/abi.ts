@@ -11,10 +11,12 @@
 export const HAK_OK = 0;
 /** the pointer is not in memory hakmem mapped */
 export const HAK_ERR_NOT_OWNED = -1;
-/** hakmem memory, but not a live block start (interior, or detectably already freed); nothing was changed */
+/** hakmem memory, but not a live block start (interior, or freed so long ago that its memory went back); nothing was changed */
 export const HAK_ERR_INVALID = -2;
 /** an argument is out of range */
 export const HAK_ERR_ARG = -3;
+/** hak_free of a block that is free already (found in a thread cache, on its page, or among freed large blocks); nothing was changed */
+export const HAK_ERR_DOUBLE_FREE = -4;
 
 // ---- tiers (hak_route) and check modes (hak_check_mode), in code order
 

@@ -12,10 +12,11 @@
 //   HakmemTypeError ─── extends TypeError    code INVALID
 //
 // Codes: OUT_OF_MEMORY (the library returned NULL), NOT_OWNED (a pointer hakmem did not
-// map), INVALID (bad argument, or a pointer into hakmem's heap that is no live block),
-// DOUBLE_FREE (reserved: the C ABI reports a double free as HAK_ERR_INVALID, so the Bun API
-// cannot tell one from an interior pointer and throws INVALID for both), LIBRARY (the
-// shared library is missing, unloadable or built from other sources).
+// map), INVALID (bad argument, or a pointer into hakmem's heap that is no live block: inside
+// a block, or freed so long ago that its memory went back), DOUBLE_FREE (free of a block that
+// is free already: hak_free returned HAK_ERR_DOUBLE_FREE; a RangeError like the other
+// pointer errors), LIBRARY (the shared library is missing, unloadable or built from other
+// sources).
 
 export type HakmemErrorCode = "OUT_OF_MEMORY" | "NOT_OWNED" | "INVALID" | "DOUBLE_FREE" | "LIBRARY";
 

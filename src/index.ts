@@ -9,7 +9,7 @@
 // at the first call that needs it, not when this module is imported (src/ffi.ts).
 import { toArrayBuffer } from "bun:ffi";
 import { native } from "./ffi.ts";
-import { HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
+import { HAK_ERR_DOUBLE_FREE, HAK_ERR_INVALID, HAK_ERR_NOT_OWNED, HAK_OK, CHECK_MODES, TIERS, type CheckMode, type Tier } from "./abi.ts";
 import { checkAlignment, checkKeys, checkObject, checkPointer, checkSize, describe, hex, MAX_SIZE, type Pointer } from "./check.ts";
 import { HakmemError, HakmemRangeError, HakmemTypeError } from "./errors.ts";
 import { readStats, type Stats } from "./stats.ts";
@@ -37,6 +37,9 @@ function checkLive(fn: string, ptr: unknown): Pointer {
 
 function notLive(fn: string, ptr: number, rc: number): HakmemRangeError {
   if (rc === HAK_ERR_NOT_OWNED) return new HakmemRangeError("NOT_OWNED", `hakmem.${fn}: ${hex(ptr)} is not memory owned by hakmem`);
+  if (rc === HAK_ERR_DOUBLE_FREE) {
+    return new HakmemRangeError("DOUBLE_FREE", `hakmem.${fn}: ${hex(ptr)} is not a live block (already freed: a double free)`);
+  }
   if (rc === HAK_ERR_INVALID) {
     return new HakmemRangeError("INVALID", `hakmem.${fn}: ${hex(ptr)} is not a live block (already freed, or inside a block)`);
   }
@@ -85,7 +88,11 @@ export function alignedAlloc(alignment: number, size: number): Pointer {
   return p;
 }
 
-/** Frees a live block. Throws for pointers hakmem does not own or that are not live. */
+/**
+ * Frees a live block. Throws a HakmemRangeError (a RangeError) for a pointer that is no
+ * live block: code DOUBLE_FREE when it is free already, NOT_OWNED when hakmem did not map
+ * it, INVALID otherwise (inside a block, or freed so long ago that its memory went back).
+ */
 export function free(ptr: number): void {
   const p = checkPointer("free", ptr);
   const rc = native.hak_free(p);

@@ -94,6 +94,15 @@ describe("the library agrees with src/abi.ts", () => {
     expect(native.hak_alloc(abi.HAK_SIZE_MAX + 1)).toBeNull();
     expect(native.hak_aligned_alloc(abi.HAK_ALIGNMENT_MAX * 2, 16)).toBeNull();
   });
+
+  test("a double free has its own code, HAK_ERR_DOUBLE_FREE, in every tier", () => {
+    expect(abi.HAK_ERR_DOUBLE_FREE).toBe(-4);
+    for (const size of [64, 3000, 200_000, abi.HAK_MID_MAX_DEFAULT + 1]) {
+      const p = native.hak_alloc(size)!;
+      expect(native.hak_free(p)).toBe(abi.HAK_OK);
+      expect(native.hak_free(p)).toBe(abi.HAK_ERR_DOUBLE_FREE);
+    }
+  });
 });
 
 /** Files under `dir` (relative to the repository) whose name ends with one of `exts`. */

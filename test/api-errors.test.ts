@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { ptr } from "bun:ffi";
 import * as hakmem from "../src/index.ts";
-import { HakmemError } from "../src/index.ts";
+import { HakmemError, HakmemRangeError } from "../src/index.ts";
 import { spawnBun } from "./helpers/spawn.ts";
 
 function thrown(fn: () => unknown): unknown {
@@ -17,13 +17,25 @@ function thrown(fn: () => unknown): unknown {
 }
 
 describe("one error class with a code", () => {
-  test("a double free is a RangeError and a HakmemError, code INVALID", () => {
+  test("a double free is a RangeError and a HakmemError, code DOUBLE_FREE, in every tier", () => {
+    for (const size of [64, 3000, 200_000, 3_000_000]) {
+      const p = hakmem.alloc(size);
+      hakmem.free(p);
+      const e = thrown(() => hakmem.free(p));
+      expect(e).toBeInstanceOf(RangeError);
+      expect(e).toBeInstanceOf(HakmemError);
+      expect(e).toBeInstanceOf(HakmemRangeError);
+      expect((e as HakmemError).code).toBe("DOUBLE_FREE");
+      expect(String(e)).toContain("a double free");
+    }
+  });
+
+  test("a pointer inside a live block: INVALID, not DOUBLE_FREE", () => {
     const p = hakmem.alloc(64);
-    hakmem.free(p);
-    const e = thrown(() => hakmem.free(p));
+    const e = thrown(() => hakmem.free(p + 16));
     expect(e).toBeInstanceOf(RangeError);
-    expect(e).toBeInstanceOf(HakmemError);
     expect((e as HakmemError).code).toBe("INVALID");
+    hakmem.free(p);
   });
 
   test("a pointer hakmem does not own: NOT_OWNED", () => {

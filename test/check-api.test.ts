@@ -34,3 +34,23 @@ test("setCheckMode after an allocation is refused with a clear error", async () 
   expect(r.out).toContain("true TypeError INVALID");
   expect(r.code).toBe(0);
 });
+
+test("check mode (=warn) reports a double free and hak_free returns HAK_ERR_DOUBLE_FREE; free throws DOUBLE_FREE", async () => {
+  const r = await script(`
+    import * as h from "./src/index.ts";
+    import { native } from "./src/ffi.ts";
+    h.setCheckMode("warn");
+    const p = h.alloc(40);
+    h.free(p);
+    console.log("rc", native.hak_free(p));
+    try { h.free(p); } catch (e) { console.log(e instanceof RangeError, e.code); }
+    const q = h.alloc(40);
+    console.log("interior", native.hak_free(q + 8));
+    h.free(q);
+  `);
+  expect(r.out).toContain("rc -4");
+  expect(r.out).toContain("true DOUBLE_FREE");
+  expect(r.out).toContain("interior -2");
+  expect(r.err).toMatch(/hakmem: CHECK: double free of 0x[0-9a-f]+/);
+  expect(r.code).toBe(0);
+});

@@ -23,13 +23,15 @@ pub const Result = enum(c_int) {
     not_owned = -1,
     invalid = -2,
     arg = -3,
+    double_free = -4,
 
     pub fn doc(self: Result) []const u8 {
         return switch (self) {
             .ok => "success (hak_free of NULL too)",
             .not_owned => "the pointer is not in memory hakmem mapped",
-            .invalid => "hakmem memory, but not a live block start (interior, or detectably already freed); nothing was changed",
+            .invalid => "hakmem memory, but not a live block start (interior, or freed so long ago that its memory went back); nothing was changed",
             .arg => "an argument is out of range",
+            .double_free => "hak_free of a block that is free already (found in a thread cache, on its page, or among freed large blocks); nothing was changed",
         };
     }
 

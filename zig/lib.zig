@@ -1,7 +1,7 @@
 //! hakmem — a general-purpose allocator. This file is the library's root: it names every
 //! part, draws the data structures, says who may write what, and fixes the layering (a
 //! test below checks every @import against it). Read alloc.zig for the fast paths of
-//! malloc and free, slow.zig for everything below them.
+//! malloc and free (free's tests: free_fast.zig), slow.zig for everything below them.
 //!
 //! ─── The picture ──────────────────────────────────────────────────────────────────────
 //!
@@ -48,8 +48,8 @@
 //! ─── Following malloc and free ────────────────────────────────────────────────────────
 //!
 //!   malloc   preload.zig malloc, api.zig hak_alloc
-//!     alloc.zig   mallocFrom: config.fastRoute (one table load), the bin's stack: pop   [fast]
-//!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: config.bin
+//!     alloc.zig   mallocFrom: routing.fastRoute (one table load), the bin's stack: pop   [fast]
+//!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: routing.bin
 //!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
 //!                 libc call reaches its slow path, which records it: trace.zig)
 //!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
@@ -57,8 +57,9 @@
 //!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
 //!                 (above mid_max: slow.zig mallocLarge -> large.zig alloc)
 //!   free     preload.zig free, api.zig hak_free
-//!     alloc.zig   freeFast: segment_map tag, the slice's fast block test, the key: push  [fast]
-//!                 freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
+//!     free_fast.zig  freeFast, every test in this one file: segment_map tag, the
+//!                 slice's fast block test, the key: push                          [fast]
+//!     alloc.zig   freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
 //!                 -> freeBlock: looks freed? search (a double free?); else push
 //!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (own page:
 //!                 page.pushFree, its bit; another heap's: page.pushRemoteChain) -> a page
@@ -92,8 +93,9 @@
 //!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
 //!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
 //!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
-//!   config thresholds and routing tables: atomic stores (release) by hak_set_thresholds,
-//!     plain loads on malloc's fast path; every other setting: written once, at init
+//!   routing's thresholds and tables: atomic stores (release) by hak_set_thresholds (and
+//!     once at init, from HAKMEM_TINY_MAX/MID_MAX), plain loads on malloc's fast path;
+//!     every setting of config.zig: written once, at init
 //!   stats: atomic counters, or the owner heap's plain counters read with monotonic loads
 //!
 //! ─── Lock order ────────────────────────────────────────────────────────────────────────
@@ -150,6 +152,7 @@
 //!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
+//!              free_fast.zig  free's fast path, whole: its four tests and the push, in order
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
 //!  process/    background.zig  HAKMEM_BACKGROUND=1: a thread that purges idle memory
@@ -184,7 +187,8 @@
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
 //!  settings/   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
-//!              config.zig    thresholds, routing, settings, HAKMEM_* environment
+//!              routing.zig   the thresholds and malloc's routing tables (read on its fast path)
+//!              config.zig    every HAKMEM_* setting: defaults, limits, parsing, warnings
 //!              misuse.zig    every report of misuse or corruption, and what follows it
 //!              stats.zig     counters
 //!              budget.zig    HAKMEM_MEMORY_LIMIT_MB (claims where memory is mapped) and the
@@ -216,11 +220,11 @@ comptime {
 /// before it. Every .zig file of zig/ is in exactly one (tools: the last), in its folder (`folders`).
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
-    &.{ "size_class", "config", "misuse", "stats", "budget" },
+    &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
     &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check", "alloc" },
+    &.{ "slow", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -244,6 +248,7 @@ test {
     _ = @import("base/segment_map.zig");
     _ = @import("memory/page.zig");
     _ = @import("memory/segment.zig");
+    _ = @import("settings/routing.zig");
     _ = @import("settings/config.zig");
     _ = @import("base/os.zig");
     _ = @import("settings/stats.zig");
@@ -251,6 +256,7 @@ test {
     _ = @import("calls/alloc.zig");
     _ = @import("calls/slow.zig");
     _ = @import("calls/check.zig");
+    _ = @import("calls/free_fast.zig");
     _ = @import("base/foreign.zig");
     _ = @import("thread/thread_cache.zig");
     _ = @import("base/large_cache.zig");

@@ -6,7 +6,7 @@
  * collecting its pages' remote frees. Regression (issue 21): the second copies went to the
  * owner's remote-free lists, whose collect then aborted with "heap corruption: a page's
  * remote-free list is longer than its blocks in use". Expected now: `free` reports a double
- * free and aborts (as glibc); `hak_free` returns HAK_ERR_INVALID for each copy it can see
+ * free and aborts (as glibc); `hak_free` returns HAK_ERR_DOUBLE_FREE for each copy it can see
  * and the rest are contained; the program prints "CONTAINED <rejected>" and exits 0.
  * Usage: cross_double_free free|hak_free <size> <count> [flush]
  *   flush: B gives its cache back (hak_collect) before C frees (the copies then race the

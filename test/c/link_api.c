@@ -61,6 +61,15 @@ static void test_constants_agree_with_the_library(void) {
     char local[16];
     CHECK(hak_free(local) == HAK_ERR_NOT_OWNED);
     CHECK(hak_free((char *)p + 1) == HAK_ERR_INVALID);
+    /* a double free has its own code, in every tier: the block in this thread's cache, and
+       a large block (nothing is changed by the second call) */
+    size_t double_free_sizes[] = {64, 3000, 200000, HAK_MID_MAX_DEFAULT + 1};
+    for (size_t i = 0; i < sizeof double_free_sizes / sizeof double_free_sizes[0]; i++) {
+        void *d = hak_alloc(double_free_sizes[i]);
+        REQUIRE(d != NULL);
+        CHECK(hak_free(d) == HAK_OK);
+        CHECK(hak_free(d) == HAK_ERR_DOUBLE_FREE);
+    }
 
     /* the statistics layout */
     uint64_t before[HAK_STAT_VALUES + 4], after[HAK_STAT_VALUES + 4];

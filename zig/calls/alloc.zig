@@ -3,13 +3,14 @@
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
-//!                bin = one table load up to 32 KiB (config.bins_by_16/_128: the thresholds
+//!                bin = one table load up to 32 KiB (routing.bins_by_16/_128: the thresholds
 //!                      folded in), else the mid class of size, or large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
-//! free(ptr):     tag = segment_map[ptr >> 22]        (is it ours? a segment?)
+//! free(ptr):     free_fast.zig, the whole test in one file:
+//!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
 //!                slice = segment.pages[(ptr >> 16) & 63]   (a copy of its page's first line)
 //!                ptr < carved_end and a block start (one multiply; fast_magic is 0 on a
-//!                      page with a slow flag: aligned, unused, checked)
+//!                      page with a slow flag: aligned, unused, checked, sampled)
 //!                block.key != free_key                (does not look freed already)
 //!                push onto the bin's stack                     -> any "no": freeOther
 //!                (freeFast keeps no stack frame; freeOther starts over)
@@ -24,6 +25,7 @@
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
 const page_mod = @import("../memory/page.zig");
@@ -34,6 +36,7 @@ const check = @import("check.zig");
 const misuse = @import("../settings/misuse.zig");
 const background = @import("../process/background.zig");
 const slow = @import("slow.zig");
+const free_fast = @import("free_fast.zig");
 const growth = @import("../thread/growth.zig");
 const thread_cache = @import("../thread/thread_cache.zig");
 const trace = @import("../process/trace.zig");
@@ -59,10 +62,10 @@ pub inline fn malloc(size: usize) ?*anyopaque {
 pub const Entry = enum { libc, api, internal };
 
 pub inline fn mallocFrom(comptime entry: Entry, size: usize) ?*anyopaque {
-    return config.fastRoute(size, Pop(entry){ .cache = thread.cache(), .size = size });
+    return routing.fastRoute(size, Pop(entry){ .cache = thread.cache(), .size = size });
 }
 
-/// What malloc does with the bin config.fastRoute found: pop its stack, else the slow path.
+/// What malloc does with the bin routing.fastRoute found: pop its stack, else the slow path.
 fn Pop(comptime entry: Entry) type {
     return struct {
         cache: *thread_cache.Cache,
@@ -125,24 +128,11 @@ pub inline fn free(ptr: ?*anyopaque) FreeResult {
     return freeOther(@intFromPtr(ptr));
 }
 
-/// free's fast path: true when the block went onto this thread's stack. It keeps no
-/// stack frame: everything else, and every result but `ok`, is in freeOther.
-pub inline fn freeFast(ptr: ?*anyopaque) bool {
-    const addr = @intFromPtr(ptr);
-    const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
-    const blk: *Block = @ptrFromInt(addr);
-    const key = block_mod.free_key; // loaded once: compared, then written
-    if (blk.key == key) return false;
-    return thread.cache().pushKeyed(slice.bin, blk, key);
-}
-
-/// The slice (a copy of its page's first line) when `addr` is in a segment and a carved
-/// block start of a page without slow flags: free's and realloc's fast test.
-inline fn fastSlice(addr: usize) ?*const Page {
-    if (segment_map.lookup(addr) != .segment) return null;
-    const slice = Segment.sliceOf(addr);
-    return if (slice.isFastBlockStart(addr)) slice else null;
-}
+/// free's fast path, every test of it in free_fast.zig: true when the block went onto
+/// this thread's stack; every result but `ok` is freeOther's.
+pub const freeFast = free_fast.freeFast;
+/// free's tests 1-3 (free_fast.zig): also realloc's fast test.
+const fastSlice = free_fast.fastSlice;
 
 /// Every free the fast path did not take, from the start: check mode's, or the general
 /// free (a full stack, a block that looks freed, an aligned or foreign pointer, large).
@@ -155,6 +145,7 @@ fn checkedFree(addr: usize) FreeResult {
     if (addr == 0) return .ok;
     return switch (check.free(addr)) {
         .freed => .ok,
+        .double_free => .double_free,
         .ignored => .invalid,
         .not_owned => .not_owned,
     };
@@ -189,7 +180,7 @@ pub fn owns(addr: usize) Ownership {
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
     if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
-    if (config.route(total) == .large) {
+    if (routing.route(total) == .large) {
         // large: never-used region units or a fresh mapping are zero; large.alloc clears reused ones
         const heap = slow.heap() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
@@ -216,7 +207,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
         else => .invalid,
     };
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
-    if (kind == .large and config.route(size) == .large and size <= size_max and
+    if (kind == .large and routing.route(size) == .large and size <= size_max and
         (@as(*@import("../memory/large.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
     {
         if (@import("../memory/large.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
@@ -354,13 +345,13 @@ test "calloc is zero after a dirty block is reused, and checks overflow" {
 }
 
 test "thresholds change while blocks are live" {
-    const old_tiny = config.tiny_max;
-    const old_mid = config.mid_max;
-    defer _ = config.setThresholds(old_tiny, old_mid);
+    const old_tiny = routing.tiny_max;
+    const old_mid = routing.mid_max;
+    defer _ = routing.setThresholds(old_tiny, old_mid);
     const a = malloc(900).?; // tiny under the defaults
-    try testing.expect(config.setThresholds(256, config.mid_max_min));
+    try testing.expect(routing.setThresholds(256, routing.mid_max_min));
     const b = malloc(900).?; // mid now
-    const c = malloc(config.mid_max_min + 1).?; // large now
+    const c = malloc(routing.mid_max_min + 1).?; // large now
     try testing.expect(Segment.of(@intFromPtr(a)).pageOf(@intFromPtr(a)).isTiny());
     try testing.expect(!Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)).isTiny());
     try testing.expectEqual(segment_map.Tag.large_region, segment_map.lookup(@intFromPtr(c))); // the large tier

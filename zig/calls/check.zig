@@ -37,6 +37,7 @@
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
 const page_mod = @import("../memory/page.zig");
@@ -353,7 +354,7 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     var inner = size + overhead + (a - 16);
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
-    if (config.route(inner) == .large or a > 16) inner += large_extra;
+    if (routing.route(inner) == .large or a > 16) inner += large_extra;
     const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);
@@ -397,12 +398,21 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- free
 
-pub const FreeVerdict = enum { freed, ignored, not_owned };
+/// `.double_free`: free already (reported, nothing changed); `.ignored`: no block start
+/// (reported, nothing changed); `.not_owned`: not hakmem's (reported; the caller decides).
+pub const FreeVerdict = enum { freed, double_free, ignored, not_owned };
 
-/// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
+/// Validates and frees `ptr`.
 pub fn free(ptr: usize) FreeVerdict {
     if (zero.owns(ptr)) return zero.free(ptr);
-    const l = validate(ptr) orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
+    const l = switch (validate(ptr)) {
+        .block => |l| l,
+        .refused => |problem| return switch (problem) {
+            .double_free => .double_free,
+            .not_owned => .not_owned,
+            else => .ignored,
+        },
+    };
     lock.acquire();
     defer lock.release();
     live.remove(l.user);
@@ -410,44 +420,42 @@ pub fn free(ptr: usize) FreeVerdict {
     return .freed;
 }
 
+/// What validate found: the live block `ptr` is the user pointer of, or the problem it
+/// reported instead.
+const Validated = union(enum) { block: Layout, refused: misuse.Problem };
+
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
-/// reported, the block still freed); null (reported) when it is no live block.
-fn validate(ptr: usize) ?Layout {
+/// reported, the block still freed); `.refused` (reported) when it is no live block.
+fn validate(ptr: usize) Validated {
     const f = findContaining(ptr) orelse {
-        switch (slow.classify(ptr)) {
-            .freed => report(.double_free, ptr, describe(ptr), null, null),
-            .not_owned => report(.not_owned, ptr, null, null, null),
-            else => report(.interior_pointer, ptr, null, null, null),
-        }
-        return null;
+        const problem: misuse.Problem = switch (slow.classify(ptr)) {
+            .freed => .double_free,
+            .not_owned => .not_owned,
+            else => .interior_pointer,
+        };
+        report(problem, ptr, if (problem == .double_free) describe(ptr) else null, null, null);
+        return .{ .refused = problem };
     };
-    if (f.page != null and slow.classify(f.start) == .freed) {
-        report(.double_free, ptr, f, null, null);
-        return null;
-    }
+    if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null);
     switch (judge(f, ptr)) {
         .live => |l| {
             _ = reportDamage(l); // the canary (the header and trailer are intact)
-            return l;
+            return .{ .block = l };
         },
         .damaged => |d| {
             _ = reportDamage(d.layout);
-            if (d.layout.user != ptr) return null;
-            return d.layout;
+            if (d.layout.user != ptr) return .{ .refused = .interior_pointer };
+            return .{ .block = d.layout };
         },
-        .double_free => {
-            report(.double_free, ptr, f, null, null);
-            return null;
-        },
-        .interior => |off| {
-            report(.interior_pointer, ptr, f, off, null);
-            return null;
-        },
-        .unknown => {
-            report(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out");
-            return null;
-        },
+        .double_free => return refuse(.double_free, ptr, f, null, null),
+        .interior => |off| return refuse(.interior_pointer, ptr, f, off, null),
+        .unknown => return refuse(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out"),
     }
+}
+
+fn refuse(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8) Validated {
+    report(problem, ptr, found, offset, detail);
+    return .{ .refused = problem };
 }
 
 /// The block `ptr` names, freed or not, for a report.
@@ -476,10 +484,13 @@ pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
         _ = zero.free(ptr);
         return .{ .ok = fresh };
     }
-    const l = validate(ptr) orelse return switch (slow.classify(ptr)) {
-        .not_owned => .not_owned,
-        .freed => .freed,
-        else => .invalid,
+    const l = switch (validate(ptr)) {
+        .block => |l| l,
+        .refused => return switch (slow.classify(ptr)) {
+            .not_owned => .not_owned,
+            .freed => .freed,
+            else => .invalid,
+        },
     };
     const fresh = malloc(size, 16) orelse return .{ .ok = null };
     const n = @min(l.requested, size);
@@ -783,7 +794,7 @@ const zero = struct {
         const problem: misuse.Problem = if ((addr - base.load(.monotonic)) % 16 == 0) .double_free else .interior_pointer;
         os.printStderr("hakmem: CHECK: {s} 0x{x} (a zero-size block, malloc(0), thread {d})\n", .{ problem.text(), addr, std.os.linux.gettid() });
         misuse.afterReport();
-        return .ignored;
+        return if (problem == .double_free) .double_free else .ignored;
     }
 };
 

@@ -2,7 +2,7 @@
 //! when a thread cache cannot answer, and what check.zig builds its checked blocks on.
 //!
 //!   heap()            the calling thread's heap, made on its first use (process initialised)
-//!   malloc(size)      config.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
+//!   malloc(size)      routing.bin(size): a bin (its cache, else heap.allocSlow: a page) or large
 //!   aligned(a, size)  a class whose blocks are multiples of `a`, else a padded block (its
 //!                     page flagged aligned), else a large block
 //!   free(addr)        any address, any page, any thread, any tier: the one general free
@@ -16,6 +16,7 @@
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const stats = @import("../settings/stats.zig");
 const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
@@ -53,7 +54,9 @@ pub inline fn heap() ?*Heap {
 
 noinline fn createHeap() ?*Heap {
     process.ensureInit();
-    return thread.create();
+    const h = thread.create() orelse return null;
+    std.debug.assert(thread.currentAny() == h); // the thread's heap from now on
+    return h;
 }
 
 // ------------------------------------------------------------------ malloc
@@ -66,7 +69,8 @@ pub fn malloc(size: usize) ?*anyopaque {
 }
 
 pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
-    const bin = config.bin(size) orelse return mallocLarge(h, size, 16, false);
+    const bin = routing.bin(size) orelse return mallocLarge(h, size, 16, false);
+    std.debug.assert(size <= size_class.binBlockSize(bin)); // the bin's blocks hold the request
     if (!guard.enabled()) return allocBin(h, bin) orelse outOfMemory();
     // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
     // into play (a refill's blocks) are charged; when the countdown has run out, this
@@ -75,7 +79,7 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
         // (the whole block size: a sample's usable size and statistics are its bin's)
         if (guard.take(size_class.binBlockSize(bin), bin)) |sample| {
             h.counters.direct_allocs[bin] += 1; // counted as its bin's (stats stay exact)
-            return sample;
+            return alignedTo(sample, abi.min_alignment);
         }
     }
     const cached = h.cache.count(bin);
@@ -86,16 +90,24 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 }
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
-    if (h.cache.pop(bin)) |blk| return blk;
+    std.debug.assert(bin < size_class.bin_count);
+    if (h.cache.pop(bin)) |blk| return alignedTo(blk, abi.min_alignment);
     validate.atSlowPath(h);
-    return h.allocSlow(bin);
+    return alignedTo(h.allocSlow(bin), abi.min_alignment);
+}
+
+/// `ptr`, asserted to be aligned to `alignment` (a postcondition of every allocation).
+inline fn alignedTo(ptr: ?*anyopaque, alignment: usize) ?*anyopaque {
+    if (ptr) |p| std.debug.assert(@intFromPtr(p) % alignment == 0);
+    return ptr;
 }
 
 /// A large block (a run of a region, or a mapping of its own above 256 MiB); `zeroed`: its first `size` bytes are 0.
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= abi.min_alignment);
     if (size > size_max) return outOfMemory();
     // (a hit reads no clock: the free that held the block did maintenance's share)
-    if (h.large_local.take(size, alignment, zeroed)) |ptr| return if (profile.enabled) profiledLarge(ptr, size) else ptr;
+    if (h.large_local.take(size, alignment, zeroed)) |ptr| return alignedTo(if (profile.enabled) profiledLarge(ptr, size) else ptr, alignment);
     const now = os.nowMs();
     validate.atSlowPath(h);
     h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
@@ -105,7 +117,7 @@ pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyo
         break :retry large.alloc(size, alignment, zeroed, now) orelse return outOfMemory();
     };
     if (profile.enabled) profile.sampleLarge(p, size);
-    return p;
+    return alignedTo(p, alignment);
 }
 
 noinline fn profiledLarge(ptr: *anyopaque, size: usize) *anyopaque {
@@ -128,15 +140,17 @@ pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
     if (alignment <= size_class.slice_size) {
         // A class whose block size is a multiple of the alignment gives aligned blocks
         // (pages start on 64 KiB boundaries).
-        if (config.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
-            if (size_class.binBlockSize(bin) % alignment == 0) return allocBin(h, bin) orelse outOfMemory();
+        if (routing.bin(std.mem.alignForward(usize, @max(size, 1), alignment))) |bin| {
+            if (size_class.binBlockSize(bin) % alignment == 0) return alignedTo(allocBin(h, bin), alignment) orelse outOfMemory();
         }
-        if (config.bin(size + alignment - 1)) |bin| {
+        if (routing.bin(size + alignment - 1)) |bin| {
             const raw = allocBin(h, bin) orelse return outOfMemory();
             const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
+            std.debug.assert(at + size <= @intFromPtr(raw) + size_class.binBlockSize(bin)); // the padding holds it
             if (at != @intFromPtr(raw)) {
                 const page = Segment.of(at).pageOf(at);
                 if (page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
+                std.debug.assert(page.fast_magic == 0); // its frees take the slow path, which finds the block
             }
             return @ptrFromInt(at);
         }
@@ -160,7 +174,7 @@ pub fn free(addr: usize) FreeResult {
     return freeBlock(page, @ptrFromInt(start));
 }
 
-/// Frees `blk`, a block of `page` (page.blockOf said so; alloc.zig's fast test says so too).
+/// Frees `blk`, a block of `page` (page.blockOf said so; free_fast.zig's test says so too).
 pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
     const h = thread.currentAny();
     if (block_mod.isMarkedFree(blk)) {
@@ -228,6 +242,7 @@ noinline fn freeSample(addr: usize) FreeResult {
         .double_free => return .double_free,
         .invalid => return .invalid,
     };
+    std.debug.assert(freed.bin < size_class.bin_count);
     const h = thread.currentAny() orelse {
         stats.incr(&stats.heapless_frees[freed.bin]);
         return .ok;
@@ -239,6 +254,7 @@ noinline fn freeSample(addr: usize) FreeResult {
 
 /// An address outside every segment: NULL, a large block, or not ours.
 fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
+    std.debug.assert(tag != .segment); // (a segment's pointers have a page: free finds it)
     if (addr == 0) return .ok;
     // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
     if (guard.owns(addr)) return freeSample(addr);
@@ -248,6 +264,7 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
         .invalid => return .invalid,
         .freed => return .double_free,
         .live => |header| {
+            std.debug.assert(@intFromPtr(header) < addr); // the header is before the block
             if (profile.enabled) profile.freed(addr);
             const h = thread.currentAny();
             if (h) |heap_| switch (heap_.large_local.put(header)) {
@@ -300,6 +317,7 @@ pub fn classify(addr: usize) Kind {
     };
     const page = Segment.of(addr).pageOf(addr);
     const start = page.blockOf(addr) orelse return .invalid;
+    std.debug.assert(start <= addr); // the block that starts at addr, or (aligned pages) contains it
     if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
     return .{ .page_block = .{ .page = page, .start = start } };
 }
@@ -308,7 +326,10 @@ pub fn classify(addr: usize) Kind {
 /// it is not a live block.
 pub fn usableOf(addr: usize, kind: Kind) ?usize {
     return switch (kind) {
-        .page_block => |b| b.page.block_size - (addr - b.start),
+        .page_block => |b| blk: {
+            std.debug.assert(addr >= b.start and addr - b.start < b.page.block_size); // classify's answer
+            break :blk b.page.block_size - (addr - b.start);
+        },
         .large => |h| h.usable_size,
         .guarded => |n| n,
         .freed, .not_owned, .invalid => null,

@@ -5,6 +5,7 @@ const std = @import("std");
 const build_options = @import("build_options");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 const stats = @import("../settings/stats.zig");
 const size_class = @import("../settings/size_class.zig");
 const alloc = @import("../calls/alloc.zig");
@@ -19,6 +20,7 @@ const HAK_OK = abi.Result.ok.code();
 const HAK_ERR_NOT_OWNED = abi.Result.not_owned.code();
 const HAK_ERR_INVALID = abi.Result.invalid.code();
 const HAK_ERR_ARG = abi.Result.arg.code();
+const HAK_ERR_DOUBLE_FREE = abi.Result.double_free.code();
 
 export fn hak_alloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.api, size);
@@ -54,7 +56,8 @@ fn resultCode(result: alloc.FreeResult) c_int {
     return switch (result) {
         .ok => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
-        .invalid, .double_free => HAK_ERR_INVALID,
+        .invalid => HAK_ERR_INVALID,
+        .double_free => HAK_ERR_DOUBLE_FREE,
     };
 }
 
@@ -72,34 +75,34 @@ export fn hak_owns(ptr: ?*const anyopaque) c_int {
 
 export fn hak_route(size: usize) c_int {
     process.ensureInit();
-    return @intFromEnum(config.route(size));
+    return @intFromEnum(routing.route(size));
 }
 
 export fn hak_tiny_max() usize {
     process.ensureInit();
-    return config.tiny_max;
+    return routing.tiny_max;
 }
 
 export fn hak_mid_max() usize {
     process.ensureInit();
-    return config.mid_max;
+    return routing.mid_max;
 }
 
 export fn hak_tiny_max_limit() usize {
-    return config.tiny_max_limit;
+    return routing.tiny_max_limit;
 }
 
 export fn hak_mid_max_limit() usize {
-    return config.mid_max_limit;
+    return routing.mid_max_limit;
 }
 
 export fn hak_mid_max_min() usize {
-    return config.mid_max_min;
+    return routing.mid_max_min;
 }
 
 export fn hak_set_thresholds(tiny_max: usize, mid_max: usize) c_int {
     process.ensureInit();
-    return if (config.setThresholds(tiny_max, mid_max)) HAK_OK else HAK_ERR_ARG;
+    return if (routing.setThresholds(tiny_max, mid_max)) HAK_OK else HAK_ERR_ARG;
 }
 
 export fn hak_class_count() u32 {

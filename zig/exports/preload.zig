@@ -33,7 +33,7 @@ noinline fn freeOther(ptr: ?*anyopaque) void {
         // check mode has reported it already (and =warn goes on)
         .invalid => if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
         .not_owned => if (mayForward(ptr)) libc_next.free(ptr),
-        .double_free => misuse.abortMisuse(.double_free, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
+        .double_free => if (config.check_mode == .off) misuse.abortMisuse(.double_free, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
     }
 }
 

@@ -27,6 +27,8 @@ pub fn acquire(owner: *anyopaque) ?*Segment {
     const cached = cache.pop();
     cache_lock.release();
     const seg = cached orelse mapSegment() orelse return null;
+    std.debug.assert(seg.owner.load(.monotonic) == null); // a cached or new segment is nobody's
+    std.debug.assert(seg.used_pages == 0 and seg.free_slices == segment_mod.usable_slices);
     seg.owner.store(owner, .release);
     return seg;
 }
@@ -35,8 +37,10 @@ fn mapSegment() ?*Segment {
     if (!budget.claim(segment_size)) return null;
     defer budget.settle(segment_size);
     const memory = os.mapAligned(segment_size, segment_size) orelse return null;
+    std.debug.assert(@intFromPtr(memory) % segment_size == 0);
     const seg: *Segment = @ptrCast(@alignCast(memory));
     seg.initHeader(0);
+    std.debug.assert(seg.dirty_slices == 0); // fresh memory: nothing resident yet
     segment_map.mark(@intFromPtr(seg), segment_size, .segment, .segment);
     stats.incr(&stats.segments_mapped);
     stats.addTo(&stats.os_mapped_bytes, segment_size);
@@ -44,6 +48,8 @@ fn mapSegment() ?*Segment {
 }
 
 fn unmapSegment(seg: *Segment) void {
+    std.debug.assert(seg.used_pages == 0 and seg.owner.load(.monotonic) == null);
+    std.debug.assert(seg.dirty_mid_slices & ~seg.dirty_slices == 0); // mid's dirty slices are among them
     const purged = seg.dirtyBytes();
     const mid_bytes = @as(usize, @popCount(seg.dirty_mid_slices)) * (segment_size / segment_mod.slice_count);
     stats.purged(0, purged - mid_bytes);
@@ -57,6 +63,8 @@ fn unmapSegment(seg: *Segment) void {
 /// An owner gives back a segment with no page in use.
 pub fn release(seg: *Segment, now_ms: u64) void {
     std.debug.assert(seg.used_pages == 0);
+    std.debug.assert(seg.owner.load(.monotonic) != null); // an owner gives it back, once
+    std.debug.assert(segment_map.lookup(@intFromPtr(seg)) == .segment);
     seg.owner.store(null, .release);
     const keep = seg.dirty_slices;
     seg.initHeader(keep);
@@ -87,6 +95,7 @@ pub fn decay(now_ms: u64, force: bool) void {
         std.debug.assert(seen <= cache.count);
         tally.add(segment_size, seg.cached_since_ms, now_ms, config.purge_delay_ms);
     }
+    std.debug.assert(seen == cache.count); // the walk saw the whole list
     cache_lock.release();
     for (0..seen) |_| {
         cache_lock.acquire();
@@ -125,9 +134,13 @@ pub fn trimCachedDirty(keep_bytes: usize) void {
             count += 1;
         }
     }
+    std.debug.assert(seen == cache.count and count <= trim_cached_max);
     for (taken[0..count]) |seg| cache.remove(seg);
     cache_lock.release();
-    for (taken[0..count]) |seg| seg.purge(); // no longer in the cache: nobody can take it
+    for (taken[0..count]) |seg| {
+        std.debug.assert(seg.owner.load(.monotonic) == null and seg.used_pages == 0);
+        seg.purge(); // no longer in the cache: nobody can take it
+    }
     cache_lock.acquire();
     for (taken[0..count]) |seg| cache.pushBack(seg);
     cache_lock.release();
@@ -146,15 +159,19 @@ fn decayAbandoned(now_ms: u64, force: bool) void {
     while (it) |seg| : (it = seg.next) {
         seen += 1;
         std.debug.assert(seen <= abandoned.count);
+        std.debug.assert(seg.owner.load(.monotonic) == null); // the list lock keeps adopters out
         if (seg.dirty_slices == 0) continue;
         if (!force and now_ms -| seg.dirty_since_ms < config.purge_delay_ms) continue;
         seg.purge();
     }
+    std.debug.assert(seen == abandoned.count);
 }
 
 /// A heap whose thread exits leaves a segment that still has blocks in use (with what dirty
 /// slices its exit kept for the next owner: placement.abandonAll, decayAbandoned).
 pub fn abandon(seg: *Segment) void {
+    std.debug.assert(seg.used_pages != 0); // an empty one goes to the cache (release)
+    std.debug.assert(seg.owner.load(.monotonic) != null);
     seg.owner.store(null, .release);
     abandoned_lock.acquire();
     abandoned.push(seg);
@@ -168,6 +185,8 @@ pub fn popAbandoned(owner: *anyopaque) ?*Segment {
     const seg = abandoned.pop();
     abandoned_lock.release();
     const s = seg orelse return null;
+    std.debug.assert(s.owner.load(.monotonic) == null);
+    std.debug.assert(s.used_pages != 0); // abandoned with blocks in use
     s.owner.store(owner, .release);
     stats.incr(&stats.segments_adopted);
     return s;
@@ -215,12 +234,15 @@ test "an abandoned segment is adopted by the next owner" {
     var owner_a: u8 = 0;
     var owner_b: u8 = 0;
     const seg = acquire(&owner_a) orelse return error.OutOfMemory;
+    var reused: usize = 0;
+    const page = seg.allocPage(@import("../settings/size_class.zig").tinyBin(64), 1, false, &reused).?; // abandoned: blocks in use
     const adopted_before = stats.segments_adopted.load(.monotonic);
     abandon(seg);
     try testing.expectEqual(@as(?*anyopaque, null), seg.owner.load(.monotonic));
     try testing.expectEqual(seg, popAbandoned(&owner_b).?);
     try testing.expectEqual(@as(?*anyopaque, &owner_b), seg.owner.load(.monotonic));
     try testing.expectEqual(adopted_before + 1, stats.segments_adopted.load(.monotonic));
+    seg.freePage(page, os.nowMs());
     release(seg, os.nowMs());
     decay(os.nowMs(), true);
 }

@@ -117,13 +117,17 @@ fn bit(bits: *const Bits, i: usize) bool {
 
 /// The part of [i, end) in i's word: the word, its mask, and how many units.
 fn wordPart(i: usize, end: usize) struct { word: usize, mask: u64, units: usize } {
+    std.debug.assert(i < end); // callers loop while i < end: never an empty part
+    std.debug.assert(end <= region_units);
     const lo: u6 = @intCast(i % 64);
     const n = @min(end - i, 64 - @as(usize, lo));
     const ones = if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1;
+    std.debug.assert(n >= 1 and @popCount(ones << lo) == n); // the mask lost no unit to the shift
     return .{ .word = i / 64, .mask = ones << lo, .units = n };
 }
 
 fn setRange(bits: *Bits, start: usize, len: usize, value: bool) void {
+    std.debug.assert(start + len <= region_units);
     var i = start;
     while (i < start + len) {
         const part = wordPart(i, start + len);
@@ -133,6 +137,7 @@ fn setRange(bits: *Bits, start: usize, len: usize, value: bool) void {
 }
 
 fn countRange(bits: *const Bits, start: usize, len: usize) usize {
+    std.debug.assert(start + len <= region_units);
     var i = start;
     var count: usize = 0;
     while (i < start + len) {
@@ -140,6 +145,7 @@ fn countRange(bits: *const Bits, start: usize, len: usize) usize {
         count += @popCount(bits[part.word] & part.mask);
         i += part.units;
     }
+    std.debug.assert(count <= len);
     return count;
 }
 
@@ -157,12 +163,17 @@ fn wordOf(region: *const Region, kind: Kind, w: usize) u64 {
 /// The first unit >= from that is (`value` true) or is not (false) of `kind`; region_units
 /// when there is none. At most `words` steps.
 fn nextWith(region: *const Region, kind: Kind, from: usize, value: bool) usize {
+    std.debug.assert(from <= region_units);
     var i = from;
     while (i < region_units) {
         var word = wordOf(region, kind, i / 64);
         if (!value) word = ~word;
         word &= ~@as(u64, 0) << @intCast(i % 64);
-        if (word != 0) return (i / 64) * 64 + @ctz(word);
+        if (word != 0) {
+            const found = (i / 64) * 64 + @ctz(word);
+            std.debug.assert(found >= from and found < region_units);
+            return found;
+        }
         i = (i / 64 + 1) * 64;
     }
     return region_units;
@@ -182,6 +193,7 @@ const Runs = struct {
             return null;
         }
         const end = nextWith(self.region, self.kind, start, false);
+        std.debug.assert(start < end); // the unit at start is of the kind: a run of one at least
         self.pos = end;
         return .{ .start = start, .end = end };
     }
@@ -223,6 +235,7 @@ pub fn alloc(units: usize, resident: ?*ResidentMask) ?Span {
 fn hinted(region: *const Region, units: usize) ?usize {
     if (region.hint_units != units) return null;
     const first = region.hint_first;
+    std.debug.assert(first + units <= region_units); // a hint is a run of the region
     if (countRange(&region.taken, first, units) != 0) return null;
     if (countRange(&region.resident, first, units) != units) return null;
     return first;
@@ -253,6 +266,10 @@ fn bestFit(region: *const Region, units: usize) ?Fit {
         }
         if (best.?.resident == units and len == units) break;
     }
+    if (best) |b| {
+        std.debug.assert(b.first + units <= region_units and b.run_len >= units);
+        std.debug.assert(b.resident <= units);
+    }
     return best;
 }
 
@@ -260,7 +277,9 @@ fn reserveRegion() ?*Region {
     if (regions_used == regions_max) return null;
     const memory = os.reserveAligned(region_size, segment_map.chunk_size) orelse return null;
     const region = &regions[regions_used];
+    std.debug.assert(region.base == 0 and region.hint_units == 0); // never used: all zero
     region.base = @intFromPtr(memory); // the rest is zero: nothing taken, written or resident
+    std.debug.assert(region.base != 0 and region.base % segment_map.chunk_size == 0);
     segment_map.mark(region.base, region_size, .large_region, .large_region);
     @atomicStore(usize, &regions_used, regions_used + 1, .release); // (lookup reads it unlocked)
     return region;
@@ -270,6 +289,8 @@ fn reserveRegion() ?*Region {
 /// `block_first` (first, or an earlier unit when a block grows): commits what was never
 /// writable.
 fn take(region: *Region, first: usize, units: usize, block_first: usize, resident: ?*ResidentMask) ?Span {
+    std.debug.assert(units >= 1 and first + units <= region_units);
+    std.debug.assert(block_first <= first and first - block_first + units <= block_units_max);
     std.debug.assert(countRange(&region.taken, first, units) == 0);
     if (!commitRange(region, first, units)) return null;
     var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0 };
@@ -287,6 +308,7 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
         region.hint_units = hint_end -| (first + units);
     }
     span.resident_units = countRange(&region.resident, first, units);
+    std.debug.assert(span.resident_units * unit_size <= retained_bytes); // free resident units were counted
     retained_bytes -= span.resident_units * unit_size;
     setRange(&region.taken, first, units, true);
     setRange(&region.resident, first, units, true);
@@ -295,6 +317,7 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
 
 /// mprotect the units of a range that are not writable yet, one call per contiguous piece.
 fn commitRange(region: *Region, first: usize, units: usize) bool {
+    std.debug.assert(first + units <= region_units);
     const end = first + units;
     var pos = first;
     while (pos < end) {
@@ -305,6 +328,7 @@ fn commitRange(region: *Region, first: usize, units: usize) bool {
         setRange(&region.writable, start, stop - start, true);
         pos = stop;
     }
+    std.debug.assert(countRange(&region.writable, first, units) == units);
     return true;
 }
 
@@ -317,10 +341,13 @@ fn regionOf(addr: usize) ?*Region {
 
 /// A block's units are free again; their pages stay resident until trim or decay.
 pub fn free(base: usize, units: usize, now_ms: u64) void {
+    std.debug.assert(base % unit_size == 0);
+    std.debug.assert(units >= 1 and units <= block_units_max);
     lock.acquire();
     defer lock.release();
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
+    std.debug.assert(region.owner[first] == first + 1); // a live block starts here (not freed)
     giveBack(region, first, units, region.owner[first] | freed_flag, now_ms);
     region.hint_first = first;
     region.hint_units = units;
@@ -329,7 +356,9 @@ pub fn free(base: usize, units: usize, now_ms: u64) void {
 /// Units of a block are free (resident, counted as retained); `owner` is what a pointer
 /// into them finds: the freed block, or no block.
 fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64) void {
+    std.debug.assert(units >= 1 and first + units <= region_units);
     std.debug.assert(countRange(&region.taken, first, units) == units);
+    std.debug.assert(countRange(&region.resident, first, units) == units); // taken units are resident
     setRange(&region.taken, first, units, false);
     for (first..first + units) |i| {
         region.freed_ms[i] = now_ms;
@@ -350,6 +379,7 @@ pub fn grow(base: usize, old_units: usize, new_units: usize) ?usize {
     const extra = new_units - old_units;
     if (countRange(&region.taken, first + old_units, extra) != 0) return null;
     const span = take(region, first + old_units, extra, first, null) orelse return null;
+    std.debug.assert(span.units == extra and span.base == base + old_units * unit_size);
     return span.resident_units;
 }
 
@@ -360,6 +390,7 @@ pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void
     defer lock.release();
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
+    std.debug.assert(region.owner[first + old_units - 1] == first + 1); // the tail is this live block's
     // not a block's start: a pointer into the tail is no block
     giveBack(region, first + new_units, old_units - new_units, no_owner, now_ms);
 }
@@ -374,8 +405,11 @@ pub fn lookup(addr: usize) Lookup {
     const region = for (regions[0..used]) |*r| {
         if (addr >= r.base and addr < r.base + region_size) break r;
     } else return .outside;
-    const owner = @atomicLoad(u16, &region.owner[(addr - region.base) >> unit_shift], .monotonic);
+    const unit = (addr - region.base) >> unit_shift;
+    const owner = @atomicLoad(u16, &region.owner[unit], .monotonic);
     if (owner == no_owner) return .unused;
+    // an owner is a unit at or before this one (one aligned u16: never a torn value)
+    std.debug.assert((owner & ~freed_flag) - 1 <= unit);
     const base = region.base + @as(usize, (owner & ~freed_flag) - 1) * unit_size;
     return if (owner & freed_flag != 0) .{ .freed = base } else .{ .live = base };
 }
@@ -407,6 +441,7 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
     for (pieces[0..count]) |piece| tally.add(piece.units * unit_size, piece.freed_ms, now_ms, decay_ms);
     std.sort.insertion(Piece, pieces[0..count], {}, olderFirst);
     var purged: usize = 0;
+    const retained_before = retained_bytes;
     for (pieces[0..count]) |piece| {
         var units = piece.units;
         if (!force and !tally.release(piece.units * unit_size)) {
@@ -416,6 +451,7 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
         purgeUnits(piece.region, piece.first, units, before_purge);
         purged += units * unit_size;
     }
+    std.debug.assert(retained_bytes + purged == retained_before);
     return purged;
 }
 
@@ -427,6 +463,7 @@ fn collectPieces(pieces: *[trim_pieces_max]Piece) usize {
             var first = run.start;
             for (run.start + 1..run.end + 1) |i| {
                 if (i < run.end and region.freed_ms[i] == region.freed_ms[first]) continue;
+                std.debug.assert(i > first); // a piece holds a unit at least
                 pieces[count] = .{ .region = region, .first = first, .units = i - first, .freed_ms = region.freed_ms[first] };
                 count += 1;
                 if (count == trim_pieces_max) return count;
@@ -442,6 +479,10 @@ fn olderFirst(_: void, a: Piece, b: Piece) bool {
 }
 
 fn purgeUnits(region: *Region, first: usize, units: usize, before_purge: BeforePurge) void {
+    std.debug.assert(units >= 1 and first + units <= region_units);
+    // only retained units: free (no block's page may go) and resident (counted in retained_bytes)
+    std.debug.assert(countRange(&region.taken, first, units) == 0);
+    std.debug.assert(countRange(&region.resident, first, units) == units);
     for (first..first + units) |i| {
         const owner = region.owner[i];
         if (owner != no_owner and owner & ~freed_flag == i + 1) before_purge(region.base + i * unit_size);

@@ -49,7 +49,8 @@ const slow_flags = flag_aligned | flag_unused | flag_checked | flag_sampled;
 /// Carve at most this many bytes of new blocks at a time (keeps RSS close to use).
 const extend_bytes_max: usize = 16 * 1024;
 /// Shift of the magic division; exact for every offset of a page (see blockStartIndex).
-const magic_shift = 40;
+/// free's form of the test (fast_magic) is calls/free_fast.zig isFastBlockStart.
+pub const magic_shift = 40;
 
 pub const Page = extern struct {
     // ---- first cache line: read by free() on any thread, copied into every slice ----
@@ -98,8 +99,12 @@ pub const Page = extern struct {
     /// Makes `self` (the first slice of a span of `slice_count` slices at `start`) a page of
     /// `bin`, with `bits` (room for one bit per block) cleared.
     pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool) void {
+        std.debug.assert(bin < size_class.bin_count and start % size_class.min_block_size == 0);
+        std.debug.assert(slice_count >= 1 and slice_count <= size_class.max_page_slices);
+        std.debug.assert(self.slice_offset == 0); // the span's first slice
         const bs = size_class.binBlockSize(bin);
         const reserved = slice_count * size_class.slice_size / bs;
+        std.debug.assert(reserved >= 1); // a span holds one block of its bin at least
         self.* = .{
             .start = start,
             .div_magic = size_class.divMagic(bs),
@@ -122,6 +127,7 @@ pub const Page = extern struct {
 
     /// Copies the first line (what free reads) into the span's other slices.
     pub fn syncSpan(self: *Page) void {
+        std.debug.assert(self.slice_offset == 0); // copied from the first slice only
         const span: [*]Page = @ptrCast(self);
         for (1..self.slice_count) |k| {
             const s = &span[k];
@@ -140,6 +146,8 @@ pub const Page = extern struct {
         self.flags |= flags;
         self.fast_magic = self.fastMagic();
         self.syncSpan();
+        // a slow flag closes free's fast path on every slice of the span
+        std.debug.assert(flags & slow_flags == 0 or self.fast_magic == 0);
     }
 
     /// (the owner) Clears flags (a slow flag no longer needed: frees take the fast path again).
@@ -147,6 +155,8 @@ pub const Page = extern struct {
         self.flags &= ~flags;
         self.fast_magic = self.fastMagic();
         self.syncSpan();
+        // the fast path is open again exactly when no slow flag is left
+        std.debug.assert((self.fast_magic != 0) == (self.flags & slow_flags == 0 and self.div_magic != 0));
     }
 
     pub inline fn isTiny(self: *const Page) bool {
@@ -163,7 +173,8 @@ pub const Page = extern struct {
     /// e = m*bs - 2^40 (1 <= e <= bs), offset = q*bs + r gives offset*m = q*2^40 + (q*e + r*m);
     /// the low 40 bits are q*e < m when r = 0, and >= m when r > 0 (q*e and r*m stay below
     /// 2^40 because reserved*bs <= page bytes <= 2^40/bs < m). So the high bits are the index
-    /// and "low bits < m" is the block-start test. free() does the same with fast_magic.
+    /// and "low bits < m" is the block-start test. free() does the same with fast_magic
+    /// (calls/free_fast.zig isFastBlockStart).
     pub inline fn blockStartIndex(self: *const Page, addr: usize) ?u32 {
         if (addr < self.start or addr >= self.carved_end) return null;
         const product = (addr - self.start) *% self.div_magic;
@@ -173,15 +184,6 @@ pub const Page = extern struct {
 
     pub inline fn isBlockStart(self: *const Page, addr: usize) bool {
         return self.blockStartIndex(addr) != null;
-    }
-
-    /// free's form of the test, on any slice's copy of the first line: `addr` is a carved
-    /// block start of a page without a slow flag (fast_magic is 0 for a page of aligned
-    /// blocks, a checked page, or a slice not in use; flag_full and flag_flushing do not
-    /// matter to free).
-    pub inline fn isFastBlockStart(self: *const Page, addr: usize) bool {
-        const product = (addr -% self.start) *% self.div_magic;
-        return addr < self.carved_end and (product << (64 - magic_shift)) < self.fast_magic;
     }
 
     /// The block a free, realloc or query of `addr` names: on a page of aligned blocks
@@ -226,6 +228,7 @@ pub const Page = extern struct {
     /// Owner: takes up to `out.len` free blocks (lowest addresses first from the cursor)
     /// into `out`; returns how many. Reads the bitmap only. Bounded by the bitmap's words.
     pub fn popMany(self: *Page, out: []*Block) u32 {
+        std.debug.assert(self.slice_offset == 0 and self.flags & flag_unused == 0); // the owner's page in use
         const want: u32 = @intCast(@min(out.len, self.free_count));
         if (want == 0) return 0;
         const bits = self.bits.?;
@@ -252,6 +255,8 @@ pub const Page = extern struct {
         self.free_cursor = word_index;
         self.used += got;
         self.free_count -= got;
+        std.debug.assert(got == want);
+        std.debug.assert(@as(u64, self.used) + self.free_count == self.capacity); // every carved block counted once
         if (self.flags & flag_checked != 0) {
             for (out[0..got]) |blk| {
                 if (blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(@intFromPtr(blk), self.where(), 8);
@@ -273,12 +278,16 @@ pub const Page = extern struct {
         self.free_count += 1;
         std.debug.assert(self.used > 0);
         self.used -= 1;
+        std.debug.assert(@as(u64, self.used) + self.free_count == self.capacity);
         return if (self.used == 0) .emptied else .ok;
     }
 
     /// Any thread: gives back a chain of blocks of this page linked first..last (links
     /// encoded; last's is set here) with one CAS.
     pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) void {
+        // blocks of this page (in use until now, so the page cannot change under them)
+        std.debug.assert(@intFromPtr(first) >= self.start and @intFromPtr(first) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
+        std.debug.assert(@intFromPtr(last) >= self.start and @intFromPtr(last) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
         var head = self.thread_free.load(.monotonic);
         while (true) {
             last.link = block_mod.encode(last, head);
@@ -320,13 +329,16 @@ pub const Page = extern struct {
                 break :blk null;
             };
         }
+        std.debug.assert(count <= self.used); // the length bound above
         self.used -= count;
         self.free_count += count;
+        std.debug.assert(@as(u64, self.used) + self.free_count == self.capacity);
         return count;
     }
 
     /// Owner: carves the next run of blocks (each free on the page, its key set). Returns how many.
     pub fn extend(self: *Page) u32 {
+        std.debug.assert(self.capacity <= self.reserved and self.slice_offset == 0);
         const left = self.reserved - self.capacity;
         if (left == 0) return 0;
         const want = @max(1, extend_bytes_max / self.block_size);
@@ -344,6 +356,8 @@ pub const Page = extern struct {
         self.capacity += count;
         self.carved_end = first + @as(usize, count) * self.block_size;
         self.syncSpan();
+        std.debug.assert(self.carved_end == self.start + @as(usize, self.capacity) * self.block_size);
+        std.debug.assert(self.capacity <= self.reserved and @as(u64, self.used) + self.free_count == self.capacity);
         return count;
     }
 

@@ -10,12 +10,13 @@
 //! `ptr & ~(4 MiB - 1)` is the segment; `(ptr - segment) >> 16` the slice; the slice's
 //! descriptor (or, for a later slice of a span, the one `slice_offset` before it) is the
 //! page; every slice's descriptor also carries a copy of what free() needs (page.zig), so
-//! free() reads `pages[(ptr >> 16) & 63]` directly. Free slices are a bitmap;
-//! `dirty_slices` marks free slices whose memory may still be resident; `aging_slices`, the
-//! part of them free since `dirty_since_ms` (no page took them since), is what a decay pass
-//! may purge: a slice freed a moment ago in a segment that is always a little dirty waits
-//! its turn (one more window) instead of being purged with the old ones (it was, and threads
-//! churning through a segment faulted the same slices in again and again). After the header
+//! free() reads `pages[(ptr >> 16) & 63]` directly (calls/free_fast.zig sliceOf). Free
+//! slices are a bitmap; `dirty_slices` marks free slices whose memory may still be resident;
+//! `aging_slices`, the part of them free since `dirty_since_ms` (no page took them since), is
+//! what a decay pass may purge: a slice freed a moment ago in a segment that is always a
+//! little dirty waits its turn (one more window) instead of being purged with the old ones
+//! (it was, and threads churning through a segment faulted the same slices in again and
+//! again). After the header
 //! and the descriptors, slice 0 holds each slice's block bitmap (page.bits: 4096 bits, one
 //! per 16-byte block; a page of k slices uses the k bitmaps from its first slice on).
 const std = @import("std");
@@ -28,12 +29,11 @@ const Page = page_mod.Page;
 
 pub const segment_size = segment_map.chunk_size;
 pub const slice_count = segment_size / size_class.slice_size; // 64
-const page_shift = 7; // a page descriptor is 128 bytes
 /// Bitmap bytes per slice: a bit per smallest block.
 const bits_bytes_per_slice = size_class.slice_size / size_class.min_block_size / 8;
 const bits_offset = std.mem.alignForward(usize, @sizeOf(Segment), 64);
 const all_slices: u64 = ~@as(u64, 0);
-const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
+pub const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
 
 pub const Segment = struct {
     /// The owning heap (opaque here: *Heap); null while abandoned or cached.
@@ -59,19 +59,10 @@ pub const Segment = struct {
     comptime {
         std.debug.assert(bits_offset + slice_count * bits_bytes_per_slice <= size_class.slice_size);
         std.debug.assert(slice_count == 64); // free_slices and dirty_slices are u64 masks
-        std.debug.assert(@sizeOf(Page) == 1 << page_shift);
     }
 
     pub inline fn of(addr: usize) *Segment {
         return @ptrFromInt(addr & ~(segment_size - 1));
-    }
-
-    /// The descriptor of the slice holding `addr` (for a later slice of a span, a copy of
-    /// the page's first line: page.zig). A shift and a mask; no load.
-    pub inline fn sliceOf(addr: usize) *Page {
-        const seg = addr & ~(segment_size - 1);
-        const offset = (addr >> (size_class.slice_shift - page_shift)) & ((slice_count - 1) << page_shift);
-        return @ptrFromInt(seg + @offsetOf(Segment, "pages") + offset);
     }
 
     /// The block bitmap of the page whose first slice is `slice`.
@@ -332,10 +323,8 @@ test "spans: allocate, find, free, purge accounting" {
     var reused: usize = 0;
     const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &reused).?;
     const p2 = seg.allocPage(mid_bin, slices, false, &reused).?;
-    try std.testing.expectEqual(p1, Segment.sliceOf(p1.start + 100));
-    const last_slice = Segment.sliceOf(p2.start + (slices - 1) * size_class.slice_size + 5);
-    try std.testing.expectEqual(p2.start, last_slice.start);
-    try std.testing.expectEqual(p2.fast_magic, last_slice.fast_magic);
+    // (free's sliceOf, the copies in a span's later slices: calls/free_fast.zig's tests)
+    try std.testing.expectEqual(p1, &seg.pages[seg.sliceIndex(p1)]);
     try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(p1));
     try std.testing.expectEqual(@as(usize, 2), seg.sliceIndex(p2));
     const inside = p2.start + (slices - 1) * size_class.slice_size + 5;

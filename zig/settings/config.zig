@@ -1,88 +1,13 @@
-//! config.zig — every tunable of hakmem, its default, its limit and its environment
-//! variable. Read once at initialisation; the routing thresholds can also change at
-//! run time (hak_set_thresholds), which is safe because a block's own page says its tier.
+//! config.zig — every setting of hakmem read from the environment (HAKMEM_*): its default,
+//! its limit, how its value is parsed, and the one line a bad value gets on stderr. Read
+//! once at initialisation (loadFromEnvironment), before the first heap exists; nothing
+//! here is read on a fast path. The routing thresholds and malloc's tables, which are,
+//! and which hak_set_thresholds changes at run time, are routing.zig's: HAKMEM_TINY_MAX and
+//! HAKMEM_MID_MAX are parsed here and handed to it.
 const std = @import("std");
 const os = @import("../base/os.zig");
 const abi = @import("../abi.zig");
-const size_class = @import("size_class.zig");
-
-pub const Tier = abi.Tier;
-
-pub const tiny_max_default: usize = abi.tiny_max_default;
-pub const mid_max_default: usize = abi.mid_max_default;
-pub const tiny_max_limit: usize = abi.tiny_max_limit;
-pub const mid_max_min: usize = abi.mid_max_min;
-pub const mid_max_limit: usize = abi.mid_max_limit;
-
-/// Requests up to tiny_max go to the tiny tier, up to mid_max to mid, the rest to large.
-/// Read on every malloc (plain loads; written rarely, with release stores).
-pub var tiny_max: usize = tiny_max_default;
-pub var mid_max: usize = mid_max_default;
-
-/// malloc's routing in one table load, for sizes up to 32 KiB: bins_by_16[(size + 15) / 16]
-/// up to 1 KiB, bins_by_128[(size + 127) / 128] above (every class boundary above 1 KiB is
-/// a multiple of 128). An entry is the bin under the thresholds now, or size_class.no_bin
-/// for large sizes and for the one slot a threshold falls inside (that cache entry is
-/// always empty, so malloc falls to its slow path, which routes by config.route).
-/// Sizes above 32 KiB are never tiny (tiny_max_limit is 8 KiB).
-pub const by_16_max: usize = 1024;
-pub const by_128_max: usize = 32 * 1024;
-pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
-pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
-
-comptime {
-    std.debug.assert(tiny_max_limit <= by_128_max);
-}
-
-/// malloc's routing (alloc.mallocFrom): one table load up to by_128_max, else mid up to
-/// mid_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
-/// (inlined into each: malloc's fast path keeps one short branch per range); b is
-/// size_class.no_bin where the slow path must route (large sizes, and the one slot a
-/// threshold falls inside): that cache entry is always empty.
-pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
-    if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
-    if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
-    if (size <= mid_max) return to.bin(size_class.midBin(size));
-    return to.large();
-}
-
-/// fastRoute's answer as a value (tests): the bin, or null for large.
-pub fn fastBin(size: usize) ?size_class.Bin {
-    const Answer = struct {
-        pub const Result = ?size_class.Bin;
-        pub inline fn bin(_: @This(), b: size_class.Bin) Result {
-            return b;
-        }
-        pub inline fn large(_: @This()) Result {
-            return null;
-        }
-    };
-    return fastRoute(size, Answer{});
-}
-
-fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
-    @setEvalBranchQuota(20_000);
-    var table: [max / step + 1]u8 = undefined;
-    for (&table, 0..) |*entry, i| {
-        const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
-        const smallest = if (i == 0) 0 else size - step + 1;
-        entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
-            else binBy(size, tiny, mid) orelse size_class.no_bin;
-        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
-    }
-    return table;
-}
-
-/// After tiny_max or mid_max changed. A malloc racing with it may route one request
-/// by the old thresholds: every tier serves every size up to its limit, and free finds
-/// the tier from the block, so that is harmless.
-fn routingChanged() void {
-    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
-    const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
-    for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
-    const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
-    for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
-}
+const routing = @import("routing.zig");
 
 /// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
 pub var purge_delay_ms: u64 = 50;
@@ -135,51 +60,6 @@ comptime {
 /// Fixed before the first heap exists.
 pub var check_mode: CheckMode = .off;
 
-/// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
-/// mid_max_limit], tiny_max <= mid_max (always true given those ranges).
-pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
-    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_mid_max < mid_max_min) return false;
-    if (new_tiny_max > new_mid_max) return false;
-    @atomicStore(usize, &tiny_max, new_tiny_max, .release);
-    @atomicStore(usize, &mid_max, new_mid_max, .release);
-    routingChanged();
-    return true;
-}
-
-pub fn route(size: usize) Tier {
-    return routeBy(size, tiny_max, mid_max);
-}
-
-/// The largest request `tier` takes under the thresholds now.
-pub fn tierMax(tier: Tier) usize {
-    return switch (tier) {
-        .tiny => tiny_max,
-        .mid => mid_max,
-        .large => abi.size_max,
-    };
-}
-
-/// The bin a request of `size` bytes is served from under the thresholds now; null for
-/// the large tier. malloc's fast path uses fastBin, the same routing in table form; a unit
-/// test checks the two agree for every size under several thresholds.
-pub fn bin(size: usize) ?size_class.Bin {
-    return binBy(size, tiny_max, mid_max);
-}
-
-fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
-    return switch (routeBy(size, tiny, mid)) {
-        .tiny => size_class.tinyBin(size),
-        .mid => size_class.midBin(size),
-        .large => null,
-    };
-}
-
-fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
-    if (size <= tiny) return .tiny;
-    if (size <= mid) return .mid;
-    return .large;
-}
-
 /// What applying one variable's value gave.
 const Verdict = union(enum) {
     ok,
@@ -200,6 +80,8 @@ const Var = struct {
 };
 
 const size_form = "a size in bytes such as 512, 4k or 1m";
+const tiny_max_default = routing.tiny_max_default;
+const mid_max_default = routing.mid_max_default;
 const known = [_]Var{
     .{ .name = "HAKMEM_TINY_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{tiny_max_default}), .apply = applyTinyMax },
     .{ .name = "HAKMEM_MID_MAX", .expected = size_form, .default = std.fmt.comptimePrint("{d}", .{mid_max_default}), .apply = applyMidMax },
@@ -226,6 +108,8 @@ const tooling = [_][]const u8{ "HAKMEM_LIB", "HAKMEM_ZIG" };
 /// one line on stderr saying what was expected; the default stays. Uses getenv/environ
 /// only: nothing here allocates.
 pub fn loadFromEnvironment() void {
+    env_tiny_max = routing.tiny_max; // a variable not set keeps the threshold
+    env_mid_max = routing.mid_max;
     for (known) |v| {
         const raw = std.c.getenv(v.name) orelse continue;
         const value = std.mem.span(raw);
@@ -243,8 +127,10 @@ pub fn loadFromEnvironment() void {
             .below => |r| os.printStderr("hakmem: ignoring {s}={s} ({d} is below the lowest value {d}); using the default {s}\n", .{ v.name, value, r.value, r.limit, v.default }),
         }
     }
-    std.debug.assert(tiny_max <= mid_max); // tiny_max_limit <= mid_max_min
-    routingChanged();
+    // the thresholds as the variables left them: valid whatever they said (each alone is
+    // checked against its range, and tiny_max_limit <= mid_max_min); the tables follow
+    const thresholds_valid = routing.setThresholds(env_tiny_max, env_mid_max);
+    std.debug.assert(thresholds_valid);
     warnUnknownNames();
 }
 
@@ -398,15 +284,20 @@ fn sizeIn(value: []const u8, low: usize, high: usize) struct { Verdict, usize } 
     return .{ .ok, n };
 }
 
+/// HAKMEM_TINY_MAX and HAKMEM_MID_MAX as read (the thresholds as they were when unset or
+/// refused); handed to routing.setThresholds at the end of loadFromEnvironment.
+var env_tiny_max: usize = routing.tiny_max_default;
+var env_mid_max: usize = routing.mid_max_default;
+
 fn applyTinyMax(value: []const u8) Verdict {
-    const verdict, const n = sizeIn(value, 0, tiny_max_limit);
-    if (verdict == .ok) tiny_max = n;
+    const verdict, const n = sizeIn(value, 0, routing.tiny_max_limit);
+    if (verdict == .ok) env_tiny_max = n;
     return verdict;
 }
 
 fn applyMidMax(value: []const u8) Verdict {
-    const verdict, const n = sizeIn(value, mid_max_min, mid_max_limit);
-    if (verdict == .ok) mid_max = n;
+    const verdict, const n = sizeIn(value, routing.mid_max_min, routing.mid_max_limit);
+    if (verdict == .ok) env_mid_max = n;
     return verdict;
 }
 
@@ -589,59 +480,16 @@ test "parseSize" {
     try std.testing.expectEqual(@as(?usize, null), parseSize("99999999999999999999"));
 }
 
-test "thresholds are validated" {
-    const old_tiny = tiny_max;
-    const old_mid = mid_max;
-    defer _ = setThresholds(old_tiny, old_mid);
-    try std.testing.expect(setThresholds(512, 16384));
-    try std.testing.expectEqual(Tier.tiny, route(512));
-    try std.testing.expectEqual(Tier.mid, route(513));
-    try std.testing.expectEqual(Tier.large, route(16385));
-    try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
-    try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
-    // the lowest sensible limits: tiny may be off, but small requests never go to large
-    try std.testing.expect(setThresholds(0, mid_max_min));
-    try std.testing.expectEqual(Tier.mid, route(1));
-    try std.testing.expect(!setThresholds(0, 0));
-    try std.testing.expect(!setThresholds(0, mid_max_min - 1));
-    try std.testing.expectEqual(mid_max_min, mid_max);
-}
-
 test "settings: empty, malformed and out-of-range values are refused with their limit" {
     try std.testing.expectEqual(Verdict.malformed, applyTinyMax("12x"));
     const above = applyTinyMax("9k");
     try std.testing.expectEqual(@as(u64, 9216), above.above.value);
-    try std.testing.expectEqual(@as(u64, tiny_max_limit), above.above.limit);
+    try std.testing.expectEqual(@as(u64, routing.tiny_max_limit), above.above.limit);
     const below = applyMidMax("4k");
-    try std.testing.expectEqual(@as(u64, mid_max_min), below.below.limit);
+    try std.testing.expectEqual(@as(u64, routing.mid_max_min), below.below.limit);
     try std.testing.expect(applyTinyMax("99999999999999999999999") == .above);
     try std.testing.expect(applyPurgeDelay("99999999999999999999999") == .above);
     try std.testing.expectEqual(Verdict.malformed, applyPurgeDelay("5s"));
     try std.testing.expectEqual(Verdict.malformed, applyAdapt("yes"));
 }
 
-test "malloc's routing (fastBin) agrees with bin() for every size, under any thresholds" {
-    const saved_tiny = tiny_max;
-    const saved_mid = mid_max;
-    defer _ = setThresholds(saved_tiny, saved_mid);
-    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 }, .{ 1024, 40000 } }) |t| {
-        try std.testing.expect(setThresholds(t[0], t[1]));
-        var size: usize = 0;
-        while (size <= mid_max_limit + 1) : (size += if (size < 2 * by_128_max) 1 else 61) {
-            const want = bin(size);
-            const fast = fastBin(size);
-            if (fast == null) {
-                try std.testing.expect(want == null and size > by_128_max);
-                continue;
-            }
-            if (fast.? == size_class.no_bin) {
-                // the slow path routes: a large size, or a threshold inside the table slot
-                const step: usize = if (size <= by_16_max) 16 else 128;
-                const slot_top = (size + step - 1) / step * step;
-                try std.testing.expect(want == null or route(slot_top) != route(slot_top -| (step - 1)));
-                continue;
-            }
-            try std.testing.expectEqual(want, fast);
-        }
-    }
-}

@@ -19,7 +19,7 @@ pub const mid_size_limit: usize = @import("../abi.zig").mid_max_limit;
 pub const class_count: usize = classOfComptime(mid_size_limit) + 1; // 112
 pub const tiny_classes: usize = classOfComptime(tiny_size_limit) + 1; // 56
 pub const bin_count: usize = tiny_classes + class_count; // 168
-/// The bin index malloc's routing tables (config.zig) give a size its slow path must route
+/// The bin index malloc's routing tables (routing.zig) give a size its slow path must route
 /// (large, or split by a threshold): one past the last bin, whose thread-cache entry is
 /// always empty (thread_cache.Cache.entries).
 pub const no_bin: u8 = bin_count;

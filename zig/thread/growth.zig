@@ -11,6 +11,7 @@
 //! (alloc.realloc: the operation; this file: its memory and its policy.)
 const std = @import("std");
 const config = @import("../settings/config.zig");
+const routing = @import("../settings/routing.zig");
 
 pub const Log = struct {
     const slots = 32;
@@ -43,9 +44,9 @@ pub const Log = struct {
 pub fn sizeFor(log: *Log, addr: usize, size: usize, old_usable: usize) usize {
     if (size <= old_usable or !log.take(addr)) return size;
     std.debug.assert(old_usable > 0);
-    const roomy = @min(ladderUp(old_usable + old_usable / 2), config.tierMax(config.route(size)));
+    const roomy = @min(ladderUp(old_usable + old_usable / 2), routing.tierMax(routing.route(size)));
     const grown = @max(size, roomy);
-    std.debug.assert(grown >= size and config.route(grown) == config.route(size)); // room within the tier
+    std.debug.assert(grown >= size and routing.route(grown) == routing.route(size)); // room within the tier
     return grown;
 }
 
@@ -66,7 +67,7 @@ test "a block grown twice gets half as much again up the ladder, within its tier
     try std.testing.expectEqual(@as(usize, 3072), sizeFor(&log, 0x2000, 1600, 1536)); // 2304 up the ladder
     try std.testing.expectEqual(@as(usize, 1600), sizeFor(&log, 0x2000, 1600, 1536)); // forgotten
     log.remember(0x3000);
-    try std.testing.expectEqual(config.tiny_max, sizeFor(&log, 0x3000, config.tiny_max, 1000)); // tiny stays tiny
+    try std.testing.expectEqual(routing.tiny_max, sizeFor(&log, 0x3000, routing.tiny_max, 1000)); // tiny stays tiny
 }
 
 test "the ladder is 2^k and 1.5 * 2^k" {

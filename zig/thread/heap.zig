@@ -66,6 +66,9 @@ pub const PageQueue = struct {
     last: ?*Page = null,
 
     pub fn pushBack(self: *PageQueue, page: *Page) void {
+        // in no queue now (a page is in at most one: removed, or fresh from Page.init)
+        std.debug.assert(page.next == null and page.prev == null);
+        std.debug.assert(self.first != page and page != &page_mod.empty_page);
         page.next = null;
         page.prev = self.last;
         if (self.last) |l| l.next = page else self.first = page;
@@ -73,6 +76,9 @@ pub const PageQueue = struct {
     }
 
     pub fn remove(self: *PageQueue, page: *Page) void {
+        // in this queue: the ends agree with its links
+        std.debug.assert((page.prev == null) == (self.first == page));
+        std.debug.assert((page.next == null) == (self.last == page));
         if (page.prev) |p| p.next = page.next else self.first = page.next;
         if (page.next) |n| n.prev = page.prev else self.last = page.prev;
         page.next = null;
@@ -145,6 +151,7 @@ pub const Heap = struct {
         self.large_local = .{};
         self.relief_seen = 0;
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
+        std.debug.assert(!checked or self.cache.capacity(0) == 0); // check mode: no cache
     }
 
     /// See validateHeap (below): every invariant of the heap, its pages and its segments.
@@ -195,6 +202,8 @@ pub const Heap = struct {
             os.setErrno(.NOMEM);
             return null;
         };
+        std.debug.assert(page.bin == bin and self.direct[bin] == page);
+        std.debug.assert(page.free_count > 0); // replenished: a block to hand out
         if (self.cache.capacity(bin) != 0) return self.refillAndPop(bin, page);
         const blk = profile.refilled(page.popFree().?, page, 0);
         if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
@@ -236,6 +245,8 @@ pub const Heap = struct {
     }
 
     fn makeDirect(self: *Heap, page: *Page) *Page {
+        std.debug.assert(page.flags & (page_mod.flag_full | page_mod.flag_unused) == 0); // in its queue, in use
+        std.debug.assert(self.ownsSegment(Segment.of(page.start)));
         self.direct[page.bin] = page;
         return page;
     }
@@ -246,17 +257,21 @@ pub const Heap = struct {
         if (page.free_count > 0) return true;
         const carved = page.extend();
         if (carved == 0) return false;
+        std.debug.assert(page.free_count >= carved);
         stats.pageCarved(page.tierIndex(), carved * page.block_size);
         return true;
     }
 
     fn moveToFull(self: *Heap, page: *Page) void {
+        std.debug.assert(page.flags & page_mod.flag_full == 0);
+        std.debug.assert(page.free_count == 0); // replenish found nothing
         self.queues[page.bin].remove(page);
         page.flags |= page_mod.flag_full;
         self.full[page.bin].pushBack(page);
     }
 
     fn moveToQueue(self: *Heap, page: *Page) void {
+        std.debug.assert(page.flags & page_mod.flag_full != 0);
         self.full[page.bin].remove(page);
         page.flags &= ~page_mod.flag_full;
         self.queues[page.bin].pushBack(page);
@@ -268,6 +283,7 @@ pub const Heap = struct {
         var looked: usize = 0;
         while (looked < full_scan_max) : (looked += 1) {
             const page = self.full[bin].first orelse return null;
+            std.debug.assert(page.bin == bin and page.flags & page_mod.flag_full != 0);
             if (page.collect() > 0) {
                 self.moveToQueue(page);
                 return page;
@@ -283,6 +299,7 @@ pub const Heap = struct {
         var adopted: usize = 0;
         while (adopted < adopt_max) : (adopted += 1) {
             const seg = arena.popAbandoned(self) orelse return null;
+            std.debug.assert(self.ownsSegment(seg));
             self.segments.adopt(seg, self);
             while (self.queues[bin].first) |page| {
                 if (replenish(page)) return page;
@@ -294,6 +311,7 @@ pub const Heap = struct {
 
     /// placement.adopt's sink: a page with live blocks of an adopted segment.
     pub fn adoptPage(self: *Heap, page: *Page) void {
+        std.debug.assert(page.used != 0 and page.flags & (page_mod.flag_full | page_mod.flag_unused) == 0);
         self.queues[page.bin].pushBack(page);
     }
 
@@ -302,6 +320,7 @@ pub const Heap = struct {
     /// free found the bin's stack full (or the bin has none): make room, or give the block
     /// straight to its page.
     pub noinline fn freeFull(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
+        std.debug.assert(page.slice_offset == 0 and page.isBlockStart(@intFromPtr(blk))); // slow.free found it
         const bin = page.bin;
         if (self.checked or thread_cache.maxCapacity(bin) == 0) return self.freeToPage(page, blk);
         self.counters.remote_frees[bin] += self.cache.overflow(bin, config.adapt, self, self);
@@ -313,6 +332,8 @@ pub const Heap = struct {
     /// Gives one block back to its page: this heap's page directly (a block already free
     /// there was freed twice), another heap's through thread_free (its owner checks).
     pub fn freeToPage(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
+        // (no assert on the page's state: a block that looked freed comes here, and if it
+        // was a double free its page may be given back by its owner meanwhile)
         const bin = page.bin;
         if (!self.ownsSegment(Segment.of(page.start))) {
             blk.key = block_mod.free_key;
@@ -333,12 +354,15 @@ pub const Heap = struct {
 
     /// Returns all but the `keep` most recently freed blocks of a bin's cache to their pages.
     pub fn flushCache(self: *Heap, bin: usize, keep: u32) void {
+        std.debug.assert(bin < bins);
         self.counters.remote_frees[bin] += self.cache.flushKeep(bin, keep, self, self);
+        std.debug.assert(self.cache.count(bin) <= keep);
     }
 
     /// thread_cache.flush's sink: blocks came back to `page` (this heap's).
     pub fn pageGotBlocks(self: *Heap, page: *Page) void {
         if (page.flags & page_mod.flag_unused != 0) return; // released by an earlier run
+        std.debug.assert(page.slice_offset == 0 and self.ownsSegment(Segment.of(page.start)));
         if (page.used == 0) {
             self.pageEmptied(page);
         } else if (page.flags & page_mod.flag_full != 0) {
@@ -347,6 +371,7 @@ pub const Heap = struct {
     }
 
     fn pageEmptied(self: *Heap, page: *Page) void {
+        std.debug.assert(page.used == 0 and page.flags & page_mod.flag_unused == 0);
         if (self.direct[page.bin] == page) {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
@@ -368,6 +393,7 @@ pub const Heap = struct {
     /// bin can reuse its (still resident) slices. (Tiny pages are one slice each: they
     /// wait for the purge delay.)
     fn retainEmpty(self: *Heap, page: *Page) void {
+        std.debug.assert(!page.isTiny() and self.direct[page.bin] == page);
         for (self.retained) |r| if (r == page) return;
         const slot = &self.retained[self.retained_next];
         self.retained_next = (self.retained_next + 1) % retained_max;
@@ -382,6 +408,8 @@ pub const Heap = struct {
 
     /// Returns a page (already out of every queue) to its segment (placement.zig).
     fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
+        std.debug.assert(page.used == 0 and self.direct[page.bin] != page);
+        std.debug.assert(page.next == null and page.prev == null); // out of every queue
         for (&self.retained) |*r| if (r.* == page) {
             r.* = null;
         };
@@ -412,6 +440,7 @@ pub const Heap = struct {
         if (!force and now_ms < self.maintenance_due_ms) return;
         const delay = config.purge_delay_ms;
         self.maintenance_due_ms = now_ms + @max(1, delay / 4);
+        std.debug.assert(self.maintenance_due_ms > now_ms); // the next one is later
         const adapt = config.adapt and !self.checked;
         for (0..bins) |bin| self.counters.remote_frees[bin] += self.cache.maintainBin(bin, force, adapt, self, self);
         for (0..bins) |bin| {
@@ -441,8 +470,9 @@ pub const Heap = struct {
     /// every large block it held to its region (thread exit, before its counters retire;
     /// giving a parked heap up).
     pub fn returnHeld(self: *Heap, now_ms: u64) void {
-        for (0..bins) |bin| self.flushCache(bin, 0);
+        for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
         self.large_local.releaseAll(now_ms);
+        std.debug.assert(self.large_local.bytes == 0);
     }
 
     pub fn park(self: *Heap, now_ms: u64) void {
@@ -455,6 +485,7 @@ pub const Heap = struct {
         parked_dirty_bytes += room;
         exited_lock.release();
         const kept = self.segments.trimDirty(room);
+        std.debug.assert(kept <= room);
         self.parked_since_ms = now_ms;
         self.parked_dirty_bytes = kept;
         exited_lock.acquire();
@@ -496,6 +527,7 @@ pub const Heap = struct {
                 var it = queue.first;
                 while (it) |page| {
                     it = page.next;
+                    std.debug.assert(page.bin == bin and (page.flags & page_mod.flag_full != 0) == is_full);
                     if (page.collect() == 0 and page.used != 0) continue;
                     if (page.used == 0 and self.direct[bin] != page) {
                         queue.remove(page);
@@ -526,6 +558,7 @@ pub const Heap = struct {
                     if (page.used == 0) self.segments.releasePageKeepSegment(page, now);
                 }
             }
+            std.debug.assert(self.queues[bin].first == null and self.full[bin].first == null);
         }
         self.retained = [_]?*Page{null} ** retained_max;
         self.segments.abandonAll(now);
@@ -557,6 +590,7 @@ const ParkedList = struct {
     count: usize = 0,
 
     fn pushFront(self: *ParkedList, h: *Heap) void {
+        std.debug.assert(self.first != h and h.exited_next == null and h.exited_prev == null);
         h.exited_prev = null;
         h.exited_next = self.first;
         if (self.first) |f| f.exited_prev = h else self.last = h;
@@ -565,6 +599,9 @@ const ParkedList = struct {
     }
 
     fn remove(self: *ParkedList, h: *Heap) void {
+        std.debug.assert((h.exited_prev == null) == (self.first == h));
+        std.debug.assert((h.exited_next == null) == (self.last == h));
+        std.debug.assert(h.parked_dirty_bytes <= parked_dirty_bytes);
         parked_dirty_bytes -= h.parked_dirty_bytes;
         h.parked_dirty_bytes = 0;
         if (h.exited_prev) |p| p.exited_next = h.exited_next else self.first = h.exited_next;
@@ -647,6 +684,7 @@ pub fn trimStaleParked(now_ms: u64) void {
     while (it) |h| : (it = h.exited_prev) {
         if (count == stale.len or now_ms -| h.parked_since_ms < park_reuse_window_ms) break;
         if (h.parked_dirty_bytes == 0) continue;
+        std.debug.assert(h.parked_dirty_bytes <= parked_dirty_bytes);
         parked_dirty_bytes -= h.parked_dirty_bytes;
         h.parked_dirty_bytes = 0;
         stale[count] = h;

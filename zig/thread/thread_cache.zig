@@ -9,7 +9,7 @@
 //!       |        +-------------------------------> bottom
 //!       +------------------------------------------------------------> top (next free slot)
 //!
-//! free() pushes a block of any thread's page here (after alloc.zig checked it is a block
+//! free() pushes a block of any thread's page here (after free_fast.zig checked it is a block
 //! start and not marked free), malloc() pops the newest; neither touches a page, a lock or
 //! an atomic, and neither writes a link into the block: a block in a cache has no link a
 //! stray write could corrupt. Everything per block beyond that happens in batches:

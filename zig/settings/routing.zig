@@ -1,0 +1,186 @@
+//! routing.zig — which tier and bin a request goes to: the thresholds (tiny_max, mid_max)
+//! and malloc's routing tables, read on malloc's fast path; hak_set_thresholds changes
+//! them at run time, which is safe because a block's own page says its tier (free,
+//! realloc and usable_size never route). The HAKMEM_TINY_MAX/HAKMEM_MID_MAX variables are
+//! read by config.zig, which sets the thresholds here once, at initialisation.
+//!
+//!   size ─┬─ <= by_16_max (1 KiB)    bins_by_16[(size + 15) >> 4]    one load  ─┐
+//!         ├─ <= by_128_max (32 KiB)  bins_by_128[(size + 127) >> 7]  one load  ─┤ a bin, or no_bin
+//!         ├─ <= mid_max              size_class.midBin(size)         bit ops   ─┘ (the slow path routes)
+//!         └─ else                    large
+//!
+//! Who writes what: tiny_max, mid_max and the tables are written by setThresholds only
+//! (atomic release stores; at init by config.loadFromEnvironment through it) and read with
+//! plain loads on malloc's fast path.
+const std = @import("std");
+const abi = @import("../abi.zig");
+const size_class = @import("size_class.zig");
+
+pub const Tier = abi.Tier;
+
+pub const tiny_max_default: usize = abi.tiny_max_default;
+pub const mid_max_default: usize = abi.mid_max_default;
+pub const tiny_max_limit: usize = abi.tiny_max_limit;
+pub const mid_max_min: usize = abi.mid_max_min;
+pub const mid_max_limit: usize = abi.mid_max_limit;
+
+/// Requests up to tiny_max go to the tiny tier, up to mid_max to mid, the rest to large.
+/// Read on every malloc (plain loads; written rarely, with release stores).
+pub var tiny_max: usize = tiny_max_default;
+pub var mid_max: usize = mid_max_default;
+
+/// malloc's routing in one table load, for sizes up to 32 KiB: bins_by_16[(size + 15) / 16]
+/// up to 1 KiB, bins_by_128[(size + 127) / 128] above (every class boundary above 1 KiB is
+/// a multiple of 128). An entry is the bin under the thresholds now, or size_class.no_bin
+/// for large sizes and for the one slot a threshold falls inside (that cache entry is
+/// always empty, so malloc falls to its slow path, which routes by route()).
+/// Sizes above 32 KiB are never tiny (tiny_max_limit is 8 KiB).
+pub const by_16_max: usize = 1024;
+pub const by_128_max: usize = 32 * 1024;
+pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
+pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
+
+comptime {
+    std.debug.assert(tiny_max_limit <= by_128_max);
+}
+
+/// malloc's routing (alloc.mallocFrom): one table load up to by_128_max, else mid up to
+/// mid_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
+/// (inlined into each: malloc's fast path keeps one short branch per range); b is
+/// size_class.no_bin where the slow path must route (large sizes, and the one slot a
+/// threshold falls inside): that cache entry is always empty.
+pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
+    if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
+    if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
+    if (size <= mid_max) return to.bin(size_class.midBin(size));
+    return to.large();
+}
+
+/// fastRoute's answer as a value (tests): the bin, or null for large.
+pub fn fastBin(size: usize) ?size_class.Bin {
+    const Answer = struct {
+        pub const Result = ?size_class.Bin;
+        pub inline fn bin(_: @This(), b: size_class.Bin) Result {
+            return b;
+        }
+        pub inline fn large(_: @This()) Result {
+            return null;
+        }
+    };
+    return fastRoute(size, Answer{});
+}
+
+fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
+    @setEvalBranchQuota(20_000);
+    var table: [max / step + 1]u8 = undefined;
+    for (&table, 0..) |*entry, i| {
+        const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
+        const smallest = if (i == 0) 0 else size - step + 1;
+        entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
+            else binBy(size, tiny, mid) orelse size_class.no_bin;
+        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
+    }
+    return table;
+}
+
+/// After tiny_max or mid_max changed. A malloc racing with it may route one request
+/// by the old thresholds: every tier serves every size up to its limit, and free finds
+/// the tier from the block, so that is harmless.
+fn routingChanged() void {
+    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
+    const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
+    for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
+    const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
+    for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
+}
+
+/// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
+/// mid_max_limit], tiny_max <= mid_max (always true given those ranges).
+pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
+    if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_mid_max < mid_max_min) return false;
+    if (new_tiny_max > new_mid_max) return false;
+    @atomicStore(usize, &tiny_max, new_tiny_max, .release);
+    @atomicStore(usize, &mid_max, new_mid_max, .release);
+    routingChanged();
+    return true;
+}
+
+pub fn route(size: usize) Tier {
+    return routeBy(size, tiny_max, mid_max);
+}
+
+/// The largest request `tier` takes under the thresholds now.
+pub fn tierMax(tier: Tier) usize {
+    return switch (tier) {
+        .tiny => tiny_max,
+        .mid => mid_max,
+        .large => abi.size_max,
+    };
+}
+
+/// The bin a request of `size` bytes is served from under the thresholds now; null for
+/// the large tier. malloc's fast path uses fastBin, the same routing in table form; a unit
+/// test checks the two agree for every size under several thresholds.
+pub fn bin(size: usize) ?size_class.Bin {
+    return binBy(size, tiny_max, mid_max);
+}
+
+fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
+    return switch (routeBy(size, tiny, mid)) {
+        .tiny => size_class.tinyBin(size),
+        .mid => size_class.midBin(size),
+        .large => null,
+    };
+}
+
+fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
+    if (size <= tiny) return .tiny;
+    if (size <= mid) return .mid;
+    return .large;
+}
+
+// ---------------------------------------------------------------- tests
+
+test "thresholds are validated" {
+    const old_tiny = tiny_max;
+    const old_mid = mid_max;
+    defer _ = setThresholds(old_tiny, old_mid);
+    try std.testing.expect(setThresholds(512, 16384));
+    try std.testing.expectEqual(Tier.tiny, route(512));
+    try std.testing.expectEqual(Tier.mid, route(513));
+    try std.testing.expectEqual(Tier.large, route(16385));
+    try std.testing.expect(!setThresholds(tiny_max_limit + 1, mid_max_limit));
+    try std.testing.expect(!setThresholds(0, mid_max_limit + 1));
+    // the lowest sensible limits: tiny may be off, but small requests never go to large
+    try std.testing.expect(setThresholds(0, mid_max_min));
+    try std.testing.expectEqual(Tier.mid, route(1));
+    try std.testing.expect(!setThresholds(0, 0));
+    try std.testing.expect(!setThresholds(0, mid_max_min - 1));
+    try std.testing.expectEqual(mid_max_min, mid_max);
+}
+
+test "malloc's routing (fastBin) agrees with bin() for every size, under any thresholds" {
+    const saved_tiny = tiny_max;
+    const saved_mid = mid_max;
+    defer _ = setThresholds(saved_tiny, saved_mid);
+    for ([_][2]usize{ .{ 1024, 1 << 20 }, .{ 0, 8192 }, .{ 100, 8192 }, .{ 8192, 8192 }, .{ 4000, 20000 }, .{ 1500, 1 << 20 }, .{ 1024, 40000 } }) |t| {
+        try std.testing.expect(setThresholds(t[0], t[1]));
+        var size: usize = 0;
+        while (size <= mid_max_limit + 1) : (size += if (size < 2 * by_128_max) 1 else 61) {
+            const want = bin(size);
+            const fast = fastBin(size);
+            if (fast == null) {
+                try std.testing.expect(want == null and size > by_128_max);
+                continue;
+            }
+            if (fast.? == size_class.no_bin) {
+                // the slow path routes: a large size, or a threshold inside the table slot
+                const step: usize = if (size <= by_16_max) 16 else 128;
+                const slot_top = (size + step - 1) / step * step;
+                try std.testing.expect(want == null or route(slot_top) != route(slot_top -| (step - 1)));
+                continue;
+            }
+            try std.testing.expectEqual(want, fast);
+        }
+    }
+}

@@ -186,7 +186,11 @@ async function main(): Promise<number> {
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
   const safetyMd = safety ? `\n${safety.title}\n\n${safetyMarkdown(safety, names)}\n` : "";
   const commandsMd = sections.filter((s) => s.outputCheck).map((s) => `\n${s.title}\n\n${commandsMarkdown(s, names)}\n`).join("");
-  writeFileSync(`${base}.md`, `${subtitle}\n\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
+  // The Markdown is what `npm run bench:readme` puts in the README's performance section:
+  // everything in it comes from this run (its date, the machine and its load, the command).
+  const header = `${subtitle} · load average ${busyAtStart.load.toFixed(1)} at the start · ${formatElapsed(progress.elapsedMs())}`;
+  const summaryMd = "```\n" + summaryText(rows, errorCount).trim() + "\n```\n";
+  writeFileSync(`${base}.md`, `${header}\n\n${summaryMd}\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   const differing = differingCommandRuns(sections);
   if (differing > 0) console.error(`bench: ${differing} run(s) of your --cmd printed another stdout than glibc's (the reference): see "stdout = reference" above`);

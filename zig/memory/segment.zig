@@ -11,12 +11,7 @@
 //! descriptor (or, for a later slice of a span, the one `slice_offset` before it) is the
 //! page; every slice's descriptor also carries a copy of what free() needs (page.zig), so
 //! free() reads `pages[(ptr >> 16) & 63]` directly (calls/free_fast.zig sliceOf). Free
-//! slices are a bitmap; `dirty_slices` marks free slices whose memory may still be resident;
-//! `aging_slices`, the part of them free since `dirty_since_ms` (no page took them since), is
-//! what a decay pass may purge: a slice freed a moment ago in a segment that is always a
-//! little dirty waits its turn (one more window) instead of being purged with the old ones
-//! (it was, and threads churning through a segment faulted the same slices in again and
-//! again). After the header
+//! slices are a bitmap; `dirty_slices` marks free slices whose memory may still be resident. After the header
 //! and the descriptors, slice 0 holds each slice's block bitmap (page.bits: 4096 bits, one
 //! per 16-byte block; a page of k slices uses the k bitmaps from its first slice on).
 const std = @import("std");
@@ -46,11 +41,7 @@ pub const Segment = struct {
     /// The subset of dirty_slices last used by mid pages (to count purges per tier).
     dirty_mid_slices: u64 = 0,
     used_pages: u32 = 0,
-    /// The dirty slices free since dirty_since_ms (none reused since): what decay may
-    /// purge. Invariants: a subset of dirty_slices, and empty only when dirty_slices is.
-    aging_slices: u64 = 0,
-    /// When aging_slices started aging (monotonic ms): the first dirty slice, or the last
-    /// purge or reuse of the aging ones (the slices dirty then became the aging ones).
+    /// When dirty_slices last went from empty to non-empty (monotonic ms).
     dirty_since_ms: u64 = 0,
     /// When the segment entered the cache (monotonic ms).
     cached_since_ms: u64 = 0,
@@ -86,13 +77,7 @@ pub const Segment = struct {
 
     /// Resets a mapped (or cached) segment's header for a new owner.
     pub fn initHeader(self: *Segment, dirty: u64) void {
-        self.* = .{ .dirty_slices = dirty & usable_slices, .aging_slices = dirty & usable_slices };
-    }
-
-    /// The dirty slices start aging now (a segment taken from the arena's cache, say).
-    pub fn restartAging(self: *Segment, now_ms: u64) void {
-        self.aging_slices = self.dirty_slices;
-        self.dirty_since_ms = now_ms;
+        self.* = .{ .dirty_slices = dirty & usable_slices };
     }
 
     fn runMask(count: usize) u64 {
@@ -148,9 +133,6 @@ pub const Segment = struct {
         self.free_slices &= ~run;
         self.dirty_slices &= ~run;
         self.dirty_mid_slices &= ~run;
-        self.aging_slices &= ~run;
-        // every aging slice reused: the younger dirty ones age from now on
-        if (self.aging_slices == 0 and self.dirty_slices != 0) self.restartAging(os.nowMs());
         for (1..count) |k| {
             self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
         }
@@ -167,12 +149,8 @@ pub const Segment = struct {
         std.debug.assert(page.flags & page_mod.flag_unused == 0);
         const run = runMask(count) << @intCast(slice);
         self.free_slices |= run;
-        if (self.dirty_slices == 0) {
-            self.dirty_since_ms = now_ms;
-            self.aging_slices = run;
-        }
+        if (self.dirty_slices == 0) self.dirty_since_ms = now_ms;
         self.dirty_slices |= run;
-        std.debug.assert(self.aging_slices & ~self.dirty_slices == 0);
         if (!page.isTiny()) self.dirty_mid_slices |= run;
         for (0..count) |k| self.pages[slice + k] = .{};
         self.used_pages -= 1;
@@ -182,12 +160,7 @@ pub const Segment = struct {
         return @as(usize, @popCount(self.dirty_slices)) * size_class.slice_size;
     }
 
-    /// Dirty bytes free since dirty_since_ms (what purgeAged gives back).
-    pub fn agingBytes(self: *const Segment) usize {
-        return @as(usize, @popCount(self.aging_slices)) * size_class.slice_size;
-    }
-
-    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, AgingSliceNotDirty, DirtySlicesNotAging, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken } || Page.Invalid;
+    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken } || Page.Invalid;
 
     /// Checks a segment's slices against its masks and counts, and every page in use
     /// (Page.validate): the header slice is never free, dirty slices are free, a free slice
@@ -197,8 +170,6 @@ pub const Segment = struct {
     pub fn validate(self: *const Segment) Invalid!void {
         if (self.free_slices & 1 != 0) return error.HeaderSliceFree;
         if (self.dirty_slices & ~self.free_slices != 0 or self.dirty_mid_slices & ~self.dirty_slices != 0) return error.DirtySliceNotFree;
-        if (self.aging_slices & ~self.dirty_slices != 0) return error.AgingSliceNotDirty;
-        if (self.aging_slices == 0 and self.dirty_slices != 0) return error.DirtySlicesNotAging;
         var pages: u32 = 0;
         var slice: usize = 1;
         while (slice < slice_count) {
@@ -222,48 +193,29 @@ pub const Segment = struct {
 
     /// Gives every dirty free slice back to the OS now (MADV_DONTNEED), counted per tier.
     pub fn purge(self: *Segment) void {
-        self.countPurged(self.purgeDirty(os.purge));
-    }
-
-    /// Decay's purge: gives back the aging slices only; the younger dirty ones age from
-    /// `now_ms`.
-    pub fn purgeAged(self: *Segment, now_ms: u64) void {
-        self.countPurged(self.purgeSlices(self.aging_slices, os.purge));
-        self.restartAging(now_ms);
-    }
-
-    fn countPurged(_: *Segment, result: Purged) void {
+        const result = self.purgeDirty(os.purge);
         stats.purged(0, result.tiny_bytes);
         stats.purged(1, result.mid_bytes);
     }
 
     /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
     pub fn purgeDirty(self: *Segment, purge_fn: *const fn ([*]u8, usize) void) Purged {
-        const result = self.purgeSlices(self.dirty_slices, purge_fn);
-        std.debug.assert(self.dirty_slices == 0 and self.aging_slices == 0);
-        return result;
-    }
-
-    /// Gives the dirty slices of `mask` back to the OS (`purge_fn` once per contiguous run).
-    fn purgeSlices(self: *Segment, mask: u64, purge_fn: *const fn ([*]u8, usize) void) Purged {
-        std.debug.assert(mask & ~self.dirty_slices == 0);
         var slice: usize = 1;
         while (slice < slice_count) {
-            if (mask & (@as(u64, 1) << @intCast(slice)) == 0) {
+            if (self.dirty_slices & (@as(u64, 1) << @intCast(slice)) == 0) {
                 slice += 1;
                 continue;
             }
             var end = slice + 1;
-            while (end < slice_count and mask & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
+            while (end < slice_count and self.dirty_slices & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
             purge_fn(@ptrFromInt(self.sliceAddress(slice)), (end - slice) * size_class.slice_size);
             slice = end;
         }
-        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices & mask)) * size_class.slice_size;
-        const all_bytes = @as(usize, @popCount(mask)) * size_class.slice_size;
-        self.dirty_slices &= ~mask;
-        self.dirty_mid_slices &= ~mask;
-        self.aging_slices &= ~mask;
-        return .{ .tiny_bytes = all_bytes - mid_bytes, .mid_bytes = mid_bytes };
+        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
+        const result: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
+        self.dirty_slices = 0;
+        self.dirty_mid_slices = 0;
+        return result;
     }
 };
 

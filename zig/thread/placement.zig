@@ -61,7 +61,7 @@ pub const Segments = struct {
             best.segment.allocPageAt(bin, slices, best.run.slice, checked, &reused)
         else blk: {
             const seg = arena.acquire(owner) orelse return null;
-            if (seg.dirty_slices != 0) seg.restartAging(os.nowMs());
+            if (seg.dirty_slices != 0) seg.dirty_since_ms = os.nowMs();
             self.list.push(seg);
             break :blk seg.allocPage(bin, slices, checked, &reused) orelse unreachable;
         };

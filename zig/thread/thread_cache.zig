@@ -48,10 +48,8 @@ const bins = size_class.bin_count;
 /// Blocks above 64 KiB are cached (1 to 3 of a class) since each has a page of its own
 /// (size_class.single_block_min): a cached one pins only itself, where it pinned a page of
 /// 8 (up to 1 MiB) before (fork_load's peak RSS then went from 58 to 72 MiB; now 55-57
-/// either way). A 256 KiB malloc+free: 33.5 -> 7.8 ns. 512 KiB a bin (with the 8 MiB
-/// budget below): random sizes of 1..32 KiB refill and flush a quarter as often (a bin's
-/// stack is a random walk between its bounds).
-pub const max_bytes_per_bin: usize = 512 * 1024;
+/// either way). A 256 KiB malloc+free: 33.5 -> 7.8 ns.
+pub const max_bytes_per_bin: usize = 256 * 1024;
 pub const max_cached_block: usize = 256 * 1024;
 pub const max_blocks: u32 = 256;
 pub const min_blocks: u32 = 1;
@@ -62,12 +60,8 @@ pub const initial_blocks: u32 = 16;
 pub const initial_bytes_per_bin: usize = 32 * 1024;
 /// Bytes all of a thread's bins may hold together (the sum of capacity x block size):
 /// a bin grows only within it; idle bins shrink at maintenance and make room for others.
-/// (tcmalloc bounds each thread's cache in bytes the same way, 4 MiB of blocks held; this
-/// counts room, which bins fill about half.) With 4 MiB, random_mixed 1..32 KiB
-/// (ws=400) took 0.116 s and 10.2 MB peak RSS, with 8 MiB and 512 KiB a bin 0.083 s and
-/// 5.1 MB (its bins stopped growing: every overflow sent half a bin to the pages, and
-/// refills spread it over more of them); pool_bursts' peak went from 19.7 to 24.9 MB.
-pub const budget_bytes: usize = 8 << 20;
+/// (tcmalloc bounds each thread's cache in bytes the same way.)
+pub const budget_bytes: usize = 4 << 20;
 
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).

@@ -1,7 +1,8 @@
 //! check.zig — check mode (HAKMEM_CHECK=1 or =warn): hakmem as a heap-misuse detector.
 //!
 //! Every block gets a redzone before and after the program's bytes, and a freed block is
-//! poisoned whole and held in a quarantine before it goes back to its page:
+//! poisoned (whole up to 4 KiB; check_pattern.zig) and held in a quarantine before it goes
+//! back to its page:
 //!
 //!   block start              user pointer (16-aligned)                         block end
 //!   | gap 0xCA… | front header | requested bytes | canary 0xCA …  | trailer            |
@@ -10,7 +11,8 @@
 //!   (gap: only for alignments above 16; with 16 the header starts the block, and its
 //!    tag is the block's key word: never free_key while the block is live)
 //!
-//!   freed, in the quarantine:  | 0xDF 0xDF 0xDF … the whole block … 0xDF |
+//!   freed, in the quarantine:  | 0xDF 0xDF 0xDF … the whole block … 0xDF |  (a mid block above
+//!                              4 KiB: its head, a window and its tail: check_pattern.zig)
 //!   large blocks (own pages): the first and last page poisoned, the pages between made
 //!   inaccessible (a read or write faults and is reported: guard.zig's handler)
 //!   back on its page:          | link | key (block.zig) | 0xDF …                        |
@@ -23,13 +25,20 @@
 //!               "overflow of N bytes past a B-byte block" (memcpy or a loop: same bytes)
 //!   underflow   the front header or the gap changed: "underflow of N bytes before ..."
 //!   double free the block is poisoned (in the quarantine) or keyed free on its page
-//!   write after free   the poison changed: when the block leaves the quarantine, in a
-//!               sweep, and again when a block is reused (offset from the user pointer)
+//!   write after free   the poison changed: when the block leaves the quarantine (its
+//!               first and last 64 bytes), in a sweep, and when the block is handed out
+//!               again (all of its pattern; offset from the user pointer)
 //!   zero-size access   malloc(0) gets a block of 0 requested bytes: its canary starts at
 //!               the pointer, so any write through it is an overflow of a 0-byte block
 //!   interior and foreign pointers (as before)
 //! The sweep (hak_check_heap, and at exit) checks every live block's redzones and every
-//! quarantined block's poison: live blocks are in a table (under `lock`).
+//! quarantined block's poison: live blocks are in a table (check_live.zig).
+//!
+//! What it costs (a malloc+free pair of check mode is a few cold cache lines: the quarantine
+//! hands back blocks freed long ago): no lock per call but a shard of the live table's;
+//! the quarantine fed per thread in batches (one lock per batch); the redzones and the
+//! pattern compared 128 bytes a step (scan.zig); the blocks leaving the quarantine
+//! prefetched together; each bin's next block fetched one malloc ahead and prefetched.
 //!
 //! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
 //! empty sentinel so every malloc takes the slow path, heaps have no cache, and every page
@@ -50,9 +59,13 @@ const guard = @import("../memory/guard.zig");
 const stats = @import("../settings/stats.zig");
 const thread = @import("../thread/thread.zig");
 const Lock = @import("../base/lock.zig").Lock;
+const scan = @import("../base/scan.zig");
+const check_live = @import("check_live.zig");
+const heap_mod = @import("../thread/heap.zig");
 
-const freed_byte: u8 = 0xDF;
-const freed_word: u64 = 0xDFDF_DFDF_DFDF_DFDF;
+const pattern = @import("check_pattern.zig");
+const freed_byte = pattern.freed_byte;
+const freed_word = pattern.freed_word;
 /// Where the freed pattern is verified on reuse (a block on its page has a link and a key).
 const pattern_offset = 16;
 const canary_byte: u8 = 0xCA;
@@ -164,28 +177,7 @@ fn writeWord(addr: usize, value: u64) void {
     std.mem.writeInt(u64, bytes(addr)[0..8], value, .little);
 }
 
-/// Index of the first byte in [from, to) that differs from `expected`, or null. Eight
-/// bytes at a time where it can (check mode verifies whole blocks on every reuse).
-fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
-    const word: u64 = @as(u64, expected) * 0x0101_0101_0101_0101;
-    var a = from;
-    while (a < to and a % 8 != 0) : (a += 1) if (bytes(a)[0] != expected) return a - from;
-    while (a + 8 <= to) : (a += 8) {
-        if (@as(*const u64, @ptrFromInt(a)).* != word) break;
-    }
-    while (a < to) : (a += 1) if (bytes(a)[0] != expected) return a - from;
-    return null;
-}
-
-/// Index of the last byte in [from, to) that differs from `expected`, or null.
-fn lastDifferent(from: usize, to: usize, expected: u8) ?usize {
-    var a = to;
-    while (a > from) {
-        a -= 1;
-        if (bytes(a)[0] != expected) return a - from;
-    }
-    return null;
-}
+const firstDifferent = scan.firstDifferent;
 
 fn fmt(buf: []u8, comptime f: []const u8, args: anytype) []const u8 {
     return std.fmt.bufPrint(buf, f, args) catch buf[0..0];
@@ -233,7 +225,7 @@ fn frontIntact(f: Found, ptr: usize) ?usize {
     if (readWord(ptr - 8) != liveTag()) return null;
     const requested = readWord(ptr - 16) ^ frontSecret();
     if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    if (firstDifferent(f.start, ptr - front_size, canary_byte) != null) return null;
+    if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
     return requested;
 }
 
@@ -255,6 +247,20 @@ fn looksFreed(f: Found, ptr: usize) bool {
     if (ptr < f.start + front_size) return readWord(f.start + 8) == block_mod.free_key;
     const tag = readWord(ptr - 8);
     return tag == freed_word or tag == block_mod.free_key;
+}
+
+/// The fast verdict for the common case: `ptr` is the user pointer of a live block whose
+/// redzones are all as arm() wrote them (a few words and the canary bytes, read once).
+/// Null for anything else (judge then says what).
+fn liveIntact(f: Found, ptr: usize) ?Layout {
+    if (ptr < f.start + front_size or readWord(ptr - 8) != liveTag()) return null;
+    const requested = readWord(ptr - 16) ^ frontSecret();
+    if (requested > f.size or ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
+    const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
+    if (readWord(l.trailer()) != requested ^ trailerSecret() or readWord(l.trailer() + 8) != ptr - f.start) return null;
+    if (!scan.allEqual(f.start, l.front(), canary_byte)) return null;
+    if (!scan.allEqual(ptr + requested, l.trailer(), canary_byte)) return null;
+    return l;
 }
 
 fn judge(f: Found, ptr: usize) Verdict {
@@ -297,8 +303,8 @@ fn expectedByte(l: Layout, addr: usize) u8 {
 fn intact(l: Layout) bool {
     if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
     if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
-    if (firstDifferent(l.f.start, l.front(), canary_byte) != null) return false;
-    return firstDifferent(l.user + l.requested, l.trailer(), canary_byte) == null;
+    if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
+    return scan.allEqual(l.user + l.requested, l.trailer(), canary_byte);
 }
 
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
@@ -354,7 +360,7 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
     if (config.route(inner) == .large or a > 16) inner += large_extra;
-    const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
+    const raw = (if (a <= size_class.min_block_size) takeBlock(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);
     if (f.page) |page| {
@@ -373,19 +379,50 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
         installFaultReports();
         os.protect(@ptrFromInt(f.start + f.size), os.page_size);
     }
-    installForkHandlers();
-    lock.acquire();
-    defer lock.release();
-    live.insert(user);
+    installOnce();
+    if (!check_live.insert(user, 0)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
 
-/// A reused block must still carry the freed pattern it got when it was freed.
-fn verifyFreedPattern(f: Found) void {
-    if (firstDifferent(f.start + pattern_offset, f.start + f.size, freed_byte)) |offset| {
-        var buf: [96]u8 = undefined;
-        report(.use_after_free, f.start, f, offset + pattern_offset, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{offset + pattern_offset}));
+/// A block of `inner` bytes for check.malloc: of a bin, the one fetched at the bin's
+/// previous malloc (Local.next), a new one fetched in its place; else (large, no heap)
+/// straight from slow.zig.
+fn takeBlock(inner: usize) ?*anyopaque {
+    const bin = config.bin(inner) orelse return slow.malloc(inner);
+    const heap = slow.heap() orelse return slow.outOfMemory();
+    const next = &localOf(heap).next[bin];
+    const fetched = slow.mallocWith(heap, inner) orelse return null;
+    prefetchBlock(@intFromPtr(fetched), size_class.binBlockSize(bin));
+    // The statistics count a block allocated when the program gets it.
+    heap.counters.direct_allocs[bin] -= 1;
+    const taken = next.*;
+    next.* = @intFromPtr(fetched);
+    if (taken == 0) return slow.mallocWith(heap, inner); // the bin's first malloc on this thread
+    heap.counters.direct_allocs[bin] += 1;
+    return @ptrFromInt(taken);
+}
+
+/// Asks for the lines verifyFreedPattern will read (the first 2 KiB and the tail).
+fn prefetchBlock(start: usize, size: usize) void {
+    const head = @min(size, 2048);
+    var at: usize = 0;
+    while (at < head) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
+    if (size > head) {
+        at = size - pattern.tail_bytes;
+        while (at < size) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
     }
+}
+
+/// A reused block must still carry the freed pattern it got when it was freed
+/// (check_pattern.zig says which bytes; its first 16 are the page's link and key now).
+fn verifyFreedPattern(f: Found) void {
+    var buf: [96]u8 = undefined;
+    const p = pattern.read(f.start, f.size) orelse {
+        const at = f.size - pattern.tail_bytes;
+        return report(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}));
+    };
+    const at = pattern.firstBroken(f.start, p, pattern_offset) orelse return;
+    report(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}));
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
@@ -403,11 +440,17 @@ pub const FreeVerdict = enum { freed, ignored, not_owned };
 pub fn free(ptr: usize) FreeVerdict {
     if (zero.owns(ptr)) return zero.free(ptr);
     const l = validate(ptr) orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
-    lock.acquire();
-    defer lock.release();
-    live.remove(l.user);
+    if (!leaveLive(l)) return .ignored;
     quarantine(l);
     return .freed;
+}
+
+/// Takes a validated block out of the live table; false (reported) when another thread's
+/// free of the same block took it out first (both saw it live).
+fn leaveLive(l: Layout) bool {
+    if (check_live.remove(l.user) != null or live_incomplete.load(.monotonic)) return true;
+    report(.double_free, l.user, l.f, null, "freed by two threads at once");
+    return false;
 }
 
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
@@ -421,6 +464,7 @@ fn validate(ptr: usize) ?Layout {
         }
         return null;
     };
+    if (liveIntact(f, ptr)) |l| return l;
     if (f.page != null and slow.classify(f.start) == .freed) {
         report(.double_free, ptr, f, null, null);
         return null;
@@ -484,10 +528,7 @@ pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
     const fresh = malloc(size, 16) orelse return .{ .ok = null };
     const n = @min(l.requested, size);
     @memcpy(bytes(@intFromPtr(fresh))[0..n], bytes(ptr)[0..n]);
-    lock.acquire();
-    defer lock.release();
-    live.remove(l.user);
-    quarantine(l);
+    if (leaveLive(l)) quarantine(l);
     return .{ .ok = fresh };
 }
 
@@ -497,26 +538,142 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- quarantine
 
-const Held = struct { start: usize = 0, size: usize = 0, user: usize = 0, page: bool = false, bin: u8 = 0, large_usable: usize = 0 };
+const Held = struct {
+    start: usize = 0,
+    size: usize = 0,
+    user: usize = 0,
+    page: bool = false,
+    bin: u8 = 0,
+    /// a page block's pattern (check_pattern.zig): where its head ends, its window starts
+    head_end: u32 = 0,
+    window_at: u32 = 0,
+    large_usable: usize = 0,
 
-/// FIFO ring of freed blocks (under `lock`).
+    fn freedPattern(self: Held) pattern.Pattern {
+        return .{ .size = self.size, .head_end = self.head_end, .window_at = self.window_at };
+    }
+};
+
+/// The quarantine: one FIFO ring of freed blocks for the process (under `ring_lock`), fed
+/// by a batch per thread (in its heap, no lock) of up to batch_len blocks or batch_bytes_max
+/// bytes; a full batch goes into the ring under one lock acquisition, and the blocks it
+/// pushes out of the ring's bounds are verified and freed after the lock is let go.
+/// Large blocks skip the batch (the fault handler finds their protected pages in the ring).
+var ring_lock: Lock = .{};
 var held: [quarantine_entries]Held = [_]Held{.{}} ** quarantine_entries;
 var held_first: usize = 0;
 var held_count: usize = 0;
 var held_bytes: usize = 0;
 
+const batch_len = 32;
+const batch_bytes_max: usize = 1 << 20;
+/// Blocks a flush lets go of after the lock; any beyond are released under it (a rare big
+/// block that pushes many out).
+const flush_out_max = 64;
+
+const Batch = struct {
+    count: u32,
+    /// blocks this thread freed (freeCount)
+    frees: u32,
+    bytes: usize,
+    entries: [batch_len]Held,
+};
+/// What check mode keeps per thread, in its heap's check_local bytes (zero, a fresh
+/// mapping's, is empty): its quarantine batch, and per bin the block its next malloc of the
+/// bin hands out (fetched from the page one malloc ahead, and its lines prefetched then:
+/// it is verified when handed out, and a block from the quarantine is cold).
+const Local = struct {
+    batch: Batch,
+    next: [size_class.bin_count]usize,
+};
+comptime {
+    std.debug.assert(@sizeOf(Local) <= heap_mod.check_local_bytes);
+    std.debug.assert(@alignOf(Local) <= 16);
+}
+
+fn localOf(heap: *heap_mod.Heap) *Local {
+    return @ptrCast(&heap.check_local);
+}
+
+/// The calling thread's batch; null without a heap.
+fn ownBatch() ?*Batch {
+    const heap = thread.currentAny() orelse return null;
+    return &localOf(heap).batch;
+}
+
 /// Poisons a freed block whole (a large block: its inner pages made inaccessible), then
 /// holds it; the oldest blocks beyond the bounds go back to their pages.
 fn quarantine(l: Layout) void {
     const f = l.f;
-    poison(f);
-    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |p| p.bin else 0, .large_usable = f.large_usable };
+    const batch = ownBatch();
+    const p = if (f.page != null) pattern.choose(f.size, l.user - f.start, freeCount(batch) ^ f.start) else pattern.Pattern{ .size = f.size, .head_end = 0, .window_at = 0 };
+    poison(f, p);
+    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |pg| pg.bin else 0, .head_end = @intCast(p.head_end), .window_at = @intCast(p.window_at), .large_usable = f.large_usable };
     countFree(h, 1);
-    while (held_count > 0 and (held_count == quarantine_entries or held_bytes + f.size > quarantine_bytes_max)) release(takeOldest());
-    if (f.size > quarantine_bytes_max) return release(h);
-    held[(held_first + held_count) % quarantine_entries] = h;
-    held_count += 1;
-    held_bytes += f.size;
+    if (!h.page or batch == null) return flushHeld(&[1]Held{h});
+    batch.?.entries[batch.?.count] = h;
+    batch.?.count += 1;
+    batch.?.bytes += h.size;
+    if (batch.?.count == batch_len or batch.?.bytes >= batch_bytes_max) flushBatch(batch.?);
+}
+
+/// The calling thread's count of frees (moves the window of a big block's pattern).
+fn freeCount(batch: ?*Batch) u64 {
+    const b = batch orelse return 0;
+    b.frees +%= 1;
+    return b.frees;
+}
+
+fn flushBatch(batch: *Batch) void {
+    const n = batch.count;
+    batch.count = 0;
+    batch.bytes = 0;
+    flushHeld(batch.entries[0..n]);
+}
+
+/// Puts `blocks` into the ring, FIFO; what leaves the ring's bounds is released.
+fn flushHeld(blocks: []const Held) void {
+    var out: [flush_out_max]Held = undefined;
+    var n: usize = 0;
+    ring_lock.acquire();
+    for (blocks) |h| {
+        while (held_count > 0 and (held_count == quarantine_entries or held_bytes + h.size > quarantine_bytes_max)) {
+            const old = takeOldest();
+            if (n < out.len) {
+                out[n] = old;
+                n += 1;
+            } else release(old);
+        }
+        if (h.size <= quarantine_bytes_max) {
+            held[(held_first + held_count) % quarantine_entries] = h;
+            held_count += 1;
+            held_bytes += h.size;
+        } else if (n < out.len) {
+            out[n] = h;
+            n += 1;
+        } else release(h);
+    }
+    ring_lock.release();
+    // The blocks leaving are the oldest, long cold: ask for their edges at once, so that
+    // their misses overlap instead of coming one release after another.
+    for (out[0..n]) |h| {
+        @prefetch(@as(*const u8, @ptrFromInt(h.start)), .{ .rw = .write });
+        @prefetch(@as(*const u8, @ptrFromInt(h.start + h.size - 1)), .{});
+    }
+    for (out[0..n]) |h| release(h);
+}
+
+/// Thread exit (thread.zig's hook): the thread's batch goes into the ring, the blocks it
+/// fetched ahead back to their pages.
+fn flushAtExit(heap: *heap_mod.Heap) void {
+    const local = localOf(heap);
+    flushBatch(&local.batch);
+    for (&local.next, 0..) |*next, bin| {
+        if (next.* == 0) continue;
+        heap.counters.direct_allocs[bin] += 1; // (taken back when it was fetched)
+        _ = slow.free(next.*);
+        next.* = 0;
+    }
 }
 
 fn takeOldest() Held {
@@ -533,8 +690,8 @@ fn protectedRange(start: usize, size: usize) struct { from: usize, to: usize } {
     return if (to > from) .{ .from = from, .to = to } else .{ .from = from, .to = from };
 }
 
-fn poison(f: Found) void {
-    if (f.page != null) return @memset(bytes(f.start)[0..f.size], freed_byte);
+fn poison(f: Found, p: pattern.Pattern) void {
+    if (f.page != null) return pattern.write(f.start, p);
     const r = protectedRange(f.start, f.size);
     @memset(bytes(f.start)[0 .. r.from - f.start], freed_byte);
     @memset(bytes(r.to)[0 .. f.start + f.size - r.to], freed_byte);
@@ -544,9 +701,10 @@ fn poison(f: Found) void {
     }
 }
 
-/// Verifies a held block's poison (a write after free is reported), then frees it.
+/// Verifies a held block's poison (its edges: see verifyFreedPattern; a write after free is
+/// reported), then frees it.
 fn release(h: Held) void {
-    _ = verifyPoison(h);
+    _ = verifyPoisonEdges(h);
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);
@@ -587,7 +745,18 @@ fn countBinFree(bin: usize, by: i2) void {
 
 /// True when a held block's poison is intact; else the write after free is reported.
 fn verifyPoison(h: Held) bool {
-    const at = poisonBroken(h) orelse return true;
+    return reportBrokenPoison(h, poisonBroken(h) orelse return true);
+}
+
+/// verifyPoison of the first and last edge bytes of a page's block (check_pattern.zig; a
+/// large block: all that is accessible of it, its first page and its tail).
+fn verifyPoisonEdges(h: Held) bool {
+    if (!h.page) return verifyPoison(h);
+    return reportBrokenPoison(h, pattern.edgesBroken(h.start, h.freedPattern()) orelse return true);
+}
+
+/// Reports a write after free at offset `at` of held block `h`; false.
+fn reportBrokenPoison(h: Held, at: usize) bool {
     var buf: [128]u8 = undefined;
     const f = findContaining(h.start) orelse return false;
     const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
@@ -598,14 +767,14 @@ fn verifyPoison(h: Held) bool {
 
 fn repoison(h: Held) void {
     const r = if (h.page) protectedRange(h.start, 0) else protectedRange(h.start, h.size);
-    if (h.page) return @memset(bytes(h.start)[0..h.size], freed_byte);
+    if (h.page) return pattern.write(h.start, h.freedPattern());
     @memset(bytes(h.start)[0 .. r.from - h.start], freed_byte);
     @memset(bytes(r.to)[0 .. h.start + h.size - r.to], freed_byte);
 }
 
 /// The offset in the block of the first byte whose poison changed (the accessible parts).
 fn poisonBroken(h: Held) ?usize {
-    if (h.page) return firstDifferent(h.start, h.start + h.size, freed_byte);
+    if (h.page) return pattern.firstBroken(h.start, h.freedPattern(), 0);
     const r = protectedRange(h.start, h.size);
     if (firstDifferent(h.start, r.from, freed_byte)) |at| return at;
     if (firstDifferent(r.to, h.start + h.size, freed_byte)) |at| return at + (r.to - h.start);
@@ -614,97 +783,52 @@ fn poisonBroken(h: Held) ?usize {
 
 // ---------------------------------------------------------------- live blocks and the sweep
 
-/// The user pointers of live check-mode blocks: open addressing, linear probing, mapped
-/// memory (never malloc), doubled at half load; 1 marks a removed slot. Under `lock`.
-const LiveTable = struct {
-    slots: ?[*]usize = null,
-    capacity: usize = 0,
-    used: usize = 0, // live + removed
+/// Set when the live table could not grow (out of memory): a block missing from it may
+/// then be live, so a free that finds none there is not taken for a double free.
+var live_incomplete = std.atomic.Value(bool).init(false);
 
-    const removed: usize = 1;
-
-    fn index(self: *const LiveTable, key: usize) usize {
-        return @as(usize, @truncate((key >> 4) *% 0x9E37_79B9_7F4A_7C15)) & (self.capacity - 1);
-    }
-
-    fn insert(self: *LiveTable, key: usize) void {
-        if ((self.used + 1) * 2 > self.capacity) self.grow() catch return;
-        var i = self.index(key);
-        var probes: usize = 0;
-        while (probes < self.capacity) : (probes += 1) {
-            const s = self.slots.?[i];
-            if (s == 0 or s == removed) {
-                if (s == 0) self.used += 1;
-                self.slots.?[i] = key;
-                return;
-            }
-            if (s == key) return;
-            i = (i + 1) & (self.capacity - 1);
-        }
-    }
-
-    fn remove(self: *LiveTable, key: usize) void {
-        const slots = self.slots orelse return;
-        var i = self.index(key);
-        var probes: usize = 0;
-        while (probes < self.capacity and slots[i] != 0) : (probes += 1) {
-            if (slots[i] == key) {
-                slots[i] = removed;
-                return;
-            }
-            i = (i + 1) & (self.capacity - 1);
-        }
-    }
-
-    fn grow(self: *LiveTable) error{OutOfMemory}!void {
-        const new_capacity = @max(4096, self.capacity * 2);
-        const mem = os.map(new_capacity * @sizeOf(usize)) orelse return error.OutOfMemory;
-        const old = self.slots;
-        const old_capacity = self.capacity;
-        self.slots = @ptrCast(@alignCast(mem));
-        self.capacity = new_capacity;
-        self.used = 0;
-        if (old) |o| {
-            for (o[0..old_capacity]) |key| if (key > removed) self.insert(key);
-            os.unmap(@ptrCast(o), old_capacity * @sizeOf(usize));
-        }
-    }
-};
-
-var live: LiveTable = .{};
-
-/// Checks every live block's redzones and every quarantined block's poison; returns how
-/// many problems were found (each reported). hak_check_heap, and at exit in check mode.
+/// Checks every live block's redzones and every quarantined block's poison (the ring's,
+/// and the calling thread's batch; other threads' batches, at most batch_len recent blocks
+/// each, are checked when they reach the ring); returns how many problems were found
+/// (each reported). hak_check_heap, and at exit in check mode.
 pub fn sweep() usize {
     if (config.check_mode == .off) return 0;
-    lock.acquire();
-    defer lock.release();
     var problems: usize = 0;
-    if (live.slots) |slots| {
-        for (slots[0..live.capacity]) |user| {
-            if (user <= LiveTable.removed) continue;
-            const f = findContaining(user) orelse continue;
-            switch (judge(f, user)) {
-                .live => |l| if (reportDamage(l)) {
-                    arm(l.f, l.user, l.requested); // (warn mode: reported once)
-                    problems += 1;
-                },
-                .damaged => |d| {
-                    _ = reportDamage(d.layout);
-                    if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
-                    problems += 1;
-                },
-                else => {
-                    report(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)");
-                    problems += 1;
-                },
-            }
+    check_live.forEach(&problems, sweepLive);
+    {
+        ring_lock.acquire();
+        defer ring_lock.release();
+        for (0..held_count) |k| {
+            if (!verifyPoison(held[(held_first + k) % quarantine_entries])) problems += 1;
         }
     }
-    for (0..held_count) |k| {
-        if (!verifyPoison(held[(held_first + k) % quarantine_entries])) problems += 1;
+    if (ownBatch()) |batch| {
+        for (batch.entries[0..batch.count]) |h| {
+            if (!verifyPoison(h)) problems += 1;
+        }
     }
     return problems;
+}
+
+fn sweepLive(problems: *usize, user: usize, site: u64) void {
+    _ = site;
+    const f = findContaining(user) orelse return;
+    if (liveIntact(f, user) != null) return;
+    switch (judge(f, user)) {
+        .live => |l| if (reportDamage(l)) {
+            arm(l.f, l.user, l.requested); // (warn mode: reported once)
+            problems.* += 1;
+        },
+        .damaged => |d| {
+            _ = reportDamage(d.layout);
+            if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
+            problems.* += 1;
+        },
+        else => {
+            report(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)");
+            problems.* += 1;
+        },
+    }
 }
 
 fn atExit() callconv(.c) void {
@@ -823,22 +947,29 @@ fn onFault(addr: usize) bool {
     return true;
 }
 
-// fork: the check lock is taken around it (process.zig is below this file: check mode
-// installs its own handlers, at its first allocation).
+// fork: check mode's locks are taken around it (process.zig is below this file: check
+// mode installs its own handlers, at its first allocation), and so is the thread-exit hook.
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
-var fork_handlers = std.atomic.Value(bool).init(false);
+var installed = std.atomic.Value(bool).init(false);
 
-fn installForkHandlers() void {
-    if (fork_handlers.load(.monotonic) or fork_handlers.swap(true, .acq_rel)) return;
+fn installOnce() void {
+    if (installed.load(.monotonic) or installed.swap(true, .acq_rel)) return;
+    thread.check_exit_hook = &flushAtExit;
     _ = pthread_atfork(lockForFork, unlockAfterFork, resetLockInChild); // may malloc: flag set first
 }
 fn lockForFork() callconv(.c) void {
     lock.acquire();
+    ring_lock.acquire();
+    check_live.lockAll();
 }
 fn unlockAfterFork() callconv(.c) void {
+    check_live.unlockAll();
+    ring_lock.release();
     lock.release();
 }
 fn resetLockInChild() callconv(.c) void {
+    check_live.resetLocksInChild();
+    ring_lock.resetInChild();
     lock.resetInChild();
 }
 
@@ -847,17 +978,4 @@ test "check-mode layout constants" {
     try std.testing.expect(pattern_offset == @sizeOf(block_mod.Block));
     block_mod.initSecrets();
     try std.testing.expect(liveTag() != block_mod.free_key and liveTag() != block_mod.fresh_key and liveTag() != freed_word);
-}
-
-test "the live table inserts, finds room again after removals, and grows" {
-    var t: LiveTable = .{};
-    for (1..5000) |i| t.insert(i * 16);
-    for (1..2500) |i| t.remove(i * 16);
-    for (5000..7000) |i| t.insert(i * 16);
-    var count: usize = 0;
-    for (t.slots.?[0..t.capacity]) |k| {
-        if (k > LiveTable.removed) count += 1;
-    }
-    try std.testing.expectEqual(@as(usize, 4500), count);
-    os.unmap(@ptrCast(t.slots.?), t.capacity * @sizeOf(usize));
 }

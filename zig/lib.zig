@@ -152,6 +152,8 @@
 //!              check_live.zig  check mode's table of live blocks (sharded, with call sites)
 //!              check_pattern.zig  check mode: which bytes of a freed block hold the freed
 //!                            pattern, and which each verification reads
+//!              check_sites.zig  check mode: the call sites of allocations and frees
+//!                            (return addresses, HAKMEM_CHECK_STACKS backtraces), symbolized
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
@@ -224,7 +226,7 @@ const layers = [_][]const []const u8{
     &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check_live", "check_pattern", "check", "alloc" },
+    &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -257,6 +259,7 @@ test {
     _ = @import("calls/check.zig");
     _ = @import("calls/check_live.zig");
     _ = @import("calls/check_pattern.zig");
+    _ = @import("calls/check_sites.zig");
     _ = @import("base/foreign.zig");
     _ = @import("thread/thread_cache.zig");
     _ = @import("base/large_cache.zig");

@@ -61,6 +61,8 @@ const thread = @import("../thread/thread.zig");
 const Lock = @import("../base/lock.zig").Lock;
 const scan = @import("../base/scan.zig");
 const check_live = @import("check_live.zig");
+const check_sites = @import("check_sites.zig");
+const Site = check_sites.Site;
 const heap_mod = @import("../thread/heap.zig");
 
 const pattern = @import("check_pattern.zig");
@@ -153,15 +155,36 @@ fn where(f: Found) misuse.Where {
     return .{ .tier = f.tier, .class = f.class, .block_size = f.size };
 }
 
+/// The call sites a report names (check_sites.zig; 0: not known): where the block was
+/// allocated, where it was freed, and the call that found the problem.
+const Sites = struct {
+    alloc: Site = 0,
+    freed: Site = 0,
+    call: Site = 0,
+    call_label: []const u8 = "called",
+
+    fn print(self: Sites) void {
+        check_sites.print("allocated", self.alloc);
+        check_sites.print("freed", self.freed);
+        check_sites.print(self.call_label, self.call);
+    }
+};
+
 fn report(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8) void {
+    reportAt(problem, ptr, found, offset, detail, .{});
+}
+
+fn reportAt(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8, sites: Sites) void {
     if (found == null and problem == .not_owned) {
         // say where the pointer points (a stack, a file's data, unmapped, maybe another heap)
         const w = @import("../base/foreign.zig").where(ptr);
         os.printStderr("hakmem: CHECK: {s} 0x{x} ({s}, thread {d})\n", .{ problem.text(), ptr, w.text(), std.os.linux.gettid() });
+        sites.print();
         return misuse.afterReport();
     }
     misuse.say("CHECK: ", problem, ptr, if (found) |f| where(f) else null, offset);
     if (detail) |d| os.printStderr("hakmem:   {s}\n", .{d});
+    sites.print();
     misuse.afterReport();
 }
 
@@ -309,7 +332,7 @@ fn intact(l: Layout) bool {
 
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
 /// underflow: how far before the start); true when there was some.
-fn reportDamage(l: Layout) bool {
+fn reportDamage(l: Layout, sites: Sites) bool {
     if (intact(l)) return false;
     var buf: [160]u8 = undefined;
     var damaged = false;
@@ -327,14 +350,14 @@ fn reportDamage(l: Layout) bool {
     if (first) |f| {
         const n = last + 1 - end;
         const to_end = last + 1 == zone_end;
-        report(.overflow, l.user, l.f, f - l.user, fmt(&buf, "overflow of {s}{d} byte{s} past a {d}-byte block (bytes changed from offset {d} to {d}{s}){s}", .{ if (to_end) "at least " else "", n, plural(n), l.requested, f - l.user, last - l.user, if (to_end) ", the block's end" else "", if (l.requested == 0) "; a zero-size block was written to" else "" }));
+        reportAt(.overflow, l.user, l.f, f - l.user, fmt(&buf, "overflow of {s}{d} byte{s} past a {d}-byte block (bytes changed from offset {d} to {d}{s}){s}", .{ if (to_end) "at least " else "", n, plural(n), l.requested, f - l.user, last - l.user, if (to_end) ", the block's end" else "", if (l.requested == 0) "; a zero-size block was written to" else "" }), sites);
         damaged = true;
     }
     a = l.f.start;
     while (a < l.user and bytes(a)[0] == expectedByte(l, a)) a += 1;
     if (a < l.user) {
         const n = l.user - a;
-        report(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }));
+        reportAt(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }), sites);
         damaged = true;
     }
     return damaged;
@@ -347,6 +370,17 @@ fn plural(n: usize) []const u8 {
 // ---------------------------------------------------------------- allocation
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
+    return mallocAt(size, alignment, takeSite());
+}
+
+/// The site of the call being served (check_sites.zig), taken once per call.
+fn takeSite() Site {
+    var none: check_sites.StackBounds = .{}; // a thread without a heap (yet): found again
+    const bounds = if (thread.currentAny()) |heap| &localOf(heap).stack else &none;
+    return check_sites.take(bounds);
+}
+
+fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     if (size > slow.size_max) return slow.outOfMemory();
     if (size == 0 and alignment <= 16) {
         if (zero.take()) |p| {
@@ -365,7 +399,7 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     const user = std.mem.alignForward(usize, f.start + front_size, a);
     if (f.page) |page| {
         // (the key and link were checked when the block left its page's free list)
-        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f);
+        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
     if (user + size + canary_min + trailer_size > f.start + f.size) {
@@ -380,7 +414,7 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
         os.protect(@ptrFromInt(f.start + f.size), os.page_size);
     }
     installOnce();
-    if (!check_live.insert(user, 0)) live_incomplete.store(true, .monotonic);
+    if (!check_live.insert(user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
 
@@ -415,14 +449,15 @@ fn prefetchBlock(start: usize, size: usize) void {
 
 /// A reused block must still carry the freed pattern it got when it was freed
 /// (check_pattern.zig says which bytes; its first 16 are the page's link and key now).
-fn verifyFreedPattern(f: Found) void {
+fn verifyFreedPattern(f: Found, site: Site) void {
     var buf: [96]u8 = undefined;
+    const sites: Sites = .{ .call = site, .call_label = "found by the allocation" };
     const p = pattern.read(f.start, f.size) orelse {
         const at = f.size - pattern.tail_bytes;
-        return report(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}));
+        return reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
     };
     const at = pattern.firstBroken(f.start, p, pattern_offset) orelse return;
-    report(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}));
+    reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
@@ -438,60 +473,73 @@ pub const FreeVerdict = enum { freed, ignored, not_owned };
 
 /// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) FreeVerdict {
+    const site = takeSite();
+    if (ptr == 0) return .freed;
     if (zero.owns(ptr)) return zero.free(ptr);
-    const l = validate(ptr) orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
-    if (!leaveLive(l)) return .ignored;
-    quarantine(l);
+    const l = validate(ptr, site, "freed") orelse return if (slow.classify(ptr) == .not_owned) .not_owned else .ignored;
+    const alloc_site = leaveLive(l, site) orelse return .ignored;
+    quarantine(l, alloc_site, site);
     return .freed;
 }
 
-/// Takes a validated block out of the live table; false (reported) when another thread's
-/// free of the same block took it out first (both saw it live).
-fn leaveLive(l: Layout) bool {
-    if (check_live.remove(l.user) != null or live_incomplete.load(.monotonic)) return true;
-    report(.double_free, l.user, l.f, null, "freed by two threads at once");
-    return false;
+/// Takes a validated block out of the live table: where it was allocated; null (reported)
+/// when another thread's free of the same block took it out first (both saw it live).
+fn leaveLive(l: Layout, site: Site) ?Site {
+    if (check_live.remove(l.user)) |alloc_site| return alloc_site;
+    if (live_incomplete.load(.monotonic)) return 0;
+    reportAt(.double_free, l.user, l.f, null, "freed by two threads at once", .{ .call = site, .call_label = "freed again" });
+    return null;
 }
 
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
 /// reported, the block still freed); null (reported) when it is no live block.
-fn validate(ptr: usize) ?Layout {
+/// `site`: the call (a free or a realloc, `label`), named in the reports.
+fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
+    const call: Sites = .{ .call = site, .call_label = label };
     const f = findContaining(ptr) orelse {
         switch (slow.classify(ptr)) {
-            .freed => report(.double_free, ptr, describe(ptr), null, null),
-            .not_owned => report(.not_owned, ptr, null, null, null),
-            else => report(.interior_pointer, ptr, null, null, null),
+            .freed => reportAt(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site)),
+            .not_owned => reportAt(.not_owned, ptr, null, null, null, call),
+            else => reportAt(.interior_pointer, ptr, null, null, null, call),
         }
         return null;
     };
     if (liveIntact(f, ptr)) |l| return l;
     if (f.page != null and slow.classify(f.start) == .freed) {
-        report(.double_free, ptr, f, null, null);
+        reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
         return null;
     }
+    const damaged: Sites = .{ .alloc = check_live.siteOf(ptr) orelse 0, .call = site, .call_label = label };
     switch (judge(f, ptr)) {
         .live => |l| {
-            _ = reportDamage(l); // the canary (the header and trailer are intact)
+            _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
             return l;
         },
         .damaged => |d| {
-            _ = reportDamage(d.layout);
+            _ = reportDamage(d.layout, .{ .alloc = check_live.siteOf(d.layout.user) orelse 0, .call = site, .call_label = label });
             if (d.layout.user != ptr) return null;
             return d.layout;
         },
         .double_free => {
-            report(.double_free, ptr, f, null, null);
+            reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
             return null;
         },
         .interior => |off| {
-            report(.interior_pointer, ptr, f, off, null);
+            reportAt(.interior_pointer, ptr, f, off, null, call);
             return null;
         },
         .unknown => {
-            report(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out");
+            reportAt(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out", call);
             return null;
         },
     }
+}
+
+/// A double free's sites: the first free's and the allocation's while the block waits in
+/// the quarantine (the ring, or this thread's batch), and the second free.
+fn freedSites(start: usize, site: Site) Sites {
+    const h = findHeld(start) orelse return .{ .call = site, .call_label = "freed again" };
+    return .{ .alloc = h.alloc_site, .freed = h.free_site, .call = site, .call_label = "freed again" };
 }
 
 /// The block `ptr` names, freed or not, for a report.
@@ -511,24 +559,25 @@ pub fn usableSize(ptr: usize) ?usize {
 }
 
 pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
+    const site = takeSite();
     if (zero.owns(ptr)) {
         if (!zero.isLive(ptr)) {
             _ = zero.free(ptr); // reports it
             return .freed;
         }
-        const fresh = malloc(size, 16) orelse return .{ .ok = null };
+        const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
         _ = zero.free(ptr);
         return .{ .ok = fresh };
     }
-    const l = validate(ptr) orelse return switch (slow.classify(ptr)) {
+    const l = validate(ptr, site, "reallocated") orelse return switch (slow.classify(ptr)) {
         .not_owned => .not_owned,
         .freed => .freed,
         else => .invalid,
     };
-    const fresh = malloc(size, 16) orelse return .{ .ok = null };
+    const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
     const n = @min(l.requested, size);
     @memcpy(bytes(@intFromPtr(fresh))[0..n], bytes(ptr)[0..n]);
-    if (leaveLive(l)) quarantine(l);
+    if (leaveLive(l, site)) |alloc_site| quarantine(l, alloc_site, site);
     return .{ .ok = fresh };
 }
 
@@ -548,6 +597,9 @@ const Held = struct {
     head_end: u32 = 0,
     window_at: u32 = 0,
     large_usable: usize = 0,
+    /// where it was allocated and freed (check_sites.zig)
+    alloc_site: Site = 0,
+    free_site: Site = 0,
 
     fn freedPattern(self: Held) pattern.Pattern {
         return .{ .size = self.size, .head_end = self.head_end, .window_at = self.window_at };
@@ -585,6 +637,8 @@ const Batch = struct {
 const Local = struct {
     batch: Batch,
     next: [size_class.bin_count]usize,
+    /// the thread's stack mapping, for HAKMEM_CHECK_STACKS's walks
+    stack: check_sites.StackBounds,
 };
 comptime {
     std.debug.assert(@sizeOf(Local) <= heap_mod.check_local_bytes);
@@ -603,12 +657,12 @@ fn ownBatch() ?*Batch {
 
 /// Poisons a freed block whole (a large block: its inner pages made inaccessible), then
 /// holds it; the oldest blocks beyond the bounds go back to their pages.
-fn quarantine(l: Layout) void {
+fn quarantine(l: Layout, alloc_site: Site, free_site: Site) void {
     const f = l.f;
     const batch = ownBatch();
     const p = if (f.page != null) pattern.choose(f.size, l.user - f.start, freeCount(batch) ^ f.start) else pattern.Pattern{ .size = f.size, .head_end = 0, .window_at = 0 };
     poison(f, p);
-    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |pg| pg.bin else 0, .head_end = @intCast(p.head_end), .window_at = @intCast(p.window_at), .large_usable = f.large_usable };
+    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |pg| pg.bin else 0, .head_end = @intCast(p.head_end), .window_at = @intCast(p.window_at), .large_usable = f.large_usable, .alloc_site = alloc_site, .free_site = free_site };
     countFree(h, 1);
     if (!h.page or batch == null) return flushHeld(&[1]Held{h});
     batch.?.entries[batch.?.count] = h;
@@ -667,6 +721,7 @@ fn flushHeld(blocks: []const Held) void {
 /// fetched ahead back to their pages.
 fn flushAtExit(heap: *heap_mod.Heap) void {
     const local = localOf(heap);
+    local.stack = .{}; // (the heap's next thread has its own stack)
     flushBatch(&local.batch);
     for (&local.next, 0..) |*next, bin| {
         if (next.* == 0) continue;
@@ -674,6 +729,27 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
         _ = slow.free(next.*);
         next.* = 0;
     }
+}
+
+/// The quarantined block that starts at `start`, newest first: this thread's batch, then
+/// the ring (a report's path: bounded by their sizes).
+fn findHeld(start: usize) ?Held {
+    if (ownBatch()) |batch| {
+        var k = batch.count;
+        while (k > 0) {
+            k -= 1;
+            if (batch.entries[k].start == start) return batch.entries[k];
+        }
+    }
+    ring_lock.acquire();
+    defer ring_lock.release();
+    var k = held_count;
+    while (k > 0) {
+        k -= 1;
+        const h = held[(held_first + k) % quarantine_entries];
+        if (h.start == start) return h;
+    }
+    return null;
 }
 
 fn takeOldest() Held {
@@ -760,7 +836,7 @@ fn reportBrokenPoison(h: Held, at: usize) bool {
     var buf: [128]u8 = undefined;
     const f = findContaining(h.start) orelse return false;
     const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
-    report(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; found in the quarantine)", .{ offset, h.user, h.size }));
+    reportAt(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; found in the quarantine)", .{ offset, h.user, h.size }), .{ .alloc = h.alloc_site, .freed = h.free_site });
     repoison(h); // (warn mode: reported once)
     return false;
 }
@@ -810,22 +886,22 @@ pub fn sweep() usize {
     return problems;
 }
 
-fn sweepLive(problems: *usize, user: usize, site: u64) void {
-    _ = site;
+fn sweepLive(problems: *usize, user: usize, site: Site) void {
     const f = findContaining(user) orelse return;
     if (liveIntact(f, user) != null) return;
+    const sites: Sites = .{ .alloc = site };
     switch (judge(f, user)) {
-        .live => |l| if (reportDamage(l)) {
+        .live => |l| if (reportDamage(l, sites)) {
             arm(l.f, l.user, l.requested); // (warn mode: reported once)
             problems.* += 1;
         },
         .damaged => |d| {
-            _ = reportDamage(d.layout);
+            _ = reportDamage(d.layout, sites);
             if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
             problems.* += 1;
         },
         else => {
-            report(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)");
+            reportAt(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)", sites);
             problems.* += 1;
         },
     }
@@ -932,6 +1008,7 @@ fn onFault(addr: usize) bool {
         const h = held[(held_first + k) % quarantine_entries];
         if (h.page or addr < h.start or addr >= h.start + h.size) continue;
         os.printStderr("hakmem: CHECK: access to a freed block 0x{x} (large tier, {d}-byte block, offset {d} from the freed pointer, thread {d}): a use after free (the block waits in check mode's quarantine, its pages inaccessible)\n", .{ h.user, h.size, @as(isize, @intCast(addr)) - @as(isize, @intCast(h.user)), tid });
+        (Sites{ .alloc = h.alloc_site, .freed = h.free_site }).print();
         return true;
     }
     const f = findContaining(addr) orelse return false;
@@ -944,6 +1021,7 @@ fn onFault(addr: usize) bool {
     } else {
         os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, in the guard page after the block (its trailer is overwritten too)\n", .{ user, f.size, tid, addr - user });
     }
+    (Sites{ .alloc = check_live.trySiteOf(user) orelse 0 }).print();
     return true;
 }
 

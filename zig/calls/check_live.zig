@@ -152,6 +152,15 @@ pub fn siteOf(user: usize) ?u64 {
     return s.table.find(user);
 }
 
+/// siteOf without waiting (the fault handler: the shard's holder may be the faulting
+/// thread); null when the shard's lock is held too.
+pub fn trySiteOf(user: usize) ?u64 {
+    const s = shardOf(user);
+    if (!s.lock.tryAcquire()) return null;
+    defer s.lock.release();
+    return s.table.find(user);
+}
+
 /// Calls `visit(context, user, site)` for every live block, one shard at a time under its
 /// lock (a block allocated or freed meanwhile in another shard may or may not be seen).
 /// Bounded by the tables' capacities.

@@ -101,6 +101,19 @@ fn checkHeap() ?*Heap {
     );
 }
 
+/// Check mode's record of the call being served: its return address and the caller's
+/// frame pointer, written by the entry point (preload.zig), taken by check_sites.zig.
+threadlocal var check_entry_tls: [2]usize = .{ 0, 0 };
+
+pub fn checkEntry() *[2]usize {
+    if (!use_initial_exec) return &check_entry_tls;
+    return asm (
+        \\movq %%fs:0, %[entry]
+        \\addq hakmem_tls_check_entry@GOTTPOFF(%%rip), %[entry]
+        : [entry] "=r" (-> *[2]usize),
+    );
+}
+
 fn setCheckHeap(heap: ?*Heap) void {
     if (!use_initial_exec) {
         check_heap_tls = heap;

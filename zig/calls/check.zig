@@ -422,15 +422,18 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
 /// previous malloc (Local.next), a new one fetched in its place; else (large, no heap)
 /// straight from slow.zig.
 fn takeBlock(inner: usize) ?*anyopaque {
-    const bin = config.bin(inner) orelse return slow.malloc(inner);
+    if (config.bin(inner) == null) return slow.malloc(inner);
     const heap = slow.heap() orelse return slow.outOfMemory();
-    const next = &localOf(heap).next[bin];
-    const fetched = slow.mallocWith(heap, inner) orelse return null;
-    prefetchBlock(@intFromPtr(fetched), size_class.binBlockSize(bin));
+    const fetched = @intFromPtr(slow.mallocWith(heap, inner) orelse return null);
+    // (its own bin: another thread may have moved the thresholds since config.bin above)
+    if (segment_map.lookup(fetched) != .segment) return @ptrFromInt(fetched);
+    const bin = segment_mod.Segment.of(fetched).pageOf(fetched).bin;
+    prefetchBlock(fetched, size_class.binBlockSize(bin));
     // The statistics count a block allocated when the program gets it.
     heap.counters.direct_allocs[bin] -= 1;
-    const taken = next.*;
-    next.* = @intFromPtr(fetched);
+    const next = &localOf(heap).next[bin];
+    const taken = next.*; // a block of the same bin: it fits `inner` as the fetched one does
+    next.* = fetched;
     if (taken == 0) return slow.mallocWith(heap, inner); // the bin's first malloc on this thread
     heap.counters.direct_allocs[bin] += 1;
     return @ptrFromInt(taken);
@@ -726,6 +729,12 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
     for (&local.next, 0..) |*next, bin| {
         if (next.* == 0) continue;
         heap.counters.direct_allocs[bin] += 1; // (taken back when it was fetched)
+        // Back on its page it is keyed free, so its next reuse verifies its pattern: a
+        // block fetched fresh from its page has none yet. (A freed one is verified first.)
+        if (findContaining(next.*)) |f| {
+            if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, 0);
+            pattern.write(f.start, pattern.choose(f.size, front_size, 0));
+        }
         _ = slow.free(next.*);
         next.* = 0;
     }

@@ -22,6 +22,7 @@ const DOUBLE_FREE = /^hakmem: double free of 0x[0-9a-f]+ \((tiny|mid|large) tier
 const NOT_A_BLOCK = /^hakmem: free of a pointer into hakmem's heap that is not a live block \(an interior pointer, or a block freed earlier\) 0x[0-9a-f]+ \(.*thread \d+\)\n$/;
 const REALLOC_FREED = /^hakmem: realloc of a freed block 0x[0-9a-f]+ \(.*thread \d+\)\n$/;
 const LINK_WRITTEN = /^hakmem: heap corruption: the free-list link of a freed block was overwritten \(a write after free\?\) \(block 0x[0-9a-f]+, thread \d+\); run with HAKMEM_CHECK=1/;
+const KEY_WRITTEN = /^hakmem: heap corruption: the key word of a free block was overwritten: a write after free(, or an overflow of the \d+-byte block before it, 0x[0-9a-f]+)? \(block 0x[0-9a-f]+, thread \d+\); run with HAKMEM_CHECK=1/;
 
 /** The lines hakmem may print (then abort) for a case; [] = must run on, contained. */
 function reports(name: string): RegExp[] {
@@ -29,6 +30,7 @@ function reports(name: string): RegExp[] {
   if (name === "interior_free") return [NOT_A_BLOCK];
   if (name === "realloc_freed") return [REALLOC_FREED, NOT_A_BLOCK];
   if (name === "write_link") return [LINK_WRITTEN]; // only when the block sits on a page list (a cached block has no link)
+  if (name === "write_link_8") return [KEY_WRITTEN]; // when a cache flush or refill meets the block before it is handed out again
   return [];
 }
 

@@ -151,6 +151,11 @@
 //!  calls/      slow.zig      the allocator below its fast paths: a thread's heap, malloc
 //!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
+//!              check_live.zig  check mode's table of live blocks (sharded, with call sites)
+//!              check_pattern.zig  check mode: which bytes of a freed block hold the freed
+//!                            pattern, and which each verification reads
+//!              check_sites.zig  check mode: the call sites of allocations and frees
+//!                            (return addresses, HAKMEM_CHECK_STACKS backtraces), symbolized
 //!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
 //!              free_fast.zig  free's fast path, whole: its four tests and the push, in order
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
@@ -204,6 +209,7 @@
 //!              foreign.zig   check mode: where a pointer hakmem does not own points
 //!              libc_next.zig  the next allocator (dlsym RTLD_NEXT), for foreign pointers
 //!              pprof.zig     the pprof profile.proto writer (hand-encoded protobuf)
+//!              scan.zig      check mode: does a range hold one byte value (vector loads)
 //!
 //! Not part of libhakmem.so: tools/kernels.zig, the harness's workload loops, is the root of its
 //! own library (libhakmem_kernels.so, build.zig), which calls hak_* through libhakmem.so;
@@ -219,12 +225,12 @@ comptime {
 /// The layers, lowest first; in each, the order in which a file may import the ones
 /// before it. Every .zig file of zig/ is in exactly one (tools: the last), in its folder (`folders`).
 const layers = [_][]const []const u8{
-    &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof" },
+    &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof", "scan" },
     &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
     &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check", "free_fast", "alloc" },
+    &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -257,6 +263,9 @@ test {
     _ = @import("calls/slow.zig");
     _ = @import("calls/check.zig");
     _ = @import("calls/free_fast.zig");
+    _ = @import("calls/check_live.zig");
+    _ = @import("calls/check_pattern.zig");
+    _ = @import("calls/check_sites.zig");
     _ = @import("base/foreign.zig");
     _ = @import("thread/thread_cache.zig");
     _ = @import("base/large_cache.zig");
@@ -279,6 +288,7 @@ test {
     _ = @import("process/memory_report.zig");
     _ = @import("memory/profile.zig");
     _ = @import("base/pprof.zig");
+    _ = @import("base/scan.zig");
 }
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.

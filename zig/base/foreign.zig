@@ -69,49 +69,81 @@ fn kindOf(m: Mapping, stack_start: usize, after_file: bool) Where {
     return if (after_file) .file else .heap_like;
 }
 
-/// Where `addr` points. Bounded: at most 1 M lines of /proc/self/maps are read.
-pub fn where(addr: usize) Where {
-    var marker: u8 = 0;
-    const sp = @intFromPtr(&marker); // an address in the calling thread's stack
+/// Calls `visit(context, m)` for every mapping of /proc/self/maps, in order; false when the
+/// file could not be read (whole). Bounded: at most 1 M lines are read.
+fn eachMapping(context: anytype, comptime visit: fn (@TypeOf(context), Mapping) void) bool {
     const rc = linux.open("/proc/self/maps", .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
-    if (linux.E.init(rc) != .SUCCESS) return .unknown;
+    if (linux.E.init(rc) != .SUCCESS) return false;
     const fd: i32 = @intCast(rc);
     defer _ = linux.close(fd);
 
     var buf: [4096]u8 = undefined;
     var kept: usize = 0; // bytes of an unfinished line at the start of buf
-    var found: ?Mapping = null;
-    var found_path: [256]u8 = undefined;
-    var stack_start: usize = 0;
-    var after_file = false;
-    var file_end: usize = 0; // end of the last file-backed mapping seen
     var lines: usize = 0;
     while (lines < 1 << 20) {
         const n = linux.read(fd, buf[kept..].ptr, buf.len - kept);
-        if (linux.E.init(n) != .SUCCESS) return .unknown;
+        if (linux.E.init(n) != .SUCCESS) return false;
         const filled = kept + n;
         if (filled == 0) break;
         var rest = buf[0..filled];
         while (std.mem.indexOfScalar(u8, rest, '\n')) |eol| : (lines += 1) {
-            if (parseLine(rest[0..eol])) |m| {
-                if (sp >= m.start and sp < m.end) stack_start = m.start;
-                if (addr >= m.start and addr < m.end) {
-                    const len = @min(m.path.len, found_path.len);
-                    @memcpy(found_path[0..len], m.path[0..len]);
-                    found = .{ .start = m.start, .end = m.end, .inode = m.inode, .path = found_path[0..len] };
-                    after_file = m.start == file_end;
-                }
-                if (m.inode != 0) file_end = m.end;
-            }
+            if (parseLine(rest[0..eol])) |m| visit(context, m);
             rest = rest[eol + 1 ..];
         }
         if (n == 0) break; // a last line without a newline is ignored
-        if (rest.len == buf.len) return .unknown; // a line longer than the buffer
+        if (rest.len == buf.len) return false; // a line longer than the buffer
         std.mem.copyForwards(u8, buf[0..rest.len], rest);
         kept = rest.len;
     }
-    const m = found orelse return .unmapped;
-    return kindOf(m, stack_start, after_file);
+    return true;
+}
+
+/// What `where` gathers while it reads the mappings.
+const Search = struct {
+    addr: usize,
+    sp: usize,
+    found: ?Mapping = null,
+    found_path: [256]u8 = undefined,
+    stack_start: usize = 0,
+    after_file: bool = false,
+    file_end: usize = 0, // end of the last file-backed mapping seen
+
+    fn visit(self: *Search, m: Mapping) void {
+        if (self.sp >= m.start and self.sp < m.end) self.stack_start = m.start;
+        if (self.addr >= m.start and self.addr < m.end) {
+            const len = @min(m.path.len, self.found_path.len);
+            @memcpy(self.found_path[0..len], m.path[0..len]);
+            self.found = .{ .start = m.start, .end = m.end, .inode = m.inode, .path = self.found_path[0..len] };
+            self.after_file = m.start == self.file_end;
+        }
+        if (m.inode != 0) self.file_end = m.end;
+    }
+};
+
+/// Where `addr` points.
+pub fn where(addr: usize) Where {
+    var marker: u8 = 0;
+    var search: Search = .{ .addr = addr, .sp = @intFromPtr(&marker) }; // sp: in the calling thread's stack
+    if (!eachMapping(&search, Search.visit)) return .unknown;
+    const m = search.found orelse return .unmapped;
+    return kindOf(m, search.stack_start, search.after_file);
+}
+
+pub const Range = struct { start: usize, end: usize };
+
+/// The mapping that holds `addr` (check mode: the bounds of a thread's stack, for a walk of
+/// its frames that reads nothing outside them); null when none does or the file is unreadable.
+pub fn mappingOf(addr: usize) ?Range {
+    const Find = struct {
+        addr: usize,
+        found: ?Range = null,
+        fn visit(self: *@This(), m: Mapping) void {
+            if (self.addr >= m.start and self.addr < m.end) self.found = .{ .start = m.start, .end = m.end };
+        }
+    };
+    var find: Find = .{ .addr = addr };
+    if (!eachMapping(&find, Find.visit)) return null;
+    return find.found;
 }
 
 test "a stack buffer, a static buffer, an unmapped address and a malloc'd block" {
@@ -129,4 +161,7 @@ test "a stack buffer, a static buffer, an unmapped address and a malloc'd block"
     const p = std.c.malloc(64).?;
     defer std.c.free(p);
     try std.testing.expect(where(@intFromPtr(p)).mayBeHeap());
+    const stack = mappingOf(@intFromPtr(&local)).?;
+    try std.testing.expect(stack.start <= @intFromPtr(&local) and @intFromPtr(&local) < stack.end);
+    try std.testing.expectEqual(@as(?Range, null), mappingOf(0x1000));
 }

@@ -33,6 +33,7 @@ const segment_mod = @import("../memory/segment.zig");
 const block_mod = @import("../base/block.zig");
 const thread = @import("../thread/thread.zig");
 const check = @import("check.zig");
+const check_sites = @import("check_sites.zig");
 const misuse = @import("../settings/misuse.zig");
 const background = @import("../process/background.zig");
 const slow = @import("slow.zig");
@@ -87,14 +88,27 @@ fn Pop(comptime entry: Entry) type {
 }
 
 noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
     misuse.noteLibcMode();
     if (config.trace) return traced(mallocSlow(size), size);
     return mallocSlow(size);
 }
 
 noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
     if (config.trace) return traced(mallocLarge(size), size);
     return mallocLarge(size);
+}
+
+/// Check mode's malloc through the libc names, reached by jumps only (from malloc, then
+/// from one of the two above): its frame address names the program's call to malloc
+/// (check_sites.noteEntry; preload.zig says why).
+noinline fn mallocCheckedLibc(size: usize) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    misuse.noteLibcMode();
+    const ptr = if (slow.heap() != null) check.malloc(size, 16) else outOfMemory();
+    if (config.trace) return traced(ptr, size);
+    return ptr;
 }
 
 /// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
@@ -142,8 +156,7 @@ pub noinline fn freeOther(addr: usize) FreeResult {
 }
 
 fn checkedFree(addr: usize) FreeResult {
-    if (addr == 0) return .ok;
-    return switch (check.free(addr)) {
+    return switch (check.free(addr)) { // (free(NULL) too: it takes the call's site)
         .freed => .ok,
         .double_free => .double_free,
         .ignored => .invalid,

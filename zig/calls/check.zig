@@ -1,7 +1,8 @@
 //! check.zig — check mode (HAKMEM_CHECK=1 or =warn): hakmem as a heap-misuse detector.
 //!
 //! Every block gets a redzone before and after the program's bytes, and a freed block is
-//! poisoned whole and held in a quarantine before it goes back to its page:
+//! poisoned (whole up to 4 KiB; check_pattern.zig) and held in a quarantine before it goes
+//! back to its page:
 //!
 //!   block start              user pointer (16-aligned)                         block end
 //!   | gap 0xCA… | front header | requested bytes | canary 0xCA …  | trailer            |
@@ -10,7 +11,8 @@
 //!   (gap: only for alignments above 16; with 16 the header starts the block, and its
 //!    tag is the block's key word: never free_key while the block is live)
 //!
-//!   freed, in the quarantine:  | 0xDF 0xDF 0xDF … the whole block … 0xDF |
+//!   freed, in the quarantine:  | 0xDF 0xDF 0xDF … the whole block … 0xDF |  (a mid block above
+//!                              4 KiB: its head, a window and its tail: check_pattern.zig)
 //!   large blocks (own pages): the first and last page poisoned, the pages between made
 //!   inaccessible (a read or write faults and is reported: guard.zig's handler)
 //!   back on its page:          | link | key (block.zig) | 0xDF …                        |
@@ -23,13 +25,20 @@
 //!               "overflow of N bytes past a B-byte block" (memcpy or a loop: same bytes)
 //!   underflow   the front header or the gap changed: "underflow of N bytes before ..."
 //!   double free the block is poisoned (in the quarantine) or keyed free on its page
-//!   write after free   the poison changed: when the block leaves the quarantine, in a
-//!               sweep, and again when a block is reused (offset from the user pointer)
+//!   write after free   the poison changed: when the block leaves the quarantine (its
+//!               first and last 64 bytes), in a sweep, and when the block is handed out
+//!               again (all of its pattern; offset from the user pointer)
 //!   zero-size access   malloc(0) gets a block of 0 requested bytes: its canary starts at
 //!               the pointer, so any write through it is an overflow of a 0-byte block
 //!   interior and foreign pointers (as before)
 //! The sweep (hak_check_heap, and at exit) checks every live block's redzones and every
-//! quarantined block's poison: live blocks are in a table (under `lock`).
+//! quarantined block's poison: live blocks are in a table (check_live.zig).
+//!
+//! What it costs (a malloc+free pair of check mode is a few cold cache lines: the quarantine
+//! hands back blocks freed long ago): no lock per call but a shard of the live table's;
+//! the quarantine fed per thread in batches (one lock per batch); the redzones and the
+//! pattern compared 128 bytes a step (scan.zig); the blocks leaving the quarantine
+//! prefetched together; each bin's next block fetched one malloc ahead and prefetched.
 //!
 //! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
 //! empty sentinel so every malloc takes the slow path, heaps have no cache, and every page
@@ -51,9 +60,15 @@ const guard = @import("../memory/guard.zig");
 const stats = @import("../settings/stats.zig");
 const thread = @import("../thread/thread.zig");
 const Lock = @import("../base/lock.zig").Lock;
+const scan = @import("../base/scan.zig");
+const check_live = @import("check_live.zig");
+const check_sites = @import("check_sites.zig");
+const Site = check_sites.Site;
+const heap_mod = @import("../thread/heap.zig");
 
-const freed_byte: u8 = 0xDF;
-const freed_word: u64 = 0xDFDF_DFDF_DFDF_DFDF;
+const pattern = @import("check_pattern.zig");
+const freed_byte = pattern.freed_byte;
+const freed_word = pattern.freed_word;
 /// Where the freed pattern is verified on reuse (a block on its page has a link and a key).
 const pattern_offset = 16;
 const canary_byte: u8 = 0xCA;
@@ -141,15 +156,36 @@ fn where(f: Found) misuse.Where {
     return .{ .tier = f.tier, .class = f.class, .block_size = f.size };
 }
 
+/// The call sites a report names (check_sites.zig; 0: not known): where the block was
+/// allocated, where it was freed, and the call that found the problem.
+const Sites = struct {
+    alloc: Site = 0,
+    freed: Site = 0,
+    call: Site = 0,
+    call_label: []const u8 = "called",
+
+    fn print(self: Sites) void {
+        check_sites.print("allocated", self.alloc);
+        check_sites.print("freed", self.freed);
+        check_sites.print(self.call_label, self.call);
+    }
+};
+
 fn report(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8) void {
+    reportAt(problem, ptr, found, offset, detail, .{});
+}
+
+fn reportAt(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8, sites: Sites) void {
     if (found == null and problem == .not_owned) {
         // say where the pointer points (a stack, a file's data, unmapped, maybe another heap)
         const w = @import("../base/foreign.zig").where(ptr);
         os.printStderr("hakmem: CHECK: {s} 0x{x} ({s}, thread {d})\n", .{ problem.text(), ptr, w.text(), std.os.linux.gettid() });
+        sites.print();
         return misuse.afterReport();
     }
     misuse.say("CHECK: ", problem, ptr, if (found) |f| where(f) else null, offset);
     if (detail) |d| os.printStderr("hakmem:   {s}\n", .{d});
+    sites.print();
     misuse.afterReport();
 }
 
@@ -165,28 +201,7 @@ fn writeWord(addr: usize, value: u64) void {
     std.mem.writeInt(u64, bytes(addr)[0..8], value, .little);
 }
 
-/// Index of the first byte in [from, to) that differs from `expected`, or null. Eight
-/// bytes at a time where it can (check mode verifies whole blocks on every reuse).
-fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
-    const word: u64 = @as(u64, expected) * 0x0101_0101_0101_0101;
-    var a = from;
-    while (a < to and a % 8 != 0) : (a += 1) if (bytes(a)[0] != expected) return a - from;
-    while (a + 8 <= to) : (a += 8) {
-        if (@as(*const u64, @ptrFromInt(a)).* != word) break;
-    }
-    while (a < to) : (a += 1) if (bytes(a)[0] != expected) return a - from;
-    return null;
-}
-
-/// Index of the last byte in [from, to) that differs from `expected`, or null.
-fn lastDifferent(from: usize, to: usize, expected: u8) ?usize {
-    var a = to;
-    while (a > from) {
-        a -= 1;
-        if (bytes(a)[0] != expected) return a - from;
-    }
-    return null;
-}
+const firstDifferent = scan.firstDifferent;
 
 fn fmt(buf: []u8, comptime f: []const u8, args: anytype) []const u8 {
     return std.fmt.bufPrint(buf, f, args) catch buf[0..0];
@@ -234,7 +249,7 @@ fn frontIntact(f: Found, ptr: usize) ?usize {
     if (readWord(ptr - 8) != liveTag()) return null;
     const requested = readWord(ptr - 16) ^ frontSecret();
     if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    if (firstDifferent(f.start, ptr - front_size, canary_byte) != null) return null;
+    if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
     return requested;
 }
 
@@ -256,6 +271,20 @@ fn looksFreed(f: Found, ptr: usize) bool {
     if (ptr < f.start + front_size) return readWord(f.start + 8) == block_mod.free_key;
     const tag = readWord(ptr - 8);
     return tag == freed_word or tag == block_mod.free_key;
+}
+
+/// The fast verdict for the common case: `ptr` is the user pointer of a live block whose
+/// redzones are all as arm() wrote them (a few words and the canary bytes, read once).
+/// Null for anything else (judge then says what).
+fn liveIntact(f: Found, ptr: usize) ?Layout {
+    if (ptr < f.start + front_size or readWord(ptr - 8) != liveTag()) return null;
+    const requested = readWord(ptr - 16) ^ frontSecret();
+    if (requested > f.size or ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
+    const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
+    if (readWord(l.trailer()) != requested ^ trailerSecret() or readWord(l.trailer() + 8) != ptr - f.start) return null;
+    if (!scan.allEqual(f.start, l.front(), canary_byte)) return null;
+    if (!scan.allEqual(ptr + requested, l.trailer(), canary_byte)) return null;
+    return l;
 }
 
 fn judge(f: Found, ptr: usize) Verdict {
@@ -298,13 +327,13 @@ fn expectedByte(l: Layout, addr: usize) u8 {
 fn intact(l: Layout) bool {
     if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
     if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
-    if (firstDifferent(l.f.start, l.front(), canary_byte) != null) return false;
-    return firstDifferent(l.user + l.requested, l.trailer(), canary_byte) == null;
+    if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
+    return scan.allEqual(l.user + l.requested, l.trailer(), canary_byte);
 }
 
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
 /// underflow: how far before the start); true when there was some.
-fn reportDamage(l: Layout) bool {
+fn reportDamage(l: Layout, sites: Sites) bool {
     if (intact(l)) return false;
     var buf: [160]u8 = undefined;
     var damaged = false;
@@ -322,14 +351,14 @@ fn reportDamage(l: Layout) bool {
     if (first) |f| {
         const n = last + 1 - end;
         const to_end = last + 1 == zone_end;
-        report(.overflow, l.user, l.f, f - l.user, fmt(&buf, "overflow of {s}{d} byte{s} past a {d}-byte block (bytes changed from offset {d} to {d}{s}){s}", .{ if (to_end) "at least " else "", n, plural(n), l.requested, f - l.user, last - l.user, if (to_end) ", the block's end" else "", if (l.requested == 0) "; a zero-size block was written to" else "" }));
+        reportAt(.overflow, l.user, l.f, f - l.user, fmt(&buf, "overflow of {s}{d} byte{s} past a {d}-byte block (bytes changed from offset {d} to {d}{s}){s}", .{ if (to_end) "at least " else "", n, plural(n), l.requested, f - l.user, last - l.user, if (to_end) ", the block's end" else "", if (l.requested == 0) "; a zero-size block was written to" else "" }), sites);
         damaged = true;
     }
     a = l.f.start;
     while (a < l.user and bytes(a)[0] == expectedByte(l, a)) a += 1;
     if (a < l.user) {
         const n = l.user - a;
-        report(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }));
+        reportAt(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }), sites);
         damaged = true;
     }
     return damaged;
@@ -342,6 +371,17 @@ fn plural(n: usize) []const u8 {
 // ---------------------------------------------------------------- allocation
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
+    return mallocAt(size, alignment, takeSite());
+}
+
+/// The site of the call being served (check_sites.zig), taken once per call.
+fn takeSite() Site {
+    var none: check_sites.StackBounds = .{}; // a thread without a heap (yet): found again
+    const bounds = if (thread.currentAny()) |heap| &localOf(heap).stack else &none;
+    return check_sites.take(bounds);
+}
+
+fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     if (size > slow.size_max) return slow.outOfMemory();
     if (size == 0 and alignment <= 16) {
         if (zero.take()) |p| {
@@ -355,12 +395,12 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
     if (routing.route(inner) == .large or a > 16) inner += large_extra;
-    const raw = (if (a <= size_class.min_block_size) slow.malloc(inner) else slow.aligned(a, inner)) orelse return null;
+    const raw = (if (a <= size_class.min_block_size) takeBlock(inner) else slow.aligned(a, inner)) orelse return null;
     const f = findContaining(@intFromPtr(raw)).?;
     const user = std.mem.alignForward(usize, f.start + front_size, a);
     if (f.page) |page| {
         // (the key and link were checked when the block left its page's free list)
-        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f);
+        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
     if (user + size + canary_min + trailer_size > f.start + f.size) {
@@ -374,19 +414,54 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
         installFaultReports();
         os.protect(@ptrFromInt(f.start + f.size), os.page_size);
     }
-    installForkHandlers();
-    lock.acquire();
-    defer lock.release();
-    live.insert(user);
+    installOnce();
+    if (!check_live.insert(user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
 
-/// A reused block must still carry the freed pattern it got when it was freed.
-fn verifyFreedPattern(f: Found) void {
-    if (firstDifferent(f.start + pattern_offset, f.start + f.size, freed_byte)) |offset| {
-        var buf: [96]u8 = undefined;
-        report(.use_after_free, f.start, f, offset + pattern_offset, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{offset + pattern_offset}));
+/// A block of `inner` bytes for check.malloc: of a bin, the one fetched at the bin's
+/// previous malloc (Local.next), a new one fetched in its place; else (large, no heap)
+/// straight from slow.zig.
+fn takeBlock(inner: usize) ?*anyopaque {
+    if (routing.bin(inner) == null) return slow.malloc(inner);
+    const heap = slow.heap() orelse return slow.outOfMemory();
+    const fetched = @intFromPtr(slow.mallocWith(heap, inner) orelse return null);
+    // (its own bin: another thread may have moved the thresholds since config.bin above)
+    if (segment_map.lookup(fetched) != .segment) return @ptrFromInt(fetched);
+    const bin = segment_mod.Segment.of(fetched).pageOf(fetched).bin;
+    prefetchBlock(fetched, size_class.binBlockSize(bin));
+    // The statistics count a block allocated when the program gets it.
+    heap.counters.direct_allocs[bin] -= 1;
+    const next = &localOf(heap).next[bin];
+    const taken = next.*; // a block of the same bin: it fits `inner` as the fetched one does
+    next.* = fetched;
+    if (taken == 0) return slow.mallocWith(heap, inner); // the bin's first malloc on this thread
+    heap.counters.direct_allocs[bin] += 1;
+    return @ptrFromInt(taken);
+}
+
+/// Asks for the lines verifyFreedPattern will read (the first 2 KiB and the tail).
+fn prefetchBlock(start: usize, size: usize) void {
+    const head = @min(size, 2048);
+    var at: usize = 0;
+    while (at < head) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
+    if (size > head) {
+        at = size - pattern.tail_bytes;
+        while (at < size) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
     }
+}
+
+/// A reused block must still carry the freed pattern it got when it was freed
+/// (check_pattern.zig says which bytes; its first 16 are the page's link and key now).
+fn verifyFreedPattern(f: Found, site: Site) void {
+    var buf: [96]u8 = undefined;
+    const sites: Sites = .{ .call = site, .call_label = "found by the allocation" };
+    const p = pattern.read(f.start, f.size) orelse {
+        const at = f.size - pattern.tail_bytes;
+        return reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
+    };
+    const at = pattern.firstBroken(f.start, p, pattern_offset) orelse return;
+    reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
@@ -398,64 +473,81 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- free
 
-/// `.double_free`: free already (reported, nothing changed); `.ignored`: no block start
-/// (reported, nothing changed); `.not_owned`: not hakmem's (reported; the caller decides).
 pub const FreeVerdict = enum { freed, double_free, ignored, not_owned };
 
-/// Validates and frees `ptr`.
+/// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) FreeVerdict {
+    const site = takeSite();
+    if (ptr == 0) return .freed;
     if (zero.owns(ptr)) return zero.free(ptr);
-    const l = switch (validate(ptr)) {
-        .block => |l| l,
-        .refused => |problem| return switch (problem) {
-            .double_free => .double_free,
-            .not_owned => .not_owned,
-            else => .ignored,
-        },
+    const l = validate(ptr, site, "freed") orelse return switch (slow.classify(ptr)) {
+        .not_owned => .not_owned,
+        .freed => .double_free,
+        else => .ignored,
     };
-    lock.acquire();
-    defer lock.release();
-    live.remove(l.user);
-    quarantine(l);
+    const alloc_site = leaveLive(l, site) orelse return .double_free; // (another thread's free took it first)
+    quarantine(l, alloc_site, site);
     return .freed;
 }
 
-/// What validate found: the live block `ptr` is the user pointer of, or the problem it
-/// reported instead.
-const Validated = union(enum) { block: Layout, refused: misuse.Problem };
+/// Takes a validated block out of the live table: where it was allocated; null (reported)
+/// when another thread's free of the same block took it out first (both saw it live).
+fn leaveLive(l: Layout, site: Site) ?Site {
+    if (check_live.remove(l.user)) |alloc_site| return alloc_site;
+    if (live_incomplete.load(.monotonic)) return 0;
+    reportAt(.double_free, l.user, l.f, null, "freed by two threads at once", .{ .call = site, .call_label = "freed again" });
+    return null;
+}
 
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
-/// reported, the block still freed); `.refused` (reported) when it is no live block.
-fn validate(ptr: usize) Validated {
+/// reported, the block still freed); null (reported) when it is no live block.
+/// `site`: the call (a free or a realloc, `label`), named in the reports.
+fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
+    const call: Sites = .{ .call = site, .call_label = label };
     const f = findContaining(ptr) orelse {
-        const problem: misuse.Problem = switch (slow.classify(ptr)) {
-            .freed => .double_free,
-            .not_owned => .not_owned,
-            else => .interior_pointer,
-        };
-        report(problem, ptr, if (problem == .double_free) describe(ptr) else null, null, null);
-        return .{ .refused = problem };
+        switch (slow.classify(ptr)) {
+            .freed => reportAt(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site)),
+            .not_owned => reportAt(.not_owned, ptr, null, null, null, call),
+            else => reportAt(.interior_pointer, ptr, null, null, null, call),
+        }
+        return null;
     };
-    if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null);
+    if (liveIntact(f, ptr)) |l| return l;
+    if (f.page != null and slow.classify(f.start) == .freed) {
+        reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
+        return null;
+    }
+    const damaged: Sites = .{ .alloc = check_live.siteOf(ptr) orelse 0, .call = site, .call_label = label };
     switch (judge(f, ptr)) {
         .live => |l| {
-            _ = reportDamage(l); // the canary (the header and trailer are intact)
-            return .{ .block = l };
+            _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
+            return l;
         },
         .damaged => |d| {
-            _ = reportDamage(d.layout);
-            if (d.layout.user != ptr) return .{ .refused = .interior_pointer };
-            return .{ .block = d.layout };
+            _ = reportDamage(d.layout, .{ .alloc = check_live.siteOf(d.layout.user) orelse 0, .call = site, .call_label = label });
+            if (d.layout.user != ptr) return null;
+            return d.layout;
         },
-        .double_free => return refuse(.double_free, ptr, f, null, null),
-        .interior => |off| return refuse(.interior_pointer, ptr, f, off, null),
-        .unknown => return refuse(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out"),
+        .double_free => {
+            reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
+            return null;
+        },
+        .interior => |off| {
+            reportAt(.interior_pointer, ptr, f, off, null, call);
+            return null;
+        },
+        .unknown => {
+            reportAt(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out", call);
+            return null;
+        },
     }
 }
 
-fn refuse(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8) Validated {
-    report(problem, ptr, found, offset, detail);
-    return .{ .refused = problem };
+/// A double free's sites: the first free's and the allocation's while the block waits in
+/// the quarantine (the ring, or this thread's batch), and the second free.
+fn freedSites(start: usize, site: Site) Sites {
+    const h = findHeld(start) orelse return .{ .call = site, .call_label = "freed again" };
+    return .{ .alloc = h.alloc_site, .freed = h.free_site, .call = site, .call_label = "freed again" };
 }
 
 /// The block `ptr` names, freed or not, for a report.
@@ -475,30 +567,25 @@ pub fn usableSize(ptr: usize) ?usize {
 }
 
 pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
+    const site = takeSite();
     if (zero.owns(ptr)) {
         if (!zero.isLive(ptr)) {
             _ = zero.free(ptr); // reports it
             return .freed;
         }
-        const fresh = malloc(size, 16) orelse return .{ .ok = null };
+        const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
         _ = zero.free(ptr);
         return .{ .ok = fresh };
     }
-    const l = switch (validate(ptr)) {
-        .block => |l| l,
-        .refused => return switch (slow.classify(ptr)) {
-            .not_owned => .not_owned,
-            .freed => .freed,
-            else => .invalid,
-        },
+    const l = validate(ptr, site, "reallocated") orelse return switch (slow.classify(ptr)) {
+        .not_owned => .not_owned,
+        .freed => .freed,
+        else => .invalid,
     };
-    const fresh = malloc(size, 16) orelse return .{ .ok = null };
+    const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
     const n = @min(l.requested, size);
     @memcpy(bytes(@intFromPtr(fresh))[0..n], bytes(ptr)[0..n]);
-    lock.acquire();
-    defer lock.release();
-    live.remove(l.user);
-    quarantine(l);
+    if (leaveLive(l, site)) |alloc_site| quarantine(l, alloc_site, site);
     return .{ .ok = fresh };
 }
 
@@ -508,26 +595,175 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- quarantine
 
-const Held = struct { start: usize = 0, size: usize = 0, user: usize = 0, page: bool = false, bin: u8 = 0, large_usable: usize = 0 };
+const Held = struct {
+    start: usize = 0,
+    size: usize = 0,
+    user: usize = 0,
+    page: bool = false,
+    bin: u8 = 0,
+    /// a page block's pattern (check_pattern.zig): where its head ends, its window starts
+    head_end: u32 = 0,
+    window_at: u32 = 0,
+    large_usable: usize = 0,
+    /// where it was allocated and freed (check_sites.zig)
+    alloc_site: Site = 0,
+    free_site: Site = 0,
 
-/// FIFO ring of freed blocks (under `lock`).
+    fn freedPattern(self: Held) pattern.Pattern {
+        return .{ .size = self.size, .head_end = self.head_end, .window_at = self.window_at };
+    }
+};
+
+/// The quarantine: one FIFO ring of freed blocks for the process (under `ring_lock`), fed
+/// by a batch per thread (in its heap, no lock) of up to batch_len blocks or batch_bytes_max
+/// bytes; a full batch goes into the ring under one lock acquisition, and the blocks it
+/// pushes out of the ring's bounds are verified and freed after the lock is let go.
+/// Large blocks skip the batch (the fault handler finds their protected pages in the ring).
+var ring_lock: Lock = .{};
 var held: [quarantine_entries]Held = [_]Held{.{}} ** quarantine_entries;
 var held_first: usize = 0;
 var held_count: usize = 0;
 var held_bytes: usize = 0;
 
+const batch_len = 32;
+const batch_bytes_max: usize = 1 << 20;
+/// Blocks a flush lets go of after the lock; any beyond are released under it (a rare big
+/// block that pushes many out).
+const flush_out_max = 64;
+
+const Batch = struct {
+    count: u32,
+    /// blocks this thread freed (freeCount)
+    frees: u32,
+    bytes: usize,
+    entries: [batch_len]Held,
+};
+/// What check mode keeps per thread, in its heap's check_local bytes (zero, a fresh
+/// mapping's, is empty): its quarantine batch, and per bin the block its next malloc of the
+/// bin hands out (fetched from the page one malloc ahead, and its lines prefetched then:
+/// it is verified when handed out, and a block from the quarantine is cold).
+const Local = struct {
+    batch: Batch,
+    next: [size_class.bin_count]usize,
+    /// the thread's stack mapping, for HAKMEM_CHECK_STACKS's walks
+    stack: check_sites.StackBounds,
+};
+comptime {
+    std.debug.assert(@sizeOf(Local) <= heap_mod.check_local_bytes);
+    std.debug.assert(@alignOf(Local) <= 16);
+}
+
+fn localOf(heap: *heap_mod.Heap) *Local {
+    return @ptrCast(&heap.check_local);
+}
+
+/// The calling thread's batch; null without a heap.
+fn ownBatch() ?*Batch {
+    const heap = thread.currentAny() orelse return null;
+    return &localOf(heap).batch;
+}
+
 /// Poisons a freed block whole (a large block: its inner pages made inaccessible), then
 /// holds it; the oldest blocks beyond the bounds go back to their pages.
-fn quarantine(l: Layout) void {
+fn quarantine(l: Layout, alloc_site: Site, free_site: Site) void {
     const f = l.f;
-    poison(f);
-    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |p| p.bin else 0, .large_usable = f.large_usable };
+    const batch = ownBatch();
+    const p = if (f.page != null) pattern.choose(f.size, l.user - f.start, freeCount(batch) ^ f.start) else pattern.Pattern{ .size = f.size, .head_end = 0, .window_at = 0 };
+    poison(f, p);
+    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |pg| pg.bin else 0, .head_end = @intCast(p.head_end), .window_at = @intCast(p.window_at), .large_usable = f.large_usable, .alloc_site = alloc_site, .free_site = free_site };
     countFree(h, 1);
-    while (held_count > 0 and (held_count == quarantine_entries or held_bytes + f.size > quarantine_bytes_max)) release(takeOldest());
-    if (f.size > quarantine_bytes_max) return release(h);
-    held[(held_first + held_count) % quarantine_entries] = h;
-    held_count += 1;
-    held_bytes += f.size;
+    if (!h.page or batch == null) return flushHeld(&[1]Held{h});
+    batch.?.entries[batch.?.count] = h;
+    batch.?.count += 1;
+    batch.?.bytes += h.size;
+    if (batch.?.count == batch_len or batch.?.bytes >= batch_bytes_max) flushBatch(batch.?);
+}
+
+/// The calling thread's count of frees (moves the window of a big block's pattern).
+fn freeCount(batch: ?*Batch) u64 {
+    const b = batch orelse return 0;
+    b.frees +%= 1;
+    return b.frees;
+}
+
+fn flushBatch(batch: *Batch) void {
+    const n = batch.count;
+    batch.count = 0;
+    batch.bytes = 0;
+    flushHeld(batch.entries[0..n]);
+}
+
+/// Puts `blocks` into the ring, FIFO; what leaves the ring's bounds is released.
+fn flushHeld(blocks: []const Held) void {
+    var out: [flush_out_max]Held = undefined;
+    var n: usize = 0;
+    ring_lock.acquire();
+    for (blocks) |h| {
+        while (held_count > 0 and (held_count == quarantine_entries or held_bytes + h.size > quarantine_bytes_max)) {
+            const old = takeOldest();
+            if (n < out.len) {
+                out[n] = old;
+                n += 1;
+            } else release(old);
+        }
+        if (h.size <= quarantine_bytes_max) {
+            held[(held_first + held_count) % quarantine_entries] = h;
+            held_count += 1;
+            held_bytes += h.size;
+        } else if (n < out.len) {
+            out[n] = h;
+            n += 1;
+        } else release(h);
+    }
+    ring_lock.release();
+    // The blocks leaving are the oldest, long cold: ask for their edges at once, so that
+    // their misses overlap instead of coming one release after another.
+    for (out[0..n]) |h| {
+        @prefetch(@as(*const u8, @ptrFromInt(h.start)), .{ .rw = .write });
+        @prefetch(@as(*const u8, @ptrFromInt(h.start + h.size - 1)), .{});
+    }
+    for (out[0..n]) |h| release(h);
+}
+
+/// Thread exit (thread.zig's hook): the thread's batch goes into the ring, the blocks it
+/// fetched ahead back to their pages.
+fn flushAtExit(heap: *heap_mod.Heap) void {
+    const local = localOf(heap);
+    local.stack = .{}; // (the heap's next thread has its own stack)
+    flushBatch(&local.batch);
+    for (&local.next, 0..) |*next, bin| {
+        if (next.* == 0) continue;
+        heap.counters.direct_allocs[bin] += 1; // (taken back when it was fetched)
+        // Back on its page it is keyed free, so its next reuse verifies its pattern: a
+        // block fetched fresh from its page has none yet. (A freed one is verified first.)
+        if (findContaining(next.*)) |f| {
+            if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, 0);
+            pattern.write(f.start, pattern.choose(f.size, front_size, 0));
+        }
+        _ = slow.free(next.*);
+        next.* = 0;
+    }
+}
+
+/// The quarantined block that starts at `start`, newest first: this thread's batch, then
+/// the ring (a report's path: bounded by their sizes).
+fn findHeld(start: usize) ?Held {
+    if (ownBatch()) |batch| {
+        var k = batch.count;
+        while (k > 0) {
+            k -= 1;
+            if (batch.entries[k].start == start) return batch.entries[k];
+        }
+    }
+    ring_lock.acquire();
+    defer ring_lock.release();
+    var k = held_count;
+    while (k > 0) {
+        k -= 1;
+        const h = held[(held_first + k) % quarantine_entries];
+        if (h.start == start) return h;
+    }
+    return null;
 }
 
 fn takeOldest() Held {
@@ -544,8 +780,8 @@ fn protectedRange(start: usize, size: usize) struct { from: usize, to: usize } {
     return if (to > from) .{ .from = from, .to = to } else .{ .from = from, .to = from };
 }
 
-fn poison(f: Found) void {
-    if (f.page != null) return @memset(bytes(f.start)[0..f.size], freed_byte);
+fn poison(f: Found, p: pattern.Pattern) void {
+    if (f.page != null) return pattern.write(f.start, p);
     const r = protectedRange(f.start, f.size);
     @memset(bytes(f.start)[0 .. r.from - f.start], freed_byte);
     @memset(bytes(r.to)[0 .. f.start + f.size - r.to], freed_byte);
@@ -555,9 +791,10 @@ fn poison(f: Found) void {
     }
 }
 
-/// Verifies a held block's poison (a write after free is reported), then frees it.
+/// Verifies a held block's poison (its edges: see verifyFreedPattern; a write after free is
+/// reported), then frees it.
 fn release(h: Held) void {
-    _ = verifyPoison(h);
+    _ = verifyPoisonEdges(h);
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);
@@ -598,25 +835,36 @@ fn countBinFree(bin: usize, by: i2) void {
 
 /// True when a held block's poison is intact; else the write after free is reported.
 fn verifyPoison(h: Held) bool {
-    const at = poisonBroken(h) orelse return true;
+    return reportBrokenPoison(h, poisonBroken(h) orelse return true);
+}
+
+/// verifyPoison of the first and last edge bytes of a page's block (check_pattern.zig; a
+/// large block: all that is accessible of it, its first page and its tail).
+fn verifyPoisonEdges(h: Held) bool {
+    if (!h.page) return verifyPoison(h);
+    return reportBrokenPoison(h, pattern.edgesBroken(h.start, h.freedPattern()) orelse return true);
+}
+
+/// Reports a write after free at offset `at` of held block `h`; false.
+fn reportBrokenPoison(h: Held, at: usize) bool {
     var buf: [128]u8 = undefined;
     const f = findContaining(h.start) orelse return false;
     const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
-    report(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; found in the quarantine)", .{ offset, h.user, h.size }));
+    reportAt(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; found in the quarantine)", .{ offset, h.user, h.size }), .{ .alloc = h.alloc_site, .freed = h.free_site });
     repoison(h); // (warn mode: reported once)
     return false;
 }
 
 fn repoison(h: Held) void {
     const r = if (h.page) protectedRange(h.start, 0) else protectedRange(h.start, h.size);
-    if (h.page) return @memset(bytes(h.start)[0..h.size], freed_byte);
+    if (h.page) return pattern.write(h.start, h.freedPattern());
     @memset(bytes(h.start)[0 .. r.from - h.start], freed_byte);
     @memset(bytes(r.to)[0 .. h.start + h.size - r.to], freed_byte);
 }
 
 /// The offset in the block of the first byte whose poison changed (the accessible parts).
 fn poisonBroken(h: Held) ?usize {
-    if (h.page) return firstDifferent(h.start, h.start + h.size, freed_byte);
+    if (h.page) return pattern.firstBroken(h.start, h.freedPattern(), 0);
     const r = protectedRange(h.start, h.size);
     if (firstDifferent(h.start, r.from, freed_byte)) |at| return at;
     if (firstDifferent(r.to, h.start + h.size, freed_byte)) |at| return at + (r.to - h.start);
@@ -625,97 +873,52 @@ fn poisonBroken(h: Held) ?usize {
 
 // ---------------------------------------------------------------- live blocks and the sweep
 
-/// The user pointers of live check-mode blocks: open addressing, linear probing, mapped
-/// memory (never malloc), doubled at half load; 1 marks a removed slot. Under `lock`.
-const LiveTable = struct {
-    slots: ?[*]usize = null,
-    capacity: usize = 0,
-    used: usize = 0, // live + removed
+/// Set when the live table could not grow (out of memory): a block missing from it may
+/// then be live, so a free that finds none there is not taken for a double free.
+var live_incomplete = std.atomic.Value(bool).init(false);
 
-    const removed: usize = 1;
-
-    fn index(self: *const LiveTable, key: usize) usize {
-        return @as(usize, @truncate((key >> 4) *% 0x9E37_79B9_7F4A_7C15)) & (self.capacity - 1);
-    }
-
-    fn insert(self: *LiveTable, key: usize) void {
-        if ((self.used + 1) * 2 > self.capacity) self.grow() catch return;
-        var i = self.index(key);
-        var probes: usize = 0;
-        while (probes < self.capacity) : (probes += 1) {
-            const s = self.slots.?[i];
-            if (s == 0 or s == removed) {
-                if (s == 0) self.used += 1;
-                self.slots.?[i] = key;
-                return;
-            }
-            if (s == key) return;
-            i = (i + 1) & (self.capacity - 1);
-        }
-    }
-
-    fn remove(self: *LiveTable, key: usize) void {
-        const slots = self.slots orelse return;
-        var i = self.index(key);
-        var probes: usize = 0;
-        while (probes < self.capacity and slots[i] != 0) : (probes += 1) {
-            if (slots[i] == key) {
-                slots[i] = removed;
-                return;
-            }
-            i = (i + 1) & (self.capacity - 1);
-        }
-    }
-
-    fn grow(self: *LiveTable) error{OutOfMemory}!void {
-        const new_capacity = @max(4096, self.capacity * 2);
-        const mem = os.map(new_capacity * @sizeOf(usize)) orelse return error.OutOfMemory;
-        const old = self.slots;
-        const old_capacity = self.capacity;
-        self.slots = @ptrCast(@alignCast(mem));
-        self.capacity = new_capacity;
-        self.used = 0;
-        if (old) |o| {
-            for (o[0..old_capacity]) |key| if (key > removed) self.insert(key);
-            os.unmap(@ptrCast(o), old_capacity * @sizeOf(usize));
-        }
-    }
-};
-
-var live: LiveTable = .{};
-
-/// Checks every live block's redzones and every quarantined block's poison; returns how
-/// many problems were found (each reported). hak_check_heap, and at exit in check mode.
+/// Checks every live block's redzones and every quarantined block's poison (the ring's,
+/// and the calling thread's batch; other threads' batches, at most batch_len recent blocks
+/// each, are checked when they reach the ring); returns how many problems were found
+/// (each reported). hak_check_heap, and at exit in check mode.
 pub fn sweep() usize {
     if (config.check_mode == .off) return 0;
-    lock.acquire();
-    defer lock.release();
     var problems: usize = 0;
-    if (live.slots) |slots| {
-        for (slots[0..live.capacity]) |user| {
-            if (user <= LiveTable.removed) continue;
-            const f = findContaining(user) orelse continue;
-            switch (judge(f, user)) {
-                .live => |l| if (reportDamage(l)) {
-                    arm(l.f, l.user, l.requested); // (warn mode: reported once)
-                    problems += 1;
-                },
-                .damaged => |d| {
-                    _ = reportDamage(d.layout);
-                    if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
-                    problems += 1;
-                },
-                else => {
-                    report(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)");
-                    problems += 1;
-                },
-            }
+    check_live.forEach(&problems, sweepLive);
+    {
+        ring_lock.acquire();
+        defer ring_lock.release();
+        for (0..held_count) |k| {
+            if (!verifyPoison(held[(held_first + k) % quarantine_entries])) problems += 1;
         }
     }
-    for (0..held_count) |k| {
-        if (!verifyPoison(held[(held_first + k) % quarantine_entries])) problems += 1;
+    if (ownBatch()) |batch| {
+        for (batch.entries[0..batch.count]) |h| {
+            if (!verifyPoison(h)) problems += 1;
+        }
     }
     return problems;
+}
+
+fn sweepLive(problems: *usize, user: usize, site: Site) void {
+    const f = findContaining(user) orelse return;
+    if (liveIntact(f, user) != null) return;
+    const sites: Sites = .{ .alloc = site };
+    switch (judge(f, user)) {
+        .live => |l| if (reportDamage(l, sites)) {
+            arm(l.f, l.user, l.requested); // (warn mode: reported once)
+            problems.* += 1;
+        },
+        .damaged => |d| {
+            _ = reportDamage(d.layout, sites);
+            if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
+            problems.* += 1;
+        },
+        else => {
+            reportAt(.trailer_overwritten, user, f, null, "both redzones of a live block are overwritten (found by the sweep)", sites);
+            problems.* += 1;
+        },
+    }
 }
 
 fn atExit() callconv(.c) void {
@@ -819,6 +1022,7 @@ fn onFault(addr: usize) bool {
         const h = held[(held_first + k) % quarantine_entries];
         if (h.page or addr < h.start or addr >= h.start + h.size) continue;
         os.printStderr("hakmem: CHECK: access to a freed block 0x{x} (large tier, {d}-byte block, offset {d} from the freed pointer, thread {d}): a use after free (the block waits in check mode's quarantine, its pages inaccessible)\n", .{ h.user, h.size, @as(isize, @intCast(addr)) - @as(isize, @intCast(h.user)), tid });
+        (Sites{ .alloc = h.alloc_site, .freed = h.free_site }).print();
         return true;
     }
     const f = findContaining(addr) orelse return false;
@@ -831,25 +1035,33 @@ fn onFault(addr: usize) bool {
     } else {
         os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, in the guard page after the block (its trailer is overwritten too)\n", .{ user, f.size, tid, addr - user });
     }
+    (Sites{ .alloc = check_live.trySiteOf(user) orelse 0 }).print();
     return true;
 }
 
-// fork: the check lock is taken around it (process.zig is below this file: check mode
-// installs its own handlers, at its first allocation).
+// fork: check mode's locks are taken around it (process.zig is below this file: check
+// mode installs its own handlers, at its first allocation), and so is the thread-exit hook.
 extern "c" fn pthread_atfork(prepare: ?*const fn () callconv(.c) void, parent: ?*const fn () callconv(.c) void, child: ?*const fn () callconv(.c) void) c_int;
-var fork_handlers = std.atomic.Value(bool).init(false);
+var installed = std.atomic.Value(bool).init(false);
 
-fn installForkHandlers() void {
-    if (fork_handlers.load(.monotonic) or fork_handlers.swap(true, .acq_rel)) return;
+fn installOnce() void {
+    if (installed.load(.monotonic) or installed.swap(true, .acq_rel)) return;
+    thread.check_exit_hook = &flushAtExit;
     _ = pthread_atfork(lockForFork, unlockAfterFork, resetLockInChild); // may malloc: flag set first
 }
 fn lockForFork() callconv(.c) void {
     lock.acquire();
+    ring_lock.acquire();
+    check_live.lockAll();
 }
 fn unlockAfterFork() callconv(.c) void {
+    check_live.unlockAll();
+    ring_lock.release();
     lock.release();
 }
 fn resetLockInChild() callconv(.c) void {
+    check_live.resetLocksInChild();
+    ring_lock.resetInChild();
     lock.resetInChild();
 }
 
@@ -858,17 +1070,4 @@ test "check-mode layout constants" {
     try std.testing.expect(pattern_offset == @sizeOf(block_mod.Block));
     block_mod.initSecrets();
     try std.testing.expect(liveTag() != block_mod.free_key and liveTag() != block_mod.fresh_key and liveTag() != freed_word);
-}
-
-test "the live table inserts, finds room again after removals, and grows" {
-    var t: LiveTable = .{};
-    for (1..5000) |i| t.insert(i * 16);
-    for (1..2500) |i| t.remove(i * 16);
-    for (5000..7000) |i| t.insert(i * 16);
-    var count: usize = 0;
-    for (t.slots.?[0..t.capacity]) |k| {
-        if (k > LiveTable.removed) count += 1;
-    }
-    try std.testing.expectEqual(@as(usize, 4500), count);
-    os.unmap(@ptrCast(t.slots.?), t.capacity * @sizeOf(usize));
 }

@@ -11,6 +11,14 @@ const libc_next = @import("../base/libc_next.zig");
 const misuse = @import("../settings/misuse.zig");
 const abi = @import("../abi.zig");
 const trace = @import("../process/trace.zig");
+const check_sites = @import("../calls/check_sites.zig");
+
+// Check mode notes where each call came from (check_sites.zig): an entry point jumps
+// (@call always_tail: its frame is gone) to a twin that keeps a frame pointer, whose frame
+// address then names the program's call: its return address and frame pointer. malloc and
+// free do it in alloc.zig's and freeOther's slow paths (their fast paths jump there); the
+// others at their first test. The bodies (…Body) call one another, never an entry point,
+// so that an inner call does not note itself.
 
 export fn malloc(size: usize) ?*anyopaque {
     return alloc.mallocFrom(.libc, size);
@@ -27,6 +35,22 @@ comptime {
 }
 
 noinline fn freeOther(ptr: ?*anyopaque) void {
+    if (config.check_mode != .off) return @call(.always_tail, freeChecked, .{ptr});
+    freeOtherBody(ptr);
+}
+
+noinline fn freeChecked(ptr: ?*anyopaque) void {
+    check_sites.noteEntry(@frameAddress());
+    freeOtherBody(ptr);
+}
+
+/// free's body for the other libc names (realloc(p, 0)).
+fn freeBody(ptr: ?*anyopaque) void {
+    if (alloc.freeFast(ptr)) return;
+    freeOtherBody(ptr);
+}
+
+fn freeOtherBody(ptr: ?*anyopaque) void {
     if (config.trace) trace.freeing(ptr); // before: the address may be handed out again at once
     switch (alloc.freeOther(@intFromPtr(ptr))) {
         .ok => {},
@@ -46,6 +70,16 @@ fn mayForward(ptr: ?*anyopaque) bool {
 }
 
 export fn calloc(count: usize, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, callocChecked, .{ count, size });
+    return callocBody(count, size);
+}
+
+fn callocChecked(count: usize, size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    return callocBody(count, size);
+}
+
+noinline fn callocBody(count: usize, size: usize) ?*anyopaque {
     misuse.noteLibcMode();
     const ptr = alloc.calloc(count, size);
     if (config.trace) trace.allocated(.calloc, count *% size, ptr);
@@ -53,9 +87,19 @@ export fn calloc(count: usize, size: usize) ?*anyopaque {
 }
 
 export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, reallocChecked, .{ ptr, size });
+    return reallocBody(ptr, size);
+}
+
+fn reallocChecked(ptr: ?*anyopaque, size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    return reallocBody(ptr, size);
+}
+
+noinline fn reallocBody(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     if (ptr != null and size == 0) {
         // glibc's behaviour: realloc(p, 0) frees p and returns NULL.
-        free(ptr);
+        freeBody(ptr);
         return null;
     }
     misuse.noteLibcMode();
@@ -87,11 +131,31 @@ fn reallocUntraced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
 }
 
 export fn reallocarray(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, reallocarrayChecked, .{ ptr, count, size });
+    return reallocarrayBody(ptr, count, size);
+}
+
+fn reallocarrayChecked(ptr: ?*anyopaque, count: usize, size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    return reallocarrayBody(ptr, count, size);
+}
+
+noinline fn reallocarrayBody(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque {
     const total = std.math.mul(usize, count, size) catch return alloc.outOfMemory();
-    return realloc(ptr, total);
+    return reallocBody(ptr, total);
 }
 
 export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int {
+    if (config.check_mode != .off) return @call(.always_tail, posixMemalignChecked, .{ out, alignment, size });
+    return posixMemalignBody(out, alignment, size);
+}
+
+fn posixMemalignChecked(out: *?*anyopaque, alignment: usize, size: usize) callconv(.c) c_int {
+    check_sites.noteEntry(@frameAddress());
+    return posixMemalignBody(out, alignment, size);
+}
+
+noinline fn posixMemalignBody(out: *?*anyopaque, alignment: usize, size: usize) c_int {
     if (alignment < @sizeOf(usize) or !std.math.isPowerOfTwo(alignment)) return @intFromEnum(std.c.E.INVAL);
     const saved = os.errnoPtr().*;
     defer os.errnoPtr().* = saved;
@@ -104,12 +168,23 @@ export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int
 /// is not a power of two implementation-defined; glibc 2.38 began to refuse it, but
 /// programs were tested against the glibc that accepted it. hak_aligned_alloc is strict.
 export fn aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
-    return memalign(alignment, size);
+    if (config.check_mode != .off) return @call(.always_tail, memalignChecked, .{ alignment, size });
+    return memalignBody(alignment, size);
 }
 
 /// glibc's memalign: an alignment that is not a power of two is rounded up to the next
 /// one; above SIZE_MAX/2 + 1 (no power of two to round to) it is EINVAL.
 export fn memalign(alignment: usize, size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, memalignChecked, .{ alignment, size });
+    return memalignBody(alignment, size);
+}
+
+fn memalignChecked(alignment: usize, size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    return memalignBody(alignment, size);
+}
+
+noinline fn memalignBody(alignment: usize, size: usize) ?*anyopaque {
     if (alignment > std.math.maxInt(usize) / 2 + 1) {
         os.setErrno(.INVAL);
         return null;
@@ -119,17 +194,33 @@ export fn memalign(alignment: usize, size: usize) ?*anyopaque {
 }
 
 export fn valloc(size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, vallocChecked, .{size});
+    return aligned(os.page_size, size);
+}
+
+fn vallocChecked(size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
     return aligned(os.page_size, size);
 }
 
 /// Every aligned allocation of the libc names, recorded when tracing.
-fn aligned(alignment: usize, size: usize) ?*anyopaque {
+noinline fn aligned(alignment: usize, size: usize) ?*anyopaque {
     const ptr = alloc.alignedAlloc(alignment, size);
     if (config.trace) trace.alignedAllocated(alignment, size, ptr);
     return ptr;
 }
 
 export fn pvalloc(size: usize) ?*anyopaque {
+    if (config.check_mode != .off) return @call(.always_tail, pvallocChecked, .{size});
+    return pvallocBody(size);
+}
+
+fn pvallocChecked(size: usize) callconv(.c) ?*anyopaque {
+    check_sites.noteEntry(@frameAddress());
+    return pvallocBody(size);
+}
+
+noinline fn pvallocBody(size: usize) ?*anyopaque {
     const rounded = std.math.add(usize, size, os.page_size - 1) catch return alloc.outOfMemory();
     return aligned(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
 }

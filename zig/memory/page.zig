@@ -261,8 +261,22 @@ pub const Page = extern struct {
             for (out[0..got]) |blk| {
                 if (blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(@intFromPtr(blk), self.where(), 8);
             }
+        } else {
+            // every block free on the page is keyed free (carved, given back, collected):
+            // one that is not was written after its free, or by an overflow of the block
+            // before it; found here, per refill, not on malloc's path
+            for (out[0..got]) |blk| self.checkFreeKey(blk);
         }
         return got;
+    }
+
+    /// Reports a block of this page that should be free and is not keyed so
+    /// (misuse.freeBlockKeyWritten names the block before it: an overflow of it is the
+    /// likely writer).
+    pub inline fn checkFreeKey(self: *const Page, blk: *const Block) void {
+        if (blk.key == block_mod.free_key) return;
+        const addr = @intFromPtr(blk);
+        misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
     }
 
     pub const PushResult = enum { ok, emptied, double_free };

@@ -59,6 +59,9 @@ comptime {
 /// HAKMEM_CHECK=1 (abort on the first problem) or =warn (report and continue): check.zig.
 /// Fixed before the first heap exists.
 pub var check_mode: CheckMode = .off;
+/// HAKMEM_CHECK_STACKS=1: check mode keeps a short backtrace of each allocation and free
+/// (check_sites.zig) instead of the return address alone.
+pub var check_stacks: bool = false;
 
 /// What applying one variable's value gave.
 const Verdict = union(enum) {
@@ -91,6 +94,7 @@ const known = [_]Var{
     .{ .name = "HAKMEM_STATS", .expected = "1 or 0", .default = "0", .apply = applyStats },
     .{ .name = "HAKMEM_STATS_FILE", .expected = "a file path (%p: the process id)", .default = "stderr", .apply = applyStatsFile },
     .{ .name = "HAKMEM_CHECK", .expected = "1 (or abort), warn, or 0 (or off)", .default = "0", .apply = applyCheck },
+    .{ .name = "HAKMEM_CHECK_STACKS", .expected = "1 or 0", .default = "0", .apply = applyCheckStacks },
     .{ .name = "HAKMEM_ADAPT", .expected = "1 or 0", .default = "1", .apply = applyAdapt },
     .{ .name = "HAKMEM_GUARD_SAMPLE_MB", .expected = "a whole number of MiB (0: off)", .default = "32", .apply = applyGuardSample },
     .{ .name = "HAKMEM_BACKGROUND", .expected = "1 or 0", .default = "0", .apply = applyBackground },
@@ -399,6 +403,11 @@ fn applyCheck(value: []const u8) Verdict {
     return .ok;
 }
 
+fn applyCheckStacks(value: []const u8) Verdict {
+    if (std.mem.eql(u8, value, "1")) check_stacks = true else if (std.mem.eql(u8, value, "0")) check_stacks = false else return .malformed;
+    return .ok;
+}
+
 fn applyStats(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1") or std.mem.eql(u8, value, "true")) {
         print_stats_at_exit = true;
@@ -491,5 +500,10 @@ test "settings: empty, malformed and out-of-range values are refused with their 
     try std.testing.expect(applyPurgeDelay("99999999999999999999999") == .above);
     try std.testing.expectEqual(Verdict.malformed, applyPurgeDelay("5s"));
     try std.testing.expectEqual(Verdict.malformed, applyAdapt("yes"));
+    try std.testing.expectEqual(Verdict.malformed, applyCheckStacks("yes"));
+    try std.testing.expectEqual(Verdict.ok, applyCheckStacks("1"));
+    try std.testing.expect(check_stacks);
+    try std.testing.expectEqual(Verdict.ok, applyCheckStacks("0"));
+    try std.testing.expect(!check_stacks);
 }
 

@@ -110,6 +110,21 @@ pub noinline fn freedBlockWritten(addr: usize, where: Where, offset: usize) void
     corrupted("the free-list link of a freed block was overwritten (a write after free?)", addr);
 }
 
+/// The key word of a free block (in a thread cache, or free on its page) no longer says
+/// free: found when a cache gives blocks back to their pages (flush) or takes them from one
+/// (refill). A write after free, or an overflow of the block before it (`before`, 0 when
+/// the block starts its page) that ran past its end. Check mode reports it as a write to a
+/// freed block (warn: returns); normal mode stops, the block's page cannot be trusted.
+pub noinline fn freeBlockKeyWritten(addr: usize, before: usize, where: Where) void {
+    if (config.check_mode != .off) return report(.use_after_free, addr, where, 8);
+    if (before != 0) {
+        os.printStderr("hakmem: heap corruption: the key word of a free block was overwritten: a write after free, or an overflow of the {d}-byte block before it, 0x{x} (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ where.block_size, before, addr, std.os.linux.gettid() });
+    } else {
+        os.printStderr("hakmem: heap corruption: the key word of a free block was overwritten: a write after free (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ addr, std.os.linux.gettid() });
+    }
+    std.c.abort();
+}
+
 /// Heap corruption the allocator cannot recover from: say so and abort.
 pub noinline fn corrupted(what: []const u8, addr: usize) noreturn {
     os.printStderr("hakmem: heap corruption: {s} (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ what, addr, std.os.linux.gettid() });

@@ -99,6 +99,10 @@ pub const Counters = struct {
 /// What became of a block free gave to a heap's slow path.
 pub const FreeOutcome = enum { ok, double_free };
 
+/// Bytes of a heap kept for check mode's per-thread state (check.zig: its quarantine
+/// batch, and a block per bin fetched ahead).
+pub const check_local_bytes = 4096;
+
 pub const Heap = struct {
     cache: thread_cache.Cache,
     direct: [bins]*Page,
@@ -129,6 +133,9 @@ pub const Heap = struct {
     large_local: large_local.LocalLarge,
     /// The last memory-pressure epoch this heap purged for (budget.zig).
     relief_seen: u32,
+    /// Check mode's state of the heap's thread (check.zig owns these bytes; all zero is
+    /// empty; thread exit gives back what it holds).
+    check_local: [check_local_bytes]u8 align(16),
 
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
@@ -150,6 +157,7 @@ pub const Heap = struct {
         self.grown = .{};
         self.large_local = .{};
         self.relief_seen = 0;
+        @memset(&self.check_local, 0);
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
         std.debug.assert(!checked or self.cache.capacity(0) == 0); // check mode: no cache
     }

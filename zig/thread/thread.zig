@@ -39,8 +39,9 @@ const empty_cache: *Cache = @ptrCast(&empty_entries);
 
 threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
 /// In check mode (and when tracing, config.trace) the heap lives here instead, so the fast
-/// paths always fall through.
-threadlocal var check_heap: ?*Heap = null;
+/// paths always fall through (zig/tls.c's hakmem_tls_check_heap in the library, initial-exec
+/// as tls_cache: check mode reads it several times per call).
+threadlocal var check_heap_tls: ?*Heap = null;
 /// Set once the thread's exit destructor parked its heap.
 threadlocal var exit_ran: bool = false;
 
@@ -91,10 +92,39 @@ pub fn currentAny() ?*Heap {
     return current() orelse checkHeap();
 }
 
-/// (Not inlined: the general-dynamic TLS access of check_heap is a __tls_get_addr call,
-/// which the compiler would otherwise make before it knows current() is null.)
-noinline fn checkHeap() ?*Heap {
-    return check_heap;
+fn checkHeap() ?*Heap {
+    if (!use_initial_exec) return check_heap_tls;
+    return asm (
+        \\movq hakmem_tls_check_heap@GOTTPOFF(%%rip), %[heap]
+        \\movq %%fs:(%[heap]), %[heap]
+        : [heap] "=r" (-> ?*Heap),
+    );
+}
+
+/// Check mode's record of the call being served: its return address and the caller's
+/// frame pointer, written by the entry point (preload.zig), taken by check_sites.zig.
+threadlocal var check_entry_tls: [2]usize = .{ 0, 0 };
+
+pub fn checkEntry() *[2]usize {
+    if (!use_initial_exec) return &check_entry_tls;
+    return asm (
+        \\movq %%fs:0, %[entry]
+        \\addq hakmem_tls_check_entry@GOTTPOFF(%%rip), %[entry]
+        : [entry] "=r" (-> *[2]usize),
+    );
+}
+
+fn setCheckHeap(heap: ?*Heap) void {
+    if (!use_initial_exec) {
+        check_heap_tls = heap;
+        return;
+    }
+    asm volatile (
+        \\movq hakmem_tls_check_heap@GOTTPOFF(%%rip), %%rax
+        \\movq %[heap], %%fs:(%%rax)
+        :
+        : [heap] "r" (heap),
+        : .{ .rax = true, .memory = true });
 }
 
 /// A heap for the calling thread, which has none (currentAny() is null), made its own.
@@ -108,7 +138,7 @@ pub fn create() ?*Heap {
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
-    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else check_heap = heap;
+    if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else setCheckHeap(heap);
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -151,12 +181,17 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
     onThreadExit(heap);
 }
 
+/// Check mode's work at a thread's exit (check.zig sets it: the thread's quarantine batch
+/// goes to the shared quarantine), while the thread still has its heap.
+pub var check_exit_hook: ?*const fn (*Heap) void = null;
+
 /// The pthread-key destructor: the thread is exiting. Its heap leaves the registry and is
 /// parked whole for the next thread (heap.zig: exited threads' heaps).
 pub fn onThreadExit(heap: *Heap) void {
+    if (check_exit_hook) |hook| hook(heap);
     validate.atThreadExit(heap);
     setCache(empty_cache);
-    check_heap = null;
+    setCheckHeap(null);
     exit_ran = true;
     const now = os.nowMs();
     heap.returnHeld(now); // before its counters retire

@@ -19,7 +19,10 @@
 //!           block already there was freed twice), else onto its `thread_free` with one CAS
 //!           per run (the owner checks them when it collects). Remote frees are counted here.
 //!   refill  (a pop finds the stack empty): blocks taken off one page's `free` (each
-//!           checked: bit set, link decodes into the page).
+//!           checked: bit set, keyed free).
+//! Both check every block's key word: a free block nobody may write to that is no longer
+//! keyed free was written after its free, or by an overflow of the block before it (one
+//! compare per block per batch; free and malloc themselves check nothing more).
 //! `frees` counts pushes; with the blocks moved in and out by refill and flush it gives the
 //! exact number of pops (allocs) without counting on malloc's path (see `pops`).
 //!
@@ -359,13 +362,18 @@ pub const Cache = extern struct {
         return remote;
     }
 
+    /// (Every block is checked still keyed free, as push left it: a stray write since,
+    /// after the free or by an overflow of the block before it, is reported here, once per
+    /// flush, not on free's path.)
     fn returnLocal(page: *Page, run: []*Block) void {
         for (run) |blk| {
+            page.checkFreeKey(blk);
             if (page.pushFree(blk) == .double_free) misuse.doubleFreeFound(@intFromPtr(blk), page.where());
         }
     }
 
     fn returnRemote(page: *Page, run: []*Block) void {
+        for (run) |blk| page.checkFreeKey(blk);
         for (run[0 .. run.len - 1], run[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
         page.pushRemoteChain(run[0], run[run.len - 1]);
     }

@@ -1,0 +1,158 @@
+//! check_pattern.zig — where check mode writes the freed pattern (0xDF) into a freed page
+//! block, and which of its bytes each verification reads back.
+//!
+//! A block up to whole_max bytes is filled whole. A bigger one (a mid block) gets its head,
+//! a window that moves on at every free, and its tail; the bytes between keep what the
+//! program left there (filling and reading 4-32 KiB per free was most of check mode's time
+//! on such blocks):
+//!
+//!   | head: 0xDF … (head_bytes, or past the user pointer) | …stale… | window 0xDF | …stale… | words | tail 0xDF |
+//!                                                                                   ^ size - tail_bytes: where the
+//!                                                                                     head ends and the window starts
+//!
+//! The two words are freed words when the block was filled whole; else both say where the
+//! head ends and the window starts, each xor its own secret (a stray write to either is
+//! not taken for a pattern).
+//! Verified:
+//!   leaving the quarantine: the first and last edge_bytes (the page writes its key over
+//!     the first line; a write anywhere else is seen when the block is handed out again)
+//!   handed out again, and in the sweep: every byte the pattern was written to
+const std = @import("std");
+const block_mod = @import("../base/block.zig");
+const scan = @import("../base/scan.zig");
+
+pub const freed_byte: u8 = 0xDF;
+pub const freed_word: u64 = 0xDFDF_DFDF_DFDF_DFDF;
+/// Blocks up to this size are filled and verified whole.
+pub const whole_max = 4096;
+pub const head_bytes = 1024;
+pub const window_bytes = 256;
+pub const tail_bytes = 256;
+pub const edge_bytes = 64;
+comptime {
+    std.debug.assert(head_bytes + window_bytes + tail_bytes <= whole_max);
+    std.debug.assert(tail_bytes >= edge_bytes + 16); // the words are not among the last edge bytes
+}
+
+/// Where a block's pattern is (offsets from its start). `window_at` 0: filled whole.
+pub const Pattern = struct {
+    size: usize,
+    head_end: usize,
+    window_at: usize,
+
+    pub fn isWhole(self: Pattern) bool {
+        return self.window_at == 0;
+    }
+
+    fn wordAt(self: Pattern) usize {
+        return self.size - tail_bytes;
+    }
+};
+
+fn secrets() [2]u64 {
+    return .{ block_mod.link_secret ^ 0x7769_6e64_6f77_2121, block_mod.link_secret ^ 0x7769_6e64_6f77_3232 };
+}
+
+fn bytes(addr: usize) [*]u8 {
+    return @ptrFromInt(addr);
+}
+
+fn readWord(addr: usize) u64 {
+    return std.mem.readInt(u64, bytes(addr)[0..8], .little);
+}
+
+/// The pattern of a block of `size` bytes freed at `user_offset`; `seed` moves the window.
+pub fn choose(size: usize, user_offset: usize, seed: u64) Pattern {
+    const whole: Pattern = .{ .size = size, .head_end = size, .window_at = 0 };
+    if (size <= whole_max) return whole;
+    // (the head covers the user pointer's first bytes and the header before it: a read
+    // after free of them sees the pattern, and the double-free test reads the header)
+    const head_end = @max(head_bytes, std.mem.alignForward(usize, user_offset + 64, 64));
+    if (head_end + window_bytes + tail_bytes > size) return whole;
+    const room = (size - tail_bytes - window_bytes - head_end) / 64; // window starts, 64 apart
+    const at = head_end + (seed *% 0x9E37_79B9_7F4A_7C15 >> 32) % (room + 1) * 64;
+    return .{ .size = size, .head_end = head_end, .window_at = at };
+}
+
+/// Writes the pattern into the block at `start`.
+pub fn write(start: usize, p: Pattern) void {
+    if (p.isWhole()) return @memset(bytes(start)[0..p.size], freed_byte);
+    @memset(bytes(start)[0..p.head_end], freed_byte);
+    @memset(bytes(start + p.window_at)[0..window_bytes], freed_byte);
+    @memset(bytes(start + p.wordAt())[0..tail_bytes], freed_byte);
+    const where = (@as(u64, p.head_end) << 32) | p.window_at;
+    std.mem.writeInt(u64, bytes(start + p.wordAt())[0..8], where ^ secrets()[0], .little);
+    std.mem.writeInt(u64, bytes(start + p.wordAt() + 8)[0..8], where ^ secrets()[1], .little);
+}
+
+/// The pattern a freed block of `size` bytes at `start` says it has; null when its words
+/// were overwritten (a write after free at offset size - tail_bytes).
+pub fn read(start: usize, size: usize) ?Pattern {
+    if (size <= whole_max) return .{ .size = size, .head_end = size, .window_at = 0 };
+    const first = readWord(start + size - tail_bytes);
+    const second = readWord(start + size - tail_bytes + 8);
+    if (first == freed_word and second == freed_word) return .{ .size = size, .head_end = size, .window_at = 0 };
+    const decoded = first ^ secrets()[0];
+    if (decoded != second ^ secrets()[1]) return null;
+    const p: Pattern = .{ .size = size, .head_end = @intCast(decoded >> 32), .window_at = @as(u32, @truncate(decoded)) };
+    if (p.head_end < head_bytes or p.window_at < p.head_end or p.window_at % 64 != 0) return null;
+    if (p.window_at + window_bytes > size - tail_bytes) return null;
+    return p;
+}
+
+/// Offset (from `start`) of the first byte at or past `from` the pattern was written to and
+/// that changed since; null when none did.
+pub fn firstBroken(start: usize, p: Pattern, from: usize) ?usize {
+    if (p.isWhole()) return spanBroken(start, from, p.size);
+    if (spanBroken(start, from, p.head_end)) |at| return at;
+    if (spanBroken(start, @max(from, p.window_at), p.window_at + window_bytes)) |at| return at;
+    return spanBroken(start, @max(from, p.wordAt() + 16), p.size);
+}
+
+/// firstBroken of the block's first and last edge_bytes only (from offset 0).
+pub fn edgesBroken(start: usize, p: Pattern) ?usize {
+    if (p.size <= 2 * edge_bytes) return firstBroken(start, p, 0);
+    if (spanBroken(start, 0, edge_bytes)) |at| return at;
+    return spanBroken(start, p.size - edge_bytes, p.size);
+}
+
+fn spanBroken(start: usize, from: usize, to: usize) ?usize {
+    if (from >= to or scan.allEqual(start + from, start + to, freed_byte)) return null;
+    return from + scan.firstDifferent(start + from, start + to, freed_byte).?;
+}
+
+test "a big block's pattern: written, read back, and every byte of it is verified" {
+    block_mod.initSecrets();
+    var buf: [16384]u8 align(64) = undefined;
+    const start = @intFromPtr(&buf);
+    for ([_]usize{ 0, 1, 77, 1 << 40 }) |seed| {
+        @memset(&buf, 0x11);
+        const p = choose(buf.len, 16, seed);
+        try std.testing.expect(!p.isWhole());
+        write(start, p);
+        const q = read(start, buf.len).?;
+        try std.testing.expectEqual(p, q);
+        try std.testing.expectEqual(@as(?usize, null), firstBroken(start, q, 0));
+        try std.testing.expectEqual(@as(?usize, null), edgesBroken(start, q));
+        // a write to a byte of the pattern is found; one to a stale byte is not looked for
+        for ([_]usize{ 16, 900, q.window_at + 7, buf.len - 1, buf.len - tail_bytes + 16 }) |at| {
+            buf[at] ^= 1;
+            try std.testing.expectEqual(@as(?usize, at), firstBroken(start, q, 16));
+            buf[at] ^= 1;
+        }
+        buf[q.head_end + 1] = 0; // stale bytes between (q.head_end < q.window_at or equal)
+        if (q.window_at > q.head_end + 1) try std.testing.expectEqual(@as(?usize, null), firstBroken(start, q, 0));
+        for ([_]usize{ 0, 8 }) |word| {
+            buf[buf.len - tail_bytes + word] ^= 0x40; // one of the words: no longer a pattern
+            try std.testing.expectEqual(@as(?Pattern, null), read(start, buf.len));
+            buf[buf.len - tail_bytes + word] ^= 0x40;
+        }
+    }
+}
+
+test "small blocks, and big ones with a head past the user pointer, are filled whole when the window does not fit" {
+    try std.testing.expect(choose(4096, 16, 3).isWhole());
+    try std.testing.expect(choose(8192, 8000, 3).isWhole());
+    const p = choose(8192, 2048, 3);
+    try std.testing.expect(!p.isWhole() and p.head_end == 2048 + 64);
+}

@@ -480,10 +480,10 @@ pub fn free(ptr: usize) FreeVerdict {
     const site = takeSite();
     if (ptr == 0) return .freed;
     if (zero.owns(ptr)) return zero.free(ptr);
+    refused_double_free = false;
     const l = validate(ptr, site, "freed") orelse return switch (slow.classify(ptr)) {
         .not_owned => .not_owned,
-        .freed => .double_free,
-        else => .ignored,
+        else => if (refused_double_free) .double_free else .ignored,
     };
     const alloc_site = leaveLive(l, site) orelse return .double_free; // (another thread's free took it first)
     quarantine(l, alloc_site, site);
@@ -502,11 +502,21 @@ fn leaveLive(l: Layout, site: Site) ?Site {
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
 /// reported, the block still freed); null (reported) when it is no live block.
 /// `site`: the call (a free or a realloc, `label`), named in the reports.
+/// Set by validate when what it refused (and reported) was a double free: free's verdict.
+threadlocal var refused_double_free = false;
+
+fn refusedDoubleFree() void {
+    refused_double_free = true;
+}
+
 fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
     const call: Sites = .{ .call = site, .call_label = label };
     const f = findContaining(ptr) orelse {
         switch (slow.classify(ptr)) {
-            .freed => reportAt(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site)),
+            .freed => {
+                refusedDoubleFree();
+                reportAt(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site));
+            },
             .not_owned => reportAt(.not_owned, ptr, null, null, null, call),
             else => reportAt(.interior_pointer, ptr, null, null, null, call),
         }
@@ -514,7 +524,7 @@ fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
     };
     if (liveIntact(f, ptr)) |l| return l;
     if (f.page != null and slow.classify(f.start) == .freed) {
-        reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
+        refusedDoubleFree(); reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
         return null;
     }
     const damaged: Sites = .{ .alloc = check_live.siteOf(ptr) orelse 0, .call = site, .call_label = label };
@@ -529,7 +539,7 @@ fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
             return d.layout;
         },
         .double_free => {
-            reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
+            refusedDoubleFree(); reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
             return null;
         },
         .interior => |off| {

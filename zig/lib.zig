@@ -37,11 +37,12 @@
 //!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
 //!     parked heaps that no thread took within the decay time (adopted by the next thread
 //!     that needs a page; their dirty slices purged when abandoned)
-//!   Large (large.zig): blocks above mid_max, each with a header before it. Up to 256 MiB:
-//!     a run of 64 KiB units in a reserved 1 GiB region (large_region.zig; freed runs
-//!     coalesce and stay resident, purged oldest first along the decay curve); larger, or
-//!     aligned to 4 MiB or more: a mapping of its own (4 MiB aligned; freed mappings wait in
-//!     a cache). Both keep at most the limit large_cache.zig sizes from recent demand.
+//!   Large (large.zig): blocks above mid_max, each with a header before it (large_header.zig).
+//!     Up to 256 MiB: a run of 64 KiB units in a reserved 1 GiB region (large_region.zig;
+//!     freed runs coalesce and stay resident, purged oldest first along the decay curve);
+//!     larger, or aligned to more than 64 KiB: a mapping of its own (4 MiB aligned; freed
+//!     mappings wait in a cache: large_mappings.zig; realloc by mremap: large_resize.zig).
+//!     Both keep at most the limit large_cache.zig sizes from recent demand.
 //!   segment_map.zig: one byte per 4 MiB of address space: none, segment, large head/tail,
 //!     large region
 //!
@@ -90,8 +91,10 @@
 //!   Heap.large_local: its owner thread only (plain); a held block's header magic: atomic
 //!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
-//!     mapping cache's entries, cached_bytes and recent_peak: under large's cache_lock; a
-//!     region's unit bitmaps (free, writable, resident, owner): under large_region's lock
+//!     mapping cache's entries, cached_bytes and recent_peak: under large_mappings'
+//!     cache_lock; a region's unit bitmaps (free, writable, resident, owner): under
+//!     large_region's lock; the ring of blocks given back lately (large_recent.zig): atomic
+//!     slots, no lock
 //!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
 //!   routing's thresholds and tables: atomic stores (release) by hak_set_thresholds (and
 //!     once at init, from HAKMEM_TINY_MAX/MID_MAX), plain loads on malloc's fast path;
@@ -104,15 +107,16 @@
 //!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
 //!   heap.exited_lock (the exited threads' heaps: parked, empty): taken alone, never held
 //!   across another lock or a system call.
-//!   large's cache_lock, large_region's lock, profile's lock: each taken alone (profile's
-//!   never across backtrace(), which may call malloc). arena.cache_lock and
-//!   large's cache_lock are never held across a system call (mappings are made and unmapped
-//!   after they are released); a heap's segments.lock may be (a new segment's mmap, a
-//!   purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under it) and
-//!   large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
-//!   registry_lock, exited_lock, cache_lock, abandoned_lock, large's cache_lock, large_region's
-//!   lock and profile's lock, in that order, and resets them in the child. Only slow paths take a lock; malloc's and
-//!   free's fast paths take none and use no atomic.
+//!   large_mappings' cache_lock, large_region's lock, profile's lock: each taken alone
+//!   (profile's never across backtrace(), which may call malloc). arena.cache_lock and
+//!   large_mappings' cache_lock are never held across a system call (mappings are made and
+//!   unmapped after they are released); a heap's segments.lock may be (a new segment's
+//!   mmap, a purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under
+//!   it) and large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
+//!   registry_lock, exited_lock, cache_lock, abandoned_lock, large_mappings' cache_lock,
+//!   large_region's lock (these two through large.zig's hooks) and profile's lock, in that
+//!   order, and resets them in the child. Only slow paths take a lock; malloc's and free's
+//!   fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────
 //!
@@ -185,9 +189,17 @@
 //!              segment.zig   a segment: header, page descriptors, spans of slices
 //!              large_region.zig  regions of 64 KiB units that large blocks up to 256 MiB
 //!                            are runs of
-//!              large.zig     large tier: region blocks, and a mapping per block above
-//!                            (mapping cache, mremap)
-//!              large_local.zig  a thread's cache of the region blocks it freed lately
+//!              large_header.zig  the header before every large block and its states (magic)
+//!              large_recent.zig  the large blocks given back lately (a second free of one
+//!                            is a double free)
+//!              large_resize.zig  realloc of a large block in place: region units, or a
+//!                            mapping by mremap
+//!              large_mappings.zig  the cache of freed mappings of their own and its decay;
+//!                            the large tier's retention limit from recent demand
+//!              large.zig     the large tier's entry points: where a block goes (region
+//!                            units or a mapping), free, lookup, decay, fork hooks
+//!              large_local.zig  a thread's cache of the region blocks it freed lately, and
+//!                            the hand-over of a block to and from it
 //!              arena.zig     segment cache (empty, decaying) and abandoned segments
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
@@ -227,7 +239,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof", "scan" },
     &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
-    &.{ "page", "profile", "segment", "large_region", "large", "large_local", "arena", "guard" },
+    &.{ "page", "profile", "segment", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
     &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "free_fast", "alloc" },
@@ -274,6 +286,10 @@ test {
     _ = @import("base/block.zig");
     _ = @import("thread/heap.zig");
     _ = @import("settings/misuse.zig");
+    _ = @import("memory/large_header.zig");
+    _ = @import("memory/large_recent.zig");
+    _ = @import("memory/large_resize.zig");
+    _ = @import("memory/large_mappings.zig");
     _ = @import("memory/large.zig");
     _ = @import("memory/large_local.zig");
     _ = @import("memory/arena.zig");

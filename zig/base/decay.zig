@@ -1,6 +1,6 @@
 //! decay.zig — how fast retained empty memory goes back to the OS: along a curve, not
-//! at a fixed delay (the policy only; large.zig, arena.zig and purge.zig apply it to their
-//! cached mappings, cached segments and a heap's dirty slices).
+//! at a fixed delay (the policy only; large_mappings.zig, arena.zig and purge.zig apply it
+//! to their cached mappings, cached segments and a heap's dirty slices).
 //!
 //!   kept fraction of what was freed `age` ms ago      1 ┤━━━━━━━╮
 //!     keep(age) = 1 - smoothstep(age / decay_ms)        │        ╲

@@ -1,6 +1,6 @@
 //! large_cache.zig — how much freed large-block memory the large tier may keep resident
-//! (large.zig and large_region.zig hold it; this file is the sizing policy, with no locks
-//! and no OS calls).
+//! (large_mappings.zig and large_region.zig hold it; this file is the sizing policy, with no
+//! locks and no OS calls).
 //!
 //!   live large bytes  ─┐   peak of the last two windows of decay_ms each
 //!                      ├─> limit = clamp(peak, limit_min_bytes, budget)

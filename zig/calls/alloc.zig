@@ -221,9 +221,9 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     };
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
     if (kind == .large and routing.route(size) == .large and size <= size_max and
-        (@as(*@import("../memory/large.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
+        (@as(*@import("../memory/large_header.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
     {
-        if (@import("../memory/large.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
+        if (@import("../memory/large_resize.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
     }
     // A page block that realloc grew before gets room to spare (growth.zig).
     const grows = size > old_usable and kind == .page_block;

@@ -52,6 +52,7 @@ const segment_map = @import("../base/segment_map.zig");
 const page_mod = @import("../memory/page.zig");
 const segment_mod = @import("../memory/segment.zig");
 const large = @import("../memory/large.zig");
+const LargeHeader = @import("../memory/large_header.zig").LargeHeader;
 const large_region = @import("../memory/large_region.zig");
 const slow = @import("slow.zig");
 const block_mod = @import("../base/block.zig");
@@ -104,7 +105,7 @@ fn pageFound(page: *page_mod.Page, start: usize) Found {
 
 /// A large block as check mode lays it out: its last whole page is a guard page (made
 /// inaccessible while the block is live), so the block check mode uses ends before it.
-fn largeFound(h: *large.LargeHeader) Found {
+fn largeFound(h: *LargeHeader) Found {
     const start = @intFromPtr(h) + h.block_offset;
     return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .tier = "large", .class = null, .page = null, .large_usable = h.usable_size };
 }
@@ -142,7 +143,7 @@ fn findContaining(addr: usize) ?Found {
 }
 
 fn largeAt(base: usize, addr: usize) ?Found {
-    const start = base + @as(*large.LargeHeader, @ptrFromInt(base)).block_offset;
+    const start = base + @as(*LargeHeader, @ptrFromInt(base)).block_offset;
     return switch (large.lookup(start, segment_map.lookup(start))) {
         .live => |h| blk: {
             const f = largeFound(h);

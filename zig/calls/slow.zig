@@ -26,6 +26,8 @@ const block_mod = @import("../base/block.zig");
 const thread = @import("../thread/thread.zig");
 const process = @import("../process/process.zig");
 const large = @import("../memory/large.zig");
+const large_recent = @import("../memory/large_recent.zig");
+const LargeHeader = @import("../memory/large_header.zig").LargeHeader;
 const LocalLarge = @import("../memory/large_local.zig").LocalLarge;
 const misuse = @import("../settings/misuse.zig");
 const profile = @import("../memory/profile.zig");
@@ -258,7 +260,7 @@ fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     if (addr == 0) return .ok;
     // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
     if (guard.owns(addr)) return freeSample(addr);
-    if (tag == .none) return if (large.recentlyFreed(addr)) .double_free else .not_owned;
+    if (tag == .none) return if (large_recent.recentlyFreed(addr)) .double_free else .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,
         .invalid => return .invalid,
@@ -294,7 +296,7 @@ pub const ReallocResult = union(enum) { ok: ?*anyopaque, not_owned, invalid, fre
 /// block that is free already, or not a block.
 pub const Kind = union(enum) {
     page_block: struct { page: *Page, start: usize },
-    large: *large.LargeHeader,
+    large: *LargeHeader,
     /// a live guarded sample (guard.zig): its usable bytes
     guarded: usize,
     freed,
@@ -307,7 +309,7 @@ pub fn classify(addr: usize) Kind {
     // (the guard pool first: it may share a 4 MiB chunk, and so its tag, with a large mapping)
     if (tag != .segment and guard.owns(addr)) return if (guard.usableSize(addr)) |n| .{ .guarded = n } else .invalid;
     if (tag == .none) {
-        return if (addr != 0 and large.recentlyFreed(addr)) .freed else .not_owned;
+        return if (addr != 0 and large_recent.recentlyFreed(addr)) .freed else .not_owned;
     }
     if (tag != .segment) return switch (large.lookup(addr, tag)) {
         .foreign => .not_owned,

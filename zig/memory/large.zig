@@ -1,62 +1,46 @@
-//! large.zig — the large tier. Blocks of up to 256 MiB are runs of 64 KiB units in
+//! large.zig — the large tier's entry points (alloc, free, lookup, describe, decay, the
+//! fork hooks) and where a block goes. Blocks of up to 256 MiB are runs of 64 KiB units in
 //! reserved regions (large_region.zig: freed units coalesce and stay resident along the
 //! decay curve, so a new block reuses what several freed ones left, without page faults);
-//! larger blocks, and those aligned to 4 MiB or more, get one OS mapping each, with a cache
-//! of freed mappings (reused by size, unmapped along the decay curve) and realloc by
-//! mremap. Both retain at most the limit large_cache.zig sizes from recent demand.
+//! larger blocks, and those aligned to more than 64 KiB, get one OS mapping each. Called by
+//! slow.zig (malloc, free, their lookups and reports), check.zig, purge.zig (decay),
+//! process.zig (fork) and large_local.zig (giveBack, for the blocks a thread held).
 //!
-//!   a region block: 64 KiB aligned, in chunks tagged large_region (large_region.lookup
-//!   finds its header); a mapping of its own: 4 MiB aligned, tagged large_head/large_tail
-//!   +--------------+-----------------------------------------+
-//!   | LargeHeader  |  block (usable_size bytes)               |
-//!   +--------------+-----------------------------------------+
-//!   ^ base         ^ base + block_offset (64, the alignment, or 4 MiB for alignments >= 4 MiB)
+//! The tier's other files, lowest first:
+//!   large_header.zig    the header before every block, and its states (magic)
+//!   large_recent.zig    the blocks given back lately (a second free is a double free)
+//!   large_resize.zig    realloc in place: region units, or a mapping by mremap
+//!   large_mappings.zig  the cache of freed mappings and its decay; the retention limit
+//!                       from recent demand (large_cache.zig sizes it), which regions
+//!                       and mappings both obey
+//!   large_local.zig     a thread's cache of the region blocks it freed lately
+//!
+//! Locks: none of its own. A region's units are under large_region's lock, the mapping
+//! cache and the limit under large_mappings' cache_lock; the fork hooks below take both,
+//! cache_lock first.
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
 const stats = @import("../settings/stats.zig");
 const segment_map = @import("../base/segment_map.zig");
-const Lock = @import("../base/lock.zig").Lock;
-const large_cache = @import("../base/large_cache.zig");
 const misuse = @import("../settings/misuse.zig");
-const decay_mod = @import("../base/decay.zig");
 const large_region = @import("large_region.zig");
 const memory_budget = @import("../settings/budget.zig");
+const large_header = @import("large_header.zig");
+const large_recent = @import("large_recent.zig");
+const large_mappings = @import("large_mappings.zig");
+const LargeHeader = large_header.LargeHeader;
+const header_room = large_header.header_room;
+const live_magic = large_header.live_magic;
+const cached_magic = large_header.cached_magic;
+const local_magic = large_header.local_magic;
 
 const chunk_size = segment_map.chunk_size;
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
-pub const size_max: usize = @import("../abi.zig").size_max;
-const header_room: usize = 64;
-const live_magic: u64 = 0x6861_6b6d_656d_4c47; // "hakmemLG"
-const cached_magic: u64 = 0x6861_6b6d_656d_4343; // "hakmemCC"
-/// Freed into its thread's local cache (large_local.zig): units still taken, header kept.
-const local_magic: u64 = 0x6861_6b6d_656d_4c54; // "hakmemLT"
-const cache_slots = 32;
-
-pub const LargeHeader = extern struct {
-    magic: u64,
-    /// Bytes from the header to the block's end (page-rounded).
-    mapped_size: usize,
-    block_offset: usize,
-    usable_size: usize,
-    /// Units of its region the block spans (large_region.zig); 0 for a mapping of its own.
-    region_units: usize = 0,
-
-    comptime {
-        std.debug.assert(@sizeOf(LargeHeader) <= header_room);
-    }
-};
+const size_max: usize = @import("../abi.zig").size_max;
 
 /// `freed`: a block of a cached mapping (freed, not yet reused).
 pub const Lookup = union(enum) { live: *LargeHeader, freed, foreign, invalid };
-
-const CacheEntry = struct { base: usize = 0, mapped_size: usize = 0, cached_ms: u64 = 0 };
-
-var cache_lock: Lock = .{};
-var cache: [cache_slots]CacheEntry = [_]CacheEntry{.{}} ** cache_slots;
-var cached_bytes: usize = 0;
-// Sizing (large_cache.zig): recent peak of live large bytes, under cache_lock.
-var recent_peak: large_cache.RecentPeak = .{};
 
 fn offsetFor(alignment: usize) usize {
     if (alignment >= chunk_size) return chunk_size;
@@ -77,12 +61,12 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     // (a region block starts on a unit boundary: larger alignments need a mapping's 4 MiB)
     if (alignment <= large_region.unit_size and mapped <= large_region.block_bytes_max) {
         var resident: large_region.ResidentMask = undefined;
-        if (large_region.alloc(unitsFor(mapped), if (zeroed) &resident else null)) |span| {
+        if (large_region.alloc(large_header.unitsFor(mapped), if (zeroed) &resident else null)) |span| {
             if (zeroed and span.resident_units != 0) zeroResident(span, &resident, offset, size);
             return placeInRegion(span, mapped, offset, now_ms);
         }
     }
-    const base = (if (alignment < chunk_size) reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
+    const base = (if (alignment < chunk_size) large_mappings.reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
     const header: *LargeHeader = @ptrFromInt(base);
     const reused = header.magic == cached_magic;
     const mapped_size = if (reused) header.mapped_size else mapped;
@@ -90,12 +74,8 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     header.* = .{ .magic = live_magic, .mapped_size = mapped_size, .block_offset = offset, .usable_size = mapped_size - offset };
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
-    noteDemand(now_ms);
+    large_mappings.noteDemand(now_ms);
     return @ptrFromInt(base + offset);
-}
-
-fn unitsFor(mapped: usize) usize {
-    return (mapped + large_region.unit_size - 1) / large_region.unit_size;
 }
 
 /// A block on a run of region units: its header and the counts.
@@ -108,7 +88,7 @@ fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: 
     stats.largeMapped((span.units - span.resident_units) * unit);
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
-    noteDemand(now_ms);
+    large_mappings.noteDemand(now_ms);
     return @ptrFromInt(span.base + offset);
 }
 
@@ -128,24 +108,14 @@ fn zeroResident(span: large_region.Span, resident: *const large_region.ResidentM
 /// Purges region units along the decay curve and beyond the limit (all with `force`).
 fn trimRegions(now_ms: u64, force: bool) void {
     if (large_region.retainedBytes() == 0) return;
-    trimTo(now_ms, regionLimit(now_ms), force);
+    trimTo(now_ms, large_mappings.regionLimit(now_ms), force);
 }
 
 /// free's share: purges only what the limit does not allow (the decay curve is
 /// maintenance's, so a malloc/free of one large size does no purge work).
 fn trimOverLimit(now_ms: u64) void {
-    const limit = regionLimit(now_ms);
+    const limit = large_mappings.regionLimit(now_ms);
     if (large_region.retainedBytes() > limit) trimTo(now_ms, limit, false);
-}
-
-/// The limit in region bytes: region blocks round up to whole units (up to 1/16 more for a
-/// block of 1 MiB), so the limit in block bytes gets that slack, or the units of one block
-/// that fits the limit would be purged one by one.
-fn regionLimit(now_ms: u64) usize {
-    cache_lock.acquire();
-    defer cache_lock.release();
-    const limit = currentLimit(now_ms);
-    return limit + limit / 8;
 }
 
 fn trimTo(now_ms: u64, limit: usize, force: bool) void {
@@ -158,7 +128,7 @@ fn trimTo(now_ms: u64, limit: usize, force: bool) void {
 /// A freed region block is about to lose its pages (its header with them): remember its
 /// address, so a second free is still reported as a double free.
 fn beforeRegionPurge(block_base: usize) void {
-    rememberUnmapped(@ptrFromInt(block_base));
+    large_recent.rememberUnmapped(@ptrFromInt(block_base));
 }
 
 fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
@@ -181,115 +151,6 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
     return base;
 }
 
-/// A cached mapping made `mapped` bytes long (mapped_size in its header), or null. A
-/// mapping that fits (at least `mapped` bytes, at most 1/4 more) is taken as it is; else the
-/// closest one is trimmed or grown (refit): its resident pages still save their faults.
-fn reuseCached(mapped: usize) ?usize {
-    const taken = takeCached(mapped) orelse return null;
-    if (taken.mapped_size >= mapped and taken.mapped_size <= mapped + mapped / 4) return taken.base;
-    if (taken.mapped_size > mapped) {
-        if (splitTail(taken.base, taken.mapped_size, mapped)) return taken.base;
-    }
-    const base = refit(taken.base, taken.mapped_size, mapped) orelse {
-        unmapLarge(taken.base, taken.mapped_size);
-        return null;
-    };
-    const header: *LargeHeader = @ptrFromInt(base);
-    header.mapped_size = mapped;
-    return base;
-}
-
-/// Cuts a cached mapping down to `mapped` bytes and keeps its whole 4 MiB chunks beyond
-/// that as a cached mapping of their own (their pages stay resident for the next large
-/// block); the partial chunk between goes back to the OS. False when no whole chunk is left.
-fn splitTail(base: usize, old_mapped: usize, mapped: usize) bool {
-    const tail_base = std.mem.alignForward(usize, base + mapped, chunk_size);
-    const end = base + old_mapped;
-    if (tail_base >= end) return false;
-    const tail_size = end - tail_base;
-    if (tail_base > base + mapped) os.unmap(@ptrFromInt(base + mapped), tail_base - (base + mapped));
-    const header: *LargeHeader = @ptrFromInt(base);
-    header.mapped_size = mapped;
-    stats.largeResized(old_mapped, mapped);
-    segment_map.mark(tail_base, tail_size, .large_head, .large_tail);
-    const tail: *LargeHeader = @ptrFromInt(tail_base);
-    tail.* = .{ .magic = cached_magic, .mapped_size = tail_size, .block_offset = header_room, .usable_size = tail_size - header_room };
-    stats.largeMapped(tail_size);
-    if (!putCached(tail_base, tail_size, os.nowMs())) unmapLarge(tail_base, tail_size);
-    return true;
-}
-
-/// The cached mapping that best serves `mapped` bytes: the smallest one that fits, else the
-/// largest one. Removed from the cache.
-fn takeCached(mapped: usize) ?CacheEntry {
-    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return null;
-    cache_lock.acquire();
-    const found = findCached(mapped);
-    const taken = if (found) |i| removeEntry(i) else null;
-    cache_lock.release();
-    if (taken != null) stats.incr(&stats.large.cache_hits);
-    return taken;
-}
-
-fn findCached(mapped: usize) ?usize {
-    var best: ?usize = null;
-    for (&cache, 0..) |*entry, i| {
-        if (entry.base == 0) continue;
-        const b = best orelse {
-            best = i;
-            continue;
-        };
-        const best_size = cache[b].mapped_size;
-        const better = if (best_size >= mapped)
-            entry.mapped_size >= mapped and entry.mapped_size < best_size
-        else
-            entry.mapped_size > best_size;
-        if (better) best = i;
-    }
-    return best;
-}
-
-fn removeEntry(i: usize) CacheEntry {
-    const entry = cache[i];
-    cache[i] = .{};
-    cached_bytes -= entry.mapped_size;
-    stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
-    return entry;
-}
-
-/// The cache's byte limit now (cache_lock held): recent demand (large_cache.zig), within
-/// the budget; HAKMEM_ADAPT=0: the budget.
-fn currentLimit(now_ms: u64) usize {
-    const budget = config.large_cache_max_bytes;
-    const window_ms = config.purge_delay_ms;
-    const limit = if (!config.adapt) budget else large_cache.limit(recent_peak.peak(now_ms, window_ms), budget);
-    stats.large.cache_limit_bytes.store(limit, .monotonic);
-    return limit;
-}
-
-/// Records the live large bytes now (every large malloc and free), for the limit.
-pub fn noteDemand(now_ms: u64) void {
-    const live = stats.large.live_bytes.load(.monotonic);
-    // Nothing to note while live bytes stay under this window's peak (a racy look: the
-    // lock is taken only when the peak may move or the window may roll).
-    const window_ms = @max(config.purge_delay_ms, 1);
-    if (live <= @atomicLoad(usize, &recent_peak.current_max, .monotonic) and
-        now_ms -| @atomicLoad(u64, &recent_peak.window_start_ms, .monotonic) < window_ms) return;
-    cache_lock.acquire();
-    recent_peak.note(live, now_ms, config.purge_delay_ms);
-    _ = currentLimit(now_ms); // the published limit follows (a free held locally computes none)
-    cache_lock.release();
-}
-
-/// Removes the oldest cached mapping into evicted[count.*] (the caller unmaps it once the
-/// lock is released); returns the slot it left free, or null when the cache is empty.
-fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
-    const oldest = oldestEntry() orelse return null;
-    evicted[count.*] = removeEntry(oldest);
-    count.* += 1;
-    return oldest;
-}
-
 /// Classifies `addr` in a chunk tagged large_head or large_tail.
 pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
     if (tag == .large_region) return lookupInRegion(addr);
@@ -307,7 +168,7 @@ pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
 fn lookupInRegion(addr: usize) Lookup {
     const base = switch (large_region.lookup(addr)) {
         .outside => return .foreign,
-        .unused => return if (recentlyFreed(addr)) .freed else .invalid,
+        .unused => return if (large_recent.recentlyFreed(addr)) .freed else .invalid,
         .live, .freed => |b| b,
     };
     const header: *LargeHeader = @ptrFromInt(base);
@@ -321,7 +182,7 @@ fn lookupInRegion(addr: usize) Lookup {
 /// Tier and size of the large block at `addr` (live, cached or recently unmapped), for a report.
 pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
     if (tag == .none) {
-        const size = recentlyFreedSize(addr) orelse return null;
+        const size = large_recent.recentlyFreedSize(addr) orelse return null;
         return .{ .tier = "large", .block_size = size };
     }
     const base = switch (tag) {
@@ -329,7 +190,7 @@ pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
         .large_region => switch (large_region.lookup(addr)) {
             .live, .freed => |b| b,
             .outside, .unused => {
-                const size = recentlyFreedSize(addr) orelse return null;
+                const size = large_recent.recentlyFreedSize(addr) orelse return null;
                 return .{ .tier = "large", .block_size = size };
             },
         },
@@ -338,37 +199,6 @@ pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
     const header: *LargeHeader = @ptrFromInt(base);
     if (header.magic != live_magic and header.magic != cached_magic and header.magic != local_magic) return null;
     return .{ .tier = "large", .block_size = header.usable_size };
-}
-
-// ---- recently unmapped blocks: a second free of one is a double free, not a foreign pointer
-
-const recent_slots = 64;
-const Recent = struct { addr: usize = 0, usable_size: usize = 0 };
-var recent: [recent_slots]Recent = [_]Recent{.{}} ** recent_slots;
-var recent_next = std.atomic.Value(usize).init(0);
-
-fn rememberUnmapped(header: *const LargeHeader) void {
-    if (header.magic != cached_magic) return;
-    const slot = &recent[recent_next.fetchAdd(1, .monotonic) % recent_slots];
-    @atomicStore(usize, &slot.addr, 0, .monotonic);
-    @atomicStore(usize, &slot.usable_size, header.usable_size, .monotonic);
-    @atomicStore(usize, &slot.addr, @intFromPtr(header) + header.block_offset, .release);
-}
-
-fn recentlyFreedSize(addr: usize) ?usize {
-    for (&recent) |*slot| {
-        if (@atomicLoad(usize, &slot.addr, .acquire) == addr) return @atomicLoad(usize, &slot.usable_size, .monotonic);
-    }
-    return null;
-}
-
-/// True when `addr` (in no chunk of hakmem's now) was the address of a large block whose
-/// mapping hakmem unmapped lately: freeing it again is a double free. Even when something
-/// else was mapped there since (a thread's stack often is), it cannot be another
-/// allocator's block: a large block's address is a chunk boundary + header, where glibc
-/// never puts one (its mmapped chunks start 16 bytes into a page).
-pub fn recentlyFreed(addr: usize) bool {
-    return recentlyFreedSize(addr) != null;
 }
 
 /// Frees a live large block. False when another thread freed it first (both found it live:
@@ -385,62 +215,9 @@ fn countFree(header: *const LargeHeader) void {
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
 }
 
-// ---- a thread's local cache of freed region blocks (large_local.zig keeps the list)
-
-/// The units a region block of `size` bytes aligned to `alignment` takes when a local cache
-/// may serve it (header room as the block offset, at most `bytes_max`), else null.
-pub fn localUnits(size: usize, alignment: usize, bytes_max: usize) ?usize {
-    if (alignment > header_room or size > bytes_max) return null;
-    return unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
-}
-
-/// Units of a live block a local cache may hold, or null (a mapping of its own, an aligned
-/// block, or more than `bytes_max`).
-pub fn localUnitsOf(header: *const LargeHeader, bytes_max: usize) ?usize {
-    if (header.region_units == 0 or header.block_offset != header_room) return null;
-    if (header.region_units * large_region.unit_size > bytes_max) return null;
-    return header.region_units;
-}
-
-/// free into a local cache: the block is freed (a second free finds it freed) but keeps its
-/// units and header. False when another thread freed it first. Not counted here: the local
-/// cache counts the free, and the block's bytes stay in large.live_bytes while it is held
-/// (the limit sees them as demand; stats readers subtract the held bytes).
-pub fn holdLocal(header: *LargeHeader) bool {
-    return @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
-}
-
-/// malloc from a local cache: a held block of the same units, live again for `size` bytes
-/// (counted by the local cache; live_bytes moves only by a change of its usable size).
-pub fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
-    std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
-    const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
-    std.debug.assert(unitsFor(mapped) == header.region_units);
-    const base = @intFromPtr(header);
-    if (zeroed) @memset(@as([*]u8, @ptrFromInt(base + header_room))[0..size], 0);
-    const old_usable = header.usable_size;
-    header.mapped_size = mapped;
-    header.usable_size = mapped - header_room;
-    @atomicStore(u64, &header.magic, live_magic, .release);
-    if (header.usable_size > old_usable) {
-        stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
-        noteDemand(os.nowMs());
-    } else stats.subFrom(&stats.large.live_bytes, old_usable - header.usable_size);
-    return @ptrFromInt(base + header_room);
-}
-
-/// A held block goes back to its region (its units free, coalescing; purged along the
-/// curve); its bytes leave large.live_bytes now (its free was counted when it was held).
-pub fn releaseLocal(header: *LargeHeader, now_ms: u64) void {
-    std.debug.assert(header.magic == local_magic);
-    @atomicStore(u64, &header.magic, cached_magic, .release);
-    stats.subFrom(&stats.large.live_bytes, header.usable_size);
-    giveBack(header, now_ms);
-}
-
 /// A freed block's memory back to the tier: its region units, or its mapping to the cache
-/// (or the OS).
-fn giveBack(header: *LargeHeader, now_ms: u64) void {
+/// (or the OS). Also large_local.zig's, for a block a thread held.
+pub fn giveBack(header: *LargeHeader, now_ms: u64) void {
     const base = @intFromPtr(header);
     if (header.region_units != 0) {
         const units = header.region_units;
@@ -451,166 +228,38 @@ fn giveBack(header: *LargeHeader, now_ms: u64) void {
         return;
     }
     const mapped = header.mapped_size;
-    if (header.block_offset < chunk_size and putCached(base, mapped, now_ms)) return;
-    unmapLarge(base, mapped);
+    if (header.block_offset < chunk_size and large_mappings.putCached(base, mapped, now_ms)) return;
+    large_mappings.unmap(base, mapped);
 }
 
-fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
-    var evicted: [cache_slots]CacheEntry = undefined;
-    var evicted_count: usize = 0;
-    cache_lock.acquire();
-    const limit = currentLimit(now_ms);
-    var slot: ?usize = null;
-    for (&cache, 0..) |*entry, i| {
-        if (entry.base == 0) {
-            slot = i;
-            break;
-        }
-    }
-    const fits = mapped <= limit;
-    while (fits and (slot == null or cached_bytes + mapped > limit)) {
-        const freed = evictOldest(&evicted, &evicted_count) orelse break;
-        if (slot == null) slot = freed;
-    }
-    if (fits) {
-        cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };
-        cached_bytes += mapped;
-        stats.addTo(&stats.large.cached_bytes, mapped);
-    }
-    cache_lock.release();
-    for (evicted[0..evicted_count]) |e| unmapLarge(e.base, e.mapped_size);
-    return fits;
-}
-
-fn oldestEntry() ?usize {
-    var oldest: ?usize = null;
-    for (&cache, 0..) |*entry, i| {
-        if (entry.base == 0) continue;
-        if (oldest == null or entry.cached_ms < cache[oldest.?].cached_ms) oldest = i;
-    }
-    return oldest;
-}
-
-fn unmapLarge(base: usize, mapped: usize) void {
-    rememberUnmapped(@ptrFromInt(base));
-    segment_map.clear(base, mapped);
-    os.unmap(@ptrFromInt(base), mapped);
-    stats.largeUnmapped(mapped);
-}
-
-/// Unmaps cached mappings along the decay curve (decay.zig), oldest first; all with `force`.
+/// Purges region units and unmaps cached mappings along the decay curve (decay.zig),
+/// oldest first; all with `force`.
 pub fn decay(now_ms: u64, force: bool) void {
     trimRegions(now_ms, force);
-    if (@atomicLoad(usize, &cached_bytes, .monotonic) == 0) return;
-    var expired: [cache_slots]CacheEntry = undefined;
-    var count: usize = 0;
-    cache_lock.acquire();
-    var tally: decay_mod.Tally = .{};
-    for (&cache) |*entry| {
-        if (entry.base != 0) tally.add(entry.mapped_size, entry.cached_ms, now_ms, config.purge_delay_ms);
-    }
-    while (count < cache_slots) {
-        const oldest = oldestEntry() orelse break;
-        if (!force and !tally.release(cache[oldest].mapped_size)) break;
-        expired[count] = removeEntry(oldest);
-        count += 1;
-    }
-    cache_lock.release();
-    for (expired[0..count]) |e| unmapLarge(e.base, e.mapped_size);
+    large_mappings.decay(now_ms, force);
 }
 
-/// Resizes a large block in place or by moving its pages (no copy). Null when the
-/// kernel cannot; the block is then unchanged.
-pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
-    const offset = header.block_offset;
-    const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
-    if (total > size_max) return null;
-    const new_mapped = std.mem.alignForward(usize, total, os.page_size);
-    const claimed = std.mem.alignForward(usize, new_mapped -| header.mapped_size, large_region.unit_size);
-    if (!memory_budget.claim(claimed)) return null;
-    defer memory_budget.settle(claimed);
-    if (header.region_units != 0) return resizeInRegion(header, new_mapped);
-    const old_usable = header.usable_size;
-    const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;
-    const moved: *LargeHeader = @ptrFromInt(new_base);
-    moved.mapped_size = new_mapped;
-    moved.usable_size = new_mapped - offset;
-    stats.subFrom(&stats.large.live_bytes, old_usable);
-    stats.addTo(&stats.large.live_bytes, moved.usable_size);
-    return @ptrFromInt(new_base + offset);
-}
-
-/// A region block resized where it stands: onto the free chunks after it, or giving back
-/// its last chunks. Null (unchanged) when it would outgrow a region block or the chunks
-/// after it are taken: realloc then moves it (a copy).
-fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
-    if (new_mapped > large_region.block_bytes_max) return null;
-    const unit = large_region.unit_size;
-    const base = @intFromPtr(header);
-    const old_units = header.region_units;
-    const new_units = unitsFor(new_mapped);
-    if (new_units > old_units) {
-        const reused = large_region.grow(base, old_units, new_units) orelse return null;
-        stats.subFrom(&stats.large.cached_bytes, reused * unit);
-        stats.largeResized(0, (new_units - old_units - reused) * unit);
-    } else if (new_units < old_units) {
-        large_region.shrink(base, old_units, new_units, os.nowMs());
-        stats.addTo(&stats.large.cached_bytes, (old_units - new_units) * unit);
-    }
-    header.region_units = new_units;
-    header.mapped_size = new_mapped;
-    stats.subFrom(&stats.large.live_bytes, header.usable_size);
-    header.usable_size = new_mapped - header.block_offset;
-    stats.addTo(&stats.large.live_bytes, header.usable_size);
-    return @ptrFromInt(base + header.block_offset);
-}
-
-/// Makes the mapping at `base` `new_mapped` bytes long: unmaps its tail, or grows it in
-/// place or by moving its pages to a new 4 MiB-aligned place (no copy, no new faults for
-/// the pages it had). Returns its base, or null (the mapping unchanged) when the kernel cannot.
-fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
-    var new_base = base;
-    if (new_mapped < old_mapped) {
-        const tail_chunks = std.mem.alignForward(usize, base + new_mapped, chunk_size);
-        segment_map.clear(tail_chunks, (base + old_mapped) -| tail_chunks);
-        os.unmap(@ptrFromInt(base + new_mapped), old_mapped - new_mapped);
-    } else if (new_mapped > old_mapped) {
-        if (!os.remapInPlace(@ptrFromInt(base), old_mapped, new_mapped)) {
-            const dest = os.mapAligned(new_mapped, chunk_size) orelse return null;
-            // Untag the old range before the pages leave it: the moment they do, the kernel
-            // may give that range to another thread's new mapping, tagged by that thread.
-            segment_map.clear(base, old_mapped);
-            if (!os.remapTo(@ptrFromInt(base), old_mapped, new_mapped, dest)) {
-                segment_map.mark(base, old_mapped, .large_head, .large_tail);
-                os.unmap(dest, new_mapped);
-                return null;
-            }
-            new_base = @intFromPtr(dest);
-        }
-        segment_map.mark(new_base, new_mapped, .large_head, .large_tail);
-    }
-    stats.largeResized(old_mapped, new_mapped);
-    return new_base;
-}
+// fork (process.zig): every lock of the tier, in order: large_mappings' cache_lock, then
+// large_region's lock (large_local.zig has none: a heap's is its thread's).
 
 pub fn resetLockInChild() void {
-    cache_lock.resetInChild();
+    large_mappings.resetLockInChild();
     large_region.resetLockInChild();
 }
 
 pub fn lockForFork() void {
-    cache_lock.acquire();
+    large_mappings.lockForFork();
     large_region.lockForFork();
 }
 
 pub fn unlockAfterFork() void {
     large_region.unlockAfterFork();
-    cache_lock.release();
+    large_mappings.unlockAfterFork();
 }
-
 // ---------------------------------------------------------------- tests
 
 const testing = std.testing;
+const resize = @import("large_resize.zig").resize;
 
 fn liveHeader(addr: usize) !*LargeHeader {
     return switch (lookup(addr, segment_map.lookup(addr))) {
@@ -658,7 +307,7 @@ test "a large block aligned to 4 MiB or more starts a chunk past its header" {
     try testing.expectEqual(segment_map.Tag.large_tail, segment_map.lookup(addr));
     try testing.expect(free(h, now)); // not cached (alignment >= 4 MiB): unmapped at once
     try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(addr));
-    try testing.expect(recentlyFreed(addr)); // a second free is a double free, not a foreign pointer
+    try testing.expect(large_recent.recentlyFreed(addr)); // a second free is a double free, not a foreign pointer
 }
 
 test "a large block freed and allocated again at one size reuses its memory, purging nothing" {

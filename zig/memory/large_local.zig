@@ -1,7 +1,9 @@
 //! large_local.zig — a thread's cache of the region blocks it freed lately (large.zig): a
 //! malloc of the same number of 64 KiB units takes one back with no lock, no unit-map write
 //! and no page fault (its pages never left). One per heap (heap.zig), touched only by its
-//! thread.
+//! thread; called by slow.zig (mallocLarge, free) and heap.zig (maintenance, thread exit).
+//! The hand-over of a block between the tier and this cache (its header's magic) is at the
+//! end of this file.
 //!
 //!   LocalLarge (in the thread's Heap)
 //!   +-----------------------------------------------+----------------+
@@ -27,6 +29,14 @@
 const std = @import("std");
 const config = @import("../settings/config.zig");
 const large = @import("large.zig");
+const large_header = @import("large_header.zig");
+const large_mappings = @import("large_mappings.zig");
+const large_region = @import("large_region.zig");
+const LargeHeader = large_header.LargeHeader;
+const header_room = large_header.header_room;
+const live_magic = large_header.live_magic;
+const cached_magic = large_header.cached_magic;
+const local_magic = large_header.local_magic;
 const stats = @import("../settings/stats.zig");
 const os = @import("../base/os.zig");
 
@@ -36,7 +46,7 @@ const clock_every = 16;
 /// Held bytes per thread at most (and no block larger is held).
 pub const bytes_max: usize = 48 << 20;
 
-const Entry = struct { header: ?*large.LargeHeader = null, units: usize = 0, freed_ms: u64 = 0 };
+const Entry = struct { header: ?*LargeHeader = null, units: usize = 0, freed_ms: u64 = 0 };
 
 pub const LocalLarge = struct {
     entries: [slots]Entry = [_]Entry{.{}} ** slots,
@@ -63,13 +73,13 @@ pub const LocalLarge = struct {
     /// (the caller then sends every held block back to its region: releaseAll).
     pub fn take(self: *LocalLarge, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
         if (self.bytes == 0) return null;
-        const units = large.localUnits(size, alignment, bytes_max) orelse return null;
+        const units = localUnits(size, alignment, bytes_max) orelse return null;
         for (&self.entries) |*entry| {
             if (entry.units != units) continue;
             const header = entry.header.?;
             self.remove(entry);
             @atomicStore(u64, &self.allocs, self.allocs + 1, .monotonic);
-            return large.reviveLocal(header, size, zeroed);
+            return reviveLocal(header, size, zeroed);
         }
         return null;
     }
@@ -78,13 +88,13 @@ pub const LocalLarge = struct {
 
     /// free of a live large block: held here when it may be (`not_held`: the caller frees it
     /// to the tier); `freed_already` when another thread freed it first.
-    pub fn put(self: *LocalLarge, header: *large.LargeHeader) PutResult {
+    pub fn put(self: *LocalLarge, header: *LargeHeader) PutResult {
         if (self.clock_ms == 0) self.clock_ms = os.nowMs(); // (a new heap's first hold)
         const now_ms = self.clock_ms;
         const max = limit();
-        const units = large.localUnitsOf(header, max) orelse return .not_held;
-        const bytes = units * @import("large_region.zig").unit_size;
-        if (!large.holdLocal(header)) return .freed_already;
+        const units = localUnitsOf(header, max) orelse return .not_held;
+        const bytes = units * large_region.unit_size;
+        if (!holdLocal(header)) return .freed_already;
         var free_slot: ?*Entry = null;
         var rounds: usize = 0;
         while (rounds <= slots) : (rounds += 1) {
@@ -93,7 +103,7 @@ pub const LocalLarge = struct {
             const old = self.oldest() orelse break;
             const old_header = old.header.?;
             self.remove(old);
-            large.releaseLocal(old_header, now_ms);
+            releaseLocal(old_header, now_ms);
         }
         const slot = free_slot orelse self.emptySlot().?;
         std.debug.assert(self.bytes + bytes <= max);
@@ -121,7 +131,7 @@ pub const LocalLarge = struct {
             const header = entry.header orelse continue;
             if (!force and now_ms -| entry.freed_ms < config.purge_delay_ms) continue;
             self.remove(entry);
-            large.releaseLocal(header, now_ms);
+            releaseLocal(header, now_ms);
         }
     }
 
@@ -131,13 +141,13 @@ pub const LocalLarge = struct {
         for (&self.entries) |*entry| {
             const header = entry.header orelse continue;
             self.remove(entry);
-            large.releaseLocal(header, now_ms);
+            releaseLocal(header, now_ms);
         }
         std.debug.assert(self.bytes == 0);
     }
 
     fn remove(self: *LocalLarge, entry: *Entry) void {
-        self.bytes -= entry.units * @import("large_region.zig").unit_size;
+        self.bytes -= entry.units * large_region.unit_size;
         @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes - entry.header.?.usable_size, .monotonic);
         entry.* = .{};
     }
@@ -164,12 +174,67 @@ pub const LocalLarge = struct {
     }
 };
 
+// ---- a block handed between the tier and a local cache: its header's magic moves
+// live -> local (held) -> live (taken back) or cached (back to its region: large.giveBack)
+
+/// The units a region block of `size` bytes aligned to `alignment` takes when a local cache
+/// may serve it (header room as the block offset, at most `limit_bytes`), else null.
+fn localUnits(size: usize, alignment: usize, limit_bytes: usize) ?usize {
+    if (alignment > header_room or size > limit_bytes) return null;
+    return large_header.unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
+}
+
+/// Units of a live block a local cache may hold, or null (a mapping of its own, an aligned
+/// block, or more than `limit_bytes`).
+fn localUnitsOf(header: *const LargeHeader, limit_bytes: usize) ?usize {
+    if (header.region_units == 0 or header.block_offset != header_room) return null;
+    if (header.region_units * large_region.unit_size > limit_bytes) return null;
+    return header.region_units;
+}
+
+/// free into a local cache: the block is freed (a second free finds it freed) but keeps its
+/// units and header. False when another thread freed it first. Not counted here: the local
+/// cache counts the free, and the block's bytes stay in large.live_bytes while it is held
+/// (the limit sees them as demand; stats readers subtract the held bytes).
+fn holdLocal(header: *LargeHeader) bool {
+    return @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
+}
+
+/// malloc from a local cache: a held block of the same units, live again for `size` bytes
+/// (counted by the local cache; live_bytes moves only by a change of its usable size).
+fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
+    std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
+    const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
+    std.debug.assert(large_header.unitsFor(mapped) == header.region_units);
+    const base = @intFromPtr(header);
+    if (zeroed) @memset(@as([*]u8, @ptrFromInt(base + header_room))[0..size], 0);
+    const old_usable = header.usable_size;
+    header.mapped_size = mapped;
+    header.usable_size = mapped - header_room;
+    @atomicStore(u64, &header.magic, live_magic, .release);
+    if (header.usable_size > old_usable) {
+        stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
+        large_mappings.noteDemand(os.nowMs());
+    } else stats.subFrom(&stats.large.live_bytes, old_usable - header.usable_size);
+    return @ptrFromInt(base + header_room);
+}
+
+/// A held block goes back to its region (its units free, coalescing; purged along the
+/// curve); its bytes leave large.live_bytes now (its free was counted when it was held).
+fn releaseLocal(header: *LargeHeader, now_ms: u64) void {
+    std.debug.assert(header.magic == local_magic);
+    @atomicStore(u64, &header.magic, cached_magic, .release);
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
+    large.giveBack(header, now_ms);
+}
+
+
 // ---------------------------------------------------------------- tests
 
 const testing = std.testing;
 const segment_map = @import("../base/segment_map.zig");
 
-fn liveHeader(addr: usize) !*large.LargeHeader {
+fn liveHeader(addr: usize) !*LargeHeader {
     return switch (large.lookup(addr, segment_map.lookup(addr))) {
         .live => |h| h,
         else => error.TestUnexpectedResult,

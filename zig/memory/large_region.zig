@@ -1,6 +1,6 @@
 //! large_region.zig — where large blocks of up to 256 MiB live: regions of reserved address
 //! space, cut into 64 KiB units; a block is a run of units (tcmalloc's page heap is the
-//! model), its LargeHeader (large.zig) at the run's start.
+//! model), its LargeHeader (large_header.zig) at the run's start.
 //!
 //!   region (1 GiB reserved PROT_NONE, 4 MiB aligned, every chunk tagged large_region)
 //!   +---------------+------+------------------+---------+------------------- ... -+
@@ -106,7 +106,7 @@ pub const Lookup = union(enum) {
 };
 
 /// Called for each freed block whose first unit is about to lose its pages (large.zig
-/// remembers its address: a second free is still a double free).
+/// remembers its address, large_recent.zig: a second free is still a double free).
 pub const BeforePurge = *const fn (block_base: usize) void;
 
 // ---------------------------------------------------------------- bits

@@ -31,7 +31,7 @@ const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
 const segment_mod = @import("../memory/segment.zig");
 const page_mod = @import("../memory/page.zig");
-const large = @import("../memory/large.zig");
+const LargeHeader = @import("../memory/large_header.zig").LargeHeader;
 const large_region = @import("../memory/large_region.zig");
 const arena = @import("../memory/arena.zig");
 const thread = @import("../thread/thread.zig");
@@ -169,7 +169,7 @@ const ChunkWalk = struct {
             .large_region => self.large += os.residentBytes(chunk, segment_map.chunk_size),
             // a mapping of its own: its header (live or cached) says how long it is
             .large_head => {
-                var header: large.LargeHeader = undefined;
+                var header: LargeHeader = undefined;
                 if (!os.readSafely(chunk, std.mem.asBytes(&header))) return; // unmapped meanwhile
                 self.large += os.residentBytes(chunk, header.mapped_size);
             },

@@ -22,7 +22,7 @@
 //!   kernel charges the cgroup for more than hakmem's memory, so this never fails a malloc.
 //!
 //! Checked where memory is mapped or committed (arena.mapSegment, large.alloc,
-//! large.resize), never on malloc's or free's fast paths. Nothing here allocates.
+//! large_resize.resize), never on malloc's or free's fast paths. Nothing here allocates.
 const std = @import("std");
 const os = @import("../base/os.zig");
 const stats = @import("stats.zig");

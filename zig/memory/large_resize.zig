@@ -1,0 +1,93 @@
+//! large_resize.zig — realloc of a large block where it stands: a region block grows onto
+//! the free units after it or gives back its last ones; a mapping of its own is cut, grown
+//! in place, or moved by mremap (no copy). Called by alloc.zig's realloc (resize) and by the
+//! mapping cache (large_mappings.zig: refit makes a cached mapping fit a new block).
+//!
+//! No state of its own: a region's units are under large_region's lock (grow, shrink); the
+//! header is the caller's block's (large_header.zig); a mapping being refit is the caller's
+//! alone (a live block, or one it took out of the cache).
+const std = @import("std");
+const os = @import("../base/os.zig");
+const stats = @import("../settings/stats.zig");
+const segment_map = @import("../base/segment_map.zig");
+const memory_budget = @import("../settings/budget.zig");
+const large_region = @import("large_region.zig");
+const large_header = @import("large_header.zig");
+const LargeHeader = large_header.LargeHeader;
+
+const chunk_size = segment_map.chunk_size;
+const size_max: usize = @import("../abi.zig").size_max;
+
+/// Resizes a large block in place or by moving its pages (no copy). Null when the
+/// kernel cannot; the block is then unchanged.
+pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
+    const offset = header.block_offset;
+    const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
+    if (total > size_max) return null;
+    const new_mapped = std.mem.alignForward(usize, total, os.page_size);
+    const claimed = std.mem.alignForward(usize, new_mapped -| header.mapped_size, large_region.unit_size);
+    if (!memory_budget.claim(claimed)) return null;
+    defer memory_budget.settle(claimed);
+    if (header.region_units != 0) return resizeInRegion(header, new_mapped);
+    const old_usable = header.usable_size;
+    const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;
+    const moved: *LargeHeader = @ptrFromInt(new_base);
+    moved.mapped_size = new_mapped;
+    moved.usable_size = new_mapped - offset;
+    stats.subFrom(&stats.large.live_bytes, old_usable);
+    stats.addTo(&stats.large.live_bytes, moved.usable_size);
+    return @ptrFromInt(new_base + offset);
+}
+
+/// A region block resized where it stands: onto the free units after it, or giving back
+/// its last units. Null (unchanged) when it would outgrow a region block or the units
+/// after it are taken: realloc then moves it (a copy).
+fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
+    if (new_mapped > large_region.block_bytes_max) return null;
+    const unit = large_region.unit_size;
+    const base = @intFromPtr(header);
+    const old_units = header.region_units;
+    const new_units = large_header.unitsFor(new_mapped);
+    if (new_units > old_units) {
+        const reused = large_region.grow(base, old_units, new_units) orelse return null;
+        stats.subFrom(&stats.large.cached_bytes, reused * unit);
+        stats.largeResized(0, (new_units - old_units - reused) * unit);
+    } else if (new_units < old_units) {
+        large_region.shrink(base, old_units, new_units, os.nowMs());
+        stats.addTo(&stats.large.cached_bytes, (old_units - new_units) * unit);
+    }
+    header.region_units = new_units;
+    header.mapped_size = new_mapped;
+    stats.subFrom(&stats.large.live_bytes, header.usable_size);
+    header.usable_size = new_mapped - header.block_offset;
+    stats.addTo(&stats.large.live_bytes, header.usable_size);
+    return @ptrFromInt(base + header.block_offset);
+}
+
+/// Makes the mapping at `base` `new_mapped` bytes long: unmaps its tail, or grows it in
+/// place or by moving its pages to a new 4 MiB-aligned place (no copy, no new faults for
+/// the pages it had). Returns its base, or null (the mapping unchanged) when the kernel cannot.
+pub fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
+    var new_base = base;
+    if (new_mapped < old_mapped) {
+        const tail_chunks = std.mem.alignForward(usize, base + new_mapped, chunk_size);
+        segment_map.clear(tail_chunks, (base + old_mapped) -| tail_chunks);
+        os.unmap(@ptrFromInt(base + new_mapped), old_mapped - new_mapped);
+    } else if (new_mapped > old_mapped) {
+        if (!os.remapInPlace(@ptrFromInt(base), old_mapped, new_mapped)) {
+            const dest = os.mapAligned(new_mapped, chunk_size) orelse return null;
+            // Untag the old range before the pages leave it: the moment they do, the kernel
+            // may give that range to another thread's new mapping, tagged by that thread.
+            segment_map.clear(base, old_mapped);
+            if (!os.remapTo(@ptrFromInt(base), old_mapped, new_mapped, dest)) {
+                segment_map.mark(base, old_mapped, .large_head, .large_tail);
+                os.unmap(dest, new_mapped);
+                return null;
+            }
+            new_base = @intFromPtr(dest);
+        }
+        segment_map.mark(new_base, new_mapped, .large_head, .large_tail);
+    }
+    stats.largeResized(old_mapped, new_mapped);
+    return new_base;
+}

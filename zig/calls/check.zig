@@ -481,10 +481,13 @@ pub fn free(ptr: usize) FreeVerdict {
     const site = takeSite();
     if (ptr == 0) return .freed;
     if (zero.owns(ptr)) return zero.free(ptr);
-    refused_double_free = false;
-    const l = validate(ptr, site, "freed") orelse return switch (slow.classify(ptr)) {
-        .not_owned => .not_owned,
-        else => if (refused_double_free) .double_free else .ignored,
+    const l = switch (validate(ptr, site, "freed")) {
+        .block => |l| l,
+        .refused => |problem| return switch (problem) {
+            .double_free => .double_free,
+            .not_owned => .not_owned,
+            else => .ignored,
+        },
     };
     const alloc_site = leaveLive(l, site) orelse return .double_free; // (another thread's free took it first)
     quarantine(l, alloc_site, site);
@@ -500,58 +503,43 @@ fn leaveLive(l: Layout, site: Site) ?Site {
     return null;
 }
 
+/// What validate found: the live block `ptr` is the user pointer of, or the problem it
+/// reported instead.
+const Validated = union(enum) { block: Layout, refused: misuse.Problem };
+
 /// The live block `ptr` is the user pointer of, after checking its redzones (damage is
-/// reported, the block still freed); null (reported) when it is no live block.
+/// reported, the block still freed); `.refused` (reported) when it is no live block.
 /// `site`: the call (a free or a realloc, `label`), named in the reports.
-/// Set by validate when what it refused (and reported) was a double free: free's verdict.
-threadlocal var refused_double_free = false;
-
-fn refusedDoubleFree() void {
-    refused_double_free = true;
-}
-
-fn validate(ptr: usize, site: Site, label: []const u8) ?Layout {
+fn validate(ptr: usize, site: Site, label: []const u8) Validated {
     const call: Sites = .{ .call = site, .call_label = label };
-    const f = findContaining(ptr) orelse {
-        switch (slow.classify(ptr)) {
-            .freed => {
-                refusedDoubleFree();
-                reportAt(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site));
-            },
-            .not_owned => reportAt(.not_owned, ptr, null, null, null, call),
-            else => reportAt(.interior_pointer, ptr, null, null, null, call),
-        }
-        return null;
+    const f = findContaining(ptr) orelse return switch (slow.classify(ptr)) {
+        .freed => refuse(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site)),
+        .not_owned => refuse(.not_owned, ptr, null, null, null, call),
+        else => refuse(.interior_pointer, ptr, null, null, null, call),
     };
-    if (liveIntact(f, ptr)) |l| return l;
-    if (f.page != null and slow.classify(f.start) == .freed) {
-        refusedDoubleFree(); reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
-        return null;
-    }
+    if (liveIntact(f, ptr)) |l| return .{ .block = l };
+    if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null, freedSites(f.start, site));
     const damaged: Sites = .{ .alloc = check_live.siteOf(ptr) orelse 0, .call = site, .call_label = label };
     switch (judge(f, ptr)) {
         .live => |l| {
             _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
-            return l;
+            return .{ .block = l };
         },
         .damaged => |d| {
             _ = reportDamage(d.layout, .{ .alloc = check_live.siteOf(d.layout.user) orelse 0, .call = site, .call_label = label });
-            if (d.layout.user != ptr) return null;
-            return d.layout;
+            if (d.layout.user != ptr) return .{ .refused = .interior_pointer };
+            return .{ .block = d.layout };
         },
-        .double_free => {
-            refusedDoubleFree(); reportAt(.double_free, ptr, f, null, null, freedSites(f.start, site));
-            return null;
-        },
-        .interior => |off| {
-            reportAt(.interior_pointer, ptr, f, off, null, call);
-            return null;
-        },
-        .unknown => {
-            reportAt(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out", call);
-            return null;
-        },
+        .double_free => return refuse(.double_free, ptr, f, null, null, freedSites(f.start, site)),
+        .interior => |off| return refuse(.interior_pointer, ptr, f, off, null, call),
+        .unknown => return refuse(.trailer_overwritten, ptr, f, null, "both redzones of the block are overwritten (a wild write), or the pointer is not a block hakmem handed out", call),
     }
+}
+
+/// Reports `problem` and refuses the pointer (validate's "no live block").
+fn refuse(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8, sites: Sites) Validated {
+    reportAt(problem, ptr, found, offset, detail, sites);
+    return .{ .refused = problem };
 }
 
 /// A double free's sites: the first free's and the allocation's while the block waits in
@@ -588,10 +576,13 @@ pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
         _ = zero.free(ptr);
         return .{ .ok = fresh };
     }
-    const l = validate(ptr, site, "reallocated") orelse return switch (slow.classify(ptr)) {
-        .not_owned => .not_owned,
-        .freed => .freed,
-        else => .invalid,
+    const l = switch (validate(ptr, site, "reallocated")) {
+        .block => |l| l,
+        .refused => return switch (slow.classify(ptr)) {
+            .not_owned => .not_owned,
+            .freed => .freed,
+            else => .invalid,
+        },
     };
     const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
     const n = @min(l.requested, size);

@@ -12,7 +12,7 @@
 // loop's threads, every other one in check mode (where any report is a false positive;
 // 1-thread loops always). A run also fails when its peak RSS (VmHWM at exit, read
 // by a small preloaded probe; polled from /proc when the program dies first) exceeds the
-// program's bound. Prints a line per loop, each failure as it happens with the command
+// program's bound on the run and on one repeat of the same command. Prints a line per loop, each failure as it happens with the command
 // that replays it, and a summary: runs, failures, peak RSS overall and per program.
 // Exits 1 on any failure. The library is $HAKMEM_LIB or zig-out/lib/libhakmem.so.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -143,6 +143,8 @@ interface Outcome {
   peakKb: number;
   /** the RSS bound of this run (0: none) */
   boundMiB: number;
+  /** it verified, and failed only by its peak RSS */
+  overBound?: boolean;
   ms: number;
 }
 
@@ -200,8 +202,28 @@ async function runProgram(ctx: Context, program: Program, threads: number, seed:
   else if (proc.exitCode !== 0) reason = `exit ${proc.exitCode}; stderr: ${tail(stderr)}; stdout: ${tail(stdout, 3)}`;
   else reason = verify(program, stdout, stderr);
   const bound = program.rssMiB(threads);
-  if (!reason && peakKb > bound * 1024) reason = `peak RSS ${(peakKb / 1024).toFixed(1)} MiB above the bound of ${bound} MiB`;
-  return { program: program.name, command, ok: !reason, reason, peakKb, boundMiB: bound, ms };
+  const overBound = !reason && peakKb > bound * 1024;
+  if (overBound) reason = `peak RSS ${mib(peakKb)} above the bound of ${bound} MiB`;
+  return { program: program.name, command, ok: !reason, reason, peakKb, boundMiB: bound, ms, overBound };
+}
+
+/**
+ * A run, and once more when it verified but went over its RSS bound. A multi-threaded
+ * program's peak swings with thread timing (fork_load, 4 threads, 10 runs on this 2-core
+ * machine: 82-121 MiB, its bound 120): a leak or unbounded growth goes over again on the
+ * same command, a timing spike seldom does. Both peaks are printed; the run fails when the
+ * repeat is over its bound too (or fails in any other way).
+ */
+async function runProgramOnce(ctx: Context, program: Program, threads: number, seed: number, log: (line: string) => void): Promise<Outcome> {
+  const first = await runProgram(ctx, program, threads, seed);
+  if (!first.overBound) return first;
+  const again = await runProgram(ctx, program, threads, seed);
+  const both = `first run ${mib(first.peakKb)}, repeat ${mib(again.peakKb)} (bound ${first.boundMiB} MiB)`;
+  if (again.ok) {
+    log(`over its RSS bound once, within it on the repeat: ${program.name} threads=${threads} seed=${seed}: ${both}`);
+    return { ...again, peakKb: Math.max(first.peakKb, again.peakKb), ms: first.ms + again.ms };
+  }
+  return { ...again, reason: again.overBound ? `peak RSS above its bound twice: ${both}` : again.reason };
 }
 
 /** The probe's figure for `pid` (0 when the program did not reach its exit handlers). */
@@ -346,7 +368,7 @@ async function main(): Promise<void> {
     const before = failures.length;
     for (const program of PROGRAMS) {
       if (loop > 0 && performance.now() >= deadline) break loops;
-      record(await runProgram(ctx, program, threads, loopSeed), where);
+      record(await runProgramOnce(ctx, program, threads, loopSeed, (line) => console.log(`[${clock(performance.now() - started)}] ${line}`)), where);
     }
     record(await fuzzInProcess(loopSeed, fuzzOps), where);
     // threaded runs, every other one in check mode; 1-thread loops: check mode

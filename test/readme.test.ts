@@ -73,11 +73,15 @@ describe("README numbers are the code's", () => {
     expect(Number(freeOnly[1])).toBe(zigConst("thread/thread_cache.zig", "free_only_blocks_max"));
     const budget = found(/All the bins of a thread hold at most ([\d ]+[KMG]iB) together/);
     expect(bytes(budget[1])).toBe(zigConst("thread/thread_cache.zig", "budget_bytes"));
-    const grows = found(/\(up to ([\d ]+[KMG]iB) or (\d+) blocks\)/);
+    const grows = found(/\(up to ([\d ]+[KMG]iB) or (\d+) blocks; ([\d ]+[KMG]iB) for blocks of\s+([\d]+)–([\d ]+[KMG]iB)/);
     expect(bytes(grows[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
     expect(Number(grows[2])).toBe(zigConst("thread/thread_cache.zig", "max_blocks"));
-    const idle = found(/Blocks sitting in an idle thread's cache \(at most ([\d ]+[KMG]iB) per bin\)/);
+    expect(bytes(grows[3])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_big_bin"));
+    expect(bytes(grows[4] + " KiB")).toBe(zigConst("thread/thread_cache.zig", "big_block_min"));
+    expect(bytes(grows[5])).toBe(zigConst("settings/size_class.zig", "single_block_min"));
+    const idle = found(/Blocks sitting in an idle thread's cache \(at most ([\d ]+[KMG]iB) per bin, ([\d ]+[KMG]iB) for blocks of/);
     expect(bytes(idle[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
+    expect(bytes(idle[2])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_big_bin"));
   });
 
   test("stats().global has as many keys as zig/abi.zig's globals", () => {

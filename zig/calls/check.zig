@@ -392,22 +392,28 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
         }
     }
     const a = @max(alignment, 16);
-    var inner = size + overhead + (a - 16);
+    const inner = size + overhead + (a - 16);
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
-    if (routing.route(inner) == .large or a > 16) inner += large_extra;
-    const raw = (if (a <= size_class.min_block_size) takeBlock(inner) else slow.aligned(a, inner)) orelse return null;
-    const f = findContaining(@intFromPtr(raw)).?;
+    const guard_room = routing.route(inner) == .large or a > 16;
+    const first = rawBlock(if (guard_room) inner + large_extra else inner, a) orelse return null;
+    const f = fitting(first, size, a) orelse blk: {
+        // Another thread moved the thresholds between the route above and the allocation:
+        // a large block without the guard page's room. Once more with it (a large block
+        // then, or a page block with room to spare: either fits).
+        std.debug.assert(!guard_room);
+        _ = slow.free(first.start);
+        const again = rawBlock(inner + large_extra, a) orelse return null;
+        break :blk fitting(again, size, a) orelse {
+            _ = slow.free(again.start); // (cannot happen; never write past a block)
+            return slow.outOfMemory();
+        };
+    };
     const user = std.mem.alignForward(usize, f.start + front_size, a);
     if (f.page) |page| {
         // (the key and link were checked when the block left its page's free list)
         if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
-    }
-    if (user + size + canary_min + trailer_size > f.start + f.size) {
-        // (cannot happen with the room asked for above; never write past a block)
-        _ = slow.free(f.start);
-        return slow.outOfMemory();
     }
     arm(f, user, size);
     if (f.page == null) {
@@ -418,6 +424,18 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     installOnce();
     if (!check_live.insert(user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
+}
+
+/// A block of `inner` bytes aligned to `a` for mallocAt, found (findContaining).
+fn rawBlock(inner: usize, a: usize) ?Found {
+    const raw = (if (a <= size_class.min_block_size) takeBlock(inner) else slow.aligned(a, inner)) orelse return null;
+    return findContaining(@intFromPtr(raw)).?;
+}
+
+/// `f` when it holds `size` bytes aligned to `a` with the redzones around them.
+fn fitting(f: Found, size: usize, a: usize) ?Found {
+    const user = std.mem.alignForward(usize, f.start + front_size, a);
+    return if (user + size + canary_min + trailer_size > f.start + f.size) null else f;
 }
 
 /// A block of `inner` bytes for check.malloc: of a bin, the one fetched at the bin's

@@ -80,8 +80,8 @@ export const HAK_STAT_CACHE_HITS = 9;
 export const HAK_STAT_CACHE_MISSES = 10;
 export const HAK_STAT_PAGES = 11;
 export const HAK_STAT_SEGMENTS_MAPPED = 0;
-export const HAK_STAT_SEGMENTS_ABANDONED = 1;
-export const HAK_STAT_SEGMENTS_ADOPTED = 2;
+export const HAK_STAT_PAGES_ABANDONED = 1;
+export const HAK_STAT_PAGES_RECLAIMED = 2;
 export const HAK_STAT_THREADS_LIVE = 3;
 export const HAK_STAT_THREADS_TOTAL = 4;
 export const HAK_STAT_OS_MAPPED_BYTES = 5;
@@ -110,8 +110,8 @@ export const STAT_FIELD_NAMES = [
 /** Global names (hak_stat_name(HAK_STAT_FIELDS..)), in order. */
 export const STAT_GLOBAL_NAMES = [
   "segments_mapped",
-  "segments_abandoned",
-  "segments_adopted",
+  "pages_abandoned",
+  "pages_reclaimed",
   "threads_live",
   "threads_total",
   "os_mapped_bytes",
@@ -156,10 +156,10 @@ export interface TierStats {
 export interface GlobalStats {
   /** 4 MiB segments mapped */
   segmentsMapped: number;
-  /** segments left with live blocks by exiting threads */
-  segmentsAbandoned: number;
-  /** abandoned segments taken over by another thread */
-  segmentsAdopted: number;
+  /** pages with live blocks their heap gave up (found full, or its thread exited) */
+  pagesAbandoned: number;
+  /** pages nobody held taken by a heap (from the abandoned lists, or back by its own free) */
+  pagesReclaimed: number;
   /** threads with a heap now */
   threadsLive: number;
   /** threads that ever had a heap */

@@ -389,7 +389,7 @@ describe("statistics", () => {
     }
     // Regression: only 8 of the library's 12 globals were read (thread caches, large-cache limit).
     expect(Object.keys(s.global).sort()).toEqual(["doubleFreesContained", "largeCacheLimitBytes", "largeCachedBytes", "osMappedBytes", "osResidentBytes",
-      "segmentsAbandoned", "segmentsAdopted", "segmentsMapped", "threadCacheBytes", "threadCacheGrows", "threadCacheShrinks",
+      "pagesAbandoned", "pagesReclaimed", "segmentsMapped", "threadCacheBytes", "threadCacheGrows", "threadCacheShrinks",
       "threadsLive", "threadsTotal"]);
     for (const v of Object.values(s.global)) expect(Number.isInteger(v) && v >= 0).toBe(true);
   });

@@ -167,8 +167,8 @@ pub const StatField = enum(u32) {
 
 pub const StatGlobal = enum(u32) {
     segments_mapped,
-    segments_abandoned,
-    segments_adopted,
+    pages_abandoned,
+    pages_reclaimed,
     threads_live,
     threads_total,
     os_mapped_bytes,
@@ -183,8 +183,8 @@ pub const StatGlobal = enum(u32) {
     pub fn doc(self: StatGlobal) []const u8 {
         return switch (self) {
             .segments_mapped => "4 MiB segments mapped",
-            .segments_abandoned => "segments left with live blocks by exiting threads",
-            .segments_adopted => "abandoned segments taken over by another thread",
+            .pages_abandoned => "pages with live blocks their heap gave up (found full, or its thread exited)",
+            .pages_reclaimed => "pages nobody held taken by a heap (from the abandoned lists, or back by its own free)",
             .threads_live => "threads with a heap now",
             .threads_total => "threads that ever had a heap",
             .os_mapped_bytes => "everything mapped from the OS right now",

@@ -93,8 +93,8 @@ extern "C" {
 #define HAK_STAT_PAGES          11  /* pages (tiny/mid) or mappings (large) in use (gauge) */
 /* globals, after the tiers */
 #define HAK_STAT_SEGMENTS_MAPPED         0   /* 4 MiB segments mapped */
-#define HAK_STAT_SEGMENTS_ABANDONED      1   /* segments left with live blocks by exiting threads */
-#define HAK_STAT_SEGMENTS_ADOPTED        2   /* abandoned segments taken over by another thread */
+#define HAK_STAT_PAGES_ABANDONED         1   /* pages with live blocks their heap gave up (found full, or its thread exited) */
+#define HAK_STAT_PAGES_RECLAIMED         2   /* pages nobody held taken by a heap (from the abandoned lists, or back by its own free) */
 #define HAK_STAT_THREADS_LIVE            3   /* threads with a heap now */
 #define HAK_STAT_THREADS_TOTAL           4   /* threads that ever had a heap */
 #define HAK_STAT_OS_MAPPED_BYTES         5   /* everything mapped from the OS right now */

@@ -6,37 +6,36 @@
 //! ─── The picture ──────────────────────────────────────────────────────────────────────
 //!
 //!   thread ──TLS──> Heap (heap.zig; one per thread that allocated or freed; never unmapped;
-//!                    at thread exit parked whole, pages and segments with it, for the next
-//!                    thread: heap.zig "exited threads' heaps")
+//!                    at thread exit it gives its pages up and waits for the next thread)
 //!                    │
 //!                    ├─ cache: per bin an array stack of free block pointers (thread_cache.zig)
 //!                    │    malloc pops, free pushes — any thread's blocks; refilled from one
 //!                    │    page, flushed (oldest half) back to their pages in runs
 //!                    ├─ direct[bin] ─> the page that refills the bin now
-//!                    ├─ queues[bin]:  page <-> page   pages of the bin that may have free blocks
-//!                    │                                (the direct page is one of them)
-//!                    ├─ full[bin]:    page <-> page   pages found full (re-examined a few at a time)
-//!                    ├─ large_local:  up to 4 region blocks this thread freed lately (large_local.zig)
-//!                    └─ segments:     segment <-> segment  (those with free slices first;
-//!                                     placement.zig: where pages go, purge.zig: dirty slices)
+//!                    ├─ queues[bin]:  page <-> page   the pages this heap holds (the direct
+//!                    │                                page is one of them)
+//!                    └─ large_local:  up to 4 region blocks this thread freed lately (large_local.zig)
 //!
 //!   a bin = (tier, size class): tiny bins 0..55, mid bins 56..167 (size_class.zig); u8
 //!
-//!   Segment (segment.zig): 4 MiB, 4 MiB aligned, one owning heap
+//!   Segment (segment.zig): 4 MiB, 4 MiB aligned, shared by every heap (arena.zig)
 //!   ┌──────────────────────┬─────────┬─────────┬──────────────────┬─────┐
 //!   │ slice 0: header,     │ slice 1 │ slice 2 │ slices 3..6      │ ... │  64 slices of 64 KiB:
-//!   │ 64 page descriptors, │ a tiny  │ a tiny  │ one mid page     │     │  slice 0 the header,
+//!   │ 64 page descriptors, │ heap A's│ heap B's│ one mid page     │     │  slice 0 the header,
 //!   │ block bitmaps        │ page    │ page    │ (a span of 4)    │     │  63 for pages
 //!   └──────────────────────┴─────────┴─────────┴──────────────────┴─────┘
-//!   Page (page.zig): a span of 1..16 slices cut into blocks of one size; its free blocks
-//!     are bits (one per block), blocks other threads gave back a list (thread_free)
+//!   Page (page.zig): a span of 1..16 slices cut into blocks of one size, held by one heap
+//!     or by nobody (abandoned); its free blocks are bits (one per block), blocks given back
+//!     by threads that do not hold it a list (thread_free, whose low bit says "held")
 //!   Block (block.zig): word 0 a link (on thread_free only, encoded), word 1 the key
 //!     (free_key while free, 0 while handed out)
 //!
-//!   Arena (arena.zig): where segments come from and wait: fresh mappings, the cache of
-//!     empty segments (purged along the decay curve, decay.zig), abandoned segments of
-//!     parked heaps that no thread took within the decay time (adopted by the next thread
-//!     that needs a page; their dirty slices purged when abandoned)
+//!   Arena (arena.zig): every segment, one list, one lock: where a page's span is placed
+//!     (the run with the most resident slices) and goes back (dirty), dirty slices purged
+//!     and empty segments unmapped along the decay curve (decay.zig)
+//!   Abandoned pages (abandoned.zig): per bin, the pages no heap holds that have room (given
+//!     up at a thread's exit, or listed by a thread whose free took one): a heap that needs
+//!     a page of the bin takes one before it places a new one
 //!   Large (large.zig): blocks above mid_max, each with a header before it (large_header.zig).
 //!     Up to 256 MiB: a run of 64 KiB units in a reserved 1 GiB region (large_region.zig;
 //!     freed runs coalesce and stay resident, purged oldest first along the decay curve);
@@ -53,41 +52,45 @@
 //!                 mallocSlow: check mode -> check.zig; else slow.zig mallocWith: routing.bin
 //!                 (traced, HAKMEM_TRACE: the cache is the sentinel as in check mode, so every
 //!                 libc call reaches its slow path, which records it: trace.zig)
-//!     heap.zig    allocSlow -> findPage: the direct page, its queue, a few full pages,
-//!                 an abandoned segment, a new span (placement.placePage) -> the page's
-//!                 free bits refill the stack (thread_cache refillAndPop, page.popMany)
+//!     heap.zig    allocSlow -> findPage: the direct page, its queue (a page found full is
+//!                 given up), an abandoned page of the bin (abandoned.take), a new span
+//!                 (arena.placePage) -> the page's free bits refill the stack (thread_cache
+//!                 refillAndPop, page.popMany)
 //!                 (above mid_max: slow.zig mallocLarge -> large.zig alloc)
 //!   free     preload.zig free, api.zig hak_free
 //!     free_fast.zig  freeFast, every test in this one file: segment_map tag, the
 //!                 slice's fast block test, the key: push                          [fast]
 //!     alloc.zig   freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
 //!                 -> freeBlock: looks freed? search (a double free?); else push
-//!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (own page:
-//!                 page.pushFree, its bit; another heap's: page.pushRemoteChain) -> a page
-//!                 that empties goes back (placement.releasePage); freeToPage: one block
+//!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (a page this
+//!                 heap holds: page.pushFree, its bit; any other: page.pushRemoteChain,
+//!                 which may take a page nobody held: settleClaimed) -> a page that empties
+//!                 goes back (arena.releasePage); freeToPage: one block
 //!                 (not in a segment: slow.zig -> large.zig free)
 //!
 //! ─── Who writes what ──────────────────────────────────────────────────────────────────
 //!
 //!   Heap: every field is its owner thread's (plain loads and stores), except
-//!     - segments and every segment's slice state: the owner, under segments.lock
-//!       (placement.zig; the background purger takes it with tryAcquire to purge dirty
-//!       slices: purge.zig)
-//!     - registry_next/prev: under thread.registry_lock
+//!     - registry_next/prev: under thread.registry_lock; exited_next: under exited_lock
 //!     - read by other threads, never written: cache stacks (a double-free search:
 //!       monotonic loads, may be stale, never unmapped), event counters (stats readers)
-//!   Segment: owner (atomic: set with release by arena.acquire/popAbandoned, cleared by
-//!     arena.release/abandon; read by any thread: is a page local?); next/prev belong to
-//!     the list it is on (its heap's: segments.lock; arena cache: cache_lock; abandoned:
-//!     abandoned_lock); cached_since_ms: arena, under cache_lock
+//!   Page ownership: the thread that holds the page (page.zig: thread_free's owned bit set
+//!     by its placement, a take from the abandoned lists, or the one push that found the bit
+//!     clear) writes its owner-only fields; `owner` (atomic) is the heap whose queues hold
+//!     it, null while nobody's or between a take and what the taker makes of it; a heap
+//!     stores null before it clears the bit (tryUnown, release)
 //!   Page, first cache line (start, div/fast magic, carved_end, bin, span, flags, block_size,
-//!     capacity): written by the owning heap's thread (extend, setFlags, init under
-//!     segments.lock), copied into every slice of the span, read by free on any thread
-//!     (plain loads: a block was carved before it was handed out, so its reader sees it)
-//!   Page, owner only: used, free_count, free_cursor, bits (other threads may load a word,
-//!     monotonic: a double-free check), next/prev (the heap's queues), empty_since_ms
-//!   Page.thread_free: atomic; any thread pushes a chain with one CAS (release), the owner
-//!     takes it whole with one swap (acquire) in collect
+//!     capacity): written by the holder (extend, setFlags, init under the arena's lock),
+//!     copied into every slice of the span, read by free on any thread (plain loads: a
+//!     block was carved before it was handed out, so its reader sees it)
+//!   Page, the holder only: used, free_count, free_cursor, bits (other threads may load a
+//!     word, monotonic: a double-free check), origin, empty_since_ms; next/prev: the
+//!     owner heap's queue, or the abandoned list (under its lock, while `listed`)
+//!   Page.thread_free: atomic; any thread pushes a chain with one CAS (acq_rel), the holder
+//!     takes it whole with one swap (acquire) in collect, and clears the owned bit with a
+//!     CAS (release) when nothing waits on it
+//!   Segment: everything but its page descriptors: under arena.lock (slice masks, counts,
+//!     list links, purging_slices); a descriptor of a free slice: arena.lock too
 //!   Heap.large_local: its owner thread only (plain); a held block's header magic: atomic
 //!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
@@ -103,20 +106,16 @@
 //!
 //! ─── Lock order ────────────────────────────────────────────────────────────────────────
 //!
-//!   thread.registry_lock  ->  heap.segments.lock (tryAcquire only: the background purger)
-//!   heap.segments.lock    ->  arena.cache_lock | arena.abandoned_lock (never both)
-//!   heap.exited_lock (the exited threads' heaps: parked, empty): taken alone, never held
-//!   across another lock or a system call.
-//!   large_mappings' cache_lock, large_region's lock, profile's lock: each taken alone
-//!   (profile's never across backtrace(), which may call malloc). arena.cache_lock and
-//!   large_mappings' cache_lock are never held across a system call (mappings are made and
-//!   unmapped after they are released); a heap's segments.lock may be (a new segment's
-//!   mmap, a purge's madvise), and so may arena.abandoned_lock (decayAbandoned purges under
-//!   it) and large_region's lock (a unit's mprotect, a purge). fork (process.zig) takes
-//!   registry_lock, exited_lock, cache_lock, abandoned_lock, large_mappings' cache_lock,
-//!   large_region's lock (these two through large.zig's hooks) and profile's lock, in that
-//!   order, and resets them in the child. Only slow paths take a lock; malloc's and free's
-//!   fast paths take none and use no atomic.
+//!   Every lock is a leaf: arena.lock, abandoned.lock, thread.registry_lock,
+//!   heap.exited_lock, large_mappings' cache_lock, large_region's lock and profile's lock
+//!   are each taken alone (profile's never across backtrace(), which may call malloc).
+//!   None is held across a system call except large_region's (a unit's mprotect, a purge):
+//!   the arena maps and unmaps segments and purges slices with its lock released (a
+//!   purge's slices are taken out of the free set meanwhile). fork (process.zig) takes
+//!   registry_lock, exited_lock, arena.lock, abandoned.lock, large_mappings' cache_lock,
+//!   large_region's lock (these two through large.zig's hooks), profile's and guard's
+//!   lock, in that order, and resets them in the child. Only slow paths take a lock;
+//!   malloc's and free's fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────
 //!
@@ -125,12 +124,18 @@
 //!     -> malloc pops it: key = 0                                      -> live (the program's)
 //!     -> free: key = free_key, pushed on the freeing thread's cache  -> in a thread cache
 //!     -> flush (cache full, maintenance, thread exit), in runs of one page:
-//!          the heap's own page: Page.pushFree sets its bit (set already: a double free)
-//!          another heap's page: thread_free (one CAS per run); its owner's collect sets
-//!          the bits (a bit set already: a double free)                -> free on its page
+//!          a page the heap holds: Page.pushFree sets its bit (set already: a double free)
+//!          any other page: thread_free (one CAS per run); its holder's collect sets the
+//!          bits (a bit set already: a double free); a page nobody held is the flushing
+//!          thread's then (heap.settleClaimed)                         -> free on its page
 //!     -> a page with used == 0 goes back to its segment (its slices dirty: still resident)
 //!     -> dirty slices are purged along the decay curve (MADV_DONTNEED); an empty segment
-//!        goes to the arena's cache, then back to the OS
+//!        is unmapped along the same curve
+//!   A page's life: placed for a heap (arena.placePage) -> refills its bins' stacks ->
+//!     found full: given up (nobody's) -> the first free into it takes it: back to its
+//!     segment when that emptied it, into the queue of the heap that gave it up, or listed
+//!     (abandoned.zig) for any heap of its bin -> taken by a heap that needs the bin ...
+//!     At a thread's exit every page is given up (listed when it has room).
 //!   Bins without a cache (blocks above 256 KiB, and every bin in check mode) skip the
 //!   thread cache: a block comes straight off its page and goes straight back to it.
 //!   A large block in a region: a run of units (resident ones reused first) -> live ->
@@ -173,17 +178,17 @@
 //!              process.zig   lazy init, fork handlers, the exit summary's destination
 //!  thread/     thread_cache.zig  per-thread cache of free blocks per bin: stacks, refill,
 //!                            flush, overflow, idle maintenance, self-sizing capacity
-//!              placement.zig  where a heap's pages go in its segments, and its segments
-//!                            in the arena (new page, released page, adoption, abandonment)
-//!              purge.zig     empty memory back to the OS along the decay curve (a heap's
-//!                            dirty slices; the arena's and large tier's caches)
+//!              purge.zig     empty memory back to the OS along the decay curve (the
+//!                            segments' dirty slices and empty segments, the large tier's)
 //!              growth.zig    realloc's growth log: a block grown again gets room to spare
 //!              heap.zig      a thread's heap: pages per bin, page finding (malloc's slow
-//!                            path), free's slow path, maintenance, thread exit
+//!                            path), free's slow path, pages given up and taken, maintenance,
+//!                            thread exit
 //!              validate.zig  the checked library's run-time invariant checks (slow paths,
 //!                            thread exit) and hak_validate
 //!              thread.zig    the calling thread's heap (TLS), heap registry, exit key
-//!  memory/     page.zig      a page: bitmap of free blocks, remote-free list (thread_free)
+//!  memory/     page.zig      a page: bitmap of free blocks, remote-free list (thread_free),
+//!                            who holds it (the owned bit, owner)
 //!              profile.zig   HAKMEM_PROFILE: the sampled heap profiler (a byte countdown
 //!                            charged at refills and large allocations; flag_sampled pages)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
@@ -200,7 +205,9 @@
 //!                            units or a mapping), free, lookup, decay, fork hooks
 //!              large_local.zig  a thread's cache of the region blocks it freed lately, and
 //!                            the hand-over of a block to and from it
-//!              arena.zig     segment cache (empty, decaying) and abandoned segments
+//!              arena.zig     every segment: placing and releasing pages' spans, purging
+//!                            dirty slices, unmapping empty segments (one lock)
+//!              abandoned.zig  the pages no heap holds that have room, per bin
 //!              guard.zig     guarded sampling (a sampled block against a guard page, freed
 //!                            into a protected slot) and the fault handler that reports it
 //!  settings/   size_class.zig  sizes -> classes -> bins (tier x class) -> page geometry
@@ -239,8 +246,8 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof", "scan" },
     &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
-    &.{ "page", "profile", "segment", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "guard" },
-    &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
+    &.{ "page", "profile", "segment", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "abandoned", "guard" },
+    &.{ "thread_cache", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
     &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
@@ -294,7 +301,7 @@ test {
     _ = @import("memory/large_local.zig");
     _ = @import("memory/arena.zig");
     _ = @import("thread/thread.zig");
-    _ = @import("thread/placement.zig");
+    _ = @import("memory/abandoned.zig");
     _ = @import("thread/purge.zig");
     _ = @import("thread/growth.zig");
     _ = @import("memory/guard.zig");

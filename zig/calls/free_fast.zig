@@ -107,12 +107,13 @@ test "sliceOf finds a page's first slice and the copies in a span's later slices
     const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_mod.segment_size), segment_mod.segment_size);
     defer std.testing.allocator.free(memory);
     const seg: *Segment = @ptrCast(memory.ptr);
-    seg.initHeader(0);
+    seg.initHeader();
     const mid_bin = size_class.midBin(100_000);
     const slices = size_class.binPageSlices(mid_bin);
     var reused: usize = 0;
-    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &reused).?;
-    const p2 = seg.allocPage(mid_bin, slices, false, &reused).?;
+    var owner: u8 = 0;
+    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &owner, &reused).?;
+    const p2 = seg.allocPage(mid_bin, slices, false, &owner, &reused).?;
     try std.testing.expectEqual(p1, sliceOf(p1.start + 100));
     const last_slice = sliceOf(p2.start + (slices - 1) * size_class.slice_size + 5);
     try std.testing.expectEqual(p2.start, last_slice.start);
@@ -124,11 +125,12 @@ test "isFastBlockStart is the page's block-start test, and false on a page with 
     const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_mod.segment_size), segment_mod.segment_size);
     defer std.testing.allocator.free(memory);
     const seg: *Segment = @ptrCast(memory.ptr);
-    seg.initHeader(0);
+    seg.initHeader();
     var reused: usize = 0;
+    var owner: u8 = 0;
     const bins = [_]usize{ size_class.tinyBin(48), size_class.tinyBin(1000), size_class.midBin(3000), size_class.midBin(100_000) };
     for (bins) |bin| {
-        const page = seg.allocPage(bin, size_class.binPageSlices(bin), false, &reused) orelse return error.NoRoom;
+        const page = seg.allocPage(bin, size_class.binPageSlices(bin), false, &owner, &reused) orelse return error.NoRoom;
         page.carved_end = page.start + @as(usize, page.reserved) * page.block_size; // all carved
         page.syncSpan();
         const end = page.start + @as(usize, page.slice_count) * size_class.slice_size;

@@ -37,7 +37,8 @@ const validate = @import("../thread/validate.zig");
 const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
-const Heap = @import("../thread/heap.zig").Heap;
+const heap_mod = @import("../thread/heap.zig");
+const Heap = heap_mod.Heap;
 
 /// Requests above this fail at once with ENOMEM (beyond any real address space).
 pub const size_max: usize = abi.size_max;
@@ -195,13 +196,13 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
 /// A thread that frees before it ever allocated (a consumer) gets a heap as well: its
 /// cache then takes the frees on the fast path and gives them back in runs, one CAS per
 /// run of a page, instead of one CAS and a slow path per block. Not while it exits (its
-/// heap was parked already: one made now would never be parked). Null: no heap.
+/// heap was given up already: one made now would never be). Null: no heap.
 noinline fn heapForFree() ?*Heap {
     if (thread.exiting()) return null;
     return createHeap();
 }
 
-fn result(outcome: @import("../thread/heap.zig").FreeOutcome) FreeResult {
+fn result(outcome: heap_mod.FreeOutcome) FreeResult {
     return switch (outcome) {
         .ok => .ok,
         .double_free => .double_free,
@@ -215,7 +216,7 @@ fn isFreed(h: ?*Heap, page: *Page, addr: usize) bool {
     const blk: *Block = @ptrFromInt(addr);
     if (h) |owner| {
         if (owner.cache.contains(page.bin, blk)) return true;
-        if (owner.ownsSegment(Segment.of(addr))) _ = page.collect();
+        if (owner.ownsPage(page)) _ = page.collect();
     }
     if (page.isOnFreeList(addr) or page.remoteHead() == blk) return true;
     return thread.otherCacheHolds(page.bin, blk, h);
@@ -227,12 +228,14 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
 }
 
 /// A thread without a heap (one that is exiting, or out of memory) gives the block back
-/// through its page's thread_free (the owner checks it when it collects).
+/// through its page's thread_free (the holder checks it when it collects; a page nobody
+/// held is this thread's to settle then: heap.settleClaimed).
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;
     blk.key = block_mod.free_key;
-    page.pushRemoteChain(blk, blk);
+    const claimed = page.pushRemoteChain(blk, blk);
     stats.incr(&stats.heapless_frees[page.bin]);
+    if (claimed) heap_mod.settleClaimed(null, page);
     return .ok;
 }
 

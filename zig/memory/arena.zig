@@ -1,37 +1,150 @@
-//! arena.zig — where segments come from and where they wait: fresh mappings from the OS,
-//! the cache of empty segments (kept dirty for quick reuse, unmapped along the decay curve
-//! or beyond the retention bound), and the list of segments abandoned by exited threads
-//! (adopted by the next thread that needs pages). Each list has its own lock; only slow
-//! paths come here.
+//! arena.zig — every segment, shared by every heap: where a page's span is placed, where it
+//! goes back, and when empty memory goes back to the OS. A segment belongs to no thread:
+//! its pages do (page.zig: ownership), so what one thread frees serves any other, and a
+//! thread that exits leaves no segment behind waiting for one adopter.
+//!
+//!   lock      one spin lock (slow paths only): the list, and every segment's slice state
+//!   segments  seg <-> seg <-> seg | full <-> full        (those with room first: a search
+//!             stops at the first full one; a segment that fills goes to the back, one
+//!             that gets room back to the front)
+//!
+//!   placePage     a span for a new page: among the first segments with room (scan_max),
+//!                 the run with the most resident (dirty) slices — reused memory costs no
+//!                 page fault — a segment with pages before an empty one on ties; else a
+//!                 new mapping (made with the lock released)
+//!   releasePage   a page's span back to its segment, dirty (resident until purged; beyond
+//!                 HAKMEM_RETAIN_MAX_MB purged at once)
+//!   decay         dirty slices along the decay curve (decay.zig), the segment dirty longest
+//!                 first, and empty segments unmapped along the same curve (at once beyond
+//!                 HAKMEM_RETAIN_MAX_MB of them); every maintenance tick of any thread may
+//!                 call it, one pass runs every quarter of the purge delay
+//!   trimDirty     at a thread's exit: the dirty slices beyond a bound purged now (nothing
+//!                 may call the allocator again for a long time)
+//!
+//! A purge takes its slices out of the free set under the lock (Segment.beginPurge), makes
+//! the madvise calls with the lock released, and gives them back clean (endPurge): no thread
+//! waits on a system call to place a page. Mappings are made and unmapped unlocked too.
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
 const stats = @import("../settings/stats.zig");
+const size_class = @import("../settings/size_class.zig");
 const segment_map = @import("../base/segment_map.zig");
 const segment_mod = @import("segment.zig");
+const page_mod = @import("page.zig");
 const Lock = @import("../base/lock.zig").Lock;
 const decay_mod = @import("../base/decay.zig");
 const budget = @import("../settings/budget.zig");
 const Segment = segment_mod.Segment;
 const SegmentList = segment_mod.SegmentList;
+const Page = page_mod.Page;
 const segment_size = segment_mod.segment_size;
 
-pub var cache_lock: Lock = .{};
-var cache: SegmentList = .{};
-pub var abandoned_lock: Lock = .{};
-var abandoned: SegmentList = .{};
+pub var lock: Lock = .{};
+var segments: SegmentList = .{};
+/// Segments with no page in use (isEmpty), among `segments`.
+var empty_count: usize = 0;
+/// The next time a decay pass is due (monotonic ms; atomic: every heap's tick reads it).
+var decay_due_ms: u64 = 0;
 
-/// An empty segment for a new owner: the most recently cached one, or a new mapping.
-pub fn acquire(owner: *anyopaque) ?*Segment {
-    cache_lock.acquire();
-    const cached = cache.pop();
-    cache_lock.release();
-    const seg = cached orelse mapSegment() orelse return null;
-    std.debug.assert(seg.owner.load(.monotonic) == null); // a cached or new segment is nobody's
-    std.debug.assert(seg.used_pages == 0 and seg.free_slices == segment_mod.usable_slices);
-    seg.owner.store(owner, .release);
-    return seg;
+/// Segments with room looked at for the best run before a new segment is mapped.
+const scan_max = 32;
+/// Segments purged or unmapped per decay step at most (each step is one pass under the
+/// lock, then the system calls without it).
+const batch_max = 16;
+
+// ---------------------------------------------------------------- placing pages
+
+/// A span for a new page of `bin` held by `owner` (a heap), its blocks not carved yet.
+/// Null only when out of memory (or of the memory budget).
+pub fn placePage(bin: usize, checked: bool, owner: *anyopaque) ?*Page {
+    const slices = size_class.binPageSlices(bin);
+    lock.acquire();
+    if (bestRun(slices)) |best| {
+        const page = placeAt(best.segment, best.run.slice, bin, slices, checked, owner);
+        lock.release();
+        return page;
+    }
+    lock.release();
+    // No room: a new segment, mapped unlocked, and the span taken in it before the lock is
+    // let go (so no other thread can take its room first).
+    const seg = mapSegment() orelse return null;
+    lock.acquire();
+    defer lock.release();
+    segments.push(seg);
+    empty_count += 1;
+    const run = seg.findRun(slices).?; // a fresh segment has room for any page
+    return placeAt(seg, run.slice, bin, slices, checked, owner);
 }
+
+/// (lock held) Takes the span at `slice` of `seg` for the page.
+fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool, owner: *anyopaque) *Page {
+    const was_empty = seg.used_pages == 0;
+    if (was_empty) {
+        std.debug.assert(empty_count > 0);
+        empty_count -= 1;
+    }
+    var reused: usize = 0;
+    const page = seg.allocPageAt(bin, slices, slice, checked, owner, &reused);
+    if (seg.isFull()) { // full segments go behind the ones with room
+        segments.remove(seg);
+        segments.pushBack(seg);
+    }
+    stats.pageAcquired(page.tierIndex(), slices * size_class.slice_size, reused);
+    std.debug.assert(page.owner.load(.monotonic) == owner and page.isHeld());
+    return page;
+}
+
+const Best = struct { segment: *Segment, run: Segment.Run };
+
+/// (lock held) Among the first scan_max segments with room, the run of `slices` free
+/// slices with the most resident slices; on a tie, one in a segment with pages in use
+/// (an empty segment may then be unmapped).
+fn bestRun(slices: usize) ?Best {
+    var best: ?Best = null;
+    var scanned: usize = 0;
+    var it = segments.first;
+    while (it) |seg| : (it = seg.next) {
+        if (seg.isFull() or scanned == scan_max) break; // those with room come first
+        scanned += 1;
+        const run = seg.findRun(slices) orelse continue;
+        if (best) |b| {
+            const better_dirty = run.dirty_slices > b.run.dirty_slices;
+            const same_dirty = run.dirty_slices == b.run.dirty_slices;
+            if (!better_dirty and !(same_dirty and b.segment.used_pages == 0 and seg.used_pages != 0)) continue;
+        }
+        best = .{ .segment = seg, .run = run };
+        if (run.dirty_slices == slices and seg.used_pages != 0) break; // cannot do better
+    }
+    return best;
+}
+
+/// A page's span back to its segment. The caller holds the page (page.zig) and it has no
+/// block in use: no thread can reach it any more.
+pub fn releasePage(page: *Page, now_ms: u64) void {
+    std.debug.assert(page.used == 0 and page.isHeld());
+    std.debug.assert(page.next == null and page.prev == null and !page.listed); // in no queue or list
+    const seg = Segment.of(page.start);
+    const carved = @as(usize, page.capacity) * page.block_size;
+    const span_bytes = @as(usize, page.slice_count) * size_class.slice_size;
+    lock.acquire();
+    stats.pageReleased(page.tierIndex(), span_bytes, carved);
+    const was_full = seg.isFull();
+    seg.freePage(page, now_ms);
+    if (was_full) { // room again: among the segments with room
+        segments.remove(seg);
+        segments.push(seg);
+    }
+    if (seg.used_pages == 0) empty_count += 1;
+    const over_retain = stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes;
+    const taken: ?Segment.Taken = if (over_retain) seg.beginPurge() else null;
+    const evicted = if (empty_count * segment_size > config.retain_max_bytes) takeOldestEmpty() else null;
+    lock.release();
+    if (taken) |t| finishPurges(&.{seg}, &.{t});
+    if (evicted) |e| unmapSegment(e);
+}
+
+// ---------------------------------------------------------------- mappings
 
 fn mapSegment() ?*Segment {
     if (!budget.claim(segment_size)) return null;
@@ -39,19 +152,21 @@ fn mapSegment() ?*Segment {
     const memory = os.mapAligned(segment_size, segment_size) orelse return null;
     std.debug.assert(@intFromPtr(memory) % segment_size == 0);
     const seg: *Segment = @ptrCast(@alignCast(memory));
-    seg.initHeader(0);
-    std.debug.assert(seg.dirty_slices == 0); // fresh memory: nothing resident yet
+    seg.initHeader();
+    seg.empty_since_ms = os.nowMs();
+    std.debug.assert(seg.dirty_slices == 0 and seg.isEmpty()); // fresh memory: nothing resident yet
     segment_map.mark(@intFromPtr(seg), segment_size, .segment, .segment);
     stats.incr(&stats.segments_mapped);
     stats.addTo(&stats.os_mapped_bytes, segment_size);
     return seg;
 }
 
+/// A segment out of the list (takeOldestEmpty), no page in use, nothing being purged.
 fn unmapSegment(seg: *Segment) void {
-    std.debug.assert(seg.used_pages == 0 and seg.owner.load(.monotonic) == null);
+    std.debug.assert(seg.isEmpty() and seg.next == null and seg.prev == null);
     std.debug.assert(seg.dirty_mid_slices & ~seg.dirty_slices == 0); // mid's dirty slices are among them
     const purged = seg.dirtyBytes();
-    const mid_bytes = @as(usize, @popCount(seg.dirty_mid_slices)) * (segment_size / segment_mod.slice_count);
+    const mid_bytes = @as(usize, @popCount(seg.dirty_mid_slices)) * size_class.slice_size;
     stats.purged(0, purged - mid_bytes);
     stats.purged(1, mid_bytes);
     segment_map.clear(@intFromPtr(seg), segment_size);
@@ -60,244 +175,228 @@ fn unmapSegment(seg: *Segment) void {
     stats.subFrom(&stats.os_mapped_bytes, segment_size);
 }
 
-/// An owner gives back a segment with no page in use.
-pub fn release(seg: *Segment, now_ms: u64) void {
-    std.debug.assert(seg.used_pages == 0);
-    std.debug.assert(seg.owner.load(.monotonic) != null); // an owner gives it back, once
-    std.debug.assert(segment_map.lookup(@intFromPtr(seg)) == .segment);
-    seg.owner.store(null, .release);
-    const keep = seg.dirty_slices;
-    seg.initHeader(keep);
-    seg.dirty_mid_slices = 0;
-    seg.cached_since_ms = now_ms;
-    var evicted: ?*Segment = null;
-    cache_lock.acquire();
-    cache.push(seg);
-    if (cache.count * segment_size > config.retain_max_bytes) {
-        evicted = cache.last();
-        if (evicted) |e| cache.remove(e);
+/// (lock held) The segment empty for longest, out of the list; null when none is empty.
+/// Bounded by the list's count.
+fn takeOldestEmpty() ?*Segment {
+    var oldest: ?*Segment = null;
+    var it = segments.first;
+    var seen: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= segments.count);
+        if (!seg.isEmpty()) continue;
+        if (oldest == null or seg.empty_since_ms < oldest.?.empty_since_ms) oldest = seg;
     }
-    cache_lock.release();
-    if (evicted) |e| unmapSegment(e);
+    const seg = oldest orelse return null;
+    segments.remove(seg);
+    empty_count -= 1;
+    return seg;
 }
 
-/// Unmaps cached segments along the decay curve (decay.zig), oldest first; all with
-/// `force`. Bounded: at most the cache's length, twice.
+// ---------------------------------------------------------------- purging
+
+/// (lock released) The system calls of purges begun under the lock, then their slices
+/// given back clean under it.
+fn finishPurges(segs: []const *Segment, taken: []const Segment.Taken) void {
+    for (segs, taken) |seg, t| seg.purgeRuns(t.slices, os.purge);
+    lock.acquire();
+    for (segs, taken) |seg, t| seg.endPurge(t.slices);
+    lock.release();
+    for (taken) |t| {
+        stats.purged(0, t.purged.tiny_bytes);
+        stats.purged(1, t.purged.mid_bytes);
+    }
+}
+
+/// Empty segments unmapped and dirty slices purged along the decay curve (everything with
+/// `force`). At most one pass every quarter of the purge delay, whichever thread asks.
+/// Bounded: each step handles batch_max segments, and a pass takes at most as many steps
+/// as there are segments.
 pub fn decay(now_ms: u64, force: bool) void {
-    decayAbandoned(now_ms, force);
-    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return;
-    var tally: decay_mod.Tally = .{};
-    cache_lock.acquire();
-    var it = cache.first;
-    var seen: usize = 0;
-    while (it) |seg| : (it = seg.next) {
-        seen += 1;
-        std.debug.assert(seen <= cache.count);
-        tally.add(segment_size, seg.cached_since_ms, now_ms, config.purge_delay_ms);
-    }
-    std.debug.assert(seen == cache.count); // the walk saw the whole list
-    cache_lock.release();
-    for (0..seen) |_| {
-        cache_lock.acquire();
-        const oldest = cache.last();
-        const expired = if (oldest != null) force or tally.release(segment_size) else false;
-        if (expired) cache.remove(oldest.?);
-        cache_lock.release();
-        if (!expired) return;
-        unmapSegment(oldest.?);
-    }
+    const due = @atomicLoad(u64, &decay_due_ms, .monotonic);
+    if (!force and now_ms < due) return;
+    if (!force and @cmpxchgStrong(u64, &decay_due_ms, due, now_ms + @max(1, config.purge_delay_ms / 4), .monotonic, .monotonic) != null) return; // another thread runs this pass
+    const steps = @atomicLoad(usize, &segments.count, .monotonic) / batch_max + 1;
+    for (0..steps) |_| if (!unmapEmptyStep(now_ms, force)) break;
+    const rule: PurgeRule = if (force) .{ .keep_bytes = 0 } else .{ .curve_at_ms = now_ms };
+    for (0..steps) |_| if (!purgeDirtyStep(rule)) break;
 }
 
-/// Cached segments purged at most per trimCachedDirty call.
-const trim_cached_max = 16;
+/// What purgeDirtyStep lets stay dirty: what the decay curve keeps at a time, or a number
+/// of bytes (all segments together).
+const PurgeRule = union(enum) { curve_at_ms: u64, keep_bytes: usize };
 
-/// Purges the dirty slices of the cached segments beyond the first (newest) `keep_bytes`
-/// of them: at a thread's exit, what the next threads find resident stays bounded even if
-/// no maintenance runs again (heap.park). A purged segment waits behind the others (the
-/// resident ones are taken first). Bounded by the cache's length and trim_cached_max.
-pub fn trimCachedDirty(keep_bytes: usize) void {
-    if (@atomicLoad(usize, &cache.count, .monotonic) == 0) return;
-    var taken: [trim_cached_max]*Segment = undefined;
+/// One step of decay: up to batch_max empty segments the curve lets go, unmapped. False
+/// when the curve keeps the rest (or none is empty).
+fn unmapEmptyStep(now_ms: u64, force: bool) bool {
+    var doomed: [batch_max]*Segment = undefined;
     var count: usize = 0;
-    var kept: usize = 0;
-    cache_lock.acquire();
-    var it = cache.first;
-    var seen: usize = 0;
+    lock.acquire();
+    var tally: decay_mod.Tally = .{};
+    var it = segments.first;
     while (it) |seg| : (it = seg.next) {
-        seen += 1;
-        std.debug.assert(seen <= cache.count);
-        if (seg.dirty_slices == 0) continue;
-        if (kept + seg.dirtyBytes() <= keep_bytes) {
-            kept += seg.dirtyBytes();
-        } else if (count < taken.len) {
-            taken[count] = seg;
-            count += 1;
-        }
+        if (seg.isEmpty()) tally.add(segment_size, seg.empty_since_ms, now_ms, config.purge_delay_ms);
     }
-    std.debug.assert(seen == cache.count and count <= trim_cached_max);
-    for (taken[0..count]) |seg| cache.remove(seg);
-    cache_lock.release();
-    for (taken[0..count]) |seg| {
-        std.debug.assert(seg.owner.load(.monotonic) == null and seg.used_pages == 0);
-        seg.purge(); // no longer in the cache: nobody can take it
+    while (count < doomed.len) {
+        if (empty_count == 0 or !(force or tally.release(segment_size))) break;
+        doomed[count] = takeOldestEmpty() orelse break; // (one being purged waits)
+        count += 1;
     }
-    cache_lock.acquire();
-    for (taken[0..count]) |seg| cache.pushBack(seg);
-    cache_lock.release();
+    lock.release();
+    for (doomed[0..count]) |seg| unmapSegment(seg);
+    return count == doomed.len;
 }
 
-/// Abandoned segments keep their dirty (empty, resident) slices, so the thread that adopts
-/// one soon reuses them without page faults; nobody else purges them, so this does, once
-/// they have been dirty for the decay time (everything with `force`). Bounded by the
-/// list's length; the list lock keeps adopters out meanwhile.
-fn decayAbandoned(now_ms: u64, force: bool) void {
-    if (@atomicLoad(?*Segment, &abandoned.first, .monotonic) == null) return;
-    abandoned_lock.acquire();
-    defer abandoned_lock.release();
-    var it = abandoned.first;
-    var seen: usize = 0;
+/// One step: the dirty slices of up to batch_max segments (the one dirty longest first)
+/// purged while what stays dirty is more than `rule` keeps. False when nothing more is to go.
+fn purgeDirtyStep(rule: PurgeRule) bool {
+    var segs: [batch_max]*Segment = undefined;
+    var taken: [batch_max]Segment.Taken = undefined;
+    var count: usize = 0;
+    lock.acquire();
+    var tally: decay_mod.Tally = .{};
+    var dirty_total: usize = 0;
+    var it = segments.first;
     while (it) |seg| : (it = seg.next) {
-        seen += 1;
-        std.debug.assert(seen <= abandoned.count);
-        std.debug.assert(seg.owner.load(.monotonic) == null); // the list lock keeps adopters out
         if (seg.dirty_slices == 0) continue;
-        if (!force and now_ms -| seg.dirty_since_ms < config.purge_delay_ms) continue;
-        seg.purge();
+        if (rule == .curve_at_ms) tally.add(seg.dirtyBytes(), seg.dirty_since_ms, rule.curve_at_ms, config.purge_delay_ms);
+        dirty_total += seg.dirtyBytes();
     }
-    std.debug.assert(seen == abandoned.count);
+    while (count < segs.len) {
+        const seg = oldestDirty() orelse break;
+        const bytes = seg.dirtyBytes();
+        const go = switch (rule) {
+            .curve_at_ms => tally.release(bytes),
+            .keep_bytes => |keep| dirty_total > keep,
+        };
+        if (!go) break;
+        dirty_total -= bytes;
+        segs[count] = seg;
+        taken[count] = seg.beginPurge();
+        count += 1;
+    }
+    lock.release();
+    if (count > 0) finishPurges(segs[0..count], taken[0..count]);
+    return count == segs.len;
 }
 
-/// A heap whose thread exits leaves a segment that still has blocks in use (with what dirty
-/// slices its exit kept for the next owner: placement.abandonAll, decayAbandoned).
-pub fn abandon(seg: *Segment) void {
-    std.debug.assert(seg.used_pages != 0); // an empty one goes to the cache (release)
-    std.debug.assert(seg.owner.load(.monotonic) != null);
-    seg.owner.store(null, .release);
-    abandoned_lock.acquire();
-    abandoned.push(seg);
-    abandoned_lock.release();
-    stats.incr(&stats.segments_abandoned);
+/// (lock held) The segment whose dirty slices are oldest; bounded by the list's count.
+fn oldestDirty() ?*Segment {
+    var oldest: ?*Segment = null;
+    var it = segments.first;
+    while (it) |seg| : (it = seg.next) {
+        if (seg.dirty_slices == 0) continue;
+        if (oldest == null or seg.dirty_since_ms < oldest.?.dirty_since_ms) oldest = seg;
+    }
+    return oldest;
 }
 
-pub fn popAbandoned(owner: *anyopaque) ?*Segment {
-    if (@atomicLoad(?*Segment, &abandoned.first, .monotonic) == null) return null;
-    abandoned_lock.acquire();
-    const seg = abandoned.pop();
-    abandoned_lock.release();
-    const s = seg orelse return null;
-    std.debug.assert(s.owner.load(.monotonic) == null);
-    std.debug.assert(s.used_pages != 0); // abandoned with blocks in use
-    s.owner.store(owner, .release);
-    stats.incr(&stats.segments_adopted);
-    return s;
+/// At a thread's exit: dirty slices beyond `keep_bytes` (all segments together) purged
+/// now, oldest first — the next threads find that much resident, and nothing is left
+/// dirty beyond it if the program never calls the allocator again. Bounded as decay.
+pub fn trimDirty(keep_bytes: usize) void {
+    if (stats.dirty_bytes.load(.monotonic) <= keep_bytes) return;
+    const steps = @atomicLoad(usize, &segments.count, .monotonic) / batch_max + 1;
+    for (0..steps) |_| if (!purgeDirtyStep(.{ .keep_bytes = keep_bytes })) break;
 }
 
-pub fn cachedCount() usize {
-    cache_lock.acquire();
-    defer cache_lock.release();
-    return cache.count;
+/// Segments with no page in use (the memory report's cached segments).
+pub fn emptyCount() usize {
+    return @atomicLoad(usize, &empty_count, .monotonic);
+}
+
+/// Every segment mapped now.
+pub fn segmentCount() usize {
+    return @atomicLoad(usize, &segments.count, .monotonic);
 }
 
 pub fn resetLocksInChild() void {
-    cache_lock.resetInChild();
-    abandoned_lock.resetInChild();
+    lock.resetInChild();
+}
+
+// ---------------------------------------------------------------- validation
+
+pub const Invalid = error{ ListLinksBroken, ListCountWrong, SegmentsOutOfOrder, EmptyCountWrong, SegmentNotMapped } || Segment.Invalid;
+
+/// Checks the list under the lock: links (prev of each is the one before), count, those
+/// with room before the full ones, every segment 4 MiB aligned, tagged a segment in
+/// segment_map and valid (Segment.validate: its masks and spans), and empty_count.
+/// Bounded by the list's count.
+pub fn validate() Invalid!void {
+    lock.acquire();
+    defer lock.release();
+    var prev: ?*Segment = null;
+    var it = segments.first;
+    var n: usize = 0;
+    var empty: usize = 0;
+    var seen_full = false;
+    while (it) |seg| : (it = seg.next) {
+        n += 1;
+        if (n > segments.count) return error.ListCountWrong;
+        if (seg.prev != prev) return error.ListLinksBroken;
+        if (@intFromPtr(seg) % segment_size != 0 or segment_map.lookup(@intFromPtr(seg)) != .segment) return error.SegmentNotMapped;
+        if (seg.isFull()) seen_full = true else if (seen_full) return error.SegmentsOutOfOrder;
+        try seg.validate();
+        if (seg.used_pages == 0) empty += 1;
+        prev = seg;
+    }
+    if (n != segments.count or segments.last != prev) return error.ListCountWrong;
+    if (empty != empty_count) return error.EmptyCountWrong;
 }
 
 // ---------------------------------------------------------------- tests
 
 const testing = std.testing;
 
-test "a segment: acquired, cached, reused first, unmapped by decay" {
+test "a page placed in a shared segment, released dirty, placed again on the resident slices, unmapped by decay" {
     const saved_retain = config.retain_max_bytes;
     config.retain_max_bytes = 1 << 30;
     defer config.retain_max_bytes = saved_retain;
-    var owner_a: u8 = 0;
-    var owner_b: u8 = 0;
-    const seg = acquire(&owner_a) orelse return error.OutOfMemory;
-    try testing.expectEqual(@as(?*anyopaque, &owner_a), seg.owner.load(.monotonic));
-    try testing.expectEqual(segment_map.Tag.segment, segment_map.lookup(@intFromPtr(seg) + 12345));
-    try seg.validate();
-    const cached = cachedCount();
-    release(seg, os.nowMs());
-    try testing.expectEqual(@as(?*anyopaque, null), seg.owner.load(.monotonic));
-    try testing.expectEqual(cached + 1, cachedCount());
-    const again = acquire(&owner_b) orelse return error.OutOfMemory;
-    try testing.expectEqual(seg, again); // the most recently cached comes back first
-    try testing.expectEqual(@as(?*anyopaque, &owner_b), again.owner.load(.monotonic));
-    release(again, os.nowMs());
+    decay(os.nowMs(), true); // other tests' empty segments
+    var heap_a: u8 = 0;
+    var heap_b: u8 = 0;
+    const bin = size_class.tinyBin(64);
+    const page = placePage(bin, false, &heap_a) orelse return error.OutOfMemory;
+    try testing.expectEqual(@as(?*anyopaque, &heap_a), page.owner.load(.monotonic));
+    try testing.expectEqual(segment_map.Tag.segment, segment_map.lookup(page.start));
+    try validate();
+    _ = page.extend();
+    const start = page.start;
+    page.owner.store(null, .monotonic);
+    releasePage(page, os.nowMs());
+    try validate();
+    // another heap's page of another bin takes the same (resident) slice
+    const again = placePage(size_class.tinyBin(128), false, &heap_b) orelse return error.OutOfMemory;
+    try testing.expectEqual(start, again.start);
+    try testing.expectEqual(@as(?*anyopaque, &heap_b), again.owner.load(.monotonic));
+    again.owner.store(null, .monotonic);
+    releasePage(again, os.nowMs());
+    const seg = Segment.of(start);
+    const was_empty = seg.used_pages == 0; // (other tests' pages may share the segment)
     decay(os.nowMs(), true);
-    try testing.expectEqual(@as(usize, 0), cachedCount());
-    try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(@intFromPtr(seg)));
+    try validate();
+    try testing.expectEqual(@as(usize, 0), emptyCount());
+    try testing.expectEqual(@as(u64, 0), stats.dirty_bytes.load(.monotonic));
+    if (was_empty) try testing.expectEqual(segment_map.Tag.none, segment_map.lookup(start));
 }
 
-test "an abandoned segment is adopted by the next owner" {
-    var owner_a: u8 = 0;
-    var owner_b: u8 = 0;
-    const seg = acquire(&owner_a) orelse return error.OutOfMemory;
-    var reused: usize = 0;
-    const page = seg.allocPage(@import("../settings/size_class.zig").tinyBin(64), 1, false, &reused).?; // abandoned: blocks in use
-    const adopted_before = stats.segments_adopted.load(.monotonic);
-    abandon(seg);
-    try testing.expectEqual(@as(?*anyopaque, null), seg.owner.load(.monotonic));
-    try testing.expectEqual(seg, popAbandoned(&owner_b).?);
-    try testing.expectEqual(@as(?*anyopaque, &owner_b), seg.owner.load(.monotonic));
-    try testing.expectEqual(adopted_before + 1, stats.segments_adopted.load(.monotonic));
-    seg.freePage(page, os.nowMs());
-    release(seg, os.nowMs());
+test "trimDirty purges what is dirty beyond its bound, oldest first" {
+    const saved_retain = config.retain_max_bytes;
+    config.retain_max_bytes = 1 << 30;
+    defer config.retain_max_bytes = saved_retain;
     decay(os.nowMs(), true);
-}
-
-// ---------------------------------------------------------------- validation
-
-pub const Invalid = error{ ListLinksBroken, ListCountWrong, CachedSegmentOwned, CachedSegmentInUse, AbandonedSegmentOwned, AbandonedSegmentEmpty, SegmentNotMapped } || Segment.Invalid;
-
-/// Checks the arena's two lists, each under its lock: links (prev of each is the one
-/// before), counts, every segment 4 MiB aligned and tagged a segment in segment_map, and
-/// owned by nobody; a cached segment has no page in use (and a valid header:
-/// Segment.validate), an abandoned one has some (its pages are not looked at: their
-/// blocks may be freed by any thread meanwhile). Bounded by each list's count.
-pub fn validate() Invalid!void {
-    cache_lock.acquire();
-    const cached = validateList(&cache, true);
-    cache_lock.release();
-    try cached;
-    abandoned_lock.acquire();
-    const left = validateList(&abandoned, false);
-    abandoned_lock.release();
-    try left;
-}
-
-fn validateList(list: *const SegmentList, is_cache: bool) Invalid!void {
-    var prev: ?*Segment = null;
-    var it = list.first;
-    var n: usize = 0;
-    while (it) |seg| : (it = seg.next) {
-        n += 1;
-        if (n > list.count) return error.ListCountWrong;
-        if (seg.prev != prev) return error.ListLinksBroken;
-        if (@intFromPtr(seg) % segment_size != 0 or segment_map.lookup(@intFromPtr(seg)) != .segment) return error.SegmentNotMapped;
-        if (seg.owner.load(.monotonic) != null) return if (is_cache) error.CachedSegmentOwned else error.AbandonedSegmentOwned;
-        if (is_cache) {
-            if (seg.used_pages != 0) return error.CachedSegmentInUse;
-            try seg.validate();
-        } else if (seg.used_pages == 0) return error.AbandonedSegmentEmpty;
-        prev = seg;
+    var heap_a: u8 = 0;
+    var pages: [8]*Page = undefined;
+    const bin = size_class.midBin(64 * 1024); // a span of its own per block
+    for (&pages) |*p| p.* = placePage(bin, false, &heap_a) orelse return error.OutOfMemory;
+    for (pages) |p| {
+        p.owner.store(null, .monotonic);
+        releasePage(p, os.nowMs());
     }
-    if (n != list.count) return error.ListCountWrong;
-}
-
-test "validate: the lists as the arena keeps them, and a broken count is caught" {
-    var owner: u8 = 0;
+    try testing.expect(stats.dirty_bytes.load(.monotonic) >= 8 * size_class.slice_size);
+    trimDirty(0);
+    try testing.expectEqual(@as(u64, 0), stats.dirty_bytes.load(.monotonic));
     try validate();
-    const seg = acquire(&owner) orelse return error.OutOfMemory;
-    release(seg, os.nowMs());
-    try validate();
-    cache_lock.acquire();
-    cache.count += 1;
-    const broken = validateList(&cache, true);
-    cache.count -= 1;
-    cache_lock.release();
-    try testing.expectError(error.ListCountWrong, broken);
     decay(os.nowMs(), true);
-    try validate();
+    try testing.expectEqual(@as(usize, 0), emptyCount());
 }

@@ -6,9 +6,9 @@
 //! Blocks are carved lazily (`extend`), so a fresh page costs RSS only for what is used.
 //! A carved block is in exactly one place: handed out, in some thread's cache, free on the
 //! page (its bit set in `bits`: the owner's set, plain loads and stores) or on
-//! `thread_free` (blocks other threads gave back, linked, pushed with one CAS, taken whole
-//! by the owner in `collect`). `used` counts the carved blocks whose bit is clear,
-//! `free_count` those whose bit is set.
+//! `thread_free` (blocks given back by threads that do not own the page, linked, pushed
+//! with one CAS, taken whole by the owner in `collect`). `used` counts the carved blocks
+//! whose bit is clear, `free_count` those whose bit is set.
 //!
 //!   bits    | 1 0 0 1 1 0 ... |   one bit per block: set = free on the page
 //!             ^ free_cursor (the word where the next search starts)
@@ -21,10 +21,27 @@
 //! writes the bits; other threads may read them (a double-free check). Links exist only
 //! on `thread_free`, encoded (block.zig) and checked when collected.
 //!
+//! Ownership (mimalloc 3's design): a page, not its segment, is the unit a thread owns.
+//!
+//!   thread_free = | head of the remote list (a block address) ............ | owned bit |
+//!   owner       = the heap whose queues hold the page, or null (abandoned)
+//!
+//! The owned bit says that some thread holds the page: its heap (owner set), or a thread
+//! that just took an abandoned page and decides what becomes of it (owner null). Whoever
+//! holds it may write the owner-only fields. A heap gives a page up (abandons it) when the
+//! page is full or the thread exits: owner null, then the bit cleared (`unown`), so the page
+//! belongs to nobody. Every push onto thread_free sets the bit; the one push that finds it
+//! clear has taken the page (`pushRemoteChain` returns true) and must settle it: the page
+//! goes back to its segment when the push emptied it, else it is reclaimed or listed for
+//! any heap to take (memory/abandoned.zig, thread/heap.zig settleClaimed). So the thread
+//! that frees the last block of an exited thread's page gives the page back at once, and a
+//! page of a full or exited heap that other threads freed into serves whoever needs its
+//! size class next — never a whole segment waiting for one thread.
+//!
 //! free() on any thread reads only the first cache line of a slice's descriptor, and
 //! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
 //! and a mask, without following slice_offset (the copies' flags keep only the slow flags
-//! current: flag_full and flag_flushing are the owner's, on the first slice):
+//! current: flag_flushing is the owner's, on the first slice):
 //!   start, div_magic      the block index of an address: ((addr - start) * div_magic) >> 40
 //!   fast_magic            div_magic << 24 while a free may take the fast path, else 0
 //!   carved_end            start + capacity * block_size; 0 for a slice not in use
@@ -36,8 +53,7 @@ const misuse = @import("../settings/misuse.zig");
 pub const Block = block_mod.Block;
 
 // A page's flags. Four are slow flags: each sends every free of the page to the slow
-// path (fast_magic = 0). The other two are the owner's bookkeeping; free ignores them.
-pub const flag_full: u8 = 1; // owner: in the heap's full queue
+// path (fast_magic = 0). flag_flushing is the owner's bookkeeping; free ignores it.
 pub const flag_aligned: u8 = 2; // slow: holds blocks handed out at an inner aligned address
 pub const flag_unused: u8 = 4; // slow: not a page in use (free span, segment header, cached)
 pub const flag_checked: u8 = 8; // slow: check mode, every free goes through check.zig
@@ -51,6 +67,9 @@ const extend_bytes_max: usize = 16 * 1024;
 /// Shift of the magic division; exact for every offset of a page (see blockStartIndex).
 /// free's form of the test (fast_magic) is calls/free_fast.zig isFastBlockStart.
 pub const magic_shift = 40;
+/// thread_free's low bit: the page is held by a thread (its owner heap, or a claimer).
+/// Block addresses are 16-byte aligned, so the bit is free.
+pub const tf_owned: usize = 1;
 
 pub const Page = extern struct {
     // ---- first cache line: read by free() on any thread, copied into every slice ----
@@ -71,14 +90,26 @@ pub const Page = extern struct {
     _reserved: u32 = 0,
     used: u32 = 0,
     free_count: u32 = 0,
-    // ---- second cache line: what other threads write (remote frees) ----
-    thread_free: std.atomic.Value(?*Block) align(64) = .init(null),
+    // ---- second cache line: what other threads write (remote frees) and ownership ----
+    /// The remote-free list's head (a block address) | tf_owned (see the file header).
+    thread_free: std.atomic.Value(usize) align(64) = .init(0),
+    /// The heap whose queues hold the page; null while abandoned (and between a claim and
+    /// what the claimer makes of it). Written by the holder of the owned bit; read by any
+    /// thread (monotonic): is a block given back to this page a local free?
+    owner: std.atomic.Value(?*anyopaque) = .init(null),
+    /// Links in the owner heap's queue, or in the list of abandoned pages of its bin
+    /// (abandoned.zig, under its lock, while `listed`).
     next: ?*Page = null,
     prev: ?*Page = null,
+    /// The heap that placed or last took the page (a claimer that is this heap takes it
+    /// back into its queue: its own frees into a page it gave up when full).
+    origin: ?*anyopaque = null,
     /// Milliseconds on the monotonic clock when `used` last dropped to 0.
     empty_since_ms: u64 = 0,
     /// One bit per block: set while the block is on `free`.
     bits: ?[*]u64 = null,
+    /// In the list of abandoned pages of its bin (abandoned.zig; under its lock).
+    listed: bool = false,
 
     comptime {
         // The widths the fields assume: a bin, a span and a slice index in a byte, a block
@@ -97,8 +128,8 @@ pub const Page = extern struct {
     }
 
     /// Makes `self` (the first slice of a span of `slice_count` slices at `start`) a page of
-    /// `bin`, with `bits` (room for one bit per block) cleared.
-    pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool) void {
+    /// `bin`, with `bits` (room for one bit per block) cleared, held by `owner` (a heap).
+    pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool, owner: *anyopaque) void {
         std.debug.assert(bin < size_class.bin_count and start % size_class.min_block_size == 0);
         std.debug.assert(slice_count >= 1 and slice_count <= size_class.max_page_slices);
         std.debug.assert(self.slice_offset == 0); // the span's first slice
@@ -114,6 +145,9 @@ pub const Page = extern struct {
             .flags = if (checked) flag_checked else 0,
             .block_size = @intCast(bs),
             .reserved = @intCast(reserved),
+            .thread_free = .init(tf_owned),
+            .owner = .init(owner),
+            .origin = owner,
             .bits = bits,
         };
         self.fast_magic = self.fastMagic();
@@ -297,29 +331,71 @@ pub const Page = extern struct {
     }
 
     /// Any thread: gives back a chain of blocks of this page linked first..last (links
-    /// encoded; last's is set here) with one CAS.
-    pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) void {
+    /// encoded; last's is set here) with one CAS, which also sets the owned bit. True when
+    /// the bit was clear: the page was abandoned and the caller holds it now (it must settle
+    /// it: thread/heap.zig settleClaimed).
+    pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) bool {
         // blocks of this page (in use until now, so the page cannot change under them)
         std.debug.assert(@intFromPtr(first) >= self.start and @intFromPtr(first) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
         std.debug.assert(@intFromPtr(last) >= self.start and @intFromPtr(last) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
-        var head = self.thread_free.load(.monotonic);
+        var word = self.thread_free.load(.monotonic);
         while (true) {
-            last.link = block_mod.encode(last, head);
-            head = self.thread_free.cmpxchgWeak(head, first, .release, .monotonic) orelse return;
+            last.link = block_mod.encode(last, @ptrFromInt(word & ~tf_owned));
+            // acq_rel: a claimer must see what the page's last holder wrote before it let go
+            word = self.thread_free.cmpxchgWeak(word, @intFromPtr(first) | tf_owned, .acq_rel, .monotonic) orelse
+                return word & tf_owned == 0;
         }
     }
 
     /// The block at the head of thread_free now (any thread; a hint for double frees).
     pub fn remoteHead(self: *const Page) ?*Block {
-        return self.thread_free.load(.monotonic);
+        return @ptrFromInt(self.thread_free.load(.monotonic) & ~tf_owned);
+    }
+
+    /// True while some thread holds the page (its owner heap, or a claimer).
+    pub fn isHeld(self: *const Page) bool {
+        return self.thread_free.load(.monotonic) & tf_owned != 0;
+    }
+
+    /// Takes an abandoned page (the owned bit clear) for the caller; false when another
+    /// thread holds it now.
+    pub fn tryClaim(self: *Page) bool {
+        var word = self.thread_free.load(.monotonic);
+        while (word & tf_owned == 0) {
+            word = self.thread_free.cmpxchgWeak(word, word | tf_owned, .acquire, .monotonic) orelse return true;
+        }
+        return false;
+    }
+
+    /// The holder lets the page go (owner null already): the owned bit is cleared when no
+    /// block waits on thread_free. False when some do: the caller still holds the page and
+    /// collects them first (then may give the page back, or try again). Only a push changes
+    /// the word meanwhile, and each leaves a block to collect, so retries are bounded by
+    /// the blocks in use.
+    pub fn tryUnown(self: *Page) bool {
+        std.debug.assert(self.owner.load(.monotonic) == null); // the heap let go first
+        return self.thread_free.cmpxchgStrong(tf_owned, 0, .release, .monotonic) == null;
+    }
+
+    /// Free room: blocks free on the page, plus those not carved yet.
+    pub fn freeRoom(self: *const Page) u32 {
+        std.debug.assert(self.capacity <= self.reserved);
+        return self.free_count + (self.reserved - self.capacity);
+    }
+
+    /// At most an eighth of the page free (mimalloc's "mostly used"): not worth listing for
+    /// other heaps; the next frees into it decide again.
+    pub fn isMostlyUsed(self: *const Page) bool {
+        return self.freeRoom() <= self.reserved / 8;
     }
 
     /// Owner: makes every block other threads gave back free on the page. Returns how many.
     /// The walk is bounded by `used` (no more blocks can be out); a block seen twice (a
     /// double free) ends it, and is reported or contained (misuse.doubleFreeFound).
     pub fn collect(self: *Page) u32 {
-        if (self.thread_free.load(.monotonic) == null) return 0;
-        var node: ?*Block = self.thread_free.swap(null, .acquire);
+        std.debug.assert(self.isHeld()); // by the caller
+        if (self.thread_free.load(.monotonic) == tf_owned) return 0;
+        var node: ?*Block = @ptrFromInt(self.thread_free.swap(tf_owned, .acquire) & ~tf_owned);
         var count: u32 = 0;
         while (node) |blk| {
             const addr = @intFromPtr(blk);
@@ -393,6 +469,7 @@ pub const Page = extern struct {
         RemoteListTooLong,
         RemoteListForeignBlock,
         RemoteBlockFreeOnPage,
+        PageNotHeld,
     };
 
     /// Checks a page in use against its invariants (the owner's thread only; tests and
@@ -429,7 +506,8 @@ pub const Page = extern struct {
                 c.carved_end != self.carved_end or c.bin != self.bin or c.block_size != self.block_size or (c.flags ^ self.flags) & slow_flags != 0)
                 return error.SpanCopyStale;
         }
-        var node = self.thread_free.load(.acquire);
+        if (!self.isHeld()) return error.PageNotHeld;
+        var node: ?*Block = @ptrFromInt(self.thread_free.load(.acquire) & ~tf_owned);
         var count: u32 = 0;
         while (node) |blk| {
             if (count == self.used) return error.RemoteListTooLong;
@@ -451,8 +529,9 @@ test "carve, pop, push, collect, double free at the page" {
     var memory: [size_class.slice_size]u8 align(16) = undefined;
     var bits: [64]u64 = undefined;
     var page: Page = .{};
+    var owner: u8 = 0;
     const bin = size_class.tinyBin(48);
-    page.init(bin, @intFromPtr(&memory), 1, &bits, false);
+    page.init(bin, @intFromPtr(&memory), 1, &bits, false, &owner);
     try std.testing.expectEqual(@as(u32, size_class.slice_size / 48), page.reserved);
     try std.testing.expect(page.popFree() == null);
     try std.testing.expect(page.extend() > 0);
@@ -466,7 +545,7 @@ test "carve, pop, push, collect, double free at the page" {
     try std.testing.expectEqual(Page.PushResult.ok, page.pushFree(a));
     try std.testing.expect(page.isOnFreeList(@intFromPtr(a)));
     try std.testing.expectEqual(Page.PushResult.double_free, page.pushFree(a));
-    page.pushRemoteChain(b, b);
+    try std.testing.expect(!page.pushRemoteChain(b, b)); // held: no claim
     try std.testing.expectEqual(@as(u32, 1), page.used);
     try std.testing.expectEqual(@as(u32, 1), page.collect());
     try std.testing.expectEqual(@as(u32, 0), page.used);
@@ -483,7 +562,8 @@ test "the block-start test agrees with division for every bin" {
         const page = &span[0];
         const slices = size_class.binPageSlices(bin);
         const start: usize = 1 << 30;
-        page.init(bin, start, slices, &bits, false);
+        var owner: u8 = 0;
+        page.init(bin, start, slices, &bits, false, &owner);
         page.capacity = page.reserved;
         page.carved_end = start + @as(usize, page.reserved) * page.block_size;
         const bs = page.block_size;
@@ -497,4 +577,38 @@ test "the block-start test agrees with division for every bin" {
             if (index) |i| try std.testing.expectEqual(offset / bs, i);
         }
     }
+}
+
+test "ownership: a page given up belongs to nobody; the first push or claim takes it, once" {
+    block_mod.initSecrets();
+    var memory: [size_class.slice_size]u8 align(16) = undefined;
+    var bits: [64]u64 = undefined;
+    var page: Page = .{};
+    var heap_a: u8 = 0;
+    const bin = size_class.tinyBin(64);
+    page.init(bin, @intFromPtr(&memory), 1, &bits, false, &heap_a);
+    try std.testing.expect(page.isHeld());
+    try std.testing.expect(!page.tryClaim()); // held by its heap
+    _ = page.extend();
+    var out: [4]*Block = undefined;
+    try std.testing.expectEqual(@as(u32, 4), page.popMany(&out));
+    // the heap gives it up: nobody holds it
+    page.owner.store(null, .monotonic);
+    try std.testing.expect(page.tryUnown());
+    try std.testing.expect(!page.isHeld());
+    // the first push takes it; the next one does not
+    out[0].key = block_mod.free_key;
+    try std.testing.expect(page.pushRemoteChain(out[0], out[0]));
+    try std.testing.expect(!page.pushRemoteChain(out[1], out[1]));
+    // while blocks wait on thread_free the holder cannot let go: it collects first
+    try std.testing.expect(!page.tryUnown());
+    try std.testing.expectEqual(@as(u32, 2), page.collect());
+    try std.testing.expect(page.tryUnown());
+    // an allocating thread claims it; a push then finds it held
+    try std.testing.expect(page.tryClaim());
+    try std.testing.expect(!page.tryClaim());
+    try std.testing.expect(!page.pushRemoteChain(out[2], out[2]));
+    try std.testing.expectEqual(@as(u32, 1), page.collect());
+    try std.testing.expectEqual(@as(u32, 1), page.used);
+    try std.testing.expect(!page.isMostlyUsed());
 }

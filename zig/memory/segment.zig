@@ -1,4 +1,5 @@
-//! segment.zig — a segment: 4 MiB of address space, 4 MiB aligned, owned by one heap.
+//! segment.zig — a segment: 4 MiB of address space, 4 MiB aligned, shared by every heap:
+//! its slices are placed as pages of any heap, under the arena's lock (arena.zig).
 //!
 //!   segment (4 MiB aligned)
 //!   +-----------------+---------+---------+-------------------+-----+
@@ -30,21 +31,24 @@ const bits_offset = std.mem.alignForward(usize, @sizeOf(Segment), 64);
 const all_slices: u64 = ~@as(u64, 0);
 pub const usable_slices: u64 = all_slices << 1; // slice 0 holds this header
 
+/// Every field but `pages` is the arena's, under its lock (arena.zig); a page's descriptor
+/// is its holder's once placed (page.zig), the arena's while its slices are free.
 pub const Segment = struct {
-    /// The owning heap (opaque here: *Heap); null while abandoned or cached.
-    owner: std.atomic.Value(?*anyopaque) = .init(null),
-    /// Links in the owner's segment list, or in the abandoned/cached list.
+    /// Links in the arena's list of segments.
     next: ?*Segment = null,
     prev: ?*Segment = null,
     free_slices: u64 = usable_slices,
     dirty_slices: u64 = 0,
     /// The subset of dirty_slices last used by mid pages (to count purges per tier).
     dirty_mid_slices: u64 = 0,
+    /// Slices taken out of free_slices while the arena purges them without its lock held
+    /// (arena.zig purgeTaken): neither free nor in a page meanwhile.
+    purging_slices: u64 = 0,
     used_pages: u32 = 0,
     /// When dirty_slices last went from empty to non-empty (monotonic ms).
     dirty_since_ms: u64 = 0,
-    /// When the segment entered the cache (monotonic ms).
-    cached_since_ms: u64 = 0,
+    /// When used_pages last dropped to 0 (monotonic ms).
+    empty_since_ms: u64 = 0,
     pages: [slice_count]Page = [_]Page{.{}} ** slice_count,
 
     comptime {
@@ -75,9 +79,19 @@ pub const Segment = struct {
         return (@intFromPtr(page) - @intFromPtr(&self.pages[0])) / @sizeOf(Page);
     }
 
-    /// Resets a mapped (or cached) segment's header for a new owner.
-    pub fn initHeader(self: *Segment, dirty: u64) void {
-        self.* = .{ .dirty_slices = dirty & usable_slices };
+    /// A fresh mapping's header: every slice free, none resident.
+    pub fn initHeader(self: *Segment) void {
+        self.* = .{};
+    }
+
+    /// No page in use, and every slice free (none being purged).
+    pub fn isEmpty(self: *const Segment) bool {
+        return self.used_pages == 0 and self.free_slices == usable_slices;
+    }
+
+    /// Every slice is in a page (none free, none being purged).
+    pub fn isFull(self: *const Segment) bool {
+        return self.free_slices | self.purging_slices == 0;
     }
 
     fn runMask(count: usize) u64 {
@@ -118,14 +132,15 @@ pub const Segment = struct {
         return best;
     }
 
-    /// Takes a span of `count` slices for a page of `bin` (the best run). Returns the page.
-    pub fn allocPage(self: *Segment, bin: usize, count: usize, checked: bool, reused_dirty_bytes: *usize) ?*Page {
+    /// Takes a span of `count` slices for a page of `bin` held by `owner` (the best run).
+    /// Returns the page.
+    pub fn allocPage(self: *Segment, bin: usize, count: usize, checked: bool, owner: *anyopaque, reused_dirty_bytes: *usize) ?*Page {
         const run = self.findRun(count) orelse return null;
-        return self.allocPageAt(bin, count, run.slice, checked, reused_dirty_bytes);
+        return self.allocPageAt(bin, count, run.slice, checked, owner, reused_dirty_bytes);
     }
 
-    /// Takes the span of `count` free slices at `slice` for a page of `bin`.
-    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, checked: bool, reused_dirty_bytes: *usize) *Page {
+    /// Takes the span of `count` free slices at `slice` for a page of `bin` held by `owner`.
+    pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, checked: bool, owner: *anyopaque, reused_dirty_bytes: *usize) *Page {
         const run = runMask(count) << @intCast(slice);
         std.debug.assert(self.free_slices & run == run);
         std.debug.assert(slice >= 1 and slice + count <= slice_count);
@@ -137,7 +152,7 @@ pub const Segment = struct {
             self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
         }
         const page = &self.pages[slice];
-        page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked);
+        page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked, owner);
         self.used_pages += 1;
         return page;
     }
@@ -153,36 +168,39 @@ pub const Segment = struct {
         self.dirty_slices |= run;
         if (!page.isTiny()) self.dirty_mid_slices |= run;
         for (0..count) |k| self.pages[slice + k] = .{};
+        std.debug.assert(self.used_pages > 0);
         self.used_pages -= 1;
+        if (self.used_pages == 0) self.empty_since_ms = now_ms;
     }
 
     pub fn dirtyBytes(self: *const Segment) usize {
         return @as(usize, @popCount(self.dirty_slices)) * size_class.slice_size;
     }
 
-    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken } || Page.Invalid;
+    pub const Invalid = error{ HeaderSliceFree, DirtySliceNotFree, UsedPagesDisagree, FreeSlicesDisagree, SpanBroken, PurgingSliceFree };
 
-    /// Checks a segment's slices against its masks and counts, and every page in use
-    /// (Page.validate): the header slice is never free, dirty slices are free, a free slice
-    /// is an unused descriptor, a span's later slices point back to its first, and
-    /// used_pages counts the spans. The owner's thread only (tests, debug builds); bounded
-    /// by the 64 slices.
+    /// Checks a segment's slices against its masks and counts (the arena's lock held; the
+    /// pages' own state is their holders' business: heap.validateHeap): the header slice
+    /// is never free, dirty slices are free, a slice being purged is neither free nor in a
+    /// page, a free slice is an unused descriptor, a span's later slices point back to its
+    /// first, and used_pages counts the spans. Bounded by the 64 slices.
     pub fn validate(self: *const Segment) Invalid!void {
         if (self.free_slices & 1 != 0) return error.HeaderSliceFree;
         if (self.dirty_slices & ~self.free_slices != 0 or self.dirty_mid_slices & ~self.dirty_slices != 0) return error.DirtySliceNotFree;
+        if (self.purging_slices & self.free_slices != 0) return error.PurgingSliceFree;
         var pages: u32 = 0;
         var slice: usize = 1;
         while (slice < slice_count) {
             const page = &self.pages[slice];
-            const free = self.free_slices & (@as(u64, 1) << @intCast(slice)) != 0;
+            const bit = @as(u64, 1) << @intCast(slice);
+            const free = (self.free_slices | self.purging_slices) & bit != 0;
             if (page.flags & page_mod.flag_unused != 0) {
                 if (!free) return error.FreeSlicesDisagree;
                 slice += 1;
                 continue;
             }
             if (free or page.slice_offset != 0 or page.slice_count == 0 or slice + page.slice_count > slice_count) return error.SpanBroken;
-            if (self.free_slices & (runMask(page.slice_count) << @intCast(slice)) != 0) return error.FreeSlicesDisagree;
-            try page.validate();
+            if ((self.free_slices | self.purging_slices) & (runMask(page.slice_count) << @intCast(slice)) != 0) return error.FreeSlicesDisagree;
             pages += 1;
             slice += page.slice_count;
         }
@@ -190,76 +208,89 @@ pub const Segment = struct {
     }
 
     pub const Purged = struct { tiny_bytes: usize = 0, mid_bytes: usize = 0 };
+    /// What beginPurge took: the slices, and their bytes per tier.
+    pub const Taken = struct { slices: u64, purged: Purged };
 
-    /// Gives every dirty free slice back to the OS now (MADV_DONTNEED), counted per tier.
-    pub fn purge(self: *Segment) void {
-        const result = self.purgeDirty(os.purge);
-        stats.purged(0, result.tiny_bytes);
-        stats.purged(1, result.mid_bytes);
+    /// (the arena's lock held) Takes every dirty free slice out of free_slices for a purge
+    /// made without the lock (purgeRuns, then endPurge); counted per tier.
+    pub fn beginPurge(self: *Segment) Taken {
+        const taken = self.dirty_slices;
+        std.debug.assert(taken & ~self.free_slices == 0 and self.purging_slices & taken == 0);
+        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
+        const purged: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
+        self.free_slices &= ~taken;
+        self.purging_slices |= taken;
+        self.dirty_slices = 0;
+        self.dirty_mid_slices = 0;
+        return .{ .slices = taken, .purged = purged };
     }
 
-    /// Gives every dirty free slice back to the OS (`purge_fn` once per contiguous run).
-    pub fn purgeDirty(self: *Segment, purge_fn: *const fn ([*]u8, usize) void) Purged {
+    /// (the arena's lock held) The slices of beginPurge are free again, clean.
+    pub fn endPurge(self: *Segment, slices: u64) void {
+        std.debug.assert(self.purging_slices & slices == slices);
+        self.purging_slices &= ~slices;
+        self.free_slices |= slices;
+    }
+
+    /// Gives the slices of `mask` back to the OS (`purge_fn` once per contiguous run). No
+    /// lock needed: the slices are taken (beginPurge).
+    pub fn purgeRuns(self: *Segment, mask: u64, purge_fn: *const fn ([*]u8, usize) void) void {
         var slice: usize = 1;
         while (slice < slice_count) {
-            if (self.dirty_slices & (@as(u64, 1) << @intCast(slice)) == 0) {
+            if (mask & (@as(u64, 1) << @intCast(slice)) == 0) {
                 slice += 1;
                 continue;
             }
             var end = slice + 1;
-            while (end < slice_count and self.dirty_slices & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
+            while (end < slice_count and mask & (@as(u64, 1) << @intCast(end)) != 0) end += 1;
             purge_fn(@ptrFromInt(self.sliceAddress(slice)), (end - slice) * size_class.slice_size);
             slice = end;
         }
-        const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
-        const result: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
-        self.dirty_slices = 0;
-        self.dirty_mid_slices = 0;
-        return result;
+    }
+
+    /// (the arena's lock held, or a segment nobody else can reach) Every dirty free slice
+    /// back to the OS now, counted in the statistics.
+    pub fn purge(self: *Segment) void {
+        const taken = self.beginPurge();
+        self.purgeRuns(taken.slices, os.purge);
+        self.endPurge(taken.slices);
+        stats.purged(0, taken.purged.tiny_bytes);
+        stats.purged(1, taken.purged.mid_bytes);
     }
 };
 
-/// A doubly linked list of segments (an owner's, the abandoned list, the cache).
+/// A doubly linked list of segments (the arena's), with both ends.
 pub const SegmentList = struct {
     first: ?*Segment = null,
+    last: ?*Segment = null,
     count: usize = 0,
 
     pub fn push(self: *SegmentList, seg: *Segment) void {
-        seg.prev = null;
+        std.debug.assert(seg.next == null and seg.prev == null and self.first != seg);
         seg.next = self.first;
-        if (self.first) |f| f.prev = seg;
+        if (self.first) |f| f.prev = seg else self.last = seg;
         self.first = seg;
         self.count += 1;
     }
 
-    pub fn remove(self: *SegmentList, seg: *Segment) void {
-        if (seg.prev) |p| p.next = seg.next else self.first = seg.next;
-        if (seg.next) |n| n.prev = seg.prev;
-        seg.next = null;
-        seg.prev = null;
-        self.count -= 1;
-    }
-
-    pub fn pop(self: *SegmentList) ?*Segment {
-        const seg = self.first orelse return null;
-        self.remove(seg);
-        return seg;
-    }
-
-    /// Appends `seg` at the end (behind every segment there). Walks the list.
     pub fn pushBack(self: *SegmentList, seg: *Segment) void {
-        const tail = self.last() orelse return self.push(seg);
-        seg.prev = tail;
-        seg.next = null;
-        tail.next = seg;
+        std.debug.assert(seg.next == null and seg.prev == null and self.last != seg);
+        seg.prev = self.last;
+        if (self.last) |l| l.next = seg else self.first = seg;
+        self.last = seg;
         self.count += 1;
     }
 
-    /// The segment that entered last among those left is at the end.
-    pub fn last(self: *SegmentList) ?*Segment {
-        var seg = self.first orelse return null;
-        while (seg.next) |n| seg = n;
-        return seg;
+    pub fn remove(self: *SegmentList, seg: *Segment) void {
+        // in this list: the ends agree with its links
+        std.debug.assert((seg.prev == null) == (self.first == seg));
+        std.debug.assert((seg.next == null) == (self.last == seg));
+        if (seg.prev) |p| p.next = seg.next else self.first = seg.next;
+        if (seg.next) |n| n.prev = seg.prev else self.last = seg.prev;
+        seg.next = null;
+        seg.prev = null;
+        std.debug.assert(self.count > 0);
+        self.count -= 1;
     }
 };
 
@@ -269,12 +300,13 @@ test "spans: allocate, find, free, purge accounting" {
     const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
     defer std.testing.allocator.free(memory);
     const seg: *Segment = @ptrCast(memory.ptr);
-    seg.initHeader(0);
+    seg.initHeader();
     const mid_bin = size_class.midBin(100_000);
     const slices = size_class.binPageSlices(mid_bin);
     var reused: usize = 0;
-    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &reused).?;
-    const p2 = seg.allocPage(mid_bin, slices, false, &reused).?;
+    var owner: u8 = 0;
+    const p1 = seg.allocPage(size_class.tinyBin(16), 1, false, &owner, &reused).?;
+    const p2 = seg.allocPage(mid_bin, slices, false, &owner, &reused).?;
     // (free's sliceOf, the copies in a span's later slices: calls/free_fast.zig's tests)
     try std.testing.expectEqual(p1, &seg.pages[seg.sliceIndex(p1)]);
     try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(p1));
@@ -287,7 +319,14 @@ test "spans: allocate, find, free, purge accounting" {
     try seg.validate();
     try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.dirtyBytes());
     try std.testing.expect(seg.pages[1].flags & page_mod.flag_unused != 0);
-    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.purgeDirty(noPurge).tiny_bytes);
+    const taken = seg.beginPurge();
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), taken.purged.tiny_bytes);
+    try std.testing.expect(!seg.hasRoomFor(slice_count - 1 - slices)); // slice 1 is being purged
+    try seg.validate();
+    seg.purgeRuns(taken.slices, noPurge);
+    seg.endPurge(taken.slices);
+    try seg.validate();
+    try std.testing.expectEqual(@as(usize, 0), seg.dirtyBytes());
     try std.testing.expect(seg.hasRoomFor(slice_count - 2 - slices));
     try std.testing.expect(!seg.hasRoomFor(slice_count - 1 - slices));
 }

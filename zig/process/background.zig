@@ -2,12 +2,9 @@
 //! program that frees a lot and then stops calling the allocator still drops to its live
 //! size (without it, memory goes back from the slow paths of malloc and free only).
 //!
-//! Every `interval` it does what a heap's maintenance does for what nobody owns, and the
-//! part of every heap's maintenance that is safe from another thread:
-//!   * cached and abandoned segments, cached large mappings (purge.shared);
-//!   * each live heap's dirty slices (purge.heapSlicesFromBackground): under the heap's
-//!     segments lock, skipped when the owner holds it (it is then doing it itself).
-//! Always along the decay curve (decay.zig). It never allocates, never prints, never owns
+//! Every `interval` it does what a heap's maintenance does for what no heap holds: the
+//! segments' dirty slices and empty segments, the large tier's retained memory
+//! (purge.shared). Always along the decay curve (decay.zig). It never allocates, never prints, never owns
 //! a heap, blocks every signal, and is started lazily from a malloc slow path (after the
 //! allocation, where creating a thread is as safe as for the program itself). fork(): the
 //! child has no such thread; its first slow path starts one.
@@ -16,7 +13,6 @@ const linux = std.os.linux;
 const config = @import("../settings/config.zig");
 const os = @import("../base/os.zig");
 const purge = @import("../thread/purge.zig");
-const thread = @import("../thread/thread.zig");
 
 /// Sweeps at this period: a quarter of the decay time, within bounds.
 pub fn intervalMs() u64 {
@@ -53,7 +49,6 @@ fn run(_: ?*anyopaque) callconv(.c) ?*anyopaque {
 }
 
 fn sweep(now_ms: u64) void {
-    thread.decayEveryHeap(now_ms);
     purge.shared(now_ms, false);
     _ = sweeps.fetchAdd(1, .monotonic);
 }

@@ -85,7 +85,7 @@ pub fn read(out: *Values) void {
     const retained = stats.large.cached_bytes.load(.monotonic);
     set(out, .large_retained, retained);
     set(out, .large_overhead, chunks.large -| (live[2] + retained + large_held)); // measured: what units and pages round up and touch
-    set(out, .cached_segments, @as(u64, arena.cachedCount()) * segment_mod.segment_size);
+    set(out, .cached_segments, @as(u64, arena.emptyCount()) * segment_mod.segment_size);
     const metadata = chunks.segment_headers + heaps.resident + segment_map.residentBytes() + large_region.metadataResidentBytes();
     set(out, .metadata, metadata);
     set(out, .segments_resident, chunks.segments);

@@ -7,6 +7,7 @@ const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
 const arena = @import("../memory/arena.zig");
+const abandoned = @import("../memory/abandoned.zig");
 const large = @import("../memory/large.zig");
 const thread = @import("../thread/thread.zig");
 const heap_mod = @import("../thread/heap.zig");
@@ -48,8 +49,8 @@ noinline fn initSlow() void {
 fn forkPrepare() callconv(.c) void {
     thread.registry_lock.acquire();
     heap_mod.exited_lock.acquire();
-    arena.cache_lock.acquire();
-    arena.abandoned_lock.acquire();
+    arena.lock.acquire();
+    abandoned.lock.acquire();
     large.lockForFork();
     @import("../memory/profile.zig").lockForFork();
     @import("../memory/guard.zig").lockForFork();
@@ -59,8 +60,8 @@ fn forkParent() callconv(.c) void {
     @import("../memory/guard.zig").unlockAfterFork();
     @import("../memory/profile.zig").unlockAfterFork();
     large.unlockAfterFork();
-    arena.abandoned_lock.release();
-    arena.cache_lock.release();
+    abandoned.lock.release();
+    arena.lock.release();
     heap_mod.exited_lock.release();
     thread.registry_lock.release();
 }
@@ -69,9 +70,9 @@ fn forkChild() callconv(.c) void {
     @import("../memory/profile.zig").resetLockInChild();
     @import("../memory/guard.zig").resetLockInChild();
     heap_mod.exited_lock.resetInChild();
-    heap_mod.afterForkInChild();
     large.resetLockInChild();
     arena.resetLocksInChild();
+    abandoned.resetLockInChild();
     thread.afterForkInChild();
     @import("background.zig").afterForkInChild();
     if (config.trace) trace.afterForkInChild();

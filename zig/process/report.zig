@@ -69,8 +69,8 @@ fn writeSummary(w: *std.Io.Writer, v: *const [stats.value_count]u64) std.Io.Writ
             v[abi.statIndex(tier, .mapped_bytes)], v[abi.statIndex(tier, .purges)],
         });
     }
-    try w.print("hakmem: segments={d} abandoned={d} adopted={d} large_cache hits={d} misses={d} os_mapped_bytes={d}\n", .{
-        v[G.segments_mapped.index()],          v[G.segments_abandoned.index()],         v[G.segments_adopted.index()],
+    try w.print("hakmem: segments={d} pages_abandoned={d} pages_reclaimed={d} large_cache hits={d} misses={d} os_mapped_bytes={d}\n", .{
+        v[G.segments_mapped.index()],          v[G.pages_abandoned.index()],            v[G.pages_reclaimed.index()],
         v[abi.statIndex(.large, .cache_hits)], v[abi.statIndex(.large, .cache_misses)], v[G.os_mapped_bytes.index()],
     });
     var memory: memory_report.Values = undefined;

@@ -73,8 +73,8 @@ pub const large = struct {
 };
 
 pub var segments_mapped: Counter = .init(0);
-pub var segments_abandoned: Counter = .init(0);
-pub var segments_adopted: Counter = .init(0);
+pub var pages_abandoned: Counter = .init(0);
+pub var pages_reclaimed: Counter = .init(0);
 pub var threads_live: Counter = .init(0);
 pub var threads_total: Counter = .init(0);
 pub var os_mapped_bytes: Counter = .init(0);
@@ -222,8 +222,8 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
         for (0..field_count) |f| out[t * field_count + f] = raw[t][f] -| baseline[t][f];
     }
     out[G.segments_mapped.index()] = segments_mapped.load(.monotonic);
-    out[G.segments_abandoned.index()] = segments_abandoned.load(.monotonic);
-    out[G.segments_adopted.index()] = segments_adopted.load(.monotonic);
+    out[G.pages_abandoned.index()] = pages_abandoned.load(.monotonic);
+    out[G.pages_reclaimed.index()] = pages_reclaimed.load(.monotonic);
     out[G.threads_live.index()] = threads_live.load(.monotonic);
     out[G.threads_total.index()] = threads_total.load(.monotonic);
     out[G.os_mapped_bytes.index()] = os_mapped_bytes.load(.monotonic);

@@ -1,36 +1,47 @@
-//! heap.zig — a thread's heap: for every bin (tier x size class) the page that refills
-//! it now (`direct`), a queue of its other pages that may have free blocks, and a queue of
-//! pages found full; its thread's cache of free blocks; the segments it owns.
+//! heap.zig — a thread's heap: for every bin (tier x size class) the page that refills it
+//! now (`direct`) and a queue of its pages that may have free blocks; its thread's cache
+//! of free blocks. A heap holds pages, never segments: the segments are every heap's
+//! (memory/arena.zig), and a page a heap gives up goes to nobody (memory/page.zig:
+//! ownership) — to be taken by the next thread that frees into it or needs its size class.
 //!
 //!   heap.cache         per bin a stack of free blocks (thread_cache.zig): malloc pops,
 //!                      free pushes; everything below is reached only when a stack runs
 //!                      empty (refill: allocSlow) or full (flush: freeFull)
 //!   heap.direct[bin] ──> page        the page that refills the bin (one of its queue's)
-//!   heap.queues[bin]:  page <-> page <-> page        (may have free blocks)
-//!   heap.full[bin]:    page <-> page                 (full when last looked at)
-//!   heap.segments      where pages are placed and released (placement.zig)
+//!   heap.queues[bin]:  page <-> page <-> page        (pages this heap holds)
 //!
-//!   malloc's slow path: allocSlow -> findPage: the direct page, the queue, a few full
-//!     pages (blocks freed by other threads), an abandoned segment, a new page -> a refill
+//!   malloc's slow path: allocSlow -> findPage: the direct page, the queue (a page found
+//!     full is given up: giveUpFull), an abandoned page of the bin (abandoned.take), a new
+//!     page (arena.placePage) -> a refill
 //!   free's slow path: freeFull (the stack is full: thread_cache.overflow, flush to pages)
-//!     or freeToPage (one block: the heap's page, or another heap's thread_free); a page
-//!     that empties goes back to its segment (the direct page waits: maintain)
+//!     or freeToPage (one block: the heap's page, or another's thread_free); a page that
+//!     empties goes back to its segment (the direct page waits: maintain); a free that
+//!     takes an abandoned page settles it (settleClaimed)
+//!   thread exit: abandonAll — every page without live blocks back to its segment, every
+//!     other one given up (listed for other heaps when it has room)
+//!
+//! A page given up when it is full (mimalloc 3 does the same) is taken by the first thread
+//! that frees into it: this heap when its own frees come back (it takes the page back into
+//! its queue), else another thread, which gives the page back to its segment if the free
+//! emptied it, or lists it for any heap that needs its bin. So no heap scans full pages for
+//! blocks other threads freed, and a full page of an idle or exited thread does not wait
+//! for it.
 //!
 //! Only the owning thread touches a heap (other threads give blocks back through a page's
 //! thread_free, never through the heap; they may read a cache to confirm a double free),
-//! so nothing here takes a lock except around the segments (placement.zig). Everything
-//! here is a slow path: kept out of line, counted by `tick`, which every few calls looks
-//! at the clock and runs `maintain` (idle caches, empty pages, purge.zig).
+//! so nothing here takes a lock. Everything here is a slow path: kept out of line, counted
+//! by `tick`, which every few calls looks at the clock and runs `maintain` (idle caches,
+//! empty pages, purge.zig).
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
 const stats = @import("../settings/stats.zig");
 const size_class = @import("../settings/size_class.zig");
 const arena = @import("../memory/arena.zig");
+const abandoned = @import("../memory/abandoned.zig");
 const page_mod = @import("../memory/page.zig");
 const segment_mod = @import("../memory/segment.zig");
 const thread_cache = @import("thread_cache.zig");
-const placement = @import("placement.zig");
 const purge = @import("purge.zig");
 const growth = @import("growth.zig");
 const large_local = @import("../memory/large_local.zig");
@@ -43,23 +54,15 @@ const Segment = segment_mod.Segment;
 const Lock = @import("../base/lock.zig").Lock;
 
 const bins = size_class.bin_count;
-/// Full pages re-examined per slow path before a new page is taken (bounded work).
-const full_scan_max = 8;
 /// Empty mid pages kept as direct pages at most (retainEmpty).
 const retained_max = 4;
-/// Abandoned segments adopted per slow path at most.
-const adopt_max = 4;
-/// Parked heaps abandoned per maintenance pass at most (without `force`).
-const parked_decay_max = 8;
-/// Dirty (empty, resident) bytes all parked heaps keep together for the next threads at
-/// most; a heap that parks keeps what is left of it, the rest of its dirty slices is purged.
-const parked_keep_dirty_bytes: usize = 8 << 20;
-/// A parked heap that no new thread took within this time is not one of threads created in
-/// rounds: the next park or maintenance anywhere purges the dirty slices it kept
-/// (trimStaleParked), while its pages wait for a thread or for decayParked.
-const park_reuse_window_ms: u64 = 5;
 /// Slow-path events between two looks at the clock for purging.
 const ticks_per_clock_check = 32;
+/// Dirty (empty, resident) bytes a thread's exit leaves at most, all segments together
+/// (arena.trimDirty): the next threads reuse that much without page faults, and a program
+/// that never calls the allocator again keeps no more resident. (thread_churn's RSS 300 ms
+/// after its last free has a 32 MiB bound.)
+pub const exit_keep_dirty_bytes: usize = 8 << 20;
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -107,22 +110,17 @@ pub const Heap = struct {
     cache: thread_cache.Cache,
     direct: [bins]*Page,
     queues: [bins]PageQueue,
-    full: [bins]PageQueue,
-    segments: placement.Segments,
     counters: Counters,
     /// Links in the registry of live heaps (thread.zig).
     registry_next: ?*Heap,
     registry_prev: ?*Heap,
-    /// Links in the list of exited threads' heaps (parked or empty), under exited_lock.
+    /// Link in the list of exited threads' heaps, waiting for a new thread (exited_lock).
     exited_next: ?*Heap,
-    exited_prev: ?*Heap,
-    /// When its thread exited (parked heaps: maintenance abandons it after the purge delay).
-    parked_since_ms: u64,
-    /// The dirty bytes it kept when it parked (its share of parked_keep_dirty_bytes).
-    parked_dirty_bytes: usize,
     slow_calls: u32,
     /// Check mode: no cache (every block goes to its page), pages flagged checked.
     checked: bool,
+    /// Its thread is exiting: pages it takes by a free are not taken into its queues.
+    exiting: bool,
     /// The empty mid pages kept as their bins' direct pages, a ring (see retainEmpty).
     retained: [retained_max]?*Page,
     retained_next: u8,
@@ -140,17 +138,13 @@ pub const Heap = struct {
     pub fn init(self: *Heap, checked: bool) void {
         self.direct = [_]*Page{&page_mod.empty_page} ** bins;
         self.queues = [_]PageQueue{.{}} ** bins;
-        self.full = [_]PageQueue{.{}} ** bins;
-        self.segments = .{};
         self.counters = .{};
         self.registry_next = null;
         self.registry_prev = null;
         self.exited_next = null;
-        self.exited_prev = null;
-        self.parked_since_ms = 0;
-        self.parked_dirty_bytes = 0;
         self.slow_calls = 0;
         self.checked = checked;
+        self.exiting = false;
         self.retained = [_]?*Page{null} ** retained_max;
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
@@ -162,16 +156,16 @@ pub const Heap = struct {
         std.debug.assert(!checked or self.cache.capacity(0) == 0); // check mode: no cache
     }
 
-    /// See validateHeap (below): every invariant of the heap, its pages and its segments.
+    /// See validateHeap (below): every invariant of the heap and its pages.
     pub const validate = validateHeap;
 
     fn noCache(_: usize) u32 {
         return 0;
     }
 
-    /// True when `seg`'s pages are this heap's (a block given back to them is local).
-    pub inline fn ownsSegment(self: *const Heap, seg: *const Segment) bool {
-        return seg.owner.load(.monotonic) == @as(*const anyopaque, self);
+    /// True when this heap holds `page` (a block given back to it is a local free).
+    pub inline fn ownsPage(self: *const Heap, page: *const Page) bool {
+        return page.owner.load(.monotonic) == @as(*const anyopaque, self);
     }
 
     /// Blocks of `bin` handed out by this heap so far.
@@ -232,29 +226,33 @@ pub const Heap = struct {
         return self.findPage(bin);
     }
 
-    /// A page of `bin` with a free block, made the direct page. Null only when out of memory.
+    /// A page of `bin` with a free block, made the direct page. Null only when out of
+    /// memory. Bounded: every page of the queue is looked at once (one found full leaves it).
     fn findPage(self: *Heap, bin: usize) ?*Page {
         const current = self.direct[bin];
         if (current != &page_mod.empty_page) {
             if (replenish(current)) return current;
-            self.moveToFull(current);
+            self.direct[bin] = &page_mod.empty_page;
+            if (self.giveUpFull(current)) return self.makeDirect(current);
         }
-        self.direct[bin] = &page_mod.empty_page;
         while (self.queues[bin].first) |page| {
             if (replenish(page)) return self.makeDirect(page);
-            self.moveToFull(page);
+            if (self.giveUpFull(page)) return self.makeDirect(page);
         }
-        if (self.reclaimFull(bin)) |page| return self.makeDirect(page);
-        if (self.adoptAbandoned(bin)) |page| return self.makeDirect(page);
-        const page = self.segments.placePage(self, bin, self.checked) orelse return null;
+        if (abandoned.take(bin)) |page| {
+            self.takeInto(page);
+            if (replenish(page)) return self.makeDirect(page);
+            if (self.giveUpFull(page)) return self.makeDirect(page); // (listed with room: not expected)
+        }
+        const page = arena.placePage(bin, self.checked, self) orelse return null;
         self.queues[bin].pushBack(page);
         _ = replenish(page);
         return self.makeDirect(page);
     }
 
     fn makeDirect(self: *Heap, page: *Page) *Page {
-        std.debug.assert(page.flags & (page_mod.flag_full | page_mod.flag_unused) == 0); // in its queue, in use
-        std.debug.assert(self.ownsSegment(Segment.of(page.start)));
+        std.debug.assert(page.flags & page_mod.flag_unused == 0 and page.free_count > 0); // in use, a block to hand out
+        std.debug.assert(self.ownsPage(page));
         self.direct[page.bin] = page;
         return page;
     }
@@ -270,56 +268,35 @@ pub const Heap = struct {
         return true;
     }
 
-    fn moveToFull(self: *Heap, page: *Page) void {
-        std.debug.assert(page.flags & page_mod.flag_full == 0);
-        std.debug.assert(page.free_count == 0); // replenish found nothing
+    /// A page of the queue found full (replenish failed; not the direct page) is given up:
+    /// it belongs to nobody, and the first free into it takes it (settleClaimed). True when
+    /// blocks came back meanwhile: the page stays, with free blocks, at the queue's end.
+    fn giveUpFull(self: *Heap, page: *Page) bool {
+        std.debug.assert(page.free_count == 0 and self.direct[page.bin] != page);
+        std.debug.assert(self.ownsPage(page));
         self.queues[page.bin].remove(page);
-        page.flags |= page_mod.flag_full;
-        self.full[page.bin].pushBack(page);
-    }
-
-    fn moveToQueue(self: *Heap, page: *Page) void {
-        std.debug.assert(page.flags & page_mod.flag_full != 0);
-        self.full[page.bin].remove(page);
-        page.flags &= ~page_mod.flag_full;
-        self.queues[page.bin].pushBack(page);
-    }
-
-    /// Looks at up to full_scan_max full pages, oldest first, for blocks freed by other
-    /// threads; those looked at and still full go to the back.
-    fn reclaimFull(self: *Heap, bin: usize) ?*Page {
-        var looked: usize = 0;
-        while (looked < full_scan_max) : (looked += 1) {
-            const page = self.full[bin].first orelse return null;
-            std.debug.assert(page.bin == bin and page.flags & page_mod.flag_full != 0);
-            if (page.collect() > 0) {
-                self.moveToQueue(page);
-                return page;
-            }
-            self.full[bin].remove(page);
-            self.full[bin].pushBack(page);
+        self.forgetRetained(page);
+        page.owner.store(null, .release);
+        var rounds: u32 = 0;
+        while (!page.tryUnown()) : (rounds += 1) {
+            // blocks came back before the bit could be cleared (each round collects one at least)
+            std.debug.assert(rounds <= page.capacity);
+            _ = page.collect();
+            if (page.free_count == 0) continue; // (a double free dropped them)
+            page.owner.store(self, .release);
+            self.queues[page.bin].pushBack(page);
+            return true;
         }
-        return null;
+        stats.incr(&stats.pages_abandoned);
+        return false;
     }
 
-    /// Adopts segments left by exited threads; returns a page of `bin` if one appeared.
-    fn adoptAbandoned(self: *Heap, bin: usize) ?*Page {
-        var adopted: usize = 0;
-        while (adopted < adopt_max) : (adopted += 1) {
-            const seg = arena.popAbandoned(self) orelse return null;
-            std.debug.assert(self.ownsSegment(seg));
-            self.segments.adopt(seg, self);
-            while (self.queues[bin].first) |page| {
-                if (replenish(page)) return page;
-                self.moveToFull(page);
-            }
-        }
-        return null;
-    }
-
-    /// placement.adopt's sink: a page with live blocks of an adopted segment.
-    pub fn adoptPage(self: *Heap, page: *Page) void {
-        std.debug.assert(page.used != 0 and page.flags & (page_mod.flag_full | page_mod.flag_unused) == 0);
+    /// A page this thread took (from the abandoned lists, or by a free): its queue's now.
+    fn takeInto(self: *Heap, page: *Page) void {
+        std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null and !page.listed);
+        page.origin = self;
+        page.owner.store(self, .release);
+        _ = page.collect();
         self.queues[page.bin].pushBack(page);
     }
 
@@ -338,16 +315,17 @@ pub const Heap = struct {
     }
 
     /// Gives one block back to its page: this heap's page directly (a block already free
-    /// there was freed twice), another heap's through thread_free (its owner checks).
+    /// there was freed twice), another's through thread_free (its holder checks).
     pub fn freeToPage(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
         // (no assert on the page's state: a block that looked freed comes here, and if it
         // was a double free its page may be given back by its owner meanwhile)
         const bin = page.bin;
-        if (!self.ownsSegment(Segment.of(page.start))) {
+        if (!self.ownsPage(page)) {
             blk.key = block_mod.free_key;
-            page.pushRemoteChain(blk, blk);
+            const claimed = page.pushRemoteChain(blk, blk);
             self.counters.direct_frees[bin] += 1;
             self.counters.remote_frees[bin] += 1;
+            if (claimed) settleClaimed(self, page);
             return .ok;
         }
         switch (page.pushFree(blk)) {
@@ -370,12 +348,13 @@ pub const Heap = struct {
     /// thread_cache.flush's sink: blocks came back to `page` (this heap's).
     pub fn pageGotBlocks(self: *Heap, page: *Page) void {
         if (page.flags & page_mod.flag_unused != 0) return; // released by an earlier run
-        std.debug.assert(page.slice_offset == 0 and self.ownsSegment(Segment.of(page.start)));
-        if (page.used == 0) {
-            self.pageEmptied(page);
-        } else if (page.flags & page_mod.flag_full != 0) {
-            self.moveToQueue(page);
-        }
+        std.debug.assert(page.slice_offset == 0 and self.ownsPage(page));
+        if (page.used == 0) self.pageEmptied(page);
+    }
+
+    /// thread_cache.flush's sink: a run of blocks took `page`, which nobody held.
+    pub fn pageClaimed(self: *Heap, page: *Page) void {
+        settleClaimed(self, page);
     }
 
     fn pageEmptied(self: *Heap, page: *Page) void {
@@ -387,11 +366,7 @@ pub const Heap = struct {
             if (!page.isTiny()) self.retainEmpty(page);
             return;
         }
-        if (page.flags & page_mod.flag_full != 0) {
-            self.full[page.bin].remove(page);
-        } else {
-            self.queues[page.bin].remove(page);
-        }
+        self.queues[page.bin].remove(page);
         self.releasePage(page, os.nowMs());
     }
 
@@ -414,14 +389,27 @@ pub const Heap = struct {
         self.releasePage(p, os.nowMs());
     }
 
-    /// Returns a page (already out of every queue) to its segment (placement.zig).
-    fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
-        std.debug.assert(page.used == 0 and self.direct[page.bin] != page);
-        std.debug.assert(page.next == null and page.prev == null); // out of every queue
+    fn forgetRetained(self: *Heap, page: *Page) void {
         for (&self.retained) |*r| if (r.* == page) {
             r.* = null;
         };
-        self.segments.releasePage(page, now_ms);
+    }
+
+    /// Returns a page (already out of every queue) to its segment (arena.zig).
+    fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
+        std.debug.assert(page.used == 0 and self.direct[page.bin] != page);
+        std.debug.assert(page.next == null and page.prev == null); // out of every queue
+        self.forgetRetained(page);
+        page.owner.store(null, .monotonic); // (held still: nobody can reach the page)
+        arena.releasePage(page, now_ms);
+    }
+
+    /// May this heap take a page it got by a free into its queue? Only the heap that last
+    /// held it (its own frees into a page it gave up when full: the page serves it again),
+    /// and not while its thread exits. A page of another thread is listed for whichever
+    /// heap needs its bin next (mimalloc 3 reclaims across threads only on request).
+    fn mayTake(self: *const Heap, page: *const Page) bool {
+        return !self.exiting and page.origin == @as(*const anyopaque, self) and (page.flags & page_mod.flag_checked != 0) == self.checked;
     }
 
     // ---------------------------------------------------------------- maintenance
@@ -431,8 +419,7 @@ pub const Heap = struct {
     /// leaves the fast paths now and then still returns memory freed earlier.
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
-        // Parked heaps wait for some thread's maintenance to give them up: look every time.
-        if (self.slow_calls % ticks_per_clock_check == 0 or parkedCount() != 0) self.maintainNow();
+        if (self.slow_calls % ticks_per_clock_check == 0) self.maintainNow();
     }
 
     noinline fn maintainNow(self: *Heap) void {
@@ -442,7 +429,7 @@ pub const Heap = struct {
     /// The blocks of idle caches back to their pages (thread_cache.maintainBin), direct
     /// pages empty for the purge delay back to their segments, then empty memory back to
     /// the OS along the decay curve (purge.zig); everything with `force`. Runs from slow
-    /// paths only; its work is bounded by the heap's bins and segments.
+    /// paths only; its work is bounded by the heap's bins (and the arena's segments).
     pub fn maintain(self: *Heap, now_ms: u64, force_asked: bool) void {
         const force = force_asked or budget.shouldRelieve(now_ms, &self.relief_seen); // near a memory limit: everything
         if (!force and now_ms < self.maintenance_due_ms) return;
@@ -463,274 +450,128 @@ pub const Heap = struct {
             self.releasePage(page, now_ms);
         }
         self.large_local.decay(now_ms, force);
-        purge.heapSlices(&self.segments, now_ms, force);
-        trimStaleParked(now_ms);
-        decayParked(now_ms, force);
         purge.shared(now_ms, force);
     }
 
-    /// Thread exit, after returnHeld: the heap is parked whole for the next thread (see
-    /// "exited threads' heaps" below; its cache is empty: another heap's blocks must not wait
-    /// in a cache nobody pops); the pages,
-    /// their queues and the segments stay as they are, empty slices resident, so the next
-    /// thread allocates from them with no page fault, no adoption and no purge.
     /// Everything the heap holds for its thread goes back: every cached block to its page,
-    /// every large block it held to its region (thread exit, before its counters retire;
-    /// giving a parked heap up).
+    /// every large block it held to its region (thread exit, before its counters retire).
     pub fn returnHeld(self: *Heap, now_ms: u64) void {
         for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
         self.large_local.releaseAll(now_ms);
         std.debug.assert(self.large_local.bytes == 0);
     }
 
-    pub fn park(self: *Heap, now_ms: u64) void {
+    /// Thread exit, after returnHeld: every page without live blocks goes back to its
+    /// segment, every other one is given up — listed for other heaps when it has room — so
+    /// the next thread that needs the bin, or frees into the page, takes it. Then what is
+    /// dirty beyond exit_keep_dirty_bytes is purged. Bounded by the heap's pages.
+    pub fn abandonAll(self: *Heap, now_ms: u64) void {
         for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0); // returnHeld first
-        std.debug.assert(self.large_local.bytes == 0);
-        // What dirty memory it keeps comes out of what all parked heaps may keep together
-        // (reserved first, so two threads exiting at once do not both take the same room).
-        exited_lock.acquire();
-        const room = parked_keep_dirty_bytes -| parked_dirty_bytes;
-        parked_dirty_bytes += room;
-        exited_lock.release();
-        const kept = self.segments.trimDirty(room);
-        std.debug.assert(kept <= room);
-        self.parked_since_ms = now_ms;
-        self.parked_dirty_bytes = kept;
-        exited_lock.acquire();
-        parked_dirty_bytes -= room - kept;
-        const arena_room = parked_keep_dirty_bytes -| parked_dirty_bytes;
-        parked.pushFront(self);
-        exited_lock.release();
-        // Empty segments cached in the arena (this exit may have emptied some) share the
-        // same bound: nothing may run maintenance again after the last thread exits.
-        arena.trimCachedDirty(arena_room);
-        trimStaleParked(now_ms);
-    }
-
-    /// A new thread takes a parked heap: its pages and segments are kept; what belonged to
-    /// the old thread goes (the cache, empty after park; counters, added to the retired
-    /// ones at exit; the growth log).
-    pub fn resumeParked(self: *Heap) void {
-        std.debug.assert(self.segments.list.count != 0);
-        for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0);
-        self.cache.init(if (self.checked) noCache else thread_cache.initialCapacity);
-        self.counters = .{};
-        self.large_local = .{}; // empty since park: its counters retired with the thread
-        self.registry_next = null;
-        self.registry_prev = null;
-        self.exited_next = null;
-        self.exited_prev = null;
-        self.parked_since_ms = 0;
-        self.grown = .{};
-        self.collectEveryPage(os.nowMs());
-    }
-
-    /// Every page of the heap takes the blocks other threads gave back to it (while it was
-    /// parked, say): a page left empty goes back to its segment (its slices stay resident
-    /// for the next page placed there), a full one that got some joins its bin's queue.
-    /// Bounded by the heap's pages.
-    fn collectEveryPage(self: *Heap, now_ms: u64) void {
-        for (0..bins) |bin| {
-            inline for (.{ &self.full[bin], &self.queues[bin] }, .{ true, false }) |queue, is_full| {
-                var it = queue.first;
-                while (it) |page| {
-                    it = page.next;
-                    std.debug.assert(page.bin == bin and (page.flags & page_mod.flag_full != 0) == is_full);
-                    if (page.collect() == 0 and page.used != 0) continue;
-                    if (page.used == 0 and self.direct[bin] != page) {
-                        queue.remove(page);
-                        page.flags &= ~page_mod.flag_full;
-                        self.releasePage(page, now_ms);
-                    } else if (is_full) {
-                        self.moveToQueue(page);
-                    }
-                }
-            }
-        }
-    }
-
-    /// A parked heap given up (decayParked; tests): every cached block goes back to its
-    /// page, every page without live blocks goes back, every dirty slice is purged; segments
-    /// that still hold live blocks are abandoned for another thread to adopt, the others
-    /// cached in the arena (placement.abandonAll).
-    pub fn abandonAll(self: *Heap) void {
-        const now = os.nowMs();
-        self.returnHeld(now);
+        self.exiting = true;
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
-            inline for (.{ &self.queues[bin], &self.full[bin] }) |queue| {
-                while (queue.first) |page| {
-                    queue.remove(page);
-                    page.flags &= ~page_mod.flag_full;
-                    _ = page.collect();
-                    if (page.used == 0) self.segments.releasePageKeepSegment(page, now);
-                }
+            while (self.queues[bin].first) |page| {
+                self.queues[bin].remove(page);
+                self.forgetRetained(page);
+                _ = page.collect();
+                if (page.used == 0) {
+                    page.owner.store(null, .monotonic);
+                    arena.releasePage(page, now_ms);
+                } else abandonPage(page, now_ms);
             }
-            std.debug.assert(self.queues[bin].first == null and self.full[bin].first == null);
         }
         self.retained = [_]?*Page{null} ** retained_max;
-        self.segments.abandonAll(now);
+        arena.trimDirty(exit_keep_dirty_bytes);
     }
 };
+
+/// A page with live blocks, out of its heap's queues, given up: listed when it has room,
+/// then let go (if every block came back meanwhile, to its segment).
+fn abandonPage(page: *Page, now_ms: u64) void {
+    std.debug.assert(page.used != 0 and page.next == null and page.prev == null);
+    page.owner.store(null, .release);
+    stats.incr(&stats.pages_abandoned);
+    if (page.freeRoom() > 0) abandoned.list(page);
+    letGo(page, now_ms);
+}
+
+/// The holder of a page no heap holds (owner null) lets it go: the owned bit is cleared;
+/// if blocks came back first, they are collected, and a page they emptied goes back to its
+/// segment instead (one with room gets listed). Bounded by the page's blocks in use: each
+/// failed round collects one at least.
+fn letGo(page: *Page, now_ms: u64) void {
+    var rounds: u32 = 0;
+    while (!page.tryUnown()) : (rounds += 1) {
+        std.debug.assert(rounds <= page.capacity);
+        _ = page.collect();
+        if (page.used == 0) {
+            abandoned.unlist(page);
+            arena.releasePage(page, now_ms);
+            return;
+        }
+        if (!page.isMostlyUsed()) abandoned.list(page);
+    }
+}
+
+/// A thread took a page nobody held by freeing into it (pushRemoteChain said so), with
+/// `h` its heap (null: a thread without one). It collects what was freed into the page,
+/// then: a page now empty goes back to its segment; one `h` may take (mayTake) joins its
+/// queue; else a page with room enough is listed for any heap that needs its bin, and is
+/// let go.
+pub fn settleClaimed(h: ?*Heap, page: *Page) void {
+    std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null);
+    _ = page.collect();
+    const now = os.nowMs();
+    if (page.used == 0) {
+        abandoned.unlist(page);
+        arena.releasePage(page, now);
+        return;
+    }
+    if (h) |heap| if (heap.mayTake(page)) {
+        abandoned.unlist(page);
+        stats.incr(&stats.pages_reclaimed);
+        heap.takeInto(page);
+        return;
+    };
+    if (!page.isMostlyUsed()) abandoned.list(page);
+    letGo(page, now);
+}
 
 // ---------------------------------------------------------------- exited threads' heaps
 //
-//   parked:      heap <-> heap <-> heap    newest first: heaps of exited threads that keep
-//                                          their pages, queues and segments for the next thread
-//   empty_heaps: heap -> heap              heaps with nothing left (memory given up)
-//
-// A new thread takes the newest parked heap whole (takeExited: threads created in rounds
-// reuse the last round's pages, with no page fault and no adoption), else an empty one,
-// else thread.zig maps a new one. Blocks freed into a parked heap's pages meanwhile wait
-// on their pages' thread_free. A parked heap nobody took within the purge delay is
-// abandoned by any thread's maintenance or the background purger (decayParked): its empty
-// pages go back, its segments with live blocks go to the arena for any thread to adopt
-// (placement.abandonAll: what it keeps dirty for the adopter, arena.decayAbandoned purges),
-// and it joins empty_heaps. Heap memory is never unmapped (a stats reader may walk it).
-// exited_lock guards both lists and every heap's exited_next/prev; no other lock is taken
-// while it is held.
+// A heap's memory is never unmapped (a stats reader may walk it): an exited thread's heap,
+// once it gave everything up (abandonAll), waits here for the next new thread.
+// exited_lock guards the list and every heap's exited_next; no other lock is taken while
+// it is held.
 
 pub var exited_lock: Lock = .{};
-
-const ParkedList = struct {
-    first: ?*Heap = null,
-    last: ?*Heap = null,
-    count: usize = 0,
-
-    fn pushFront(self: *ParkedList, h: *Heap) void {
-        std.debug.assert(self.first != h and h.exited_next == null and h.exited_prev == null);
-        h.exited_prev = null;
-        h.exited_next = self.first;
-        if (self.first) |f| f.exited_prev = h else self.last = h;
-        self.first = h;
-        @atomicStore(usize, &self.count, self.count + 1, .monotonic);
-    }
-
-    fn remove(self: *ParkedList, h: *Heap) void {
-        std.debug.assert((h.exited_prev == null) == (self.first == h));
-        std.debug.assert((h.exited_next == null) == (self.last == h));
-        std.debug.assert(h.parked_dirty_bytes <= parked_dirty_bytes);
-        parked_dirty_bytes -= h.parked_dirty_bytes;
-        h.parked_dirty_bytes = 0;
-        if (h.exited_prev) |p| p.exited_next = h.exited_next else self.first = h.exited_next;
-        if (h.exited_next) |n| n.exited_prev = h.exited_prev else self.last = h.exited_prev;
-        h.exited_next = null;
-        h.exited_prev = null;
-        std.debug.assert(self.count > 0);
-        @atomicStore(usize, &self.count, self.count - 1, .monotonic);
-    }
-};
-
-var parked: ParkedList = .{};
 var empty_heaps: ?*Heap = null;
-/// The sum of the parked heaps' parked_dirty_bytes (and room being reserved by a park).
-var parked_dirty_bytes: usize = 0;
 
-/// What a new thread gets from the exited heaps: the newest parked heap (`whole`: resume
-/// it, Heap.resumeParked), else an empty one (initialise it), else null.
-pub const Exited = struct { heap: *Heap, whole: bool };
-
-pub fn takeExited() ?Exited {
-    exited_lock.acquire();
-    defer exited_lock.release();
-    if (parked.first) |h| {
-        parked.remove(h);
-        return .{ .heap = h, .whole = h.segments.list.count != 0 };
-    }
-    const h = empty_heaps orelse return null;
-    empty_heaps = h.exited_next;
-    h.exited_next = null;
-    return .{ .heap = h, .whole = false };
-}
-
-/// In a forked child (process.zig, after exited_lock is reset): another thread of the parent
-/// may have held a parked heap's segments lock at the fork (trimStaleParked, decayParked);
-/// in the child no thread holds one, and a child thread that takes that heap would wait on
-/// it forever. Bounded by the parked heaps.
-pub fn afterForkInChild() void {
-    var it = parked.first;
-    var n: usize = 0;
-    while (it) |h| : (it = h.exited_next) {
-        n += 1;
-        std.debug.assert(n <= parked.count);
-        h.segments.lock.resetInChild();
-    }
-}
-
-/// Calls `visit(context, heap, false)` for every exited thread's heap, parked or empty,
-/// under exited_lock (the memory report measures their memory). Bounded by their number.
-pub fn forEachExited(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
-    exited_lock.acquire();
-    defer exited_lock.release();
-    var it = parked.first;
-    var n: usize = 0;
-    while (it) |h| : (it = h.exited_next) {
-        n += 1;
-        std.debug.assert(n <= parked.count);
-        visit(context, h, false);
-    }
-    var empty_it = empty_heaps;
-    while (empty_it) |h| : (empty_it = h.exited_next) visit(context, h, false);
-}
-
-/// Parked heaps (at rest: no thread's) waiting for a new thread.
-pub fn parkedCount() usize {
-    return @atomicLoad(usize, &parked.count, .monotonic);
-}
-
-/// Purges the dirty slices kept by parked heaps that waited longer than
-/// park_reuse_window_ms (oldest first, at most parked_decay_max a call). Nothing else
-/// decays a parked heap until some thread's maintenance abandons it, and a program whose
-/// threads exited may take only fast paths from then on. A heap may be resumed meanwhile:
-/// its segments' lock orders the purge with its new owner (as the background purger's).
-pub fn trimStaleParked(now_ms: u64) void {
-    if (parkedCount() == 0) return;
-    var stale: [parked_decay_max]*Heap = undefined;
-    var count: usize = 0;
-    exited_lock.acquire();
-    var it = parked.last;
-    while (it) |h| : (it = h.exited_prev) {
-        if (count == stale.len or now_ms -| h.parked_since_ms < park_reuse_window_ms) break;
-        if (h.parked_dirty_bytes == 0) continue;
-        std.debug.assert(h.parked_dirty_bytes <= parked_dirty_bytes);
-        parked_dirty_bytes -= h.parked_dirty_bytes;
-        h.parked_dirty_bytes = 0;
-        stale[count] = h;
-        count += 1;
-    }
-    exited_lock.release();
-    for (stale[0..count]) |h| _ = h.segments.trimDirty(0);
-}
-
-/// Abandons the parked heaps that waited for the purge delay (all with `force`), oldest
-/// first, at most parked_decay_max a call without `force`; each then joins empty_heaps.
-/// Bounded: with `force`, by the parked heaps there were when it started.
-pub fn decayParked(now_ms: u64, force: bool) void {
-
-    if (parkedCount() == 0) return;
-    const limit = if (force) parkedCount() else parked_decay_max;
-    for (0..limit) |_| {
-        exited_lock.acquire();
-        const oldest = parked.last;
-        const due = if (oldest) |h| force or now_ms -| h.parked_since_ms >= config.purge_delay_ms else false;
-        if (due) parked.remove(oldest.?);
-        exited_lock.release();
-        if (!due) return;
-        const h = oldest.?;
-        h.abandonAll(); // no thread's: this caller has it alone now
-        exited_lock.acquire();
-        h.exited_next = empty_heaps;
-        empty_heaps = h;
-        exited_lock.release();
-    }
-}
-
-/// The heap of an exited thread that needs no more work (its memory already given up).
+/// The heap of an exited thread that gave everything up.
 pub fn addEmpty(h: *Heap) void {
     exited_lock.acquire();
     defer exited_lock.release();
     h.exited_next = empty_heaps;
     empty_heaps = h;
+}
+
+/// An exited thread's heap for a new thread (to be initialised), or null.
+pub fn takeEmpty() ?*Heap {
+    exited_lock.acquire();
+    defer exited_lock.release();
+    const h = empty_heaps orelse return null;
+    empty_heaps = h.exited_next;
+    h.exited_next = null;
+    return h;
+}
+
+/// Calls `visit(context, heap, false)` for every exited thread's heap, under exited_lock
+/// (the memory report measures their memory). Bounded by their number.
+pub fn forEachExited(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
+    exited_lock.acquire();
+    defer exited_lock.release();
+    var it = empty_heaps;
+    while (it) |h| : (it = h.exited_next) visit(context, h, false);
 }
 
 // ---------------------------------------------------------------- validation
@@ -741,47 +582,39 @@ pub const Invalid = error{
     QueueTooLong,
     PageInWrongQueue,
     PageNotOwned,
-    PagesNotQueued,
     RetainedPageWrong,
-} || placement.Segments.Invalid || thread_cache.Cache.Invalid;
+} || Page.Invalid || thread_cache.Cache.Invalid;
 
 /// Checks a heap against its invariants (its owner's thread only; tests and debug builds):
-/// every bin's direct page is in its queue; every page of a queue is of that bin, owned,
-/// flagged full exactly in `full`, and valid (Page.validate); every page in use of the
-/// heap's segments is in exactly one queue; the segment list is valid (placement.zig:
-/// linked, owned, those with free slices first, each segment valid); every cache stack is
-/// valid (Cache.validate); the retained pages are mid pages in use. Bounded by the heap's
-/// segments and bins.
+/// every bin's direct page is in its queue; every page of a queue is of that bin, held by
+/// this heap (owner and owned bit) and valid (Page.validate); every cache stack is valid
+/// (Cache.validate); the retained pages are this heap's mid pages in use. Bounded by the
+/// heap's bins and the pages a segment list can hold.
 pub fn validateHeap(self: *Heap) Invalid!void {
-    const max_pages = self.segments.list.count * segment_mod.slice_count + 1;
-    var queued: usize = 0;
+    const max_pages = (arena.segmentCount() + 1) * segment_mod.slice_count;
     for (0..bins) |bin| {
         try self.cache.validate(bin);
         const direct = self.direct[bin];
         var direct_seen = direct == &page_mod.empty_page;
-        inline for (.{ &self.queues[bin], &self.full[bin] }, .{ false, true }) |queue, is_full| {
-            var prev: ?*Page = null;
-            var it = queue.first;
-            var n: usize = 0;
-            while (it) |page| : (it = page.next) {
-                n += 1;
-                if (n > max_pages) return error.QueueTooLong;
-                if (page.prev != prev) return error.QueueLinksBroken;
-                if (page.bin != bin or (page.flags & page_mod.flag_full != 0) != is_full) return error.PageInWrongQueue;
-                if (!self.ownsSegment(Segment.of(page.start))) return error.PageNotOwned;
-                try page.validate();
-                if (page == direct and !is_full) direct_seen = true;
-                prev = page;
-            }
-            if (queue.last != prev) return error.QueueLinksBroken;
-            queued += n;
+        var prev: ?*Page = null;
+        var it = self.queues[bin].first;
+        var n: usize = 0;
+        while (it) |page| : (it = page.next) {
+            n += 1;
+            if (n > max_pages) return error.QueueTooLong;
+            if (page.prev != prev) return error.QueueLinksBroken;
+            if (page.bin != bin or page.listed) return error.PageInWrongQueue;
+            if (!self.ownsPage(page) or !page.isHeld()) return error.PageNotOwned;
+            try page.validate();
+            if (page == direct) direct_seen = true;
+            prev = page;
         }
+        if (self.queues[bin].last != prev) return error.QueueLinksBroken;
         if (!direct_seen) return error.DirectPageWrong;
     }
-    if (try self.segments.validate(self) != queued) return error.PagesNotQueued;
     for (self.retained) |r| {
         const page = r orelse continue;
-        if (page.flags & page_mod.flag_unused != 0 or page.isTiny() or !self.ownsSegment(Segment.of(page.start))) return error.RetainedPageWrong;
+        if (page.flags & page_mod.flag_unused != 0 or page.isTiny() or !self.ownsPage(page)) return error.RetainedPageWrong;
     }
 }
 
@@ -808,9 +641,21 @@ fn testAlloc(h: *Heap, bin: usize) !*Block {
 
 /// What slow.freeBlock does for a live block of a heap's own thread.
 fn testFree(h: *Heap, blk: *Block) !void {
-    const page = Segment.of(@intFromPtr(blk)).pageOf(@intFromPtr(blk));
+    const page = pageOf(blk);
     if (h.cache.push(page.bin, blk)) return;
     try testing.expectEqual(FreeOutcome.ok, h.freeFull(page, blk));
+}
+
+fn pageOf(blk: *const Block) *Page {
+    return Segment.of(@intFromPtr(blk)).pageOf(@intFromPtr(blk));
+}
+
+/// Everything a test heap holds goes back (as at thread exit), and the arena is valid.
+fn finish(h: *Heap) !void {
+    h.returnHeld(os.nowMs());
+    h.abandonAll(os.nowMs());
+    try arena.validate();
+    try abandoned.validate();
 }
 
 test "a heap serves blocks from its pages and takes them back, valid at every step" {
@@ -835,48 +680,39 @@ test "a heap serves blocks from its pages and takes them back, valid at every st
     try h.validate();
     h.maintain(os.nowMs(), true);
     try h.validate();
-    try testing.expectEqual(@as(usize, 0), h.segments.list.count);
+    for (0..bins) |bin| try testing.expect(h.queues[bin].first == null); // every page went back
+    try finish(h);
 }
 
-test "a full segment adopted from an exited thread goes behind the segments with room" {
-    // Regression: adopt() put every adopted segment first, full or not; bestRun stops at
-    // the first full segment, so the heap mapped new segments while its own had room.
-    const a = try testHeap();
-    defer dropTestHeap(a);
-    const b = try testHeap();
-    defer dropTestHeap(b);
-    const tiny = try testAlloc(b, size_class.tinyBin(64)); // b has a segment with room
-    // a: one segment filled by four spans of 16, 16, 16 and 15 slices, a block live in each
-    const seg = arena.acquire(a) orelse return error.OutOfMemory;
-    a.segments.list.push(seg);
-    const big_bin = size_class.midBin(1 << 20);
-    const last_bin = size_class.midBin(960 * 1024);
-    var live: [4]*Block = undefined;
-    for (&live, [_]usize{ big_bin, big_bin, big_bin, last_bin }, [_]usize{ 1, 17, 33, 49 }) |*blk, bin, slice| {
-        var reused: usize = 0;
-        const page = seg.allocPageAt(bin, size_class.binPageSlices(bin), slice, false, &reused);
-        stats.pageAcquired(page.tierIndex(), @as(usize, page.slice_count) * size_class.slice_size, reused);
-        a.queues[bin].pushBack(page);
-        _ = Heap.replenish(page);
-        blk.* = page.popFree().?;
-        blk.*.key = 0;
+test "a full page is given up; the heap's own frees into it take it back" {
+    const h = try testHeap();
+    defer dropTestHeap(h);
+    const bin = size_class.midBin(20_000); // a few blocks a page
+    const first = try testAlloc(h, bin);
+    const page = pageOf(first);
+    var live: [64]*Block = undefined;
+    var n: usize = 0;
+    // allocate until the page is full and the heap moved on to another page
+    while (n < live.len) : (n += 1) {
+        live[n] = try testAlloc(h, bin);
+        if (pageOf(live[n]) != page and h.direct[bin] != page) break;
     }
-    try testing.expectEqual(@as(u64, 0), seg.free_slices);
-    try a.validate();
-    a.abandonAll();
-    const adopted = arena.popAbandoned(b).?;
-    try testing.expectEqual(seg, adopted);
-    b.segments.adopt(adopted, b);
-    try b.validate();
-    for (live) |blk| try testFree(b, blk); // local frees now
-    try testFree(b, tiny);
-    for (0..bins) |bin| b.flushCache(bin, 0);
-    b.maintain(os.nowMs(), true);
-    try b.validate();
-    try testing.expectEqual(@as(usize, 0), b.segments.list.count);
+    for (0..bins) |b| h.flushCache(b, 0);
+    // (the first page's blocks are all live or cached: it was given up when found full)
+    try testing.expect(!h.ownsPage(page));
+    try testing.expectEqual(@as(?*anyopaque, null), page.owner.load(.monotonic));
+    try h.validate();
+    const reclaimed_before = stats.pages_reclaimed.load(.monotonic);
+    try testFree(h, first);
+    h.flushCache(bin, 0);
+    try testing.expect(h.ownsPage(page)); // taken back by its own free
+    try testing.expect(stats.pages_reclaimed.load(.monotonic) > reclaimed_before);
+    try h.validate();
+    for (live[0..n]) |b| try testFree(h, b);
+    try finish(h);
 }
 
-test "thread exit: pages without live blocks go back, the rest is abandoned and adopted whole" {
+test "thread exit: pages without live blocks go back, the others are listed for any heap of their bin" {
     const a = try testHeap();
     defer dropTestHeap(a);
     const b = try testHeap();
@@ -886,112 +722,60 @@ test "thread exit: pages without live blocks go back, the rest is abandoned and 
     for (&kept) |*k| k.* = try testAlloc(a, bin);
     for (0..200) |_| try testFree(a, try testAlloc(a, size_class.midBin(3000)));
     try a.validate();
-    const abandoned_before = stats.segments_abandoned.load(.monotonic);
-    a.abandonAll();
-    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
-    try testing.expect(stats.segments_abandoned.load(.monotonic) > abandoned_before);
-    // b adopts while it looks for a page of the bin; a's blocks are then b's local blocks
-    var adopted = false;
-    for (0..8) |_| {
-        if (b.adoptAbandoned(bin)) |page| {
-            if (Segment.of(page.start) == Segment.of(@intFromPtr(kept[0]))) adopted = true;
-            _ = b.makeDirect(page);
-        }
-        if (adopted) break;
-    }
-    try testing.expect(adopted);
+    const page = pageOf(kept[0]);
+    const listed_before = abandoned.count(bin);
+    a.returnHeld(os.nowMs());
+    a.abandonAll(os.nowMs());
+    try testing.expectEqual(listed_before + 1, abandoned.count(bin));
+    try testing.expectEqual(@as(?*anyopaque, null), page.owner.load(.monotonic));
+    try abandoned.validate();
+    // b needs a page of the bin: it takes a's, whose blocks are b's local blocks then
+    const blk = try testAlloc(b, bin);
+    try testing.expectEqual(page, pageOf(blk));
+    try testing.expect(b.ownsPage(page));
     try b.validate();
     for (kept) |k| try testFree(b, k);
-    for (0..bins) |i| b.flushCache(i, 0);
-    b.maintain(os.nowMs(), true);
-    try b.validate();
-    try testing.expectEqual(@as(usize, 0), b.segments.list.count);
+    try testFree(b, blk);
+    try finish(b);
 }
 
-test "a parked heap is taken whole by the next thread: its pages serve it again, what others freed meanwhile included" {
-    const a = try testHeap();
-    defer dropTestHeap(a);
-    const other = try testHeap();
-    defer dropTestHeap(other);
-    const bin = size_class.tinyBin(64);
-    var live: [100]*Block = undefined;
-    for (&live) |*b| b.* = try testAlloc(a, bin);
-    const segments_before = a.segments.list.count;
-    const parked_before = parkedCount();
-    a.returnHeld(os.nowMs());
-    a.park(os.nowMs());
-    try testing.expectEqual(parked_before + 1, parkedCount());
-    // another thread frees the parked heap's blocks: they wait on their page's thread_free
-    for (live) |b| try testing.expectEqual(FreeOutcome.ok, other.freeToPage(Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)), b));
-    const taken = takeExited().?;
-    try testing.expectEqual(a, taken.heap);
-    try testing.expect(taken.whole);
-    try testing.expectEqual(parked_before, parkedCount());
-    a.resumeParked();
-    try a.validate();
-    try testing.expectEqual(segments_before, a.segments.list.count); // nothing abandoned or mapped
-    // the blocks come back from the same page, no new page is placed
-    const page = Segment.of(@intFromPtr(live[0])).pageOf(@intFromPtr(live[0]));
-    try testing.expectEqual(@as(u32, 0), page.used);
-    for (0..100) |_| {
-        const b = try testAlloc(a, bin);
-        try testing.expectEqual(page, Segment.of(@intFromPtr(b)).pageOf(@intFromPtr(b)));
-        try testFree(a, b);
-    }
-    try a.validate();
-    for (0..bins) |i| a.flushCache(i, 0);
-    a.maintain(os.nowMs(), true);
-    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
-}
-
-test "a parked heap nobody takes is given up after the purge delay (all at once with force)" {
+test "a page of an exited thread goes back to its segment when another thread's frees empty it" {
     const a = try testHeap();
     defer dropTestHeap(a);
     const b = try testHeap();
     defer dropTestHeap(b);
-    decayParked(os.nowMs(), true); // other tests' exited threads
-    const kept = try testAlloc(a, size_class.midBin(3000));
+    const bin = size_class.midBin(100_000); // one page per block
+    const blk = try testAlloc(a, bin);
+    const page = pageOf(blk);
     a.returnHeld(os.nowMs());
-    a.park(os.nowMs());
-    const parked_after = parkedCount();
-    a.parked_since_ms = std.math.maxInt(u64) / 2; // not due for a long time
-    decayParked(os.nowMs(), false);
-    try testing.expectEqual(parked_after, parkedCount());
-    const abandoned_before = stats.segments_abandoned.load(.monotonic);
-    decayParked(os.nowMs(), true);
-    try testing.expectEqual(@as(usize, 0), parkedCount());
-    try testing.expect(stats.segments_abandoned.load(.monotonic) > abandoned_before);
-    try testing.expectEqual(@as(usize, 0), a.segments.list.count);
-    // the empty heap comes back initialised; its live block's segment is adopted by b
-    const taken = takeExited().?;
-    try testing.expectEqual(a, taken.heap);
-    try testing.expect(!taken.whole);
-    taken.heap.init(false);
-    var adopted = false;
-    for (0..8) |_| {
-        if (b.adoptAbandoned(size_class.midBin(3000))) |page| {
-            _ = b.makeDirect(page);
-            if (Segment.of(page.start) == Segment.of(@intFromPtr(kept))) adopted = true;
-        }
-        if (adopted) break;
-    }
-    try testing.expect(adopted);
-    try testFree(b, kept);
-    for (0..bins) |i| b.flushCache(i, 0);
-    b.maintain(os.nowMs(), true);
-    try b.validate();
+    a.abandonAll(os.nowMs());
+    try testing.expect(!page.isHeld()); // nobody's
+    // b frees it: the free takes the page, finds it empty, and gives it back at once
+    try testing.expectEqual(FreeOutcome.ok, b.freeToPage(page, blk));
+    try testing.expect(page.flags & page_mod.flag_unused != 0);
+    try arena.validate();
+    try finish(b);
 }
 
-test "a forked child can take a parked heap whose segments lock a parent thread held at the fork" {
-    const a = try testHeap();
-    defer dropTestHeap(a);
-    _ = try testAlloc(a, size_class.tinyBin(32));
-    a.returnHeld(os.nowMs());
-    a.park(os.nowMs());
-    a.segments.lock.acquire(); // a parent thread trimming it when the process forked
-    afterForkInChild();
-    try testing.expect(a.segments.lock.tryAcquire()); // free in the child
-    a.segments.lock.release();
-    decayParked(os.nowMs(), true);
-    try testing.expectEqual(a, takeExited().?.heap); // out of the exited lists before it is unmapped
+test "a producer's full pages, freed into by a consumer, serve the producer again" {
+    const producer = try testHeap();
+    defer dropTestHeap(producer);
+    const consumer = try testHeap();
+    defer dropTestHeap(consumer);
+    const bin = size_class.tinyBin(256);
+    var blocks: [2000]*Block = undefined;
+    for (&blocks) |*b| b.* = try testAlloc(producer, bin);
+    const first_page = pageOf(blocks[0]);
+    try testing.expect(!producer.ownsPage(first_page)); // given up when full
+    for (blocks) |b| try testFree(consumer, b);
+    for (0..bins) |b| consumer.flushCache(b, 0);
+    try testing.expect(!consumer.ownsPage(first_page)); // not the consumer's: listed or back in its segment
+    // the producer allocates again from those pages, not from new ones
+    const segments_before = arena.segmentCount();
+    for (&blocks) |*b| b.* = try testAlloc(producer, bin);
+    try testing.expectEqual(segments_before, arena.segmentCount());
+    try producer.validate();
+    for (blocks) |b| try testFree(producer, b);
+    try finish(producer);
+    try finish(consumer);
 }

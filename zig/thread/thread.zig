@@ -5,8 +5,9 @@
 //! empty sentinel until the thread's first malloc). Heap memory comes straight from the OS
 //! and is never unmapped, so a stats reader can walk the registry of live heaps safely. On
 //! exit a pthread-key destructor (the key is made once, at process initialisation:
-//! initExitKey) parks the heap whole (heap.park); the next thread takes the newest parked
-//! heap with its pages (heap.zig: exited threads' heaps).
+//! initExitKey) gives everything the heap holds back (heap.returnHeld, heap.abandonAll:
+//! its pages to their segments or to whichever thread needs them next); the heap itself
+//! waits for the next new thread (heap.zig: exited threads' heaps).
 const std = @import("std");
 const os = @import("../base/os.zig");
 const stats = @import("../settings/stats.zig");
@@ -42,7 +43,7 @@ threadlocal var tls_cache: *Cache = @ptrCast(&empty_entries);
 /// paths always fall through (zig/tls.c's hakmem_tls_check_heap in the library, initial-exec
 /// as tls_cache: check mode reads it several times per call).
 threadlocal var check_heap_tls: ?*Heap = null;
-/// Set once the thread's exit destructor parked its heap.
+/// Set once the thread's exit destructor gave its heap up.
 threadlocal var exit_ran: bool = false;
 
 /// True once the calling thread's exit destructor ran (slow paths only: a general-dynamic
@@ -145,14 +146,11 @@ pub fn create() ?*Heap {
     return heap;
 }
 
-/// The newest parked heap of an exited thread, taken whole (its pages and segments); else
-/// an exited thread's empty heap, or a new mapping, initialised.
+/// An exited thread's heap, else a new mapping, initialised.
 fn obtainHeap() ?*Heap {
-    if (heap_mod.takeExited()) |exited| {
-        if (exited.whole) {
-            exited.heap.resumeParked();
-        } else exited.heap.init(config.check_mode != .off);
-        return exited.heap;
+    if (heap_mod.takeEmpty()) |h| {
+        h.init(config.check_mode != .off);
+        return h;
     }
     const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
     const memory = os.map(bytes) orelse return null;
@@ -185,8 +183,8 @@ fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
 /// goes to the shared quarantine), while the thread still has its heap.
 pub var check_exit_hook: ?*const fn (*Heap) void = null;
 
-/// The pthread-key destructor: the thread is exiting. Its heap leaves the registry and is
-/// parked whole for the next thread (heap.zig: exited threads' heaps).
+/// The pthread-key destructor: the thread is exiting. Its heap leaves the registry, gives
+/// its pages up and waits for the next thread (heap.zig: exited threads' heaps).
 pub fn onThreadExit(heap: *Heap) void {
     if (check_exit_hook) |hook| hook(heap);
     validate.atThreadExit(heap);
@@ -202,7 +200,8 @@ pub fn onThreadExit(heap: *Heap) void {
     heap.registry_prev = null;
     heap.registry_next = null;
     registry_lock.release();
-    heap.park(now);
+    heap.abandonAll(now);
+    heap_mod.addEmpty(heap);
     stats.decr(&stats.threads_live);
 }
 
@@ -221,8 +220,8 @@ pub fn sumCounters(total: *stats.BinCounters) void {
 }
 
 /// Calls `visit(context, heap, true)` for every live heap (its thread runs), under the
-/// registry lock, then `visit(context, heap, false)` for every exited thread's heap (parked
-/// or empty: heap.forEachExited) (the memory report). Bounded by the number of heaps.
+/// registry lock, then `visit(context, heap, false)` for every exited thread's heap
+/// (heap.forEachExited) (the memory report). Bounded by the number of heaps.
 pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *const Heap, bool) void) void {
     {
         registry_lock.acquire();
@@ -231,18 +230,6 @@ pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *cons
         while (it) |heap| : (it = heap.registry_next) visit(context, heap, true);
     }
     heap_mod.forEachExited(context, visit);
-}
-
-/// The background purger's pass over every live heap (background.zig). Bounded by the
-/// number of heaps.
-pub fn decayEveryHeap(now_ms: u64) void {
-    {
-        registry_lock.acquire();
-        defer registry_lock.release();
-        var it = registry_first;
-        while (it) |heap| : (it = heap.registry_next) purge.heapSlicesFromBackground(&heap.segments, now_ms);
-    }
-    heap_mod.decayParked(now_ms, false);
 }
 
 /// True when another live heap's cache holds `blk` in `bin` (a double-free check; the

@@ -15,9 +15,11 @@
 //! stray write could corrupt. Everything per block beyond that happens in batches:
 //!   flush   (a push finds the stack full, maintenance, thread exit): the oldest blocks go
 //!           back to their pages, a run of blocks of one page at a time: to the page's
-//!           `free` when this heap owns it (each checked against the page's bitmap: a
+//!           `free` when this heap holds it (each checked against the page's bitmap: a
 //!           block already there was freed twice), else onto its `thread_free` with one CAS
-//!           per run (the owner checks them when it collects). Remote frees are counted here.
+//!           per run (its holder checks them when it collects; a run that finds the page
+//!           held by nobody takes it: the heap settles it after the flush, heap.zig
+//!           settleClaimed). Remote frees are counted here.
 //!   refill  (a pop finds the stack empty): blocks taken off one page's `free` (each
 //!           checked: bit set, keyed free).
 //! Both check every block's key word: a free block nobody may write to that is no longer
@@ -319,16 +321,20 @@ pub const Cache = extern struct {
     }
 
     /// Returns the `n` oldest blocks of a bin to their pages (see the file header), then
-    /// moves the rest down. `owner` is the heap of this cache: pages it owns are local.
+    /// moves the rest down. `owner` is the heap of this cache: pages it holds are local.
     /// Once every run is given back, `sink.pageGotBlocks(page)` is called once per local
-    /// page that got blocks (it may release the page: no block of the flush is looked at
-    /// after that). Returns the blocks given to other heaps' pages (remote frees).
+    /// page that got blocks, and `sink.pageClaimed(page)` once per page nobody held that a
+    /// run took (page.zig: ownership); either may release the page, so no block of the
+    /// flush is looked at after that. Returns the blocks given to pages this heap does not
+    /// hold (remote frees).
     pub fn flush(self: *Cache, bin: usize, n: u32, owner: *const anyopaque, sink: anytype) u32 {
         const all = self.held(bin);
         std.debug.assert(n <= all.len and n <= max_blocks);
         const out = all[0..n];
         var touched: [max_blocks]*Page = undefined;
         var touched_count: usize = 0;
+        var claimed: [max_blocks]*Page = undefined;
+        var claimed_count: usize = 0;
         var remote: u32 = 0;
         var i: usize = 0;
         while (i < out.len) {
@@ -337,7 +343,7 @@ pub const Cache = extern struct {
             var end = i + 1;
             while (end < out.len and @intFromPtr(out[end]) >= page.start and @intFromPtr(out[end]) < span_end) end += 1;
             const run = out[i..end];
-            if (Segment.of(page.start).owner.load(.monotonic) == owner) {
+            if (page.owner.load(.monotonic) == owner) {
                 returnLocal(page, run);
                 if (page.flags & page_mod.flag_flushing == 0) {
                     page.flags |= page_mod.flag_flushing;
@@ -345,7 +351,10 @@ pub const Cache = extern struct {
                     touched_count += 1;
                 }
             } else {
-                returnRemote(page, run);
+                if (returnRemote(page, run)) {
+                    claimed[claimed_count] = page;
+                    claimed_count += 1;
+                }
                 remote += @intCast(run.len);
             }
             i = end;
@@ -356,6 +365,7 @@ pub const Cache = extern struct {
         @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + n, .monotonic);
         for (touched[0..touched_count]) |page| page.flags &= ~page_mod.flag_flushing;
         for (touched[0..touched_count]) |page| sink.pageGotBlocks(page);
+        for (claimed[0..claimed_count]) |page| sink.pageClaimed(page);
         return remote;
     }
 
@@ -418,10 +428,11 @@ pub const Cache = extern struct {
         }
     }
 
-    fn returnRemote(page: *Page, run: []*Block) void {
+    /// True when the run took the page (nobody held it: page.pushRemoteChain).
+    fn returnRemote(page: *Page, run: []*Block) bool {
         for (run) |blk| page.checkFreeKey(blk);
         for (run[0 .. run.len - 1], run[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
-        page.pushRemoteChain(run[0], run[run.len - 1]);
+        return page.pushRemoteChain(run[0], run[run.len - 1]);
     }
 
     pub const Invalid = error{ CacheOverCapacity, CachedBlockNotFree, CachedBlockNotABlock, CachedBlockFreeOnPage, CachedTwice };
@@ -501,7 +512,7 @@ test "a zeroed entry is empty and full at once (the heapless sentinel)" {
     try std.testing.expectEqual(@as(u64, 1), cache.pops(3));
 }
 
-test "init starts a reused cache's counts from zero (a parked heap resumed by a new thread)" {
+test "init starts a reused cache's counts from zero (an exited thread's heap taken by a new thread)" {
     const cache: *Cache = @ptrCast(@alignCast(try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(64), @sizeOf(Cache))));
     defer std.testing.allocator.free(@as([*]align(64) u8, @ptrCast(cache))[0..@sizeOf(Cache)]);
     cache.init(initialCapacity);

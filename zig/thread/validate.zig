@@ -17,6 +17,7 @@ const std = @import("std");
 const build_options = @import("build_options");
 const os = @import("../base/os.zig");
 const arena = @import("../memory/arena.zig");
+const abandoned = @import("../memory/abandoned.zig");
 const large_region = @import("../memory/large_region.zig");
 const heap_mod = @import("heap.zig");
 const Heap = heap_mod.Heap;
@@ -43,34 +44,32 @@ pub inline fn atSlowPath(h: *Heap) void {
 noinline fn countSlowPath(h: *Heap) void {
     const n = slow_paths.fetchAdd(1, .monotonic) +% 1;
     if (n % heap_every == 0) orAbort("the thread's heap", validateHeapOf(h));
-    if (n % global_every == 0) orAbort("the arena and the large regions", validateShared());
+    if (n % global_every == 0) orAbort("the arena, the abandoned pages and the large regions", validateShared());
 }
 
 /// Thread exit, before the heap is abandoned (its owner thread, no lock held).
 pub fn atThreadExit(h: *Heap) void {
     if (!enabled) return;
     orAbort("the heap of an exiting thread", validateHeapOf(h));
-    orAbort("the arena and the large regions", validateShared());
+    orAbort("the arena, the abandoned pages and the large regions", validateShared());
 }
 
 /// Everything now: the calling thread's heap (if it has one) and the shared structures.
 /// For hak_validate: reports the first broken invariant on stderr and returns false.
 pub fn all(h: ?*Heap) bool {
     if (h) |heap| report("the thread's heap", validateHeapOf(heap)) catch return false;
-    report("the arena and the large regions", validateShared()) catch return false;
+    report("the arena, the abandoned pages and the large regions", validateShared()) catch return false;
     return true;
 }
 
-/// The heap under its segments lock, so the background purger does not change its slices
-/// meanwhile (lock order: segments.lock, then the arena's locks; validateHeap takes none).
+/// The heap and its pages (its own thread: nothing else writes them).
 fn validateHeapOf(h: *Heap) anyerror!void {
-    h.segments.lock.acquire();
-    defer h.segments.lock.release();
     return heap_mod.validateHeap(h);
 }
 
 fn validateShared() anyerror!void {
     try arena.validate();
+    try abandoned.validate();
     try large_region.validate();
 }
 

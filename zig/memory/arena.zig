@@ -300,6 +300,11 @@ pub fn trimDirty(keep_bytes: usize) void {
     for (0..steps) |_| if (!purgeDirtyStep(.{ .keep_bytes = keep_bytes })) break;
 }
 
+/// True while a dirty slice or an empty segment is kept (decay has work left).
+pub fn retainsAny() bool {
+    return stats.dirty_bytes.load(.monotonic) != 0 or emptyCount() != 0;
+}
+
 /// Segments with no page in use (the memory report's cached segments).
 pub fn emptyCount() usize {
     return @atomicLoad(usize, &empty_count, .monotonic);

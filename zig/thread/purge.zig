@@ -11,9 +11,16 @@
 //! tier's evictions beyond its bounds.
 const arena = @import("../memory/arena.zig");
 const large = @import("../memory/large.zig");
+const stats = @import("../settings/stats.zig");
 
 /// Everything no heap holds, along the decay curve; all of it with `force`.
 pub fn shared(now_ms: u64, force: bool) void {
     arena.decay(now_ms, force);
     large.decay(now_ms, force);
+}
+
+/// True while anything no heap holds is retained: dirty slices, empty segments, the large
+/// tier's retained memory (what shared() would give back in time).
+pub fn retainsAny() bool {
+    return arena.retainsAny() or stats.large.cached_bytes.load(.monotonic) != 0;
 }

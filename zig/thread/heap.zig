@@ -132,6 +132,9 @@ pub const Heap = struct {
     retained: [retained_max]?*Page,
     retained_next: u8,
     maintenance_due_ms: u64,
+    /// allocs(bin) + frees(bin) at the last maintenance (a bin with none since is idle:
+    /// giveUpIdle).
+    activity_at_maintenance: [bins]u64,
     /// Blocks this thread's realloc grew lately (growth.zig, alloc.realloc).
     grown: growth.Log,
     /// Large region blocks this thread freed lately (large_local.zig; slow.zig uses it).
@@ -155,6 +158,7 @@ pub const Heap = struct {
         self.retained = [_]?*Page{null} ** retained_max;
         self.retained_next = 0;
         self.maintenance_due_ms = 0;
+        self.activity_at_maintenance = [_]u64{0} ** bins;
         self.grown = .{};
         self.large_local = .{};
         self.relief_seen = 0;
@@ -445,6 +449,7 @@ pub const Heap = struct {
         std.debug.assert(self.maintenance_due_ms > now_ms); // the next one is later
         const adapt = config.adapt and !self.checked;
         for (0..bins) |bin| self.counters.remote_frees[bin] += self.cache.maintainBin(bin, force, adapt, self, self);
+        if (!self.checked) for (0..bins) |bin| self.giveUpIdle(bin);
         for (0..bins) |bin| {
             const page = self.direct[bin];
             if (page == &page_mod.empty_page or page.used != 0) continue;
@@ -459,6 +464,28 @@ pub const Heap = struct {
         self.large_local.decay(now_ms, force);
         purge.shared(now_ms, force);
         if (exit_leftovers.load(.monotonic) and !purge.retainsAny()) exit_leftovers.store(false, .monotonic);
+    }
+
+    /// A bin this thread neither allocated from nor freed into since the last maintenance
+    /// gives up its pages that hold live blocks (an empty direct page waits for the purge
+    /// delay, as before): listed when they have room, so another thread that needs the size
+    /// class takes one instead of placing a page of its own, and a class this thread uses
+    /// rarely does not keep a page per thread. (Its cached blocks went back to the pages
+    /// just before: maintainBin flushes an idle bin.) Bounded by the bin's pages.
+    fn giveUpIdle(self: *Heap, bin: usize) void {
+        const activity = self.allocs(bin) + self.frees(bin);
+        const idle = activity == self.activity_at_maintenance[bin];
+        self.activity_at_maintenance[bin] = activity;
+        if (!idle or self.cache.count(bin) != 0) return;
+        var it = self.queues[bin].first;
+        while (it) |page| {
+            it = page.next;
+            if (page.used == 0) continue; // empty: released after the purge delay (or now)
+            if (self.direct[bin] == page) self.direct[bin] = &page_mod.empty_page;
+            self.queues[bin].remove(page);
+            self.forgetRetained(page);
+            abandonPage(page, os.nowMs());
+        }
     }
 
     /// Everything the heap holds for its thread goes back: every cached block to its page,
@@ -787,4 +814,31 @@ test "a producer's full pages, freed into by a consumer, serve the producer agai
     for (blocks) |b| try testFree(producer, b);
     try finish(producer);
     try finish(consumer);
+}
+
+test "a bin its thread stopped using gives its partly used page up, for another heap's first block of the class" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const b = try testHeap();
+    defer dropTestHeap(b);
+    const bin = size_class.midBin(5000);
+    var live: [3]*Block = undefined;
+    for (&live) |*l| l.* = try testAlloc(a, bin);
+    const page = pageOf(live[0]);
+    a.maintenance_due_ms = 0; // (an allocation may have run maintenance just now)
+    a.maintain(os.nowMs(), false); // the bin was busy since the last look
+    try testing.expect(a.ownsPage(page));
+    a.maintenance_due_ms = 0;
+    a.maintain(os.nowMs(), false); // idle since: its cached blocks go back, the page is given up
+    try testing.expect(!a.ownsPage(page));
+    try testing.expect(page.listed);
+    try a.validate();
+    // b's first block of the class comes from a's page, not from a page of its own
+    const blk = try testAlloc(b, bin);
+    try testing.expectEqual(page, pageOf(blk));
+    try b.validate();
+    try testFree(b, blk);
+    for (live) |l| try testFree(a, l); // a's frees into a page b holds now: remote
+    try finish(a);
+    try finish(b);
 }

@@ -80,7 +80,9 @@
 //!     it, null while nobody's or between a take and what the taker makes of it; a heap
 //!     stores null before it clears the bit (tryUnown, release)
 //!   Page, first cache line (start, div/fast magic, carved_end, bin, span, flags, block_size,
-//!     capacity): written by the holder (extend, setFlags, init under the arena's lock),
+//!     capacity): written by the holder (extend, init under the arena's lock), and flags
+//!     (setFlags/clearFlags: atomic read-modify-writes) by any thread that hands out an
+//!     aligned block of the page (one it popped from its cache may be another heap's),
 //!     copied into every slice of the span, read by free on any thread (plain loads: a
 //!     block was carved before it was handed out, so its reader sees it)
 //!   Page, the holder only: used, free_count, free_cursor, bits (other threads may load a

@@ -1,6 +1,6 @@
-//! lock.zig — the spin lock that guards hakmem's few shared lists (segment cache,
-//! abandoned segments, heap registry, large-mapping cache, a heap's segment list against
-//! the background purger). Only slow paths take it.
+//! lock.zig — the spin lock that guards hakmem's few shared lists (the arena's segments,
+//! the abandoned pages, the heap registry and the exited heaps, the large-mapping cache,
+//! the large regions). Only slow paths take it.
 //! A plain word, so fork() handlers can take every lock before the fork and reset them
 //! in the child.
 const std = @import("std");

@@ -84,7 +84,7 @@ const page_shift = std.math.log2_int(usize, @sizeOf(Page));
 /// Test 3, on any slice's copy of the first line: `addr` is a carved block start of a page
 /// without a slow flag. The multiply is page.zig blockStartIndex's (its comment proves it
 /// exact); fast_magic is 0 for a page of aligned blocks, a checked or sampled page, or a
-/// slice not in use (flag_full and flag_flushing do not matter to free).
+/// slice not in use.
 inline fn isFastBlockStart(slice: *const Page, addr: usize) bool {
     const product = (addr -% slice.start) *% slice.div_magic;
     return addr < slice.carved_end and (product << (64 - page_mod.magic_shift)) < slice.fast_magic;

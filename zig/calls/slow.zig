@@ -232,9 +232,10 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
 /// held is this thread's to settle then: heap.settleClaimed).
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;
+    const bin = page.bin; // (read first: once the block is pushed its page may be given back)
     blk.key = block_mod.free_key;
     const claimed = page.pushRemoteChain(blk, blk);
-    stats.incr(&stats.heapless_frees[page.bin]);
+    stats.incr(&stats.heapless_frees[bin]);
     if (claimed) heap_mod.settleClaimed(null, page);
     return .ok;
 }

@@ -38,9 +38,9 @@ const take_tries_max = 8;
 /// (the caller holds `page`, which is in no heap's queue) Lists it for its bin.
 pub fn list(page: *Page) void {
     std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null);
+    if (@atomicLoad(bool, &page.listed, .monotonic)) return; // (only its holder lists it)
     lock.acquire();
     defer lock.release();
-    if (page.listed) return;
     std.debug.assert(page.next == null and page.prev == null); // in no queue
     const l = &lists[page.bin];
     page.prev = l.last;

@@ -105,6 +105,7 @@ fn bestRun(slices: usize) ?Best {
     var scanned: usize = 0;
     var it = segments.first;
     while (it) |seg| : (it = seg.next) {
+        std.debug.assert(scanned <= segments.count);
         if (seg.isFull() or scanned == scan_max) break; // those with room come first
         scanned += 1;
         const run = seg.findRun(slices) orelse continue;
@@ -234,7 +235,10 @@ fn unmapEmptyStep(now_ms: u64, force: bool) bool {
     lock.acquire();
     var tally: decay_mod.Tally = .{};
     var it = segments.first;
+    var seen: usize = 0;
     while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= segments.count);
         if (seg.isEmpty()) tally.add(segment_size, seg.empty_since_ms, now_ms, config.purge_delay_ms);
     }
     while (count < doomed.len) {
@@ -257,7 +261,10 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
     var tally: decay_mod.Tally = .{};
     var dirty_total: usize = 0;
     var it = segments.first;
+    var seen: usize = 0;
     while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= segments.count);
         if (seg.dirty_slices == 0) continue;
         if (rule == .curve_at_ms) tally.add(seg.dirtyBytes(), seg.dirty_since_ms, rule.curve_at_ms, config.purge_delay_ms);
         dirty_total += seg.dirtyBytes();
@@ -284,7 +291,10 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
 fn oldestDirty() ?*Segment {
     var oldest: ?*Segment = null;
     var it = segments.first;
+    var seen: usize = 0;
     while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= segments.count);
         if (seg.dirty_slices == 0) continue;
         if (oldest == null or seg.dirty_since_ms < oldest.?.dirty_since_ms) oldest = seg;
     }
@@ -315,8 +325,22 @@ pub fn segmentCount() usize {
     return @atomicLoad(usize, &segments.count, .monotonic);
 }
 
-pub fn resetLocksInChild() void {
+/// In a forked child (its lock reset first): purges another thread of the parent had
+/// begun are never finished there, so their slices go back to the free set, dirty (the
+/// statistics still count them so). Bounded by the list's count.
+pub fn afterForkInChild() void {
     lock.resetInChild();
+    var it = segments.first;
+    var seen: usize = 0;
+    while (it) |seg| : (it = seg.next) {
+        seen += 1;
+        std.debug.assert(seen <= segments.count);
+        if (seg.purging_slices == 0) continue;
+        if (seg.dirty_slices == 0) seg.dirty_since_ms = os.nowMs();
+        seg.free_slices |= seg.purging_slices;
+        seg.dirty_slices |= seg.purging_slices;
+        seg.purging_slices = 0;
+    }
 }
 
 // ---------------------------------------------------------------- validation
@@ -404,4 +428,25 @@ test "trimDirty purges what is dirty beyond its bound, oldest first" {
     try validate();
     decay(os.nowMs(), true);
     try testing.expectEqual(@as(usize, 0), emptyCount());
+}
+
+test "a forked child gives back the slices a parent thread was purging (they stay free, dirty)" {
+    const saved_retain = config.retain_max_bytes;
+    config.retain_max_bytes = 1 << 30;
+    defer config.retain_max_bytes = saved_retain;
+    var heap_a: u8 = 0;
+    const page = placePage(size_class.tinyBin(64), false, &heap_a) orelse return error.OutOfMemory;
+    const seg = Segment.of(page.start);
+    page.owner.store(null, .monotonic);
+    releasePage(page, os.nowMs());
+    lock.acquire();
+    const taken = seg.beginPurge(); // a parent thread, between its purge's two halves
+    lock.release();
+    try testing.expect(taken.slices != 0 and seg.purging_slices == taken.slices);
+    afterForkInChild();
+    try testing.expectEqual(@as(u64, 0), seg.purging_slices);
+    try testing.expect(seg.free_slices & taken.slices == taken.slices and seg.dirty_slices & taken.slices == taken.slices);
+    try validate();
+    decay(os.nowMs(), true);
+    try validate();
 }

@@ -29,7 +29,8 @@
 //! The owned bit says that some thread holds the page: its heap (owner set), or a thread
 //! that just took an abandoned page and decides what becomes of it (owner null). Whoever
 //! holds it may write the owner-only fields. A heap gives a page up (abandons it) when the
-//! page is full or the thread exits: owner null, then the bit cleared (`unown`), so the page
+//! page is full, the thread exits or the bin goes idle: owner null, then the bit cleared
+//! (`tryUnown`), so the page
 //! belongs to nobody. Every push onto thread_free sets the bit; the one push that finds it
 //! clear has taken the page (`pushRemoteChain` returns true) and must settle it: the page
 //! goes back to its segment when the push emptied it, else it is reclaimed or listed for
@@ -40,8 +41,7 @@
 //!
 //! free() on any thread reads only the first cache line of a slice's descriptor, and
 //! every slice of a span carries a copy of it (`syncSpan`), so free finds it with a shift
-//! and a mask, without following slice_offset (the copies' flags keep only the slow flags
-//! current: flag_flushing is the owner's, on the first slice):
+//! and a mask, without following slice_offset:
 //!   start, div_magic      the block index of an address: ((addr - start) * div_magic) >> 40
 //!   fast_magic            div_magic << 24 while a free may take the fast path, else 0
 //!   carved_end            start + capacity * block_size; 0 for a slice not in use
@@ -52,13 +52,14 @@ const misuse = @import("../settings/misuse.zig");
 
 pub const Block = block_mod.Block;
 
-// A page's flags. Four are slow flags: each sends every free of the page to the slow
-// path (fast_magic = 0). flag_flushing is the owner's bookkeeping; free ignores it.
-pub const flag_aligned: u8 = 2; // slow: holds blocks handed out at an inner aligned address
-pub const flag_unused: u8 = 4; // slow: not a page in use (free span, segment header, cached)
-pub const flag_checked: u8 = 8; // slow: check mode, every free goes through check.zig
-pub const flag_flushing: u8 = 16; // owner, within one cache flush: already listed
-pub const flag_sampled: u8 = 32; // slow: holds a block the heap profiler sampled (profile.zig)
+// A page's flags, each a slow flag: it sends every free of the page to the slow path
+// (fast_magic = 0). Set and cleared with atomic read-modify-writes (setFlags, clearFlags):
+// a thread that does not hold the page sets flag_aligned on it (an aligned block it popped
+// from its cache), while the holder may set or clear flag_sampled.
+pub const flag_aligned: u8 = 2; // holds blocks handed out at an inner aligned address
+pub const flag_unused: u8 = 4; // not a page in use (free span, segment header, cached)
+pub const flag_checked: u8 = 8; // check mode, every free goes through check.zig
+pub const flag_sampled: u8 = 32; // holds a block the heap profiler sampled (profile.zig)
 /// Flags that send every free of the page to the slow path (fast_magic = 0).
 const slow_flags = flag_aligned | flag_unused | flag_checked | flag_sampled;
 
@@ -92,7 +93,10 @@ pub const Page = extern struct {
     // ---- owner only, first slice of the span ----
     /// The word of `bits` where the search for a free block starts.
     free_cursor: u32 = 0,
-    _reserved: u32 = 0,
+    /// Within one cache flush of its holder: already listed among the pages it touched
+    /// (a field of its own, not a flag: flags are also written by threads that do not
+    /// hold the page).
+    flushing: bool = false,
     used: u32 = 0,
     free_count: u32 = 0,
     // ---- second cache line: what other threads write (remote frees) and ownership ----
@@ -182,7 +186,7 @@ pub const Page = extern struct {
     }
 
     pub fn setFlags(self: *Page, flags: u8) void {
-        self.flags |= flags;
+        _ = @atomicRmw(u8, &self.flags, .Or, flags, .monotonic);
         self.fast_magic = self.fastMagic();
         self.syncSpan();
         // a slow flag closes free's fast path on every slice of the span
@@ -191,7 +195,7 @@ pub const Page = extern struct {
 
     /// (the owner) Clears flags (a slow flag no longer needed: frees take the fast path again).
     pub fn clearFlags(self: *Page, flags: u8) void {
-        self.flags &= ~flags;
+        _ = @atomicRmw(u8, &self.flags, .And, ~flags, .monotonic);
         self.fast_magic = self.fastMagic();
         self.syncSpan();
         // the fast path is open again exactly when no slow flag is left

@@ -42,7 +42,7 @@ pub const Segment = struct {
     /// The subset of dirty_slices last used by mid pages (to count purges per tier).
     dirty_mid_slices: u64 = 0,
     /// Slices taken out of free_slices while the arena purges them without its lock held
-    /// (arena.zig purgeTaken): neither free nor in a page meanwhile.
+    /// (beginPurge, then arena.zig finishPurges): neither free nor in a page meanwhile.
     purging_slices: u64 = 0,
     used_pages: u32 = 0,
     /// When dirty_slices last went from empty to non-empty (monotonic ms).

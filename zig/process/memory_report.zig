@@ -176,7 +176,7 @@ const ChunkWalk = struct {
         }
     }
 
-    /// Another thread may unmap the segment (its owner's release, the arena's decay) while
+    /// Another thread may unmap the segment (the arena's eviction or decay) while
     /// this runs: its header is copied without faulting (os.readSafely), and a segment
     /// gone meanwhile is skipped.
     fn measureSegment(self: *ChunkWalk, chunk: usize) void {

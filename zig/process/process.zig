@@ -71,7 +71,7 @@ fn forkChild() callconv(.c) void {
     @import("../memory/guard.zig").resetLockInChild();
     heap_mod.exited_lock.resetInChild();
     large.resetLockInChild();
-    arena.resetLocksInChild();
+    arena.afterForkInChild();
     abandoned.resetLockInChild();
     thread.afterForkInChild();
     @import("background.zig").afterForkInChild();

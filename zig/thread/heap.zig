@@ -17,6 +17,7 @@
 //!     or freeToPage (one block: the heap's page, or another's thread_free); a page that
 //!     empties goes back to its segment (the direct page waits: maintain); a free that
 //!     takes an abandoned page settles it (settleClaimed)
+//!   maintenance: a bin idle since the last one gives up its pages (giveUpIdle)
 //!   thread exit: abandonAll — every page without live blocks back to its segment, every
 //!     other one given up (listed for other heaps when it has room)
 //!
@@ -29,9 +30,10 @@
 //!
 //! Only the owning thread touches a heap (other threads give blocks back through a page's
 //! thread_free, never through the heap; they may read a cache to confirm a double free),
-//! so nothing here takes a lock. Everything here is a slow path: kept out of line, counted
-//! by `tick`, which every few calls looks at the clock and runs `maintain` (idle caches,
-//! empty pages, purge.zig).
+//! so nothing here takes a lock of its own (the arena's and the abandoned lists' are taken
+//! where pages are placed, given back, listed or taken). Everything here is a slow path:
+//! kept out of line, counted by `tick`, which every few calls looks at the clock and runs
+//! `maintain` (idle caches, idle bins' pages given up, empty pages, purge.zig).
 const std = @import("std");
 const os = @import("../base/os.zig");
 const config = @import("../settings/config.zig");
@@ -48,6 +50,7 @@ const large_local = @import("../memory/large_local.zig");
 const block_mod = @import("../base/block.zig");
 const budget = @import("../settings/budget.zig");
 const profile = @import("../memory/profile.zig");
+const misuse = @import("../settings/misuse.zig");
 const Page = page_mod.Page;
 const Block = page_mod.Block;
 const Segment = segment_mod.Segment;
@@ -66,10 +69,27 @@ const ticks_per_clock_check = 32;
 /// slow path looks at the clock until nothing retained is left (exit_leftovers).
 pub const exit_keep_dirty_bytes: usize = 32 << 20;
 
-/// Set by a thread's exit, cleared by the maintenance that finds nothing retained left:
-/// while set, every slow path of every thread runs maintenance when it is due (a program
-/// whose threads exited may take a slow path only now and then).
-var exit_leftovers = std.atomic.Value(bool).init(false);
+/// Until this time (monotonic ms; 0: none) every slow path of every thread runs maintenance
+/// when it is due: what a thread's exit kept (exit_keep_dirty_bytes) goes back along the
+/// decay curve even in a program that takes a slow path only now and then. A thread's exit
+/// sets it to two purge delays ahead (the curve has given everything back by then); the
+/// maintenance that finds it passed, or nothing retained left, clears it with a CAS (a
+/// later exit's deadline is never lost).
+var exit_leftovers_until_ms = std.atomic.Value(u64).init(0);
+
+fn noteExitLeftovers(now_ms: u64) void {
+    const until = now_ms + 2 * config.purge_delay_ms;
+    var seen = exit_leftovers_until_ms.load(.monotonic);
+    while (seen < until) {
+        seen = exit_leftovers_until_ms.cmpxchgWeak(seen, until, .monotonic, .monotonic) orelse return;
+    }
+}
+
+fn settleExitLeftovers(now_ms: u64) void {
+    const until = exit_leftovers_until_ms.load(.monotonic);
+    if (until == 0 or (now_ms < until and purge.retainsAny())) return;
+    _ = exit_leftovers_until_ms.cmpxchgStrong(until, 0, .monotonic, .monotonic);
+}
 
 pub const PageQueue = struct {
     first: ?*Page = null,
@@ -291,7 +311,7 @@ pub const Heap = struct {
         var rounds: u32 = 0;
         while (!page.tryUnown()) : (rounds += 1) {
             // blocks came back before the bit could be cleared (each round collects one at least)
-            std.debug.assert(rounds <= page.capacity);
+            if (rounds > page.capacity) misuse.corrupted("a page's remote frees outnumber its blocks", page.start);
             _ = page.collect();
             if (page.free_count == 0) continue; // (a double free dropped them)
             page.owner.store(self, .release);
@@ -430,7 +450,7 @@ pub const Heap = struct {
     /// leaves the fast paths now and then still returns memory freed earlier.
     inline fn tick(self: *Heap) void {
         self.slow_calls +%= 1;
-        if (self.slow_calls % ticks_per_clock_check == 0 or exit_leftovers.load(.monotonic)) self.maintainNow();
+        if (self.slow_calls % ticks_per_clock_check == 0 or exit_leftovers_until_ms.load(.monotonic) != 0) self.maintainNow();
     }
 
     noinline fn maintainNow(self: *Heap) void {
@@ -463,7 +483,7 @@ pub const Heap = struct {
         }
         self.large_local.decay(now_ms, force);
         purge.shared(now_ms, force);
-        if (exit_leftovers.load(.monotonic) and !purge.retainsAny()) exit_leftovers.store(false, .monotonic);
+        settleExitLeftovers(now_ms);
     }
 
     /// A bin this thread neither allocated from nor freed into since the last maintenance
@@ -477,20 +497,27 @@ pub const Heap = struct {
         const idle = activity == self.activity_at_maintenance[bin];
         self.activity_at_maintenance[bin] = activity;
         if (!idle or self.cache.count(bin) != 0) return;
+        const now = os.nowMs();
         var it = self.queues[bin].first;
         while (it) |page| {
             it = page.next;
-            if (page.used == 0) continue; // empty: released after the purge delay (or now)
+            if (page.used == 0 and self.direct[bin] == page) continue; // released after the purge delay
             if (self.direct[bin] == page) self.direct[bin] = &page_mod.empty_page;
             self.queues[bin].remove(page);
-            self.forgetRetained(page);
-            abandonPage(page, os.nowMs());
+            if (page.used == 0) {
+                // (a queue page a collect emptied: isFreed's, takeInto's)
+                self.releasePage(page, now);
+            } else {
+                self.forgetRetained(page);
+                abandonPage(page, now);
+            }
         }
     }
 
     /// Everything the heap holds for its thread goes back: every cached block to its page,
     /// every large block it held to its region (thread exit, before its counters retire).
     pub fn returnHeld(self: *Heap, now_ms: u64) void {
+        self.exiting = true; // pages its flush takes are not taken into its queues
         for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
         self.large_local.releaseAll(now_ms);
         std.debug.assert(self.large_local.bytes == 0);
@@ -502,7 +529,7 @@ pub const Heap = struct {
     /// dirty beyond exit_keep_dirty_bytes is purged. Bounded by the heap's pages.
     pub fn abandonAll(self: *Heap, now_ms: u64) void {
         for (0..bins) |bin| std.debug.assert(self.cache.count(bin) == 0); // returnHeld first
-        self.exiting = true;
+        std.debug.assert(self.exiting); // (set by returnHeld)
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             while (self.queues[bin].first) |page| {
@@ -517,7 +544,7 @@ pub const Heap = struct {
         }
         self.retained = [_]?*Page{null} ** retained_max;
         arena.trimDirty(exit_keep_dirty_bytes);
-        exit_leftovers.store(true, .monotonic);
+        noteExitLeftovers(now_ms);
     }
 };
 
@@ -538,7 +565,7 @@ fn abandonPage(page: *Page, now_ms: u64) void {
 fn letGo(page: *Page, now_ms: u64) void {
     var rounds: u32 = 0;
     while (!page.tryUnown()) : (rounds += 1) {
-        std.debug.assert(rounds <= page.capacity);
+        if (rounds > page.capacity) misuse.corrupted("a page's remote frees outnumber its blocks", page.start);
         _ = page.collect();
         if (page.used == 0) {
             abandoned.unlist(page);
@@ -555,12 +582,19 @@ fn letGo(page: *Page, now_ms: u64) void {
 /// queue; else a page with room enough is listed for any heap that needs its bin, and is
 /// let go.
 pub fn settleClaimed(h: ?*Heap, page: *Page) void {
-    std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null);
+    // A free that took a slice given back meanwhile (a double free racing the page's
+    // release: its block passed the block test before): the push landed on a reset
+    // descriptor, and another heap may be placing a page there. Nothing to settle: the
+    // block is dropped (contained), the descriptor is left to whoever places the slice.
+    if (page.flags & page_mod.flag_unused != 0 or page.owner.load(.acquire) != null) {
+        _ = misuse.contained_double_frees.fetchAdd(1, .monotonic);
+        return;
+    }
+    std.debug.assert(page.isHeld());
     _ = page.collect();
-    const now = os.nowMs();
     if (page.used == 0) {
         abandoned.unlist(page);
-        arena.releasePage(page, now);
+        arena.releasePage(page, os.nowMs());
         return;
     }
     if (h) |heap| if (heap.mayTake(page)) {
@@ -570,7 +604,7 @@ pub fn settleClaimed(h: ?*Heap, page: *Page) void {
         return;
     };
     if (!page.isMostlyUsed()) abandoned.list(page);
-    letGo(page, now);
+    letGo(page, os.nowMs());
 }
 
 // ---------------------------------------------------------------- exited threads' heaps
@@ -841,4 +875,52 @@ test "a bin its thread stopped using gives its partly used page up, for another 
     for (live) |l| try testFree(a, l); // a's frees into a page b holds now: remote
     try finish(a);
     try finish(b);
+}
+
+test "a free that takes a page given back meanwhile (a double free racing its release) settles nothing" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const bin = size_class.midBin(100_000); // one block a page
+    const blk = try testAlloc(a, bin);
+    const page = pageOf(blk);
+    try testFree(a, blk);
+    a.returnHeld(os.nowMs());
+    a.abandonAll(os.nowMs()); // the page went back: its descriptor is reset
+    try testing.expect(page.flags & page_mod.flag_unused != 0);
+    // the second free's push lands on the reset descriptor and "takes" it (what its CAS
+    // leaves: the block, the owned bit; a debug build's push asserts the block is the page's)
+    blk.key = block_mod.free_key;
+    page.thread_free.store(@intFromPtr(blk) | page_mod.tf_owned, .monotonic);
+    const contained = misuse.contained_double_frees.load(.monotonic);
+    settleClaimed(null, page); // (collected the dead descriptor before: heap corruption, abort)
+    try testing.expectEqual(contained + 1, misuse.contained_double_frees.load(.monotonic));
+    page.thread_free.store(0, .monotonic); // (as the slice's next placement does)
+    try arena.validate();
+}
+
+test "an exiting thread's flush does not take its own given-up pages back into its queues" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const bin = size_class.midBin(20_000);
+    var live: [32]*Block = undefined;
+    for (&live) |*l| l.* = try testAlloc(a, bin); // pages found full are given up
+    for (live) |l| try testing.expect(a.cache.push(bin, l) or true);
+    for (live) |l| if (!a.cache.contains(bin, l)) try testFree(a, l);
+    const reclaimed = stats.pages_reclaimed.load(.monotonic);
+    a.returnHeld(os.nowMs()); // its flush takes the given-up pages: released, not reclaimed
+    try testing.expectEqual(reclaimed, stats.pages_reclaimed.load(.monotonic));
+    a.abandonAll(os.nowMs());
+    try arena.validate();
+    try abandoned.validate();
+}
+
+test "exit leftovers: the slow paths look at the clock until two purge delays after the last exit" {
+    exit_leftovers_until_ms.store(0, .monotonic);
+    noteExitLeftovers(1000);
+    const until = exit_leftovers_until_ms.load(.monotonic);
+    try testing.expectEqual(1000 + 2 * config.purge_delay_ms, until);
+    noteExitLeftovers(999); // an older exit's deadline does not pull it back
+    try testing.expectEqual(until, exit_leftovers_until_ms.load(.monotonic));
+    settleExitLeftovers(until); // the window passed: cleared whatever is retained
+    try testing.expectEqual(@as(u64, 0), exit_leftovers_until_ms.load(.monotonic));
 }

@@ -200,7 +200,7 @@ pub const Cache = extern struct {
             storeWord(&e.bottom, bottom);
             storeWord(&e.top, bottom);
             storeWord(&e.limit, bottom + @as(usize, capacity_of(bin)) * @sizeOf(usize));
-            // A heap taken over by a new thread (heap.resumeParked) starts its counts again:
+            // A heap taken over by a new thread (an exited thread's: heap.takeEmpty) starts its counts again:
             // the old thread's retired with it (stats counted them twice, more each round).
             @atomicStore(u64, &e.frees, 0, .monotonic);
         }
@@ -345,8 +345,8 @@ pub const Cache = extern struct {
             const run = out[i..end];
             if (page.owner.load(.monotonic) == owner) {
                 returnLocal(page, run);
-                if (page.flags & page_mod.flag_flushing == 0) {
-                    page.flags |= page_mod.flag_flushing;
+                if (!page.flushing) {
+                    page.flushing = true;
                     touched[touched_count] = page;
                     touched_count += 1;
                 }
@@ -363,7 +363,7 @@ pub const Cache = extern struct {
         for (all[0..rest.len], rest) |*to, from| storeWord(@ptrCast(to), @intFromPtr(from));
         storeWord(&self.entries[bin].top, self.entries[bin].top - @as(usize, n) * @sizeOf(usize));
         @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + n, .monotonic);
-        for (touched[0..touched_count]) |page| page.flags &= ~page_mod.flag_flushing;
+        for (touched[0..touched_count]) |page| page.flushing = false;
         for (touched[0..touched_count]) |page| sink.pageGotBlocks(page);
         for (claimed[0..claimed_count]) |page| sink.pageClaimed(page);
         return remote;

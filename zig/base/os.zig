@@ -123,6 +123,24 @@ pub fn remapTo(ptr: [*]u8, old_len: usize, new_len: usize, dest: [*]u8) bool {
     return !failed(linux.mremap(ptr, old_len, new_len, .{ .MAYMOVE = true, .FIXED = true }, dest));
 }
 
+pub const MoveResult = enum { moved, refused, unsupported };
+
+/// Moves the pages of [src, src + len) onto `dest` (page tables, not bytes: no copy, no
+/// fault), replacing what is mapped there; the source range stays mapped, with no pages
+/// (it reads as zero: MREMAP_DONTUNMAP, so no other mapping can take its place meanwhile).
+/// `unsupported`: a kernel without MREMAP_DONTUNMAP for this memory (before Linux 5.7);
+/// `refused`: anything else (the source spans mappings, out of mappings): nothing moved.
+pub fn movePages(src: usize, len: usize, dest: usize) MoveResult {
+    std.debug.assert(src % page_size == 0 and dest % page_size == 0 and len > 0);
+    std.debug.assert(src + len <= dest or dest + len <= src); // two ranges apart
+    const rc = linux.mremap(@ptrFromInt(src), len, len, .{ .MAYMOVE = true, .FIXED = true, .DONTUNMAP = true }, @ptrFromInt(dest));
+    return switch (linux.E.init(rc)) {
+        .SUCCESS => .moved,
+        .INVAL => .unsupported,
+        else => .refused,
+    };
+}
+
 /// Milliseconds on the monotonic clock (through libc, so the vDSO is used). The coarse
 /// clock (a tick, 1-4 ms): it is read without the TSC, several times cheaper where the
 /// fine clock is slow (VMs), and hakmem's delays are tens of milliseconds.

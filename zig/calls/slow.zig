@@ -255,11 +255,12 @@ noinline fn freeSample(addr: usize) FreeResult {
 }
 
 /// An address outside every segment: NULL, a large block, or not ours.
-fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
+noinline fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     std.debug.assert(tag != .segment); // (a segment's pointers have a page: free finds it)
     if (addr == 0) return .ok;
-    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
-    if (guard.owns(addr)) return freeSample(addr);
+    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping; not
+    // with a region, which is reserved whole, 4 MiB aligned)
+    if (tag != .large_region and guard.owns(addr)) return freeSample(addr);
     if (tag == .none) return if (large_recent.recentlyFreed(addr)) .double_free else .not_owned;
     switch (large.lookup(addr, tag)) {
         .foreign => return .not_owned,

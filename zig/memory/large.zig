@@ -159,7 +159,7 @@ pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
 
 /// A pointer into a region: a live block's start, a freed one's (a double free), or no
 /// block (an invalid free: hakmem's memory, not a block start).
-fn lookupInRegion(addr: usize) Lookup {
+inline fn lookupInRegion(addr: usize) Lookup {
     const base = switch (large_region.lookup(addr)) {
         .outside => return .foreign,
         .unused => return if (large_recent.recentlyFreed(addr)) .freed else .invalid,

@@ -129,7 +129,7 @@ noinline fn mallocSlow(size: usize) ?*anyopaque {
     return ptr;
 }
 
-noinline fn mallocLarge(size: usize) ?*anyopaque {
+inline fn mallocLarge(size: usize) ?*anyopaque {
     const heap = slow.heap() orelse return outOfMemory();
     if (config.check_mode != .off) return check.malloc(size, 16);
     return slow.mallocLarge(heap, size, 16, false);

@@ -257,12 +257,19 @@ noinline fn freeSample(addr: usize) FreeResult {
 /// An address outside every segment: NULL, a large block, or not ours.
 noinline fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
     std.debug.assert(tag != .segment); // (a segment's pointers have a page: free finds it)
+    // (a region first, on a path of its own: reserved whole, 4 MiB aligned, it shares no
+    // chunk with the guard pool, and its lookup's answer stays in registers)
+    if (tag == .large_region) return freeLookedUp(addr, large.lookupInRegion(addr));
     if (addr == 0) return .ok;
-    // (first: the pool may share a 4 MiB chunk, and so its tag, with a large mapping; not
-    // with a region, which is reserved whole, 4 MiB aligned)
-    if (tag != .large_region and guard.owns(addr)) return freeSample(addr);
+    // (the pool may share a 4 MiB chunk, and so its tag, with a large mapping)
+    if (guard.owns(addr)) return freeSample(addr);
     if (tag == .none) return if (large_recent.recentlyFreed(addr)) .double_free else .not_owned;
-    switch (large.lookup(addr, tag)) {
+    return freeLookedUp(addr, large.lookup(addr, tag));
+}
+
+/// free of a large block, by what its lookup found.
+inline fn freeLookedUp(addr: usize, found: large.Lookup) FreeResult {
+    switch (found) {
         .foreign => return .not_owned,
         .invalid => return .invalid,
         .freed => return .double_free,
@@ -279,12 +286,17 @@ noinline fn freeLarge(addr: usize, tag: segment_map.Tag) FreeResult {
                 },
                 .not_held => {},
             };
-            const now = os.nowMs();
-            if (!large.free(header, now)) return .double_free;
-            if (h) |heap_| maintainIfDue(heap_, now);
-            return .ok;
+            return freeToTier(header, h);
         },
     }
+}
+
+/// A live large block back to its region or the mapping cache (not held by this thread).
+noinline fn freeToTier(header: *LargeHeader, h: ?*Heap) FreeResult {
+    const now = os.nowMs();
+    if (!large.free(header, now)) return .double_free;
+    if (h) |heap_| maintainIfDue(heap_, now);
+    return .ok;
 }
 
 /// realloc's answer (alloc.zig, check.zig): the block (null: out of memory, the old one

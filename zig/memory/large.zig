@@ -157,9 +157,10 @@ pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
     return .{ .live = header };
 }
 
-/// A pointer into a region: a live block's start, a freed one's (a double free), or no
-/// block (an invalid free: hakmem's memory, not a block start).
-inline fn lookupInRegion(addr: usize) Lookup {
+/// A pointer into a region (tagged large_region): a live block's start, a freed one's (a
+/// double free), or no block (an invalid free: hakmem's memory, not a block start). Inline:
+/// free's large path (slow.zig) keeps the answer in registers.
+pub inline fn lookupInRegion(addr: usize) Lookup {
     const base = switch (large_region.lookup(addr)) {
         .outside => return .foreign,
         .unused => return if (large_recent.recentlyFreed(addr)) .freed else .invalid,

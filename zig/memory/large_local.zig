@@ -88,7 +88,7 @@ pub const LocalLarge = struct {
 
     /// free of a live large block: held here when it may be (`not_held`: the caller frees it
     /// to the tier); `freed_already` when another thread freed it first.
-    pub fn put(self: *LocalLarge, header: *LargeHeader) PutResult {
+    pub inline fn put(self: *LocalLarge, header: *LargeHeader) PutResult {
         const max = limit();
         const units = localUnitsOf(header, max) orelse return .not_held;
         const bytes = units * large_region.unit_size;

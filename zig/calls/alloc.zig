@@ -96,8 +96,8 @@ noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
 
 noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
     if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
-    if (config.trace) return traced(mallocLarge(size), size);
-    return mallocLarge(size);
+    if (config.trace) return traced(mallocLargeBody(size), size);
+    return mallocLargeBody(size);
 }
 
 /// Check mode's malloc through the libc names, reached by jumps only (from malloc, then
@@ -129,7 +129,13 @@ noinline fn mallocSlow(size: usize) ?*anyopaque {
     return ptr;
 }
 
-inline fn mallocLarge(size: usize) ?*anyopaque {
+/// Out of line: the fast paths that reach it (hak_alloc) keep no register for it.
+noinline fn mallocLarge(size: usize) ?*anyopaque {
+    return mallocLargeBody(size);
+}
+
+/// Inline into the two above (the libc path makes one call fewer).
+inline fn mallocLargeBody(size: usize) ?*anyopaque {
     const heap = slow.heap() orelse return outOfMemory();
     if (config.check_mode != .off) return check.malloc(size, 16);
     return slow.mallocLarge(heap, size, 16, false);

@@ -113,11 +113,13 @@ pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) ?*anyo
     const now = os.nowMs();
     validate.atSlowPath(h);
     h.large_local.releaseAll(now); // what it held coalesces in the regions for this block
-    maintainIfDue(h, now);
     const p = large.alloc(size, alignment, zeroed, now) orelse retry: {
         h.maintain(now, true); // out of memory or of the budget: purge everything retained, once more
         break :retry large.alloc(size, alignment, zeroed, now) orelse return outOfMemory();
     };
+    // After the block took what it reuses: maintenance first would purge, along the decay
+    // curve, memory this very block was about to take (and fault it back in).
+    maintainIfDue(h, now);
     if (profile.enabled) profile.sampleLarge(p, size);
     return alignedTo(p, alignment);
 }
@@ -360,4 +362,55 @@ pub fn describe(addr: usize) ?misuse.Where {
         return page.where();
     }
     return large.describe(addr, tag);
+}
+
+// ---------------------------------------------------------------- tests
+
+const testing = std.testing;
+const large_region = @import("../memory/large_region.zig");
+const header_room = @import("../memory/large_header.zig").header_room;
+
+/// A region block of `units` units, every page written.
+fn touchedLarge(units: usize) ![*]u8 {
+    const size = units * large_region.unit_size - header_room;
+    const p: [*]u8 = @ptrCast(large.alloc(size, 16, false, os.nowMs()) orelse return error.OutOfMemory);
+    var at: usize = 0;
+    while (at < size) : (at += os.page_size) p[at] = 1;
+    return p;
+}
+
+fn freeAt(p: [*]u8, now_ms: u64) !void {
+    const header = switch (large.lookup(@intFromPtr(p), segment_map.lookup(@intFromPtr(p)))) {
+        .live => |hd| hd,
+        else => return error.TestUnexpectedResult,
+    };
+    try testing.expect(large.free(header, now_ms));
+}
+
+test "a large malloc when maintenance is due reuses what is retained before maintenance purges along the decay curve" {
+    // Regression: mallocLarge ran maintenance first, whose decay purged freed units still
+    // inside the decay time (the older of several pieces), which the block then faulted in.
+    if (!@import("../memory/large_move.zig").available()) return error.SkipZigTest; // (Linux < 5.7)
+    const h = heap() orelse return error.OutOfMemory;
+    const now = os.nowMs();
+    h.large_local.releaseAll(now);
+    large.decay(now, true);
+    // one resident run, so the next three blocks go side by side: x1, a live block, x2
+    const run = try touchedLarge(10);
+    try freeAt(run, now);
+    const x1 = try touchedLarge(4);
+    const live = try touchedLarge(1);
+    const x2 = try touchedLarge(4);
+    const freed_ms = now -| (config.purge_delay_ms * 4 / 5); // within the decay time
+    try freeAt(x1, freed_ms);
+    try freeAt(x2, freed_ms);
+    h.maintenance_due_ms = 0; // due now
+    const units = 8;
+    const p: [*]u8 = @ptrCast(mallocLarge(h, units * large_region.unit_size - header_room, 16, false) orelse return error.OutOfMemory);
+    const bytes = units * large_region.unit_size;
+    try testing.expectEqual(bytes, os.residentBytes(@intFromPtr(p) - header_room, bytes));
+    try testing.expectEqual(FreeResult.ok, free(@intFromPtr(p)));
+    try freeAt(live, now);
+    h.large_local.releaseAll(now);
+    large.decay(now, true);
 }

@@ -194,7 +194,8 @@
 //!              large_units.zig  a large region's unit maps (in a block, writable, resident,
 //!                            owner, free time, mapping edges): bit ranges and runs
 //!              large_move.zig  pages moved between units by mremap instead of faulted
-//!                            (a new block's empty units, a block realloc moves)
+//!                            (a new block's empty units, a block realloc moves); the
+//!                            mappings moves make, bounded and healed
 //!              large_region.zig  regions of 64 KiB units that large blocks up to 256 MiB
 //!                            are runs of
 //!              large_header.zig  the header before every large block and its states (magic)

@@ -54,6 +54,16 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
     return @ptrFromInt(start);
 }
 
+/// Replaces [ptr, ptr + len) of hakmem's own mappings with fresh reserved address space
+/// (PROT_NONE, uncharged, one mapping): what was there, pages included, is gone. MAP_FIXED
+/// replaces in one step, so no other mapping can take the range meanwhile. False when the
+/// kernel refuses (the range is then unchanged).
+pub fn reserveFixed(ptr: [*]u8, len: usize) bool {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
+    const rc = linux.mmap(ptr, len, linux.PROT.NONE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0);
+    return !failed(rc);
+}
+
 /// Makes reserved memory read-write. The kernel charges it against the commit limit now,
 /// so a range it cannot back fails here (false) and stays reserved, unchanged.
 pub fn commit(ptr: [*]u8, len: usize) bool {

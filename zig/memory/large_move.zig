@@ -20,10 +20,13 @@
 //! neighbours (its page offset is the source's), so a move may add two mappings to the
 //! process. Region.edges marks where they may lie: a source is cut at them (the kernel
 //! moves within one mapping), and their number is bounded (edges_max) so that the
-//! process's mapping budget (vm.max_map_count, 65530 by default) stays the program's; at the
+//! process's mapping budget (vm.max_map_count, 65530 by default) stays the program's. Near
+//! the bound, heal maps runs of free units without pages afresh (one mapping each again:
+//! bench large_blocks, 200k blocks, 2500 mappings instead of 4000 and rising); at the
 //! bound, and on a kernel without MREMAP_DONTUNMAP, blocks fault (or copy) as before.
 //!
-//! State: `supported` and `edges_total`, under large_region's lock, as every unit map.
+//! State: `supported`, `edges_total` and `edges_at_heal`, under large_region's lock, as
+//! every unit map.
 const std = @import("std");
 const os = @import("../base/os.zig");
 const units_mod = @import("large_units.zig");
@@ -47,6 +50,14 @@ const moves_max = 32;
 var supported: bool = true;
 /// Edge bits set in every region.
 var edges_total: usize = 0;
+/// edges_total after the last heal: the next waits until as many more were made
+/// (heal_every), so a heal that finds little is not repeated at every move.
+var edges_at_heal: usize = 0;
+/// Heal when the edges reach this many (3/4 of the bound), and again every heal_every more.
+const heal_from = edges_max / 4 * 3;
+const heal_every = edges_max / 16;
+/// Runs a heal maps afresh at most (each one system call).
+const heal_runs_max = 64;
 
 /// Whether pages move (a test skips what it cannot see on an older kernel).
 pub fn available() bool {
@@ -99,6 +110,41 @@ fn pieceLen(region: *const Region, at: usize, max: usize) usize {
     std.debug.assert(max >= 1 and at + max <= region_units);
     const next = nextWith(region, .edge, at + 1, true);
     return @min(max, next - at);
+}
+
+/// When the edges near their bound: the edges inside runs of free units without pages go,
+/// each such run mapped afresh as reserved address space (large_units.zig's writable bits
+/// cleared: reused, it is committed again) — one mapping again, whatever moves made of it.
+/// (The edges at a run's ends stay: the mappings beside it are not known.) Returns the
+/// edges gone. Bounded: heal_runs_max runs.
+pub fn heal(regions: []Region) usize {
+    if (edges_total < heal_from or edges_total < edges_at_heal + heal_every) return 0;
+    const before = edges_total;
+    var runs_left: usize = heal_runs_max;
+    for (regions) |*region| runs_left -= healRegion(region, runs_left);
+    edges_at_heal = edges_total;
+    std.debug.assert(edges_total <= before);
+    return before - edges_total;
+}
+
+/// heal's work in one region, on at most `runs_max` runs; returns the runs it mapped afresh.
+fn healRegion(region: *Region, runs_max: usize) usize {
+    var done: usize = 0;
+    var runs: units_mod.Runs = .{ .region = region, .kind = .empty };
+    while (done < runs_max) {
+        const run = runs.next() orelse break;
+        const len = run.end - run.start;
+        if (len < 2) continue;
+        const inner = countRange(&region.edges, run.start + 1, len - 1);
+        if (inner == 0) continue;
+        done += 1;
+        if (!os.reserveFixed(@ptrFromInt(region.base + run.start * unit_size), len * unit_size)) continue;
+        setRange(&region.edges, run.start + 1, len - 1, false);
+        setRange(&region.writable, run.start, len, false);
+        edges_total -= inner;
+    }
+    std.debug.assert(done <= runs_max);
+    return done;
 }
 
 // ---------------------------------------------------------------- fill
@@ -230,4 +276,31 @@ test "a moved range is one mapping: the edges inside it go, its ends are edges; 
     try std.testing.expectEqual(total_before + 2, edges_total);
     markEdges(&region, region_units - 3, 3); // no edge past the region's end
     try std.testing.expectEqual(@as(usize, 3), countRange(&region.edges, 0, region_units));
+}
+
+test "heal: a run of free units without pages, edges inside it, is one reserved mapping again" {
+    // a region of its own (the tier's are not touched), 4 MiB of it reserved
+    const bytes = 64 * unit_size;
+    const memory = os.reserveAligned(bytes, unit_size) orelse return error.OutOfMemory;
+    defer os.unmap(memory, bytes);
+    const region = try std.testing.allocator.create(Region);
+    defer std.testing.allocator.destroy(region);
+    region.* = .{ .base = @intFromPtr(memory) };
+    setRange(&region.taken, 64, region_units - 64, true); // only its first 64 units exist
+    setRange(&region.resident, 64, region_units - 64, true);
+    try std.testing.expect(os.commit(memory, 20 * unit_size));
+    setRange(&region.writable, 0, 20, true);
+    setRange(&region.taken, 10, 2, true); // a block: [0, 10) and [12, 64) are empty runs
+    setRange(&region.resident, 10, 2, true);
+    const total_before = edges_total;
+    defer edges_total = total_before; // (the global count is the tier's)
+    markEdges(region, 3, 4); // edges at 3 and 7, inside [0, 10)
+    markEdges(region, 12, 1); // edges at 12 and 13: only 13 is inside [12, 64)
+    markEdges(region, 30, 4); // 30 and 34
+    try std.testing.expectEqual(@as(usize, 2), healRegion(region, 8));
+    // inside the runs: gone; at their ends (12): kept; the block's units untouched
+    try std.testing.expectEqual(@as(usize, 1), countRange(&region.edges, 0, region_units));
+    try std.testing.expect(units_mod.bit(&region.edges, 12));
+    try std.testing.expectEqual(@as(usize, 2), countRange(&region.writable, 0, 64)); // the block's
+    try std.testing.expectEqual(total_before + 1, edges_total);
 }

@@ -139,6 +139,7 @@ fn findPlace(units: usize) ?Units {
 /// large_move.fill when some units are retained (there is nothing to move otherwise).
 fn fill(holes: Units, donors: ?Units, before_purge: BeforePurge) void {
     if (retained_bytes == 0) return;
+    _ = large_move.heal(regions[0..regions_used]);
     _ = large_move.fill(regions[0..regions_used], holes, donors, before_purge);
 }
 
@@ -321,6 +322,7 @@ pub fn relocate(base: usize, old_units: usize, used_units: usize, new_units: usi
     fill(tail, head, before_purge);
     fill(tail, null, before_purge);
     const span = take(place.region, place.first, new_units, place.first, null) orelse return null;
+    _ = large_move.heal(regions[0..regions_used]);
     const moved = large_move.moveBlock(from, src, place.region, place.first, old_units);
     releaseMoved(from, src, old_units, now_ms);
     return .{ .span = span, .kept_units = old_units - moved };

@@ -86,14 +86,15 @@ pub fn countRange(bits: *const Bits, start: usize, len: usize) usize {
     return count;
 }
 
-pub const Kind = enum { free, retained, resident, writable, edge };
+pub const Kind = enum { free, retained, empty, resident, writable, edge };
 
-/// Word `w` of the units of a kind: free (not taken), retained (free and resident),
-/// resident, writable, at an edge.
+/// Word `w` of the units of a kind: free (not taken), retained (free and resident), empty
+/// (free, no pages), resident, writable, at an edge.
 fn wordOf(region: *const Region, kind: Kind, w: usize) u64 {
     return switch (kind) {
         .free => ~region.taken[w],
         .retained => ~region.taken[w] & region.resident[w],
+        .empty => ~region.taken[w] & ~region.resident[w],
         .resident => region.resident[w],
         .writable => region.writable[w],
         .edge => region.edges[w],

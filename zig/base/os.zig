@@ -54,13 +54,13 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
     return @ptrFromInt(start);
 }
 
-/// Replaces [ptr, ptr + len) of hakmem's own mappings with fresh reserved address space
-/// (PROT_NONE, uncharged, one mapping): what was there, pages included, is gone. MAP_FIXED
-/// replaces in one step, so no other mapping can take the range meanwhile. False when the
-/// kernel refuses (the range is then unchanged).
-pub fn reserveFixed(ptr: [*]u8, len: usize) bool {
+/// Replaces [ptr, ptr + len) of hakmem's own mappings with a fresh read-write one (zeroed,
+/// charged, one mapping): what was there, pages included, is gone. MAP_FIXED replaces in
+/// one step, so no other mapping can take the range meanwhile. False when the kernel
+/// refuses (the range is then unchanged).
+pub fn mapFixed(ptr: [*]u8, len: usize) bool {
     std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
-    const rc = linux.mmap(ptr, len, linux.PROT.NONE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0);
+    const rc = linux.mmap(ptr, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0);
     return !failed(rc);
 }
 

@@ -113,9 +113,10 @@ fn pieceLen(region: *const Region, at: usize, max: usize) usize {
 }
 
 /// When the edges near their bound: the edges inside runs of free units without pages go,
-/// each such run mapped afresh as reserved address space (large_units.zig's writable bits
-/// cleared: reused, it is committed again) — one mapping again, whatever moves made of it.
-/// (The edges at a run's ends stay: the mappings beside it are not known.) Returns the
+/// each such run of writable units mapped afresh, read-write — one mapping again, whatever
+/// moves made of it. (Read-write, as it was: a unit that had an owner stays readable, so a
+/// free racing a double free reads a header of zeros there, as after a purge: large.zig.
+/// The edges at a run's ends stay: the mappings beside it are not known.) Returns the
 /// edges gone. Bounded: heal_runs_max runs.
 pub fn heal(regions: []Region) usize {
     if (edges_total < heal_from or edges_total < edges_at_heal + heal_every) return 0;
@@ -132,15 +133,17 @@ fn healRegion(region: *Region, runs_max: usize) usize {
     var done: usize = 0;
     var runs: units_mod.Runs = .{ .region = region, .kind = .empty };
     while (done < runs_max) {
-        const run = runs.next() orelse break;
-        const len = run.end - run.start;
-        if (len < 2) continue;
-        const inner = countRange(&region.edges, run.start + 1, len - 1);
+        const empty = runs.next() orelse break;
+        // (its writable part: the rest never had a mapping of a move, nor an owner)
+        const start = empty.start;
+        const end = @min(empty.end, nextWith(region, .writable, start, false));
+        if (end < start + 2) continue;
+        const len = end - start;
+        const inner = countRange(&region.edges, start + 1, len - 1);
         if (inner == 0) continue;
         done += 1;
-        if (!os.reserveFixed(@ptrFromInt(region.base + run.start * unit_size), len * unit_size)) continue;
-        setRange(&region.edges, run.start + 1, len - 1, false);
-        setRange(&region.writable, run.start, len, false);
+        if (!os.mapFixed(@ptrFromInt(region.base + start * unit_size), len * unit_size)) continue;
+        setRange(&region.edges, start + 1, len - 1, false);
         edges_total -= inner;
     }
     std.debug.assert(done <= runs_max);
@@ -279,7 +282,7 @@ test "a moved range is one mapping: the edges inside it go, its ends are edges; 
 }
 
 test "heal: a run of free units without pages, edges inside it, is one reserved mapping again" {
-    // a region of its own (the tier's are not touched), 4 MiB of it reserved
+    // a region of its own (the tier's are not touched), 4 MiB of it reserved, 20 units writable
     const bytes = 64 * unit_size;
     const memory = os.reserveAligned(bytes, unit_size) orelse return error.OutOfMemory;
     defer os.unmap(memory, bytes);
@@ -298,9 +301,11 @@ test "heal: a run of free units without pages, edges inside it, is one reserved 
     markEdges(region, 12, 1); // edges at 12 and 13: only 13 is inside [12, 64)
     markEdges(region, 30, 4); // 30 and 34
     try std.testing.expectEqual(@as(usize, 2), healRegion(region, 8));
-    // inside the runs: gone; at their ends (12): kept; the block's units untouched
-    try std.testing.expectEqual(@as(usize, 1), countRange(&region.edges, 0, region_units));
-    try std.testing.expect(units_mod.bit(&region.edges, 12));
-    try std.testing.expectEqual(@as(usize, 2), countRange(&region.writable, 0, 64)); // the block's
-    try std.testing.expectEqual(total_before + 1, edges_total);
+    // inside the writable part of each run: gone; at a run's start (12) and past its
+    // writable part (30, 34): kept
+    try std.testing.expectEqual(@as(usize, 3), countRange(&region.edges, 0, region_units));
+    try std.testing.expect(units_mod.bit(&region.edges, 12) and units_mod.bit(&region.edges, 30));
+    try std.testing.expectEqual(@as(usize, 20), countRange(&region.writable, 0, 64)); // still read-write
+    try std.testing.expectEqual(total_before + 3, edges_total);
+    @as(*volatile u8, @ptrFromInt(region.base + 5 * unit_size)).* = 1; // (read-write indeed)
 }

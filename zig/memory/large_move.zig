@@ -41,9 +41,10 @@ const region_units = units_mod.region_units;
 /// Mapping edges moves may leave in the process, at most (a sixteenth of the default
 /// vm.max_map_count).
 pub const edges_max = 4096;
-/// Donor runs a fill looks at (the smallest of the first this many are used first).
+/// Donor runs a fill looks at (the longest of the first this many are used first).
 const donors_max = 64;
-/// System calls a fill or a block's move makes at most; what is left faults (or is copied).
+/// System calls a fill makes at most; what is left faults as before. (A block's move has no
+/// such bound: a piece moved, one call, is cheaper than one copied, whose new place faults.)
 const moves_max = 32;
 
 /// False once the kernel refused MREMAP_DONTUNMAP (before Linux 5.7): nothing moves then.
@@ -240,17 +241,15 @@ fn transfer(donor: Units, to: *Region, dst: usize, n: usize) void {
 
 /// Moves a block's pages, units [src, src + n) of `from` (its own, taken), onto units
 /// [dst, dst + n) of `to` (taken for its new place), a piece between edges at a time; a
-/// piece the kernel does not move, and what is left after moves_max moves, is copied. The
-/// source units whose pages moved are marked not resident. Returns the units moved.
+/// piece the kernel does not move is copied. The source units whose pages moved are marked
+/// not resident. Returns the units moved.
 pub fn moveBlock(from: *Region, src: usize, to: *Region, dst: usize, n: usize) usize {
     std.debug.assert(n >= 1 and countRange(&from.taken, src, n) == n and countRange(&to.taken, dst, n) == n);
     var done: usize = 0;
     var moved: usize = 0;
-    var moves: usize = 0;
-    while (done < n) : (moves += 1) { // bounded: each turn moves or copies a unit at least
-        const left = n - done;
-        const len = if (moves < moves_max) pieceLen(from, src + done, left) else left;
-        if (moves < moves_max and movePages(from, src + done, to, dst + done, len)) {
+    while (done < n) { // bounded: each turn moves or copies a unit at least
+        const len = pieceLen(from, src + done, n - done);
+        if (movePages(from, src + done, to, dst + done, len)) {
             setRange(&from.resident, src + done, len, false);
             moved += len;
         } else {

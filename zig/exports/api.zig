@@ -22,6 +22,8 @@ const HAK_ERR_INVALID = abi.Result.invalid.code();
 const HAK_ERR_ARG = abi.Result.arg.code();
 const HAK_ERR_DOUBLE_FREE = abi.Result.double_free.code();
 
+// align(64) on the four fast paths (malloc, free, hak_alloc, hak_free): where the linker
+// happens to put them changed their speed by 10-15% with not one instruction changed.
 export fn hak_alloc(size: usize) align(64) ?*anyopaque {
     return alloc.mallocFrom(.api, size);
 }

@@ -3,8 +3,8 @@
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
-//!                bin = one table load up to 32 KiB (routing.bins_by_16/_128: the thresholds
-//!                      folded in), else the mid class of size, or large
+//!                bin = one table load up to 1 MiB (routing.bins_by_16/_128/_4k: the
+//!                      thresholds folded in), else large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
 //! free(ptr):     free_fast.zig, the whole test in one file:
 //!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)

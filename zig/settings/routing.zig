@@ -49,8 +49,9 @@ comptime {
     std.debug.assert(size_class.classSize(size_class.classOf(by_128_max + 1)) % 4096 == 0); // boundaries above are 4 KiB steps
 }
 
-/// malloc's routing (alloc.mallocFrom): one table load up to by_4k_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
-/// (inlined into each: malloc's fast path keeps one short branch per range); b is
+/// malloc's routing (alloc.mallocFrom): one table load up to by_4k_max, else large.
+/// `to.bin(b)` or `to.large()` is called in the branch that found it (inlined into each:
+/// malloc's fast path keeps one short branch per range); b is
 /// size_class.no_bin where the slow path must route (large sizes, and the one slot a
 /// threshold falls inside): that cache entry is always empty.
 pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {

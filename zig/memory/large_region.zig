@@ -356,11 +356,12 @@ pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void
 /// block comes here): a region's base is set before regions_used counts it (release), and
 /// an owner is one aligned u16, so the answer is one the unit had lately; for a live block
 /// the caller owns, that is its own. Whatever it finds is safe to read: a unit that ever
-/// had an owner stays writable (commitRange), so its header can be checked.
+/// had an owner stays writable (commitRange; large_move.heal maps afresh read-write), so
+/// its header can be checked.
 pub fn lookup(addr: usize) Lookup {
     const used = @atomicLoad(usize, &regions_used, .acquire);
     const region = for (regions[0..used]) |*r| {
-        if (addr >= r.base and addr < r.base + region_size) break r;
+        if (addr -% r.base < region_size) break r; // (one compare: below base wraps around)
     } else return .outside;
     const unit = (addr - region.base) >> unit_shift;
     const owner = @atomicLoad(u16, &region.owner[unit], .monotonic);

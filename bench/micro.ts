@@ -12,7 +12,7 @@ import type { Progress } from "./progress.ts";
 import type { Row, Section } from "./results.ts";
 import { median } from "./stats.ts";
 
-export const MICRO_SIZES = [16, 64, 256, 1024, 4096, 32768, 262144, 2097152];
+export const MICRO_SIZES = [16, 64, 256, 1024, 4096, 32768, 262144, 2097152, 33554432];
 
 /** Room for initial-exec TLS of dlopen'ed allocators (jemalloc's needs more than the default). */
 const TUNABLES = "glibc.rtld.optional_static_tls=65536";

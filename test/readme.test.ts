@@ -109,11 +109,11 @@ describe("README numbers are the code's", () => {
     expect(delay[1]).toBe(table.get("HAKMEM_PURGE_DELAY_MS")!);
   });
 
-  test("the large tier's unit, region and per-block limit (zig/memory/large_region.zig)", () => {
+  test("the large tier's unit, region and per-block limit (zig/memory/large_units.zig)", () => {
     const units = found(/\*large\* blocks up to ([\d ]+[KMG]iB) are runs of ([\d ]+[KMG]iB) units\s+in ([\d ]+[KMG]iB) regions/);
-    const unit = 2 ** zigConst("memory/large_region.zig", "unit_shift");
+    const unit = 2 ** zigConst("memory/large_units.zig", "unit_shift");
     expect(bytes(units[2])).toBe(unit);
-    expect(bytes(units[3])).toBe(zigConst("memory/large_region.zig", "region_units") * unit);
-    expect(bytes(units[1])).toBe((zigConst("memory/large_region.zig", "region_units") / 4) * unit);
+    expect(bytes(units[3])).toBe(zigConst("memory/large_units.zig", "region_units") * unit);
+    expect(bytes(units[1])).toBe((zigConst("memory/large_units.zig", "region_units") / 4) * unit);
   });
 });

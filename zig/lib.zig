@@ -38,7 +38,9 @@
 //!     a page of the bin takes one before it places a new one
 //!   Large (large.zig): blocks above mid_max, each with a header before it (large_header.zig).
 //!     Up to 256 MiB: a run of 64 KiB units in a reserved 1 GiB region (large_region.zig;
-//!     freed runs coalesce and stay resident, purged oldest first along the decay curve);
+//!     freed runs coalesce and stay resident, purged oldest first along the decay curve; a
+//!     new block's units without pages take those of free resident units elsewhere, and a
+//!     block realloc moves takes its own along, by mremap: large_move.zig);
 //!     larger, or aligned to more than 64 KiB: a mapping of its own (4 MiB aligned; freed
 //!     mappings wait in a cache: large_mappings.zig; realloc by mremap: large_resize.zig).
 //!     Both keep at most the limit large_cache.zig sizes from recent demand.
@@ -97,8 +99,8 @@
 //!   (free's CAS from live, so two racing frees cannot both hold it)
 //!   Large header: written by the thread that allocates, resizes or frees the block; the
 //!     mapping cache's entries, cached_bytes and recent_peak: under large_mappings'
-//!     cache_lock; a region's unit bitmaps (free, writable, resident, owner): under
-//!     large_region's lock; the ring of blocks given back lately (large_recent.zig): atomic
+//!     cache_lock; a region's unit maps (free, writable, resident, owner, edges) and
+//!     large_move's edge count: under large_region's lock; the ring of blocks given back lately (large_recent.zig): atomic
 //!     slots, no lock
 //!   segment_map tags: atomic bytes (release stores when mapping/unmapping, monotonic loads)
 //!   routing's thresholds and tables: atomic stores (release) by hak_set_thresholds (and
@@ -111,13 +113,13 @@
 //!   Every lock is a leaf: arena.lock, abandoned.lock, thread.registry_lock,
 //!   heap.exited_lock, large_mappings' cache_lock, large_region's lock and profile's lock
 //!   are each taken alone (profile's never across backtrace(), which may call malloc).
-//!   None is held across a system call except large_region's (a unit's mprotect, a purge):
-//!   the arena maps and unmaps segments and purges slices with its lock released (a
-//!   purge's slices are taken out of the free set meanwhile). fork (process.zig) takes
-//!   registry_lock, exited_lock, arena.lock, abandoned.lock, large_mappings' cache_lock,
-//!   large_region's lock (these two through large.zig's hooks), profile's and guard's
-//!   lock, in that order, and resets them in the child. Only slow paths take a lock;
-//!   malloc's and free's fast paths take none and use no atomic.
+//!   None is held across a system call except large_region's (a unit's mprotect, a purge,
+//!   a move of pages): the arena maps and unmaps segments and purges slices with its lock
+//!   released (a purge's slices are taken out of the free set meanwhile). fork
+//!   (process.zig) takes registry_lock, exited_lock, arena.lock, abandoned.lock,
+//!   large_mappings' cache_lock, large_region's lock (these two through large.zig's hooks),
+//!   profile's and guard's lock, in that order, and resets them in the child. Only slow
+//!   paths take a lock; malloc's and free's fast paths take none and use no atomic.
 //!
 //! ─── A block's life ────────────────────────────────────────────────────────────────────
 //!
@@ -140,9 +142,11 @@
 //!     At a thread's exit every page is given up (listed when it has room).
 //!   Bins without a cache (blocks above 256 KiB, and every bin in check mode) skip the
 //!   thread cache: a block comes straight off its page and goes straight back to it.
-//!   A large block in a region: a run of units (resident ones reused first) -> live ->
-//!   freed: its units free, coalesced with their neighbours, resident until purged (its
-//!   address remembered then: a second free is a double free, not a foreign pointer).
+//!   A large block in a region: a run of units (resident ones reused first; its units
+//!   without pages given those of free resident units elsewhere) -> live (realloc: grown in
+//!   place, else moved with its pages) -> freed: its units free, coalesced with their
+//!   neighbours, resident until purged or their pages move to a new block (its address
+//!   remembered then: a second free is a double free, not a foreign pointer).
 //!   A region block of at most 48 MiB freed by a thread first waits in that thread's
 //!   large_local (header magic "held": a second free is a double free) -> taken back by a
 //!   malloc of the same units, else back to its region (a miss, maintenance, thread exit).
@@ -194,13 +198,19 @@
 //!              profile.zig   HAKMEM_PROFILE: the sampled heap profiler (a byte countdown
 //!                            charged at refills and large allocations; flag_sampled pages)
 //!              segment.zig   a segment: header, page descriptors, spans of slices
+//!              large_units.zig  a large region's unit maps (in a block, writable, resident,
+//!                            owner, free time, mapping edges): bit ranges and runs
+//!              large_move.zig  pages moved between units by mremap instead of faulted
+//!                            (a new block's empty units, a block realloc moves); the
+//!                            mappings moves make, bounded and healed
 //!              large_region.zig  regions of 64 KiB units that large blocks up to 256 MiB
 //!                            are runs of
 //!              large_header.zig  the header before every large block and its states (magic)
 //!              large_recent.zig  the large blocks given back lately (a second free of one
 //!                            is a double free)
-//!              large_resize.zig  realloc of a large block in place: region units, or a
-//!                            mapping by mremap
+//!              large_resize.zig  realloc of a large block without a copy: region units
+//!                            (in place, or the block moved with its pages), or a mapping
+//!                            by mremap
 //!              large_mappings.zig  the cache of freed mappings of their own and its decay;
 //!                            the large tier's retention limit from recent demand
 //!              large.zig     the large tier's entry points: where a block goes (region
@@ -248,7 +258,7 @@ comptime {
 const layers = [_][]const []const u8{
     &.{ "abi", "os", "lock", "segment_map", "block", "decay", "large_cache", "foreign", "libc_next", "pprof", "scan" },
     &.{ "size_class", "routing", "config", "misuse", "stats", "budget" },
-    &.{ "page", "profile", "segment", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "abandoned", "guard" },
+    &.{ "page", "profile", "segment", "large_units", "large_move", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "abandoned", "guard" },
     &.{ "thread_cache", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
     &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "free_fast", "alloc" },
@@ -295,6 +305,9 @@ test {
     _ = @import("base/block.zig");
     _ = @import("thread/heap.zig");
     _ = @import("settings/misuse.zig");
+    _ = @import("memory/large_units.zig");
+    _ = @import("memory/large_move.zig");
+    _ = @import("memory/large_region.zig");
     _ = @import("memory/large_header.zig");
     _ = @import("memory/large_recent.zig");
     _ = @import("memory/large_resize.zig");

@@ -54,6 +54,16 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
     return @ptrFromInt(start);
 }
 
+/// Replaces [ptr, ptr + len) of hakmem's own mappings with a fresh read-write one (zeroed,
+/// charged, one mapping): what was there, pages included, is gone. MAP_FIXED replaces in
+/// one step, so no other mapping can take the range meanwhile. False when the kernel
+/// refuses (the range is then unchanged).
+pub fn mapFixed(ptr: [*]u8, len: usize) bool {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
+    const rc = linux.mmap(ptr, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0);
+    return !failed(rc);
+}
+
 /// Makes reserved memory read-write. The kernel charges it against the commit limit now,
 /// so a range it cannot back fails here (false) and stays reserved, unchanged.
 pub fn commit(ptr: [*]u8, len: usize) bool {
@@ -121,6 +131,24 @@ pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
 pub fn remapTo(ptr: [*]u8, old_len: usize, new_len: usize, dest: [*]u8) bool {
     std.debug.assert(@intFromPtr(dest) % page_size == 0 and new_len > 0);
     return !failed(linux.mremap(ptr, old_len, new_len, .{ .MAYMOVE = true, .FIXED = true }, dest));
+}
+
+pub const MoveResult = enum { moved, refused, unsupported };
+
+/// Moves the pages of [src, src + len) onto `dest` (page tables, not bytes: no copy, no
+/// fault), replacing what is mapped there; the source range stays mapped, with no pages
+/// (it reads as zero: MREMAP_DONTUNMAP, so no other mapping can take its place meanwhile).
+/// `unsupported`: a kernel without MREMAP_DONTUNMAP for this memory (before Linux 5.7);
+/// `refused`: anything else (the source spans mappings, out of mappings): nothing moved.
+pub fn movePages(src: usize, len: usize, dest: usize) MoveResult {
+    std.debug.assert(src % page_size == 0 and dest % page_size == 0 and len > 0);
+    std.debug.assert(src + len <= dest or dest + len <= src); // two ranges apart
+    const rc = linux.mremap(@ptrFromInt(src), len, len, .{ .MAYMOVE = true, .FIXED = true, .DONTUNMAP = true }, @ptrFromInt(dest));
+    return switch (linux.E.init(rc)) {
+        .SUCCESS => .moved,
+        .INVAL => .unsupported,
+        else => .refused,
+    };
 }
 
 /// Milliseconds on the monotonic clock (through libc, so the vDSO is used). The coarse

@@ -3,8 +3,8 @@
 //!
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
-//!                bin = one table load up to 32 KiB (routing.bins_by_16/_128: the thresholds
-//!                      folded in), else the mid class of size, or large
+//!                bin = one table load up to 1 MiB (routing.bins_by_16/_128/_4k: the
+//!                      thresholds folded in), else large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
 //! free(ptr):     free_fast.zig, the whole test in one file:
 //!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
@@ -96,8 +96,8 @@ noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
 
 noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
     if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
-    if (config.trace) return traced(mallocLarge(size), size);
-    return mallocLarge(size);
+    if (config.trace) return traced(mallocLargeBody(size), size);
+    return mallocLargeBody(size);
 }
 
 /// Check mode's malloc through the libc names, reached by jumps only (from malloc, then
@@ -129,7 +129,13 @@ noinline fn mallocSlow(size: usize) ?*anyopaque {
     return ptr;
 }
 
+/// Out of line: the fast paths that reach it (hak_alloc) keep no register for it.
 noinline fn mallocLarge(size: usize) ?*anyopaque {
+    return mallocLargeBody(size);
+}
+
+/// Inline into the two above (the libc path makes one call fewer).
+inline fn mallocLargeBody(size: usize) ?*anyopaque {
     const heap = slow.heap() orelse return outOfMemory();
     if (config.check_mode != .off) return check.malloc(size, 16);
     return slow.mallocLarge(heap, size, 16, false);

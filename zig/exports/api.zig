@@ -22,7 +22,9 @@ const HAK_ERR_INVALID = abi.Result.invalid.code();
 const HAK_ERR_ARG = abi.Result.arg.code();
 const HAK_ERR_DOUBLE_FREE = abi.Result.double_free.code();
 
-export fn hak_alloc(size: usize) ?*anyopaque {
+// align(64) on the four fast paths (malloc, free, hak_alloc, hak_free): where the linker
+// happens to put them changed their speed by 10-15% with not one instruction changed.
+export fn hak_alloc(size: usize) align(64) ?*anyopaque {
     return alloc.mallocFrom(.api, size);
 }
 
@@ -48,7 +50,7 @@ export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
     return alloc.alignedAlloc(alignment, size);
 }
 
-export fn hak_free(ptr: ?*anyopaque) c_int {
+export fn hak_free(ptr: ?*anyopaque) align(64) c_int {
     return resultCode(alloc.free(ptr));
 }
 

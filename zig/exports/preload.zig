@@ -20,12 +20,14 @@ const check_sites = @import("../calls/check_sites.zig");
 // others at their first test. The bodies (…Body) call one another, never an entry point,
 // so that an inner call does not note itself.
 
-export fn malloc(size: usize) ?*anyopaque {
+// align(64) on the four fast paths (malloc, free, hak_alloc, hak_free): where the linker
+// happens to put them changed their speed by 10-15% with not one instruction changed.
+export fn malloc(size: usize) align(64) ?*anyopaque {
     return alloc.mallocFrom(.libc, size);
 }
 
 /// free and cfree: one function under two names (no jump from one to the other).
-fn free(ptr: ?*anyopaque) callconv(.c) void {
+fn free(ptr: ?*anyopaque) align(64) callconv(.c) void {
     if (alloc.freeFast(ptr)) return;
     freeOther(ptr);
 }

@@ -88,36 +88,46 @@ pub const LocalLarge = struct {
 
     /// free of a live large block: held here when it may be (`not_held`: the caller frees it
     /// to the tier); `freed_already` when another thread freed it first.
-    pub fn put(self: *LocalLarge, header: *LargeHeader) PutResult {
-        if (self.clock_ms == 0) self.clock_ms = os.nowMs(); // (a new heap's first hold)
-        const now_ms = self.clock_ms;
+    pub inline fn put(self: *LocalLarge, header: *LargeHeader) PutResult {
         const max = limit();
         const units = localUnitsOf(header, max) orelse return .not_held;
         const bytes = units * large_region.unit_size;
         if (!holdLocal(header)) return .freed_already;
-        var free_slot: ?*Entry = null;
-        var rounds: usize = 0;
-        while (rounds <= slots) : (rounds += 1) {
-            free_slot = self.emptySlot();
-            if (free_slot != null and self.bytes + bytes <= max) break;
-            const old = self.oldest() orelse break;
-            const old_header = old.header.?;
-            self.remove(old);
-            releaseLocal(old_header, now_ms);
-        }
-        const slot = free_slot orelse self.emptySlot().?;
-        std.debug.assert(self.bytes + bytes <= max);
-        slot.* = .{ .header = header, .units = units, .freed_ms = now_ms };
+        if (self.clock_ms == 0) self.clock_ms = os.nowMs(); // (a new heap's first hold)
+        const slot = self.roomFor(bytes, max);
+        std.debug.assert(slot.header == null and self.bytes + bytes <= max);
+        slot.* = .{ .header = header, .units = units, .freed_ms = self.clock_ms };
         self.bytes += bytes;
         @atomicStore(u64, &self.frees, self.frees + 1, .monotonic);
         @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes + header.usable_size, .monotonic);
         return .held;
     }
 
+    /// An empty slot with room for `bytes` more (at most `max` held): the oldest entries go
+    /// back to their regions until there is one. Bounded: slots + 1 turns.
+    inline fn roomFor(self: *LocalLarge, bytes: usize, max: usize) *Entry {
+        std.debug.assert(bytes <= max);
+        var rounds: usize = 0;
+        while (rounds <= slots) : (rounds += 1) {
+            if (self.bytes + bytes <= max) {
+                if (self.emptySlot()) |slot| return slot;
+            }
+            const old = self.oldest().?; // (bytes <= max: an entry holds what is in the way)
+            const old_header = old.header.?;
+            self.remove(old);
+            releaseLocal(old_header, self.clock_ms);
+        }
+        unreachable; // every entry gone after `slots` turns: then both hold
+    }
+
     /// After a hold: every clock_every holds, the clock read now (for maintenance), else null.
-    pub fn tick(self: *LocalLarge) ?u64 {
+    pub inline fn tick(self: *LocalLarge) ?u64 {
         self.holds_since_clock += 1;
         if (self.holds_since_clock < clock_every) return null;
+        return self.readClock();
+    }
+
+    noinline fn readClock(self: *LocalLarge) u64 {
         self.holds_since_clock = 0;
         self.clock_ms = os.nowMs();
         return self.clock_ms;
@@ -159,7 +169,7 @@ pub const LocalLarge = struct {
         total.large_local_held_bytes += @atomicLoad(u64, &self.held_usable_bytes, .monotonic);
     }
 
-    fn emptySlot(self: *LocalLarge) ?*Entry {
+    inline fn emptySlot(self: *LocalLarge) ?*Entry {
         for (&self.entries) |*entry| if (entry.header == null) return entry;
         return null;
     }

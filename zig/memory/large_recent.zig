@@ -1,8 +1,9 @@
 //! large_recent.zig — the large blocks whose memory the tier gave back lately: a ring of
 //! the last 64 addresses and sizes. A second free of one is a double free, not a foreign
 //! pointer, and a report can still name its size. Written where the memory goes
-//! (large_mappings.unmap, large.zig's region purge); read by large.lookup/describe and by
-//! slow.zig (a pointer in no chunk of hakmem's).
+//! (large_mappings.unmap; a region's purge, or pages moved to another block, through
+//! rememberPurged; a region block realloc moved, large_resize.zig); read by
+//! large.lookup/describe and by slow.zig (a pointer in no chunk of hakmem's).
 //!
 //! No lock: a writer takes its slot with one fetchAdd and stores the slot's address last
 //! (release), after clearing it, so a reader that finds an address (acquire) reads its size.
@@ -18,10 +19,22 @@ var recent_next = std.atomic.Value(usize).init(0);
 /// Remembers a freed block (magic cached) whose memory is about to go back to the OS.
 pub fn rememberUnmapped(header: *const LargeHeader) void {
     if (header.magic != large_header.cached_magic) return;
+    remember(@intFromPtr(header) + header.block_offset, header.usable_size);
+}
+
+/// A freed region block whose first unit is about to lose its pages (purged, or moved to
+/// another block: large_region.BeforePurge): remembered, so a second free is still a double free.
+pub fn rememberPurged(block_base: usize) void {
+    rememberUnmapped(@ptrFromInt(block_base));
+}
+
+/// Remembers the block at `addr` of `usable_size` bytes, whose memory hakmem gave back or
+/// moved (a realloc's old address, large_resize.zig).
+pub fn remember(addr: usize, usable_size: usize) void {
     const slot = &recent[recent_next.fetchAdd(1, .monotonic) % recent_slots];
     @atomicStore(usize, &slot.addr, 0, .monotonic);
-    @atomicStore(usize, &slot.usable_size, header.usable_size, .monotonic);
-    @atomicStore(usize, &slot.addr, @intFromPtr(header) + header.block_offset, .release);
+    @atomicStore(usize, &slot.usable_size, usable_size, .monotonic);
+    @atomicStore(usize, &slot.addr, addr, .release);
 }
 
 /// The usable size of the block that started at `addr`, when it is one of the last 64 given back.

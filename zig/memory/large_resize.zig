@@ -1,9 +1,10 @@
-//! large_resize.zig — realloc of a large block where it stands: a region block grows onto
-//! the free units after it or gives back its last ones; a mapping of its own is cut, grown
-//! in place, or moved by mremap (no copy). Called by alloc.zig's realloc (resize) and by the
-//! mapping cache (large_mappings.zig: refit makes a cached mapping fit a new block).
+//! large_resize.zig — realloc of a large block without a copy: a region block grows onto
+//! the free units after it, else moves to a run where it fits with its pages (mremap:
+//! large_region.relocate), or gives back its last units; a mapping of its own is cut, grown
+//! in place, or moved by mremap. Called by alloc.zig's realloc (resize) and by the mapping
+//! cache (large_mappings.zig: refit makes a cached mapping fit a new block).
 //!
-//! No state of its own: a region's units are under large_region's lock (grow, shrink); the
+//! No state of its own: a region's units are under large_region's lock (grow, relocate, shrink); the
 //! header is the caller's block's (large_header.zig); a mapping being refit is the caller's
 //! alone (a live block, or one it took out of the cache).
 const std = @import("std");
@@ -13,6 +14,7 @@ const segment_map = @import("../base/segment_map.zig");
 const memory_budget = @import("../settings/budget.zig");
 const large_region = @import("large_region.zig");
 const large_header = @import("large_header.zig");
+const large_recent = @import("large_recent.zig");
 const LargeHeader = large_header.LargeHeader;
 
 const chunk_size = segment_map.chunk_size;
@@ -39,29 +41,61 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     return @ptrFromInt(new_base + offset);
 }
 
-/// A region block resized where it stands: onto the free units after it, or giving back
-/// its last units. Null (unchanged) when it would outgrow a region block or the units
-/// after it are taken: realloc then moves it (a copy).
+/// A region block resized: grown onto the free units after it, or moved with its pages to a
+/// run where it fits (no copy: relocate), or giving back its last units. Null (unchanged)
+/// when it would outgrow a region block, or no region has room: realloc then copies it
+/// into a block of its own.
 fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
     if (new_mapped > large_region.block_bytes_max) return null;
     const unit = large_region.unit_size;
     const base = @intFromPtr(header);
     const old_units = header.region_units;
     const new_units = large_header.unitsFor(new_mapped);
+    var block = header;
+    var mapped = new_mapped;
     if (new_units > old_units) {
-        const reused = large_region.grow(base, old_units, new_units) orelse return null;
-        stats.subFrom(&stats.large.cached_bytes, reused * unit);
-        stats.largeResized(0, (new_units - old_units - reused) * unit);
+        if (large_region.grow(base, old_units, new_units, large_recent.rememberPurged)) |reused| {
+            stats.subFrom(&stats.large.cached_bytes, reused * unit);
+            stats.largeResized(0, (new_units - old_units - reused) * unit);
+        } else {
+            block = relocate(header, new_units) orelse return null;
+            mapped = block.region_units * unit; // with its room to grow
+        }
     } else if (new_units < old_units) {
         large_region.shrink(base, old_units, new_units, os.nowMs());
         stats.addTo(&stats.large.cached_bytes, (old_units - new_units) * unit);
     }
-    header.region_units = new_units;
-    header.mapped_size = new_mapped;
-    stats.subFrom(&stats.large.live_bytes, header.usable_size);
-    header.usable_size = new_mapped - header.block_offset;
-    stats.addTo(&stats.large.live_bytes, header.usable_size);
-    return @ptrFromInt(base + header.block_offset);
+    block.region_units = large_header.unitsFor(mapped);
+    block.mapped_size = mapped;
+    stats.subFrom(&stats.large.live_bytes, block.usable_size);
+    block.usable_size = mapped - block.block_offset;
+    stats.addTo(&stats.large.live_bytes, block.usable_size);
+    return @ptrFromInt(@intFromPtr(block) + block.block_offset);
+}
+
+/// A block moved for growth gets this fraction of its old size more than it asks for, as
+/// tcmalloc's realloc does: a buffer growing by small steps moves about log(n) times, not
+/// once per unit (its room holds no pages until the program writes it).
+const room_divisor = 4;
+
+/// A region block moved to a run of at least `new_units` (with room to grow), its pages
+/// along (its header with them); its old address remembered (a free of it is a double
+/// free). Null: it stays where it is. The block's region_units are the run's.
+fn relocate(header: *LargeHeader, new_units: usize) ?*LargeHeader {
+    const old = header.*; // (its page moves away: read it first)
+    const base = @intFromPtr(header);
+    const room_units = @min(large_region.block_units_max, @max(new_units, old.region_units + old.region_units / room_divisor));
+    const moved = large_region.relocate(base, old.region_units, new_units, room_units, os.nowMs(), large_recent.rememberPurged) orelse return null;
+    large_recent.remember(base + old.block_offset, old.usable_size);
+    const unit = large_region.unit_size;
+    const reused = moved.span.resident_units;
+    stats.subFrom(&stats.large.cached_bytes, reused * unit);
+    stats.addTo(&stats.large.cached_bytes, moved.kept_units * unit);
+    stats.largeResized((old.region_units + reused) * unit, (room_units + moved.kept_units) * unit);
+    const block: *LargeHeader = @ptrFromInt(moved.span.base);
+    std.debug.assert(block.magic == old.magic and block.usable_size == old.usable_size); // it came along
+    block.region_units = room_units;
+    return block;
 }
 
 /// Makes the mapping at `base` `new_mapped` bytes long: unmaps its tail, or grows it in

@@ -4,9 +4,9 @@
 //! realloc and usable_size never route). The HAKMEM_TINY_MAX/HAKMEM_MID_MAX variables are
 //! read by config.zig, which sets the thresholds here once, at initialisation.
 //!
-//!   size ─┬─ <= by_16_max (1 KiB)    bins_by_16[(size + 15) >> 4]    one load  ─┐
-//!         ├─ <= by_128_max (32 KiB)  bins_by_128[(size + 127) >> 7]  one load  ─┤ a bin, or no_bin
-//!         ├─ <= mid_max              size_class.midBin(size)         bit ops   ─┘ (the slow path routes)
+//!   size ─┬─ <= by_16_max (1 KiB)    bins_by_16[(size + 15) >> 4]      one load  ─┐
+//!         ├─ <= by_128_max (32 KiB)  bins_by_128[(size + 127) >> 7]    one load  ─┤ a bin, or no_bin
+//!         ├─ <= by_4k_max (1 MiB)    bins_by_4k[(size + 4095) >> 12]   one load  ─┘ (the slow path routes)
 //!         └─ else                    large
 //!
 //! Who writes what: tiny_max, mid_max and the tables are written by setThresholds only
@@ -29,30 +29,35 @@ pub const mid_max_limit: usize = abi.mid_max_limit;
 pub var tiny_max: usize = tiny_max_default;
 pub var mid_max: usize = mid_max_default;
 
-/// malloc's routing in one table load, for sizes up to 32 KiB: bins_by_16[(size + 15) / 16]
-/// up to 1 KiB, bins_by_128[(size + 127) / 128] above (every class boundary above 1 KiB is
-/// a multiple of 128). An entry is the bin under the thresholds now, or size_class.no_bin
-/// for large sizes and for the one slot a threshold falls inside (that cache entry is
-/// always empty, so malloc falls to its slow path, which routes by route()).
-/// Sizes above 32 KiB are never tiny (tiny_max_limit is 8 KiB).
+/// malloc's routing in one table load, for sizes up to 1 MiB: bins_by_16[(size + 15) / 16]
+/// up to 1 KiB, bins_by_128[(size + 127) / 128] up to 32 KiB (every class boundary above
+/// 1 KiB is a multiple of 128), bins_by_4k[(size + 4095) / 4096] above (every one above
+/// 32 KiB is a multiple of 4096; a load where midBin's bit operations took 8 instructions).
+/// An entry is the bin under the thresholds now, or size_class.no_bin for large sizes and
+/// for the one slot a threshold falls inside (that cache entry is always empty, so malloc
+/// falls to its slow path, which routes by route()). Sizes above 32 KiB are never tiny
+/// (tiny_max_limit is 8 KiB); above 1 MiB (mid_max_limit) always large.
 pub const by_16_max: usize = 1024;
 pub const by_128_max: usize = 32 * 1024;
+pub const by_4k_max: usize = mid_max_limit;
 pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
 pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
+pub var bins_by_4k: [by_4k_max / 4096 + 1]u8 = routingTable(4096, by_4k_max, tiny_max_default, mid_max_default);
 
 comptime {
     std.debug.assert(tiny_max_limit <= by_128_max);
+    std.debug.assert(size_class.classSize(size_class.classOf(by_128_max + 1)) % 4096 == 0); // boundaries above are 4 KiB steps
 }
 
-/// malloc's routing (alloc.mallocFrom): one table load up to by_128_max, else mid up to
-/// mid_max, else large. `to.bin(b)` or `to.large()` is called in the branch that found it
-/// (inlined into each: malloc's fast path keeps one short branch per range); b is
+/// malloc's routing (alloc.mallocFrom): one table load up to by_4k_max, else large.
+/// `to.bin(b)` or `to.large()` is called in the branch that found it (inlined into each:
+/// malloc's fast path keeps one short branch per range); b is
 /// size_class.no_bin where the slow path must route (large sizes, and the one slot a
 /// threshold falls inside): that cache entry is always empty.
 pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
     if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
     if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
-    if (size <= mid_max) return to.bin(size_class.midBin(size));
+    if (size <= by_4k_max) return to.bin(bins_by_4k[(size + 4095) >> 12]);
     return to.large();
 }
 
@@ -92,6 +97,8 @@ fn routingChanged() void {
     for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
     for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
+    const by_4k = routingTable(4096, by_4k_max, tiny_max, mid_max);
+    for (&bins_by_4k, by_4k) |*entry, new| @atomicStore(u8, entry, new, .release);
 }
 
 /// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
@@ -170,12 +177,12 @@ test "malloc's routing (fastBin) agrees with bin() for every size, under any thr
             const want = bin(size);
             const fast = fastBin(size);
             if (fast == null) {
-                try std.testing.expect(want == null and size > by_128_max);
+                try std.testing.expect(want == null and size > by_4k_max);
                 continue;
             }
             if (fast.? == size_class.no_bin) {
                 // the slow path routes: a large size, or a threshold inside the table slot
-                const step: usize = if (size <= by_16_max) 16 else 128;
+                const step: usize = if (size <= by_16_max) 16 else if (size <= by_128_max) 128 else 4096;
                 const slot_top = (size + step - 1) / step * step;
                 try std.testing.expect(want == null or route(slot_top) != route(slot_top -| (step - 1)));
                 continue;

@@ -73,6 +73,8 @@ describe("README numbers are the code's", () => {
     expect(Number(freeOnly[1])).toBe(zigConst("thread/thread_cache.zig", "free_only_blocks_max"));
     const budget = found(/All the bins of a thread hold at most ([\d ]+[KMG]iB) together/);
     expect(bytes(budget[1])).toBe(zigConst("thread/thread_cache.zig", "budget_bytes"));
+    const all = found(/caches of all live threads hold at most ([\d ]+[KMG]iB) of room together/);
+    expect(bytes(all[1])).toBe(zigConst("thread/thread_cache.zig", "all_threads_budget_bytes"));
     const grows = found(/\(up to ([\d ]+[KMG]iB) or (\d+) blocks; ([\d ]+[KMG]iB) for blocks of\s+([\d]+)–([\d ]+[KMG]iB)/);
     expect(bytes(grows[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
     expect(Number(grows[2])).toBe(zigConst("thread/thread_cache.zig", "max_blocks"));

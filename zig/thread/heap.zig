@@ -543,6 +543,7 @@ pub const Heap = struct {
             }
         }
         self.retained = [_]?*Page{null} ** retained_max;
+        self.cache.retire();
         arena.trimDirty(exit_keep_dirty_bytes);
         noteExitLeftovers(now_ms);
     }

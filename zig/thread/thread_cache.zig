@@ -88,6 +88,14 @@ pub const budget_bytes: usize = 8 << 20;
 /// and what an idle thread pool keeps in them, is what it was (pool_bursts peak RSS 20.0 MB
 /// either way, medians of 8; without the correction 21.8 MB).
 pub const small_budget_bytes: usize = (4 << 20) - big_initial_bytes;
+/// Room all live threads' caches may hold together (tcmalloc bounds its thread caches'
+/// total the same way, 32 MiB by default): a bin grows only within what is left of it, so
+/// a process of many threads does not hold budget_bytes in each. Every thread starts with
+/// its initial room whatever is left (about 2 MiB); an exiting thread gives its room back
+/// (Cache.retire), and idle bins shrink at maintenance.
+pub const all_threads_budget_bytes: usize = 64 << 20;
+/// The sum of every live cache's capacity_bytes (atomic: caches of all threads add to it).
+var all_threads_capacity_bytes = std.atomic.Value(usize).init(0);
 const big_initial_bytes: usize = blk: {
     @setEvalBranchQuota(100_000);
     var total: usize = 0;
@@ -217,6 +225,16 @@ pub const Cache = extern struct {
             if (!isBigBin(bin)) self.small_capacity_bytes += bytes;
         }
         std.debug.assert(self.small_capacity_bytes <= self.capacity_bytes);
+        _ = all_threads_capacity_bytes.fetchAdd(self.capacity_bytes, .monotonic);
+    }
+
+    /// Its thread exits (its stacks are empty): the room it held goes back to what every
+    /// thread's cache may hold together (init takes it again for the next thread).
+    pub fn retire(self: *Cache) void {
+        for (0..bins) |bin| std.debug.assert(self.count(bin) == 0); // flushed first
+        _ = all_threads_capacity_bytes.fetchSub(self.capacity_bytes, .monotonic);
+        self.capacity_bytes = 0;
+        self.small_capacity_bytes = 0;
     }
 
     /// malloc: the newest block of the bin, handed out (its key cleared), or null.
@@ -301,6 +319,11 @@ pub const Cache = extern struct {
         const new_bytes = @as(usize, new_capacity) * block_size;
         std.debug.assert(self.capacity_bytes >= old_bytes);
         self.capacity_bytes = self.capacity_bytes - old_bytes + new_bytes;
+        if (new_bytes > old_bytes) {
+            _ = all_threads_capacity_bytes.fetchAdd(new_bytes - old_bytes, .monotonic);
+        } else {
+            _ = all_threads_capacity_bytes.fetchSub(old_bytes - new_bytes, .monotonic);
+        }
         if (!isBigBin(bin)) {
             std.debug.assert(self.small_capacity_bytes >= old_bytes);
             self.small_capacity_bytes = self.small_capacity_bytes - old_bytes + new_bytes;
@@ -309,12 +332,13 @@ pub const Cache = extern struct {
         storeWord(&e.limit, e.bottom + @as(usize, new_capacity) * @sizeOf(usize));
     }
 
-    /// The capacity a bin may grow to within the thread's budget (budget_bytes): `wanted`,
-    /// or what is left of the budget, never less than `current`.
+    /// The capacity a bin may grow to within the thread's budget (budget_bytes) and what
+    /// every thread's cache may hold together (all_threads_budget_bytes): `wanted`, or what
+    /// is left of the budgets, never less than `current`.
     pub fn withinBudget(self: *const Cache, bin: usize, current: u32, wanted: u32) u32 {
         if (wanted <= current) return wanted;
         const block_size = size_class.binBlockSize(bin);
-        var room = budget_bytes -| self.capacity_bytes;
+        var room = @min(budget_bytes -| self.capacity_bytes, all_threads_budget_bytes -| all_threads_capacity_bytes.load(.monotonic));
         if (!isBigBin(bin)) room = @min(room, small_budget_bytes -| self.small_capacity_bytes);
         const more: u32 = @intCast(@min(wanted - current, room / block_size));
         return current + more;
@@ -554,6 +578,27 @@ test "bins of 8-32 KiB blocks grow to 512 KiB on a budget of their own; the othe
     try std.testing.expectEqual(cache.capacity(s), cache.withinBudget(s, cache.capacity(s), maxCapacity(s)));
     try std.testing.expectEqual(maxCapacity(b), cache.withinBudget(b, cache.capacity(b), maxCapacity(b)));
     try std.testing.expect(cache.capacity_bytes <= budget_bytes);
+}
+
+test "a bin grows only within what every thread's cache may hold together; an exiting thread gives its room back" {
+    const cache: *Cache = @ptrCast(@alignCast(try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(64), @sizeOf(Cache))));
+    defer std.testing.allocator.free(@as([*]align(64) u8, @ptrCast(cache))[0..@sizeOf(Cache)]);
+    const before = all_threads_capacity_bytes.load(.monotonic);
+    cache.init(initialCapacity);
+    try std.testing.expectEqual(before + cache.capacity_bytes, all_threads_capacity_bytes.load(.monotonic));
+    var bin: usize = 0;
+    while (size_class.binBlockSize(bin) < 256 or maxCapacity(bin) <= initialCapacity(bin)) bin += 1;
+    const cap = cache.capacity(bin);
+    try std.testing.expect(cache.withinBudget(bin, cap, cap * 2) > cap); // room: it grows
+    // other threads' caches hold all but one block's room of the total
+    const others = all_threads_budget_bytes - all_threads_capacity_bytes.load(.monotonic) - size_class.binBlockSize(bin);
+    _ = all_threads_capacity_bytes.fetchAdd(others, .monotonic);
+    try std.testing.expectEqual(cap + 1, cache.withinBudget(bin, cap, cap * 2));
+    _ = all_threads_capacity_bytes.fetchSub(others, .monotonic);
+    cache.setCapacity(bin, cap * 2);
+    try std.testing.expectEqual(before + cache.capacity_bytes, all_threads_capacity_bytes.load(.monotonic));
+    cache.retire();
+    try std.testing.expectEqual(before, all_threads_capacity_bytes.load(.monotonic));
 }
 
 test "another thread may search a stack while its owner pushes and pops (no data race)" {

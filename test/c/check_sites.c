@@ -12,6 +12,10 @@
  *                       handed out again: its poison is verified then)
  *   double_free_reused  alloc_block(SIZE), free_block, 20000 malloc/free pairs of another
  *                       size (the block leaves the quarantine), free_again
+ *   write_after_free_left  a thread: alloc_block(SIZE), free_block, a store at offset 0, then
+ *                       20000 malloc/free pairs of another size (the block leaves the
+ *                       quarantine, never handed out again), then it waits while main
+ *                       calls hak_check_heap and exits
  * First prints "FUNCS alloc=<addr> realloc=<addr> free=<addr> again=<addr> main=<addr>" (the functions
  * that call the allocator: each call's return address lies a few bytes into one of them)
  * and, after the misuse, "reached end". Built with -fno-omit-frame-pointer by the test that
@@ -42,6 +46,27 @@ __attribute__((noinline)) static void free_block(unsigned char *p) {
 __attribute__((noinline)) static void free_again(unsigned char *p) {
     free(p);
     sink = 2;
+}
+
+static size_t left_size;
+static pthread_mutex_t left_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t left_done = PTHREAD_COND_INITIALIZER;
+static int left_ready;
+
+static void churn(size_t size);
+
+/* write_after_free_left's thread: it never returns (the process exits under it). */
+static void *leave_freed_block(void *arg) {
+    (void)arg;
+    unsigned char *p = alloc_block(left_size);
+    free_block(p);
+    ((volatile unsigned char *)p)[0] = 1;
+    churn(left_size * 2 + 64);
+    pthread_mutex_lock(&left_mutex);
+    left_ready = 1;
+    pthread_cond_broadcast(&left_done);
+    for (;;) pthread_cond_wait(&left_done, &left_mutex);
+    return NULL;
 }
 
 /* Allocates and frees blocks of SIZE bytes, more than check mode's quarantine holds. */
@@ -81,6 +106,15 @@ int main(int argc, char **argv) {
         free_block(p);
         ((volatile unsigned char *)p)[n / 2] = 1;
         churn(n);
+    } else if (!strcmp(c, "write_after_free_left")) {
+        left_size = n;
+        pthread_t t;
+        pthread_create(&t, NULL, leave_freed_block, NULL);
+        pthread_mutex_lock(&left_mutex);
+        while (!left_ready) pthread_cond_wait(&left_done, &left_mutex);
+        pthread_mutex_unlock(&left_mutex);
+        size_t (*check_heap)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "hak_check_heap");
+        if (check_heap) check_heap();
     } else if (!strcmp(c, "double_free_reused")) {
         unsigned char *p = alloc_block(n);
         free_block(p);

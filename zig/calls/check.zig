@@ -32,9 +32,10 @@
 //!   underflow   the front header or the gap changed: "underflow of N bytes before ..."
 //!   double free the block is poisoned (in the quarantine, on a stack) or keyed free on its
 //!               page; its record names the first free
-//!   write after free   the poison changed: in a sweep, when the block is handed out again
-//!               (all of its pattern; offset from the user pointer), and when it goes back
-//!               to its page (its first and last 64 bytes: the page writes its first 16)
+//!   write after free   the poison changed: when the block leaves the quarantine (its first
+//!               and last 64 bytes: a block never handed out again is verified too), in a
+//!               sweep, and when the block is handed out again (all of its pattern; offset
+//!               from the user pointer)
 //!   zero-size access   malloc(0) gets a block of 0 requested bytes: its canary starts at
 //!               the pointer, so any write through it is an overflow of a 0-byte block
 //!   interior and foreign pointers (as before)
@@ -423,7 +424,11 @@ fn plural(n: usize) []const u8 {
 // ---------------------------------------------------------------- allocation
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
-    const heap = thread.currentAny();
+    return mallocFor(thread.currentAny(), size, alignment);
+}
+
+/// malloc for the calling thread, whose heap is `heap` (null: none yet).
+pub fn mallocFor(heap: ?*heap_mod.Heap, size: usize, alignment: usize) ?*anyopaque {
     const site = takeSiteOf(heap);
     if (alignment <= 16) {
         if (heap) |h| {
@@ -915,13 +920,17 @@ noinline fn flushBatch(local: *Local) void {
 }
 
 /// Where a flush puts the blocks it lets go of to their pages (released after the lock).
+/// And the blocks it put onto the thread's stacks, whose edges it verifies after the lock.
 const Out = struct {
     held: [flush_out_max]Held,
     count: usize,
+    kept: [flush_out_max]usize,
+    kept_count: usize,
 
     /// (not `.{}`: an array default is filled in, 6 KiB per flush)
     fn init(self: *Out) void {
         self.count = 0;
+        self.kept_count = 0;
     }
 
     /// Under ring_lock: keeps `h` for after the lock (else, when full, releases it now).
@@ -931,10 +940,44 @@ const Out = struct {
         self.count += 1;
     }
 
+    /// Under ring_lock: the block at `start`, of `bin`, went onto the stacks; its edges are
+    /// verified after the lock (else, when full, now).
+    inline fn keep(self: *Out, start: usize, bin: usize) void {
+        if (self.kept_count == self.kept.len) return verifyEdgesAt(start, bin);
+        self.kept[self.kept_count] = pageEntry(start, bin);
+        self.kept_count += 1;
+    }
+
     fn releaseAll(self: *const Out) void {
+        const kept = self.kept[0..self.kept_count];
+        // The blocks leaving are the oldest, long cold: their edges asked for at once, so
+        // that the misses overlap instead of coming one after another.
+        for (kept) |e| {
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
+        }
+        for (kept) |e| verifyEdgesAt(entryStart(e), entryBin(e));
         for (self.held[0..self.count]) |h| releaseToPage(h);
     }
 };
+
+/// A block leaving the quarantine: the first and last edge bytes of its poison verified
+/// (a write after free there is reported even when the block is never handed out again).
+inline fn verifyEdgesAt(start: usize, bin: usize) void {
+    const size = check_reuse.blockBytes(bin);
+    const poisoned = if (size >= pattern.edge_bytes) isPoisonLine(start) and isPoisonLine(start + size - pattern.edge_bytes) else scan.allEqual(start, start + size, freed_byte);
+    if (!poisoned) _ = verifyPoisonEdges(heldOf(start)); // (says where, and reports it)
+}
+
+/// True when the 64 bytes at `addr` are all freed_byte (two vector loads).
+inline fn isPoisonLine(addr: usize) bool {
+    comptime std.debug.assert(pattern.edge_bytes == 64);
+    const V = @Vector(32, u8);
+    const splat: V = @splat(freed_byte);
+    const a = @as(*align(1) const V, @ptrFromInt(addr)).*;
+    const b = @as(*align(1) const V, @ptrFromInt(addr + 32)).*;
+    return @reduce(.Or, (a ^ splat) | (b ^ splat)) == 0;
+}
 
 /// Puts page blocks' `entries` into the ring, FIFO; what leaves the ring's bounds is let go
 /// (onto the stacks of the calling thread, whose Local is `local`; null: it has no heap).
@@ -943,7 +986,9 @@ fn flushEntries(entries: []const Entry, local: ?*Local) void {
     var out: Out = undefined;
     out.init();
     ring_lock.acquire();
-    for (entries) |e| putLocked(e, check_reuse.blockBytes(entryBin(e)), null, stacks, &out);
+    var ring_now = Cursor.load();
+    for (entries) |e| ring_now.put(e, check_reuse.blockBytes(entryBin(e)), null, stacks, &out);
+    ring_now.store();
     ring_lock.release();
     out.releaseAll();
 }
@@ -954,48 +999,67 @@ fn flushLarge(h: Held, local: ?*Local) void {
     var out: Out = undefined;
     out.init();
     ring_lock.acquire();
-    putLocked(large_entry | h.start, h.size, h, stacks, &out);
+    var ring_now = Cursor.load();
+    ring_now.put(large_entry | h.start, h.size, h, stacks, &out);
+    ring_now.store();
     ring_lock.release();
     out.releaseAll();
 }
 
-/// Under ring_lock: `e` (`size` bytes; a large block's Held `large`) at the ring's tail,
-/// after letting go of the oldest blocks it pushes out of the bounds.
-inline fn putLocked(e: Entry, size: usize, large_h: ?Held, stacks: ?*Stacks, out: *Out) void {
-    // (bounded: each turn takes a block out)
-    while (held_count > 0 and (held_count == quarantine_entries or held_bytes + size > quarantine_bytes_max)) evictLocked(stacks, out);
-    if (size > quarantine_bytes_max) return out.stage(large_h orelse heldOf(entryStart(e))); // never fits
-    const slot = (held_first + held_count) % quarantine_entries;
-    ring[slot] = e;
-    if (large_h) |h| large_held[slot] = h;
-    held_count += 1;
-    held_bytes += size;
-}
+/// The ring's bounds, in locals for the length of a flush (under ring_lock; a flush's
+/// loop kept reloading them from memory around every call it made).
+const Cursor = struct {
+    first: usize,
+    count: usize,
+    bytes: usize,
 
-/// Under ring_lock: lets go of the oldest block: onto `stacks` (a page block, room for it),
-/// else into `out`.
-inline fn evictLocked(stacks: ?*Stacks, out: *Out) void {
-    std.debug.assert(held_count > 0);
-    const slot = held_first;
-    const e = ring[slot];
-    held_first = (slot + 1) % quarantine_entries;
-    held_count -= 1;
-    if (e & large_entry == 0) {
-        held_bytes -= check_reuse.blockBytes(entryBin(e));
-        if (stacks) |st| {
-            if (st.push(entryBin(e), entryStart(e))) return; // (the common case)
+    fn load() Cursor {
+        return .{ .first = held_first, .count = held_count, .bytes = held_bytes };
+    }
+
+    fn store(self: Cursor) void {
+        held_first = self.first;
+        held_count = self.count;
+        held_bytes = self.bytes;
+    }
+
+    /// `e` (`size` bytes; a large block's Held `large_h`) at the ring's tail, after
+    /// letting go of the oldest blocks it pushes out of the bounds.
+    inline fn put(self: *Cursor, e: Entry, size: usize, large_h: ?Held, stacks: ?*Stacks, out: *Out) void {
+        // (bounded: each turn takes a block out)
+        while (self.count > 0 and (self.count == quarantine_entries or self.bytes + size > quarantine_bytes_max)) self.evict(stacks, out);
+        if (size > quarantine_bytes_max) return out.stage(large_h orelse heldOf(entryStart(e))); // never fits
+        const slot = (self.first + self.count) % quarantine_entries;
+        ring[slot] = e;
+        if (large_h) |h| large_held[slot] = h;
+        self.count += 1;
+        self.bytes += size;
+    }
+
+    /// Lets go of the oldest block: onto `stacks` (a page block, room for it), else into
+    /// `out`.
+    inline fn evict(self: *Cursor, stacks: ?*Stacks, out: *Out) void {
+        std.debug.assert(self.count > 0);
+        const slot = self.first;
+        const e = ring[slot];
+        self.first = (slot + 1) % quarantine_entries;
+        self.count -= 1;
+        if (e & large_entry == 0) {
+            const bin = entryBin(e);
+            self.bytes -= check_reuse.blockBytes(bin);
+            if (stacks) |st| {
+                if (st.push(bin, entryStart(e))) return out.keep(entryStart(e), bin); // (the common case)
+            }
+            return stageHeld(heldOf(entryStart(e)), out);
         }
+        self.bytes -= large_held[slot].size;
+        stageHeld(large_held[slot], out);
     }
-    evictAside(e, slot, out);
-}
+};
 
-/// evictLocked of a large block, or of a page block the stacks have no room for.
-noinline fn evictAside(e: Entry, slot: usize, out: *Out) void {
-    if (e & large_entry != 0) {
-        held_bytes -= large_held[slot].size;
-        return out.stage(large_held[slot]);
-    }
-    out.stage(heldOf(entryStart(e)));
+/// out.stage, out of line (the rare case of a flush: a large block, or no room on the stacks).
+noinline fn stageHeld(h: Held, out: *Out) void {
+    out.stage(h);
 }
 
 /// The Held of ring slot `slot` (under ring_lock).
@@ -1012,7 +1076,12 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
     flushBatch(local);
     const stacks = local.reuse orelse return;
     for (0..size_class.bin_count) |bin| {
-        while (stacks.pop(bin)) |start| releaseToPage(heldOf(start)); // bounded by the stack's depth
+        // (whole: these blocks were never handed out again; bounded by the stack's depth)
+        while (stacks.pop(bin)) |start| {
+            const h = heldOf(start);
+            _ = verifyPoison(h);
+            giveBack(h);
+        }
     }
 }
 
@@ -1059,6 +1128,11 @@ fn poisonLarge(f: Found) void {
 /// reported), then frees it.
 fn releaseToPage(h: Held) void {
     _ = verifyPoisonEdges(h);
+    giveBack(h);
+}
+
+/// Frees a block the quarantine let go of (verified) to its page or the large tier.
+fn giveBack(h: Held) void {
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);

@@ -146,14 +146,10 @@ pub fn markLive(page: *const Page, start: usize, user: usize, site: Site) bool {
     return true;
 }
 
-/// What free found in a block's record: it was live (its allocation's site and user
-/// pointer's offset), freed already (another thread's free took it first), or there was
-/// none (it was handed out when no record could be made: out of memory).
-pub const Taken = union(enum) {
-    taken: struct { alloc_site: Site, user_offset: usize },
-    not_live,
-    unrecorded,
-};
+/// What free found in a block's record: it was live (now freed), freed already (another
+/// thread's free took it first), or there was none (it was handed out when no record could
+/// be made: out of memory).
+pub const Taken = enum { taken, not_live, unrecorded };
 
 /// Records the live block at `start` freed at `site`, its pattern's window `window`
 /// (check_pattern.windowIndex).
@@ -165,7 +161,7 @@ pub fn markFreed(page: *const Page, start: usize, site: Site, window: u16) Taken
     // (the free's site first: a report that reads the record freed reads this free's)
     @atomicStore(u64, &record.freed, packSite(site) | @as(u64, window) << window_shift, .monotonic);
     if (@cmpxchgStrong(u64, &record.state, state, state & ~live_bit | freed_bit, .release, .monotonic) != null) return .not_live;
-    return .{ .taken = .{ .alloc_site = unpackSite(state), .user_offset = offsetOf(state) } };
+    return .taken;
 }
 
 /// A block's record as a report reads it.
@@ -261,9 +257,7 @@ test "live, then freed once; the record names both sites" {
     try std.testing.expect(markLive(&page, a, a + 16, 0x1111));
     try std.testing.expect(markLive(&page, b, b + 32, 0x2222));
     try std.testing.expectEqual(@as(?Site, 0x1111), siteOf(&page, a));
-    const taken = markFreed(&page, a, 0x3333, 7).taken;
-    try std.testing.expectEqual(@as(Site, 0x1111), taken.alloc_site);
-    try std.testing.expectEqual(@as(usize, 16), taken.user_offset);
+    try std.testing.expect(markFreed(&page, a, 0x3333, 7) == .taken);
     try std.testing.expect(markFreed(&page, a, 0x4444, 0) == .not_live); // freed already
     try std.testing.expect(markFreed(&page, a + 48 * 10, 0x4444, 0) == .unrecorded);
     try std.testing.expectEqual(@as(?Site, null), siteOf(&page, a));

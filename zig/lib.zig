@@ -160,14 +160,16 @@
 //!              check_live.zig  check mode's table of live large blocks (sharded, with call sites)
 //!              check_pattern.zig  check mode: which bytes of a freed block hold the freed
 //!                            pattern, and which each verification reads
+//!              check_redzone.zig  check mode: a live block's redzones (header, canary,
+//!                            trailer): written when it is handed out, read back
 //!              check_sites.zig  check mode: the call sites of allocations and frees
 //!                            (return addresses, HAKMEM_CHECK_STACKS backtraces), symbolized
 //!              check_side.zig  check mode: each page block's record beside it (live or
 //!                            freed, its call sites), in a side table per segment
 //!              check_reuse.zig  check mode: per thread, stacks of the blocks it let go
 //!                            from the quarantine, handed out again by its next mallocs
-//!              check.zig     check mode: canaries, trailers, freed patterns, the
-//!                            quarantine, reports (on slow.zig)
+//!              check.zig     check mode: malloc and free, the quarantine, the sweep,
+//!                            zero-size blocks, reports (on slow.zig)
 //!              free_fast.zig  free's fast path, whole: its four tests and the push, in order
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
@@ -249,7 +251,7 @@ const layers = [_][]const []const u8{
     &.{ "page", "profile", "segment", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "guard" },
     &.{ "thread_cache", "placement", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check_live", "check_pattern", "check_sites", "check_side", "check_reuse", "check", "free_fast", "alloc" },
+    &.{ "slow", "check_live", "check_pattern", "check_redzone", "check_sites", "check_side", "check_reuse", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -285,6 +287,7 @@ test {
     _ = @import("calls/check_live.zig");
     _ = @import("calls/check_pattern.zig");
     _ = @import("calls/check_sites.zig");
+    _ = @import("calls/check_redzone.zig");
     _ = @import("calls/check_side.zig");
     _ = @import("calls/check_reuse.zig");
     _ = @import("base/foreign.zig");

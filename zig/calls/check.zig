@@ -80,40 +80,22 @@ const Site = check_sites.Site;
 const heap_mod = @import("../thread/heap.zig");
 
 const pattern = @import("check_pattern.zig");
+const redzone = @import("check_redzone.zig");
 const freed_byte = pattern.freed_byte;
 const freed_word = pattern.freed_word;
 /// Where the freed pattern is verified on reuse (a block on its page has a link and a key).
 const pattern_offset = 16;
-const canary_byte: u8 = 0xCA;
-const front_size = 16;
-const trailer_size = 16;
-const canary_min = 8;
-/// Bytes a check-mode block needs beyond the request (alignment 16).
-const overhead = front_size + canary_min + trailer_size;
+const front_size = redzone.front_size;
+const trailer_size = redzone.trailer_size;
+const overhead = redzone.overhead;
 /// The quarantine: freed blocks wait here, FIFO, up to this many bytes and entries.
 const quarantine_bytes_max: usize = 64 << 20;
 const quarantine_entries = 8192;
 
-/// The front header's tag of a live block; the secrets hide the sizes (a stray write
-/// of a plausible size is not taken for one).
-fn liveTag() u64 {
-    return (block_mod.free_key ^ 0x6C69_7665_2062_6C6B) & ~@as(u64, 1); // even: never free_key
-}
-fn frontSecret() u64 {
-    return block_mod.link_secret ^ 0x6672_6F6E_7421_2121;
-}
-fn trailerSecret() u64 {
-    return block_mod.link_secret ^ 0x7472_6169_6C65_7221;
-}
-
 var lock: Lock = .{};
 
-/// A block as check mode sees it: where it starts, how big it is, which page holds it.
-const Found = struct { start: usize, size: usize, page: ?*page_mod.Page, large_usable: usize = 0 };
-
-fn pageFound(page: *page_mod.Page, start: usize) Found {
-    return .{ .start = start, .size = page.block_size, .page = page };
-}
+const Found = redzone.Found;
+const pageFound = redzone.pageFound;
 
 /// A large block as check mode lays it out: its last whole page is a guard page (made
 /// inaccessible while the block is live), so the block check mode uses ends before it.
@@ -209,185 +191,22 @@ fn reportWhere(problem: misuse.Problem, ptr: usize, block: ?misuse.Where, offset
     misuse.afterReport();
 }
 
-fn bytes(addr: usize) [*]u8 {
-    return @ptrFromInt(addr);
-}
-
-fn readWord(addr: usize) u64 {
-    return std.mem.readInt(u64, bytes(addr)[0..8], .little);
-}
-
-fn writeWord(addr: usize, value: u64) void {
-    std.mem.writeInt(u64, bytes(addr)[0..8], value, .little);
-}
-
+const bytes = redzone.bytes;
+const readWord = redzone.readWord;
 const firstDifferent = scan.firstDifferent;
 
 fn fmt(buf: []u8, comptime f: []const u8, args: anytype) []const u8 {
     return std.fmt.bufPrint(buf, f, args) catch buf[0..0];
 }
 
-// ---------------------------------------------------------------- the layout of a live block
+// ---------------------------------------------------------------- a live block's redzones (check_redzone.zig)
 
-/// A live block's layout, from its block and user pointer.
-const Layout = struct {
-    f: Found,
-    user: usize,
-    requested: usize,
-
-    fn trailer(self: Layout) usize {
-        return self.f.start + self.f.size - trailer_size;
-    }
-    fn front(self: Layout) usize {
-        return self.user - front_size;
-    }
-};
-
-/// Writes the redzones of a block handed out at `user` for `requested` bytes.
-fn arm(f: Found, user: usize, requested: usize) void {
-    const l: Layout = .{ .f = f, .user = user, .requested = requested };
-    fill(f.start, l.front(), canary_byte);
-    writeWord(l.front(), requested ^ frontSecret());
-    writeWord(l.front() + 8, liveTag());
-    fill(user + requested, l.trailer(), canary_byte);
-    writeWord(l.trailer(), requested ^ trailerSecret());
-    writeWord(l.trailer() + 8, user - f.start);
-}
-
-/// True when every byte of [from, to) is `byte` (fill's test: the short ranges in a few
-/// loads, the rest by scan.zig).
-inline fn filled(from: usize, to: usize, byte: u8) bool {
-    const n = to - from;
-    const word = @as(u64, byte) * 0x0101_0101_0101_0101;
-    if (n >= 8 and n <= 16) return readWord(from) == word and readWord(to - 8) == word;
-    if (n > 16 and n <= 32) {
-        const pair = @Vector(2, u64){ word, word };
-        const a = @as(*align(1) const @Vector(2, u64), @ptrFromInt(from)).*;
-        const b = @as(*align(1) const @Vector(2, u64), @ptrFromInt(to - 16)).*;
-        return @reduce(.And, (a == pair) & (b == pair));
-    }
-    if (n == 0) return true;
-    return scan.allEqual(from, to, byte);
-}
-
-/// Sets [from, to) to `byte`: a redzone's canary is mostly 8 to 32 bytes, written with two
-/// overlapping stores instead of a call of memset.
-inline fn fill(from: usize, to: usize, byte: u8) void {
-    const n = to - from;
-    const word = @as(u64, byte) * 0x0101_0101_0101_0101;
-    if (n >= 8 and n <= 16) {
-        writeWord(from, word);
-        writeWord(to - 8, word);
-    } else if (n > 16 and n <= 32) {
-        const pair = @Vector(2, u64){ word, word };
-        @as(*align(1) @Vector(2, u64), @ptrFromInt(from)).* = pair;
-        @as(*align(1) @Vector(2, u64), @ptrFromInt(to - 16)).* = pair;
-    } else if (n != 0) {
-        @memset(bytes(from)[0..n], byte);
-    }
-}
-
-/// What the redzones of a block say about `ptr`, a pointer into it.
-const Verdict = union(enum) {
-    live: Layout,
-    /// redzones damaged: the layout from the intact side, and what broke
-    damaged: struct { layout: Layout },
-    double_free,
-    interior: usize, // offset from the block's user pointer
-    unknown, // both redzones gone: a wild write, or no check-mode block
-};
-
-fn frontIntact(f: Found, ptr: usize) ?usize {
-    if (ptr < f.start + front_size) return null;
-    if (readWord(ptr - 8) != liveTag()) return null;
-    const requested = readWord(ptr - 16) ^ frontSecret();
-    if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
-    return requested;
-}
-
-const TrailerView = struct { user: usize, requested: usize };
-
-fn trailerIntact(f: Found) ?TrailerView {
-    const t = f.start + f.size - trailer_size;
-    const requested = readWord(t) ^ trailerSecret();
-    const offset = readWord(t + 8);
-    if (offset < front_size or offset > f.size or requested > f.size) return null;
-    const user = f.start + offset;
-    if (user % 16 != 0 or user + requested + canary_min > t) return null;
-    return .{ .user = user, .requested = requested };
-}
-
-fn looksFreed(f: Found, ptr: usize) bool {
-    const t = f.start + f.size - trailer_size;
-    if (readWord(t) != freed_word or readWord(t + 8) != freed_word) return false;
-    if (ptr < f.start + front_size) return readWord(f.start + 8) == block_mod.free_key;
-    const tag = readWord(ptr - 8);
-    return tag == freed_word or tag == block_mod.free_key;
-}
-
-/// The fast verdict for the common case: `ptr` is the user pointer of a live block whose
-/// redzones are all as arm() wrote them (a few words and the canary bytes, read once).
-/// Null for anything else (judge then says what).
-fn liveIntact(f: Found, ptr: usize) ?Layout {
-    if (ptr < f.start + front_size or readWord(ptr - 8) != liveTag()) return null;
-    const requested = readWord(ptr - 16) ^ frontSecret();
-    if (requested > f.size or ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
-    if (readWord(l.trailer()) != requested ^ trailerSecret() or readWord(l.trailer() + 8) != ptr - f.start) return null;
-    if (!filled(f.start, l.front(), canary_byte)) return null;
-    if (!filled(ptr + requested, l.trailer(), canary_byte)) return null;
-    return l;
-}
-
-fn judge(f: Found, ptr: usize) Verdict {
-    const front = frontIntact(f, ptr);
-    const back = trailerIntact(f);
-    if (front) |requested| {
-        const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
-        if (back) |b| {
-            if (b.user == ptr and b.requested == requested) return .{ .live = l };
-        }
-        return .{ .damaged = .{ .layout = l } };
-    }
-    if (back) |b| {
-        if (b.user != ptr) return .{ .interior = ptr -% b.user };
-        return .{ .damaged = .{ .layout = .{ .f = f, .user = b.user, .requested = b.requested } } };
-    }
-    if (looksFreed(f, ptr)) return .double_free;
-    return .unknown;
-}
-
-/// The byte a live block's redzones hold at `addr` (outside the requested bytes).
-fn expectedByte(l: Layout, addr: usize) u8 {
-    const t = l.trailer();
-    if (addr >= t) {
-        var w: [trailer_size]u8 = undefined;
-        std.mem.writeInt(u64, w[0..8], l.requested ^ trailerSecret(), .little);
-        std.mem.writeInt(u64, w[8..16], l.user - l.f.start, .little);
-        return w[addr - t];
-    }
-    if (addr >= l.front() and addr < l.user) {
-        var w: [front_size]u8 = undefined;
-        std.mem.writeInt(u64, w[0..8], l.requested ^ frontSecret(), .little);
-        std.mem.writeInt(u64, w[8..16], liveTag(), .little);
-        return w[addr - l.front()];
-    }
-    return canary_byte;
-}
-
-/// The fast test: every redzone byte as arm() wrote it.
-fn intact(l: Layout) bool {
-    if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
-    if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
-    if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
-    return scan.allEqual(l.user + l.requested, l.trailer(), canary_byte);
-}
+const Layout = redzone.Layout;
 
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
 /// underflow: how far before the start); true when there was some.
 fn reportDamage(l: Layout, sites: Sites) bool {
-    if (intact(l)) return false;
+    if (redzone.intact(l)) return false;
     var buf: [160]u8 = undefined;
     var damaged = false;
     const end = l.user + l.requested;
@@ -396,7 +215,7 @@ fn reportDamage(l: Layout, sites: Sites) bool {
     var last: usize = 0;
     var a = end; // bounded: the block's bytes after the request
     while (a < zone_end) : (a += 1) {
-        if (bytes(a)[0] != expectedByte(l, a)) {
+        if (bytes(a)[0] != redzone.expectedByte(l, a)) {
             if (first == null) first = a;
             last = a;
         }
@@ -408,7 +227,7 @@ fn reportDamage(l: Layout, sites: Sites) bool {
         damaged = true;
     }
     a = l.f.start;
-    while (a < l.user and bytes(a)[0] == expectedByte(l, a)) a += 1;
+    while (a < l.user and bytes(a)[0] == redzone.expectedByte(l, a)) a += 1;
     if (a < l.user) {
         const n = l.user - a;
         reportAt(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }), sites);
@@ -447,8 +266,8 @@ inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque
     if (bin == size_class.no_bin) return null; // (large, or the slot a threshold is in)
     const f = popHeld(heap, bin, site) orelse return null;
     const user = f.start + front_size;
-    std.debug.assert(user + size + canary_min + trailer_size <= f.start + f.size); // the bin holds size + overhead
-    arm(f, user, size);
+    std.debug.assert(user + size + redzone.canary_min + trailer_size <= f.start + f.size); // the bin holds size + overhead
+    redzone.arm(f, user, size);
     if (!check_side.markLive(f.page.?, f.start, user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
@@ -507,12 +326,12 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     if (f.page) |page| {
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
-    if (user + size + canary_min + trailer_size > f.start + f.size) {
+    if (user + size + redzone.canary_min + trailer_size > f.start + f.size) {
         // (cannot happen with the room asked for above; never write past a block)
         _ = slow.free(f.start);
         return slow.outOfMemory();
     }
-    arm(f, user, size);
+    redzone.arm(f, user, size);
     if (f.page == null) {
         // the guard page after the block: an overflow past its redzone faults (reported)
         installFaultReports();
@@ -619,13 +438,13 @@ inline fn freeQuick(heap: *heap_mod.Heap, ptr: usize, site: Site) bool {
     const start = ptr -% front_size;
     if (page.flags & page_mod.flag_unused != 0 or !page.isBlockStart(start)) return false;
     // liveIntact, for a block whose front header starts it (no gap)
-    if (readWord(start + 8) != liveTag()) return false;
-    const requested = readWord(start) ^ frontSecret();
+    if (readWord(start + 8) != redzone.liveTag()) return false;
+    const requested = readWord(start) ^ redzone.frontSecret();
     const size: usize = page.block_size;
     if (requested > size - overhead) return false;
     const trailer = start + size - trailer_size;
-    if (readWord(trailer) != requested ^ trailerSecret() or readWord(trailer + 8) != front_size) return false;
-    if (!filled(ptr + requested, trailer, canary_byte)) return false;
+    if (readWord(trailer) != requested ^ redzone.trailerSecret() or readWord(trailer + 8) != front_size) return false;
+    if (!redzone.filled(ptr + requested, trailer, redzone.canary_byte)) return false;
     return retire(heap, .{ .f = pageFound(page, start), .user = ptr, .requested = requested }, site);
 }
 
@@ -662,10 +481,10 @@ fn validate(ptr: usize, site: Site, label: []const u8) Validated {
         .not_owned => refuse(.not_owned, ptr, null, null, null, call),
         else => refuse(.interior_pointer, ptr, null, null, null, call),
     };
-    if (liveIntact(f, ptr)) |l| return .{ .block = l };
+    if (redzone.liveIntact(f, ptr)) |l| return .{ .block = l };
     if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null, freedSites(f.start, site));
     const damaged: Sites = .{ .alloc = liveSite(f, ptr) orelse 0, .call = site, .call_label = label };
-    switch (judge(f, ptr)) {
+    switch (redzone.judge(f, ptr)) {
         .live => |l| {
             _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
             return .{ .block = l };
@@ -703,7 +522,7 @@ fn describe(ptr: usize) ?misuse.Where {
 pub fn usableSize(ptr: usize) ?usize {
     if (zero.owns(ptr)) return if (zero.isLive(ptr)) 0 else null;
     const f = findContaining(ptr) orelse return null;
-    return switch (judge(f, ptr)) {
+    return switch (redzone.judge(f, ptr)) {
         .live => |l| l.requested,
         else => null,
     };
@@ -1260,19 +1079,19 @@ fn verifyInSweep(problems: *usize, start: usize) void {
 
 fn sweepLive(problems: *usize, user: usize, site: Site) void {
     const f = findContaining(user) orelse return;
-    if (liveIntact(f, user) != null) return;
+    if (redzone.liveIntact(f, user) != null) return;
     // A page block's record is read without a lock: one freed (and poisoned) meanwhile by
     // another thread is no longer recorded live, and is not reported.
     if (f.page) |page| if (check_side.siteOf(page, f.start) != site) return;
     const sites: Sites = .{ .alloc = site };
-    switch (judge(f, user)) {
+    switch (redzone.judge(f, user)) {
         .live => |l| if (reportDamage(l, sites)) {
-            arm(l.f, l.user, l.requested); // (warn mode: reported once)
+            redzone.arm(l.f, l.user, l.requested); // (warn mode: reported once)
             problems.* += 1;
         },
         .damaged => |d| {
             _ = reportDamage(d.layout, sites);
-            if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
+            if (d.layout.user == user) redzone.arm(d.layout.f, user, d.layout.requested);
             problems.* += 1;
         },
         else => {
@@ -1390,9 +1209,9 @@ fn onFault(addr: usize) bool {
     }
     const f = findContaining(addr) orelse return false;
     if (f.page != null or addr < f.start + f.size or addr >= f.start + f.size + os.page_size) return false;
-    const t = trailerIntact(f);
+    const t = redzone.trailerIntact(f);
     const user = if (t) |v| v.user else f.start + front_size;
-    const requested: ?usize = if (t) |v| v.requested else if (frontIntact(f, user)) |r| r else null;
+    const requested: ?usize = if (t) |v| v.requested else if (redzone.frontIntact(f, user)) |r| r else null;
     if (requested) |r| {
         os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, {d} bytes past the end of the {d}-byte block, in the guard page after it\n", .{ user, f.size, tid, addr - user, addr - (user + r), r });
     } else {
@@ -1416,16 +1235,16 @@ fn lockForFork() callconv(.c) void {
     lock.acquire();
     ring_lock.acquire();
     check_live.lockAll();
-    check_side.lockForFork();
+    check_side.lock.acquire();
 }
 fn unlockAfterFork() callconv(.c) void {
-    check_side.unlockAfterFork();
+    check_side.lock.release();
     check_live.unlockAll();
     ring_lock.release();
     lock.release();
 }
 fn resetLockInChild() callconv(.c) void {
-    check_side.resetLockInChild();
+    check_side.lock.resetInChild();
     check_live.resetLocksInChild();
     ring_lock.resetInChild();
     lock.resetInChild();
@@ -1435,5 +1254,5 @@ test "check-mode layout constants" {
     try std.testing.expect(overhead == 40);
     try std.testing.expect(pattern_offset == @sizeOf(block_mod.Block));
     block_mod.initSecrets();
-    try std.testing.expect(liveTag() != block_mod.free_key and liveTag() != block_mod.fresh_key and liveTag() != freed_word);
+    try std.testing.expect(redzone.liveTag() != block_mod.free_key and redzone.liveTag() != block_mod.fresh_key and redzone.liveTag() != freed_word);
 }

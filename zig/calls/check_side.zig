@@ -51,7 +51,9 @@ const Side = struct {
 const Leaf = [1 << leaf_bits]std.atomic.Value(?*Side);
 
 var top: [1 << top_bits]std.atomic.Value(?*Leaf) = [_]std.atomic.Value(?*Leaf){.init(null)} ** (1 << top_bits);
-var lock: Lock = .{};
+/// Guards making a leaf or a Side. fork: check.zig's handlers hold it across, reset it in
+/// the child.
+pub var lock: Lock = .{};
 
 // ---------------------------------------------------------------- a record's words
 
@@ -217,17 +219,6 @@ fn visitSide(side: *Side, segment: usize, context: anytype, comptime visit: fn (
             visit(context, start + offsetOf(state), unpackSite(state));
         }
     }
-}
-
-/// fork: the lock is held across it (check.zig's handlers), and reset in the child.
-pub fn lockForFork() void {
-    lock.acquire();
-}
-pub fn unlockAfterFork() void {
-    lock.release();
-}
-pub fn resetLockInChild() void {
-    lock.resetInChild();
 }
 
 test "a record keeps the offset and the sites, a backtrace's too" {

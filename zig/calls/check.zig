@@ -609,7 +609,7 @@ fn unrecorded(base: Held) Held {
 const Entry = u64;
 const large_entry: Entry = 1 << 63;
 const entry_bin_shift = 48;
-const entry_start_mask: Entry = (1 << 47) - 1;
+const entry_start_mask: Entry = (1 << segment_map.address_bits) - 1;
 
 fn pageEntry(start: usize, bin: usize) Entry {
     std.debug.assert(start & ~entry_start_mask == 0 and bin < size_class.bin_count);

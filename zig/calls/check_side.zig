@@ -31,8 +31,7 @@ const Page = page_mod.Page;
 const slices_per_segment = segment_map.chunk_size / size_class.slice_size;
 const records_per_slice = size_class.slice_size / size_class.min_block_size;
 const records_per_segment = slices_per_segment * records_per_slice;
-const address_bits = 47;
-const segment_bits = address_bits - segment_map.chunk_shift;
+const segment_bits = segment_map.address_bits - segment_map.chunk_shift;
 const leaf_bits = 12;
 const top_bits = segment_bits - leaf_bits;
 comptime {
@@ -67,7 +66,7 @@ const offset_shift = 48;
 const offset_units_max = (1 << 14) - 1;
 const window_shift = 48;
 const window_max = (1 << 15) - 1;
-const stack_bit: u64 = 1 << 47;
+const stack_bit: u64 = 1 << segment_map.address_bits; // (user-space addresses are below it)
 const site_mask: u64 = stack_bit - 1;
 
 fn packSite(site: Site) u64 {

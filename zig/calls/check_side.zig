@@ -35,16 +35,19 @@ const segment_bits = segment_map.address_bits - segment_map.chunk_shift;
 const leaf_bits = 12;
 const top_bits = segment_bits - leaf_bits;
 comptime {
-    std.debug.assert(slices_per_segment == 64); // Side.touched: a bit per slice
+    // a page's records run from its first slice's on: at most its slices' worth
+    std.debug.assert(size_class.max_page_slices * records_per_slice <= std.math.maxInt(u32));
 }
 
 /// A block's record: `state` (live or freed, the allocation's site, the user pointer's
 /// offset), and while freed `freed` (the free's site, the pattern's window index).
 const Record = extern struct { state: u64, freed: u64 };
 
-/// A segment's records, and which slices ever held one (the sweep reads only those).
+/// A segment's records, and per slice how far the records of a page that starts there
+/// ever reached (0: none; the sweep reads only those, not a slice's 4096 words whatever
+/// its blocks' size).
 const Side = struct {
-    touched: std.atomic.Value(u64),
+    reach: [slices_per_segment]std.atomic.Value(u32),
     records: [records_per_segment]Record,
 };
 const Leaf = [1 << leaf_bits]std.atomic.Value(?*Side);
@@ -108,8 +111,8 @@ inline fn recordOf(page: *const Page, start: usize, comptime make: bool) ?*Recor
     const index = ((start - page.start) *% page.div_magic) >> page_mod.magic_shift;
     std.debug.assert(index < page.slice_count * records_per_slice); // (page.zig: blocks of 16 bytes at least)
     if (make) {
-        const bit = @as(u64, 1) << @intCast(first_slice);
-        if (side.touched.load(.monotonic) & bit == 0) _ = side.touched.fetchOr(bit, .monotonic);
+        const reach = &side.reach[first_slice];
+        if (index >= reach.load(.monotonic)) _ = reach.fetchMax(@intCast(index + 1), .monotonic);
     }
     return &side.records[first_slice * records_per_slice + index];
 }
@@ -192,7 +195,7 @@ pub fn siteOf(page: *const Page, start: usize) ?Site {
 
 /// Calls `visit(context, user, site)` for every block recorded live (a block allocated or
 /// freed meanwhile may or may not be seen: the visitor reads it again before it reports).
-/// Bounded by the Sides made and their touched slices.
+/// Bounded by the Sides made and the reach of their pages' records.
 pub fn forEach(context: anytype, comptime visit: fn (@TypeOf(context), usize, Site) void) void {
     for (&top, 0..) |*slot, t| {
         const leaf = slot.load(.acquire) orelse continue;
@@ -205,10 +208,8 @@ pub fn forEach(context: anytype, comptime visit: fn (@TypeOf(context), usize, Si
 }
 
 fn visitSide(side: *Side, segment: usize, context: anytype, comptime visit: fn (@TypeOf(context), usize, Site) void) void {
-    var touched = side.touched.load(.monotonic);
-    while (touched != 0) : (touched &= touched - 1) {
-        const slice: usize = @ctz(touched);
-        const records = side.records[slice * records_per_slice ..][0..records_per_slice];
+    for (&side.reach, 0..) |*reach, slice| {
+        const records = side.records[slice * records_per_slice ..][0..reach.load(.monotonic)];
         for (records, 0..) |*record, index| {
             const state = @atomicLoad(u64, &record.state, .monotonic);
             if (state & live_bit == 0) continue;

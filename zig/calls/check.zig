@@ -391,7 +391,12 @@ fn verifyFreedPattern(f: Found, site: Site) void {
 /// its page): verified whole, a write after free reported with where it was allocated and
 /// freed.
 fn verifyHeld(start: usize, size: usize, site: Site) void {
-    if (size <= pattern.whole_max and scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
+    if (size <= pattern.whole_max) {
+        if (scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
+    } else if (pattern.read(start, size)) |p| {
+        // (the pattern's words in its tail, as its record says them: no read of the record)
+        if (pattern.firstBroken(start, p, 0) == null) return;
+    }
     const h = heldOf(start);
     const at = poisonBroken(h) orelse return;
     reportBrokenPoisonAt(h, at, "found when it was handed out again", site);

@@ -40,9 +40,12 @@ pub fn writeWord(addr: usize, value: u64) void {
 }
 
 /// The front header's tag of a live block; the secrets hide the sizes (a stray write
-/// of a plausible size is not taken for one).
+/// of a plausible size is not taken for one). Its top byte, the one just before the user
+/// pointer, is canary_byte, not secret: a one-byte underflow writing the very value a
+/// secret byte held went unseen (1 process in 256 for any given value).
 pub fn liveTag() u64 {
-    return (block_mod.free_key ^ 0x6C69_7665_2062_6C6B) & ~@as(u64, 1); // even: never free_key
+    const secret = (block_mod.free_key ^ 0x6C69_7665_2062_6C6B) & ~@as(u64, 1); // even: never free_key
+    return secret & ((1 << 56) - 1) | @as(u64, canary_byte) << 56;
 }
 pub fn frontSecret() u64 {
     return block_mod.link_secret ^ 0x6672_6F6E_7421_2121;
@@ -205,6 +208,22 @@ pub fn intact(l: Layout) bool {
     if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
     if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
     return scan.allEqual(l.user + l.requested, l.trailer(), canary_byte);
+}
+
+test "the byte before the user pointer is the canary whatever the secrets; the tag is never a free key" {
+    const saved = .{ block_mod.free_key, block_mod.fresh_key };
+    defer {
+        block_mod.free_key = saved[0];
+        block_mod.fresh_key = saved[1];
+    }
+    var rng = std.Random.DefaultPrng.init(21);
+    for (0..1000) |_| {
+        block_mod.free_key = rng.random().int(u64) | 1;
+        block_mod.fresh_key = block_mod.free_key ^ 2;
+        const tag = liveTag();
+        try std.testing.expectEqual(canary_byte, @as(u8, @truncate(tag >> 56)));
+        try std.testing.expect(tag != block_mod.free_key and tag != block_mod.fresh_key and tag != freed_word);
+    }
 }
 
 test "a block armed is intact and judged live; a byte past the request is not" {

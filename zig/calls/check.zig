@@ -391,15 +391,19 @@ fn verifyFreedPattern(f: Found, site: Site) void {
 /// its page): verified whole, a write after free reported with where it was allocated and
 /// freed.
 fn verifyHeld(start: usize, size: usize, site: Site) void {
-    if (size <= pattern.whole_max) {
-        if (scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
-    } else if (pattern.read(start, size)) |p| {
-        // (the pattern's words in its tail, as its record says them: no read of the record)
-        if (pattern.firstBroken(start, p, 0) == null) return;
-    }
+    if (size <= pattern.whole_max and scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
+    if (size > pattern.whole_max and partialIntact(start, size)) return;
     const h = heldOf(start);
     const at = poisonBroken(h) orelse return;
     reportBrokenPoisonAt(h, at, "found when it was handed out again", site);
+}
+
+/// True when a freed block above 4 KiB still holds its pattern, read from the pattern's
+/// words in its tail (as its record says them: no read of the record; out of line, so the
+/// common case of small blocks stays short).
+noinline fn partialIntact(start: usize, size: usize) bool {
+    const p = pattern.read(start, size) orelse return false;
+    return pattern.firstBroken(start, p, 0) == null;
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {

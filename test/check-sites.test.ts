@@ -35,6 +35,13 @@ const CASES: [name: string, size: number, problem: RegExp, sites: [label: string
   ["write_after_free", 40, /hakmem: CHECK: write to a freed block/, [["allocated", "alloc"], ["freed", "free"]]],
   ["write_after_free", 9000, /hakmem: CHECK: write to a freed block/, [["allocated", "alloc"], ["freed", "free"]]],
   ["double_free", 40, /hakmem: CHECK: double free of 0x/, [["allocated", "alloc"], ["freed", "free"], ["freed again", "again"]]],
+  // Long after the free, the block out of the quarantine: its record still names both calls.
+  ["write_after_free_reused", 40, /hakmem: CHECK: write to a freed block, found when reusing 0x[0-9a-f]+ \(tiny tier, .*offset 20,/, [["allocated", "alloc"], ["freed", "free"]]],
+  ["write_after_free_reused", 3000, /hakmem: CHECK: write to a freed block, found when reusing 0x[0-9a-f]+ \(mid tier, .*offset 1500,/, [["allocated", "alloc"], ["freed", "free"]]],
+  ["double_free_reused", 40, /hakmem: CHECK: double free of 0x/, [["allocated", "alloc"], ["freed", "free"], ["freed again", "again"]]],
+  // A block out of the quarantine that is never handed out again, its thread alive at exit:
+  // its edges were verified when it left.
+  ["write_after_free_left", 3000, /hakmem: CHECK: write to a freed block, found when reusing 0x[0-9a-f]+ \(mid tier, .*offset 0,/, [["allocated", "alloc"], ["freed", "free"]]],
 ];
 
 describe.skipIf(systemMode())("check mode names the call sites", () => {

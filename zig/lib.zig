@@ -141,7 +141,9 @@
 //!     (abandoned.zig) for any heap of its bin -> taken by a heap that needs the bin ...
 //!     At a thread's exit every page is given up (listed when it has room).
 //!   Bins without a cache (blocks above 256 KiB, and every bin in check mode) skip the
-//!   thread cache: a block comes straight off its page and goes straight back to it.
+//!   thread cache: a block comes straight off its page and goes straight back to it (in
+//!   check mode after the quarantine, and mostly it is handed out again before that:
+//!   check_reuse.zig).
 //!   A large block in a region: a run of units (resident ones reused first; its units
 //!   without pages given those of free resident units elsewhere) -> live (realloc: grown in
 //!   place, else moved with its pages) -> freed: its units free, coalesced with their
@@ -166,12 +168,19 @@
 //!  calls/      slow.zig      the allocator below its fast paths: a thread's heap, malloc
 //!                            by route (a bin's page or a large block), aligned blocks,
 //!                            the one general free (any page, thread, tier), classify
-//!              check_live.zig  check mode's table of live blocks (sharded, with call sites)
+//!              check_live.zig  check mode's table of live large blocks (sharded, with call sites)
 //!              check_pattern.zig  check mode: which bytes of a freed block hold the freed
 //!                            pattern, and which each verification reads
+//!              check_redzone.zig  check mode: a live block's redzones (header, canary,
+//!                            trailer): written when it is handed out, read back
 //!              check_sites.zig  check mode: the call sites of allocations and frees
 //!                            (return addresses, HAKMEM_CHECK_STACKS backtraces), symbolized
-//!              check.zig     check mode: canaries, trailers, freed patterns, reports (on slow.zig)
+//!              check_side.zig  check mode: each page block's record beside it (live or
+//!                            freed, its call sites), in a side table per segment
+//!              check_reuse.zig  check mode: per thread, stacks of the blocks it let go
+//!                            from the quarantine, handed out again by its next mallocs
+//!              check.zig     check mode: malloc and free, the quarantine, the sweep,
+//!                            zero-size blocks, reports (on slow.zig)
 //!              free_fast.zig  free's fast path, whole: its four tests and the push, in order
 //!              alloc.zig     malloc/free fast paths, and every call's way in (check mode or
 //!                            slow.zig); calloc, realloc and its growth log, queries
@@ -261,7 +270,7 @@ const layers = [_][]const []const u8{
     &.{ "page", "profile", "segment", "large_units", "large_move", "large_region", "large_header", "large_recent", "large_resize", "large_mappings", "large", "large_local", "arena", "abandoned", "guard" },
     &.{ "thread_cache", "purge", "growth", "heap", "validate", "thread" },
     &.{ "background", "memory_report", "report", "trace", "process" },
-    &.{ "slow", "check_live", "check_pattern", "check_sites", "check", "free_fast", "alloc" },
+    &.{ "slow", "check_live", "check_pattern", "check_redzone", "check_sites", "check_side", "check_reuse", "check", "free_fast", "alloc" },
     &.{ "api", "preload" },
 };
 /// Tools built beside the library: they may import abi.zig only.
@@ -297,6 +306,9 @@ test {
     _ = @import("calls/check_live.zig");
     _ = @import("calls/check_pattern.zig");
     _ = @import("calls/check_sites.zig");
+    _ = @import("calls/check_redzone.zig");
+    _ = @import("calls/check_side.zig");
+    _ = @import("calls/check_reuse.zig");
     _ = @import("base/foreign.zig");
     _ = @import("thread/thread_cache.zig");
     _ = @import("base/large_cache.zig");

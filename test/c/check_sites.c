@@ -7,6 +7,15 @@
  *   realloc_overflow    alloc_block(16), realloc_block to SIZE, one byte past it, free_block
  *   write_after_free    alloc_block(SIZE), free_block, a store at offset 8, hak_check_heap
  *   double_free         alloc_block(SIZE), free_block, free_again
+ *   write_after_free_reused  alloc_block(SIZE), free_block, a store at offset SIZE/2, then 20000
+ *                       malloc/free pairs of SIZE (the block leaves the quarantine and is
+ *                       handed out again: its poison is verified then)
+ *   double_free_reused  alloc_block(SIZE), free_block, 20000 malloc/free pairs of another
+ *                       size (the block leaves the quarantine), free_again
+ *   write_after_free_left  a thread: alloc_block(SIZE), free_block, a store at offset 0, then
+ *                       20000 malloc/free pairs of another size (the block leaves the
+ *                       quarantine, never handed out again), then it waits while main
+ *                       calls hak_check_heap and exits
  * First prints "FUNCS alloc=<addr> realloc=<addr> free=<addr> again=<addr> main=<addr>" (the functions
  * that call the allocator: each call's return address lies a few bytes into one of them)
  * and, after the misuse, "reached end". Built with -fno-omit-frame-pointer by the test that
@@ -39,6 +48,35 @@ __attribute__((noinline)) static void free_again(unsigned char *p) {
     sink = 2;
 }
 
+static size_t left_size;
+static pthread_mutex_t left_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t left_done = PTHREAD_COND_INITIALIZER;
+static int left_ready;
+
+static void churn(size_t size);
+
+/* write_after_free_left's thread: it never returns (the process exits under it). */
+static void *leave_freed_block(void *arg) {
+    (void)arg;
+    unsigned char *p = alloc_block(left_size);
+    free_block(p);
+    ((volatile unsigned char *)p)[0] = 1;
+    churn(left_size * 2 + 64);
+    pthread_mutex_lock(&left_mutex);
+    left_ready = 1;
+    pthread_cond_broadcast(&left_done);
+    for (;;) pthread_cond_wait(&left_done, &left_mutex);
+    return NULL;
+}
+
+/* Allocates and frees blocks of SIZE bytes, more than check mode's quarantine holds. */
+static void churn(size_t size) {
+    for (int i = 0; i < 20000; i++) {
+        void *volatile q = malloc(size);
+        free(q);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
     const char *c = argv[1];
@@ -62,6 +100,25 @@ int main(int argc, char **argv) {
     } else if (!strcmp(c, "double_free")) {
         unsigned char *p = alloc_block(n);
         free_block(p);
+        free_again(p);
+    } else if (!strcmp(c, "write_after_free_reused")) {
+        unsigned char *p = alloc_block(n);
+        free_block(p);
+        ((volatile unsigned char *)p)[n / 2] = 1;
+        churn(n);
+    } else if (!strcmp(c, "write_after_free_left")) {
+        left_size = n;
+        pthread_t t;
+        pthread_create(&t, NULL, leave_freed_block, NULL);
+        pthread_mutex_lock(&left_mutex);
+        while (!left_ready) pthread_cond_wait(&left_done, &left_mutex);
+        pthread_mutex_unlock(&left_mutex);
+        size_t (*check_heap)(void) = (size_t (*)(void))dlsym(RTLD_DEFAULT, "hak_check_heap");
+        if (check_heap) check_heap();
+    } else if (!strcmp(c, "double_free_reused")) {
+        unsigned char *p = alloc_block(n);
+        free_block(p);
+        churn(n * 2 + 64);
         free_again(p);
     } else {
         return 2;

@@ -2,7 +2,7 @@
 //! verifies the redzones of every block it frees and the freed pattern of every block it
 //! hands out again: a byte loop made those checks most of check mode's time).
 //!
-//! allEqual is the fast test (vector loads, one branch per 128 bytes, the last step
+//! allEqual is the fast test (vector loads, one branch per 256 bytes, the last step
 //! overlapping the one before so no byte loop is left); firstDifferent says where, for a
 //! report, and starts with it.
 const std = @import("std");
@@ -34,6 +34,12 @@ pub fn allEqual(from: usize, to: usize, expected: u8) bool {
     }
     const splat: V = @splat(expected);
     var a = from;
+    // (256 bytes a step while they last: one branch and one test per 8 loads)
+    while (to - a > 256) : (a += 256) {
+        const x = (loadVector(a) ^ splat) | (loadVector(a + 32) ^ splat) | (loadVector(a + 64) ^ splat) | (loadVector(a + 96) ^ splat);
+        const y = (loadVector(a + 128) ^ splat) | (loadVector(a + 160) ^ splat) | (loadVector(a + 192) ^ splat) | (loadVector(a + 224) ^ splat);
+        if (@reduce(.Or, x | y) != 0) return false;
+    }
     while (to - a > 128) : (a += 128) {
         const x = (loadVector(a) ^ splat) | (loadVector(a + 32) ^ splat) | (loadVector(a + 64) ^ splat) | (loadVector(a + 96) ^ splat);
         if (@reduce(.Or, x) != 0) return false;
@@ -63,9 +69,9 @@ pub fn lastDifferent(from: usize, to: usize, expected: u8) ?usize {
 }
 
 test "allEqual and firstDifferent find every single changed byte, at every length and alignment" {
-    var buf: [400]u8 align(32) = undefined;
+    var buf: [640]u8 align(32) = undefined;
     for (0..9) |start| {
-        for ([_]usize{ 0, 1, 7, 8, 9, 15, 31, 32, 33, 63, 64, 127, 128, 129, 200, 255, 256, 257, 390 }) |len| {
+        for ([_]usize{ 0, 1, 7, 8, 9, 15, 31, 32, 33, 63, 64, 127, 128, 129, 200, 255, 256, 257, 390, 513, 600 }) |len| {
             if (start + len > buf.len) continue;
             const from = @intFromPtr(&buf) + start;
             @memset(&buf, 0xDF);

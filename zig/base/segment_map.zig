@@ -8,7 +8,7 @@ const std = @import("std");
 
 pub const chunk_shift = 22;
 pub const chunk_size: usize = 1 << chunk_shift; // 4 MiB: the segment size and alignment
-const address_bits = 47;
+pub const address_bits = 47;
 const chunk_count: usize = 1 << (address_bits - chunk_shift);
 
 pub const Tag = enum(u8) {

@@ -106,7 +106,7 @@ noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
 noinline fn mallocCheckedLibc(size: usize) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
     misuse.noteLibcMode();
-    const ptr = if (slow.heap() != null) check.malloc(size, 16) else outOfMemory();
+    const ptr = if (slow.heap()) |heap| check.mallocFor(heap, size, 16) else outOfMemory();
     if (config.trace) return traced(ptr, size);
     return ptr;
 }
@@ -121,7 +121,7 @@ fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
 /// or this is check mode).
 noinline fn mallocSlow(size: usize) ?*anyopaque {
     const heap = slow.heap() orelse return outOfMemory();
-    if (config.check_mode != .off) return check.malloc(size, 16);
+    if (config.check_mode != .off) return check.mallocFor(heap, size, 16);
     const ptr = slow.mallocWith(heap, size);
     // After the allocation (the heap is consistent again), and not among a process's very
     // first allocations (libc may still be starting up).
@@ -137,7 +137,7 @@ noinline fn mallocLarge(size: usize) ?*anyopaque {
 /// Inline into the two above (the libc path makes one call fewer).
 inline fn mallocLargeBody(size: usize) ?*anyopaque {
     const heap = slow.heap() orelse return outOfMemory();
-    if (config.check_mode != .off) return check.malloc(size, 16);
+    if (config.check_mode != .off) return check.mallocFor(heap, size, 16);
     return slow.mallocLarge(heap, size, 16, false);
 }
 

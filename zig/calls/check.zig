@@ -1,8 +1,8 @@
 //! check.zig — check mode (HAKMEM_CHECK=1 or =warn): hakmem as a heap-misuse detector.
 //!
 //! Every block gets a redzone before and after the program's bytes, and a freed block is
-//! poisoned (whole up to 4 KiB; check_pattern.zig) and held in a quarantine before it goes
-//! back to its page:
+//! poisoned (whole up to 4 KiB; check_pattern.zig) and held in a quarantine before it is
+//! handed out again:
 //!
 //!   block start              user pointer (16-aligned)                         block end
 //!   | gap 0xCA… | front header | requested bytes | canary 0xCA …  | trailer            |
@@ -15,7 +15,13 @@
 //!                              4 KiB: its head, a window and its tail: check_pattern.zig)
 //!   large blocks (own pages): the first and last page poisoned, the pages between made
 //!   inaccessible (a read or write faults and is reported: guard.zig's handler)
-//!   back on its page:          | link | key (block.zig) | 0xDF …                        |
+//!   out of the quarantine: on the stacks of the thread that let it go (check_reuse.zig),
+//!   still poisoned whole, until that thread's next malloc of its bin; or (no room there,
+//!   thread exit) back on its page: | link | key (block.zig) | 0xDF …                  |
+//!
+//! A page block's record beside it (check_side.zig) says whether it is live or freed, and
+//! where it was allocated and freed; the quarantine, the batches and the stacks hold only
+//! its address. A large block's is in check_live.zig's table (and its Held in the ring).
 //!
 //! Detected, each with a line naming the problem, the pointer, its tier, class and size,
 //! and the thread (misuse.zig), then a line saying what happened (how many bytes past the
@@ -24,21 +30,25 @@
 //!   overflow    a byte of the canary or the trailer changed (at free, realloc, sweep):
 //!               "overflow of N bytes past a B-byte block" (memcpy or a loop: same bytes)
 //!   underflow   the front header or the gap changed: "underflow of N bytes before ..."
-//!   double free the block is poisoned (in the quarantine) or keyed free on its page
-//!   write after free   the poison changed: when the block leaves the quarantine (its
-//!               first and last 64 bytes), in a sweep, and when the block is handed out
-//!               again (all of its pattern; offset from the user pointer)
+//!   double free the block is poisoned (in the quarantine, on a stack) or keyed free on its
+//!               page; its record names the first free
+//!   write after free   the poison changed: when the block leaves the quarantine (its first
+//!               and last 64 bytes: a block never handed out again is verified too), in a
+//!               sweep, and when the block is handed out again (all of its pattern; offset
+//!               from the user pointer)
 //!   zero-size access   malloc(0) gets a block of 0 requested bytes: its canary starts at
 //!               the pointer, so any write through it is an overflow of a 0-byte block
 //!   interior and foreign pointers (as before)
 //! The sweep (hak_check_heap, and at exit) checks every live block's redzones and every
-//! quarantined block's poison: live blocks are in a table (check_live.zig).
+//! quarantined block's poison (and the calling thread's stacks').
 //!
-//! What it costs (a malloc+free pair of check mode is a few cold cache lines: the quarantine
-//! hands back blocks freed long ago): no lock per call but a shard of the live table's;
-//! the quarantine fed per thread in batches (one lock per batch); the redzones and the
-//! pattern compared 128 bytes a step (scan.zig); the blocks leaving the quarantine
-//! prefetched together; each bin's next block fetched one malloc ahead and prefetched.
+//! What it costs: malloc and free take their common case in a few loads each (mallocQuick,
+//! freeQuick: a block off the thread's stacks, verified, armed and recorded; a live block's
+//! redzones read, recorded freed with one compare-and-swap, poisoned, batched), no lock per
+//! call; the quarantine fed per thread in batches (one lock per batch, 8-byte entries); the
+//! redzones and the pattern compared 128 bytes a step (scan.zig); the next block of a
+//! bin's stack prefetched (it was freed long ago: cold). What is left is the poison, written
+//! at free and read back at reuse, and the cache misses of a quarantine's worth of blocks.
 //!
 //! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
 //! empty sentinel so every malloc takes the slow path, heaps have no cache, and every page
@@ -64,50 +74,34 @@ const Lock = @import("../base/lock.zig").Lock;
 const scan = @import("../base/scan.zig");
 const check_live = @import("check_live.zig");
 const check_sites = @import("check_sites.zig");
+const check_side = @import("check_side.zig");
+const check_reuse = @import("check_reuse.zig");
 const Site = check_sites.Site;
 const heap_mod = @import("../thread/heap.zig");
 
 const pattern = @import("check_pattern.zig");
+const redzone = @import("check_redzone.zig");
 const freed_byte = pattern.freed_byte;
 const freed_word = pattern.freed_word;
 /// Where the freed pattern is verified on reuse (a block on its page has a link and a key).
 const pattern_offset = 16;
-const canary_byte: u8 = 0xCA;
-const front_size = 16;
-const trailer_size = 16;
-const canary_min = 8;
-/// Bytes a check-mode block needs beyond the request (alignment 16).
-const overhead = front_size + canary_min + trailer_size;
+const front_size = redzone.front_size;
+const trailer_size = redzone.trailer_size;
+const overhead = redzone.overhead;
 /// The quarantine: freed blocks wait here, FIFO, up to this many bytes and entries.
 const quarantine_bytes_max: usize = 64 << 20;
 const quarantine_entries = 8192;
 
-/// The front header's tag of a live block; the secrets hide the sizes (a stray write
-/// of a plausible size is not taken for one).
-fn liveTag() u64 {
-    return (block_mod.free_key ^ 0x6C69_7665_2062_6C6B) & ~@as(u64, 1); // even: never free_key
-}
-fn frontSecret() u64 {
-    return block_mod.link_secret ^ 0x6672_6F6E_7421_2121;
-}
-fn trailerSecret() u64 {
-    return block_mod.link_secret ^ 0x7472_6169_6C65_7221;
-}
-
 var lock: Lock = .{};
 
-/// A block as check mode sees it: where it starts, how big it is, which page holds it.
-const Found = struct { start: usize, size: usize, tier: []const u8, class: ?usize, page: ?*page_mod.Page, large_usable: usize = 0 };
-
-fn pageFound(page: *page_mod.Page, start: usize) Found {
-    return .{ .start = start, .size = page.block_size, .tier = if (page.isTiny()) "tiny" else "mid", .class = size_class.binClass(page.bin), .page = page };
-}
+const Found = redzone.Found;
+const pageFound = redzone.pageFound;
 
 /// A large block as check mode lays it out: its last whole page is a guard page (made
 /// inaccessible while the block is live), so the block check mode uses ends before it.
 fn largeFound(h: *LargeHeader) Found {
     const start = @intFromPtr(h) + h.block_offset;
-    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .tier = "large", .class = null, .page = null, .large_usable = h.usable_size };
+    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .page = null, .large_usable = h.usable_size };
 }
 
 fn guardPage(start: usize, usable: usize) usize {
@@ -154,7 +148,8 @@ fn largeAt(base: usize, addr: usize) ?Found {
 }
 
 fn where(f: Found) misuse.Where {
-    return .{ .tier = f.tier, .class = f.class, .block_size = f.size };
+    if (f.page) |page| return page.where();
+    return .{ .tier = "large", .class = null, .block_size = f.size };
 }
 
 /// The call sites a report names (check_sites.zig; 0: not known): where the block was
@@ -177,165 +172,41 @@ fn report(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, de
 }
 
 fn reportAt(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, detail: ?[]const u8, sites: Sites) void {
-    if (found == null and problem == .not_owned) {
+    reportWhere(problem, ptr, if (found) |f| where(f) else null, offset, detail, sites);
+}
+
+/// reportAt of a block described by `block` (null: none; then a foreign pointer says where
+/// it points).
+fn reportWhere(problem: misuse.Problem, ptr: usize, block: ?misuse.Where, offset: ?usize, detail: ?[]const u8, sites: Sites) void {
+    if (block == null and problem == .not_owned) {
         // say where the pointer points (a stack, a file's data, unmapped, maybe another heap)
         const w = @import("../base/foreign.zig").where(ptr);
         os.printStderr("hakmem: CHECK: {s} 0x{x} ({s}, thread {d})\n", .{ problem.text(), ptr, w.text(), std.os.linux.gettid() });
         sites.print();
         return misuse.afterReport();
     }
-    misuse.say("CHECK: ", problem, ptr, if (found) |f| where(f) else null, offset);
+    misuse.say("CHECK: ", problem, ptr, block, offset);
     if (detail) |d| os.printStderr("hakmem:   {s}\n", .{d});
     sites.print();
     misuse.afterReport();
 }
 
-fn bytes(addr: usize) [*]u8 {
-    return @ptrFromInt(addr);
-}
-
-fn readWord(addr: usize) u64 {
-    return std.mem.readInt(u64, bytes(addr)[0..8], .little);
-}
-
-fn writeWord(addr: usize, value: u64) void {
-    std.mem.writeInt(u64, bytes(addr)[0..8], value, .little);
-}
-
+const bytes = redzone.bytes;
+const readWord = redzone.readWord;
 const firstDifferent = scan.firstDifferent;
 
 fn fmt(buf: []u8, comptime f: []const u8, args: anytype) []const u8 {
     return std.fmt.bufPrint(buf, f, args) catch buf[0..0];
 }
 
-// ---------------------------------------------------------------- the layout of a live block
+// ---------------------------------------------------------------- a live block's redzones (check_redzone.zig)
 
-/// A live block's layout, from its block and user pointer.
-const Layout = struct {
-    f: Found,
-    user: usize,
-    requested: usize,
-
-    fn trailer(self: Layout) usize {
-        return self.f.start + self.f.size - trailer_size;
-    }
-    fn front(self: Layout) usize {
-        return self.user - front_size;
-    }
-};
-
-/// Writes the redzones of a block handed out at `user` for `requested` bytes.
-fn arm(f: Found, user: usize, requested: usize) void {
-    const l: Layout = .{ .f = f, .user = user, .requested = requested };
-    @memset(bytes(f.start)[0 .. l.front() - f.start], canary_byte);
-    writeWord(l.front(), requested ^ frontSecret());
-    writeWord(l.front() + 8, liveTag());
-    @memset(bytes(user + requested)[0 .. l.trailer() - (user + requested)], canary_byte);
-    writeWord(l.trailer(), requested ^ trailerSecret());
-    writeWord(l.trailer() + 8, user - f.start);
-}
-
-/// What the redzones of a block say about `ptr`, a pointer into it.
-const Verdict = union(enum) {
-    live: Layout,
-    /// redzones damaged: the layout from the intact side, and what broke
-    damaged: struct { layout: Layout },
-    double_free,
-    interior: usize, // offset from the block's user pointer
-    unknown, // both redzones gone: a wild write, or no check-mode block
-};
-
-fn frontIntact(f: Found, ptr: usize) ?usize {
-    if (ptr < f.start + front_size) return null;
-    if (readWord(ptr - 8) != liveTag()) return null;
-    const requested = readWord(ptr - 16) ^ frontSecret();
-    if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
-    return requested;
-}
-
-const TrailerView = struct { user: usize, requested: usize };
-
-fn trailerIntact(f: Found) ?TrailerView {
-    const t = f.start + f.size - trailer_size;
-    const requested = readWord(t) ^ trailerSecret();
-    const offset = readWord(t + 8);
-    if (offset < front_size or offset > f.size or requested > f.size) return null;
-    const user = f.start + offset;
-    if (user % 16 != 0 or user + requested + canary_min > t) return null;
-    return .{ .user = user, .requested = requested };
-}
-
-fn looksFreed(f: Found, ptr: usize) bool {
-    const t = f.start + f.size - trailer_size;
-    if (readWord(t) != freed_word or readWord(t + 8) != freed_word) return false;
-    if (ptr < f.start + front_size) return readWord(f.start + 8) == block_mod.free_key;
-    const tag = readWord(ptr - 8);
-    return tag == freed_word or tag == block_mod.free_key;
-}
-
-/// The fast verdict for the common case: `ptr` is the user pointer of a live block whose
-/// redzones are all as arm() wrote them (a few words and the canary bytes, read once).
-/// Null for anything else (judge then says what).
-fn liveIntact(f: Found, ptr: usize) ?Layout {
-    if (ptr < f.start + front_size or readWord(ptr - 8) != liveTag()) return null;
-    const requested = readWord(ptr - 16) ^ frontSecret();
-    if (requested > f.size or ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
-    const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
-    if (readWord(l.trailer()) != requested ^ trailerSecret() or readWord(l.trailer() + 8) != ptr - f.start) return null;
-    if (!scan.allEqual(f.start, l.front(), canary_byte)) return null;
-    if (!scan.allEqual(ptr + requested, l.trailer(), canary_byte)) return null;
-    return l;
-}
-
-fn judge(f: Found, ptr: usize) Verdict {
-    const front = frontIntact(f, ptr);
-    const back = trailerIntact(f);
-    if (front) |requested| {
-        const l: Layout = .{ .f = f, .user = ptr, .requested = requested };
-        if (back) |b| {
-            if (b.user == ptr and b.requested == requested) return .{ .live = l };
-        }
-        return .{ .damaged = .{ .layout = l } };
-    }
-    if (back) |b| {
-        if (b.user != ptr) return .{ .interior = ptr -% b.user };
-        return .{ .damaged = .{ .layout = .{ .f = f, .user = b.user, .requested = b.requested } } };
-    }
-    if (looksFreed(f, ptr)) return .double_free;
-    return .unknown;
-}
-
-/// The byte a live block's redzones hold at `addr` (outside the requested bytes).
-fn expectedByte(l: Layout, addr: usize) u8 {
-    const t = l.trailer();
-    if (addr >= t) {
-        var w: [trailer_size]u8 = undefined;
-        std.mem.writeInt(u64, w[0..8], l.requested ^ trailerSecret(), .little);
-        std.mem.writeInt(u64, w[8..16], l.user - l.f.start, .little);
-        return w[addr - t];
-    }
-    if (addr >= l.front() and addr < l.user) {
-        var w: [front_size]u8 = undefined;
-        std.mem.writeInt(u64, w[0..8], l.requested ^ frontSecret(), .little);
-        std.mem.writeInt(u64, w[8..16], liveTag(), .little);
-        return w[addr - l.front()];
-    }
-    return canary_byte;
-}
-
-/// The fast test: every redzone byte as arm() wrote it.
-fn intact(l: Layout) bool {
-    if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
-    if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
-    if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
-    return scan.allEqual(l.user + l.requested, l.trailer(), canary_byte);
-}
+const Layout = redzone.Layout;
 
 /// Reports the damage to a live block's redzones (overflow: how far past the end;
 /// underflow: how far before the start); true when there was some.
 fn reportDamage(l: Layout, sites: Sites) bool {
-    if (intact(l)) return false;
+    if (redzone.intact(l)) return false;
     var buf: [160]u8 = undefined;
     var damaged = false;
     const end = l.user + l.requested;
@@ -344,7 +215,7 @@ fn reportDamage(l: Layout, sites: Sites) bool {
     var last: usize = 0;
     var a = end; // bounded: the block's bytes after the request
     while (a < zone_end) : (a += 1) {
-        if (bytes(a)[0] != expectedByte(l, a)) {
+        if (bytes(a)[0] != redzone.expectedByte(l, a)) {
             if (first == null) first = a;
             last = a;
         }
@@ -356,7 +227,7 @@ fn reportDamage(l: Layout, sites: Sites) bool {
         damaged = true;
     }
     a = l.f.start;
-    while (a < l.user and bytes(a)[0] == expectedByte(l, a)) a += 1;
+    while (a < l.user and bytes(a)[0] == redzone.expectedByte(l, a)) a += 1;
     if (a < l.user) {
         const n = l.user - a;
         reportAt(.underflow, l.user, l.f, null, fmt(&buf, "underflow of {s}{d} byte{s} before a {d}-byte block (a write below its start{s})", .{ if (a == l.f.start) "at least " else "", n, plural(n), l.requested, if (a == l.f.start) ", from the block's first byte" else "" }), sites);
@@ -372,14 +243,68 @@ fn plural(n: usize) []const u8 {
 // ---------------------------------------------------------------- allocation
 
 pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
-    return mallocAt(size, alignment, takeSite());
+    return mallocFor(thread.currentAny(), size, alignment);
+}
+
+/// malloc for the calling thread, whose heap is `heap` (null: none yet).
+pub fn mallocFor(heap: ?*heap_mod.Heap, size: usize, alignment: usize) ?*anyopaque {
+    const site = takeSiteOf(heap);
+    if (alignment <= 16) {
+        if (heap) |h| {
+            if (mallocQuick(h, size, site)) |p| return p;
+        }
+    }
+    return mallocAt(size, alignment, site);
+}
+
+/// malloc's common case: a block of the request's bin on this thread's stacks (let go from
+/// the quarantine), its poison verified whole, armed and recorded. Null when there is none
+/// (or the request is not a bin's: zero bytes, large): mallocAt then does the rest.
+inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque {
+    if (size == 0 or size > routing.by_128_max) return null;
+    const bin = routing.fastRoute(size + overhead, BinOrNone{});
+    if (bin == size_class.no_bin) return null; // (large, or the slot a threshold is in)
+    const f = popHeld(heap, bin, site) orelse return null;
+    const user = f.start + front_size;
+    std.debug.assert(user + size + redzone.canary_min + trailer_size <= f.start + f.size); // the bin holds size + overhead
+    redzone.arm(f, user, size);
+    if (!check_side.markLive(f.page.?, f.start, user, site)) live_incomplete.store(true, .monotonic);
+    return @ptrFromInt(user);
+}
+
+/// routing.fastRoute's answer as a plain number (an optional bin went through memory, and
+/// its two halves' stores stalled the load that read them back): the bin, or no_bin.
+const BinOrNone = struct {
+    pub const Result = usize;
+    pub inline fn bin(_: BinOrNone, b: size_class.Bin) usize {
+        return b;
+    }
+    pub inline fn large(_: BinOrNone) usize {
+        return size_class.no_bin;
+    }
+};
+
+/// The block of `bin` this thread let go of last from the quarantine (check_reuse.zig),
+/// its poison verified whole; null when it holds none.
+inline fn popHeld(heap: *heap_mod.Heap, bin: usize, site: Site) ?Found {
+    const stacks = localOf(heap).reuse orelse return null;
+    const start = stacks.pop(bin) orelse return null;
+    heap.counters.direct_allocs[bin] += 1; // (the page counted it when it first left)
+    if (stacks.peek(bin)) |next| prefetchBlock(next, check_reuse.blockBytes(bin)); // cold: freed long ago
+    const page = segment_mod.Segment.of(start).pageOf(start);
+    verifyHeld(start, page.block_size, site);
+    return pageFound(page, start);
 }
 
 /// The site of the call being served (check_sites.zig), taken once per call.
 fn takeSite() Site {
+    return takeSiteOf(thread.currentAny());
+}
+
+/// takeSite for the calling thread's `heap` (null: it has none yet).
+inline fn takeSiteOf(heap: ?*heap_mod.Heap) Site {
     var none: check_sites.StackBounds = .{}; // a thread without a heap (yet): found again
-    const bounds = if (thread.currentAny()) |heap| &localOf(heap).stack else &none;
-    return check_sites.take(bounds);
+    return check_sites.take(if (heap) |h| &localOf(h).stack else &none);
 }
 
 fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
@@ -396,14 +321,14 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
     const guard_room = routing.route(inner) == .large or a > 16;
-    const first = rawBlock(if (guard_room) inner + large_extra else inner, a) orelse return null;
+    const first = rawBlock(if (guard_room) inner + large_extra else inner, a, site) orelse return null;
     const f = fitting(first, size, a) orelse blk: {
         // Another thread moved the thresholds between the route above and the allocation:
         // a large block without the guard page's room. Once more with it (a large block
         // then, or a page block with room to spare: either fits).
         std.debug.assert(!guard_room);
         _ = slow.free(first.start);
-        const again = rawBlock(inner + large_extra, a) orelse return null;
+        const again = rawBlock(inner + large_extra, a, site) orelse return null;
         break :blk fitting(again, size, a) orelse {
             _ = slow.free(again.start); // (cannot happen; never write past a block)
             return slow.outOfMemory();
@@ -411,58 +336,56 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     };
     const user = std.mem.alignForward(usize, f.start + front_size, a);
     if (f.page) |page| {
-        // (the key and link were checked when the block left its page's free list)
-        if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
     }
-    arm(f, user, size);
+    redzone.arm(f, user, size);
     if (f.page == null) {
         // the guard page after the block: an overflow past its redzone faults (reported)
         installFaultReports();
         os.protect(@ptrFromInt(f.start + f.size), os.page_size);
     }
     installOnce();
-    if (!check_live.insert(user, site)) live_incomplete.store(true, .monotonic);
+    if (!liveInsert(f, user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
 
 /// A block of `inner` bytes aligned to `a` for mallocAt, found (findContaining).
-fn rawBlock(inner: usize, a: usize) ?Found {
-    const raw = (if (a <= size_class.min_block_size) takeBlock(inner) else slow.aligned(a, inner)) orelse return null;
-    return findContaining(@intFromPtr(raw)).?;
+fn rawBlock(inner: usize, a: usize, site: Site) ?Found {
+    if (a <= size_class.min_block_size) return takeBlock(inner, site);
+    return fromSlow(slow.aligned(a, inner), site);
 }
 
 /// `f` when it holds `size` bytes aligned to `a` with the redzones around them.
 fn fitting(f: Found, size: usize, a: usize) ?Found {
     const user = std.mem.alignForward(usize, f.start + front_size, a);
-    return if (user + size + canary_min + trailer_size > f.start + f.size) null else f;
+    return if (user + size + redzone.canary_min + trailer_size > f.start + f.size) null else f;
 }
 
-/// A block of `inner` bytes for check.malloc: of a bin, the one fetched at the bin's
-/// previous malloc (Local.next), a new one fetched in its place; else (large, no heap)
-/// straight from slow.zig.
-fn takeBlock(inner: usize) ?*anyopaque {
-    if (routing.bin(inner) == null) return slow.malloc(inner);
-    const heap = slow.heap() orelse return slow.outOfMemory();
-    const fetched = @intFromPtr(slow.mallocWith(heap, inner) orelse return null);
-    // (its own bin: another thread may have moved the thresholds since config.bin above)
-    if (segment_map.lookup(fetched) != .segment) return @ptrFromInt(fetched);
-    const bin = segment_mod.Segment.of(fetched).pageOf(fetched).bin;
-    prefetchBlock(fetched, size_class.binBlockSize(bin));
-    // The statistics count a block allocated when the program gets it.
-    heap.counters.direct_allocs[bin] -= 1;
-    const next = &localOf(heap).next[bin];
-    const taken = next.*; // a block of the same bin: it fits `inner` as the fetched one does
-    next.* = fetched;
-    if (taken == 0) return slow.mallocWith(heap, inner); // the bin's first malloc on this thread
-    heap.counters.direct_allocs[bin] += 1;
-    return @ptrFromInt(taken);
+/// A block of `inner` bytes for check.malloc: of a bin, the block this thread let go of last
+/// from the quarantine (check_reuse.zig; its poison verified whole), else one from its page;
+/// large (or no heap): straight from slow.zig.
+fn takeBlock(inner: usize, site: Site) ?Found {
+    const bin = routing.bin(inner) orelse return fromSlow(slow.malloc(inner), site);
+    const heap = slow.heap() orelse return fromSlow(slow.outOfMemory(), site);
+    if (popHeld(heap, bin, site)) |f| return f;
+    return fromSlow(slow.mallocWith(heap, inner), site);
 }
 
-/// Asks for the lines verifyFreedPattern will read (the first 2 KiB and the tail).
-fn prefetchBlock(start: usize, size: usize) void {
-    const head = @min(size, 2048);
-    var at: usize = 0;
+/// The block slow.zig handed out at `ptr` (null: out of memory); a page's block that went
+/// back to it (keyed free) must still carry its freed pattern.
+fn fromSlow(ptr: ?*anyopaque, site: Site) ?Found {
+    const f = findContaining(@intFromPtr(ptr orelse return null)).?;
+    // (the key and link were checked when the block left its page's free list)
+    if (f.page != null and readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
+    return f;
+}
+
+/// Asks for the lines verifyHeld will read (the first KiB and the tail).
+inline fn prefetchBlock(start: usize, size: usize) void {
+    const head = @min(size, 1024);
+    // (the first 512 bytes without a loop: most blocks; past a small block's end is harmless)
+    inline for (0..8) |line| @prefetch(@as(*const u8, @ptrFromInt(start + line * 64)), .{ .rw = .write });
+    var at: usize = 512;
     while (at < head) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
     if (size > head) {
         at = size - pattern.tail_bytes;
@@ -470,7 +393,7 @@ fn prefetchBlock(start: usize, size: usize) void {
     }
 }
 
-/// A reused block must still carry the freed pattern it got when it was freed
+/// A block back from its page must still carry the freed pattern it got when it was freed
 /// (check_pattern.zig says which bytes; its first 16 are the page's link and key now).
 fn verifyFreedPattern(f: Found, site: Site) void {
     var buf: [96]u8 = undefined;
@@ -481,6 +404,25 @@ fn verifyFreedPattern(f: Found, site: Site) void {
     };
     const at = pattern.firstBroken(f.start, p, pattern_offset) orelse return;
     reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
+}
+
+/// A block from this thread's stacks carries its whole freed pattern (it never went back to
+/// its page): verified whole, a write after free reported with where it was allocated and
+/// freed.
+fn verifyHeld(start: usize, size: usize, site: Site) void {
+    if (size <= pattern.whole_max and scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
+    if (size > pattern.whole_max and partialIntact(start, size)) return;
+    const h = heldOf(start);
+    const at = poisonBroken(h) orelse return;
+    reportBrokenPoisonAt(h, at, "found when it was handed out again", site);
+}
+
+/// True when a freed block above 4 KiB still holds its pattern, read from the pattern's
+/// words in its tail (as its record says them: no read of the record; out of line, so the
+/// common case of small blocks stays short).
+noinline fn partialIntact(start: usize, size: usize) bool {
+    const p = pattern.read(start, size) orelse return false;
+    return pattern.firstBroken(start, p, 0) == null;
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
@@ -496,7 +438,11 @@ pub const FreeVerdict = enum { freed, double_free, ignored, not_owned };
 
 /// Validates and frees `ptr`. `.not_owned`: not hakmem's (reported; the caller decides).
 pub fn free(ptr: usize) FreeVerdict {
-    const site = takeSite();
+    const heap = thread.currentAny();
+    const site = takeSiteOf(heap);
+    if (heap) |h| {
+        if (freeQuick(h, ptr, site)) return .freed;
+    }
     if (ptr == 0) return .freed;
     if (zero.owns(ptr)) return zero.free(ptr);
     const l = switch (validate(ptr, site, "freed")) {
@@ -507,18 +453,43 @@ pub fn free(ptr: usize) FreeVerdict {
             else => .ignored,
         },
     };
-    const alloc_site = leaveLive(l, site) orelse return .double_free; // (another thread's free took it first)
-    quarantine(l, alloc_site, site);
-    return .freed;
+    return if (retire(heap, l, site)) .freed else .double_free;
 }
 
-/// Takes a validated block out of the live table: where it was allocated; null (reported)
-/// when another thread's free of the same block took it out first (both saw it live).
-fn leaveLive(l: Layout, site: Site) ?Site {
-    if (check_live.remove(l.user)) |alloc_site| return alloc_site;
-    if (live_incomplete.load(.monotonic)) return 0;
-    reportAt(.double_free, l.user, l.f, null, "freed by two threads at once", .{ .call = site, .call_label = "freed again" });
-    return null;
+/// free's common case, the general path's tests in a few loads: `ptr` is the user pointer
+/// (16 bytes past the start) of a live page block, its redzones intact, recorded live; then
+/// it goes into the quarantine. False for anything else (the general path finds what, and
+/// reports it).
+inline fn freeQuick(heap: *heap_mod.Heap, ptr: usize, site: Site) bool {
+    if (segment_map.lookup(ptr) != .segment) return false;
+    const page = segment_mod.Segment.of(ptr).pageOf(ptr);
+    const start = ptr -% front_size;
+    if (page.flags & page_mod.flag_unused != 0 or !page.isBlockStart(start)) return false;
+    // liveIntact, for a block whose front header starts it (no gap)
+    if (readWord(start + 8) != redzone.liveTag()) return false;
+    const requested = readWord(start) ^ redzone.frontSecret();
+    const size: usize = page.block_size;
+    if (requested > size - overhead) return false;
+    const trailer = start + size - trailer_size;
+    if (readWord(trailer) != requested ^ redzone.trailerSecret() or readWord(trailer + 8) != front_size) return false;
+    if (!redzone.filled(ptr + requested, trailer, redzone.canary_byte)) return false;
+    return retire(heap, .{ .f = pageFound(page, start), .user = ptr, .requested = requested }, site);
+}
+
+/// Records a block handed out at `user` live (a page's block: check_side.zig; a large one:
+/// check_live.zig); false when it could not be (out of memory).
+fn liveInsert(f: Found, user: usize, site: Site) bool {
+    if (f.page) |page| {
+        if (check_side.fits(user - f.start)) return check_side.markLive(page, f.start, user, site);
+        return false;
+    }
+    return check_live.insert(user, site);
+}
+
+/// Where the live block at `user` was allocated; null when it is not recorded live.
+fn liveSite(f: Found, user: usize) ?Site {
+    if (f.page) |page| return check_side.siteOf(page, f.start);
+    return check_live.siteOf(user);
 }
 
 /// What validate found: the live block `ptr` is the user pointer of, or the problem it
@@ -531,20 +502,23 @@ const Validated = union(enum) { block: Layout, refused: misuse.Problem };
 fn validate(ptr: usize, site: Site, label: []const u8) Validated {
     const call: Sites = .{ .call = site, .call_label = label };
     const f = findContaining(ptr) orelse return switch (slow.classify(ptr)) {
-        .freed => refuse(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site)),
+        .freed => {
+            reportWhere(.double_free, ptr, describe(ptr), null, null, freedSites(ptr, site));
+            return .{ .refused = .double_free };
+        },
         .not_owned => refuse(.not_owned, ptr, null, null, null, call),
         else => refuse(.interior_pointer, ptr, null, null, null, call),
     };
-    if (liveIntact(f, ptr)) |l| return .{ .block = l };
+    if (redzone.liveIntact(f, ptr)) |l| return .{ .block = l };
     if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null, freedSites(f.start, site));
-    const damaged: Sites = .{ .alloc = check_live.siteOf(ptr) orelse 0, .call = site, .call_label = label };
-    switch (judge(f, ptr)) {
+    const damaged: Sites = .{ .alloc = liveSite(f, ptr) orelse 0, .call = site, .call_label = label };
+    switch (redzone.judge(f, ptr)) {
         .live => |l| {
             _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
             return .{ .block = l };
         },
         .damaged => |d| {
-            _ = reportDamage(d.layout, .{ .alloc = check_live.siteOf(d.layout.user) orelse 0, .call = site, .call_label = label });
+            _ = reportDamage(d.layout, .{ .alloc = liveSite(f, d.layout.user) orelse 0, .call = site, .call_label = label });
             if (d.layout.user != ptr) return .{ .refused = .interior_pointer };
             return .{ .block = d.layout };
         },
@@ -563,21 +537,20 @@ fn refuse(problem: misuse.Problem, ptr: usize, found: ?Found, offset: ?usize, de
 /// A double free's sites: the first free's and the allocation's while the block waits in
 /// the quarantine (the ring, or this thread's batch), and the second free.
 fn freedSites(start: usize, site: Site) Sites {
-    const h = findHeld(start) orelse return .{ .call = site, .call_label = "freed again" };
-    return .{ .alloc = h.alloc_site, .freed = h.free_site, .call = site, .call_label = "freed again" };
+    const h = freedSitesOf(start) orelse return .{ .call = site, .call_label = "freed again" };
+    return .{ .alloc = h.alloc, .freed = h.freed, .call = site, .call_label = "freed again" };
 }
 
 /// The block `ptr` names, freed or not, for a report.
-fn describe(ptr: usize) ?Found {
-    if (findContaining(ptr)) |c| return c;
-    const w = slow.describe(ptr) orelse return null;
-    return .{ .start = ptr, .size = w.block_size, .tier = w.tier, .class = w.class, .page = null };
+fn describe(ptr: usize) ?misuse.Where {
+    if (findContaining(ptr)) |c| return where(c);
+    return slow.describe(ptr);
 }
 
 pub fn usableSize(ptr: usize) ?usize {
     if (zero.owns(ptr)) return if (zero.isLive(ptr)) 0 else null;
     const f = findContaining(ptr) orelse return null;
-    return switch (judge(f, ptr)) {
+    return switch (redzone.judge(f, ptr)) {
         .live => |l| l.requested,
         else => null,
     };
@@ -605,7 +578,7 @@ pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
     const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
     const n = @min(l.requested, size);
     @memcpy(bytes(@intFromPtr(fresh))[0..n], bytes(ptr)[0..n]);
-    if (leaveLive(l, site)) |alloc_site| quarantine(l, alloc_site, site);
+    _ = retire(thread.currentAny(), l, site);
     return .{ .ok = fresh };
 }
 
@@ -615,40 +588,88 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 
 // ---------------------------------------------------------------- quarantine
 
+/// A freed block as the checks and reports see it: a large block's, kept beside its ring
+/// slot (large_held); a page block's, rebuilt from its record (heldOf).
 const Held = struct {
     start: usize = 0,
     size: usize = 0,
     user: usize = 0,
     page: bool = false,
     bin: u8 = 0,
-    /// a page block's pattern (check_pattern.zig): where its head ends, its window starts
-    head_end: u32 = 0,
-    window_at: u32 = 0,
+    /// a page block's pattern (check_pattern.zig)
+    shape: pattern.Pattern = .{ .size = 0, .head_end = 0, .window_at = 0 },
     large_usable: usize = 0,
     /// where it was allocated and freed (check_sites.zig)
     alloc_site: Site = 0,
     free_site: Site = 0,
 
     fn freedPattern(self: Held) pattern.Pattern {
-        return .{ .size = self.size, .head_end = self.head_end, .window_at = self.window_at };
+        return self.shape;
     }
 };
+
+/// The freed page block at `start` (in the quarantine or on a thread's stacks), from its
+/// page and its record (check_side.zig). Without a record (out of memory when it was
+/// handed out) the pattern is read from the block.
+fn heldOf(start: usize) Held {
+    const page = segment_mod.Segment.of(start).pageOf(start);
+    const size: usize = page.block_size;
+    const base: Held = .{ .start = start, .size = size, .user = start + front_size, .page = true, .bin = page.bin };
+    const v = check_side.read(page, start) orelse return unrecorded(base);
+    if (v.live) return unrecorded(base);
+    var h = base;
+    h.user = start + v.user_offset;
+    h.shape = pattern.fromWindow(size, v.user_offset, v.window);
+    h.alloc_site = v.alloc_site;
+    h.free_site = v.free_site;
+    return h;
+}
+
+fn unrecorded(base: Held) Held {
+    var h = base;
+    h.shape = pattern.read(base.start, base.size) orelse .{ .size = base.size, .head_end = base.size, .window_at = 0 };
+    return h;
+}
+
+/// An entry of the quarantine's ring, a thread's batch or its stacks: a page block's start
+/// with its bin in bits 48..55; in the ring also a large block's start with bit 63 set, its
+/// Held in large_held at the same slot. (8 bytes: a block's record is in check_side.zig.)
+const Entry = u64;
+const large_entry: Entry = 1 << 63;
+const entry_bin_shift = 48;
+const entry_start_mask: Entry = (1 << segment_map.address_bits) - 1;
+
+fn pageEntry(start: usize, bin: usize) Entry {
+    std.debug.assert(start & ~entry_start_mask == 0 and bin < size_class.bin_count);
+    return start | @as(Entry, bin) << entry_bin_shift;
+}
+fn entryStart(e: Entry) usize {
+    return e & entry_start_mask;
+}
+fn entryBin(e: Entry) usize {
+    return @intCast((e >> entry_bin_shift) & 0xff);
+}
 
 /// The quarantine: one FIFO ring of freed blocks for the process (under `ring_lock`), fed
 /// by a batch per thread (in its heap, no lock) of up to batch_len blocks or batch_bytes_max
 /// bytes; a full batch goes into the ring under one lock acquisition, and the blocks it
-/// pushes out of the ring's bounds are verified and freed after the lock is let go.
+/// pushes out of the ring's bounds go onto the thread's stacks (check_reuse.zig), or back
+/// to their pages (verified, after the lock is let go).
 /// Large blocks skip the batch (the fault handler finds their protected pages in the ring).
 var ring_lock: Lock = .{};
-var held: [quarantine_entries]Held = [_]Held{.{}} ** quarantine_entries;
+var ring: [quarantine_entries]Entry = [_]Entry{0} ** quarantine_entries;
+var large_held: [quarantine_entries]Held = undefined;
 var held_first: usize = 0;
 var held_count: usize = 0;
 var held_bytes: usize = 0;
+comptime {
+    std.debug.assert(std.math.isPowerOfTwo(quarantine_entries)); // slots wrap with a mask
+}
 
 const batch_len = 32;
 const batch_bytes_max: usize = 1 << 20;
-/// Blocks a flush lets go of after the lock; any beyond are released under it (a rare big
-/// block that pushes many out).
+/// Blocks a flush lets go of to their pages after the lock; any beyond are released under
+/// it (a rare big block that pushes many out).
 const flush_out_max = 64;
 
 const Batch = struct {
@@ -656,18 +677,18 @@ const Batch = struct {
     /// blocks this thread freed (freeCount)
     frees: u32,
     bytes: usize,
-    entries: [batch_len]Held,
+    entries: [batch_len]Entry,
 };
 /// What check mode keeps per thread, in its heap's check_local bytes (zero, a fresh
-/// mapping's, is empty): its quarantine batch, and per bin the block its next malloc of the
-/// bin hands out (fetched from the page one malloc ahead, and its lines prefetched then:
-/// it is verified when handed out, and a block from the quarantine is cold).
+/// mapping's, is empty): its quarantine batch, and its stacks of blocks let go from the
+/// quarantine, handed out again by its next mallocs (check_reuse.zig; mapped at the first).
 const Local = struct {
     batch: Batch,
-    next: [size_class.bin_count]usize,
+    reuse: ?*Stacks,
     /// the thread's stack mapping, for HAKMEM_CHECK_STACKS's walks
     stack: check_sites.StackBounds,
 };
+const Stacks = check_reuse.Stacks;
 comptime {
     std.debug.assert(@sizeOf(Local) <= heap_mod.check_local_bytes);
     std.debug.assert(@alignOf(Local) <= 16);
@@ -677,121 +698,259 @@ fn localOf(heap: *heap_mod.Heap) *Local {
     return @ptrCast(&heap.check_local);
 }
 
-/// The calling thread's batch; null without a heap.
-fn ownBatch() ?*Batch {
-    const heap = thread.currentAny() orelse return null;
-    return &localOf(heap).batch;
+/// The calling thread's Local; null without a heap.
+fn ownLocal() ?*Local {
+    return localOf(thread.currentAny() orelse return null);
 }
 
-/// Poisons a freed block whole (a large block: its inner pages made inaccessible), then
-/// holds it; the oldest blocks beyond the bounds go back to their pages.
-fn quarantine(l: Layout, alloc_site: Site, free_site: Site) void {
-    const f = l.f;
-    const batch = ownBatch();
-    const p = if (f.page != null) pattern.choose(f.size, l.user - f.start, freeCount(batch) ^ f.start) else pattern.Pattern{ .size = f.size, .head_end = 0, .window_at = 0 };
-    poison(f, p);
-    const h: Held = .{ .start = f.start, .size = f.size, .user = l.user, .page = f.page != null, .bin = if (f.page) |pg| pg.bin else 0, .head_end = @intCast(p.head_end), .window_at = @intCast(p.window_at), .large_usable = f.large_usable, .alloc_site = alloc_site, .free_site = free_site };
-    countFree(h, 1);
-    if (!h.page or batch == null) return flushHeld(&[1]Held{h});
-    batch.?.entries[batch.?.count] = h;
-    batch.?.count += 1;
-    batch.?.bytes += h.size;
-    if (batch.?.count == batch_len or batch.?.bytes >= batch_bytes_max) flushBatch(batch.?);
+fn reuseOf(local: *Local) ?*Stacks {
+    if (local.reuse == null) local.reuse = Stacks.make();
+    return local.reuse;
+}
+
+/// Takes a validated block out of the live record, poisons it (a large block: its inner
+/// pages made inaccessible) and holds it; the oldest blocks beyond the quarantine's bounds
+/// are let go. False (reported) when another thread's free took the block first (both saw
+/// it live). `heap`: the calling thread's (null: none); `site`: the free's (or realloc's).
+fn retire(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
+    const local = if (heap) |hp| localOf(hp) else null;
+    const page = l.f.page orelse return retireLarge(heap, l, site);
+    const p = pattern.choose(l.f.size, l.user - l.f.start, freeCount(local) ^ l.f.start);
+    switch (check_side.markFreed(page, l.f.start, site, pattern.windowIndex(p))) {
+        .taken, .unrecorded => {},
+        .not_live => return raced(l, site),
+    }
+    pattern.write(l.f.start, p);
+    countBinFreeBy(heap, page.bin, 1);
+    const e = pageEntry(l.f.start, page.bin);
+    const lc = local orelse {
+        flushEntries(&[1]Entry{e}, null);
+        return true;
+    };
+    const batch = &lc.batch;
+    batch.entries[batch.count] = e;
+    batch.count += 1;
+    batch.bytes += l.f.size;
+    if (batch.count == batch_len or batch.bytes >= batch_bytes_max) flushBatch(lc);
+    return true;
+}
+
+noinline fn retireLarge(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
+    std.debug.assert(l.f.page == null);
+    const alloc_site = check_live.remove(l.user) orelse if (live_incomplete.load(.monotonic)) 0 else return raced(l, site);
+    poisonLarge(l.f);
+    const h: Held = .{ .start = l.f.start, .size = l.f.size, .user = l.user, .large_usable = l.f.large_usable, .alloc_site = alloc_site, .free_site = site };
+    countFreeBy(heap, h, 1);
+    flushLarge(h, if (heap) |hp| localOf(hp) else null);
+    return true;
+}
+
+/// Two frees of one block at once: the second to take it out of the live record reports.
+noinline fn raced(l: Layout, site: Site) bool {
+    reportAt(.double_free, l.user, l.f, null, "freed by two threads at once", .{ .call = site, .call_label = "freed again" });
+    return false;
 }
 
 /// The calling thread's count of frees (moves the window of a big block's pattern).
-fn freeCount(batch: ?*Batch) u64 {
-    const b = batch orelse return 0;
+fn freeCount(local: ?*Local) u64 {
+    const b = &(local orelse return 0).batch;
     b.frees +%= 1;
     return b.frees;
 }
 
-fn flushBatch(batch: *Batch) void {
+noinline fn flushBatch(local: *Local) void {
+    const batch = &local.batch;
     const n = batch.count;
     batch.count = 0;
     batch.bytes = 0;
-    flushHeld(batch.entries[0..n]);
+    flushEntries(batch.entries[0..n], local);
 }
 
-/// Puts `blocks` into the ring, FIFO; what leaves the ring's bounds is released.
-fn flushHeld(blocks: []const Held) void {
-    var out: [flush_out_max]Held = undefined;
-    var n: usize = 0;
-    ring_lock.acquire();
-    for (blocks) |h| {
-        while (held_count > 0 and (held_count == quarantine_entries or held_bytes + h.size > quarantine_bytes_max)) {
-            const old = takeOldest();
-            if (n < out.len) {
-                out[n] = old;
-                n += 1;
-            } else release(old);
+/// Where a flush puts the blocks it lets go of to their pages (released after the lock).
+/// And the blocks it put onto the thread's stacks, whose edges it verifies after the lock.
+const Out = struct {
+    held: [flush_out_max]Held,
+    count: usize,
+    kept: [flush_out_max]usize,
+    kept_count: usize,
+
+    /// (not `.{}`: an array default is filled in, 6 KiB per flush)
+    fn init(self: *Out) void {
+        self.count = 0;
+        self.kept_count = 0;
+    }
+
+    /// Under ring_lock: keeps `h` for after the lock (else, when full, releases it now).
+    fn stage(self: *Out, h: Held) void {
+        if (self.count == self.held.len) return releaseToPage(h);
+        self.held[self.count] = h;
+        self.count += 1;
+    }
+
+    /// Under ring_lock: the block at `start`, of `bin`, went onto the stacks; its edges are
+    /// verified after the lock (else, when full, now).
+    inline fn keep(self: *Out, start: usize, bin: usize) void {
+        if (self.kept_count == self.kept.len) return verifyEdgesAt(start, bin);
+        self.kept[self.kept_count] = pageEntry(start, bin);
+        self.kept_count += 1;
+    }
+
+    fn releaseAll(self: *const Out) void {
+        const kept = self.kept[0..self.kept_count];
+        // The blocks leaving are the oldest, long cold: their edges asked for at once, so
+        // that the misses overlap instead of coming one after another.
+        for (kept) |e| {
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
         }
-        if (h.size <= quarantine_bytes_max) {
-            held[(held_first + held_count) % quarantine_entries] = h;
-            held_count += 1;
-            held_bytes += h.size;
-        } else if (n < out.len) {
-            out[n] = h;
-            n += 1;
-        } else release(h);
+        for (kept) |e| verifyEdgesAt(entryStart(e), entryBin(e));
+        for (self.held[0..self.count]) |h| releaseToPage(h);
     }
-    ring_lock.release();
-    // The blocks leaving are the oldest, long cold: ask for their edges at once, so that
-    // their misses overlap instead of coming one release after another.
-    for (out[0..n]) |h| {
-        @prefetch(@as(*const u8, @ptrFromInt(h.start)), .{ .rw = .write });
-        @prefetch(@as(*const u8, @ptrFromInt(h.start + h.size - 1)), .{});
-    }
-    for (out[0..n]) |h| release(h);
+};
+
+/// A block leaving the quarantine: the first and last edge bytes of its poison verified
+/// (a write after free there is reported even when the block is never handed out again).
+inline fn verifyEdgesAt(start: usize, bin: usize) void {
+    const size = check_reuse.blockBytes(bin);
+    const poisoned = if (size >= pattern.edge_bytes) isPoisonLine(start) and isPoisonLine(start + size - pattern.edge_bytes) else scan.allEqual(start, start + size, freed_byte);
+    if (!poisoned) _ = verifyPoisonEdges(heldOf(start)); // (says where, and reports it)
 }
 
-/// Thread exit (thread.zig's hook): the thread's batch goes into the ring, the blocks it
-/// fetched ahead back to their pages.
+/// True when the 64 bytes at `addr` are all freed_byte (two vector loads).
+inline fn isPoisonLine(addr: usize) bool {
+    comptime std.debug.assert(pattern.edge_bytes == 64);
+    const V = @Vector(32, u8);
+    const splat: V = @splat(freed_byte);
+    const a = @as(*align(1) const V, @ptrFromInt(addr)).*;
+    const b = @as(*align(1) const V, @ptrFromInt(addr + 32)).*;
+    return @reduce(.Or, (a ^ splat) | (b ^ splat)) == 0;
+}
+
+/// Puts page blocks' `entries` into the ring, FIFO; what leaves the ring's bounds is let go
+/// (onto the stacks of the calling thread, whose Local is `local`; null: it has no heap).
+fn flushEntries(entries: []const Entry, local: ?*Local) void {
+    const stacks = if (local) |lc| reuseOf(lc) else null;
+    var out: Out = undefined;
+    out.init();
+    ring_lock.acquire();
+    var ring_now = Cursor.load();
+    for (entries) |e| ring_now.put(e, check_reuse.blockBytes(entryBin(e)), null, stacks, &out);
+    ring_now.store();
+    ring_lock.release();
+    out.releaseAll();
+}
+
+/// Puts a large block into the ring.
+fn flushLarge(h: Held, local: ?*Local) void {
+    const stacks = if (local) |lc| reuseOf(lc) else null;
+    var out: Out = undefined;
+    out.init();
+    ring_lock.acquire();
+    var ring_now = Cursor.load();
+    ring_now.put(large_entry | h.start, h.size, h, stacks, &out);
+    ring_now.store();
+    ring_lock.release();
+    out.releaseAll();
+}
+
+/// The ring's bounds, in locals for the length of a flush (under ring_lock; a flush's
+/// loop kept reloading them from memory around every call it made).
+const Cursor = struct {
+    first: usize,
+    count: usize,
+    bytes: usize,
+
+    fn load() Cursor {
+        return .{ .first = held_first, .count = held_count, .bytes = held_bytes };
+    }
+
+    fn store(self: Cursor) void {
+        held_first = self.first;
+        held_count = self.count;
+        held_bytes = self.bytes;
+    }
+
+    /// `e` (`size` bytes; a large block's Held `large_h`) at the ring's tail, after
+    /// letting go of the oldest blocks it pushes out of the bounds.
+    inline fn put(self: *Cursor, e: Entry, size: usize, large_h: ?Held, stacks: ?*Stacks, out: *Out) void {
+        // (bounded: each turn takes a block out)
+        while (self.count > 0 and (self.count == quarantine_entries or self.bytes + size > quarantine_bytes_max)) self.evict(stacks, out);
+        if (size > quarantine_bytes_max) return out.stage(large_h orelse heldOf(entryStart(e))); // never fits
+        const slot = (self.first + self.count) % quarantine_entries;
+        ring[slot] = e;
+        if (large_h) |h| large_held[slot] = h;
+        self.count += 1;
+        self.bytes += size;
+    }
+
+    /// Lets go of the oldest block: onto `stacks` (a page block, room for it), else into
+    /// `out`.
+    inline fn evict(self: *Cursor, stacks: ?*Stacks, out: *Out) void {
+        std.debug.assert(self.count > 0);
+        const slot = self.first;
+        const e = ring[slot];
+        self.first = (slot + 1) % quarantine_entries;
+        self.count -= 1;
+        if (e & large_entry == 0) {
+            const bin = entryBin(e);
+            self.bytes -= check_reuse.blockBytes(bin);
+            if (stacks) |st| {
+                if (st.push(bin, entryStart(e))) return out.keep(entryStart(e), bin); // (the common case)
+            }
+            return stageHeld(heldOf(entryStart(e)), out);
+        }
+        self.bytes -= large_held[slot].size;
+        stageHeld(large_held[slot], out);
+    }
+};
+
+/// out.stage, out of line (the rare case of a flush: a large block, or no room on the stacks).
+noinline fn stageHeld(h: Held, out: *Out) void {
+    out.stage(h);
+}
+
+/// The Held of ring slot `slot` (under ring_lock).
+fn heldAt(slot: usize) Held {
+    const e = ring[slot];
+    return if (e & large_entry != 0) large_held[slot] else heldOf(entryStart(e));
+}
+
+/// Thread exit (thread.zig's hook): the thread's batch goes into the ring, the blocks on
+/// its stacks back to their pages.
 fn flushAtExit(heap: *heap_mod.Heap) void {
     const local = localOf(heap);
     local.stack = .{}; // (the heap's next thread has its own stack)
-    flushBatch(&local.batch);
-    for (&local.next, 0..) |*next, bin| {
-        if (next.* == 0) continue;
-        heap.counters.direct_allocs[bin] += 1; // (taken back when it was fetched)
-        // Back on its page it is keyed free, so its next reuse verifies its pattern: a
-        // block fetched fresh from its page has none yet. (A freed one is verified first.)
-        if (findContaining(next.*)) |f| {
-            if (readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, 0);
-            pattern.write(f.start, pattern.choose(f.size, front_size, 0));
+    flushBatch(local);
+    const stacks = local.reuse orelse return;
+    for (0..size_class.bin_count) |bin| {
+        // (whole: these blocks were never handed out again; bounded by the stack's depth)
+        while (stacks.pop(bin)) |start| {
+            const h = heldOf(start);
+            _ = verifyPoison(h);
+            giveBack(h);
         }
-        _ = slow.free(next.*);
-        next.* = 0;
     }
 }
 
-/// The quarantined block that starts at `start`, newest first: this thread's batch, then
-/// the ring (a report's path: bounded by their sizes).
-fn findHeld(start: usize) ?Held {
-    if (ownBatch()) |batch| {
-        var k = batch.count;
-        while (k > 0) {
-            k -= 1;
-            if (batch.entries[k].start == start) return batch.entries[k];
-        }
+/// The sites of a freed block that starts at `start`: a page block's from its record (the
+/// last free of it), a large one's from the ring (a report's path: bounded by its size).
+fn freedSitesOf(start: usize) ?struct { alloc: Site, freed: Site } {
+    if (segment_map.lookup(start) == .segment) {
+        const page = segment_mod.Segment.of(start).pageOf(start);
+        if (page.flags & page_mod.flag_unused != 0 or !page.isBlockStart(start)) return null;
+        const v = check_side.read(page, start) orelse return null;
+        if (v.live) return null;
+        return .{ .alloc = v.alloc_site, .freed = v.free_site };
     }
     ring_lock.acquire();
     defer ring_lock.release();
     var k = held_count;
     while (k > 0) {
         k -= 1;
-        const h = held[(held_first + k) % quarantine_entries];
-        if (h.start == start) return h;
+        const slot = (held_first + k) % quarantine_entries;
+        if (ring[slot] == large_entry | start) return .{ .alloc = large_held[slot].alloc_site, .freed = large_held[slot].free_site };
     }
     return null;
-}
-
-fn takeOldest() Held {
-    const h = held[held_first];
-    held_first = (held_first + 1) % quarantine_entries;
-    held_count -= 1;
-    held_bytes -= h.size;
-    return h;
 }
 
 fn protectedRange(start: usize, size: usize) struct { from: usize, to: usize } {
@@ -800,8 +959,9 @@ fn protectedRange(start: usize, size: usize) struct { from: usize, to: usize } {
     return if (to > from) .{ .from = from, .to = to } else .{ .from = from, .to = from };
 }
 
-fn poison(f: Found, p: pattern.Pattern) void {
-    if (f.page != null) return pattern.write(f.start, p);
+/// A freed large block: its first page and its tail poisoned, the pages between made
+/// inaccessible.
+fn poisonLarge(f: Found) void {
     const r = protectedRange(f.start, f.size);
     @memset(bytes(f.start)[0 .. r.from - f.start], freed_byte);
     @memset(bytes(r.to)[0 .. f.start + f.size - r.to], freed_byte);
@@ -813,8 +973,13 @@ fn poison(f: Found, p: pattern.Pattern) void {
 
 /// Verifies a held block's poison (its edges: see verifyFreedPattern; a write after free is
 /// reported), then frees it.
-fn release(h: Held) void {
+fn releaseToPage(h: Held) void {
     _ = verifyPoisonEdges(h);
+    giveBack(h);
+}
+
+/// Frees a block the quarantine let go of (verified) to its page or the large tier.
+fn giveBack(h: Held) void {
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);
@@ -829,6 +994,11 @@ fn release(h: Held) void {
 /// slow.free adds when the quarantine lets it go (on the same thread, so no counter
 /// drops below zero).
 fn countFree(h: Held, by: i2) void {
+    countFreeBy(thread.currentAny(), h, by);
+}
+
+/// countFree for the calling thread's `heap` (null: it has none).
+fn countFreeBy(heap: ?*heap_mod.Heap, h: Held, by: i2) void {
     if (!h.page) {
         if (by > 0) {
             stats.incr(&stats.large.frees);
@@ -839,11 +1009,15 @@ fn countFree(h: Held, by: i2) void {
         }
         return;
     }
-    countBinFree(h.bin, by);
+    countBinFreeBy(heap, h.bin, by);
 }
 
 fn countBinFree(bin: usize, by: i2) void {
-    if (thread.currentAny()) |heap| {
+    countBinFreeBy(thread.currentAny(), bin, by);
+}
+
+fn countBinFreeBy(heap_or_null: ?*heap_mod.Heap, bin: usize, by: i2) void {
+    if (heap_or_null) |heap| {
         const c = &heap.counters.direct_frees[bin];
         c.* = if (by > 0) c.* + 1 else c.* - 1;
     } else if (by > 0) {
@@ -867,17 +1041,23 @@ fn verifyPoisonEdges(h: Held) bool {
 
 /// Reports a write after free at offset `at` of held block `h`; false.
 fn reportBrokenPoison(h: Held, at: usize) bool {
-    var buf: [128]u8 = undefined;
-    const f = findContaining(h.start) orelse return false;
-    const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
-    reportAt(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; found in the quarantine)", .{ offset, h.user, h.size }), .{ .alloc = h.alloc_site, .freed = h.free_site });
-    repoison(h); // (warn mode: reported once)
+    reportBrokenPoisonAt(h, at, "found in the quarantine", 0);
     return false;
 }
 
+/// Reports a write after free at offset `at` of held block `h`, found `how` (by the call at
+/// `site`, 0: none), and poisons the block again (warn mode: reported once).
+fn reportBrokenPoisonAt(h: Held, at: usize, how: []const u8, site: Site) void {
+    var buf: [160]u8 = undefined;
+    const f = findContaining(h.start) orelse return;
+    const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
+    reportAt(.use_after_free, h.user, f, if (offset >= 0) @intCast(offset) else null, fmt(&buf, "write after free at offset {d} from the freed pointer 0x{x} ({d}-byte block; {s})", .{ offset, h.user, h.size, how }), .{ .alloc = h.alloc_site, .freed = h.free_site, .call = site, .call_label = "found by the allocation" });
+    repoison(h);
+}
+
 fn repoison(h: Held) void {
-    const r = if (h.page) protectedRange(h.start, 0) else protectedRange(h.start, h.size);
     if (h.page) return pattern.write(h.start, h.freedPattern());
+    const r = protectedRange(h.start, h.size);
     @memset(bytes(h.start)[0 .. r.from - h.start], freed_byte);
     @memset(bytes(r.to)[0 .. h.start + h.size - r.to], freed_byte);
 }
@@ -904,34 +1084,42 @@ var live_incomplete = std.atomic.Value(bool).init(false);
 pub fn sweep() usize {
     if (config.check_mode == .off) return 0;
     var problems: usize = 0;
+    check_side.forEach(&problems, sweepLive);
     check_live.forEach(&problems, sweepLive);
     {
         ring_lock.acquire();
         defer ring_lock.release();
         for (0..held_count) |k| {
-            if (!verifyPoison(held[(held_first + k) % quarantine_entries])) problems += 1;
+            if (!verifyPoison(heldAt((held_first + k) % quarantine_entries))) problems += 1;
         }
     }
-    if (ownBatch()) |batch| {
-        for (batch.entries[0..batch.count]) |h| {
-            if (!verifyPoison(h)) problems += 1;
-        }
+    if (ownLocal()) |local| {
+        for (local.batch.entries[0..local.batch.count]) |e| verifyInSweep(&problems, entryStart(e));
+        if (local.reuse) |stacks| stacks.forEach(&problems, verifyInSweep);
     }
     return problems;
 }
 
+/// A freed page block of this thread's batch or stacks, in a sweep: its poison verified.
+fn verifyInSweep(problems: *usize, start: usize) void {
+    if (!verifyPoison(heldOf(start))) problems.* += 1;
+}
+
 fn sweepLive(problems: *usize, user: usize, site: Site) void {
     const f = findContaining(user) orelse return;
-    if (liveIntact(f, user) != null) return;
+    if (redzone.liveIntact(f, user) != null) return;
+    // A page block's record is read without a lock: one freed (and poisoned) meanwhile by
+    // another thread is no longer recorded live, and is not reported.
+    if (f.page) |page| if (check_side.siteOf(page, f.start) != site) return;
     const sites: Sites = .{ .alloc = site };
-    switch (judge(f, user)) {
+    switch (redzone.judge(f, user)) {
         .live => |l| if (reportDamage(l, sites)) {
-            arm(l.f, l.user, l.requested); // (warn mode: reported once)
+            redzone.arm(l.f, l.user, l.requested); // (warn mode: reported once)
             problems.* += 1;
         },
         .damaged => |d| {
             _ = reportDamage(d.layout, sites);
-            if (d.layout.user == user) arm(d.layout.f, user, d.layout.requested);
+            if (d.layout.user == user) redzone.arm(d.layout.f, user, d.layout.requested);
             problems.* += 1;
         },
         else => {
@@ -1039,17 +1227,19 @@ fn onFault(addr: usize) bool {
         return true;
     }
     for (0..@min(held_count, quarantine_entries)) |k| {
-        const h = held[(held_first + k) % quarantine_entries];
-        if (h.page or addr < h.start or addr >= h.start + h.size) continue;
+        const slot = (held_first + k) % quarantine_entries;
+        if (ring[slot] & large_entry == 0) continue;
+        const h = large_held[slot];
+        if (addr < h.start or addr >= h.start + h.size) continue;
         os.printStderr("hakmem: CHECK: access to a freed block 0x{x} (large tier, {d}-byte block, offset {d} from the freed pointer, thread {d}): a use after free (the block waits in check mode's quarantine, its pages inaccessible)\n", .{ h.user, h.size, @as(isize, @intCast(addr)) - @as(isize, @intCast(h.user)), tid });
         (Sites{ .alloc = h.alloc_site, .freed = h.free_site }).print();
         return true;
     }
     const f = findContaining(addr) orelse return false;
     if (f.page != null or addr < f.start + f.size or addr >= f.start + f.size + os.page_size) return false;
-    const t = trailerIntact(f);
+    const t = redzone.trailerIntact(f);
     const user = if (t) |v| v.user else f.start + front_size;
-    const requested: ?usize = if (t) |v| v.requested else if (frontIntact(f, user)) |r| r else null;
+    const requested: ?usize = if (t) |v| v.requested else if (redzone.frontIntact(f, user)) |r| r else null;
     if (requested) |r| {
         os.printStderr("hakmem: CHECK: write past the requested size of 0x{x} (large tier, {d}-byte block, thread {d}): an access at offset {d}, {d} bytes past the end of the {d}-byte block, in the guard page after it\n", .{ user, f.size, tid, addr - user, addr - (user + r), r });
     } else {
@@ -1073,13 +1263,16 @@ fn lockForFork() callconv(.c) void {
     lock.acquire();
     ring_lock.acquire();
     check_live.lockAll();
+    check_side.lock.acquire();
 }
 fn unlockAfterFork() callconv(.c) void {
+    check_side.lock.release();
     check_live.unlockAll();
     ring_lock.release();
     lock.release();
 }
 fn resetLockInChild() callconv(.c) void {
+    check_side.lock.resetInChild();
     check_live.resetLocksInChild();
     ring_lock.resetInChild();
     lock.resetInChild();
@@ -1089,5 +1282,5 @@ test "check-mode layout constants" {
     try std.testing.expect(overhead == 40);
     try std.testing.expect(pattern_offset == @sizeOf(block_mod.Block));
     block_mod.initSecrets();
-    try std.testing.expect(liveTag() != block_mod.free_key and liveTag() != block_mod.fresh_key and liveTag() != freed_word);
+    try std.testing.expect(redzone.liveTag() != block_mod.free_key and redzone.liveTag() != block_mod.fresh_key and redzone.liveTag() != freed_word);
 }

@@ -1,6 +1,7 @@
-//! check_live.zig — check mode's table of live blocks: their user pointers (what the sweep,
-//! hak_check_heap and the one at exit, walks) and, beside each, where it was allocated (a
-//! call site, check_sites.zig).
+//! check_live.zig — check mode's table of live large blocks: their user pointers (what the
+//! sweep, hak_check_heap and the one at exit, walks) and, beside each, where it was
+//! allocated (a call site, check_sites.zig). (Page blocks have a record beside them
+//! instead: check_side.zig.)
 //!
 //! 64 shards by the pointer's hash, each an open-addressing table with its own lock: a
 //! malloc and a free take one shard's lock (one thread's calls rarely meet another's there;

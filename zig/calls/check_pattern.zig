@@ -65,13 +65,32 @@ fn readWord(addr: usize) u64 {
 pub fn choose(size: usize, user_offset: usize, seed: u64) Pattern {
     const whole: Pattern = .{ .size = size, .head_end = size, .window_at = 0 };
     if (size <= whole_max) return whole;
-    // (the head covers the user pointer's first bytes and the header before it: a read
-    // after free of them sees the pattern, and the double-free test reads the header)
-    const head_end = @max(head_bytes, std.mem.alignForward(usize, user_offset + 64, 64));
+    const head_end = headEnd(user_offset);
     if (head_end + window_bytes + tail_bytes > size) return whole;
     const room = (size - tail_bytes - window_bytes - head_end) / 64; // window starts, 64 apart
     const at = head_end + (seed *% 0x9E37_79B9_7F4A_7C15 >> 32) % (room + 1) * 64;
     return .{ .size = size, .head_end = head_end, .window_at = at };
+}
+
+/// Where the head of a block freed at `user_offset` ends (not filled whole).
+fn headEnd(user_offset: usize) usize {
+    // (the head covers the user pointer's first bytes and the header before it: a read
+    // after free of them sees the pattern, and the double-free test reads the header)
+    return @max(head_bytes, std.mem.alignForward(usize, user_offset + 64, 64));
+}
+
+/// A pattern in a number small enough to keep beside the block (check_side.zig): 0 when
+/// it is filled whole, else 1 + the window's step (64 bytes each) past the head.
+pub fn windowIndex(p: Pattern) u16 {
+    if (p.isWhole()) return 0;
+    return @intCast((p.window_at - p.head_end) / 64 + 1);
+}
+
+/// The pattern `windowIndex` numbered, of a block of `size` bytes freed at `user_offset`.
+pub fn fromWindow(size: usize, user_offset: usize, index: u16) Pattern {
+    if (index == 0) return .{ .size = size, .head_end = size, .window_at = 0 };
+    const head_end = headEnd(user_offset);
+    return .{ .size = size, .head_end = head_end, .window_at = head_end + (@as(usize, index) - 1) * 64 };
 }
 
 /// Writes the pattern into the block at `start`.
@@ -148,6 +167,18 @@ test "a big block's pattern: written, read back, and every byte of it is verifie
             buf[buf.len - tail_bytes + word] ^= 0x40;
         }
     }
+}
+
+test "a pattern's window index gives the pattern back" {
+    for ([_]usize{ 4096, 4160, 8192, 65536, 1 << 20 }) |size| {
+        for ([_]usize{ 16, 48, 2048 }) |offset| {
+            for ([_]u64{ 0, 1, 99, 1 << 40 }) |seed| {
+                const p = choose(size, offset, seed);
+                try std.testing.expectEqual(p, fromWindow(size, offset, windowIndex(p)));
+            }
+        }
+    }
+    try std.testing.expect(windowIndex(choose(1 << 20, 16, 12345)) < 1 << 15); // fits check_side's bits
 }
 
 test "small blocks, and big ones with a head past the user pointer, are filled whole when the window does not fit" {

@@ -22,7 +22,7 @@ const Lock = @import("../base/lock.zig").Lock;
 /// 0: unknown; else a return address, or (stack_flag set) a depot index.
 pub const Site = u64;
 pub const frames_max = 8;
-const stack_flag: u64 = 1 << 63;
+pub const stack_flag: u64 = 1 << 63;
 
 /// The calling thread's stack mapping, as last found (zero: not yet).
 pub const StackBounds = struct { start: usize = 0, end: usize = 0 };
@@ -38,13 +38,20 @@ pub inline fn noteEntry(frame: usize) void {
 
 /// The site of the call being served (and forgets it: a call that did not note an entry,
 /// hak_alloc's say, gets 0).
-pub fn take(bounds: *StackBounds) Site {
+pub inline fn take(bounds: *StackBounds) Site {
     const e = thread.checkEntry();
     const ra = e[0];
     const fp = e[1];
     e[0] = 0;
     e[1] = 0;
     if (ra == 0 or !config.check_stacks) return ra;
+    return backtrace(ra, fp, bounds);
+}
+
+/// HAKMEM_CHECK_STACKS=1: the backtrace from the call's return address `ra` along the frame
+/// pointers from `fp`, kept in the depot (a frame of its own: the walk's buffers stay off
+/// the path of a call without it).
+noinline fn backtrace(ra: usize, fp: usize, bounds: *StackBounds) Site {
     var frames: [frames_max]usize = undefined;
     frames[0] = ra;
     const n = 1 + walk(fp, frames[1..], bounds);

@@ -54,6 +54,7 @@ pub fn list(page: *Page) void {
 /// (the caller holds `page`) Takes it off its list if it is listed.
 pub fn unlist(page: *Page) void {
     std.debug.assert(page.isHeld());
+    std.debug.assert(page.owner.load(.monotonic) == null); // listed pages are nobody's
     if (!@atomicLoad(bool, &page.listed, .monotonic)) return; // (only the holder lists it)
     lock.acquire();
     defer lock.release();

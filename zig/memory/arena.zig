@@ -58,7 +58,9 @@ const batch_max = 16;
 /// A span for a new page of `bin` held by `owner` (a heap), its blocks not carved yet.
 /// Null only when out of memory (or of the memory budget).
 pub fn placePage(bin: usize, checked: bool, owner: *anyopaque) ?*Page {
+    std.debug.assert(bin < size_class.bin_count);
     const slices = size_class.binPageSlices(bin);
+    std.debug.assert(slices >= 1 and slices < segment_mod.slice_count); // a span fits a segment
     lock.acquire();
     if (bestRun(slices)) |best| {
         const page = placeAt(best.segment, best.run.slice, bin, slices, checked, owner);
@@ -79,6 +81,7 @@ pub fn placePage(bin: usize, checked: bool, owner: *anyopaque) ?*Page {
 
 /// (lock held) Takes the span at `slice` of `seg` for the page.
 fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool, owner: *anyopaque) *Page {
+    std.debug.assert(slice >= 1 and slice + slices <= segment_mod.slice_count); // not the header
     const was_empty = seg.used_pages == 0;
     if (was_empty) {
         std.debug.assert(empty_count > 0);
@@ -189,6 +192,7 @@ fn takeOldestEmpty() ?*Segment {
         if (oldest == null or seg.empty_since_ms < oldest.?.empty_since_ms) oldest = seg;
     }
     const seg = oldest orelse return null;
+    std.debug.assert(empty_count > 0 and seg.isEmpty());
     segments.remove(seg);
     empty_count -= 1;
     return seg;

@@ -79,10 +79,12 @@ var exit_leftovers_until_ms = std.atomic.Value(u64).init(0);
 
 fn noteExitLeftovers(now_ms: u64) void {
     const until = now_ms + 2 * config.purge_delay_ms;
+    std.debug.assert(until > now_ms); // a deadline ahead (purge_delay_ms >= 1)
     var seen = exit_leftovers_until_ms.load(.monotonic);
     while (seen < until) {
         seen = exit_leftovers_until_ms.cmpxchgWeak(seen, until, .monotonic, .monotonic) orelse return;
     }
+    std.debug.assert(seen >= until); // a later exit's deadline stands
 }
 
 fn settleExitLeftovers(now_ms: u64) void {
@@ -201,11 +203,13 @@ pub const Heap = struct {
 
     /// Blocks of `bin` handed out by this heap so far.
     pub fn allocs(self: *const Heap, bin: usize) u64 {
+        std.debug.assert(bin < bins);
         return self.cache.pops(bin) + @atomicLoad(u64, &self.counters.direct_allocs[bin], .monotonic);
     }
 
     /// Blocks of `bin` this heap took back so far.
     pub fn frees(self: *const Heap, bin: usize) u64 {
+        std.debug.assert(bin < bins);
         return @atomicLoad(u64, &self.cache.entries[bin].frees, .monotonic) + @atomicLoad(u64, &self.counters.direct_frees[bin], .monotonic);
     }
 
@@ -260,7 +264,9 @@ pub const Heap = struct {
     /// A page of `bin` with a free block, made the direct page. Null only when out of
     /// memory. Bounded: every page of the queue is looked at once (one found full leaves it).
     fn findPage(self: *Heap, bin: usize) ?*Page {
+        std.debug.assert(bin < bins);
         const current = self.direct[bin];
+        std.debug.assert(current == &page_mod.empty_page or current.bin == bin);
         if (current != &page_mod.empty_page) {
             if (replenish(current)) return current;
             self.direct[bin] = &page_mod.empty_page;
@@ -324,7 +330,10 @@ pub const Heap = struct {
 
     /// A page this thread took (from the abandoned lists, or by a free): its queue's now.
     fn takeInto(self: *Heap, page: *Page) void {
-        std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null and !page.listed);
+        std.debug.assert(page.isHeld());
+        std.debug.assert(page.owner.load(.monotonic) == null);
+        std.debug.assert(!page.listed and page.next == null and page.prev == null);
+        std.debug.assert((page.flags & page_mod.flag_checked != 0) == self.checked); // one mode per process
         page.origin = self;
         page.owner.store(self, .release);
         _ = page.collect();
@@ -350,6 +359,7 @@ pub const Heap = struct {
     pub fn freeToPage(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
         // (no assert on the page's state: a block that looked freed comes here, and if it
         // was a double free its page may be given back by its owner meanwhile)
+        std.debug.assert(@intFromPtr(blk) % size_class.min_block_size == 0); // a block start
         const bin = page.bin;
         if (!self.ownsPage(page)) {
             blk.key = block_mod.free_key;
@@ -424,6 +434,7 @@ pub const Heap = struct {
         for (&self.retained) |*r| if (r.* == page) {
             r.* = null;
         };
+        for (self.retained) |r| std.debug.assert(r != page);
     }
 
     /// Returns a page (already out of every queue) to its segment (arena.zig).
@@ -493,6 +504,7 @@ pub const Heap = struct {
     /// rarely does not keep a page per thread. (Its cached blocks went back to the pages
     /// just before: maintainBin flushes an idle bin.) Bounded by the bin's pages.
     fn giveUpIdle(self: *Heap, bin: usize) void {
+        std.debug.assert(bin < bins and !self.checked);
         const activity = self.allocs(bin) + self.frees(bin);
         const idle = activity == self.activity_at_maintenance[bin];
         self.activity_at_maintenance[bin] = activity;
@@ -564,6 +576,8 @@ fn abandonPage(page: *Page, now_ms: u64) void {
 /// segment instead (one with room gets listed). Bounded by the page's blocks in use: each
 /// failed round collects one at least.
 fn letGo(page: *Page, now_ms: u64) void {
+    std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null); // the caller's, no heap's
+    std.debug.assert(page.next == null or page.listed); // in no heap's queue
     var rounds: u32 = 0;
     while (!page.tryUnown()) : (rounds += 1) {
         if (rounds > page.capacity) misuse.corrupted("a page's remote frees outnumber its blocks", page.start);
@@ -620,6 +634,7 @@ var empty_heaps: ?*Heap = null;
 
 /// The heap of an exited thread that gave everything up.
 pub fn addEmpty(h: *Heap) void {
+    std.debug.assert(h.exited_next == null and h.exiting); // given up whole, once
     exited_lock.acquire();
     defer exited_lock.release();
     h.exited_next = empty_heaps;
@@ -631,6 +646,7 @@ pub fn takeEmpty() ?*Heap {
     exited_lock.acquire();
     defer exited_lock.release();
     const h = empty_heaps orelse return null;
+    std.debug.assert(h.exiting); // it gave everything up
     empty_heaps = h.exited_next;
     h.exited_next = null;
     return h;

@@ -387,6 +387,7 @@ pub const Cache = extern struct {
         for (all[0..rest.len], rest) |*to, from| storeWord(@ptrCast(to), @intFromPtr(from));
         storeWord(&self.entries[bin].top, self.entries[bin].top - @as(usize, n) * @sizeOf(usize));
         @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + n, .monotonic);
+        std.debug.assert(touched_count <= n and claimed_count <= n); // a page per run at most
         for (touched[0..touched_count]) |page| page.flushing = false;
         for (touched[0..touched_count]) |page| sink.pageGotBlocks(page);
         for (claimed[0..claimed_count]) |page| sink.pageClaimed(page);

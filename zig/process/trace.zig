@@ -193,6 +193,8 @@ fn recorder() ?*Recorder {
 }
 
 noinline fn create() ?*Recorder {
+    std.debug.assert(current == null); // one recorder per thread
+    std.debug.assert(!exited); // none after the thread's exit destructor
     const bytes = std.mem.alignForward(usize, @sizeOf(Recorder), os.page_size);
     const memory = os.map(bytes) orelse return null;
     const r: *Recorder = @ptrCast(@alignCast(memory));
@@ -284,6 +286,7 @@ pub fn start() bool {
         .reserved = 0,
     };
     if (!writeAll(&.{std.mem.asBytes(&header)})) return false;
+    std.debug.assert(fd >= 0); // the file every block goes to
     closed.store(false, .release);
     return true;
 }
@@ -431,6 +434,8 @@ const Shard = struct {
         } else std.debug.assert(e.word & 1 != 0); // a live address is not handed out twice
         e.word = id << 1;
         self.live += 1;
+        std.debug.assert(self.live <= self.used);
+        std.debug.assert(self.used * 2 <= self.capacity); // room kept: probes end at an empty slot
         return true;
     }
 

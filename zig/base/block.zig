@@ -50,6 +50,8 @@ pub fn initSecrets() void {
     free_key = words[0] | 1;
     fresh_key = free_key ^ 2;
     link_secret = words[1];
+    std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
+    std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
 }
 
 /// Fills `out` with random bytes: getrandom (retried on EINTR; GRND_NONBLOCK, so a process
@@ -76,6 +78,7 @@ fn fromGetrandom(buf: []u8) bool {
             .INTR => {},
             else => return false, // ENOSYS (no such call), EAGAIN (pool not ready), …
         }
+        std.debug.assert(done <= buf.len); // the kernel writes at most what was asked
     }
     return done == buf.len;
 }
@@ -96,6 +99,7 @@ fn fromUrandom(buf: []u8) bool {
             .INTR => {},
             else => return false,
         }
+        std.debug.assert(done <= buf.len);
     }
     return done == buf.len;
 }

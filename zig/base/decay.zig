@@ -24,7 +24,8 @@ pub fn keepFraction(age_ms: u64, decay_ms: u64) u32 {
     const x2 = (x * x) >> 16;
     const x3 = (x2 * x) >> 16;
     std.debug.assert(x < 1 << 16); // age_ms < decay_ms
-    std.debug.assert(x3 <= x2 and x2 <= x); // powers of x in [0, 1) shrink
+    std.debug.assert(x2 <= x); // powers of x in [0, 1) shrink
+    std.debug.assert(x3 <= x2);
     const smooth = 3 * x2 - 2 * x3;
     const keep: u32 = @intCast((1 << 16) - @min(smooth, 1 << 16));
     std.debug.assert(keep <= 1 << 16);
@@ -55,6 +56,7 @@ pub const Tally = struct {
     /// True when an item of `bytes` may be released and the rest still covers `allowed`;
     /// counts it as released.
     pub fn release(self: *Tally, bytes: usize) bool {
+        std.debug.assert(self.allowed <= self.retained);
         if (self.retained < bytes or self.retained - bytes < self.allowed) return false;
         self.retained -= bytes;
         std.debug.assert(self.allowed <= self.retained);

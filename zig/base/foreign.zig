@@ -81,8 +81,11 @@ fn eachMapping(context: anytype, comptime visit: fn (@TypeOf(context), Mapping) 
     var kept: usize = 0; // bytes of an unfinished line at the start of buf
     var lines: usize = 0;
     while (lines < 1 << 20) {
+        // room to read into: a read of 0 bytes would look like the end of the file
+        std.debug.assert(kept < buf.len);
         const n = linux.read(fd, buf[kept..].ptr, buf.len - kept);
         if (linux.E.init(n) != .SUCCESS) return false;
+        std.debug.assert(n <= buf.len - kept);
         const filled = kept + n;
         if (filled == 0) break;
         var rest = buf[0..filled];
@@ -143,6 +146,10 @@ pub fn mappingOf(addr: usize) ?Range {
     };
     var find: Find = .{ .addr = addr };
     if (!eachMapping(&find, Find.visit)) return null;
+    if (find.found) |r| {
+        std.debug.assert(r.start <= addr);
+        std.debug.assert(addr < r.end);
+    }
     return find.found;
 }
 

@@ -54,7 +54,8 @@ pub const RecentPeak = struct {
 pub fn limit(peak_bytes: usize, budget_bytes: usize) usize {
     const floor = @min(limit_min_bytes, budget_bytes);
     const bytes = std.math.clamp(peak_bytes, floor, budget_bytes);
-    std.debug.assert(bytes <= budget_bytes and bytes >= floor);
+    std.debug.assert(bytes <= budget_bytes); // the budget bounds it (0: the cache is off)
+    std.debug.assert(bytes >= floor);
     return bytes;
 }
 

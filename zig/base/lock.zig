@@ -18,17 +18,28 @@ pub const Lock = struct {
                 _ = std.os.linux.sched_yield();
             }
         }
-        std.debug.assert(self.state.load(.monotonic) == 1); // ours now
+        std.debug.assert(self.isHeld()); // ours now
     }
 
     /// Takes the lock when it is free; false (without waiting) when it is held.
     pub fn tryAcquire(self: *Lock) bool {
-        return self.state.cmpxchgStrong(0, 1, .acquire, .monotonic) == null;
+        const taken = self.state.cmpxchgStrong(0, 1, .acquire, .monotonic) == null;
+        std.debug.assert(!taken or self.isHeld()); // ours now, when taken
+        return taken;
     }
 
     pub fn release(self: *Lock) void {
-        std.debug.assert(self.state.load(.monotonic) == 1); // released by its holder, once
+        std.debug.assert(self.isHeld()); // released by its holder, once
         self.state.store(0, .release);
+    }
+
+    /// Held (by someone: a plain word cannot say whom). For assertions by a holder: a plain
+    /// read, which the ReleaseFast build drops with the assertion (an atomic load it keeps);
+    /// no other thread writes the word while it is held (a failed cmpxchg only reads it).
+    pub fn isHeld(self: *const Lock) bool {
+        const state = self.state.raw;
+        std.debug.assert(state <= 1); // 0 free, 1 held: nothing else is ever stored
+        return state == 1;
     }
 
     /// In a forked child only: the lock's holder does not exist there.

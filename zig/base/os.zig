@@ -25,7 +25,9 @@ pub fn map(len: usize) ?[*]u8 {
 /// Maps `len` bytes whose start is a multiple of `alignment` (a power of two >= page).
 /// Over-maps and trims, so no address space is kept beyond `len`.
 pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
-    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= page_size);
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    std.debug.assert(alignment >= page_size);
+    std.debug.assert(len > 0);
     const over = std.math.add(usize, len, alignment - page_size) catch return null;
     const raw = map(over) orelse return null;
     const raw_addr = @intFromPtr(raw);
@@ -34,7 +36,8 @@ pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
     const tail = over - head - len;
     if (head > 0) unmap(raw, head);
     if (tail > 0) unmap(@ptrFromInt(start + len), tail);
-    std.debug.assert(start % alignment == 0 and head + len + tail == over);
+    std.debug.assert(start % alignment == 0);
+    std.debug.assert(head + len + tail == over); // nothing kept beyond [start, start + len)
     return @ptrFromInt(start);
 }
 
@@ -42,7 +45,10 @@ pub fn mapAligned(len: usize, alignment: usize) ?[*]u8 {
 /// not charged against the commit limit (PROT_NONE private memory is not): `commit` makes
 /// parts of it usable. Null when the kernel refuses.
 pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
-    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= page_size);
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    std.debug.assert(alignment >= page_size);
+    std.debug.assert(len > 0);
+    std.debug.assert(len % page_size == 0); // the tail trimmed after it starts on a page
     const over = std.math.add(usize, len, alignment - page_size) catch return null;
     const rc = linux.mmap(null, over, linux.PROT.NONE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true }, -1, 0);
     if (failed(rc)) return null;
@@ -50,7 +56,8 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
     if (start > rc) unmap(@ptrFromInt(rc), start - rc);
     const tail = rc + over - (start + len);
     if (tail > 0) unmap(@ptrFromInt(start + len), tail);
-    std.debug.assert(start % alignment == 0 and start + len <= rc + over);
+    std.debug.assert(start % alignment == 0);
+    std.debug.assert(start + len <= rc + over);
     return @ptrFromInt(start);
 }
 
@@ -59,7 +66,9 @@ pub fn reserveAligned(len: usize, alignment: usize) ?[*]u8 {
 /// one step, so no other mapping can take the range meanwhile. False when the kernel
 /// refuses (the range is then unchanged).
 pub fn mapFixed(ptr: [*]u8, len: usize) bool {
-    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(len > 0);
+    std.debug.assert(len % page_size == 0); // whole pages replaced: none half-kept
     const rc = linux.mmap(ptr, len, linux.PROT.READ | linux.PROT.WRITE, .{ .TYPE = .PRIVATE, .ANONYMOUS = true, .FIXED = true }, -1, 0);
     return !failed(rc);
 }
@@ -67,23 +76,32 @@ pub fn mapFixed(ptr: [*]u8, len: usize) bool {
 /// Makes reserved memory read-write. The kernel charges it against the commit limit now,
 /// so a range it cannot back fails here (false) and stays reserved, unchanged.
 pub fn commit(ptr: [*]u8, len: usize) bool {
-    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(len > 0);
+    std.debug.assert(len % page_size == 0); // (rounded up by the kernel: a caller's range is whole pages)
     return !failed(linux.mprotect(ptr, len, linux.PROT.READ | linux.PROT.WRITE));
 }
 
 /// Makes mapped memory inaccessible (a guard, a quarantined block): any access faults.
+/// (A misaligned start would fail with EINVAL, silently: the result is not looked at.)
 pub fn protect(ptr: [*]u8, len: usize) void {
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(len > 0);
+    std.debug.assert(len % page_size == 0); // a rounded-up length would protect a neighbour's page
     _ = linux.mprotect(ptr, len, linux.PROT.NONE);
 }
 
 pub fn unmap(ptr: [*]u8, len: usize) void {
-    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and len > 0);
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(len > 0);
     _ = linux.munmap(ptr, len);
 }
 
 /// Gives the physical pages back (RSS drops at once); the range stays mapped and reads as zero.
 pub fn purge(ptr: [*]u8, len: usize) void {
     std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(len > 0);
+    std.debug.assert(len % page_size == 0); // a rounded-up length would drop a neighbour's page
     _ = linux.madvise(ptr, len, linux.MADV.DONTNEED);
 }
 
@@ -97,17 +115,20 @@ pub fn residentBytes(addr: usize, len: usize) usize {
     var resident: usize = 0;
     while (at < end) {
         const pages = @min((end - at) / page_size, vec.len);
+        std.debug.assert(pages >= 1); // at < end, both page-aligned: every round advances
         if (failed(linux.mincore(@ptrFromInt(at), pages * page_size, &vec))) return resident;
         for (vec[0..pages]) |b| resident += @as(usize, b & 1) * page_size;
         at += pages * page_size;
     }
+    std.debug.assert(resident <= end - start);
     return resident;
 }
 
 /// mincore of a page-aligned range of at most vec.len pages: bit 0 of vec[i] says whether
 /// page i is resident. False when the kernel refuses (a part not mapped).
 pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
-    std.debug.assert(addr % page_size == 0 and len <= vec.len * page_size);
+    std.debug.assert(addr % page_size == 0);
+    std.debug.assert(len <= vec.len * page_size); // one byte of vec per page
     return !failed(linux.mincore(@ptrFromInt(addr), len, vec.ptr));
 }
 
@@ -115,6 +136,7 @@ pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
 /// the range is not mapped (another thread may unmap it any time: the memory report reads
 /// other threads' segment headers this way).
 pub fn readSafely(addr: usize, out: []u8) bool {
+    std.debug.assert(out.len > 0);
     const local = [_]std.posix.iovec{.{ .base = out.ptr, .len = out.len }};
     const remote = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = out.len }};
     const rc = linux.process_vm_readv(linux.getpid(), &local, &remote, 0);
@@ -123,13 +145,18 @@ pub fn readSafely(addr: usize, out: []u8) bool {
 
 /// Tries to resize a mapping where it stands. True on success.
 pub fn remapInPlace(ptr: [*]u8, old_len: usize, new_len: usize) bool {
-    std.debug.assert(@intFromPtr(ptr) % page_size == 0 and old_len > 0 and new_len > 0);
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(old_len > 0);
+    std.debug.assert(new_len > 0);
     return !failed(linux.mremap(ptr, old_len, new_len, .{}, null));
 }
 
 /// Moves a mapping (pages, not bytes: no copy) onto `dest`, replacing what is mapped there.
 pub fn remapTo(ptr: [*]u8, old_len: usize, new_len: usize, dest: [*]u8) bool {
-    std.debug.assert(@intFromPtr(dest) % page_size == 0 and new_len > 0);
+    std.debug.assert(@intFromPtr(ptr) % page_size == 0);
+    std.debug.assert(@intFromPtr(dest) % page_size == 0);
+    std.debug.assert(old_len > 0);
+    std.debug.assert(new_len > 0);
     return !failed(linux.mremap(ptr, old_len, new_len, .{ .MAYMOVE = true, .FIXED = true }, dest));
 }
 
@@ -141,7 +168,9 @@ pub const MoveResult = enum { moved, refused, unsupported };
 /// `unsupported`: a kernel without MREMAP_DONTUNMAP for this memory (before Linux 5.7);
 /// `refused`: anything else (the source spans mappings, out of mappings): nothing moved.
 pub fn movePages(src: usize, len: usize, dest: usize) MoveResult {
-    std.debug.assert(src % page_size == 0 and dest % page_size == 0 and len > 0);
+    std.debug.assert(src % page_size == 0);
+    std.debug.assert(dest % page_size == 0);
+    std.debug.assert(len > 0);
     std.debug.assert(src + len <= dest or dest + len <= src); // two ranges apart
     const rc = linux.mremap(@ptrFromInt(src), len, len, .{ .MAYMOVE = true, .FIXED = true, .DONTUNMAP = true }, @ptrFromInt(dest));
     return switch (linux.E.init(rc)) {

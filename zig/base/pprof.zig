@@ -32,6 +32,7 @@ const Out = struct {
         var rest = data;
         while (rest.len > 0) {
             if (self.len == out_buf.len) self.flush();
+            std.debug.assert(self.len < out_buf.len); // room: every round copies a byte at least
             const n = @min(rest.len, out_buf.len - self.len);
             @memcpy(out_buf[self.len..][0..n], rest[0..n]);
             self.len += n;
@@ -47,6 +48,7 @@ const Out = struct {
                 self.failed = true;
                 break;
             }
+            std.debug.assert(rc <= self.len - at); // the kernel writes at most what was asked
             at += rc;
         }
         self.len = 0;
@@ -83,10 +85,13 @@ fn varint(w: anytype, value: u64) void {
         buf[n] = low | 0x80;
         n += 1;
     }
+    std.debug.assert(n <= 10); // 64 bits in groups of 7
     w.bytes(buf[0..n]);
 }
 
 fn key(w: anytype, field: u32, wire: u3) void {
+    std.debug.assert(field >= 1); // protobuf numbers fields from 1
+    std.debug.assert(wire == 0 or wire == 2); // what this writer writes: varint, length-delimited
     varint(w, (@as(u64, field) << 3) | wire);
 }
 
@@ -125,6 +130,7 @@ pub fn write(fd: i32, input: anytype) error{CannotWrite}!void {
 
     var mappings: [mappings_max]Mapping = undefined;
     const count = readMappings(&mappings);
+    std.debug.assert(count <= mappings_max);
     const maps = mappings[0..count];
     for (maps, 0..) |m, i| {
         bytesField(&out, 6, m.path); // string strings_fixed.len + i
@@ -148,7 +154,11 @@ pub fn write(fd: i32, input: anytype) error{CannotWrite}!void {
                 if (!std.mem.eql(u8, maps[m].path, maps[o].path)) break;
             }
         }
+        std.debug.assert(first <= s.frames.len);
         const frames = s.frames[first..];
+        // a location's id is stack_index * 64 + frame + 1: more frames would take the next
+        // stack's ids
+        std.debug.assert(frames.len < 64);
         var ids: Msg = .{};
         for (frames, 0..) |addr, j| {
             const id = stack_index * 64 + j + 1;
@@ -178,6 +188,7 @@ pub fn write(fd: i32, input: anytype) error{CannotWrite}!void {
 }
 
 fn mappingOf(maps: []const Mapping, addr: usize) ?usize {
+    std.debug.assert(maps.len <= mappings_max); // the loop's bound
     for (maps, 0..) |m, i| if (addr >= m.start and addr < m.end) return i;
     return null;
 }
@@ -194,6 +205,7 @@ fn readMappings(out: *[mappings_max]Mapping) usize {
         if (linux.E.init(rc) != .SUCCESS or rc == 0) break;
         len += rc;
     }
+    std.debug.assert(len <= maps_text.len);
     var n: usize = 0;
     var lines = std.mem.splitScalar(u8, maps_text[0..len], '\n');
     while (lines.next()) |line| {
@@ -215,6 +227,7 @@ fn readMappings(out: *[mappings_max]Mapping) usize {
         };
         n += 1;
     }
+    std.debug.assert(n <= mappings_max);
     return n;
 }
 

@@ -30,6 +30,7 @@ pub fn allEqual(from: usize, to: usize, expected: u8) bool {
         const word = @as(u64, expected) * 0x0101_0101_0101_0101;
         var a = from;
         while (to - a > 8) : (a += 8) if (loadWord(a) != word) return false;
+        std.debug.assert(to - 8 >= from); // the last word overlaps, never reads before the range
         return loadWord(to - 8) == word; // overlaps the word before
     }
     const splat: V = @splat(expected);
@@ -47,6 +48,7 @@ pub fn allEqual(from: usize, to: usize, expected: u8) bool {
     while (to - a > 32) : (a += 32) {
         if (@reduce(.Or, loadVector(a) ^ splat) != 0) return false;
     }
+    std.debug.assert(to - 32 >= from); // the last vector overlaps, never reads before the range
     return @reduce(.Or, loadVector(to - 32) ^ splat) == 0; // overlaps the step before
 }
 
@@ -60,6 +62,7 @@ pub fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
 
 /// Index (from `from`) of the last byte in [from, to) that is not `expected`, or null.
 pub fn lastDifferent(from: usize, to: usize, expected: u8) ?usize {
+    std.debug.assert(from <= to);
     var a = to;
     while (a > from) {
         a -= 1;

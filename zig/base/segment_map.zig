@@ -33,6 +33,8 @@ pub inline fn lookup(addr: usize) Tag {
 
 pub fn mark(start: usize, len: usize, first: Tag, rest: Tag) void {
     std.debug.assert(start % chunk_size == 0);
+    // a large mapping is one head, then tails; every other kind is the same tag throughout
+    std.debug.assert(rest == if (first == .large_head) Tag.large_tail else first);
     const first_index = start >> chunk_shift;
     const end_index = (start + len + chunk_size - 1) >> chunk_shift;
     std.debug.assert(end_index <= chunk_count);
@@ -50,6 +52,7 @@ pub fn clear(start: usize, len: usize) void {
 /// Bounded by the mapping's length in chunks.
 pub fn largeHeadOf(addr: usize) ?usize {
     var index = addr >> chunk_shift;
+    std.debug.assert(index < chunk_count); // callers found addr's chunk tagged
     while (index > 0) {
         index -= 1;
         switch (@as(Tag, @enumFromInt(@atomicLoad(u8, &tags[index], .monotonic)))) {
@@ -67,6 +70,8 @@ pub fn largeHeadOf(addr: usize) ?usize {
 pub fn forEachTagged(context: anytype, comptime visit: fn (@TypeOf(context), usize, Tag) void) void {
     var it: UsedPages = .{};
     while (it.next()) |range| {
+        std.debug.assert(range[0] < range[1]);
+        std.debug.assert(range[1] <= chunk_count);
         for (range[0]..range[1]) |i| {
             const tag: Tag = @enumFromInt(@atomicLoad(u8, &tags[i], .monotonic));
             if (tag != .none) visit(context, i << chunk_shift, tag);
@@ -80,6 +85,7 @@ pub fn residentBytes() usize {
     var it: UsedPages = .{};
     var resident: usize = 0;
     while (it.next()) |_| resident += page_bytes;
+    std.debug.assert(resident <= @sizeOf(@TypeOf(tags)) + page_bytes); // (one page more: tags may not start a page)
     return resident;
 }
 
@@ -98,6 +104,8 @@ const UsedPages = struct {
         const base = std.mem.alignBackward(usize, @intFromPtr(&tags), page_bytes);
         const skew = @intFromPtr(&tags) - base;
         const pages = (skew + chunk_count + page_bytes - 1) / page_bytes;
+        std.debug.assert(skew < page_bytes);
+        std.debug.assert(pages <= self.vec.len); // vec has a byte for every page the map touches
         if (!self.measured) {
             self.measured = true;
             if (!os.residentPages(base, pages * page_bytes, self.vec[0..pages])) @memset(self.vec[0..pages], 1);

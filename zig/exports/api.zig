@@ -22,6 +22,15 @@ const HAK_ERR_INVALID = abi.Result.invalid.code();
 const HAK_ERR_ARG = abi.Result.arg.code();
 const HAK_ERR_DOUBLE_FREE = abi.Result.double_free.code();
 
+comptime {
+    // hakmem.h's contract: 0 is success, every error is below it (C callers test `< 0`)
+    std.debug.assert(HAK_OK == 0);
+    std.debug.assert(HAK_ERR_NOT_OWNED < 0);
+    std.debug.assert(HAK_ERR_INVALID < 0);
+    std.debug.assert(HAK_ERR_ARG < 0);
+    std.debug.assert(HAK_ERR_DOUBLE_FREE < 0);
+}
+
 // align(64) on the four fast paths (malloc, free, hak_alloc, hak_free): where the linker
 // happens to put them changed their speed by 10-15% with not one instruction changed.
 export fn hak_alloc(size: usize) align(64) ?*anyopaque {
@@ -47,7 +56,9 @@ export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
         os.setErrno(.INVAL);
         return null;
     }
-    return alloc.alignedAlloc(alignment, size);
+    const p = alloc.alignedAlloc(alignment, size);
+    if (p) |q| std.debug.assert(@intFromPtr(q) % alignment == 0);
+    return p;
 }
 
 export fn hak_free(ptr: ?*anyopaque) align(64) c_int {
@@ -82,12 +93,17 @@ export fn hak_route(size: usize) c_int {
 
 export fn hak_tiny_max() usize {
     process.ensureInit();
-    return routing.tiny_max;
+    const tiny_max = routing.tiny_max;
+    std.debug.assert(tiny_max <= routing.tiny_max_limit); // (setThresholds stores no other)
+    return tiny_max;
 }
 
 export fn hak_mid_max() usize {
     process.ensureInit();
-    return routing.mid_max;
+    const mid_max = routing.mid_max;
+    std.debug.assert(mid_max >= routing.mid_max_min);
+    std.debug.assert(mid_max <= routing.mid_max_limit);
+    return mid_max;
 }
 
 export fn hak_tiny_max_limit() usize {
@@ -113,12 +129,16 @@ export fn hak_class_count() u32 {
 
 export fn hak_class_size(cls: u32) usize {
     if (cls >= size_class.class_count) return 0;
-    return size_class.classSize(cls);
+    const size = size_class.classSize(cls);
+    std.debug.assert(size >= size_class.min_block_size); // 0 means "no such class" to C
+    return size;
 }
 
 export fn hak_class_of(size: usize) i32 {
     if (size > abi.mid_max_limit) return -1;
-    return @intCast(size_class.classOf(size));
+    const cls = size_class.classOf(size);
+    std.debug.assert(size <= size_class.classSize(cls)); // the class holds the size
+    return @intCast(cls);
 }
 
 export fn hak_stats_read(out: ?[*]u64, n: usize) usize {

@@ -79,6 +79,7 @@ pub inline fn enabled() bool {
 
 /// slow.zig: `bytes` more were allocated on this thread (a refill's blocks).
 pub fn charge(bytes: usize) void {
+    std.debug.assert(config.guard_sample_mb != 0); // (slow.zig charges only when sampling: enabled)
     if (!countdown_armed) {
         countdown_armed = true;
         countdown_bytes = @intCast(firstCountdown());
@@ -92,7 +93,10 @@ fn firstCountdown() usize {
     var r: [8]u8 = undefined;
     const rc = std.os.linux.getrandom(&r, r.len, 1);
     const x = if (std.os.linux.E.init(rc) == .SUCCESS and rc == r.len) std.mem.readInt(u64, &r, .little) else @intFromPtr(&r);
-    return sampleBytes() / 2 + @as(usize, @intCast(x % (sampleBytes() / 2 + 1)));
+    const first = sampleBytes() / 2 + @as(usize, @intCast(x % (sampleBytes() / 2 + 1)));
+    std.debug.assert(first >= sampleBytes() / 2); // half the interval at least,
+    std.debug.assert(first <= sampleBytes()); // the whole one at most
+    return first;
 }
 
 /// True when this slow-path malloc of `size` bytes is to be sampled.
@@ -104,6 +108,8 @@ pub inline fn due(size: usize) bool {
 /// usable size is what the block's would be; 16-aligned), or null (pool full or unavailable: the
 /// caller allocates as usual; the countdown starts again either way).
 pub fn take(size: usize, bin: usize) ?*anyopaque {
+    std.debug.assert(size <= max_size); // (due checked it)
+    std.debug.assert(bin <= std.math.maxInt(u8)); // a Slot keeps it in a byte
     countdown_bytes = @intCast(sampleBytes());
     lock.acquire();
     defer lock.release();
@@ -119,13 +125,19 @@ pub fn take(size: usize, bin: usize) ?*anyopaque {
 }
 
 fn dataStart(base: usize, i: usize) usize {
+    std.debug.assert(i < slot_count);
+    std.debug.assert(base % os.page_size == 0); // so a slot's data and guard are whole pages
     return base + os.page_size + i * slot_stride;
 }
 
 fn place(base: usize, i: usize, size: usize, bin: usize) ?*anyopaque {
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(slots[i].state != .live); // (take picked a slot not in use)
     const data = dataStart(base, i);
     const end = data + slot_data;
     const user = end - std.mem.alignForward(usize, @max(size, 1), 16);
+    std.debug.assert(user >= data); // size <= max_size: the block fits its slot
+    std.debug.assert(user % 16 == 0); // malloc's alignment
     const first_page = std.mem.alignBackward(usize, user, os.page_size);
     if (!os.commit(@ptrFromInt(first_page), end - first_page)) return null;
     @memset(@as([*]u8, @ptrFromInt(first_page))[0 .. user - first_page], slack_byte);
@@ -137,6 +149,7 @@ fn place(base: usize, i: usize, size: usize, bin: usize) ?*anyopaque {
 }
 
 fn poolBase() ?usize {
+    std.debug.assert(lock.isHeld()); // one thread reserves the pool
     const b = pool_base.load(.monotonic);
     if (b != 0) return b;
     if (pool_failed) return null;
@@ -167,6 +180,7 @@ pub fn free(addr: usize) FreeResult {
     const s = &slots[i];
     if (s.state == .freed and s.user == addr) return .double_free;
     if (s.state != .live or s.user != addr) return .invalid;
+    std.debug.assert(s.user % 16 == 0);
     checkSlack(s.*, dataStart(pool_base.raw, i));
     const first_page = std.mem.alignBackward(usize, s.user, os.page_size);
     os.protect(@ptrFromInt(first_page), dataStart(pool_base.raw, i) + slot_data - first_page);
@@ -180,6 +194,9 @@ fn byteAt(addr: usize) u8 {
 }
 
 fn checkSlack(s: Slot, data: usize) void {
+    std.debug.assert(s.state == .live);
+    std.debug.assert(s.user >= data); // the slack lies in the slot's data pages
+    std.debug.assert(s.user + s.size <= data + slot_data);
     const first_page = std.mem.alignBackward(usize, s.user, os.page_size);
     var a = first_page;
     while (a < s.user and byteAt(a) == slack_byte) a += 1;
@@ -201,7 +218,9 @@ fn slotOf(addr: usize) ?usize {
     const b = pool_base.load(.acquire);
     if (!owns(addr) or addr < b + os.page_size) return null;
     const i = (addr - b - os.page_size) / slot_stride;
-    if (i >= slot_count or addr - dataStart(b, i) >= slot_data) return null;
+    if (i >= slot_count) return null;
+    std.debug.assert(addr >= dataStart(b, i)); // (i rounds down: the slot starts at or before addr)
+    if (addr - dataStart(b, i) >= slot_data) return null; // its guard page
     return i;
 }
 

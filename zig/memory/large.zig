@@ -42,9 +42,14 @@ const size_max: usize = @import("../abi.zig").size_max;
 /// `freed`: a block of a cached mapping (freed, not yet reused).
 pub const Lookup = union(enum) { live: *LargeHeader, freed, foreign, invalid };
 
+/// Where a block starts past its header's base: the header's room, or the alignment;
+/// (4 MiB and more) the chunk after the header's, which the mapping's base is placed for.
 fn offsetFor(alignment: usize) usize {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
     if (alignment >= chunk_size) return chunk_size;
-    return @max(header_room, alignment);
+    const offset = @max(header_room, alignment);
+    std.debug.assert(offset % alignment == 0); // base + offset is aligned where base is
+    return offset;
 }
 
 /// A block of `size` bytes aligned to `alignment`; with `zeroed`, its first `size` bytes are 0.
@@ -70,8 +75,12 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
     const header: *LargeHeader = @ptrFromInt(base);
     const reused = header.magic == cached_magic;
     const mapped_size = if (reused) header.mapped_size else mapped;
+    std.debug.assert(mapped_size >= mapped); // a reused mapping holds the block too
     if (reused and zeroed) @memset(@as([*]u8, @ptrFromInt(base + offset))[0..size], 0);
     header.* = .{ .magic = live_magic, .mapped_size = mapped_size, .block_offset = offset, .usable_size = mapped_size - offset };
+    large_header.assertConsistent(header);
+    std.debug.assert(header.usable_size >= size);
+    std.debug.assert((base + offset) % alignment == 0);
     stats.incr(&stats.large.allocs);
     stats.addTo(&stats.large.live_bytes, header.usable_size);
     large_mappings.noteDemand(now_ms);
@@ -80,8 +89,10 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
 
 /// A block on a run of region units: its header and the counts.
 fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: u64) *anyopaque {
+    std.debug.assert(span.units == large_header.unitsFor(mapped)); // the run asked for
     const header: *LargeHeader = @ptrFromInt(span.base);
     header.* = .{ .magic = live_magic, .mapped_size = mapped, .block_offset = offset, .usable_size = mapped - offset, .region_units = span.units };
+    large_header.assertConsistent(header);
     const unit = large_region.unit_size;
     stats.incr(if (span.resident_units == span.units) &stats.large.cache_hits else &stats.large.cache_misses);
     stats.subFrom(&stats.large.cached_bytes, span.resident_units * unit);
@@ -95,6 +106,7 @@ fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: 
 /// calloc on reused units: clears the block's bytes in the units that may hold old data.
 fn zeroResident(span: large_region.Span, resident: *const large_region.ResidentMask, offset: usize, size: usize) void {
     const unit = large_region.unit_size;
+    std.debug.assert(offset + size <= span.units * unit); // the block lies in its run
     const start = span.base + offset;
     const end = start + size;
     for (0..span.units) |k| {
@@ -120,6 +132,7 @@ fn trimOverLimit(now_ms: u64) void {
 
 fn trimTo(now_ms: u64, limit: usize, force: bool) void {
     const purged = large_region.trim(now_ms, config.purge_delay_ms, limit, force, large_recent.rememberPurged);
+    std.debug.assert(purged % large_region.unit_size == 0); // whole units
     if (purged == 0) return;
     stats.subFrom(&stats.large.cached_bytes, purged);
     stats.largePurged(purged);
@@ -140,6 +153,8 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
         if (tail > 0) os.unmap(@ptrFromInt(b + mapped), tail);
         break :blk b;
     };
+    std.debug.assert(base % chunk_size == 0); // its header starts the chunk tagged large_head
+    std.debug.assert((base + offset) % alignment == 0);
     segment_map.mark(base, mapped, .large_head, .large_tail);
     stats.largeMapped(mapped);
     return base;
@@ -200,6 +215,7 @@ pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
 /// a double free racing itself); the block is then left to that thread.
 pub fn free(header: *LargeHeader, now_ms: u64) bool {
     if (@cmpxchgStrong(u64, &header.magic, live_magic, cached_magic, .acq_rel, .monotonic) != null) return false;
+    large_header.assertConsistent(header); // (ours alone now: no other free gets past the CAS)
     countFree(header);
     giveBack(header, now_ms);
     return true;
@@ -213,6 +229,7 @@ fn countFree(header: *const LargeHeader) void {
 /// A freed block's memory back to the tier: its region units, or its mapping to the cache
 /// (or the OS). Also large_local.zig's, for a block a thread held.
 pub fn giveBack(header: *LargeHeader, now_ms: u64) void {
+    std.debug.assert(header.magic == cached_magic); // freed (free's CAS, or releaseLocal's store)
     const base = @intFromPtr(header);
     if (header.region_units != 0) {
         const units = header.region_units;

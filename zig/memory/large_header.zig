@@ -16,6 +16,8 @@
 //!          live -> (free into a thread's local cache) local -> live again, or cached
 const std = @import("std");
 const large_region = @import("large_region.zig");
+const page_size = @import("../base/os.zig").page_size;
+const chunk_size = @import("../base/segment_map.zig").chunk_size;
 
 /// The offset of a block aligned to 64 bytes or less: the header fits before it.
 pub const header_room: usize = 64;
@@ -40,5 +42,27 @@ pub const LargeHeader = extern struct {
 
 /// The region units a block of `mapped` bytes (header included) takes.
 pub fn unitsFor(mapped: usize) usize {
-    return (mapped + large_region.unit_size - 1) / large_region.unit_size;
+    std.debug.assert(mapped > 0);
+    std.debug.assert(mapped <= large_region.block_bytes_max); // larger: a mapping of its own
+    const units = (mapped + large_region.unit_size - 1) / large_region.unit_size;
+    std.debug.assert(units * large_region.unit_size >= mapped); // they hold it
+    std.debug.assert((units - 1) * large_region.unit_size < mapped); // and no unit more
+    return units;
+}
+
+/// What every header of a block as handed out says about itself, live, held in a local
+/// cache or a freed region block alike (a cached mapping's is rewritten when it is reused):
+/// the sizes agree, and the base is where a region unit or a mapping of its own starts.
+/// Reads the header's sizes only (never the magic, which a racing free may be changing).
+pub inline fn assertConsistent(header: *const LargeHeader) void {
+    std.debug.assert(header.block_offset >= header_room); // the header fits before the block
+    std.debug.assert(header.block_offset + header.usable_size == header.mapped_size);
+    std.debug.assert(header.mapped_size % page_size == 0);
+    const base = @intFromPtr(header);
+    if (header.region_units != 0) {
+        std.debug.assert(base % large_region.unit_size == 0);
+        std.debug.assert(header.region_units == unitsFor(header.mapped_size));
+    } else {
+        std.debug.assert(base % chunk_size == 0);
+    }
 }

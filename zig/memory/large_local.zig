@@ -76,7 +76,8 @@ pub const LocalLarge = struct {
         const units = localUnits(size, alignment, bytes_max) orelse return null;
         for (&self.entries) |*entry| {
             if (entry.units != units) continue;
-            const header = entry.header.?;
+            const header = entry.header.?; // (units != 0: an empty entry has none)
+            std.debug.assert(header.region_units == units);
             self.remove(entry);
             @atomicStore(u64, &self.allocs, self.allocs + 1, .monotonic);
             return reviveLocal(header, size, zeroed);
@@ -95,9 +96,11 @@ pub const LocalLarge = struct {
         if (!holdLocal(header)) return .freed_already;
         if (self.clock_ms == 0) self.clock_ms = os.nowMs(); // (a new heap's first hold)
         const slot = self.roomFor(bytes, max);
-        std.debug.assert(slot.header == null and self.bytes + bytes <= max);
+        std.debug.assert(slot.header == null); // an empty slot
+        std.debug.assert(self.bytes + bytes <= max); // with room for the block
         slot.* = .{ .header = header, .units = units, .freed_ms = self.clock_ms };
         self.bytes += bytes;
+        std.debug.assert(self.bytes <= max); // held bytes stay under the thread's bound
         @atomicStore(u64, &self.frees, self.frees + 1, .monotonic);
         @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes + header.usable_size, .monotonic);
         return .held;
@@ -143,6 +146,7 @@ pub const LocalLarge = struct {
             self.remove(entry);
             releaseLocal(header, now_ms);
         }
+        std.debug.assert(!force or self.bytes == 0); // forced: every entry went back
     }
 
     /// Every held block back to its region (a miss, thread exit).
@@ -157,6 +161,8 @@ pub const LocalLarge = struct {
     }
 
     fn remove(self: *LocalLarge, entry: *Entry) void {
+        std.debug.assert(entry.units >= 1); // a held entry (an empty one holds 0 units)
+        std.debug.assert(entry.units * large_region.unit_size <= self.bytes);
         self.bytes -= entry.units * large_region.unit_size;
         @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes - entry.header.?.usable_size, .monotonic);
         entry.* = .{};
@@ -170,7 +176,11 @@ pub const LocalLarge = struct {
     }
 
     inline fn emptySlot(self: *LocalLarge) ?*Entry {
-        for (&self.entries) |*entry| if (entry.header == null) return entry;
+        for (&self.entries) |*entry| {
+            if (entry.header != null) continue;
+            std.debug.assert(entry.units == 0); // (take matches by units: an empty entry never)
+            return entry;
+        }
         return null;
     }
 
@@ -180,6 +190,7 @@ pub const LocalLarge = struct {
             if (entry.header == null) continue;
             if (found == null or entry.freed_ms < found.?.freed_ms) found = entry;
         }
+        std.debug.assert((found == null) == (self.bytes == 0)); // an entry held, when bytes are
         return found;
     }
 };
@@ -191,12 +202,14 @@ pub const LocalLarge = struct {
 /// may serve it (header room as the block offset, at most `limit_bytes`), else null.
 fn localUnits(size: usize, alignment: usize, limit_bytes: usize) ?usize {
     if (alignment > header_room or size > limit_bytes) return null;
+    std.debug.assert(limit_bytes <= bytes_max); // (so a region block's units, whatever the size)
     return large_header.unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
 }
 
 /// Units of a live block a local cache may hold, or null (a mapping of its own, an aligned
 /// block, or more than `limit_bytes`).
 fn localUnitsOf(header: *const LargeHeader, limit_bytes: usize) ?usize {
+    std.debug.assert(limit_bytes <= bytes_max);
     if (header.region_units == 0 or header.block_offset != header_room) return null;
     if (header.region_units * large_region.unit_size > limit_bytes) return null;
     return header.region_units;
@@ -213,7 +226,8 @@ fn holdLocal(header: *LargeHeader) bool {
 /// malloc from a local cache: a held block of the same units, live again for `size` bytes
 /// (counted by the local cache; live_bytes moves only by a change of its usable size).
 fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
-    std.debug.assert(header.magic == local_magic and header.block_offset == header_room);
+    std.debug.assert(header.magic == local_magic); // held here: no other thread writes it
+    std.debug.assert(header.block_offset == header_room);
     const mapped = std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size);
     std.debug.assert(large_header.unitsFor(mapped) == header.region_units);
     const base = @intFromPtr(header);
@@ -222,6 +236,8 @@ fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
     header.mapped_size = mapped;
     header.usable_size = mapped - header_room;
     @atomicStore(u64, &header.magic, live_magic, .release);
+    large_header.assertConsistent(header);
+    std.debug.assert(header.usable_size >= size);
     if (header.usable_size > old_usable) {
         stats.addTo(&stats.large.live_bytes, header.usable_size - old_usable);
         large_mappings.noteDemand(os.nowMs());

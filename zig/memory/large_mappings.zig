@@ -39,7 +39,10 @@ var recent_peak: large_cache.RecentPeak = .{};
 /// mapping that fits (at least `mapped` bytes, at most 1/4 more) is taken as it is; else the
 /// closest one is trimmed or grown (refit): its resident pages still save their faults.
 pub fn reuseCached(mapped: usize) ?usize {
+    std.debug.assert(mapped > 0);
+    std.debug.assert(mapped % os.page_size == 0);
     const taken = takeCached(mapped) orelse return null;
+    std.debug.assert(taken.base % chunk_size == 0); // a mapping of its own
     if (taken.mapped_size >= mapped and taken.mapped_size <= mapped + mapped / 4) return taken.base;
     if (taken.mapped_size > mapped) {
         if (splitTail(taken.base, taken.mapped_size, mapped)) return taken.base;
@@ -57,10 +60,13 @@ pub fn reuseCached(mapped: usize) ?usize {
 /// that as a cached mapping of their own (their pages stay resident for the next large
 /// block); the partial chunk between goes back to the OS. False when no whole chunk is left.
 fn splitTail(base: usize, old_mapped: usize, mapped: usize) bool {
+    std.debug.assert(mapped < old_mapped);
     const tail_base = std.mem.alignForward(usize, base + mapped, chunk_size);
     const end = base + old_mapped;
     if (tail_base >= end) return false;
     const tail_size = end - tail_base;
+    std.debug.assert(tail_size % os.page_size == 0); // (old_mapped is whole pages, tail_base a chunk)
+    std.debug.assert(tail_size > large_header.header_room); // room for its header and a block
     if (tail_base > base + mapped) os.unmap(@ptrFromInt(base + mapped), tail_base - (base + mapped));
     const header: *LargeHeader = @ptrFromInt(base);
     header.mapped_size = mapped;
@@ -80,12 +86,14 @@ fn takeCached(mapped: usize) ?CacheEntry {
     cache_lock.acquire();
     const found = findCached(mapped);
     const taken = if (found) |i| removeEntry(i) else null;
+    std.debug.assert(taken == null or taken.?.base != 0); // a slot in use
     cache_lock.release();
     if (taken != null) stats.incr(&stats.large.cache_hits);
     return taken;
 }
 
 fn findCached(mapped: usize) ?usize {
+    std.debug.assert(cache_lock.isHeld());
     var best: ?usize = null;
     for (&cache, 0..) |*entry, i| {
         if (entry.base == 0) continue;
@@ -104,7 +112,10 @@ fn findCached(mapped: usize) ?usize {
 }
 
 fn removeEntry(i: usize) CacheEntry {
+    std.debug.assert(cache_lock.isHeld());
     const entry = cache[i];
+    std.debug.assert(entry.base != 0); // a slot in use
+    std.debug.assert(entry.mapped_size <= cached_bytes); // counted when it was cached
     cache[i] = .{};
     cached_bytes -= entry.mapped_size;
     stats.subFrom(&stats.large.cached_bytes, entry.mapped_size);
@@ -114,6 +125,7 @@ fn removeEntry(i: usize) CacheEntry {
 /// Removes the oldest cached mapping into evicted[count.*] (the caller unmaps it once the
 /// lock is released); returns the slot it left free, or null when the cache is empty.
 fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
+    std.debug.assert(count.* < cache_slots); // at most every slot is evicted once
     const oldest = oldestEntry() orelse return null;
     evicted[count.*] = removeEntry(oldest);
     count.* += 1;
@@ -124,6 +136,8 @@ fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
 /// within the limit. False, and nothing cached, when it alone exceeds the limit: the caller
 /// unmaps it.
 pub fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
+    std.debug.assert(base % chunk_size == 0); // a mapping of its own
+    std.debug.assert(mapped % os.page_size == 0);
     var evicted: [cache_slots]CacheEntry = undefined;
     var evicted_count: usize = 0;
     cache_lock.acquire();
@@ -141,9 +155,11 @@ pub fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
         if (slot == null) slot = freed;
     }
     if (fits) {
+        std.debug.assert(cache[slot.?].base == 0); // an empty slot, or one just evicted
         cache[slot.?] = .{ .base = base, .mapped_size = mapped, .cached_ms = now_ms };
         cached_bytes += mapped;
         stats.addTo(&stats.large.cached_bytes, mapped);
+        std.debug.assert(cached_bytes <= limit); // the oldest went until it fit
     }
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmap(e.base, e.mapped_size);
@@ -151,6 +167,7 @@ pub fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
 }
 
 fn oldestEntry() ?usize {
+    std.debug.assert(cache_lock.isHeld());
     var oldest: ?usize = null;
     for (&cache, 0..) |*entry, i| {
         if (entry.base == 0) continue;
@@ -164,9 +181,11 @@ fn oldestEntry() ?usize {
 /// The cache's byte limit now (cache_lock held): recent demand (large_cache.zig), within
 /// the budget; HAKMEM_ADAPT=0: the budget.
 fn currentLimit(now_ms: u64) usize {
+    std.debug.assert(cache_lock.isHeld()); // recent_peak is written under it
     const budget = config.large_cache_max_bytes;
     const window_ms = config.purge_delay_ms;
     const limit = if (!config.adapt) budget else large_cache.limit(recent_peak.peak(now_ms, window_ms), budget);
+    std.debug.assert(limit <= budget);
     stats.large.cache_limit_bytes.store(limit, .monotonic);
     return limit;
 }
@@ -200,6 +219,8 @@ pub fn regionLimit(now_ms: u64) usize {
 /// A mapping of its own back to the OS: untagged, unmapped, its block's address remembered
 /// (large_recent.zig: a second free is a double free).
 pub fn unmap(base: usize, mapped: usize) void {
+    std.debug.assert(base % chunk_size == 0); // a mapping of its own, its tags from its head
+    std.debug.assert(mapped % os.page_size == 0);
     large_recent.rememberUnmapped(@ptrFromInt(base));
     segment_map.clear(base, mapped);
     os.unmap(@ptrFromInt(base), mapped);
@@ -222,6 +243,7 @@ pub fn decay(now_ms: u64, force: bool) void {
         expired[count] = removeEntry(oldest);
         count += 1;
     }
+    std.debug.assert(!force or cached_bytes == 0); // forced: nothing left
     cache_lock.release();
     for (expired[0..count]) |e| unmap(e.base, e.mapped_size);
 }

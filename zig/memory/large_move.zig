@@ -76,7 +76,11 @@ pub const Units = struct { region: *Region, first: usize, units: usize };
 /// Moves the pages of `n` units of `from` at `src` onto those of `to` at `dst` (a range of
 /// one mapping: callers cut at edges). True when the kernel did; the maps are the caller's.
 fn movePages(from: *Region, src: usize, to: *Region, dst: usize, n: usize) bool {
-    std.debug.assert(n >= 1 and src + n <= region_units and dst + n <= region_units);
+    std.debug.assert(n >= 1);
+    std.debug.assert(src + n <= region_units);
+    std.debug.assert(dst + n <= region_units);
+    // one mapping moved (the kernel moves within one): callers cut at edges
+    if (std.debug.runtime_safety) std.debug.assert(pieceLen(from, src, n) == n);
     if (!supported or edges_total + 2 > edges_max) return false;
     switch (os.movePages(from.base + src * unit_size, n * unit_size, to.base + dst * unit_size)) {
         .moved => {},
@@ -94,6 +98,8 @@ fn movePages(from: *Region, src: usize, to: *Region, dst: usize, n: usize) bool 
 /// Units moved onto [first, first + n) are one mapping: the edges inside it are gone, one
 /// may lie at each end.
 fn markEdges(region: *Region, first: usize, n: usize) void {
+    std.debug.assert(n >= 1);
+    std.debug.assert(first + n <= region_units);
     if (n > 1) {
         edges_total -= countRange(&region.edges, first + 1, n - 1);
         setRange(&region.edges, first + 1, n - 1, false);
@@ -108,7 +114,8 @@ fn markEdges(region: *Region, first: usize, n: usize) void {
 
 /// Units from `at` to the next edge after it (one mapping, as far as moves go), at most `max`.
 fn pieceLen(region: *const Region, at: usize, max: usize) usize {
-    std.debug.assert(max >= 1 and at + max <= region_units);
+    std.debug.assert(max >= 1);
+    std.debug.assert(at + max <= region_units);
     const next = nextWith(region, .edge, at + 1, true);
     return @min(max, next - at);
 }
@@ -160,8 +167,9 @@ fn healRegion(region: *Region, runs_max: usize) usize {
 /// retained now, stamped with their donor's free time, so the retained bytes do not change.
 /// Returns the units filled.
 pub fn fill(regions: []Region, holes: Units, donors_in: ?Units, before_purge: BeforePurge) usize {
+    std.debug.assert(holes.units >= 1);
     std.debug.assert(holes.first + holes.units <= region_units);
-    std.debug.assert(countRange(&holes.region.taken, holes.first, holes.units) == 0);
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&holes.region.taken, holes.first, holes.units) == 0); // (a loop: not in ReleaseFast)
     if (!supported) return 0;
     if (countRange(&holes.region.resident, holes.first, holes.units) == holes.units) return 0;
     var donors: [donors_max]Units = undefined;
@@ -176,7 +184,9 @@ pub fn fill(regions: []Region, holes: Units, donors_in: ?Units, before_purge: Be
         const hole = nextWith(holes.region, .resident, pos, false);
         if (hole >= end) break;
         const hole_end = @min(end, nextWith(holes.region, .resident, hole, true));
+        std.debug.assert(hole_end > hole); // a unit without pages at least
         const donor = &donors[d];
+        std.debug.assert(donor.units >= 1); // (an emptied donor is passed: d += 1)
         const n = pieceLen(donor.region, donor.first, @min(hole_end - hole, donor.units));
         units_mod.announceDrop(donor.region, donor.first, n, before_purge); // (read before they go)
         if (!movePages(donor.region, donor.first, holes.region, hole, n)) break;
@@ -219,6 +229,7 @@ fn collectIn(range: Units, out: *[donors_max]Units, count_before: usize) usize {
         const start = nextWith(range.region, .retained, pos, true);
         if (start >= end) break;
         const stop = @min(end, nextWith(range.region, .retained, start, false));
+        std.debug.assert(stop > start); // a run of one unit at least: every turn advances
         out[count] = .{ .region = range.region, .first = start, .units = stop - start };
         count += 1;
         pos = stop;
@@ -228,7 +239,8 @@ fn collectIn(range: Units, out: *[donors_max]Units, count_before: usize) usize {
 
 /// The maps after a fill's move: the donor's units lost their pages, those at `dst` hold them.
 fn transfer(donor: Units, to: *Region, dst: usize, n: usize) void {
-    std.debug.assert(countRange(&to.resident, dst, n) == 0);
+    std.debug.assert(n <= donor.units);
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&to.resident, dst, n) == 0); // (a loop: not in ReleaseFast)
     for (0..n) |k| {
         std.debug.assert(to.owner[dst + k] == units_mod.no_owner); // a unit with no pages is no block's
         to.freed_ms[dst + k] = donor.region.freed_ms[donor.first + k];
@@ -244,7 +256,11 @@ fn transfer(donor: Units, to: *Region, dst: usize, n: usize) void {
 /// piece the kernel does not move is copied. The source units whose pages moved are marked
 /// not resident. Returns the units moved.
 pub fn moveBlock(from: *Region, src: usize, to: *Region, dst: usize, n: usize) usize {
-    std.debug.assert(n >= 1 and countRange(&from.taken, src, n) == n and countRange(&to.taken, dst, n) == n);
+    std.debug.assert(n >= 1);
+    if (std.debug.runtime_safety) { // (loops: not in ReleaseFast)
+        std.debug.assert(countRange(&from.taken, src, n) == n); // the block's own units
+        std.debug.assert(countRange(&to.taken, dst, n) == n); // its new place, taken for it
+    }
     var done: usize = 0;
     var moved: usize = 0;
     while (done < n) { // bounded: each turn moves or copies a unit at least
@@ -259,6 +275,7 @@ pub fn moveBlock(from: *Region, src: usize, to: *Region, dst: usize, n: usize) u
         }
         done += len;
     }
+    std.debug.assert(done == n); // every unit moved or copied
     std.debug.assert(moved <= n);
     return moved;
 }

@@ -25,12 +25,15 @@ pub fn rememberUnmapped(header: *const LargeHeader) void {
 /// A freed region block whose first unit is about to lose its pages (purged, or moved to
 /// another block: large_region.BeforePurge): remembered, so a second free is still a double free.
 pub fn rememberPurged(block_base: usize) void {
+    std.debug.assert(block_base % @import("large_units.zig").unit_size == 0); // a region block's first unit
     rememberUnmapped(@ptrFromInt(block_base));
 }
 
 /// Remembers the block at `addr` of `usable_size` bytes, whose memory hakmem gave back or
 /// moved (a realloc's old address, large_resize.zig).
 pub fn remember(addr: usize, usable_size: usize) void {
+    std.debug.assert(addr != 0); // 0 marks a slot being written (a reader skips it)
+    std.debug.assert(addr % large_header.header_room == 0); // a large block's start: base + offset
     const slot = &recent[recent_next.fetchAdd(1, .monotonic) % recent_slots];
     @atomicStore(usize, &slot.addr, 0, .monotonic);
     @atomicStore(usize, &slot.usable_size, usable_size, .monotonic);
@@ -58,12 +61,14 @@ pub fn recentlyFreed(addr: usize) bool {
 
 const testing = std.testing;
 
-/// Headers of no block (static: no test frees a pointer near them), for the ring's test.
-var test_headers: [recent_slots + 2]LargeHeader = undefined;
+/// Headers of no block (static: no test frees a pointer near them), for the ring's test;
+/// 64-byte aligned as every block's base, so base + header_room is where a block would start.
+const TestHeader = struct { header: LargeHeader align(64) };
+var test_headers: [recent_slots + 2]TestHeader = undefined;
 
 test "a freed block given back is remembered with its size; a live one is not" {
-    const freed = &test_headers[0];
-    const live = &test_headers[1];
+    const freed = &test_headers[0].header;
+    const live = &test_headers[1].header;
     freed.* = .{ .magic = large_header.cached_magic, .mapped_size = 1 << 20, .block_offset = large_header.header_room, .usable_size = (1 << 20) - large_header.header_room };
     live.* = freed.*;
     live.magic = large_header.live_magic;
@@ -74,8 +79,8 @@ test "a freed block given back is remembered with its size; a live one is not" {
     try testing.expectEqual(@as(?usize, freed.usable_size), recentlyFreedSize(freed_addr));
     // the ring keeps the last recent_slots: this one is forgotten after as many others
     for (test_headers[2..]) |*other| {
-        other.* = freed.*;
-        rememberUnmapped(other);
+        other.header = freed.*;
+        rememberUnmapped(&other.header);
     }
     try testing.expect(!recentlyFreed(freed_addr));
 }

@@ -79,6 +79,7 @@ pub const Span = struct {
 };
 
 pub fn unitResident(mask: *const ResidentMask, k: usize) bool {
+    std.debug.assert(k < block_units_max); // a unit of one block's span
     return mask[k / 64] & (@as(u64, 1) << @intCast(k % 64)) != 0;
 }
 
@@ -105,7 +106,8 @@ pub const BeforePurge = units_mod.BeforePurge;
 /// then fail too: ENOMEM). With `resident`, which of its units may hold old data (calloc
 /// clears those). `before_purge`: for the freed blocks whose pages move away.
 pub fn alloc(units: usize, resident: ?*ResidentMask, before_purge: BeforePurge) ?Span {
-    std.debug.assert(units >= 1 and units <= block_units_max);
+    std.debug.assert(units >= 1);
+    std.debug.assert(units <= block_units_max);
     lock.acquire();
     defer lock.release();
     for (regions[0..regions_used]) |*region| {
@@ -118,6 +120,7 @@ pub fn alloc(units: usize, resident: ?*ResidentMask, before_purge: BeforePurge) 
 
 /// Where a block of `units` goes: the best fit of every region, else a new region's start.
 fn findPlace(units: usize) ?Units {
+    std.debug.assert(lock.isHeld());
     var best_region: ?*Region = null;
     var best: Fit = undefined;
     for (regions[0..regions_used]) |*region| {
@@ -138,6 +141,8 @@ fn findPlace(units: usize) ?Units {
 
 /// large_move.fill when some units are retained (there is nothing to move otherwise).
 fn fill(holes: Units, donors: ?Units, before_purge: BeforePurge) void {
+    std.debug.assert(lock.isHeld()); // the maps, and the pages they describe
+    std.debug.assert(holes.units >= 1);
     if (retained_bytes == 0) return;
     _ = large_move.heal(regions[0..regions_used]);
     _ = large_move.fill(regions[0..regions_used], holes, donors, before_purge);
@@ -146,6 +151,7 @@ fn fill(holes: Units, donors: ?Units, before_purge: BeforePurge) void {
 /// The start of the region's hint when it is exactly `units` long, all free and resident
 /// (only then: a smaller block would cut a run that best fit keeps whole for a larger one).
 fn hinted(region: *const Region, units: usize) ?usize {
+    std.debug.assert(lock.isHeld());
     if (region.hint_units != units) return null;
     const first = region.hint_first;
     std.debug.assert(first + units <= region_units); // a hint is a run of the region
@@ -180,13 +186,15 @@ fn bestFit(region: *const Region, units: usize) ?Fit {
         if (best.?.resident == units and len == units) break;
     }
     if (best) |b| {
-        std.debug.assert(b.first + units <= region_units and b.run_len >= units);
+        std.debug.assert(b.first + units <= region_units);
+        std.debug.assert(b.run_len >= units);
         std.debug.assert(b.resident <= units);
     }
     return best;
 }
 
 fn reserveRegion() ?*Region {
+    std.debug.assert(lock.isHeld()); // regions_used grows under it (lookup reads it without)
     if (regions_used == regions_max) return null;
     const memory = os.reserveAligned(region_size, segment_map.chunk_size) orelse return null;
     const region = &regions[regions_used];
@@ -202,9 +210,12 @@ fn reserveRegion() ?*Region {
 /// `block_first` (first, or an earlier unit when a block grows): commits what was never
 /// writable.
 fn take(region: *Region, first: usize, units: usize, block_first: usize, resident: ?*ResidentMask) ?Span {
-    std.debug.assert(units >= 1 and first + units <= region_units);
-    std.debug.assert(block_first <= first and first - block_first + units <= block_units_max);
-    std.debug.assert(countRange(&region.taken, first, units) == 0);
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(units >= 1);
+    std.debug.assert(first + units <= region_units);
+    std.debug.assert(block_first <= first); // the block starts at the run, or grows onto it
+    std.debug.assert(first - block_first + units <= block_units_max);
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&region.taken, first, units) == 0); // (a loop: not in ReleaseFast)
     if (!commitRange(region, first, units)) return null;
     var span: Span = .{ .base = region.base + first * unit_size, .units = units, .resident_units = 0 };
     if (resident) |mask| {
@@ -230,6 +241,7 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
 
 /// mprotect the units of a range that are not writable yet, one call per contiguous piece.
 fn commitRange(region: *Region, first: usize, units: usize) bool {
+    std.debug.assert(lock.isHeld());
     std.debug.assert(first + units <= region_units);
     const end = first + units;
     var pos = first;
@@ -237,11 +249,12 @@ fn commitRange(region: *Region, first: usize, units: usize) bool {
         const start = nextWith(region, .writable, pos, false);
         if (start >= end) break;
         const stop = @min(end, nextWith(region, .writable, start, true));
+        std.debug.assert(stop > start); // start is not writable: every round commits a unit
         if (!os.commit(@ptrFromInt(region.base + start * unit_size), (stop - start) * unit_size)) return false;
         setRange(&region.writable, start, stop - start, true);
         pos = stop;
     }
-    std.debug.assert(countRange(&region.writable, first, units) == units);
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&region.writable, first, units) == units);
     return true;
 }
 
@@ -261,6 +274,8 @@ pub fn free(base: usize, units: usize, now_ms: u64) void {
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
     std.debug.assert(region.owner[first] == first + 1); // a live block starts here (not freed)
+    std.debug.assert(first + units <= region_units);
+    std.debug.assert(region.owner[first + units - 1] == first + 1); // and ends where its header says
     giveBack(region, first, units, region.owner[first] | freed_flag, now_ms);
     region.hint_first = first;
     region.hint_units = units;
@@ -269,9 +284,15 @@ pub fn free(base: usize, units: usize, now_ms: u64) void {
 /// Units of a block are free (resident, counted as retained); `owner` is what a pointer
 /// into them finds: the freed block, or no block.
 fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64) void {
-    std.debug.assert(units >= 1 and first + units <= region_units);
-    std.debug.assert(countRange(&region.taken, first, units) == units);
-    std.debug.assert(countRange(&region.resident, first, units) == units); // taken units are resident
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(units >= 1);
+    std.debug.assert(first + units <= region_units);
+    // what a pointer into free units finds: a freed block, or no block (never a live one)
+    std.debug.assert(owner == no_owner or owner & freed_flag != 0);
+    if (std.debug.runtime_safety) {
+        std.debug.assert(countRange(&region.taken, first, units) == units);
+        std.debug.assert(countRange(&region.resident, first, units) == units); // taken units are resident
+    }
     setRange(&region.taken, first, units, false);
     for (first..first + units) |i| {
         region.freed_ms[i] = now_ms;
@@ -284,17 +305,21 @@ fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64
 /// a new block: large_move.fill): how many of those were resident, or null (block
 /// unchanged) when they are not free or cannot be committed.
 pub fn grow(base: usize, old_units: usize, new_units: usize, before_purge: BeforePurge) ?usize {
-    std.debug.assert(new_units > old_units and new_units <= block_units_max);
+    std.debug.assert(old_units >= 1);
+    std.debug.assert(new_units > old_units);
+    std.debug.assert(new_units <= block_units_max);
     lock.acquire();
     defer lock.release();
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
+    std.debug.assert(region.owner[first] == first + 1); // a live block starts here
     if (first + new_units > region_units) return null;
     const extra = new_units - old_units;
     if (countRange(&region.taken, first + old_units, extra) != 0) return null;
     fill(.{ .region = region, .first = first + old_units, .units = extra }, null, before_purge);
     const span = take(region, first + old_units, extra, first, null) orelse return null;
-    std.debug.assert(span.units == extra and span.base == base + old_units * unit_size);
+    std.debug.assert(span.units == extra);
+    std.debug.assert(span.base == base + old_units * unit_size); // right after the block
     return span.resident_units;
 }
 
@@ -310,7 +335,10 @@ pub const Relocated = struct { span: Span, kept_units: usize };
 /// second free of the old address is large.zig's to catch: large_recent.zig). Null, the
 /// block unchanged, when no region has room or the kernel refuses to commit the run.
 pub fn relocate(base: usize, old_units: usize, used_units: usize, new_units: usize, now_ms: u64, before_purge: BeforePurge) ?Relocated {
-    std.debug.assert(old_units >= 1 and old_units < used_units and used_units <= new_units and new_units <= block_units_max);
+    std.debug.assert(old_units >= 1);
+    std.debug.assert(old_units < used_units); // it grows (a shrink stays where it is)
+    std.debug.assert(used_units <= new_units); // the room to grow comes after what it uses
+    std.debug.assert(new_units <= block_units_max);
     lock.acquire();
     defer lock.release();
     const from = regionOf(base).?;
@@ -330,7 +358,9 @@ pub fn relocate(base: usize, old_units: usize, used_units: usize, new_units: usi
 
 /// The units of a block that moved away: free, no block's, retained where pages stayed.
 fn releaseMoved(region: *Region, first: usize, units: usize, now_ms: u64) void {
-    std.debug.assert(countRange(&region.taken, first, units) == units);
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(region.owner[first] == first + 1); // the block's own units, still live
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&region.taken, first, units) == units);
     setRange(&region.taken, first, units, false);
     for (first..first + units) |i| {
         @atomicStore(u16, &region.owner[i], no_owner, .monotonic);
@@ -342,11 +372,13 @@ fn releaseMoved(region: *Region, first: usize, units: usize, now_ms: u64) void {
 
 /// Gives back the units of a block beyond its first `new_units`.
 pub fn shrink(base: usize, old_units: usize, new_units: usize, now_ms: u64) void {
-    std.debug.assert(new_units >= 1 and new_units < old_units);
+    std.debug.assert(new_units >= 1);
+    std.debug.assert(new_units < old_units);
     lock.acquire();
     defer lock.release();
     const region = regionOf(base).?;
     const first = (base - region.base) >> unit_shift;
+    std.debug.assert(region.owner[first] == first + 1); // a live block starts here
     std.debug.assert(region.owner[first + old_units - 1] == first + 1); // the tail is this live block's
     // not a block's start: a pointer into the tail is no block
     giveBack(region, first + new_units, old_units - new_units, no_owner, now_ms);
@@ -414,6 +446,7 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
 }
 
 fn collectPieces(pieces: *[trim_pieces_max]Piece) usize {
+    std.debug.assert(lock.isHeld());
     var count: usize = 0;
     for (regions[0..regions_used]) |*region| {
         var runs: Runs = .{ .region = region, .kind = .retained };
@@ -437,6 +470,9 @@ fn olderFirst(_: void, a: Piece, b: Piece) bool {
 }
 
 fn purgeUnits(region: *Region, first: usize, units: usize, before_purge: BeforePurge) void {
+    std.debug.assert(lock.isHeld()); // a new block must not take the units meanwhile
+    std.debug.assert(units >= 1);
+    std.debug.assert(units * unit_size <= retained_bytes);
     // only retained units: free (no block's page may go) and resident (counted in retained_bytes)
     units_mod.announceDrop(region, first, units, before_purge);
     units_mod.dropPages(region, first, units);

@@ -23,6 +23,7 @@ const size_max: usize = @import("../abi.zig").size_max;
 /// Resizes a large block in place or by moving its pages (no copy). Null when the
 /// kernel cannot; the block is then unchanged.
 pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
+    large_header.assertConsistent(header);
     const offset = header.block_offset;
     const total = std.math.add(usize, offset, @max(new_size, 1)) catch return null;
     if (total > size_max) return null;
@@ -34,8 +35,11 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
     const old_usable = header.usable_size;
     const new_base = refit(@intFromPtr(header), header.mapped_size, new_mapped) orelse return null;
     const moved: *LargeHeader = @ptrFromInt(new_base);
+    std.debug.assert(moved.block_offset == offset); // its header came along (mremap moves pages)
     moved.mapped_size = new_mapped;
     moved.usable_size = new_mapped - offset;
+    large_header.assertConsistent(moved);
+    std.debug.assert(moved.usable_size >= new_size);
     stats.subFrom(&stats.large.live_bytes, old_usable);
     stats.addTo(&stats.large.live_bytes, moved.usable_size);
     return @ptrFromInt(new_base + offset);
@@ -46,6 +50,7 @@ pub fn resize(header: *LargeHeader, new_size: usize) ?*anyopaque {
 /// when it would outgrow a region block, or no region has room: realloc then copies it
 /// into a block of its own.
 fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
+    std.debug.assert(header.region_units != 0); // a region block
     if (new_mapped > large_region.block_bytes_max) return null;
     const unit = large_region.unit_size;
     const base = @intFromPtr(header);
@@ -70,6 +75,8 @@ fn resizeInRegion(header: *LargeHeader, new_mapped: usize) ?*anyopaque {
     stats.subFrom(&stats.large.live_bytes, block.usable_size);
     block.usable_size = mapped - block.block_offset;
     stats.addTo(&stats.large.live_bytes, block.usable_size);
+    large_header.assertConsistent(block);
+    std.debug.assert(mapped >= new_mapped); // (a moved block: with its room to grow)
     return @ptrFromInt(@intFromPtr(block) + block.block_offset);
 }
 
@@ -85,6 +92,7 @@ fn relocate(header: *LargeHeader, new_units: usize) ?*LargeHeader {
     const old = header.*; // (its page moves away: read it first)
     const base = @intFromPtr(header);
     const room_units = @min(large_region.block_units_max, @max(new_units, old.region_units + old.region_units / room_divisor));
+    std.debug.assert(room_units >= new_units); // (new_units <= block_units_max: resizeInRegion)
     const moved = large_region.relocate(base, old.region_units, new_units, room_units, os.nowMs(), large_recent.rememberPurged) orelse return null;
     large_recent.remember(base + old.block_offset, old.usable_size);
     const unit = large_region.unit_size;
@@ -93,7 +101,9 @@ fn relocate(header: *LargeHeader, new_units: usize) ?*LargeHeader {
     stats.addTo(&stats.large.cached_bytes, moved.kept_units * unit);
     stats.largeResized((old.region_units + reused) * unit, (room_units + moved.kept_units) * unit);
     const block: *LargeHeader = @ptrFromInt(moved.span.base);
-    std.debug.assert(block.magic == old.magic and block.usable_size == old.usable_size); // it came along
+    std.debug.assert(block.magic == old.magic); // it came along
+    std.debug.assert(block.usable_size == old.usable_size);
+    std.debug.assert(moved.span.units == room_units);
     block.region_units = room_units;
     return block;
 }
@@ -102,6 +112,9 @@ fn relocate(header: *LargeHeader, new_units: usize) ?*LargeHeader {
 /// place or by moving its pages to a new 4 MiB-aligned place (no copy, no new faults for
 /// the pages it had). Returns its base, or null (the mapping unchanged) when the kernel cannot.
 pub fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
+    std.debug.assert(base % chunk_size == 0); // a mapping of its own
+    std.debug.assert(old_mapped % os.page_size == 0);
+    std.debug.assert(new_mapped % os.page_size == 0);
     var new_base = base;
     if (new_mapped < old_mapped) {
         const tail_chunks = std.mem.alignForward(usize, base + new_mapped, chunk_size);
@@ -123,5 +136,6 @@ pub fn refit(base: usize, old_mapped: usize, new_mapped: usize) ?usize {
         segment_map.mark(new_base, new_mapped, .large_head, .large_tail);
     }
     stats.largeResized(old_mapped, new_mapped);
+    std.debug.assert(new_base % chunk_size == 0); // where segment_map tags its head
     return new_base;
 }

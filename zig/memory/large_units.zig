@@ -49,6 +49,7 @@ pub const Region = struct {
 pub const BeforePurge = *const fn (block_base: usize) void;
 
 pub fn bit(bits: *const Bits, i: usize) bool {
+    std.debug.assert(i < region_units);
     return bits[i / 64] & (@as(u64, 1) << @intCast(i % 64)) != 0;
 }
 
@@ -59,7 +60,8 @@ fn wordPart(i: usize, end: usize) struct { word: usize, mask: u64, units: usize 
     const lo: u6 = @intCast(i % 64);
     const n = @min(end - i, 64 - @as(usize, lo));
     const ones = if (n == 64) ~@as(u64, 0) else (@as(u64, 1) << @intCast(n)) - 1;
-    std.debug.assert(n >= 1 and @popCount(ones << lo) == n); // the mask lost no unit to the shift
+    std.debug.assert(n >= 1);
+    std.debug.assert(@popCount(ones << lo) == n); // the mask lost no unit to the shift
     return .{ .word = i / 64, .mask = ones << lo, .units = n };
 }
 
@@ -71,6 +73,8 @@ pub fn setRange(bits: *Bits, start: usize, len: usize, value: bool) void {
         if (value) bits[part.word] |= part.mask else bits[part.word] &= ~part.mask;
         i += part.units;
     }
+    // (a loop over the range again: only where assertions are checked, never in ReleaseFast)
+    if (std.debug.runtime_safety) std.debug.assert(countRange(bits, start, len) == if (value) len else 0);
 }
 
 pub fn countRange(bits: *const Bits, start: usize, len: usize) usize {
@@ -91,6 +95,7 @@ pub const Kind = enum { free, retained, empty, resident, writable, edge };
 /// Word `w` of the units of a kind: free (not taken), retained (free and resident), empty
 /// (free, no pages), resident, writable, at an edge.
 fn wordOf(region: *const Region, kind: Kind, w: usize) u64 {
+    std.debug.assert(w < words);
     return switch (kind) {
         .free => ~region.taken[w],
         .retained => ~region.taken[w] & region.resident[w],
@@ -112,7 +117,8 @@ pub fn nextWith(region: *const Region, kind: Kind, from: usize, value: bool) usi
         word &= ~@as(u64, 0) << @intCast(i % 64);
         if (word != 0) {
             const found = (i / 64) * 64 + @ctz(word);
-            std.debug.assert(found >= from and found < region_units);
+            std.debug.assert(found >= from);
+            std.debug.assert(found < region_units);
             return found;
         }
         i = (i / 64 + 1) * 64;
@@ -143,7 +149,9 @@ pub const Runs = struct {
 /// Free resident units are about to lose their pages (purged, or moved away): `before_purge`
 /// names each freed block whose header is there, while it can still be read.
 pub fn announceDrop(region: *const Region, first: usize, units: usize, before_purge: BeforePurge) void {
-    std.debug.assert(units >= 1 and first + units <= region_units);
+    std.debug.assert(units >= 1);
+    std.debug.assert(first + units <= region_units);
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&region.taken, first, units) == 0); // free units only
     for (first..first + units) |i| {
         const owner = region.owner[i];
         if (owner != no_owner and owner & ~freed_flag == i + 1) before_purge(region.base + i * unit_size);
@@ -153,9 +161,12 @@ pub fn announceDrop(region: *const Region, first: usize, units: usize, before_pu
 /// Free resident units lost their pages (announceDrop first): no block is there any more,
 /// not resident.
 pub fn dropPages(region: *Region, first: usize, units: usize) void {
-    std.debug.assert(units >= 1 and first + units <= region_units);
-    std.debug.assert(countRange(&region.taken, first, units) == 0); // no block's page may go
-    std.debug.assert(countRange(&region.resident, first, units) == units);
+    std.debug.assert(units >= 1);
+    std.debug.assert(first + units <= region_units);
+    if (std.debug.runtime_safety) { // (loops: not in ReleaseFast)
+        std.debug.assert(countRange(&region.taken, first, units) == 0); // no block's page may go
+        std.debug.assert(countRange(&region.resident, first, units) == units);
+    }
     for (first..first + units) |i| @atomicStore(u16, &region.owner[i], no_owner, .monotonic);
     setRange(&region.resident, first, units, false);
 }

@@ -50,6 +50,13 @@ const Live = struct { addr: usize, stack: u32, bytes: u64, count: u64, page: usi
 const PageCount = struct { page: usize, count: u64 };
 const pages_max = 1 << 14;
 
+comptime {
+    // the tables probe with a mask of their size; slotOf hashes into live_max
+    std.debug.assert(std.math.isPowerOfTwo(live_max));
+    std.debug.assert(std.math.isPowerOfTwo(pages_max));
+    std.debug.assert(stacks_max <= std.math.maxInt(u32)); // Live.stack is a u32
+}
+
 /// HAKMEM_PROFILE is set: written once, at init.
 pub var enabled: bool = false;
 var mean_gap_bytes: u64 = 512 << 10;
@@ -90,6 +97,7 @@ pub fn init() void {
 
 /// An exponential gap of mean mean_gap_bytes (at least 1). Under `lock` or at init.
 fn nextGap() u64 {
+    std.debug.assert(mean_gap_bytes > 0); // HAKMEM_PROFILE_SAMPLE_KB is 1 or more
     rng_state ^= rng_state >> 12;
     rng_state ^= rng_state << 25;
     rng_state ^= rng_state >> 27;
@@ -103,7 +111,8 @@ fn nextGap() u64 {
 /// gap). Not @log: that is libm's `log`, and libm (320 KiB of RSS in every process that
 /// preloads hakmem, for this one call) then becomes a dependency of the library.
 fn ln(x: f64) f64 {
-    std.debug.assert(x > 0 and std.math.isNormal(x));
+    std.debug.assert(x > 0);
+    std.debug.assert(std.math.isNormal(x)); // (a subnormal's exponent bits say nothing)
     const bits: u64 = @bitCast(x);
     const exponent: i64 = @as(i64, @intCast(bits >> 52)) - 1023;
     const mantissa: f64 = @bitCast((bits & ((1 << 52) - 1)) | (1023 << 52)); // [1, 2)
@@ -138,6 +147,7 @@ fn charge(bytes: u64) u64 {
     var add: i64 = 0;
     var crossings: u64 = 0;
     while (before - b + add <= 0) : (crossings += 1) add += @intCast(nextGap());
+    std.debug.assert(crossings >= 1); // before > 0 >= before - b: crossed once at least
     _ = countdown.fetchAdd(add, .monotonic);
     return crossings * mean_gap_bytes;
 }
@@ -154,6 +164,8 @@ pub inline fn refilled(blk: *Block, page: *Page, cached: u32) *Block {
 /// (the page's owner) A page whose sampled blocks were all freed loses its slow flag here,
 /// at a refill from it (only the owner writes a page's flags).
 noinline fn sampleRefill(blk: *Block, page: *Page, cached: u32) void {
+    std.debug.assert(enabled);
+    std.debug.assert(page.block_size > 0);
     if (page.flags & page_mod.flag_sampled != 0 and !pageHasSamples(page)) page.clearFlags(page_mod.flag_sampled);
     const weight = charge((@as(u64, cached) + 1) * page.block_size);
     if (weight == 0) return;
@@ -170,6 +182,8 @@ fn pageHasSamples(page: *const Page) bool {
 /// (lock held) The slot counting `page`'s live samples; with `add`, made if missing.
 /// Deleted entries are tombstones (page 1). Bounded by the table's size.
 fn pageSlot(page: usize, add: bool) ?*PageCount {
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(page != empty and page != tombstone); // a page's address: never a marker
     var i = slotOf(page) & (pages.len - 1);
     var free_slot: ?*PageCount = null;
     for (0..pages.len) |_| {
@@ -192,6 +206,7 @@ fn pageSlot(page: usize, add: bool) ?*PageCount {
 
 /// slow.mallocLarge: a large block of `size` bytes at `ptr`.
 pub noinline fn sampleLarge(ptr: *anyopaque, size: usize) void {
+    std.debug.assert(enabled); // (slow.zig asks only when profiling)
     const weight = charge(size);
     if (weight != 0) record(@intFromPtr(ptr), null, @max(size, 1), weight);
 }
@@ -207,6 +222,9 @@ pub noinline fn freed(addr: usize) void {
 
 /// (lock held) A live sample is gone: its stack's and its page's counts drop.
 fn forget(e: *Live) void {
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(e.addr != empty and e.addr != tombstone); // a live sample's entry
+    std.debug.assert(e.stack < stack_count);
     const s = &stacks[e.stack];
     s.live_bytes -|= e.bytes;
     s.live_count -|= e.count;
@@ -220,6 +238,8 @@ fn forget(e: *Live) void {
 }
 
 fn record(addr: usize, page: ?*Page, block_bytes: u64, weight: u64) void {
+    std.debug.assert(block_bytes > 0); // the weight is counted in blocks of it
+    std.debug.assert(weight > 0); // (charge crossed: a sample stands for a gap's bytes)
     var frames: [depth_max + 4]?*anyopaque = undefined;
     var depth: usize = 0;
     if (!unwinding.swap(true, .acquire)) {
@@ -232,6 +252,7 @@ fn record(addr: usize, page: ?*Page, block_bytes: u64, weight: u64) void {
     // frames[0] is record itself: skipped (the writer drops hakmem's other frames)
     const kept = if (depth > 1) frames[1..depth] else frames[0..0];
     const stack = internStack(kept[0..@min(kept.len, depth_max)]);
+    std.debug.assert(stack < stack_count); // (0: unknown, always there)
     const s = &stacks[stack];
     s.alloc_bytes += weight;
     s.alloc_count += count;
@@ -265,6 +286,8 @@ fn hashFrames(frames: []const ?*anyopaque) u64 {
 
 /// (lock held) The index of the stack with these frames, added if new (0 when full).
 fn internStack(frames: []const ?*anyopaque) usize {
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(frames.len <= depth_max); // what a Stack holds
     if (frames.len == 0) return 0;
     const h = hashFrames(frames);
     for (1..stack_count) |i| {
@@ -281,11 +304,14 @@ fn internStack(frames: []const ?*anyopaque) usize {
 }
 
 fn slotOf(addr: usize) usize {
-    return @intCast(((addr >> 4) *% 0x9E3779B97F4A7C15) >> (64 - @ctz(@as(u64, live_max))));
+    const slot: usize = @intCast(((addr >> 4) *% 0x9E3779B97F4A7C15) >> (64 - @ctz(@as(u64, live_max))));
+    std.debug.assert(slot < live_max); // the top log2(live_max) bits
+    return slot;
 }
 
 /// (lock held) The slot of a live sample at `addr`. Bounded by the table's size.
 fn find(addr: usize) ?usize {
+    std.debug.assert(live.len == live_max); // slotOf hashes into live_max slots
     var i = slotOf(addr);
     for (0..live.len) |_| {
         const a = live[i].addr;
@@ -298,6 +324,7 @@ fn find(addr: usize) ?usize {
 
 /// (lock held) An empty or tombstone slot for `addr`.
 fn freeSlot(addr: usize) ?usize {
+    std.debug.assert(live.len == live_max);
     var i = slotOf(addr);
     for (0..live.len) |_| {
         if (live[i].addr == empty or live[i].addr == tombstone) return i;
@@ -309,6 +336,7 @@ fn freeSlot(addr: usize) ?usize {
 /// (lock held) Drops the tombstones: rebuilds the table in place, entries re-inserted
 /// one by one (bounded: each entry moves at most once per pass, two passes).
 fn rehashLive() void {
+    std.debug.assert(lock.isHeld());
     var n: usize = 0;
     for (live) |*e| {
         if (e.addr == tombstone) e.addr = empty;
@@ -323,6 +351,7 @@ fn rehashLive() void {
             live[freeSlot(e.addr).?] = e;
         }
     }
+    std.debug.assert(n < live.len); // (record rehashes at 3/4 used: an empty slot ends probes)
     live_used = n;
 }
 
@@ -378,6 +407,7 @@ const StacksIterator = struct {
         while (self.i < stack_count) {
             const s = &stacks[self.i];
             self.i += 1;
+            std.debug.assert(s.depth <= depth_max);
             if (s.alloc_bytes == 0) continue;
             return .{ .frames = s.frames[0..s.depth], .alloc_count = s.alloc_count, .alloc_bytes = s.alloc_bytes, .live_count = s.live_count, .live_bytes = s.live_bytes };
         }
@@ -399,6 +429,7 @@ fn expandPid(template: []const u8, out: *[600:0]u8) ?[*:0]const u8 {
     }
     w.writeAll(rest) catch return null;
     const n = w.buffered().len;
+    std.debug.assert(n < out.len); // the writer stopped a byte short: room for the NUL
     out[n] = 0;
     return out[0..n :0].ptr;
 }

@@ -42,6 +42,7 @@ fn run(_: ?*anyopaque) callconv(.c) ?*anyopaque {
     _ = linux.sigprocmask(linux.SIG.BLOCK, &all, null);
     while (true) {
         const ms = intervalMs();
+        std.debug.assert(ms >= interval_min_ms); // a pause every round: never a busy loop
         const pause: linux.timespec = .{ .sec = @intCast(ms / 1000), .nsec = @intCast((ms % 1000) * 1_000_000) };
         _ = linux.nanosleep(&pause, null);
         sweep(os.nowMs());

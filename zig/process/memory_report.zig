@@ -112,6 +112,7 @@ fn estimatedWaste(sum: *const stats.BinCounters) u64 {
         const size = size_class.binBlockSize(bin);
         const class = size_class.classOf(size);
         const below: u64 = if (class == 0) 0 else size_class.classSize(class - 1);
+        std.debug.assert(below < size); // classes grow: a request of this bin is above the one below
         waste += live * ((size - below - 1) / 2);
     }
     return waste;
@@ -145,6 +146,7 @@ const HeapWalk = struct {
             mine += bytes;
         }
         const held = @atomicLoad(usize, &heap.large_local.bytes, .monotonic);
+        std.debug.assert(held % large_region.unit_size == 0); // whole units, whenever read
         self.large_held += held;
         self.largest_cache = @max(self.largest_cache, mine + held);
     }
@@ -161,6 +163,11 @@ const ChunkWalk = struct {
     large: u64 = 0,
 
     const slice_pages = size_class.slice_size / os.page_size;
+
+    comptime {
+        // measureSegment reads vec slice by slice: the slices cover the segment exactly
+        std.debug.assert(segment_mod.slice_count * slice_pages == segment_mod.segment_size / os.page_size);
+    }
 
     fn visit(self: *ChunkWalk, chunk: usize, tag: segment_map.Tag) void {
         switch (tag) {
@@ -199,6 +206,8 @@ const ChunkWalk = struct {
                 self.in_use[if (size_class.binIsTiny(seg.pages[slice].bin)) 0 else 1] += bytes;
             }
         }
+        // each slice counted at most once: a header, dirty, or in use
+        std.debug.assert(self.segment_headers + self.dirty + self.in_use[0] + self.in_use[1] <= self.segments);
     }
 };
 

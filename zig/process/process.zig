@@ -39,6 +39,7 @@ noinline fn initSlow() void {
     thread.initExitKey();
     // before any heap exists: a recording that cannot start leaves the fast paths on
     if (config.trace) config.trace = trace.start();
+    std.debug.assert(state.raw == .initialising); // ours alone: the others wait for ready
     state.store(.ready, .release);
     // May allocate (glibc grows its handler list): we are ready by now.
     _ = pthread_atfork(forkPrepare, forkParent, forkChild);
@@ -107,10 +108,13 @@ fn keepStderr() void {
     const F_DUPFD_CLOEXEC = 1030; // <fcntl.h>, Linux
     const rc = std.os.linux.fcntl(2, F_DUPFD_CLOEXEC, stderr_dup_min_fd);
     if (std.os.linux.E.init(rc) == .SUCCESS) stderr_dup = @intCast(rc);
+    // out of the program's way: it may close or reuse the low descriptors
+    std.debug.assert(stderr_dup == -1 or stderr_dup >= stderr_dup_min_fd);
 }
 
 /// Where the exit summary goes: the start-up stderr if still the same file, else fd 2.
 fn summaryFd() std.posix.fd_t {
+    std.debug.assert(stderr_dup == -1 or stderr_dup >= stderr_dup_min_fd);
     if (stderr_dup >= 0) {
         if (FileId.of(stderr_dup)) |id| {
             if (id.dev == stderr_id.dev and id.ino == stderr_id.ino) return stderr_dup;
@@ -125,6 +129,7 @@ fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
     while (rest.len > 0 and tries < 64) : (tries += 1) {
         const rc = std.os.linux.write(fd, rest.ptr, rest.len);
         if (std.os.linux.E.init(rc) != .SUCCESS or rc == 0) return;
+        std.debug.assert(rc <= rest.len); // the kernel writes at most what was asked
         rest = rest[rc..];
     }
 }

@@ -29,6 +29,7 @@ fn peakRssKiB() u64 {
     defer std.posix.close(fd);
     var buf: [4096]u8 = undefined;
     const n = std.posix.read(fd, &buf) catch return 0;
+    std.debug.assert(n <= buf.len);
     const text = buf[0..n];
     const at = std.mem.indexOf(u8, text, "VmHWM:") orelse return 0;
     var it = std.mem.tokenizeAny(u8, text[at + 6 ..], " \t\n");

@@ -72,6 +72,7 @@ const Recorder = struct {
             self.put(@as(u8, @truncate(v)) | 0x80);
             v >>= 7;
         }
+        std.debug.assert(v < 0x80); // the last byte holds what is left: no bit lost
         self.put(@truncate(v));
     }
 
@@ -109,11 +110,13 @@ const Recorder = struct {
         self.done();
         self.next_id = base;
         self.id_end = base + abi.trace_id_chunk;
+        std.debug.assert(base % abi.trace_id_chunk == 0); // chunks are handed out whole
     }
 
     /// The id the next allocation takes (a new chunk first when this one is used up).
     fn takeId(self: *Recorder) u64 {
         self.openChunk();
+        std.debug.assert(self.next_id < self.id_end); // an id of the chunk the file names
         const id = self.next_id;
         self.next_id += 1;
         return id;
@@ -155,6 +158,7 @@ const Recorder = struct {
         self.events += 1;
         self.committed.store(@as(u64, self.events) << 32 | self.len, .release);
         if (self.len > payload_max - event_max) self.flush();
+        std.debug.assert(self.len <= payload_max - event_max); // room for the next event whole
     }
 
     fn flush(self: *Recorder) void {
@@ -189,6 +193,8 @@ fn recorder() ?*Recorder {
 }
 
 noinline fn create() ?*Recorder {
+    std.debug.assert(current == null); // one recorder per thread
+    std.debug.assert(!exited); // none after the thread's exit destructor
     const bytes = std.mem.alignForward(usize, @sizeOf(Recorder), os.page_size);
     const memory = os.map(bytes) orelse return null;
     const r: *Recorder = @ptrCast(@alignCast(memory));
@@ -280,6 +286,7 @@ pub fn start() bool {
         .reserved = 0,
     };
     if (!writeAll(&.{std.mem.asBytes(&header)})) return false;
+    std.debug.assert(fd >= 0); // the file every block goes to
     closed.store(false, .release);
     return true;
 }
@@ -293,6 +300,9 @@ fn sameFile() bool {
 
 fn writeBlock(thread_index: u32, payload: []const u8, events: u32) void {
     std.debug.assert(payload.len <= payload_max + event_max);
+    std.debug.assert(payload.len > 0); // (callers skip an empty payload)
+    std.debug.assert(events >= 1); // every event is one byte at least
+    std.debug.assert(events <= payload.len);
     const header: abi.TraceBlockHeader = .{
         .magic = abi.trace_block_magic,
         .pid = @intCast(linux.getpid()),
@@ -393,7 +403,9 @@ const Shard = struct {
     live: usize = 0,
 
     fn slotOf(self: *Shard, addr: usize) *Entry {
-        std.debug.assert(self.capacity > 0 and std.math.isPowerOfTwo(self.capacity));
+        std.debug.assert(self.capacity > 0);
+        std.debug.assert(std.math.isPowerOfTwo(self.capacity)); // probes wrap with a mask
+        std.debug.assert(self.used * 2 <= self.capacity); // an empty slot ends every probe
         const mask = self.capacity - 1;
         var i: usize = @truncate(hash(addr) & mask);
         var probes: usize = 0;
@@ -422,6 +434,8 @@ const Shard = struct {
         } else std.debug.assert(e.word & 1 != 0); // a live address is not handed out twice
         e.word = id << 1;
         self.live += 1;
+        std.debug.assert(self.live <= self.used);
+        std.debug.assert(self.used * 2 <= self.capacity); // room kept: probes end at an empty slot
         return true;
     }
 
@@ -431,6 +445,7 @@ const Shard = struct {
             self.slotOf(addr).word |= 1;
             self.live -= 1;
         }
+        std.debug.assert(self.live <= self.used); // a freed entry stays (used), not live
         return found;
     }
 
@@ -464,6 +479,10 @@ const Shard = struct {
 };
 
 var shards: [shard_count]Shard = [_]Shard{.{}} ** shard_count;
+
+comptime {
+    std.debug.assert(shard_count == 1 << (64 - 58)); // shardOf takes a hash's top 6 bits
+}
 
 fn hash(addr: usize) u64 {
     return (@as(u64, addr) >> 4) *% 0x9E3779B97F4A7C15;

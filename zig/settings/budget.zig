@@ -50,12 +50,14 @@ fn pressureMark(limit: usize) usize {
 /// Room for `bytes` more under the hard budget: true (claimed: call settle after the
 /// mapping was counted, or failed) or false (nothing claimed). Always true without a budget.
 pub fn claim(bytes: usize) bool {
+    std.debug.assert(bytes % os.page_size == 0); // for a mapping: whole pages
     const limit = limit_bytes;
     if (limit == 0) return true;
     const before = claimed_bytes.fetchAdd(bytes, .monotonic);
     const used = stats.os_mapped_bytes.load(.monotonic) + before + bytes;
     if (used <= limit) return true;
-    _ = claimed_bytes.fetchSub(bytes, .monotonic);
+    const undone = claimed_bytes.fetchSub(bytes, .monotonic);
+    std.debug.assert(undone >= bytes); // our own claim is still in there
     _ = refusals.fetchAdd(1, .monotonic);
     return false;
 }
@@ -63,7 +65,8 @@ pub fn claim(bytes: usize) bool {
 /// The mapping a claim was for is counted in os_mapped_bytes now (or was not made).
 pub fn settle(bytes: usize) void {
     if (limit_bytes == 0) return;
-    _ = claimed_bytes.fetchSub(bytes, .monotonic);
+    const before = claimed_bytes.fetchSub(bytes, .monotonic);
+    std.debug.assert(before >= bytes); // settles a claim that passed, once
 }
 
 /// Whether a heap's maintenance should purge everything retained at once: a limit is
@@ -119,6 +122,7 @@ pub fn initCgroup(dir_override: ?[]const u8) void {
     @memcpy(current_path_buf[0..dir.len], dir);
     @memcpy(current_path_buf[dir.len..][0..suffix.len], suffix);
     current_path_len = dir.len + suffix.len;
+    std.debug.assert(current_path_len < path_max); // room for the NUL
     current_path_buf[current_path_len] = 0;
     cgroup_limit_bytes = limit;
 }
@@ -142,6 +146,7 @@ fn cgroupDir(buf: *[path_max]u8) ?[]const u8 {
 
 /// A limit file's value in bytes: 0 when absent, "max" or malformed.
 fn readLimit(dir: []const u8, name: []const u8) usize {
+    std.debug.assert(dir.len > 0);
     var path: [path_max]u8 = undefined;
     if (dir.len + 1 + name.len + 1 > path_max) return 0;
     @memcpy(path[0..dir.len], dir);
@@ -169,6 +174,7 @@ fn readFile(path: [*:0]const u8, buf: []u8) ?[]const u8 {
 fn cgroupPressing() bool {
     const limit = cgroup_limit_bytes;
     if (limit == 0) return false;
+    std.debug.assert(current_path_len > 0); // initCgroup sets a limit only with its path
     var buf: [64]u8 = undefined;
     const text = readFile(@ptrCast(current_path_buf[0..current_path_len :0]), &buf) orelse return false;
     const current = parseBytes(text);
@@ -187,7 +193,7 @@ test "claims within the budget pass, the one beyond fails and claims nothing" {
     limit_bytes = used + (8 << 20);
     try testing.expect(claim(4 << 20));
     try testing.expect(claim(4 << 20)); // exactly at the limit, in flight
-    try testing.expect(!claim(1));
+    try testing.expect(!claim(os.page_size)); // (claims are for mappings: whole pages)
     var seen: u32 = pressure_epoch.load(.monotonic);
     next_poll_ms.store(0, .monotonic);
     try testing.expect(shouldRelieve(0, &seen)); // 8 MiB claimed is beyond 7/8

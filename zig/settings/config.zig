@@ -108,6 +108,12 @@ const known = [_]Var{
 /// Variables that belong to the tooling around the library, not to the allocator.
 const tooling = [_][]const u8{ "HAKMEM_LIB", "HAKMEM_ZIG" };
 
+comptime {
+    // warnUnknownNames looks at HAKMEM_* entries only: a setting named otherwise is never read
+    for (known) |v| std.debug.assert(std.mem.startsWith(u8, v.name, "HAKMEM_"));
+    for (tooling) |t| std.debug.assert(std.mem.startsWith(u8, t, "HAKMEM_"));
+}
+
 /// Reads HAKMEM_* once. A malformed or out-of-range value or an unknown HAKMEM_ name gives
 /// one line on stderr saying what was expected; the default stays. Uses getenv/environ
 /// only: nothing here allocates.
@@ -138,10 +144,15 @@ pub fn loadFromEnvironment() void {
     warnUnknownNames();
 }
 
+/// Entries of the environment looked at, at most (its size is bounded by the kernel's
+/// ARG_MAX at exec; a program's setenv before the first malloc could grow it further).
+const environ_entries_max: usize = 1 << 20;
+
 fn warnUnknownNames() void {
     const env: [*:null]?[*:0]u8 = std.c.environ;
     var i: usize = 0;
-    while (env[i]) |entry| : (i += 1) {
+    while (i < environ_entries_max) : (i += 1) {
+        const entry = env[i] orelse break;
         const line = std.mem.span(entry);
         if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
         const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
@@ -285,6 +296,8 @@ fn sizeIn(value: []const u8, low: usize, high: usize) struct { Verdict, usize } 
     };
     if (n > high) return .{ .{ .above = .{ .value = n, .limit = high } }, 0 };
     if (n < low) return .{ .{ .below = .{ .value = n, .limit = low } }, 0 };
+    std.debug.assert(low <= n);
+    std.debug.assert(n <= high);
     return .{ .ok, n };
 }
 
@@ -312,6 +325,7 @@ fn countUpTo(value: []const u8, limit: u64) struct { Verdict, u64 } {
         error.InvalidCharacter => .{ .malformed, 0 },
     };
     if (n > limit) return .{ .{ .above = .{ .value = n, .limit = limit } }, 0 };
+    std.debug.assert(n <= limit); // callers shift it into bytes: no overflow within the limit
     return .{ .ok, n };
 }
 
@@ -360,6 +374,7 @@ fn applyProfileSample(value: []const u8) Verdict {
     if (verdict != .ok) return verdict;
     if (n == 0) return .{ .below = .{ .value = 0, .limit = 1 } };
     profile_sample_bytes = @as(usize, @intCast(n)) << 10;
+    std.debug.assert(profile_sample_bytes >= 1 << 10); // profile.zig's mean gap: never 0
     return .ok;
 }
 
@@ -435,6 +450,7 @@ fn applyTrace(value: []const u8) Verdict {
 /// `value` with the working directory before it unless it is absolute, NUL-terminated in
 /// `buf`; `len` is set only when it fits.
 fn absolutePathInto(buf: *[stats_file_max + 1]u8, len: *usize, value: []const u8) Verdict {
+    std.debug.assert(value.len > 0); // loadFromEnvironment refuses an empty value first
     var at: usize = 0;
     if (value[0] != '/') {
         _ = std.c.getcwd(buf, buf.len) orelse return .malformed;
@@ -464,6 +480,7 @@ pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]c
         } else w.writeByte(template[i]) catch return null;
     }
     const len = w.buffered().len;
+    std.debug.assert(len < out.len); // the writer stopped a byte short: room for the NUL
     out[len] = 0;
     return out[0..len :0];
 }
@@ -506,4 +523,3 @@ test "settings: empty, malformed and out-of-range values are refused with their 
     try std.testing.expectEqual(Verdict.ok, applyCheckStacks("0"));
     try std.testing.expect(!check_stacks);
 }
-

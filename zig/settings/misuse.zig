@@ -63,6 +63,7 @@ pub const Problem = enum {
 
 /// One line: "hakmem: [CHECK: ]<problem> 0x… (<tier> tier, class c, n-byte blocks[, offset o], thread t)".
 pub noinline fn say(prefix: []const u8, problem: Problem, ptr: usize, where: ?Where, offset: ?usize) void {
+    std.debug.assert(prefix.len == 0 or std.mem.eql(u8, prefix, "CHECK: ")); // normal mode, or check mode
     const tid = std.os.linux.gettid();
     var buf: [96]u8 = undefined;
     const at: []const u8 = if (offset) |o| std.fmt.bufPrint(&buf, ", offset {d}", .{o}) catch "" else "";
@@ -76,6 +77,7 @@ pub noinline fn say(prefix: []const u8, problem: Problem, ptr: usize, where: ?Wh
 
 /// Check mode's report: the line, then abort (HAKMEM_CHECK=1) or return (=warn).
 pub fn report(problem: Problem, ptr: usize, where: ?Where, offset: ?usize) void {
+    std.debug.assert(config.check_mode != .off); // normal mode aborts or contains instead
     say("CHECK: ", problem, ptr, where, offset);
     afterReport();
 }
@@ -91,12 +93,15 @@ pub fn afterReport() void {
 /// A double free (or a free of a pointer into the heap that is no block) found at a free()
 /// or realloc() of the libc names: one line, abort, as glibc does.
 pub noinline fn abortMisuse(problem: Problem, addr: usize, where: ?Where) noreturn {
+    // what a free or realloc of the libc names can find at the call (others: check mode's)
+    std.debug.assert(problem == .double_free or problem == .not_a_block or problem == .realloc_freed);
     say("", problem, addr, where, null);
     std.c.abort();
 }
 
 /// A double free found in a batch path. Returns when the duplicate is to be dropped.
 pub noinline fn doubleFreeFound(addr: usize, where: Where) void {
+    std.debug.assert(where.class != null); // found in a batch of a page's blocks: tiny or mid
     if (config.check_mode != .off) return report(.double_free, addr, where, null);
     if (@atomicLoad(bool, &libc_mode, .monotonic)) abortMisuse(.double_free, addr, where);
     _ = contained_double_frees.fetchAdd(1, .monotonic);
@@ -106,6 +111,8 @@ pub noinline fn doubleFreeFound(addr: usize, where: Where) void {
 /// is reported as a write to a freed block (warn: returns, the list is cut there); in normal
 /// mode the heap is corrupt and the process stops.
 pub noinline fn freedBlockWritten(addr: usize, where: Where, offset: usize) void {
+    std.debug.assert(offset == 0 or offset == 8); // the word found written: the link, or the key
+    std.debug.assert(where.class != null); // a free-list link: a page's block
     if (config.check_mode != .off) return report(.use_after_free, addr, where, offset);
     corrupted("the free-list link of a freed block was overwritten (a write after free?)", addr);
 }
@@ -116,6 +123,7 @@ pub noinline fn freedBlockWritten(addr: usize, where: Where, offset: usize) void
 /// the block starts its page) that ran past its end. Check mode reports it as a write to a
 /// freed block (warn: returns); normal mode stops, the block's page cannot be trusted.
 pub noinline fn freeBlockKeyWritten(addr: usize, before: usize, where: Where) void {
+    if (before != 0) std.debug.assert(addr - before == where.block_size); // the block just before it
     if (config.check_mode != .off) return report(.use_after_free, addr, where, 8);
     if (before != 0) {
         os.printStderr("hakmem: heap corruption: the key word of a free block was overwritten: a write after free, or an overflow of the {d}-byte block before it, 0x{x} (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ where.block_size, before, addr, std.os.linux.gettid() });

@@ -31,6 +31,10 @@ pub const Bin = u8;
 comptime {
     // Every bin, and no_bin past them, fits a Bin (the routing tables are bytes).
     std.debug.assert(no_bin <= std.math.maxInt(Bin));
+    // The tiers' limits are class sizes: the last class of each holds its largest request.
+    std.debug.assert(classSize(tiny_classes - 1) == tiny_size_limit);
+    std.debug.assert(classSize(class_count - 1) == mid_size_limit);
+    std.debug.assert(tiny_classes <= class_count); // tiny bins are a prefix of the classes
     // The magic division (divMagic) is exact over a whole page of every bin: with
     // m = floor(2^40 / bs) + 1, offset * m >> 40 = offset / bs while offset < 2^40 / bs
     // (page.zig: blockStartIndex); a page is at most max_page_slices slices.
@@ -70,18 +74,26 @@ const small_table: [65]u8 = blk: {
 
 /// Class of a size <= mid_size_limit.
 pub fn classOf(size: usize) usize {
-    if (size <= 1024) return small_table[(size + 15) >> 4];
-    const s = size - 1;
-    const b: usize = 63 - @clz(s);
-    const sub = (s >> @intCast(b - 3)) & 7;
-    return 8 + (b - 7) * 8 + sub;
+    std.debug.assert(size <= mid_size_limit); // larger sizes have no class (large tier)
+    const cls = if (size <= 1024) small_table[(size + 15) >> 4] else blk: {
+        const s = size - 1;
+        const b: usize = 63 - @clz(s);
+        const sub = (s >> @intCast(b - 3)) & 7;
+        break :blk 8 + (b - 7) * 8 + sub;
+    };
+    std.debug.assert(cls < class_count);
+    return cls;
 }
 
 pub fn tinyBin(size: usize) Bin {
-    return @intCast(classOf(size));
+    std.debug.assert(size <= tiny_size_limit); // routing sends no larger size to tiny
+    const bin = classOf(size);
+    std.debug.assert(bin < tiny_classes);
+    return @intCast(bin);
 }
 
 pub fn midBin(size: usize) Bin {
+    std.debug.assert(size <= mid_size_limit);
     return @intCast(tiny_classes + classOf(size));
 }
 
@@ -111,7 +123,9 @@ pub const single_block_min: usize = 32 * 1024;
 pub fn binPageSlices(bin: usize) usize {
     std.debug.assert(bin < bin_count);
     const slices = page_slices_table[bin];
-    std.debug.assert(slices >= 1 and slices * slice_size >= binBlockSize(bin)); // a page holds a block
+    std.debug.assert(slices >= 1);
+    std.debug.assert(slices <= max_page_slices);
+    std.debug.assert(slices * slice_size >= binBlockSize(bin)); // a page holds a block
     return slices;
 }
 
@@ -148,7 +162,8 @@ const page_slices_table: [bin_count]u8 = blk: {
 
 /// Multiplier such that (offset * m) >> 40 == offset / block_size for any offset in a page.
 pub fn divMagic(block_size: usize) u64 {
-    std.debug.assert(block_size > 0 and block_size <= 1 << 40);
+    std.debug.assert(block_size > 0);
+    std.debug.assert(block_size <= 1 << 40);
     return (@as(u64, 1) << 40) / block_size + 1;
 }
 

@@ -11,6 +11,16 @@ const abi = @import("../abi.zig");
 
 const bins = size_class.bin_count;
 pub const tier_count = abi.tier_count;
+/// The gauges' index of the large tier (page.tierIndex gives tiny 0 and mid 1).
+const large_tier = @intFromEnum(abi.Tier.large);
+
+comptime {
+    // snapshot sums bins into tiers 0 and 1 (tiny, mid); the large tier's counters are its own
+    std.debug.assert(@intFromEnum(abi.Tier.tiny) == 0);
+    std.debug.assert(@intFromEnum(abi.Tier.mid) == 1);
+    std.debug.assert(large_tier == 2);
+    std.debug.assert(tier_count == 3);
+}
 
 /// Per-heap event counters, indexed by bin.
 pub const BinCounters = struct {
@@ -87,7 +97,9 @@ pub var thread_cache_bytes_snapshot: u64 = 0;
 pub var dirty_bytes: Counter = .init(0);
 
 pub fn pageAcquired(tier: usize, span_bytes: usize, reused_dirty_bytes: usize) void {
-    std.debug.assert(tier < tiers.len);
+    std.debug.assert(tier < large_tier); // a page is tiny or mid: large blocks count below
+    std.debug.assert(span_bytes > 0);
+    std.debug.assert(span_bytes % size_class.slice_size == 0); // a span is whole slices
     std.debug.assert(reused_dirty_bytes <= span_bytes); // what was dirty lies in the span
     add(&tiers[tier].pages, 1);
     add(&tiers[tier].mapped_bytes, span_bytes);
@@ -95,13 +107,15 @@ pub fn pageAcquired(tier: usize, span_bytes: usize, reused_dirty_bytes: usize) v
 }
 
 pub fn pageCarved(tier: usize, bytes: usize) void {
-    std.debug.assert(tier < tiers.len);
+    std.debug.assert(tier < large_tier);
+    std.debug.assert(bytes <= size_class.max_page_slices * size_class.slice_size); // within one page
     add(&tiers[tier].resident_bytes, bytes);
 }
 
 /// A page went back to its segment: its span stays resident (dirty) until purged.
 pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
-    std.debug.assert(tier < tiers.len);
+    std.debug.assert(tier < large_tier);
+    std.debug.assert(span_bytes % size_class.slice_size == 0); // a span is whole slices
     std.debug.assert(carved_bytes <= span_bytes); // blocks are carved inside the span
     sub(&tiers[tier].pages, 1);
     sub(&tiers[tier].mapped_bytes, span_bytes);
@@ -111,7 +125,8 @@ pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
 
 /// Dirty free slices given back to the OS; `tier` is the tier of the pages that used them.
 pub fn purged(tier: usize, bytes: usize) void {
-    std.debug.assert(tier < tiers.len);
+    std.debug.assert(tier < large_tier); // the large tier's purges: largePurged
+    std.debug.assert(bytes % os.page_size == 0); // the kernel gives back whole pages
     if (bytes == 0) return;
     add(&tiers[tier].purges, 1);
     add(&tiers[tier].purged_bytes, bytes);
@@ -120,14 +135,16 @@ pub fn purged(tier: usize, bytes: usize) void {
 
 /// The large tier's memory grew by `bytes` that are mapped and resident.
 fn largeMemoryUp(bytes: usize) void {
-    add(&tiers[2].mapped_bytes, bytes);
-    add(&tiers[2].resident_bytes, bytes);
+    std.debug.assert(bytes % os.page_size == 0); // large memory comes and goes in pages
+    add(&tiers[large_tier].mapped_bytes, bytes);
+    add(&tiers[large_tier].resident_bytes, bytes);
     add(&os_mapped_bytes, bytes);
 }
 
 fn largeMemoryDown(bytes: usize) void {
-    sub(&tiers[2].mapped_bytes, bytes);
-    sub(&tiers[2].resident_bytes, bytes);
+    std.debug.assert(bytes % os.page_size == 0);
+    sub(&tiers[large_tier].mapped_bytes, bytes);
+    sub(&tiers[large_tier].resident_bytes, bytes);
     sub(&os_mapped_bytes, bytes);
 }
 
@@ -135,26 +152,27 @@ fn largeMemoryDown(bytes: usize) void {
 /// not mapped and resident before.
 pub fn largeMapped(bytes: usize) void {
     largeMemoryUp(bytes);
-    add(&tiers[2].pages, 1);
+    add(&tiers[large_tier].pages, 1);
 }
 
 /// A mapping went back to the OS.
 pub fn largeUnmapped(bytes: usize) void {
+    std.debug.assert(bytes > 0); // a mapping holds its header at least
     largePurged(bytes);
-    sub(&tiers[2].pages, 1);
+    sub(&tiers[large_tier].pages, 1);
 }
 
 /// A region block was freed (its units stay, counted, until purged).
 pub fn largeRegionFreed() void {
-    sub(&tiers[2].pages, 1);
+    sub(&tiers[large_tier].pages, 1);
 }
 
 /// Large memory's pages went back to the OS: region units purged (the address space stays
 /// reserved), or an unmapped mapping's.
 pub fn largePurged(bytes: usize) void {
     largeMemoryDown(bytes);
-    add(&tiers[2].purges, 1);
-    add(&tiers[2].purged_bytes, bytes);
+    add(&tiers[large_tier].purges, 1);
+    add(&tiers[large_tier].purged_bytes, bytes);
 }
 
 /// A block's memory changed from `old_bytes` to `new_bytes` (mremap, a trimmed mapping, a

@@ -33,6 +33,10 @@ pub var free_key: usize = 0;
 pub var fresh_key: usize = 0;
 /// The secret of encoded links.
 pub var link_secret: usize = 0;
+/// The seed of the order in which fresh blocks are handed out (heap.zig: each heap mixes
+/// its address in). A word of its own: what a program can learn of the order tells it
+/// nothing of the other secrets.
+pub var order_secret: usize = 0;
 
 const linux = std.os.linux;
 const GRND_NONBLOCK: u32 = 1;
@@ -45,11 +49,12 @@ const GRND_NONBLOCK: u32 = 1;
 /// nothing else of the process. Two independent words: neither secret tells the other.
 pub fn initSecrets() void {
     if (free_key != 0) return;
-    var words: [2]u64 = undefined;
+    var words: [3]u64 = undefined;
     randomWords(&words);
     free_key = words[0] | 1;
     fresh_key = free_key ^ 2;
     link_secret = words[1];
+    order_secret = words[2];
     std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
     std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
 }
@@ -59,13 +64,14 @@ pub fn initSecrets() void {
 /// (no getrandom, no /dev: a bare chroot on a pre-3.17 kernel) the clock and a few
 /// addresses run through a mixer — keys that only make a stray write unlikely to pass for
 /// a free block, not secrets; the only case where they are not random.
-fn randomWords(out: *[2]u64) void {
+fn randomWords(out: *[3]u64) void {
     const buf: [*]u8 = @ptrCast(out);
-    if (fromGetrandom(buf[0..16]) or fromUrandom(buf[0..16])) return;
+    if (fromGetrandom(buf[0..24]) or fromUrandom(buf[0..24])) return;
     var ts: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &ts);
     out[0] = mix(@as(u64, @bitCast(@as(i64, ts.nsec))) ^ (@intFromPtr(out) *% 0x2545_F491_4F6C_DD1D));
     out[1] = mix(out[0] ^ @as(u64, @bitCast(@as(i64, ts.sec))) ^ @intFromPtr(&free_key));
+    out[2] = mix(out[1] ^ @intFromPtr(&link_secret));
 }
 
 fn fromGetrandom(buf: []u8) bool {
@@ -127,12 +133,13 @@ pub inline fn isMarkedFree(block: *const Block) bool {
 test "secrets are random words, not the auxiliary vector's AT_RANDOM" {
     initSecrets();
     const at_random: *align(1) const [2]u64 = @ptrFromInt(std.c.getauxval(std.elf.AT_RANDOM));
-    for ([_]usize{ free_key, link_secret, free_key & ~@as(usize, 1) }) |secret| {
+    for ([_]usize{ free_key, link_secret, order_secret, free_key & ~@as(usize, 1) }) |secret| {
         for (at_random) |w| try std.testing.expect(secret != w and secret != (w | 1));
     }
-    var again: [2]u64 = undefined;
+    try std.testing.expect(order_secret != link_secret and order_secret != free_key);
+    var again: [3]u64 = undefined;
     randomWords(&again);
-    try std.testing.expect(again[0] != again[1] and again[0] != free_key);
+    try std.testing.expect(again[0] != again[1] and again[0] != free_key and again[2] != again[1]);
 }
 
 test "links round-trip and a stray write decodes to noise" {

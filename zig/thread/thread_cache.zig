@@ -488,6 +488,26 @@ pub const Cache = extern struct {
         return self.pop(bin).?;
     }
 
+    /// Puts the bin's blocks in a random order (Fisher-Yates; `state` an xorshift64 state,
+    /// never 0). Bounded by the bin's count.
+    pub fn shuffle(self: *Cache, bin: usize, state: *u64) void {
+        std.debug.assert(state.* != 0);
+        const blocks = self.held(bin);
+        var i = blocks.len;
+        while (i > 1) : (i -= 1) {
+            var x = state.*;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            state.* = x;
+            const j: usize = @intCast(((x >> 32) * i) >> 32); // in [0, i): a multiply, no division
+            std.debug.assert(j < i);
+            const a = blocks[i - 1];
+            storeWord(@ptrCast(&blocks[i - 1]), @intFromPtr(blocks[j]));
+            storeWord(@ptrCast(&blocks[j]), @intFromPtr(a));
+        }
+    }
+
     /// Fills an empty bin with up to `want` blocks free on `page` (its owner's bitmap).
     /// Returns how many; the lowest address ends on top (handed out first).
     pub fn refill(self: *Cache, bin: usize, page: *Page, want: u32) u32 {

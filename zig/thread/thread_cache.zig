@@ -141,17 +141,39 @@ pub fn capacityWhenIdle(bin: usize, capacity: u32) u32 {
     return @max(minCapacity(bin), capacity / 2);
 }
 
-/// Where each bin's slots start in `Cache.slots`, and how many there are in all.
+/// Where each bin's slots start in `Cache.slots`, and how many there are in all. Each bin's
+/// region is followed by `stagger_slots` unused ones: with 256 slots (2 KiB) a bin, the
+/// tops of every bin's stack at the same depth fell into 2 of the L1 cache's 64 sets (its
+/// index is address bits 6-11), and a program that uses many size classes evicted its own
+/// stack tops (larson 1 thread, 64 blocks: 5% faster staggered; 1024 blocks: 2-3%).
 const slot_layout = blk: {
     @setEvalBranchQuota(100_000);
     var first: [bins]u32 = undefined;
     var total: u32 = 0;
     for (0..bins) |bin| {
         first[bin] = total;
-        total += maxCapacity(bin);
+        total += maxCapacity(bin) + stagger_slots;
     }
     break :blk .{ .first = first, .total = total };
 };
+/// One cache line of slots between two bins' regions: a tiny bin's region is then 33
+/// lines long, and the regions of 64 bins in a row start in 64 different L1 sets.
+const stagger_slots = 64 / @sizeOf(usize);
+
+test "the bins' stacks start in different L1 sets (no power-of-two stride)" {
+    const line = 64;
+    const sets = 64; // a 32 KiB 8-way L1 data cache, 64-byte lines
+    var seen = [_]bool{false} ** sets;
+    var checked: usize = 0;
+    for (0..sets) |bin| { // the bins of max_blocks slots come first: a regular stride
+        if (maxCapacity(bin) != max_blocks) break;
+        checked += 1;
+        const set = (slot_layout.first[bin] * @sizeOf(usize) / line) % sets;
+        try std.testing.expect(!seen[set]);
+        seen[set] = true;
+    }
+    try std.testing.expect(checked >= size_class.tinyBin(max_bytes_per_bin / max_blocks) + 1); // every bin of blocks up to 1 KiB
+}
 
 // ---------------------------------------------------------------- mechanism
 

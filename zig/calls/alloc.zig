@@ -4,7 +4,7 @@
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 1 MiB (routing.bins_by_16/_128/_4k: the
-//!                      thresholds folded in), else large
+//!                      thresholds folded in; the bin's stack offset), else large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
 //! free(ptr):     free_fast.zig, the whole test in one file:
 //!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
@@ -66,7 +66,7 @@ pub inline fn mallocFrom(comptime entry: Entry, size: usize) ?*anyopaque {
     return routing.fastRoute(size, Pop(entry){ .cache = thread.cache(), .size = size });
 }
 
-/// What malloc does with the bin routing.fastRoute found: pop its stack, else the slow path.
+/// What malloc does with the bin's stack routing.fastRoute found: pop it, else the slow path.
 fn Pop(comptime entry: Entry) type {
     return struct {
         cache: *thread_cache.Cache,
@@ -74,8 +74,8 @@ fn Pop(comptime entry: Entry) type {
 
         pub const Result = ?*anyopaque;
 
-        pub inline fn bin(self: @This(), b: size_class.Bin) Result {
-            if (self.cache.pop(b)) |blk| return blk;
+        pub inline fn stack(self: @This(), offset: routing.StackOffset) Result {
+            if (self.cache.popAt(offset)) |blk| return blk;
             if (entry == .libc) return mallocSlowLibc(self.size);
             return mallocSlow(self.size);
         }

@@ -36,6 +36,7 @@
 //! HAKMEM_ADAPT=0 freezes every capacity at its initial value for reproducible runs.
 const std = @import("std");
 const size_class = @import("../settings/size_class.zig");
+const routing = @import("../settings/routing.zig");
 const block_mod = @import("../base/block.zig");
 const misuse = @import("../settings/misuse.zig");
 const stats = @import("../settings/stats.zig");
@@ -188,6 +189,7 @@ pub const Entry = extern struct {
 
     comptime {
         std.debug.assert(@sizeOf(Entry) == 32);
+        std.debug.assert(@sizeOf(Entry) == 1 << routing.stack_shift); // (routing's stack offsets)
     }
 };
 
@@ -243,7 +245,13 @@ pub const Cache = extern struct {
 
     /// malloc: the newest block of the bin, handed out (its key cleared), or null.
     pub inline fn pop(self: *Cache, bin: usize) ?*Block {
-        const e = &self.entries[bin];
+        return self.popAt(routing.stackOffset(bin));
+    }
+
+    /// pop, by the bin's stack offset (routing.stackOffset: what malloc's routing tables
+    /// hold, so that its path has no shift).
+    pub inline fn popAt(self: *Cache, offset: usize) ?*Block {
+        const e = self.entryAt(offset);
         const top = e.top;
         if (top == e.bottom) return null;
         storeWord(&e.top, top - @sizeOf(usize));
@@ -258,12 +266,13 @@ pub const Cache = extern struct {
 
     /// free: pushes a block (a checked block start, not marked free). False when full.
     pub inline fn push(self: *Cache, bin: usize, blk: *Block) bool {
-        return self.pushKeyed(bin, blk, block_mod.free_key);
+        return self.pushKeyed(routing.stackOffset(bin), blk, block_mod.free_key);
     }
 
-    /// push, with the key the caller has loaded already (block.free_key).
-    pub inline fn pushKeyed(self: *Cache, bin: usize, blk: *Block, key: usize) bool {
-        const e = &self.entries[bin];
+    /// push, with the key the caller has loaded already (block.free_key), by the bin's
+    /// stack offset (free has it from the block's page: page.zig stack_offset).
+    pub inline fn pushKeyed(self: *Cache, offset: usize, blk: *Block, key: usize) bool {
+        const e = self.entryAt(offset);
         const top = e.top;
         if (top == e.limit) return false;
         blk.key = key;
@@ -271,6 +280,12 @@ pub const Cache = extern struct {
         storeWord(&e.top, top + @sizeOf(usize));
         e.frees += 1;
         return true;
+    }
+
+    /// The stack at `offset` (bin << routing.stack_shift) in `entries`.
+    inline fn entryAt(self: *Cache, offset: usize) *Entry {
+        std.debug.assert(offset % @sizeOf(Entry) == 0 and offset <= bins * @sizeOf(Entry));
+        return @ptrFromInt(@intFromPtr(&self.entries) + offset);
     }
 
     pub fn count(self: *const Cache, bin: usize) u32 {

@@ -23,11 +23,14 @@ pub const Tag = enum(u8) {
     large_region = 4,
 };
 
-var tags: [chunk_count]u8 = [_]u8{0} ** chunk_count;
+/// One byte more than the chunks, never marked: `lookup`'s bound is then not a power of two,
+/// which the compiler would test as `addr >> 47 != 0` and then shift `addr` again (one
+/// instruction more on free's fast path) instead of comparing the index it computed.
+var tags: [chunk_count + 1]u8 = [_]u8{0} ** (chunk_count + 1);
 
 pub inline fn lookup(addr: usize) Tag {
     const index = addr >> chunk_shift;
-    if (index >= chunk_count) return .none;
+    if (index > chunk_count) return .none; // (tags[chunk_count] is always none)
     return @enumFromInt(@atomicLoad(u8, &tags[index], .monotonic));
 }
 
@@ -133,4 +136,14 @@ test "mark, lookup, walk back, clear" {
     clear(base, 3 * chunk_size);
     try std.testing.expectEqual(Tag.none, lookup(base + chunk_size));
     try std.testing.expectEqual(Tag.none, lookup(1 << 50));
+}
+
+test "addresses past the 47-bit user space are never ours (the extra byte included)" {
+    const top = chunk_count * chunk_size; // the end of the 47-bit user address space
+    mark(top - chunk_size, chunk_size, .segment, .segment); // the last chunk there is
+    defer clear(top - chunk_size, chunk_size);
+    try std.testing.expectEqual(Tag.segment, lookup(top - 1));
+    for ([_]usize{ top, top + chunk_size - 1, top + chunk_size, std.math.maxInt(usize) }) |addr| {
+        try std.testing.expectEqual(Tag.none, lookup(addr));
+    }
 }

@@ -4,7 +4,7 @@
 //! malloc(size):  cache = the thread's cache (TLS; an empty sentinel before its first malloc,
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 1 MiB (routing.bins_by_16/_128/_4k: the
-//!                      thresholds folded in), else large
+//!                      thresholds folded in; the bin's stack offset), else large
 //!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
 //! free(ptr):     free_fast.zig, the whole test in one file:
 //!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
@@ -66,7 +66,7 @@ pub inline fn mallocFrom(comptime entry: Entry, size: usize) ?*anyopaque {
     return routing.fastRoute(size, Pop(entry){ .cache = thread.cache(), .size = size });
 }
 
-/// What malloc does with the bin routing.fastRoute found: pop its stack, else the slow path.
+/// What malloc does with the bin's stack routing.fastRoute found: pop it, else the slow path.
 fn Pop(comptime entry: Entry) type {
     return struct {
         cache: *thread_cache.Cache,
@@ -74,8 +74,8 @@ fn Pop(comptime entry: Entry) type {
 
         pub const Result = ?*anyopaque;
 
-        pub inline fn bin(self: @This(), b: size_class.Bin) Result {
-            if (self.cache.pop(b)) |blk| return blk;
+        pub inline fn stack(self: @This(), offset: routing.StackOffset) Result {
+            if (self.cache.popAt(offset)) |blk| return blk;
             if (entry == .libc) return mallocSlowLibc(self.size);
             return mallocSlow(self.size);
         }
@@ -212,13 +212,23 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
 
 pub const ReallocResult = slow.ReallocResult;
 
+/// realloc's fast path (no stack frame: the libc name tries it first, alloc.realloc too):
+/// `ptr` itself when it is a live block of a page that holds `size` and is at most twice
+/// as big (free's tests 1-3, the sizes, then its key: a freed block is not live), else
+/// null and the caller goes on. The sizes first: they need no line of the block, whose
+/// first line is cold when a program grows a buffer at its tail (realloc_growth).
+pub inline fn reallocInPlace(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    const addr = @intFromPtr(ptr);
+    const slice = fastSlice(addr) orelse return null;
+    if (size > slice.block_size or size < slice.block_size / 2) return null; // (size 0 too)
+    if (block_mod.isMarkedFree(@ptrFromInt(addr))) return null;
+    return ptr;
+}
+
 pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const addr = @intFromPtr(ptr orelse return .{ .ok = malloc(size) });
     if (config.check_mode != .off) return check.realloc(addr, size);
-    if (fastSlice(addr)) |slice| {
-        // a live page block that still fits (free's fast checks; no page lookup)
-        if (!block_mod.isMarkedFree(@ptrFromInt(addr)) and size <= slice.block_size and size >= slice.block_size / 2) return .{ .ok = ptr };
-    }
+    if (reallocInPlace(ptr, size)) |same| return .{ .ok = same };
     const kind = slow.classify(addr);
     const old_usable = slow.usableOf(addr, kind) orelse return switch (kind) {
         .not_owned => .not_owned,
@@ -328,6 +338,22 @@ test "realloc keeps content across tiers in both directions" {
         for (0..16) |i| try testing.expectEqual(@as(u8, @intCast(i)), @as([*]u8, @ptrCast(p.?))[i]);
     }
     try testing.expectEqual(FreeResult.ok, free(p));
+    try expectValidHeap();
+}
+
+test "realloc's fast path answers only for a live block that holds the size, at most twice over" {
+    const p = malloc(100).?; // a 112-byte block
+    try testing.expectEqual(@as(?*anyopaque, p), reallocInPlace(p, 112));
+    try testing.expectEqual(@as(?*anyopaque, p), reallocInPlace(p, 56));
+    try testing.expect(reallocInPlace(p, 113) == null); // grows out of it
+    try testing.expect(reallocInPlace(p, 55) == null); // would waste more than half
+    try testing.expect(reallocInPlace(p, 0) == null); // realloc(p, 0) frees
+    var none: ?*anyopaque = null;
+    std.mem.doNotOptimizeAway(&none); // (a runtime null, as the libc name gets it)
+    try testing.expect(reallocInPlace(none, 16) == null);
+    try testing.expectEqual(FreeResult.ok, free(p));
+    try testing.expect(reallocInPlace(p, 100) == null); // freed: no live block
+    try testing.expectEqual(ReallocResult.freed, realloc(p, 100)); // the slow path names it
     try expectValidHeap();
 }
 

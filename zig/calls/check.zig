@@ -276,8 +276,8 @@ inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque
 /// its two halves' stores stalled the load that read them back): the bin, or no_bin.
 const BinOrNone = struct {
     pub const Result = usize;
-    pub inline fn bin(_: BinOrNone, b: size_class.Bin) usize {
-        return b;
+    pub inline fn stack(_: BinOrNone, offset: routing.StackOffset) usize {
+        return offset >> routing.stack_shift;
     }
     pub inline fn large(_: BinOrNone) usize {
         return size_class.no_bin;

@@ -20,7 +20,7 @@
 //!   4 looksFreed        blk.key == block.free_key              the key loaded once: compared
 //!                                                              here, written by the push
 //!   5 push              cache = thread.cache() (TLS)           thread_cache.zig pushKeyed:
-//!                       entry = cache.entries[slice.bin]        top != limit (else full: the
+//!                       entry = cache + slice.stack_offset      top != limit (else full: the
 //!                       blk.key = key; *top = blk; top += 8;    slow path flushes), no atomic
 //!                       frees += 1                              read-modify-write, no lock
 //!
@@ -54,7 +54,7 @@ pub inline fn freeFast(ptr: ?*anyopaque) bool {
     const blk: *Block = @ptrFromInt(addr);
     const key = block_mod.free_key; // loaded once: compared, then written
     if (looksFreed(blk, key)) return false;
-    return thread.cache().pushKeyed(slice.bin, blk, key);
+    return thread.cache().pushKeyed(slice.stack_offset, blk, key);
 }
 
 /// Tests 1 to 3: the slice (a copy of its page's first line) when `addr` is in a segment

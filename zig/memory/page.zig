@@ -47,6 +47,7 @@
 //!   carved_end            start + capacity * block_size; 0 for a slice not in use
 const std = @import("std");
 const size_class = @import("../settings/size_class.zig");
+const routing = @import("../settings/routing.zig");
 const block_mod = @import("../base/block.zig");
 const misuse = @import("../settings/misuse.zig");
 
@@ -90,13 +91,16 @@ pub const Page = extern struct {
     block_size: u32 = 0,
     capacity: u32 = 0,
     reserved: u32 = 0,
+    /// Where the bin's stack is in a thread cache (routing.stackOffset(bin)): free pushes
+    /// there without a shift.
+    stack_offset: routing.StackOffset = 0,
     // ---- owner only, first slice of the span ----
-    /// The word of `bits` where the search for a free block starts.
-    free_cursor: u32 = 0,
     /// Within one cache flush of its holder: already listed among the pages it touched
     /// (a field of its own, not a flag: flags are also written by threads that do not
     /// hold the page).
     flushing: bool = false,
+    /// The word of `bits` where the search for a free block starts.
+    free_cursor: u32 = 0,
     used: u32 = 0,
     free_count: u32 = 0,
     // ---- second cache line: what other threads write (remote frees) and ownership ----
@@ -150,6 +154,7 @@ pub const Page = extern struct {
             .div_magic = size_class.divMagic(bs),
             .carved_end = start,
             .bin = @intCast(bin),
+            .stack_offset = routing.stackOffset(bin),
             .slice_count = @intCast(slice_count),
             .flags = if (checked) flag_checked else 0,
             .block_size = @intCast(bs),
@@ -179,6 +184,7 @@ pub const Page = extern struct {
             s.fast_magic = self.fast_magic;
             s.carved_end = self.carved_end;
             s.bin = self.bin;
+            s.stack_offset = self.stack_offset;
             s.block_size = self.block_size;
             s.flags = self.flags;
             std.debug.assert(s.slice_offset == k);
@@ -473,6 +479,7 @@ pub const Page = extern struct {
         BitBeyondCapacity,
         CursorOutOfRange,
         FastMagicStale,
+        StackOffsetWrong,
         SpanCopyStale,
         FreeBlockKeyWrong,
         RemoteListTooLong,
@@ -508,11 +515,12 @@ pub const Page = extern struct {
         }
         if (set != self.free_count) return error.BitsDisagree;
         if (self.fast_magic != self.fastMagic()) return error.FastMagicStale;
+        if (self.stack_offset != routing.stackOffset(self.bin)) return error.StackOffsetWrong;
         const span: [*]const Page = @ptrCast(self);
         for (1..self.slice_count) |k| {
             const c = &span[k];
             if (c.slice_offset != k or c.start != self.start or c.div_magic != self.div_magic or c.fast_magic != self.fast_magic or
-                c.carved_end != self.carved_end or c.bin != self.bin or c.block_size != self.block_size or (c.flags ^ self.flags) & slow_flags != 0)
+                c.carved_end != self.carved_end or c.bin != self.bin or c.stack_offset != self.stack_offset or c.block_size != self.block_size or (c.flags ^ self.flags) & slow_flags != 0)
                 return error.SpanCopyStale;
         }
         if (!self.isHeld()) return error.PageNotHeld;

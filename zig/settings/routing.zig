@@ -4,10 +4,10 @@
 //! realloc and usable_size never route). The HAKMEM_TINY_MAX/HAKMEM_MID_MAX variables are
 //! read by config.zig, which sets the thresholds here once, at initialisation.
 //!
-//!   size ─┬─ <= by_16_max (1 KiB)    bins_by_16[(size + 15) >> 4]      one load  ─┐
-//!         ├─ <= by_128_max (32 KiB)  bins_by_128[(size + 127) >> 7]    one load  ─┤ a bin, or no_bin
-//!         ├─ <= by_4k_max (1 MiB)    bins_by_4k[(size + 4095) >> 12]   one load  ─┘ (the slow path routes)
-//!         └─ else                    large
+//!   size ─┬─ <= by_16_max (1 KiB)    bins_by_16[(size + 15) >> 4]      one load  ─┐ a bin's stack
+//!         ├─ <= by_128_max (32 KiB)  bins_by_128[(size + 127) >> 7]    one load  ─┤ (bin << stack_shift),
+//!         ├─ <= by_4k_max (1 MiB)    bins_by_4k[(size + 4095) >> 12]   one load  ─┘ or no_bin's (the
+//!         └─ else                    large                                          slow path routes)
 //!
 //! Who writes what: tiny_max, mid_max and the tables are written by setThresholds only
 //! (atomic release stores; at init by config.loadFromEnvironment through it) and read with
@@ -35,14 +35,29 @@ pub var mid_max: usize = mid_max_default;
 /// 32 KiB is a multiple of 4096; a load where midBin's bit operations took 8 instructions).
 /// An entry is the bin under the thresholds now, or size_class.no_bin for large sizes and
 /// for the one slot a threshold falls inside (that cache entry is always empty, so malloc
-/// falls to its slow path, which routes by route()). Sizes above 32 KiB are never tiny
-/// (tiny_max_limit is 8 KiB); above 1 MiB (mid_max_limit) always large.
+/// falls to its slow path, which routes by route()), shifted left by stack_shift: the
+/// offset of the bin's stack in a thread cache, which malloc adds to the cache's address
+/// as it is (no shift on its path). Sizes above 32 KiB are never tiny (tiny_max_limit is
+/// 8 KiB); above 1 MiB (mid_max_limit) always large.
 pub const by_16_max: usize = 1024;
 pub const by_128_max: usize = 32 * 1024;
 pub const by_4k_max: usize = mid_max_limit;
-pub var bins_by_16: [by_16_max / 16 + 1]u8 = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
-pub var bins_by_128: [by_128_max / 128 + 1]u8 = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
-pub var bins_by_4k: [by_4k_max / 4096 + 1]u8 = routingTable(4096, by_4k_max, tiny_max_default, mid_max_default);
+pub var bins_by_16: [by_16_max / 16 + 1]StackOffset = routingTable(16, by_16_max, tiny_max_default, mid_max_default);
+pub var bins_by_128: [by_128_max / 128 + 1]StackOffset = routingTable(128, by_128_max, tiny_max_default, mid_max_default);
+pub var bins_by_4k: [by_4k_max / 4096 + 1]StackOffset = routingTable(4096, by_4k_max, tiny_max_default, mid_max_default);
+
+/// log2 of the size of a bin's stack entry in a thread cache (thread_cache.Entry asserts
+/// it): bin << stack_shift is where the bin's stack is, the offset malloc (these tables)
+/// and free (page.zig stack_offset) add to the cache's address as it is.
+pub const stack_shift = 5;
+/// A bin's stack offset: bin << stack_shift (no_bin's too).
+pub const StackOffset = u16;
+
+/// The stack offset of bin `b` (or no_bin).
+pub inline fn stackOffset(b: usize) StackOffset {
+    std.debug.assert(b <= size_class.no_bin);
+    return @intCast(b << stack_shift);
+}
 
 comptime {
     std.debug.assert(tiny_max_limit <= by_128_max);
@@ -50,14 +65,14 @@ comptime {
 }
 
 /// malloc's routing (alloc.mallocFrom): one table load up to by_4k_max, else large.
-/// `to.bin(b)` or `to.large()` is called in the branch that found it (inlined into each:
-/// malloc's fast path keeps one short branch per range); b is
-/// size_class.no_bin where the slow path must route (large sizes, and the one slot a
+/// `to.stack(offset)` or `to.large()` is called in the branch that found it (inlined into
+/// each: malloc's fast path keeps one short branch per range); offset is a bin's stack
+/// offset, no_bin's where the slow path must route (large sizes, and the one slot a
 /// threshold falls inside): that cache entry is always empty.
 pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
-    if (size <= by_16_max) return to.bin(bins_by_16[(size + 15) >> 4]);
-    if (size <= by_128_max) return to.bin(bins_by_128[(size + 127) >> 7]);
-    if (size <= by_4k_max) return to.bin(bins_by_4k[(size + 4095) >> 12]);
+    if (size <= by_16_max) return to.stack(bins_by_16[(size + 15) >> 4]);
+    if (size <= by_128_max) return to.stack(bins_by_128[(size + 127) >> 7]);
+    if (size <= by_4k_max) return to.stack(bins_by_4k[(size + 4095) >> 12]);
     return to.large();
 }
 
@@ -65,8 +80,8 @@ pub inline fn fastRoute(size: usize, to: anytype) @TypeOf(to).Result {
 pub fn fastBin(size: usize) ?size_class.Bin {
     const Answer = struct {
         pub const Result = ?size_class.Bin;
-        pub inline fn bin(_: @This(), b: size_class.Bin) Result {
-            return b;
+        pub inline fn stack(_: @This(), offset: StackOffset) Result {
+            return @intCast(offset >> stack_shift);
         }
         pub inline fn large(_: @This()) Result {
             return null;
@@ -75,15 +90,16 @@ pub fn fastBin(size: usize) ?size_class.Bin {
     return fastRoute(size, Answer{});
 }
 
-fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]u8 {
+fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]StackOffset {
     @setEvalBranchQuota(20_000);
-    var table: [max / step + 1]u8 = undefined;
+    var table: [max / step + 1]StackOffset = undefined;
     for (&table, 0..) |*entry, i| {
         const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
         const smallest = if (i == 0) 0 else size - step + 1;
-        entry.* = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
+        const b = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
             else binBy(size, tiny, mid) orelse size_class.no_bin;
-        std.debug.assert(entry.* == size_class.no_bin or entry.* < size_class.bin_count);
+        std.debug.assert(b == size_class.no_bin or b < size_class.bin_count);
+        entry.* = stackOffset(b);
     }
     return table;
 }
@@ -94,11 +110,11 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 fn routingChanged() void {
     std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
-    for (&bins_by_16, by_16) |*entry, new| @atomicStore(u8, entry, new, .release);
+    for (&bins_by_16, by_16) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
-    for (&bins_by_128, by_128) |*entry, new| @atomicStore(u8, entry, new, .release);
+    for (&bins_by_128, by_128) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
     const by_4k = routingTable(4096, by_4k_max, tiny_max, mid_max);
-    for (&bins_by_4k, by_4k) |*entry, new| @atomicStore(u8, entry, new, .release);
+    for (&bins_by_4k, by_4k) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
 }
 
 /// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,

@@ -151,6 +151,12 @@ describe.skipIf(systemMode())("guarded sampling", () => {
     expect(r.code, explain(r)).toBe(3);
   });
 
+  test("only blocks a slot can hold count toward the next sample (big ones do not make small ones due)", async () => {
+    const r = await runC("guarded_sample", ["after_big", 48], { env });
+    expect(r.stdout, explain(r)).toContain("NO SAMPLE");
+    expect(r.code, explain(r)).toBe(0);
+  });
+
   test("on by default: a long enough run gets samples", async () => {
     const r = await runC("guarded_sample", ["clean", 4000], {});
     expect(r.stdout, explain(r)).toContain("SAMPLED");

@@ -9,6 +9,9 @@
  *   read_after_free  free it, then a load at offset 0 (faults)
  *   underflow    a store one byte before its start, then free (reported at free)
  *   double_free  free it twice (reported at the second free)
+ *   after_big    first 4000 blocks of 64 KiB (too big for a sample) are allocated and
+ *                freed, then 1000 SIZE-byte blocks are allocated (prints SAMPLED or
+ *                NO SAMPLE for those: big blocks must not make small ones due)
  * Prints "SAMPLED after N blocks" when it has one; "NO SAMPLE" and exit 3 when none came.
  * Without hakmem (no hak_sampled: the bench runs it under other allocators) the 1000th
  * block stands in for the sample.
@@ -26,6 +29,20 @@ int main(int argc, char **argv) {
     int (*sampled)(const void *) = (int (*)(const void *))dlsym(RTLD_DEFAULT, "hak_sampled");
     enum { MAX = 1 << 20 };
     static void *kept[MAX];
+    if (!strcmp(c, "after_big")) {
+        enum { BIG = 4000 };
+        static void *big[BIG];
+        for (int i = 0; i < BIG; i++) REQUIRE((big[i] = malloc(64 << 10)) != NULL);
+        for (int i = 0; i < BIG; i++) free(big[i]);
+        int found = 0;
+        for (int i = 0; i < 1000; i++) {
+            REQUIRE((kept[i] = malloc(n)) != NULL);
+            if (sampled && sampled(kept[i])) found = 1;
+        }
+        for (int i = 0; i < 1000; i++) free(kept[i]);
+        printf(found ? "SAMPLED\n" : "NO SAMPLE\n");
+        return 0;
+    }
     volatile unsigned char *p = NULL;
     int count = 0;
     size_t total = 0;

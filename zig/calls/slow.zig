@@ -85,6 +85,10 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
             return alignedTo(sample, abi.min_alignment);
         }
     }
+    // Only bins a slot can hold are charged: a program's big blocks do not make its small
+    // ones sampled more often (each sampleable byte has the same chance), nor cost it a
+    // pair of mprotect calls (and their TLB shootdowns) per HAKMEM_GUARD_SAMPLE_MB MiB.
+    if (size_class.binBlockSize(bin) > guard.max_size) return allocBin(h, bin) orelse outOfMemory();
     const cached = h.cache.count(bin);
     const blk = allocBin(h, bin) orelse return outOfMemory();
     const brought = if (cached > 0) 1 else h.cache.count(bin) + 1;

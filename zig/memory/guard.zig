@@ -1,8 +1,8 @@
 //! guard.zig — guarded sampling (GWP-ASan style, on by default) and the fault handler
 //! that reports an access to a guarded or protected block.
 //!
-//! About one allocation in every HAKMEM_GUARD_SAMPLE_MB MiB allocated in blocks of the
-//! tiny and mid tiers (large blocks are not charged: 0 turns sampling off) is
+//! About one allocation in every HAKMEM_GUARD_SAMPLE_MB MiB allocated in blocks a slot
+//! can hold (max_size; bigger blocks and large ones are not charged: 0 turns sampling off) is
 //! placed in a slot of a small pool of its own, against a guard page, and freed into a
 //! protected slot:
 //!

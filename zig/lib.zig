@@ -61,7 +61,7 @@
 //!                 (above mid_max: slow.zig mallocLarge -> large.zig alloc)
 //!   free     preload.zig free, api.zig hak_free
 //!     free_fast.zig  freeFast, every test in this one file: segment_map tag, the
-//!                 slice's fast block test, the key: push                          [fast]
+//!                 slice's fast block test: push (hak_free: the key too)           [fast]
 //!     alloc.zig   freeOther: check mode -> check.zig; else slow.zig free -> page.blockOf
 //!                 -> freeBlock: looks freed? search (a double free?); else push
 //!     heap.zig    freeFull: thread_cache overflow -> flush runs to their pages (a page this
@@ -125,8 +125,11 @@
 //!
 //!   carved (Page.extend: bit set, key = free_key)                       free on its page
 //!     -> refill: Page.popMany clears bits, used += n                  -> in a thread cache
-//!     -> malloc pops it: key = 0                                      -> live (the program's)
+//!     -> malloc pops it if keyed free (else: a double free's copy,
+//!        dropped and reported): key = 0                              -> live (the program's)
 //!     -> free: key = free_key, pushed on the freeing thread's cache  -> in a thread cache
+//!        (free(3) loads nothing of the block: a second copy is found
+//!        where it leaves the cache: pop, flush, collect, refill)
 //!     -> flush (cache full, maintenance, thread exit), in runs of one page:
 //!          a page the heap holds: Page.pushFree sets its bit (set already: a double free)
 //!          any other page: thread_free (one CAS per run); its holder's collect sets the

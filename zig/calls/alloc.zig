@@ -5,14 +5,16 @@
 //!                      and always in check mode and when tracing: HAKMEM_TRACE, trace.zig)
 //!                bin = one table load up to 1 MiB (routing.bins_by_16/_128/_4k: the
 //!                      thresholds folded in; the bin's stack offset), else large
-//!                pop the bin's stack (thread_cache.zig)        -> else mallocSlow
+//!                pop the bin's stack, its newest block keyed free (thread_cache.zig)
+//!                                                              -> else mallocSlow
 //! free(ptr):     free_fast.zig, the whole test in one file:
 //!                tag = segment_map[ptr >> 22]        (is it ours? a segment?)
 //!                slice = segment.pages[(ptr >> 16) & 63]   (a copy of its page's first line)
 //!                ptr < carved_end and a block start (one multiply; fast_magic is 0 on a
 //!                      page with a slow flag: aligned, unused, checked, sampled)
-//!                block.key != free_key                (does not look freed already)
-//!                push onto the bin's stack                     -> any "no": freeOther
+//!                push onto the bin's stack (the block's key stored, nothing of it loaded:
+//!                      a double free is found when the block leaves the stack: pop, flush;
+//!                      hak_free also tests block.key != free_key first)  -> any "no": freeOther
 //!                (freeFast keeps no stack frame; freeOther starts over)
 //! That is all free does per call: which thread owns the page (a remote free), the stats,
 //! the clock and every check that needs the page's lists happen when a stack is flushed or
@@ -143,13 +145,16 @@ inline fn mallocLargeBody(size: usize) ?*anyopaque {
 
 // ------------------------------------------------------------------ free
 
+/// hak_free and the library's own frees: a double free answered at the call
+/// (free_fast.freeFastAnswered); free(3) is preload.zig's, on freeFast.
 pub inline fn free(ptr: ?*anyopaque) FreeResult {
-    if (freeFast(ptr)) return .ok;
+    if (free_fast.freeFastAnswered(ptr)) return .ok;
     return freeOther(@intFromPtr(ptr));
 }
 
-/// free's fast path, every test of it in free_fast.zig: true when the block went onto
-/// this thread's stack; every result but `ok` is freeOther's.
+/// free(3)'s fast path, every test of it in free_fast.zig: true when the block went onto
+/// this thread's stack; every result but `ok` is freeOther's. A double free is found when
+/// the block leaves the stack (thread_cache.zig pop, flush).
 pub const freeFast = free_fast.freeFast;
 /// free's tests 1-3 (free_fast.zig): also realloc's fast test.
 const fastSlice = free_fast.fastSlice;

@@ -17,8 +17,9 @@
 //!                       and ((ptr - start) * div_magic) << 24   a block start (page.zig:
 //!                           < slice.fast_magic                   blockStartIndex's proof), and
 //!                                                              no slow flag (fast_magic 0)
-//!   4 looksFreed        blk.key == block.free_key              the key loaded once: compared
-//!                                                              here, written by the push
+//!   4 looksFreed        blk.key == block.free_key              hak_free only (freeFastAnswered):
+//!                                                              free(3) loads nothing of the
+//!                                                              block; its pop checks the key
 //!   5 push              cache = thread.cache() (TLS)           thread_cache.zig pushKeyed:
 //!                       entry = cache + slice.stack_offset      top != limit (else full: the
 //!                       blk.key = key; *top = blk; top += 8;    slow path flushes), no atomic
@@ -46,11 +47,23 @@ const Page = page_mod.Page;
 const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
 
-/// free's fast path: true when the block went onto this thread's stack. It keeps no stack
-/// frame: everything else, and every result but `ok`, is in alloc.freeOther.
+/// free(3)'s fast path: true when the block went onto this thread's stack. It keeps no
+/// stack frame: everything else, and every result but `ok`, is in alloc.freeOther. It
+/// reads nothing of the block, only stores its key (so it never waits for a line another
+/// thread wrote: larson, producer/consumer): a double free is found where the block
+/// leaves the stack (thread_cache pop, flush; Page.isKeyedFree), before it is handed out
+/// twice, and aborts there with the same line.
 pub inline fn freeFast(ptr: ?*anyopaque) bool {
     const addr = @intFromPtr(ptr);
     const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
+    return thread.cache().pushKeyed(slice.stack_offset, @ptrFromInt(addr), block_mod.free_key);
+}
+
+/// hak_free's fast path (and the library's own frees): freeFast plus test 4, so that a
+/// double free is answered at the call, with an error code the caller acts on.
+pub inline fn freeFastAnswered(ptr: ?*anyopaque) bool {
+    const addr = @intFromPtr(ptr);
+    const slice = fastSlice(addr) orelse return false;
     const blk: *Block = @ptrFromInt(addr);
     const key = block_mod.free_key; // loaded once: compared, then written
     if (looksFreed(blk, key)) return false;

@@ -310,21 +310,41 @@ pub const Page = extern struct {
             for (out[0..got]) |blk| {
                 if (blk.key != block_mod.free_key and blk.key != block_mod.fresh_key) misuse.freedBlockWritten(@intFromPtr(blk), self.where(), 8);
             }
-        } else {
-            // every block free on the page is keyed free (carved, given back, collected):
-            // one that is not was written after its free, or by an overflow of the block
-            // before it; found here, per refill, not on malloc's path
-            for (out[0..got]) |blk| self.checkFreeKey(blk);
+            return got;
         }
-        return got;
+        // Every block free on the page is keyed free (carved, given back, collected). One
+        // that is not was handed out meanwhile by a second copy (a program's double free
+        // that free(3) pushed without looking: malloc clears the key) or written after its
+        // free: reported (isKeyedFree), and when that returns, dropped here: it stays
+        // counted in use (it is live, or cannot be trusted). Per refill, not on malloc's path.
+        var kept: u32 = 0;
+        for (out[0..got]) |blk| {
+            if (!self.isKeyedFree(blk)) continue;
+            out[kept] = blk;
+            kept += 1;
+        }
+        std.debug.assert(kept <= got);
+        return kept;
     }
 
-    /// Reports a block of this page that should be free and is not keyed so
-    /// (misuse.freeBlockKeyWritten names the block before it: an overflow of it is the
-    /// likely writer).
-    pub inline fn checkFreeKey(self: *const Page, blk: *const Block) void {
-        if (blk.key == block_mod.free_key) return;
+    /// True when a block of this page that should be free (in a thread cache, on a
+    /// remote-free list, or free on the page) is keyed free. Else it reports (misuse.zig)
+    /// and returns false when the report returns, and the caller drops the block:
+    ///   key 0     malloc cleared it: a second copy of the block was handed out, so this
+    ///             one is a double free's (free(3) pushes without looking: free_fast.zig)
+    ///   any other written after its free, or by an overflow of the block before it
+    ///             (misuse.freeBlockKeyWritten names that block: the likely writer)
+    pub inline fn isKeyedFree(self: *const Page, blk: *const Block) bool {
+        if (blk.key == block_mod.free_key) return true;
+        self.reportUnkeyed(blk);
+        return false;
+    }
+
+    pub noinline fn reportUnkeyed(self: *const Page, blk: *const Block) void {
         const addr = @intFromPtr(blk);
+        std.debug.assert(addr >= self.start and (addr - self.start) % self.block_size == 0); // a block start of this page
+        std.debug.assert(blk.key != block_mod.free_key); // (isKeyedFree)
+        if (blk.key == 0) return misuse.doubleFreeFound(addr, self.where());
         misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
     }
 
@@ -425,6 +445,10 @@ pub const Page = extern struct {
                 break; // the rest of the list came before the second push: dropped, not followed
             }
             if (count == self.used) misuse.corrupted("a page's remote-free list is longer than its blocks in use", addr);
+            // Keyed free by the free that pushed it: a key cleared since means a second
+            // copy of the block (a double free free(3) did not look at) was handed out, and
+            // its link may be the program's data now: dropped with the rest of the list.
+            if (self.flags & flag_checked == 0 and !self.isKeyedFree(blk)) break;
             const next = block_mod.decode(blk);
             bit.word.* |= bit.mask;
             blk.key = block_mod.free_key;
@@ -569,6 +593,33 @@ test "carve, pop, push, collect, double free at the page" {
     var n: u32 = 0;
     while (page.popFree() != null) n += 1;
     try std.testing.expectEqual(page.capacity, n);
+}
+
+test "a block whose key was cleared (a double free's copy handed out) is dropped by a refill and by collect, and counted contained" {
+    block_mod.initSecrets();
+    var memory: [size_class.slice_size]u8 align(16) = undefined;
+    var bits: [64]u64 = undefined;
+    var page: Page = .{};
+    var heap_a: u8 = 0;
+    page.init(size_class.tinyBin(64), @intFromPtr(&memory), 1, &bits, false, &heap_a);
+    _ = page.extend();
+    const before = misuse.contained_double_frees.load(.monotonic);
+    // free on the page, but handed out meanwhile by its other copy (malloc cleared the key)
+    const first: *Block = @ptrFromInt(page.start);
+    first.key = 0;
+    var out: [2]*Block = undefined;
+    const free_before = page.free_count;
+    try std.testing.expectEqual(@as(u32, 1), page.popMany(&out)); // two taken, one handed over
+    try std.testing.expect(out[0] != first);
+    try std.testing.expectEqual(free_before - 2, page.free_count); // both off the page: the first is live
+    try std.testing.expectEqual(@as(u32, 2), page.used);
+    // on thread_free, then handed out by its other copy: collect stops there
+    out[0].key = block_mod.free_key;
+    _ = page.pushRemoteChain(out[0], out[0]);
+    out[0].key = 0;
+    try std.testing.expectEqual(@as(u32, 0), page.collect());
+    try std.testing.expectEqual(@as(u32, 2), page.used);
+    try std.testing.expectEqual(before + 2, misuse.contained_double_frees.load(.monotonic));
 }
 
 test "the block-start test agrees with division for every bin" {

@@ -159,6 +159,10 @@ fn atInit() callconv(.c) void {
 }
 
 fn atExit() callconv(.c) void {
+    // a program's double free still in this thread's cache is found now (heap.zig)
+    if (config.check_mode == .off and @atomicLoad(bool, &@import("../settings/misuse.zig").libc_mode, .monotonic)) {
+        if (thread.current()) |h| h.flushAtProcessExit();
+    }
     @import("../memory/profile.zig").writeAtExit();
     if (config.trace) trace.finish();
     if (config.print_stats_at_exit) writeSummaryAtExit();

@@ -241,19 +241,52 @@ pub const Heap = struct {
 
     /// A block of `bin` when the cache has none: a refill from a page, or (bins without a
     /// cache) a block straight from a page. Null only when out of memory (errno ENOMEM).
+    /// A stack that is not empty got here because its newest block is not keyed free
+    /// (thread_cache pop): those are dropped first (popPastUnkeyed).
     pub noinline fn allocSlow(self: *Heap, bin: usize) ?*Block {
         self.tick();
-        const page = self.findPage(bin) orelse self.findPageAfterPurge(bin) orelse {
-            os.setErrno(.NOMEM);
-            return null;
-        };
-        std.debug.assert(page.bin == bin and self.direct[bin] == page);
-        std.debug.assert(page.free_count > 0); // replenished: a block to hand out
-        if (self.cache.capacity(bin) != 0) return self.refillAndPop(bin, page);
-        const blk = profile.refilled(page.popFree().?, page, 0);
-        if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
-        self.counters.direct_allocs[bin] += 1;
-        return blk;
+        if (self.cache.count(bin) != 0) {
+            if (self.popPastUnkeyed(bin)) |blk| return blk;
+        }
+        // Bounded: a try fails only when every block a refill took was dropped (each one
+        // reported: Page.isKeyedFree), which leaves the page with fewer free blocks.
+        var tries: u32 = 0;
+        while (tries < refill_tries_max) : (tries += 1) {
+            const page = self.findPage(bin) orelse self.findPageAfterPurge(bin) orelse break;
+            std.debug.assert(page.bin == bin and self.direct[bin] == page);
+            std.debug.assert(page.free_count > 0); // replenished: a block to hand out
+            if (self.cache.capacity(bin) != 0) {
+                if (self.refillAndPop(bin, page)) |blk| return blk;
+                continue;
+            }
+            const blk = profile.refilled(page.popFree() orelse continue, page, 0);
+            if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
+            self.counters.direct_allocs[bin] += 1;
+            return blk;
+        }
+        os.setErrno(.NOMEM);
+        return null;
+    }
+
+    /// allocSlow's tries at a page whose blocks were all dropped (a program's misuse).
+    const refill_tries_max = 8;
+
+    /// Pops the bin's stack past the blocks at its top that are not keyed free (a double
+    /// free's second copy, whose first was handed out; or a write after free): each is
+    /// reported (in libc mode that aborts), then dropped: it stays counted in use on its
+    /// page. Null when none is left. Bounded by the stack's count.
+    fn popPastUnkeyed(self: *Heap, bin: usize) ?*Block {
+        var left = self.cache.count(bin);
+        while (left > 0) : (left -= 1) {
+            if (self.cache.pop(bin)) |blk| return blk;
+            const blk = self.cache.takeUnkeyed(bin);
+            const addr = @intFromPtr(blk);
+            const page = segment_mod.Segment.of(addr).pageOf(addr);
+            std.debug.assert(page.bin == bin);
+            page.reportUnkeyed(blk);
+        }
+        std.debug.assert(self.cache.count(bin) == 0);
+        return null;
     }
 
     /// The sampled heap profile sees every refill (profile.zig: a byte countdown). Blocks
@@ -261,13 +294,14 @@ pub const Heap = struct {
     /// program's fresh blocks are not handed out next to each other in address order, so an
     /// overflow cannot count on which block follows its own); blocks that came back keep
     /// theirs. Only a refill after carving pays for it: once per 4 KiB of new blocks.
-    inline fn refillAndPop(self: *Heap, bin: usize, page: *Page) *Block {
+    /// Null when the page gave no block (every one it had was dropped: Page.popMany).
+    inline fn refillAndPop(self: *Heap, bin: usize, page: *Page) ?*Block {
         if (self.carved_now) {
             _ = self.cache.refill(bin, page, @max(1, self.cache.capacity(bin) / 2));
             self.cache.shuffle(bin, &self.order_state);
-            return profile.refilled(self.cache.pop(bin).?, page, self.cache.count(bin));
+            return profile.refilled(self.cache.pop(bin) orelse return null, page, self.cache.count(bin));
         }
-        const blk = self.cache.refillAndPop(bin, page);
+        const blk = self.cache.refillAndPop(bin, page) orelse return null;
         return profile.refilled(blk, page, self.cache.count(bin));
     }
 
@@ -552,6 +586,16 @@ pub const Heap = struct {
         for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
         self.large_local.releaseAll(now_ms);
         std.debug.assert(self.large_local.bytes == 0);
+    }
+
+    /// Process exit (process.zig, in libc mode): the calling thread's cached blocks go back
+    /// to their pages, so a double free free(3) pushed without looking (free_fast.zig) and
+    /// that no malloc popped since is found by the flush (Page.isKeyedFree, the page's bits)
+    /// and reported, as glibc reports it at the call. Other threads' caches go back at their
+    /// exits. Bounded by the bins' counts.
+    pub fn flushAtProcessExit(self: *Heap) void {
+        std.debug.assert(!self.checked); // (check mode has no cache)
+        for (0..bins) |bin| self.flushCache(bin, 0);
     }
 
     /// Thread exit, after returnHeld: every page without live blocks goes back to its

@@ -10,9 +10,11 @@
 //!       +------------------------------------------------------------> top (next free slot)
 //!
 //! free() pushes a block of any thread's page here (after free_fast.zig checked it is a block
-//! start and not marked free), malloc() pops the newest; neither touches a page, a lock or
-//! an atomic, and neither writes a link into the block: a block in a cache has no link a
-//! stray write could corrupt. Everything per block beyond that happens in batches:
+//! start; free(3) loads nothing of the block, so a block freed twice may be here twice),
+//! malloc() pops the newest if it is keyed free (a second copy is not: its first was handed
+//! out and cleared the key; heap.allocSlow drops and reports it); neither touches a page, a
+//! lock or an atomic, and neither writes a link into the block: a block in a cache has no
+//! link a stray write could corrupt. Everything per block beyond that happens in batches:
 //!   flush   (a push finds the stack full, maintenance, thread exit): the oldest blocks go
 //!           back to their pages, a run of blocks of one page at a time: to the page's
 //!           `free` when this heap holds it (each checked against the page's bitmap: a
@@ -261,7 +263,9 @@ pub const Cache = extern struct {
         self.small_capacity_bytes = 0;
     }
 
-    /// malloc: the newest block of the bin, handed out (its key cleared), or null.
+    /// malloc: the newest block of the bin, handed out (its key cleared), or null: the
+    /// stack is empty, or its newest block is not keyed free (heap.allocSlow drops it:
+    /// `takeUnkeyed`).
     pub inline fn pop(self: *Cache, bin: usize) ?*Block {
         return self.popAt(routing.stackOffset(bin));
     }
@@ -272,11 +276,30 @@ pub const Cache = extern struct {
         const e = self.entryAt(offset);
         const top = e.top;
         if (top == e.bottom) return null;
-        storeWord(&e.top, top - @sizeOf(usize));
         const blk = @as(*const *Block, @ptrFromInt(top - @sizeOf(usize))).*;
+        // The double-free check of free(3), made where the block is handed out (free only
+        // stores the key, so it never waits for a block's line another thread wrote): a
+        // block pushed twice comes off the stack keyed once; the second time its key is 0
+        // (cleared below) or the program's data. The block's line is this thread's
+        // already: its free wrote the key.
+        if (blk.key != block_mod.free_key) return null;
+        storeWord(&e.top, top - @sizeOf(usize));
         // (No prefetch of the next block: since refills read the page's bitmap, not freed
         // blocks, fetching it one malloc ahead gained nothing and cost larson 1 thread 3-5%.)
         blk.key = 0;
+        return blk;
+    }
+
+    /// The newest block of a bin whose key is not free (pop refused it: a double free's
+    /// second copy, or a write after free), off the stack and out of the cache's counts,
+    /// for the caller to report (Page.isKeyedFree) and drop.
+    pub fn takeUnkeyed(self: *Cache, bin: usize) *Block {
+        const e = &self.entries[bin];
+        std.debug.assert(e.top > e.bottom); // (pop refused a block: the stack holds one)
+        const blk = @as(*const *Block, @ptrFromInt(e.top - @sizeOf(usize))).*;
+        std.debug.assert(blk.key != block_mod.free_key);
+        storeWord(&e.top, e.top - @sizeOf(usize));
+        @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + 1, .monotonic); // (not a pop)
         return blk;
     }
 
@@ -478,21 +501,32 @@ pub const Cache = extern struct {
         return remote;
     }
 
-    /// (Every block is checked still keyed free, as push left it: a stray write since,
-    /// after the free or by an overflow of the block before it, is reported here, once per
-    /// flush, not on free's path.)
+    /// (Every block is checked still keyed free, as push left it: a second copy of a
+    /// block handed out since (malloc cleared its key), or a stray write after the free or
+    /// by an overflow of the block before it, is reported here (Page.isKeyedFree), once
+    /// per flush, not on free's path, and the block is dropped. A block already free on
+    /// its page is a double free too.)
     fn returnLocal(page: *Page, run: []*Block) void {
         for (run) |blk| {
-            page.checkFreeKey(blk);
+            if (!page.isKeyedFree(blk)) continue;
             if (page.pushFree(blk) == .double_free) misuse.doubleFreeFound(@intFromPtr(blk), page.where());
         }
     }
 
-    /// True when the run took the page (nobody held it: page.pushRemoteChain).
+    /// True when the run took the page (nobody held it: page.pushRemoteChain). Blocks not
+    /// keyed free are reported and left out (as returnLocal's); the run's slots are the
+    /// flushed part of the stack, so the kept ones are packed in place.
     fn returnRemote(page: *Page, run: []*Block) bool {
-        for (run) |blk| page.checkFreeKey(blk);
-        for (run[0 .. run.len - 1], run[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
-        return page.pushRemoteChain(run[0], run[run.len - 1]);
+        var kept: usize = 0;
+        for (run) |blk| {
+            if (!page.isKeyedFree(blk)) continue;
+            storeWord(@ptrCast(&run[kept]), @intFromPtr(blk));
+            kept += 1;
+        }
+        if (kept == 0) return false;
+        const chain = run[0..kept];
+        for (chain[0 .. chain.len - 1], chain[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
+        return page.pushRemoteChain(chain[0], chain[chain.len - 1]);
     }
 
     pub const Invalid = error{ CacheOverCapacity, CachedBlockNotFree, CachedBlockNotABlock, CachedBlockFreeOnPage, CachedTwice };
@@ -505,22 +539,27 @@ pub const Cache = extern struct {
         const e = &self.entries[bin];
         if (e.top < e.bottom or e.top > e.limit or self.capacity(bin) > maxCapacity(bin)) return error.CacheOverCapacity;
         const blocks = self.held(bin);
+        // Once free(3) pushes without looking (misuse.libc_mode), a program's double free
+        // may sit here as a second copy until a pop or a flush finds it: not a broken invariant.
+        const once_each = !@atomicLoad(bool, &misuse.libc_mode, .monotonic);
         for (blocks, 0..) |blk, i| {
-            if (!block_mod.isMarkedFree(blk)) return error.CachedBlockNotFree;
             const addr = @intFromPtr(blk);
             if (@import("../base/segment_map.zig").lookup(addr) != .segment) return error.CachedBlockNotABlock;
             const page = Segment.of(addr).pageOf(addr);
             if (page.bin != bin or page.blockOf(addr) != addr) return error.CachedBlockNotABlock;
+            if (!once_each) continue;
+            if (!block_mod.isMarkedFree(blk)) return error.CachedBlockNotFree;
             if (page.isOnFreeList(addr)) return error.CachedBlockFreeOnPage;
             for (blocks[0..i]) |earlier| if (earlier == blk) return error.CachedTwice;
         }
     }
 
     /// malloc found the bin empty and its heap found `page` with free blocks: the stack is
-    /// refilled with up to half its capacity from the page, and the first block handed out.
-    pub fn refillAndPop(self: *Cache, bin: usize, page: *Page) *Block {
+    /// refilled with up to half its capacity from the page, and the first block handed out
+    /// (null when the page gave none: every block it took was dropped, Page.popMany).
+    pub fn refillAndPop(self: *Cache, bin: usize, page: *Page) ?*Block {
         _ = self.refill(bin, page, @max(1, self.capacity(bin) / 2));
-        return self.pop(bin).?;
+        return self.pop(bin);
     }
 
     /// Puts the bin's blocks in a random order (Fisher-Yates; `state` an xorshift64 state,
@@ -590,6 +629,29 @@ test "a zeroed entry is empty and full at once (the heapless sentinel)" {
     try std.testing.expectEqual(&blk, cache.pop(3).?);
     try std.testing.expectEqual(@as(usize, 0), blk.key);
     try std.testing.expectEqual(@as(u64, 1), cache.pops(3));
+}
+
+test "pop hands a block pushed twice out once: the second copy is refused (its key was cleared) and takeUnkeyed drops it" {
+    const cache: *Cache = @ptrCast(@alignCast(try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(64), @sizeOf(Cache))));
+    defer std.testing.allocator.free(@as([*]align(64) u8, @ptrCast(cache))[0..@sizeOf(Cache)]);
+    block_mod.initSecrets();
+    cache.init(initialCapacity);
+    var blk: Block = .{ .link = 0, .key = 0 };
+    var other: Block = .{ .link = 0, .key = 0 };
+    try std.testing.expect(cache.push(3, &blk));
+    try std.testing.expect(cache.push(3, &other));
+    try std.testing.expect(cache.push(3, &blk)); // free(3) does not look: a double free
+    try std.testing.expectEqual(&blk, cache.pop(3).?);
+    try std.testing.expectEqual(&other, cache.pop(3).?);
+    try std.testing.expect(cache.pop(3) == null); // keyed 0 by the first pop: refused
+    try std.testing.expectEqual(@as(u32, 1), cache.count(3));
+    try std.testing.expectEqual(&blk, cache.takeUnkeyed(3));
+    try std.testing.expectEqual(@as(u32, 0), cache.count(3));
+    try std.testing.expectEqual(@as(u64, 2), cache.pops(3)); // handed out twice in all, blk once
+    other.key = 0x4141_4141; // a write after free is refused too
+    try std.testing.expect(cache.push(3, &other));
+    other.key = 0x4141_4141;
+    try std.testing.expect(cache.pop(3) == null);
 }
 
 test "init starts a reused cache's counts from zero (an exited thread's heap taken by a new thread)" {

@@ -533,7 +533,7 @@ pub const Heap = struct {
         std.debug.assert(self.maintenance_due_ms > now_ms); // the next one is later
         const adapt = config.adapt and !self.checked;
         for (0..bins) |bin| self.counters.remote_frees[bin] += self.cache.maintainBin(bin, force, adapt, self, self);
-        if (!self.checked) for (0..bins) |bin| self.giveUpIdle(bin);
+        if (!self.checked) for (0..bins) |bin| self.giveUpIdle(bin, now_ms);
         for (0..bins) |bin| {
             const page = self.direct[bin];
             if (page == &page_mod.empty_page or page.used != 0) continue;
@@ -556,13 +556,12 @@ pub const Heap = struct {
     /// class takes one instead of placing a page of its own, and a class this thread uses
     /// rarely does not keep a page per thread. (Its cached blocks went back to the pages
     /// just before: maintainBin flushes an idle bin.) Bounded by the bin's pages.
-    fn giveUpIdle(self: *Heap, bin: usize) void {
+    fn giveUpIdle(self: *Heap, bin: usize, now: u64) void {
         std.debug.assert(bin < bins and !self.checked);
         const activity = self.allocs(bin) + self.frees(bin);
         const idle = activity == self.activity_at_maintenance[bin];
         self.activity_at_maintenance[bin] = activity;
         if (!idle or self.cache.count(bin) != 0) return;
-        const now = os.nowMs();
         var it = self.queues[bin].first;
         while (it) |page| {
             it = page.next;

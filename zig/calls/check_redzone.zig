@@ -127,6 +127,9 @@ pub fn frontIntact(f: Found, ptr: usize) ?usize {
     if (ptr < f.start + front_size) return null;
     if (readWord(ptr - 8) != liveTag()) return null;
     const requested = readWord(ptr - 16) ^ frontSecret();
+    // (the size first, as liveIntact: a damaged size word can hold any value, and the sum
+    // below overflowed for one near 2^64)
+    if (requested > f.size) return null;
     if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
     if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
     return requested;
@@ -242,4 +245,19 @@ test "a block armed is intact and judged live; a byte past the request is not" {
     try std.testing.expect(judge(f, user) == .live); // (the header and trailer still agree)
     try std.testing.expectEqual(canary_byte, expectedByte(l, user + 40));
     try std.testing.expect(judge(f, user + 8) == .interior);
+}
+
+test "a front header whose size word was overwritten with a huge value is damaged, not a size" {
+    block_mod.initSecrets();
+    var buf: [128]u8 align(16) = undefined;
+    const f: Found = .{ .start = @intFromPtr(&buf), .size = buf.len, .page = null };
+    const user = f.start + front_size;
+    arm(f, user, 40);
+    // the tag intact, the size word now reads as the largest size (ptr + size overflowed)
+    writeWord(user - 16, std.math.maxInt(u64) ^ frontSecret());
+    try std.testing.expectEqual(@as(?usize, null), frontIntact(f, user));
+    try std.testing.expect(liveIntact(f, user) == null);
+    const verdict = judge(f, user);
+    try std.testing.expect(verdict == .damaged); // the trailer's layout: 40 bytes at user
+    try std.testing.expectEqual(@as(usize, 40), verdict.damaged.layout.requested);
 }

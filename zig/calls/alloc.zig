@@ -48,6 +48,14 @@ const Block = block_mod.Block;
 const Segment = segment_mod.Segment;
 
 pub const size_max = slow.size_max;
+
+comptime {
+    // malloc's tables end where the mid tier's largest setting does: past them (mallocLarge)
+    // every request is large, and within them the largest bin holds the largest size
+    std.debug.assert(routing.by_4k_max == routing.mid_max_limit);
+    std.debug.assert(size_class.binBlockSize(size_class.bin_count - 1) >= routing.by_4k_max);
+    std.debug.assert(routing.by_4k_max < size_max); // a large request may still be served
+}
 pub const FreeResult = slow.FreeResult;
 pub const Kind = slow.Kind;
 pub const classify = slow.classify;
@@ -90,6 +98,7 @@ fn Pop(comptime entry: Entry) type {
 }
 
 noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
+    std.debug.assert(size <= routing.by_4k_max); // fastRoute's stack branch: a table's size
     if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
     misuse.noteLibcMode();
     if (config.trace) return traced(mallocSlow(size), size);
@@ -97,6 +106,7 @@ noinline fn mallocSlowLibc(size: usize) ?*anyopaque {
 }
 
 noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
+    std.debug.assert(size > routing.by_4k_max); // fastRoute's large branch: past every table
     if (config.check_mode != .off) return @call(.always_tail, mallocCheckedLibc, .{size});
     if (config.trace) return traced(mallocLargeBody(size), size);
     return mallocLargeBody(size);
@@ -107,14 +117,17 @@ noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
 /// (check_sites.noteEntry; preload.zig says why).
 noinline fn mallocCheckedLibc(size: usize) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (the two above jump here in check mode only)
     misuse.noteLibcMode();
     const ptr = if (slow.heap()) |heap| check.mallocFor(heap, size, 16) else outOfMemory();
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
     if (config.trace) return traced(ptr, size);
     return ptr;
 }
 
 /// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
 fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
+    std.debug.assert(config.trace); // (a traced process only: its fast paths always fall through)
     trace.allocated(.malloc, size, ptr);
     return ptr;
 }
@@ -122,9 +135,15 @@ fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
 /// The bin's stack was empty (or the size is routed by a threshold inside its table slot,
 /// or this is check mode).
 noinline fn mallocSlow(size: usize) ?*anyopaque {
+    std.debug.assert(size <= routing.by_4k_max); // (Pop.stack: fastRoute's stack branch)
     const heap = slow.heap() orelse return outOfMemory();
     if (config.check_mode != .off) return check.mallocFor(heap, size, 16);
     const ptr = slow.mallocWith(heap, size);
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0);
+    if (std.debug.runtime_safety) {
+        // the block holds the request (a lookup: not in ReleaseFast)
+        if (ptr) |p| std.debug.assert(usableSize(@intFromPtr(p)).? >= size);
+    }
     // After the allocation (the heap is consistent again), and not among a process's very
     // first allocations (libc may still be starting up).
     if (heap.slow_calls >= background.start_after_slow_calls) background.startIfWanted();
@@ -138,8 +157,10 @@ noinline fn mallocLarge(size: usize) ?*anyopaque {
 
 /// Inline into the two above (the libc path makes one call fewer).
 inline fn mallocLargeBody(size: usize) ?*anyopaque {
+    std.debug.assert(size > routing.by_4k_max); // above every table: never a bin's
     const heap = slow.heap() orelse return outOfMemory();
     if (config.check_mode != .off) return check.mallocFor(heap, size, 16);
+    std.debug.assert(routing.route(size) == .large); // mid_max <= mid_max_limit = by_4k_max
     return slow.mallocLarge(heap, size, 16, false);
 }
 
@@ -163,10 +184,13 @@ const fastSlice = free_fast.fastSlice;
 /// free (a full stack, a block that looks freed, an aligned or foreign pointer, large).
 pub noinline fn freeOther(addr: usize) FreeResult {
     if (config.check_mode != .off) return checkedFree(addr);
-    return slow.free(addr);
+    const result = slow.free(addr);
+    std.debug.assert(addr != 0 or result == .ok); // free(NULL) does nothing, and is no error
+    return result;
 }
 
 fn checkedFree(addr: usize) FreeResult {
+    std.debug.assert(config.check_mode != .off);
     return switch (check.free(addr)) { // (free(NULL) too: it takes the call's site)
         .freed => .ok,
         .double_free => .double_free,
@@ -179,8 +203,9 @@ fn checkedFree(addr: usize) FreeResult {
 
 /// Usable bytes from `addr` to the end of its block; null when addr is not a live block.
 pub fn usableSize(addr: usize) ?usize {
-    if (config.check_mode != .off) return check.usableSize(addr);
-    return slow.usableOf(addr, slow.classify(addr));
+    const usable = if (config.check_mode != .off) check.usableSize(addr) else slow.usableOf(addr, slow.classify(addr));
+    std.debug.assert(addr != 0 or usable == null); // NULL is no block
+    return usable;
 }
 
 pub const Ownership = enum { live, invalid, not_owned };
@@ -191,12 +216,15 @@ pub fn owns(addr: usize) Ownership {
     if (config.check_mode != .off) {
         if (check.usableSize(addr) != null) return .live;
     }
-    return switch (slow.classify(addr)) {
+    const kind = slow.classify(addr);
+    const answer: Ownership = switch (kind) {
         .page_block => |b| if (b.start == addr or b.page.flags & page_mod.flag_aligned != 0) .live else .invalid,
         .large, .guarded => .live,
         .not_owned => .not_owned,
         .invalid, .freed => .invalid,
     };
+    std.debug.assert(addr != 0 or answer == .not_owned); // NULL is never hakmem's
+    return answer;
 }
 
 // ------------------------------------------------------------------ calloc, realloc, aligned
@@ -204,13 +232,17 @@ pub fn owns(addr: usize) Ownership {
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
     if (config.check_mode != .off) return check.calloc(count, size);
     const total = std.math.mul(usize, count, size) catch return outOfMemory();
+    std.debug.assert(count == 0 or total / count == size); // (mul refused an overflow)
     if (routing.route(total) == .large) {
         // large: never-used region units or a fresh mapping are zero; large.alloc clears reused ones
         const heap = slow.heap() orelse return outOfMemory();
         if (config.check_mode != .off) return check.calloc(count, size);
-        return slow.mallocLarge(heap, total, 16, true);
+        const zeroed = slow.mallocLarge(heap, total, 16, true);
+        std.debug.assert(zeroed == null or @intFromPtr(zeroed) % 16 == 0);
+        return zeroed;
     }
     const ptr = malloc(total) orelse return null;
+    std.debug.assert(@intFromPtr(ptr) % 16 == 0);
     @memset(@as([*]u8, @ptrCast(ptr))[0..total], 0);
     return ptr;
 }
@@ -241,6 +273,8 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
         else => .invalid,
     };
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
+    std.debug.assert(kind != .freed); // (usableOf answered: a live block,
+    std.debug.assert(kind != .not_owned); // hakmem's)
     if (kind == .large and routing.route(size) == .large and size <= size_max and
         (@as(*@import("../memory/large_header.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
     {
@@ -250,7 +284,9 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const grows = size > old_usable and kind == .page_block;
     const heap = if (grows) thread.current() else null;
     const new_size = if (heap) |h| growth.sizeFor(&h.grown, addr, size, old_usable) else size;
+    std.debug.assert(new_size >= size); // room to spare, never less than asked
     const fresh = malloc(new_size) orelse return .{ .ok = null };
+    std.debug.assert(fresh != ptr.?); // a new block while the old one is still live
     @memcpy(@as([*]u8, @ptrCast(fresh))[0..@min(size, old_usable)], @as([*]const u8, @ptrCast(ptr.?))[0..@min(size, old_usable)]);
     _ = free(ptr);
     if (heap) |h| h.grown.remember(@intFromPtr(fresh));
@@ -260,10 +296,11 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
 /// Memory aligned to `alignment` (a power of two). Null with ENOMEM when out of memory.
 pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
     std.debug.assert(std.math.isPowerOfTwo(alignment));
-    if (alignment <= size_class.min_block_size) return malloc(size);
+    if (alignment <= size_class.min_block_size) return malloc(size); // (16-aligned: enough)
     _ = slow.heap() orelse return outOfMemory();
-    if (config.check_mode != .off) return check.alignedAlloc(alignment, size);
-    return slow.aligned(alignment, size);
+    const ptr = if (config.check_mode != .off) check.alignedAlloc(alignment, size) else slow.aligned(alignment, size);
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % alignment == 0); // the alignment asked
+    return ptr;
 }
 
 /// Purges empty memory now (hak_collect, malloc_trim): the calling thread's heap (its idle
@@ -272,6 +309,7 @@ pub fn alignedAlloc(alignment: usize, size: usize) ?*anyopaque {
 /// takes a page's remote frees.)
 pub fn purge(force: bool) void {
     const now = os.nowMs();
+    std.debug.assert(now < std.math.maxInt(u64) / 2); // a clock in ms: deadlines after it never wrap
     if (thread.currentAny()) |heap| return heap.maintain(now, force);
     @import("../thread/purge.zig").shared(now, force);
 }

@@ -101,11 +101,19 @@ const pageFound = redzone.pageFound;
 /// inaccessible while the block is live), so the block check mode uses ends before it.
 fn largeFound(h: *LargeHeader) Found {
     const start = @intFromPtr(h) + h.block_offset;
-    return .{ .start = start, .size = guardPage(start, h.usable_size) - start, .page = null, .large_usable = h.usable_size };
+    std.debug.assert(start % 16 == 0); // a unit or a chunk, plus an offset of 64 or the alignment
+    const f: Found = .{ .start = start, .size = guardPage(start, h.usable_size) - start, .page = null, .large_usable = h.usable_size };
+    // the block ends at its mapping's end (page-aligned): the guard page is its last page
+    std.debug.assert(f.size + os.page_size == h.usable_size);
+    return f;
 }
 
 fn guardPage(start: usize, usable: usize) usize {
-    return std.mem.alignBackward(usize, start + usable, os.page_size) - os.page_size;
+    std.debug.assert(usable >= os.page_size); // (every check-mode large request adds large_extra)
+    const guard_at = std.mem.alignBackward(usize, start + usable, os.page_size) - os.page_size;
+    std.debug.assert(guard_at % os.page_size == 0); // a whole page to protect
+    std.debug.assert(guard_at + os.page_size <= start + usable); // inside the block's bytes
+    return guard_at;
 }
 
 /// Bytes a large request needs beyond `overhead`: the guard page and the page rounding.
@@ -119,6 +127,8 @@ fn findContaining(addr: usize) ?Found {
             const page = segment_mod.Segment.of(addr).pageOf(addr);
             if (page.flags & page_mod.flag_unused != 0) return null;
             const start = page.blockContaining(addr) orelse return null;
+            std.debug.assert(start <= addr); // the block that holds addr
+            std.debug.assert(addr - start < page.block_size);
             return pageFound(page, start);
         },
         .none => return null,
@@ -211,6 +221,7 @@ fn reportDamage(l: Layout, sites: Sites) bool {
     var damaged = false;
     const end = l.user + l.requested;
     const zone_end = l.f.start + l.f.size;
+    std.debug.assert(end + redzone.canary_min + trailer_size <= zone_end); // (a layout's: l.trailer())
     var first: ?usize = null;
     var last: usize = 0;
     var a = end; // bounded: the block's bytes after the request
@@ -221,6 +232,8 @@ fn reportDamage(l: Layout, sites: Sites) bool {
         }
     }
     if (first) |f| {
+        std.debug.assert(f >= end); // the first changed byte past the request,
+        std.debug.assert(last >= f); // the last one at or after it
         const n = last + 1 - end;
         const to_end = last + 1 == zone_end;
         reportAt(.overflow, l.user, l.f, f - l.user, fmt(&buf, "overflow of {s}{d} byte{s} past a {d}-byte block (bytes changed from offset {d} to {d}{s}){s}", .{ if (to_end) "at least " else "", n, plural(n), l.requested, f - l.user, last - l.user, if (to_end) ", the block's end" else "", if (l.requested == 0) "; a zero-size block was written to" else "" }), sites);
@@ -248,13 +261,17 @@ pub fn malloc(size: usize, alignment: usize) ?*anyopaque {
 
 /// malloc for the calling thread, whose heap is `heap` (null: none yet).
 pub fn mallocFor(heap: ?*heap_mod.Heap, size: usize, alignment: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    std.debug.assert(heap == null or heap.?.checked); // check mode's heaps have no cache
     const site = takeSiteOf(heap);
     if (alignment <= 16) {
         if (heap) |h| {
             if (mallocQuick(h, size, site)) |p| return p;
         }
     }
-    return mallocAt(size, alignment, site);
+    const p = mallocAt(size, alignment, site);
+    std.debug.assert(p == null or @intFromPtr(p) % @max(alignment, 16) == 0);
+    return p;
 }
 
 /// malloc's common case: a block of the request's bin on this thread's stacks (let go from
@@ -264,7 +281,9 @@ inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque
     if (size == 0 or size > routing.by_128_max) return null;
     const bin = routing.fastRoute(size + overhead, BinOrNone{});
     if (bin == size_class.no_bin) return null; // (large, or the slot a threshold is in)
+    std.debug.assert(bin < size_class.bin_count);
     const f = popHeld(heap, bin, site) orelse return null;
+    std.debug.assert(f.size == size_class.binBlockSize(bin)); // a block of the bin asked for
     const user = f.start + front_size;
     std.debug.assert(user + size + redzone.canary_min + trailer_size <= f.start + f.size); // the bin holds size + overhead
     redzone.arm(f, user, size);
@@ -277,6 +296,7 @@ inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque
 const BinOrNone = struct {
     pub const Result = usize;
     pub inline fn stack(_: BinOrNone, offset: routing.StackOffset) usize {
+        std.debug.assert(offset % (1 << routing.stack_shift) == 0); // a stack's offset: no bits lost
         return offset >> routing.stack_shift;
     }
     pub inline fn large(_: BinOrNone) usize {
@@ -292,6 +312,8 @@ inline fn popHeld(heap: *heap_mod.Heap, bin: usize, site: Site) ?Found {
     heap.counters.direct_allocs[bin] += 1; // (the page counted it when it first left)
     if (stacks.peek(bin)) |next| prefetchBlock(next, check_reuse.blockBytes(bin)); // cold: freed long ago
     const page = segment_mod.Segment.of(start).pageOf(start);
+    std.debug.assert(page.bin == bin); // pushed onto its own bin's stack (evict: entryBin)
+    std.debug.assert(page.flags & page_mod.flag_checked != 0); // a check-mode page
     verifyHeld(start, page.block_size, site);
     return pageFound(page, start);
 }
@@ -308,6 +330,7 @@ inline fn takeSiteOf(heap: ?*heap_mod.Heap) Site {
 }
 
 fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
     if (size > slow.size_max) return slow.outOfMemory();
     if (size == 0 and alignment <= 16) {
         if (zero.take()) |p| {
@@ -318,6 +341,7 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
     }
     const a = @max(alignment, 16);
     const inner = size + overhead + (a - 16);
+    std.debug.assert(inner >= size + overhead); // room for the request, the redzones and the gap
     // room for a large block's guard page: when the size routes to large, and for any
     // aligned request (slow.aligned may serve it with a large block whatever its size)
     const guard_room = routing.route(inner) == .large or a > 16;
@@ -335,8 +359,12 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
         };
     };
     const user = std.mem.alignForward(usize, f.start + front_size, a);
+    std.debug.assert(user % a == 0); // the alignment asked
+    std.debug.assert(user + size + redzone.canary_min + trailer_size <= f.start + f.size); // (fitting's)
     if (f.page) |page| {
         if (user != f.start + front_size and page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
+        // an inner user pointer only on a page whose frees find the block containing it
+        std.debug.assert(user == f.start + front_size or page.flags & page_mod.flag_aligned != 0);
     }
     redzone.arm(f, user, size);
     if (f.page == null) {
@@ -351,13 +379,17 @@ fn mallocAt(size: usize, alignment: usize, site: Site) ?*anyopaque {
 
 /// A block of `inner` bytes aligned to `a` for mallocAt, found (findContaining).
 fn rawBlock(inner: usize, a: usize, site: Site) ?Found {
-    if (a <= size_class.min_block_size) return takeBlock(inner, site);
-    return fromSlow(slow.aligned(a, inner), site);
+    std.debug.assert(std.math.isPowerOfTwo(a));
+    const f = (if (a <= size_class.min_block_size) takeBlock(inner, site) else fromSlow(slow.aligned(a, inner), site)) orelse return null;
+    std.debug.assert(f.page == null or f.size >= inner); // a page block of a bin that holds inner
+    return f;
 }
 
 /// `f` when it holds `size` bytes aligned to `a` with the redzones around them.
 fn fitting(f: Found, size: usize, a: usize) ?Found {
+    std.debug.assert(std.math.isPowerOfTwo(a));
     const user = std.mem.alignForward(usize, f.start + front_size, a);
+    std.debug.assert(user >= f.start + front_size); // the front header before the user pointer
     return if (user + size + redzone.canary_min + trailer_size > f.start + f.size) null else f;
 }
 
@@ -366,6 +398,7 @@ fn fitting(f: Found, size: usize, a: usize) ?Found {
 /// large (or no heap): straight from slow.zig.
 fn takeBlock(inner: usize, site: Site) ?Found {
     const bin = routing.bin(inner) orelse return fromSlow(slow.malloc(inner), site);
+    std.debug.assert(size_class.binBlockSize(bin) >= inner); // the bin holds the block asked for
     const heap = slow.heap() orelse return fromSlow(slow.outOfMemory(), site);
     if (popHeld(heap, bin, site)) |f| return f;
     return fromSlow(slow.mallocWith(heap, inner), site);
@@ -375,6 +408,8 @@ fn takeBlock(inner: usize, site: Site) ?Found {
 /// back to it (keyed free) must still carry its freed pattern.
 fn fromSlow(ptr: ?*anyopaque, site: Site) ?Found {
     const f = findContaining(@intFromPtr(ptr orelse return null)).?;
+    std.debug.assert(@intFromPtr(ptr) >= f.start); // the block slow.zig handed out holds the pointer
+    std.debug.assert(f.page != null or @intFromPtr(ptr) == f.start); // a large block from its start
     // (the key and link were checked when the block left its page's free list)
     if (f.page != null and readWord(f.start + 8) == block_mod.free_key) verifyFreedPattern(f, site);
     return f;
@@ -382,6 +417,7 @@ fn fromSlow(ptr: ?*anyopaque, site: Site) ?Found {
 
 /// Asks for the lines verifyHeld will read (the first KiB and the tail).
 inline fn prefetchBlock(start: usize, size: usize) void {
+    std.debug.assert(size >= size_class.min_block_size); // (a bin's block)
     const head = @min(size, 1024);
     // (the first 512 bytes without a loop: most blocks; past a small block's end is harmless)
     inline for (0..8) |line| @prefetch(@as(*const u8, @ptrFromInt(start + line * 64)), .{ .rw = .write });
@@ -396,6 +432,8 @@ inline fn prefetchBlock(start: usize, size: usize) void {
 /// A block back from its page must still carry the freed pattern it got when it was freed
 /// (check_pattern.zig says which bytes; its first 16 are the page's link and key now).
 fn verifyFreedPattern(f: Found, site: Site) void {
+    std.debug.assert(f.page != null); // a page block (its page keeps it keyed free)
+    std.debug.assert(f.size > pattern_offset); // the pattern past its link and key
     var buf: [96]u8 = undefined;
     const sites: Sites = .{ .call = site, .call_label = "found by the allocation" };
     const p = pattern.read(f.start, f.size) orelse {
@@ -410,6 +448,8 @@ fn verifyFreedPattern(f: Found, site: Site) void {
 /// its page): verified whole, a write after free reported with where it was allocated and
 /// freed.
 fn verifyHeld(start: usize, size: usize, site: Site) void {
+    std.debug.assert(start % size_class.min_block_size == 0); // a block start,
+    std.debug.assert(size >= size_class.min_block_size); // of a bin's size
     if (size <= pattern.whole_max and scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
     if (size > pattern.whole_max and partialIntact(start, size)) return;
     const h = heldOf(start);
@@ -421,14 +461,18 @@ fn verifyHeld(start: usize, size: usize, site: Site) void {
 /// words in its tail (as its record says them: no read of the record; out of line, so the
 /// common case of small blocks stays short).
 noinline fn partialIntact(start: usize, size: usize) bool {
+    std.debug.assert(size > pattern.whole_max); // (smaller blocks are filled whole)
     const p = pattern.read(start, size) orelse return false;
+    std.debug.assert(p.size == size);
     return pattern.firstBroken(start, p, 0) == null;
 }
 
 pub fn calloc(count: usize, size: usize) ?*anyopaque {
     const total = std.math.mul(usize, count, size) catch return slow.outOfMemory();
     const p = malloc(total, 16) orelse return null;
+    std.debug.assert(@intFromPtr(p) % 16 == 0);
     @memset(bytes(@intFromPtr(p))[0..total], 0);
+    if (std.debug.runtime_safety) std.debug.assert(usableSize(@intFromPtr(p)) == total); // the request exactly (a lookup)
     return p;
 }
 
@@ -469,8 +513,10 @@ inline fn freeQuick(heap: *heap_mod.Heap, ptr: usize, site: Site) bool {
     if (readWord(start + 8) != redzone.liveTag()) return false;
     const requested = readWord(start) ^ redzone.frontSecret();
     const size: usize = page.block_size;
+    std.debug.assert(size >= overhead); // a check-mode block: a bin of size + overhead
     if (requested > size - overhead) return false;
     const trailer = start + size - trailer_size;
+    std.debug.assert(ptr + requested + redzone.canary_min <= trailer); // the canary between them
     if (readWord(trailer) != requested ^ redzone.trailerSecret() or readWord(trailer + 8) != front_size) return false;
     if (!redzone.filled(ptr + requested, trailer, redzone.canary_byte)) return false;
     return retire(heap, .{ .f = pageFound(page, start), .user = ptr, .requested = requested }, site);
@@ -479,6 +525,8 @@ inline fn freeQuick(heap: *heap_mod.Heap, ptr: usize, site: Site) bool {
 /// Records a block handed out at `user` live (a page's block: check_side.zig; a large one:
 /// check_live.zig); false when it could not be (out of memory).
 fn liveInsert(f: Found, user: usize, site: Site) bool {
+    std.debug.assert(user >= f.start + front_size); // (mallocAt's layout)
+    std.debug.assert(user % 16 == 0);
     if (f.page) |page| {
         if (check_side.fits(user - f.start)) return check_side.markLive(page, f.start, user, site);
         return false;
@@ -509,11 +557,13 @@ fn validate(ptr: usize, site: Site, label: []const u8) Validated {
         .not_owned => refuse(.not_owned, ptr, null, null, null, call),
         else => refuse(.interior_pointer, ptr, null, null, null, call),
     };
+    std.debug.assert(ptr >= f.start); // (findContaining's answer holds ptr)
     if (redzone.liveIntact(f, ptr)) |l| return .{ .block = l };
     if (f.page != null and slow.classify(f.start) == .freed) return refuse(.double_free, ptr, f, null, null, freedSites(f.start, site));
     const damaged: Sites = .{ .alloc = liveSite(f, ptr) orelse 0, .call = site, .call_label = label };
     switch (redzone.judge(f, ptr)) {
         .live => |l| {
+            std.debug.assert(l.user == ptr); // the block freed is the one asked about
             _ = reportDamage(l, damaged); // the canary (the header and trailer are intact)
             return .{ .block = l };
         },
@@ -551,7 +601,10 @@ pub fn usableSize(ptr: usize) ?usize {
     if (zero.owns(ptr)) return if (zero.isLive(ptr)) 0 else null;
     const f = findContaining(ptr) orelse return null;
     return switch (redzone.judge(f, ptr)) {
-        .live => |l| l.requested,
+        .live => |l| blk: {
+            std.debug.assert(l.requested + overhead <= f.size); // the bytes asked for, not the block's
+            break :blk l.requested;
+        },
         else => null,
     };
 }
@@ -576,6 +629,8 @@ pub fn realloc(ptr: usize, size: usize) slow.ReallocResult {
         },
     };
     const fresh = mallocAt(size, 16, site) orelse return .{ .ok = null };
+    std.debug.assert(@intFromPtr(fresh) != ptr); // a new block while the old one is still live
+    std.debug.assert(l.user == ptr);
     const n = @min(l.requested, size);
     @memcpy(bytes(@intFromPtr(fresh))[0..n], bytes(ptr)[0..n]);
     _ = retire(thread.currentAny(), l, site);
@@ -604,6 +659,8 @@ const Held = struct {
     free_site: Site = 0,
 
     fn freedPattern(self: Held) pattern.Pattern {
+        std.debug.assert(self.page); // (a large block's poison is its pages: poisonLarge)
+        std.debug.assert(self.shape.size == self.size); // the pattern of this block
         return self.shape;
     }
 };
@@ -622,12 +679,16 @@ fn heldOf(start: usize) Held {
     h.shape = pattern.fromWindow(size, v.user_offset, v.window);
     h.alloc_site = v.alloc_site;
     h.free_site = v.free_site;
+    std.debug.assert(h.user + redzone.canary_min + trailer_size <= start + size); // the user pointer in the block
+    std.debug.assert(h.shape.size == size);
     return h;
 }
 
 fn unrecorded(base: Held) Held {
+    std.debug.assert(base.page); // (a large block's Held is kept in the ring)
     var h = base;
     h.shape = pattern.read(base.start, base.size) orelse .{ .size = base.size, .head_end = base.size, .window_at = 0 };
+    std.debug.assert(h.shape.size == base.size);
     return h;
 }
 
@@ -640,14 +701,23 @@ const entry_bin_shift = 48;
 const entry_start_mask: Entry = (1 << segment_map.address_bits) - 1;
 
 fn pageEntry(start: usize, bin: usize) Entry {
-    std.debug.assert(start & ~entry_start_mask == 0 and bin < size_class.bin_count);
-    return start | @as(Entry, bin) << entry_bin_shift;
+    std.debug.assert(start & ~entry_start_mask == 0); // a user-space address, below bit 47,
+    std.debug.assert(bin < size_class.bin_count); // and a bin, in bits 48..55
+    const e = start | @as(Entry, bin) << entry_bin_shift;
+    std.debug.assert(entryStart(e) == start); // both read back
+    std.debug.assert(entryBin(e) == bin);
+    return e;
 }
 fn entryStart(e: Entry) usize {
-    return e & entry_start_mask;
+    const start = e & entry_start_mask;
+    std.debug.assert(start % size_class.min_block_size == 0); // a block start (page or large)
+    return start;
 }
 fn entryBin(e: Entry) usize {
-    return @intCast((e >> entry_bin_shift) & 0xff);
+    std.debug.assert(e & large_entry == 0); // a page block's (a large one has no bin)
+    const bin: usize = @intCast((e >> entry_bin_shift) & 0xff);
+    std.debug.assert(bin < size_class.bin_count);
+    return bin;
 }
 
 /// The quarantine: one FIFO ring of freed blocks for the process (under `ring_lock`), fed
@@ -664,6 +734,12 @@ var held_count: usize = 0;
 var held_bytes: usize = 0;
 comptime {
     std.debug.assert(std.math.isPowerOfTwo(quarantine_entries)); // slots wrap with a mask
+    // an entry's fields: the start below bit 48, the bin in bits 48..55, the large flag at 63
+    std.debug.assert(segment_map.address_bits <= entry_bin_shift);
+    std.debug.assert(size_class.bin_count <= 0x100);
+    std.debug.assert(entry_bin_shift + 8 <= 63);
+    // a single block above the quarantine's bytes skips it (put: "never fits"): only a large one
+    std.debug.assert(size_class.binBlockSize(size_class.bin_count - 1) <= quarantine_bytes_max);
 }
 
 const batch_len = 32;
@@ -695,7 +771,10 @@ comptime {
 }
 
 fn localOf(heap: *heap_mod.Heap) *Local {
-    return @ptrCast(&heap.check_local);
+    std.debug.assert(heap.checked); // check mode's heaps keep it (their caches are empty)
+    const local: *Local = @ptrCast(&heap.check_local);
+    std.debug.assert(local.batch.count <= batch_len); // (zero for a fresh heap: empty)
+    return local;
 }
 
 /// The calling thread's Local; null without a heap.
@@ -705,6 +784,7 @@ fn ownLocal() ?*Local {
 
 fn reuseOf(local: *Local) ?*Stacks {
     if (local.reuse == null) local.reuse = Stacks.make();
+    std.debug.assert(local.reuse == null or local.reuse.?.bytes <= check_reuse.thread_bytes_max);
     return local.reuse;
 }
 
@@ -713,6 +793,8 @@ fn reuseOf(local: *Local) ?*Stacks {
 /// are let go. False (reported) when another thread's free took the block first (both saw
 /// it live). `heap`: the calling thread's (null: none); `site`: the free's (or realloc's).
 fn retire(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
+    std.debug.assert(l.user >= l.f.start + front_size); // a validated layout: user pointer in the block
+    std.debug.assert(l.requested + overhead <= l.f.size);
     const local = if (heap) |hp| localOf(hp) else null;
     const page = l.f.page orelse return retireLarge(heap, l, site);
     const p = pattern.choose(l.f.size, l.user - l.f.start, freeCount(local) ^ l.f.start);
@@ -728,16 +810,20 @@ fn retire(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
         return true;
     };
     const batch = &lc.batch;
+    std.debug.assert(batch.count < batch_len); // (a full batch was flushed at once)
     batch.entries[batch.count] = e;
     batch.count += 1;
     batch.bytes += l.f.size;
     if (batch.count == batch_len or batch.bytes >= batch_bytes_max) flushBatch(lc);
+    std.debug.assert(batch.count < batch_len); // room for the next free
+    std.debug.assert(batch.bytes < batch_bytes_max);
     return true;
 }
 
 noinline fn retireLarge(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
     std.debug.assert(l.f.page == null);
     const alloc_site = check_live.remove(l.user) orelse if (live_incomplete.load(.monotonic)) 0 else return raced(l, site);
+    std.debug.assert(l.f.size >= os.page_size); // (its guard page's page: largeFound)
     poisonLarge(l.f);
     const h: Held = .{ .start = l.f.start, .size = l.f.size, .user = l.user, .large_usable = l.f.large_usable, .alloc_site = alloc_site, .free_site = site };
     countFreeBy(heap, h, 1);
@@ -755,12 +841,15 @@ noinline fn raced(l: Layout, site: Site) bool {
 fn freeCount(local: ?*Local) u64 {
     const b = &(local orelse return 0).batch;
     b.frees +%= 1;
+    std.debug.assert(b.count < batch_len); // (retire's: before the free joins the batch)
     return b.frees;
 }
 
 noinline fn flushBatch(local: *Local) void {
     const batch = &local.batch;
     const n = batch.count;
+    std.debug.assert(n <= batch_len);
+    std.debug.assert(n > 0 or batch.bytes == 0); // an empty batch holds no bytes
     batch.count = 0;
     batch.bytes = 0;
     flushEntries(batch.entries[0..n], local);
@@ -782,6 +871,8 @@ const Out = struct {
 
     /// Under ring_lock: keeps `h` for after the lock (else, when full, releases it now).
     fn stage(self: *Out, h: Held) void {
+        std.debug.assert(ring_lock.isHeld()); // (a flush's, under the ring's lock)
+        std.debug.assert(self.count <= self.held.len);
         if (self.count == self.held.len) return releaseToPage(h);
         self.held[self.count] = h;
         self.count += 1;
@@ -790,12 +881,15 @@ const Out = struct {
     /// Under ring_lock: the block at `start`, of `bin`, went onto the stacks; its edges are
     /// verified after the lock (else, when full, now).
     inline fn keep(self: *Out, start: usize, bin: usize) void {
+        std.debug.assert(self.kept_count <= self.kept.len);
         if (self.kept_count == self.kept.len) return verifyEdgesAt(start, bin);
         self.kept[self.kept_count] = pageEntry(start, bin);
         self.kept_count += 1;
     }
 
     fn releaseAll(self: *const Out) void {
+        std.debug.assert(self.count <= self.held.len);
+        std.debug.assert(self.kept_count <= self.kept.len);
         const kept = self.kept[0..self.kept_count];
         // The blocks leaving are the oldest, long cold: their edges asked for at once, so
         // that the misses overlap instead of coming one after another.
@@ -811,6 +905,7 @@ const Out = struct {
 /// A block leaving the quarantine: the first and last edge bytes of its poison verified
 /// (a write after free there is reported even when the block is never handed out again).
 inline fn verifyEdgesAt(start: usize, bin: usize) void {
+    std.debug.assert(start % size_class.min_block_size == 0); // a block start
     const size = check_reuse.blockBytes(bin);
     const poisoned = if (size >= pattern.edge_bytes) isPoisonLine(start) and isPoisonLine(start + size - pattern.edge_bytes) else scan.allEqual(start, start + size, freed_byte);
     if (!poisoned) _ = verifyPoisonEdges(heldOf(start)); // (says where, and reports it)
@@ -829,6 +924,8 @@ inline fn isPoisonLine(addr: usize) bool {
 /// Puts page blocks' `entries` into the ring, FIFO; what leaves the ring's bounds is let go
 /// (onto the stacks of the calling thread, whose Local is `local`; null: it has no heap).
 fn flushEntries(entries: []const Entry, local: ?*Local) void {
+    std.debug.assert(entries.len <= batch_len); // a batch, or one block of a heapless thread
+    std.debug.assert(local != null or entries.len <= 1);
     const stacks = if (local) |lc| reuseOf(lc) else null;
     var out: Out = undefined;
     out.init();
@@ -842,6 +939,8 @@ fn flushEntries(entries: []const Entry, local: ?*Local) void {
 
 /// Puts a large block into the ring.
 fn flushLarge(h: Held, local: ?*Local) void {
+    std.debug.assert(!h.page); // (a large block's Held: into the ring beside its entry)
+    std.debug.assert(h.start % 16 == 0);
     const stacks = if (local) |lc| reuseOf(lc) else null;
     var out: Out = undefined;
     out.init();
@@ -861,21 +960,39 @@ const Cursor = struct {
     bytes: usize,
 
     fn load() Cursor {
-        return .{ .first = held_first, .count = held_count, .bytes = held_bytes };
+        std.debug.assert(ring_lock.isHeld());
+        const c: Cursor = .{ .first = held_first, .count = held_count, .bytes = held_bytes };
+        c.assertBounds();
+        return c;
     }
 
     fn store(self: Cursor) void {
+        std.debug.assert(ring_lock.isHeld());
+        self.assertBounds();
         held_first = self.first;
         held_count = self.count;
         held_bytes = self.bytes;
     }
 
+    /// The ring within its bounds: its first slot a slot, at most its entries and bytes, and
+    /// no bytes without a block (every block's size is above zero).
+    fn assertBounds(self: Cursor) void {
+        std.debug.assert(self.first < quarantine_entries);
+        std.debug.assert(self.count <= quarantine_entries);
+        std.debug.assert(self.bytes <= quarantine_bytes_max);
+        std.debug.assert((self.count == 0) == (self.bytes == 0));
+    }
+
     /// `e` (`size` bytes; a large block's Held `large_h`) at the ring's tail, after
     /// letting go of the oldest blocks it pushes out of the bounds.
     inline fn put(self: *Cursor, e: Entry, size: usize, large_h: ?Held, stacks: ?*Stacks, out: *Out) void {
+        std.debug.assert(size > 0);
+        std.debug.assert((e & large_entry != 0) == (large_h != null)); // a large entry has its Held
         // (bounded: each turn takes a block out)
         while (self.count > 0 and (self.count == quarantine_entries or self.bytes + size > quarantine_bytes_max)) self.evict(stacks, out);
         if (size > quarantine_bytes_max) return out.stage(large_h orelse heldOf(entryStart(e))); // never fits
+        std.debug.assert(self.count < quarantine_entries); // (the loop made room)
+        std.debug.assert(self.bytes + size <= quarantine_bytes_max);
         const slot = (self.first + self.count) % quarantine_entries;
         ring[slot] = e;
         if (large_h) |h| large_held[slot] = h;
@@ -893,12 +1010,15 @@ const Cursor = struct {
         self.count -= 1;
         if (e & large_entry == 0) {
             const bin = entryBin(e);
+            std.debug.assert(self.bytes >= check_reuse.blockBytes(bin)); // the count of bytes never drops below zero
             self.bytes -= check_reuse.blockBytes(bin);
             if (stacks) |st| {
                 if (st.push(bin, entryStart(e))) return out.keep(entryStart(e), bin); // (the common case)
             }
             return stageHeld(heldOf(entryStart(e)), out);
         }
+        std.debug.assert(large_held[slot].start == entryStart(e)); // the Held beside its entry
+        std.debug.assert(self.bytes >= large_held[slot].size);
         self.bytes -= large_held[slot].size;
         stageHeld(large_held[slot], out);
     }
@@ -911,6 +1031,8 @@ noinline fn stageHeld(h: Held, out: *Out) void {
 
 /// The Held of ring slot `slot` (under ring_lock).
 fn heldAt(slot: usize) Held {
+    std.debug.assert(ring_lock.isHeld());
+    std.debug.assert(slot < quarantine_entries);
     const e = ring[slot];
     return if (e & large_entry != 0) large_held[slot] else heldOf(entryStart(e));
 }
@@ -921,6 +1043,8 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
     const local = localOf(heap);
     local.stack = .{}; // (the heap's next thread has its own stack)
     flushBatch(local);
+    std.debug.assert(local.batch.count == 0); // the batch in the ring
+    std.debug.assert(local.batch.bytes == 0);
     const stacks = local.reuse orelse return;
     for (0..size_class.bin_count) |bin| {
         // (whole: these blocks were never handed out again; bounded by the stack's depth)
@@ -930,6 +1054,7 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
             giveBack(h);
         }
     }
+    std.debug.assert(stacks.bytes == 0); // every stack empty: its count of bytes with them
 }
 
 /// The sites of a freed block that starts at `start`: a page block's from its record (the
@@ -954,15 +1079,23 @@ fn freedSitesOf(start: usize) ?struct { alloc: Site, freed: Site } {
 }
 
 fn protectedRange(start: usize, size: usize) struct { from: usize, to: usize } {
+    std.debug.assert(size >= trailer_size);
     const from = std.mem.alignForward(usize, start + os.page_size, os.page_size);
     const to = std.mem.alignBackward(usize, start + size - trailer_size, os.page_size);
+    // whole pages, after the block's first page (its header and head stay readable), before its trailer
+    std.debug.assert(from >= start + os.page_size);
+    std.debug.assert(from % os.page_size == 0);
+    std.debug.assert(to % os.page_size == 0);
     return if (to > from) .{ .from = from, .to = to } else .{ .from = from, .to = from };
 }
 
 /// A freed large block: its first page and its tail poisoned, the pages between made
 /// inaccessible.
 fn poisonLarge(f: Found) void {
+    std.debug.assert(f.page == null); // a large block (its own pages)
     const r = protectedRange(f.start, f.size);
+    std.debug.assert(f.size >= os.page_size); // (largeFound's block: its mapping less the guard page)
+    std.debug.assert(r.from <= f.start + f.size); // the first page's poison ends inside the block
     @memset(bytes(f.start)[0 .. r.from - f.start], freed_byte);
     @memset(bytes(r.to)[0 .. f.start + f.size - r.to], freed_byte);
     if (r.to > r.from) {
@@ -980,6 +1113,8 @@ fn releaseToPage(h: Held) void {
 
 /// Frees a block the quarantine let go of (verified) to its page or the large tier.
 fn giveBack(h: Held) void {
+    std.debug.assert(h.start % size_class.min_block_size == 0); // the block's start: what slow.free takes
+    std.debug.assert(h.size > 0);
     if (!h.page) {
         const r = protectedRange(h.start, h.size);
         if (r.to > r.from) _ = os.commit(@ptrFromInt(r.from), r.to - r.from);
@@ -999,6 +1134,7 @@ fn countFree(h: Held, by: i2) void {
 
 /// countFree for the calling thread's `heap` (null: it has none).
 fn countFreeBy(heap: ?*heap_mod.Heap, h: Held, by: i2) void {
+    std.debug.assert(by == 1 or by == -1); // one free counted, or taken back
     if (!h.page) {
         if (by > 0) {
             stats.incr(&stats.large.frees);
@@ -1017,12 +1153,17 @@ fn countBinFree(bin: usize, by: i2) void {
 }
 
 fn countBinFreeBy(heap_or_null: ?*heap_mod.Heap, bin: usize, by: i2) void {
+    std.debug.assert(bin < size_class.bin_count);
+    std.debug.assert(by == 1 or by == -1);
     if (heap_or_null) |heap| {
         const c = &heap.counters.direct_frees[bin];
+        // taken back only after slow.free counted it on this thread: never below zero
+        std.debug.assert(by > 0 or c.* > 0);
         c.* = if (by > 0) c.* + 1 else c.* - 1;
     } else if (by > 0) {
         stats.incr(&stats.heapless_frees[bin]);
     } else {
+        if (std.debug.runtime_safety) std.debug.assert(stats.heapless_frees[bin].load(.monotonic) > 0); // (an atomic load)
         stats.subFrom(&stats.heapless_frees[bin], 1);
     }
 }
@@ -1048,6 +1189,8 @@ fn reportBrokenPoison(h: Held, at: usize) bool {
 /// Reports a write after free at offset `at` of held block `h`, found `how` (by the call at
 /// `site`, 0: none), and poisons the block again (warn mode: reported once).
 fn reportBrokenPoisonAt(h: Held, at: usize, how: []const u8, site: Site) void {
+    std.debug.assert(at < h.size); // a byte of the block (poisonBroken's offset)
+    std.debug.assert(h.user >= h.start);
     var buf: [160]u8 = undefined;
     const f = findContaining(h.start) orelse return;
     const offset: isize = @as(isize, @intCast(at)) - @as(isize, @intCast(h.user - h.start));
@@ -1056,6 +1199,7 @@ fn reportBrokenPoisonAt(h: Held, at: usize, how: []const u8, site: Site) void {
 }
 
 fn repoison(h: Held) void {
+    defer if (std.debug.runtime_safety) std.debug.assert(poisonBroken(h) == null); // whole again (scans)
     if (h.page) return pattern.write(h.start, h.freedPattern());
     const r = protectedRange(h.start, h.size);
     @memset(bytes(h.start)[0 .. r.from - h.start], freed_byte);
@@ -1067,7 +1211,10 @@ fn poisonBroken(h: Held) ?usize {
     if (h.page) return pattern.firstBroken(h.start, h.freedPattern(), 0);
     const r = protectedRange(h.start, h.size);
     if (firstDifferent(h.start, r.from, freed_byte)) |at| return at;
-    if (firstDifferent(r.to, h.start + h.size, freed_byte)) |at| return at + (r.to - h.start);
+    if (firstDifferent(r.to, h.start + h.size, freed_byte)) |at| {
+        std.debug.assert(r.to - h.start + at < h.size); // an offset in the block's tail
+        return at + (r.to - h.start);
+    }
     return null;
 }
 
@@ -1089,6 +1236,7 @@ pub fn sweep() usize {
     {
         ring_lock.acquire();
         defer ring_lock.release();
+        Cursor.load().assertBounds(); // (bounds the walk)
         for (0..held_count) |k| {
             if (!verifyPoison(heldAt((held_first + k) % quarantine_entries))) problems += 1;
         }
@@ -1106,6 +1254,7 @@ fn verifyInSweep(problems: *usize, start: usize) void {
 }
 
 fn sweepLive(problems: *usize, user: usize, site: Site) void {
+    std.debug.assert(user % 16 == 0); // a user pointer as recorded (live records: 16-byte units)
     const f = findContaining(user) orelse return;
     if (redzone.liveIntact(f, user) != null) return;
     // A page block's record is read without a lock: one freed (and poisoned) meanwhile by
@@ -1173,6 +1322,8 @@ const zero = struct {
             b = @intFromPtr(mem);
             base.store(b, .release);
         }
+        std.debug.assert(b % os.page_size == 0); // the reservation's start
+        std.debug.assert(cursor < count);
         var k: usize = 0;
         while (k < count) : (k += 1) {
             const i = (cursor + k) % count;
@@ -1180,20 +1331,26 @@ const zero = struct {
             if (live_bits[i / 64] & mask != 0) continue;
             live_bits[i / 64] |= mask;
             cursor = (i + 1) % count;
-            return @ptrFromInt(b + i * 16);
+            const p = b + i * 16;
+            std.debug.assert(p + 16 <= b + bytes_reserved); // a distinct 16 bytes of the reservation
+            return @ptrFromInt(p);
         }
         return null;
     }
 
     fn isLive(addr: usize) bool {
+        if (std.debug.runtime_safety) std.debug.assert(owns(addr)); // (an atomic load)
         if ((addr - base.load(.monotonic)) % 16 != 0) return false;
         const i = (addr - base.load(.monotonic)) / 16;
+        std.debug.assert(i < count);
         return @atomicLoad(u64, &live_bits[i / 64], .monotonic) & (@as(u64, 1) << @intCast(i % 64)) != 0;
     }
 
     fn free(addr: usize) FreeVerdict {
+        if (std.debug.runtime_safety) std.debug.assert(owns(addr)); // (an atomic load)
         lock.acquire();
         const i = (addr - base.load(.monotonic)) / 16;
+        std.debug.assert(i < count);
         const mask = @as(u64, 1) << @intCast(i % 64);
         const live_now = (addr - base.load(.monotonic)) % 16 == 0 and live_bits[i / 64] & mask != 0;
         if (live_now) live_bits[i / 64] &= ~mask;
@@ -1214,6 +1371,7 @@ const zero = struct {
 fn installFaultReports() void {
     guard.fault_hook = &onFault;
     guard.installHandler();
+    std.debug.assert(guard.fault_hook == &onFault); // the handler asks check mode first
 }
 
 /// guard.zig's handler asks: is `addr` a quarantined large block's protected page, or a
@@ -1228,8 +1386,10 @@ fn onFault(addr: usize) bool {
     }
     for (0..@min(held_count, quarantine_entries)) |k| {
         const slot = (held_first + k) % quarantine_entries;
+        std.debug.assert(slot < quarantine_entries);
         if (ring[slot] & large_entry == 0) continue;
         const h = large_held[slot];
+        std.debug.assert(!h.page);
         if (addr < h.start or addr >= h.start + h.size) continue;
         os.printStderr("hakmem: CHECK: access to a freed block 0x{x} (large tier, {d}-byte block, offset {d} from the freed pointer, thread {d}): a use after free (the block waits in check mode's quarantine, its pages inaccessible)\n", .{ h.user, h.size, @as(isize, @intCast(addr)) - @as(isize, @intCast(h.user)), tid });
         (Sites{ .alloc = h.alloc_site, .freed = h.free_site }).print();
@@ -1256,6 +1416,7 @@ var installed = std.atomic.Value(bool).init(false);
 
 fn installOnce() void {
     if (installed.load(.monotonic) or installed.swap(true, .acq_rel)) return;
+    std.debug.assert(config.check_mode != .off); // (check mode's handlers, installed by its first malloc)
     thread.check_exit_hook = &flushAtExit;
     _ = pthread_atfork(lockForFork, unlockAfterFork, resetLockInChild); // may malloc: flag set first
 }
@@ -1264,18 +1425,22 @@ fn lockForFork() callconv(.c) void {
     ring_lock.acquire();
     check_live.lockAll();
     check_side.lock.acquire();
+    std.debug.assert(ring_lock.isHeld()); // no quarantine mid-update across the fork
 }
 fn unlockAfterFork() callconv(.c) void {
+    std.debug.assert(lock.isHeld()); // (lockForFork's, released in reverse order)
     check_side.lock.release();
     check_live.unlockAll();
     ring_lock.release();
     lock.release();
 }
 fn resetLockInChild() callconv(.c) void {
+    std.debug.assert(ring_lock.isHeld()); // held across the fork by lockForFork
     check_side.lock.resetInChild();
     check_live.resetLocksInChild();
     ring_lock.resetInChild();
     lock.resetInChild();
+    std.debug.assert(!ring_lock.isHeld()); // the child's own, free
 }
 
 test "check-mode layout constants" {

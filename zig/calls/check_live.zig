@@ -34,6 +34,7 @@ const Table = struct {
     live: usize = 0,
 
     fn home(self: *const Table, key: usize) usize {
+        std.debug.assert(std.math.isPowerOfTwo(self.capacity)); // the mask is capacity - 1
         // (the top bits chose the shard: the table indexes by the bits below them)
         return @as(usize, @truncate(hashOf(key) >> (64 - shard_bits - 32))) & (self.capacity - 1);
     }
@@ -49,6 +50,7 @@ const Table = struct {
             if (slots[i].key == empty) {
                 self.live += 1;
                 slots[i] = .{ .key = key, .site = site };
+                std.debug.assert(self.live * 2 <= self.capacity); // at most half full
                 return true;
             }
             if (slots[i].key == key) {
@@ -61,6 +63,8 @@ const Table = struct {
     }
 
     fn indexOf(self: *const Table, key: usize) ?usize {
+        std.debug.assert(key != empty); // (empty marks a free slot)
+        std.debug.assert(self.live * 2 <= self.capacity); // at most half full: a probe ends at an empty slot
         const slots = self.slots orelse return null;
         var i = self.home(key);
         var probes: usize = 0;
@@ -75,6 +79,8 @@ const Table = struct {
     fn remove(self: *Table, key: usize) ?u64 {
         var hole = self.indexOf(key) orelse return null;
         const slots = self.slots.?;
+        std.debug.assert(slots[hole].key == key);
+        std.debug.assert(self.live > 0); // (it holds this key)
         const site = slots[hole].site;
         const mask = self.capacity - 1;
         var j = hole;
@@ -91,16 +97,22 @@ const Table = struct {
         }
         slots[hole] = .{ .key = empty, .site = 0 };
         self.live -= 1;
+        // gone, and every other key still found from its home (a probe: not in ReleaseFast)
+        if (std.debug.runtime_safety) std.debug.assert(self.indexOf(key) == null);
         return site;
     }
 
     fn find(self: *const Table, key: usize) ?u64 {
         const i = self.indexOf(key) orelse return null;
+        std.debug.assert(i < self.capacity);
         return self.slots.?[i].site;
     }
 
     fn grow(self: *Table) error{OutOfMemory}!void {
+        const old_live = self.live;
         const new_capacity = @max(initial_capacity, self.capacity * 2);
+        std.debug.assert(std.math.isPowerOfTwo(new_capacity));
+        std.debug.assert((old_live + 1) * 2 <= new_capacity); // room for the insert that asked
         const mem = os.map(new_capacity * @sizeOf(Slot)) orelse return error.OutOfMemory;
         const old = self.slots;
         const old_capacity = self.capacity;
@@ -115,6 +127,7 @@ const Table = struct {
             }
             os.unmap(@ptrCast(o), old_capacity * @sizeOf(Slot));
         }
+        std.debug.assert(self.live == old_live); // every key moved, none lost or doubled
     }
 };
 
@@ -126,11 +139,13 @@ const Shard = struct {
 var shards: [shard_count]Shard align(64) = [_]Shard{.{}} ** shard_count;
 
 fn shardOf(key: usize) *Shard {
+    std.debug.assert(key != empty);
     return &shards[@intCast(hashOf(key) >> (64 - shard_bits))];
 }
 
 /// A block handed out at `user`, allocated at `site`. False: out of memory, not recorded.
 pub fn insert(user: usize, site: u64) bool {
+    std.debug.assert(user % 16 == 0); // a user pointer check.zig handed out (malloc's alignment)
     const s = shardOf(user);
     s.lock.acquire();
     defer s.lock.release();
@@ -170,19 +185,27 @@ pub fn forEach(context: anytype, comptime visit: fn (@TypeOf(context), usize, u6
         s.lock.acquire();
         defer s.lock.release();
         const slots = s.table.slots orelse continue;
-        for (slots[0..s.table.capacity]) |slot| if (slot.key != empty) visit(context, slot.key, slot.site);
+        var seen: usize = 0;
+        for (slots[0..s.table.capacity]) |slot| {
+            if (slot.key == empty) continue;
+            visit(context, slot.key, slot.site);
+            seen += 1;
+        }
+        std.debug.assert(seen == s.table.live); // the count is the keys held (under its lock)
     }
 }
 
 /// fork: every shard's lock is held across it (check.zig's handlers), and reset in the child.
 pub fn lockAll() void {
     for (&shards) |*s| s.lock.acquire();
+    std.debug.assert(shards[shard_count - 1].lock.isHeld()); // every one, the last included
 }
 pub fn unlockAll() void {
     for (&shards) |*s| s.lock.release();
 }
 pub fn resetLocksInChild() void {
     for (&shards) |*s| s.lock.resetInChild();
+    std.debug.assert(!shards[0].lock.isHeld()); // the child's own, free
 }
 
 test "a table inserts, finds room again after removals, grows, and keeps the sites" {

@@ -20,6 +20,7 @@
 const std = @import("std");
 const block_mod = @import("../base/block.zig");
 const scan = @import("../base/scan.zig");
+const size_class = @import("../settings/size_class.zig");
 
 pub const freed_byte: u8 = 0xDF;
 pub const freed_word: u64 = 0xDFDF_DFDF_DFDF_DFDF;
@@ -32,6 +33,10 @@ pub const edge_bytes = 64;
 comptime {
     std.debug.assert(head_bytes + window_bytes + tail_bytes <= whole_max);
     std.debug.assert(tail_bytes >= edge_bytes + 16); // the words are not among the last edge bytes
+    // windows start 64 apart past a 64-aligned head; an index fits check_side's 15 bits for
+    // the largest block (1 MiB)
+    std.debug.assert(head_bytes % 64 == 0);
+    std.debug.assert((size_class.mid_size_limit - head_bytes) / 64 + 1 < 1 << 15);
 }
 
 /// Where a block's pattern is (offsets from its start). `window_at` 0: filled whole.
@@ -45,6 +50,8 @@ pub const Pattern = struct {
     }
 
     fn wordAt(self: Pattern) usize {
+        std.debug.assert(!self.isWhole()); // (a block filled whole has no words of its own)
+        std.debug.assert(self.window_at + window_bytes <= self.size - tail_bytes); // past the window
         return self.size - tail_bytes;
     }
 };
@@ -69,32 +76,50 @@ pub fn choose(size: usize, user_offset: usize, seed: u64) Pattern {
     if (head_end + window_bytes + tail_bytes > size) return whole;
     const room = (size - tail_bytes - window_bytes - head_end) / 64; // window starts, 64 apart
     const at = head_end + (seed *% 0x9E37_79B9_7F4A_7C15 >> 32) % (room + 1) * 64;
-    return .{ .size = size, .head_end = head_end, .window_at = at };
+    const p: Pattern = .{ .size = size, .head_end = head_end, .window_at = at };
+    // a pattern read() takes back: the window after the head, 64-aligned, before the words
+    std.debug.assert(p.window_at >= p.head_end);
+    std.debug.assert(p.window_at % 64 == 0);
+    std.debug.assert(p.window_at + window_bytes <= size - tail_bytes);
+    return p;
 }
 
 /// Where the head of a block freed at `user_offset` ends (not filled whole).
 fn headEnd(user_offset: usize) usize {
     // (the head covers the user pointer's first bytes and the header before it: a read
     // after free of them sees the pattern, and the double-free test reads the header)
-    return @max(head_bytes, std.mem.alignForward(usize, user_offset + 64, 64));
+    const end = @max(head_bytes, std.mem.alignForward(usize, user_offset + 64, 64));
+    std.debug.assert(end % 64 == 0); // where windows may start
+    std.debug.assert(end > user_offset); // the header and the first bytes are in the head
+    return end;
 }
 
 /// A pattern in a number small enough to keep beside the block (check_side.zig): 0 when
 /// it is filled whole, else 1 + the window's step (64 bytes each) past the head.
 pub fn windowIndex(p: Pattern) u16 {
     if (p.isWhole()) return 0;
-    return @intCast((p.window_at - p.head_end) / 64 + 1);
+    std.debug.assert(p.window_at >= p.head_end); // (choose's)
+    std.debug.assert((p.window_at - p.head_end) % 64 == 0); // a window's step: the index loses nothing
+    const index: u16 = @intCast((p.window_at - p.head_end) / 64 + 1);
+    std.debug.assert(index < 1 << 15); // check_side's 15 bits
+    return index;
 }
 
 /// The pattern `windowIndex` numbered, of a block of `size` bytes freed at `user_offset`.
 pub fn fromWindow(size: usize, user_offset: usize, index: u16) Pattern {
     if (index == 0) return .{ .size = size, .head_end = size, .window_at = 0 };
     const head_end = headEnd(user_offset);
-    return .{ .size = size, .head_end = head_end, .window_at = head_end + (@as(usize, index) - 1) * 64 };
+    const p: Pattern = .{ .size = size, .head_end = head_end, .window_at = head_end + (@as(usize, index) - 1) * 64 };
+    std.debug.assert(size > whole_max); // (only a big block's pattern has a window)
+    std.debug.assert(windowIndex(p) == index); // the pattern the index numbered
+    return p;
 }
 
 /// Writes the pattern into the block at `start`.
 pub fn write(start: usize, p: Pattern) void {
+    std.debug.assert(start % 16 == 0); // a block start
+    std.debug.assert(p.head_end <= p.size);
+    defer if (std.debug.runtime_safety) std.debug.assert(std.meta.eql(read(start, p.size), p)); // read() finds it again
     if (p.isWhole()) return @memset(bytes(start)[0..p.size], freed_byte);
     @memset(bytes(start)[0..p.head_end], freed_byte);
     @memset(bytes(start + p.window_at)[0..window_bytes], freed_byte);
@@ -116,12 +141,16 @@ pub fn read(start: usize, size: usize) ?Pattern {
     const p: Pattern = .{ .size = size, .head_end = @intCast(decoded >> 32), .window_at = @as(u32, @truncate(decoded)) };
     if (p.head_end < head_bytes or p.window_at < p.head_end or p.window_at % 64 != 0) return null;
     if (p.window_at + window_bytes > size - tail_bytes) return null;
+    std.debug.assert(!p.isWhole()); // (window_at >= head_end >= head_bytes > 0)
+    std.debug.assert(p.head_end < size - tail_bytes); // the head ends before the words
     return p;
 }
 
 /// Offset (from `start`) of the first byte at or past `from` the pattern was written to and
 /// that changed since; null when none did.
 pub fn firstBroken(start: usize, p: Pattern, from: usize) ?usize {
+    std.debug.assert(from < p.size); // (the link and key words at most: pattern_offset 16)
+    std.debug.assert(p.head_end <= p.size);
     if (p.isWhole()) return spanBroken(start, from, p.size);
     if (spanBroken(start, from, p.head_end)) |at| return at;
     if (spanBroken(start, @max(from, p.window_at), p.window_at + window_bytes)) |at| return at;
@@ -131,13 +160,19 @@ pub fn firstBroken(start: usize, p: Pattern, from: usize) ?usize {
 /// firstBroken of the block's first and last edge_bytes only (from offset 0).
 pub fn edgesBroken(start: usize, p: Pattern) ?usize {
     if (p.size <= 2 * edge_bytes) return firstBroken(start, p, 0);
+    // both edges hold the pattern whatever its window: the head's first bytes, the tail's last
+    std.debug.assert(p.head_end >= edge_bytes);
+    std.debug.assert(p.isWhole() or p.size - edge_bytes >= p.wordAt() + 16);
     if (spanBroken(start, 0, edge_bytes)) |at| return at;
     return spanBroken(start, p.size - edge_bytes, p.size);
 }
 
 fn spanBroken(start: usize, from: usize, to: usize) ?usize {
     if (from >= to or scan.allEqual(start + from, start + to, freed_byte)) return null;
-    return from + scan.firstDifferent(start + from, start + to, freed_byte).?;
+    const at = from + scan.firstDifferent(start + from, start + to, freed_byte).?;
+    std.debug.assert(at >= from); // a byte of the span
+    std.debug.assert(at < to);
+    return at;
 }
 
 test "a big block's pattern: written, read back, and every byte of it is verified" {

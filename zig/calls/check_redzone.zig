@@ -18,12 +18,20 @@ pub const trailer_size = 16;
 pub const canary_min = 8;
 /// Bytes a check-mode block needs beyond the request (alignment 16).
 pub const overhead = front_size + canary_min + trailer_size;
+comptime {
+    // the header and the trailer are two words each, 16-aligned after a 16-aligned pointer
+    std.debug.assert(front_size == 2 * @sizeOf(u64));
+    std.debug.assert(trailer_size == 2 * @sizeOf(u64));
+    std.debug.assert(canary_min >= 1); // a byte past the request is always a canary's
+}
 
 /// A block as check mode sees it: where it starts, how big it is, which page holds it
 /// (null: a large block, `large_usable` its usable bytes).
 pub const Found = struct { start: usize, size: usize, page: ?*page_mod.Page, large_usable: usize = 0 };
 
 pub fn pageFound(page: *page_mod.Page, start: usize) Found {
+    std.debug.assert(page.flags & page_mod.flag_unused == 0); // a page in use,
+    std.debug.assert(page.isBlockStart(start)); // and one of its carved blocks
     return .{ .start = start, .size = page.block_size, .page = page };
 }
 
@@ -45,7 +53,10 @@ pub fn writeWord(addr: usize, value: u64) void {
 /// secret byte held went unseen (1 process in 256 for any given value).
 pub fn liveTag() u64 {
     const secret = (block_mod.free_key ^ 0x6C69_7665_2062_6C6B) & ~@as(u64, 1); // even: never free_key
-    return secret & ((1 << 56) - 1) | @as(u64, canary_byte) << 56;
+    const tag = secret & ((1 << 56) - 1) | @as(u64, canary_byte) << 56;
+    std.debug.assert(tag != block_mod.free_key); // a live block's key word never says "free"
+    std.debug.assert(tag >> 56 == canary_byte); // the byte before the user pointer
+    return tag;
 }
 pub fn frontSecret() u64 {
     return block_mod.link_secret ^ 0x6672_6F6E_7421_2121;
@@ -62,16 +73,23 @@ pub const Layout = struct {
     requested: usize,
 
     pub fn trailer(self: Layout) usize {
-        return self.f.start + self.f.size - trailer_size;
+        const t = self.f.start + self.f.size - trailer_size;
+        std.debug.assert(self.user + self.requested + canary_min <= t); // a canary byte at least before it
+        return t;
     }
     pub fn front(self: Layout) usize {
+        std.debug.assert(self.user >= self.f.start + front_size); // the header lies in the block
         return self.user - front_size;
     }
 };
 
 /// Writes the redzones of a block handed out at `user` for `requested` bytes.
 pub fn arm(f: Found, user: usize, requested: usize) void {
+    std.debug.assert(user % 16 == 0); // malloc's alignment at least
+    std.debug.assert((f.start + f.size) % 16 == 0); // so the trailer's words are aligned
+    std.debug.assert(user + requested + canary_min + trailer_size <= f.start + f.size); // the block holds it
     const l: Layout = .{ .f = f, .user = user, .requested = requested };
+    defer if (std.debug.runtime_safety) std.debug.assert(intact(l)); // (scans: not in ReleaseFast)
     fill(f.start, l.front(), canary_byte);
     writeWord(l.front(), requested ^ frontSecret());
     writeWord(l.front() + 8, liveTag());
@@ -83,6 +101,7 @@ pub fn arm(f: Found, user: usize, requested: usize) void {
 /// True when every byte of [from, to) is `byte` (fill's test: the short ranges in a few
 /// loads, the rest by scan.zig).
 pub inline fn filled(from: usize, to: usize, byte: u8) bool {
+    std.debug.assert(from <= to);
     const n = to - from;
     const word = @as(u64, byte) * 0x0101_0101_0101_0101;
     if (n >= 8 and n <= 16) return readWord(from) == word and readWord(to - 8) == word;
@@ -99,6 +118,7 @@ pub inline fn filled(from: usize, to: usize, byte: u8) bool {
 /// Sets [from, to) to `byte`: a redzone's canary is mostly 8 to 32 bytes, written with two
 /// overlapping stores instead of a call of memset.
 pub inline fn fill(from: usize, to: usize, byte: u8) void {
+    std.debug.assert(from <= to);
     const n = to - from;
     const word = @as(u64, byte) * 0x0101_0101_0101_0101;
     if (n >= 8 and n <= 16) {
@@ -127,8 +147,13 @@ pub fn frontIntact(f: Found, ptr: usize) ?usize {
     if (ptr < f.start + front_size) return null;
     if (readWord(ptr - 8) != liveTag()) return null;
     const requested = readWord(ptr - 16) ^ frontSecret();
+    // (the size first, as liveIntact: a damaged size word can hold any value, and the sum
+    // below overflowed for one near 2^64)
+    if (requested > f.size) return null;
     if (ptr + requested + canary_min + trailer_size > f.start + f.size) return null;
     if (!scan.allEqual(f.start, ptr - front_size, canary_byte)) return null;
+    std.debug.assert(ptr >= f.start + front_size); // a layout judge can use: the header in the block,
+    std.debug.assert(requested + overhead <= f.size); // the request and the redzones too
     return requested;
 }
 
@@ -141,10 +166,14 @@ pub fn trailerIntact(f: Found) ?TrailerView {
     if (offset < front_size or offset > f.size or requested > f.size) return null;
     const user = f.start + offset;
     if (user % 16 != 0 or user + requested + canary_min > t) return null;
+    std.debug.assert(user >= f.start + front_size); // a header's room before it
+    std.debug.assert(user + requested + canary_min <= t);
     return .{ .user = user, .requested = requested };
 }
 
 pub fn looksFreed(f: Found, ptr: usize) bool {
+    std.debug.assert(f.size >= trailer_size); // a block holds a trailer's room
+    std.debug.assert(ptr >= f.start); // (a pointer into the block: findContaining's answer)
     const t = f.start + f.size - trailer_size;
     if (readWord(t) != freed_word or readWord(t + 8) != freed_word) return false;
     if (ptr < f.start + front_size) return readWord(f.start + 8) == block_mod.free_key;
@@ -163,10 +192,14 @@ pub fn liveIntact(f: Found, ptr: usize) ?Layout {
     if (readWord(l.trailer()) != requested ^ trailerSecret() or readWord(l.trailer() + 8) != ptr - f.start) return null;
     if (!filled(f.start, l.front(), canary_byte)) return null;
     if (!filled(ptr + requested, l.trailer(), canary_byte)) return null;
+    std.debug.assert(l.user == ptr); // live at the pointer freed, not inside a block
+    std.debug.assert(l.requested + overhead <= f.size);
     return l;
 }
 
 pub fn judge(f: Found, ptr: usize) Verdict {
+    std.debug.assert(ptr >= f.start); // a pointer into the block (findContaining's answer; a
+    std.debug.assert(ptr < f.start + @max(f.size, f.large_usable)); // large one's guard page too)
     const front = frontIntact(f, ptr);
     const back = trailerIntact(f);
     if (front) |requested| {
@@ -186,6 +219,9 @@ pub fn judge(f: Found, ptr: usize) Verdict {
 
 /// The byte a live block's redzones hold at `addr` (outside the requested bytes).
 pub fn expectedByte(l: Layout, addr: usize) u8 {
+    std.debug.assert(addr >= l.f.start); // a byte of the block,
+    std.debug.assert(addr < l.f.start + l.f.size);
+    std.debug.assert(addr < l.user or addr >= l.user + l.requested); // not one of the program's
     const t = l.trailer();
     if (addr >= t) {
         var w: [trailer_size]u8 = undefined;
@@ -204,6 +240,7 @@ pub fn expectedByte(l: Layout, addr: usize) u8 {
 
 /// The fast test: every redzone byte as arm() wrote it.
 pub fn intact(l: Layout) bool {
+    // (l.front() and l.trailer() assert the layout lies within its block)
     if (readWord(l.front()) != l.requested ^ frontSecret() or readWord(l.front() + 8) != liveTag()) return false;
     if (readWord(l.trailer()) != l.requested ^ trailerSecret() or readWord(l.trailer() + 8) != l.user - l.f.start) return false;
     if (!scan.allEqual(l.f.start, l.front(), canary_byte)) return false;
@@ -242,4 +279,19 @@ test "a block armed is intact and judged live; a byte past the request is not" {
     try std.testing.expect(judge(f, user) == .live); // (the header and trailer still agree)
     try std.testing.expectEqual(canary_byte, expectedByte(l, user + 40));
     try std.testing.expect(judge(f, user + 8) == .interior);
+}
+
+test "a front header whose size word was overwritten with a huge value is damaged, not a size" {
+    block_mod.initSecrets();
+    var buf: [128]u8 align(16) = undefined;
+    const f: Found = .{ .start = @intFromPtr(&buf), .size = buf.len, .page = null };
+    const user = f.start + front_size;
+    arm(f, user, 40);
+    // the tag intact, the size word now reads as the largest size (ptr + size overflowed)
+    writeWord(user - 16, std.math.maxInt(u64) ^ frontSecret());
+    try std.testing.expectEqual(@as(?usize, null), frontIntact(f, user));
+    try std.testing.expect(liveIntact(f, user) == null);
+    const verdict = judge(f, user);
+    try std.testing.expect(verdict == .damaged); // the trailer's layout: 40 bytes at user
+    try std.testing.expectEqual(@as(usize, 40), verdict.damaged.layout.requested);
 }

@@ -20,11 +20,13 @@ pub const thread_bytes_max: usize = 8 << 20;
 
 /// A bin's block size, from a table (push and pop ask at every block).
 pub fn blockBytes(bin: usize) usize {
+    std.debug.assert(bin < size_class.bin_count); // a bin's, never no_bin
     return block_bytes[bin];
 }
 
 /// How many blocks of `bin` a stack holds at most.
 pub fn capacityOf(bin: usize) usize {
+    std.debug.assert(bin < size_class.bin_count);
     return capacities[bin];
 }
 
@@ -42,6 +44,18 @@ const capacities: [size_class.bin_count]u8 = blk: {
     break :blk table;
 };
 
+comptime {
+    @setEvalBranchQuota(100_000);
+    std.debug.assert(depth <= std.math.maxInt(u8)); // a count is a byte
+    // the largest block fits a thread's bound alone: an empty thread's push never fails
+    std.debug.assert(size_class.binBlockSize(size_class.bin_count - 1) <= thread_bytes_max);
+    for (capacities, 0..) |c, bin| {
+        std.debug.assert(c >= 1); // one block at least,
+        std.debug.assert(c <= depth); // within a stack,
+        std.debug.assert(c == 1 or c * size_class.binBlockSize(bin) <= bin_bytes_max); // and the bin's bytes
+    }
+}
+
 pub const Stacks = struct {
     counts: [size_class.bin_count]u8,
     bytes: usize,
@@ -49,41 +63,59 @@ pub const Stacks = struct {
 
     /// A zeroed mapping (empty stacks); null when out of memory.
     pub fn make() ?*Stacks {
-        return @ptrCast(@alignCast(os.map(@sizeOf(Stacks)) orelse return null));
+        comptime std.debug.assert(@alignOf(Stacks) <= os.page_size); // a mapping's start
+        const s: *Stacks = @ptrCast(@alignCast(os.map(@sizeOf(Stacks)) orelse return null));
+        std.debug.assert(s.bytes == 0); // zeroed: every stack empty
+        if (std.debug.runtime_safety) for (s.counts) |n| std.debug.assert(n == 0); // (a loop: not in ReleaseFast)
+        return s;
     }
 
     /// Holds the block at `start`, of `bin`; false when the bin or the thread is full.
     pub inline fn push(self: *Stacks, bin: usize, start: usize) bool {
+        std.debug.assert(start != 0);
+        std.debug.assert(start % size_class.min_block_size == 0); // a block start
         const n = self.counts[bin];
         const bytes = blockBytes(bin);
+        std.debug.assert(n <= capacityOf(bin)); // never filled past its capacity
+        std.debug.assert(self.bytes <= thread_bytes_max);
         if (n >= capacityOf(bin) or self.bytes + bytes > thread_bytes_max) return false;
         self.starts[bin][n] = start;
         self.counts[bin] = n + 1;
         self.bytes += bytes;
+        std.debug.assert(self.bytes >= bytes * self.counts[bin]); // (the bin's blocks are among them)
         return true;
     }
 
     /// The block of `bin` held last, taken; null when none.
     pub inline fn pop(self: *Stacks, bin: usize) ?usize {
         const n = self.counts[bin];
+        std.debug.assert(n <= capacityOf(bin));
         if (n == 0) return null;
+        std.debug.assert(self.bytes >= n * blockBytes(bin)); // the count of bytes never drops below zero
         self.counts[bin] = n - 1;
         self.bytes -= blockBytes(bin);
-        return self.starts[bin][n - 1];
+        const start = self.starts[bin][n - 1];
+        std.debug.assert(start % size_class.min_block_size == 0); // what push kept
+        return start;
     }
 
     /// The block `pop` would take next, left in place; null when none.
     pub inline fn peek(self: *const Stacks, bin: usize) ?usize {
         const n = self.counts[bin];
+        std.debug.assert(n <= capacityOf(bin));
         return if (n == 0) null else self.starts[bin][n - 1];
     }
 
     /// Calls `visit(context, start)` for every block held (the sweep; bounded by the
     /// stacks' sizes).
     pub fn forEach(self: *const Stacks, context: anytype, comptime visit: fn (@TypeOf(context), usize) void) void {
+        var bytes: usize = 0;
         for (self.counts, 0..) |n, bin| {
+            std.debug.assert(n <= capacityOf(bin)); // (bounds the walk)
             for (self.starts[bin][0..n]) |start| visit(context, start);
+            bytes += n * blockBytes(bin);
         }
+        std.debug.assert(bytes == self.bytes); // the count of bytes is the blocks' held
     }
 };
 
@@ -92,10 +124,10 @@ test "stacks are LIFO per bin and bounded per bin and per thread" {
     defer os.unmap(@ptrCast(s), @sizeOf(Stacks));
     const small = size_class.tinyBin(48);
     try std.testing.expectEqual(@as(?usize, null), s.pop(small));
-    for (0..depth) |k| try std.testing.expect(s.push(small, k * 64));
-    try std.testing.expect(!s.push(small, 999)); // full at depth
-    try std.testing.expectEqual(@as(?usize, (depth - 1) * 64), s.peek(small));
-    try std.testing.expectEqual(@as(?usize, (depth - 1) * 64), s.pop(small));
+    for (1..depth + 1) |k| try std.testing.expect(s.push(small, k * 64)); // (block starts: 16-aligned, not 0)
+    try std.testing.expect(!s.push(small, 1 << 16)); // full at depth
+    try std.testing.expectEqual(@as(?usize, depth * 64), s.peek(small));
+    try std.testing.expectEqual(@as(?usize, depth * 64), s.pop(small));
     try std.testing.expectEqual(@as(usize, (depth - 1) * 48), s.bytes);
     var seen: usize = 0;
     s.forEach(&seen, struct {

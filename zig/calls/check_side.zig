@@ -37,6 +37,11 @@ const top_bits = segment_bits - leaf_bits;
 comptime {
     // a page's records run from its first slice's on: at most its slices' worth
     std.debug.assert(size_class.max_page_slices * records_per_slice <= std.math.maxInt(u32));
+    // the top and the leaves cover every segment of the address space, one Side each
+    std.debug.assert(top_bits > 0);
+    // a Side's records are 4 MiB of address space, resident only where slices held blocks
+    std.debug.assert(@sizeOf(Record) == 16);
+    std.debug.assert(records_per_segment * @sizeOf(Record) == segment_map.chunk_size);
 }
 
 /// A block's record: `state` (live or freed, the allocation's site, the user pointer's
@@ -71,12 +76,23 @@ const window_shift = 48;
 const window_max = (1 << 15) - 1;
 const stack_bit: u64 = 1 << segment_map.address_bits; // (user-space addresses are below it)
 const site_mask: u64 = stack_bit - 1;
+comptime {
+    // the fields do not overlap: a site's 48 bits (its payload and stack_bit) below the
+    // offset's and the window's, the state's two flags above the offset's 14 bits
+    std.debug.assert(stack_bit << 1 == @as(u64, 1) << offset_shift);
+    std.debug.assert(offset_shift + 14 <= 62);
+    std.debug.assert(window_shift + 15 <= 63);
+    std.debug.assert(live_bit & freed_bit == 0);
+}
 
 fn packSite(site: Site) u64 {
     const payload = site & ~check_sites.stack_flag;
     // (a return address beyond 47 bits cannot be user space: recorded as unknown)
     if (payload > site_mask) return 0;
-    return payload | (if (site & check_sites.stack_flag != 0) stack_bit else 0);
+    const word = payload | (if (site & check_sites.stack_flag != 0) stack_bit else 0);
+    std.debug.assert(word < stack_bit << 1); // the site's bits only: never the offset's or a flag
+    std.debug.assert(unpackSite(word) == site); // kept whole
+    return word;
 }
 
 fn unpackSite(word: u64) Site {
@@ -86,7 +102,11 @@ fn unpackSite(word: u64) Site {
 
 fn liveState(offset: usize, site: Site) u64 {
     std.debug.assert(fits(offset));
-    return live_bit | (@as(u64, offset / 16) << offset_shift) | packSite(site);
+    std.debug.assert(offset >= 16); // the front header lies before the user pointer
+    const state = live_bit | (@as(u64, offset / 16) << offset_shift) | packSite(site);
+    std.debug.assert(offsetOf(state) == offset); // read back as written
+    std.debug.assert(state & freed_bit == 0); // live, not freed
+    return state;
 }
 
 fn offsetOf(state: u64) usize {
@@ -104,10 +124,13 @@ pub fn fits(offset: usize) bool {
 /// answer); null when its segment has no Side (no block of it was ever recorded) or, with
 /// `make`, when one cannot be made (out of memory).
 inline fn recordOf(page: *const Page, start: usize, comptime make: bool) ?*Record {
+    std.debug.assert(start >= page.start); // a block of the page (blockContaining's answer)
+    std.debug.assert(page.slice_count >= 1); // (a page in use: its span)
     const segment = start >> segment_map.chunk_shift;
     if (segment >= 1 << segment_bits) return null;
     const side = sideOf(segment, make) orelse return null;
     const first_slice = (page.start >> size_class.slice_shift) & (slices_per_segment - 1);
+    std.debug.assert(first_slice + page.slice_count <= slices_per_segment); // a span within its segment
     const index = ((start - page.start) *% page.div_magic) >> page_mod.magic_shift;
     std.debug.assert(index < page.slice_count * records_per_slice); // (page.zig: blocks of 16 bytes at least)
     if (make) {
@@ -118,6 +141,7 @@ inline fn recordOf(page: *const Page, start: usize, comptime make: bool) ?*Recor
 }
 
 inline fn sideOf(segment: usize, comptime make: bool) ?*Side {
+    std.debug.assert(segment < 1 << segment_bits); // (recordOf's bound: the top's index fits)
     if (top[segment >> leaf_bits].load(.acquire)) |leaf| {
         if (leaf[segment & ((1 << leaf_bits) - 1)].load(.acquire)) |side| return side;
     }
@@ -125,6 +149,7 @@ inline fn sideOf(segment: usize, comptime make: bool) ?*Side {
 }
 
 noinline fn makeSide(segment: usize) ?*Side {
+    std.debug.assert(segment < 1 << segment_bits);
     lock.acquire();
     defer lock.release();
     const slot = &top[segment >> leaf_bits];
@@ -136,6 +161,7 @@ noinline fn makeSide(segment: usize) ?*Side {
     const entry = &leaf[segment & ((1 << leaf_bits) - 1)];
     if (entry.load(.monotonic)) |side| return side;
     const side: *Side = @ptrCast(@alignCast(os.map(@sizeOf(Side)) orelse return null));
+    std.debug.assert(side.reach[0].raw == 0); // zeroed: no record reached, none live
     entry.store(side, .release);
     return side;
 }
@@ -145,6 +171,8 @@ noinline fn makeSide(segment: usize) ?*Side {
 /// Records the block at `start` of `page` live, handed out at `user` (fits), allocated at
 /// `site`. False when it could not be recorded (out of memory).
 pub fn markLive(page: *const Page, start: usize, user: usize, site: Site) bool {
+    std.debug.assert(user > start); // the front header before the user pointer
+    std.debug.assert(fits(user - start)); // (liveInsert asked)
     const record = recordOf(page, start, true) orelse return false;
     @atomicStore(u64, &record.state, liveState(user - start, site), .monotonic);
     return true;
@@ -161,6 +189,7 @@ pub fn markFreed(page: *const Page, start: usize, site: Site, window: u16) Taken
     std.debug.assert(window <= window_max);
     const record = recordOf(page, start, false) orelse return .unrecorded;
     const state = @atomicLoad(u64, &record.state, .monotonic);
+    std.debug.assert(state & live_bit == 0 or state & freed_bit == 0); // never live and freed at once
     if (state & live_bit == 0) return if (state & freed_bit != 0) .not_live else .unrecorded;
     // (the free's site first: a report that reads the record freed reads this free's)
     @atomicStore(u64, &record.freed, packSite(site) | @as(u64, window) << window_shift, .monotonic);
@@ -176,8 +205,10 @@ pub fn read(page: *const Page, start: usize) ?View {
     const record = recordOf(page, start, false) orelse return null;
     const state = @atomicLoad(u64, &record.state, .acquire);
     if (state & (live_bit | freed_bit) == 0) return null;
+    std.debug.assert(state & live_bit == 0 or state & freed_bit == 0); // one or the other
     const freed = @atomicLoad(u64, &record.freed, .monotonic);
     const live = state & live_bit != 0;
+    std.debug.assert(offsetOf(state) >= 16); // recorded by liveState: past the front header
     return .{
         .live = live,
         .alloc_site = unpackSite(state),
@@ -208,8 +239,12 @@ pub fn forEach(context: anytype, comptime visit: fn (@TypeOf(context), usize, Si
 }
 
 fn visitSide(side: *Side, segment: usize, context: anytype, comptime visit: fn (@TypeOf(context), usize, Site) void) void {
+    std.debug.assert(segment % segment_map.chunk_size == 0); // a segment's first address
     for (&side.reach, 0..) |*reach, slice| {
-        const records = side.records[slice * records_per_slice ..][0..reach.load(.monotonic)];
+        const reached = reach.load(.monotonic);
+        // a page's records from its first slice on: the slices of the span after it at most
+        std.debug.assert(reached <= (slices_per_segment - slice) * records_per_slice);
+        const records = side.records[slice * records_per_slice ..][0..reached];
         for (records, 0..) |*record, index| {
             const state = @atomicLoad(u64, &record.state, .monotonic);
             if (state & live_bit == 0) continue;

@@ -31,6 +31,8 @@ pub const StackBounds = struct { start: usize = 0, end: usize = 0 };
 /// (@frameAddress(): the function keeps a frame pointer), so [frame] is the caller's frame
 /// pointer and [frame + 8] the return address into the caller.
 pub inline fn noteEntry(frame: usize) void {
+    std.debug.assert(frame != 0); // a frame pointer (the entry points keep one)
+    std.debug.assert(frame % @alignOf(usize) == 0);
     const e = thread.checkEntry();
     e[0] = @as(*const usize, @ptrFromInt(frame + 8)).*;
     e[1] = @as(*const usize, @ptrFromInt(frame)).*;
@@ -45,17 +47,24 @@ pub inline fn take(bounds: *StackBounds) Site {
     e[0] = 0;
     e[1] = 0;
     if (ra == 0 or !config.check_stacks) return ra;
-    return backtrace(ra, fp, bounds);
+    const site = backtrace(ra, fp, bounds);
+    std.debug.assert(site != 0); // a call that noted its entry is known
+    std.debug.assert(bounds.start <= bounds.end); // the stack as last found (or none)
+    return site;
 }
 
 /// HAKMEM_CHECK_STACKS=1: the backtrace from the call's return address `ra` along the frame
 /// pointers from `fp`, kept in the depot (a frame of its own: the walk's buffers stay off
 /// the path of a call without it).
 noinline fn backtrace(ra: usize, fp: usize, bounds: *StackBounds) Site {
+    std.debug.assert(ra != 0);
     var frames: [frames_max]usize = undefined;
     frames[0] = ra;
     const n = 1 + walk(fp, frames[1..], bounds);
-    return depot.store(frames[0..n]) orelse ra;
+    std.debug.assert(n <= frames_max); // the call's own frame and the walk's
+    const site = depot.store(frames[0..n]) orelse ra;
+    std.debug.assert(site == ra or site & stack_flag != 0); // a backtrace, or its first frame when the depot is full
+    return site;
 }
 
 /// Return addresses along the frame-pointer chain from `fp` into `out`; how many.
@@ -66,10 +75,14 @@ fn walk(fp: usize, out: []usize, bounds: *StackBounds) usize {
         const m = foreign.mappingOf(sp) orelse foreign.Range{ .start = 0, .end = 0 };
         bounds.* = .{ .start = m.start, .end = m.end };
     }
+    std.debug.assert(bounds.start <= bounds.end); // a mapping, or none (0, 0)
     var frame = fp;
     var n: usize = 0;
     while (n < out.len) {
         if (frame <= sp or frame % 8 != 0 or frame > bounds.end -| 16) break;
+        // the two words read lie between this frame and the stack's end: mapped
+        std.debug.assert(frame > sp);
+        std.debug.assert(frame + 16 <= bounds.end);
         const next = @as(*const usize, @ptrFromInt(frame)).*;
         const ra = @as(*const usize, @ptrFromInt(frame + 8)).*;
         if (ra == 0) break;
@@ -78,6 +91,7 @@ fn walk(fp: usize, out: []usize, bounds: *StackBounds) usize {
         if (next <= frame) break; // the stack grows down: a caller's frame is above
         frame = next;
     }
+    std.debug.assert(n <= out.len);
     return n;
 }
 
@@ -92,14 +106,19 @@ const depot = struct {
     var failed = false;
 
     fn store(frames: []const usize) ?Site {
+        std.debug.assert(frames.len >= 1); // the call's return address at least
+        std.debug.assert(frames.len <= frames_max);
+        std.debug.assert(frames[0] != 0); // (get ends a trace at its first 0)
         var trace = [_]usize{0} ** frames_max;
         @memcpy(trace[0..frames.len], frames);
         const h = std.hash.Wyhash.hash(0, std.mem.asBytes(&trace)) | 1;
         lock.acquire();
         defer lock.release();
         if (!ready()) return null;
+        std.debug.assert(h != 0); // (0 marks an empty slot)
         var i: usize = @intCast(h & (capacity - 1));
         for (0..probes_max) |_| {
+            std.debug.assert(i < capacity);
             if (hashes.?[i] == 0) {
                 traces.?[i] = trace;
                 @atomicStore(u64, &hashes.?[i], h, .release);
@@ -112,6 +131,8 @@ const depot = struct {
     }
 
     fn ready() bool {
+        std.debug.assert(lock.isHeld()); // (store's: one thread maps the depot)
+        std.debug.assert(traces == null or hashes != null); // both mapped, or not yet in use
         if (traces != null) return true;
         if (failed) return false;
         const t = os.map(capacity * @sizeOf([frames_max]usize)) orelse return fail();
@@ -122,6 +143,7 @@ const depot = struct {
     }
 
     fn fail() bool {
+        std.debug.assert(traces == null); // (never in use: stores fall back to the return address)
         failed = true;
         return false;
     }
@@ -133,6 +155,7 @@ const depot = struct {
         const trace = &traces.?[i];
         var n: usize = 0;
         while (n < frames_max and trace[n] != 0) n += 1;
+        std.debug.assert(n >= 1); // published after its frames, the first of them never 0
         return trace[0..n];
     }
 };
@@ -150,6 +173,7 @@ const rtld_dl_linkmap = 2; // extra: the file's struct link_map, whose first wor
 /// (what `addr2line -e file` takes, for a position-independent file and for one that is
 /// not), and the nearest exported symbol when there is one.
 fn symbolize(buf: []u8, ra: usize) []const u8 {
+    std.debug.assert(ra != 0); // (an unknown site prints nothing; a backtrace ends before a 0)
     var info: DlInfo = undefined;
     var map: ?*const usize = null;
     // (ra - 1: the call instruction, when the call is the last of its function)
@@ -170,6 +194,7 @@ pub fn print(label: []const u8, site: Site) void {
     var buf: [512]u8 = undefined;
     if (site & stack_flag == 0) return os.printStderr("hakmem:   {s} at {s}\n", .{ label, symbolize(&buf, site) });
     const frames = depot.get(site);
+    std.debug.assert(frames.len <= frames_max);
     os.printStderr("hakmem:   {s} at:\n", .{label});
     for (frames, 0..) |ra, k| os.printStderr("hakmem:     #{d} {s}\n", .{ k, symbolize(&buf, ra) });
 }

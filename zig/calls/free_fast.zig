@@ -112,6 +112,20 @@ inline fn looksFreed(blk: *const Block, key: usize) bool {
 comptime {
     std.debug.assert(@sizeOf(Page) == 1 << page_shift);
     std.debug.assert(segment_mod.slice_count << size_class.slice_shift == segment_map.chunk_size);
+    // sliceOf: a segment is one chunk of segment_map (test 1 found it), its slices' count a
+    // power of two (the mask), the shift a right shift (a slice is larger than a descriptor)
+    std.debug.assert(segment_mod.segment_size == segment_map.chunk_size);
+    std.debug.assert(std.math.isPowerOfTwo(segment_mod.slice_count));
+    std.debug.assert(size_class.slice_shift > page_shift);
+    // every field free reads lies in the first line of a slice's descriptor (what syncSpan copies)
+    for ([_][]const u8{ "start", "div_magic", "fast_magic", "carved_end", "stack_offset" }) |field| {
+        std.debug.assert(@offsetOf(Page, field) + @sizeOf(@FieldType(Page, field)) <= 64);
+    }
+    // test 3's shift keeps the low magic_shift bits of the product; test 4's key fits the
+    // smallest block (free writes it there)
+    std.debug.assert(page_mod.magic_shift > 0);
+    std.debug.assert(page_mod.magic_shift < 64);
+    std.debug.assert(@offsetOf(Block, "key") + @sizeOf(usize) <= size_class.min_block_size);
 }
 
 // ------------------------------------------------------------------ tests

@@ -43,6 +43,7 @@ noinline fn freeOther(ptr: ?*anyopaque) void {
 
 noinline fn freeChecked(ptr: ?*anyopaque) void {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     freeOtherBody(ptr);
 }
 
@@ -54,7 +55,9 @@ fn freeBody(ptr: ?*anyopaque) void {
 
 fn freeOtherBody(ptr: ?*anyopaque) void {
     if (config.trace) trace.freeing(ptr); // before: the address may be handed out again at once
-    switch (alloc.freeOther(@intFromPtr(ptr))) {
+    const result = alloc.freeOther(@intFromPtr(ptr));
+    std.debug.assert(ptr != null or result == .ok); // free(NULL): nothing to refuse or forward
+    switch (result) {
         .ok => {},
         // check mode has reported it already (and =warn goes on)
         .invalid => if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
@@ -67,6 +70,7 @@ fn freeOtherBody(ptr: ?*anyopaque) void {
 /// reported it) when it certainly is not a heap block: a stack or static buffer would
 /// crash inside glibc, and warn mode promises to carry on.
 fn mayForward(ptr: ?*anyopaque) bool {
+    std.debug.assert(ptr != null); // (NULL is hakmem's to answer: free does nothing, realloc mallocs)
     if (config.check_mode == .off) return true;
     return @import("../base/foreign.zig").where(@intFromPtr(ptr)).mayBeHeap();
 }
@@ -78,12 +82,15 @@ export fn calloc(count: usize, size: usize) ?*anyopaque {
 
 fn callocChecked(count: usize, size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return callocBody(count, size);
 }
 
 noinline fn callocBody(count: usize, size: usize) ?*anyopaque {
     misuse.noteLibcMode();
     const ptr = alloc.calloc(count, size);
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
+    std.debug.assert(ptr == null or @mulWithOverflow(count, size)[1] == 0); // an overflow is ENOMEM
     if (config.trace) trace.allocated(.calloc, count *% size, ptr);
     return ptr;
 }
@@ -100,6 +107,7 @@ export fn realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
 
 fn reallocChecked(ptr: ?*anyopaque, size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return reallocBody(ptr, size);
 }
 
@@ -110,6 +118,7 @@ noinline fn reallocBody(ptr: ?*anyopaque, size: usize) ?*anyopaque {
         return null;
     }
     misuse.noteLibcMode();
+    std.debug.assert(ptr == null or size > 0); // (realloc(p, 0) freed p above)
     if (config.trace and ptr != null) {
         const old = trace.reallocating(ptr.?);
         const fresh = reallocUntraced(ptr, size);
@@ -123,7 +132,10 @@ noinline fn reallocBody(ptr: ?*anyopaque, size: usize) ?*anyopaque {
 
 fn reallocUntraced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     return switch (alloc.realloc(ptr, size)) {
-        .ok => |p| p,
+        .ok => |p| blk: {
+            std.debug.assert(p == null or @intFromPtr(p) % 16 == 0); // malloc's alignment
+            break :blk p;
+        },
         .not_owned => if (mayForward(ptr)) libc_next.realloc(ptr, size) else {
             os.setErrno(.INVAL);
             return null;
@@ -144,11 +156,13 @@ export fn reallocarray(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque 
 
 fn reallocarrayChecked(ptr: ?*anyopaque, count: usize, size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return reallocarrayBody(ptr, count, size);
 }
 
 noinline fn reallocarrayBody(ptr: ?*anyopaque, count: usize, size: usize) ?*anyopaque {
     const total = std.math.mul(usize, count, size) catch return alloc.outOfMemory();
+    std.debug.assert(size == 0 or total / size == count); // the product, not overflowed
     return reallocBody(ptr, total);
 }
 
@@ -159,6 +173,7 @@ export fn posix_memalign(out: *?*anyopaque, alignment: usize, size: usize) c_int
 
 fn posixMemalignChecked(out: *?*anyopaque, alignment: usize, size: usize) callconv(.c) c_int {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return posixMemalignBody(out, alignment, size);
 }
 
@@ -167,6 +182,8 @@ noinline fn posixMemalignBody(out: *?*anyopaque, alignment: usize, size: usize) 
     const saved = os.errnoPtr().*;
     defer os.errnoPtr().* = saved;
     out.* = aligned(alignment, size) orelse return @intFromEnum(std.c.E.NOMEM);
+    std.debug.assert(@intFromPtr(out.*) % alignment == 0); // POSIX: aligned, and not NULL on success
+    std.debug.assert(out.* != null);
     return 0;
 }
 
@@ -188,6 +205,7 @@ export fn memalign(alignment: usize, size: usize) ?*anyopaque {
 
 fn memalignChecked(alignment: usize, size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return memalignBody(alignment, size);
 }
 
@@ -197,6 +215,8 @@ noinline fn memalignBody(alignment: usize, size: usize) ?*anyopaque {
         return null;
     }
     const a = std.math.ceilPowerOfTwo(usize, @max(alignment, 1)) catch unreachable;
+    std.debug.assert(a >= alignment); // rounded up, never down,
+    std.debug.assert(a / 2 < @max(alignment, 1)); // to the next power of two, not past it
     return aligned(a, size);
 }
 
@@ -207,12 +227,15 @@ export fn valloc(size: usize) ?*anyopaque {
 
 fn vallocChecked(size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return aligned(os.page_size, size);
 }
 
 /// Every aligned allocation of the libc names, recorded when tracing.
 noinline fn aligned(alignment: usize, size: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment)); // (each caller rounded or refused it)
     const ptr = alloc.alignedAlloc(alignment, size);
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % alignment == 0);
     if (config.trace) trace.alignedAllocated(alignment, size, ptr);
     return ptr;
 }
@@ -224,12 +247,16 @@ export fn pvalloc(size: usize) ?*anyopaque {
 
 fn pvallocChecked(size: usize) callconv(.c) ?*anyopaque {
     check_sites.noteEntry(@frameAddress());
+    std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
     return pvallocBody(size);
 }
 
 noinline fn pvallocBody(size: usize) ?*anyopaque {
     const rounded = std.math.add(usize, size, os.page_size - 1) catch return alloc.outOfMemory();
-    return aligned(os.page_size, @max(os.page_size, rounded & ~(os.page_size - 1)));
+    const whole = @max(os.page_size, rounded & ~(os.page_size - 1));
+    std.debug.assert(whole % os.page_size == 0); // whole pages,
+    std.debug.assert(whole >= size); // that hold the request
+    return aligned(os.page_size, whole);
 }
 
 export fn malloc_usable_size(ptr: ?*anyopaque) usize {
@@ -266,6 +293,7 @@ export fn mallinfo2() Mallinfo2 {
     var live: u64 = 0;
     for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
     const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
+    std.debug.assert(mapped % os.page_size == 0); // the OS maps whole pages
     return .{
         .arena = mapped,
         .hblks = v[abi.statIndex(.large, .pages)],

@@ -16,10 +16,17 @@ const purge = @import("../thread/purge.zig");
 
 /// Sweeps at this period: a quarter of the decay time, within bounds.
 pub fn intervalMs() u64 {
-    return std.math.clamp(config.purge_delay_ms / 4, interval_min_ms, interval_max_ms);
+    std.debug.assert(config.purge_delay_ms <= config.purge_delay_ms_max);
+    const ms = std.math.clamp(config.purge_delay_ms / 4, interval_min_ms, interval_max_ms);
+    std.debug.assert(ms <= config.purge_delay_ms / 4 or ms == interval_min_ms); // no later than the curve's pass asks
+    return ms;
 }
 const interval_min_ms = 5;
 const interval_max_ms = 250;
+comptime {
+    std.debug.assert(interval_min_ms > 0); // never a busy loop
+    std.debug.assert(interval_min_ms <= interval_max_ms);
+}
 
 /// A heap starts the thread once it has taken this many slow paths.
 pub const start_after_slow_calls = 64;
@@ -44,13 +51,15 @@ fn run(_: ?*anyopaque) callconv(.c) ?*anyopaque {
         const ms = intervalMs();
         std.debug.assert(ms >= interval_min_ms); // a pause every round: never a busy loop
         const pause: linux.timespec = .{ .sec = @intCast(ms / 1000), .nsec = @intCast((ms % 1000) * 1_000_000) };
+        std.debug.assert(pause.nsec < std.time.ns_per_s); // a valid timespec (else EINVAL: no pause)
         _ = linux.nanosleep(&pause, null);
         sweep(os.nowMs());
     }
 }
 
 fn sweep(now_ms: u64) void {
-    purge.shared(now_ms, false);
+    std.debug.assert(config.background); // the background thread's, started only then
+    purge.shared(now_ms, false); // (along the curve: never `force`, which takes what is fresh)
     _ = sweeps.fetchAdd(1, .monotonic);
 }
 

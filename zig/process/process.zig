@@ -29,9 +29,12 @@ noinline fn initSlow() void {
         // Another thread is initialising (nothing in init can call malloc recursively).
         var s = seen;
         while (s != .ready) : (s = state.load(.acquire)) _ = std.os.linux.sched_yield();
+        std.debug.assert(s == .ready); // (ours to use from here: the acquire saw its settings)
         return;
     }
+    std.debug.assert(thread.currentAny() == null); // before any heap: the settings fix its mode
     @import("../base/block.zig").initSecrets();
+    std.debug.assert(@import("../base/block.zig").free_key & 1 == 1); // the secrets, before any block
     config.loadFromEnvironment();
     budget.init();
     @import("../memory/profile.zig").init();
@@ -48,6 +51,7 @@ noinline fn initSlow() void {
 // fork: take every lock so that no list is mid-update in the child, then release
 // them in the parent and reset them in the child.
 fn forkPrepare() callconv(.c) void {
+    std.debug.assert(state.raw == .ready); // (the handlers are installed once ready)
     thread.registry_lock.acquire();
     heap_mod.exited_lock.acquire();
     arena.lock.acquire();
@@ -55,9 +59,14 @@ fn forkPrepare() callconv(.c) void {
     large.lockForFork();
     @import("../memory/profile.zig").lockForFork();
     @import("../memory/guard.zig").lockForFork();
+    // every list is still now: no lock of them free while the process forks
+    std.debug.assert(thread.registry_lock.isHeld());
+    std.debug.assert(arena.lock.isHeld());
 }
 
 fn forkParent() callconv(.c) void {
+    std.debug.assert(heap_mod.exited_lock.isHeld()); // forkPrepare's, released in reverse order
+    std.debug.assert(abandoned.lock.isHeld());
     @import("../memory/guard.zig").unlockAfterFork();
     @import("../memory/profile.zig").unlockAfterFork();
     large.unlockAfterFork();
@@ -68,6 +77,7 @@ fn forkParent() callconv(.c) void {
 }
 
 fn forkChild() callconv(.c) void {
+    std.debug.assert(thread.registry_lock.isHeld()); // held across the fork: no list mid-update
     @import("../memory/profile.zig").resetLockInChild();
     @import("../memory/guard.zig").resetLockInChild();
     heap_mod.exited_lock.resetInChild();
@@ -77,6 +87,8 @@ fn forkChild() callconv(.c) void {
     thread.afterForkInChild();
     @import("background.zig").afterForkInChild();
     if (config.trace) trace.afterForkInChild();
+    std.debug.assert(!thread.registry_lock.isHeld()); // the child's own, free
+    std.debug.assert(!arena.lock.isHeld());
 }
 
 // ---------------------------------------------------------------- the exit summary
@@ -104,6 +116,8 @@ const FileId = struct {
 };
 
 fn keepStderr() void {
+    std.debug.assert(config.print_stats_at_exit); // (only a process that prints the summary keeps it)
+    std.debug.assert(stderr_dup == -1); // once, at initialisation
     stderr_id = FileId.of(2) orelse return;
     const F_DUPFD_CLOEXEC = 1030; // <fcntl.h>, Linux
     const rc = std.os.linux.fcntl(2, F_DUPFD_CLOEXEC, stderr_dup_min_fd);
@@ -120,10 +134,12 @@ fn summaryFd() std.posix.fd_t {
             if (id.dev == stderr_id.dev and id.ino == stderr_id.ino) return stderr_dup;
         }
     }
+    std.debug.assert(stderr_dup != 2); // (fd 2 as it is now: the duplicate was never fd 2)
     return 2;
 }
 
 fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
+    std.debug.assert(fd >= 0); // an open descriptor (summaryFd's, or a file just opened)
     var rest = bytes;
     var tries: usize = 0;
     while (rest.len > 0 and tries < 64) : (tries += 1) {
@@ -135,11 +151,15 @@ fn writeAll(fd: std.posix.fd_t, bytes: []const u8) void {
 }
 
 fn writeSummaryAtExit() void {
+    std.debug.assert(config.print_stats_at_exit);
     var buf: [report.summary_max]u8 = undefined;
     const text = report.formatSummary(&buf);
+    std.debug.assert(text.len > 0); // its first line at least (the bench looks for it)
     const template = config.statsFile() orelse return writeAll(summaryFd(), text);
     var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
     const path = config.pathWithPid(template, &path_buf) orelse return;
+    std.debug.assert(path.len > 0); // a path,
+    std.debug.assert(path[0] == '/'); // absolute (config.zig made it so: a chdir does not move it)
     const flags: std.os.linux.O = .{ .ACCMODE = .WRONLY, .CREAT = true, .APPEND = true, .CLOEXEC = true };
     const rc = std.os.linux.open(path.ptr, flags, 0o644);
     if (std.os.linux.E.init(rc) != .SUCCESS) {
@@ -156,6 +176,7 @@ fn writeSummaryAtExit() void {
 
 fn atInit() callconv(.c) void {
     ensureInit();
+    std.debug.assert(state.raw == .ready); // a free before the first malloc knows the settings
 }
 
 fn atExit() callconv(.c) void {

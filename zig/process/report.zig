@@ -6,6 +6,7 @@ const std = @import("std");
 const os = @import("../base/os.zig");
 const stats = @import("../settings/stats.zig");
 const thread = @import("../thread/thread.zig");
+const size_class = @import("../settings/size_class.zig");
 const memory_report = @import("memory_report.zig");
 const build_options = @import("build_options");
 const abi = @import("../abi.zig");
@@ -15,12 +16,32 @@ pub fn read(out: *[stats.value_count]u64) void {
     var sum: stats.BinCounters = .{};
     thread.sumCounters(&sum);
     stats.snapshot(&sum, out);
+    if (std.debug.runtime_safety) assertUnits(out); // (loops: not in ReleaseFast)
+}
+
+/// The memory figures of a snapshot come in their units, whatever ran meanwhile (each
+/// change of a counter is a whole unit, so any sum of them is too): pages of the tiny and
+/// mid tiers are whole slices, large memory whole pages, purges whole pages.
+fn assertUnits(v: *const [stats.value_count]u64) void {
+    for (0..abi.tier_count) |t| {
+        const tier: abi.Tier = @enumFromInt(t);
+        const unit: u64 = if (tier == .large) os.page_size else size_class.slice_size;
+        std.debug.assert(v[abi.statIndex(tier, .mapped_bytes)] % unit == 0);
+        std.debug.assert(v[abi.statIndex(tier, .purged_bytes)] % os.page_size == 0);
+    }
+    std.debug.assert(v[G.os_mapped_bytes.index()] % os.page_size == 0);
+    std.debug.assert(v[G.large_cached_bytes.index()] % os.page_size == 0);
 }
 
 pub fn reset() void {
     var sum: stats.BinCounters = .{};
     thread.sumCounters(&sum);
     stats.reset(&sum);
+    if (std.debug.runtime_safety) {
+        var v: [stats.value_count]u64 = undefined;
+        stats.snapshot(&sum, &v);
+        assertUnits(&v); // (a baseline in whole units keeps the figures in them)
+    }
 }
 
 /// Reads /proc/self/status for VmHWM (peak RSS) in KiB; 0 when unavailable.
@@ -45,10 +66,15 @@ pub fn formatSummary(buf: *[summary_max]u8) []const u8 {
     read(&v);
     var w: std.Io.Writer = .fixed(buf);
     writeSummary(&w, &v) catch {}; // a full buffer truncates the summary
-    return w.buffered();
+    const text = w.buffered();
+    std.debug.assert(text.len <= summary_max);
+    // the first line, whole: what the bench reads to prove hakmem served the run
+    if (std.debug.runtime_safety) std.debug.assert(std.mem.startsWith(u8, text, "hakmem: build="));
+    return text;
 }
 
 fn writeSummary(w: *std.Io.Writer, v: *const [stats.value_count]u64) std.Io.Writer.Error!void {
+    std.debug.assert(w.end == 0); // the summary starts the buffer: its first line is the build's
     var allocs: u64 = 0;
     var frees: u64 = 0;
     var remote: u64 = 0;
@@ -82,5 +108,7 @@ fn writeSummary(w: *std.Io.Writer, v: *const [stats.value_count]u64) std.Io.Writ
 /// hak_stats_print: the summary on stderr, in one write.
 pub fn printSummary() void {
     var buf: [summary_max]u8 = undefined;
-    os.writeStderr(formatSummary(&buf));
+    const text = formatSummary(&buf);
+    std.debug.assert(text.len > 0); // one write, of one summary at least a line long
+    os.writeStderr(text);
 }

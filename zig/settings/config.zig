@@ -11,6 +11,8 @@ const routing = @import("routing.zig");
 
 /// Empty memory older than this is returned to the OS (MADV_DONTNEED / munmap).
 pub var purge_delay_ms: u64 = 50;
+/// HAKMEM_PURGE_DELAY_MS's limit (an hour): a deadline `now + delay` never wraps.
+pub const purge_delay_ms_max: u64 = 3_600_000;
 /// Dirty empty memory a heap may keep before purging at once, regardless of the delay.
 pub var retain_max_bytes: usize = 64 << 20;
 /// Bytes of freed large mappings kept for reuse.
@@ -141,6 +143,10 @@ pub fn loadFromEnvironment() void {
     // checked against its range, and tiny_max_limit <= mid_max_min); the tables follow
     const thresholds_valid = routing.setThresholds(env_tiny_max, env_mid_max);
     std.debug.assert(thresholds_valid);
+    std.debug.assert(routing.tiny_max <= routing.mid_max); // the tiers in order
+    // a summary file implies the summary; a recording has its file
+    std.debug.assert(stats_file_len == 0 or print_stats_at_exit);
+    std.debug.assert(!trace or trace_file_len != 0);
     warnUnknownNames();
 }
 
@@ -156,6 +162,7 @@ fn warnUnknownNames() void {
         const line = std.mem.span(entry);
         if (!std.mem.startsWith(u8, line, "HAKMEM_")) continue;
         const name = line[0 .. std.mem.indexOfScalar(u8, line, '=') orelse line.len];
+        std.debug.assert(name.len >= "HAKMEM_".len); // the prefix is in the name (no '=' in it)
         if (isKnownName(name)) continue;
         if (parentWarned(name, line[@min(name.len + 1, line.len)..])) continue;
         os.printStderr("hakmem: unknown environment variable {s} (ignored)\n", .{name});
@@ -163,6 +170,7 @@ fn warnUnknownNames() void {
 }
 
 fn isKnownName(name: []const u8) bool {
+    std.debug.assert(std.mem.startsWith(u8, name, "HAKMEM_")); // (warnUnknownNames asks of those only)
     for (known) |v| if (std.mem.eql(u8, v.name, name)) return true;
     for (tooling) |t| if (std.mem.eql(u8, t, name)) return true;
     return false;
@@ -198,6 +206,7 @@ fn parentWarned(name: []const u8, value: []const u8) bool {
         for (buf[0..n]) |c| scan.byte(c);
         total += n;
     }
+    std.debug.assert(total < environ_read_max + buf.len); // bounded: one read past the limit at most
     scan.byte(0); // a last entry without its NUL
     return scan.same_entry and scan.preloads_hakmem;
 }
@@ -232,10 +241,14 @@ const EnvironScan = struct {
     }
 
     fn byte(self: *EnvironScan, c: u8) void {
+        std.debug.assert(self.hakmem_matched <= needle.len);
+        std.debug.assert(!self.found_hakmem or self.hakmem_matched == needle.len); // found: matched whole
         if (c == 0) {
             if (self.pos > 0 and self.same_so_far and self.wanted(self.pos) == null) self.same_entry = true;
             if (self.pos >= preload_prefix.len and self.preload_so_far and self.found_hakmem) self.preloads_hakmem = true;
             self.* = .{ .name = self.name, .value = self.value, .same_entry = self.same_entry, .preloads_hakmem = self.preloads_hakmem };
+            std.debug.assert(self.pos == 0); // the next entry starts afresh
+            std.debug.assert(self.hakmem_matched == 0);
             return;
         }
         if (self.same_so_far) self.same_so_far = self.wanted(self.pos) == c;
@@ -281,11 +294,15 @@ fn parseSizeChecked(text: []const u8) error{ Malformed, Overflow }!usize {
         else => {},
     }
     if (unit != 1) digits = text[0 .. text.len - 1];
+    std.debug.assert(std.math.isPowerOfTwo(unit)); // bytes, KiB, MiB or GiB
+    std.debug.assert((digits.len < text.len) == (unit != 1)); // a suffix was taken off, or none
     const n = std.fmt.parseUnsigned(usize, digits, 10) catch |e| return switch (e) {
         error.Overflow => error.Overflow,
         error.InvalidCharacter => error.Malformed,
     };
-    return std.math.mul(usize, n, unit) catch error.Overflow;
+    const bytes = std.math.mul(usize, n, unit) catch return error.Overflow;
+    std.debug.assert(bytes % unit == 0); // a whole number of units
+    return bytes;
 }
 
 /// A size within [low, high]; a number too large for usize is "above" as well.
@@ -309,12 +326,15 @@ var env_mid_max: usize = routing.mid_max_default;
 fn applyTinyMax(value: []const u8) Verdict {
     const verdict, const n = sizeIn(value, 0, routing.tiny_max_limit);
     if (verdict == .ok) env_tiny_max = n;
+    std.debug.assert(env_tiny_max <= routing.tiny_max_limit); // set or kept, within the range
     return verdict;
 }
 
 fn applyMidMax(value: []const u8) Verdict {
     const verdict, const n = sizeIn(value, routing.mid_max_min, routing.mid_max_limit);
     if (verdict == .ok) env_mid_max = n;
+    std.debug.assert(env_mid_max >= routing.mid_max_min); // set or kept, within the range
+    std.debug.assert(env_mid_max <= routing.mid_max_limit);
     return verdict;
 }
 
@@ -330,34 +350,41 @@ fn countUpTo(value: []const u8, limit: u64) struct { Verdict, u64 } {
 }
 
 fn applyPurgeDelay(value: []const u8) Verdict {
-    const verdict, const n = countUpTo(value, 3_600_000);
+    const verdict, const n = countUpTo(value, purge_delay_ms_max);
     if (verdict == .ok) purge_delay_ms = n;
+    std.debug.assert(purge_delay_ms <= purge_delay_ms_max); // set or kept, within the limit
     return verdict;
 }
 
 fn applyRetainMax(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) retain_max_bytes = @as(usize, @intCast(n)) << 20;
+    std.debug.assert(retain_max_bytes <= 1 << 40); // the limit's MiB, no shift overflowed
     return verdict;
 }
 
 fn applyLargeCache(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
+    std.debug.assert(large_cache_max_bytes <= 1 << 40); // the limit's MiB, no shift overflowed
     return verdict;
 }
 
 fn applyMemoryLimit(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 30);
     if (verdict == .ok) memory_limit_bytes = @as(usize, @intCast(n)) << 20;
+    std.debug.assert(memory_limit_bytes % (1 << 20) == 0); // whole MiB (budget.zig's unit)
+    std.debug.assert(memory_limit_bytes <= 1 << 50); // no shift overflowed
     return verdict;
 }
 
 fn applyPath(value: []const u8, buf: *[path_max + 1]u8, len: *usize) Verdict {
     if (value.len > path_max) return .{ .above = .{ .value = value.len, .limit = path_max } };
+    std.debug.assert(value.len < buf.len); // room for the NUL
     @memcpy(buf[0..value.len], value);
     buf[value.len] = 0;
     len.* = value.len;
+    std.debug.assert(buf[len.*] == 0); // what profilePath's [:0] slice reads
     return .ok;
 }
 
@@ -380,12 +407,14 @@ fn applyProfileSample(value: []const u8) Verdict {
 
 /// HAKMEM_CGROUP_DIR, or null: the process's own cgroup.
 pub fn cgroupDir() ?[]const u8 {
+    std.debug.assert(cgroup_dir_len <= path_max);
     if (cgroup_dir_len == 0) return null;
     return cgroup_dir_buf[0..cgroup_dir_len];
 }
 
 /// HAKMEM_PROFILE, or null: no profiling.
 pub fn profilePath() ?[:0]const u8 {
+    std.debug.assert(profile_path_len <= path_max);
     if (profile_path_len == 0) return null;
     return profile_path_buf[0..profile_path_len :0];
 }
@@ -393,6 +422,7 @@ pub fn profilePath() ?[:0]const u8 {
 fn applyGuardSample(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) guard_sample_mb = @intCast(n);
+    std.debug.assert(guard_sample_mb <= 1 << 20); // guard.zig shifts it into bytes
     return verdict;
 }
 
@@ -437,6 +467,7 @@ fn applyStats(value: []const u8) Verdict {
 fn applyStatsFile(value: []const u8) Verdict {
     const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
     if (verdict == .ok) print_stats_at_exit = true;
+    std.debug.assert(verdict != .ok or stats_file_buf[0] == '/'); // absolute: a chdir does not move it
     return verdict;
 }
 
@@ -444,6 +475,7 @@ fn applyStatsFile(value: []const u8) Verdict {
 fn applyTrace(value: []const u8) Verdict {
     const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
     if (verdict == .ok) trace = true;
+    std.debug.assert(verdict != .ok or trace_file_buf[0] == '/'); // absolute: a chdir does not move it
     return verdict;
 }
 
@@ -465,12 +497,16 @@ fn absolutePathInto(buf: *[stats_file_max + 1]u8, len: *usize, value: []const u8
     @memcpy(buf[at..][0..value.len], value);
     len.* = at + value.len;
     buf[len.*] = 0;
+    std.debug.assert(len.* > 0); // a path,
+    std.debug.assert(len.* <= stats_file_max); // and its NUL in the buffer
+    std.debug.assert(buf[0] == '/'); // absolute: the working directory before a relative one
     return .ok;
 }
 
 /// A path template (HAKMEM_STATS_FILE, HAKMEM_TRACE) with `%p` replaced by the process
 /// id (and `%%` by `%`), NUL-terminated in `out`; null when it does not fit.
 pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]const u8 {
+    std.debug.assert(template.len <= stats_file_max); // a path as absolutePathInto kept it
     var w: std.Io.Writer = .fixed(out[0 .. stats_file_max + 31]);
     var i: usize = 0;
     while (i < template.len) : (i += 1) {
@@ -487,12 +523,14 @@ pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]c
 
 /// The HAKMEM_TRACE path template (`%p`: the process id), or null when not recording.
 pub fn traceFile() ?[:0]const u8 {
+    std.debug.assert(trace_file_len <= stats_file_max);
     if (trace_file_len == 0) return null;
     return trace_file_buf[0..trace_file_len :0];
 }
 
 /// The HAKMEM_STATS_FILE path, or null for stderr.
 pub fn statsFile() ?[:0]const u8 {
+    std.debug.assert(stats_file_len <= stats_file_max);
     if (stats_file_len == 0) return null;
     return stats_file_buf[0..stats_file_len :0];
 }

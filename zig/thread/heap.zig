@@ -79,7 +79,10 @@ var exit_leftovers_until_ms = std.atomic.Value(u64).init(0);
 
 fn noteExitLeftovers(now_ms: u64) void {
     const until = now_ms + 2 * config.purge_delay_ms;
-    std.debug.assert(until > now_ms); // a deadline ahead (purge_delay_ms >= 1)
+    // a deadline not behind now: now itself with HAKMEM_PURGE_DELAY_MS=0 (a valid setting:
+    // everything retained goes back at once, so the window closes at the next maintenance)
+    std.debug.assert(until >= now_ms);
+    std.debug.assert(until - now_ms == 2 * config.purge_delay_ms); // (no overflow)
     var seen = exit_leftovers_until_ms.load(.monotonic);
     while (seen < until) {
         seen = exit_leftovers_until_ms.cmpxchgWeak(seen, until, .monotonic, .monotonic) orelse return;
@@ -1001,6 +1004,14 @@ test "exit leftovers: the slow paths look at the clock until two purge delays af
     noteExitLeftovers(999); // an older exit's deadline does not pull it back
     try testing.expectEqual(until, exit_leftovers_until_ms.load(.monotonic));
     settleExitLeftovers(until); // the window passed: cleared whatever is retained
+    // HAKMEM_PURGE_DELAY_MS=0: the deadline is the exit's own time (it asserted one ahead,
+    // and every thread exit of the checked library aborted with that setting)
+    const saved_delay = config.purge_delay_ms;
+    defer config.purge_delay_ms = saved_delay;
+    config.purge_delay_ms = 0;
+    noteExitLeftovers(2000);
+    try testing.expectEqual(@as(u64, 2000), exit_leftovers_until_ms.load(.monotonic));
+    settleExitLeftovers(2000);
     try testing.expectEqual(@as(u64, 0), exit_leftovers_until_ms.load(.monotonic));
 }
 

@@ -65,6 +65,7 @@ pub inline fn cache() *Cache {
 }
 
 fn setCache(c: *Cache) void {
+    defer std.debug.assert(cache() == c); // what malloc and free read from now on
     if (!use_initial_exec) {
         tls_cache = c;
         return;
@@ -90,6 +91,9 @@ pub inline fn current() ?*Heap {
 
 /// The calling thread's heap in either mode (slow paths).
 pub fn currentAny() ?*Heap {
+    // a thread's heap is in one place: its cache (normal mode) or check_heap (check mode,
+    // tracing), never both
+    if (std.debug.runtime_safety) std.debug.assert(current() == null or checkHeap() == null);
     return current() orelse checkHeap();
 }
 
@@ -107,6 +111,7 @@ fn checkHeap() ?*Heap {
 threadlocal var check_entry_tls: [2]usize = .{ 0, 0 };
 
 pub fn checkEntry() *[2]usize {
+    std.debug.assert(config.check_mode != .off); // (check mode's record: its entry points only)
     if (!use_initial_exec) return &check_entry_tls;
     return asm (
         \\movq %%fs:0, %[entry]
@@ -116,6 +121,7 @@ pub fn checkEntry() *[2]usize {
 }
 
 fn setCheckHeap(heap: ?*Heap) void {
+    defer std.debug.assert(checkHeap() == heap);
     if (!use_initial_exec) {
         check_heap_tls = heap;
         return;
@@ -135,11 +141,15 @@ pub fn create() ?*Heap {
     std.debug.assert(currentAny() == null);
     const heap = obtainHeap() orelse return null;
     registry_lock.acquire();
+    std.debug.assert(heap.registry_prev == null); // in no registry yet: a new mapping,
+    std.debug.assert(heap.registry_next == null); // or an exited thread's heap, unlinked
+    std.debug.assert(registry_first != heap);
     heap.registry_next = registry_first;
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
     registry_lock.release();
     if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else setCheckHeap(heap);
+    std.debug.assert(currentAny() == heap); // the thread's heap from now on
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);
     stats.incr(&stats.threads_live);
     stats.incr(&stats.threads_total);
@@ -150,12 +160,15 @@ pub fn create() ?*Heap {
 fn obtainHeap() ?*Heap {
     if (heap_mod.takeEmpty()) |h| {
         h.init(config.check_mode != .off);
+        std.debug.assert(!h.exiting); // reset by init,
+        std.debug.assert(h.exited_next == null); // and out of the exited heaps' list
         return h;
     }
     const bytes = std.mem.alignForward(usize, @sizeOf(Heap), os.page_size);
     const memory = os.map(bytes) orelse return null;
     const heap: *Heap = @ptrCast(@alignCast(memory));
     heap.init(config.check_mode != .off);
+    std.debug.assert(heap.checked == (config.check_mode != .off)); // one mode per process
     return heap;
 }
 
@@ -171,10 +184,12 @@ var exit_key_valid = false;
 /// Makes the key whose destructor runs onThreadExit for every thread with a heap (once,
 /// at process initialisation, before the first heap exists).
 pub fn initExitKey() void {
+    std.debug.assert(!exit_key_valid); // once: a second key would run the destructor twice
     exit_key_valid = pthread_key_create(&exit_key, exitDestructor) == 0;
 }
 
 fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
+    std.debug.assert(exit_key_valid); // (its key's destructor)
     const heap: *Heap = @ptrCast(@alignCast(value orelse return));
     onThreadExit(heap);
 }
@@ -186,6 +201,8 @@ pub var check_exit_hook: ?*const fn (*Heap) void = null;
 /// The pthread-key destructor: the thread is exiting. Its heap leaves the registry, gives
 /// its pages up and waits for the next thread (heap.zig: exited threads' heaps).
 pub fn onThreadExit(heap: *Heap) void {
+    std.debug.assert(currentAny() == heap); // the exiting thread's own (its TLS still holds it)
+    std.debug.assert(!heap.exiting); // given up once
     if (check_exit_hook) |hook| hook(heap);
     validate.atThreadExit(heap);
     setCache(empty_cache);
@@ -193,12 +210,14 @@ pub fn onThreadExit(heap: *Heap) void {
     exit_ran = true;
     const now = os.nowMs();
     heap.returnHeld(now); // before its counters retire
+    std.debug.assert(currentAny() == null); // a free from here on is heapless: not into this heap
     registry_lock.acquire();
     heap.addCountersInto(&stats.retired);
     if (heap.registry_prev) |p| p.registry_next = heap.registry_next else registry_first = heap.registry_next;
     if (heap.registry_next) |n| n.registry_prev = heap.registry_prev;
     heap.registry_prev = null;
     heap.registry_next = null;
+    std.debug.assert(registry_first != heap); // out of the registry
     registry_lock.release();
     heap.abandonAll(now);
     heap_mod.addEmpty(heap);
@@ -213,6 +232,7 @@ pub fn sumCounters(total: *stats.BinCounters) void {
     var cached: u64 = 0;
     var it = registry_first;
     while (it) |heap| : (it = heap.registry_next) {
+        assertLinked(heap);
         heap.addCountersInto(total);
         cached += heap.cachedBytes();
     }
@@ -227,7 +247,10 @@ pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *cons
         registry_lock.acquire();
         defer registry_lock.release();
         var it = registry_first;
-        while (it) |heap| : (it = heap.registry_next) visit(context, heap, true);
+        while (it) |heap| : (it = heap.registry_next) {
+            assertLinked(heap);
+            visit(context, heap, true);
+        }
     }
     heap_mod.forEachExited(context, visit);
 }
@@ -236,10 +259,13 @@ pub fn forEachHeap(context: anytype, comptime visit: fn (@TypeOf(context), *cons
 /// caches are read while their threads run: a slot may be stale, never unmapped).
 /// Bounded by the number of heaps times a bin's capacity.
 pub fn otherCacheHolds(bin: usize, blk: *const anyopaque, except: ?*const Heap) bool {
+    std.debug.assert(bin < size_class.bin_count);
+    std.debug.assert(@intFromPtr(blk) % size_class.min_block_size == 0); // a block start
     registry_lock.acquire();
     defer registry_lock.release();
     var it = registry_first;
     while (it) |heap| : (it = heap.registry_next) {
+        assertLinked(heap);
         if (heap == except) continue;
         if (heap.cache.contains(bin, @ptrCast(@alignCast(blk)))) return true;
     }
@@ -250,7 +276,16 @@ pub fn otherCacheHolds(bin: usize, blk: *const anyopaque, except: ?*const Heap) 
 /// (their blocks may still be freed in the child, into their pages' thread_free lists).
 pub fn afterForkInChild() void {
     registry_lock.resetInChild();
+    std.debug.assert(!registry_lock.isHeld()); // its holder, if any, is not in the child
     stats.threads_live.store(if (currentAny() != null) 1 else 0, .monotonic);
+}
+
+/// A heap of the registry (under its lock) is linked both ways: its neighbours point back
+/// at it, and only the first has no predecessor.
+inline fn assertLinked(heap: *const Heap) void {
+    std.debug.assert(registry_lock.isHeld());
+    if (heap.registry_prev) |p| std.debug.assert(p.registry_next == heap) else std.debug.assert(registry_first == heap);
+    if (heap.registry_next) |n| std.debug.assert(n.registry_prev == heap);
 }
 
 // ---------------------------------------------------------------- tests

@@ -30,7 +30,8 @@ pub const heap_every: u32 = 64;
 pub const global_every: u32 = 1024;
 
 comptime {
-    std.debug.assert(heap_every > 0 and global_every % heap_every == 0);
+    std.debug.assert(heap_every > 0);
+    std.debug.assert(global_every % heap_every == 0); // a global check falls on a heap check
 }
 
 var slow_paths: std.atomic.Value(u32) = .init(0);
@@ -42,6 +43,8 @@ pub inline fn atSlowPath(h: *Heap) void {
 }
 
 noinline fn countSlowPath(h: *Heap) void {
+    std.debug.assert(enabled); // (atSlowPath's body: compiled in the checked library only)
+    std.debug.assert(!h.exiting); // a running thread's heap (an exiting one gives up, takes no slow path)
     const n = slow_paths.fetchAdd(1, .monotonic) +% 1;
     if (n % heap_every == 0) orAbort("the thread's heap", validateHeapOf(h));
     if (n % global_every == 0) orAbort("the arena, the abandoned pages and the large regions", validateShared());
@@ -50,6 +53,7 @@ noinline fn countSlowPath(h: *Heap) void {
 /// Thread exit, before the heap is abandoned (its owner thread, no lock held).
 pub fn atThreadExit(h: *Heap) void {
     if (!enabled) return;
+    std.debug.assert(!h.exiting); // (returnHeld has not run: the heap still holds its pages)
     orAbort("the heap of an exiting thread", validateHeapOf(h));
     orAbort("the arena, the abandoned pages and the large regions", validateShared());
 }
@@ -57,6 +61,7 @@ pub fn atThreadExit(h: *Heap) void {
 /// Everything now: the calling thread's heap (if it has one) and the shared structures.
 /// For hak_validate: reports the first broken invariant on stderr and returns false.
 pub fn all(h: ?*Heap) bool {
+    if (h) |heap| std.debug.assert(!heap.exiting); // the caller's heap, its thread running
     if (h) |heap| report("the thread's heap", validateHeapOf(heap)) catch return false;
     report("the arena, the abandoned pages and the large regions", validateShared()) catch return false;
     return true;
@@ -64,6 +69,7 @@ pub fn all(h: ?*Heap) bool {
 
 /// The heap and its pages (its own thread: nothing else writes them).
 fn validateHeapOf(h: *Heap) anyerror!void {
+    std.debug.assert(!h.exiting); // a heap in use: its queues and caches are what validateHeap reads
     return heap_mod.validateHeap(h);
 }
 
@@ -74,6 +80,7 @@ fn validateShared() anyerror!void {
 }
 
 fn report(what: []const u8, result: anyerror!void) error{Invalid}!void {
+    std.debug.assert(what.len > 0); // the report names what it checked
     result catch |err| {
         os.printStderr("hakmem: validate: {s}: {s}\n", .{ what, @errorName(err) });
         return error.Invalid;
@@ -81,6 +88,7 @@ fn report(what: []const u8, result: anyerror!void) error{Invalid}!void {
 }
 
 fn orAbort(what: []const u8, result: anyerror!void) void {
+    std.debug.assert(enabled); // (the checked library aborts; hak_validate only reports: all())
     report(what, result) catch {
         os.printStderr("hakmem: validate: aborting (a broken invariant is a bug in hakmem)\n", .{});
         std.c.abort();

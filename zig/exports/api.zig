@@ -38,12 +38,17 @@ export fn hak_alloc(size: usize) align(64) ?*anyopaque {
 }
 
 export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
-    return alloc.calloc(count, size);
+    const p = alloc.calloc(count, size);
+    std.debug.assert(p == null or @intFromPtr(p) % 16 == 0); // malloc's alignment
+    return p;
 }
 
 export fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     return switch (alloc.realloc(ptr, size)) {
-        .ok => |p| p,
+        .ok => |p| {
+            std.debug.assert(p == null or @intFromPtr(p) % 16 == 0); // malloc's alignment
+            return p;
+        },
         .not_owned, .invalid, .freed => {
             os.setErrno(.INVAL);
             return null;
@@ -56,6 +61,7 @@ export fn hak_aligned_alloc(alignment: usize, size: usize) ?*anyopaque {
         os.setErrno(.INVAL);
         return null;
     }
+    std.debug.assert(std.math.isPowerOfTwo(alignment)); // (refused otherwise, above)
     const p = alloc.alignedAlloc(alignment, size);
     if (p) |q| std.debug.assert(@intFromPtr(q) % alignment == 0);
     return p;
@@ -131,6 +137,7 @@ export fn hak_class_size(cls: u32) usize {
     if (cls >= size_class.class_count) return 0;
     const size = size_class.classSize(cls);
     std.debug.assert(size >= size_class.min_block_size); // 0 means "no such class" to C
+    std.debug.assert(size_class.classOf(size) == cls); // hak_class_of answers the class back
     return size;
 }
 
@@ -138,6 +145,7 @@ export fn hak_class_of(size: usize) i32 {
     if (size > abi.mid_max_limit) return -1;
     const cls = size_class.classOf(size);
     std.debug.assert(size <= size_class.classSize(cls)); // the class holds the size
+    std.debug.assert(cls == 0 or size > size_class.classSize(cls - 1)); // the smallest that does
     return @intCast(cls);
 }
 
@@ -158,6 +166,9 @@ export fn hak_stat_name(index: u32) ?[*:0]const u8 {
 }
 
 fn statName(comptime index: usize) [*:0]const u8 {
+    const name = abi.statName(index).?;
+    comptime std.debug.assert(name.len > 0); // C reads up to the NUL: a name, whole
+    comptime std.debug.assert(std.mem.indexOfScalar(u8, name, 0) == null);
     return (abi.statName(index).? ++ "").ptr;
 }
 
@@ -165,6 +176,7 @@ fn statName(comptime index: usize) [*:0]const u8 {
 export fn hak_memory_report(out: ?[*]u64, n: usize) usize {
     const dest = out orelse return 0;
     var values: memory_report.Values = undefined;
+    comptime std.debug.assert(values.len == abi.memory_part_count); // hak_memory_part_name names each
     memory_report.read(&values);
     const count = @min(n, values.len);
     @memcpy(dest[0..count], values[0..count]);
@@ -203,6 +215,7 @@ export fn hak_set_check_mode(mode: c_int) c_int {
     const new_mode = std.meta.intToEnum(abi.CheckMode, mode) catch return HAK_ERR_ARG;
     process.ensureInit();
     if (stats.threads_total.load(.monotonic) != 0 or stats.large.allocs.load(.monotonic) != 0) return HAK_ERR_INVALID;
+    std.debug.assert(@intFromEnum(new_mode) == mode); // (intToEnum refused every other value)
     config.check_mode = new_mode;
     return HAK_OK;
 }
@@ -210,12 +223,16 @@ export fn hak_set_check_mode(mode: c_int) c_int {
 /// Check mode: checks every live block's redzones and every quarantined block's poison;
 /// returns how many problems it reported (0 outside check mode).
 export fn hak_check_heap() usize {
-    return @import("../calls/check.zig").sweep();
+    const problems = @import("../calls/check.zig").sweep();
+    std.debug.assert(problems == 0 or config.check_mode != .off); // none outside check mode
+    return problems;
 }
 
 /// 1 when `ptr` is a live guarded sample (HAKMEM_GUARD_SAMPLE_MB, guard.zig), else 0.
 export fn hak_sampled(ptr: ?*const anyopaque) c_int {
-    return @intFromBool(@import("../memory/guard.zig").isSample(@intFromPtr(ptr)));
+    const sampled = @import("../memory/guard.zig").isSample(@intFromPtr(ptr));
+    std.debug.assert(!sampled or ptr != null); // NULL is no sample
+    return @intFromBool(sampled);
 }
 
 export fn hak_check_mode() c_int {
@@ -230,6 +247,12 @@ export fn hak_collect(force: c_int) void {
 
 const version_z: [:0]const u8 = build_options.version ++ "";
 const build_id_z: [:0]const u8 = build_options.build_id ++ "";
+
+comptime {
+    // C reads both up to their NUL: neither empty nor cut short by one inside
+    std.debug.assert(version_z.len > 0 and std.mem.indexOfScalar(u8, version_z, 0) == null);
+    std.debug.assert(build_id_z.len > 0 and std.mem.indexOfScalar(u8, build_id_z, 0) == null);
+}
 
 export fn hak_version() [*:0]const u8 {
     return version_z.ptr;

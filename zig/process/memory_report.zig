@@ -86,10 +86,12 @@ pub fn read(out: *Values) void {
     set(out, .large_retained, retained);
     set(out, .large_overhead, chunks.large -| (live[2] + retained + large_held)); // measured: what units and pages round up and touch
     set(out, .cached_segments, @as(u64, arena.emptyCount()) * segment_mod.segment_size);
+    std.debug.assert(chunks.segment_headers <= chunks.segments); // (visit: headers are segments' slices)
     const metadata = chunks.segment_headers + heaps.resident + segment_map.residentBytes() + large_region.metadataResidentBytes();
     set(out, .metadata, metadata);
     set(out, .segments_resident, chunks.segments);
     set(out, .large_resident, chunks.large);
+    std.debug.assert(metadata >= chunks.segment_headers); // counted in both: the sum never underflows
     const measured = chunks.segments + chunks.large + metadata - chunks.segment_headers;
     set(out, .allocator_resident, measured);
     const parts = live_total + get(out, .thread_cache) + get(out, .page_free) + get(out, .empty_dirty) + retained + get(out, .large_overhead) + metadata;
@@ -111,6 +113,7 @@ fn estimatedWaste(sum: *const stats.BinCounters) u64 {
         if (live == 0) continue;
         const size = size_class.binBlockSize(bin);
         const class = size_class.classOf(size);
+        std.debug.assert(size_class.classSize(class) == size); // a bin's blocks are its class's size
         const below: u64 = if (class == 0) 0 else size_class.classSize(class - 1);
         std.debug.assert(below < size); // classes grow: a request of this bin is above the one below
         waste += live * ((size - below - 1) / 2);
@@ -136,6 +139,7 @@ const HeapWalk = struct {
     resident: u64 = 0,
 
     fn visit(self: *HeapWalk, heap: *const Heap, live: bool) void {
+        std.debug.assert(@intFromPtr(heap) % @alignOf(Heap) == 0);
         self.resident += os.residentBytes(@intFromPtr(heap), @sizeOf(Heap));
         if (!live) return;
         self.live += 1;
@@ -170,6 +174,8 @@ const ChunkWalk = struct {
     }
 
     fn visit(self: *ChunkWalk, chunk: usize, tag: segment_map.Tag) void {
+        std.debug.assert(chunk % segment_map.chunk_size == 0); // the map tags whole chunks
+        std.debug.assert(chunk != 0);
         switch (tag) {
             .none, .large_tail => {},
             .segment => self.measureSegment(chunk),

@@ -92,6 +92,9 @@ pub fn fastBin(size: usize) ?size_class.Bin {
 
 fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]StackOffset {
     @setEvalBranchQuota(20_000);
+    comptime std.debug.assert(std.math.isPowerOfTwo(step)); // the slot is (size + step - 1) >> log2(step)
+    comptime std.debug.assert(max % step == 0); // the last slot ends at max
+    std.debug.assert(tiny <= mid); // a consistent pair (setThresholds refuses others)
     var table: [max / step + 1]StackOffset = undefined;
     for (&table, 0..) |*entry, i| {
         const size = i * step; // the slot serves sizes size-step+1 .. size (and 0)
@@ -108,13 +111,23 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
 /// by the old thresholds: every tier serves every size up to its limit, and free finds
 /// the tier from the block, so that is harmless.
 fn routingChanged() void {
-    std.debug.assert(tiny_max <= mid_max and mid_max >= mid_max_min and mid_max <= mid_max_limit);
+    std.debug.assert(tiny_max <= mid_max);
+    std.debug.assert(tiny_max <= tiny_max_limit);
+    std.debug.assert(mid_max >= mid_max_min);
+    std.debug.assert(mid_max <= mid_max_limit);
     const by_16 = routingTable(16, by_16_max, tiny_max, mid_max);
     for (&bins_by_16, by_16) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
     const by_128 = routingTable(128, by_128_max, tiny_max, mid_max);
     for (&bins_by_128, by_128) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
     const by_4k = routingTable(4096, by_4k_max, tiny_max, mid_max);
     for (&bins_by_4k, by_4k) |*entry, new| @atomicStore(StackOffset, entry, new, .release);
+    if (std.debug.runtime_safety) {
+        // malloc's tables now agree with route() at both thresholds and just above them
+        for ([_]usize{ tiny_max, tiny_max + 1, mid_max, mid_max + 1 }) |size| {
+            const fast = fastBin(size) orelse continue;
+            std.debug.assert(fast == size_class.no_bin or fast == bin(size).?);
+        }
+    }
 }
 
 /// Valid: tiny_max in [0, tiny_max_limit] (0 turns tiny off), mid_max in [mid_max_min,
@@ -122,9 +135,12 @@ fn routingChanged() void {
 pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
     if (new_tiny_max > tiny_max_limit or new_mid_max > mid_max_limit or new_mid_max < mid_max_min) return false;
     if (new_tiny_max > new_mid_max) return false;
+    std.debug.assert(new_mid_max >= mid_max_min); // (refused above, with the limits)
     @atomicStore(usize, &tiny_max, new_tiny_max, .release);
     @atomicStore(usize, &mid_max, new_mid_max, .release);
     routingChanged();
+    std.debug.assert(tiny_max == new_tiny_max); // stored, and the tables rebuilt for them
+    std.debug.assert(mid_max == new_mid_max);
     return true;
 }
 
@@ -134,11 +150,14 @@ pub fn route(size: usize) Tier {
 
 /// The largest request `tier` takes under the thresholds now.
 pub fn tierMax(tier: Tier) usize {
-    return switch (tier) {
+    const max = switch (tier) {
         .tiny => tiny_max,
         .mid => mid_max,
         .large => abi.size_max,
     };
+    std.debug.assert(tier == .tiny or max >= mid_max_min); // only tiny may be off (0)
+    std.debug.assert(tier == .large or max <= mid_max_limit); // above it every size is large
+    return max;
 }
 
 /// The bin a request of `size` bytes is served from under the thresholds now; null for
@@ -149,11 +168,15 @@ pub fn bin(size: usize) ?size_class.Bin {
 }
 
 fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
-    return switch (routeBy(size, tiny, mid)) {
+    const tier = routeBy(size, tiny, mid);
+    const b: size_class.Bin = switch (tier) {
         .tiny => size_class.tinyBin(size),
         .mid => size_class.midBin(size),
-        .large => null,
+        .large => return null,
     };
+    std.debug.assert(size_class.binIsTiny(b) == (tier == .tiny)); // the bin is of the tier routed to
+    std.debug.assert(size_class.binBlockSize(b) >= size); // its blocks hold the request
+    return b;
 }
 
 fn routeBy(size: usize, tiny: usize, mid: usize) Tier {

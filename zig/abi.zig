@@ -36,7 +36,10 @@ pub const Result = enum(c_int) {
     }
 
     pub fn code(self: Result) c_int {
-        return @intFromEnum(self);
+        const c = @intFromEnum(self);
+        std.debug.assert(c <= 0); // C callers test `< 0`
+        std.debug.assert((c == 0) == (self == .ok)); // and only success is 0
+        return c;
     }
 };
 
@@ -110,9 +113,13 @@ pub const limits = [_]Limit{
 };
 
 comptime {
-    std.debug.assert(std.math.isPowerOfTwo(size_max) and std.math.isPowerOfTwo(alignment_max));
-    std.debug.assert(tiny_max_default <= tiny_max_limit and tiny_max_limit <= mid_max_min);
-    std.debug.assert(mid_max_min <= mid_max_default and mid_max_default <= mid_max_limit);
+    std.debug.assert(std.math.isPowerOfTwo(size_max));
+    std.debug.assert(std.math.isPowerOfTwo(alignment_max));
+    std.debug.assert(std.math.isPowerOfTwo(min_alignment));
+    std.debug.assert(tiny_max_default <= tiny_max_limit);
+    std.debug.assert(tiny_max_limit <= mid_max_min);
+    std.debug.assert(mid_max_min <= mid_max_default);
+    std.debug.assert(mid_max_default <= mid_max_limit);
     std.debug.assert(size_max < (1 << 53)); // exact as a JavaScript number
 }
 
@@ -161,7 +168,9 @@ pub const StatField = enum(u32) {
     }
 
     pub fn index(self: StatField) usize {
-        return @intFromEnum(self);
+        const i: usize = @intFromEnum(self);
+        std.debug.assert(i < stat_field_count); // within a tier's fields
+        return i;
     }
 };
 
@@ -200,7 +209,10 @@ pub const StatGlobal = enum(u32) {
 
     /// Position in the hak_stats_read array (after the tiers' fields).
     pub fn index(self: StatGlobal) usize {
-        return tier_count * stat_field_count + @intFromEnum(self);
+        const i = tier_count * stat_field_count + @intFromEnum(self);
+        std.debug.assert(i >= tier_count * stat_field_count); // after every tier's fields
+        std.debug.assert(i < stat_value_count); // within the array hak_stats_read fills
+        return i;
     }
 };
 
@@ -213,13 +225,17 @@ pub const stat_name_count = stat_field_count + stat_global_count;
 
 /// Position of (tier, field) in the hak_stats_read array.
 pub fn statIndex(tier: Tier, field: StatField) usize {
-    return @as(usize, @intFromEnum(tier)) * stat_field_count + @intFromEnum(field);
+    const i = @as(usize, @intFromEnum(tier)) * stat_field_count + @intFromEnum(field);
+    std.debug.assert(i < tier_count * stat_field_count); // before the globals
+    std.debug.assert(i % stat_field_count == field.index()); // tier-major: the field's column
+    return i;
 }
 
 /// hak_stat_name(i): a field name for i < stat_field_count, then global names.
 pub fn statName(i: usize) ?[]const u8 {
     if (i < stat_field_count) return @tagName(@as(StatField, @enumFromInt(i)));
     if (i < stat_name_count) return @tagName(@as(StatGlobal, @enumFromInt(i - stat_field_count)));
+    std.debug.assert(i >= stat_field_count + stat_global_count); // only past the names: none
     return null;
 }
 
@@ -402,13 +418,17 @@ pub const trace_constants = [_]Limit{
 
 /// FNV-1a of `bytes` (a block's checksum).
 pub fn traceChecksum(bytes: []const u8) u32 {
+    std.debug.assert(bytes.len <= trace_block_payload_max + trace_event_bytes_max); // a block's payload (the readers' bound)
     var h: u32 = trace_fnv_offset;
     for (bytes) |b| h = (h ^ b) *% trace_fnv_prime;
     return h;
 }
 
 comptime {
-    std.debug.assert(@sizeOf(TraceFileHeader) == 32 and @sizeOf(TraceBlockHeader) == 24);
+    std.debug.assert(@sizeOf(TraceFileHeader) == 32);
+    std.debug.assert(@sizeOf(TraceBlockHeader) == 24);
+    std.debug.assert(trace_event_bytes_max <= trace_block_payload_max); // an event fits a block
+    std.debug.assert(trace_magic != trace_block_magic); // a file header is no block header
     std.debug.assert(@typeInfo(TraceEvent).@"enum".fields.len <= 16);
 }
 

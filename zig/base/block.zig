@@ -24,6 +24,13 @@ const std = @import("std");
 pub const Block = extern struct {
     link: usize,
     key: usize,
+
+    comptime {
+        // the two words fit the smallest block (16 bytes), link first, key right after
+        std.debug.assert(@sizeOf(Block) == 16); // size_class.min_block_size (a layer above)
+        std.debug.assert(@offsetOf(Block, "link") == 0);
+        std.debug.assert(@offsetOf(Block, "key") == @sizeOf(usize));
+    }
 };
 
 /// The key word of a free block. Odd, so it never equals an aligned pointer a program stored.
@@ -56,7 +63,9 @@ pub fn initSecrets() void {
     link_secret = words[1];
     order_secret = words[2];
     std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
+    std.debug.assert(fresh_key & 1 == 1); // (nor the fresh key)
     std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
+    std.debug.assert(free_key != 0); // set: later calls keep it
 }
 
 /// Fills `out` with random bytes: getrandom (retried on EINTR; GRND_NONBLOCK, so a process
@@ -75,6 +84,7 @@ fn randomWords(out: *[3]u64) void {
 }
 
 fn fromGetrandom(buf: []u8) bool {
+    std.debug.assert(buf.len > 0); // a read of 0 bytes would pass for one that filled it
     var done: usize = 0;
     var attempts: u32 = 0;
     while (done < buf.len and attempts < 64) : (attempts += 1) {
@@ -90,6 +100,7 @@ fn fromGetrandom(buf: []u8) bool {
 }
 
 fn fromUrandom(buf: []u8) bool {
+    std.debug.assert(buf.len > 0); // (n == 0 means the end of the file below)
     const rc = linux.open("/dev/urandom", .{ .CLOEXEC = true }, 0);
     if (linux.E.init(rc) != .SUCCESS) return false;
     const fd: i32 = @intCast(rc);

@@ -26,7 +26,7 @@ pub const Where = enum {
     unknown,
 
     pub fn text(self: Where) []const u8 {
-        return switch (self) {
+        const t = switch (self) {
             .stack => "on the calling thread's stack, not heap memory",
             .file => "in a loaded file's code or static data, not heap memory",
             .unmapped => "not mapped at all",
@@ -34,6 +34,8 @@ pub const Where = enum {
             .heap_like => "maybe another allocator's block",
             .unknown => "/proc/self/maps unreadable",
         };
+        std.debug.assert(t.len > 0);
+        return t;
     }
 
     /// True unless the pointer certainly is not a block of another allocator.
@@ -55,6 +57,9 @@ fn parseLine(line: []const u8) ?Mapping {
     _ = fields.next() orelse return null; // offset
     _ = fields.next() orelse return null; // dev
     const inode = std.fmt.parseUnsigned(u64, fields.next() orelse return null, 10) catch return null;
+    // the kernel's lines: a mapping is whole pages, never empty
+    std.debug.assert(start < end);
+    std.debug.assert(start % std.heap.page_size_min == 0 and end % std.heap.page_size_min == 0);
     return .{ .start = start, .end = end, .inode = inode, .path = fields.rest() };
 }
 
@@ -62,6 +67,8 @@ fn parseLine(line: []const u8) ?Mapping {
 /// zero-initialised static data (.bss), which the kernel maps anonymously right after the
 /// file's data (new mmaps are placed below existing ones, not right above them).
 fn kindOf(m: Mapping, stack_start: usize, after_file: bool) Where {
+    std.debug.assert(m.start < m.end);
+    std.debug.assert(!after_file or m.start != 0); // a file's mapping ended where this starts
     if (m.start == stack_start or std.mem.eql(u8, m.path, "[stack]")) return .stack;
     if (std.mem.eql(u8, m.path, "[heap]")) return .heap_like;
     if (m.inode != 0) return .file;
@@ -129,7 +136,11 @@ pub fn where(addr: usize) Where {
     var search: Search = .{ .addr = addr, .sp = @intFromPtr(&marker) }; // sp: in the calling thread's stack
     if (!eachMapping(&search, Search.visit)) return .unknown;
     const m = search.found orelse return .unmapped;
-    return kindOf(m, search.stack_start, search.after_file);
+    std.debug.assert(m.start <= addr); // the mapping found holds addr
+    std.debug.assert(addr < m.end);
+    const kind = kindOf(m, search.stack_start, search.after_file);
+    std.debug.assert(kind != .unmapped and kind != .unknown); // a mapping was found and read
+    return kind;
 }
 
 pub const Range = struct { start: usize, end: usize };

@@ -98,9 +98,20 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
     std.debug.assert(bin < size_class.bin_count);
-    if (h.cache.pop(bin)) |blk| return alignedTo(blk, abi.min_alignment);
+    if (h.cache.pop(bin)) |blk| return alignedTo(ofBin(blk, bin), abi.min_alignment);
     validate.atSlowPath(h);
-    return alignedTo(h.allocSlow(bin), abi.min_alignment);
+    return alignedTo(if (h.allocSlow(bin)) |blk| ofBin(blk, bin) else null, abi.min_alignment);
+}
+
+/// `blk`, asserted (safe builds: a lookup) to be a block start of a page of `bin`.
+inline fn ofBin(blk: *Block, bin: usize) *Block {
+    if (std.debug.runtime_safety) {
+        const addr = @intFromPtr(blk);
+        const page = Segment.of(addr).pageOf(addr);
+        std.debug.assert(page.bin == bin); // the bin's stack holds the bin's blocks only
+        std.debug.assert(page.blockOf(addr) == addr); // a block start, never an interior
+    }
+    return blk;
 }
 
 /// `ptr`, asserted to be aligned to `alignment` (a postcondition of every allocation).
@@ -158,12 +169,13 @@ pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
             const raw = allocBin(h, bin) orelse return outOfMemory();
             const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
             std.debug.assert(at + size <= @intFromPtr(raw) + size_class.binBlockSize(bin)); // the padding holds it
+            std.debug.assert(at - @intFromPtr(raw) < alignment); // less than one alignment skipped
             if (at != @intFromPtr(raw)) {
                 const page = Segment.of(at).pageOf(at);
                 if (page.flags & page_mod.flag_aligned == 0) page.setFlags(page_mod.flag_aligned);
                 std.debug.assert(page.fast_magic == 0); // its frees take the slow path, which finds the block
             }
-            return @ptrFromInt(at);
+            return alignedTo(@ptrFromInt(at), alignment);
         }
     }
     return mallocLarge(h, size, alignment, false);
@@ -181,12 +193,16 @@ pub fn free(addr: usize) FreeResult {
     if (tag != .segment) return freeLarge(addr, tag);
     const page = Segment.of(addr).pageOf(addr);
     const start = page.blockOf(addr) orelse return .invalid;
+    std.debug.assert(start <= addr); // the block at addr, or (aligned pages) the one holding it
+    std.debug.assert(addr - start < page.block_size);
     if (page.flags & page_mod.flag_sampled != 0) profile.freed(start);
     return freeBlock(page, @ptrFromInt(start));
 }
 
 /// Frees `blk`, a block of `page` (page.blockOf said so; free_fast.zig's test says so too).
 pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
+    std.debug.assert(page.bin < size_class.bin_count); // a page in use (blockOf answered)
+    std.debug.assert(@intFromPtr(blk) % abi.min_alignment == 0); // a block start
     const h = thread.currentAny();
     if (block_mod.isMarkedFree(blk)) {
         // The key says it is free already: a double free if it is found where a free block
@@ -221,6 +237,8 @@ fn result(outcome: heap_mod.FreeOutcome) FreeResult {
 /// thread's cache, free on its page (after collecting the page's remote frees when
 /// this heap owns it), at the head of its remote list, or in another thread's cache.
 fn isFreed(h: ?*Heap, page: *Page, addr: usize) bool {
+    std.debug.assert(h == thread.currentAny()); // this thread's heap (or none): its cache is searched first
+    std.debug.assert(addr % abi.min_alignment == 0); // a block start
     const blk: *Block = @ptrFromInt(addr);
     if (h) |owner| {
         if (owner.cache.contains(page.bin, blk)) return true;
@@ -241,6 +259,7 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;
     const bin = page.bin; // (read first: once the block is pushed its page may be given back)
+    std.debug.assert(bin < size_class.bin_count);
     blk.key = block_mod.free_key;
     const claimed = page.pushRemoteChain(blk, blk);
     stats.incr(&stats.heapless_frees[bin]);
@@ -345,6 +364,7 @@ pub fn classify(addr: usize) Kind {
     const page = Segment.of(addr).pageOf(addr);
     const start = page.blockOf(addr) orelse return .invalid;
     std.debug.assert(start <= addr); // the block that starts at addr, or (aligned pages) contains it
+    std.debug.assert(addr - start < page.block_size);
     if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
     return .{ .page_block = .{ .page = page, .start = start } };
 }
@@ -354,11 +374,18 @@ pub fn classify(addr: usize) Kind {
 pub fn usableOf(addr: usize, kind: Kind) ?usize {
     return switch (kind) {
         .page_block => |b| blk: {
-            std.debug.assert(addr >= b.start and addr - b.start < b.page.block_size); // classify's answer
+            std.debug.assert(addr >= b.start); // classify's answer: the block holds addr
+            std.debug.assert(addr - b.start < b.page.block_size);
             break :blk b.page.block_size - (addr - b.start);
         },
-        .large => |h| h.usable_size,
-        .guarded => |n| n,
+        .large => |h| blk: {
+            std.debug.assert(h.usable_size > 0); // a live block holds a byte at least
+            break :blk h.usable_size;
+        },
+        .guarded => |n| blk: {
+            std.debug.assert(n > 0);
+            break :blk n;
+        },
         .freed, .not_owned, .invalid => null,
     };
 }

@@ -44,7 +44,11 @@ pub var relief_passes: stats.Counter = .init(0);
 
 /// Mapped bytes allowed before pressure is declared: 7/8 of a limit.
 fn pressureMark(limit: usize) usize {
-    return limit - limit / 8;
+    std.debug.assert(limit > 0); // (0 is no limit: callers return first)
+    const mark = limit - limit / 8;
+    std.debug.assert(mark > 0); // a used byte count of 0 is never pressure
+    std.debug.assert(mark <= limit);
+    return mark;
 }
 
 /// Room for `bytes` more under the hard budget: true (claimed: call settle after the
@@ -64,6 +68,7 @@ pub fn claim(bytes: usize) bool {
 
 /// The mapping a claim was for is counted in os_mapped_bytes now (or was not made).
 pub fn settle(bytes: usize) void {
+    std.debug.assert(bytes % os.page_size == 0); // what claim took: whole pages
     if (limit_bytes == 0) return;
     const before = claimed_bytes.fetchSub(bytes, .monotonic);
     std.debug.assert(before >= bytes); // settles a claim that passed, once
@@ -74,6 +79,7 @@ pub fn settle(bytes: usize) void {
 /// poll found it. Polls (the hard budget's use, memory.current) at most every poll_ms.
 /// Slow paths only; without limits two loads.
 pub fn shouldRelieve(now_ms: u64, seen: *u32) bool {
+    std.debug.assert(now_ms < std.math.maxInt(u64) / 2); // a clock in ms: now_ms + poll_ms never wraps
     if (limit_bytes == 0 and cgroup_limit_bytes == 0) return false;
     const due = next_poll_ms.load(.monotonic);
     if (now_ms >= due and next_poll_ms.cmpxchgStrong(due, now_ms + poll_ms, .monotonic, .monotonic) == null) {
@@ -116,6 +122,8 @@ pub fn initCgroup(dir_override: ?[]const u8) void {
     const max = readLimit(dir, "memory.max");
     const high = readLimit(dir, "memory.high");
     const limit = if (max != 0 and high != 0) @min(max, high) else @max(max, high);
+    std.debug.assert(max == 0 or limit <= max); // the lower of the ones set
+    std.debug.assert(high == 0 or limit <= high);
     if (limit == 0) return;
     const suffix = "/memory.current";
     if (dir.len + suffix.len + 1 > path_max) return;
@@ -167,6 +175,7 @@ fn readFile(path: [*:0]const u8, buf: []u8) ?[]const u8 {
     const fd = std.posix.openZ(path, .{ .CLOEXEC = true }, 0) catch return null;
     defer std.posix.close(fd);
     const n = std.posix.read(fd, buf) catch return null;
+    std.debug.assert(n <= buf.len); // the kernel writes at most what was asked
     return buf[0..n];
 }
 

@@ -68,7 +68,9 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
         var resident: large_region.ResidentMask = undefined;
         if (large_region.alloc(large_header.unitsFor(mapped), if (zeroed) &resident else null, large_recent.rememberPurged)) |span| {
             if (zeroed and span.resident_units != 0) zeroResident(span, &resident, offset, size);
-            return placeInRegion(span, mapped, offset, now_ms);
+            const p = placeInRegion(span, mapped, offset, now_ms);
+            std.debug.assert(@intFromPtr(p) % alignment == 0); // a unit boundary + offset, aligned
+            return p;
         }
     }
     const base = (if (alignment < chunk_size) large_mappings.reuseCached(mapped) else null) orelse mapFresh(mapped, alignment, offset) orelse return null;
@@ -90,6 +92,8 @@ pub fn alloc(size: usize, alignment: usize, zeroed: bool, now_ms: u64) ?*anyopaq
 /// A block on a run of region units: its header and the counts.
 fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: u64) *anyopaque {
     std.debug.assert(span.units == large_header.unitsFor(mapped)); // the run asked for
+    std.debug.assert(span.resident_units <= span.units); // (the counts below never go negative)
+    std.debug.assert(offset < mapped); // the block has a byte at least inside the run
     const header: *LargeHeader = @ptrFromInt(span.base);
     header.* = .{ .magic = live_magic, .mapped_size = mapped, .block_offset = offset, .usable_size = mapped - offset, .region_units = span.units };
     large_header.assertConsistent(header);
@@ -162,6 +166,8 @@ fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
 
 /// Classifies `addr` in a chunk tagged large_head or large_tail.
 pub fn lookup(addr: usize, tag: segment_map.Tag) Lookup {
+    std.debug.assert(tag != .segment); // (a segment's pointers have a page)
+    std.debug.assert(tag != .none); // (no chunk of hakmem's: large_recent answers)
     if (tag == .large_region) return lookupInRegion(addr);
     const base = if (tag == .large_head) addr & ~(chunk_size - 1) else segment_map.largeHeadOf(addr) orelse return .foreign;
     const header: *LargeHeader = @ptrFromInt(base);
@@ -191,6 +197,7 @@ pub inline fn lookupInRegion(addr: usize) Lookup {
 
 /// Tier and size of the large block at `addr` (live, cached or recently unmapped), for a report.
 pub fn describe(addr: usize, tag: segment_map.Tag) ?misuse.Where {
+    std.debug.assert(tag != .segment); // (slow.describe asks the page)
     if (tag == .none) {
         const size = large_recent.recentlyFreedSize(addr) orelse return null;
         return .{ .tier = "large", .block_size = size };
@@ -222,6 +229,8 @@ pub fn free(header: *LargeHeader, now_ms: u64) bool {
 }
 
 fn countFree(header: *const LargeHeader) void {
+    std.debug.assert(header.magic == cached_magic); // counted once, by the free that won the CAS
+    std.debug.assert(header.usable_size > 0); // what alloc added to live_bytes
     stats.incr(&stats.large.frees);
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
 }
@@ -247,6 +256,7 @@ pub fn giveBack(header: *LargeHeader, now_ms: u64) void {
 /// Purges region units and unmaps cached mappings along the decay curve (decay.zig),
 /// oldest first; all with `force`.
 pub fn decay(now_ms: u64, force: bool) void {
+    std.debug.assert(now_ms < std.math.maxInt(u64) / 2); // a clock in ms: deadlines after it never wrap
     trimRegions(now_ms, force);
     large_mappings.decay(now_ms, force);
 }

@@ -19,6 +19,7 @@ var recent_next = std.atomic.Value(usize).init(0);
 /// Remembers a freed block (magic cached) whose memory is about to go back to the OS.
 pub fn rememberUnmapped(header: *const LargeHeader) void {
     if (header.magic != large_header.cached_magic) return;
+    std.debug.assert(header.block_offset >= large_header.header_room); // the block after its header
     remember(@intFromPtr(header) + header.block_offset, header.usable_size);
 }
 
@@ -34,6 +35,7 @@ pub fn rememberPurged(block_base: usize) void {
 pub fn remember(addr: usize, usable_size: usize) void {
     std.debug.assert(addr != 0); // 0 marks a slot being written (a reader skips it)
     std.debug.assert(addr % large_header.header_room == 0); // a large block's start: base + offset
+    std.debug.assert(usable_size > 0); // a block held a byte at least (a reader's size, never "none")
     const slot = &recent[recent_next.fetchAdd(1, .monotonic) % recent_slots];
     @atomicStore(usize, &slot.addr, 0, .monotonic);
     @atomicStore(usize, &slot.usable_size, usable_size, .monotonic);
@@ -42,6 +44,9 @@ pub fn remember(addr: usize, usable_size: usize) void {
 
 /// The usable size of the block that started at `addr`, when it is one of the last 64 given back.
 pub fn recentlyFreedSize(addr: usize) ?usize {
+    // 0 is an empty slot's address, and a slot's while it is written: NULL would match
+    // (callers: a pointer free, realloc or a report found to be no live block, never NULL)
+    std.debug.assert(addr != 0);
     for (&recent) |*slot| {
         if (@atomicLoad(usize, &slot.addr, .acquire) == addr) return @atomicLoad(usize, &slot.usable_size, .monotonic);
     }

@@ -62,6 +62,8 @@ pub const Segment = struct {
 
     /// The block bitmap of the page whose first slice is `slice`.
     pub fn bitsOf(self: *Segment, slice: usize) [*]u64 {
+        std.debug.assert(slice >= 1); // a page's first slice (slice 0 is the header)
+        std.debug.assert(slice < slice_count); // (so the bitmaps stay inside slice 0: comptime above)
         return @ptrFromInt(@intFromPtr(self) + bits_offset + slice * bits_bytes_per_slice);
     }
 
@@ -72,21 +74,29 @@ pub const Segment = struct {
     }
 
     pub fn sliceAddress(self: *Segment, slice: usize) usize {
+        std.debug.assert(slice < slice_count); // inside the segment
         return @intFromPtr(self) + slice * size_class.slice_size;
     }
 
     pub fn sliceIndex(self: *Segment, page: *Page) usize {
-        return (@intFromPtr(page) - @intFromPtr(&self.pages[0])) / @sizeOf(Page);
+        const index = (@intFromPtr(page) - @intFromPtr(&self.pages[0])) / @sizeOf(Page);
+        std.debug.assert(index < slice_count); // a descriptor of this segment,
+        std.debug.assert(&self.pages[index] == page); // never a pointer inside one
+        return index;
     }
 
     /// A fresh mapping's header: every slice free, none resident.
     pub fn initHeader(self: *Segment) void {
         self.* = .{};
+        std.debug.assert(self.isEmpty());
+        std.debug.assert(self.dirty_slices == 0); // none resident
     }
 
     /// No page in use, and every slice free (none being purged).
     pub fn isEmpty(self: *const Segment) bool {
-        return self.used_pages == 0 and self.free_slices == usable_slices;
+        const empty = self.used_pages == 0 and self.free_slices == usable_slices;
+        std.debug.assert(!empty or self.purging_slices == 0); // a slice being purged is not free
+        return empty;
     }
 
     /// Every slice is in a page (none free, none being purged).
@@ -95,10 +105,13 @@ pub const Segment = struct {
     }
 
     fn runMask(count: usize) u64 {
+        std.debug.assert(count >= 1); // a span is a slice at least
         return if (count >= 64) all_slices else (@as(u64, 1) << @intCast(count)) - 1;
     }
 
     pub fn hasRoomFor(self: *const Segment, count: usize) bool {
+        std.debug.assert(count >= 1);
+        std.debug.assert(count < slice_count); // slice 0 is the header
         return @popCount(self.free_slices) >= count and self.findRun(count) != null;
     }
 
@@ -107,7 +120,8 @@ pub const Segment = struct {
     /// The run of `count` free slices that overlaps the most dirty (still resident) slices,
     /// first one on ties: reusing resident memory keeps RSS down and saves page faults.
     pub fn findRun(self: *const Segment, count: usize) ?Run {
-        std.debug.assert(count >= 1 and count < slice_count);
+        std.debug.assert(count >= 1);
+        std.debug.assert(count < slice_count);
         // Bit s of `starts`: slices s..s+count-1 are all free (a shift brings in zeros, so
         // no run passes the last slice; slice 0, the header, is never free).
         var starts = self.free_slices;
@@ -129,6 +143,9 @@ pub const Segment = struct {
             const dirty: usize = @popCount(self.dirty_slices & (mask << @intCast(slice)));
             if (best == null or dirty > best.?.dirty_slices) best = .{ .slice = slice, .dirty_slices = dirty };
         }
+        std.debug.assert(best != null); // starts != 0: a run exists
+        std.debug.assert(best.?.slice >= 1); // never the header
+        std.debug.assert(best.?.dirty_slices < count); // (else `perfect` found it)
         return best;
     }
 
@@ -154,6 +171,9 @@ pub const Segment = struct {
         const page = &self.pages[slice];
         page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked, owner);
         self.used_pages += 1;
+        std.debug.assert(self.free_slices & run == 0); // taken: neither free nor dirty
+        std.debug.assert(self.dirty_slices & run == 0);
+        std.debug.assert(page.slice_count == count); // the span's descriptor
         return page;
     }
 
@@ -162,7 +182,10 @@ pub const Segment = struct {
         const slice = self.sliceIndex(page);
         const count: usize = page.slice_count;
         std.debug.assert(page.flags & page_mod.flag_unused == 0);
+        std.debug.assert(page.slice_offset == 0); // a span's first slice
         const run = runMask(count) << @intCast(slice);
+        std.debug.assert(self.free_slices & run == 0); // not returned twice
+        std.debug.assert(self.purging_slices & run == 0);
         self.free_slices |= run;
         if (self.dirty_slices == 0) self.dirty_since_ms = now_ms;
         self.dirty_slices |= run;
@@ -171,6 +194,7 @@ pub const Segment = struct {
         std.debug.assert(self.used_pages > 0);
         self.used_pages -= 1;
         if (self.used_pages == 0) self.empty_since_ms = now_ms;
+        std.debug.assert(self.pages[slice].flags & page_mod.flag_unused != 0); // a free slice's descriptor
     }
 
     pub fn dirtyBytes(self: *const Segment) usize {
@@ -215,7 +239,9 @@ pub const Segment = struct {
     /// made without the lock (purgeRuns, then endPurge); counted per tier.
     pub fn beginPurge(self: *Segment) Taken {
         const taken = self.dirty_slices;
-        std.debug.assert(taken & ~self.free_slices == 0 and self.purging_slices & taken == 0);
+        std.debug.assert(taken & ~self.free_slices == 0); // dirty slices are free
+        std.debug.assert(self.purging_slices & taken == 0); // and not being purged already
+        std.debug.assert(self.dirty_mid_slices & ~taken == 0); // mid's are dirty: tiny_bytes >= 0
         const mid_bytes = @as(usize, @popCount(self.dirty_mid_slices)) * size_class.slice_size;
         const purged: Purged = .{ .tiny_bytes = self.dirtyBytes() - mid_bytes, .mid_bytes = mid_bytes };
         self.free_slices &= ~taken;
@@ -228,6 +254,8 @@ pub const Segment = struct {
     /// (the arena's lock held) The slices of beginPurge are free again, clean.
     pub fn endPurge(self: *Segment, slices: u64) void {
         std.debug.assert(self.purging_slices & slices == slices);
+        std.debug.assert(self.free_slices & slices == 0); // out of free_slices while purged
+        std.debug.assert(self.dirty_slices & slices == 0); // no page freed them meanwhile: clean
         self.purging_slices &= ~slices;
         self.free_slices |= slices;
     }
@@ -235,6 +263,7 @@ pub const Segment = struct {
     /// Gives the slices of `mask` back to the OS (`purge_fn` once per contiguous run). No
     /// lock needed: the slices are taken (beginPurge).
     pub fn purgeRuns(self: *Segment, mask: u64, purge_fn: *const fn ([*]u8, usize) void) void {
+        std.debug.assert(mask & 1 == 0); // never the header slice
         var slice: usize = 1;
         while (slice < slice_count) {
             if (mask & (@as(u64, 1) << @intCast(slice)) == 0) {
@@ -266,7 +295,9 @@ pub const SegmentList = struct {
     count: usize = 0,
 
     pub fn push(self: *SegmentList, seg: *Segment) void {
-        std.debug.assert(seg.next == null and seg.prev == null and self.first != seg);
+        std.debug.assert(seg.next == null); // in no list
+        std.debug.assert(seg.prev == null);
+        std.debug.assert(self.first != seg);
         seg.next = self.first;
         if (self.first) |f| f.prev = seg else self.last = seg;
         self.first = seg;
@@ -274,7 +305,9 @@ pub const SegmentList = struct {
     }
 
     pub fn pushBack(self: *SegmentList, seg: *Segment) void {
-        std.debug.assert(seg.next == null and seg.prev == null and self.last != seg);
+        std.debug.assert(seg.next == null); // in no list
+        std.debug.assert(seg.prev == null);
+        std.debug.assert(self.last != seg);
         seg.prev = self.last;
         if (self.last) |l| l.next = seg else self.first = seg;
         self.last = seg;

@@ -182,16 +182,7 @@ fn unmapSegment(seg: *Segment) void {
 /// (lock held) The segment empty for longest, out of the list; null when none is empty.
 /// Bounded by the list's count.
 fn takeOldestEmpty() ?*Segment {
-    var oldest: ?*Segment = null;
-    var it = segments.first;
-    var seen: usize = 0;
-    while (it) |seg| : (it = seg.next) {
-        seen += 1;
-        std.debug.assert(seen <= segments.count);
-        if (!seg.isEmpty()) continue;
-        if (oldest == null or seg.empty_since_ms < oldest.?.empty_since_ms) oldest = seg;
-    }
-    const seg = oldest orelse return null;
+    const seg = oldestOf(isEmptySegment, emptySince) orelse return null;
     std.debug.assert(empty_count > 0 and seg.isEmpty());
     segments.remove(seg);
     empty_count -= 1;
@@ -293,16 +284,36 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
 
 /// (lock held) The segment whose dirty slices are oldest; bounded by the list's count.
 fn oldestDirty() ?*Segment {
+    return oldestOf(hasDirty, dirtySince);
+}
+
+/// (lock held) Of the segments `has` picks, the one whose time `since` is earliest (null
+/// when it picks none). Bounded by the list's count.
+fn oldestOf(comptime has: fn (*const Segment) bool, comptime since: fn (*const Segment) u64) ?*Segment {
     var oldest: ?*Segment = null;
     var it = segments.first;
     var seen: usize = 0;
     while (it) |seg| : (it = seg.next) {
         seen += 1;
         std.debug.assert(seen <= segments.count);
-        if (seg.dirty_slices == 0) continue;
-        if (oldest == null or seg.dirty_since_ms < oldest.?.dirty_since_ms) oldest = seg;
+        if (!has(seg)) continue;
+        if (oldest == null or since(seg) < since(oldest.?)) oldest = seg;
     }
+    if (oldest) |o| std.debug.assert(has(o)); // (what it returns is one it picks)
     return oldest;
+}
+
+fn isEmptySegment(seg: *const Segment) bool {
+    return seg.isEmpty();
+}
+fn emptySince(seg: *const Segment) u64 {
+    return seg.empty_since_ms;
+}
+fn hasDirty(seg: *const Segment) bool {
+    return seg.dirty_slices != 0;
+}
+fn dirtySince(seg: *const Segment) u64 {
+    return seg.dirty_since_ms;
 }
 
 /// At a thread's exit: dirty slices beyond `keep_bytes` (all segments together) purged

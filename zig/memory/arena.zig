@@ -95,6 +95,8 @@ fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool
     }
     stats.pageAcquired(page.tierIndex(), slices * size_class.slice_size, reused);
     std.debug.assert(page.owner.load(.monotonic) == owner and page.isHeld());
+    std.debug.assert(page.bin == bin and page.slice_count == slices); // the span asked for
+    std.debug.assert(!seg.isEmpty()); // a page in use now
     return page;
 }
 
@@ -120,6 +122,10 @@ fn bestRun(slices: usize) ?Best {
         best = .{ .segment = seg, .run = run };
         if (run.dirty_slices == slices and seg.used_pages != 0) break; // cannot do better
     }
+    if (best) |b| {
+        std.debug.assert(b.run.slice >= 1 and b.run.slice + slices <= segment_mod.slice_count); // not the header
+        std.debug.assert(b.run.dirty_slices <= slices);
+    }
     return best;
 }
 
@@ -140,6 +146,7 @@ pub fn releasePage(page: *Page, now_ms: u64) void {
         segments.push(seg);
     }
     if (seg.used_pages == 0) empty_count += 1;
+    std.debug.assert(empty_count <= segments.count);
     const over_retain = stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes;
     const taken: ?Segment.Taken = if (over_retain) seg.beginPurge() else null;
     const evicted = if (empty_count * segment_size > config.retain_max_bytes) takeOldestEmpty() else null;
@@ -194,6 +201,8 @@ fn takeOldestEmpty() ?*Segment {
 /// (lock released) The system calls of purges begun under the lock, then their slices
 /// given back clean under it.
 fn finishPurges(segs: []const *Segment, taken: []const Segment.Taken) void {
+    std.debug.assert(segs.len == taken.len); // one record per segment
+    std.debug.assert(segs.len >= 1 and segs.len <= batch_max);
     for (segs, taken) |seg, t| seg.purgeRuns(t.slices, os.purge);
     lock.acquire();
     for (segs, taken) |seg, t| seg.endPurge(t.slices);
@@ -239,6 +248,7 @@ fn unmapEmptyStep(now_ms: u64, force: bool) bool {
     while (count < doomed.len) {
         if (empty_count == 0 or !(force or tally.release(segment_size))) break;
         doomed[count] = takeOldestEmpty() orelse break; // (one being purged waits)
+        std.debug.assert(doomed[count].isEmpty()); // no page in use: nothing to lose
         count += 1;
     }
     lock.release();
@@ -272,6 +282,7 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
             .keep_bytes => |keep| dirty_total > keep,
         };
         if (!go) break;
+        std.debug.assert(bytes > 0 and bytes <= dirty_total); // one of the segments summed, picked once
         dirty_total -= bytes;
         segs[count] = seg;
         taken[count] = seg.beginPurge();

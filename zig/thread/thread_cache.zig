@@ -67,12 +67,15 @@ pub const max_bytes_per_big_bin: usize = 512 * 1024;
 
 /// Blocks above big_block_min that share pages (up to size_class.single_block_min).
 pub fn isBigBin(bin: usize) bool {
+    std.debug.assert(bin < bins);
     const block_size = size_class.binBlockSize(bin);
     return block_size > big_block_min and block_size <= size_class.single_block_min;
 }
 
 fn maxBytesOfBin(bin: usize) usize {
-    return if (isBigBin(bin)) max_bytes_per_big_bin else max_bytes_per_bin;
+    const bytes = if (isBigBin(bin)) max_bytes_per_big_bin else max_bytes_per_bin;
+    std.debug.assert(bytes >= max_bytes_per_bin); // a big bin has more room, never less
+    return bytes;
 }
 pub const max_cached_block: usize = 256 * 1024;
 pub const max_blocks: u32 = 256;
@@ -113,27 +116,37 @@ const big_initial_bytes: usize = blk: {
 pub fn maxCapacity(bin: usize) u32 {
     if (size_class.binBlockSize(bin) > max_cached_block) return 0;
     const by_bytes = maxBytesOfBin(bin) / size_class.binBlockSize(bin);
-    return @intCast(@min(by_bytes, max_blocks));
+    const most: u32 = @intCast(@min(by_bytes, max_blocks));
+    std.debug.assert(@as(usize, most) * size_class.binBlockSize(bin) <= maxBytesOfBin(bin)); // within the bin's bytes
+    return most;
 }
 
 /// Smallest capacity an idle bin shrinks to (0 for bins without a cache, and for bins of
 /// blocks above initial_bytes_per_bin).
 pub fn minCapacity(bin: usize) u32 {
     if (size_class.binBlockSize(bin) > initial_bytes_per_bin) return 0;
-    return @min(min_blocks, maxCapacity(bin));
+    const least = @min(min_blocks, maxCapacity(bin));
+    std.debug.assert(least <= maxCapacity(bin));
+    return least;
 }
 
 pub fn initialCapacity(bin: usize) u32 {
     const by_bytes = initial_bytes_per_bin / size_class.binBlockSize(bin);
-    return @intCast(@min(@min(initial_blocks, by_bytes), maxCapacity(bin)));
+    const initial: u32 = @intCast(@min(@min(initial_blocks, by_bytes), maxCapacity(bin)));
+    std.debug.assert(@as(usize, initial) * size_class.binBlockSize(bin) <= initial_bytes_per_bin); // the initial room's bound
+    std.debug.assert(initial <= maxCapacity(bin));
+    return initial;
 }
 
 /// After an overflow: grow when the bin was allocated from at least `capacity` times since
 /// the previous overflow (the cache cycles: more room saves refills and flushes); a bin
 /// with no room gets one block's once it was allocated from.
 pub fn capacityAfterOverflow(bin: usize, capacity: u32, allocs_since_last: u64) u32 {
+    std.debug.assert(capacity <= maxCapacity(bin));
     if (allocs_since_last < @max(capacity, 1)) return capacity;
-    return @min(@max(capacity * 2, 1), maxCapacity(bin));
+    const grown = @min(@max(capacity * 2, 1), maxCapacity(bin));
+    std.debug.assert(grown >= capacity); // never shrinks here
+    return grown;
 }
 
 /// Blocks a bin that is only freed into (a consumer's: its thread does not allocate from
@@ -144,12 +157,18 @@ pub const free_only_blocks_max: u32 = 64;
 /// After an overflow with no allocation from the bin since the previous one: the batch
 /// doubles up to free_only_blocks_max (never past maxCapacity).
 pub fn capacityWhenOnlyFreed(bin: usize, capacity: u32) u32 {
-    return @max(capacity, @min(@max(capacity * 2, 1), @min(free_only_blocks_max, maxCapacity(bin))));
+    std.debug.assert(capacity <= maxCapacity(bin));
+    const batch = @max(capacity, @min(@max(capacity * 2, 1), @min(free_only_blocks_max, maxCapacity(bin))));
+    std.debug.assert(batch >= capacity and batch <= maxCapacity(bin));
+    return batch;
 }
 
 /// At a maintenance tick: an idle bin halves its capacity (its blocks go back to pages).
 pub fn capacityWhenIdle(bin: usize, capacity: u32) u32 {
-    return @max(minCapacity(bin), capacity / 2);
+    const shrunk = @max(minCapacity(bin), capacity / 2);
+    std.debug.assert(shrunk >= minCapacity(bin));
+    std.debug.assert(capacity < minCapacity(bin) or shrunk <= capacity); // never grows an idle bin
+    return shrunk;
 }
 
 /// Where each bin's slots start in `Cache.slots`, and how many there are in all. Each bin's
@@ -349,6 +368,8 @@ pub const Cache = extern struct {
     /// The bin's blocks, oldest first.
     fn held(self: *Cache, bin: usize) []*Block {
         const e = &self.entries[bin];
+        std.debug.assert(e.top >= e.bottom and e.top <= e.limit); // (its owner's thread: plain reads)
+        std.debug.assert((e.top - e.bottom) % @sizeOf(usize) == 0);
         const first: [*]*Block = @ptrFromInt(e.bottom);
         return first[0..self.count(bin)];
     }
@@ -399,6 +420,7 @@ pub const Cache = extern struct {
         var room = @min(budget_bytes -| self.capacity_bytes, all_threads_budget_bytes -| all_threads_capacity_bytes.load(.monotonic));
         if (!isBigBin(bin)) room = @min(room, small_budget_bytes -| self.small_capacity_bytes);
         const more: u32 = @intCast(@min(wanted - current, room / block_size));
+        std.debug.assert(current + more <= wanted); // never more than asked
         return current + more;
     }
 
@@ -455,9 +477,13 @@ pub const Cache = extern struct {
     /// Returns all but the `keep` most recently freed blocks of a bin to their pages (flush).
     /// Returns the blocks given to other heaps' pages.
     pub fn flushKeep(self: *Cache, bin: usize, keep: u32, owner: *const anyopaque, sink: anytype) u32 {
+        std.debug.assert(keep <= max_blocks);
         const n = self.count(bin);
         if (n <= keep) return 0;
-        return self.flush(bin, n - keep, owner, sink);
+        const remote = self.flush(bin, n - keep, owner, sink);
+        std.debug.assert(self.count(bin) == keep); // the newest `keep` stay
+        std.debug.assert(remote <= n - keep);
+        return remote;
     }
 
     /// free found the bin's stack full: with `adapt`, the capacity grows when the bin was
@@ -477,6 +503,7 @@ pub const Cache = extern struct {
         self.pops_at_overflow[bin] = pops_now;
         const remote = if (self.count(bin) >= cap) self.flushKeep(bin, cap / 2, owner, sink) else 0;
         self.setCapacity(bin, cap);
+        std.debug.assert(cap == 0 or self.count(bin) < cap); // room for the block that overflowed
         return remote;
     }
 
@@ -507,6 +534,8 @@ pub const Cache = extern struct {
     /// per flush, not on free's path, and the block is dropped. A block already free on
     /// its page is a double free too.)
     fn returnLocal(page: *Page, run: []*Block) void {
+        std.debug.assert(run.len >= 1 and run.len <= max_blocks); // a run of one flush
+        std.debug.assert(page.slice_offset == 0); // a page's first slice
         for (run) |blk| {
             if (!page.isKeyedFree(blk)) continue;
             if (page.pushFree(blk) == .double_free) misuse.doubleFreeFound(@intFromPtr(blk), page.where());
@@ -517,6 +546,8 @@ pub const Cache = extern struct {
     /// keyed free are reported and left out (as returnLocal's); the run's slots are the
     /// flushed part of the stack, so the kept ones are packed in place.
     fn returnRemote(page: *Page, run: []*Block) bool {
+        std.debug.assert(run.len >= 1 and run.len <= max_blocks); // a run of one flush
+        std.debug.assert(page.slice_offset == 0); // a page's first slice
         var kept: usize = 0;
         for (run) |blk| {
             if (!page.isKeyedFree(blk)) continue;
@@ -524,6 +555,7 @@ pub const Cache = extern struct {
             kept += 1;
         }
         if (kept == 0) return false;
+        std.debug.assert(kept <= run.len);
         const chain = run[0..kept];
         for (chain[0 .. chain.len - 1], chain[1..]) |blk, next| blk.link = block_mod.encode(blk, next);
         return page.pushRemoteChain(chain[0], chain[chain.len - 1]);
@@ -558,6 +590,7 @@ pub const Cache = extern struct {
     /// refilled with up to half its capacity from the page, and the first block handed out
     /// (null when the page gave none: every block it took was dropped, Page.popMany).
     pub fn refillAndPop(self: *Cache, bin: usize, page: *Page) ?*Block {
+        std.debug.assert(page.bin == bin);
         _ = self.refill(bin, page, @max(1, self.capacity(bin) / 2));
         return self.pop(bin);
     }
@@ -567,6 +600,7 @@ pub const Cache = extern struct {
     pub fn shuffle(self: *Cache, bin: usize, state: *u64) void {
         std.debug.assert(state.* != 0);
         const blocks = self.held(bin);
+        std.debug.assert(blocks.len <= max_blocks);
         var i = blocks.len;
         while (i > 1) : (i -= 1) {
             var x = state.*;
@@ -594,6 +628,8 @@ pub const Cache = extern struct {
         for (taken[0..got], 0..) |blk, i| storeWord(&slots[got - 1 - i], @intFromPtr(blk));
         storeWord(&e.top, e.bottom + @as(usize, got) * @sizeOf(usize));
         @atomicStore(u64, &self.moved_in[bin], self.moved_in[bin] + got, .monotonic);
+        std.debug.assert(got <= room); // no more than it had room for
+        std.debug.assert(self.count(bin) == got);
         return got;
     }
 };

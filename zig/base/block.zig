@@ -38,6 +38,11 @@ pub var free_key: usize = 0;
 /// Check mode only: the key of a block carved and never handed out (check.zig verifies
 /// the freed pattern of a reused block, which a fresh one does not have).
 pub var fresh_key: usize = 0;
+/// The key of a block free on its page (carved, or given back by a flush or a collect),
+/// outside check mode. A block in a thread cache or on a remote-free list has its bin's
+/// cache key instead (cacheKey): malloc's pop takes only that, so a second copy of a block
+/// that went back to its page, or that another bin's stack holds, is never handed out.
+pub var page_key: usize = 0;
 /// The secret of encoded links.
 pub var link_secret: usize = 0;
 /// The seed of the order in which fresh blocks are handed out (heap.zig: each heap mixes
@@ -60,11 +65,13 @@ pub fn initSecrets() void {
     randomWords(&words);
     free_key = words[0] | 1;
     fresh_key = free_key ^ 2;
+    page_key = free_key ^ 4;
     link_secret = words[1];
     order_secret = words[2];
     std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
     std.debug.assert(fresh_key & 1 == 1); // (nor the fresh key)
     std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
+    std.debug.assert(page_key != free_key and page_key != fresh_key); // bit 2: no cache key either (cacheKey)
     std.debug.assert(free_key != 0); // set: later calls keep it
 }
 
@@ -137,8 +144,16 @@ pub inline fn decode(at: *const Block) usize {
     return at.link ^ (@intFromPtr(at) >> 12) ^ link_secret;
 }
 
-pub inline fn isMarkedFree(block: *const Block) bool {
-    return block.key == free_key;
+/// The key of a block in a thread cache (or on its way back to its page) of the bin whose
+/// stack offset is `stack_offset` (bin << 5: bits 5 and up, so never page_key's or
+/// fresh_key's, and odd: never an aligned pointer).
+pub inline fn cacheKey(stack_offset: usize) usize {
+    return free_key ^ stack_offset;
+}
+
+/// The block says it is free: in a cache of its bin (stack offset `stack_offset`), or on its page.
+pub inline fn isMarkedFree(block: *const Block, stack_offset: usize) bool {
+    return block.key == cacheKey(stack_offset) or block.key == page_key;
 }
 
 test "secrets are random words, not the auxiliary vector's AT_RANDOM" {

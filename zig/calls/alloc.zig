@@ -258,7 +258,7 @@ pub inline fn reallocInPlace(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     const addr = @intFromPtr(ptr);
     const slice = fastSlice(addr) orelse return null;
     if (size > slice.block_size or size < slice.block_size / 2) return null; // (size 0 too)
-    if (block_mod.isMarkedFree(@ptrFromInt(addr))) return null;
+    if (block_mod.isMarkedFree(@ptrFromInt(addr), slice.stack_offset)) return null;
     return ptr;
 }
 
@@ -362,7 +362,7 @@ test "a double free of a block that went back to its page is caught there" {
     try testing.expectEqual(FreeResult.double_free, free(p));
     // and a block whose first words merely look freed is accepted
     const q: *Block = @ptrCast(@alignCast(malloc(48).?));
-    q.key = block_mod.free_key;
+    q.key = block_mod.cacheKey(routing.stackOffset(bin));
     try testing.expectEqual(FreeResult.ok, free(q));
     const r = malloc(48).?;
     const s = malloc(48).?;

@@ -56,7 +56,7 @@ const Segment = segment_mod.Segment;
 pub inline fn freeFast(ptr: ?*anyopaque) bool {
     const addr = @intFromPtr(ptr);
     const slice = fastSlice(addr) orelse return false; // NULL too: chunk 0 is never ours
-    return thread.cache().pushKeyed(slice.stack_offset, @ptrFromInt(addr), block_mod.free_key);
+    return thread.cache().pushKeyed(slice.stack_offset, @ptrFromInt(addr), block_mod.cacheKey(slice.stack_offset));
 }
 
 /// hak_free's fast path (and the library's own frees): freeFast plus test 4, so that a
@@ -65,9 +65,8 @@ pub inline fn freeFastAnswered(ptr: ?*anyopaque) bool {
     const addr = @intFromPtr(ptr);
     const slice = fastSlice(addr) orelse return false;
     const blk: *Block = @ptrFromInt(addr);
-    const key = block_mod.free_key; // loaded once: compared, then written
-    if (looksFreed(blk, key)) return false;
-    return thread.cache().pushKeyed(slice.stack_offset, blk, key);
+    if (block_mod.isMarkedFree(blk, slice.stack_offset)) return false;
+    return thread.cache().pushKeyed(slice.stack_offset, blk, block_mod.cacheKey(slice.stack_offset));
 }
 
 /// Tests 1 to 3: the slice (a copy of its page's first line) when `addr` is in a segment
@@ -101,12 +100,6 @@ const page_shift = std.math.log2_int(usize, @sizeOf(Page));
 inline fn isFastBlockStart(slice: *const Page, addr: usize) bool {
     const product = (addr -% slice.start) *% slice.div_magic;
     return addr < slice.carved_end and (product << (64 - page_mod.magic_shift)) < slice.fast_magic;
-}
-
-/// Test 4: the block's key word says it is free already (a double free, or a program's
-/// data that equals the key: slow.freeBlock tells which).
-inline fn looksFreed(blk: *const Block, key: usize) bool {
-    return blk.key == key;
 }
 
 comptime {

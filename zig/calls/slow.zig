@@ -204,7 +204,7 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
     std.debug.assert(page.bin < size_class.bin_count); // a page in use (blockOf answered)
     std.debug.assert(@intFromPtr(blk) % abi.min_alignment == 0); // a block start
     const h = thread.currentAny();
-    if (block_mod.isMarkedFree(blk)) {
+    if (page.looksFree(blk)) {
         // The key says it is free already: a double free if it is found where a free block
         // can be; else (a program's data that equals the key, or a copy in flight) it goes
         // to its page, where a second copy is caught (page.zig: the bitmap).
@@ -260,7 +260,7 @@ noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
     if (page.remoteHead() == blk) return .double_free;
     const bin = page.bin; // (read first: once the block is pushed its page may be given back)
     std.debug.assert(bin < size_class.bin_count);
-    blk.key = block_mod.free_key;
+    blk.key = page.remoteKey();
     const claimed = page.pushRemoteChain(blk, blk);
     stats.incr(&stats.heapless_frees[bin]);
     if (claimed) heap_mod.settleClaimed(null, page);
@@ -365,7 +365,7 @@ pub fn classify(addr: usize) Kind {
     const start = page.blockOf(addr) orelse return .invalid;
     std.debug.assert(start <= addr); // the block that starts at addr, or (aligned pages) contains it
     std.debug.assert(addr - start < page.block_size);
-    if (block_mod.isMarkedFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
+    if (page.looksFree(@ptrFromInt(start)) and isFreed(thread.currentAny(), page, start)) return .freed;
     return .{ .page_block = .{ .page = page, .start = start } };
 }
 

@@ -312,14 +312,21 @@ pub const Page = extern struct {
             }
             return got;
         }
-        // Every block free on the page is keyed free (carved, given back, collected). One
-        // that is not was handed out meanwhile by a second copy (a program's double free
-        // that free(3) pushed without looking: malloc clears the key) or written after its
-        // free: reported (isKeyedFree), and when that returns, dropped here: it stays
-        // counted in use (it is live, or cannot be trusted). Per refill, not on malloc's path.
+        // Every block free on the page has the page key (carved, given back, collected) and
+        // takes its bin's cache key on the way into a cache (the line is loaded for the test
+        // anyway). One that has not was freed again (free(3) pushed it without looking: its
+        // cache key), handed out by such a copy (malloc clears the key), or written after
+        // its free: reported (reportNotPageFree), and when that returns, dropped here: it
+        // stays counted in use (it is live, or cannot be trusted). Per refill, not on
+        // malloc's path.
+        const cache_key = block_mod.cacheKey(self.stack_offset);
         var kept: u32 = 0;
         for (out[0..got]) |blk| {
-            if (!self.isKeyedFree(blk)) continue;
+            if (blk.key != block_mod.page_key) {
+                self.reportNotPageFree(blk);
+                continue;
+            }
+            blk.key = cache_key;
             out[kept] = blk;
             kept += 1;
         }
@@ -327,15 +334,44 @@ pub const Page = extern struct {
         return kept;
     }
 
-    /// True when a block of this page that should be free (in a thread cache, on a
-    /// remote-free list, or free on the page) is keyed free. Else it reports (misuse.zig)
-    /// and returns false when the report returns, and the caller drops the block:
-    ///   key 0     malloc cleared it: a second copy of the block was handed out, so this
-    ///             one is a double free's (free(3) pushes without looking: free_fast.zig)
-    ///   any other written after its free, or by an overflow of the block before it
-    ///             (misuse.freeBlockKeyWritten names that block: the likely writer)
+    /// A block free on this page without the page key (popMany): its cache key or 0 is a
+    /// double free's copy, anything else a write after free.
+    noinline fn reportNotPageFree(self: *const Page, blk: *const Block) void {
+        const addr = @intFromPtr(blk);
+        std.debug.assert(blk.key != block_mod.page_key); // (popMany)
+        if (blk.key == 0 or blk.key == block_mod.cacheKey(self.stack_offset)) return misuse.doubleFreeFound(addr, self.where());
+        misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
+    }
+
+    /// The block says it is free: in a cache of this page's bin, or on the page (check
+    /// mode's pages: free_key for both).
+    pub inline fn looksFree(self: *const Page, blk: *const Block) bool {
+        return blk.key == self.remoteKey() or blk.key == self.pageFreeKey();
+    }
+
+    /// The key a block free on this page has: the page key; check mode's pages keep free_key
+    /// (check.zig reads it as "freed").
+    pub inline fn pageFreeKey(self: *const Page) usize {
+        return if (self.flags & flag_checked != 0) block_mod.free_key else block_mod.page_key;
+    }
+
+    /// The key a block freed into this page from another thread carries on thread_free
+    /// (heap.freeToPage, slow.freeHeapless): its bin's cache key, as a flushed cache's
+    /// (collect checks it); check mode's free_key.
+    pub inline fn remoteKey(self: *const Page) usize {
+        return if (self.flags & flag_checked != 0) block_mod.free_key else block_mod.cacheKey(self.stack_offset);
+    }
+
+    /// True when a block of this page that should be in a thread cache or on a remote-free
+    /// list has its bin's cache key. Else it reports (misuse.zig) and returns false when the
+    /// report returns, and the caller drops the block:
+    ///   0, page key  a second copy of the block was handed out (malloc cleared its key) or
+    ///                went back to the page meanwhile: this one is a double free's (free(3)
+    ///                pushes without looking: free_fast.zig)
+    ///   any other    written after its free, or by an overflow of the block before it
+    ///                (misuse.freeBlockKeyWritten names that block: the likely writer)
     pub inline fn isKeyedFree(self: *const Page, blk: *const Block) bool {
-        if (blk.key == block_mod.free_key) return true;
+        if (blk.key == block_mod.cacheKey(self.stack_offset)) return true;
         self.reportUnkeyed(blk);
         return false;
     }
@@ -343,8 +379,8 @@ pub const Page = extern struct {
     pub noinline fn reportUnkeyed(self: *const Page, blk: *const Block) void {
         const addr = @intFromPtr(blk);
         std.debug.assert(addr >= self.start and (addr - self.start) % self.block_size == 0); // a block start of this page
-        std.debug.assert(blk.key != block_mod.free_key); // (isKeyedFree)
-        if (blk.key == 0) return misuse.doubleFreeFound(addr, self.where());
+        std.debug.assert(blk.key != block_mod.cacheKey(self.stack_offset)); // (isKeyedFree)
+        if (blk.key == 0 or blk.key == block_mod.page_key) return misuse.doubleFreeFound(addr, self.where());
         misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
     }
 
@@ -357,7 +393,7 @@ pub const Page = extern struct {
         const bit = self.bitOf(index);
         if (bit.word.* & bit.mask != 0) return .double_free;
         bit.word.* |= bit.mask;
-        blk.key = block_mod.free_key;
+        blk.key = self.pageFreeKey();
         self.free_count += 1;
         std.debug.assert(self.used > 0);
         self.used -= 1;
@@ -451,7 +487,7 @@ pub const Page = extern struct {
             if (self.flags & flag_checked == 0 and !self.isKeyedFree(blk)) break;
             const next = block_mod.decode(blk);
             bit.word.* |= bit.mask;
-            blk.key = block_mod.free_key;
+            blk.key = self.pageFreeKey();
             count += 1;
             node = if (next == 0) null else if (self.blockStartIndex(next) != null) @ptrFromInt(next) else blk: {
                 misuse.freedBlockWritten(addr, self.where(), 0);
@@ -473,7 +509,7 @@ pub const Page = extern struct {
         const want = @max(extend_blocks_min, extend_bytes_max / self.block_size);
         const count: u32 = @intCast(@min(left, want));
         const first = self.start + @as(usize, self.capacity) * self.block_size;
-        const key = if (self.flags & flag_checked != 0) block_mod.fresh_key else block_mod.free_key;
+        const key = if (self.flags & flag_checked != 0) block_mod.fresh_key else block_mod.page_key;
         for (0..count) |i| {
             const blk: *Block = @ptrFromInt(first + i * self.block_size);
             blk.key = key;
@@ -534,7 +570,7 @@ pub const Page = extern struct {
             var rest = word;
             while (rest != 0) : (rest &= rest - 1) {
                 const blk: *const Block = @ptrFromInt(self.start + (w * 64 + @ctz(rest)) * self.block_size);
-                if (blk.key != block_mod.free_key and !(self.flags & flag_checked != 0 and blk.key == block_mod.fresh_key)) return error.FreeBlockKeyWrong;
+                if (blk.key != self.pageFreeKey() and !(self.flags & flag_checked != 0 and blk.key == block_mod.fresh_key)) return error.FreeBlockKeyWrong;
             }
         }
         if (set != self.free_count) return error.BitsDisagree;
@@ -614,7 +650,7 @@ test "a block whose key was cleared (a double free's copy handed out) is dropped
     try std.testing.expectEqual(free_before - 2, page.free_count); // both off the page: the first is live
     try std.testing.expectEqual(@as(u32, 2), page.used);
     // on thread_free, then handed out by its other copy: collect stops there
-    out[0].key = block_mod.free_key;
+    out[0].key = block_mod.cacheKey(page.stack_offset);
     _ = page.pushRemoteChain(out[0], out[0]);
     out[0].key = 0;
     try std.testing.expectEqual(@as(u32, 0), page.collect());
@@ -665,7 +701,7 @@ test "ownership: a page given up belongs to nobody; the first push or claim take
     try std.testing.expect(page.tryUnown());
     try std.testing.expect(!page.isHeld());
     // the first push takes it; the next one does not
-    out[0].key = block_mod.free_key;
+    out[0].key = block_mod.cacheKey(page.stack_offset);
     try std.testing.expect(page.pushRemoteChain(out[0], out[0]));
     try std.testing.expect(!page.pushRemoteChain(out[1], out[1]));
     // while blocks wait on thread_free the holder cannot let go: it collects first

@@ -418,7 +418,7 @@ pub const Heap = struct {
         std.debug.assert(@intFromPtr(blk) % size_class.min_block_size == 0); // a block start
         const bin = page.bin;
         if (!self.ownsPage(page)) {
-            blk.key = block_mod.free_key;
+            blk.key = page.remoteKey();
             const claimed = page.pushRemoteChain(blk, blk);
             self.counters.direct_frees[bin] += 1;
             self.counters.remote_frees[bin] += 1;
@@ -1030,5 +1030,34 @@ test "fresh blocks are handed out in a random order, not one after another in th
     // shuffled, few are (the chance that all are is below 1 in 10^20)
     try testing.expect(in_order < blocks.len / 2);
     for (blocks) |b| try testFree(a, b);
+    try finish(a);
+}
+
+test "a block freed twice is handed out once: a copy left in the cache after the other went back to its page is refused" {
+    const a = try testHeap();
+    defer dropTestHeap(a);
+    const bin = size_class.tinyBin(432); // (a bin no other test leaves pages of)
+    const blk = try testAlloc(a, bin);
+    const keep = try testAlloc(a, bin); // (the page stays in use)
+    a.flushCache(bin, 0);
+    try testing.expect(a.cache.push(bin, blk)); // free(3) twice: it pushes without looking
+    try testing.expect(a.cache.push(bin, blk));
+    _ = a.cache.flush(bin, 1, a, a); // the older copy goes back to its page (the page key)
+    try testing.expect(pageOf(blk).isOnFreeList(@intFromPtr(blk)));
+    try testing.expect(a.cache.pop(bin) == null); // the newer copy is refused
+    const libc_mode = @atomicLoad(bool, &misuse.libc_mode, .monotonic);
+    @atomicStore(bool, &misuse.libc_mode, false, .monotonic); // contained, not an abort (as from bun:ffi)
+    defer @atomicStore(bool, &misuse.libc_mode, libc_mode, .monotonic);
+    const contained = misuse.contained_double_frees.load(.monotonic);
+    var handed: [16]*Block = undefined;
+    var times: usize = 0;
+    for (&handed) |*h| {
+        h.* = try testAlloc(a, bin); // the copy is dropped and counted; the page hands blk out
+        if (h.* == blk) times += 1;
+    }
+    try testing.expectEqual(contained + 1, misuse.contained_double_frees.load(.monotonic));
+    try testing.expectEqual(@as(usize, 1), times); // once, from its page
+    for (handed) |h| try testFree(a, h);
+    try testFree(a, keep);
     try finish(a);
 }

@@ -301,7 +301,7 @@ pub const Cache = extern struct {
         // block pushed twice comes off the stack keyed once; the second time its key is 0
         // (cleared below) or the program's data. The block's line is this thread's
         // already: its free wrote the key.
-        if (blk.key != block_mod.free_key) return null;
+        if (blk.key != block_mod.cacheKey(offset)) return null;
         storeWord(&e.top, top - @sizeOf(usize));
         // (No prefetch of the next block: since refills read the page's bitmap, not freed
         // blocks, fetching it one malloc ahead gained nothing and cost larson 1 thread 3-5%.)
@@ -316,7 +316,7 @@ pub const Cache = extern struct {
         const e = &self.entries[bin];
         std.debug.assert(e.top > e.bottom); // (pop refused a block: the stack holds one)
         const blk = @as(*const *Block, @ptrFromInt(e.top - @sizeOf(usize))).*;
-        std.debug.assert(blk.key != block_mod.free_key);
+        std.debug.assert(blk.key != block_mod.cacheKey(routing.stackOffset(bin)));
         storeWord(&e.top, e.top - @sizeOf(usize));
         @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + 1, .monotonic); // (not a pop)
         return blk;
@@ -324,7 +324,7 @@ pub const Cache = extern struct {
 
     /// free: pushes a block (a checked block start, not marked free). False when full.
     pub inline fn push(self: *Cache, bin: usize, blk: *Block) bool {
-        return self.pushKeyed(routing.stackOffset(bin), blk, block_mod.free_key);
+        return self.pushKeyed(routing.stackOffset(bin), blk, block_mod.cacheKey(routing.stackOffset(bin)));
     }
 
     /// push, with the key the caller has loaded already (block.free_key), by the bin's
@@ -580,7 +580,7 @@ pub const Cache = extern struct {
             const page = Segment.of(addr).pageOf(addr);
             if (page.bin != bin or page.blockOf(addr) != addr) return error.CachedBlockNotABlock;
             if (!once_each) continue;
-            if (!block_mod.isMarkedFree(blk)) return error.CachedBlockNotFree;
+            if (blk.key != block_mod.cacheKey(routing.stackOffset(bin))) return error.CachedBlockNotFree;
             if (page.isOnFreeList(addr)) return error.CachedBlockFreeOnPage;
             for (blocks[0..i]) |earlier| if (earlier == blk) return error.CachedTwice;
         }
@@ -659,7 +659,7 @@ test "a zeroed entry is empty and full at once (the heapless sentinel)" {
     try std.testing.expect(!cache.push(3, &blk));
     cache.init(initialCapacity);
     try std.testing.expect(cache.push(3, &blk));
-    try std.testing.expect(block_mod.isMarkedFree(&blk));
+    try std.testing.expect(block_mod.isMarkedFree(&blk, routing.stackOffset(3)));
     try std.testing.expect(cache.contains(3, &blk));
     try std.testing.expectEqual(@as(u64, 0), cache.pops(3));
     try std.testing.expectEqual(&blk, cache.pop(3).?);

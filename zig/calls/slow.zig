@@ -74,7 +74,10 @@ pub fn malloc(size: usize) ?*anyopaque {
 pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
     const bin = routing.bin(size) orelse return mallocLarge(h, size, 16, false);
     std.debug.assert(size <= size_class.binBlockSize(bin)); // the bin's blocks hold the request
-    if (!guard.enabled()) return allocBin(h, bin) orelse outOfMemory();
+    // Only bins a slot can hold are sampled and charged: a program's big blocks do not make
+    // its small ones sampled more often (each sampleable byte has the same chance), nor cost
+    // it a pair of mprotect calls (and their TLB shootdowns) per HAKMEM_GUARD_SAMPLE_MB MiB.
+    if (!guard.enabled() or size_class.binBlockSize(bin) > guard.max_size) return allocBin(h, bin) orelse outOfMemory();
     // Guarded sampling, decided here per batch (guard.zig): the bytes this call brings
     // into play (a refill's blocks) are charged; when the countdown has run out, this
     // call's block is a sample.
@@ -85,10 +88,6 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
             return alignedTo(sample, abi.min_alignment);
         }
     }
-    // Only bins a slot can hold are charged: a program's big blocks do not make its small
-    // ones sampled more often (each sampleable byte has the same chance), nor cost it a
-    // pair of mprotect calls (and their TLB shootdowns) per HAKMEM_GUARD_SAMPLE_MB MiB.
-    if (size_class.binBlockSize(bin) > guard.max_size) return allocBin(h, bin) orelse outOfMemory();
     const cached = h.cache.count(bin);
     const blk = allocBin(h, bin) orelse return outOfMemory();
     const brought = if (cached > 0) 1 else h.cache.count(bin) + 1;

@@ -316,14 +316,14 @@ pub const Page = extern struct {
         // takes its bin's cache key on the way into a cache (the line is loaded for the test
         // anyway). One that has not was freed again (free(3) pushed it without looking: its
         // cache key), handed out by such a copy (malloc clears the key), or written after
-        // its free: reported (reportNotPageFree), and when that returns, dropped here: it
+        // its free: reported (reportUnkeyed), and when that returns, dropped here: it
         // stays counted in use (it is live, or cannot be trusted). Per refill, not on
         // malloc's path.
         const cache_key = block_mod.cacheKey(self.stack_offset);
         var kept: u32 = 0;
         for (out[0..got]) |blk| {
             if (blk.key != block_mod.page_key) {
-                self.reportNotPageFree(blk);
+                self.reportUnkeyed(blk);
                 continue;
             }
             blk.key = cache_key;
@@ -334,19 +334,11 @@ pub const Page = extern struct {
         return kept;
     }
 
-    /// A block free on this page without the page key (popMany): its cache key or 0 is a
-    /// double free's copy, anything else a write after free.
-    noinline fn reportNotPageFree(self: *const Page, blk: *const Block) void {
-        const addr = @intFromPtr(blk);
-        std.debug.assert(blk.key != block_mod.page_key); // (popMany)
-        if (blk.key == 0 or blk.key == block_mod.cacheKey(self.stack_offset)) return misuse.doubleFreeFound(addr, self.where());
-        misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
-    }
-
     /// The block says it is free: in a cache of this page's bin, or on the page (check
     /// mode's pages: free_key for both).
     pub inline fn looksFree(self: *const Page, blk: *const Block) bool {
-        return blk.key == self.remoteKey() or blk.key == self.pageFreeKey();
+        if (self.flags & flag_checked != 0) return blk.key == block_mod.free_key;
+        return block_mod.isMarkedFree(blk, self.stack_offset);
     }
 
     /// The key a block free on this page has: the page key; check mode's pages keep free_key
@@ -376,11 +368,14 @@ pub const Page = extern struct {
         return false;
     }
 
+    /// A block of this page found without the key its place asks (a cache's or a
+    /// remote-free list's: isKeyedFree; the page's: popMany). 0 or the other place's key is
+    /// a double free's copy (handed out, or in the other place); anything else was written
+    /// after its free. Returns when the report does (contained); the caller drops the block.
     pub noinline fn reportUnkeyed(self: *const Page, blk: *const Block) void {
         const addr = @intFromPtr(blk);
         std.debug.assert(addr >= self.start and (addr - self.start) % self.block_size == 0); // a block start of this page
-        std.debug.assert(blk.key != block_mod.cacheKey(self.stack_offset)); // (isKeyedFree)
-        if (blk.key == 0 or blk.key == block_mod.page_key) return misuse.doubleFreeFound(addr, self.where());
+        if (blk.key == 0 or block_mod.isMarkedFree(blk, self.stack_offset)) return misuse.doubleFreeFound(addr, self.where());
         misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
     }
 

@@ -182,7 +182,7 @@ fn atInit() callconv(.c) void {
 fn atExit() callconv(.c) void {
     // a program's double free still in this thread's cache is found now (heap.zig)
     if (config.check_mode == .off and @atomicLoad(bool, &@import("../settings/misuse.zig").libc_mode, .monotonic)) {
-        if (thread.current()) |h| h.flushAtProcessExit();
+        if (thread.current()) |h| h.flushCaches();
     }
     @import("../memory/profile.zig").writeAtExit();
     if (config.trace) trace.finish();

@@ -585,19 +585,17 @@ pub const Heap = struct {
     /// every large block it held to its region (thread exit, before its counters retire).
     pub fn returnHeld(self: *Heap, now_ms: u64) void {
         self.exiting = true; // pages its flush takes are not taken into its queues
-        for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
+        self.flushCaches();
         self.large_local.releaseAll(now_ms);
         std.debug.assert(self.large_local.bytes == 0);
     }
 
-    /// Process exit (process.zig, in libc mode): the calling thread's cached blocks go back
-    /// to their pages, so a double free free(3) pushed without looking (free_fast.zig) and
-    /// that no malloc popped since is found by the flush (Page.isKeyedFree, the page's bits)
-    /// and reported, as glibc reports it at the call. Other threads' caches go back at their
-    /// exits. Bounded by the bins' counts.
-    pub fn flushAtProcessExit(self: *Heap) void {
-        std.debug.assert(!self.checked); // (check mode has no cache)
-        for (0..bins) |bin| self.flushCache(bin, 0);
+    /// Every cached block back to its page (thread exit: returnHeld; process exit in libc
+    /// mode: process.zig, so that a double free free(3) pushed without looking
+    /// (free_fast.zig) and that no malloc popped since is found by the flush —
+    /// Page.isKeyedFree, the page's bits — and reported). Bounded by the bins' counts.
+    pub fn flushCaches(self: *Heap) void {
+        for (0..bins) |bin| self.flushCache(bin, 0); // (each asserts its stack is empty after)
     }
 
     /// Thread exit, after returnHeld: every page without live blocks goes back to its

@@ -362,9 +362,8 @@ pub fn afterForkInChild() void {
         seen += 1;
         std.debug.assert(seen <= segments.count);
         if (seg.purging_slices == 0) continue;
-        if (seg.dirty_slices == 0) seg.dirty_since_ms = os.nowMs();
         seg.free_slices |= seg.purging_slices;
-        seg.dirty_slices |= seg.purging_slices;
+        seg.markDirty(seg.purging_slices, os.nowMs());
         seg.purging_slices = 0;
     }
 }

@@ -275,6 +275,9 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
     std.debug.assert(kind != .freed); // (usableOf answered: a live block,
     std.debug.assert(kind != .not_owned); // hakmem's)
+    if (kind == .page_block and kind.page_block.start == addr) {
+        if (slow.resizeInPage(kind.page_block.page, size)) return .{ .ok = ptr };
+    }
     if (kind == .large and routing.route(size) == .large and size <= size_max and
         (@as(*@import("../memory/large_header.zig").LargeHeader, kind.large).block_offset < segment_map.chunk_size))
     {
@@ -397,6 +400,26 @@ test "realloc's fast path answers only for a live block that holds the size, at 
     try testing.expectEqual(FreeResult.ok, free(p));
     try testing.expect(reallocInPlace(p, 100) == null); // freed: no live block
     try testing.expectEqual(ReallocResult.freed, realloc(p, 100)); // the slow path names it
+    try expectValidHeap();
+}
+
+test "realloc grows a block of a page of its own in place while its span holds the new size" {
+    const h = thread.current().?;
+    const p = malloc(40_000).?; // a page of one 64 KiB slice
+    @memset(@as([*]u8, @ptrCast(p))[0..40_000], 0x5A);
+    const bin_before = size_class.midBin(40_000);
+    const allocs_before = h.allocs(size_class.midBin(60_000));
+    const q = realloc(p, 60_000).ok.?; // the same slice: in place
+    try testing.expectEqual(p, q);
+    try testing.expectEqual(size_class.binBlockSize(size_class.midBin(60_000)), usableSize(@intFromPtr(q)).?);
+    for (@as([*]const u8, @ptrCast(q))[0..40_000]) |b| try testing.expectEqual(@as(u8, 0x5A), b);
+    try testing.expectEqual(allocs_before + 1, h.allocs(size_class.midBin(60_000))); // counted as the new bin's
+    try testing.expect(h.frees(bin_before) > 0);
+    try expectValidHeap();
+    const r = realloc(q, 100_000).ok.?; // two slices: moved, content kept
+    try testing.expect(r != q);
+    for (@as([*]const u8, @ptrCast(r))[0..40_000]) |b| try testing.expectEqual(@as(u8, 0x5A), b);
+    try testing.expectEqual(FreeResult.ok, free(r));
     try expectValidHeap();
 }
 

@@ -347,6 +347,14 @@ pub const Kind = union(enum) {
     invalid,
 };
 
+/// realloc of the block of a single-block page to `size` in place, when a block of that
+/// size has a page of its own of as many slices (heap.rebinSingleBlock). False: copy.
+pub fn resizeInPage(page: *Page, size: usize) bool {
+    const bin = routing.bin(size) orelse return false; // (large: its own tier)
+    const h = thread.currentAny() orelse return false;
+    return h.rebinSingleBlock(page, bin);
+}
+
 pub fn classify(addr: usize) Kind {
     const tag = segment_map.lookup(addr);
     // (the guard pool first: it may share a 4 MiB chunk, and so its tag, with a large mapping)

@@ -169,6 +169,25 @@ pub const Page = extern struct {
         self.syncSpan();
     }
 
+    /// A page of one block, live, becomes a page of `bin` (another bin of single-block pages
+    /// of as many slices: realloc in place, heap.rebinSingleBlock): the same span and
+    /// block start, the block now of the new bin's size. The holder only.
+    pub fn rebin(self: *Page, bin: usize) void {
+        std.debug.assert(self.slice_offset == 0 and self.flags & slow_flags == 0);
+        std.debug.assert(self.reserved == 1 and self.capacity == 1 and self.used == 1 and self.free_count == 0);
+        const bs = size_class.binBlockSize(bin);
+        const span_bytes = @as(usize, self.slice_count) * size_class.slice_size;
+        std.debug.assert(bs <= span_bytes and span_bytes / bs == 1); // one block of the bin fills the span
+        self.bin = @intCast(bin);
+        self.block_size = @intCast(bs);
+        self.div_magic = size_class.divMagic(bs);
+        self.stack_offset = routing.stackOffset(bin);
+        self.fast_magic = self.fastMagic();
+        self.carved_end = self.start + bs;
+        self.syncSpan();
+        std.debug.assert(self.isBlockStart(self.start)); // its block, at the same address
+    }
+
     fn fastMagic(self: *const Page) u64 {
         return if (self.flags & slow_flags != 0) 0 else self.div_magic << (64 - magic_shift);
     }

@@ -117,6 +117,14 @@ pub fn binBlockSize(bin: usize) usize {
 /// slice reused by a smaller block keeps the bigger block's pages resident.)
 pub const single_block_min: usize = 32 * 1024;
 
+/// Does `bin` have pages of one block each (blocks above single_block_min)?
+pub fn isSingleBlockBin(bin: usize) bool {
+    std.debug.assert(bin < bin_count);
+    const single = binBlockSize(bin) > single_block_min;
+    std.debug.assert(!single or !binIsTiny(bin)); // a tiny page holds many blocks
+    return single;
+}
+
 /// Slices of a page for a bin: 1 for tiny; for mid up to single_block_min enough for about
 /// 8 blocks, at least 2 and at most 16, choosing the count that leaves the smallest unused
 /// tail; above it, one block's worth.

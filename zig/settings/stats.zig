@@ -112,6 +112,13 @@ pub fn pageCarved(tier: usize, bytes: usize) void {
     add(&tiers[tier].resident_bytes, bytes);
 }
 
+/// Carved bytes a page no longer has (heap.rebinSingleBlock: its block changed size).
+pub fn pageUncarved(tier: usize, carved_bytes: usize) void {
+    std.debug.assert(tier < large_tier);
+    std.debug.assert(carved_bytes <= size_class.max_page_slices * size_class.slice_size); // within one page
+    sub(&tiers[tier].resident_bytes, carved_bytes);
+}
+
 /// A page went back to its segment: its span stays resident (dirty) until purged.
 pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
     std.debug.assert(tier < large_tier);

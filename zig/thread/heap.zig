@@ -342,6 +342,33 @@ pub const Heap = struct {
         return self.makeDirect(page);
     }
 
+    /// realloc of the live block of a single-block page this heap holds to a size of `bin`,
+    /// another single-block bin whose pages take as many slices (say 70 KiB to 120 KiB:
+    /// two slices both): the page becomes a page of `bin` in place, its block the same
+    /// address with its bytes where they are. No copy, no span placed. False when that
+    /// does not apply (the caller copies). Counted as a free of the old bin and a
+    /// malloc of the new one.
+    pub fn rebinSingleBlock(self: *Heap, page: *Page, bin: usize) bool {
+        std.debug.assert(bin < bins);
+        if (self.checked or bin == page.bin) return false;
+        if (!size_class.isSingleBlockBin(bin) or !size_class.isSingleBlockBin(page.bin)) return false;
+        if (size_class.binPageSlices(bin) != page.slice_count) return false;
+        if (!self.ownsPage(page) or page.flags != 0 or page.used != 1) return false;
+        std.debug.assert(page.capacity == 1 and page.reserved == 1); // a single-block page, its block live
+        const old = page.bin;
+        self.queues[old].remove(page);
+        if (self.direct[old] == page) self.direct[old] = &page_mod.empty_page;
+        self.forgetRetained(page);
+        stats.pageUncarved(page.tierIndex(), page.block_size);
+        page.rebin(bin);
+        stats.pageCarved(page.tierIndex(), page.block_size);
+        self.queues[bin].pushBack(page);
+        self.counters.direct_frees[old] += 1;
+        self.counters.direct_allocs[bin] += 1;
+        std.debug.assert(page.bin == bin and page.used == 1);
+        return true;
+    }
+
     fn makeDirect(self: *Heap, page: *Page) *Page {
         std.debug.assert(page.flags & page_mod.flag_unused == 0 and page.free_count > 0); // in use, a block to hand out
         std.debug.assert(self.ownsPage(page));

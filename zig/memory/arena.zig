@@ -155,6 +155,40 @@ pub fn releasePage(page: *Page, now_ms: u64) void {
     if (evicted) |e| unmapSegment(e);
 }
 
+/// realloc in place of the block of a single-block page (heap.rebinSingleBlock): the page
+/// becomes a page of `bin`, whose pages take another number of slices, its span grown
+/// into the free slices right after it or shrunk (the tail back to the segment, dirty).
+/// False when growing and a slice after it is not free: nothing changed. The caller holds
+/// the page and its one block is live.
+pub fn resizeSpan(page: *Page, bin: usize, now_ms: u64) bool {
+    const slices = size_class.binPageSlices(bin);
+    const old: usize = page.slice_count;
+    std.debug.assert(slices != old); // (same count: Page.rebin alone)
+    const seg = Segment.of(page.start);
+    const span_bytes_delta = (@max(slices, old) - @min(slices, old)) * size_class.slice_size;
+    lock.acquire();
+    defer lock.release();
+    if (slices > old) {
+        const reused = seg.growSpan(page, slices) orelse return false;
+        stats.spanGrown(page.tierIndex(), span_bytes_delta, reused);
+        if (seg.isFull()) { // full segments go behind the ones with room
+            segments.remove(seg);
+            segments.pushBack(seg);
+        }
+    } else {
+        const was_full = seg.isFull();
+        seg.shrinkSpan(page, slices, now_ms);
+        stats.spanShrunk(page.tierIndex(), span_bytes_delta);
+        if (was_full) { // room again: among the segments with room
+            segments.remove(seg);
+            segments.push(seg);
+        }
+    }
+    page.rebin(bin);
+    std.debug.assert(page.slice_count == slices);
+    return true;
+}
+
 // ---------------------------------------------------------------- mappings
 
 fn mapSegment() ?*Segment {

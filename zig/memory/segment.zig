@@ -200,6 +200,45 @@ pub const Segment = struct {
         std.debug.assert(self.pages[slice].flags & page_mod.flag_unused != 0); // a free slice's descriptor
     }
 
+    /// (the arena's lock held) `page`'s span takes the slices after it up to `count` slices
+    /// if they are all free (realloc in place: arena.resizeSpan). Returns the dirty bytes it
+    /// took (resident already), or null when one is not free or past the segment. The new
+    /// slices' descriptors get their offsets; the caller copies the first line into them.
+    pub fn growSpan(self: *Segment, page: *Page, count: usize) ?usize {
+        const slice = self.sliceIndex(page);
+        const old: usize = page.slice_count;
+        std.debug.assert(count > old and count <= size_class.max_page_slices);
+        std.debug.assert(page.slice_offset == 0 and page.flags & page_mod.flag_unused == 0); // a page in use
+        if (slice + count > slice_count) return null;
+        const run = runMask(count - old) << @intCast(slice + old);
+        if (self.free_slices & run != run) return null; // (purging ones are not free)
+        const reused = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
+        self.free_slices &= ~run;
+        self.dirty_slices &= ~run;
+        self.dirty_mid_slices &= ~run;
+        for (old..count) |k| self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
+        page.slice_count = @intCast(count);
+        std.debug.assert(self.free_slices & run == 0 and self.dirty_slices & run == 0); // taken
+        return reused;
+    }
+
+    /// (the arena's lock held) `page`'s span gives back its slices past `count`, dirty
+    /// (realloc in place to a smaller single-block size: arena.resizeSpan).
+    pub fn shrinkSpan(self: *Segment, page: *Page, count: usize, now_ms: u64) void {
+        const slice = self.sliceIndex(page);
+        const old: usize = page.slice_count;
+        std.debug.assert(count >= 1 and count < old);
+        std.debug.assert(page.slice_offset == 0 and !page.isTiny()); // a mid page's first slice
+        const run = runMask(old - count) << @intCast(slice + count);
+        std.debug.assert(self.free_slices & run == 0 and self.purging_slices & run == 0); // the page's own
+        for (count..old) |k| self.pages[slice + k] = .{};
+        page.slice_count = @intCast(count);
+        self.free_slices |= run;
+        self.markDirty(run, now_ms);
+        self.dirty_mid_slices |= run;
+        std.debug.assert(self.pages[slice + count].flags & page_mod.flag_unused != 0); // a free slice's descriptor
+    }
+
     /// Adds `run` (free slices, not dirty yet) to the dirty ones, freed at `now_ms`: the
     /// dirty slices' time becomes the mean of theirs and now, weighted by slices.
     pub fn markDirty(self: *Segment, run: u64, now_ms: u64) void {
@@ -404,6 +443,40 @@ test "the dirty slices' time is their mean free time: a segment freed into all a
     const again = seg.allocPage(size_class.tinyBin(16), 1, false, &owner, &reused).?;
     seg.freePage(again, 5000);
     try std.testing.expectEqual(@as(u64, 5000), seg.dirty_since_ms);
+}
+
+test "a span grows into the free slices after it and shrinks back, dirty" {
+    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
+    defer std.testing.allocator.free(memory);
+    const seg: *Segment = @ptrCast(memory.ptr);
+    seg.initHeader();
+    var reused: usize = 0;
+    var owner: u8 = 0;
+    const one = size_class.midBin(40_000); // one slice
+    const two = size_class.midBin(100_000); // two slices
+    const page = seg.allocPage(one, 1, false, &owner, &reused).?;
+    try std.testing.expectEqual(@as(usize, 1), seg.sliceIndex(page));
+    try std.testing.expectEqual(@as(u32, 1), page.extend());
+    _ = page.popFree() orelse return error.NoBlock; // its block, live
+    try std.testing.expectEqual(@as(?usize, 0), seg.growSpan(page, 2)); // slice 2 was free, clean
+    page.rebin(two);
+    try seg.validate();
+    try std.testing.expectEqual(@as(u8, 2), page.slice_count);
+    try std.testing.expectEqual(page.start, seg.pages[2].start); // the first line copied
+    const next = seg.allocPage(one, 1, false, &owner, &reused).?; // slice 3 now
+    try std.testing.expectEqual(@as(usize, 3), seg.sliceIndex(next));
+    try std.testing.expect(seg.growSpan(page, 3) == null); // slice 3 in use: nothing changes
+    try std.testing.expectEqual(@as(u8, 2), page.slice_count);
+    try seg.validate();
+    seg.shrinkSpan(page, 1, 700);
+    page.rebin(one);
+    try seg.validate();
+    try std.testing.expectEqual(@as(usize, size_class.slice_size), seg.dirtyBytes()); // slice 2, dirty
+    try std.testing.expectEqual(@as(u64, 700), seg.dirty_since_ms);
+    try std.testing.expectEqual(@as(?usize, size_class.slice_size), seg.growSpan(page, 2)); // resident again
+    page.rebin(two);
+    try seg.validate();
+    try std.testing.expectEqual(@as(usize, 0), seg.dirtyBytes());
 }
 
 test "findRun matches a slice-by-slice scan on random free and dirty masks" {

@@ -119,6 +119,23 @@ pub fn pageUncarved(tier: usize, carved_bytes: usize) void {
     sub(&tiers[tier].resident_bytes, carved_bytes);
 }
 
+/// A page's span took `bytes` of free slices after it (`reused_dirty_bytes` of them
+/// resident already: arena.resizeSpan).
+pub fn spanGrown(tier: usize, bytes: usize, reused_dirty_bytes: usize) void {
+    std.debug.assert(tier < large_tier);
+    std.debug.assert(bytes % size_class.slice_size == 0 and reused_dirty_bytes <= bytes);
+    add(&tiers[tier].mapped_bytes, bytes);
+    sub(&dirty_bytes, reused_dirty_bytes);
+}
+
+/// A page's span gave back `bytes` of its slices to its segment, dirty.
+pub fn spanShrunk(tier: usize, bytes: usize) void {
+    std.debug.assert(tier < large_tier);
+    std.debug.assert(bytes % size_class.slice_size == 0);
+    sub(&tiers[tier].mapped_bytes, bytes);
+    add(&dirty_bytes, bytes);
+}
+
 /// A page went back to its segment: its span stays resident (dirty) until purged.
 pub fn pageReleased(tier: usize, span_bytes: usize, carved_bytes: usize) void {
     std.debug.assert(tier < large_tier);

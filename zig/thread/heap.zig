@@ -343,24 +343,27 @@ pub const Heap = struct {
     }
 
     /// realloc of the live block of a single-block page this heap holds to a size of `bin`,
-    /// another single-block bin whose pages take as many slices (say 70 KiB to 120 KiB:
-    /// two slices both): the page becomes a page of `bin` in place, its block the same
-    /// address with its bytes where they are. No copy, no span placed. False when that
-    /// does not apply (the caller copies). Counted as a free of the old bin and a
-    /// malloc of the new one.
+    /// another single-block bin: the page becomes a page of `bin` in place, its block the
+    /// same address with its bytes where they are. No copy, no new span: pages of as many
+    /// slices just change bin (say 70 KiB to 120 KiB: two slices both); a page of more
+    /// slices takes the free slices right after its span (arena.resizeSpan; false when one
+    /// is not free), one of fewer gives its tail back. False when it does not apply (the
+    /// caller copies). Counted as a free of the old bin and a malloc of the new one.
     pub fn rebinSingleBlock(self: *Heap, page: *Page, bin: usize) bool {
         std.debug.assert(bin < bins);
         if (self.checked or bin == page.bin) return false;
         if (!size_class.isSingleBlockBin(bin) or !size_class.isSingleBlockBin(page.bin)) return false;
-        if (size_class.binPageSlices(bin) != page.slice_count) return false;
         if (!self.ownsPage(page) or page.flags != 0 or page.used != 1) return false;
         std.debug.assert(page.capacity == 1 and page.reserved == 1); // a single-block page, its block live
         const old = page.bin;
+        const old_block_size = page.block_size;
+        if (size_class.binPageSlices(bin) == page.slice_count) {
+            page.rebin(bin);
+        } else if (!arena.resizeSpan(page, bin, os.nowMs())) return false;
         self.queues[old].remove(page);
         if (self.direct[old] == page) self.direct[old] = &page_mod.empty_page;
         self.forgetRetained(page);
-        stats.pageUncarved(page.tierIndex(), page.block_size);
-        page.rebin(bin);
+        stats.pageUncarved(page.tierIndex(), old_block_size);
         stats.pageCarved(page.tierIndex(), page.block_size);
         self.queues[bin].pushBack(page);
         self.counters.direct_frees[old] += 1;

@@ -392,6 +392,9 @@ pub const Cache = extern struct {
     pub fn setCapacity(self: *Cache, bin: usize, new_capacity: u32) void {
         std.debug.assert(new_capacity <= maxCapacity(bin));
         std.debug.assert(self.count(bin) <= new_capacity);
+        // (unchanged, as after most overflows: no read-modify-write of the count every
+        // thread shares)
+        if (new_capacity == self.capacity(bin)) return;
         const e = &self.entries[bin];
         const block_size = size_class.binBlockSize(bin);
         const old_bytes = @as(usize, self.capacity(bin)) * block_size;

@@ -283,8 +283,10 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     {
         if (@import("../memory/large_resize.zig").resize(kind.large, size)) |moved| return .{ .ok = moved };
     }
-    // A page block that realloc grew before gets room to spare (growth.zig).
-    const grows = size > old_usable and kind == .page_block;
+    // A page block that realloc grew before gets room to spare (growth.zig); so does a
+    // guarded sample (guard.zig: a page block's stand-in, which a growing realloc may
+    // have handed out as any other block).
+    const grows = size > old_usable and (kind == .page_block or kind == .guarded);
     const heap = if (grows) thread.current() else null;
     const new_size = if (heap) |h| growth.sizeFor(&h.grown, addr, size, old_usable) else size;
     std.debug.assert(new_size >= size); // room to spare, never less than asked
@@ -425,6 +427,22 @@ test "realloc grows a block of a page of its own in place while its span holds t
     try testing.expectEqual(r, t);
     for (@as([*]const u8, @ptrCast(t))[0..40_000]) |b| try testing.expectEqual(@as(u8, 0x5A), b);
     try testing.expectEqual(FreeResult.ok, free(t));
+    try expectValidHeap();
+}
+
+test "a guarded sample a growing realloc handed out grows with room to spare, as a page block does" {
+    const guard = @import("../memory/guard.zig");
+    const saved = config.guard_sample_mb;
+    defer config.guard_sample_mb = saved;
+    config.guard_sample_mb = 1;
+    const h = thread.current().?;
+    const sample = guard.take(2000, size_class.midBin(2000)) orelse return error.SkipZigTest;
+    @memset(@as([*]u8, @ptrCast(sample))[0..2000], 0x33);
+    h.grown.remember(@intFromPtr(sample)); // as realloc does with the block it moved to
+    const grown = realloc(sample, 2100).ok.?;
+    try testing.expect(usableSize(@intFromPtr(grown)).? >= 3000); // 1.5x, not the 2304-byte class of 2100
+    for (@as([*]const u8, @ptrCast(grown))[0..2000]) |b| try testing.expectEqual(@as(u8, 0x33), b);
+    try testing.expectEqual(FreeResult.ok, free(grown));
     try expectValidHeap();
 }
 

@@ -128,6 +128,7 @@ pub fn residentBytes(addr: usize, len: usize) usize {
 /// page i is resident. False when the kernel refuses (a part not mapped).
 pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
     std.debug.assert(addr % page_size == 0);
+    std.debug.assert(len > 0);
     std.debug.assert(len <= vec.len * page_size); // one byte of vec per page
     return !failed(linux.mincore(@ptrFromInt(addr), len, vec.ptr));
 }
@@ -203,6 +204,7 @@ pub fn writeStderr(bytes: []const u8) void {
 pub fn printStderr(comptime fmt: []const u8, args: anytype) void {
     var buf: [512]u8 = undefined;
     const text = std.fmt.bufPrint(&buf, fmt, args) catch buf[0..];
+    std.debug.assert(text.ptr == &buf); // from the stack buffer: nothing allocated
     writeStderr(text);
 }
 
@@ -212,6 +214,7 @@ pub fn errnoPtr() *c_int {
 }
 
 pub fn setErrno(e: std.c.E) void {
+    std.debug.assert(e != .SUCCESS); // an error to report (ENOMEM, EINVAL), never 0
     errnoPtr().* = @intFromEnum(e);
 }
 

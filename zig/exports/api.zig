@@ -72,12 +72,16 @@ export fn hak_free(ptr: ?*anyopaque) align(64) c_int {
 }
 
 fn resultCode(result: alloc.FreeResult) c_int {
-    return switch (result) {
+    const code = switch (result) {
         .ok => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
         .invalid => HAK_ERR_INVALID,
         .double_free => HAK_ERR_DOUBLE_FREE,
     };
+    // hakmem.h: 0 is success, every error below it (C callers test `< 0`)
+    std.debug.assert(code <= 0);
+    std.debug.assert((code == HAK_OK) == (result == .ok));
+    return code;
 }
 
 export fn hak_usable_size(ptr: ?*const anyopaque) usize {
@@ -94,7 +98,10 @@ export fn hak_owns(ptr: ?*const anyopaque) c_int {
 
 export fn hak_route(size: usize) c_int {
     process.ensureInit();
-    return @intFromEnum(routing.route(size));
+    const tier = routing.route(size);
+    std.debug.assert(@intFromEnum(tier) < abi.tier_count); // one of HAK_TIER_*
+    std.debug.assert(tier == .large or size <= routing.mid_max_limit); // above it only the large tier serves
+    return @intFromEnum(tier);
 }
 
 export fn hak_tiny_max() usize {

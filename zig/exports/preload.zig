@@ -294,6 +294,7 @@ export fn mallinfo2() Mallinfo2 {
     for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
     const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
     std.debug.assert(mapped % os.page_size == 0); // the OS maps whole pages
+    std.debug.assert(v[abi.statIndex(.large, .mapped_bytes)] % os.page_size == 0); // hblkhd: the large tier's, in pages too
     return .{
         .arena = mapped,
         .hblks = v[abi.statIndex(.large, .pages)],

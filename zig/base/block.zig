@@ -73,7 +73,8 @@ pub fn initSecrets() void {
     std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
     std.debug.assert(fresh_key & 1 == 1); // (nor the fresh key)
     std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
-    std.debug.assert(page_key != free_key and page_key != fresh_key); // bit 2: no cache key either (cacheKey)
+    std.debug.assert(page_key != free_key); // bit 2: no cache key either (cacheKey)
+    std.debug.assert(page_key != fresh_key);
     std.debug.assert(free_key != 0); // set: later calls keep it
 }
 

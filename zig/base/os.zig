@@ -138,6 +138,7 @@ pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
 /// other threads' segment headers this way).
 pub fn readSafely(addr: usize, out: []u8) bool {
     std.debug.assert(out.len > 0);
+    std.debug.assert(addr != 0); // (a chunk hakmem tagged: never the zero page)
     const local = [_]std.posix.iovec{.{ .base = out.ptr, .len = out.len }};
     const remote = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = out.len }};
     const rc = linux.process_vm_readv(linux.getpid(), &local, &remote, 0);

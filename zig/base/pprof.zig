@@ -38,6 +38,7 @@ const Out = struct {
             self.len += n;
             rest = rest[n..];
         }
+        std.debug.assert(self.len <= out_buf.len); // (flushed when full, never past it)
     }
 
     fn flush(self: *Out) void {

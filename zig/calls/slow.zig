@@ -117,6 +117,7 @@ inline fn ofBin(blk: *Block, bin: usize) *Block {
 
 /// `ptr`, asserted to be aligned to `alignment` (a postcondition of every allocation).
 inline fn alignedTo(ptr: ?*anyopaque, alignment: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment)); // an alignment: what `%` below tests
     if (ptr) |p| std.debug.assert(@intFromPtr(p) % alignment == 0);
     return ptr;
 }
@@ -278,6 +279,7 @@ noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
 /// A guarded sample's free, counted as a free of its bin (remote when another thread
 /// allocated it), as if it had been a block of that bin.
 noinline fn freeSample(addr: usize) FreeResult {
+    if (std.debug.runtime_safety) std.debug.assert(guard.owns(addr)); // in the pool (an atomic load: not in ReleaseFast)
     const freed = switch (guard.free(addr)) {
         .ok => |f| f,
         .double_free => return .double_free,
@@ -333,7 +335,6 @@ inline fn freeLookedUp(addr: usize, found: large.Lookup) FreeResult {
 /// A live large block back to its region or the mapping cache (not held by this thread).
 noinline fn freeToTier(header: *LargeHeader, h: ?*Heap) FreeResult {
     std.debug.assert(h == thread.currentAny()); // maintenance is this thread's heap's, if any
-    std.debug.assert(header.region_units <= large_region.block_units_max); // a region block's run, or 0 (a mapping)
     const now = os.nowMs();
     if (!large.free(header, now)) return .double_free;
     if (h) |heap_| maintainIfDue(heap_, now);

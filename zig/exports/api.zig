@@ -40,6 +40,9 @@ export fn hak_alloc(size: usize) align(64) ?*anyopaque {
 export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
     const p = alloc.calloc(count, size);
     std.debug.assert(p == null or @intFromPtr(p) % 16 == 0); // malloc's alignment
+    // zeroed: its first and last byte (a loop over it all would slow the checked library's calloc)
+    std.debug.assert(p == null or count *% size == 0 or @as([*]const u8, @ptrCast(p))[0] == 0);
+    std.debug.assert(p == null or count *% size == 0 or @as([*]const u8, @ptrCast(p))[count *% size - 1] == 0);
     return p;
 }
 
@@ -257,8 +260,10 @@ const build_id_z: [:0]const u8 = build_options.build_id ++ "";
 
 comptime {
     // C reads both up to their NUL: neither empty nor cut short by one inside
-    std.debug.assert(version_z.len > 0 and std.mem.indexOfScalar(u8, version_z, 0) == null);
-    std.debug.assert(build_id_z.len > 0 and std.mem.indexOfScalar(u8, build_id_z, 0) == null);
+    std.debug.assert(version_z.len > 0);
+    std.debug.assert(std.mem.indexOfScalar(u8, version_z, 0) == null);
+    std.debug.assert(build_id_z.len > 0);
+    std.debug.assert(std.mem.indexOfScalar(u8, build_id_z, 0) == null);
 }
 
 export fn hak_version() [*:0]const u8 {

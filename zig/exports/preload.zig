@@ -91,6 +91,9 @@ noinline fn callocBody(count: usize, size: usize) ?*anyopaque {
     const ptr = alloc.calloc(count, size);
     std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
     std.debug.assert(ptr == null or @mulWithOverflow(count, size)[1] == 0); // an overflow is ENOMEM
+    // zeroed: its first and last byte (a loop over it all would slow the checked library's calloc)
+    std.debug.assert(ptr == null or count *% size == 0 or @as([*]const u8, @ptrCast(ptr))[0] == 0);
+    std.debug.assert(ptr == null or count *% size == 0 or @as([*]const u8, @ptrCast(ptr))[count *% size - 1] == 0);
     if (config.trace) trace.allocated(.calloc, count *% size, ptr);
     return ptr;
 }

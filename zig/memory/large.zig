@@ -244,7 +244,6 @@ fn countFree(header: *const LargeHeader) void {
 /// (or the OS). Also large_local.zig's, for a block a thread held.
 pub fn giveBack(header: *LargeHeader, now_ms: u64) void {
     std.debug.assert(header.magic == cached_magic); // freed (free's CAS, or releaseLocal's store)
-    std.debug.assert(header.region_units <= large_region.block_units_max); // a region block's run, or 0
     const base = @intFromPtr(header);
     if (header.region_units != 0) {
         const units = header.region_units;

@@ -168,6 +168,9 @@ const Fit = struct {
     run_len: usize,
 
     fn better(self: Fit, other: Fit) bool {
+        // a placement covers at most its run's units: what is compared is comparable
+        std.debug.assert(self.resident <= self.run_len);
+        std.debug.assert(other.resident <= other.run_len);
         if (self.resident != other.resident) return self.resident > other.resident;
         return self.run_len < other.run_len;
     }
@@ -427,7 +430,9 @@ pub fn metadataResidentBytes() usize {
 
 /// Bytes of free units that may be resident.
 pub fn retainedBytes() usize {
-    return @atomicLoad(usize, &retained_bytes, .monotonic);
+    const bytes = @atomicLoad(usize, &retained_bytes, .monotonic);
+    std.debug.assert(bytes % unit_size == 0); // whole units, whenever read
+    return bytes;
 }
 
 /// Retained units freed at one moment (one block, or the part of it not reused), side by side.

@@ -194,7 +194,8 @@ fn pageHasSamples(page: *const Page) bool {
 /// Deleted entries are tombstones (page 1). Bounded by the table's size.
 fn pageSlot(page: usize, add: bool) ?*PageCount {
     std.debug.assert(lock.isHeld());
-    std.debug.assert(page != empty and page != tombstone); // a page's address: never a marker
+    std.debug.assert(page != empty); // a page's address: never a marker
+    std.debug.assert(page != tombstone);
     std.debug.assert(std.math.isPowerOfTwo(pages.len)); // probed with a mask
     var i = slotOf(page) & (pages.len - 1);
     var free_slot: ?*PageCount = null;
@@ -226,7 +227,8 @@ pub noinline fn sampleLarge(ptr: *anyopaque, size: usize) void {
 /// slow.free: a block of a page with flag_sampled, or a large block, is being freed.
 pub noinline fn freed(addr: usize) void {
     if (!enabled) return;
-    std.debug.assert(addr != empty and addr != tombstone); // a block's address: never a marker
+    std.debug.assert(addr != empty); // a block's address: never a marker
+    std.debug.assert(addr != tombstone);
     lock.acquire();
     defer lock.release();
     const slot = find(addr) orelse return;
@@ -237,7 +239,8 @@ pub noinline fn freed(addr: usize) void {
 /// (lock held) A live sample is gone: its stack's and its page's counts drop.
 fn forget(e: *Live) void {
     std.debug.assert(lock.isHeld());
-    std.debug.assert(e.addr != empty and e.addr != tombstone); // a live sample's entry
+    std.debug.assert(e.addr != empty); // a live sample's entry
+    std.debug.assert(e.addr != tombstone);
     std.debug.assert(e.stack < stack_count);
     const s = &stacks[e.stack];
     s.live_bytes -|= e.bytes;

@@ -128,6 +128,7 @@ const Recorder = struct {
         std.debug.assert(self.next_id < self.id_end); // an id of the chunk the file names
         const id = self.next_id;
         self.next_id += 1;
+        std.debug.assert(self.next_id <= self.id_end); // (the chunk's last id at most)
         return id;
     }
 
@@ -540,6 +541,7 @@ fn forget(addr: usize) Lookup {
 }
 
 fn lookUp(addr: usize) Lookup {
+    std.debug.assert(addr != 0); // (NULL is never recorded)
     const s = shardOf(addr);
     s.lock.acquire();
     defer s.lock.release();

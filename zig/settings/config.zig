@@ -499,6 +499,7 @@ fn applyStatsFile(value: []const u8) Verdict {
     const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
     if (verdict == .ok) print_stats_at_exit = true;
     std.debug.assert(verdict != .ok or stats_file_buf[0] == '/'); // absolute: a chdir does not move it
+    std.debug.assert(verdict != .ok or statsFile() != null); // read back by the exit summary
     return verdict;
 }
 
@@ -507,6 +508,7 @@ fn applyTrace(value: []const u8) Verdict {
     const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
     if (verdict == .ok) trace = true;
     std.debug.assert(verdict != .ok or trace_file_buf[0] == '/'); // absolute: a chdir does not move it
+    std.debug.assert(verdict != .ok or traceFile() != null); // read back by trace.start
     return verdict;
 }
 

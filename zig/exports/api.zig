@@ -92,11 +92,16 @@ export fn hak_usable_size(ptr: ?*const anyopaque) usize {
 }
 
 export fn hak_owns(ptr: ?*const anyopaque) c_int {
-    return switch (alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED))) {
+    const ownership = alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED));
+    const code = switch (ownership) {
         .live => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
         .invalid => HAK_ERR_INVALID,
     };
+    // hakmem.h: 0 for a live block, an error below 0 otherwise
+    std.debug.assert(code <= 0);
+    std.debug.assert((code == HAK_OK) == (ownership == .live));
+    return code;
 }
 
 export fn hak_route(size: usize) c_int {

@@ -168,6 +168,8 @@ pub fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
         stats.addTo(&stats.large.cached_bytes, mapped);
         std.debug.assert(cached_bytes <= limit); // the oldest went until it fit
     }
+    std.debug.assert(evicted_count <= cache_slots);
+    std.debug.assert(fits or evicted_count == 0); // nothing evicted for a mapping that is not cached
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmap(e.base, e.mapped_size);
     return fits;

@@ -203,8 +203,10 @@ pub fn fill(regions: []Region, holes: Units, donors_in: ?Units, before_purge: Be
         donor.units -= n;
         if (donor.units == 0) d += 1;
         pos = hole + n;
+        std.debug.assert(pos <= end); // a piece fills within its hole
     }
     std.debug.assert(filled <= holes.units);
+    std.debug.assert(moves <= moves_max); // the bound on system calls
     return filled;
 }
 
@@ -244,6 +246,8 @@ fn collectIn(range: Units, out: *[donors_max]Units, count_before: usize) usize {
         count += 1;
         pos = stop;
     }
+    std.debug.assert(count >= count_before); // appended, nothing taken out
+    std.debug.assert(count <= donors_max);
     return count;
 }
 

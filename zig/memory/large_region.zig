@@ -239,6 +239,14 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
         region.hint_units = hint_end -| (first + units);
     }
     span.resident_units = countRange(&region.resident, first, units);
+    if (std.debug.runtime_safety) {
+        // calloc clears the units the mask names: exactly the resident ones (a loop: not in ReleaseFast)
+        if (resident) |mask| {
+            var named: usize = 0;
+            for (mask) |w| named += @popCount(w);
+            std.debug.assert(named == span.resident_units);
+        }
+    }
     std.debug.assert(span.resident_units * unit_size <= retained_bytes); // free resident units were counted
     retained_bytes -= span.resident_units * unit_size;
     setRange(&region.taken, first, units, true);
@@ -311,6 +319,7 @@ fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64
         @atomicStore(u16, &region.owner[i], owner, .monotonic);
     }
     retained_bytes += units * unit_size;
+    std.debug.assert(retained_bytes % unit_size == 0); // whole units
 }
 
 /// Grows a block in place onto the free units after it (those without pages filled as for

@@ -376,6 +376,7 @@ fn rehashLive() void {
         }
     }
     std.debug.assert(n < live.len); // (record rehashes at 3/4 used: an empty slot ends probes)
+    std.debug.assert(n <= live_used); // tombstones dropped, no entry added
     live_used = n;
 }
 

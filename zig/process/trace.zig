@@ -603,7 +603,6 @@ pub fn reallocated(old: Lookup, ptr: *anyopaque, size: usize, fresh: ?*anyopaque
         if (old == .live) remember(@intFromPtr(ptr), old.live);
         return;
     });
-    std.debug.assert(fresh_addr % 16 == 0); // a block realloc handed out (malloc's alignment)
     const r = recorder() orelse return;
     r.tick();
     switch (old) {
@@ -686,6 +685,7 @@ const Decoder = struct {
     fn takeId(self: *Decoder) !u64 {
         if (self.next_id == self.id_end) return error.NoIdBase;
         self.next_id += 1;
+        std.debug.assert(self.next_id <= self.id_end); // within the chunk an id_base opened
         return self.next_id - 1;
     }
 
@@ -718,6 +718,7 @@ const Decoder = struct {
             },
             .free_unknown, .thread_end => {},
         }
+        std.debug.assert(self.at <= self.bytes.len); // (each read stops at the payload's end)
         return d;
     }
 };

@@ -364,7 +364,10 @@ pub const Kind = union(enum) {
 pub fn resizeInPage(page: *Page, size: usize) bool {
     const bin = routing.bin(size) orelse return false; // (large: its own tier)
     const h = thread.currentAny() orelse return false;
-    return h.rebinSingleBlock(page, bin);
+    const rebinned = h.rebinSingleBlock(page, bin);
+    std.debug.assert(!rebinned or page.block_size >= size); // its one block holds the new size,
+    std.debug.assert(!rebinned or page.bin == bin); // as a block of the bin the size routes to
+    return rebinned;
 }
 
 pub fn classify(addr: usize) Kind {

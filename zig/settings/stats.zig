@@ -124,7 +124,9 @@ pub fn pageUncarved(tier: usize, carved_bytes: usize) void {
 /// resident already: arena.resizeSpan).
 pub fn spanGrown(tier: usize, bytes: usize, reused_dirty_bytes: usize) void {
     std.debug.assert(tier < large_tier);
-    std.debug.assert(bytes % size_class.slice_size == 0 and reused_dirty_bytes <= bytes);
+    std.debug.assert(bytes > 0); // a slice at least (arena.resizeSpan: another slice count)
+    std.debug.assert(bytes % size_class.slice_size == 0); // whole slices
+    std.debug.assert(reused_dirty_bytes <= bytes); // what was dirty lies in what it took
     add(&tiers[tier].mapped_bytes, bytes);
     sub(&dirty_bytes, reused_dirty_bytes);
 }
@@ -132,6 +134,7 @@ pub fn spanGrown(tier: usize, bytes: usize, reused_dirty_bytes: usize) void {
 /// A page's span gave back `bytes` of its slices to its segment, dirty.
 pub fn spanShrunk(tier: usize, bytes: usize) void {
     std.debug.assert(tier < large_tier);
+    std.debug.assert(bytes > 0); // a slice at least (arena.resizeSpan: another slice count)
     std.debug.assert(bytes % size_class.slice_size == 0);
     sub(&tiers[tier].mapped_bytes, bytes);
     add(&dirty_bytes, bytes);

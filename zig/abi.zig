@@ -26,13 +26,16 @@ pub const Result = enum(c_int) {
     double_free = -4,
 
     pub fn doc(self: Result) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .ok => "success (hak_free of NULL too)",
             .not_owned => "the pointer is not in memory hakmem mapped",
             .invalid => "hakmem memory, but not a live block start (interior, or freed so long ago that its memory went back); nothing was changed",
             .arg => "an argument is out of range",
             .double_free => "hak_free of a block that is free already (found in a thread cache, on its page, or among freed large blocks); nothing was changed",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 
     pub fn code(self: Result) c_int {
@@ -52,11 +55,14 @@ pub const Tier = enum(u8) {
     large = 2,
 
     pub fn doc(self: Tier) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .tiny => "size <= tiny_max: one-slice (64 KiB) pages, per-thread free lists",
             .mid => "size <= mid_max: multi-slice pages sized per class",
             .large => "size > mid_max: one OS mapping per block, cached",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 };
 
@@ -69,11 +75,14 @@ pub const CheckMode = enum(u8) {
     warn = 2,
 
     pub fn doc(self: CheckMode) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .off => "no checking (the default)",
             .abort => "report the first misuse on stderr, then abort() (HAKMEM_CHECK=1)",
             .warn => "report every misuse on stderr and carry on (HAKMEM_CHECK=warn)",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 };
 
@@ -143,7 +152,7 @@ pub const StatField = enum(u32) {
     pages,
 
     pub fn doc(self: StatField) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .allocs => "allocations",
             .frees => "all frees, local and remote",
             .remote_frees => "blocks handed back to a page another thread owns (counted when the freeing thread's cache is flushed, not at free)",
@@ -157,6 +166,9 @@ pub const StatField = enum(u32) {
             .cache_misses => "large: mapping cache misses",
             .pages => "pages (tiny/mid) or mappings (large) in use",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 
     /// Event counters that hak_stats_reset zeroes (the others are gauges).
@@ -190,7 +202,7 @@ pub const StatGlobal = enum(u32) {
     double_frees_contained,
 
     pub fn doc(self: StatGlobal) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .segments_mapped => "4 MiB segments mapped",
             .pages_abandoned => "pages with live blocks their heap gave up (found full, or its thread exited)",
             .pages_reclaimed => "pages nobody held taken by a heap (from the abandoned lists, or back by its own free)",
@@ -205,6 +217,9 @@ pub const StatGlobal = enum(u32) {
             .large_cache_limit_bytes => "current byte limit of the large-mapping cache",
             .double_frees_contained => "double frees found in a batch (cache flush, remote-free collection) and dropped; only without preload, which aborts",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 
     /// Position in the hak_stats_read array (after the tiers' fields).
@@ -273,7 +288,7 @@ pub const MemoryPart = enum(u32) {
     largest_thread_cache,
 
     pub fn doc(self: MemoryPart) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .live_requested => "bytes the program asked for and holds (live blocks minus internal_waste)",
             .internal_waste => "live tiny and mid blocks' rounding up to their size class (an estimate: half the gap to the class below per block; requests are not recorded)",
             .tiny_live => "usable bytes of live tiny blocks",
@@ -300,6 +315,9 @@ pub const MemoryPart = enum(u32) {
             .threads => "threads with a heap now (count)",
             .largest_thread_cache => "bytes in the fullest thread's cache",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 };
 
@@ -352,7 +370,7 @@ pub const TraceEvent = enum(u8) {
 
     /// What follows the tag, and what the event means.
     pub fn doc(self: TraceEvent) []const u8 {
-        return switch (self) {
+        const d = switch (self) {
             .malloc => "size: malloc (and realloc(NULL, size), or realloc of a pointer the trace never saw); the result takes the next id",
             .calloc => "size (count * size): calloc; the next id",
             .realloc => "id, size: realloc of a live object to size; the result takes the next id, the old id is dead",
@@ -365,6 +383,9 @@ pub const TraceEvent = enum(u8) {
             .time => "milliseconds since the previous time event of the thread (the first: since the trace began)",
             .id_base => "base: the thread's next ids are base .. base + trace_id_chunk",
         };
+        std.debug.assert(d.len > 0); // abi_gen writes a define's comment only when it has one
+        std.debug.assert(std.mem.indexOf(u8, d, "*/") == null); // it goes inside /* */ in hakmem.h
+        return d;
     }
 };
 

@@ -346,6 +346,8 @@ test {
 
 /// Position of a file in the layering: (layer, index in it); tools are past every layer.
 fn rank(name: []const u8) ?struct { layer: usize, index: usize } {
+    std.debug.assert(name.len > 0); // a file's name without ".zig"
+    std.debug.assert(!std.mem.endsWith(u8, name, ".zig"));
     for (layers, 0..) |layer, l| {
         for (layer, 0..) |file, i| if (std.mem.eql(u8, file, name)) return .{ .layer = l, .index = i };
     }
@@ -362,12 +364,14 @@ fn path(comptime name: []const u8) []const u8 {
         if (std.mem.eql(u8, top, name)) return name ++ ".zig";
     }
     const me = rank(name) orelse @compileError(name ++ " is in no layer of lib.zig");
+    std.debug.assert(me.layer <= layers.len); // a layer's, or a tool (lib.zig is at_top)
     const folder = if (me.layer < layers.len) folders[me.layer] else tools_folder;
     return folder ++ "/" ++ name ++ ".zig";
 }
 
 /// The file lib.zig places at `file_path` (a path from zig/), or null.
 fn placedAt(file_path: []const u8) ?[]const u8 {
+    std.debug.assert(!std.fs.path.isAbsolute(file_path)); // a path from zig/
     inline for (layers ++ .{ &tools, &[_][]const u8{"lib"} }) |group| {
         inline for (group) |name| {
             if (std.mem.eql(u8, comptime path(name), file_path)) return name;
@@ -379,6 +383,8 @@ fn placedAt(file_path: []const u8) ?[]const u8 {
 /// An @import's `relative` path, from the file at `from` (a path from zig/), as a path from
 /// zig/; null when it leaves zig/ or does not fit in `buffer`.
 fn resolve(buffer: []u8, from: []const u8, relative: []const u8) ?[]const u8 {
+    std.debug.assert(std.mem.endsWith(u8, from, ".zig")); // a file of zig/,
+    std.debug.assert(!std.fs.path.isAbsolute(from)); // named from zig/
     var dir: []const u8 = std.fs.path.dirname(from) orelse "";
     var rest = relative;
     while (true) { // bounded: each turn takes 2 or 3 bytes off rest

@@ -61,6 +61,8 @@ const GRND_NONBLOCK: u32 = 1;
 /// nothing else of the process. Two independent words: neither secret tells the other.
 pub fn initSecrets() void {
     if (free_key != 0) return;
+    std.debug.assert(page_key == 0); // the first call: nothing set yet
+    std.debug.assert(link_secret == 0);
     var words: [3]u64 = undefined;
     randomWords(&words);
     free_key = words[0] | 1;
@@ -71,7 +73,8 @@ pub fn initSecrets() void {
     std.debug.assert(free_key & 1 == 1); // never an aligned pointer a program stored
     std.debug.assert(fresh_key & 1 == 1); // (nor the fresh key)
     std.debug.assert(fresh_key != free_key); // check mode tells a fresh block from a reused one
-    std.debug.assert(page_key != free_key and page_key != fresh_key); // bit 2: no cache key either (cacheKey)
+    std.debug.assert(page_key != free_key); // bit 2: no cache key either (cacheKey)
+    std.debug.assert(page_key != fresh_key);
     std.debug.assert(free_key != 0); // set: later calls keep it
 }
 
@@ -82,6 +85,7 @@ pub fn initSecrets() void {
 /// a free block, not secrets; the only case where they are not random.
 fn randomWords(out: *[3]u64) void {
     const buf: [*]u8 = @ptrCast(out);
+    comptime std.debug.assert(@sizeOf(@TypeOf(out.*)) == 24); // the three words, every byte
     if (fromGetrandom(buf[0..24]) or fromUrandom(buf[0..24])) return;
     var ts: linux.timespec = undefined;
     _ = linux.clock_gettime(.MONOTONIC, &ts);
@@ -103,6 +107,7 @@ fn fromGetrandom(buf: []u8) bool {
         }
         std.debug.assert(done <= buf.len); // the kernel writes at most what was asked
     }
+    std.debug.assert(done == buf.len or attempts == 64); // filled, or out of attempts
     return done == buf.len;
 }
 
@@ -125,6 +130,7 @@ fn fromUrandom(buf: []u8) bool {
         }
         std.debug.assert(done <= buf.len);
     }
+    std.debug.assert(done == buf.len or attempts == 64); // filled, or out of attempts
     return done == buf.len;
 }
 

@@ -19,6 +19,7 @@ const std = @import("std");
 /// The fraction (in 1/2^16) of memory freed `age_ms` ago that a reserve may still keep.
 pub fn keepFraction(age_ms: u64, decay_ms: u64) u32 {
     if (age_ms >= decay_ms) return 0;
+    std.debug.assert(decay_ms > 0); // (a decay of 0 keeps nothing: returned above)
     // x in [0, 1) as 16-bit fixed point; smoothstep in fixed point.
     const x: u64 = (age_ms << 16) / decay_ms;
     const x2 = (x * x) >> 16;
@@ -29,6 +30,7 @@ pub fn keepFraction(age_ms: u64, decay_ms: u64) u32 {
     const smooth = 3 * x2 - 2 * x3;
     const keep: u32 = @intCast((1 << 16) - @min(smooth, 1 << 16));
     std.debug.assert(keep <= 1 << 16);
+    std.debug.assert(age_ms != 0 or keep == 1 << 16); // memory freed just now is all kept
     return keep;
 }
 
@@ -37,6 +39,7 @@ pub fn keptBytes(bytes: usize, age_ms: u64, decay_ms: u64) usize {
     const f = keepFraction(age_ms, decay_ms);
     const kept: usize = @intCast((@as(u128, bytes) * f) >> 16);
     std.debug.assert(kept <= bytes);
+    std.debug.assert(age_ms < decay_ms or kept == 0); // memory idle for decay_ms is all released
     return kept;
 }
 
@@ -57,9 +60,12 @@ pub const Tally = struct {
     /// counts it as released.
     pub fn release(self: *Tally, bytes: usize) bool {
         std.debug.assert(self.allowed <= self.retained);
+        std.debug.assert(bytes > 0); // an item (a purge piece, a segment, a mapping) has bytes
         if (self.retained < bytes or self.retained - bytes < self.allowed) return false;
+        const before = self.retained;
         self.retained -= bytes;
         std.debug.assert(self.allowed <= self.retained);
+        std.debug.assert(self.retained < before); // counted as released
         return true;
     }
 };

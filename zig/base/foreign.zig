@@ -59,7 +59,8 @@ fn parseLine(line: []const u8) ?Mapping {
     const inode = std.fmt.parseUnsigned(u64, fields.next() orelse return null, 10) catch return null;
     // the kernel's lines: a mapping is whole pages, never empty
     std.debug.assert(start < end);
-    std.debug.assert(start % std.heap.page_size_min == 0 and end % std.heap.page_size_min == 0);
+    std.debug.assert(start % std.heap.page_size_min == 0);
+    std.debug.assert(end % std.heap.page_size_min == 0);
     return .{ .start = start, .end = end, .inode = inode, .path = fields.rest() };
 }
 
@@ -125,6 +126,8 @@ const Search = struct {
             @memcpy(self.found_path[0..len], m.path[0..len]);
             self.found = .{ .start = m.start, .end = m.end, .inode = m.inode, .path = self.found_path[0..len] };
             self.after_file = m.start == self.file_end;
+            std.debug.assert(self.found.?.start <= self.addr); // what is found holds the address
+            std.debug.assert(self.addr < self.found.?.end);
         }
         if (m.inode != 0) self.file_end = m.end;
     }
@@ -139,7 +142,8 @@ pub fn where(addr: usize) Where {
     std.debug.assert(m.start <= addr); // the mapping found holds addr
     std.debug.assert(addr < m.end);
     const kind = kindOf(m, search.stack_start, search.after_file);
-    std.debug.assert(kind != .unmapped and kind != .unknown); // a mapping was found and read
+    std.debug.assert(kind != .unmapped); // a mapping was found,
+    std.debug.assert(kind != .unknown); // and read
     return kind;
 }
 

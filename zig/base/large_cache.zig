@@ -36,7 +36,10 @@ pub const RecentPeak = struct {
 
     pub fn peak(self: *RecentPeak, now_ms: u64, window_ms: u64) usize {
         self.roll(now_ms, window_ms);
-        return @max(self.current_max, self.previous_max);
+        const bytes = @max(self.current_max, self.previous_max);
+        std.debug.assert(bytes >= self.current_max); // the window now counts,
+        std.debug.assert(bytes >= self.previous_max); // and the one before it
+        return bytes;
     }
 
     fn roll(self: *RecentPeak, now_ms: u64, window_ms: u64) void {
@@ -47,6 +50,7 @@ pub const RecentPeak = struct {
         self.previous_max = if (age < 2 * @max(window_ms, 1)) self.current_max else 0;
         self.current_max = 0;
         self.window_start_ms = now_ms;
+        std.debug.assert(self.previous_max == 0 or age < 2 * @max(window_ms, 1)); // a peak older than two windows is forgotten
     }
 };
 

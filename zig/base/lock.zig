@@ -30,6 +30,7 @@ pub const Lock = struct {
 
     pub fn release(self: *Lock) void {
         std.debug.assert(self.isHeld()); // released by its holder, once
+        comptime std.debug.assert(@sizeOf(Lock) == @sizeOf(u32)); // a plain word (fork resets it)
         self.state.store(0, .release);
     }
 
@@ -44,7 +45,9 @@ pub const Lock = struct {
 
     /// In a forked child only: the lock's holder does not exist there.
     pub fn resetInChild(self: *Lock) void {
+        std.debug.assert(self.state.raw <= 1); // (0 or 1 only, also in the child)
         self.state.store(0, .monotonic);
+        std.debug.assert(!self.isHeld()); // the child's first taker finds it free
     }
 };
 

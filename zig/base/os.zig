@@ -128,6 +128,7 @@ pub fn residentBytes(addr: usize, len: usize) usize {
 /// page i is resident. False when the kernel refuses (a part not mapped).
 pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
     std.debug.assert(addr % page_size == 0);
+    std.debug.assert(len > 0);
     std.debug.assert(len <= vec.len * page_size); // one byte of vec per page
     return !failed(linux.mincore(@ptrFromInt(addr), len, vec.ptr));
 }
@@ -137,6 +138,7 @@ pub fn residentPages(addr: usize, len: usize, vec: []u8) bool {
 /// other threads' segment headers this way).
 pub fn readSafely(addr: usize, out: []u8) bool {
     std.debug.assert(out.len > 0);
+    std.debug.assert(addr != 0); // (a chunk hakmem tagged: never the zero page)
     const local = [_]std.posix.iovec{.{ .base = out.ptr, .len = out.len }};
     const remote = [_]std.posix.iovec_const{.{ .base = @ptrFromInt(addr), .len = out.len }};
     const rc = linux.process_vm_readv(linux.getpid(), &local, &remote, 0);
@@ -203,6 +205,7 @@ pub fn writeStderr(bytes: []const u8) void {
 pub fn printStderr(comptime fmt: []const u8, args: anytype) void {
     var buf: [512]u8 = undefined;
     const text = std.fmt.bufPrint(&buf, fmt, args) catch buf[0..];
+    std.debug.assert(text.ptr == &buf); // from the stack buffer: nothing allocated
     writeStderr(text);
 }
 
@@ -212,6 +215,7 @@ pub fn errnoPtr() *c_int {
 }
 
 pub fn setErrno(e: std.c.E) void {
+    std.debug.assert(e != .SUCCESS); // an error to report (ENOMEM, EINVAL), never 0
     errnoPtr().* = @intFromEnum(e);
 }
 

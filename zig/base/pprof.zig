@@ -38,9 +38,11 @@ const Out = struct {
             self.len += n;
             rest = rest[n..];
         }
+        std.debug.assert(self.len <= out_buf.len); // (flushed when full, never past it)
     }
 
     fn flush(self: *Out) void {
+        std.debug.assert(self.len <= out_buf.len);
         var at: usize = 0;
         while (at < self.len) {
             const rc = linux.write(self.fd, out_buf[at..].ptr, self.len - at);
@@ -51,6 +53,7 @@ const Out = struct {
             std.debug.assert(rc <= self.len - at); // the kernel writes at most what was asked
             at += rc;
         }
+        std.debug.assert(self.failed or at == self.len); // all written, or the file marked failed
         self.len = 0;
     }
 };
@@ -64,8 +67,10 @@ const Msg = struct {
         const n = @min(data.len, self.buf.len - self.len); // a full message is cut (never with depth_max frames)
         @memcpy(self.buf[self.len..][0..n], data[0..n]);
         self.len += n;
+        std.debug.assert(self.len <= self.buf.len);
     }
     fn slice(self: *const Msg) []const u8 {
+        std.debug.assert(self.len <= self.buf.len);
         return self.buf[0..self.len];
     }
 };
@@ -85,6 +90,7 @@ fn varint(w: anytype, value: u64) void {
         buf[n] = low | 0x80;
         n += 1;
     }
+    std.debug.assert(n >= 1); // even 0 takes a byte
     std.debug.assert(n <= 10); // 64 bits in groups of 7
     w.bytes(buf[0..n]);
 }
@@ -96,11 +102,13 @@ fn key(w: anytype, field: u32, wire: u3) void {
 }
 
 fn uintField(w: anytype, field: u32, value: u64) void {
+    std.debug.assert(field <= 12); // the fields of profile.proto's messages written here
     key(w, field, 0);
     varint(w, value);
 }
 
 fn bytesField(w: anytype, field: u32, data: []const u8) void {
+    std.debug.assert(field <= 11); // the fields of profile.proto's messages written here
     key(w, field, 2);
     varint(w, data.len);
     w.bytes(data);
@@ -109,6 +117,11 @@ fn bytesField(w: anytype, field: u32, data: []const u8) void {
 const strings_fixed = [_][]const u8{ "", "alloc_objects", "count", "alloc_space", "bytes", "inuse_objects", "inuse_space", "space" };
 
 fn valueType(w: *Out, field: u32, type_index: u64, unit_index: u64) void {
+    std.debug.assert(field == 1 or field == 11); // Profile.sample_type or period_type
+    std.debug.assert(type_index > 0); // a name, not ""
+    std.debug.assert(type_index < strings_fixed.len); // a string written before
+    std.debug.assert(unit_index > 0);
+    std.debug.assert(unit_index < strings_fixed.len);
     var m: Msg = .{};
     uintField(&m, 1, type_index);
     uintField(&m, 2, unit_index);
@@ -225,6 +238,8 @@ fn readMappings(out: *[mappings_max]Mapping) usize {
             .offset = std.fmt.parseUnsigned(usize, offset, 16) catch continue,
             .path = path,
         };
+        std.debug.assert(out[n].start < out[n].end); // the kernel's lines: never an empty mapping
+        std.debug.assert(out[n].path[0] == '/'); // a file's mapping (tools symbolize by its path)
         n += 1;
     }
     std.debug.assert(n <= mappings_max);

@@ -24,12 +24,14 @@ pub fn allEqual(from: usize, to: usize, expected: u8) bool {
     if (n < 8) {
         var a = from;
         while (a < to) : (a += 1) if (@as(*const u8, @ptrFromInt(a)).* != expected) return false;
+        std.debug.assert(a == to); // every byte read, none past the range
         return true;
     }
     if (n < 32) {
         const word = @as(u64, expected) * 0x0101_0101_0101_0101;
         var a = from;
         while (to - a > 8) : (a += 8) if (loadWord(a) != word) return false;
+        std.debug.assert(to - a <= 8); // the last word covers what is left: [a, to)
         std.debug.assert(to - 8 >= from); // the last word overlaps, never reads before the range
         return loadWord(to - 8) == word; // overlaps the word before
     }
@@ -48,16 +50,20 @@ pub fn allEqual(from: usize, to: usize, expected: u8) bool {
     while (to - a > 32) : (a += 32) {
         if (@reduce(.Or, loadVector(a) ^ splat) != 0) return false;
     }
+    std.debug.assert(to - a <= 32); // the last vector covers what is left: [a, to)
+    std.debug.assert(to > a); // (each step left more than it read)
     std.debug.assert(to - 32 >= from); // the last vector overlaps, never reads before the range
     return @reduce(.Or, loadVector(to - 32) ^ splat) == 0; // overlaps the step before
 }
 
 /// Index (from `from`) of the first byte in [from, to) that is not `expected`, or null.
 pub fn firstDifferent(from: usize, to: usize, expected: u8) ?usize {
+    std.debug.assert(from <= to);
     if (allEqual(from, to, expected)) return null;
+    std.debug.assert(from < to); // an empty range holds one value
     var a = from; // bounded by the range; only on a report's path
     while (a < to) : (a += 1) if (@as(*const u8, @ptrFromInt(a)).* != expected) return a - from;
-    return null;
+    return null; // (a racing writer put the value back)
 }
 
 /// Index (from `from`) of the last byte in [from, to) that is not `expected`, or null.
@@ -68,6 +74,7 @@ pub fn lastDifferent(from: usize, to: usize, expected: u8) ?usize {
         a -= 1;
         if (@as(*const u8, @ptrFromInt(a)).* != expected) return a - from;
     }
+    std.debug.assert(a == from); // every byte read
     return null;
 }
 

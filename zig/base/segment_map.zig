@@ -45,6 +45,8 @@ pub fn mark(start: usize, len: usize, first: Tag, rest: Tag) void {
         @atomicStore(u8, &tags[i], @intFromEnum(if (i == first_index) first else rest), .release);
     }
     std.debug.assert(len == 0 or lookup(start) == first);
+    // and the last chunk: the head's tag when it is the only one, else the rest's
+    std.debug.assert(len == 0 or lookup(start + len - 1) == if (end_index - first_index == 1) first else rest);
 }
 
 pub fn clear(start: usize, len: usize) void {
@@ -59,7 +61,11 @@ pub fn largeHeadOf(addr: usize) ?usize {
     while (index > 0) {
         index -= 1;
         switch (@as(Tag, @enumFromInt(@atomicLoad(u8, &tags[index], .monotonic)))) {
-            .large_head => return index << chunk_shift,
+            .large_head => {
+                const head = index << chunk_shift;
+                std.debug.assert(head < addr); // a tail's head is before it
+                return head;
+            },
             .large_tail => continue,
             else => return null,
         }
@@ -87,7 +93,10 @@ pub fn forEachTagged(context: anytype, comptime visit: fn (@TypeOf(context), usi
 pub fn residentBytes() usize {
     var it: UsedPages = .{};
     var resident: usize = 0;
-    while (it.next()) |_| resident += page_bytes;
+    while (it.next()) |range| {
+        std.debug.assert(range[1] - range[0] <= page_bytes); // one page of tags at a time
+        resident += page_bytes;
+    }
     std.debug.assert(resident <= @sizeOf(@TypeOf(tags)) + page_bytes); // (one page more: tags may not start a page)
     return resident;
 }

@@ -128,6 +128,7 @@ noinline fn mallocCheckedLibc(size: usize) ?*anyopaque {
 /// A traced process's malloc (HAKMEM_TRACE: its fast paths always fall through to here).
 fn traced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
     std.debug.assert(config.trace); // (a traced process only: its fast paths always fall through)
+    std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
     trace.allocated(.malloc, size, ptr);
     return ptr;
 }
@@ -191,12 +192,14 @@ pub noinline fn freeOther(addr: usize) FreeResult {
 
 fn checkedFree(addr: usize) FreeResult {
     std.debug.assert(config.check_mode != .off);
-    return switch (check.free(addr)) { // (free(NULL) too: it takes the call's site)
+    const result: FreeResult = switch (check.free(addr)) { // (free(NULL) too: it takes the call's site)
         .freed => .ok,
         .double_free => .double_free,
         .ignored => .invalid,
         .not_owned => .not_owned,
     };
+    std.debug.assert(addr != 0 or result == .ok); // free(NULL) does nothing, and is no error
+    return result;
 }
 
 // ------------------------------------------------------------------ queries
@@ -295,6 +298,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     @memcpy(@as([*]u8, @ptrCast(fresh))[0..@min(size, old_usable)], @as([*]const u8, @ptrCast(ptr.?))[0..@min(size, old_usable)]);
     _ = free(ptr);
     if (heap) |h| h.grown.remember(@intFromPtr(fresh));
+    std.debug.assert(@intFromPtr(fresh) % 16 == 0); // malloc's alignment
     return .{ .ok = fresh };
 }
 

@@ -72,6 +72,7 @@ pub fn malloc(size: usize) ?*anyopaque {
 }
 
 pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
+    std.debug.assert(h == thread.currentAny()); // the calling thread's heap: its fields are the thread's own
     const bin = routing.bin(size) orelse return mallocLarge(h, size, 16, false);
     std.debug.assert(size <= size_class.binBlockSize(bin)); // the bin's blocks hold the request
     // Only bins a slot can hold are sampled and charged: a program's big blocks do not make
@@ -97,6 +98,7 @@ pub fn mallocWith(h: *Heap, size: usize) ?*anyopaque {
 
 fn allocBin(h: *Heap, bin: usize) ?*anyopaque {
     std.debug.assert(bin < size_class.bin_count);
+    std.debug.assert(h == thread.currentAny()); // (owner-only: its cache and page queues)
     if (h.cache.pop(bin)) |blk| return alignedTo(ofBin(blk, bin), abi.min_alignment);
     validate.atSlowPath(h);
     return alignedTo(if (h.allocSlow(bin)) |blk| ofBin(blk, bin) else null, abi.min_alignment);
@@ -115,6 +117,7 @@ inline fn ofBin(blk: *Block, bin: usize) *Block {
 
 /// `ptr`, asserted to be aligned to `alignment` (a postcondition of every allocation).
 inline fn alignedTo(ptr: ?*anyopaque, alignment: usize) ?*anyopaque {
+    std.debug.assert(std.math.isPowerOfTwo(alignment)); // an alignment: what `%` below tests
     if (ptr) |p| std.debug.assert(@intFromPtr(p) % alignment == 0);
     return ptr;
 }
@@ -123,7 +126,9 @@ inline fn alignedTo(ptr: ?*anyopaque, alignment: usize) ?*anyopaque {
 /// first `size` bytes are 0. (align(64), as free's large path: a large pair's speed moved
 /// by 10% with where the linker put them.)
 pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) align(64) ?*anyopaque {
-    std.debug.assert(std.math.isPowerOfTwo(alignment) and alignment >= abi.min_alignment);
+    std.debug.assert(std.math.isPowerOfTwo(alignment));
+    std.debug.assert(alignment >= abi.min_alignment); // (smaller ones are malloc's 16)
+    std.debug.assert(h == thread.currentAny()); // its local cache is the thread's own
     if (size > size_max) return outOfMemory();
     // (a hit reads no clock: the free that held the block did maintenance's share)
     if (h.large_local.take(size, alignment, zeroed)) |ptr| return alignedTo(if (profile.enabled) profiledLarge(ptr, size) else ptr, alignment);
@@ -142,6 +147,7 @@ pub fn mallocLarge(h: *Heap, size: usize, alignment: usize, zeroed: bool) align(
 }
 
 noinline fn profiledLarge(ptr: *anyopaque, size: usize) *anyopaque {
+    std.debug.assert(profile.enabled); // (asked only when profiling)
     profile.sampleLarge(ptr, size);
     return ptr;
 }
@@ -222,7 +228,9 @@ pub fn freeBlock(page: *Page, blk: *Block) FreeResult {
 /// heap was given up already: one made now would never be). Null: no heap.
 noinline fn heapForFree() ?*Heap {
     if (thread.exiting()) return null;
-    return createHeap();
+    const h = createHeap();
+    std.debug.assert(h == null or thread.currentAny() == h); // its frees go to this heap's cache from now on
+    return h;
 }
 
 fn result(outcome: heap_mod.FreeOutcome) FreeResult {
@@ -248,6 +256,8 @@ fn isFreed(h: ?*Heap, page: *Page, addr: usize) bool {
 }
 
 fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
+    std.debug.assert(h == thread.currentAny()); // this thread's heap, or none
+    std.debug.assert(page.blockOf(@intFromPtr(blk)) == @intFromPtr(blk)); // a block start of the page
     const owner = h orelse return freeHeapless(page, blk);
     return result(owner.freeToPage(page, blk));
 }
@@ -269,6 +279,7 @@ noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
 /// A guarded sample's free, counted as a free of its bin (remote when another thread
 /// allocated it), as if it had been a block of that bin.
 noinline fn freeSample(addr: usize) FreeResult {
+    if (std.debug.runtime_safety) std.debug.assert(guard.owns(addr)); // in the pool (an atomic load: not in ReleaseFast)
     const freed = switch (guard.free(addr)) {
         .ok => |f| f,
         .double_free => return .double_free,
@@ -323,6 +334,7 @@ inline fn freeLookedUp(addr: usize, found: large.Lookup) FreeResult {
 
 /// A live large block back to its region or the mapping cache (not held by this thread).
 noinline fn freeToTier(header: *LargeHeader, h: ?*Heap) FreeResult {
+    std.debug.assert(h == thread.currentAny()); // maintenance is this thread's heap's, if any
     const now = os.nowMs();
     if (!large.free(header, now)) return .double_free;
     if (h) |heap_| maintainIfDue(heap_, now);
@@ -352,7 +364,10 @@ pub const Kind = union(enum) {
 pub fn resizeInPage(page: *Page, size: usize) bool {
     const bin = routing.bin(size) orelse return false; // (large: its own tier)
     const h = thread.currentAny() orelse return false;
-    return h.rebinSingleBlock(page, bin);
+    const rebinned = h.rebinSingleBlock(page, bin);
+    std.debug.assert(!rebinned or page.block_size >= size); // its one block holds the new size,
+    std.debug.assert(!rebinned or page.bin == bin); // as a block of the bin the size routes to
+    return rebinned;
 }
 
 pub fn classify(addr: usize) Kind {

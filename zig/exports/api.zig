@@ -40,6 +40,9 @@ export fn hak_alloc(size: usize) align(64) ?*anyopaque {
 export fn hak_calloc(count: usize, size: usize) ?*anyopaque {
     const p = alloc.calloc(count, size);
     std.debug.assert(p == null or @intFromPtr(p) % 16 == 0); // malloc's alignment
+    // zeroed: its first and last byte (a loop over it all would slow the checked library's calloc)
+    std.debug.assert(p == null or count *% size == 0 or @as([*]const u8, @ptrCast(p))[0] == 0);
+    std.debug.assert(p == null or count *% size == 0 or @as([*]const u8, @ptrCast(p))[count *% size - 1] == 0);
     return p;
 }
 
@@ -72,12 +75,16 @@ export fn hak_free(ptr: ?*anyopaque) align(64) c_int {
 }
 
 fn resultCode(result: alloc.FreeResult) c_int {
-    return switch (result) {
+    const code = switch (result) {
         .ok => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
         .invalid => HAK_ERR_INVALID,
         .double_free => HAK_ERR_DOUBLE_FREE,
     };
+    // hakmem.h: 0 is success, every error below it (C callers test `< 0`)
+    std.debug.assert(code <= 0);
+    std.debug.assert((code == HAK_OK) == (result == .ok));
+    return code;
 }
 
 export fn hak_usable_size(ptr: ?*const anyopaque) usize {
@@ -85,16 +92,24 @@ export fn hak_usable_size(ptr: ?*const anyopaque) usize {
 }
 
 export fn hak_owns(ptr: ?*const anyopaque) c_int {
-    return switch (alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED))) {
+    const ownership = alloc.owns(@intFromPtr(ptr orelse return HAK_ERR_NOT_OWNED));
+    const code = switch (ownership) {
         .live => HAK_OK,
         .not_owned => HAK_ERR_NOT_OWNED,
         .invalid => HAK_ERR_INVALID,
     };
+    // hakmem.h: 0 for a live block, an error below 0 otherwise
+    std.debug.assert(code <= 0);
+    std.debug.assert((code == HAK_OK) == (ownership == .live));
+    return code;
 }
 
 export fn hak_route(size: usize) c_int {
     process.ensureInit();
-    return @intFromEnum(routing.route(size));
+    const tier = routing.route(size);
+    std.debug.assert(@intFromEnum(tier) < abi.tier_count); // one of HAK_TIER_*
+    std.debug.assert(tier == .large or size <= routing.mid_max_limit); // above it only the large tier serves
+    return @intFromEnum(tier);
 }
 
 export fn hak_tiny_max() usize {
@@ -250,8 +265,10 @@ const build_id_z: [:0]const u8 = build_options.build_id ++ "";
 
 comptime {
     // C reads both up to their NUL: neither empty nor cut short by one inside
-    std.debug.assert(version_z.len > 0 and std.mem.indexOfScalar(u8, version_z, 0) == null);
-    std.debug.assert(build_id_z.len > 0 and std.mem.indexOfScalar(u8, build_id_z, 0) == null);
+    std.debug.assert(version_z.len > 0);
+    std.debug.assert(std.mem.indexOfScalar(u8, version_z, 0) == null);
+    std.debug.assert(build_id_z.len > 0);
+    std.debug.assert(std.mem.indexOfScalar(u8, build_id_z, 0) == null);
 }
 
 export fn hak_version() [*:0]const u8 {

@@ -91,6 +91,9 @@ noinline fn callocBody(count: usize, size: usize) ?*anyopaque {
     const ptr = alloc.calloc(count, size);
     std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
     std.debug.assert(ptr == null or @mulWithOverflow(count, size)[1] == 0); // an overflow is ENOMEM
+    // zeroed: its first and last byte (a loop over it all would slow the checked library's calloc)
+    std.debug.assert(ptr == null or count *% size == 0 or @as([*]const u8, @ptrCast(ptr))[0] == 0);
+    std.debug.assert(ptr == null or count *% size == 0 or @as([*]const u8, @ptrCast(ptr))[count *% size - 1] == 0);
     if (config.trace) trace.allocated(.calloc, count *% size, ptr);
     return ptr;
 }
@@ -294,6 +297,7 @@ export fn mallinfo2() Mallinfo2 {
     for (0..abi.tier_count) |t| live += v[abi.statIndex(@enumFromInt(t), .live_bytes)];
     const mapped = v[abi.StatGlobal.os_mapped_bytes.index()];
     std.debug.assert(mapped % os.page_size == 0); // the OS maps whole pages
+    std.debug.assert(v[abi.statIndex(.large, .mapped_bytes)] % os.page_size == 0); // hblkhd: the large tier's, in pages too
     return .{
         .arena = mapped,
         .hblks = v[abi.statIndex(.large, .pages)],

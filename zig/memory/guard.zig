@@ -70,6 +70,8 @@ threadlocal var countdown_bytes: isize = 0;
 threadlocal var countdown_armed: bool = false;
 
 fn sampleBytes() usize {
+    std.debug.assert(config.guard_sample_mb != 0); // (0 is off: nothing samples, nothing asks)
+    std.debug.assert(config.guard_sample_mb <= 1 << 20); // (config.zig's limit: the shift cannot overflow)
     return config.guard_sample_mb << 20;
 }
 
@@ -85,6 +87,7 @@ pub fn charge(bytes: usize) void {
         countdown_bytes = @intCast(firstCountdown());
     }
     countdown_bytes -= @intCast(@min(bytes, std.math.maxInt(isize) / 2));
+    std.debug.assert(countdown_armed); // the thread's countdown runs from its first charge on
 }
 
 /// The first countdown of a thread: a random share of the interval, so that threads and
@@ -114,6 +117,7 @@ pub fn take(size: usize, bin: usize) ?*anyopaque {
     lock.acquire();
     defer lock.release();
     const base = poolBase() orelse return null;
+    std.debug.assert(next_slot < slot_count);
     var k: usize = 0;
     while (k < slot_count) : (k += 1) {
         const i = (next_slot + k) % slot_count;
@@ -121,13 +125,17 @@ pub fn take(size: usize, bin: usize) ?*anyopaque {
         next_slot = (i + 1) % slot_count;
         return place(base, i, size, bin);
     }
+    std.debug.assert(k == slot_count); // every slot looked at: all live (the pool is full)
     return null;
 }
 
 fn dataStart(base: usize, i: usize) usize {
     std.debug.assert(i < slot_count);
     std.debug.assert(base % os.page_size == 0); // so a slot's data and guard are whole pages
-    return base + os.page_size + i * slot_stride;
+    const start = base + os.page_size + i * slot_stride;
+    std.debug.assert(start % os.page_size == 0);
+    std.debug.assert(start + slot_data + os.page_size <= base + pool_bytes); // a guard page after every slot's data
+    return start;
 }
 
 fn place(base: usize, i: usize, size: usize, bin: usize) ?*anyopaque {
@@ -145,6 +153,8 @@ fn place(base: usize, i: usize, size: usize, bin: usize) ?*anyopaque {
     slots[i] = .{ .state = .live, .user = user, .size = size, .alloc_tid = std.os.linux.gettid(), .bin = @intCast(bin) };
     _ = samples.fetchAdd(1, .monotonic);
     installHandler();
+    std.debug.assert(slots[i].state == .live);
+    std.debug.assert(user + std.mem.alignForward(usize, @max(size, 1), 16) == end); // the block ends at the guard page
     return @ptrFromInt(user);
 }
 
@@ -158,6 +168,7 @@ fn poolBase() ?usize {
         return null;
     };
     pool_base.store(@intFromPtr(mem), .release);
+    std.debug.assert(@intFromPtr(mem) % os.page_size == 0); // (dataStart: whole pages)
     return @intFromPtr(mem);
 }
 
@@ -181,15 +192,18 @@ pub fn free(addr: usize) FreeResult {
     if (s.state == .freed and s.user == addr) return .double_free;
     if (s.state != .live or s.user != addr) return .invalid;
     std.debug.assert(s.user % 16 == 0);
+    std.debug.assert(pool_base.raw != 0); // a slot is live: the pool exists
     checkSlack(s.*, dataStart(pool_base.raw, i));
     const first_page = std.mem.alignBackward(usize, s.user, os.page_size);
     os.protect(@ptrFromInt(first_page), dataStart(pool_base.raw, i) + slot_data - first_page);
     s.state = .freed;
     s.free_tid = std.os.linux.gettid();
+    std.debug.assert(s.state == .freed); // a second free of it is a double free
     return .{ .ok = .{ .bin = s.bin, .remote = s.free_tid != s.alloc_tid } };
 }
 
 fn byteAt(addr: usize) u8 {
+    std.debug.assert(owns(addr)); // a slack byte: in a slot's data pages
     return @as(*const u8, @ptrFromInt(addr)).*;
 }
 
@@ -229,7 +243,9 @@ pub fn usableSize(addr: usize) ?usize {
     lock.acquire();
     defer lock.release();
     const i = slotOf(addr) orelse return null;
-    return if (slots[i].state == .live and slots[i].user == addr) slots[i].size else null;
+    const size = if (slots[i].state == .live and slots[i].user == addr) slots[i].size else return null;
+    std.debug.assert(size <= max_size); // (take placed no larger block)
+    return size;
 }
 
 /// A live sampled block's start (hak_sampled).
@@ -258,9 +274,11 @@ pub fn installHandler() void {
     act.flags = std.c.SA.SIGINFO | std.c.SA.ONSTACK | std.c.SA.NODEFER;
     _ = sigaction(SIGSEGV, &act, &previous_segv);
     _ = sigaction(SIGBUS, &act, &previous_bus);
+    std.debug.assert(installed.load(.monotonic)); // once: every later call returns at once
 }
 
 fn onFault(sig: i32, info: *const std.c.siginfo_t, ctx: ?*anyopaque) callconv(.c) void {
+    std.debug.assert(sig == SIGSEGV or sig == SIGBUS); // the two it is installed for
     const addr = @intFromPtr(info.fields.sigfault.addr);
     _ = describeFault(addr) or (if (fault_hook) |hook| hook(addr) else false);
     const prev = if (sig == SIGBUS) &previous_bus else &previous_segv;
@@ -285,6 +303,7 @@ fn describeFault(addr: usize) bool {
     const tid = std.os.linux.gettid();
     // Which slot: the one whose data or following guard page holds the address.
     const i = if (rel < os.page_size) 0 else @min((rel - os.page_size) / slot_stride, slot_count - 1);
+    std.debug.assert(rel < pool_bytes); // (owns: in the pool)
     const s = slots[i];
     const in_data = addr >= dataStart(b, i) and addr < dataStart(b, i) + slot_data;
     if (s.state == .never) {
@@ -302,6 +321,7 @@ fn describeFault(addr: usize) bool {
 // fork: the pool's lock (process.zig takes it around fork).
 pub fn lockForFork() void {
     lock.acquire();
+    std.debug.assert(lock.isHeld()); // held across fork: no slot is mid-update in the child
 }
 pub fn unlockAfterFork() void {
     lock.release();

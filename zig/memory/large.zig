@@ -49,6 +49,8 @@ fn offsetFor(alignment: usize) usize {
     if (alignment >= chunk_size) return chunk_size;
     const offset = @max(header_room, alignment);
     std.debug.assert(offset % alignment == 0); // base + offset is aligned where base is
+    std.debug.assert(offset >= header_room); // the header fits before the block
+    std.debug.assert(offset < chunk_size); // (a region block's offset lies in its first unit or past it)
     return offset;
 }
 
@@ -110,6 +112,7 @@ fn placeInRegion(span: large_region.Span, mapped: usize, offset: usize, now_ms: 
 /// calloc on reused units: clears the block's bytes in the units that may hold old data.
 fn zeroResident(span: large_region.Span, resident: *const large_region.ResidentMask, offset: usize, size: usize) void {
     const unit = large_region.unit_size;
+    std.debug.assert(span.resident_units > 0); // (only reused units may hold old data)
     std.debug.assert(offset + size <= span.units * unit); // the block lies in its run
     const start = span.base + offset;
     const end = start + size;
@@ -143,6 +146,8 @@ fn trimTo(now_ms: u64, limit: usize, force: bool) void {
 }
 
 fn mapFresh(mapped: usize, alignment: usize, offset: usize) ?usize {
+    std.debug.assert(mapped % os.page_size == 0);
+    std.debug.assert(offset < mapped); // the block has a byte at least in the mapping
     stats.incr(&stats.large.cache_misses);
     const base: usize = if (alignment < chunk_size) blk: {
         const memory = os.mapAligned(mapped, chunk_size) orelse return null;

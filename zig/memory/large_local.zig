@@ -66,12 +66,15 @@ pub const LocalLarge = struct {
     /// (HAKMEM_LARGE_CACHE_MB=0 or a purge delay of 0).
     fn limit() usize {
         if (config.purge_delay_ms == 0) return 0;
-        return @min(bytes_max, config.large_cache_max_bytes);
+        const max = @min(bytes_max, config.large_cache_max_bytes);
+        std.debug.assert(max <= bytes_max); // (localUnits and localUnitsOf rely on it)
+        return max;
     }
 
     /// malloc: a held block of the units `size` takes, live again; null when there is none
     /// (the caller then sends every held block back to its region: releaseAll).
     pub fn take(self: *LocalLarge, size: usize, alignment: usize, zeroed: bool) ?*anyopaque {
+        std.debug.assert(self.bytes <= bytes_max);
         if (self.bytes == 0) return null;
         const units = localUnits(size, alignment, bytes_max) orelse return null;
         for (&self.entries) |*entry| {
@@ -125,6 +128,7 @@ pub const LocalLarge = struct {
 
     /// After a hold: every clock_every holds, the clock read now (for maintenance), else null.
     pub inline fn tick(self: *LocalLarge) ?u64 {
+        std.debug.assert(self.holds_since_clock < clock_every); // (reset when it got there)
         self.holds_since_clock += 1;
         if (self.holds_since_clock < clock_every) return null;
         return self.readClock();
@@ -138,6 +142,7 @@ pub const LocalLarge = struct {
 
     /// Maintenance: entries held for the purge delay go back to their regions (all with `force`).
     pub fn decay(self: *LocalLarge, now_ms: u64, force: bool) void {
+        std.debug.assert(self.bytes <= bytes_max);
         self.clock_ms = @max(self.clock_ms, now_ms);
         if (self.bytes == 0) return;
         for (&self.entries) |*entry| {
@@ -162,6 +167,7 @@ pub const LocalLarge = struct {
 
     fn remove(self: *LocalLarge, entry: *Entry) void {
         std.debug.assert(entry.units >= 1); // a held entry (an empty one holds 0 units)
+        std.debug.assert(entry.header != null);
         std.debug.assert(entry.units * large_region.unit_size <= self.bytes);
         self.bytes -= entry.units * large_region.unit_size;
         @atomicStore(u64, &self.held_usable_bytes, self.held_usable_bytes - entry.header.?.usable_size, .monotonic);
@@ -203,7 +209,9 @@ pub const LocalLarge = struct {
 fn localUnits(size: usize, alignment: usize, limit_bytes: usize) ?usize {
     if (alignment > header_room or size > limit_bytes) return null;
     std.debug.assert(limit_bytes <= bytes_max); // (so a region block's units, whatever the size)
-    return large_header.unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
+    const units = large_header.unitsFor(std.mem.alignForward(usize, header_room + @max(size, 1), os.page_size));
+    std.debug.assert(units * large_region.unit_size <= bytes_max + large_region.unit_size); // (size <= limit: a unit's rounding more at most)
+    return units;
 }
 
 /// Units of a live block a local cache may hold, or null (a mapping of its own, an aligned
@@ -212,6 +220,7 @@ fn localUnitsOf(header: *const LargeHeader, limit_bytes: usize) ?usize {
     std.debug.assert(limit_bytes <= bytes_max);
     if (header.region_units == 0 or header.block_offset != header_room) return null;
     if (header.region_units * large_region.unit_size > limit_bytes) return null;
+    std.debug.assert(header.region_units >= 1); // a region block (0: a mapping of its own)
     return header.region_units;
 }
 
@@ -220,7 +229,10 @@ fn localUnitsOf(header: *const LargeHeader, limit_bytes: usize) ?usize {
 /// cache counts the free, and the block's bytes stay in large.live_bytes while it is held
 /// (the limit sees them as demand; stats readers subtract the held bytes).
 fn holdLocal(header: *LargeHeader) bool {
-    return @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
+    std.debug.assert(header.region_units != 0); // a region block (localUnitsOf): its units stay taken
+    const held = @cmpxchgStrong(u64, &header.magic, live_magic, local_magic, .acq_rel, .monotonic) == null;
+    std.debug.assert(!held or header.magic == local_magic); // ours: a racing second free's CAS fails
+    return held;
 }
 
 /// malloc from a local cache: a held block of the same units, live again for `size` bytes
@@ -249,6 +261,7 @@ fn reviveLocal(header: *LargeHeader, size: usize, zeroed: bool) *anyopaque {
 /// curve); its bytes leave large.live_bytes now (its free was counted when it was held).
 fn releaseLocal(header: *LargeHeader, now_ms: u64) void {
     std.debug.assert(header.magic == local_magic);
+    std.debug.assert(header.region_units != 0); // held blocks are region blocks
     @atomicStore(u64, &header.magic, cached_magic, .release);
     stats.subFrom(&stats.large.live_bytes, header.usable_size);
     large.giveBack(header, now_ms);

@@ -53,6 +53,8 @@ pub fn reuseCached(mapped: usize) ?usize {
     };
     const header: *LargeHeader = @ptrFromInt(base);
     header.mapped_size = mapped;
+    std.debug.assert(base % chunk_size == 0); // (refit: where segment_map tags its head)
+    std.debug.assert(header.magic == large_header.cached_magic); // its header came along: the caller makes it live
     return base;
 }
 
@@ -61,6 +63,8 @@ pub fn reuseCached(mapped: usize) ?usize {
 /// block); the partial chunk between goes back to the OS. False when no whole chunk is left.
 fn splitTail(base: usize, old_mapped: usize, mapped: usize) bool {
     std.debug.assert(mapped < old_mapped);
+    std.debug.assert(base % chunk_size == 0); // a mapping of its own
+    std.debug.assert(mapped % os.page_size == 0); // cut at a page: the tail unmapped whole
     const tail_base = std.mem.alignForward(usize, base + mapped, chunk_size);
     const end = base + old_mapped;
     if (tail_base >= end) return false;
@@ -87,6 +91,7 @@ fn takeCached(mapped: usize) ?CacheEntry {
     const found = findCached(mapped);
     const taken = if (found) |i| removeEntry(i) else null;
     std.debug.assert(taken == null or taken.?.base != 0); // a slot in use
+    std.debug.assert(taken == null or taken.?.mapped_size > 0);
     cache_lock.release();
     if (taken != null) stats.incr(&stats.large.cache_hits);
     return taken;
@@ -108,6 +113,7 @@ fn findCached(mapped: usize) ?usize {
             entry.mapped_size > best_size;
         if (better) best = i;
     }
+    std.debug.assert(best == null or cache[best.?].base != 0); // a slot in use
     return best;
 }
 
@@ -125,6 +131,7 @@ fn removeEntry(i: usize) CacheEntry {
 /// Removes the oldest cached mapping into evicted[count.*] (the caller unmaps it once the
 /// lock is released); returns the slot it left free, or null when the cache is empty.
 fn evictOldest(evicted: *[cache_slots]CacheEntry, count: *usize) ?usize {
+    std.debug.assert(cache_lock.isHeld());
     std.debug.assert(count.* < cache_slots); // at most every slot is evicted once
     const oldest = oldestEntry() orelse return null;
     evicted[count.*] = removeEntry(oldest);
@@ -161,6 +168,8 @@ pub fn putCached(base: usize, mapped: usize, now_ms: u64) bool {
         stats.addTo(&stats.large.cached_bytes, mapped);
         std.debug.assert(cached_bytes <= limit); // the oldest went until it fit
     }
+    std.debug.assert(evicted_count <= cache_slots);
+    std.debug.assert(fits or evicted_count == 0); // nothing evicted for a mapping that is not cached
     cache_lock.release();
     for (evicted[0..evicted_count]) |e| unmap(e.base, e.mapped_size);
     return fits;
@@ -173,6 +182,7 @@ fn oldestEntry() ?usize {
         if (entry.base == 0) continue;
         if (oldest == null or entry.cached_ms < cache[oldest.?].cached_ms) oldest = i;
     }
+    std.debug.assert(oldest == null or cache[oldest.?].base != 0); // a slot in use
     return oldest;
 }
 
@@ -211,6 +221,7 @@ pub fn regionLimit(now_ms: u64) usize {
     cache_lock.acquire();
     defer cache_lock.release();
     const limit = currentLimit(now_ms);
+    std.debug.assert(limit <= 1 << 40); // (HAKMEM_LARGE_CACHE_MB's limit: the slack cannot overflow)
     return limit + limit / 8;
 }
 
@@ -221,6 +232,7 @@ pub fn regionLimit(now_ms: u64) usize {
 pub fn unmap(base: usize, mapped: usize) void {
     std.debug.assert(base % chunk_size == 0); // a mapping of its own, its tags from its head
     std.debug.assert(mapped % os.page_size == 0);
+    std.debug.assert(mapped > 0); // its header's page at least
     large_recent.rememberUnmapped(@ptrFromInt(base));
     segment_map.clear(base, mapped);
     os.unmap(@ptrFromInt(base), mapped);
@@ -244,6 +256,7 @@ pub fn decay(now_ms: u64, force: bool) void {
         count += 1;
     }
     std.debug.assert(!force or cached_bytes == 0); // forced: nothing left
+    std.debug.assert(count <= cache_slots);
     cache_lock.release();
     for (expired[0..count]) |e| unmap(e.base, e.mapped_size);
 }
@@ -252,10 +265,12 @@ pub fn decay(now_ms: u64, force: bool) void {
 
 pub fn resetLockInChild() void {
     cache_lock.resetInChild();
+    std.debug.assert(!cache_lock.isHeld());
 }
 
 pub fn lockForFork() void {
     cache_lock.acquire();
+    std.debug.assert(cache_lock.isHeld()); // no cache entry half-written across the fork
 }
 
 pub fn unlockAfterFork() void {

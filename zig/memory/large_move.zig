@@ -67,6 +67,7 @@ pub fn available() bool {
 
 /// The edge bits set in every region (validate compares it with the maps).
 pub fn edgeCount() usize {
+    std.debug.assert(edges_total <= edges_max); // the bound moves keep (movePages refuses past it)
     return edges_total;
 }
 
@@ -92,6 +93,7 @@ fn movePages(from: *Region, src: usize, to: *Region, dst: usize, n: usize) bool 
     }
     markEdges(to, dst, n);
     setRange(&to.writable, dst, n, true); // the moved mapping is read-write, and charged
+    std.debug.assert(edges_total <= edges_max); // (two edges at most, checked room for above)
     return true;
 }
 
@@ -117,7 +119,10 @@ fn pieceLen(region: *const Region, at: usize, max: usize) usize {
     std.debug.assert(max >= 1);
     std.debug.assert(at + max <= region_units);
     const next = nextWith(region, .edge, at + 1, true);
-    return @min(max, next - at);
+    std.debug.assert(next > at); // (searched from the unit after it)
+    const len = @min(max, next - at);
+    std.debug.assert(len >= 1); // every piece moves a unit at least: callers' loops advance
+    return len;
 }
 
 /// When the edges near their bound: the edges inside runs of free units without pages go,
@@ -127,6 +132,7 @@ fn pieceLen(region: *const Region, at: usize, max: usize) usize {
 /// The edges at a run's ends stay: the mappings beside it are not known.) Returns the
 /// edges gone. Bounded: heal_runs_max runs.
 pub fn heal(regions: []Region) usize {
+    std.debug.assert(edges_total <= edges_max);
     if (edges_total < heal_from or edges_total < edges_at_heal + heal_every) return 0;
     const before = edges_total;
     var runs_left: usize = heal_runs_max;
@@ -138,6 +144,7 @@ pub fn heal(regions: []Region) usize {
 
 /// heal's work in one region, on at most `runs_max` runs; returns the runs it mapped afresh.
 fn healRegion(region: *Region, runs_max: usize) usize {
+    std.debug.assert(runs_max <= heal_runs_max); // (heal's budget, or what is left of it)
     var done: usize = 0;
     var runs: units_mod.Runs = .{ .region = region, .kind = .empty };
     while (done < runs_max) {
@@ -196,8 +203,10 @@ pub fn fill(regions: []Region, holes: Units, donors_in: ?Units, before_purge: Be
         donor.units -= n;
         if (donor.units == 0) d += 1;
         pos = hole + n;
+        std.debug.assert(pos <= end); // a piece fills within its hole
     }
     std.debug.assert(filled <= holes.units);
+    std.debug.assert(moves <= moves_max); // the bound on system calls
     return filled;
 }
 
@@ -217,11 +226,14 @@ fn collectDonors(regions: []Region, holes: Units, out: *[donors_max]Units) usize
         const after = holes.first + holes.units;
         count = collectIn(.{ .region = region, .first = after, .units = region_units - after }, out, count);
     }
+    std.debug.assert(count <= donors_max);
     return count;
 }
 
 /// Appends the retained runs within `range` to out[count..] (up to donors_max in all).
 fn collectIn(range: Units, out: *[donors_max]Units, count_before: usize) usize {
+    std.debug.assert(count_before <= donors_max);
+    std.debug.assert(range.first + range.units <= region_units);
     var count = count_before;
     const end = range.first + range.units;
     var pos = range.first;
@@ -234,12 +246,16 @@ fn collectIn(range: Units, out: *[donors_max]Units, count_before: usize) usize {
         count += 1;
         pos = stop;
     }
+    std.debug.assert(count >= count_before); // appended, nothing taken out
+    std.debug.assert(count <= donors_max);
     return count;
 }
 
 /// The maps after a fill's move: the donor's units lost their pages, those at `dst` hold them.
 fn transfer(donor: Units, to: *Region, dst: usize, n: usize) void {
+    std.debug.assert(n >= 1);
     std.debug.assert(n <= donor.units);
+    std.debug.assert(dst + n <= region_units);
     if (std.debug.runtime_safety) std.debug.assert(countRange(&to.resident, dst, n) == 0); // (a loop: not in ReleaseFast)
     for (0..n) |k| {
         std.debug.assert(to.owner[dst + k] == units_mod.no_owner); // a unit with no pages is no block's

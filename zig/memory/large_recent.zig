@@ -48,7 +48,11 @@ pub fn recentlyFreedSize(addr: usize) ?usize {
     // (callers: a pointer free, realloc or a report found to be no live block, never NULL)
     std.debug.assert(addr != 0);
     for (&recent) |*slot| {
-        if (@atomicLoad(usize, &slot.addr, .acquire) == addr) return @atomicLoad(usize, &slot.usable_size, .monotonic);
+        if (@atomicLoad(usize, &slot.addr, .acquire) == addr) {
+            const size = @atomicLoad(usize, &slot.usable_size, .monotonic);
+            std.debug.assert(size > 0); // every size remembered is one (a slot reused meanwhile: its new one)
+            return size;
+        }
     }
     return null;
 }

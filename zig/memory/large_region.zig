@@ -136,6 +136,8 @@ fn findPlace(units: usize) ?Units {
         best_region = region;
         best = bestFit(region, units).?;
     }
+    std.debug.assert(best.first + units <= region_units); // a run of the region,
+    if (std.debug.runtime_safety) std.debug.assert(countRange(&best_region.?.taken, best.first, units) == 0); // all free (a loop: not in ReleaseFast)
     return .{ .region = best_region.?, .first = best.first, .units = units };
 }
 
@@ -166,6 +168,9 @@ const Fit = struct {
     run_len: usize,
 
     fn better(self: Fit, other: Fit) bool {
+        // a placement covers at most its run's units: what is compared is comparable
+        std.debug.assert(self.resident <= self.run_len);
+        std.debug.assert(other.resident <= other.run_len);
         if (self.resident != other.resident) return self.resident > other.resident;
         return self.run_len < other.run_len;
     }
@@ -198,9 +203,11 @@ fn reserveRegion() ?*Region {
     if (regions_used == regions_max) return null;
     const memory = os.reserveAligned(region_size, segment_map.chunk_size) orelse return null;
     const region = &regions[regions_used];
-    std.debug.assert(region.base == 0 and region.hint_units == 0); // never used: all zero
+    std.debug.assert(region.base == 0); // never used: all zero
+    std.debug.assert(region.hint_units == 0);
     region.base = @intFromPtr(memory); // the rest is zero: nothing taken, written or resident
-    std.debug.assert(region.base != 0 and region.base % segment_map.chunk_size == 0);
+    std.debug.assert(region.base != 0); // (0 is an unused region's base)
+    std.debug.assert(region.base % segment_map.chunk_size == 0); // its chunks tagged whole
     segment_map.mark(region.base, region_size, .large_region, .large_region);
     @atomicStore(usize, &regions_used, regions_used + 1, .release); // (lookup reads it unlocked)
     return region;
@@ -232,10 +239,20 @@ fn take(region: *Region, first: usize, units: usize, block_first: usize, residen
         region.hint_units = hint_end -| (first + units);
     }
     span.resident_units = countRange(&region.resident, first, units);
+    if (std.debug.runtime_safety) {
+        // calloc clears the units the mask names: exactly the resident ones (a loop: not in ReleaseFast)
+        if (resident) |mask| {
+            var named: usize = 0;
+            for (mask) |w| named += @popCount(w);
+            std.debug.assert(named == span.resident_units);
+        }
+    }
     std.debug.assert(span.resident_units * unit_size <= retained_bytes); // free resident units were counted
     retained_bytes -= span.resident_units * unit_size;
     setRange(&region.taken, first, units, true);
     setRange(&region.resident, first, units, true);
+    std.debug.assert(span.resident_units <= span.units);
+    std.debug.assert(span.base % unit_size == 0); // where a block's header goes (large_header.assertConsistent)
     return span;
 }
 
@@ -259,6 +276,8 @@ fn commitRange(region: *Region, first: usize, units: usize) bool {
 }
 
 fn regionOf(addr: usize) ?*Region {
+    std.debug.assert(lock.isHeld()); // (lookup is the one reader without it)
+    std.debug.assert(regions_used <= regions_max);
     for (regions[0..regions_used]) |*region| {
         if (addr >= region.base and addr < region.base + region_size) return region;
     }
@@ -268,7 +287,8 @@ fn regionOf(addr: usize) ?*Region {
 /// A block's units are free again; their pages stay resident until trim or decay.
 pub fn free(base: usize, units: usize, now_ms: u64) void {
     std.debug.assert(base % unit_size == 0);
-    std.debug.assert(units >= 1 and units <= block_units_max);
+    std.debug.assert(units >= 1);
+    std.debug.assert(units <= block_units_max);
     lock.acquire();
     defer lock.release();
     const region = regionOf(base).?;
@@ -299,6 +319,7 @@ fn giveBack(region: *Region, first: usize, units: usize, owner: u16, now_ms: u64
         @atomicStore(u16, &region.owner[i], owner, .monotonic);
     }
     retained_bytes += units * unit_size;
+    std.debug.assert(retained_bytes % unit_size == 0); // whole units
 }
 
 /// Grows a block in place onto the free units after it (those without pages filled as for
@@ -353,12 +374,16 @@ pub fn relocate(base: usize, old_units: usize, used_units: usize, new_units: usi
     _ = large_move.heal(regions[0..regions_used]);
     const moved = large_move.moveBlock(from, src, place.region, place.first, old_units);
     releaseMoved(from, src, old_units, now_ms);
+    std.debug.assert(span.units == new_units); // the block's new run, with its room to grow
+    std.debug.assert(moved <= old_units); // (the rest copied: kept where they were)
     return .{ .span = span, .kept_units = old_units - moved };
 }
 
 /// The units of a block that moved away: free, no block's, retained where pages stayed.
 fn releaseMoved(region: *Region, first: usize, units: usize, now_ms: u64) void {
     std.debug.assert(lock.isHeld());
+    std.debug.assert(units >= 1);
+    std.debug.assert(first + units <= region_units);
     std.debug.assert(region.owner[first] == first + 1); // the block's own units, still live
     if (std.debug.runtime_safety) std.debug.assert(countRange(&region.taken, first, units) == units);
     setRange(&region.taken, first, units, false);
@@ -396,6 +421,7 @@ pub fn lookup(addr: usize) Lookup {
         if (addr -% r.base < region_size) break r; // (one compare: below base wraps around)
     } else return .outside;
     const unit = (addr - region.base) >> unit_shift;
+    std.debug.assert(unit < region_units); // (addr - base < region_size)
     const owner = @atomicLoad(u16, &region.owner[unit], .monotonic);
     if (owner == no_owner) return .unused;
     // an owner is a unit at or before this one (one aligned u16: never a torn value)
@@ -406,12 +432,16 @@ pub fn lookup(addr: usize) Lookup {
 
 /// Resident bytes of the regions' unit maps (metadata, for the memory report).
 pub fn metadataResidentBytes() usize {
-    return os.residentBytes(@intFromPtr(&regions), @sizeOf(@TypeOf(regions)));
+    const bytes = os.residentBytes(@intFromPtr(&regions), @sizeOf(@TypeOf(regions)));
+    std.debug.assert(bytes <= @sizeOf(@TypeOf(regions)) + os.page_size); // (widened to whole pages: one more at most)
+    return bytes;
 }
 
 /// Bytes of free units that may be resident.
 pub fn retainedBytes() usize {
-    return @atomicLoad(usize, &retained_bytes, .monotonic);
+    const bytes = @atomicLoad(usize, &retained_bytes, .monotonic);
+    std.debug.assert(bytes % unit_size == 0); // whole units, whenever read
+    return bytes;
 }
 
 /// Retained units freed at one moment (one block, or the part of it not reused), side by side.
@@ -428,6 +458,7 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
     var pieces: [trim_pieces_max]Piece = undefined;
     var tally: decay_mod.Tally = .{};
     const count = collectPieces(&pieces);
+    std.debug.assert(count <= trim_pieces_max);
     for (pieces[0..count]) |piece| tally.add(piece.units * unit_size, piece.freed_ms, now_ms, decay_ms);
     std.sort.insertion(Piece, pieces[0..count], {}, olderFirst);
     var purged: usize = 0;
@@ -442,6 +473,7 @@ pub fn trim(now_ms: u64, decay_ms: u64, limit_bytes: usize, force: bool, before_
         purged += units * unit_size;
     }
     std.debug.assert(retained_bytes + purged == retained_before);
+    std.debug.assert(purged % unit_size == 0); // whole units
     return purged;
 }
 
@@ -462,6 +494,7 @@ fn collectPieces(pieces: *[trim_pieces_max]Piece) usize {
             }
         }
     }
+    std.debug.assert(count < trim_pieces_max); // (at the bound it returned above)
     return count;
 }
 
@@ -482,10 +515,12 @@ fn purgeUnits(region: *Region, first: usize, units: usize, before_purge: BeforeP
 
 pub fn resetLockInChild() void {
     lock.resetInChild();
+    std.debug.assert(!lock.isHeld());
 }
 
 pub fn lockForFork() void {
     lock.acquire();
+    std.debug.assert(lock.isHeld()); // no unit map half-written across the fork
 }
 
 pub fn unlockAfterFork() void {
@@ -562,8 +597,10 @@ fn validateRegion(region: *const Region) Invalid!void {
 }
 
 fn retainedUnits(region: *const Region) usize {
+    std.debug.assert(lock.isHeld()); // (validate's: the maps do not change meanwhile)
     var units: usize = 0;
     for (0..words) |w| units += @popCount(~region.taken[w] & region.resident[w]);
+    std.debug.assert(units <= region_units);
     return units;
 }
 
@@ -579,9 +616,9 @@ test "validate: blocks taken, grown, shrunk and freed keep the regions valid; a 
     const a_units: usize = if (grow(a.base, 3, 4, forgetBlock) != null) 4 else 3;
     shrink(b.base, 5, 2, os.nowMs());
     try validate();
+    lock.acquire();
     const region = regionOf(b.base).?;
     const first = (b.base - region.base) >> unit_shift;
-    lock.acquire();
     const saved = region.owner[first + 1];
     region.owner[first + 1] = saved + 5; // says its block starts after it
     lock.release();

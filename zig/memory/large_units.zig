@@ -141,6 +141,7 @@ pub const Runs = struct {
         }
         const end = nextWith(self.region, self.kind, start, false);
         std.debug.assert(start < end); // the unit at start is of the kind: a run of one at least
+        std.debug.assert(start >= self.pos); // runs come in address order, none twice
         self.pos = end;
         return .{ .start = start, .end = end };
     }

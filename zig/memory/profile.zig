@@ -93,6 +93,8 @@ pub fn init() void {
     rng_state ^= os.nowMs() *% 0x2545F4914F6CDD1D;
     countdown.store(@intCast(nextGap()), .monotonic);
     enabled = true;
+    std.debug.assert(stacks.len == stacks_max); // profiling on: every table mapped
+    std.debug.assert(live.len == live_max); // (find, freeSlot and slotOf hash into live_max)
 }
 
 /// An exponential gap of mean mean_gap_bytes (at least 1). Under `lock` or at init.
@@ -103,6 +105,8 @@ fn nextGap() u64 {
     rng_state ^= rng_state >> 27;
     const r = rng_state *% 0x2545F4914F6CDD1D;
     const u = (@as(f64, @floatFromInt(r >> 11)) + 0.5) / 9007199254740992.0; // (0, 1)
+    std.debug.assert(u > 0); // (the half keeps it off 0 and 1: ln is finite, the gap positive)
+    std.debug.assert(u < 1);
     const gap = -ln(u) * @as(f64, @floatFromInt(mean_gap_bytes));
     return @max(1, @as(u64, @intFromFloat(@min(gap, 1e15))));
 }
@@ -126,7 +130,11 @@ fn ln(x: f64) f64 {
         sum += term / k;
         term *= s2;
     }
-    return @as(f64, @floatFromInt(exponent)) * std.math.ln2 + 2 * sum;
+    const result = @as(f64, @floatFromInt(exponent)) * std.math.ln2 + 2 * sum;
+    // the sign of a logarithm (the series falls short of ln m < ln 2, never past it)
+    std.debug.assert(x < 1 or result >= 0);
+    std.debug.assert(x >= 1 or result < 0);
+    return result;
 }
 
 test "ln agrees with the libm logarithm over (0, 1]" {
@@ -148,6 +156,7 @@ fn charge(bytes: u64) u64 {
     var crossings: u64 = 0;
     while (before - b + add <= 0) : (crossings += 1) add += @intCast(nextGap());
     std.debug.assert(crossings >= 1); // before > 0 >= before - b: crossed once at least
+    std.debug.assert(before - b + add > 0); // the countdown is positive again after this charge
     _ = countdown.fetchAdd(add, .monotonic);
     return crossings * mean_gap_bytes;
 }
@@ -174,6 +183,8 @@ noinline fn sampleRefill(blk: *Block, page: *Page, cached: u32) void {
 }
 
 fn pageHasSamples(page: *const Page) bool {
+    std.debug.assert(enabled); // (a page gets flag_sampled only when profiling)
+    std.debug.assert(pages.len == pages_max);
     lock.acquire();
     defer lock.release();
     return pageSlot(@intFromPtr(page), false) != null;
@@ -183,7 +194,9 @@ fn pageHasSamples(page: *const Page) bool {
 /// Deleted entries are tombstones (page 1). Bounded by the table's size.
 fn pageSlot(page: usize, add: bool) ?*PageCount {
     std.debug.assert(lock.isHeld());
-    std.debug.assert(page != empty and page != tombstone); // a page's address: never a marker
+    std.debug.assert(page != empty); // a page's address: never a marker
+    std.debug.assert(page != tombstone);
+    std.debug.assert(std.math.isPowerOfTwo(pages.len)); // probed with a mask
     var i = slotOf(page) & (pages.len - 1);
     var free_slot: ?*PageCount = null;
     for (0..pages.len) |_| {
@@ -214,16 +227,20 @@ pub noinline fn sampleLarge(ptr: *anyopaque, size: usize) void {
 /// slow.free: a block of a page with flag_sampled, or a large block, is being freed.
 pub noinline fn freed(addr: usize) void {
     if (!enabled) return;
+    std.debug.assert(addr != empty); // a block's address: never a marker
+    std.debug.assert(addr != tombstone);
     lock.acquire();
     defer lock.release();
     const slot = find(addr) orelse return;
+    std.debug.assert(live[slot].addr == addr);
     forget(&live[slot]);
 }
 
 /// (lock held) A live sample is gone: its stack's and its page's counts drop.
 fn forget(e: *Live) void {
     std.debug.assert(lock.isHeld());
-    std.debug.assert(e.addr != empty and e.addr != tombstone); // a live sample's entry
+    std.debug.assert(e.addr != empty); // a live sample's entry
+    std.debug.assert(e.addr != tombstone);
     std.debug.assert(e.stack < stack_count);
     const s = &stacks[e.stack];
     s.live_bytes -|= e.bytes;
@@ -262,6 +279,7 @@ fn record(addr: usize, page: ?*Page, block_bytes: u64, weight: u64) void {
         return;
     };
     const e = &live[slot];
+    std.debug.assert(e.addr == addr or e.addr == empty or e.addr == tombstone); // its own entry, or a free one
     if (e.addr == addr) { // sampled again before its free was seen (a large block's address reused)
         forget(e);
     } else if (e.addr == empty) live_used += 1;
@@ -276,9 +294,12 @@ fn record(addr: usize, page: ?*Page, block_bytes: u64, weight: u64) void {
     e.* = .{ .addr = addr, .stack = @intCast(stack), .bytes = weight, .count = count, .page = page_addr };
     s.live_bytes += weight;
     s.live_count += count;
+    std.debug.assert(s.live_bytes <= s.alloc_bytes); // (live samples are samples allocated)
+    std.debug.assert(live_used <= live.len); // (entries not empty: live ones and tombstones)
 }
 
 fn hashFrames(frames: []const ?*anyopaque) u64 {
+    std.debug.assert(frames.len > 0); // (no frames: stack 0, without a hash)
     var h: u64 = 0xcbf29ce484222325;
     for (frames) |f| h = (h ^ @intFromPtr(f)) *% 0x100000001b3;
     return h | 1;
@@ -300,6 +321,8 @@ fn internStack(frames: []const ?*anyopaque) usize {
     s.* = .{ .hash = h, .depth = @intCast(frames.len), .frames = undefined, .alloc_bytes = 0, .alloc_count = 0, .live_bytes = 0, .live_count = 0 };
     for (frames, 0..) |f, i| s.frames[i] = @intFromPtr(f);
     stack_count += 1;
+    std.debug.assert(stack_count <= stacks.len);
+    std.debug.assert(s.depth == frames.len);
     return stack_count - 1;
 }
 
@@ -325,6 +348,7 @@ fn find(addr: usize) ?usize {
 /// (lock held) An empty or tombstone slot for `addr`.
 fn freeSlot(addr: usize) ?usize {
     std.debug.assert(live.len == live_max);
+    std.debug.assert(lock.isHeld()); // (record and rehashLive write the slot it finds)
     var i = slotOf(addr);
     for (0..live.len) |_| {
         if (live[i].addr == empty or live[i].addr == tombstone) return i;
@@ -352,12 +376,14 @@ fn rehashLive() void {
         }
     }
     std.debug.assert(n < live.len); // (record rehashes at 3/4 used: an empty slot ends probes)
+    std.debug.assert(n <= live_used); // tombstones dropped, no entry added
     live_used = n;
 }
 
 /// fork: no sample may be half-recorded in the child (process.zig takes this last).
 pub fn lockForFork() void {
     lock.acquire();
+    std.debug.assert(lock.isHeld()); // no sample half-recorded across the fork
 }
 
 pub fn unlockAfterFork() void {
@@ -367,6 +393,7 @@ pub fn unlockAfterFork() void {
 pub fn resetLockInChild() void {
     lock.resetInChild();
     unwinding.store(false, .monotonic);
+    std.debug.assert(!lock.isHeld()); // the child's first sample finds both free
 }
 
 // ---------------------------------------------------------------- the pprof file
@@ -385,6 +412,8 @@ pub fn dump(path: ?[*:0]const u8) DumpError!void {
     defer _ = std.os.linux.close(fd);
     lock.acquire();
     defer lock.release();
+    std.debug.assert(stack_count >= 1); // stack 0 ("unknown") is always there
+    std.debug.assert(stack_count <= stacks.len);
     @import("../base/pprof.zig").write(fd, .{
         .stacks_frames = stacksView(),
         .period_bytes = mean_gap_bytes,
@@ -409,6 +438,7 @@ const StacksIterator = struct {
             self.i += 1;
             std.debug.assert(s.depth <= depth_max);
             if (s.alloc_bytes == 0) continue;
+            std.debug.assert(s.live_bytes <= s.alloc_bytes); // live samples are samples allocated
             return .{ .frames = s.frames[0..s.depth], .alloc_count = s.alloc_count, .alloc_bytes = s.alloc_bytes, .live_count = s.live_count, .live_bytes = s.live_bytes };
         }
         return null;
@@ -420,6 +450,7 @@ fn stacksView() StacksIterator {
 }
 
 fn expandPid(template: []const u8, out: *[600:0]u8) ?[*:0]const u8 {
+    std.debug.assert(template.len > 0); // HAKMEM_PROFILE: a path
     var w: std.Io.Writer = .fixed(out[0 .. out.len - 1]);
     var rest = template;
     while (std.mem.indexOf(u8, rest, "%p")) |at| {
@@ -437,6 +468,7 @@ fn expandPid(template: []const u8, out: *[600:0]u8) ?[*:0]const u8 {
 /// At exit: the profile goes to HAKMEM_PROFILE (a failure is reported on stderr).
 pub fn writeAtExit() void {
     if (!enabled) return;
+    std.debug.assert(config.profilePath() != null); // on: HAKMEM_PROFILE named the file
     dump(null) catch os.printStderr("hakmem: cannot write the heap profile to {s}\n", .{config.profilePath().?});
 }
 

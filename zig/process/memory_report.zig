@@ -70,6 +70,8 @@ pub fn read(out: *Values) void {
         const room = chunks.in_use[t] -| live[t];
         cached[t] = @min(heaps.cached[t], room);
         page_free[t] = room - cached[t];
+        // the pages' measured bytes split, never counted twice: live, cached, free
+        std.debug.assert(cached[t] + page_free[t] <= chunks.in_use[t]);
     }
     set(out, .tiny_thread_cache, cached[0]);
     set(out, .mid_thread_cache, cached[1]);
@@ -93,6 +95,7 @@ pub fn read(out: *Values) void {
     set(out, .large_resident, chunks.large);
     std.debug.assert(metadata >= chunks.segment_headers); // counted in both: the sum never underflows
     const measured = chunks.segments + chunks.large + metadata - chunks.segment_headers;
+    std.debug.assert(measured >= chunks.segments + chunks.large); // its parts: segments_resident and large_resident
     set(out, .allocator_resident, measured);
     const parts = live_total + get(out, .thread_cache) + get(out, .page_free) + get(out, .empty_dirty) + retained + get(out, .large_overhead) + metadata;
     set(out, .unexplained, measured -% parts);
@@ -107,6 +110,7 @@ pub fn read(out: *Values) void {
 /// average. (Requested sizes are not recorded: that would cost malloc's fast path.)
 fn estimatedWaste(sum: *const stats.BinCounters) u64 {
     var waste: u64 = 0;
+    var live_bytes: u64 = 0; // (read by the assertion only)
     for (0..size_class.bin_count) |bin| {
         const frees = sum.frees[bin] + stats.heapless_frees[bin].load(.monotonic);
         const live = sum.allocs[bin] -| frees;
@@ -117,7 +121,9 @@ fn estimatedWaste(sum: *const stats.BinCounters) u64 {
         const below: u64 = if (class == 0) 0 else size_class.classSize(class - 1);
         std.debug.assert(below < size); // classes grow: a request of this bin is above the one below
         waste += live * ((size - below - 1) / 2);
+        live_bytes += live * size;
     }
+    std.debug.assert(waste <= live_bytes / 2); // under half of each live block: a request is above the class below
     return waste;
 }
 
@@ -193,6 +199,7 @@ const ChunkWalk = struct {
     /// this runs: its header is copied without faulting (os.readSafely), and a segment
     /// gone meanwhile is skipped.
     fn measureSegment(self: *ChunkWalk, chunk: usize) void {
+        std.debug.assert(chunk % segment_mod.segment_size == 0); // a segment starts its chunk
         var vec: [segment_mod.segment_size / os.page_size]u8 = undefined;
         if (!os.residentPages(chunk, segment_mod.segment_size, &vec)) return;
         var copy: segment_mod.Segment = undefined;
@@ -223,6 +230,7 @@ pub fn rssBytes() u64 {
     defer std.posix.close(fd);
     var buf: [256]u8 = undefined;
     const n = std.posix.read(fd, &buf) catch return 0;
+    std.debug.assert(n <= buf.len);
     var it = std.mem.tokenizeScalar(u8, buf[0..n], ' ');
     _ = it.next() orelse return 0;
     const pages = std.fmt.parseUnsigned(u64, it.next() orelse return 0, 10) catch return 0;
@@ -232,6 +240,9 @@ pub fn rssBytes() u64 {
 /// The report as text (the HAKMEM_STATS summary's memory lines, hak_memory_report_print).
 pub fn write(w: *std.Io.Writer, r: *const Values) std.Io.Writer.Error!void {
     const measured = get(r, .allocator_resident);
+    // a report as read makes: the parts of the measurement within it, the page splits their sums
+    std.debug.assert(measured >= get(r, .segments_resident) + get(r, .large_resident));
+    std.debug.assert(get(r, .page_free) == get(r, .tiny_page_free) + get(r, .mid_page_free));
     const unexplained: i64 = @bitCast(get(r, .unexplained));
     try w.print("hakmem: memory rss_kib={d} allocator_resident_kib={d} not_allocator_kib={d} unexplained_kib={d} ({d:.1}%) mapped_kib={d}\n", .{
         get(r, .rss) >> 10,              measured >> 10,                                    get(r, .not_allocator) >> 10,

@@ -109,6 +109,7 @@ const FileId = struct {
     ino: u64 = 0,
 
     fn of(fd: std.posix.fd_t) ?FileId {
+        std.debug.assert(fd >= 0); // fd 2, or the duplicate kept of it
         var st: std.os.linux.Stat = undefined;
         if (std.os.linux.E.init(std.os.linux.fstat(fd, &st)) != .SUCCESS) return null;
         return .{ .dev = st.dev, .ino = st.ino };
@@ -180,6 +181,7 @@ fn atInit() callconv(.c) void {
 }
 
 fn atExit() callconv(.c) void {
+    std.debug.assert(state.raw == .ready); // (atInit ran at load: .init_array before .fini_array)
     // a program's double free still in this thread's cache is found now (heap.zig)
     if (config.check_mode == .off and @atomicLoad(bool, &@import("../settings/misuse.zig").libc_mode, .monotonic)) {
         if (thread.current()) |h| h.flushCaches();

@@ -73,21 +73,29 @@ const Recorder = struct {
             v >>= 7;
         }
         std.debug.assert(v < 0x80); // the last byte holds what is left: no bit lost
+        std.debug.assert(n < 10); // (64 bits take 10 groups of 7 at most: the bound never cut it)
         self.put(@truncate(v));
     }
 
     /// An object id, relative to the id this thread's next allocation gets.
     fn putId(self: *Recorder, id: u64) void {
+        const before = self.len;
         const delta: i64 = @bitCast(self.next_id -% 1 -% id);
         self.putVarint(@bitCast((delta << 1) ^ (delta >> 63)));
+        std.debug.assert(self.len > before); // a byte at least,
+        std.debug.assert(self.len - before <= 10); // a varint's 10 at most
     }
 
     fn tag(self: *Recorder, event: Event) void {
+        // an event starts with its tag, with room for the whole event (done flushed before)
+        std.debug.assert(self.len <= payload_max - event_max);
+        std.debug.assert(@intFromEnum(event) < 16); // (abi.zig: a tag's low bits)
         self.put(@intFromEnum(event));
     }
 
     /// A time event when the coarse clock moved (looked at every clock_every events).
     fn tick(self: *Recorder) void {
+        std.debug.assert(self.clock_countdown <= clock_every);
         if (self.clock_countdown > 0) {
             self.clock_countdown -= 1;
             return;
@@ -103,6 +111,7 @@ const Recorder = struct {
 
     /// An id_base event when this thread's chunk of ids is used up.
     fn openChunk(self: *Recorder) void {
+        std.debug.assert(self.next_id <= self.id_end); // ids are taken within the chunk
         if (self.next_id != self.id_end) return;
         const base = next_chunk.fetchAdd(abi.trace_id_chunk, .monotonic);
         self.tag(.id_base);
@@ -119,12 +128,14 @@ const Recorder = struct {
         std.debug.assert(self.next_id < self.id_end); // an id of the chunk the file names
         const id = self.next_id;
         self.next_id += 1;
+        std.debug.assert(self.next_id <= self.id_end); // (the chunk's last id at most)
         return id;
     }
 
     /// An allocation event (malloc, calloc, or aligned with `align_log2`): the id it takes.
     fn allocation(self: *Recorder, event: Event, align_log2: u64, size: u64) u64 {
         std.debug.assert(event == .malloc or event == .calloc or event == .aligned);
+        std.debug.assert(event == .aligned or align_log2 == 0); // only an aligned event has one
         self.openChunk();
         self.tag(event);
         if (event == .aligned) self.putVarint(align_log2);
@@ -142,6 +153,7 @@ const Recorder = struct {
         self.putVarint(size);
         const id = self.takeId();
         self.done();
+        std.debug.assert(id != old_id); // the result is a new object (ids are never reused)
         return id;
     }
 
@@ -155,6 +167,7 @@ const Recorder = struct {
 
     /// One event is complete: publish it, flush a full payload.
     fn done(self: *Recorder) void {
+        std.debug.assert(self.len > 0); // the event's tag at least
         self.events += 1;
         self.committed.store(@as(u64, self.events) << 32 | self.len, .release);
         if (self.len > payload_max - event_max) self.flush();
@@ -162,6 +175,7 @@ const Recorder = struct {
     }
 
     fn flush(self: *Recorder) void {
+        std.debug.assert(self.len <= self.payload.len);
         self.flush_lock.acquire();
         defer self.flush_lock.release();
         if (!closed.load(.acquire) and self.len > 0) writeBlock(self.thread, self.payload[0..self.len], self.events);
@@ -211,6 +225,8 @@ noinline fn create() ?*Recorder {
     r.tag(.thread_begin);
     r.putVarint(threads_ended.load(.monotonic));
     r.done();
+    std.debug.assert(current == r); // the thread's recorder from now on
+    std.debug.assert(r.events == 1); // thread_begin first
     return r;
 }
 
@@ -224,6 +240,8 @@ var key_valid = false;
 
 fn exitDestructor(value: ?*anyopaque) callconv(.c) void {
     const r: *Recorder = @ptrCast(@alignCast(value orelse return));
+    std.debug.assert(!exited); // the key's value is set once: one destructor call
+    std.debug.assert(current == r or current == null); // (null: a forked child that does not record)
     current = null;
     exited = true;
     if (!closed.load(.monotonic)) {
@@ -252,6 +270,7 @@ const fd_min = 100;
 /// HAKMEM_TRACE (%p: the pid), its header, the exit key. Says on stderr when it cannot
 /// (false: nothing is recorded, and the caller clears config.trace).
 pub fn start() bool {
+    std.debug.assert(closed.load(.monotonic)); // not recording yet (init, or a forked child)
     if (!key_valid) key_valid = pthread_key_create(&exit_key, exitDestructor) == 0;
     const template = config.traceFile() orelse return false;
     var path_buf: [config.stats_file_max + 32:0]u8 = undefined;
@@ -293,6 +312,7 @@ pub fn start() bool {
 
 /// True when fd still is the file start opened (a program may close every descriptor).
 fn sameFile() bool {
+    std.debug.assert(fd >= 0); // (start opened it before anything was recorded)
     var st: linux.Stat = undefined;
     if (linux.E.init(linux.fstat(fd, &st)) != .SUCCESS) return false;
     return st.dev == file_dev and st.ino == file_ino;
@@ -318,6 +338,8 @@ fn writeBlock(thread_index: u32, payload: []const u8, events: u32) void {
 fn writeAll(parts: []const []const u8) bool {
     var iov: [2]std.posix.iovec_const = undefined;
     std.debug.assert(parts.len <= iov.len);
+    std.debug.assert(parts.len > 0); // a header at least
+    std.debug.assert(fd >= 0);
     var total: usize = 0;
     for (parts, 0..) |p, i| {
         iov[i] = .{ .base = p.ptr, .len = p.len };
@@ -345,6 +367,7 @@ pub fn finish() void {
         r.committed.store(0, .release);
         r.flush_lock.release();
     }
+    std.debug.assert(closed.load(.monotonic)); // nothing is recorded after this
 }
 
 /// In a forked child: its own file with %p, else no recording. The child's only thread
@@ -352,6 +375,7 @@ pub fn finish() void {
 pub fn afterForkInChild() void {
     registry_lock.resetInChild();
     for (&shards) |*s| s.lock.resetInChild();
+    std.debug.assert(!registry_lock.isHeld()); // the child's first recorder can register
     if (closed.load(.monotonic)) return;
     closed.store(true, .monotonic);
     const template = config.traceFile() orelse return;
@@ -377,6 +401,7 @@ pub fn afterForkInChild() void {
         keep.tag(.thread_begin);
         keep.putVarint(0);
         keep.done();
+        std.debug.assert(keep.thread == 0); // the child's only thread is its first
     }
 }
 
@@ -403,6 +428,7 @@ const Shard = struct {
     live: usize = 0,
 
     fn slotOf(self: *Shard, addr: usize) *Entry {
+        std.debug.assert(addr != 0); // 0 marks an empty slot (NULL is never recorded)
         std.debug.assert(self.capacity > 0);
         std.debug.assert(std.math.isPowerOfTwo(self.capacity)); // probes wrap with a mask
         std.debug.assert(self.used * 2 <= self.capacity); // an empty slot ends every probe
@@ -418,6 +444,7 @@ const Shard = struct {
     }
 
     fn find(self: *Shard, addr: usize) Lookup {
+        std.debug.assert(addr != 0); // 0 marks an empty slot (NULL is never recorded)
         if (self.capacity == 0) return .absent;
         const e = self.slotOf(addr);
         if (e.addr == 0) return .absent;
@@ -440,6 +467,7 @@ const Shard = struct {
     }
 
     fn markFreed(self: *Shard, addr: usize) Lookup {
+        std.debug.assert(self.live <= self.used);
         const found = self.find(addr);
         if (found == .live) {
             self.slotOf(addr).word |= 1;
@@ -469,6 +497,8 @@ const Shard = struct {
             os.unmap(@ptrCast(o), old_capacity * @sizeOf(Entry));
         }
         std.debug.assert(self.used == self.live);
+        std.debug.assert(std.math.isPowerOfTwo(self.capacity)); // (slotOf probes with a mask)
+        std.debug.assert(self.used * 2 <= self.capacity); // at least twice the live entries: room for the next
         return true;
     }
 
@@ -494,6 +524,7 @@ fn shardOf(addr: usize) *Shard {
 
 fn remember(addr: usize, id: u64) void {
     const s = shardOf(addr);
+    std.debug.assert(addr != 0); // (NULL is never recorded: 0 marks an empty slot)
     s.lock.acquire();
     const ok = s.putLive(addr, id);
     s.lock.release();
@@ -504,10 +535,13 @@ fn forget(addr: usize) Lookup {
     const s = shardOf(addr);
     s.lock.acquire();
     defer s.lock.release();
-    return s.markFreed(addr);
+    const found = s.markFreed(addr);
+    std.debug.assert(found == .absent or s.find(addr) == .freed); // out of the table's live objects now
+    return found;
 }
 
 fn lookUp(addr: usize) Lookup {
+    std.debug.assert(addr != 0); // (NULL is never recorded)
     const s = shardOf(addr);
     s.lock.acquire();
     defer s.lock.release();
@@ -521,6 +555,7 @@ pub const AllocKind = enum { malloc, calloc };
 /// After a malloc (or calloc) returned `ptr` (nothing is written for NULL).
 pub fn allocated(kind: AllocKind, size: usize, ptr: ?*anyopaque) void {
     const addr = @intFromPtr(ptr orelse return);
+    std.debug.assert(addr % 16 == 0); // a block malloc handed out (its alignment)
     const r = recorder() orelse return;
     r.tick();
     remember(addr, r.allocation(if (kind == .malloc) .malloc else .calloc, 0, size));
@@ -529,6 +564,8 @@ pub fn allocated(kind: AllocKind, size: usize, ptr: ?*anyopaque) void {
 /// After an aligned allocation returned `ptr`.
 pub fn alignedAllocated(alignment: usize, size: usize, ptr: ?*anyopaque) void {
     const addr = @intFromPtr(ptr orelse return);
+    std.debug.assert(std.math.isPowerOfTwo(alignment)); // (preload.aligned rounded or refused it)
+    std.debug.assert(addr % alignment == 0); // the block handed out
     const r = recorder() orelse return;
     r.tick();
     remember(addr, r.allocation(.aligned, std.math.log2_int_ceil(usize, @max(alignment, 1)), size));
@@ -648,6 +685,7 @@ const Decoder = struct {
     fn takeId(self: *Decoder) !u64 {
         if (self.next_id == self.id_end) return error.NoIdBase;
         self.next_id += 1;
+        std.debug.assert(self.next_id <= self.id_end); // within the chunk an id_base opened
         return self.next_id - 1;
     }
 
@@ -680,6 +718,7 @@ const Decoder = struct {
             },
             .free_unknown, .thread_end => {},
         }
+        std.debug.assert(self.at <= self.bytes.len); // (each read stops at the payload's end)
         return d;
     }
 };

@@ -101,7 +101,9 @@ fn hardPressing() bool {
 /// Process init, after the settings: the hard budget, the cgroup's limits.
 pub fn init() void {
     limit_bytes = config.memory_limit_bytes;
+    std.debug.assert(limit_bytes % (1 << 20) == 0); // HAKMEM_MEMORY_LIMIT_MB: whole MiB
     initCgroup(config.cgroupDir());
+    std.debug.assert(cgroup_limit_bytes == 0 or current_path_len > 0); // a limit is watched through its memory.current
 }
 
 // ---------------------------------------------------------------- cgroup v2
@@ -119,6 +121,7 @@ pub var cgroup_current_bytes: std.atomic.Value(u64) = .init(0);
 pub fn initCgroup(dir_override: ?[]const u8) void {
     var dir_buf: [path_max]u8 = undefined;
     const dir = dir_override orelse cgroupDir(&dir_buf) orelse return;
+    std.debug.assert(dir.len > 0); // (HAKMEM_CGROUP_DIR is a path, /sys/fs/cgroup... is one)
     const max = readLimit(dir, "memory.max");
     const high = readLimit(dir, "memory.high");
     const limit = if (max != 0 and high != 0) @min(max, high) else @max(max, high);
@@ -147,7 +150,10 @@ fn cgroupDir(buf: *[path_max]u8) ?[]const u8 {
         if (root.len + path.len >= path_max) return null;
         @memcpy(buf[0..root.len], root);
         @memcpy(buf[root.len..][0..path.len], path);
-        return buf[0 .. root.len + path.len];
+        const dir = buf[0 .. root.len + path.len];
+        std.debug.assert(dir[dir.len - 1] != '/'); // readLimit puts the one slash before a file's name
+        std.debug.assert(dir.len < path_max);
+        return dir;
     }
     return null;
 }
@@ -155,6 +161,7 @@ fn cgroupDir(buf: *[path_max]u8) ?[]const u8 {
 /// A limit file's value in bytes: 0 when absent, "max" or malformed.
 fn readLimit(dir: []const u8, name: []const u8) usize {
     std.debug.assert(dir.len > 0);
+    std.debug.assert(std.mem.startsWith(u8, name, "memory.")); // a file of the memory controller
     var path: [path_max]u8 = undefined;
     if (dir.len + 1 + name.len + 1 > path_max) return 0;
     @memcpy(path[0..dir.len], dir);
@@ -184,6 +191,7 @@ fn cgroupPressing() bool {
     const limit = cgroup_limit_bytes;
     if (limit == 0) return false;
     std.debug.assert(current_path_len > 0); // initCgroup sets a limit only with its path
+    std.debug.assert(current_path_buf[current_path_len] == 0); // (the [:0] slice below)
     var buf: [64]u8 = undefined;
     const text = readFile(@ptrCast(current_path_buf[0..current_path_len :0]), &buf) orelse return false;
     const current = parseBytes(text);

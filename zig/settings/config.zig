@@ -190,6 +190,8 @@ fn isKnownName(name: []const u8) bool {
 /// True when the parent process had `name`=`value` and preloaded hakmem. Bounded: reads at
 /// most environ_read_max bytes.
 fn parentWarned(name: []const u8, value: []const u8) bool {
+    std.debug.assert(std.mem.startsWith(u8, name, "HAKMEM_")); // only hakmem's settings warn
+    std.debug.assert(std.mem.indexOfScalar(u8, name, '=') == null); // a name, the value apart
     var path_buf: [40]u8 = undefined;
     const path = std.fmt.bufPrintZ(&path_buf, "/proc/{d}/environ", .{std.os.linux.getppid()}) catch return false;
     const rc = std.os.linux.open(path.ptr, .{ .ACCMODE = .RDONLY, .CLOEXEC = true }, 0);
@@ -234,6 +236,8 @@ const EnvironScan = struct {
     const needle = "hakmem"; // its first letter occurs once: a mismatch restarts at 0 or 1
 
     fn wanted(self: *const EnvironScan, i: usize) ?u8 {
+        std.debug.assert(self.name.len > 0); // a variable's name: never an entry "=value"
+        std.debug.assert(std.mem.indexOfScalar(u8, self.name, '=') == null);
         if (i < self.name.len) return self.name[i];
         if (i == self.name.len) return '=';
         if (i - self.name.len - 1 < self.value.len) return self.value[i - self.name.len - 1];
@@ -280,7 +284,9 @@ test "EnvironScan: the same entry and a preload naming hakmem, across any split"
 
 /// Parses "123", "64k"/"64K" (KiB), "1m"/"1M" (MiB), "1g" (GiB). Null when malformed or overflowing.
 pub fn parseSize(text: []const u8) ?usize {
-    return parseSizeChecked(text) catch null;
+    const bytes = parseSizeChecked(text) catch return null;
+    std.debug.assert(text.len > 0); // (an empty text is malformed)
+    return bytes;
 }
 
 fn parseSizeChecked(text: []const u8) error{ Malformed, Overflow }!usize {
@@ -307,6 +313,7 @@ fn parseSizeChecked(text: []const u8) error{ Malformed, Overflow }!usize {
 
 /// A size within [low, high]; a number too large for usize is "above" as well.
 fn sizeIn(value: []const u8, low: usize, high: usize) struct { Verdict, usize } {
+    std.debug.assert(low <= high); // a range some value is in
     const n = parseSizeChecked(value) catch |e| return switch (e) {
         error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = high } }, 0 },
         error.Malformed => .{ .malformed, 0 },
@@ -340,6 +347,7 @@ fn applyMidMax(value: []const u8) Verdict {
 
 /// A whole number up to `limit`.
 fn countUpTo(value: []const u8, limit: u64) struct { Verdict, u64 } {
+    std.debug.assert(limit > 0); // a setting with room for a value
     const n = std.fmt.parseUnsigned(u64, value, 10) catch |e| return switch (e) {
         error.Overflow => .{ .{ .above = .{ .value = std.math.maxInt(u64), .limit = limit } }, 0 },
         error.InvalidCharacter => .{ .malformed, 0 },
@@ -360,6 +368,7 @@ fn applyRetainMax(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) retain_max_bytes = @as(usize, @intCast(n)) << 20;
     std.debug.assert(retain_max_bytes <= 1 << 40); // the limit's MiB, no shift overflowed
+    std.debug.assert(retain_max_bytes % (1 << 20) == 0); // whole MiB, set or kept
     return verdict;
 }
 
@@ -367,6 +376,7 @@ fn applyLargeCache(value: []const u8) Verdict {
     const verdict, const n = countUpTo(value, 1 << 20);
     if (verdict == .ok) large_cache_max_bytes = @as(usize, @intCast(n)) << 20;
     std.debug.assert(large_cache_max_bytes <= 1 << 40); // the limit's MiB, no shift overflowed
+    std.debug.assert(large_cache_max_bytes % (1 << 20) == 0); // whole MiB, set or kept
     return verdict;
 }
 
@@ -389,11 +399,17 @@ fn applyPath(value: []const u8, buf: *[path_max + 1]u8, len: *usize) Verdict {
 }
 
 fn applyCgroupDir(value: []const u8) Verdict {
-    return applyPath(value, &cgroup_dir_buf, &cgroup_dir_len);
+    const verdict = applyPath(value, &cgroup_dir_buf, &cgroup_dir_len);
+    std.debug.assert(verdict != .ok or std.mem.eql(u8, cgroupDir().?, value)); // read back as given
+    std.debug.assert(verdict == .ok or value.len > path_max); // refused only when too long
+    return verdict;
 }
 
 fn applyProfile(value: []const u8) Verdict {
-    return applyPath(value, &profile_path_buf, &profile_path_len);
+    const verdict = applyPath(value, &profile_path_buf, &profile_path_len);
+    std.debug.assert(verdict != .ok or std.mem.eql(u8, profilePath().?, value)); // read back as given
+    std.debug.assert(verdict == .ok or value.len > path_max); // refused only when too long
+    return verdict;
 }
 
 fn applyProfileSample(value: []const u8) Verdict {
@@ -402,6 +418,7 @@ fn applyProfileSample(value: []const u8) Verdict {
     if (n == 0) return .{ .below = .{ .value = 0, .limit = 1 } };
     profile_sample_bytes = @as(usize, @intCast(n)) << 10;
     std.debug.assert(profile_sample_bytes >= 1 << 10); // profile.zig's mean gap: never 0
+    std.debug.assert(profile_sample_bytes <= 1 << 40); // the limit's KiB, no shift overflowed
     return .ok;
 }
 
@@ -428,11 +445,13 @@ fn applyGuardSample(value: []const u8) Verdict {
 
 fn applyAdapt(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1")) adapt = true else if (std.mem.eql(u8, value, "0")) adapt = false else return .malformed;
+    std.debug.assert(adapt == (value[0] == '1')); // the setting is the value read ("1" or "0")
     return .ok;
 }
 
 fn applyBackground(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1")) background = true else if (std.mem.eql(u8, value, "0")) background = false else return .malformed;
+    std.debug.assert(background == (value[0] == '1')); // the setting is the value read ("1" or "0")
     return .ok;
 }
 
@@ -445,11 +464,15 @@ fn applyCheck(value: []const u8) Verdict {
     } else if (eql(u8, value, "0") or eql(u8, value, "off")) {
         check_mode = .off;
     } else return .malformed;
+    // the mode is the value read: "0"/"off" off, "warn" warn, "1"/"abort" abort
+    std.debug.assert((check_mode == .off) == (value[0] == '0' or value[0] == 'o'));
+    std.debug.assert((check_mode == .warn) == (value[0] == 'w'));
     return .ok;
 }
 
 fn applyCheckStacks(value: []const u8) Verdict {
     if (std.mem.eql(u8, value, "1")) check_stacks = true else if (std.mem.eql(u8, value, "0")) check_stacks = false else return .malformed;
+    std.debug.assert(check_stacks == (value[0] == '1')); // the setting is the value read ("1" or "0")
     return .ok;
 }
 
@@ -458,7 +481,10 @@ fn applyStats(value: []const u8) Verdict {
         print_stats_at_exit = true;
         return .ok;
     }
-    if (std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false")) return .ok;
+    if (std.mem.eql(u8, value, "0") or std.mem.eql(u8, value, "false")) {
+        return .ok; // off is the default (HAKMEM_STATS_FILE, read after this, may still turn it on)
+    }
+    std.debug.assert(value.len > 0); // (an empty value is refused before: loadFromEnvironment)
     return .malformed;
 }
 
@@ -468,6 +494,7 @@ fn applyStatsFile(value: []const u8) Verdict {
     const verdict = absolutePathInto(&stats_file_buf, &stats_file_len, value);
     if (verdict == .ok) print_stats_at_exit = true;
     std.debug.assert(verdict != .ok or stats_file_buf[0] == '/'); // absolute: a chdir does not move it
+    std.debug.assert(verdict != .ok or statsFile() != null); // read back by the exit summary
     return verdict;
 }
 
@@ -476,6 +503,7 @@ fn applyTrace(value: []const u8) Verdict {
     const verdict = absolutePathInto(&trace_file_buf, &trace_file_len, value);
     if (verdict == .ok) trace = true;
     std.debug.assert(verdict != .ok or trace_file_buf[0] == '/'); // absolute: a chdir does not move it
+    std.debug.assert(verdict != .ok or traceFile() != null); // read back by trace.start
     return verdict;
 }
 
@@ -525,6 +553,7 @@ pub fn pathWithPid(template: []const u8, out: *[stats_file_max + 32:0]u8) ?[:0]c
 pub fn traceFile() ?[:0]const u8 {
     std.debug.assert(trace_file_len <= stats_file_max);
     if (trace_file_len == 0) return null;
+    std.debug.assert(trace_file_buf[0] == '/'); // made absolute when read: a chdir does not move it
     return trace_file_buf[0..trace_file_len :0];
 }
 
@@ -532,6 +561,7 @@ pub fn traceFile() ?[:0]const u8 {
 pub fn statsFile() ?[:0]const u8 {
     std.debug.assert(stats_file_len <= stats_file_max);
     if (stats_file_len == 0) return null;
+    std.debug.assert(stats_file_buf[0] == '/'); // made absolute when read: a chdir does not move it
     return stats_file_buf[0..stats_file_len :0];
 }
 

@@ -47,7 +47,7 @@ pub const Problem = enum {
     not_a_block,
 
     pub fn text(self: Problem) []const u8 {
-        return switch (self) {
+        const t = switch (self) {
             .double_free => "double free of",
             .interior_pointer => "free of an interior pointer (not the start of a block)",
             .not_owned => "free of a pointer hakmem does not own",
@@ -58,12 +58,17 @@ pub const Problem = enum {
             .realloc_freed => "realloc of a freed block",
             .not_a_block => "free of a pointer into hakmem's heap that is not a live block (an interior pointer, or a block freed earlier)",
         };
+        std.debug.assert(t.len > 0);
+        std.debug.assert(std.mem.indexOfScalar(u8, t, '\n') == null); // a report is one line
+        return t;
     }
 };
 
 /// One line: "hakmem: [CHECK: ]<problem> 0x… (<tier> tier, class c, n-byte blocks[, offset o], thread t)".
 pub noinline fn say(prefix: []const u8, problem: Problem, ptr: usize, where: ?Where, offset: ?usize) void {
     std.debug.assert(prefix.len == 0 or std.mem.eql(u8, prefix, "CHECK: ")); // normal mode, or check mode
+    std.debug.assert(prefix.len == 0 or config.check_mode != .off); // (check mode's reports only)
+    std.debug.assert(where == null or where.?.tier.len > 0); // a tier named ("tiny", "mid", "large")
     const tid = std.os.linux.gettid();
     var buf: [96]u8 = undefined;
     const at: []const u8 = if (offset) |o| std.fmt.bufPrint(&buf, ", offset {d}", .{o}) catch "" else "";
@@ -84,6 +89,7 @@ pub fn report(problem: Problem, ptr: usize, where: ?Where, offset: ?usize) void 
 
 /// What follows a check-mode report: abort (HAKMEM_CHECK=1), or return (=warn).
 pub fn afterReport() void {
+    std.debug.assert(config.check_mode != .off); // (normal mode aborts or contains at the finding)
     if (config.check_mode == .abort) {
         os.writeStderr("hakmem: CHECK: aborting (set HAKMEM_CHECK=warn to continue instead)\n");
         std.c.abort();
@@ -102,6 +108,8 @@ pub noinline fn abortMisuse(problem: Problem, addr: usize, where: ?Where) noretu
 /// A double free found in a batch path. Returns when the duplicate is to be dropped.
 pub noinline fn doubleFreeFound(addr: usize, where: Where) void {
     std.debug.assert(where.class != null); // found in a batch of a page's blocks: tiny or mid
+    std.debug.assert(addr % 16 == 0); // a block start (every block keeps malloc's alignment)
+    std.debug.assert(where.block_size > 0);
     if (config.check_mode != .off) return report(.double_free, addr, where, null);
     if (@atomicLoad(bool, &libc_mode, .monotonic)) abortMisuse(.double_free, addr, where);
     _ = contained_double_frees.fetchAdd(1, .monotonic);
@@ -113,6 +121,7 @@ pub noinline fn doubleFreeFound(addr: usize, where: Where) void {
 pub noinline fn freedBlockWritten(addr: usize, where: Where, offset: usize) void {
     std.debug.assert(offset == 0 or offset == 8); // the word found written: the link, or the key
     std.debug.assert(where.class != null); // a free-list link: a page's block
+    std.debug.assert(addr % 16 == 0); // a block start (every block keeps malloc's alignment)
     if (config.check_mode != .off) return report(.use_after_free, addr, where, offset);
     corrupted("the free-list link of a freed block was overwritten (a write after free?)", addr);
 }
@@ -124,6 +133,8 @@ pub noinline fn freedBlockWritten(addr: usize, where: Where, offset: usize) void
 /// freed block (warn: returns); normal mode stops, the block's page cannot be trusted.
 pub noinline fn freeBlockKeyWritten(addr: usize, before: usize, where: Where) void {
     if (before != 0) std.debug.assert(addr - before == where.block_size); // the block just before it
+    std.debug.assert(where.class != null); // a block of a page: in a cache or free on its page
+    std.debug.assert(addr % 16 == 0); // a block start (every block keeps malloc's alignment)
     if (config.check_mode != .off) return report(.use_after_free, addr, where, 8);
     if (before != 0) {
         os.printStderr("hakmem: heap corruption: the key word of a free block was overwritten: a write after free, or an overflow of the {d}-byte block before it, 0x{x} (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ where.block_size, before, addr, std.os.linux.gettid() });
@@ -135,6 +146,7 @@ pub noinline fn freeBlockKeyWritten(addr: usize, before: usize, where: Where) vo
 
 /// Heap corruption the allocator cannot recover from: say so and abort.
 pub noinline fn corrupted(what: []const u8, addr: usize) noreturn {
+    std.debug.assert(what.len > 0); // says what was found
     os.printStderr("hakmem: heap corruption: {s} (block 0x{x}, thread {d}); run with HAKMEM_CHECK=1 to find the culprit\n", .{ what, addr, std.os.linux.gettid() });
     std.c.abort();
 }

@@ -87,7 +87,10 @@ pub fn fastBin(size: usize) ?size_class.Bin {
             return null;
         }
     };
-    return fastRoute(size, Answer{});
+    const b = fastRoute(size, Answer{});
+    std.debug.assert(b == null or b.? <= size_class.no_bin); // a bin, or no_bin's (the slow path routes)
+    std.debug.assert(b != null or size > by_4k_max); // only past the tables is it large at once
+    return b;
 }
 
 fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usize) [max / step + 1]StackOffset {
@@ -102,6 +105,8 @@ fn routingTable(comptime step: usize, comptime max: usize, tiny: usize, mid: usi
         const b = if (routeBy(size, tiny, mid) != routeBy(smallest, tiny, mid)) size_class.no_bin // a threshold inside the slot
             else binBy(size, tiny, mid) orelse size_class.no_bin;
         std.debug.assert(b == size_class.no_bin or b < size_class.bin_count);
+        // a bin's blocks hold the slot's largest size (malloc hands them out for any in it)
+        std.debug.assert(b == size_class.no_bin or size_class.binBlockSize(b) >= size);
         entry.* = stackOffset(b);
     }
     return table;
@@ -145,7 +150,9 @@ pub fn setThresholds(new_tiny_max: usize, new_mid_max: usize) bool {
 }
 
 pub fn route(size: usize) Tier {
-    return routeBy(size, tiny_max, mid_max);
+    const tier = routeBy(size, tiny_max, mid_max);
+    std.debug.assert(tier == .large or size <= mid_max_limit); // every tier serves sizes up to its limit
+    return tier;
 }
 
 /// The largest request `tier` takes under the thresholds now.
@@ -180,6 +187,10 @@ fn binBy(size: usize, tiny: usize, mid: usize) ?size_class.Bin {
 }
 
 fn routeBy(size: usize, tiny: usize, mid: usize) Tier {
+    // any tiny_max is at most any mid_max (tiny_max_limit == mid_max_min), so even the two
+    // read apart while hak_set_thresholds stores a new pair are a consistent pair
+    std.debug.assert(tiny <= mid);
+    std.debug.assert(mid <= mid_max_limit);
     if (size <= tiny) return .tiny;
     if (size <= mid) return .mid;
     return .large;

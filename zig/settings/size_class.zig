@@ -62,7 +62,9 @@ pub fn classSize(cls: usize) usize {
     const b: u6 = @intCast(7 + (cls - 8) / 8);
     const sub = (cls - 8) % 8;
     const size = (@as(usize, 1) << b) + (sub + 1) * (@as(usize, 1) << (b - 3));
-    std.debug.assert(size % min_block_size == 0 and size <= mid_size_limit);
+    std.debug.assert(size % min_block_size == 0); // every block keeps malloc's alignment
+    std.debug.assert(size <= mid_size_limit);
+    std.debug.assert(size > 128); // (classes 0..7 are the steps of 16 up to 128)
     return size;
 }
 
@@ -82,6 +84,8 @@ pub fn classOf(size: usize) usize {
         break :blk 8 + (b - 7) * 8 + sub;
     };
     std.debug.assert(cls < class_count);
+    std.debug.assert(classSize(cls) >= size); // the class holds the size,
+    std.debug.assert(cls == 0 or classSize(cls - 1) < size); // and is the smallest that does
     return cls;
 }
 
@@ -94,12 +98,17 @@ pub fn tinyBin(size: usize) Bin {
 
 pub fn midBin(size: usize) Bin {
     std.debug.assert(size <= mid_size_limit);
-    return @intCast(tiny_classes + classOf(size));
+    const bin = tiny_classes + classOf(size);
+    std.debug.assert(bin >= tiny_classes); // a mid bin, after the tiny ones
+    std.debug.assert(bin < bin_count);
+    return @intCast(bin);
 }
 
 pub fn binClass(bin: usize) usize {
     std.debug.assert(bin < bin_count);
-    return if (bin < tiny_classes) bin else bin - tiny_classes;
+    const cls = if (bin < tiny_classes) bin else bin - tiny_classes;
+    std.debug.assert(cls < class_count); // (mid bins span every class)
+    return cls;
 }
 
 pub fn binIsTiny(bin: usize) bool {
@@ -107,7 +116,10 @@ pub fn binIsTiny(bin: usize) bool {
 }
 
 pub fn binBlockSize(bin: usize) usize {
-    return classSize(binClass(bin));
+    const size = classSize(binClass(bin));
+    std.debug.assert(size >= min_block_size); // a free block's two words fit (block.zig)
+    std.debug.assert(!binIsTiny(bin) or size <= tiny_size_limit); // a tiny bin's blocks are tiny
+    return size;
 }
 
 /// Mid blocks larger than this get a page of their own (as mimalloc's large pages): a
@@ -172,7 +184,11 @@ const page_slices_table: [bin_count]u8 = blk: {
 pub fn divMagic(block_size: usize) u64 {
     std.debug.assert(block_size > 0);
     std.debug.assert(block_size <= 1 << 40);
-    return (@as(u64, 1) << 40) / block_size + 1;
+    const m = (@as(u64, 1) << 40) / block_size + 1;
+    std.debug.assert(m > 1); // (a block of 2^40 bytes would need no magic)
+    // exact at the first block boundary: block_size * m >> 40 is block 1, not 0
+    std.debug.assert(block_size > mid_size_limit or (block_size * m) >> 40 == 1);
+    return m;
 }
 
 test "every size maps to a class that fits it with bounded waste" {

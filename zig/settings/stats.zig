@@ -35,6 +35,7 @@ pub const BinCounters = struct {
     large_local_held_bytes: u64 = 0,
 
     pub fn addInto(self: *const BinCounters, total: *BinCounters) void {
+        std.debug.assert(@intFromPtr(self) != @intFromPtr(total)); // a heap added to itself would count twice
         for (0..bins) |b| {
             total.allocs[b] += @atomicLoad(u64, &self.allocs[b], .monotonic);
             total.frees[b] += @atomicLoad(u64, &self.frees[b], .monotonic);
@@ -123,7 +124,9 @@ pub fn pageUncarved(tier: usize, carved_bytes: usize) void {
 /// resident already: arena.resizeSpan).
 pub fn spanGrown(tier: usize, bytes: usize, reused_dirty_bytes: usize) void {
     std.debug.assert(tier < large_tier);
-    std.debug.assert(bytes % size_class.slice_size == 0 and reused_dirty_bytes <= bytes);
+    std.debug.assert(bytes > 0); // a slice at least (arena.resizeSpan: another slice count)
+    std.debug.assert(bytes % size_class.slice_size == 0); // whole slices
+    std.debug.assert(reused_dirty_bytes <= bytes); // what was dirty lies in what it took
     add(&tiers[tier].mapped_bytes, bytes);
     sub(&dirty_bytes, reused_dirty_bytes);
 }
@@ -131,6 +134,7 @@ pub fn spanGrown(tier: usize, bytes: usize, reused_dirty_bytes: usize) void {
 /// A page's span gave back `bytes` of its slices to its segment, dirty.
 pub fn spanShrunk(tier: usize, bytes: usize) void {
     std.debug.assert(tier < large_tier);
+    std.debug.assert(bytes > 0); // a slice at least (arena.resizeSpan: another slice count)
     std.debug.assert(bytes % size_class.slice_size == 0);
     sub(&tiers[tier].mapped_bytes, bytes);
     add(&dirty_bytes, bytes);
@@ -188,12 +192,14 @@ pub fn largeUnmapped(bytes: usize) void {
 
 /// A region block was freed (its units stay, counted, until purged).
 pub fn largeRegionFreed() void {
+    comptime std.debug.assert(large_tier == tier_count - 1); // the large tier's gauges, past tiny and mid
     sub(&tiers[large_tier].pages, 1);
 }
 
 /// Large memory's pages went back to the OS: region units purged (the address space stays
 /// reserved), or an unmapped mapping's.
 pub fn largePurged(bytes: usize) void {
+    std.debug.assert(bytes > 0); // whole units or a mapping: never an empty purge counted
     largeMemoryDown(bytes);
     add(&tiers[large_tier].purges, 1);
     add(&tiers[large_tier].purged_bytes, bytes);
@@ -246,6 +252,9 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
         raw[tier][F.live_blocks.index()] += live;
         raw[tier][F.live_bytes.index()] += live * size_class.binBlockSize(b);
     }
+    // live blocks are allocations not freed yet: never more than the allocations
+    std.debug.assert(raw[0][F.live_blocks.index()] <= raw[0][F.allocs.index()]);
+    std.debug.assert(raw[1][F.live_blocks.index()] <= raw[1][F.allocs.index()]);
     const l = @intFromEnum(abi.Tier.large);
     raw[l][F.allocs.index()] = large.allocs.load(.monotonic) + sum.large_local_allocs;
     raw[l][F.frees.index()] = large.frees.load(.monotonic) + sum.large_local_frees;
@@ -262,6 +271,7 @@ pub fn snapshot(sum: *const BinCounters, out: *[value_count]u64) void {
         raw[t][F.pages.index()] = tiers[t].pages.load(.monotonic);
         resident_total += raw[t][F.resident_bytes.index()];
         for (0..field_count) |f| out[t * field_count + f] = raw[t][f] -| baseline[t][f];
+        std.debug.assert(out[abi.statIndex(@enumFromInt(t), .live_blocks)] == raw[t][F.live_blocks.index()]); // a gauge: never reset
     }
     out[G.segments_mapped.index()] = segments_mapped.load(.monotonic);
     out[G.pages_abandoned.index()] = pages_abandoned.load(.monotonic);
@@ -288,7 +298,11 @@ pub fn reset(sum: *const BinCounters) void {
     for (0..tier_count) |t| {
         inline for (@typeInfo(F).@"enum".fields) |f| {
             const field: F = @enumFromInt(f.value);
-            if (comptime field.resettable()) baseline[t][field.index()] = values[t * field_count + field.index()];
+            if (comptime field.resettable()) {
+                baseline[t][field.index()] = values[t * field_count + field.index()];
+            } else {
+                std.debug.assert(baseline[t][field.index()] == 0); // gauges keep their value: no baseline
+            }
         }
     }
 }

@@ -143,8 +143,10 @@ pub const Page = extern struct {
     /// Makes `self` (the first slice of a span of `slice_count` slices at `start`) a page of
     /// `bin`, with `bits` (room for one bit per block) cleared, held by `owner` (a heap).
     pub fn init(self: *Page, bin: usize, start: usize, slice_count: usize, bits: [*]u64, checked: bool, owner: *anyopaque) void {
-        std.debug.assert(bin < size_class.bin_count and start % size_class.min_block_size == 0);
-        std.debug.assert(slice_count >= 1 and slice_count <= size_class.max_page_slices);
+        std.debug.assert(bin < size_class.bin_count);
+        std.debug.assert(start % size_class.min_block_size == 0); // blocks 16-byte aligned: tf_owned's bit is free
+        std.debug.assert(slice_count >= 1);
+        std.debug.assert(slice_count <= size_class.max_page_slices);
         std.debug.assert(self.slice_offset == 0); // the span's first slice
         const bs = size_class.binBlockSize(bin);
         const reserved = slice_count * size_class.slice_size / bs;
@@ -167,17 +169,27 @@ pub const Page = extern struct {
         self.fast_magic = self.fastMagic();
         @memset(bits[0 .. (reserved + 63) / 64], 0);
         self.syncSpan();
+        // the reserved blocks fit the span (the magic division's bound), and a checked page
+        // closes free's fast path while any other opens it
+        std.debug.assert(reserved * bs <= slice_count * size_class.slice_size);
+        std.debug.assert((self.fast_magic == 0) == checked);
     }
 
     /// A page of one block, live, becomes a page of `bin` (another bin of single-block pages
     /// of as many slices: realloc in place, heap.rebinSingleBlock): the same span and
     /// block start, the block now of the new bin's size. The holder only.
     pub fn rebin(self: *Page, bin: usize) void {
-        std.debug.assert(self.slice_offset == 0 and self.flags & slow_flags == 0);
-        std.debug.assert(self.reserved == 1 and self.capacity == 1 and self.used == 1 and self.free_count == 0);
+        std.debug.assert(bin < size_class.bin_count);
+        std.debug.assert(self.slice_offset == 0); // the span's first slice
+        std.debug.assert(self.flags & slow_flags == 0); // a plain page in use
+        std.debug.assert(self.reserved == 1); // a page of one block,
+        std.debug.assert(self.capacity == 1); // carved,
+        std.debug.assert(self.used == 1); // live
+        std.debug.assert(self.free_count == 0);
         const bs = size_class.binBlockSize(bin);
         const span_bytes = @as(usize, self.slice_count) * size_class.slice_size;
-        std.debug.assert(bs <= span_bytes and span_bytes / bs == 1); // one block of the bin fills the span
+        std.debug.assert(bs <= span_bytes); // one block of the bin fills the span
+        std.debug.assert(span_bytes / bs == 1);
         self.bin = @intCast(bin);
         self.block_size = @intCast(bs);
         self.div_magic = size_class.divMagic(bs);
@@ -189,12 +201,17 @@ pub const Page = extern struct {
     }
 
     fn fastMagic(self: *const Page) u64 {
-        return if (self.flags & slow_flags != 0) 0 else self.div_magic << (64 - magic_shift);
+        const magic = if (self.flags & slow_flags != 0) 0 else self.div_magic << (64 - magic_shift);
+        // div_magic < 2^40: shifted up by 24, free's test (isFastBlockStart) sees its low bits clear
+        std.debug.assert(magic & ((1 << (64 - magic_shift)) - 1) == 0);
+        return magic;
     }
 
     /// Copies the first line (what free reads) into the span's other slices.
     pub fn syncSpan(self: *Page) void {
         std.debug.assert(self.slice_offset == 0); // copied from the first slice only
+        std.debug.assert(self.slice_count >= 1); // a span,
+        std.debug.assert(self.slice_count <= size_class.max_page_slices); // within its segment's descriptors
         const span: [*]Page = @ptrCast(self);
         for (1..self.slice_count) |k| {
             const s = &span[k];
@@ -211,6 +228,8 @@ pub const Page = extern struct {
     }
 
     pub fn setFlags(self: *Page, flags: u8) void {
+        std.debug.assert(flags != 0);
+        std.debug.assert(flags & ~slow_flags == 0); // every flag closes free's fast path
         _ = @atomicRmw(u8, &self.flags, .Or, flags, .monotonic);
         self.fast_magic = self.fastMagic();
         self.syncSpan();
@@ -220,6 +239,8 @@ pub const Page = extern struct {
 
     /// (the owner) Clears flags (a slow flag no longer needed: frees take the fast path again).
     pub fn clearFlags(self: *Page, flags: u8) void {
+        std.debug.assert(flags != 0);
+        std.debug.assert(flags & flag_unused == 0); // a page in use stays one: segment.zig frees spans
         _ = @atomicRmw(u8, &self.flags, .And, ~flags, .monotonic);
         self.fast_magic = self.fastMagic();
         self.syncSpan();
@@ -296,7 +317,8 @@ pub const Page = extern struct {
     /// Owner: takes up to `out.len` free blocks (lowest addresses first from the cursor)
     /// into `out`; returns how many. Reads the bitmap only. Bounded by the bitmap's words.
     pub fn popMany(self: *Page, out: []*Block) u32 {
-        std.debug.assert(self.slice_offset == 0 and self.flags & flag_unused == 0); // the owner's page in use
+        std.debug.assert(self.slice_offset == 0); // the owner's page
+        std.debug.assert(self.flags & flag_unused == 0); // in use
         const want: u32 = @intCast(@min(out.len, self.free_count));
         if (want == 0) return 0;
         const bits = self.bits.?;
@@ -320,6 +342,7 @@ pub const Page = extern struct {
             if (word_index == words) word_index = 0;
             visited += 1;
         }
+        std.debug.assert(word_index < words); // the cursor stays within the carved bits
         self.free_cursor = word_index;
         self.used += got;
         self.free_count -= got;
@@ -393,7 +416,8 @@ pub const Page = extern struct {
     /// after its free. Returns when the report does (contained); the caller drops the block.
     pub noinline fn reportUnkeyed(self: *const Page, blk: *const Block) void {
         const addr = @intFromPtr(blk);
-        std.debug.assert(addr >= self.start and (addr - self.start) % self.block_size == 0); // a block start of this page
+        std.debug.assert(addr >= self.start); // a block start of this page
+        std.debug.assert((addr - self.start) % self.block_size == 0);
         if (blk.key == 0 or block_mod.isMarkedFree(blk, self.stack_offset)) return misuse.doubleFreeFound(addr, self.where());
         misuse.freeBlockKeyWritten(addr, if (addr >= self.start + self.block_size) addr - self.block_size else 0, self.where());
     }
@@ -403,7 +427,10 @@ pub const Page = extern struct {
     /// Owner: makes a block of this page (a carved block start) free on the page.
     pub fn pushFree(self: *Page, blk: *Block) PushResult {
         const addr = @intFromPtr(blk);
+        std.debug.assert(self.flags & flag_unused == 0); // a page in use
+        if (std.debug.runtime_safety) std.debug.assert(self.isHeld()); // by the caller: only the holder clears the bit
         const index = self.blockStartIndex(addr).?;
+        std.debug.assert(index < self.capacity); // a carved block (below carved_end)
         const bit = self.bitOf(index);
         if (bit.word.* & bit.mask != 0) return .double_free;
         bit.word.* |= bit.mask;
@@ -421,8 +448,11 @@ pub const Page = extern struct {
     /// it: thread/heap.zig settleClaimed).
     pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) bool {
         // blocks of this page (in use until now, so the page cannot change under them)
-        std.debug.assert(@intFromPtr(first) >= self.start and @intFromPtr(first) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
-        std.debug.assert(@intFromPtr(last) >= self.start and @intFromPtr(last) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
+        std.debug.assert(self.slice_offset == 0); // the span's first slice holds thread_free
+        std.debug.assert(@intFromPtr(first) >= self.start);
+        std.debug.assert(@intFromPtr(first) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
+        std.debug.assert(@intFromPtr(last) >= self.start);
+        std.debug.assert(@intFromPtr(last) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
         var word = self.thread_free.load(.monotonic);
         while (true) {
             last.link = block_mod.encode(last, @ptrFromInt(word & ~tf_owned));
@@ -458,6 +488,7 @@ pub const Page = extern struct {
     /// the word meanwhile, and each leaves a block to collect, so retries are bounded by
     /// the blocks in use.
     pub fn tryUnown(self: *Page) bool {
+        std.debug.assert(self.slice_offset == 0); // the span's first slice holds thread_free
         std.debug.assert(self.owner.load(.monotonic) == null); // the heap let go first
         return self.thread_free.cmpxchgStrong(tf_owned, 0, .release, .monotonic) == null;
     }
@@ -478,6 +509,7 @@ pub const Page = extern struct {
     /// The walk is bounded by `used` (no more blocks can be out); a block seen twice (a
     /// double free) ends it, and is reported or contained (misuse.doubleFreeFound).
     pub fn collect(self: *Page) u32 {
+        std.debug.assert(self.slice_offset == 0); // the span's first slice holds thread_free
         std.debug.assert(self.isHeld()); // by the caller
         if (self.thread_free.load(.monotonic) == tf_owned) return 0;
         var node: ?*Block = @ptrFromInt(self.thread_free.swap(tf_owned, .acquire) & ~tf_owned);
@@ -517,7 +549,9 @@ pub const Page = extern struct {
 
     /// Owner: carves the next run of blocks (each free on the page, its key set). Returns how many.
     pub fn extend(self: *Page) u32 {
-        std.debug.assert(self.capacity <= self.reserved and self.slice_offset == 0);
+        std.debug.assert(self.slice_offset == 0); // the owner's page,
+        std.debug.assert(self.flags & flag_unused == 0); // in use
+        std.debug.assert(self.capacity <= self.reserved);
         const left = self.reserved - self.capacity;
         if (left == 0) return 0;
         const want = @max(extend_blocks_min, extend_bytes_max / self.block_size);
@@ -535,8 +569,10 @@ pub const Page = extern struct {
         self.capacity += count;
         self.carved_end = first + @as(usize, count) * self.block_size;
         self.syncSpan();
+        std.debug.assert(count >= 1); // some room was left
         std.debug.assert(self.carved_end == self.start + @as(usize, self.capacity) * self.block_size);
-        std.debug.assert(self.capacity <= self.reserved and @as(u64, self.used) + self.free_count == self.capacity);
+        std.debug.assert(self.capacity <= self.reserved);
+        std.debug.assert(@as(u64, self.used) + self.free_count == self.capacity);
         return count;
     }
 

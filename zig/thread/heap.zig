@@ -102,8 +102,12 @@ pub const PageQueue = struct {
 
     pub fn pushBack(self: *PageQueue, page: *Page) void {
         // in no queue now (a page is in at most one: removed, or fresh from Page.init)
-        std.debug.assert(page.next == null and page.prev == null);
-        std.debug.assert(self.first != page and page != &page_mod.empty_page);
+        std.debug.assert(page.next == null);
+        std.debug.assert(page.prev == null);
+        std.debug.assert(self.first != page);
+        std.debug.assert(page != &page_mod.empty_page); // the sentinel is in no queue
+        std.debug.assert(page.flags & page_mod.flag_unused == 0); // a page in use
+        std.debug.assert(page.slice_offset == 0); // a span's first slice (its descriptor)
         page.next = null;
         page.prev = self.last;
         if (self.last) |l| l.next = page else self.first = page;
@@ -114,6 +118,7 @@ pub const PageQueue = struct {
         // in this queue: the ends agree with its links
         std.debug.assert((page.prev == null) == (self.first == page));
         std.debug.assert((page.next == null) == (self.last == page));
+        std.debug.assert(self.first != null); // not an empty queue
         if (page.prev) |p| p.next = page.next else self.first = page.next;
         if (page.next) |n| n.prev = page.prev else self.last = page.prev;
         page.next = null;
@@ -196,6 +201,7 @@ pub const Heap = struct {
         self.large_local = .{};
         self.relief_seen = 0;
         @memset(&self.check_local, 0);
+        std.debug.assert(self.order_state != 0); // xorshift's state: never 0 (the | 1)
         self.cache.init(if (checked) noCache else thread_cache.initialCapacity);
         std.debug.assert(!checked or self.cache.capacity(0) == 0); // check mode: no cache
     }
@@ -247,6 +253,8 @@ pub const Heap = struct {
     /// A stack that is not empty got here because its newest block is not keyed free
     /// (thread_cache pop): those are dropped first (popPastUnkeyed).
     pub noinline fn allocSlow(self: *Heap, bin: usize) ?*Block {
+        std.debug.assert(bin < bins);
+        std.debug.assert(!self.exiting); // a thread that exits allocates heapless (its TLS cleared first)
         self.tick();
         if (self.cache.count(bin) != 0) {
             if (self.popPastUnkeyed(bin)) |blk| return blk;
@@ -256,13 +264,15 @@ pub const Heap = struct {
         var tries: u32 = 0;
         while (tries < refill_tries_max) : (tries += 1) {
             const page = self.findPage(bin) orelse self.findPageAfterPurge(bin) orelse break;
-            std.debug.assert(page.bin == bin and self.direct[bin] == page);
+            std.debug.assert(page.bin == bin);
+            std.debug.assert(self.direct[bin] == page); // findPage made it the direct page
             std.debug.assert(page.free_count > 0); // replenished: a block to hand out
             if (self.cache.capacity(bin) != 0) {
                 if (self.refillAndPop(bin, page)) |blk| return blk;
                 continue;
             }
             const blk = profile.refilled(page.popFree() orelse continue, page, 0);
+            std.debug.assert(page.used > 0); // the block counts in use on its page now
             if (!self.checked) blk.key = 0; // check mode verifies the key first (check.malloc)
             self.counters.direct_allocs[bin] += 1;
             return blk;
@@ -279,6 +289,8 @@ pub const Heap = struct {
     /// reported (in libc mode that aborts), then dropped: it stays counted in use on its
     /// page. Null when none is left. Bounded by the stack's count.
     fn popPastUnkeyed(self: *Heap, bin: usize) ?*Block {
+        std.debug.assert(bin < bins);
+        std.debug.assert(!self.checked); // check mode's bins have no stack
         var left = self.cache.count(bin);
         while (left > 0) : (left -= 1) {
             if (self.cache.pop(bin)) |blk| return blk;
@@ -299,6 +311,8 @@ pub const Heap = struct {
     /// theirs. Only a refill after carving pays for it: once per 4 KiB of new blocks.
     /// Null when the page gave no block (every one it had was dropped: Page.popMany).
     inline fn refillAndPop(self: *Heap, bin: usize, page: *Page) ?*Block {
+        std.debug.assert(page.bin == bin); // the bin's own page
+        std.debug.assert(self.cache.capacity(bin) != 0); // a bin with a stack
         if (self.carved_now) {
             _ = self.cache.refill(bin, page, @max(1, self.cache.capacity(bin) / 2));
             self.cache.shuffle(bin, &self.order_state);
@@ -332,11 +346,14 @@ pub const Heap = struct {
             if (self.giveUpFull(page)) return self.makeDirect(page);
         }
         if (abandoned.take(bin)) |page| {
+            std.debug.assert(page.bin == bin); // taken from the bin's list
             self.takeInto(page);
             if (self.replenish(page)) return self.makeDirect(page);
             if (self.giveUpFull(page)) return self.makeDirect(page); // (listed with room: not expected)
         }
         const page = arena.placePage(bin, self.checked, self) orelse return null;
+        std.debug.assert(page.bin == bin);
+        std.debug.assert(page.used == 0); // a fresh page: nothing handed out yet
         self.queues[bin].pushBack(page);
         _ = self.replenish(page);
         return self.makeDirect(page);
@@ -354,7 +371,8 @@ pub const Heap = struct {
         if (self.checked or bin == page.bin) return false;
         if (!size_class.isSingleBlockBin(bin) or !size_class.isSingleBlockBin(page.bin)) return false;
         if (!self.ownsPage(page) or page.flags != 0 or page.used != 1) return false;
-        std.debug.assert(page.capacity == 1 and page.reserved == 1); // a single-block page, its block live
+        std.debug.assert(page.capacity == 1); // a single-block page,
+        std.debug.assert(page.reserved == 1); // its block live
         const old = page.bin;
         const old_block_size = page.block_size;
         if (size_class.binPageSlices(bin) == page.slice_count) {
@@ -368,12 +386,14 @@ pub const Heap = struct {
         self.queues[bin].pushBack(page);
         self.counters.direct_frees[old] += 1;
         self.counters.direct_allocs[bin] += 1;
-        std.debug.assert(page.bin == bin and page.used == 1);
+        std.debug.assert(page.bin == bin);
+        std.debug.assert(page.used == 1);
         return true;
     }
 
     fn makeDirect(self: *Heap, page: *Page) *Page {
-        std.debug.assert(page.flags & page_mod.flag_unused == 0 and page.free_count > 0); // in use, a block to hand out
+        std.debug.assert(page.flags & page_mod.flag_unused == 0); // in use,
+        std.debug.assert(page.free_count > 0); // a block to hand out
         std.debug.assert(self.ownsPage(page));
         self.direct[page.bin] = page;
         return page;
@@ -381,6 +401,8 @@ pub const Heap = struct {
 
     /// Gives `page` free blocks if it can: remote frees first, then fresh carving.
     fn replenish(self: *Heap, page: *Page) bool {
+        std.debug.assert(page.flags & page_mod.flag_unused == 0); // a page in use,
+        if (std.debug.runtime_safety) std.debug.assert(self.ownsPage(page)); // this heap's (it collects and carves)
         _ = page.collect();
         if (page.free_count > 0) return true;
         const carved = page.extend();
@@ -395,7 +417,8 @@ pub const Heap = struct {
     /// it belongs to nobody, and the first free into it takes it (settleClaimed). True when
     /// blocks came back meanwhile: the page stays, with free blocks, at the queue's end.
     fn giveUpFull(self: *Heap, page: *Page) bool {
-        std.debug.assert(page.free_count == 0 and self.direct[page.bin] != page);
+        std.debug.assert(page.free_count == 0); // found full
+        std.debug.assert(self.direct[page.bin] != page); // off the direct slot already
         std.debug.assert(self.ownsPage(page));
         self.queues[page.bin].remove(page);
         self.forgetRetained(page);
@@ -418,7 +441,9 @@ pub const Heap = struct {
     fn takeInto(self: *Heap, page: *Page) void {
         std.debug.assert(page.isHeld());
         std.debug.assert(page.owner.load(.monotonic) == null);
-        std.debug.assert(!page.listed and page.next == null and page.prev == null);
+        std.debug.assert(!page.listed); // unlisted by its taker
+        std.debug.assert(page.next == null); // in no queue
+        std.debug.assert(page.prev == null);
         std.debug.assert((page.flags & page_mod.flag_checked != 0) == self.checked); // one mode per process
         page.origin = self;
         page.owner.store(self, .release);
@@ -431,7 +456,8 @@ pub const Heap = struct {
     /// free found the bin's stack full (or the bin has none): make room, or give the block
     /// straight to its page.
     pub noinline fn freeFull(self: *Heap, page: *Page, blk: *Block) FreeOutcome {
-        std.debug.assert(page.slice_offset == 0 and page.isBlockStart(@intFromPtr(blk))); // slow.free found it
+        std.debug.assert(page.slice_offset == 0); // slow.free found it:
+        std.debug.assert(page.isBlockStart(@intFromPtr(blk))); // the page's block
         const bin = page.bin;
         if (self.checked or thread_cache.maxCapacity(bin) == 0) return self.freeToPage(page, blk);
         self.counters.remote_frees[bin] += self.cache.overflow(bin, config.adapt, self, self);
@@ -475,7 +501,8 @@ pub const Heap = struct {
     /// thread_cache.flush's sink: blocks came back to `page` (this heap's).
     pub fn pageGotBlocks(self: *Heap, page: *Page) void {
         if (page.flags & page_mod.flag_unused != 0) return; // released by an earlier run
-        std.debug.assert(page.slice_offset == 0 and self.ownsPage(page));
+        std.debug.assert(page.slice_offset == 0);
+        std.debug.assert(self.ownsPage(page));
         if (page.used == 0) self.pageEmptied(page);
     }
 
@@ -485,7 +512,8 @@ pub const Heap = struct {
     }
 
     fn pageEmptied(self: *Heap, page: *Page) void {
-        std.debug.assert(page.used == 0 and page.flags & page_mod.flag_unused == 0);
+        std.debug.assert(page.used == 0);
+        std.debug.assert(page.flags & page_mod.flag_unused == 0); // not given back yet
         if (self.direct[page.bin] == page) {
             // Keep the page that serves the bin (malloc/free ping-pong stays cheap);
             // maintain() stamps it and returns it once it stayed empty for the delay.
@@ -503,8 +531,10 @@ pub const Heap = struct {
     /// bin can reuse its (still resident) slices. (Tiny pages are one slice each: they
     /// wait for the purge delay.)
     fn retainEmpty(self: *Heap, page: *Page) void {
-        std.debug.assert(!page.isTiny() and self.direct[page.bin] == page);
+        std.debug.assert(!page.isTiny()); // a mid page
+        std.debug.assert(self.direct[page.bin] == page); // serving its bin
         for (self.retained) |r| if (r == page) return;
+        std.debug.assert(self.retained_next < retained_max); // the ring's index
         const slot = &self.retained[self.retained_next];
         self.retained_next = (self.retained_next + 1) % retained_max;
         const previous = slot.*;
@@ -525,8 +555,11 @@ pub const Heap = struct {
 
     /// Returns a page (already out of every queue) to its segment (arena.zig).
     fn releasePage(self: *Heap, page: *Page, now_ms: u64) void {
-        std.debug.assert(page.used == 0 and self.direct[page.bin] != page);
-        std.debug.assert(page.next == null and page.prev == null); // out of every queue
+        std.debug.assert(page.used == 0); // empty
+        std.debug.assert(self.direct[page.bin] != page); // off the direct slot
+        std.debug.assert(page.next == null); // out of every queue
+        std.debug.assert(page.prev == null);
+        if (std.debug.runtime_safety) std.debug.assert(self.ownsPage(page)); // this heap's to give back
         self.forgetRetained(page);
         page.owner.store(null, .monotonic); // (held still: nobody can reach the page)
         arena.releasePage(page, now_ms);
@@ -590,7 +623,8 @@ pub const Heap = struct {
     /// rarely does not keep a page per thread. (Its cached blocks went back to the pages
     /// just before: maintainBin flushes an idle bin.) Bounded by the bin's pages.
     fn giveUpIdle(self: *Heap, bin: usize, now: u64) void {
-        std.debug.assert(bin < bins and !self.checked);
+        std.debug.assert(bin < bins);
+        std.debug.assert(!self.checked); // check mode gives pages up only at exit
         const activity = self.allocs(bin) + self.frees(bin);
         const idle = activity == self.activity_at_maintenance[bin];
         self.activity_at_maintenance[bin] = activity;
@@ -614,6 +648,7 @@ pub const Heap = struct {
     /// Everything the heap holds for its thread goes back: every cached block to its page,
     /// every large block it held to its region (thread exit, before its counters retire).
     pub fn returnHeld(self: *Heap, now_ms: u64) void {
+        std.debug.assert(!self.exiting); // once, at its thread's exit
         self.exiting = true; // pages its flush takes are not taken into its queues
         self.flushCaches();
         self.large_local.releaseAll(now_ms);
@@ -657,7 +692,9 @@ pub const Heap = struct {
 /// A page with live blocks, out of its heap's queues, given up: listed when it has room,
 /// then let go (if every block came back meanwhile, to its segment).
 fn abandonPage(page: *Page, now_ms: u64) void {
-    std.debug.assert(page.used != 0 and page.next == null and page.prev == null);
+    std.debug.assert(page.used != 0); // live blocks (an empty page goes back instead)
+    std.debug.assert(page.next == null); // out of its heap's queue
+    std.debug.assert(page.prev == null);
     page.owner.store(null, .release);
     stats.incr(&stats.pages_abandoned);
     if (page.freeRoom() > 0) abandoned.list(page);
@@ -669,7 +706,8 @@ fn abandonPage(page: *Page, now_ms: u64) void {
 /// segment instead (one with room gets listed). Bounded by the page's blocks in use: each
 /// failed round collects one at least.
 fn letGo(page: *Page, now_ms: u64) void {
-    std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null); // the caller's, no heap's
+    std.debug.assert(page.isHeld()); // the caller's,
+    std.debug.assert(page.owner.load(.monotonic) == null); // no heap's
     std.debug.assert(page.next == null or page.listed); // in no heap's queue
     var rounds: u32 = 0;
     while (!page.tryUnown()) : (rounds += 1) {
@@ -727,7 +765,11 @@ var empty_heaps: ?*Heap = null;
 
 /// The heap of an exited thread that gave everything up.
 pub fn addEmpty(h: *Heap) void {
-    std.debug.assert(h.exited_next == null and h.exiting); // given up whole, once
+    std.debug.assert(h.exited_next == null); // once,
+    std.debug.assert(h.exiting); // given up whole
+    std.debug.assert(h.registry_next == null); // out of the registry (onThreadExit)
+    std.debug.assert(h.registry_prev == null);
+
     exited_lock.acquire();
     defer exited_lock.release();
     h.exited_next = empty_heaps;

@@ -37,11 +37,14 @@ const take_tries_max = 8;
 
 /// (the caller holds `page`, which is in no heap's queue) Lists it for its bin.
 pub fn list(page: *Page) void {
-    std.debug.assert(page.isHeld() and page.owner.load(.monotonic) == null);
+    std.debug.assert(page.isHeld()); // the caller's,
+    std.debug.assert(page.owner.load(.monotonic) == null); // no heap's
+    std.debug.assert(page.freeRoom() > 0); // listed with room only (a heap takes it for a block)
     if (@atomicLoad(bool, &page.listed, .monotonic)) return; // (only its holder lists it)
     lock.acquire();
     defer lock.release();
-    std.debug.assert(page.next == null and page.prev == null); // in no queue
+    std.debug.assert(page.next == null); // in no queue
+    std.debug.assert(page.prev == null);
     const l = &lists[page.bin];
     page.prev = l.last;
     page.next = null;
@@ -62,6 +65,7 @@ pub fn unlist(page: *Page) void {
 }
 
 fn removeLocked(page: *Page) void {
+    std.debug.assert(lock.isHeld());
     std.debug.assert(page.listed);
     const l = &lists[page.bin];
     std.debug.assert((page.prev == null) == (l.first == page));
@@ -88,7 +92,8 @@ pub fn take(bin: usize) ?*Page {
     while (it) |page| : (tries += 1) {
         if (tries == take_tries_max) return null;
         it = page.next;
-        std.debug.assert(page.bin == bin and page.owner.load(.monotonic) == null);
+        std.debug.assert(page.bin == bin); // on its bin's list,
+        std.debug.assert(page.owner.load(.monotonic) == null); // no heap's
         if (!page.tryClaim()) continue; // a thread freeing into it holds it now
         removeLocked(page);
         stats.incr(&stats.pages_reclaimed);
@@ -99,7 +104,9 @@ pub fn take(bin: usize) ?*Page {
 
 /// Listed pages of `bin` now (a hint: no lock).
 pub fn count(bin: usize) usize {
-    return @atomicLoad(usize, &counts[bin], .monotonic);
+    std.debug.assert(bin < bins);
+    return
+ @atomicLoad(usize, &counts[bin], .monotonic);
 }
 
 pub fn resetLockInChild() void {

@@ -60,7 +60,8 @@ const batch_max = 16;
 pub fn placePage(bin: usize, checked: bool, owner: *anyopaque) ?*Page {
     std.debug.assert(bin < size_class.bin_count);
     const slices = size_class.binPageSlices(bin);
-    std.debug.assert(slices >= 1 and slices < segment_mod.slice_count); // a span fits a segment
+    std.debug.assert(slices >= 1);
+    std.debug.assert(slices < segment_mod.slice_count); // a span fits a segment beside its header
     lock.acquire();
     if (bestRun(slices)) |best| {
         const page = placeAt(best.segment, best.run.slice, bin, slices, checked, owner);
@@ -81,7 +82,9 @@ pub fn placePage(bin: usize, checked: bool, owner: *anyopaque) ?*Page {
 
 /// (lock held) Takes the span at `slice` of `seg` for the page.
 fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool, owner: *anyopaque) *Page {
-    std.debug.assert(slice >= 1 and slice + slices <= segment_mod.slice_count); // not the header
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(slice >= 1); // not the header
+    std.debug.assert(slice + slices <= segment_mod.slice_count); // within the segment
     const was_empty = seg.used_pages == 0;
     if (was_empty) {
         std.debug.assert(empty_count > 0);
@@ -94,8 +97,10 @@ fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool
         segments.pushBack(seg);
     }
     stats.pageAcquired(page.tierIndex(), slices * size_class.slice_size, reused);
-    std.debug.assert(page.owner.load(.monotonic) == owner and page.isHeld());
-    std.debug.assert(page.bin == bin and page.slice_count == slices); // the span asked for
+    std.debug.assert(page.owner.load(.monotonic) == owner); // held by the heap it was placed for
+    std.debug.assert(page.isHeld());
+    std.debug.assert(page.bin == bin); // the span asked for
+    std.debug.assert(page.slice_count == slices);
     std.debug.assert(!seg.isEmpty()); // a page in use now
     return page;
 }
@@ -106,6 +111,8 @@ const Best = struct { segment: *Segment, run: Segment.Run };
 /// slices with the most resident slices; on a tie, one in a segment with pages in use
 /// (an empty segment may then be unmapped).
 fn bestRun(slices: usize) ?Best {
+    std.debug.assert(lock.isHeld());
+    std.debug.assert(slices >= 1);
     var best: ?Best = null;
     var scanned: usize = 0;
     var it = segments.first;
@@ -123,7 +130,8 @@ fn bestRun(slices: usize) ?Best {
         if (run.dirty_slices == slices and seg.used_pages != 0) break; // cannot do better
     }
     if (best) |b| {
-        std.debug.assert(b.run.slice >= 1 and b.run.slice + slices <= segment_mod.slice_count); // not the header
+        std.debug.assert(b.run.slice >= 1); // not the header
+        std.debug.assert(b.run.slice + slices <= segment_mod.slice_count);
         std.debug.assert(b.run.dirty_slices <= slices);
     }
     return best;
@@ -132,8 +140,13 @@ fn bestRun(slices: usize) ?Best {
 /// A page's span back to its segment. The caller holds the page (page.zig) and it has no
 /// block in use: no thread can reach it any more.
 pub fn releasePage(page: *Page, now_ms: u64) void {
-    std.debug.assert(page.used == 0 and page.isHeld());
-    std.debug.assert(page.next == null and page.prev == null and !page.listed); // in no queue or list
+    std.debug.assert(page.used == 0); // no block in use
+    std.debug.assert(page.isHeld()); // by the caller
+    std.debug.assert(page.next == null); // in no queue
+    std.debug.assert(page.prev == null);
+    std.debug.assert(!page.listed); // or list
+    std.debug.assert(page.slice_offset == 0); // the span's descriptor
+    std.debug.assert(page.flags & page_mod.flag_unused == 0); // in use until now: released once
     const seg = Segment.of(page.start);
     const carved = @as(usize, page.capacity) * page.block_size;
     const span_bytes = @as(usize, page.slice_count) * size_class.slice_size;
@@ -161,6 +174,10 @@ pub fn releasePage(page: *Page, now_ms: u64) void {
 /// False when growing and a slice after it is not free: nothing changed. The caller holds
 /// the page and its one block is live.
 pub fn resizeSpan(page: *Page, bin: usize, now_ms: u64) bool {
+    std.debug.assert(bin < size_class.bin_count);
+    std.debug.assert(page.used == 1); // its one block live
+    std.debug.assert(page.slice_offset == 0); // the span's descriptor
+    if (std.debug.runtime_safety) std.debug.assert(page.isHeld()); // by the caller
     const slices = size_class.binPageSlices(bin);
     const old: usize = page.slice_count;
     std.debug.assert(slices != old); // (same count: Page.rebin alone)
@@ -199,7 +216,8 @@ fn mapSegment() ?*Segment {
     const seg: *Segment = @ptrCast(@alignCast(memory));
     seg.initHeader();
     seg.empty_since_ms = os.nowMs();
-    std.debug.assert(seg.dirty_slices == 0 and seg.isEmpty()); // fresh memory: nothing resident yet
+    std.debug.assert(seg.dirty_slices == 0); // fresh memory: nothing resident yet,
+    std.debug.assert(seg.isEmpty()); // no page in use
     segment_map.mark(@intFromPtr(seg), segment_size, .segment, .segment);
     stats.incr(&stats.segments_mapped);
     stats.addTo(&stats.os_mapped_bytes, segment_size);
@@ -208,7 +226,10 @@ fn mapSegment() ?*Segment {
 
 /// A segment out of the list (takeOldestEmpty), no page in use, nothing being purged.
 fn unmapSegment(seg: *Segment) void {
-    std.debug.assert(seg.isEmpty() and seg.next == null and seg.prev == null);
+    std.debug.assert(seg.isEmpty()); // no page in use,
+    std.debug.assert(seg.next == null); // out of the list
+    std.debug.assert(seg.prev == null);
+
     std.debug.assert(seg.dirty_mid_slices & ~seg.dirty_slices == 0); // mid's dirty slices are among them
     const purged = seg.dirtyBytes();
     const mid_bytes = @as(usize, @popCount(seg.dirty_mid_slices)) * size_class.slice_size;
@@ -223,8 +244,10 @@ fn unmapSegment(seg: *Segment) void {
 /// (lock held) The segment empty for longest, out of the list; null when none is empty.
 /// Bounded by the list's count.
 fn takeOldestEmpty() ?*Segment {
+    std.debug.assert(lock.isHeld());
     const seg = oldestOf(isEmptySegment, emptySince) orelse return null;
-    std.debug.assert(empty_count > 0 and seg.isEmpty());
+    std.debug.assert(empty_count > 0); // counted empty,
+    std.debug.assert(seg.isEmpty()); // and it is
     segments.remove(seg);
     empty_count -= 1;
     return seg;
@@ -236,7 +259,8 @@ fn takeOldestEmpty() ?*Segment {
 /// given back clean under it.
 fn finishPurges(segs: []const *Segment, taken: []const Segment.Taken) void {
     std.debug.assert(segs.len == taken.len); // one record per segment
-    std.debug.assert(segs.len >= 1 and segs.len <= batch_max);
+    std.debug.assert(segs.len >= 1);
+    std.debug.assert(segs.len <= batch_max);
     for (segs, taken) |seg, t| seg.purgeRuns(t.slices, os.purge);
     lock.acquire();
     for (segs, taken) |seg, t| seg.endPurge(t.slices);
@@ -316,7 +340,8 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
             .keep_bytes => |keep| dirty_total > keep,
         };
         if (!go) break;
-        std.debug.assert(bytes > 0 and bytes <= dirty_total); // one of the segments summed, picked once
+        std.debug.assert(bytes > 0); // one of the segments summed,
+        std.debug.assert(bytes <= dirty_total); // picked once
         dirty_total -= bytes;
         segs[count] = seg;
         taken[count] = seg.beginPurge();
@@ -329,14 +354,17 @@ fn purgeDirtyStep(rule: PurgeRule) bool {
 
 /// (lock held) The segment whose dirty slices are oldest; bounded by the list's count.
 fn oldestDirty() ?*Segment {
+    std.debug.assert(lock.isHeld());
     return oldestOf(hasDirty, dirtySince);
 }
 
 /// (lock held) Of the segments `has` picks, the one whose time `since` is earliest (null
 /// when it picks none). Bounded by the list's count.
 fn oldestOf(comptime has: fn (*const Segment) bool, comptime since: fn (*const Segment) u64) ?*Segment {
+    std.debug.assert(lock.isHeld()); // the list and its segments' states
     var oldest: ?*Segment = null;
     var it = segments.first;
+
     var seen: usize = 0;
     while (it) |seg| : (it = seg.next) {
         seen += 1;

@@ -164,7 +164,8 @@ pub const Segment = struct {
     pub fn allocPageAt(self: *Segment, bin: usize, count: usize, slice: usize, checked: bool, owner: *anyopaque, reused_dirty_bytes: *usize) *Page {
         const run = runMask(count) << @intCast(slice);
         std.debug.assert(self.free_slices & run == run);
-        std.debug.assert(slice >= 1 and slice + count <= slice_count);
+        std.debug.assert(slice >= 1); // not the header
+        std.debug.assert(slice + count <= slice_count); // within the segment
         reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
         self.free_slices &= ~run;
         self.dirty_slices &= ~run;
@@ -207,8 +208,10 @@ pub const Segment = struct {
     pub fn growSpan(self: *Segment, page: *Page, count: usize) ?usize {
         const slice = self.sliceIndex(page);
         const old: usize = page.slice_count;
-        std.debug.assert(count > old and count <= size_class.max_page_slices);
-        std.debug.assert(page.slice_offset == 0 and page.flags & page_mod.flag_unused == 0); // a page in use
+        std.debug.assert(count > old); // grown
+        std.debug.assert(count <= size_class.max_page_slices);
+        std.debug.assert(page.slice_offset == 0); // a span's first slice,
+        std.debug.assert(page.flags & page_mod.flag_unused == 0); // a page in use
         if (slice + count > slice_count) return null;
         const run = runMask(count - old) << @intCast(slice + old);
         if (self.free_slices & run != run) return null; // (purging ones are not free)
@@ -218,7 +221,8 @@ pub const Segment = struct {
         self.dirty_mid_slices &= ~run;
         for (old..count) |k| self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
         page.slice_count = @intCast(count);
-        std.debug.assert(self.free_slices & run == 0 and self.dirty_slices & run == 0); // taken
+        std.debug.assert(self.free_slices & run == 0); // taken: neither free
+        std.debug.assert(self.dirty_slices & run == 0); // nor dirty
         return reused;
     }
 
@@ -227,10 +231,14 @@ pub const Segment = struct {
     pub fn shrinkSpan(self: *Segment, page: *Page, count: usize, now_ms: u64) void {
         const slice = self.sliceIndex(page);
         const old: usize = page.slice_count;
-        std.debug.assert(count >= 1 and count < old);
-        std.debug.assert(page.slice_offset == 0 and !page.isTiny()); // a mid page's first slice
+        std.debug.assert(count >= 1); // a span still
+        std.debug.assert(count < old); // shrunk
+        std.debug.assert(page.slice_offset == 0); // a span's first slice,
+        std.debug.assert(!page.isTiny()); // of a mid page
         const run = runMask(old - count) << @intCast(slice + count);
-        std.debug.assert(self.free_slices & run == 0 and self.purging_slices & run == 0); // the page's own
+        std.debug.assert(self.free_slices & run == 0); // the page's own slices:
+        std.debug.assert(self.purging_slices & run == 0); // neither free nor being purged
+
         for (count..old) |k| self.pages[slice + k] = .{};
         page.slice_count = @intCast(count);
         self.free_slices |= run;

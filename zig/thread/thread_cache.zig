@@ -114,6 +114,7 @@ const big_initial_bytes: usize = blk: {
 /// Largest capacity of a bin: max_bytes_per_bin worth of blocks, at most max_blocks (0 above
 /// max_cached_block).
 pub fn maxCapacity(bin: usize) u32 {
+    std.debug.assert(bin < bins);
     if (size_class.binBlockSize(bin) > max_cached_block) return 0;
     const by_bytes = maxBytesOfBin(bin) / size_class.binBlockSize(bin);
     const most: u32 = @intCast(@min(by_bytes, max_blocks));
@@ -145,7 +146,8 @@ pub fn capacityAfterOverflow(bin: usize, capacity: u32, allocs_since_last: u64) 
     std.debug.assert(capacity <= maxCapacity(bin));
     if (allocs_since_last < @max(capacity, 1)) return capacity;
     const grown = @min(@max(capacity * 2, 1), maxCapacity(bin));
-    std.debug.assert(grown >= capacity); // never shrinks here
+    std.debug.assert(grown >= capacity); // never shrinks here,
+    std.debug.assert(grown <= maxCapacity(bin)); // nor grows past the bin's bound
     return grown;
 }
 
@@ -159,12 +161,14 @@ pub const free_only_blocks_max: u32 = 64;
 pub fn capacityWhenOnlyFreed(bin: usize, capacity: u32) u32 {
     std.debug.assert(capacity <= maxCapacity(bin));
     const batch = @max(capacity, @min(@max(capacity * 2, 1), @min(free_only_blocks_max, maxCapacity(bin))));
-    std.debug.assert(batch >= capacity and batch <= maxCapacity(bin));
+    std.debug.assert(batch >= capacity); // never shrinks here,
+    std.debug.assert(batch <= maxCapacity(bin)); // nor grows past the bin's bound
     return batch;
 }
 
 /// At a maintenance tick: an idle bin halves its capacity (its blocks go back to pages).
 pub fn capacityWhenIdle(bin: usize, capacity: u32) u32 {
+    std.debug.assert(capacity <= maxCapacity(bin));
     const shrunk = @max(minCapacity(bin), capacity / 2);
     std.debug.assert(shrunk >= minCapacity(bin));
     std.debug.assert(capacity < minCapacity(bin) or shrunk <= capacity); // never grows an idle bin
@@ -270,6 +274,8 @@ pub const Cache = extern struct {
             if (!isBigBin(bin)) self.small_capacity_bytes += bytes;
         }
         std.debug.assert(self.small_capacity_bytes <= self.capacity_bytes);
+        std.debug.assert(self.capacity_bytes <= budget_bytes); // the initial room is within the thread's budget
+        std.debug.assert(self.entries[bins].limit == 0); // size_class.no_bin's stack: empty and full at once
         _ = all_threads_capacity_bytes.fetchAdd(self.capacity_bytes, .monotonic);
     }
 
@@ -277,6 +283,7 @@ pub const Cache = extern struct {
     /// thread's cache may hold together (init takes it again for the next thread).
     pub fn retire(self: *Cache) void {
         for (0..bins) |bin| std.debug.assert(self.count(bin) == 0); // flushed first
+        std.debug.assert(self.small_capacity_bytes <= self.capacity_bytes); // a part of it
         _ = all_threads_capacity_bytes.fetchSub(self.capacity_bytes, .monotonic);
         self.capacity_bytes = 0;
         self.small_capacity_bytes = 0;
@@ -368,7 +375,8 @@ pub const Cache = extern struct {
     /// The bin's blocks, oldest first.
     fn held(self: *Cache, bin: usize) []*Block {
         const e = &self.entries[bin];
-        std.debug.assert(e.top >= e.bottom and e.top <= e.limit); // (its owner's thread: plain reads)
+        std.debug.assert(e.top >= e.bottom); // (its owner's thread: plain reads)
+        std.debug.assert(e.top <= e.limit);
         std.debug.assert((e.top - e.bottom) % @sizeOf(usize) == 0);
         const first: [*]*Block = @ptrFromInt(e.bottom);
         return first[0..self.count(bin)];
@@ -424,6 +432,7 @@ pub const Cache = extern struct {
         if (!isBigBin(bin)) room = @min(room, small_budget_bytes -| self.small_capacity_bytes);
         const more: u32 = @intCast(@min(wanted - current, room / block_size));
         std.debug.assert(current + more <= wanted); // never more than asked
+        std.debug.assert(@as(usize, more) * block_size <= room); // within what is left of the budgets
         return current + more;
     }
 
@@ -436,7 +445,8 @@ pub const Cache = extern struct {
     /// hold (remote frees).
     pub fn flush(self: *Cache, bin: usize, n: u32, owner: *const anyopaque, sink: anytype) u32 {
         const all = self.held(bin);
-        std.debug.assert(n <= all.len and n <= max_blocks);
+        std.debug.assert(n <= all.len); // the oldest n of the bin's blocks
+        std.debug.assert(n <= max_blocks);
         const out = all[0..n];
         var touched: [max_blocks]*Page = undefined;
         var touched_count: usize = 0;
@@ -470,7 +480,8 @@ pub const Cache = extern struct {
         for (all[0..rest.len], rest) |*to, from| storeWord(@ptrCast(to), @intFromPtr(from));
         storeWord(&self.entries[bin].top, self.entries[bin].top - @as(usize, n) * @sizeOf(usize));
         @atomicStore(u64, &self.moved_out[bin], self.moved_out[bin] + n, .monotonic);
-        std.debug.assert(touched_count <= n and claimed_count <= n); // a page per run at most
+        std.debug.assert(touched_count <= n); // a page per run at most
+        std.debug.assert(claimed_count <= n);
         for (touched[0..touched_count]) |page| page.flushing = false;
         for (touched[0..touched_count]) |page| sink.pageGotBlocks(page);
         for (claimed[0..claimed_count]) |page| sink.pageClaimed(page);
@@ -503,6 +514,7 @@ pub const Cache = extern struct {
             if (grown != cap) stats.incr(&stats.thread_cache_grows);
             cap = grown;
         }
+        std.debug.assert(cap <= maxCapacity(bin)); // (the policy's bound)
         self.pops_at_overflow[bin] = pops_now;
         const remote = if (self.count(bin) >= cap) self.flushKeep(bin, cap / 2, owner, sink) else 0;
         self.setCapacity(bin, cap);
@@ -537,7 +549,8 @@ pub const Cache = extern struct {
     /// per flush, not on free's path, and the block is dropped. A block already free on
     /// its page is a double free too.)
     fn returnLocal(page: *Page, run: []*Block) void {
-        std.debug.assert(run.len >= 1 and run.len <= max_blocks); // a run of one flush
+        std.debug.assert(run.len >= 1); // a run of one flush
+        std.debug.assert(run.len <= max_blocks);
         std.debug.assert(page.slice_offset == 0); // a page's first slice
         for (run) |blk| {
             if (!page.isKeyedFree(blk)) continue;
@@ -549,7 +562,8 @@ pub const Cache = extern struct {
     /// keyed free are reported and left out (as returnLocal's); the run's slots are the
     /// flushed part of the stack, so the kept ones are packed in place.
     fn returnRemote(page: *Page, run: []*Block) bool {
-        std.debug.assert(run.len >= 1 and run.len <= max_blocks); // a run of one flush
+        std.debug.assert(run.len >= 1); // a run of one flush
+        std.debug.assert(run.len <= max_blocks);
         std.debug.assert(page.slice_offset == 0); // a page's first slice
         var kept: usize = 0;
         for (run) |blk| {
@@ -594,6 +608,7 @@ pub const Cache = extern struct {
     /// (null when the page gave none: every block it took was dropped, Page.popMany).
     pub fn refillAndPop(self: *Cache, bin: usize, page: *Page) ?*Block {
         std.debug.assert(page.bin == bin);
+        std.debug.assert(self.capacity(bin) != 0); // a bin with a stack (else the heap takes a block off the page)
         _ = self.refill(bin, page, @max(1, self.capacity(bin) / 2));
         return self.pop(bin);
     }
@@ -623,6 +638,9 @@ pub const Cache = extern struct {
     /// Returns how many; the lowest address ends on top (handed out first).
     pub fn refill(self: *Cache, bin: usize, page: *Page, want: u32) u32 {
         std.debug.assert(self.count(bin) == 0);
+        std.debug.assert(page.bin == bin); // its blocks are of the bin's size
+        std.debug.assert(want >= 1);
+
         const e = &self.entries[bin];
         const room = @min(want, self.capacity(bin));
         const slots: [*]usize = @ptrFromInt(e.bottom);

@@ -246,6 +246,7 @@ pub fn calloc(count: usize, size: usize) ?*anyopaque {
     }
     const ptr = malloc(total) orelse return null;
     std.debug.assert(@intFromPtr(ptr) % 16 == 0);
+    if (std.debug.runtime_safety) std.debug.assert(usableSize(@intFromPtr(ptr)).? >= total); // the bytes cleared are the block's (a lookup)
     @memset(@as([*]u8, @ptrCast(ptr))[0..total], 0);
     return ptr;
 }
@@ -276,6 +277,8 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
         else => .invalid,
     };
     if (size <= old_usable and size >= old_usable / 2) return .{ .ok = ptr };
+    std.debug.assert(size > old_usable or size < old_usable / 2); // (the block does not fit the size)
+
     std.debug.assert(kind != .freed); // (usableOf answered: a live block,
     std.debug.assert(kind != .not_owned); // hakmem's)
     if (kind == .page_block and kind.page_block.start == addr) {

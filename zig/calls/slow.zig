@@ -171,6 +171,7 @@ pub fn aligned(alignment: usize, size: usize) ?*anyopaque {
             if (size_class.binBlockSize(bin) % alignment == 0) return alignedTo(allocBin(h, bin), alignment) orelse outOfMemory();
         }
         if (routing.bin(size + alignment - 1)) |bin| {
+            std.debug.assert(size_class.binBlockSize(bin) >= size + alignment - 1); // room for the padding
             const raw = allocBin(h, bin) orelse return outOfMemory();
             const at = std.mem.alignForward(usize, @intFromPtr(raw), alignment);
             std.debug.assert(at + size <= @intFromPtr(raw) + size_class.binBlockSize(bin)); // the padding holds it
@@ -266,6 +267,8 @@ fn freeToPage(h: ?*Heap, page: *Page, blk: *Block) FreeResult {
 /// through its page's thread_free (the holder checks it when it collects; a page nobody
 /// held is this thread's to settle then: heap.settleClaimed).
 noinline fn freeHeapless(page: *Page, blk: *Block) FreeResult {
+    std.debug.assert(thread.currentAny() == null); // exiting, or no heap could be made
+
     if (page.remoteHead() == blk) return .double_free;
     const bin = page.bin; // (read first: once the block is pushed its page may be given back)
     std.debug.assert(bin < size_class.bin_count);

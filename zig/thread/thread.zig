@@ -140,6 +140,7 @@ fn setCheckHeap(heap: ?*Heap) void {
 pub fn create() ?*Heap {
     std.debug.assert(currentAny() == null);
     const heap = obtainHeap() orelse return null;
+    std.debug.assert(!heap.exiting); // a heap for a running thread (an exited one's was reset)
     registry_lock.acquire();
     std.debug.assert(heap.registry_prev == null); // in no registry yet: a new mapping,
     std.debug.assert(heap.registry_next == null); // or an exited thread's heap, unlinked
@@ -147,7 +148,9 @@ pub fn create() ?*Heap {
     heap.registry_next = registry_first;
     if (registry_first) |f| f.registry_prev = heap;
     registry_first = heap;
+    assertLinked(heap); // the registry's first, its successor pointing back
     registry_lock.release();
+
     if (config.check_mode == .off and !config.trace) setCache(&heap.cache) else setCheckHeap(heap);
     std.debug.assert(currentAny() == heap); // the thread's heap from now on
     if (exit_key_valid) _ = pthread_setspecific(exit_key, heap);

@@ -53,7 +53,9 @@ export fn hak_realloc(ptr: ?*anyopaque, size: usize) ?*anyopaque {
             return p;
         },
         .not_owned, .invalid, .freed => {
+            std.debug.assert(ptr != null); // realloc(NULL, size) is malloc: never refused
             os.setErrno(.INVAL);
+
             return null;
         },
     };

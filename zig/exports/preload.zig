@@ -49,6 +49,7 @@ noinline fn freeChecked(ptr: ?*anyopaque) void {
 
 /// free's body for the other libc names (realloc(p, 0)).
 fn freeBody(ptr: ?*anyopaque) void {
+    std.debug.assert(ptr != null); // (realloc(NULL, 0) is malloc(0): reallocBody frees only a block)
     if (alloc.freeFast(ptr)) return;
     freeOtherBody(ptr);
 }
@@ -143,8 +144,13 @@ fn reallocUntraced(ptr: ?*anyopaque, size: usize) ?*anyopaque {
             os.setErrno(.INVAL);
             return null;
         },
-        .freed => misuse.abortMisuse(.realloc_freed, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr))),
+        .freed => {
+            std.debug.assert(ptr != null); // realloc(NULL, size) is malloc: only a block can be freed
+            misuse.abortMisuse(.realloc_freed, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr)));
+        },
         .invalid => {
+            std.debug.assert(ptr != null); // (realloc(NULL, size) is malloc: never refused)
+
             if (config.check_mode == .off) misuse.abortMisuse(.not_a_block, @intFromPtr(ptr), alloc.describe(@intFromPtr(ptr)));
             os.setErrno(.INVAL); // check mode =warn: reported already
             return null;

@@ -448,8 +448,8 @@ pub const Page = extern struct {
     /// it: thread/heap.zig settleClaimed).
     pub fn pushRemoteChain(self: *Page, first: *Block, last: *Block) bool {
         // blocks of this page (in use until now, so the page cannot change under them)
-        std.debug.assert(self.slice_offset == 0); // the span's first slice holds thread_free
         std.debug.assert(@intFromPtr(first) >= self.start);
+
         std.debug.assert(@intFromPtr(first) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
         std.debug.assert(@intFromPtr(last) >= self.start);
         std.debug.assert(@intFromPtr(last) - self.start < @as(usize, self.slice_count) * size_class.slice_size);
@@ -502,6 +502,8 @@ pub const Page = extern struct {
     /// At most an eighth of the page free (mimalloc's "mostly used"): not worth listing for
     /// other heaps; the next frees into it decide again.
     pub fn isMostlyUsed(self: *const Page) bool {
+        std.debug.assert(self.reserved >= 1); // a page in use (an unused one has no blocks to count)
+
         return self.freeRoom() <= self.reserved / 8;
     }
 

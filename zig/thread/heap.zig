@@ -371,6 +371,8 @@ pub const Heap = struct {
         if (self.checked or bin == page.bin) return false;
         if (!size_class.isSingleBlockBin(bin) or !size_class.isSingleBlockBin(page.bin)) return false;
         if (!self.ownsPage(page) or page.flags != 0 or page.used != 1) return false;
+        std.debug.assert(page.slice_offset == 0); // (this heap's page: its span's descriptor)
+
         std.debug.assert(page.capacity == 1); // a single-block page,
         std.debug.assert(page.reserved == 1); // its block live
         const old = page.bin;
@@ -603,6 +605,7 @@ pub const Heap = struct {
         for (0..bins) |bin| {
             const page = self.direct[bin];
             if (page == &page_mod.empty_page or page.used != 0) continue;
+            std.debug.assert(page.bin == bin); // the bin's own page
             if (page.empty_since_ms == 0) page.empty_since_ms = now_ms;
             if (!force and now_ms -| page.empty_since_ms < delay) continue;
             _ = page.collect();
@@ -632,6 +635,7 @@ pub const Heap = struct {
         var it = self.queues[bin].first;
         while (it) |page| {
             it = page.next;
+            std.debug.assert(page.bin == bin); // a queue holds its bin's pages
             if (page.used == 0 and self.direct[bin] == page) continue; // released after the purge delay
             if (self.direct[bin] == page) self.direct[bin] = &page_mod.empty_page;
             self.queues[bin].remove(page);
@@ -673,6 +677,7 @@ pub const Heap = struct {
         for (0..bins) |bin| {
             self.direct[bin] = &page_mod.empty_page;
             while (self.queues[bin].first) |page| {
+                std.debug.assert(page.bin == bin); // a queue holds its bin's pages
                 self.queues[bin].remove(page);
                 self.forgetRetained(page);
                 _ = page.collect();

@@ -20,6 +20,7 @@ import type { Section } from "./results.ts";
 import { runWorkload } from "./runner.ts";
 import { memorySplitText, parseMemoryLines } from "./memory.ts";
 import { runSafety, type SafetyReport, safetyCount, safetyMarkdown, safetySummary, safetyTable } from "./safety.ts";
+import { CHECK_ALLOCATOR, CHECK_ENV, checkModeMarkdown, checkModeReport, checkModeSummary, checkModeTable } from "./check_mode.ts";
 import { ratioChart } from "./svg.ts";
 import { SECTION_TITLES, type Workload, WORKLOADS } from "./workloads.ts";
 
@@ -49,22 +50,29 @@ async function runWorkloads(workloads: Workload[], allocators: Allocator[], opts
     const cmd = [binaries.get(w.program)!, ...w.args(opts.scale).map(String)];
     const row = { name: w.row, command: [`bench/c/${w.program}`, ...cmd.slice(1)], samples: [] as Section["rows"][0]["samples"], errors: [] as Section["rows"][0]["errors"] };
     section.rows.push(row);
+    // check mode's runs (single-thread rows): hakmem again with HAKMEM_CHECK=1, right after its
+    // normal run, on the row's command or a shorter one (w.check: its share of the work)
+    const checkCmd = w.check !== undefined ? [cmd[0], ...w.args(opts.scale * w.check).map(String)] : null;
     for (let run = 1; run <= opts.runs; run++) {
       for (const alloc of allocators) {
-        progress.step(`${w.section} ${w.row} · ${alloc.name} · run ${run}/${opts.runs}`);
-        const r = await runWorkload(cmd, alloc, { hakmemBuildId: buildId, minAllocsPerOp: w.minAllocsPerOp });
-        if (!r.ok) { row.errors.push({ allocator: alloc.name, run, message: r.message ?? "failed" }); continue; }
-        const f = r.fields!;
-        const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
-        if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
-        if (f.hakmem_allocs) extra.hakmem_allocs = Number(f.hakmem_allocs);
-        const m = r.measured!;
-        extra.faults = m.faults;
-        extra.faults_per_op = m.faults / Math.max(1, Number(f.ops));
-        extra.cpu_secs = Number(m.cpuSec.toFixed(4));
-        extra.malloc_from = f.malloc_from;
-        if (alloc.name === "hakmem" && r.stderr) Object.assign(extra, parseMemoryLines(r.stderr));
-        row.samples.push({ allocator: alloc.name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
+        const modes: [string, string[], Record<string, string>][] = [[alloc.name, cmd, {}]];
+        if (alloc.name === "hakmem" && checkCmd) modes.push([CHECK_ALLOCATOR, checkCmd, CHECK_ENV]);
+        for (const [name, argv, env] of modes) {
+          progress.step(`${w.section} ${w.row} · ${name} · run ${run}/${opts.runs}`);
+          const r = await runWorkload(argv, alloc, { hakmemBuildId: buildId, minAllocsPerOp: w.minAllocsPerOp }, env);
+          if (!r.ok) { row.errors.push({ allocator: name, run, message: r.message ?? "failed" }); continue; }
+          const f = r.fields!;
+          const extra: Record<string, number | string> = { secs: Number(f.secs), ops: Number(f.ops) };
+          if (f.final_rss_kb !== undefined) extra.final_rss_kb = Number(f.final_rss_kb);
+          if (f.hakmem_allocs) extra.hakmem_allocs = Number(f.hakmem_allocs);
+          const m = r.measured!;
+          extra.faults = m.faults;
+          extra.faults_per_op = m.faults / Math.max(1, Number(f.ops));
+          extra.cpu_secs = Number(m.cpuSec.toFixed(4));
+          extra.malloc_from = f.malloc_from;
+          if (name === "hakmem" && r.stderr) Object.assign(extra, parseMemoryLines(r.stderr));
+          row.samples.push({ allocator: name, run, value: Number(f.ops_per_sec), peakRssKb: r.peakRssKb ?? null, extra });
+        }
       }
     }
   }
@@ -115,6 +123,7 @@ async function main(): Promise<number> {
     + (programs ? programs.rows.length * opts.runs * allocators.length : 0)
     + opts.commands.length * opts.runs * allocators.length
     + workloads.length * opts.runs * allocators.length
+    + (names.includes("hakmem") ? workloads.filter((w) => w.check !== undefined).length * opts.runs : 0)
     + microCount(opts, allocators.length, { ffi: wantFfi, kernel: wantKernel })
     + (wantInstructions ? instructionsCount(allocators.length) : 0)
     + (wantRedis ? redisCount(opts, allocators.length) : 0);
@@ -136,6 +145,11 @@ async function main(): Promise<number> {
     }
   }
   sections.push(...await runWorkloads(workloads, allocators, opts, progress, hakmem.buildId, show));
+  const checkMode = checkModeReport(sections, (section, row) => workloads.find((w) => w.section === section && w.row === row)?.check ?? null);
+  if (checkMode) {
+    progress.clear();
+    console.log(checkModeTable(checkMode));
+  }
   if (wantInstructions) {
     const s = await runInstructions(allocators, opts, progress, hakmem.buildId);
     sections.push(s);
@@ -168,6 +182,7 @@ async function main(): Promise<number> {
   const rows = summaryRows(sections, names);
   const errorCount = sections.reduce((n, s) => n + s.rows.reduce((m, r) => m + r.errors.length, 0), 0);
   console.log(summaryText(rows, errorCount));
+  if (checkMode) console.log(checkModeSummary(checkMode));
   console.log(memorySplitText(sections, rows));
   if (safety) console.log(safetySummary(safety, names));
   const machine = machineInfo();
@@ -176,7 +191,7 @@ async function main(): Promise<number> {
   const report = {
     schema: 1, date: started.toISOString(), durationSec: Math.round(progress.elapsedMs() / 1000), command,
     options: opts, machine: { ...machine, loadAverageAtStart: Number(busyAtStart.load.toFixed(2)) }, git, hakmem, allocators: allocatorInfo(allocators, hakmem),
-    missingPeers: found.missing, sections, summary: rows, safety,
+    missingPeers: found.missing, sections, summary: rows, checkMode, safety,
   };
   const jsonPath = resolve(ROOT, opts.jsonPath);
   const base = jsonPath.replace(/\.json$/, "");
@@ -185,12 +200,13 @@ async function main(): Promise<number> {
   const subtitle = `${started.toISOString().slice(0, 16).replace("T", " ")} UTC · ${machine.cpu}, ${machine.cores} cores · ${command} · hakmem build ${hakmem.buildId ?? "?"}`;
   writeFileSync(`${base}.svg`, ratioChart(sections, names, subtitle));
   const safetyMd = safety ? `\n${safety.title}\n\n${safetyMarkdown(safety, names)}\n` : "";
+  const checkMd = checkMode ? `\n${checkMode.title}\n\n${checkModeMarkdown(checkMode)}\n` : "";
   const commandsMd = sections.filter((s) => s.outputCheck).map((s) => `\n${s.title}\n\n${commandsMarkdown(s, names)}\n`).join("");
   // The Markdown is what `npm run bench:readme` puts in the README's performance section:
   // everything in it comes from this run (its date, the machine and its load, the command).
   const header = `${subtitle} · load average ${busyAtStart.load.toFixed(1)} at the start · ${formatElapsed(progress.elapsedMs())}`;
   const summaryMd = "```\n" + summaryText(rows, errorCount).trim() + "\n```\n";
-  writeFileSync(`${base}.md`, `${header}\n\n${summaryMd}\n${summaryMarkdown(rows)}\n${commandsMd}${safetyMd}`);
+  writeFileSync(`${base}.md`, `${header}\n\n${summaryMd}\n${summaryMarkdown(rows)}\n${checkMd}${commandsMd}${safetyMd}`);
   console.log(`\nwrote ${shown(jsonPath)}, ${shown(base)}.svg, ${shown(base)}.md · ${formatElapsed(progress.elapsedMs())}`);
   const differing = differingCommandRuns(sections);
   if (differing > 0) console.error(`bench: ${differing} run(s) of your --cmd printed another stdout than glibc's (the reference): see "stdout = reference" above`);

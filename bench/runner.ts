@@ -49,8 +49,9 @@ function tail(text: string, lines = 6): string {
 
 export interface ProofContext { hakmemBuildId: string | null; minAllocsPerOp: number }
 
-export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofContext): Promise<RunOutcome> {
-  const m = await runMeasured(cmd, { preload: alloc.preload, env: childEnv(alloc, null), timeoutMs: TIMEOUT_MS });
+/** `extraEnv`: more settings for the run (check mode's HAKMEM_CHECK=1). */
+export async function runWorkload(cmd: string[], alloc: Allocator, proof: ProofContext, extraEnv: Record<string, string> = {}): Promise<RunOutcome> {
+  const m = await runMeasured(cmd, { preload: alloc.preload, env: { ...childEnv(alloc, null), ...extraEnv }, timeoutMs: TIMEOUT_MS });
   const { stdout, stderr } = m;
   if (m.signal) return { ok: false, message: `killed by ${m.signal}${m.timedOut ? " (timeout)" : ""}${stderr ? `: ${tail(stderr)}` : ""}` };
   if (m.exitCode !== 0) return { ok: false, message: `exit code ${m.exitCode}: ${tail(stderr)}` };

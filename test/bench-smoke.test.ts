@@ -58,6 +58,11 @@ test.skipIf(!slow)(`bench --quick produces numbers for hakmem and glibc in every
     // workload rows carry page faults per operation for every allocator
     const rm = sections.find((s) => s.name === "random_mixed")!.rows[0].samples;
     expect(rm.every((s) => Number.isFinite(Number(s.extra.faults_per_op)) && Number(s.extra.faults) > 0)).toBe(true);
+    // check mode's slowdown: a figure for every single-thread workload row (bench/check_mode.ts)
+    const checkRows = (report.checkMode?.rows ?? []) as { row: string; slowdown: number | null; error?: string }[];
+    expect(checkRows.length).toBe(7);
+    for (const c of checkRows) expect({ row: c.row, error: c.error, measured: (c.slowdown ?? 0) > 0 }).toEqual({ row: c.row, error: undefined, measured: true });
+    expect(out).toContain("check mode — hakmem with HAKMEM_CHECK=1");
     // the safety table: a verdict for every case and allocator; hakmem reports a double free
     const safety = report.safety as { cases: { name: string }[]; results: { case: string; allocator: string; verdict: string }[] };
     expect(safety.results.length).toBe(safety.cases.length * 3); // hakmem, glibc, and hakmem in check mode

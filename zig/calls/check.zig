@@ -450,7 +450,7 @@ fn verifyFreedPattern(f: Found, site: Site) void {
 fn verifyHeld(start: usize, size: usize, site: Site) void {
     std.debug.assert(start % size_class.min_block_size == 0); // a block start,
     std.debug.assert(size >= size_class.min_block_size); // of a bin's size
-    if (size <= pattern.whole_max and scan.allEqual(start, start + size, freed_byte)) return; // filled whole, intact
+    if (size <= pattern.whole_max and pattern.intact(start, start + size)) return; // filled whole, intact
     if (size > pattern.whole_max and partialIntact(start, size)) return;
     const h = heldOf(start);
     const at = poisonBroken(h) orelse return;
@@ -519,7 +519,7 @@ inline fn freeQuick(heap: *heap_mod.Heap, ptr: usize, site: Site) bool {
     std.debug.assert(ptr + requested + redzone.canary_min <= trailer); // the canary between them
     if (readWord(trailer) != requested ^ redzone.trailerSecret() or readWord(trailer + 8) != front_size) return false;
     if (!redzone.filled(ptr + requested, trailer, redzone.canary_byte)) return false;
-    return retire(heap, .{ .f = pageFound(page, start), .user = ptr, .requested = requested }, site);
+    return retireWith(heap, .{ .f = pageFound(page, start), .user = ptr, .requested = requested }, site, true);
 }
 
 /// Records a block handed out at `user` live (a page's block: check_side.zig; a large one:
@@ -793,12 +793,26 @@ fn reuseOf(local: *Local) ?*Stacks {
 /// are let go. False (reported) when another thread's free took the block first (both saw
 /// it live). `heap`: the calling thread's (null: none); `site`: the free's (or realloc's).
 fn retire(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
+    return retireWith(heap, l, site, false);
+}
+
+/// retire; `intact`: freeQuick found the block's redzones as arm() wrote them (its tag is
+/// the live tag), so the tag taken by this free alone says the block is this free's: its
+/// record is then updated with plain stores (a compare-and-swap on the cold record, on
+/// every free, cost a sixth of check mode's time).
+inline fn retireWith(heap: ?*heap_mod.Heap, l: Layout, site: Site, comptime intact: bool) bool {
     std.debug.assert(l.user >= l.f.start + front_size); // a validated layout: user pointer in the block
     std.debug.assert(l.requested + overhead <= l.f.size);
     const local = if (heap) |hp| localOf(hp) else null;
     const page = l.f.page orelse return retireLarge(heap, l, site);
+    // Of two frees of one block at once (both found it live), exactly one takes its tag.
+    const tag: *u64 = @ptrFromInt(l.front() + 8);
+    const seen = if (intact) redzone.liveTag() else @atomicLoad(u64, tag, .monotonic);
+    if (seen == freed_word or @cmpxchgStrong(u64, tag, seen, freed_word, .acq_rel, .monotonic) != null) return raced(l, site);
     const p = pattern.choose(l.f.size, l.user - l.f.start, freeCount(local) ^ l.f.start);
-    switch (check_side.markFreed(page, l.f.start, site, pattern.windowIndex(p))) {
+    if (intact) {
+        check_side.markFreedTaken(page, l.f.start, site, pattern.windowIndex(p));
+    } else switch (check_side.markFreed(page, l.f.start, site, pattern.windowIndex(p))) {
         .taken, .unrecorded => {},
         .not_live => return raced(l, site),
     }
@@ -806,7 +820,7 @@ fn retire(heap: ?*heap_mod.Heap, l: Layout, site: Site) bool {
     countBinFreeBy(heap, page.bin, 1);
     const e = pageEntry(l.f.start, page.bin);
     const lc = local orelse {
-        flushEntries(&[1]Entry{e}, null);
+        flushEntries(&[1]Entry{e}, l.f.size, null);
         return true;
     };
     const batch = &lc.batch;
@@ -850,9 +864,10 @@ noinline fn flushBatch(local: *Local) void {
     const n = batch.count;
     std.debug.assert(n <= batch_len);
     std.debug.assert(n > 0 or batch.bytes == 0); // an empty batch holds no bytes
+    const bytes_in = batch.bytes;
     batch.count = 0;
     batch.bytes = 0;
-    flushEntries(batch.entries[0..n], local);
+    flushEntries(batch.entries[0..n], bytes_in, local);
 }
 
 /// Where a flush puts the blocks it lets go of to their pages (released after the lock).
@@ -921,17 +936,23 @@ inline fn isPoisonLine(addr: usize) bool {
     return @reduce(.Or, (a ^ splat) | (b ^ splat)) == 0;
 }
 
-/// Puts page blocks' `entries` into the ring, FIFO; what leaves the ring's bounds is let go
-/// (onto the stacks of the calling thread, whose Local is `local`; null: it has no heap).
-fn flushEntries(entries: []const Entry, local: ?*Local) void {
+/// Puts page blocks' `entries` (`bytes_in` bytes of blocks) into the ring, FIFO; what leaves
+/// the ring's bounds is let go (onto the stacks of the calling thread, whose Local is
+/// `local`; null: it has no heap).
+fn flushEntries(entries: []const Entry, bytes_in: usize, local: ?*Local) void {
     std.debug.assert(entries.len <= batch_len); // a batch, or one block of a heapless thread
     std.debug.assert(local != null or entries.len <= 1);
+    if (std.debug.runtime_safety) {
+        var sum: usize = 0;
+        for (entries) |e| sum += check_reuse.blockBytes(entryBin(e));
+        std.debug.assert(sum == bytes_in); // the batch's count of bytes is its blocks'
+    }
     const stacks = if (local) |lc| reuseOf(lc) else null;
     var out: Out = undefined;
     out.init();
     ring_lock.acquire();
     var ring_now = Cursor.load();
-    for (entries) |e| ring_now.put(e, check_reuse.blockBytes(entryBin(e)), null, stacks, &out);
+    ring_now.putBatch(entries, bytes_in, stacks, &out);
     ring_now.store();
     ring_lock.release();
     out.releaseAll();
@@ -998,6 +1019,27 @@ const Cursor = struct {
         if (large_h) |h| large_held[slot] = h;
         self.count += 1;
         self.bytes += size;
+    }
+
+    /// Page blocks' `entries` (`bytes_in` bytes) at the ring's tail, after letting go of the
+    /// oldest blocks they push out of the bounds: the same blocks `put` of each in turn lets
+    /// go (the bounds only tighten as entries join, and a batch alone fits them), in one pass.
+    inline fn putBatch(self: *Cursor, entries: []const Entry, bytes_in: usize, stacks: ?*Stacks, out: *Out) void {
+        std.debug.assert(entries.len <= batch_len); // a batch alone fits the ring's bounds:
+        comptime std.debug.assert(batch_len <= quarantine_entries);
+        comptime std.debug.assert(batch_bytes_max + size_class.mid_size_limit <= quarantine_bytes_max); // (batch.bytes < max before its last block)
+        std.debug.assert(bytes_in <= batch_bytes_max + size_class.mid_size_limit);
+        // (bounded: each turn takes a block out)
+        while (self.count > 0 and (self.count + entries.len > quarantine_entries or self.bytes + bytes_in > quarantine_bytes_max)) self.evict(stacks, out);
+        std.debug.assert(self.count + entries.len <= quarantine_entries); // (the loop made room)
+        std.debug.assert(self.bytes + bytes_in <= quarantine_bytes_max);
+        // in at most two runs: the ring wraps
+        const tail = (self.first + self.count) % quarantine_entries;
+        const run = @min(entries.len, quarantine_entries - tail);
+        @memcpy(ring[tail..][0..run], entries[0..run]);
+        @memcpy(ring[0 .. entries.len - run], entries[run..]);
+        self.count += entries.len;
+        self.bytes += bytes_in;
     }
 
     /// Lets go of the oldest block: onto `stacks` (a page block, room for it), else into

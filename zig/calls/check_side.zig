@@ -2,8 +2,9 @@
 //! allocated, where its user pointer is) or freed (that, and where it was freed and which
 //! window of the freed pattern it got, check_pattern.zig), in a side table of its segment.
 //! The sweep (hak_check_heap, and at exit) walks the live records; free turns a record
-//! from live to freed with one compare-and-swap, so of two threads freeing one block at
-//! once exactly one finds it live; the quarantine and the threads' stacks of freed blocks
+//! from live to freed (its free word, one store; check.zig takes the block's front header
+//! tag first with a compare-and-swap, so of two threads freeing one block at once exactly
+//! one takes it; the general path's markFreed swaps the free word itself); the quarantine and the threads' stacks of freed blocks
 //! (check.zig, check_reuse.zig) hold only addresses: a report reads the rest here.
 //!
 //!   top[seg >> 12] -> leaf[seg & 4095] -> Side of the segment (seg = address >> 22)
@@ -44,8 +45,10 @@ comptime {
     std.debug.assert(records_per_segment * @sizeOf(Record) == segment_map.chunk_size);
 }
 
-/// A block's record: `state` (live or freed, the allocation's site, the user pointer's
-/// offset), and while freed `freed` (the free's site, the pattern's window index).
+/// A block's record: `state` (recorded, the allocation's site, the user pointer's offset),
+/// written when it is handed out, and `freed` (zero while the block is live; else the
+/// freed flag, the free's site, the pattern's window index), written when it is freed: a
+/// free writes one word and reads none (the record's line is cold by then).
 const Record = extern struct { state: u64, freed: u64 };
 
 /// A segment's records, and per slice how far the records of a page that starts there
@@ -64,12 +67,13 @@ pub var lock: Lock = .{};
 
 // ---------------------------------------------------------------- a record's words
 
-/// state: bit 63 live, bit 62 freed (neither: no block recorded); bits 48..61 the user
-/// pointer's offset from the block start in 16-byte units; bits 0..47 the allocation's site.
-/// freed: bits 0..47 the free's site; bits 48..62 the pattern's window index.
+/// state: bit 63 recorded (clear: no block recorded); bits 48..61 the user pointer's offset
+/// from the block start in 16-byte units; bits 0..47 the allocation's site.
+/// freed: 0 while live; else bit 63 freed, bits 48..62 the pattern's window index, bits
+/// 0..47 the free's site. A record is live when recorded with a zero free word.
 /// A site: bit 47 set for a backtrace (its depot index below), else a return address.
-const live_bit: u64 = 1 << 63;
-const freed_bit: u64 = 1 << 62;
+const live_bit: u64 = 1 << 63; // (in state: recorded)
+const freed_bit: u64 = 1 << 63; // (in freed)
 const offset_shift = 48;
 const offset_units_max = (1 << 14) - 1;
 const window_shift = 48;
@@ -78,11 +82,10 @@ const stack_bit: u64 = 1 << segment_map.address_bits; // (user-space addresses a
 const site_mask: u64 = stack_bit - 1;
 comptime {
     // the fields do not overlap: a site's 48 bits (its payload and stack_bit) below the
-    // offset's and the window's, the state's two flags above the offset's 14 bits
+    // offset's and the window's, each word's flag above them
     std.debug.assert(stack_bit << 1 == @as(u64, 1) << offset_shift);
-    std.debug.assert(offset_shift + 14 <= 62);
+    std.debug.assert(offset_shift + 14 <= 63);
     std.debug.assert(window_shift + 15 <= 63);
-    std.debug.assert(live_bit & freed_bit == 0);
 }
 
 fn packSite(site: Site) u64 {
@@ -105,12 +108,18 @@ fn liveState(offset: usize, site: Site) u64 {
     std.debug.assert(offset >= 16); // the front header lies before the user pointer
     const state = live_bit | (@as(u64, offset / 16) << offset_shift) | packSite(site);
     std.debug.assert(offsetOf(state) == offset); // read back as written
-    std.debug.assert(state & freed_bit == 0); // live, not freed
     return state;
 }
 
 fn offsetOf(state: u64) usize {
-    return @intCast(((state & ~(live_bit | freed_bit)) >> offset_shift) * 16);
+    return @intCast(((state & ~live_bit) >> offset_shift) * 16);
+}
+
+fn freedWord(site: Site, window: u16) u64 {
+    std.debug.assert(window <= window_max);
+    const word = freed_bit | @as(u64, window) << window_shift | packSite(site);
+    std.debug.assert(word != 0); // never a live record's
+    return word;
 }
 
 /// True when a block whose user pointer is `offset` bytes past its start can be recorded.
@@ -174,7 +183,8 @@ pub fn markLive(page: *const Page, start: usize, user: usize, site: Site) bool {
     std.debug.assert(user > start); // the front header before the user pointer
     std.debug.assert(fits(user - start)); // (liveInsert asked)
     const record = recordOf(page, start, true) orelse return false;
-    @atomicStore(u64, &record.state, liveState(user - start, site), .monotonic);
+    @atomicStore(u64, &record.freed, 0, .monotonic);
+    @atomicStore(u64, &record.state, liveState(user - start, site), .release);
     return true;
 }
 
@@ -186,15 +196,20 @@ pub const Taken = enum { taken, not_live, unrecorded };
 /// Records the live block at `start` freed at `site`, its pattern's window `window`
 /// (check_pattern.windowIndex).
 pub fn markFreed(page: *const Page, start: usize, site: Site, window: u16) Taken {
-    std.debug.assert(window <= window_max);
     const record = recordOf(page, start, false) orelse return .unrecorded;
-    const state = @atomicLoad(u64, &record.state, .monotonic);
-    std.debug.assert(state & live_bit == 0 or state & freed_bit == 0); // never live and freed at once
-    if (state & live_bit == 0) return if (state & freed_bit != 0) .not_live else .unrecorded;
-    // (the free's site first: a report that reads the record freed reads this free's)
-    @atomicStore(u64, &record.freed, packSite(site) | @as(u64, window) << window_shift, .monotonic);
-    if (@cmpxchgStrong(u64, &record.state, state, state & ~live_bit | freed_bit, .release, .monotonic) != null) return .not_live;
+    const state = @atomicLoad(u64, &record.state, .acquire);
+    if (state & live_bit == 0) return .unrecorded;
+    if (@cmpxchgStrong(u64, &record.freed, 0, freedWord(site, window), .acq_rel, .monotonic) != null) return .not_live;
     return .taken;
+}
+
+/// markFreed for a free that took the block already (check.zig took its front header's tag
+/// from the live tag with a compare-and-swap: no other free of it gets here): one store,
+/// nothing of the record read (its line is not waited for). (A block handed out when no
+/// record could be made has a record that is not recorded: read() ignores its free word.)
+pub fn markFreedTaken(page: *const Page, start: usize, site: Site, window: u16) void {
+    const record = recordOf(page, start, false) orelse return;
+    @atomicStore(u64, &record.freed, freedWord(site, window), .release);
 }
 
 /// A block's record as a report reads it.
@@ -204,10 +219,9 @@ pub const View = struct { live: bool, alloc_site: Site, user_offset: usize, free
 pub fn read(page: *const Page, start: usize) ?View {
     const record = recordOf(page, start, false) orelse return null;
     const state = @atomicLoad(u64, &record.state, .acquire);
-    if (state & (live_bit | freed_bit) == 0) return null;
-    std.debug.assert(state & live_bit == 0 or state & freed_bit == 0); // one or the other
-    const freed = @atomicLoad(u64, &record.freed, .monotonic);
-    const live = state & live_bit != 0;
+    if (state & live_bit == 0) return null;
+    const freed = @atomicLoad(u64, &record.freed, .acquire);
+    const live = freed == 0;
     std.debug.assert(offsetOf(state) >= 16); // recorded by liveState: past the front header
     return .{
         .live = live,
@@ -247,7 +261,7 @@ fn visitSide(side: *Side, segment: usize, context: anytype, comptime visit: fn (
         const records = side.records[slice * records_per_slice ..][0..reached];
         for (records, 0..) |*record, index| {
             const state = @atomicLoad(u64, &record.state, .monotonic);
-            if (state & live_bit == 0) continue;
+            if (state & live_bit == 0 or @atomicLoad(u64, &record.freed, .monotonic) != 0) continue;
             // a live block keeps its page (and the page's first line) in place
             const page = segment_mod.Segment.of(segment).pageOf(segment + slice * size_class.slice_size);
             const start = page.start + index * page.block_size;

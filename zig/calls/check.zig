@@ -286,7 +286,8 @@ inline fn mallocQuick(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque
     std.debug.assert(f.size == size_class.binBlockSize(bin)); // a block of the bin asked for
     const user = f.start + front_size;
     std.debug.assert(user + size + redzone.canary_min + trailer_size <= f.start + f.size); // the bin holds size + overhead
-    redzone.arm(f, user, size);
+    // a block up to whole_max was verified whole: its canary is the pattern already
+    if (f.size <= pattern.whole_max) redzone.armHeader(f, user, size) else redzone.arm(f, user, size);
     if (!check_side.markLive(f.page.?, f.start, user, site)) live_incomplete.store(true, .monotonic);
     return @ptrFromInt(user);
 }
@@ -308,9 +309,13 @@ const BinOrNone = struct {
 /// its poison verified whole; null when it holds none.
 inline fn popHeld(heap: *heap_mod.Heap, bin: usize, site: Site) ?Found {
     const stacks = localOf(heap).reuse orelse return null;
-    const start = stacks.pop(bin) orelse return null;
+    const word = stacks.pop(bin) orelse return null;
+    const start = wordStart(word);
+    // A big block's lines, asked for again now: those the last pop of its bin asked for
+    // were mostly gone again by now (its next malloc comes dozens of blocks later).
+    if (check_reuse.blockBytes(bin) > pattern.whole_max) prefetchBlock(start, check_reuse.blockBytes(bin), wordHint(word));
     heap.counters.direct_allocs[bin] += 1; // (the page counted it when it first left)
-    if (stacks.peek(bin)) |next| prefetchBlock(next, check_reuse.blockBytes(bin)); // cold: freed long ago
+    if (stacks.peek(bin)) |next| prefetchBlock(wordStart(next), check_reuse.blockBytes(bin), wordHint(next)); // cold: freed long ago
     const page = segment_mod.Segment.of(start).pageOf(start);
     std.debug.assert(page.bin == bin); // pushed onto its own bin's stack (evict: entryBin)
     std.debug.assert(page.flags & page_mod.flag_checked != 0); // a check-mode page
@@ -415,8 +420,9 @@ fn fromSlow(ptr: ?*anyopaque, site: Site) ?Found {
     return f;
 }
 
-/// Asks for the lines verifyHeld will read (the first KiB and the tail).
-inline fn prefetchBlock(start: usize, size: usize) void {
+/// Asks for the lines verifyHeld will read (the first KiB, the window at `hint` (windowHint)
+/// and the tail).
+inline fn prefetchBlock(start: usize, size: usize, hint: u16) void {
     std.debug.assert(size >= size_class.min_block_size); // (a bin's block)
     const head = @min(size, 1024);
     // (the first 512 bytes without a loop: most blocks; past a small block's end is harmless)
@@ -426,6 +432,10 @@ inline fn prefetchBlock(start: usize, size: usize) void {
     if (size > head) {
         at = size - pattern.tail_bytes;
         while (at < size) : (at += 64) @prefetch(@as(*const u8, @ptrFromInt(start + at)), .{ .rw = .write });
+        if (hint != 0) {
+            std.debug.assert(@as(usize, hint) * 64 + pattern.window_bytes <= size - pattern.tail_bytes); // the window lies in the block
+            inline for (0..pattern.window_bytes / 64) |line| @prefetch(@as(*const u8, @ptrFromInt(start + @as(usize, hint) * 64 + line * 64)), .{ .rw = .write });
+        }
     }
 }
 
@@ -692,24 +702,37 @@ fn unrecorded(base: Held) Held {
     return h;
 }
 
-/// An entry of the quarantine's ring, a thread's batch or its stacks: a page block's start
-/// with its bin in bits 48..55; in the ring also a large block's start with bit 63 set, its
-/// Held in large_held at the same slot. (8 bytes: a block's record is in check_side.zig.)
+/// An entry of the quarantine's ring or a thread's batch: a page block's start (in 16-byte
+/// units, bits 0..42), its bin (bits 43..50) and where its freed pattern's window is (a
+/// hint, bits 51..62: windowHint); in the ring also a large block's start with bit 63 set,
+/// its Held in large_held at the same slot. (8 bytes: a block's record is in check_side.zig.)
 const Entry = u64;
 const large_entry: Entry = 1 << 63;
-const entry_bin_shift = 48;
-const entry_start_mask: Entry = (1 << segment_map.address_bits) - 1;
+const entry_start_bits = segment_map.address_bits - 4;
+const entry_bin_shift = entry_start_bits;
+const entry_hint_shift = entry_bin_shift + 8;
+const hint_max = (1 << 12) - 1;
+comptime {
+    std.debug.assert(entry_hint_shift + 12 == 63); // the fields fill the word below the large flag
+    std.debug.assert(size_class.min_block_size == 16); // (a start in 16-byte units)
+}
 
-fn pageEntry(start: usize, bin: usize) Entry {
-    std.debug.assert(start & ~entry_start_mask == 0); // a user-space address, below bit 47,
-    std.debug.assert(bin < size_class.bin_count); // and a bin, in bits 48..55
-    const e = start | @as(Entry, bin) << entry_bin_shift;
-    std.debug.assert(entryStart(e) == start); // both read back
+fn pageEntry(start: usize, bin: usize, hint: u16) Entry {
+    std.debug.assert(start >> segment_map.address_bits == 0); // a user-space address, below bit 47,
+    std.debug.assert(bin < size_class.bin_count); // a bin,
+    std.debug.assert(hint <= hint_max); // and a hint
+    const e = start >> 4 | @as(Entry, bin) << entry_bin_shift | @as(Entry, hint) << entry_hint_shift;
+    std.debug.assert(entryStart(e) == start); // each reads back
     std.debug.assert(entryBin(e) == bin);
+    std.debug.assert(entryHint(e) == hint);
     return e;
 }
+fn largeEntry(start: usize) Entry {
+    std.debug.assert(start >> segment_map.address_bits == 0);
+    return large_entry | start >> 4;
+}
 fn entryStart(e: Entry) usize {
-    const start = e & entry_start_mask;
+    const start = (e & ((1 << entry_start_bits) - 1)) << 4;
     std.debug.assert(start % size_class.min_block_size == 0); // a block start (page or large)
     return start;
 }
@@ -718,6 +741,30 @@ fn entryBin(e: Entry) usize {
     const bin: usize = @intCast((e >> entry_bin_shift) & 0xff);
     std.debug.assert(bin < size_class.bin_count);
     return bin;
+}
+fn entryHint(e: Entry) u16 {
+    return @intCast((e >> entry_hint_shift) & hint_max);
+}
+
+/// Where a freed block's pattern has its window, for the prefetch that asks for its lines
+/// before it is handed out again (it is verified then): the window's offset in 64-byte
+/// units; 0 for a block filled whole (or a window beyond the hint's reach: not prefetched).
+fn windowHint(p: pattern.Pattern) u16 {
+    if (p.isWhole() or p.window_at / 64 > hint_max) return 0;
+    return @intCast(p.window_at / 64);
+}
+
+/// A word of a thread's stacks (check_reuse.zig): a block start, its window hint in bits
+/// 48..59 (a start's low bits stay clear).
+fn stackWord(start: usize, hint: u16) usize {
+    std.debug.assert(start >> segment_map.address_bits == 0);
+    return start | @as(usize, hint) << 48;
+}
+fn wordStart(word: usize) usize {
+    return word & ((1 << segment_map.address_bits) - 1);
+}
+fn wordHint(word: usize) u16 {
+    return @intCast(word >> 48);
 }
 
 /// The quarantine: one FIFO ring of freed blocks for the process (under `ring_lock`), fed
@@ -734,10 +781,11 @@ var held_count: usize = 0;
 var held_bytes: usize = 0;
 comptime {
     std.debug.assert(std.math.isPowerOfTwo(quarantine_entries)); // slots wrap with a mask
-    // an entry's fields: the start below bit 48, the bin in bits 48..55, the large flag at 63
-    std.debug.assert(segment_map.address_bits <= entry_bin_shift);
+    // an entry's fields: the start's 16-byte units below the bin's 8 bits, the hint's 12
+    // bits above them, the large flag at 63
+    std.debug.assert(segment_map.address_bits - 4 <= entry_bin_shift);
     std.debug.assert(size_class.bin_count <= 0x100);
-    std.debug.assert(entry_bin_shift + 8 <= 63);
+    std.debug.assert(entry_bin_shift + 8 <= entry_hint_shift);
     // a single block above the quarantine's bytes skips it (put: "never fits"): only a large one
     std.debug.assert(size_class.binBlockSize(size_class.bin_count - 1) <= quarantine_bytes_max);
 }
@@ -818,7 +866,7 @@ inline fn retireWith(heap: ?*heap_mod.Heap, l: Layout, site: Site, comptime inta
     }
     pattern.write(l.f.start, p);
     countBinFreeBy(heap, page.bin, 1);
-    const e = pageEntry(l.f.start, page.bin);
+    const e = pageEntry(l.f.start, page.bin, windowHint(p));
     const lc = local orelse {
         flushEntries(&[1]Entry{e}, l.f.size, null);
         return true;
@@ -893,12 +941,12 @@ const Out = struct {
         self.count += 1;
     }
 
-    /// Under ring_lock: the block at `start`, of `bin`, went onto the stacks; its edges are
-    /// verified after the lock (else, when full, now).
-    inline fn keep(self: *Out, start: usize, bin: usize) void {
+    /// Under ring_lock: the block of entry `e` went onto the stacks; its edges are verified
+    /// after the lock (else, when full, now).
+    inline fn keep(self: *Out, e: Entry) void {
         std.debug.assert(self.kept_count <= self.kept.len);
-        if (self.kept_count == self.kept.len) return verifyEdgesAt(start, bin);
-        self.kept[self.kept_count] = pageEntry(start, bin);
+        if (self.kept_count == self.kept.len) return verifyEdgesAt(entryStart(e), entryBin(e));
+        self.kept[self.kept_count] = e;
         self.kept_count += 1;
     }
 
@@ -967,7 +1015,7 @@ fn flushLarge(h: Held, local: ?*Local) void {
     out.init();
     ring_lock.acquire();
     var ring_now = Cursor.load();
-    ring_now.put(large_entry | h.start, h.size, h, stacks, &out);
+    ring_now.put(largeEntry(h.start), h.size, h, stacks, &out);
     ring_now.store();
     ring_lock.release();
     out.releaseAll();
@@ -1055,7 +1103,7 @@ const Cursor = struct {
             std.debug.assert(self.bytes >= check_reuse.blockBytes(bin)); // the count of bytes never drops below zero
             self.bytes -= check_reuse.blockBytes(bin);
             if (stacks) |st| {
-                if (st.push(bin, entryStart(e))) return out.keep(entryStart(e), bin); // (the common case)
+                if (st.push(bin, stackWord(entryStart(e), entryHint(e)))) return out.keep(e); // (the common case)
             }
             return stageHeld(heldOf(entryStart(e)), out);
         }
@@ -1090,8 +1138,8 @@ fn flushAtExit(heap: *heap_mod.Heap) void {
     const stacks = local.reuse orelse return;
     for (0..size_class.bin_count) |bin| {
         // (whole: these blocks were never handed out again; bounded by the stack's depth)
-        while (stacks.pop(bin)) |start| {
-            const h = heldOf(start);
+        while (stacks.pop(bin)) |word| {
+            const h = heldOf(wordStart(word));
             _ = verifyPoison(h);
             giveBack(h);
         }
@@ -1115,7 +1163,7 @@ fn freedSitesOf(start: usize) ?struct { alloc: Site, freed: Site } {
     while (k > 0) {
         k -= 1;
         const slot = (held_first + k) % quarantine_entries;
-        if (ring[slot] == large_entry | start) return .{ .alloc = large_held[slot].alloc_site, .freed = large_held[slot].free_site };
+        if (ring[slot] == largeEntry(start)) return .{ .alloc = large_held[slot].alloc_site, .freed = large_held[slot].free_site };
     }
     return null;
 }
@@ -1285,7 +1333,7 @@ pub fn sweep() usize {
     }
     if (ownLocal()) |local| {
         for (local.batch.entries[0..local.batch.count]) |e| verifyInSweep(&problems, entryStart(e));
-        if (local.reuse) |stacks| stacks.forEach(&problems, verifyInSweep);
+        if (local.reuse) |stacks| stacks.forEach(&problems, verifyWordInSweep);
     }
     return problems;
 }
@@ -1293,6 +1341,10 @@ pub fn sweep() usize {
 /// A freed page block of this thread's batch or stacks, in a sweep: its poison verified.
 fn verifyInSweep(problems: *usize, start: usize) void {
     if (!verifyPoison(heldOf(start))) problems.* += 1;
+}
+
+fn verifyWordInSweep(problems: *usize, word: usize) void {
+    verifyInSweep(problems, wordStart(word));
 }
 
 fn sweepLive(problems: *usize, user: usize, site: Site) void {

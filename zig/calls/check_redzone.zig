@@ -12,7 +12,9 @@ const scan = @import("../base/scan.zig");
 const pattern = @import("check_pattern.zig");
 const freed_word = pattern.freed_word;
 
-pub const canary_byte: u8 = 0xCA;
+/// The freed pattern's byte: a block handed out again whole from its verified pattern has
+/// its canary already (armHeader writes only its header and trailer).
+pub const canary_byte: u8 = pattern.freed_byte;
 pub const front_size = 16;
 pub const trailer_size = 16;
 pub const canary_min = 8;
@@ -94,6 +96,19 @@ pub fn arm(f: Found, user: usize, requested: usize) void {
     writeWord(l.front(), requested ^ frontSecret());
     writeWord(l.front() + 8, liveTag());
     fill(user + requested, l.trailer(), canary_byte);
+    writeWord(l.trailer(), requested ^ trailerSecret());
+    writeWord(l.trailer() + 8, user - f.start);
+}
+
+/// arm() for a block whose bytes all hold the freed pattern (verified just now: canary_byte
+/// is its byte): only the front header and the trailer are written.
+pub inline fn armHeader(f: Found, user: usize, requested: usize) void {
+    std.debug.assert(user == f.start + front_size); // no gap (the pattern covers any)
+    std.debug.assert(user + requested + canary_min + trailer_size <= f.start + f.size); // the block holds it
+    const l: Layout = .{ .f = f, .user = user, .requested = requested };
+    defer if (std.debug.runtime_safety) std.debug.assert(intact(l)); // (scans: not in ReleaseFast)
+    writeWord(l.front(), requested ^ frontSecret());
+    writeWord(l.front() + 8, liveTag());
     writeWord(l.trailer(), requested ^ trailerSecret());
     writeWord(l.trailer() + 8, user - f.start);
 }

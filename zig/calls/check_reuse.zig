@@ -7,6 +7,8 @@
 //!
 //!   Stacks (one per heap, mapped at its first use, kept with the heap)
 //!     counts[bin]   starts[bin][0 .. counts[bin]]   LIFO; bytes: all the blocks held
+//!   (a start's top bits may carry a word of check.zig's: where the block's freed pattern
+//!   has its window, for the prefetch; its low 4 bits are a block start's, clear)
 //!
 //! Bounded: a bin holds at most `depth` blocks and `bin_bytes_max` bytes of them (one block
 //! at least), a thread `thread_bytes_max`; a block that does not fit goes back to its page.

@@ -116,9 +116,15 @@ noinline fn mallocLargeLibc(size: usize) ?*anyopaque {
 /// from one of the two above): its frame address names the program's call to malloc
 /// (check_sites.noteEntry; preload.zig says why).
 noinline fn mallocCheckedLibc(size: usize) ?*anyopaque {
-    check_sites.noteEntry(@frameAddress());
     std.debug.assert(config.check_mode != .off); // (the two above jump here in check mode only)
     misuse.noteLibcMode();
+    if (!config.check_stacks and !config.trace) {
+        // the common case, its site passed along instead of noted and taken again
+        if (thread.currentAny()) |heap| {
+            if (check.mallocQuickFrom(heap, size, check_sites.callerOf(@frameAddress()))) |p| return p;
+        }
+    }
+    check_sites.noteEntry(@frameAddress());
     const ptr = if (slow.heap()) |heap| check.mallocFor(heap, size, 16) else outOfMemory();
     std.debug.assert(ptr == null or @intFromPtr(ptr) % 16 == 0); // malloc's alignment
     if (config.trace) return traced(ptr, size);

@@ -274,6 +274,22 @@ pub fn mallocFor(heap: ?*heap_mod.Heap, size: usize, alignment: usize) ?*anyopaq
     return p;
 }
 
+/// mallocQuick for an entry point that passes its call's site along (alloc.zig's
+/// mallocCheckedLibc, without HAKMEM_CHECK_STACKS or HAKMEM_TRACE): the block, or null
+/// (the entry point then notes its site and goes the whole way, mallocFor).
+pub inline fn mallocQuickFrom(heap: *heap_mod.Heap, size: usize, site: Site) ?*anyopaque {
+    std.debug.assert(heap.checked); // check mode's heaps have no cache
+    return mallocQuick(heap, size, site);
+}
+
+/// freeQuick for an entry point that passes its call's site along (preload.zig's
+/// freeChecked, as mallocQuickFrom): true when the block went into the quarantine; false:
+/// the entry point goes the whole way (free), which finds what else it is.
+pub inline fn freeQuickFrom(ptr: usize, site: Site) bool {
+    const heap = thread.currentAny() orelse return false;
+    return freeQuick(heap, ptr, site);
+}
+
 /// malloc's common case: a block of the request's bin on this thread's stacks (let go from
 /// the quarantine), its poison verified whole, armed and recorded. Null when there is none
 /// (or the request is not a bin's: zero bytes, large): mallocAt then does the rest.

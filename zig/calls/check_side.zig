@@ -207,7 +207,7 @@ pub fn markFreed(page: *const Page, start: usize, site: Site, window: u16) Taken
 /// from the live tag with a compare-and-swap: no other free of it gets here): one store,
 /// nothing of the record read (its line is not waited for). (A block handed out when no
 /// record could be made has a record that is not recorded: read() ignores its free word.)
-pub fn markFreedTaken(page: *const Page, start: usize, site: Site, window: u16) void {
+pub inline fn markFreedTaken(page: *const Page, start: usize, site: Site, window: u16) void {
     const record = recordOf(page, start, false) orelse return;
     @atomicStore(u64, &record.freed, freedWord(site, window), .release);
 }

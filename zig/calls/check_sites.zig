@@ -38,6 +38,15 @@ pub inline fn noteEntry(frame: usize) void {
     e[1] = @as(*const usize, @ptrFromInt(frame)).*;
 }
 
+/// The site of the call whose entry point's own frame address is `frame` (noteEntry's
+/// argument): its return address, for an entry point that passes it along itself instead
+/// of noting it (malloc's and free's quick paths, without HAKMEM_CHECK_STACKS).
+pub inline fn callerOf(frame: usize) Site {
+    std.debug.assert(frame != 0); // a frame pointer (the entry points keep one)
+    std.debug.assert(!config.check_stacks); // (a backtrace walks from the noted frame: take)
+    return @as(*const usize, @ptrFromInt(frame + 8)).*;
+}
+
 /// The site of the call being served (and forgets it: a call that did not note an entry,
 /// hak_alloc's say, gets 0).
 pub inline fn take(bounds: *StackBounds) Site {

@@ -12,6 +12,7 @@ const misuse = @import("../settings/misuse.zig");
 const abi = @import("../abi.zig");
 const trace = @import("../process/trace.zig");
 const check_sites = @import("../calls/check_sites.zig");
+const check = @import("../calls/check.zig");
 
 // Check mode notes where each call came from (check_sites.zig): an entry point jumps
 // (@call always_tail: its frame is gone) to a twin that keeps a frame pointer, whose frame
@@ -42,8 +43,12 @@ noinline fn freeOther(ptr: ?*anyopaque) void {
 }
 
 noinline fn freeChecked(ptr: ?*anyopaque) void {
-    check_sites.noteEntry(@frameAddress());
     std.debug.assert(config.check_mode != .off); // (its entry point jumps here in check mode only)
+    if (!config.check_stacks and !config.trace) {
+        // the common case, its site passed along instead of noted and taken again
+        if (check.freeQuickFrom(@intFromPtr(ptr), check_sites.callerOf(@frameAddress()))) return;
+    }
+    check_sites.noteEntry(@frameAddress());
     freeOtherBody(ptr);
 }
 

@@ -462,6 +462,8 @@ fn verifyFreedPattern(f: Found, site: Site) void {
     std.debug.assert(f.size > pattern_offset); // the pattern past its link and key
     var buf: [96]u8 = undefined;
     const sites: Sites = .{ .call = site, .call_label = "found by the allocation" };
+    // (the common case in a few loads a line: a block up to whole_max was filled whole)
+    if (f.size <= pattern.whole_max and pattern.intact(f.start + pattern_offset, f.start + f.size)) return;
     const p = pattern.read(f.start, f.size) orelse {
         const at = f.size - pattern.tail_bytes;
         return reportAt(.use_after_free, f.start, f, at, fmt(&buf, "write after free at offset {d} of the block (found when it was handed out again)", .{at}), sites);
@@ -941,11 +943,25 @@ const Out = struct {
     count: usize,
     kept: [flush_out_max]usize,
     kept_count: usize,
+    /// page blocks going back to their pages (no room on the stacks): entries, their Held
+    /// made after the lock (a record read per block, cold, was done under it)
+    back: [flush_out_max]Entry,
+    back_count: usize,
 
     /// (not `.{}`: an array default is filled in, 6 KiB per flush)
     fn init(self: *Out) void {
         self.count = 0;
         self.kept_count = 0;
+        self.back_count = 0;
+    }
+
+    /// Under ring_lock: the page block of entry `e` goes back to its page after the lock,
+    /// its edges verified (else, when full, now).
+    fn giveBackEntry(self: *Out, e: Entry) void {
+        std.debug.assert(self.back_count <= self.back.len);
+        if (self.back_count == self.back.len) return releaseEntry(e);
+        self.back[self.back_count] = e;
+        self.back_count += 1;
     }
 
     /// Under ring_lock: keeps `h` for after the lock (else, when full, releases it now).
@@ -970,16 +986,30 @@ const Out = struct {
         std.debug.assert(self.count <= self.held.len);
         std.debug.assert(self.kept_count <= self.kept.len);
         const kept = self.kept[0..self.kept_count];
+        const back = self.back[0..self.back_count];
         // The blocks leaving are the oldest, long cold: their edges asked for at once, so
         // that the misses overlap instead of coming one after another.
-        for (kept) |e| {
-            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
-            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
-        }
+        for (kept) |e| prefetchEdges(e);
+        for (back) |e| prefetchEdges(e);
         for (kept) |e| verifyEdgesAt(entryStart(e), entryBin(e));
+        for (back) |e| releaseEntry(e);
         for (self.held[0..self.count]) |h| releaseToPage(h);
     }
 };
+
+inline fn prefetchEdges(e: Entry) void {
+    @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
+    @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
+}
+
+/// A page block leaving the quarantine with no room on the stacks: its edges verified, then
+/// back to its page (its Held from the entry: nothing of its record is needed to free it).
+fn releaseEntry(e: Entry) void {
+    const start = entryStart(e);
+    const bin = entryBin(e);
+    verifyEdgesAt(start, bin);
+    giveBack(.{ .start = start, .size = check_reuse.blockBytes(bin), .user = start + front_size, .page = true, .bin = @intCast(bin) });
+}
 
 /// A block leaving the quarantine: the first and last edge bytes of its poison verified
 /// (a write after free there is reported even when the block is never handed out again).
@@ -1121,7 +1151,7 @@ const Cursor = struct {
             if (stacks) |st| {
                 if (st.push(bin, stackWord(entryStart(e), entryHint(e)))) return out.keep(e); // (the common case)
             }
-            return stageHeld(heldOf(entryStart(e)), out);
+            return out.giveBackEntry(e);
         }
         std.debug.assert(large_held[slot].start == entryStart(e)); // the Held beside its entry
         std.debug.assert(self.bytes >= large_held[slot].size);

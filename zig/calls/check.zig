@@ -941,27 +941,17 @@ noinline fn flushBatch(local: *Local) void {
 const Out = struct {
     held: [flush_out_max]Held,
     count: usize,
-    kept: [flush_out_max]usize,
-    kept_count: usize,
-    /// page blocks going back to their pages (no room on the stacks): entries, their Held
-    /// made after the lock (a record read per block, cold, was done under it)
-    back: [flush_out_max]Entry,
-    back_count: usize,
+    /// page blocks that left the ring: onto the calling thread's stacks after the lock
+    /// (owner-only data: no lock needed), or back to their pages; their edges verified
+    gone: [flush_out_max]Entry,
+    gone_count: usize,
+    stacks: ?*Stacks,
 
     /// (not `.{}`: an array default is filled in, 6 KiB per flush)
-    fn init(self: *Out) void {
+    fn init(self: *Out, stacks: ?*Stacks) void {
         self.count = 0;
-        self.kept_count = 0;
-        self.back_count = 0;
-    }
-
-    /// Under ring_lock: the page block of entry `e` goes back to its page after the lock,
-    /// its edges verified (else, when full, now).
-    fn giveBackEntry(self: *Out, e: Entry) void {
-        std.debug.assert(self.back_count <= self.back.len);
-        if (self.back_count == self.back.len) return releaseEntry(e);
-        self.back[self.back_count] = e;
-        self.back_count += 1;
+        self.gone_count = 0;
+        self.stacks = stacks;
     }
 
     /// Under ring_lock: keeps `h` for after the lock (else, when full, releases it now).
@@ -973,34 +963,40 @@ const Out = struct {
         self.count += 1;
     }
 
-    /// Under ring_lock: the block of entry `e` went onto the stacks; its edges are verified
-    /// after the lock (else, when full, now).
-    inline fn keep(self: *Out, e: Entry) void {
-        std.debug.assert(self.kept_count <= self.kept.len);
-        if (self.kept_count == self.kept.len) return verifyEdgesAt(entryStart(e), entryBin(e));
-        self.kept[self.kept_count] = e;
-        self.kept_count += 1;
+    /// Under ring_lock: the page block of entry `e` left the ring; settled after the lock
+    /// (else, when full, now).
+    inline fn leave(self: *Out, e: Entry) void {
+        std.debug.assert(self.gone_count <= self.gone.len);
+        if (self.gone_count == self.gone.len) return self.settle(e);
+        self.gone[self.gone_count] = e;
+        self.gone_count += 1;
+    }
+
+    /// A page block that left the ring: onto the stacks (room for it), its edges verified;
+    /// else back to its page (releaseEntry).
+    inline fn settle(self: *const Out, e: Entry) void {
+        const start = entryStart(e);
+        const bin = entryBin(e);
+        if (self.stacks) |st| {
+            if (st.push(bin, stackWord(start, entryHint(e)))) return verifyEdgesAt(start, bin); // (the common case)
+        }
+        releaseEntry(e);
     }
 
     fn releaseAll(self: *const Out) void {
         std.debug.assert(self.count <= self.held.len);
-        std.debug.assert(self.kept_count <= self.kept.len);
-        const kept = self.kept[0..self.kept_count];
-        const back = self.back[0..self.back_count];
+        std.debug.assert(self.gone_count <= self.gone.len);
+        const gone = self.gone[0..self.gone_count];
         // The blocks leaving are the oldest, long cold: their edges asked for at once, so
         // that the misses overlap instead of coming one after another.
-        for (kept) |e| prefetchEdges(e);
-        for (back) |e| prefetchEdges(e);
-        for (kept) |e| verifyEdgesAt(entryStart(e), entryBin(e));
-        for (back) |e| releaseEntry(e);
+        for (gone) |e| {
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
+            @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
+        }
+        for (gone) |e| self.settle(e);
         for (self.held[0..self.count]) |h| releaseToPage(h);
     }
 };
-
-inline fn prefetchEdges(e: Entry) void {
-    @prefetch(@as(*const u8, @ptrFromInt(entryStart(e))), .{});
-    @prefetch(@as(*const u8, @ptrFromInt(entryStart(e) + check_reuse.blockBytes(entryBin(e)) - 1)), .{});
-}
 
 /// A page block leaving the quarantine with no room on the stacks: its edges verified, then
 /// back to its page (its Held from the entry: nothing of its record is needed to free it).
@@ -1043,10 +1039,10 @@ fn flushEntries(entries: []const Entry, bytes_in: usize, local: ?*Local) void {
     }
     const stacks = if (local) |lc| reuseOf(lc) else null;
     var out: Out = undefined;
-    out.init();
+    out.init(stacks);
     ring_lock.acquire();
     var ring_now = Cursor.load();
-    ring_now.putBatch(entries, bytes_in, stacks, &out);
+    ring_now.putBatch(entries, bytes_in, &out);
     ring_now.store();
     ring_lock.release();
     out.releaseAll();
@@ -1058,10 +1054,10 @@ fn flushLarge(h: Held, local: ?*Local) void {
     std.debug.assert(h.start % 16 == 0);
     const stacks = if (local) |lc| reuseOf(lc) else null;
     var out: Out = undefined;
-    out.init();
+    out.init(stacks);
     ring_lock.acquire();
     var ring_now = Cursor.load();
-    ring_now.put(largeEntry(h.start), h.size, h, stacks, &out);
+    ring_now.put(largeEntry(h.start), h.size, h, &out);
     ring_now.store();
     ring_lock.release();
     out.releaseAll();
@@ -1100,11 +1096,11 @@ const Cursor = struct {
 
     /// `e` (`size` bytes; a large block's Held `large_h`) at the ring's tail, after
     /// letting go of the oldest blocks it pushes out of the bounds.
-    inline fn put(self: *Cursor, e: Entry, size: usize, large_h: ?Held, stacks: ?*Stacks, out: *Out) void {
+    inline fn put(self: *Cursor, e: Entry, size: usize, large_h: ?Held, out: *Out) void {
         std.debug.assert(size > 0);
         std.debug.assert((e & large_entry != 0) == (large_h != null)); // a large entry has its Held
         // (bounded: each turn takes a block out)
-        while (self.count > 0 and (self.count == quarantine_entries or self.bytes + size > quarantine_bytes_max)) self.evict(stacks, out);
+        while (self.count > 0 and (self.count == quarantine_entries or self.bytes + size > quarantine_bytes_max)) self.evict(out);
         if (size > quarantine_bytes_max) return out.stage(large_h orelse heldOf(entryStart(e))); // never fits
         std.debug.assert(self.count < quarantine_entries); // (the loop made room)
         std.debug.assert(self.bytes + size <= quarantine_bytes_max);
@@ -1118,13 +1114,13 @@ const Cursor = struct {
     /// Page blocks' `entries` (`bytes_in` bytes) at the ring's tail, after letting go of the
     /// oldest blocks they push out of the bounds: the same blocks `put` of each in turn lets
     /// go (the bounds only tighten as entries join, and a batch alone fits them), in one pass.
-    inline fn putBatch(self: *Cursor, entries: []const Entry, bytes_in: usize, stacks: ?*Stacks, out: *Out) void {
+    inline fn putBatch(self: *Cursor, entries: []const Entry, bytes_in: usize, out: *Out) void {
         std.debug.assert(entries.len <= batch_len); // a batch alone fits the ring's bounds:
         comptime std.debug.assert(batch_len <= quarantine_entries);
         comptime std.debug.assert(batch_bytes_max + size_class.mid_size_limit <= quarantine_bytes_max); // (batch.bytes < max before its last block)
         std.debug.assert(bytes_in <= batch_bytes_max + size_class.mid_size_limit);
         // (bounded: each turn takes a block out)
-        while (self.count > 0 and (self.count + entries.len > quarantine_entries or self.bytes + bytes_in > quarantine_bytes_max)) self.evict(stacks, out);
+        while (self.count > 0 and (self.count + entries.len > quarantine_entries or self.bytes + bytes_in > quarantine_bytes_max)) self.evict(out);
         std.debug.assert(self.count + entries.len <= quarantine_entries); // (the loop made room)
         std.debug.assert(self.bytes + bytes_in <= quarantine_bytes_max);
         // in at most two runs: the ring wraps
@@ -1136,9 +1132,9 @@ const Cursor = struct {
         self.bytes += bytes_in;
     }
 
-    /// Lets go of the oldest block: onto `stacks` (a page block, room for it), else into
-    /// `out`.
-    inline fn evict(self: *Cursor, stacks: ?*Stacks, out: *Out) void {
+    /// Lets go of the oldest block: a page block to `out`'s blocks that left (onto the
+    /// stacks after the lock), a large one to its staged Helds.
+    inline fn evict(self: *Cursor, out: *Out) void {
         std.debug.assert(self.count > 0);
         const slot = self.first;
         const e = ring[slot];
@@ -1148,10 +1144,7 @@ const Cursor = struct {
             const bin = entryBin(e);
             std.debug.assert(self.bytes >= check_reuse.blockBytes(bin)); // the count of bytes never drops below zero
             self.bytes -= check_reuse.blockBytes(bin);
-            if (stacks) |st| {
-                if (st.push(bin, stackWord(entryStart(e), entryHint(e)))) return out.keep(e); // (the common case)
-            }
-            return out.giveBackEntry(e);
+            return out.leave(e); // (the common case)
         }
         std.debug.assert(large_held[slot].start == entryStart(e)); // the Held beside its entry
         std.debug.assert(self.bytes >= large_held[slot].size);

@@ -132,13 +132,14 @@ pub inline fn fill(from: usize, to: usize) void {
     std.debug.assert(to - from >= 32); // (check-mode blocks are 48 bytes at least)
     const splat: V = @splat(freed_byte);
     var a = from;
-    while (to - a > 128) : (a += 128) {
+    while (to - a > 256) : (a += 256) {
+        inline for (0..8) |k| storeV(a + k * 32, splat);
+    }
+    while (to - a > 64) : (a += 64) {
         storeV(a, splat);
         storeV(a + 32, splat);
-        storeV(a + 64, splat);
-        storeV(a + 96, splat);
     }
-    while (to - a > 32) : (a += 32) storeV(a, splat);
+    if (to - a > 32) storeV(a, splat);
     storeV(to - 32, splat); // overlaps the store before (never before `from`: 32 bytes at least)
 }
 
@@ -150,10 +151,11 @@ pub inline fn intact(from: usize, to: usize) bool {
     const splat: V = @splat(freed_byte);
     var acc: V = @splat(0);
     var a = from;
-    while (to - a > 128) : (a += 128) {
-        acc |= (loadV(a) ^ splat) | (loadV(a + 32) ^ splat) | (loadV(a + 64) ^ splat) | (loadV(a + 96) ^ splat);
+    while (to - a > 256) : (a += 256) {
+        inline for (0..8) |k| acc |= loadV(a + k * 32) ^ splat;
     }
-    while (to - a > 32) : (a += 32) acc |= loadV(a) ^ splat;
+    while (to - a > 64) : (a += 64) acc |= (loadV(a) ^ splat) | (loadV(a + 32) ^ splat);
+    if (to - a > 32) acc |= loadV(a) ^ splat;
     acc |= loadV(to - 32) ^ splat; // overlaps the load before
     return @reduce(.Or, acc) == 0;
 }

@@ -5,7 +5,7 @@
 //! handed out again:
 //!
 //!   block start              user pointer (16-aligned)                         block end
-//!   | gap 0xCA… | front header | requested bytes | canary 0xCA …  | trailer            |
+//!   | gap 0xDF… | front header | requested bytes | canary 0xDF …  | trailer            |
 //!               | size^s1 tag  |                 |                | size^s2 | offset  |
 //!                 16 bytes                          >= 8 bytes        16 bytes
 //!   (gap: only for alignments above 16; with 16 the header starts the block, and its
@@ -43,12 +43,17 @@
 //! quarantined block's poison (and the calling thread's stacks').
 //!
 //! What it costs: malloc and free take their common case in a few loads each (mallocQuick,
-//! freeQuick: a block off the thread's stacks, verified, armed and recorded; a live block's
-//! redzones read, recorded freed with one compare-and-swap, poisoned, batched), no lock per
-//! call; the quarantine fed per thread in batches (one lock per batch, 8-byte entries); the
-//! redzones and the pattern compared 128 bytes a step (scan.zig); the next block of a
-//! bin's stack prefetched (it was freed long ago: cold). What is left is the poison, written
-//! at free and read back at reuse, and the cache misses of a quarantine's worth of blocks.
+//! freeQuick, reached straight from the libc entry points with the call's return address:
+//! a block off the thread's stacks, verified, its header and trailer written (its canary is
+//! the pattern already), recorded; a live block's redzones read, taken with one
+//! compare-and-swap on its header's tag (a line just read), its record one store, poisoned,
+//! batched), no lock per call; the quarantine fed per thread in batches (one lock per batch,
+//! 8-byte entries, only the ring's bookkeeping under it); the pattern written and compared
+//! inline, 256 bytes a step (check_pattern.zig), the canary by scan.zig; the next block of a
+//! bin's stack prefetched (it was freed long ago: cold), a big block's window too (its
+//! entry says where). What is left is the poison, written at free and read back at reuse,
+//! and the cache misses of a quarantine's worth of blocks: a 1..32 KiB block's head, window,
+//! tail and canary are several KiB of cold lines per malloc and free.
 //!
 //! Normal mode pays nothing for this: in check mode the thread's cache pointer stays at the
 //! empty sentinel so every malloc takes the slow path, heaps have no cache, and every page

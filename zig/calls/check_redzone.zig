@@ -4,7 +4,9 @@
 //! as written), judge (what else: damaged on one side, an interior pointer, a freed block).
 //! Nothing here reports: check.zig says what the redzones tell.
 //!
-//!   | gap 0xCA… | front header: size^s1, tag | requested bytes | canary 0xCA… | trailer: size^s2, offset |
+//!   | gap 0xDF… | front header: size^s1, tag | requested bytes | canary 0xDF… | trailer: size^s2, offset |
+//!   (0xDF: the freed pattern's byte, check_pattern.zig: a block handed out again from its
+//!   verified whole pattern has its gap and canary already)
 const std = @import("std");
 const page_mod = @import("../memory/page.zig");
 const block_mod = @import("../base/block.zig");

@@ -392,6 +392,19 @@ pub const SegmentList = struct {
 
 fn noPurge(_: [*]u8, _: usize) void {}
 
+/// A segment of a test's own (allocator memory, 4 MiB aligned, its header initialised).
+fn testSegment() !*Segment {
+    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
+    const seg: *Segment = @ptrCast(memory.ptr);
+    seg.initHeader();
+    return seg;
+}
+
+fn freeTestSegment(seg: *Segment) void {
+    const memory: [*]align(segment_size) u8 = @ptrCast(@alignCast(seg));
+    std.testing.allocator.free(memory[0..segment_size]);
+}
+
 test "spans: allocate, find, free, purge accounting" {
     const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
     defer std.testing.allocator.free(memory);
@@ -428,10 +441,8 @@ test "spans: allocate, find, free, purge accounting" {
 }
 
 test "the dirty slices' time is their mean free time: a segment freed into all along is not as old as its first dirty slice" {
-    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
-    defer std.testing.allocator.free(memory);
-    const seg: *Segment = @ptrCast(memory.ptr);
-    seg.initHeader();
+    const seg = try testSegment();
+    defer freeTestSegment(seg);
     var reused: usize = 0;
     var owner: u8 = 0;
     var pages: [4]*Page = undefined;
@@ -454,10 +465,8 @@ test "the dirty slices' time is their mean free time: a segment freed into all a
 }
 
 test "a span grows into the free slices after it and shrinks back, dirty" {
-    const memory = try std.testing.allocator.alignedAlloc(u8, .fromByteUnits(segment_size), segment_size);
-    defer std.testing.allocator.free(memory);
-    const seg: *Segment = @ptrCast(memory.ptr);
-    seg.initHeader();
+    const seg = try testSegment();
+    defer freeTestSegment(seg);
     var reused: usize = 0;
     var owner: u8 = 0;
     const one = size_class.midBin(40_000); // one slice

@@ -305,7 +305,7 @@ pub fn realloc(ptr: ?*anyopaque, size: usize) ReallocResult {
     const fresh = malloc(new_size) orelse return .{ .ok = null };
     std.debug.assert(fresh != ptr.?); // a new block while the old one is still live
     @memcpy(@as([*]u8, @ptrCast(fresh))[0..@min(size, old_usable)], @as([*]const u8, @ptrCast(ptr.?))[0..@min(size, old_usable)]);
-    _ = free(ptr);
+    if (!slow.freeMovedFrom(kind)) _ = free(ptr);
     if (heap) |h| h.grown.remember(@intFromPtr(fresh));
     std.debug.assert(@intFromPtr(fresh) % 16 == 0); // malloc's alignment
     return .{ .ok = fresh };
@@ -440,6 +440,21 @@ test "realloc grows a block of a page of its own in place while its span holds t
     try testing.expectEqual(r, t);
     for (@as([*]const u8, @ptrCast(t))[0..40_000]) |b| try testing.expectEqual(@as(u8, 0x5A), b);
     try testing.expectEqual(FreeResult.ok, free(t));
+    try expectValidHeap();
+}
+
+test "a block with a page of its own that realloc moves away from goes back to its page, not to the thread's cache" {
+    const h = thread.current().?;
+    const old_bin = size_class.midBin(40_000);
+    for (0..4) |_| { // (a bin only freed into would grow its cache from the first overflow)
+        const p = malloc(40_000).?;
+        @memset(@as([*]u8, @ptrCast(p))[0..40_000], 0x77);
+        const q = realloc(p, 10_000).ok.?; // below half: moved to a 10 KiB block
+        try testing.expect(q != p);
+        for (@as([*]const u8, @ptrCast(q))[0..10_000]) |b| try testing.expectEqual(@as(u8, 0x77), b);
+        try testing.expectEqual(@as(u32, 0), h.cache.count(old_bin));
+        try testing.expectEqual(FreeResult.ok, free(q));
+    }
     try expectValidHeap();
 }
 

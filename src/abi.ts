@@ -59,6 +59,8 @@ export const HAK_MID_MAX_MIN = 8192;
 export const HAK_MID_MAX_DEFAULT = 1048576;
 /** 2^20: largest mid_max */
 export const HAK_MID_MAX_LIMIT = 1048576;
+/** mid blocks above have a page of their own, shared with every thread once freed */
+export const HAK_SINGLE_BLOCK_MIN = 32768;
 
 // ---- statistics: hak_stats_read writes HAK_STAT_FIELDS values per tier, tier-major,
 // then HAK_STAT_GLOBALS globals; hak_stat_name(i) names the fields, then the globals.

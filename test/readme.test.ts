@@ -80,7 +80,7 @@ describe("README numbers are the code's", () => {
     expect(Number(grows[2])).toBe(zigConst("thread/thread_cache.zig", "max_blocks"));
     expect(bytes(grows[3])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_big_bin"));
     expect(bytes(grows[4] + " KiB")).toBe(zigConst("thread/thread_cache.zig", "big_block_min"));
-    expect(bytes(grows[5])).toBe(zigConst("settings/size_class.zig", "single_block_min"));
+    expect(bytes(grows[5])).toBe(zigConst("abi.zig", "single_block_min"));
     const idle = found(/Blocks sitting in an idle thread's cache \(at most ([\d ]+[KMG]iB) per bin, ([\d ]+[KMG]iB) for blocks of/);
     expect(bytes(idle[1])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_bin"));
     expect(bytes(idle[2])).toBe(zigConst("thread/thread_cache.zig", "max_bytes_per_big_bin"));

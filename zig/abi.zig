@@ -109,6 +109,10 @@ pub const mid_max_min: usize = tiny_max_limit;
 pub const mid_max_default: usize = 1 << 20;
 /// Largest value of mid_max (the largest mid size class; a mid page is at most 1 MiB).
 pub const mid_max_limit: usize = 1 << 20;
+/// Mid blocks larger than this have a page of their own: freed, the page's span goes back
+/// to the segments every thread places pages in, so its address may be handed out by
+/// another thread at once (zig/settings/size_class.zig).
+pub const single_block_min: usize = 32 << 10;
 
 pub const limits = [_]Limit{
     .{ .name = "SIZE_MAX", .value = size_max, .doc = "requests above fail at once (ENOMEM); at or below may still fail for lack of memory" },
@@ -119,6 +123,7 @@ pub const limits = [_]Limit{
     .{ .name = "MID_MAX_MIN", .value = mid_max_min, .doc = "smallest mid_max: smaller requests never go to the large tier" },
     .{ .name = "MID_MAX_DEFAULT", .value = mid_max_default, .doc = "default mid_max (HAKMEM_MID_MAX)" },
     .{ .name = "MID_MAX_LIMIT", .value = mid_max_limit, .doc = "largest mid_max" },
+    .{ .name = "SINGLE_BLOCK_MIN", .value = single_block_min, .doc = "mid blocks above have a page of their own, shared with every thread once freed" },
 };
 
 comptime {

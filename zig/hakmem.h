@@ -65,6 +65,7 @@ extern "C" {
 #define HAK_MID_MAX_MIN      ((size_t)8192)            /* smallest mid_max: smaller requests never go to the large tier */
 #define HAK_MID_MAX_DEFAULT  ((size_t)1048576)         /* 2^20: default mid_max (HAKMEM_MID_MAX) */
 #define HAK_MID_MAX_LIMIT    ((size_t)1048576)         /* 2^20: largest mid_max */
+#define HAK_SINGLE_BLOCK_MIN ((size_t)32768)           /* mid blocks above have a page of their own, shared with every thread once freed */
 
 /* Statistics. Counters are summed over all threads (live and exited).
  * hak_stats_read fills out[0..n) with HAK_STAT_FIELDS counters per tier, tier-major

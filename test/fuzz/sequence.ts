@@ -5,7 +5,7 @@
 // (test/fuzz/README.md lists the invariants).
 import * as hak from "../../src/index.ts";
 import type { Stats, Tier } from "../../src/index.ts";
-import { HAK_TIER_LARGE, HAK_TIER_MID, HAK_TIER_TINY, TIERS } from "../../src/abi.ts";
+import { HAK_SINGLE_BLOCK_MIN, HAK_TIER_LARGE, HAK_TIER_MID, HAK_TIER_TINY, TIERS } from "../../src/abi.ts";
 import { Rng } from "./rng.ts";
 import { fillBlock, findCorruption, firstNonZero } from "./contents.ts";
 import { describeBlock, LiveSet, type Block } from "./model.ts";
@@ -116,12 +116,15 @@ export class Sequence {
       case "free": return this.doFree(this.live.random(this.rng), false);
       case "free-twice": {
         // Only blocks this thread allocated, and with other threads running only tiny/mid
-        // ones: once freed, another thread's block may be reused by its owner at once (a
-        // remote free hands it back), and a freed large mapping by any thread (the mapping
-        // cache is shared); a second free would then free that thread's new block, which no
-        // allocator can tell from a valid free.
+        // ones that share pages: once freed, another thread's block may be reused by its
+        // owner at once (a remote free hands it back), a freed large mapping by any thread
+        // (the mapping cache is shared), and a mid block above HAK_SINGLE_BLOCK_MIN too (its
+        // page's span goes back to the segments every thread places pages in, and a page
+        // placed there hands out a block at the same address); a second free would then
+        // free that thread's new block, which no allocator can tell from a valid free.
         const block = this.live.random(this.rng);
-        const unshared = this.tagStride === 1 || block.tier === "tiny" || block.tier === "mid";
+        const sharesPage = block.tier === "tiny" || (block.tier === "mid" && block.usable <= HAK_SINGLE_BLOCK_MIN);
+        const unshared = this.tagStride === 1 || sharesPage;
         return this.doFree(block, this.isOwn(block) && unshared);
       }
       case "usable": return this.doUsable();

@@ -127,7 +127,7 @@ pub fn binBlockSize(bin: usize) usize {
 /// (Measured on bench mt_churn, 1 B..128 KiB over 2 threads, one round: peak RSS 55 MiB
 /// with 128 KiB here, 38 MiB with 32 KiB; 16 and 8 KiB gave no more: a span of one 64 KiB
 /// slice reused by a smaller block keeps the bigger block's pages resident.)
-pub const single_block_min: usize = 32 * 1024;
+pub const single_block_min: usize = @import("../abi.zig").single_block_min;
 
 /// Does `bin` have pages of one block each (blocks above single_block_min)?
 pub fn isSingleBlockBin(bin: usize) bool {

@@ -166,13 +166,7 @@ pub const Segment = struct {
         std.debug.assert(self.free_slices & run == run);
         std.debug.assert(slice >= 1); // not the header
         std.debug.assert(slice + count <= slice_count); // within the segment
-        reused_dirty_bytes.* = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
-        self.free_slices &= ~run;
-        self.dirty_slices &= ~run;
-        self.dirty_mid_slices &= ~run;
-        for (1..count) |k| {
-            self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
-        }
+        reused_dirty_bytes.* = self.takeSlices(slice, 0, count);
         const page = &self.pages[slice];
         page.init(bin, self.sliceAddress(slice), count, self.bitsOf(slice), checked, owner);
         self.used_pages += 1;
@@ -191,10 +185,7 @@ pub const Segment = struct {
         const run = runMask(count) << @intCast(slice);
         std.debug.assert(self.free_slices & run == 0); // not returned twice
         std.debug.assert(self.purging_slices & run == 0);
-        self.free_slices |= run;
-        self.markDirty(run, now_ms);
-        if (!page.isTiny()) self.dirty_mid_slices |= run;
-        for (0..count) |k| self.pages[slice + k] = .{};
+        self.giveSlices(slice, 0, count, !page.isTiny(), now_ms);
         std.debug.assert(self.used_pages > 0);
         self.used_pages -= 1;
         if (self.used_pages == 0) self.empty_since_ms = now_ms;
@@ -215,14 +206,8 @@ pub const Segment = struct {
         if (slice + count > slice_count) return null;
         const run = runMask(count - old) << @intCast(slice + old);
         if (self.free_slices & run != run) return null; // (purging ones are not free)
-        const reused = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
-        self.free_slices &= ~run;
-        self.dirty_slices &= ~run;
-        self.dirty_mid_slices &= ~run;
-        for (old..count) |k| self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
+        const reused = self.takeSlices(slice, old, count);
         page.slice_count = @intCast(count);
-        std.debug.assert(self.free_slices & run == 0); // taken: neither free
-        std.debug.assert(self.dirty_slices & run == 0); // nor dirty
         return reused;
     }
 
@@ -238,13 +223,37 @@ pub const Segment = struct {
         const run = runMask(old - count) << @intCast(slice + count);
         std.debug.assert(self.free_slices & run == 0); // the page's own slices:
         std.debug.assert(self.purging_slices & run == 0); // neither free nor being purged
-
-        for (count..old) |k| self.pages[slice + k] = .{};
+        self.giveSlices(slice, count, old, true, now_ms);
         page.slice_count = @intCast(count);
+        std.debug.assert(self.pages[slice + count].flags & page_mod.flag_unused != 0); // a free slice's descriptor
+    }
+
+    /// Takes the free slices `from..to` of the span whose first slice is `slice` (a page's
+    /// whole span, or what realloc grows it by): their descriptors point back to the first.
+    /// Returns the bytes of them that were dirty (resident already).
+    fn takeSlices(self: *Segment, slice: usize, from: usize, to: usize) usize {
+        const run = runMask(to - from) << @intCast(slice + from);
+        std.debug.assert(self.free_slices & run == run); // all free
+        const reused = @as(usize, @popCount(self.dirty_slices & run)) * size_class.slice_size;
+        self.free_slices &= ~run;
+        self.dirty_slices &= ~run;
+        self.dirty_mid_slices &= ~run;
+        for (from..to) |k| self.pages[slice + k] = .{ .slice_offset = @intCast(k) };
+        std.debug.assert(self.free_slices & run == 0); // taken: neither free
+        std.debug.assert(self.dirty_slices & run == 0); // nor dirty
+        return reused;
+    }
+
+    /// Gives back the slices `from..to` of the span whose first slice is `slice` (a page's
+    /// whole span, or the tail realloc cuts off), dirty since `now_ms`; `mid`: last used by
+    /// a mid page (purges are counted per tier).
+    fn giveSlices(self: *Segment, slice: usize, from: usize, to: usize, mid: bool, now_ms: u64) void {
+        const run = runMask(to - from) << @intCast(slice + from);
+        std.debug.assert(self.free_slices & run == 0); // the span's own
+        for (from..to) |k| self.pages[slice + k] = .{};
         self.free_slices |= run;
         self.markDirty(run, now_ms);
-        self.dirty_mid_slices |= run;
-        std.debug.assert(self.pages[slice + count].flags & page_mod.flag_unused != 0); // a free slice's descriptor
+        if (mid) self.dirty_mid_slices |= run;
     }
 
     /// Adds `run` (free slices, not dirty yet) to the dirty ones, freed at `now_ms`: the

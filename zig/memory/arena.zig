@@ -91,11 +91,9 @@ fn placeAt(seg: *Segment, slice: usize, bin: usize, slices: usize, checked: bool
         empty_count -= 1;
     }
     var reused: usize = 0;
+    const was_full = seg.isFull();
     const page = seg.allocPageAt(bin, slices, slice, checked, owner, &reused);
-    if (seg.isFull()) { // full segments go behind the ones with room
-        segments.remove(seg);
-        segments.pushBack(seg);
-    }
+    keepOrder(seg, was_full);
     stats.pageAcquired(page.tierIndex(), slices * size_class.slice_size, reused);
     std.debug.assert(page.owner.load(.monotonic) == owner); // held by the heap it was placed for
     std.debug.assert(page.isHeld());
@@ -154,10 +152,7 @@ pub fn releasePage(page: *Page, now_ms: u64) void {
     stats.pageReleased(page.tierIndex(), span_bytes, carved);
     const was_full = seg.isFull();
     seg.freePage(page, now_ms);
-    if (was_full) { // room again: among the segments with room
-        segments.remove(seg);
-        segments.push(seg);
-    }
+    keepOrder(seg, was_full);
     if (seg.used_pages == 0) empty_count += 1;
     std.debug.assert(empty_count <= segments.count);
     const over_retain = stats.dirty_bytes.load(.monotonic) > config.retain_max_bytes;
@@ -166,6 +161,17 @@ pub fn releasePage(page: *Page, now_ms: u64) void {
     lock.release();
     if (taken) |t| finishPurges(&.{seg}, &.{t});
     if (evicted) |e| unmapSegment(e);
+}
+
+/// (lock held) After `seg`'s slices were taken or given back: the segments with room stay
+/// ahead of the full ones (bestRun stops at the first full one), so a segment that filled
+/// up goes to the back, and one that had been full comes back to the front.
+fn keepOrder(seg: *Segment, was_full: bool) void {
+    std.debug.assert(lock.isHeld());
+    const full = seg.isFull();
+    if (full == was_full) return;
+    segments.remove(seg);
+    if (full) segments.pushBack(seg) else segments.push(seg);
 }
 
 /// realloc in place of the block of a single-block page (heap.rebinSingleBlock): the page
@@ -185,22 +191,15 @@ pub fn resizeSpan(page: *Page, bin: usize, now_ms: u64) bool {
     const span_bytes_delta = (@max(slices, old) - @min(slices, old)) * size_class.slice_size;
     lock.acquire();
     defer lock.release();
+    const was_full = seg.isFull();
     if (slices > old) {
         const reused = seg.growSpan(page, slices) orelse return false;
         stats.spanGrown(page.tierIndex(), span_bytes_delta, reused);
-        if (seg.isFull()) { // full segments go behind the ones with room
-            segments.remove(seg);
-            segments.pushBack(seg);
-        }
     } else {
-        const was_full = seg.isFull();
         seg.shrinkSpan(page, slices, now_ms);
         stats.spanShrunk(page.tierIndex(), span_bytes_delta);
-        if (was_full) { // room again: among the segments with room
-            segments.remove(seg);
-            segments.push(seg);
-        }
     }
+    keepOrder(seg, was_full);
     page.rebin(bin);
     std.debug.assert(page.slice_count == slices);
     return true;
